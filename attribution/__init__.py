@@ -1,0 +1,1 @@
+"""Merchants, catalogs, signed order webhooks, commission rules and the batch attributor."""

@@ -1,0 +1,1 @@
+"""Shared pieces of clicktrail: settings, Redis key names, click ids, ClickHouse client and schema."""

@@ -1,0 +1,108 @@
+"""ClickHouse access: the native-protocol client (production and ClickHouse 18.16 tests) and an in-process
+chdb backend (tests against a current ClickHouse). Both take the same SQL with `%(name)s` parameters, so
+every query the project runs is proven on both dialects.
+
+The driver is synchronous; async callers go through `run()` (a worker thread) so the event loop never
+blocks on ClickHouse."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from typing import Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
+
+from clickhouse_driver import Client
+from clickhouse_driver.util.escape import escape_params
+
+
+class Backend(Protocol):
+    database: str
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple]: ...
+
+    def insert(self, table: str, columns: Sequence[str], data: Sequence[Sequence[Any]]) -> int:
+        """Insert column-oriented `data` (one sequence per column) as one block."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class NativeClickHouse:
+    """clickhouse-driver over the native protocol. Thread-safe through one lock: callers are few
+    (the ingester, the attributor, API handlers for totals) and each call is a whole query."""
+
+    def __init__(self, url: str, database: str | None = None, insert_timeout_s: int = 20) -> None:
+        parts = urlsplit(url)
+        self.database = database or parts.path.strip("/") or "clicktrail"
+        # Connect to `default` so that `migrate` can create the database; queries name it explicitly.
+        server_url = urlunsplit((parts.scheme, parts.netloc, "/default", parts.query, ""))
+        self._client = Client.from_url(server_url)
+        self._client.connection.send_receive_timeout = insert_timeout_s
+        self._lock = threading.Lock()
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
+        with self._lock:
+            return self._client.execute(sql, params)
+
+    def insert(self, table: str, columns: Sequence[str], data: Sequence[Sequence[Any]]) -> int:
+        sql = f"INSERT INTO {self.database}.{table} ({', '.join(columns)}) VALUES"
+        with self._lock:
+            return self._client.execute(sql, list(data), columnar=True)
+
+    def close(self) -> None:
+        with self._lock:
+            self._client.disconnect()
+
+
+class _EscapeContext:
+    """What clickhouse-driver's escaping needs to know: only the time zone, used for datetimes."""
+
+    server_info = None
+    client_settings = {"use_client_time_zone": True}  # noqa: RUF012 - read-only stand-in
+
+
+class ChdbClickHouse:
+    """A current ClickHouse in process (PyPI `chdb-core`), used by the tests to prove that the schema and
+    the queries run unchanged on today's ClickHouse as on 18.16."""
+
+    def __init__(self, path: str, database: str = "clicktrail") -> None:
+        from chdb import session  # imported lazily: a test-only dependency
+
+        self.database = database
+        self._session = session.Session(path)
+        self._lock = threading.Lock()
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
+        if params:
+            sql = sql % escape_params(params, _EscapeContext())
+        with self._lock:
+            result = self._session.query(sql, "JSONCompact")
+        text = result.bytes() if hasattr(result, "bytes") else bytes(result)
+        if not text.strip():
+            return []
+        import orjson
+
+        return [tuple(row) for row in orjson.loads(text)["data"]]
+
+    def insert(self, table: str, columns: Sequence[str], data: Sequence[Sequence[Any]]) -> int:
+        if not data or not len(data[0]):
+            return 0
+        rows = zip(*data, strict=True)
+        values = ",".join(
+            "(" + ",".join(str(v) for v in escape_params(dict(enumerate(row)), _EscapeContext()).values()) + ")"
+            for row in rows
+        )
+        with self._lock:
+            self._session.query(f"INSERT INTO {self.database}.{table} ({', '.join(columns)}) VALUES {values}")
+        return len(data[0])
+
+    def close(self) -> None:
+        with self._lock:
+            self._session.close()
+
+
+async def run(backend: Backend, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
+    """Run one query off the event loop."""
+    return await asyncio.to_thread(backend.execute, sql, params)

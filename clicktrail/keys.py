@@ -1,0 +1,98 @@
+"""Every Redis key clicktrail uses, in one place. All keys share the configured prefix (`ct:` by default),
+so tests and tenants can live side by side in one Redis."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# The consumer group that moves stream entries into ClickHouse. One group per stream: every ingester
+# process joins it, so each entry is delivered to one of them.
+INGEST_GROUP = "ingest"
+# Change notifications for the link caches of every redirect worker.
+LINK_CHANNEL_SUFFIX = "links:changed"
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    prefix: str = "ct:"
+
+    # --- links -----------------------------------------------------------------
+    def link(self, code: str) -> str:
+        """The link record (msgpack), one key per code."""
+        return f"{self.prefix}link:{code}"
+
+    def creator_links(self, creator_id: str) -> str:
+        """Sorted set of a creator's codes, scored by creation time (ms)."""
+        return f"{self.prefix}creator:{creator_id}:links"
+
+    def host_links(self, host: str) -> str:
+        """Set of codes whose destination is on `host`: lets a merchant that joins later claim them."""
+        return f"{self.prefix}host:{host}:links"
+
+    @property
+    def links_changed(self) -> str:
+        """Pub/sub channel: a code whose link changed; every worker drops it from its cache."""
+        return f"{self.prefix}{LINK_CHANNEL_SUFFIX}"
+
+    # --- auth ------------------------------------------------------------------
+    def api_key(self, key_hash: str) -> str:
+        """Hash of an API key's scope, addressed by the SHA-256 of the key (the key itself is never stored)."""
+        return f"{self.prefix}apikey:{key_hash}"
+
+    # --- click stream and recorder --------------------------------------------
+    @property
+    def clicks(self) -> str:
+        """Stream of click batches (several clicks per entry)."""
+        return f"{self.prefix}clicks"
+
+    @property
+    def clicks_dead(self) -> str:
+        """Dead-letter stream: entries the ingester could not decode, with the reason."""
+        return f"{self.prefix}clicks:dead"
+
+    @property
+    def recorder_seq(self) -> str:
+        """Hash: recorder id → last batch sequence applied; makes spool replay idempotent."""
+        return f"{self.prefix}recorder:seq"
+
+    # --- merchants and orders ---------------------------------------------------
+    def merchant(self, merchant_id: str) -> str:
+        return f"{self.prefix}merchant:{merchant_id}"
+
+    @property
+    def merchants(self) -> str:
+        """Set of all merchant ids."""
+        return f"{self.prefix}merchants"
+
+    def domain_owner(self, host: str) -> str:
+        """String: the merchant that owns a destination host."""
+        return f"{self.prefix}domain:{host}"
+
+    def merchant_secrets(self, merchant_id: str) -> str:
+        """Hash of webhook signing secrets → expiry (ms, 0 = active)."""
+        return f"{self.prefix}merchant:{merchant_id}:secrets"
+
+    def catalog(self, merchant_id: str) -> str:
+        """Hash sku → product (json)."""
+        return f"{self.prefix}merchant:{merchant_id}:catalog"
+
+    def rates(self, merchant_id: str) -> str:
+        """Stream of rate versions (every change kept with its time)."""
+        return f"{self.prefix}merchant:{merchant_id}:rates"
+
+    def webhook_seen(self, merchant_id: str, webhook_id: str) -> str:
+        """Idempotency record of one delivered webhook-id (digest of its body), kept for days."""
+        return f"{self.prefix}webhook:{merchant_id}:{webhook_id}"
+
+    @property
+    def orders(self) -> str:
+        """Stream of accepted order webhook events."""
+        return f"{self.prefix}orders"
+
+    @property
+    def orders_dead(self) -> str:
+        return f"{self.prefix}orders:dead"
+
+    def all_patterns(self) -> str:
+        """Glob matching every key of this prefix (tests clean up with it)."""
+        return f"{self.prefix}*"

@@ -1,0 +1,117 @@
+"""The one settings object. Built once at start-up (`Settings.load()`) and passed down; nothing reads
+the environment after that."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Where local state lives when nothing else is configured: beside the checkout, never in $HOME, so that
+# two checkouts on one machine do not share a spool or a secret.
+DEFAULT_DATA_DIR = Path(".clicktrail")
+SECRET_FILE_NAME = "secret_key"
+SECRET_KEY_BYTES = 32
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CLICKTRAIL_", extra="ignore")
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    redis_prefix: str = "ct:"
+    clickhouse_url: str = "clickhouse://default:@127.0.0.1:9000/clicktrail"
+    admin_token: str | None = None
+    public_url: str = "http://127.0.0.1:8000"
+    secret_key: str | None = None
+    data_dir: Path = DEFAULT_DATA_DIR
+
+    # Redirect path.
+    link_cache_size: int = Field(200_000, ge=0)
+    # Safety net behind the pub/sub invalidation: a link change reaches every worker within this bound
+    # even if an invalidation message was lost.
+    link_cache_ttl_ms: int = Field(4_000, ge=0)
+    default_click_param: str = "ct_click"
+    trusted_proxies: list[str] = Field(default_factory=list)
+    country_header: str | None = None
+
+    # Click recorder: a Redis write that takes longer than this is given up and the batch goes to the
+    # spool, so that a paused Redis never holds a viewer on our page.
+    redis_write_timeout_ms: int = Field(250, ge=1)
+    recorder_max_batch: int = Field(2_000, ge=1)
+    spool_retry_interval_ms: int = Field(1_000, ge=10)
+
+    # Ingestion.
+    ingest_batch_size: int = Field(20_000, ge=1)
+    ingest_flush_interval_ms: int = Field(1_000, ge=1)
+    # An entry pending this long is taken over from a consumer presumed dead. Must exceed the insert
+    # timeout by a wide margin: see the ingester's docstring.
+    ingest_claim_idle_ms: int = Field(60_000, ge=1_000)
+    clickhouse_insert_timeout_s: int = Field(20, ge=1)
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            ipaddress.ip_network(cidr, strict=False)
+        return value
+
+    @field_validator("redis_prefix")
+    @classmethod
+    def _check_prefix(cls, value: str) -> str:
+        if not value or any(ch.isspace() for ch in value):
+            raise ValueError("redis_prefix must be non-empty without whitespace")
+        return value
+
+    @classmethod
+    def load(cls, **overrides: object) -> Settings:
+        """Read the environment once and fill in the generated secret if none is configured."""
+        settings = cls(**overrides)
+        if not settings.secret_key:
+            settings.secret_key = _local_secret(settings.data_dir)
+        return settings
+
+    @property
+    def secret_bytes(self) -> bytes:
+        assert self.secret_key, "Settings.load() fills the secret"
+        return self.secret_key.encode()
+
+    @property
+    def clickhouse_database(self) -> str:
+        name = urlsplit(self.clickhouse_url).path.strip("/")
+        return name or "clicktrail"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.data_dir / "spool"
+
+
+def _local_secret(data_dir: Path) -> str:
+    """Generate the secret into the data dir on first run; every later run (and every worker) reads it."""
+    path = data_dir / SECRET_FILE_NAME
+    if path.exists():
+        return path.read_text().strip()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    candidate = secrets.token_urlsafe(SECRET_KEY_BYTES)
+    tmp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
+    tmp.write_text(candidate + "\n")
+    tmp.chmod(0o600)
+    try:
+        # link() fails if another worker won the race; then everyone uses the winner's secret.
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path.read_text().strip()

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# The one test command (README, and what .ci/run calls): installs what is missing, starts Redis and
+# ClickHouse on loopback, lints, then runs the test suite against the real servers and chdb.
+#   scripts/test.sh [pytest args...]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh
+scripts/services.sh start
+
+echo "== lint"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check . >/dev/null || { .venv/bin/ruff format --diff . | head -50; exit 1; }
+.venv/bin/hadolint Dockerfile
+CLICKTRAIL_ADMIN_TOKEN=lint CLICKTRAIL_SECRET_KEY=lint docker-compose -f docker-compose.yml config -q
+
+echo "== tests"
+set +e
+.venv/bin/pytest "$@"
+status=$?
+set -e
+# pytest exits 5 when it collected nothing: that is a failure here, never a pass.
+if [[ $status -eq 5 ]]; then echo "no tests ran" >&2; exit 1; fi
+exit $status

@@ -1,0 +1,119 @@
+"""Shared fixtures. Integration tests use the real Redis and ClickHouse started by scripts/services.sh
+(each test in its own key prefix or database) and opt in with a marker; fault tests that stop Redis get a
+private redis-server of their own (`private_redis`)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from clicktrail.clickhouse import ChdbClickHouse, NativeClickHouse
+from clicktrail.settings import Settings
+
+REDIS_URL = os.environ.get("CLICKTRAIL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+CLICKHOUSE_URL = os.environ.get("CLICKTRAIL_TEST_CLICKHOUSE_URL", "clickhouse://default:@127.0.0.1:9000/default")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture
+def test_id() -> str:
+    return secrets.token_hex(4)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, test_id: str) -> Settings:
+    """Settings for one test: its own Redis prefix, ClickHouse database and data dir."""
+    return Settings.load(
+        redis_url=REDIS_URL,
+        redis_prefix=f"ct:test:{test_id}:",
+        clickhouse_url=CLICKHOUSE_URL.rsplit("/", 1)[0] + f"/ct_test_{test_id}",
+        admin_token="admin-test-token",
+        secret_key="test-secret-" + test_id,
+        data_dir=tmp_path / "data",
+    )
+
+
+@pytest.fixture
+def redis_client(settings: Settings) -> Iterator[redis.Redis]:
+    client = redis.Redis.from_url(settings.redis_url)
+    yield client
+    keys = list(client.scan_iter(match=settings.redis_prefix + "*", count=1000))
+    for start in range(0, len(keys), 500):
+        client.delete(*keys[start : start + 500])
+    client.close()
+
+
+@pytest.fixture
+def clickhouse(settings: Settings) -> Iterator[NativeClickHouse]:
+    backend = NativeClickHouse(settings.clickhouse_url)
+    yield backend
+    backend.execute(f"DROP DATABASE IF EXISTS {backend.database}")
+    backend.close()
+
+
+@pytest.fixture
+def chdb_backend(tmp_path: Path) -> Iterator[ChdbClickHouse]:
+    backend = ChdbClickHouse(str(tmp_path / "chdb"), database="clicktrail")
+    yield backend
+    backend.close()
+
+
+class PrivateRedis:
+    """A redis-server of a test's own, on a free loopback port, that the test may kill, stop or restart."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.workdir = workdir
+        self.proc: subprocess.Popen | None = None
+        workdir.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(
+            [shutil.which("redis-server") or "redis-server", "--bind", "127.0.0.1", "--port", str(self.port),
+             "--dir", str(self.workdir), "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                client.ping()
+                return
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        raise RuntimeError("private redis did not start")
+
+    def kill(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+    def client(self) -> redis.Redis:
+        return redis.Redis(port=self.port)
+
+
+@pytest.fixture
+def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
+    server = PrivateRedis(tmp_path / "redis")
+    server.start()
+    yield server
+    server.kill()
