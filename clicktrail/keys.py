@@ -30,13 +30,18 @@ class Keys:
         return f"{self.prefix}host:{host}:links"
 
     @property
+    def link_events(self) -> str:
+        """Stream of link changes (fields v, l), mirrored into ClickHouse `links` by the ingester."""
+        return f"{self.prefix}links:events"
+
+    @property
     def links_changed(self) -> str:
         """Pub/sub channel: a code whose link changed; every worker drops it from its cache."""
         return f"{self.prefix}{LINK_CHANNEL_SUFFIX}"
 
     # --- auth ------------------------------------------------------------------
     def api_key(self, key_hash: str) -> str:
-        """Hash of an API key's scope, addressed by the SHA-256 of the key (the key itself is never stored)."""
+        """Hash of an API key's scope, addressed by the key's SHA-256 (the key itself is never stored)."""
         return f"{self.prefix}apikey:{key_hash}"
 
     # --- click stream and recorder --------------------------------------------
@@ -77,7 +82,7 @@ class Keys:
         return f"{self.prefix}merchant:{merchant_id}:catalog"
 
     def rates(self, merchant_id: str) -> str:
-        """Stream of rate versions (every change kept with its time)."""
+        """List of complete rate versions (JSON), appended on every change, never rewritten."""
         return f"{self.prefix}merchant:{merchant_id}:rates"
 
     def webhook_seen(self, merchant_id: str, webhook_id: str) -> str:
@@ -93,6 +98,28 @@ class Keys:
     def orders_dead(self) -> str:
         return f"{self.prefix}orders:dead"
 
+    # --- attribution (attribution/attributor.py) -----------------------------------------------
+    @property
+    def attribution_lock(self) -> str:
+        """String with a TTL: held by the one attributor run allowed at a time."""
+        return f"{self.prefix}attribution:lock"
+
+    @property
+    def attribution_cursor(self) -> str:
+        """String: the highest order_events.ingested_ms the attributor has processed."""
+        return f"{self.prefix}attribution:cursor"
+
     def all_patterns(self) -> str:
         """Glob matching every key of this prefix (tests clean up with it)."""
         return f"{self.prefix}*"
+
+    # --- ingestion (appended by the ingester) ------------------------------------
+    @property
+    def link_events_dead(self) -> str:
+        """Dead-letter stream: link events the ingester could not decode, with the reason."""
+        return f"{self.prefix}links:events:dead"
+
+    def unique_clicks(self, code: str, hour: int) -> str:
+        """Hash of one link's visitors in one clock hour (hours since the epoch): visitor digest → the tag
+        of their first click. Expires a grace period after the hour (see redirector/enrich.py)."""
+        return f"{self.prefix}uniq:{hour}:{code}"

@@ -29,6 +29,7 @@ class Settings(BaseSettings):
     public_url: str = "http://127.0.0.1:8000"
     secret_key: str | None = None
     data_dir: Path = DEFAULT_DATA_DIR
+    log_level: str = "warning"
 
     # Redirect path.
     link_cache_size: int = Field(200_000, ge=0)

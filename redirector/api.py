@@ -1,0 +1,158 @@
+"""Management API for links and API keys (`/api/links`, `/api/keys`). Merchant, catalog, rate, earnings
+and webhook routes live in attribution/api.py."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import UTC, datetime
+
+from starlette.requests import Request
+from starlette.routing import Route
+
+from redirector.errors import ApiError, json_response, read_json
+from redirector.links import Link, now_ms
+from redirector.redirect import CODE_CHARS, CODE_MAX_CHARS, CODE_MIN_CHARS
+from redirector.state import AppState
+from redirector.urls import UrlError, validate_url
+
+ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+GENERATED_CODE_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+GENERATED_CODE_LENGTH = 8  # 62^8 ≈ 2·10^14 codes: collisions stay rare for billions of links
+GENERATE_ATTEMPTS = 8
+# Single-segment paths the server answers itself: never usable as a link code.
+RESERVED_CODES = frozenset({"api", "healthz", "readyz", "metrics", "webhooks", "favicon.ico", "robots.txt"})
+
+
+def _ctx(request: Request) -> AppState:
+    return request.app.state.ctx
+
+
+def check_id(value: object, field: str) -> str:
+    if not isinstance(value, str) or not ID_RE.match(value):
+        raise ApiError(422, "invalid_id", f"{field} must be 1-64 characters of A-Z a-z 0-9 _ -")
+    return value
+
+
+def iso_ms(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def link_json(link: Link, public_url: str) -> dict:
+    return {
+        "code": link.code,
+        "short_url": f"{public_url.rstrip('/')}/{link.code}",
+        "url": link.url,
+        "creator_id": link.creator_id,
+        "merchant_id": link.merchant_id,
+        "created_at": iso_ms(link.created_at_ms),
+        "disabled": link.disabled,
+    }
+
+
+async def _merchant_for_host(ctx: AppState, host: str) -> tuple[str | None, str]:
+    """The merchant owning `host` or a parent domain of it, and its click parameter name."""
+    labels = host.split(".")
+    candidates = [".".join(labels[i:]) for i in range(len(labels) - 1)] or [host]
+    owners = await ctx.redis.mget([ctx.keys.domain_owner(name) for name in candidates])
+    for owner in owners:
+        if owner is not None:
+            from attribution.merchants import click_param_of
+
+            merchant_id = owner.decode()
+            return merchant_id, await click_param_of(ctx.redis, ctx.keys, merchant_id)
+    return None, ctx.settings.default_click_param
+
+
+async def create_link(request: Request):
+    ctx = _ctx(request)
+    principal = await ctx.auth.authenticate(request)
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise ApiError(400, "malformed_body", "body must be a JSON object")
+    creator_id = check_id(body.get("creator_id"), "creator_id")
+    principal.require_creator(creator_id)
+    try:
+        dest = validate_url(body.get("url"))
+    except UrlError as exc:
+        raise ApiError(422, f"invalid_url.{exc.reason}", str(exc)) from None
+    merchant_id, click_param = await _merchant_for_host(ctx, dest.host)
+    custom = body.get("code")
+    if custom is not None:
+        if not (isinstance(custom, str) and CODE_MIN_CHARS <= len(custom) <= CODE_MAX_CHARS
+                and CODE_CHARS.issuperset(custom)):
+            raise ApiError(422, "invalid_code", "code must be 3-64 characters of A-Z a-z 0-9 _ -")
+        if custom.lower() in RESERVED_CODES:
+            raise ApiError(422, "reserved_code", f"{custom!r} is reserved")
+    for _ in range(1 if custom is not None else GENERATE_ATTEMPTS):
+        code = custom or "".join(secrets.choice(GENERATED_CODE_CHARS) for _ in range(GENERATED_CODE_LENGTH))
+        link = Link(
+            code=code, url=dest.url, creator_id=creator_id, host=dest.host, created_at_ms=now_ms(),
+            merchant_id=merchant_id, click_param=click_param,
+        )
+        if await ctx.links.create(link):
+            return json_response(link_json(link, ctx.settings.public_url), status=201)
+    if custom is not None:
+        raise ApiError(409, "code_taken", f"code {custom!r} is already taken")
+    raise ApiError(503, "code_space_exhausted", "could not find a free code; retry")
+
+
+async def _owned_link(request: Request) -> tuple[AppState, Link]:
+    ctx = _ctx(request)
+    principal = await ctx.auth.authenticate(request)
+    link = await ctx.links.get(request.path_params["code"])
+    if link is None:
+        raise ApiError(404, "not_found", "no link with this code")
+    principal.require_creator(link.creator_id)
+    return ctx, link
+
+
+async def get_link(request: Request):
+    ctx, link = await _owned_link(request)
+    return json_response(link_json(link, ctx.settings.public_url))
+
+
+async def delete_link(request: Request):
+    ctx, link = await _owned_link(request)
+    link = await ctx.links.disable(link.code) or link
+    return json_response(link_json(link, ctx.settings.public_url))
+
+
+async def list_links(request: Request):
+    ctx = _ctx(request)
+    principal = await ctx.auth.authenticate(request)
+    creator_id = check_id(request.query_params.get("creator_id"), "creator_id")
+    principal.require_creator(creator_id)
+    links = await ctx.links.by_creator(creator_id)
+    return json_response({"links": [link_json(link, ctx.settings.public_url) for link in links]})
+
+
+async def create_key(request: Request):
+    ctx = _ctx(request)
+    principal = await ctx.auth.authenticate(request)
+    principal.require_admin()
+    body = await read_json(request)
+    if not isinstance(body, dict) or len({"creator_id", "merchant_id"} & body.keys()) != 1:
+        raise ApiError(422, "invalid_scope", 'give exactly one of "creator_id" or "merchant_id"')
+    scope = "creator" if "creator_id" in body else "merchant"
+    subject_id = check_id(body[f"{scope}_id"], f"{scope}_id")
+    if scope == "merchant":
+        from attribution.merchants import merchant_exists
+
+        if not await merchant_exists(ctx.redis, ctx.keys, subject_id):
+            raise ApiError(404, "unknown_merchant", f"no merchant {subject_id!r}")
+    created = now_ms()
+    key = await ctx.auth.issue(scope, subject_id, created)
+    return json_response(
+        {"key": key, "scope": scope, f"{scope}_id": subject_id, "created_at": iso_ms(created)}, status=201
+    )
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/api/keys", create_key, methods=["POST"]),
+        Route("/api/links", create_link, methods=["POST"]),
+        Route("/api/links", list_links, methods=["GET"]),
+        Route("/api/links/{code}", get_link, methods=["GET"]),
+        Route("/api/links/{code}", delete_link, methods=["DELETE"]),
+    ]

@@ -1,0 +1,87 @@
+"""The ASGI application: the redirect path as a bare callable in front of a Starlette app that serves
+health, metrics, the management API and webhooks. Resources are made in the lifespan (state.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from clicktrail.settings import Settings
+from redirector import api
+from redirector.errors import ApiError, handle_api_error, json_response
+from redirector.state import AppState
+
+# First path segments that never are link codes.
+_NOT_CODES = api.RESERVED_CODES | {""}
+
+
+async def healthz(request: Request) -> Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: Request) -> Response:
+    """Ready when a click can be recorded durably: Redis takes writes, or the spool can."""
+    ctx: AppState = request.app.state.ctx
+    spool_ok = os.access(ctx.settings.spool_dir if ctx.settings.spool_dir.exists() else ctx.settings.data_dir,
+                         os.W_OK)
+    ready = ctx.recorder.live or spool_ok
+    body = {"ready": ready, "recording": "redis" if ctx.recorder.live else "spool", "spool_writable": spool_ok}
+    return json_response(body, status=200 if ready else 503)
+
+
+async def metrics(request: Request) -> Response:
+    ctx: AppState = request.app.state.ctx
+    return Response(generate_latest(ctx.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _extra_routes() -> list[Route]:
+    try:  # TEMPORARY until attribution/api.py lands
+        from attribution.api import routes as attribution_routes
+    except ImportError:
+        return []
+    return attribution_routes()
+
+
+class ClicktrailApp:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.ctx: AppState | None = None
+        self.api = Starlette(
+            routes=[
+                Route("/healthz", healthz, methods=["GET", "HEAD"]),
+                Route("/readyz", readyz, methods=["GET", "HEAD"]),
+                Route("/metrics", metrics, methods=["GET"]),
+                *api.routes(),
+                *_extra_routes(),
+            ],
+            exception_handlers={ApiError: handle_api_error},
+            lifespan=self._lifespan,
+        )
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, app: Starlette):
+        ctx = AppState.build(self.settings)
+        await ctx.start()
+        app.state.ctx = ctx
+        self.ctx = ctx
+        try:
+            yield
+        finally:
+            await ctx.close()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+            path = scope["path"]
+            if path.count("/") == 1 and path[1:] not in _NOT_CODES and self.ctx is not None:
+                return await self.ctx.redirect(scope, receive, send)
+        await self.api(scope, receive, send)
+
+
+def create_app(settings: Settings | None = None) -> ClicktrailApp:
+    return ClicktrailApp(settings or Settings.load())

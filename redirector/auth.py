@@ -1,0 +1,84 @@
+"""Bearer-token authentication: the operator's admin token, and API keys the admin issues, each scoped
+to exactly one creator or one merchant. A key is shown once; Redis keeps only its SHA-256."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+from starlette.requests import Request
+
+from clicktrail.keys import Keys
+from redirector.errors import ApiError
+
+KEY_PREFIX = "ctk_"
+KEY_RANDOM_BYTES = 32
+SCOPES = ("creator", "merchant")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    kind: str  # "admin", "creator" or "merchant"
+    subject_id: str | None = None
+
+    @property
+    def is_admin(self) -> bool:
+        return self.kind == "admin"
+
+    def require_admin(self) -> None:
+        if not self.is_admin:
+            raise ApiError(403, "forbidden", "this call needs the admin token")
+
+    def require_creator(self, creator_id: str) -> None:
+        """Admin, or the key of this very creator."""
+        if not (self.is_admin or (self.kind == "creator" and self.subject_id == creator_id)):
+            raise ApiError(403, "forbidden", f"this key may not act for creator {creator_id!r}")
+
+    def require_merchant(self, merchant_id: str) -> None:
+        """Admin, or the key of this very merchant."""
+        if not (self.is_admin or (self.kind == "merchant" and self.subject_id == merchant_id)):
+            raise ApiError(403, "forbidden", f"this key may not act for merchant {merchant_id!r}")
+
+
+def key_digest(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+class Authenticator:
+    def __init__(self, redis: Redis, keys: Keys, admin_token: str | None) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._admin_token = admin_token.encode() if admin_token else None
+
+    async def authenticate(self, request: Request) -> Principal:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError(401, "unauthorized", "missing bearer token")
+        token = token.strip()
+        if token.startswith(KEY_PREFIX):
+            return await self._api_key(token)
+        if self._admin_token is None:
+            raise ApiError(401, "unauthorized", "the admin API is disabled until CLICKTRAIL_ADMIN_TOKEN is set")
+        if hmac.compare_digest(token.encode(), self._admin_token):
+            return Principal("admin")
+        raise ApiError(401, "unauthorized", "invalid token")
+
+    async def _api_key(self, token: str) -> Principal:
+        record = await self._redis.hgetall(self._keys.api_key(key_digest(token)))
+        if not record:
+            raise ApiError(401, "unauthorized", "invalid API key")
+        return Principal(record[b"scope"].decode(), record[b"subject_id"].decode())
+
+    async def issue(self, scope: str, subject_id: str, now_ms: int) -> str:
+        """Create a key for one creator or merchant; the caller shows it once."""
+        assert scope in SCOPES
+        key = KEY_PREFIX + secrets.token_urlsafe(KEY_RANDOM_BYTES)
+        await self._redis.hset(
+            self._keys.api_key(key_digest(key)),
+            mapping={"scope": scope, "subject_id": subject_id, "created_at_ms": now_ms},
+        )
+        return key

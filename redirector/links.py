@@ -1,0 +1,181 @@
+"""Links: the record, its Redis store, and the bounded per-worker cache in front of it.
+
+A link lives at `Keys.link(code)` as msgpack. Every change is also appended to `Keys.link_events`
+(mirrored into ClickHouse `links` by the ingester) and published on `Keys.links_changed`, so every
+worker drops the code from its cache at once; the cache TTL bounds staleness if a message is lost.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+
+import msgspec
+from redis.asyncio import Redis
+
+from clicktrail.keys import Keys
+
+LINK_EVENT_VERSION = b"1"
+
+
+class Link(msgspec.Struct, frozen=True):
+    code: str
+    url: str
+    creator_id: str
+    host: str
+    created_at_ms: int
+    merchant_id: str | None = None
+    click_param: str = "ct_click"
+    disabled: bool = False
+    updated_at_ms: int = 0
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(Link)
+
+
+def encode_link(link: Link) -> bytes:
+    return _encoder.encode(link)
+
+
+def decode_link(payload: bytes) -> Link:
+    return _decoder.decode(payload)
+
+
+def link_event(link: Link) -> dict[str, bytes]:
+    """The stream entry the ingester mirrors into ClickHouse `links`."""
+    event = {
+        "code": link.code,
+        "url": link.url,
+        "creator_id": link.creator_id,
+        "merchant_id": link.merchant_id or "",
+        "host": link.host,
+        "created_at_ms": link.created_at_ms,
+        "disabled": link.disabled,
+        "updated_at_ms": link.updated_at_ms or link.created_at_ms,
+    }
+    return {"v": LINK_EVENT_VERSION, "l": _encoder.encode(event)}
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class LinkStore:
+    """Links in Redis. Writes are atomic per link (MULTI) and always announce the change."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self._redis = redis
+        self._keys = keys
+
+    async def get(self, code: str) -> Link | None:
+        payload = await self._redis.get(self._keys.link(code))
+        return None if payload is None else decode_link(payload)
+
+    async def get_many(self, codes: list[str]) -> list[Link | None]:
+        payloads = await self._redis.mget([self._keys.link(code) for code in codes])
+        return [None if p is None else decode_link(p) for p in payloads]
+
+    async def create(self, link: Link) -> bool:
+        """Store a new link; False if the code is taken (disabled codes stay taken)."""
+        keys = self._keys
+        created = await self._redis.set(keys.link(link.code), encode_link(link), nx=True)
+        if not created:
+            return False
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.zadd(keys.creator_links(link.creator_id), {link.code: link.created_at_ms})
+            pipe.sadd(keys.host_links(link.host), link.code)
+            pipe.xadd(keys.link_events, link_event(link))
+            await pipe.execute()
+        return True
+
+    async def replace(self, link: Link) -> None:
+        """Overwrite an existing link (disable, merchant claim) and tell every worker."""
+        keys = self._keys
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.set(keys.link(link.code), encode_link(link))
+            pipe.xadd(keys.link_events, link_event(link))
+            pipe.publish(keys.links_changed, link.code)
+            await pipe.execute()
+
+    async def disable(self, code: str) -> Link | None:
+        link = await self.get(code)
+        if link is None:
+            return None
+        if not link.disabled:
+            link = msgspec.structs.replace(link, disabled=True, updated_at_ms=now_ms())
+            await self.replace(link)
+        return link
+
+    async def by_creator(self, creator_id: str, limit: int = 1000) -> list[Link]:
+        codes = await self._redis.zrevrange(self._keys.creator_links(creator_id), 0, limit - 1)
+        if not codes:
+            return []
+        found = await self.get_many([c.decode() for c in codes])
+        return [link for link in found if link is not None]
+
+    async def claim_host(self, host: str, merchant_id: str, click_param: str) -> int:
+        """Attach every link on `host` to the merchant that registered it; returns how many changed."""
+        codes = [c.decode() for c in await self._redis.smembers(self._keys.host_links(host))]
+        changed = 0
+        for link in await self.get_many(codes):
+            if link is None or (link.merchant_id == merchant_id and link.click_param == click_param):
+                continue
+            claimed = msgspec.structs.replace(
+                link, merchant_id=merchant_id, click_param=click_param, updated_at_ms=now_ms()
+            )
+            await self.replace(claimed)
+            changed += 1
+        return changed
+
+
+class LinkCache:
+    """Bounded LRU of resolved links with a TTL. Misses (None) are cached too, so a flood of unknown codes
+    does not become a flood of Redis reads; invalidation drops an entry whatever it holds."""
+
+    __slots__ = ("_entries", "_max_entries", "_ttl_ns", "hits", "misses")
+
+    def __init__(self, max_entries: int, ttl_ms: int) -> None:
+        self._entries: OrderedDict[str, tuple[int, Link | None]] = OrderedDict()
+        self._max_entries = max_entries
+        self._ttl_ns = ttl_ms * 1_000_000
+        self.hits = 0
+        self.misses = 0
+
+    def get(self, code: str, now_ns: int) -> tuple[bool, Link | None]:
+        entry = self._entries.get(code)
+        if entry is None or entry[0] < now_ns:
+            self.misses += 1
+            return False, None
+        self.hits += 1
+        self._entries.move_to_end(code)
+        return True, entry[1]
+
+    def put(self, code: str, link: Link | None, now_ns: int) -> None:
+        if self._max_entries <= 0:
+            return
+        entries = self._entries
+        entries[code] = (now_ns + self._ttl_ns, link)
+        entries.move_to_end(code)
+        if len(entries) > self._max_entries:
+            entries.popitem(last=False)
+
+    def stale(self, code: str) -> Link | None:
+        """A cached link however old: served only while Redis cannot be asked."""
+        entry = self._entries.get(code)
+        return None if entry is None else entry[1]
+
+    def expire_all(self) -> None:
+        """Keep the entries (as stale fallbacks) but make every one fresh-checked again: called when the
+        invalidation channel reconnects, since messages sent meanwhile were lost."""
+        for code, (_, link) in self._entries.items():
+            self._entries[code] = (0, link)
+
+    def invalidate(self, code: str) -> None:
+        self._entries.pop(code, None)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+    def __len__(self) -> int:
+        return len(self._entries)

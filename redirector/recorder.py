@@ -1,0 +1,233 @@
+"""The click recorder: group commit into a Redis stream, with a local spool when Redis cannot take them.
+
+`record(click)` returns once the click is durable: in Redis (acknowledged by the server, persisted per its
+AOF policy) or, while Redis is unreachable, erroring or out of memory, fsynced in the local spool. Clicks
+that arrive while a write is in flight wait together and go in the next write, so many redirects share
+one Redis round trip and none waits longer than the write that carries its click.
+
+Exactly once into the stream: each write is a batch numbered by this recorder (`seq`, strictly
+increasing) and applied by a Lua script that appends it only if the recorder's last applied number is
+lower. Once a write fails, the recorder stays on the spool until it has replayed the whole spool in order;
+so numbers reach Redis in order, and a batch that timed out but still reached Redis, or a spool replayed
+twice after a crash, is recognised and skipped. If even the spool cannot be written the viewer is still
+redirected: the loss is counted (`clicks_lost`) and logged, never silent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import secrets
+import socket
+from pathlib import Path
+
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from clicktrail.keys import Keys
+from redirector import spool
+from redirector.click import SCHEMA_VERSION, Click, decode_batch, encode_batch
+from redirector.stats import RecorderStats
+
+log = logging.getLogger("clicktrail.recorder")
+
+# KEYS: stream, sequence hash. ARGV: recorder id, seq, payload, schema version.
+APPEND_SCRIPT = """
+local last = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+if tonumber(ARGV[2]) <= last then return 0 end
+redis.call('XADD', KEYS[1], '*', 'v', ARGV[4], 'r', ARGV[1], 's', ARGV[2], 'c', ARGV[3])
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+return 1
+"""
+# Records read from a spool per step of a replay: bounds memory and keeps the event loop responsive.
+REPLAY_CHUNK_RECORDS = 256
+
+
+def new_recorder_id() -> str:
+    host = socket.gethostname().replace(".", "-")[:32]
+    return f"{host}-{os.getpid()}-{secrets.token_hex(4)}"
+
+
+class Recorder:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        spool_dir: Path,
+        stats: RecorderStats,
+        *,
+        max_batch: int = 2_000,
+        retry_interval_ms: int = 1_000,
+        recorder_id: str | None = None,
+    ) -> None:
+        """`redis` must be a client of the recorder's own with a short socket timeout and no retries:
+        a slow write is given up and spooled rather than retried while a viewer waits."""
+        self.recorder_id = recorder_id or new_recorder_id()
+        self._redis = redis
+        self._keys = keys
+        self._script = redis.register_script(APPEND_SCRIPT)
+        self._spool_dir = spool_dir
+        self._spool = spool.SpoolWriter(spool_dir, self.recorder_id)
+        self._stats = stats
+        self._max_batch = max_batch
+        self._retry_interval_s = retry_interval_ms / 1000
+        self._seq = itertools.count(1)
+        self._live = True
+        self._spooling = False
+        self._replayed_to = 0
+        self._open: list[Click] = []
+        self._open_done = asyncio.Event()
+        self._wakeup = asyncio.Event()
+        self._closing = False
+        self._tasks: list[asyncio.Task] = []
+
+    @property
+    def live(self) -> bool:
+        """True while clicks go straight to Redis; False while they go to the spool."""
+        return self._live
+
+    async def start(self) -> None:
+        self._tasks = [
+            asyncio.create_task(self._flush_loop(), name="recorder-flush"),
+            asyncio.create_task(self._maintain_loop(), name="recorder-maintain"),
+        ]
+
+    async def record(self, click: Click) -> None:
+        if self._closing:
+            raise RuntimeError("recorder is closed")
+        self._open.append(click)
+        done = self._open_done
+        self._wakeup.set()
+        await done.wait()
+
+    async def close(self) -> None:
+        """Flush what is buffered, stop the background work, release the spool (replayed by the next
+        worker if anything is left in it)."""
+        self._closing = True
+        self._wakeup.set()
+        flush, maintain = self._tasks or (None, None)
+        if flush is not None:
+            await flush
+        if maintain is not None:
+            maintain.cancel()
+            await asyncio.gather(maintain, return_exceptions=True)
+        if self._live and self._spool.size() == 0:
+            self._spool.remove()
+            try:
+                await self._redis.hdel(self._keys.recorder_seq, self.recorder_id)
+            except RedisError:
+                pass  # a stale field costs a few bytes; keeping it is always safe
+        self._spool.close()
+
+    # --- group commit -------------------------------------------------------
+    async def _flush_loop(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._open:
+                clicks, done = self._open, self._open_done
+                self._open, self._open_done = [], asyncio.Event()
+                for start in range(0, len(clicks), self._max_batch):
+                    await self._commit(clicks[start : start + self._max_batch])
+                done.set()
+            if self._closing:
+                return
+
+    async def _commit(self, clicks: list[Click]) -> None:
+        seq = next(self._seq)
+        payload = encode_batch(clicks)
+        stats = self._stats
+        stats.observe_batch(len(clicks))
+        if self._live:
+            try:
+                await self._apply(self.recorder_id, seq, payload)
+                stats.committed += len(clicks)
+                return
+            except (RedisError, OSError) as exc:
+                self._live = False
+                stats.redis_failures[type(exc).__name__] += 1
+                log.warning("redis write failed (%s: %s); spooling clicks", type(exc).__name__, exc)
+        self._spooling = True
+        try:
+            await asyncio.to_thread(self._spool.append, seq, payload)
+            stats.spooled += len(clicks)
+        except OSError as exc:
+            stats.lost += len(clicks)
+            log.error("spool write failed (%s): %d clicks lost", exc, len(clicks))
+        finally:
+            self._spooling = False
+
+    async def _apply(self, recorder_id: str, seq: int, payload: bytes) -> int:
+        keys = [self._keys.clicks, self._keys.recorder_seq]
+        return await self._script(keys=keys, args=[recorder_id, seq, payload, SCHEMA_VERSION])
+
+    # --- replay ---------------------------------------------------------------
+    async def _maintain_loop(self) -> None:
+        """Replay our own spool once Redis answers again, and the spools that dead workers left."""
+        await self._replay_orphans()
+        while True:
+            await asyncio.sleep(self._retry_interval_s)
+            try:
+                if not self._live:
+                    await self._redis.ping()
+                    await self._replay_own()
+                await self._replay_orphans()
+            except (RedisError, OSError) as exc:
+                log.debug("replay postponed: %s", exc)
+
+    async def _replay_own(self) -> None:
+        path = self._spool.path
+        while True:
+            records = await asyncio.to_thread(_read_chunk, path, self._replayed_to)
+            for end, seq, payload in records:
+                if await self._apply(self.recorder_id, seq, payload):
+                    self._stats.replayed += len(decode_batch(payload))
+                self._replayed_to = end
+            if records:
+                continue
+            # Caught up. Checked and switched with no await in between, so no batch can be appended to
+            # the spool after the check and before the switch.
+            if not self._spooling and self._replayed_to >= self._spool.size():
+                self._spool.remove()
+                self._replayed_to = 0
+                self._live = True
+                log.warning("redis is back; spool replayed, recording live again")
+                return
+            await asyncio.sleep(0.001)  # an append is being fsynced: let it finish, then read it
+
+    async def _replay_orphans(self) -> None:
+        for recorder_id, path, fd in spool.orphans(self._spool_dir, own=self._spool.path):
+            try:
+                offset = 0
+                while records := await asyncio.to_thread(_read_chunk, path, offset):
+                    for end, seq, payload in records:
+                        if await self._apply(recorder_id, seq, payload):
+                            self._stats.replayed += len(decode_batch(payload))
+                        offset = end
+                path.unlink(missing_ok=True)
+                log.warning("replayed the spool of dead recorder %s", recorder_id)
+            finally:
+                os.close(fd)
+
+
+def _read_chunk(path: Path, offset: int) -> list[tuple[int, int, bytes]]:
+    if not path.exists():
+        return []
+    return list(itertools.islice(spool.read_records(path, offset), REPLAY_CHUNK_RECORDS))
+
+
+async def count_clicks(redis: Redis, keys: Keys, page: int = 1_000) -> tuple[int, list[str]]:
+    """(number of clicks, their ids) in the stream: for tests and benchmarks that check exact counts."""
+    ids: list[str] = []
+    start = "-"
+    while True:
+        entries = await redis.xrange(keys.clicks, min=start, max="+", count=page)
+        for entry_id, fields in entries:
+            ids.extend(click.click_id for click in decode_batch(fields[b"c"]))
+        if len(entries) < page:
+            return len(ids), ids
+        last = entries[-1][0].decode()
+        ms, seq = last.split("-")
+        start = f"{ms}-{int(seq) + 1}"

@@ -1,0 +1,151 @@
+"""The hot path: `GET|HEAD /{code}` → resolve the link, build the click, have it recorded, answer 302.
+
+Nothing else happens here: no parsing of the user agent or referer, no geo lookup, no ClickHouse, no log
+line per request. A bare ASGI callable, so no framework routing runs per redirect."""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import parse_qsl, quote, urlencode
+
+from clicktrail.clickid import ClickIds
+from redirector.click import Click
+from redirector.clientip import ClientAddress
+from redirector.recorder import Recorder
+from redirector.resolver import LinkResolver, LookupFailed
+from redirector.stats import RedirectStats
+
+CODE_MIN_CHARS = 3
+CODE_MAX_CHARS = 64
+CODE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+# Printable ASCII except space, '#', and the characters a header may not carry: a query string made only of
+# these is passed through as it is; anything else is percent-encoded first.
+_PLAIN_QUERY_BYTES = frozenset(range(0x21, 0x7F)) - {ord("#"), ord('"'), ord("<"), ord(">"), ord("\\")}
+_QUERY_SAFE = "&=+%/:;,@!$'()*?~[]|{}^`"
+
+_NO_STORE = (b"cache-control", b"private, no-store")
+
+
+def _error_body(code: str, message: str) -> bytes:
+    return b'{"error":{"code":"%s","message":"%s"}}' % (code.encode(), message.encode())
+
+
+_NOT_FOUND = _error_body("not_found", "no link with this code")
+_GONE = _error_body("link_disabled", "this link has been disabled")
+_UNAVAILABLE = _error_body("unavailable", "links cannot be looked up right now; retry shortly")
+
+
+def pass_through_query(query: bytes, click_param: str) -> str:
+    """The short link's own query string, safe for a Location header, without any value for our click
+    parameter (a viewer must not be able to plant a click id of their choosing)."""
+    if not query:
+        return ""
+    if not _PLAIN_QUERY_BYTES.issuperset(query):
+        query = quote(query, safe=_QUERY_SAFE).encode()
+    text = query.decode("ascii")
+    if click_param in text:
+        pairs = [(k, v) for k, v in parse_qsl(text, keep_blank_values=True) if k != click_param]
+        text = urlencode(pairs)
+    return text
+
+
+def build_location(url: str, query: str, click_param: str, click_id: str) -> str:
+    fragment = ""
+    hash_at = url.find("#")
+    if hash_at >= 0:
+        url, fragment = url[:hash_at], url[hash_at:]
+    sep = "&" if "?" in url else "?"
+    if query:
+        return f"{url}{sep}{query}&{click_param}={click_id}{fragment}"
+    return f"{url}{sep}{click_param}={click_id}{fragment}"
+
+
+class RedirectHandler:
+    def __init__(
+        self,
+        resolver: LinkResolver,
+        recorder: Recorder,
+        ids: ClickIds,
+        client_address: ClientAddress,
+        stats: RedirectStats,
+        country_header: str | None,
+    ) -> None:
+        self._resolver = resolver
+        self._recorder = recorder
+        self._ids = ids
+        self._client_address = client_address
+        self._stats = stats
+        self._country_header = country_header.lower().encode() if country_header else None
+
+    async def __call__(self, scope: dict, receive, send) -> None:
+        started = time.perf_counter()
+        method = scope["method"]
+        code = scope["path"][1:]
+        if not (CODE_MIN_CHARS <= len(code) <= CODE_MAX_CHARS and CODE_CHARS.issuperset(code)):
+            return await self._finish(send, method, 404, _NOT_FOUND, started)
+        try:
+            link = await self._resolver.resolve(code)
+        except LookupFailed:
+            self._stats.lookup_errors += 1
+            return await self._finish(send, method, 503, _UNAVAILABLE, started, retry_after=True)
+        if link is None:
+            return await self._finish(send, method, 404, _NOT_FOUND, started)
+        if link.disabled:
+            return await self._finish(send, method, 410, _GONE, started)
+
+        user_agent = referer = forwarded_for = country = ""
+        country_header = self._country_header
+        for name, value in scope["headers"]:
+            if name == b"user-agent":
+                user_agent = value.decode("latin-1")
+            elif name == b"referer":
+                referer = value.decode("latin-1")
+            elif name == b"x-forwarded-for":
+                forwarded_for = value.decode("latin-1")
+            elif name == country_header:
+                country = value.decode("latin-1")
+        client = scope.get("client")
+        address = self._client_address
+        peer = client[0] if client else ""
+        ip = address.client_ip(peer, forwarded_for) if address.has_proxies else peer
+        if country and address.has_proxies and not address.is_trusted(peer):
+            country = ""  # only a trusted proxy may tell us the country
+        ip_hash, ip_prefix = address.reduce(ip)
+        now_ms = time.time_ns() // 1_000_000
+        click_id = self._ids.new(now_ms)
+        await self._recorder.record(
+            Click(
+                click_id, now_ms, code, link.creator_id, link.merchant_id or "", link.host,
+                method == "HEAD", user_agent, referer, ip_hash, ip_prefix, country[:2].upper(),
+            )
+        )
+        location = build_location(
+            link.url, pass_through_query(scope["query_string"], link.click_param), link.click_param, click_id
+        )
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 302,
+                "headers": [(b"location", location.encode()), _NO_STORE, (b"content-length", b"0")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b""})
+        stats = self._stats
+        stats.responses[(method, 302)] += 1
+        stats.latency.observe(time.perf_counter() - started)
+
+    async def _finish(
+        self, send, method: str, status: int, body: bytes, started: float, retry_after: bool = False
+    ) -> None:
+        headers = [
+            (b"content-type", b"application/json"),
+            _NO_STORE,
+            (b"content-length", str(len(body)).encode()),
+        ]
+        if retry_after:
+            headers.append((b"retry-after", b"1"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
+        stats = self._stats
+        stats.responses[(method, status)] += 1
+        stats.latency.observe(time.perf_counter() - started)

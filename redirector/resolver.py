@@ -1,0 +1,66 @@
+"""Resolving a code to its link: the per-worker cache first, then Redis, with concurrent misses coalesced
+into one MGET (a flood of distinct codes costs one round trip per event-loop turn, not one per request).
+While Redis is unreachable an expired cached copy is served rather than failing the viewer."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from redis.exceptions import RedisError
+
+from redirector.links import Link, LinkCache, LinkStore
+
+
+class LookupFailed(Exception):
+    """Redis could not be asked and no cached copy exists."""
+
+
+class LinkResolver:
+    def __init__(self, store: LinkStore, cache: LinkCache) -> None:
+        self._store = store
+        self._cache = cache
+        self._waiting: dict[str, asyncio.Future] = {}
+        self._scheduled = False
+        self._inflight: set[asyncio.Task] = set()
+
+    async def resolve(self, code: str) -> Link | None:
+        now_ns = time.monotonic_ns()
+        hit, link = self._cache.get(code, now_ns)
+        if hit:
+            return link
+        future = self._waiting.get(code)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            self._waiting[code] = future
+            if not self._scheduled:
+                self._scheduled = True
+                asyncio.get_running_loop().call_soon(self._dispatch)
+        # Shielded: the future is shared by every request for this code; one cancelled request must not
+        # cancel the others' lookup.
+        return await asyncio.shield(future)
+
+    def _dispatch(self) -> None:
+        self._scheduled = False
+        waiting, self._waiting = self._waiting, {}
+        task = asyncio.create_task(self._fetch(waiting))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _fetch(self, waiting: dict[str, asyncio.Future]) -> None:
+        codes = list(waiting)
+        try:
+            links = await self._store.get_many(codes)
+        except (RedisError, OSError) as exc:
+            for code, future in waiting.items():
+                stale = self._cache.stale(code)
+                if stale is not None:
+                    future.set_result(stale)
+                else:
+                    future.set_exception(LookupFailed(str(exc)))
+                    future.exception()  # retrieved here: awaiting requests re-raise it
+            return
+        now_ns = time.monotonic_ns()
+        for code, link in zip(codes, links, strict=True):
+            self._cache.put(code, link, now_ns)
+            waiting[code].set_result(link)

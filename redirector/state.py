@@ -1,0 +1,133 @@
+"""Everything a running server shares, made once in the lifespan from the settings and torn down in
+order. Handlers reach it as `request.app.state.ctx`; nothing here is a module global."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry
+from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+
+from clicktrail.clickhouse import Backend, NativeClickHouse
+from clicktrail.clickid import ClickIds
+from clicktrail.keys import Keys
+from clicktrail.settings import Settings
+from redirector.auth import Authenticator
+from redirector.clientip import ClientAddress
+from redirector.links import LinkCache, LinkStore
+from redirector.metrics import RedirectCollector, make_registry
+from redirector.recorder import Recorder
+from redirector.redirect import RedirectHandler
+from redirector.resolver import LinkResolver
+from redirector.stats import RecorderStats, RedirectStats
+
+log = logging.getLogger("clicktrail.server")
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    keys: Keys
+    redis: Redis
+    recorder_redis: Redis
+    ids: ClickIds
+    links: LinkStore
+    cache: LinkCache
+    auth: Authenticator
+    recorder: Recorder
+    redirect: RedirectHandler
+    registry: CollectorRegistry
+    _clickhouse: Backend | None = None
+    _tasks: list[asyncio.Task] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, settings: Settings) -> AppState:
+        keys = Keys(settings.redis_prefix)
+        redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+        timeout_s = settings.redis_write_timeout_ms / 1000
+        # The recorder's own client: a short timeout and no retries, because a slow write is spooled
+        # rather than retried while a viewer waits.
+        recorder_redis = Redis.from_url(
+            settings.redis_url,
+            socket_timeout=timeout_s,
+            socket_connect_timeout=timeout_s,
+            retry=Retry(NoBackoff(), 0),
+        )
+        ids = ClickIds(settings.secret_bytes)
+        links = LinkStore(redis, keys)
+        cache = LinkCache(settings.link_cache_size, settings.link_cache_ttl_ms)
+        redirect_stats, recorder_stats = RedirectStats(), RecorderStats()
+        recorder = Recorder(
+            recorder_redis,
+            keys,
+            settings.spool_dir,
+            recorder_stats,
+            max_batch=settings.recorder_max_batch,
+            retry_interval_ms=settings.spool_retry_interval_ms,
+        )
+        redirect = RedirectHandler(
+            LinkResolver(links, cache),
+            recorder,
+            ids,
+            ClientAddress(settings.secret_bytes, settings.trusted_proxies),
+            redirect_stats,
+            settings.country_header,
+        )
+        registry = make_registry()
+        registry.register(RedirectCollector(redirect_stats, recorder_stats, cache, lambda: recorder.live))
+        return cls(
+            settings=settings,
+            keys=keys,
+            redis=redis,
+            recorder_redis=recorder_redis,
+            ids=ids,
+            links=links,
+            cache=cache,
+            auth=Authenticator(redis, keys, settings.admin_token),
+            recorder=recorder,
+            redirect=redirect,
+            registry=registry,
+        )
+
+    def clickhouse(self) -> Backend:
+        """The ClickHouse client, connected on first use (the redirect path never needs it)."""
+        if self._clickhouse is None:
+            self._clickhouse = NativeClickHouse(self.settings.clickhouse_url)
+        return self._clickhouse
+
+    async def start(self) -> None:
+        await self.recorder.start()
+        self._tasks.append(asyncio.create_task(self._watch_links(), name="link-invalidation"))
+
+    async def close(self) -> None:
+        """Runs after the server stopped accepting and drained its connections: every answered click is
+        already durable; flush anything left, then close."""
+        await self.recorder.close()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.redis.aclose()
+        await self.recorder_redis.aclose()
+        if self._clickhouse is not None:
+            await asyncio.to_thread(self._clickhouse.close)
+
+    async def _watch_links(self) -> None:
+        """Drop changed links from this worker's cache as soon as they are announced."""
+        while True:
+            pubsub = self.redis.pubsub()
+            try:
+                await pubsub.subscribe(self.keys.links_changed)
+                self.cache.expire_all()  # changes announced while we were not listening
+                async for message in pubsub.listen():
+                    if message["type"] == "message":
+                        self.cache.invalidate(message["data"].decode())
+            except (RedisError, OSError) as exc:
+                log.debug("link invalidation channel lost: %s", exc)
+                await asyncio.sleep(1)
+            finally:
+                await pubsub.aclose()

@@ -1,0 +1,56 @@
+"""Running `clicktrail serve` as a real process on a free loopback port."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import httpx
+
+from clicktrail.settings import Settings
+from tests.conftest import free_port
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        CLICKTRAIL_REDIS_URL=settings.redis_url,
+        CLICKTRAIL_REDIS_PREFIX=settings.redis_prefix,
+        CLICKTRAIL_CLICKHOUSE_URL=settings.clickhouse_url,
+        CLICKTRAIL_ADMIN_TOKEN=settings.admin_token or "",
+        CLICKTRAIL_SECRET_KEY=settings.secret_key or "",
+        CLICKTRAIL_DATA_DIR=str(settings.data_dir),
+    )
+    return env
+
+
+class ServeProcess:
+    def __init__(self, settings: Settings, workers: int = 1) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "clicktrail.cli", "serve", "--port", str(self.port), "--workers", str(workers)],
+            env=settings_env(settings),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.url + "/healthz", timeout=0.5).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"serve did not come up: {self.output()}")
+
+    def output(self) -> str:
+        return self.proc.stdout.read().decode() if self.proc.stdout and self.proc.poll() is not None else ""
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

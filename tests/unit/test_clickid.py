@@ -1,0 +1,41 @@
+import pytest
+
+from clicktrail.clickid import ID_CHARS, ClickIds, decode, timestamp_ms
+
+SECRET = b"s" * 32
+
+
+def test_ids_are_unique_urlsafe_and_carry_their_time() -> None:
+    ids = ClickIds(SECRET)
+    minted = [ids.new(1_764_000_000_123) for _ in range(10_000)]
+    assert len(set(minted)) == len(minted)
+    assert all(len(i) == ID_CHARS <= 32 for i in minted)
+    assert all(set(i) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") for i in minted)
+    assert {timestamp_ms(i) for i in minted} == {1_764_000_000_123}
+
+
+def test_two_processes_do_not_collide() -> None:
+    a, b = ClickIds(SECRET), ClickIds(SECRET)
+    assert not {a.new(5) for _ in range(1000)} & {b.new(5) for _ in range(1000)}
+
+
+def test_verify_accepts_own_and_rejects_altered_or_foreign() -> None:
+    ids = ClickIds(SECRET)
+    good = ids.new()
+    assert ids.verify(good)
+    assert ClickIds(SECRET).verify(good)  # any process with the same secret
+    assert not ClickIds(b"other-secret").verify(good)
+    for position in range(ID_CHARS):
+        flipped = good[:position] + ("A" if good[position] != "A" else "B") + good[position + 1 :]
+        assert not ids.verify(flipped), position
+
+
+@pytest.mark.parametrize("bad", ["", "short", "x" * 30, "!" * 30, "A" * 31, None, 12345, "é" * 30])
+def test_malformed_ids(bad) -> None:
+    assert not ClickIds(SECRET).verify(bad)
+
+
+@pytest.mark.parametrize("bad", ["", "short", "!" * 30, "A" * 31, None, 12345, "é" * 30])
+def test_malformed_ids_do_not_decode(bad) -> None:
+    assert decode(bad) is None
+    assert timestamp_ms(bad) is None
