@@ -79,16 +79,24 @@ async def create_link(request: Request):
     merchant_id, click_param = await _merchant_for_host(ctx, dest.host)
     custom = body.get("code")
     if custom is not None:
-        if not (isinstance(custom, str) and CODE_MIN_CHARS <= len(custom) <= CODE_MAX_CHARS
-                and CODE_CHARS.issuperset(custom)):
+        if not (
+            isinstance(custom, str)
+            and CODE_MIN_CHARS <= len(custom) <= CODE_MAX_CHARS
+            and CODE_CHARS.issuperset(custom)
+        ):
             raise ApiError(422, "invalid_code", "code must be 3-64 characters of A-Z a-z 0-9 _ -")
         if custom.lower() in RESERVED_CODES:
             raise ApiError(422, "reserved_code", f"{custom!r} is reserved")
     for _ in range(1 if custom is not None else GENERATE_ATTEMPTS):
         code = custom or "".join(secrets.choice(GENERATED_CODE_CHARS) for _ in range(GENERATED_CODE_LENGTH))
         link = Link(
-            code=code, url=dest.url, creator_id=creator_id, host=dest.host, created_at_ms=now_ms(),
-            merchant_id=merchant_id, click_param=click_param,
+            code=code,
+            url=dest.url,
+            creator_id=creator_id,
+            host=dest.host,
+            created_at_ms=now_ms(),
+            merchant_id=merchant_id,
+            click_param=click_param,
         )
         if await ctx.links.create(link):
             return json_response(link_json(link, ctx.settings.public_url), status=201)

@@ -28,10 +28,15 @@ async def healthz(request: Request) -> Response:
 async def readyz(request: Request) -> Response:
     """Ready when a click can be recorded durably: Redis takes writes, or the spool can."""
     ctx: AppState = request.app.state.ctx
-    spool_ok = os.access(ctx.settings.spool_dir if ctx.settings.spool_dir.exists() else ctx.settings.data_dir,
-                         os.W_OK)
+    spool_ok = os.access(
+        ctx.settings.spool_dir if ctx.settings.spool_dir.exists() else ctx.settings.data_dir, os.W_OK
+    )
     ready = ctx.recorder.live or spool_ok
-    body = {"ready": ready, "recording": "redis" if ctx.recorder.live else "spool", "spool_writable": spool_ok}
+    body = {
+        "ready": ready,
+        "recording": "redis" if ctx.recorder.live else "spool",
+        "spool_writable": spool_ok,
+    }
     return json_response(body, status=200 if ready else 503)
 
 

@@ -62,7 +62,9 @@ class Authenticator:
         if token.startswith(KEY_PREFIX):
             return await self._api_key(token)
         if self._admin_token is None:
-            raise ApiError(401, "unauthorized", "the admin API is disabled until CLICKTRAIL_ADMIN_TOKEN is set")
+            raise ApiError(
+                401, "unauthorized", "the admin API is disabled until CLICKTRAIL_ADMIN_TOKEN is set"
+            )
         if hmac.compare_digest(token.encode(), self._admin_token):
             return Principal("admin")
         raise ApiError(401, "unauthorized", "invalid token")

@@ -43,7 +43,9 @@ class RedirectCollector:
     def collect(self) -> Iterator[Metric]:
         redirects, recorder, cache = self._redirects, self._recorder, self._cache
         responses = CounterMetricFamily(
-            "clicktrail_redirects", "Redirect-path responses by method and status", labels=["method", "status"]
+            "clicktrail_redirects",
+            "Redirect-path responses by method and status",
+            labels=["method", "status"],
         )
         for (method, status), count in sorted(redirects.responses.items()):
             responses.add_metric([method, str(status)], count)
@@ -52,7 +54,8 @@ class RedirectCollector:
             "clicktrail_redirect_latency_seconds", "Time from request to response start", redirects.latency
         )
         yield CounterMetricFamily(
-            "clicktrail_link_lookup_errors", "Link lookups that failed (Redis down, no cached copy)",
+            "clicktrail_link_lookup_errors",
+            "Link lookups that failed (Redis down, no cached copy)",
             value=redirects.lookup_errors,
         )
         clicks = CounterMetricFamily("clicktrail_clicks", "Clicks by outcome", labels=["outcome"])
@@ -67,7 +70,8 @@ class RedirectCollector:
             failures.add_metric([error], count)
         yield failures
         yield GaugeMetricFamily(
-            "clicktrail_recorder_live", "1 while clicks go to Redis, 0 while they are spooled",
+            "clicktrail_recorder_live",
+            "1 while clicks go to Redis, 0 while they are spooled",
             value=1 if self._recorder_live() else 0,
         )
         lookups = CounterMetricFamily("clicktrail_link_cache", "Link cache lookups", labels=["result"])

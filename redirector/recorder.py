@@ -16,6 +16,7 @@ redirected: the loss is counted (`clicks_lost`) and logged, never silent.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import logging
 import os
@@ -115,10 +116,11 @@ class Recorder:
             await asyncio.gather(maintain, return_exceptions=True)
         if self._live and self._spool.size() == 0:
             self._spool.remove()
-            try:
-                await self._redis.hdel(self._keys.recorder_seq, self.recorder_id)
-            except RedisError:
-                pass  # a stale field costs a few bytes; keeping it is always safe
+            # The sequence field is what makes a late duplicate harmless. Without a failed write in
+            # this recorder's life no late write can exist, so it goes; otherwise it stays (a few bytes).
+            if not self._stats.redis_failures:
+                with contextlib.suppress(RedisError):
+                    await self._redis.hdel(self._keys.recorder_seq, self.recorder_id)
         self._spool.close()
 
     # --- group commit -------------------------------------------------------
@@ -224,7 +226,7 @@ async def count_clicks(redis: Redis, keys: Keys, page: int = 1_000) -> tuple[int
     start = "-"
     while True:
         entries = await redis.xrange(keys.clicks, min=start, max="+", count=page)
-        for entry_id, fields in entries:
+        for _, fields in entries:
             ids.extend(click.click_id for click in decode_batch(fields[b"c"]))
         if len(entries) < page:
             return len(ids), ids

@@ -115,8 +115,18 @@ class RedirectHandler:
         click_id = self._ids.new(now_ms)
         await self._recorder.record(
             Click(
-                click_id, now_ms, code, link.creator_id, link.merchant_id or "", link.host,
-                method == "HEAD", user_agent, referer, ip_hash, ip_prefix, country[:2].upper(),
+                click_id,
+                now_ms,
+                code,
+                link.creator_id,
+                link.merchant_id or "",
+                link.host,
+                method == "HEAD",
+                user_agent,
+                referer,
+                ip_hash,
+                ip_prefix,
+                country[:2].upper(),
             )
         )
         location = build_location(

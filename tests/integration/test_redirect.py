@@ -59,7 +59,8 @@ def test_head_is_recorded_as_head_and_query_passes_through(settings) -> None:
             link = await make_link(client, "c2", "https://shop.example.com/p#reviews")
             head = await client.head(f"/{link['code']}?utm_source=yt")
             get = await client.get(
-                f"/{link['code']}?utm_source=yt&ct_click=FORGED", headers={"user-agent": "UA/1", "referer": "https://youtube.com/x"}
+                f"/{link['code']}?utm_source=yt&ct_click=FORGED",
+                headers={"user-agent": "UA/1", "referer": "https://youtube.com/x"},
             )
             assert head.status_code == get.status_code == 302
             loc = get.headers["location"]
@@ -90,7 +91,8 @@ def test_unknown_and_disabled_codes_record_nothing(settings) -> None:
             assert await count_clicks(app.ctx.redis, app.ctx.keys) == (0, [])
             # the code stays taken
             again = await client.post(
-                "/api/links", json={"url": "https://a.example.com/", "creator_id": "c3", "code": "my-code"},
+                "/api/links",
+                json={"url": "https://a.example.com/", "creator_id": "c3", "code": "my-code"},
                 headers=ADMIN,
             )
             assert again.status_code == 409
@@ -100,7 +102,7 @@ def test_unknown_and_disabled_codes_record_nothing(settings) -> None:
 
 def test_a_change_reaches_every_worker_quickly(settings) -> None:
     async def scenario():
-        async with running_app(settings) as (app_a, client_a), running_app(settings) as (_, client_b):
+        async with running_app(settings) as (_, client_a), running_app(settings) as (__, client_b):
             link = await make_link(client_a, "c4", "https://shop.example.com/y")
             assert (await client_b.get(f"/{link['code']}")).status_code == 302  # now cached in b
             await client_a.delete(f"/api/links/{link['code']}", headers=ADMIN)

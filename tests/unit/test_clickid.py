@@ -10,7 +10,9 @@ def test_ids_are_unique_urlsafe_and_carry_their_time() -> None:
     minted = [ids.new(1_764_000_000_123) for _ in range(10_000)]
     assert len(set(minted)) == len(minted)
     assert all(len(i) == ID_CHARS <= 32 for i in minted)
-    assert all(set(i) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") for i in minted)
+    assert all(
+        set(i) <= set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") for i in minted
+    )
     assert {timestamp_ms(i) for i in minted} == {1_764_000_000_123}
 
 

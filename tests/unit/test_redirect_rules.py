@@ -43,8 +43,8 @@ def test_cache_is_bounded_expires_and_keeps_stale_copies() -> None:
     cache = LinkCache(max_entries=2, ttl_ms=1000)
     cache.put("a", link("a"), now_ns=0)
     cache.put("b", None, now_ns=0)  # a known miss is cached too
-    assert cache.get("a", now_ns=10) == (True, link("a"))
     assert cache.get("b", now_ns=10) == (True, None)
+    assert cache.get("a", now_ns=10) == (True, link("a"))  # a is now the most recently used
     cache.put("c", link("c"), now_ns=10)
     assert len(cache) == 2 and cache.get("a", 20)[0] is True and cache.get("b", 20)[0] is False  # b evicted
     assert cache.get("a", now_ns=2_000_000_000)[0] is False  # expired ...
