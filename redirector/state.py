@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
-from redis.backoff import NoBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from clicktrail.clickhouse import Backend, NativeClickHouse
 from clicktrail.clickid import ClickIds
@@ -48,7 +50,14 @@ class AppState:
     @classmethod
     def build(cls, settings: Settings) -> AppState:
         keys = Keys(settings.redis_prefix)
-        redis = Redis.from_url(settings.redis_url, socket_timeout=5, socket_connect_timeout=2)
+        # The API's client retries briefly: after a Redis restart every pooled connection is dead once.
+        redis = Redis.from_url(
+            settings.redis_url,
+            socket_timeout=5,
+            socket_connect_timeout=2,
+            retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), 3),
+            retry_on_error=[RedisConnectionError, RedisTimeoutError],
+        )
         timeout_s = settings.redis_write_timeout_ms / 1000
         # The recorder's own client: a short timeout and no retries, because a slow write is spooled
         # rather than retried while a viewer waits.

@@ -24,7 +24,9 @@ KEYS = Keys("ct:fault:")
 
 
 def click(n: int) -> Click:
-    return Click(f"id-{n:06d}", 1_700_000_000_000 + n, "code1", "cr", "", "h.example", False, "ua", "", 1, "", "")
+    return Click(
+        f"id-{n:06d}", 1_700_000_000_000 + n, "code1", "cr", "", "h.example", False, "ua", "", 1, "", ""
+    )
 
 
 def recorder_client(url: str) -> Redis:
@@ -49,8 +51,9 @@ async def stream_order(redis: Redis) -> list[str]:
 def test_redis_killed_mid_run_loses_nothing(private_redis, tmp_path: Path) -> None:
     async def scenario():
         stats = RecorderStats()
-        recorder = Recorder(recorder_client(private_redis.url), KEYS, tmp_path / "spool", stats,
-                            retry_interval_ms=50)
+        recorder = Recorder(
+            recorder_client(private_redis.url), KEYS, tmp_path / "spool", stats, retry_interval_ms=50
+        )
         await recorder.start()
         await asyncio.gather(*(recorder.record(click(n)) for n in range(200)))
         private_redis.kill()
@@ -73,8 +76,9 @@ def test_redis_killed_mid_run_loses_nothing(private_redis, tmp_path: Path) -> No
 def test_paused_redis_times_out_to_spool_and_the_late_write_is_not_doubled(private_redis, tmp_path) -> None:
     async def scenario():
         stats = RecorderStats()
-        recorder = Recorder(recorder_client(private_redis.url), KEYS, tmp_path / "spool", stats,
-                            retry_interval_ms=50)
+        recorder = Recorder(
+            recorder_client(private_redis.url), KEYS, tmp_path / "spool", stats, retry_interval_ms=50
+        )
         await recorder.start()
         await recorder.record(click(0))
         private_redis.proc.send_signal(signal.SIGSTOP)
@@ -155,5 +159,27 @@ def test_count_clicks_pages_through_the_stream(redis_client, settings) -> None:
         count, ids = await count_clicks(redis, keys, page=7)
         assert count == 50 and len(set(ids)) == 50
         await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_redis_out_of_memory_spools_then_replays(private_redis, tmp_path) -> None:
+    async def scenario():
+        admin = Redis(port=private_redis.port)
+        stats = RecorderStats()
+        recorder = Recorder(
+            recorder_client(private_redis.url), KEYS, tmp_path / "spool", stats, retry_interval_ms=50
+        )
+        await recorder.start()
+        await recorder.record(click(0))
+        await admin.config_set("maxmemory-policy", "noeviction")
+        await admin.config_set("maxmemory", "1")
+        await asyncio.gather(*(recorder.record(click(n)) for n in range(1, 20)))
+        assert not recorder.live and stats.redis_failures["OutOfMemoryError"] >= 1
+        await admin.config_set("maxmemory", "0")
+        await wait_until(lambda: recorder.live)
+        await recorder.close()
+        assert await stream_order(admin) == [f"id-{n:06d}" for n in range(20)]
+        await admin.aclose()
 
     asyncio.run(scenario())
