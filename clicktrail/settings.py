@@ -7,10 +7,11 @@ import ipaddress
 import os
 import secrets
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import urlsplit
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Where local state lives when nothing else is configured: beside the checkout, never in $HOME, so that
 # two checkouts on one machine do not share a spool or a secret.
@@ -37,7 +38,8 @@ class Settings(BaseSettings):
     # even if an invalidation message was lost.
     link_cache_ttl_ms: int = Field(4_000, ge=0)
     default_click_param: str = "ct_click"
-    trusted_proxies: list[str] = Field(default_factory=list)
+    # Comma-separated in the environment ("10.0.0.0/8,192.168.0.1"), not JSON.
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     country_header: str | None = None
 
     # Click recorder: a Redis write that takes longer than this is given up and the batch goes to the

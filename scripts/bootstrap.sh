@@ -24,7 +24,8 @@ if [[ ! -x .venv/bin/python ]]; then
 fi
 stamp=.venv/.clicktrail-installed
 if [[ ! -f $stamp || pyproject.toml -nt $stamp ]]; then
-    .venv/bin/pip install -q --upgrade pip >/dev/null
-    .venv/bin/pip install -q -e ".[test]"
+    # (this machine's pip config names extra local indexes that may not exist: drop those warnings)
+    .venv/bin/pip install -q --upgrade pip 2>&1 | grep -v "is ignored: it is neither" || true
+    .venv/bin/pip install -q -e ".[test]" 2> >(grep -v "is ignored: it is neither" >&2)
     touch "$stamp"
 fi

@@ -1,0 +1,32 @@
+import pytest
+from pydantic import ValidationError
+
+from clicktrail.settings import Settings
+
+
+def test_secret_is_generated_once_and_shared(tmp_path) -> None:
+    first = Settings.load(data_dir=tmp_path, secret_key=None)
+    second = Settings.load(data_dir=tmp_path, secret_key=None)
+    assert first.secret_key and first.secret_key == second.secret_key
+    assert (tmp_path / "secret_key").stat().st_mode & 0o777 == 0o600
+
+
+def test_configured_secret_wins(tmp_path) -> None:
+    assert Settings.load(data_dir=tmp_path, secret_key="given").secret_key == "given"
+    assert not (tmp_path / "secret_key").exists()
+
+
+def test_environment_is_read_with_the_prefix(monkeypatch, tmp_path) -> None:
+    monkeypatch.setenv("CLICKTRAIL_TRUSTED_PROXIES", "10.0.0.0/8, 192.168.1.1")
+    monkeypatch.setenv("CLICKTRAIL_CLICKHOUSE_URL", "clickhouse://u:p@h:9000/analytics")
+    settings = Settings.load(data_dir=tmp_path)
+    assert settings.trusted_proxies == ["10.0.0.0/8", "192.168.1.1"]
+    assert settings.clickhouse_database == "analytics"
+    assert settings.admin_token is None
+
+
+@pytest.mark.parametrize(("field", "value"), [("trusted_proxies", "not-a-cidr"), ("redis_prefix", "a b")])
+def test_bad_settings_fail_at_start(monkeypatch, tmp_path, field, value) -> None:
+    monkeypatch.setenv(f"CLICKTRAIL_{field.upper()}", value)
+    with pytest.raises(ValidationError):
+        Settings.load(data_dir=tmp_path)
