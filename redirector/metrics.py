@@ -2,83 +2,174 @@
 scrape time, so the hot path pays no metric-library cost. Other components register ordinary
 prometheus_client metrics on the same per-process registry (never the global default one).
 
-With `serve --workers N` each worker has its own registry and /metrics shows the worker that answered;
-scrape each worker or run one worker per container (README, "Operating")."""
+`serve --workers N` runs N processes behind one port, and a scrape reaches one of them. So every worker
+publishes a snapshot of its counters to `DATA_DIR/metrics/<worker>.json` each second, and the worker that
+answers adds the snapshots of its live peers to its own counters: /metrics shows the whole server (peers'
+figures at most a second old)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
+import orjson
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from redirector.links import LinkCache
-from redirector.stats import Histogram, RecorderStats, RedirectStats
+from redirector.stats import BATCH_BUCKETS, LATENCY_BUCKETS_S, RecorderStats, RedirectStats
+
+SNAPSHOT_INTERVAL_S = 1.0
+# A snapshot older than this belongs to a worker that is gone or hung: left out of the sum.
+SNAPSHOT_MAX_AGE_S = 30.0
+OUTCOMES = ("committed", "spooled", "replayed", "lost")
 
 
-def _histogram(name: str, doc: str, hist: Histogram) -> HistogramMetricFamily:
+def snapshot(redirects: RedirectStats, recorder: RecorderStats, cache: LinkCache, live: bool) -> dict:
+    return {
+        "responses": [[m, s, n] for (m, s), n in redirects.responses.items()],
+        "latency": [redirects.latency.counts, redirects.latency.total],
+        "lookup_errors": redirects.lookup_errors,
+        "clicks": {outcome: getattr(recorder, outcome) for outcome in OUTCOMES},
+        "batches": [recorder.batches.counts, recorder.batches.total],
+        "redis_failures": dict(recorder.redis_failures),
+        "live": int(live),
+        "cache": [cache.hits, cache.misses, len(cache)],
+        "workers": 1,
+    }
+
+
+def merge(snapshots: list[dict]) -> dict:
+    total = snapshots[0]
+    total = orjson.loads(orjson.dumps(total))  # a deep copy we may add into
+    for snap in snapshots[1:]:
+        responses = {(m, s): n for m, s, n in total["responses"]}
+        for m, s, n in snap["responses"]:
+            responses[(m, s)] = responses.get((m, s), 0) + n
+        total["responses"] = [[m, s, n] for (m, s), n in responses.items()]
+        for name in ("latency", "batches"):
+            counts = [a + b for a, b in zip(total[name][0], snap[name][0], strict=True)]
+            total[name] = [counts, total[name][1] + snap[name][1]]
+        for outcome in OUTCOMES:
+            total["clicks"][outcome] += snap["clicks"][outcome]
+        for error, n in snap["redis_failures"].items():
+            total["redis_failures"][error] = total["redis_failures"].get(error, 0) + n
+        total["cache"] = [a + b for a, b in zip(total["cache"], snap["cache"], strict=True)]
+        for name in ("lookup_errors", "live", "workers"):
+            total[name] += snap[name]
+    return total
+
+
+class SnapshotDir:
+    """This worker's snapshot file and the reading of its peers'."""
+
+    def __init__(self, directory: Path, worker_id: str) -> None:
+        self.directory = directory
+        self.path = directory / f"{worker_id}.json"
+
+    def publish(self, snap: dict) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_bytes(orjson.dumps(snap))
+        tmp.replace(self.path)
+
+    def peers(self) -> list[dict]:
+        found = []
+        now = time.time()
+        for path in self.directory.glob("*.json") if self.directory.is_dir() else ():
+            if path == self.path:
+                continue
+            try:
+                if now - path.stat().st_mtime > SNAPSHOT_MAX_AGE_S or not _alive(path.stem):
+                    continue
+                found.append(orjson.loads(path.read_bytes()))
+            except (OSError, orjson.JSONDecodeError):
+                continue  # vanished or half-written between listing and reading
+        return found
+
+    def remove(self) -> None:
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
+def _alive(worker_id: str) -> bool:
+    """Worker ids are `<host>-<pid>-<random>`: is that pid running here?"""
+    try:
+        pid = int(worker_id.rsplit("-", 2)[-2])
+        os.kill(pid, 0)
+    except (ValueError, IndexError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _histogram(name: str, doc: str, bounds: tuple, counts: list[int], total: float) -> HistogramMetricFamily:
     buckets = []
     cumulative = 0
-    for bound, count in zip(hist.bounds, hist.counts, strict=False):
+    for bound, count in zip(bounds, counts, strict=False):
         cumulative += count
         buckets.append((repr(float(bound)), cumulative))
-    cumulative += hist.counts[-1]
-    buckets.append(("+Inf", cumulative))
-    return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=hist.total)
+    buckets.append(("+Inf", cumulative + counts[-1]))
+    return HistogramMetricFamily(name, doc, buckets=buckets, sum_value=total)
 
 
 class RedirectCollector:
-    def __init__(
-        self,
-        redirects: RedirectStats,
-        recorder: RecorderStats,
-        cache: LinkCache,
-        recorder_live: Callable[[], bool],
-    ) -> None:
-        self._redirects = redirects
-        self._recorder = recorder
-        self._cache = cache
-        self._recorder_live = recorder_live
+    def __init__(self, own: Callable[[], dict], peers: Callable[[], list[dict]]) -> None:
+        self._own = own
+        self._peers = peers
 
     def collect(self) -> Iterator[Metric]:
-        redirects, recorder, cache = self._redirects, self._recorder, self._cache
+        snap = merge([self._own(), *self._peers()])
         responses = CounterMetricFamily(
             "clicktrail_redirects",
             "Redirect-path responses by method and status",
             labels=["method", "status"],
         )
-        for (method, status), count in sorted(redirects.responses.items()):
+        for method, status, count in sorted(snap["responses"]):
             responses.add_metric([method, str(status)], count)
         yield responses
         yield _histogram(
-            "clicktrail_redirect_latency_seconds", "Time from request to response start", redirects.latency
+            "clicktrail_redirect_latency_seconds",
+            "Time from request to response start",
+            LATENCY_BUCKETS_S,
+            *snap["latency"],
         )
         yield CounterMetricFamily(
             "clicktrail_link_lookup_errors",
             "Link lookups that failed (Redis down, no cached copy)",
-            value=redirects.lookup_errors,
+            value=snap["lookup_errors"],
         )
         clicks = CounterMetricFamily("clicktrail_clicks", "Clicks by outcome", labels=["outcome"])
-        for outcome in ("committed", "spooled", "replayed", "lost"):
-            clicks.add_metric([outcome], getattr(recorder, outcome))
+        for outcome in OUTCOMES:
+            clicks.add_metric([outcome], snap["clicks"][outcome])
         yield clicks
-        yield _histogram("clicktrail_click_batch_size", "Clicks per recorder write", recorder.batches)
+        yield _histogram(
+            "clicktrail_click_batch_size", "Clicks per recorder write", BATCH_BUCKETS, *snap["batches"]
+        )
         failures = CounterMetricFamily(
             "clicktrail_recorder_redis_failures", "Failed Redis writes by error", labels=["error"]
         )
-        for error, count in sorted(recorder.redis_failures.items()):
+        for error, count in sorted(snap["redis_failures"].items()):
             failures.add_metric([error], count)
         yield failures
         yield GaugeMetricFamily(
-            "clicktrail_recorder_live",
-            "1 while clicks go to Redis, 0 while they are spooled",
-            value=1 if self._recorder_live() else 0,
+            "clicktrail_workers", "Redirect worker processes reporting", value=snap["workers"]
         )
+        yield GaugeMetricFamily(
+            "clicktrail_recorder_live",
+            "Workers recording into Redis (the others are spooling)",
+            value=snap["live"],
+        )
+        hits, misses, entries = snap["cache"]
         lookups = CounterMetricFamily("clicktrail_link_cache", "Link cache lookups", labels=["result"])
-        lookups.add_metric(["hit"], cache.hits)
-        lookups.add_metric(["miss"], cache.misses)
+        lookups.add_metric(["hit"], hits)
+        lookups.add_metric(["miss"], misses)
         yield lookups
-        yield GaugeMetricFamily("clicktrail_link_cache_entries", "Links cached", value=len(cache))
+        yield GaugeMetricFamily("clicktrail_link_cache_entries", "Links cached", value=entries)
 
 
 def make_registry() -> CollectorRegistry:

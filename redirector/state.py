@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry
@@ -22,7 +23,7 @@ from clicktrail.settings import Settings
 from redirector.auth import Authenticator
 from redirector.clientip import ClientAddress
 from redirector.links import LinkCache, LinkStore
-from redirector.metrics import RedirectCollector, make_registry
+from redirector.metrics import SNAPSHOT_INTERVAL_S, RedirectCollector, SnapshotDir, make_registry, snapshot
 from redirector.recorder import Recorder
 from redirector.redirect import RedirectHandler
 from redirector.resolver import LinkResolver
@@ -44,6 +45,8 @@ class AppState:
     recorder: Recorder
     redirect: RedirectHandler
     registry: CollectorRegistry
+    _snapshots: SnapshotDir | None = None
+    _own_snapshot: Callable[[], dict] | None = None
     _clickhouse: Backend | None = None
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
@@ -87,8 +90,13 @@ class AppState:
             redirect_stats,
             settings.country_header,
         )
+        snapshots = SnapshotDir(settings.data_dir / "metrics", recorder.recorder_id)
+
+        def own_snapshot() -> dict:
+            return snapshot(redirect_stats, recorder_stats, cache, recorder.live)
+
         registry = make_registry()
-        registry.register(RedirectCollector(redirect_stats, recorder_stats, cache, lambda: recorder.live))
+        registry.register(RedirectCollector(own_snapshot, snapshots.peers))
         return cls(
             settings=settings,
             keys=keys,
@@ -101,6 +109,8 @@ class AppState:
             recorder=recorder,
             redirect=redirect,
             registry=registry,
+            _snapshots=snapshots,
+            _own_snapshot=own_snapshot,
         )
 
     def clickhouse(self) -> Backend:
@@ -112,6 +122,7 @@ class AppState:
     async def start(self) -> None:
         await self.recorder.start()
         self._tasks.append(asyncio.create_task(self._watch_links(), name="link-invalidation"))
+        self._tasks.append(asyncio.create_task(self._publish_metrics(), name="metrics-snapshot"))
 
     async def close(self) -> None:
         """Runs after the server stopped accepting and drained its connections: every answered click is
@@ -120,10 +131,21 @@ class AppState:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._snapshots is not None:
+            self._snapshots.remove()
         await self.redis.aclose()
         await self.recorder_redis.aclose()
         if self._clickhouse is not None:
             await asyncio.to_thread(self._clickhouse.close)
+
+    async def _publish_metrics(self) -> None:
+        """Let sibling workers include this one's counters in their /metrics (metrics.py)."""
+        while True:
+            await asyncio.sleep(SNAPSHOT_INTERVAL_S)
+            try:
+                await asyncio.to_thread(self._snapshots.publish, self._own_snapshot())
+            except OSError as exc:
+                log.warning("cannot publish metrics snapshot: %s", exc)
 
     async def _watch_links(self) -> None:
         """Drop changed links from this worker's cache as soon as they are announced."""
