@@ -8,8 +8,6 @@ from dataclasses import dataclass
 # The consumer group that moves stream entries into ClickHouse. One group per stream: every ingester
 # process joins it, so each entry is delivered to one of them.
 INGEST_GROUP = "ingest"
-# Change notifications for the link caches of every redirect worker.
-LINK_CHANNEL_SUFFIX = "links:changed"
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,13 +29,9 @@ class Keys:
 
     @property
     def link_events(self) -> str:
-        """Stream of link changes (fields v, l), mirrored into ClickHouse `links` by the ingester."""
+        """Stream of link creations and changes (fields v, l): mirrored into ClickHouse `links` by the
+        ingester, tailed by every redirect worker to invalidate its cache."""
         return f"{self.prefix}links:events"
-
-    @property
-    def links_changed(self) -> str:
-        """Pub/sub channel: a code whose link changed; every worker drops it from its cache."""
-        return f"{self.prefix}{LINK_CHANNEL_SUFFIX}"
 
     # --- auth ------------------------------------------------------------------
     def api_key(self, key_hash: str) -> str:
@@ -119,7 +113,8 @@ class Keys:
         """Dead-letter stream: link events the ingester could not decode, with the reason."""
         return f"{self.prefix}links:events:dead"
 
-    def unique_clicks(self, code: str, hour: int) -> str:
-        """Hash of one link's visitors in one clock hour (hours since the epoch): visitor digest → the tag
-        of their first click. Expires a grace period after the hour (see redirector/enrich.py)."""
-        return f"{self.prefix}uniq:{hour}:{code}"
+    def unique_clicks(self, hour: int, shard: int) -> str:
+        """Hash of (link, visitor) → the tag of the visitor's first click on the link in one clock hour
+        (hours since the epoch), one of several shards by link. Expires a grace period after the hour
+        (see redirector/enrich.py)."""
+        return f"{self.prefix}uniq:{hour}:{shard}"

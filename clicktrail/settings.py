@@ -34,10 +34,13 @@ class Settings(BaseSettings):
 
     # Redirect path.
     link_cache_size: int = Field(200_000, ge=0)
-    # Safety net behind the pub/sub invalidation: a link change reaches every worker within this bound
-    # even if an invalidation message was lost.
-    link_cache_ttl_ms: int = Field(4_000, ge=0)
+    # Changes reach the caches through the link-change stream within about a second (linkwatch.py);
+    # the TTL only bounds how long an unchanged entry is trusted before it is read again.
+    link_cache_ttl_ms: int = Field(600_000, ge=0)
     default_click_param: str = "ct_click"
+    # A connection whose request head is not complete this long after it began is closed (408): uvicorn
+    # has no header-read timeout, so slow clients (slowloris) would otherwise hold connections forever.
+    header_timeout_ms: int = Field(5_000, ge=1)
     # Comma-separated in the environment ("10.0.0.0/8,192.168.0.1"), not JSON.
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     country_header: str | None = None

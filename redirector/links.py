@@ -1,8 +1,8 @@
 """Links: the record, its Redis store, and the bounded per-worker cache in front of it.
 
-A link lives at `Keys.link(code)` as msgpack. Every change is also appended to `Keys.link_events`
-(mirrored into ClickHouse `links` by the ingester) and published on `Keys.links_changed`, so every
-worker drops the code from its cache at once; the cache TTL bounds staleness if a message is lost.
+A link lives at `Keys.link(code)` as msgpack. Every creation and change is also appended, in the same
+transaction, to `Keys.link_events`: the ingester mirrors it into ClickHouse `links`, and every redirect
+worker tails it to drop the code from its cache (linkwatch.py).
 """
 
 from __future__ import annotations
@@ -82,6 +82,7 @@ class LinkStore:
         created = await self._redis.set(keys.link(link.code), encode_link(link), nx=True)
         if not created:
             return False
+        # The event also clears a "no such code" that a worker may have cached before the link existed.
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.zadd(keys.creator_links(link.creator_id), {link.code: link.created_at_ms})
             pipe.sadd(keys.host_links(link.host), link.code)
@@ -95,7 +96,6 @@ class LinkStore:
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(keys.link(link.code), encode_link(link))
             pipe.xadd(keys.link_events, link_event(link))
-            pipe.publish(keys.links_changed, link.code)
             await pipe.execute()
 
     async def disable(self, code: str) -> Link | None:

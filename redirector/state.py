@@ -13,7 +13,6 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from clicktrail.clickhouse import Backend, NativeClickHouse
@@ -23,6 +22,7 @@ from clicktrail.settings import Settings
 from redirector.auth import Authenticator
 from redirector.clientip import ClientAddress
 from redirector.links import LinkCache, LinkStore
+from redirector.linkwatch import LinkWatcher
 from redirector.metrics import SNAPSHOT_INTERVAL_S, RedirectCollector, SnapshotDir, make_registry, snapshot
 from redirector.recorder import Recorder
 from redirector.redirect import RedirectHandler
@@ -45,6 +45,7 @@ class AppState:
     recorder: Recorder
     redirect: RedirectHandler
     registry: CollectorRegistry
+    watcher: LinkWatcher
     _snapshots: SnapshotDir | None = None
     _own_snapshot: Callable[[], dict] | None = None
     _clickhouse: Backend | None = None
@@ -109,6 +110,7 @@ class AppState:
             recorder=recorder,
             redirect=redirect,
             registry=registry,
+            watcher=LinkWatcher(redis, keys, cache),
             _snapshots=snapshots,
             _own_snapshot=own_snapshot,
         )
@@ -121,7 +123,7 @@ class AppState:
 
     async def start(self) -> None:
         await self.recorder.start()
-        self._tasks.append(asyncio.create_task(self._watch_links(), name="link-invalidation"))
+        self._tasks.append(asyncio.create_task(self.watcher.run(), name="link-watch"))
         self._tasks.append(asyncio.create_task(self._publish_metrics(), name="metrics-snapshot"))
 
     async def close(self) -> None:
@@ -146,19 +148,3 @@ class AppState:
                 await asyncio.to_thread(self._snapshots.publish, self._own_snapshot())
             except OSError as exc:
                 log.warning("cannot publish metrics snapshot: %s", exc)
-
-    async def _watch_links(self) -> None:
-        """Drop changed links from this worker's cache as soon as they are announced."""
-        while True:
-            pubsub = self.redis.pubsub()
-            try:
-                await pubsub.subscribe(self.keys.links_changed)
-                self.cache.expire_all()  # changes announced while we were not listening
-                async for message in pubsub.listen():
-                    if message["type"] == "message":
-                        self.cache.invalidate(message["data"].decode())
-            except (RedisError, OSError) as exc:
-                log.debug("link invalidation channel lost: %s", exc)
-                await asyncio.sleep(1)
-            finally:
-                await pubsub.aclose()

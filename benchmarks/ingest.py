@@ -1,0 +1,273 @@
+"""Ingest throughput and end-to-end lag, each next to its baseline measured in the same run.
+
+    .venv/bin/python -m benchmarks.ingest                       # 2,000,000 clicks, 30 s of 5,000 clicks/s
+    .venv/bin/python -m benchmarks.ingest --clicks 200000 --lag-seconds 10
+
+1. Throughput: a private Redis is pre-filled with N clicks (entries of 2,000, as the recorder writes them
+   under load); one ingester (`StreamConsumer`, production batch settings) drains it into a throw-away
+   database on the local ClickHouse. Baseline: the very rows it stored, as TSV through `clickhouse-client`
+   into a second database with the same schema (same table, same materialized views). Target: ≥ 0.5.
+2. Redis memory per buffered click (`MEMORY USAGE` of the pre-filled stream / N): the cost of a backlog.
+3. Lag: a producer writes 5,000 clicks/s (an entry of 100 every 20 ms) while the ingester runs; a poller
+   counts rows every 50 ms, so each click's lag is the first poll that saw it minus its timestamp. Target:
+   p99 < 5 s. The backlog drain rate (phase 1) over the load rate must be ≥ 5.
+Both databases and the Redis are removed at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import resource
+import secrets
+import subprocess
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import redis
+from prometheus_client import CollectorRegistry
+
+from benchmarks.redis_server import private_redis
+from clicktrail import queries
+from clicktrail.clickhouse import NativeClickHouse
+from clicktrail.clickid import ClickIds
+from clicktrail.keys import INGEST_GROUP, Keys
+from clicktrail.migrate import migrate
+from clicktrail.settings import Settings
+from clicktrail.streaminfo import StreamMetrics
+from clicktrail.streams import ConsumerConfig, StreamConsumer
+from redirector.click import Click, encode_batch
+from redirector.enrich import Enricher, UniqueClicks
+from redirector.ingester import ClickHandler
+
+CLICKHOUSE_URL = "clickhouse://default:@127.0.0.1:9000/default"
+AGENTS = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Mobile/15E148 Instagram 307.0.0.34.111 (iPhone14,5; iOS 17_1; en_US; en; scale=3.00; 1170x2532)",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Mobile/15E148 musical_ly_32.5.0 JsSdk/2.0 NetType/WIFI BytedanceWebview/d8a21c6",
+    "Mozilla/5.0 (Linux; Android 13; SM-S908B) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/119.0 Mobile "
+    "Safari/537.36",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 "
+    "Safari/537.36",
+    "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
+)
+PER_ENTRY = 2_000  # the recorder's batch size under load
+LAG_ENTRY = 100
+LAG_TICK_S = 0.02  # 100 clicks every 20 ms: 5,000 clicks/s
+POLL_S = 0.05
+
+
+def make_clicks(ids: ClickIds, count: int, start_ms: int, step_ms: float) -> list[Click]:
+    out = []
+    for i in range(count):
+        ts_ms = int(start_ms + i * step_ms)
+        visitor = (i * 7919) % 200_000
+        out.append(
+            Click(
+                ids.new(ts_ms),
+                ts_ms,
+                f"code{i % 20_000:05d}",
+                f"creator{i % 2_000}",
+                f"m{i % 50}" if i % 4 else "",
+                "shop.example",
+                i % 97 == 0,
+                AGENTS[visitor % len(AGENTS)],
+                "https://www.tiktok.com/",
+                visitor,
+                f"81.{visitor % 200}.{visitor % 250}.0/24",
+                "" if i % 3 else "FR",
+            )
+        )
+    return out
+
+
+def fill(client: redis.Redis, stream: str, clicks: list[Click], per_entry: int) -> None:
+    with client.pipeline(transaction=False) as pipe:
+        for seq, start in enumerate(range(0, len(clicks), per_entry)):
+            pipe.xadd(
+                stream,
+                {
+                    "v": b"1",
+                    "r": b"bench",
+                    "s": str(seq),
+                    "c": encode_batch(clicks[start : start + per_entry]),
+                },
+            )
+            if seq % 50 == 49:
+                pipe.execute()
+        pipe.execute()
+
+
+def consumer(
+    client: redis.Redis, backend: NativeClickHouse, keys: Keys, batch_size: int, name: str = "bench"
+) -> StreamConsumer:
+    config = ConsumerConfig(
+        stream=keys.clicks,
+        dead_stream=keys.clicks_dead,
+        group=INGEST_GROUP,
+        consumer=name,
+        batch_size=batch_size,
+    )
+    handler = ClickHandler(Enricher(), UniqueClicks(client, keys))
+    made = StreamConsumer(client, backend, handler, config, StreamMetrics(CollectorRegistry()))
+    made.ensure_group()
+    return made
+
+
+def _drain(redis_url: str, database: str, keys: Keys, batch_size: int, name: str) -> None:
+    """One ingest process (the benchmark may run several, as production may)."""
+    client = redis.Redis.from_url(redis_url)
+    backend = NativeClickHouse(CLICKHOUSE_URL, database=database)
+    if not consumer(client, backend, keys, batch_size, name).run(threading.Event(), once=True):
+        raise SystemExit(1)
+
+
+def throughput(client, backend, raw, keys, ids, count, batch_size, ingesters) -> dict:
+    clicks = make_clicks(ids, count, int(time.time() * 1000) - 6 * 3_600_000, 6 * 3_600_000 / count)
+    fill(client, keys.clicks, clicks, PER_ENTRY)
+    del clicks
+    stream_bytes = client.memory_usage(keys.clicks, samples=0)
+    url = client.connection_pool.connection_kwargs
+    redis_url = f"redis://{url['host']}:{url['port']}/0"
+    context = multiprocessing.get_context("fork")
+    workers = [
+        context.Process(target=_drain, args=(redis_url, backend.database, keys, batch_size, f"bench-{n}"))
+        for n in range(ingesters)
+    ]
+    cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    started = time.perf_counter()
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+        assert worker.exitcode == 0
+    ingest_s = time.perf_counter() - started
+    cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU the ingesters used (robust on a shared machine, unlike the wall time): the single-core ceiling.
+    ingest_cpu_s = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
+    stored = queries.click_count(backend)
+    totals = queries.rollup_totals(backend)
+    with tempfile.NamedTemporaryFile(suffix=".tsv") as tsv:
+        export = f"SELECT * FROM {backend.database}.clicks FORMAT TabSeparated"
+        subprocess.run(["clickhouse-client", "-q", export], stdout=tsv, check=True)
+        tsv.seek(0)
+        started = time.perf_counter()
+        subprocess.run(["clickhouse-client", "-q", f"INSERT INTO {raw.database}.clicks FORMAT TabSeparated"],
+                       stdin=tsv, check=True)  # fmt: skip
+        raw_s = time.perf_counter() - started
+    assert queries.click_count(raw) == stored
+    return {
+        "clicks": count,
+        "batch_size": batch_size,
+        "ingesters": ingesters,
+        "stored": stored,
+        "rollups_agree": len(set(totals.values())) == 1,
+        "ingest_s": round(ingest_s, 2),
+        "ingest_clicks_per_s": round(count / ingest_s),
+        "ingest_cpu_us_per_click": round(ingest_cpu_s / count * 1e6, 1),
+        "raw_tsv_s": round(raw_s, 2),
+        "raw_clicks_per_s": round(count / raw_s),
+        "ratio_to_raw": round(raw_s / ingest_s, 3),
+        "redis_bytes_per_buffered_click": round(stream_bytes / count, 1),
+    }
+
+
+def lag(client, backend, keys, ids, seconds: float, batch_size: int) -> dict:
+    base = queries.click_count(backend)
+    produced: list[int] = []  # ts_ms of each click, in stream order
+    polls: list[tuple[float, int]] = []
+    stop, done = threading.Event(), threading.Event()
+
+    def produce() -> None:
+        next_at = time.monotonic()
+        end = next_at + seconds
+        while time.monotonic() < end:
+            now_ms = int(time.time() * 1000)
+            batch = make_clicks(ids, LAG_ENTRY, now_ms, 0)
+            client.xadd(keys.clicks, {"v": b"1", "r": b"bench", "s": b"0", "c": encode_batch(batch)})
+            produced.extend([now_ms] * LAG_ENTRY)
+            next_at += LAG_TICK_S
+            time.sleep(max(0.0, next_at - time.monotonic()))
+        done.set()
+
+    def poll() -> None:
+        own = NativeClickHouse(CLICKHOUSE_URL, database=backend.database)
+        while not stop.is_set():
+            polls.append((time.time() * 1000, queries.click_count(own) - base))
+            time.sleep(POLL_S)
+        own.close()
+
+    ingester = consumer(redis.Redis(connection_pool=client.connection_pool), backend, keys, batch_size)
+    threads = [threading.Thread(target=produce), threading.Thread(target=poll),
+               threading.Thread(target=ingester.run, args=(stop,))]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    done.wait()
+    deadline = time.monotonic() + 30
+    while (not polls or polls[-1][1] < len(produced)) and time.monotonic() < deadline:
+        time.sleep(POLL_S)
+    stop.set()
+    for thread in threads:
+        thread.join()
+    lags, p = [], 0
+    for index, ts_ms in enumerate(produced):
+        while p < len(polls) and polls[p][1] < index + 1:
+            p += 1
+        lags.append((polls[p][0] if p < len(polls) else float("inf")) - ts_ms)
+    lags.sort()
+    return {
+        "rate_clicks_per_s": round(len(produced) / seconds),
+        "clicks": len(produced),
+        "lag_p50_s": round(lags[len(lags) // 2] / 1000, 2),
+        "lag_p99_s": round(lags[int(len(lags) * 0.99)] / 1000, 2),
+        "lag_max_s": round(lags[-1] / 1000, 2),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--clicks", type=int, default=2_000_000)
+    parser.add_argument("--lag-seconds", type=float, default=30)
+    parser.add_argument("--ingesters", type=int, default=1, help="Ingest processes draining the backlog.")
+    parser.add_argument(
+        "--batch-size", type=int, default=Settings().ingest_batch_size, help="Clicks per insert."
+    )
+    parser.add_argument("--out", type=Path, default=None, help="Write the figures as JSON here too.")
+    args = parser.parse_args()
+    run_id = secrets.token_hex(3)
+    backend = NativeClickHouse(CLICKHOUSE_URL, database=f"ct_bench_ingest_{run_id}")
+    raw = NativeClickHouse(CLICKHOUSE_URL, database=f"ct_bench_raw_{run_id}")
+    ids = ClickIds(secrets.token_bytes(16))
+    keys = Keys("ct:bench:")
+    try:
+        for db in (backend, raw):
+            migrate(db, log=lambda _line: None)
+        with tempfile.TemporaryDirectory() as work, private_redis(Path(work)) as url:
+            client = redis.Redis.from_url(url)
+            figures = {
+                "throughput": throughput(
+                    client, backend, raw, keys, ids, args.clicks, args.batch_size, args.ingesters
+                )
+            }
+            figures["lag"] = lag(client, backend, keys, ids, args.lag_seconds, args.batch_size)
+            figures["drain_vs_load"] = round(
+                figures["throughput"]["ingest_clicks_per_s"] / figures["lag"]["rate_clicks_per_s"], 1
+            )
+            client.close()
+    finally:
+        for db in (backend, raw):
+            db.execute(f"DROP DATABASE IF EXISTS {db.database}")
+            db.close()
+    print(json.dumps(figures, indent=2))
+    if args.out:
+        args.out.write_text(json.dumps(figures, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+-- wrk script for the redirect benchmarks (see benchmarks/wrk.py). Configured by environment:
+--   BENCH_LINKS        number of codes; each request GETs a random one of code(0) .. code(N-1)
+--   BENCH_SEED         base seed of the per-thread random generators (runs are repeatable)
+--   BENCH_CLICK_PARAM  query parameter of the click id in Location (default ct_click)
+--   BENCH_IDS_FILE     if set, done() writes every click id seen in a 302's Location there, one per line
+-- done() prints one line "WRK_JSON {...}": request count, duration, latency percentiles, statuses, errors.
+-- code(i) must match benchmarks/codes.py:code_for.
+
+local ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+local MULTIPLIER = 2654435761
+local MODULUS = 4294967296
+
+local function code_for(i)
+  local x = (i * MULTIPLIER) % MODULUS
+  local digits = {}
+  for k = 6, 1, -1 do
+    local d = x % 62
+    digits[k] = ALPHABET:sub(d + 1, d + 1)
+    x = (x - d) / 62
+  end
+  return "bm" .. table.concat(digits)
+end
+
+-- main state --------------------------------------------------------------------------------------
+local threads = {}
+local next_id = 0
+
+function setup(thread)
+  thread:set("tid", next_id)
+  next_id = next_id + 1
+  table.insert(threads, thread)
+end
+
+-- thread states -----------------------------------------------------------------------------------
+statuses = {}
+ids = {}
+n_ids = 0
+local n_links, id_pattern, keep_ids
+
+function init(args)
+  n_links = tonumber(os.getenv("BENCH_LINKS") or "1")
+  math.randomseed(tonumber(os.getenv("BENCH_SEED") or "1") * 1000 + tid)
+  local param = os.getenv("BENCH_CLICK_PARAM") or "ct_click"
+  id_pattern = "[?&]" .. param:gsub("%p", "%%%0") .. "=([^&#]+)"
+  keep_ids = os.getenv("BENCH_IDS_FILE") ~= nil
+end
+
+function request()
+  return wrk.format("GET", "/" .. code_for(math.random(0, n_links - 1)))
+end
+
+function response(status, headers, body)
+  statuses[status] = (statuses[status] or 0) + 1
+  if keep_ids and status == 302 then
+    local loc = headers["location"] or headers["Location"]
+    local id = loc and loc:match(id_pattern)
+    if id then
+      n_ids = n_ids + 1
+      ids[n_ids] = id
+    end
+  end
+end
+
+-- report (main state) ------------------------------------------------------------------------------
+local function json_map(t)
+  local parts = {}
+  for k, v in pairs(t) do
+    table.insert(parts, string.format('"%s": %d', tostring(k), v))
+  end
+  return "{" .. table.concat(parts, ", ") .. "}"
+end
+
+function done(summary, latency, requests)
+  local total = {}
+  local ids_file = os.getenv("BENCH_IDS_FILE")
+  local out = ids_file and io.open(ids_file, "w")
+  local n_ids_total = 0
+  for _, thread in ipairs(threads) do
+    for status, count in pairs(thread:get("statuses")) do
+      total[status] = (total[status] or 0) + count
+    end
+    if out then
+      local thread_ids = thread:get("ids")
+      local n = thread:get("n_ids")
+      for i = 1, n do
+        out:write(thread_ids[i], "\n")
+      end
+      n_ids_total = n_ids_total + n
+    end
+  end
+  if out then out:close() end
+  local e = summary.errors
+  io.write(string.format(
+    'WRK_JSON {"requests": %d, "duration_us": %d, "bytes": %d, ' ..
+    '"latency_us": {"mean": %.1f, "stdev": %.1f, "max": %d, "p50": %d, "p90": %d, "p99": %d, "p99.9": %d}, ' ..
+    '"errors": {"connect": %d, "read": %d, "write": %d, "status": %d, "timeout": %d}, ' ..
+    '"statuses": %s, "ids_written": %d}\n',
+    summary.requests, summary.duration, summary.bytes,
+    latency.mean, latency.stdev, latency.max,
+    latency:percentile(50), latency:percentile(90), latency:percentile(99), latency:percentile(99.9),
+    e.connect, e.read, e.write, e.status, e.timeout,
+    json_map(total), n_ids_total))
+end

@@ -1,0 +1,262 @@
+"""The three systems of the redirect benchmark, each measured by one function that starts it, drives it
+with wrk and stops it, returning its figures as a dict:
+
+  measure_nginx       (a) a private nginx answering a static 302: the HTTP limit of this machine;
+  measure_bare        (b) a bare ASGI app answering a 302 from a dict, under clicktrail's uvicorn settings:
+                          the Python ceiling;
+  measure_clicktrail  (c) `clicktrail serve` recording every click durably into a redis-server, with the
+                          exact click check afterwards (clickcheck.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+import redis
+
+from benchmarks import nginx, procs
+from benchmarks.clickcheck import check_clicks, count_recorded
+from benchmarks.codes import code_for, destination_for
+from benchmarks.redis_server import compact_aof
+from benchmarks.wrk import run_wrk
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_PREFIX = "ct:"
+CREATOR_ID = "bench"
+# Links written to Redis per pipeline round trip while seeding.
+SEED_CHUNK = 10_000
+# How long to wait for every clicktrail worker to subscribe to link changes before starting anyway.
+WORKER_READY_TIMEOUT_S = 30
+# Workers publish their counters to their peers every second: wait this long before scraping /metrics.
+METRICS_SETTLE_S = 1.5
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    duration_s: float = 10.0
+    connections: int = 64
+    threads: int = 2
+    seed: int = 1
+    click_param: str = "ct_click"
+    # HTTP protocol of the bare app: plain "httptools", or "clicktrail" (clicktrail's protocol subclass).
+    bare_http: str = "httptools"
+
+
+# --- (a) nginx --------------------------------------------------------------------------------------
+def measure_nginx(work: Path, *, workers: int, links: int, opts: BenchOptions) -> dict:
+    with nginx.private_nginx(work, workers=workers) as (port, proc):
+        figures = _wrk(port, links, opts, cpu={"server": proc.pid})
+    return figures
+
+
+# --- (b) bare ASGI ----------------------------------------------------------------------------------
+def measure_bare(work: Path, *, workers: int, links: int, opts: BenchOptions) -> dict:
+    port = procs.free_port()
+    cmd = [sys.executable, "-m", "benchmarks.bare_asgi", "--host", procs.LOOPBACK, "--port", str(port),
+           "--workers", str(workers), "--http", opts.bare_http]  # fmt: skip
+    ready_dir = work / "ready"
+    ready_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, BENCH_LINKS=str(links), BENCH_READY_DIR=str(ready_dir), PYTHONPATH=str(ROOT))
+    proc = procs.start(cmd, log_path=work / "bare.log", env=env, cwd=ROOT)
+    try:
+        procs.wait_until(proc, lambda: len(list(ready_dir.iterdir())) >= workers, "every bare worker")
+        procs.wait_http(proc, port, "/" + code_for(0), ok=(302,))
+        figures = _wrk(port, links, opts, cpu={"server": proc.pid})
+    finally:
+        exit_code = procs.stop(proc)
+    figures["exit_code"] = exit_code
+    return figures
+
+
+# --- (c) clicktrail ---------------------------------------------------------------------------------
+def seed_links(redis_url: str, links: int, prefix: str = REDIS_PREFIX) -> dict:
+    """Write `links` links straight into Redis with LinkStore's encoding (the API is too slow for a
+    million), then compact the AOF so no rewrite runs during a measurement."""
+    from clicktrail.keys import Keys
+    from redirector.links import Link, encode_link
+
+    keys = Keys(prefix)
+    started = time.perf_counter()
+    created_at_ms = time.time_ns() // 1_000_000
+    client = redis.Redis.from_url(redis_url)
+    try:
+        for start in range(0, links, SEED_CHUNK):
+            batch = {}
+            for i in range(start, min(links, start + SEED_CHUNK)):
+                code = code_for(i)
+                link = Link(code=code, url=destination_for(i), creator_id=CREATOR_ID, host="shop.example.com",
+                            created_at_ms=created_at_ms)  # fmt: skip
+                batch[keys.link(code)] = encode_link(link)
+            client.mset(batch)
+        compact_aof(client)
+        used_memory = client.info("memory")["used_memory"]
+    finally:
+        client.close()
+    return {
+        "links": links,
+        "seconds": round(time.perf_counter() - started, 2),
+        "redis_used_memory": used_memory,
+    }
+
+
+def clicktrail_env(redis_url: str, data_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKTRAIL_")}
+    env.update(
+        CLICKTRAIL_REDIS_URL=redis_url,
+        CLICKTRAIL_REDIS_PREFIX=REDIS_PREFIX,
+        CLICKTRAIL_DATA_DIR=str(data_dir),
+        CLICKTRAIL_SECRET_KEY=secrets.token_urlsafe(32),
+        CLICKTRAIL_ADMIN_TOKEN=secrets.token_urlsafe(16),
+        PYTHONPATH=str(ROOT),
+    )
+    return env
+
+
+def measure_clicktrail(work: Path, *, redis_url: str, workers: int, links: int, opts: BenchOptions) -> dict:
+    """Serve, probe one redirect, run wrk (collecting click ids), scrape /metrics, stop (SIGTERM: the
+    recorder flushes), then match the recorded clicks against the 302s wrk received."""
+    _clear_clicks(redis_url)
+    data_dir = work / "data"
+    port = procs.free_port()
+    cmd = [sys.executable, "-m", "clicktrail.cli", "serve", "--host", procs.LOOPBACK, "--port", str(port),
+           "--workers", str(workers)]  # fmt: skip
+    env = clicktrail_env(redis_url, data_dir)
+    proc = procs.start(cmd, log_path=work / "serve.log", env=env, cwd=ROOT)
+    ids_file = work / "wrk-ids.txt"
+    probe_ids: list[str] = []
+    metrics_text = ""
+    try:
+        procs.wait_http(proc, port, "/readyz")
+        all_ready = _wait_clicktrail_workers(proc, redis_url, workers)
+        probe_ids.append(_probe(port, opts.click_param))
+        cpu = {"server": proc.pid, "redis": _redis_pid(redis_url)}
+        figures = _wrk(port, links, opts, ids_file=ids_file, cpu=cpu)
+        time.sleep(METRICS_SETTLE_S if workers > 1 else 0)
+        with contextlib.suppress(OSError):
+            metrics_text = procs.http_get(port, "/metrics", timeout_s=5)[2].decode()
+    finally:
+        exit_code = procs.stop(proc)
+    figures["exit_code"] = exit_code
+    figures["all_workers_ready"] = all_ready
+    figures["server_metrics"] = summarize_metrics(metrics_text)
+    recorded = count_recorded(redis_url, data_dir, REDIS_PREFIX)
+    figures["check"] = check_clicks(
+        figures, ids_file, recorded, probe_ids, opts.connections, env["CLICKTRAIL_SECRET_KEY"]
+    )
+    return figures
+
+
+def _wait_clicktrail_workers(proc, redis_url: str, workers: int) -> bool:
+    """Every worker, once its lifespan has started, tails the link-change stream with a blocking XREAD:
+    wait until that many readers are seen, so that no run starts with a worker still importing. False if
+    that is not seen in time."""
+    client = redis.Redis.from_url(redis_url)
+    try:
+
+        def watching() -> bool:
+            return sum(1 for c in client.client_list() if c.get("cmd") == "xread") >= workers
+
+        procs.wait_until(proc, watching, "every clicktrail worker", timeout_s=WORKER_READY_TIMEOUT_S)
+        return True
+    except TimeoutError:
+        return False
+    finally:
+        client.close()
+
+
+def _redis_pid(redis_url: str) -> int:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        return int(client.info("server")["process_id"])
+    finally:
+        client.close()
+
+
+def _clear_clicks(redis_url: str) -> None:
+    from clicktrail.keys import Keys
+
+    keys = Keys(REDIS_PREFIX)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.delete(keys.clicks, keys.recorder_seq)
+    finally:
+        client.close()
+
+
+def _probe(port: int, click_param: str) -> str:
+    status, headers, _ = procs.http_get(port, "/" + code_for(0))
+    if status != 302:
+        raise RuntimeError(f"probe redirect answered {status}, expected 302")
+    ids = parse_qs(urlsplit(headers["location"]).query).get(click_param)
+    if not ids:
+        raise RuntimeError(f"probe Location has no {click_param}: {headers['location']}")
+    return ids[0]
+
+
+def summarize_metrics(text: str) -> dict:
+    """A few server-side figures from one /metrics scrape (with several workers, the one that answers adds
+    its peers' counters, published every second)."""
+    if not text:
+        return {}
+    from prometheus_client.parser import text_string_to_metric_families
+
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if not sample.name.endswith("_bucket"):
+                samples[sample.name + "".join(f"[{v}]" for v in sample.labels.values())] = sample.value
+
+    def ratio(num: str, den: str, scale: float = 1.0, digits: int = 2) -> float | None:
+        return round(scale * samples.get(num, 0) / samples[den], digits) if samples.get(den) else None
+
+    hits = samples.get("clicktrail_link_cache_total[hit]", 0)
+    misses = samples.get("clicktrail_link_cache_total[miss]", 0)
+    return {
+        "workers_reporting": samples.get("clicktrail_workers"),
+        "redis_writes": samples.get("clicktrail_click_batch_size_count"),
+        "clicks_per_redis_write": ratio(
+            "clicktrail_click_batch_size_sum", "clicktrail_click_batch_size_count"
+        ),
+        "server_latency_mean_ms": ratio(
+            "clicktrail_redirect_latency_seconds_sum", "clicktrail_redirect_latency_seconds_count", 1000, 3
+        ),
+        "link_cache_hit_ratio": round(hits / (hits + misses), 4) if hits + misses else None,
+        "clicks_spooled": samples.get("clicktrail_clicks_total[spooled]"),
+    }
+
+
+def _wrk(
+    port: int, links: int, opts: BenchOptions, ids_file: Path | None = None, cpu: dict[str, int] | None = None
+) -> dict:
+    """wrk against one server; `cpu` names process groups (by leader pid) whose cores used are reported."""
+    figures = {"load_average_before": [round(x, 2) for x in os.getloadavg()]}
+    meter = procs.CpuMeter(cpu or {})
+    meter.start()
+    figures.update(
+        run_wrk(
+            f"http://{procs.LOOPBACK}:{port}",
+            duration_s=opts.duration_s,
+            connections=opts.connections,
+            threads=opts.threads,
+            links=links,
+            seed=opts.seed,
+            click_param=opts.click_param,
+            ids_file=ids_file,
+        )
+    )
+    figures["ended_at_ms"] = time.time_ns() // 1_000_000
+    figures["cores_used"] = meter.stop() | {"wrk": figures.pop("wrk_cores")}
+    server_cores = figures["cores_used"].get("server")
+    # Requests per CPU-second of the server's own processes: on a shared machine, where the server gets
+    # whatever share of the cores the others leave, this compares efficiency better than requests/s.
+    figures["requests_per_server_cpu_s"] = (
+        round(figures["requests_per_s"] / server_cores) if server_cores else None
+    )
+    return figures

@@ -1,0 +1,31 @@
+"""Smoke run of the redirect benchmark (benchmarks/redirect.py), so that it cannot rot: a second of wrk per
+system, a few links, one worker. It checks the click accounting, never the speed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from benchmarks.redirect import BenchOptions, format_table, run_benchmark
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+
+def test_redirect_benchmark_records_exactly_the_302s(tmp_path: Path) -> None:
+    opts = BenchOptions(duration_s=1, connections=8, threads=2)
+    result = run_benchmark([200], [1], opts, work_root=tmp_path, log=lambda _: None)
+
+    run = result["runs"][0]
+    assert not run["errors"]
+    check = run["clicktrail"]["check"]
+    assert check["passed"], check
+    assert check["redirects_302"] > 0
+    assert check["302_without_click"] == 0
+    assert check["duplicates_in_stream"] == 0
+    assert check["clicks_recorded"] == check["redirects_302"] + check["abandoned_at_cut_off"]
+    # Every request of the baselines found its code: the Lua and Python code generators agree.
+    assert set(run["nginx"]["statuses"]) == {302}
+    assert set(run["bare"]["statuses"]) == {302}
+    assert {"c/a", "c/b"} <= run["ratios"].keys()
+    assert "clicktrail" in format_table(result)

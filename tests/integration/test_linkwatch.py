@@ -1,0 +1,73 @@
+"""The link-change stream keeps every worker's cache honest, including across trims and reconnects."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis.asyncio import Redis
+
+from clicktrail.keys import Keys
+from redirector.links import Link, LinkCache, LinkStore
+from redirector.linkwatch import LinkWatcher
+
+pytestmark = pytest.mark.redis
+
+
+def link(code: str) -> Link:
+    return Link(
+        code=code, url="https://s.example.com/", creator_id="c", host="s.example.com", created_at_ms=1
+    )
+
+
+async def settle(predicate, timeout_s: float = 5) -> None:
+    for _ in range(int(timeout_s / 0.02)):
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("not reached")
+
+
+def test_changes_and_creations_invalidate(settings, redis_client) -> None:
+    async def scenario():
+        redis, keys = Redis.from_url(settings.redis_url), Keys(settings.redis_prefix)
+        store, cache = LinkStore(redis, keys), LinkCache(100, ttl_ms=600_000)
+        watcher = LinkWatcher(redis, keys, cache)
+        task = asyncio.create_task(watcher.run())
+        await settle(lambda: watcher._last is not None)
+        cache.put("newcode", None, 0)  # a viewer tried the code before the creator made it
+        cache.put("other", link("other"), 0)
+        await store.create(link("newcode"))
+        await settle(lambda: cache.stale("newcode") is None)
+        assert cache.stale("other") is not None
+        cache.put("newcode", link("newcode"), 0)
+        await store.disable("newcode")
+        await settle(lambda: cache.stale("newcode") is None)
+        task.cancel()
+        await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_trim_past_unread_changes_revalidates_everything(settings, redis_client) -> None:
+    async def scenario():
+        redis, keys = Redis.from_url(settings.redis_url), Keys(settings.redis_prefix)
+        store, cache = LinkStore(redis, keys), LinkCache(100, ttl_ms=600_000)
+        await store.create(link("a1234"))
+        watcher = LinkWatcher(redis, keys, cache)
+        await watcher._step()  # starts at the newest entry
+        await redis.xtrim(keys.link_events, maxlen=0)  # trimming what was read is no gap
+        await watcher._step()
+        assert watcher.gaps == 0
+        # Two changes land and are trimmed away before this watcher reads them.
+        await store.create(link("b1234"))
+        await store.disable("a1234")
+        newest = (await redis.xrevrange(keys.link_events, count=1))[0][0]
+        await redis.xtrim(keys.link_events, minid=newest.decode().split("-")[0] + "-999999")
+        cache.put("a1234", link("a1234"), now_ns=0)
+        await watcher._step()
+        assert watcher.gaps == 1
+        assert cache.get("a1234", now_ns=1)[0] is False  # no longer trusted: read again on next use
+        await redis.aclose()
+
+    asyncio.run(scenario())
