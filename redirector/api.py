@@ -3,18 +3,23 @@ and webhook routes live in attribution/api.py."""
 
 from __future__ import annotations
 
+import logging
 import re
 import secrets
 from datetime import UTC, datetime
 
+from clickhouse_driver.errors import Error as ClickHouseError
 from starlette.requests import Request
 from starlette.routing import Route
 
+from clicktrail import queries
 from redirector.errors import ApiError, json_response, read_json
 from redirector.links import Link, now_ms
 from redirector.redirect import CODE_CHARS, CODE_MAX_CHARS, CODE_MIN_CHARS
 from redirector.state import AppState
 from redirector.urls import UrlError, validate_url
+
+log = logging.getLogger("clicktrail.api")
 
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 GENERATED_CODE_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
@@ -116,8 +121,16 @@ async def _owned_link(request: Request) -> tuple[AppState, Link]:
 
 
 async def get_link(request: Request):
+    """The link with its all-time totals from the ClickHouse rollups (`null` while ClickHouse cannot be
+    asked: the link itself is still served from Redis)."""
     ctx, link = await _owned_link(request)
-    return json_response(link_json(link, ctx.settings.public_url))
+    body = link_json(link, ctx.settings.public_url)
+    try:
+        body["totals"] = await queries.link_totals(ctx.clickhouse(), link.code)
+    except (ClickHouseError, OSError, EOFError) as exc:
+        log.warning("link totals unavailable: %s", exc)
+        body["totals"] = None
+    return json_response(body)
 
 
 async def delete_link(request: Request):

@@ -8,17 +8,20 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Gauge
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from clicktrail.clickhouse import Backend, NativeClickHouse
 from clicktrail.clickid import ClickIds
-from clicktrail.keys import Keys
+from clicktrail.keys import INGEST_GROUP, Keys
 from clicktrail.settings import Settings
+from clicktrail.streaminfo import stream_lag
 from redirector.auth import Authenticator
 from redirector.clientip import ClientAddress
 from redirector.links import LinkCache, LinkStore
@@ -30,6 +33,8 @@ from redirector.resolver import LinkResolver
 from redirector.stats import RecorderStats, RedirectStats
 
 log = logging.getLogger("clicktrail.server")
+
+LAG_INTERVAL_S = 5.0
 
 
 @dataclass
@@ -125,6 +130,7 @@ class AppState:
         await self.recorder.start()
         self._tasks.append(asyncio.create_task(self.watcher.run(), name="link-watch"))
         self._tasks.append(asyncio.create_task(self._publish_metrics(), name="metrics-snapshot"))
+        self._tasks.append(asyncio.create_task(self._watch_lag(), name="stream-lag"))
 
     async def close(self) -> None:
         """Runs after the server stopped accepting and drained its connections: every answered click is
@@ -139,6 +145,38 @@ class AppState:
         await self.recorder_redis.aclose()
         if self._clickhouse is not None:
             await asyncio.to_thread(self._clickhouse.close)
+
+    async def _watch_lag(self) -> None:
+        """Ingestion lag on the server's own /metrics too, so one scrape shows whether clicks are reaching
+        ClickHouse (the ingester exports the same figures with `ingest --metrics-port`)."""
+        entries = Gauge(
+            "clicktrail_stream_lag_entries",
+            "Stream entries not yet in ClickHouse",
+            ["stream"],
+            registry=self.registry,
+        )
+        seconds = Gauge(
+            "clicktrail_stream_lag_seconds",
+            "Age of the oldest entry not yet in ClickHouse",
+            ["stream"],
+            registry=self.registry,
+        )
+        client = SyncRedis.from_url(self.settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        streams = {"clicks": self.keys.clicks, "orders": self.keys.orders}
+        try:
+            while True:
+                for name, stream in streams.items():
+                    try:
+                        count, age_s = await asyncio.to_thread(stream_lag, client, stream, INGEST_GROUP)
+                    except RedisError as exc:
+                        if "no such key" not in str(exc):
+                            log.debug("stream lag unavailable: %s", exc)
+                        count, age_s = 0, 0.0
+                    entries.labels(name).set(count)
+                    seconds.labels(name).set(age_s)
+                await asyncio.sleep(LAG_INTERVAL_S)
+        finally:
+            client.close()
 
     async def _publish_metrics(self) -> None:
         """Let sibling workers include this one's counters in their /metrics (metrics.py)."""
