@@ -43,5 +43,68 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
     sys.exit(run_server(settings, host=host, port=port, workers=workers))
 
 
+@main.command()
+@click.option("--once", is_flag=True, help="Drain what the streams hold now, then exit (tests, cron).")
+@click.option("--consumer", default=None, help="Consumer name, unique among live ingesters [host-pid].")
+@click.option("--metrics-port", default=0, type=int, help="Serve Prometheus metrics on this port (0: off).")
+@click.pass_obj
+def ingest(settings: Settings, once: bool, consumer: str | None, metrics_port: int) -> None:
+    """Move recorded clicks, link events and order events from Redis into ClickHouse, exactly once."""
+    import os
+    import socket
+
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    from clicktrail.streams import run_streams
+    from redirector.ingester import stream_specs
+
+    registry = CollectorRegistry()
+    if metrics_port:
+        start_http_server(metrics_port, registry=registry)
+    specs = stream_specs(settings)
+    # The order-events stream (attribution's), drained the same way.
+    from attribution.events import order_stream_spec
+    from clicktrail.keys import Keys
+
+    specs.append(order_stream_spec(Keys(settings.redis_prefix)))
+    name = consumer or f"{socket.gethostname()}-{os.getpid()}"
+    sys.exit(run_streams(settings, specs, consumer=name, registry=registry, once=once))
+
+
+@main.command()
+@click.option(
+    "--every",
+    "every_s",
+    type=click.FloatRange(min=1),
+    default=None,
+    help="Run a batch every SECONDS until SIGTERM/SIGINT (default: one batch, then exit).",
+)
+@click.pass_obj
+def attribute(settings: Settings, every_s: float | None) -> None:
+    """Book commissions for new order events (one batch, or one every SECONDS)."""
+    import asyncio
+
+    from attribution.commands import attribute as run_attribute
+
+    sys.exit(asyncio.run(run_attribute(settings, every_s)))
+
+
+@main.group()
+def report() -> None:
+    """Human-readable reports."""
+
+
+@report.command("earnings")
+@click.option("--from", "start", default=None, help="First day (YYYY-MM-DD) [all time].")
+@click.option("--to", "end", default=None, help="Last day (YYYY-MM-DD) [today].")
+@click.option("--creator", "creator_id", default="", help="Only this creator.")
+@click.pass_obj
+def report_earnings(settings: Settings, start: str | None, end: str | None, creator_id: str) -> None:
+    """Earnings per creator and currency: clicks, orders, pending, approved, reversed."""
+    from attribution.commands import earnings
+
+    sys.exit(earnings(settings, start, end, creator_id))
+
+
 if __name__ == "__main__":
     main()

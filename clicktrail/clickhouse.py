@@ -91,7 +91,9 @@ class ChdbClickHouse:
             return 0
         rows = zip(*data, strict=True)
         values = ",".join(
-            "(" + ",".join(str(v) for v in escape_params(dict(enumerate(row)), _EscapeContext()).values()) + ")"
+            "("
+            + ",".join(str(v) for v in escape_params(dict(enumerate(row)), _EscapeContext()).values())
+            + ")"
             for row in rows
         )
         with self._lock:

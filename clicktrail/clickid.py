@@ -41,11 +41,7 @@ class ClickIds:
 
     def new(self, now_ms: int | None = None) -> str:
         ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
-        body = (
-            ms.to_bytes(6, "big")
-            + self._nonce
-            + (next(self._counter) % _COUNTER_MOD).to_bytes(4, "big")
-        )
+        body = ms.to_bytes(6, "big") + self._nonce + (next(self._counter) % _COUNTER_MOD).to_bytes(4, "big")
         mac = hashlib.blake2b(body, key=self._key, digest_size=MAC_BYTES).digest()
         return base64.urlsafe_b64encode(body + mac).rstrip(b"=").decode()
 

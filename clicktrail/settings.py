@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     # Click recorder: a Redis write that takes longer than this is given up and the batch goes to the
     # spool, so that a paused Redis never holds a viewer on our page.
     redis_write_timeout_ms: int = Field(250, ge=1)
+    # Likewise for reading a link that is not in the worker's cache: past this, the cached copy or a 503.
+    redis_lookup_timeout_ms: int = Field(250, ge=1)
     recorder_max_batch: int = Field(2_000, ge=1)
     spool_retry_interval_ms: int = Field(1_000, ge=10)
 

@@ -46,10 +46,8 @@ async def metrics(request: Request) -> Response:
 
 
 def _extra_routes() -> list[Route]:
-    try:  # TEMPORARY until attribution/api.py lands
-        from attribution.api import routes as attribution_routes
-    except ImportError:
-        return []
+    from attribution.api import routes as attribution_routes
+
     return attribution_routes()
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import orjson
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 
@@ -29,13 +29,26 @@ def json_response(data: object, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
 
-async def read_json(request: Request, max_bytes: int = 64 * 1024) -> object:
-    """The request body as JSON, refusing oversize bodies while reading and malformed JSON with a 400."""
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The raw body, refused with 413 as soon as it passes `max_bytes` (never buffered beyond it), and
+    with 400 if the client goes away before sending all of it (a truncated body is never parsed)."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise ApiError(413, "body_too_large", f"request body over {max_bytes} bytes")
     body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > max_bytes:
-            raise ApiError(413, "body_too_large", f"request body over {max_bytes} bytes")
+    try:
+        async for chunk in request.stream():
+            body.extend(chunk)
+            if len(body) > max_bytes:
+                raise ApiError(413, "body_too_large", f"request body over {max_bytes} bytes")
+    except ClientDisconnect:
+        raise ApiError(400, "client_disconnected", "the client went away before the body ended") from None
+    return bytes(body)
+
+
+async def read_json(request: Request, max_bytes: int = 64 * 1024) -> object:
+    """The request body as JSON: 413 when oversize, 400 when truncated or malformed."""
+    body = await read_body(request, max_bytes)
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:

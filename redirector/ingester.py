@@ -2,36 +2,64 @@
 the columns of `clicks`; and the link-event mirror into `links`. The delivery itself (exactly once, crash
 safe, several ingesters at once) is the generic consumer's: see clicktrail/streams.py for the guarantee.
 
-Memory while ClickHouse is down: the backlog stays in the Redis stream, about 250-300 bytes per click
-(msgpack, ~2,000 clicks per entry; measured by benchmarks/ingest.py), plus the unique-visitor hashes.
+Memory while ClickHouse is down: the backlog stays in the Redis stream, about 260 bytes per click
+(msgpack, 2,000 clicks per entry: 262 measured by benchmarks/ingest.py), so 1 GB holds about 4 million
+clicks; redirects are unaffected (they only append). The unique-visitor hashes add ~50 bytes per unique
+visitor-hour (redirector/enrich.py). Lag: `clicktrail_stream_lag_entries` / `_lag_seconds`.
 """
 
 from __future__ import annotations
 
+import re
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
+from itertools import compress, repeat
+from operator import attrgetter, floordiv, not_
+from typing import Annotated
 
 import msgspec
 import redis
 
-from clicktrail import clickid, queries
+from clicktrail import queries
 from clicktrail.clickhouse import Backend
+from clicktrail.clickid import ID_CHARS
 from clicktrail.keys import Keys
 from clicktrail.settings import Settings
 from clicktrail.streams import Poison, StreamSpec
-from redirector.click import SCHEMA_VERSION, Click, decode_batch
-from redirector.enrich import Enricher, UniqueClicks, Visit
+from redirector.click import SCHEMA_VERSION, Click
+from redirector.enrich import Enricher, UniqueClicks
 
 LINK_EVENT_VERSION = b"1"
+# Redirect workers tail the link events too (redirector/linkwatch.py); a worker that finds an entry
+# trimmed before it read it drops its whole cache, so stored events stay this long (they are few).
+LINK_EVENTS_RETAIN_MS = 15 * 60 * 1000
+# One regular-expression call checks the characters of all the ids of an entry (lengths are the decoder's).
+_ID_CHARS_RE = re.compile(r"[A-Za-z0-9_-]*")
+# ts is a DateTime column: seconds must fit in 32 bits.
+_MAX_TS_MS = 2**32 * 1000
 
 
-class ClickRecord(msgspec.Struct, frozen=True):
-    click: Click
-    entry_id: str
+class IngestClick(Click, gc=False):
+    """A `Click` as the ingester decodes it: with the shape checks the table needs, so that a malformed
+    click is dead-lettered instead of failing its batch's insert for ever (the MAC is the attributor's
+    business), and untracked by the cyclic garbage collector (it holds no containers; a batch holds ~10^5
+    of them, which would otherwise make every full collection walk them)."""
+
+    click_id: Annotated[str, msgspec.Meta(min_length=ID_CHARS, max_length=ID_CHARS)]
+    ts_ms: Annotated[int, msgspec.Meta(gt=0, lt=_MAX_TS_MS)]
+    ip_hash: Annotated[int, msgspec.Meta(ge=0)]  # msgpack has no integers above 2**64 - 1
+
+
+_clicks_decoder = msgspec.msgpack.Decoder(list[IngestClick])
+_click_id = attrgetter("click_id")
+_click_row = attrgetter(
+    "click_id", "ts_ms", "code", "creator_id", "merchant_id", "dest_host", "is_head", "user_agent", "referer",
+    "ip_hash", "ip_prefix", "country",
+)  # fmt: skip
 
 
 class ClickHandler:
-    """Stream `Keys.clicks` → table `clicks`."""
+    """Stream `Keys.clicks` → table `clicks`. A record is a (click, stream entry id) tuple."""
 
     name = "clicks"
     table = "clicks"
@@ -41,62 +69,69 @@ class ClickHandler:
         self._enricher = enricher
         self._unique = unique
 
-    def decode(self, entry_id: str, fields: dict[bytes, bytes]) -> list[ClickRecord]:
+    def decode(self, entry_id: str, fields: dict[bytes, bytes]) -> list[tuple[IngestClick, str]]:
         if fields.get(b"v") != SCHEMA_VERSION:
             raise Poison("schema_version")
         payload = fields.get(b"c")
         if payload is None:
             raise Poison("missing_clicks")
         try:
-            clicks = decode_batch(payload)
+            clicks = _clicks_decoder.decode(payload)
         except msgspec.ValidationError:
             raise Poison("invalid_click") from None
         except msgspec.DecodeError:
             raise Poison("undecodable") from None
-        for click in clicks:
-            # The id carries the time the existence check is bounded by; a malformed one cannot be found.
-            if clickid.decode(click.click_id) is None or click.ts_ms <= 0:
-                raise Poison("invalid_click")
-        return [ClickRecord(click, entry_id) for click in clicks]
+        if not _ID_CHARS_RE.fullmatch("".join(map(_click_id, clicks))):
+            raise Poison("invalid_click")
+        return list(zip(clicks, repeat(entry_id)))
 
-    def key(self, record: ClickRecord) -> Hashable:
-        return record.click.click_id
+    def key(self, record: tuple[IngestClick, str]) -> Hashable:
+        return record[0].click_id
 
-    def existing(self, backend: Backend, records: list[ClickRecord]) -> set[Hashable]:
-        return set(queries.existing_click_ids(backend, [(r.click.click_id, r.click.ts_ms) for r in records]))
+    def existing(self, backend: Backend, records: list[tuple[IngestClick, str]]) -> set[Hashable]:
+        return set(queries.existing_click_ids(backend, [(c.click_id, c.ts_ms) for c, _ in records]))
 
-    def build(self, records: list[ClickRecord]) -> list[list]:
+    def build(self, records: list[tuple[IngestClick, str]]) -> list[Sequence]:
+        """The columns of `clicks`, column by column: C-level maps over the batch, memoised enrichment."""
         enricher = self._enricher
-        clicks = [r.click for r in records]
-        traits = [enricher.traits(c.user_agent, c.is_head) for c in clicks]
-        humans = [i for i, t in enumerate(traits) if not t.is_bot]
-        unique = [False] * len(clicks)
-        people = [clicks[i] for i in humans]
-        visits = [Visit(c.code, c.ts_ms, c.ip_hash, c.user_agent, c.click_id) for c in people]
-        for i, flag in zip(humans, self._unique.first_in_hour(visits, int(time.time())), strict=True):
-            unique[i] = flag
+        clicks, entry_ids = zip(*records, strict=True)
+        (click_id, ts_ms, code, creator_id, merchant_id, dest_host, is_head, user_agent, referer, ip_hash,
+         ip_prefix, country) = zip(*map(_click_row, clicks), strict=True)  # fmt: skip
+        is_bot, bot_reason, device, browser, os = enricher.agent_columns(user_agent, is_head)
         return [
-            [c.click_id for c in clicks],
-            [c.ts_ms // 1000 for c in clicks],
-            [c.ts_ms for c in clicks],
-            [c.code for c in clicks],
-            [c.creator_id for c in clicks],
-            [c.merchant_id for c in clicks],
-            [c.dest_host for c in clicks],
-            [int(c.is_head) for c in clicks],
-            [int(t.is_bot) for t in traits],
-            [t.bot_reason for t in traits],
-            [int(u) for u in unique],
-            [enricher.country(c.country, c.ip_prefix) for c in clicks],
-            [t.device for t in traits],
-            [t.browser for t in traits],
-            [t.os for t in traits],
-            [enricher.referer_host(c.referer) for c in clicks],
-            [c.user_agent for c in clicks],
-            [c.ip_hash for c in clicks],
-            [c.ip_prefix for c in clicks],
-            [r.entry_id for r in records],
+            click_id,
+            list(map(floordiv, ts_ms, repeat(1000))),
+            ts_ms,
+            code,
+            creator_id,
+            merchant_id,
+            dest_host,
+            is_head,
+            is_bot,
+            bot_reason,
+            self._unique_column(is_bot, code, ts_ms, ip_hash, user_agent, click_id),
+            enricher.countries(country, ip_prefix),
+            device,
+            browser,
+            os,
+            enricher.referer_hosts(referer),
+            user_agent,
+            ip_hash,
+            ip_prefix,
+            entry_ids,
         ]
+
+    def _unique_column(self, is_bot: Sequence[int], *columns: Sequence) -> list[int]:
+        """is_unique: 0 for bots; for people, the first click of its visitor on its link in its hour."""
+        now_s = int(time.time())
+        if not any(is_bot):
+            return self._unique.first_in_hour(*columns, now_s)
+        people = list(map(not_, is_bot))
+        flags = self._unique.first_in_hour(*(list(compress(c, people)) for c in columns), now_s)
+        unique = [0] * len(is_bot)
+        for index, flag in zip(compress(range(len(is_bot)), people), flags, strict=True):
+            unique[index] = flag
+        return unique
 
 
 class LinkEvent(msgspec.Struct, frozen=True):
@@ -162,5 +197,11 @@ def stream_specs(settings: Settings) -> list[StreamSpec]:
 
     return [
         StreamSpec("clicks", keys.clicks, keys.clicks_dead, clicks),
-        StreamSpec("links", keys.link_events, keys.link_events_dead, lambda _client: LinkEventHandler()),
+        StreamSpec(
+            "links",
+            keys.link_events,
+            keys.link_events_dead,
+            lambda _client: LinkEventHandler(),
+            retain_ms=LINK_EVENTS_RETAIN_MS,
+        ),
     ]

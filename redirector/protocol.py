@@ -23,7 +23,6 @@ MAX_HEAD_BYTES = 64 * 1024
 DEFAULT_HEADER_TIMEOUT_S = 5.0
 
 
-
 def _closing_response(status: str, text: str) -> bytes:
     body = text.encode() + b"\n"
     head = f"HTTP/1.1 {status}\r\ncontent-type: text/plain; charset=utf-8\r\n"
@@ -41,7 +40,9 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         self.header_timeout_s = header_timeout_s
         self._head_timer: asyncio.TimerHandle | None = None
         self._in_head = True  # reading a request head (a new connection starts in one)
-        self._head_bytes = 0
+        self._raw_head_bytes = 0  # bytes received while the head is incomplete (a head that never ends)
+        self._head_bytes = 0  # request target and headers the parser delivered (a head that came at once)
+        self._refused = False
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -52,24 +53,49 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
         if self._in_head:
-            self._head_bytes += len(data)
+            self._raw_head_bytes += len(data)
         super().data_received(data)
-        if self._in_head and self._head_bytes > MAX_HEAD_BYTES and not self.transport.is_closing():
+        too_large = self._refused or (self._in_head and self._raw_head_bytes > MAX_HEAD_BYTES)
+        if too_large and not self.transport.is_closing():
             self._reject(_TOO_LARGE_RESPONSE)
 
+    # Parser callbacks (run inside data_received).
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        self._head_bytes = 0
         if not self._in_head:  # the next request on a keep-alive connection
             self._in_head = True
-            self._head_bytes = 0
+            self._raw_head_bytes = 0
             self._arm()
+
+    def on_url(self, url: bytes) -> None:
+        self._head_bytes += len(url)
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._head_bytes += len(name) + len(value) + 4  # ": " and CRLF
+        super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._disarm()
+        if self._head_bytes > MAX_HEAD_BYTES:
+            self._refused = True  # never reaches the app; data_received answers 431 once parsing returns
+            return
         super().on_headers_complete()
 
+    def on_body(self, body: bytes) -> None:
+        if not self._refused:
+            super().on_body(body)
+
+    def on_message_complete(self) -> None:
+        if not self._refused:
+            super().on_message_complete()
+
+    # The deadline.
     def _arm(self) -> None:
         if self._head_timer is None:
             self._head_timer = self.loop.call_later(self.header_timeout_s, self._head_timed_out)
@@ -86,6 +112,7 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
 
     def _reject(self, response: bytes) -> None:
         self._disarm()
+        self._refused = True
         if self.cycle is None or self.cycle.response_complete:  # never inside a response being written
             self.transport.write(response)
         self.transport.close()

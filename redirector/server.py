@@ -4,11 +4,13 @@ then the lifespan flushes the recorder and closes connections."""
 
 from __future__ import annotations
 
+import functools
 import os
 
 import uvicorn
 
 from clicktrail.settings import Settings
+from redirector.protocol import HeaderTimeoutProtocol
 
 GRACEFUL_SHUTDOWN_S = 30
 KEEP_ALIVE_S = 5
@@ -20,7 +22,8 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> int:
         host=host,
         port=port,
         loop="uvloop",
-        http="httptools",
+        # httptools plus a request-head deadline and size limit (protocol.py)
+        http=functools.partial(HeaderTimeoutProtocol, header_timeout_s=settings.header_timeout_ms / 1000),
         lifespan="on",
         access_log=False,
         server_header=False,

@@ -43,6 +43,7 @@ class AppState:
     keys: Keys
     redis: Redis
     recorder_redis: Redis
+    lookup_redis: Redis
     ids: ClickIds
     links: LinkStore
     cache: LinkCache
@@ -76,6 +77,16 @@ class AppState:
             socket_connect_timeout=timeout_s,
             retry=Retry(NoBackoff(), 0),
         )
+        # Link lookups on the redirect path fail fast too: a viewer waits at most this long on a Redis that
+        # hangs, then gets the cached copy or a 503. One retry only for a dropped connection.
+        lookup_timeout_s = settings.redis_lookup_timeout_ms / 1000
+        lookup_redis = Redis.from_url(
+            settings.redis_url,
+            socket_timeout=lookup_timeout_s,
+            socket_connect_timeout=lookup_timeout_s,
+            retry=Retry(NoBackoff(), 1),
+            retry_on_error=[RedisConnectionError],
+        )
         ids = ClickIds(settings.secret_bytes)
         links = LinkStore(redis, keys)
         cache = LinkCache(settings.link_cache_size, settings.link_cache_ttl_ms)
@@ -89,7 +100,7 @@ class AppState:
             retry_interval_ms=settings.spool_retry_interval_ms,
         )
         redirect = RedirectHandler(
-            LinkResolver(links, cache),
+            LinkResolver(LinkStore(lookup_redis, keys), cache),
             recorder,
             ids,
             ClientAddress(settings.secret_bytes, settings.trusted_proxies),
@@ -108,6 +119,7 @@ class AppState:
             keys=keys,
             redis=redis,
             recorder_redis=recorder_redis,
+            lookup_redis=lookup_redis,
             ids=ids,
             links=links,
             cache=cache,
@@ -143,6 +155,7 @@ class AppState:
             self._snapshots.remove()
         await self.redis.aclose()
         await self.recorder_redis.aclose()
+        await self.lookup_redis.aclose()
         if self._clickhouse is not None:
             await asyncio.to_thread(self._clickhouse.close)
 
@@ -172,6 +185,9 @@ class AppState:
                         if "no such key" not in str(exc):
                             log.debug("stream lag unavailable: %s", exc)
                         count, age_s = 0, 0.0
+                    except Exception:  # a gauge must never take the server down, nor stop updating
+                        log.exception("stream lag computation failed")
+                        continue
                     entries.labels(name).set(count)
                     seconds.labels(name).set(age_s)
                 await asyncio.sleep(LAG_INTERVAL_S)

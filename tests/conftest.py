@@ -20,7 +20,9 @@ from clicktrail.clickhouse import ChdbClickHouse, NativeClickHouse
 from clicktrail.settings import Settings
 
 REDIS_URL = os.environ.get("CLICKTRAIL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-CLICKHOUSE_URL = os.environ.get("CLICKTRAIL_TEST_CLICKHOUSE_URL", "clickhouse://default:@127.0.0.1:9000/default")
+CLICKHOUSE_URL = os.environ.get(
+    "CLICKTRAIL_TEST_CLICKHOUSE_URL", "clickhouse://default:@127.0.0.1:9000/default"
+)
 
 
 def free_port() -> int:
@@ -87,8 +89,21 @@ class PrivateRedis:
 
     def start(self) -> None:
         self.proc = subprocess.Popen(
-            [shutil.which("redis-server") or "redis-server", "--bind", "127.0.0.1", "--port", str(self.port),
-             "--dir", str(self.workdir), "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
+            [
+                shutil.which("redis-server") or "redis-server",
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--dir",
+                str(self.workdir),
+                "--appendonly",
+                "yes",
+                "--appendfsync",
+                "always",
+                "--save",
+                "",
+            ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

@@ -26,7 +26,9 @@ async def running_app(settings: Settings) -> AsyncIterator[tuple[ClicktrailApp, 
     async def send(message):
         sent.append(message)
 
-    lifespan = asyncio.create_task(app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send))
+    lifespan = asyncio.create_task(
+        app({"type": "lifespan", "asgi": {"version": "3.0"}, "state": {}}, receive, send)
+    )
     await receive_queue.put({"type": "lifespan.startup"})
     while not any(m["type"].startswith("lifespan.startup.") for m in sent):
         await asyncio.sleep(0.005)
@@ -41,6 +43,8 @@ async def running_app(settings: Settings) -> AsyncIterator[tuple[ClicktrailApp, 
 
 
 async def make_link(client: httpx.AsyncClient, creator_id: str, url: str, **extra) -> dict:
-    response = await client.post("/api/links", json={"url": url, "creator_id": creator_id, **extra}, headers=ADMIN)
+    response = await client.post(
+        "/api/links", json={"url": url, "creator_id": creator_id, **extra}, headers=ADMIN
+    )
     assert response.status_code == 201, response.text
     return response.json()

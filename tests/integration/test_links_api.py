@@ -38,9 +38,13 @@ def test_creator_key_is_scoped_to_its_creator(settings) -> None:
             assert (await client.get("/api/links?creator_id=alice", headers=bob)).status_code == 403
             listed = await client.get("/api/links?creator_id=alice", headers=alice)
             assert [link["code"] for link in listed.json()["links"]] == [code]
-            assert (await client.get(f"/api/links/{code}", headers=alice)).json()["url"] == "https://shop.example.com/a"
+            assert (await client.get(f"/api/links/{code}", headers=alice)).json()[
+                "url"
+            ] == "https://shop.example.com/a"
             # a creator key cannot issue keys
-            assert (await client.post("/api/keys", json={"creator_id": "x"}, headers=alice)).status_code == 403
+            assert (
+                await client.post("/api/keys", json={"creator_id": "x"}, headers=alice)
+            ).status_code == 403
 
     asyncio.run(scenario())
 

@@ -46,8 +46,10 @@ def test_sigterm_under_load_loses_no_answered_click(settings) -> None:
         async def scenario() -> list[str]:
             answered: list[str] = []
             stop_at = time.monotonic() + LOAD_BOUND_S
-            load = [asyncio.create_task(hammer(server.url + "/term-test", answered, stop_at))
-                    for _ in range(LOAD_CONNECTIONS)]
+            load = [
+                asyncio.create_task(hammer(server.url + "/term-test", answered, stop_at))
+                for _ in range(LOAD_CONNECTIONS)
+            ]
             while len(answered) < 500:
                 await asyncio.sleep(0.01)
             server.proc.send_signal(signal.SIGTERM)

@@ -45,7 +45,11 @@ def test_commission_per_line(price: int, quantity: int, bps: int, expected: int)
 
 
 VERSION = RateVersion(
-    version=3, effective_ms=0, default_bps=500, categories={"shoes": 1200}, skus={"SKU-1": 900},
+    version=3,
+    effective_ms=0,
+    default_bps=500,
+    categories={"shoes": 1200},
+    skus={"SKU-1": 900},
     creators={"alice": 1500},
 )
 
@@ -84,8 +88,17 @@ def test_version_at_click_time(click_ms: int, version: int) -> None:
 
 
 def _click(**overrides) -> ClickFacts:
-    base = dict(click_id="c" * 30, well_formed=True, mac_valid=True, found=True, ts_ms=10 * DAY,
-                creator_id="alice", merchant_id="m1", dest_host="shop.example", host_owner="m1")
+    base = dict(
+        click_id="c" * 30,
+        well_formed=True,
+        mac_valid=True,
+        found=True,
+        ts_ms=10 * DAY,
+        creator_id="alice",
+        merchant_id="m1",
+        dest_host="shop.example",
+        host_owner="m1",
+    )
     return ClickFacts(**{**base, **overrides})
 
 

@@ -1,0 +1,216 @@
+"""HTTP routes of the attribution side: merchants, secrets, catalog, rates, earnings and order webhooks.
+Mounted by the app (`routes()`); handlers take shared resources from `request.app.state.ctx`."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, date, datetime
+
+import msgspec
+from prometheus_client import CollectorRegistry, Counter
+from starlette.requests import Request
+from starlette.routing import Route
+
+from attribution import report, webhooks
+from attribution.catalog import CatalogStore, Product
+from attribution.merchants import DomainTaken, InvalidMerchant, Merchant, MerchantStore, public_view, validate
+from attribution.rates import RateStore, RatesUpdate
+from redirector.errors import ApiError, json_response, read_body, read_json
+
+MAX_CATALOG_BODY_BYTES = 8 * 1024 * 1024
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.webhooks = Counter(
+            "clicktrail_webhooks",
+            "Order webhook deliveries by result (accepted, duplicate, or the refusal reason)",
+            ["result"],
+            registry=registry,
+        )
+
+
+def _metrics(request: Request) -> Metrics:
+    state = request.app.state
+    metrics = getattr(state, "attribution_metrics", None)
+    if metrics is None:
+        metrics = state.attribution_metrics = Metrics(state.ctx.registry)
+    return metrics
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def _decode(data: object, kind):
+    try:
+        return msgspec.convert(data, kind)
+    except msgspec.ValidationError as exc:
+        raise ApiError(422, "invalid", str(exc)) from None
+
+
+async def _merchant_or_404(ctx, merchant_id: str) -> Merchant:
+    merchant = await MerchantStore(ctx.redis, ctx.keys).get(merchant_id)
+    if merchant is None:
+        raise ApiError(404, "unknown_merchant", f"no merchant {merchant_id!r}")
+    return merchant
+
+
+async def create_merchant(request: Request):
+    ctx = request.app.state.ctx
+    (await ctx.auth.authenticate(request)).require_admin()
+    try:
+        merchant = validate(_decode(await read_json(request), Merchant))
+    except InvalidMerchant as exc:
+        raise ApiError(422, "invalid", str(exc)) from None
+    now_ms = _now_ms()
+    merchant = msgspec.structs.replace(merchant, created_at_ms=now_ms)
+    store = MerchantStore(ctx.redis, ctx.keys)
+    try:
+        if not await store.create(merchant):
+            raise ApiError(409, "merchant_exists", f"merchant {merchant.merchant_id!r} exists")
+    except DomainTaken as exc:
+        raise ApiError(409, "domain_taken", str(exc)) from None
+    await RateStore(ctx.redis, ctx.keys).set_rates(
+        merchant.merchant_id, now_ms, RatesUpdate(default_rate_bps=merchant.default_rate_bps)
+    )
+    secret, _ = await store.add_secret(merchant.merchant_id, now_ms)
+    claimed = 0
+    for host in merchant.domains:
+        # Links made before the brand joined now carry its id and click parameter.
+        claimed += await ctx.links.claim_host(host, merchant.merchant_id, merchant.click_param)
+    return json_response({**public_view(merchant), "webhook_secret": secret, "claimed_links": claimed}, 201)
+
+
+async def rotate_secret(request: Request):
+    ctx = request.app.state.ctx
+    merchant_id = request.path_params["merchant_id"]
+    (await ctx.auth.authenticate(request)).require_merchant(merchant_id)
+    await _merchant_or_404(ctx, merchant_id)
+    secret, old_expiry_ms = await MerchantStore(ctx.redis, ctx.keys).add_secret(merchant_id, _now_ms())
+    return json_response({"webhook_secret": secret, "previous_secrets_expire_at_ms": old_expiry_ms}, 201)
+
+
+async def put_catalog(request: Request):
+    ctx = request.app.state.ctx
+    merchant_id = request.path_params["merchant_id"]
+    (await ctx.auth.authenticate(request)).require_merchant(merchant_id)
+    await _merchant_or_404(ctx, merchant_id)
+    data = await read_json(request, MAX_CATALOG_BODY_BYTES)
+    if isinstance(data, dict):  # {"products": [...]} is accepted too
+        data = data.get("products")
+    products = _decode(data, list[Product])
+    try:
+        version = await CatalogStore(ctx.redis, ctx.keys).upsert(merchant_id, products, _now_ms())
+    except ValueError as exc:
+        raise ApiError(422, "invalid", str(exc)) from None
+    return json_response({"upserted": len(products), "rate_version": version.version})
+
+
+async def put_rates(request: Request):
+    ctx = request.app.state.ctx
+    merchant_id = request.path_params["merchant_id"]
+    (await ctx.auth.authenticate(request)).require_merchant(merchant_id)
+    await _merchant_or_404(ctx, merchant_id)
+    update = _decode(await read_json(request), RatesUpdate)
+    try:
+        version = await RateStore(ctx.redis, ctx.keys).set_rates(merchant_id, _now_ms(), update)
+    except ValueError as exc:
+        raise ApiError(422, "invalid", str(exc)) from None
+    return json_response({"rate_version": version.version, "effective_ms": version.effective_ms})
+
+
+async def get_catalog(request: Request):
+    ctx = request.app.state.ctx
+    principal = await ctx.auth.authenticate(request)
+    params = request.query_params
+    creator_id = principal.subject_id if principal.kind == "creator" else params.get("creator_id", "")
+    merchant_id = params.get("merchant_id", "")
+    if merchant_id:
+        merchant_ids = [merchant_id]
+    else:
+        merchant_ids = sorted(m.decode() for m in await ctx.redis.smembers(ctx.keys.merchants))
+    products = await CatalogStore(ctx.redis, ctx.keys).search(
+        merchant_ids, params.get("q", ""), params.get("category", ""), creator_id or ""
+    )
+    return json_response({"products": products})
+
+
+def _day(value: str | None, default: date) -> date:
+    if not value:
+        return default
+    try:
+        return date.fromisoformat(value[:10])
+    except ValueError:
+        raise ApiError(400, "bad_date", f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
+async def get_earnings(request: Request):
+    ctx = request.app.state.ctx
+    creator_id = request.path_params["creator_id"]
+    (await ctx.auth.authenticate(request)).require_creator(creator_id)
+    today = datetime.now(UTC).date()
+    start = _day(request.query_params.get("from"), date(1970, 1, 1))
+    end = _day(request.query_params.get("to"), today)
+    rows = await report.earnings(ctx.clickhouse(), start, end, creator_id)
+    return json_response(
+        {
+            "creator_id": creator_id,
+            "from": str(start),
+            "to": str(end),
+            "clicks": rows[0].clicks if rows else 0,
+            "currencies": [r.as_dict() for r in rows if r.currency],
+        }
+    )
+
+
+async def order_webhook(request: Request):
+    ctx = request.app.state.ctx
+    metrics = _metrics(request).webhooks
+    merchant_id = request.path_params["merchant_id"]
+    if await MerchantStore(ctx.redis, ctx.keys).get(merchant_id) is None:
+        metrics.labels("unknown_merchant").inc()
+        raise ApiError(404, "unknown_merchant", f"no merchant {merchant_id!r}")
+    body = await _read_limited(request, metrics)
+    now_ms = _now_ms()
+    secrets = await MerchantStore(ctx.redis, ctx.keys).active_secrets(merchant_id, now_ms)
+    refusal = webhooks.verify(body, request.headers, secrets, now_ms // 1000)
+    if refusal is not None:
+        metrics.labels(refusal).inc()
+        raise ApiError(401, refusal, "webhook signature verification failed: " + refusal.replace("_", " "))
+    try:
+        webhooks.parse(body)
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
+        metrics.labels("malformed").inc()
+        raise ApiError(400, "malformed", str(exc)) from None
+    webhook_id = request.headers["webhook-id"]
+    result = await webhooks.Acceptor(ctx.redis, ctx.keys).accept(merchant_id, webhook_id, body, now_ms)
+    if result == webhooks.CONFLICT:
+        metrics.labels("conflict").inc()
+        raise ApiError(409, "webhook_id_reused", "this webhook-id was delivered before with another body")
+    if result == webhooks.DUPLICATE:
+        metrics.labels("duplicate").inc()
+        return json_response({"status": "duplicate"}, 200)
+    metrics.labels("accepted").inc()
+    return json_response({"status": "accepted"}, 202)
+
+
+async def _read_limited(request: Request, metrics: Counter) -> bytes:
+    """The raw body (errors.read_body: 413 past the limit, 400 if truncated), each refusal counted."""
+    try:
+        return await read_body(request, webhooks.MAX_BODY_BYTES)
+    except ApiError as exc:
+        metrics.labels("too_large" if exc.status == 413 else exc.code).inc()
+        raise
+
+
+def routes() -> list[Route]:
+    return [
+        Route("/api/merchants", create_merchant, methods=["POST"]),
+        Route("/api/merchants/{merchant_id}/secrets", rotate_secret, methods=["POST"]),
+        Route("/api/merchants/{merchant_id}/catalog", put_catalog, methods=["PUT"]),
+        Route("/api/merchants/{merchant_id}/rates", put_rates, methods=["PUT"]),
+        Route("/api/catalog", get_catalog, methods=["GET"]),
+        Route("/api/creators/{creator_id}/earnings", get_earnings, methods=["GET"]),
+        Route("/webhooks/orders/{merchant_id}", order_webhook, methods=["POST"]),
+    ]

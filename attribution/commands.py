@@ -1,0 +1,85 @@
+"""The bodies of `clicktrail attribute` and `clicktrail report earnings` (clicktrail/cli.py only parses
+options). Both stop cleanly on SIGTERM/SIGINT: a batch in progress ends after the chunk in hand (its rows
+inserted, the cursor left where it was), so nothing is half-booked and the next run picks up the rest."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+import time
+from datetime import UTC, date, datetime
+
+import click
+from redis.asyncio import Redis
+
+from attribution import report
+from attribution.attributor import Attributor, Busy
+from clicktrail.clickhouse import NativeClickHouse
+from clicktrail.clickid import ClickIds
+from clicktrail.keys import Keys
+from clicktrail.settings import Settings
+
+
+def _progress(done: int, total: int) -> None:
+    if sys.stderr.isatty():
+        click.echo(f"\rattributing: {done:,}/{total:,} orders", nl=False, err=True)
+
+
+async def attribute(settings: Settings, every_s: float | None) -> int:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    redis = Redis.from_url(settings.redis_url)
+    backend = NativeClickHouse(settings.clickhouse_url, insert_timeout_s=settings.clickhouse_insert_timeout_s)
+    attributor = Attributor(redis, Keys(settings.redis_prefix), backend, ClickIds(settings.secret_bytes))
+    status = 0
+    try:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                summary = await attributor.run_once(progress=_progress, stop=stop)
+            except Busy as exc:
+                click.echo(f"skipped: {exc}", err=True)
+                status = 0 if every_s else 75  # EX_TEMPFAIL: cron may simply try again
+            else:
+                if sys.stderr.isatty():
+                    click.echo("", err=True)
+                outcomes = ", ".join(f"{k} {v}" for k, v in sorted(summary.outcomes.items())) or "none"
+                click.echo(
+                    f"attributed {summary.orders} orders ({outcomes}); appended {summary.rows} ledger rows, "
+                    f"net {summary.amount_minor} minor units; "
+                    f"unknown merchant {summary.skipped_unknown_merchant}"
+                )
+            if every_s is None:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), max(0.0, every_s - (time.monotonic() - started)))
+    finally:
+        await redis.aclose()
+        backend.close()
+    return status
+
+
+def _day(value: str | None, default: date) -> date:
+    if not value:
+        return default
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not YYYY-MM-DD") from None
+
+
+def earnings(settings: Settings, start: str | None, end: str | None, creator_id: str) -> int:
+    first = _day(start, date(1970, 1, 1))
+    last = _day(end, datetime.now(UTC).date())
+    backend = NativeClickHouse(settings.clickhouse_url)
+    try:
+        click.echo(f"reading earnings {first} .. {last} from ClickHouse...", err=True)
+        rows = report.collect(backend, first, last, creator_id)
+    finally:
+        backend.close()
+    click.echo(report.table(rows))
+    return 0

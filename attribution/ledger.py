@@ -1,0 +1,297 @@
+"""The commission ledger of one order, computed as a pure function of its events (and the clock).
+
+How an append-only ledger stays right (the design the attributor relies on):
+
+- Each run computes the *desired* ledger of an order from all its events, deterministically: every entry
+  has an `entry_id` built only from the events' content (`acc:<line>`, `rev:<webhook-id>:<line>`,
+  `apr:<line>:pending`...). It then reads what is stored (net amount per entry id) and appends only the
+  difference. A rerun, or the same events seen twice or in another order, finds nothing to append.
+- `sum(amount_minor)` is the balance. Status is a column, not an update: when an order's `lock_days` have
+  passed, the approval is booked as a *transfer*: an `approval` row of `-P` with status `pending` and one of
+  `+P` with status `approved`, where P is the line's net pending amount. The total is unchanged and
+  `sum(amount_minor) GROUP BY status` gives pending and approved balances. A reversal whose event happened
+  after the lock is booked directly as `approved`.
+- An order that earns nothing gets one zero-amount `none` row carrying the reason; rows are never deleted,
+  so the order's current explanation is its latest-booked rows (`argMax(reason, booked_ms)`).
+- Event precedence is by (occurred_ms, webhook_id), never arrival: a refund that arrives before its order
+  is parked (nothing booked) until the order arrives; an order id created again with different items is
+  flagged (`order_conflict`) and never summed. Refund quantities are capped at what remains of a line;
+  refunding the whole remainder reverses exactly what remains, so a fully refunded line nets to zero.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, replace
+
+import msgspec
+
+from attribution import rules
+
+CREATED, REFUNDED, CANCELLED = "order.created", "order.refunded", "order.cancelled"
+
+
+class Item(msgspec.Struct, frozen=True):
+    sku: str
+    unit_price_minor: int
+    quantity: int
+    category: str = ""
+
+
+class OrderEvent(msgspec.Struct, frozen=True):
+    merchant_id: str
+    webhook_id: str
+    type: str
+    order_id: str
+    click_id: str
+    currency: str
+    occurred_ms: int
+    items: tuple[Item, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Terms:
+    """The merchant terms the ledger needs."""
+
+    merchant_id: str
+    window_days: int
+    lock_days: int
+    versions: list[rules.RateVersion]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    entry_id: str
+    kind: str  # accrual, reversal, approval, none
+    status: str  # pending, approved
+    amount_minor: int
+    orders: int = 0  # +1 on the order's first accrual line: sum(orders) counts credited orders
+    creator_id: str = ""
+    click_id: str = ""
+    currency: str = ""
+    sku: str = ""
+    quantity: int = 0
+    basis_minor: int = 0
+    rate_bps: int = 0
+    rate_rule: str = ""
+    rate_version: int = 0
+    reason: str = ""
+    event_id: str = ""
+    effective_ms: int = 0
+
+
+@dataclass
+class Folded:
+    created: OrderEvent | None
+    conflicts: list[OrderEvent]
+    changes: list[OrderEvent]  # refunds and cancels in (occurred_ms, webhook_id) order
+
+
+def _precedence(event: OrderEvent) -> tuple[int, str]:
+    return (event.occurred_ms, event.webhook_id)
+
+
+def fold(events: list[OrderEvent]) -> Folded:
+    unique = {e.webhook_id: e for e in events}  # a webhook id is stored once; duplicates are the same
+    ordered = sorted(unique.values(), key=_precedence)
+    created_events = [e for e in ordered if e.type == CREATED]
+    created = created_events[0] if created_events else None
+    conflicts = [
+        e
+        for e in created_events[1:]
+        if (e.items, e.click_id, e.currency) != (created.items, created.click_id, created.currency)
+    ]
+    changes = [e for e in ordered if e.type in (REFUNDED, CANCELLED)]
+    return Folded(created, conflicts, changes)
+
+
+def desired(
+    events: list[OrderEvent], click: rules.ClickFacts | None, terms: Terms, now_ms: int
+) -> list[Entry]:
+    """The full ledger this order should have at `now_ms`. `click` is None only while parked."""
+    state = fold(events)
+    order = state.created
+    if order is None or click is None:
+        return []  # parked: a refund or cancel before its order
+    flags = [
+        Entry(
+            f"flag:conflict:{e.webhook_id}",
+            "none",
+            "pending",
+            0,
+            reason="order_conflict",
+            event_id=e.webhook_id,
+        )
+        for e in state.conflicts
+    ]
+    reason = rules.ineligibility(click, terms.merchant_id, order.occurred_ms, terms.window_days)
+    if reason is not None:
+        return [
+            Entry(
+                f"none:{reason}",
+                "none",
+                "pending",
+                0,
+                creator_id=click.creator_id,
+                click_id=order.click_id,
+                currency=order.currency,
+                reason=reason,
+                event_id=order.webhook_id,
+                effective_ms=order.occurred_ms,
+            ),
+            *flags,
+        ]
+    return _credited(state, click, terms, now_ms) + flags
+
+
+def _credited(state: Folded, click: rules.ClickFacts, terms: Terms, now_ms: int) -> list[Entry]:
+    order = state.created
+    assert order is not None
+    version = rules.version_at(terms.versions, click.ts_ms)
+    lock_at = rules.lock_ms(order.occurred_ms, terms.lock_days)
+    common = {"creator_id": click.creator_id, "click_id": order.click_id, "currency": order.currency}
+    entries: list[Entry] = []
+    remaining_qty: list[int] = []
+    remaining_minor: list[int] = []
+    for index, item in enumerate(order.items):
+        applied = rules.rate_for(version, click.creator_id, item.sku, item.category)
+        amount = rules.commission_minor(item.unit_price_minor, item.quantity, applied.rate_bps)
+        entries.append(
+            Entry(
+                f"acc:{index}",
+                "accrual",
+                "pending",
+                amount,
+                orders=int(index == 0),
+                sku=item.sku,
+                quantity=item.quantity,
+                basis_minor=item.unit_price_minor * item.quantity,
+                rate_bps=applied.rate_bps,
+                rate_rule=applied.rule,
+                rate_version=applied.version,
+                event_id=order.webhook_id,
+                effective_ms=order.occurred_ms,
+                **common,
+            )
+        )
+        remaining_qty.append(item.quantity)
+        remaining_minor.append(amount)
+    if not order.items:
+        # An order with no items still counts as credited, with nothing to earn.
+        entries.append(
+            Entry(
+                "acc:order",
+                "accrual",
+                "pending",
+                0,
+                orders=1,
+                event_id=order.webhook_id,
+                effective_ms=order.occurred_ms,
+                reason="no_items",
+                **common,
+            )
+        )
+    pending_by_line = list(remaining_minor)
+    for change in state.changes:
+        status = "approved" if change.occurred_ms >= lock_at else "pending"
+        for index, quantity, flag in _reversed_lines(change, order, remaining_qty):
+            if flag:
+                entries.append(
+                    Entry(
+                        f"flag:{flag}:{change.webhook_id}:{index}",
+                        "none",
+                        status,
+                        0,
+                        reason=flag,
+                        event_id=change.webhook_id,
+                        effective_ms=change.occurred_ms,
+                        **common,
+                    )
+                )
+                continue
+            item = order.items[index]
+            entry = entries[index]
+            if quantity == remaining_qty[index]:
+                amount = remaining_minor[index]  # the whole remainder: the line nets to exactly zero
+            else:
+                amount = rules.commission_minor(item.unit_price_minor, quantity, entry.rate_bps)
+            remaining_qty[index] -= quantity
+            remaining_minor[index] -= amount
+            if status == "pending":
+                pending_by_line[index] -= amount
+            entries.append(
+                replace(
+                    entry,
+                    entry_id=f"rev:{change.webhook_id}:{index}",
+                    kind="reversal",
+                    status=status,
+                    amount_minor=-amount,
+                    orders=0,
+                    quantity=quantity,
+                    basis_minor=item.unit_price_minor * quantity,
+                    event_id=change.webhook_id,
+                    effective_ms=change.occurred_ms,
+                )
+            )
+    if now_ms >= lock_at:
+        for index, amount in enumerate(pending_by_line):
+            base = replace(entries[index], kind="approval", orders=0, event_id="", effective_ms=lock_at)
+            entries.append(
+                replace(base, entry_id=f"apr:{index}:pending", status="pending", amount_minor=-amount)
+            )
+            entries.append(
+                replace(base, entry_id=f"apr:{index}:approved", status="approved", amount_minor=amount)
+            )
+    return entries
+
+
+def _reversed_lines(change: OrderEvent, order: OrderEvent, remaining_qty: list[int]):
+    """(line index, quantity to reverse, flag) for one refund or cancel, against what remains."""
+    if change.type == CANCELLED:
+        for index, quantity in enumerate(remaining_qty):
+            if quantity:
+                yield index, quantity, None
+        return
+    left = list(remaining_qty)
+    for position, item in enumerate(change.items):
+        wanted = item.quantity
+        for index, line in enumerate(order.items):
+            if wanted and line.sku == item.sku and left[index]:
+                take = min(wanted, left[index])
+                left[index] -= take
+                wanted -= take
+                yield index, take, None
+        if wanted:
+            yield position, 0, "refund_exceeds_order"
+
+
+def difference(wanted: list[Entry], stored: dict[str, Entry]) -> list[Entry]:
+    """Rows to append so that the stored net per entry id equals `wanted`. `stored` holds, per entry id,
+    one stored row with `amount_minor` and `orders` replaced by their sums."""
+    out: list[Entry] = []
+    seen = set()
+    for entry in wanted:
+        seen.add(entry.entry_id)
+        have = stored.get(entry.entry_id)
+        if have is None:
+            out.append(entry)
+            continue
+        delta_minor = entry.amount_minor - have.amount_minor
+        delta_orders = entry.orders - have.orders
+        if delta_minor or delta_orders:
+            out.append(replace(entry, amount_minor=delta_minor, orders=delta_orders))
+    for entry_id, have in stored.items():
+        if entry_id not in seen and (have.amount_minor or have.orders):
+            out.append(replace(have, amount_minor=-have.amount_minor, orders=-have.orders))
+    return out
+
+
+def net(entries: list[Entry]) -> dict[str, Entry]:
+    """Fold rows into one per entry id with summed amount and orders (what `difference` compares)."""
+    sums: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    first: dict[str, Entry] = {}
+    for entry in entries:
+        first.setdefault(entry.entry_id, entry)
+        sums[entry.entry_id][0] += entry.amount_minor
+        sums[entry.entry_id][1] += entry.orders
+    return {k: replace(first[k], amount_minor=s[0], orders=s[1]) for k, s in sums.items()}

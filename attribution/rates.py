@@ -1,0 +1,134 @@
+"""Versioned rate tables in Redis: `Keys.rates(merchant_id)` is a list of complete versions (JSON), one
+appended per change and never rewritten, so the attributor can apply the rates in effect at click time.
+
+A version is a whole table (default, categories, SKUs, creators), not a patch: reading the version at a
+time is one lookup, and a dispute is answered by showing that one version. A catalog upsert that changes
+product rates appends a version too. Appends are serialised with WATCH so two writers cannot both make
+version N.
+"""
+
+from __future__ import annotations
+
+import msgspec
+from redis.asyncio import Redis
+from redis.exceptions import WatchError
+
+from attribution.rules import RateVersion
+from clicktrail.keys import Keys
+
+MAX_RATE_BPS = 10_000
+
+
+class StoredVersion(msgspec.Struct, frozen=True):
+    version: int
+    effective_ms: int
+    default_bps: int
+    categories: dict[str, int] = {}
+    skus: dict[str, int] = {}
+    creators: dict[str, int] = {}
+
+    def rule(self) -> RateVersion:
+        return RateVersion(
+            self.version,
+            self.effective_ms,
+            self.default_bps,
+            dict(self.categories),
+            dict(self.skus),
+            dict(self.creators),
+        )
+
+
+class RatesUpdate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """Body of PUT /api/merchants/{id}/rates: replaces default, categories and creators (SKU rates come
+    from the catalog and are kept)."""
+
+    default_rate_bps: int
+    categories: dict[str, int] = {}
+    creators: dict[str, int] = {}
+
+
+def check_bps(value: int, what: str) -> None:
+    if not 0 <= value <= MAX_RATE_BPS:
+        raise ValueError(f"{what} must be 0-{MAX_RATE_BPS} basis points")
+
+
+class RateStore:
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self._redis = redis
+        self._keys = keys
+
+    async def versions(self, merchant_id: str) -> list[RateVersion]:
+        raw = await self._redis.lrange(self._keys.rates(merchant_id), 0, -1)
+        return [msgspec.json.decode(r, type=StoredVersion).rule() for r in raw]
+
+    async def current(self, merchant_id: str) -> RateVersion | None:
+        raw = await self._redis.lindex(self._keys.rates(merchant_id), -1)
+        return None if raw is None else msgspec.json.decode(raw, type=StoredVersion).rule()
+
+    async def append(self, merchant_id: str, now_ms: int, change) -> RateVersion:
+        """Append `change(previous or None) -> (default, categories, skus, creators)` as the next version,
+        effective now. A version equal to the current one is not appended (an idempotent PUT)."""
+        key = self._keys.rates(merchant_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.lindex(key, -1)
+                    previous = None if raw is None else msgspec.json.decode(raw, type=StoredVersion)
+                    default, categories, skus, creators = change(previous)
+                    if previous is not None and (default, categories, skus, creators) == (
+                        previous.default_bps,
+                        previous.categories,
+                        previous.skus,
+                        previous.creators,
+                    ):
+                        await pipe.unwatch()
+                        return previous.rule()
+                    # Effective times never go backwards, so version order and time order agree.
+                    effective = max(now_ms, previous.effective_ms) if previous else now_ms
+                    version = StoredVersion(
+                        (previous.version + 1) if previous else 1,
+                        effective,
+                        default,
+                        categories,
+                        skus,
+                        creators,
+                    )
+                    pipe.multi()
+                    pipe.rpush(key, msgspec.json.encode(version))
+                    await pipe.execute()
+                    return version.rule()
+                except WatchError:
+                    continue
+
+    async def set_rates(self, merchant_id: str, now_ms: int, update: RatesUpdate) -> RateVersion:
+        check_bps(update.default_rate_bps, "default_rate_bps")
+        for name, value in {**update.categories, **update.creators}.items():
+            check_bps(value, f"rate for {name!r}")
+        return await self.append(
+            merchant_id,
+            now_ms,
+            lambda prev: (
+                update.default_rate_bps,
+                dict(update.categories),
+                dict(prev.skus) if prev else {},
+                dict(update.creators),
+            ),
+        )
+
+    async def set_sku_rates(
+        self, merchant_id: str, now_ms: int, sku_rates: dict[str, int | None]
+    ) -> RateVersion:
+        """Set (int) or clear (None) the product rates of the given SKUs."""
+
+        def change(prev: StoredVersion | None):
+            assert prev is not None, "a merchant gets version 1 when it is created"
+            skus = dict(prev.skus)
+            for sku, rate in sku_rates.items():
+                if rate is None:
+                    skus.pop(sku, None)
+                else:
+                    skus[sku] = rate
+            return prev.default_bps, dict(prev.categories), skus, dict(prev.creators)
+
+        return await self.append(merchant_id, now_ms, change)

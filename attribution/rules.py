@@ -1,0 +1,139 @@
+"""Commission rules: pure functions over plain data. No I/O; the clock is always passed in.
+
+Every amount is integer minor units, every rate integer basis points. Commission per item line is
+`unit_price_minor × quantity × rate_bps / 10000`, rounded half-even per line. The rate comes, most
+specific first, from: creator override, product (SKU), category, merchant default, all taken from the
+rate version in effect when the click happened.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+BPS_DENOMINATOR = 10_000
+MS_PER_DAY = 86_400_000
+
+
+def half_even(numerator: int, denominator: int) -> int:
+    """`numerator / denominator` rounded to the nearest integer, ties to even (banker's rounding)."""
+    if denominator <= 0:
+        raise ValueError("denominator must be positive")
+    sign = -1 if numerator < 0 else 1
+    quotient, remainder = divmod(abs(numerator), denominator)
+    twice = 2 * remainder
+    if twice > denominator or (twice == denominator and quotient % 2 == 1):
+        quotient += 1
+    return sign * quotient
+
+
+def commission_minor(unit_price_minor: int, quantity: int, rate_bps: int) -> int:
+    return half_even(unit_price_minor * quantity * rate_bps, BPS_DENOMINATOR)
+
+
+@dataclass(frozen=True, slots=True)
+class RateVersion:
+    """One complete rate table, in effect from `effective_ms` until the next version."""
+
+    version: int
+    effective_ms: int
+    default_bps: int
+    categories: dict[str, int] = field(default_factory=dict)
+    skus: dict[str, int] = field(default_factory=dict)
+    creators: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AppliedRate:
+    rate_bps: int
+    rule: str  # "creator", "sku", "category" or "default": which rule won, for disputes
+    version: int
+
+
+def version_at(versions: list[RateVersion], at_ms: int) -> RateVersion:
+    """The version in effect at `at_ms`: the latest that started at or before it. A click from before the
+    merchant's first version (a domain claimed later) earns the first version: there was no earlier rate."""
+    if not versions:
+        raise ValueError("a merchant always has at least one rate version")
+    chosen = versions[0]
+    for candidate in sorted(versions, key=lambda v: (v.effective_ms, v.version)):
+        if candidate.effective_ms <= at_ms:
+            chosen = candidate
+    return chosen
+
+
+def rate_for(version: RateVersion, creator_id: str, sku: str, category: str) -> AppliedRate:
+    """Most specific rule first: creator override, SKU, category, merchant default."""
+    if creator_id in version.creators:
+        return AppliedRate(version.creators[creator_id], "creator", version.version)
+    if sku in version.skus:
+        return AppliedRate(version.skus[sku], "sku", version.version)
+    if category and category in version.categories:
+        return AppliedRate(version.categories[category], "category", version.version)
+    return AppliedRate(version.default_bps, "default", version.version)
+
+
+# --- click eligibility ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClickFacts:
+    """What the attributor knows of the click an order carries (None fields: not found)."""
+
+    click_id: str
+    well_formed: bool
+    mac_valid: bool
+    found: bool = False
+    ts_ms: int = 0
+    creator_id: str = ""
+    merchant_id: str = ""  # as recorded: '' when no merchant owned the host at click time
+    dest_host: str = ""
+    host_owner: str = ""  # the merchant owning dest_host now ('' if none)
+    is_bot: bool = False
+    is_head: bool = False
+
+
+# Reasons an order earns nothing. "no_click" is retried on later runs (the click may not be ingested yet).
+REASON_NO_CLICK_ID = "no_click_id"
+REASON_INVALID_CLICK_ID = "invalid_click_id"
+REASON_NO_CLICK = "no_click"
+REASON_PREVIEW = "preview"
+REASON_BOT = "bot"
+REASON_FOREIGN_MERCHANT = "foreign_merchant"
+REASON_BEFORE_CLICK = "order_before_click"
+REASON_EXPIRED = "expired"
+
+
+def ineligibility(click: ClickFacts, merchant_id: str, order_ms: int, window_days: int) -> str | None:
+    """Why the click does not earn this merchant's order a commission, or None when it does.
+
+    A click recorded before its host had an owner (merchant_id '') counts for the merchant that owns the
+    host now: that is how a merchant that registers a domain later claims earlier clicks. A click that
+    was recorded for another merchant never moves."""
+    if not click.click_id:
+        return REASON_NO_CLICK_ID
+    if not (click.well_formed and click.mac_valid):
+        return REASON_INVALID_CLICK_ID
+    if not click.found:
+        return REASON_NO_CLICK
+    if click.is_head:
+        return REASON_PREVIEW
+    if click.is_bot:
+        return REASON_BOT
+    owner = click.merchant_id or click.host_owner
+    if owner != merchant_id:
+        return REASON_FOREIGN_MERCHANT
+    return window_reason(click.ts_ms, order_ms, window_days)
+
+
+def window_reason(click_ms: int, order_ms: int, window_days: int) -> str | None:
+    """The window is inclusive: an order exactly `window_days` after its click still earns."""
+    if order_ms < click_ms:
+        return REASON_BEFORE_CLICK
+    if order_ms - click_ms > window_days * MS_PER_DAY:
+        return REASON_EXPIRED
+    return None
+
+
+def lock_ms(order_ms: int, lock_days: int) -> int:
+    """When an order's commission moves from pending to approved."""
+    return order_ms + lock_days * MS_PER_DAY

@@ -1,0 +1,28 @@
+"""Bounded load and fault scenarios against the real system (issue 5, section 1).
+
+Each scenario starts its own redis-server and clickhouse-server on free loopback ports in a temporary
+directory, runs `clicktrail migrate`, `serve`, `ingest` (and `attribute`) as processes, drives load,
+injects its fault by signalling the real process, and checks in ClickHouse that every answered click is
+stored exactly once. `python -m loadtests --help`; `--smoke` for the seconds-long variant the tests run."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from loadtests.bad_input import bad_input
+from loadtests.pipeline_faults import clickhouse_stop, ingester_kill, worker_kill
+from loadtests.redis_faults import persistence, redis_kill, redis_pause
+from loadtests.slow_clients import slow_clients
+from loadtests.webhook_flood import webhook_flood
+
+SCENARIOS: dict[str, Callable] = {
+    "persistence": persistence,
+    "redis_kill": redis_kill,
+    "clickhouse_stop": clickhouse_stop,
+    "ingester_kill": ingester_kill,
+    "worker_kill": worker_kill,
+    "redis_pause": redis_pause,
+    "slow_clients": slow_clients,
+    "bad_input": bad_input,
+    "webhook_flood": webhook_flood,
+}

@@ -1,0 +1,337 @@
+"""Scenario 8: bad input at volume. A corpus of malformed requests (bad codes, huge heads, invalid
+UTF-8, CR/LF in query strings, oversized bodies, truncated and mistyped JSON to the API and the webhook
+endpoint, broken framing) sent many times over, concurrently, each on its own connection. Verdict: never a
+5xx, never a hang, no Location that carries CR/LF, the server process never died, and nothing stored but
+the clicks of the requests that were legitimately answered 302 (a valid code with an odd but encodable
+query is a click)."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+import json
+import time
+from collections import Counter, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from loadtests.common import Run, drain_and_count, run_async
+from loadtests.load import click_id_of
+from loadtests.system import ADMIN_TOKEN, DATABASE, System
+from loadtests.verdict import Verdict
+
+CONCURRENCY = 32
+RESPONSE_TIMEOUT_S = 15.0  # a request still unanswered after this is a hang
+ADMIN = f"authorization: Bearer {ADMIN_TOKEN}\r\n"
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    build: Callable[[], bytes]
+    expect: frozenset[int] | None = None  # statuses the contract names for this input (checked)
+    half_close: bool = False  # send, then shut our side down (a body that never comes)
+    weight: int = 1  # relative repetitions (the megabyte-sized cases run less often)
+
+
+def _get(target: bytes, extra: bytes = b"") -> bytes:
+    return b"GET " + target + b" HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\n" + extra + b"\r\n"
+
+
+def _post(path: str, body: bytes, headers: str = "", length: int | None = None) -> bytes:
+    n = len(body) if length is None else length
+    head = (
+        f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-type: application/json\r\n"
+    )
+    return (head + headers + f"content-length: {n}\r\n\r\n").encode() + body
+
+
+def _signed(secret: str, body: bytes, *, ts: int | None = None, bad: bool = False) -> str:
+    webhook_id = f"msg_bad_{time.monotonic_ns()}"
+    ts = int(time.time()) if ts is None else ts
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    mac = hmac.new(key, f"{webhook_id}.{ts}.".encode() + body, hashlib.sha256).digest()
+    if bad:
+        mac = bytes(32)
+    sig = base64.b64encode(mac).decode()
+    return f"webhook-id: {webhook_id}\r\nwebhook-timestamp: {ts}\r\nwebhook-signature: v1,{sig}\r\n"
+
+
+def corpus(code: str, merchant: str, secret: str) -> list[Case]:
+    c = code.encode()
+    hook = f"/webhooks/orders/{merchant}"
+    order = {
+        "type": "order.created",
+        "data": {"order_id": "BAD-1", "currency": "EUR", "occurred_at": "2026-11-27T10:00:00Z",
+                 "click_id": "x", "items": [{"sku": "S", "unit_price_minor": 100, "quantity": 1}]},
+    }  # fmt: skip
+    valid = json.dumps(order).encode()
+    truncated = valid[: len(valid) // 2]
+    big = b'{"pad": "' + b"a" * (300 * 1024) + b'"}'
+    e400, e401, e404, e413, e431 = (frozenset({s}) for s in (400, 401, 404, 413, 431))
+    return [
+        # codes that are not codes
+        Case("code_bad_chars", lambda: _get(b"/ab$cd!"), e404),
+        Case("code_too_long", lambda: _get(b"/" + b"a" * 65), e404),
+        Case("code_unknown", lambda: _get(b"/zzzzzzzzzz"), e404),
+        Case("code_traversal", lambda: _get(b"/..%2f..%2fetc%2fpasswd"), e404),
+        Case("code_nul", lambda: _get(b"/abc%00def"), e404),
+        Case("code_two_segments", lambda: _get(b"/" + c + b"/x"), e404),
+        Case("code_pct_invalid_utf8", lambda: _get(b"/%ff%fe%fd")),
+        Case("code_raw_invalid_utf8", lambda: _get(b"/\xff\xfe\xfd")),
+        Case("unknown_method", lambda: b"BREW /" + c + b" HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n"),
+        # valid code, hostile query strings and headers: a click, but a clean Location
+        Case("query_crlf_encoded", lambda: _get(b"/" + c + b"?x=%0d%0aSet-Cookie:%20a=b&y=%0a")),
+        Case("query_pct_invalid_utf8", lambda: _get(b"/" + c + b"?q=%ff%fe%c3%28")),
+        Case("query_raw_invalid_utf8", lambda: _get(b"/" + c + b"?q=\xff\xfe")),
+        Case("query_crlf_raw", lambda: _get(b"/" + c + b"?x=a\r\nSet-Cookie: a=b")),
+        Case("query_lf_raw", lambda: _get(b"/" + c + b"?x=a\nb")),
+        Case("query_planted_click_id", lambda: _get(b"/" + c + b"?ct_click=forged&ct_click=x")),
+        Case("header_invalid_utf8_ua", lambda: _get(b"/" + c, b"user-agent: \xff\xfe\xc3\x28\r\n")),
+        Case("header_nul", lambda: _get(b"/" + c, b"user-agent: a\x00b\r\n")),
+        Case("header_huge_70k", lambda: _get(b"/" + c, b"x-big: " + b"a" * 70_000 + b"\r\n"), e431),
+        Case("header_huge_1m", lambda: _get(b"/" + c, b"x-big: " + b"a" * 1_048_576 + b"\r\n"), weight=0),
+        Case("header_many", lambda: _get(b"/" + c, b"".join(b"x-h%d: v\r\n" % i for i in range(5_000)))),
+        Case("url_huge_query", lambda: _get(b"/" + c + b"?q=" + b"a" * 100_000), e431),
+        Case("empty_request", lambda: b"\r\n\r\n"),
+        Case("garbage", lambda: bytes(range(256)) * 2),
+        Case("http10_no_host", lambda: b"GET /" + c + b" HTTP/1.0\r\n\r\n"),
+        Case("absolute_form", lambda: _get(b"http://evil.example/" + c)),
+        # framing
+        Case("content_length_negative", lambda: _post("/api/links", b"{}", ADMIN, length=-1)),
+        Case(
+            "content_length_short_body",
+            lambda: _post("/api/links", b"{}", ADMIN, length=100),
+            half_close=True,
+        ),
+        Case(
+            "chunked_bad_size",
+            lambda: (
+                b"POST /api/links HTTP/1.1\r\nhost: x\r\nconnection: close\r\n"
+                + ADMIN.encode()
+                + b"transfer-encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n"
+            ),
+        ),
+        Case(
+            "cl_and_te",
+            lambda: (
+                b"POST /api/links HTTP/1.1\r\nhost: x\r\nconnection: close\r\n"
+                + ADMIN.encode()
+                + b"content-length: 4\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n"
+            ),
+        ),
+        # the management API
+        Case("api_links_truncated_json", lambda: _post("/api/links", b'{"url": "https://shop.exa', ADMIN)),
+        Case("api_links_wrong_types", lambda: _post("/api/links", b'{"url": 5, "creator_id": []}', ADMIN)),
+        Case(
+            "api_links_invalid_utf8", lambda: _post("/api/links", b'{"url": "https://\xff.example/"}', ADMIN)
+        ),
+        Case(
+            "api_links_crlf_url",
+            lambda: _post("/api/links", b'{"url": "https://a.example/\\r\\nx", "creator_id": "c1"}', ADMIN),
+        ),
+        Case(
+            "api_links_oversized", lambda: _post("/api/links", b'{"url": "' + b"a" * 2_000_000 + b'"}', ADMIN)
+        ),
+        Case("api_links_unauthenticated", lambda: _post("/api/links", b'{"url": "https://a.example/"}')),
+        Case("api_keys_truncated_json", lambda: _post("/api/keys", b'{"creator_id": "c', ADMIN)),
+        Case("api_merchants_truncated_json", lambda: _post("/api/merchants", b'{"merchant_id": "m', ADMIN)),
+        Case(
+            "api_catalog_truncated_json",
+            lambda: (
+                f"PUT /api/merchants/{merchant}/catalog HTTP/1.1\r\nhost: x\r\nconnection: close\r\n{ADMIN}"
+                'content-length: 9\r\n\r\n[{"sku": '
+            ).encode(),
+        ),
+        Case("api_link_bad_code", lambda: _get(b"/api/links/%ff%fe", ADMIN.encode())),
+        Case(
+            "api_earnings_bad_dates", lambda: _get(b"/api/creators/c1/earnings?from=x&to=%ff", ADMIN.encode())
+        ),
+        # order webhooks: the contract's statuses
+        Case("webhook_truncated_signed", lambda: _post(hook, truncated, _signed(secret, truncated)), e400),
+        Case(
+            "webhook_wrong_schema_signed",
+            lambda: _post(hook, b'{"type": "x"}', _signed(secret, b'{"type": "x"}')),
+            e400,
+        ),
+        Case(
+            "webhook_invalid_utf8_signed",
+            lambda: _post(hook, b'{"\xff": 1}', _signed(secret, b'{"\xff": 1}')),
+            e400,
+        ),
+        Case("webhook_unsigned", lambda: _post(hook, valid), e401),
+        Case("webhook_bad_signature", lambda: _post(hook, valid, _signed(secret, valid, bad=True)), e401),
+        Case(
+            "webhook_stale",
+            lambda: _post(hook, valid, _signed(secret, valid, ts=int(time.time()) - 3600)),
+            e401,
+        ),
+        Case(
+            "webhook_garbage_headers",
+            lambda: _post(
+                hook, valid, "webhook-id: \r\nwebhook-timestamp: soon\r\nwebhook-signature: v1,!!!\r\n"
+            ),
+            e401,
+        ),
+        Case("webhook_oversized_signed", lambda: _post(hook, big, _signed(secret, big)), e413),
+        Case("webhook_oversized_lying_length", lambda: _post(hook, big, _signed(secret, big), length=100)),
+        Case(
+            "webhook_unknown_merchant",
+            lambda: _post("/webhooks/orders/nobody", valid, _signed(secret, valid)),
+            e404,
+        ),
+    ]
+
+
+@dataclass
+class Outcome:
+    status: int  # 0: no response (closed), -1: hang
+    location: bytes = b""
+
+
+async def _send(port: int, case: Case) -> Outcome:
+    try:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
+    except OSError:
+        return Outcome(0)
+    try:
+        async with asyncio.timeout(RESPONSE_TIMEOUT_S):
+            try:
+                writer.write(case.build())
+                await writer.drain()
+                if case.half_close:
+                    writer.write_eof()
+            except OSError:
+                pass  # the server may refuse before reading everything: its answer is what counts
+            data = b""
+            with contextlib.suppress(OSError):
+                while chunk := await reader.read(65536):
+                    data += chunk
+    except TimeoutError:
+        return Outcome(-1)
+    finally:
+        writer.close()
+    if not data.startswith(b"HTTP/"):
+        return Outcome(0)
+    status = int(data.split(b" ", 2)[1])
+    location = b""
+    head = data.split(b"\r\n\r\n", 1)[0]
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"location":
+            location = value.strip()
+    return Outcome(status, location)
+
+
+def bad_input(run: Run) -> Verdict:
+    verdict = Verdict("bad_input", run.mode)
+    repeats = run.pick(100, 3)
+    system = run.system()
+    try:
+        system.start()
+        code = system.make_links(1)[0]
+        merchant = system.admin("POST", "/api/merchants", {
+            "merchant_id": "mbad", "name": "Bad Input Shop", "domains": ["badinput.example.com"],
+            "currency": "EUR", "default_rate_bps": 800,
+        })  # fmt: skip
+        cases = corpus(code, "mbad", merchant["webhook_secret"])
+        serve_pid = system.serve_proc.pid if system.serve_proc else 0
+        links_before = _count_keys(system, "link:*")
+
+        async def main() -> dict[str, list[Outcome]]:
+            todo = [case for case in cases for _ in range(repeats * case.weight or 1)]
+            results: dict[str, list[Outcome]] = defaultdict(list)
+            gate = asyncio.Semaphore(CONCURRENCY)
+
+            async def one(case: Case) -> None:
+                async with gate:
+                    results[case.name].append(await _send(system.port, case))
+
+            await asyncio.gather(*(one(case) for case in todo))
+            return results
+
+        started = time.monotonic()
+        results = run_async(main())
+        elapsed = time.monotonic() - started
+        _verdict(verdict, system, cases, results, elapsed, serve_pid, links_before)
+    finally:
+        system.close()
+    return verdict
+
+
+def _verdict(
+    verdict: Verdict,
+    system: System,
+    cases: list[Case],
+    results: dict[str, list[Outcome]],
+    elapsed: float,
+    serve_pid: int,
+    links_before: int,
+) -> None:
+    per_case = {name: dict(Counter(o.status for o in outs)) for name, outs in results.items()}
+    total = sum(len(outs) for outs in results.values())
+    five = {n: c for n, c in per_case.items() if any(s >= 500 for s in c)}
+    hangs = {n: c[-1] for n, c in per_case.items() if -1 in c}
+    unexpected = {
+        case.name: per_case[case.name] for case in cases
+        if case.expect and set(per_case.get(case.name, {})) - case.expect
+    }  # fmt: skip
+    answered = [click_id_of(o.location) for outs in results.values() for o in outs if o.status == 302]
+    dirty = sum(1 for outs in results.values() for o in outs if o.status == 302
+                and any(b in o.location for b in (b"\r", b"\n", b" ", b"\x00")))  # fmt: skip
+    forged = sum(1 for o in results.get("query_planted_click_id", []) if b"forged" in o.location)
+    verdict.figures.update(requests=total, seconds=round(elapsed, 1), per_case=per_case, cases=len(cases))
+    verdict.check("no 5xx", not five, f"{total} requests over {len(cases)} kinds; 5xx in: {five or 'none'}")
+    verdict.check(
+        "no request hung", not hangs, f"unanswered after {RESPONSE_TIMEOUT_S:g} s: {hangs or 'none'}"
+    )
+    verdict.check(
+        "contract statuses (webhooks 400/401/404/413, 431 head)",
+        not unexpected,
+        f"mismatches: {unexpected or 'none'}",
+    )
+    verdict.check(
+        "Locations clean (no CR/LF/space/NUL, no planted click id)",
+        dirty == 0 and forged == 0,
+        f"{dirty} dirty, {forged} with the planted id, of {len(answered)} 302s",
+    )
+    alive = system.serve_proc is not None and system.serve_proc.poll() is None
+    healthy = alive and system.request("GET", "/healthz")[0] == 200
+    log = (system.logs / "serve.log").read_text(errors="replace")
+    tracebacks = log.count("Traceback")
+    verdict.check(
+        "server alive, healthy, no traceback in its log",
+        healthy and tracebacks == 0,
+        f"serve pid {serve_pid} alive: {alive}; tracebacks logged: {tracebacks}",
+    )
+    links_after = _count_keys(system, "link:*")
+    orders = system.redis_client().xlen(system.keys.orders)
+    events = _order_events(system)
+    verdict.check(
+        "no link and no order event stored from bad input",
+        links_after == links_before and orders == 0 and not events,
+        f"links {links_before} → {links_after}; orders stream {orders}; order_events rows {events}",
+    )
+    drain_and_count(verdict, system, [cid for cid in answered if cid], 60)
+
+
+def _count_keys(system: System, pattern: str) -> int:
+    client = system.redis_client()
+    try:
+        return sum(1 for _ in client.scan_iter(match=f"{system.keys.prefix}{pattern}", count=1000))
+    finally:
+        client.close()
+
+
+def _order_events(system: System) -> int:
+    assert system.ch is not None
+    client = system.ch.client(DATABASE)
+    try:
+        return client.execute("SELECT count() FROM order_events")[0][0]
+    except Exception:
+        return 0  # no order_events table yet
+    finally:
+        client.disconnect()

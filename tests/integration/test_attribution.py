@@ -1,0 +1,184 @@
+"""The attributor end to end below HTTP, on ClickHouse 18.16 and on a current ClickHouse (chdb): every
+contract condition, rate versions at click time, late domain claims, parked refunds, approval after the
+lock, exact cents, reruns that append nothing, and the queries that explain and report it."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, date, datetime
+
+import pytest
+from redis.asyncio import Redis
+
+from attribution import queries, report
+from attribution.attributor import Attributor
+from attribution.rates import RateStore, RatesUpdate
+from clicktrail.clickid import ClickIds
+from clicktrail.keys import Keys
+from clicktrail.migrate import migrate
+from tests.integration.attributionhelp import add_merchant, deliver, ingest_orders, insert_clicks
+
+HOUR, DAY = 3_600_000, 86_400_000
+T0 = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp() * 1000)
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("clickhouse", marks=[pytest.mark.clickhouse, pytest.mark.redis]),
+        pytest.param("chdb", marks=[pytest.mark.chdb, pytest.mark.redis]),
+    ]
+)
+def backend(request, redis_client):
+    chosen = request.getfixturevalue("clickhouse" if request.param == "clickhouse" else "chdb_backend")
+    migrate(chosen, log=lambda *_: None)
+    return chosen
+
+
+def ledger_by_order(backend) -> dict[str, tuple[int, str]]:
+    rows = backend.execute(
+        f"SELECT order_id, sum(amount_minor), any(creator_id) FROM {backend.database}.commissions "
+        "GROUP BY order_id"
+    )
+    return {r[0]: (int(r[1]), r[2]) for r in rows}
+
+
+def reasons(backend) -> dict[str, str]:
+    rows = backend.execute(
+        f"SELECT order_id, argMax(reason, booked_ms) FROM {backend.database}.commissions "
+        "WHERE kind = 'none' AND entry_id LIKE 'none:%%' GROUP BY order_id"
+    )
+    return dict(rows)
+
+
+def row_count(backend) -> int:
+    return int(backend.execute(f"SELECT count() FROM {backend.database}.commissions")[0][0])
+
+
+def test_attribution_books_the_exact_ledger(settings, backend) -> None:
+    keys = Keys(settings.redis_prefix)
+    ids = ClickIds(settings.secret_bytes)
+    forger = ClickIds(b"another secret")
+
+    async def scenario():
+        r = Redis.from_url(settings.redis_url)
+        await add_merchant(r, keys, "m1", ["shop.m1.example"], T0 - DAY, categories={"shoes": 1000})
+        await add_merchant(r, keys, "m2", ["m2.example"], T0 - DAY)
+        c = {
+            name: ids.new(T0 + offset)
+            for name, offset in [
+                ("a1", 0),
+                ("bot", 1),
+                ("head", 2),
+                ("old", 3),
+                ("late", 4),
+                ("foreign", 5),
+                ("a8", 6),
+                ("lost", 7),
+                ("a10", HOUR),
+            ]
+        }
+        # The rate cut at T0 + 30 min does not touch clicks before it (a1); a10's click is after it.
+        await RateStore(r, keys).set_rates("m1", T0 + 30 * 60_000, RatesUpdate(default_rate_bps=100))
+        insert_clicks(
+            backend,
+            [
+                (c["a1"], T0, "alice", "m1", "shop.m1.example", 0, 0),
+                (c["bot"], T0 + 1, "alice", "m1", "shop.m1.example", 0, 1),
+                (c["head"], T0 + 2, "alice", "m1", "shop.m1.example", 1, 0),
+                (c["old"], T0 + 3, "alice", "m1", "shop.m1.example", 0, 0),
+                # recorded before m1 owned the host ('' merchant): m1 claims it
+                (c["late"], T0 + 4, "bob", "", "shop.m1.example", 0, 0),
+                (c["foreign"], T0 + 5, "bob", "m2", "m2.example", 0, 0),
+                (c["a8"], T0 + 6, "alice", "m1", "shop.m1.example", 0, 0),
+                (c["a10"], T0 + HOUR, "alice", "m1", "shop.m1.example", 0, 0),
+            ],
+        )
+        shoes2, hats3 = ("SKU-1", "shoes", 5990, 2), ("SKU-2", "hats", 1999, 3)
+        at = T0 + 2 * HOUR
+        await deliver(r, keys, "m1", "w1", "order.created", "A-1", c["a1"], at, [shoes2, hats3])
+        await deliver(
+            r, keys, "m1", "w1r", "order.refunded", "A-1", c["a1"], at + HOUR, [("SKU-2", "hats", 1999, 1)]
+        )
+        await deliver(r, keys, "m1", "w2", "order.created", "A-2", c["bot"], at, [shoes2])
+        await deliver(r, keys, "m1", "w3", "order.created", "A-3", c["head"], at, [shoes2])
+        await deliver(r, keys, "m1", "w4", "order.created", "A-4", c["old"], T0 + 3 + 30 * DAY + 1, [shoes2])
+        await deliver(r, keys, "m1", "w5", "order.created", "A-5", forger.new(T0), at, [shoes2])
+        await deliver(
+            r, keys, "m1", "w6", "order.created", "A-6", c["late"], at, [("SKU-1", "shoes", 5990, 1)]
+        )
+        await deliver(r, keys, "m1", "w7", "order.created", "A-7", c["foreign"], at, [shoes2])
+        # A-8: the refund arrives first; the order only in the second batch
+        await deliver(
+            r, keys, "m1", "w8r", "order.refunded", "A-8", c["a8"], at + HOUR, [("SKU-2", "hats", 1999, 1)]
+        )
+        await deliver(r, keys, "m1", "w9", "order.created", "A-9", c["lost"], at, [shoes2])
+        await deliver(
+            r, keys, "m1", "w10", "order.created", "A-10", c["a10"], at, [("SKU-2", "hats", 1999, 1)]
+        )
+        await deliver(r, keys, "m1", "w11", "order.created", "A-11", "", at, [shoes2])
+        await asyncio.to_thread(ingest_orders, settings.redis_url, keys, backend)
+        attributor = Attributor(r, keys, backend, ids)
+
+        first = await attributor.run_once(now_ms=T0 + 4 * HOUR)
+        assert first.outcomes["credited"] == 3 and first.outcomes["parked"] == 1
+        books = ledger_by_order(backend)
+        # A-1: 5990×2×10 % = 1198, 1999×3×8 % = 479.76 → 480, refund 1999×1×8 % = 159.92 → 160
+        assert books["A-1"] == (1198 + 480 - 160, "alice")
+        assert books["A-6"] == (599, "bob")  # late claim, category rate of version 1
+        assert books["A-10"] == (20, "alice")  # 1999 × 1 % = 19.99 → 20: the cut rate, clicked after it
+        assert "A-8" not in books
+        assert reasons(backend) == {
+            "A-2": "bot",
+            "A-3": "preview",
+            "A-4": "expired",
+            "A-5": "invalid_click_id",
+            "A-7": "foreign_merchant",
+            "A-9": "no_click",
+            "A-11": "no_click_id",
+        }
+        explained = backend.execute(
+            queries.order_explanation(backend.database), {"merchant_id": "m1", "order_id": "A-1"}
+        )
+        assert [(e[0], e[3], e[11], e[12]) for e in explained] == [
+            ("acc:0", 1198, "category", 1),
+            ("acc:1", 480, "default", 1),
+            ("rev:w1r:1", -160, "default", 1),
+        ]
+
+        rows = row_count(backend)
+        assert (await attributor.run_once(now_ms=T0 + 5 * HOUR)).rows == 0  # a rerun appends nothing
+        assert row_count(backend) == rows
+
+        await deliver(r, keys, "m1", "w8", "order.created", "A-8", c["a8"], at, [("SKU-2", "hats", 1999, 2)])
+        await asyncio.to_thread(ingest_orders, settings.redis_url, keys, backend)
+        await attributor.run_once(now_ms=T0 + 6 * HOUR)
+        assert ledger_by_order(backend)["A-8"] == (320 - 160, "alice")
+
+        # Past the lock: pending moves to approved, the balance does not change, then nothing more.
+        await attributor.run_once(now_ms=at + 30 * DAY)
+        await attributor.run_once(now_ms=at + 30 * DAY + HOUR)
+        rows = row_count(backend)
+        assert (await attributor.run_once(now_ms=at + 31 * DAY)).rows == 0 and row_count(backend) == rows
+        by_status = dict(
+            backend.execute(
+                f"SELECT status, sum(amount_minor) FROM {backend.database}.commissions GROUP BY status"
+            )
+        )
+        assert {k: int(v) for k, v in by_status.items()} == {"pending": 0, "approved": 1518 + 599 + 20 + 160}
+
+        earnings = {
+            (e.creator_id, e.currency): e
+            for e in report.collect(backend, date(2026, 10, 1), date(2026, 12, 31))
+        }
+        alice, bob = earnings[("alice", "EUR")], earnings[("bob", "EUR")]
+        assert (alice.orders, alice.approved_minor, alice.pending_minor, alice.reversed_minor) == (
+            3,
+            1698,
+            0,
+            320,
+        )
+        assert alice.clicks == 4  # a1, old, a8, a10: not the bot, not the HEAD, "lost" was never recorded
+        assert (bob.orders, bob.approved_minor, bob.clicks) == (1, 599, 2)
+        await r.aclose()
+
+    asyncio.run(scenario())

@@ -1,0 +1,87 @@
+"""`clicktrail attribute` and `clicktrail report earnings` as a user runs them (subprocesses against the
+real Redis and ClickHouse), and `attribute --every` stopping cleanly on SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from clicktrail.clickid import ClickIds
+from clicktrail.keys import Keys
+from clicktrail.migrate import migrate
+from tests.integration.attributionhelp import add_merchant, deliver, ingest_orders, insert_clicks
+
+pytestmark = [pytest.mark.redis, pytest.mark.clickhouse]
+CLI = str(Path(sys.executable).with_name("clicktrail"))
+
+
+def env_for(settings) -> dict[str, str]:
+    return {
+        **os.environ,
+        "CLICKTRAIL_REDIS_URL": settings.redis_url,
+        "CLICKTRAIL_REDIS_PREFIX": settings.redis_prefix,
+        "CLICKTRAIL_CLICKHOUSE_URL": settings.clickhouse_url,
+        "CLICKTRAIL_SECRET_KEY": settings.secret_key,
+        "CLICKTRAIL_DATA_DIR": str(settings.data_dir),
+    }
+
+
+def test_attribute_and_report(settings, clickhouse, redis_client) -> None:
+    migrate(clickhouse, log=lambda *_: None)
+    keys = Keys(settings.redis_prefix)
+    now_ms = int(time.time() * 1000)
+    click_id = ClickIds(settings.secret_bytes).new(now_ms - 60_000)
+
+    async def seed():
+        r = Redis.from_url(settings.redis_url)
+        await add_merchant(r, keys, "m1", ["shop.m1.example"], now_ms - 3_600_000)
+        await deliver(
+            r, keys, "m1", "w1", "order.created", "A-1", click_id, now_ms - 1_000, [("SKU-1", "", 123_456, 1)]
+        )
+        await r.aclose()
+
+    asyncio.run(seed())
+    insert_clicks(clickhouse, [(click_id, now_ms - 60_000, "alice", "m1", "shop.m1.example", 0, 0)])
+    ingest_orders(settings.redis_url, keys, clickhouse)
+
+    env = env_for(settings)
+    ran = subprocess.run([CLI, "attribute"], env=env, capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert "attributed 1 orders (credited 1)" in ran.stdout
+    again = subprocess.run([CLI, "attribute"], env=env, capture_output=True, text=True, timeout=60)
+    assert "appended 0 ledger rows" in again.stdout
+    shown = subprocess.run([CLI, "report", "earnings"], env=env, capture_output=True, text=True, timeout=60)
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert lines[0].split() == ["creator", "currency", "clicks", "orders", "pending", "approved", "reversed"]
+    # 123456 × 8 % = 9876.48 → 9876 minor units
+    assert lines[2].split() == ["alice", "EUR", "1", "1", "98.76", "0.00", "0.00"]
+
+
+def test_attribute_every_stops_on_sigterm(settings, clickhouse, redis_client) -> None:
+    migrate(clickhouse, log=lambda *_: None)
+    proc = subprocess.Popen(
+        [CLI, "attribute", "--every", "1"],
+        env=env_for(settings),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("attributed 0 orders"), first + proc.stderr.read()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # the lock is released on the way out: another run can start at once
+    assert not redis_client.exists(settings.redis_prefix + "attribution:lock")

@@ -1,0 +1,427 @@
+"""The ingester against the real Redis and ClickHouse 18.16: exactly N rows for N recorded clicks, exact
+rollups and unique flags, dead letters, several consumers, a consumer that died, ClickHouse down."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import pytest
+import redis
+from prometheus_client import CollectorRegistry
+
+from clicktrail import queries
+from clicktrail.clickhouse import NativeClickHouse
+from clicktrail.clickid import ClickIds
+from clicktrail.keys import INGEST_GROUP, Keys
+from clicktrail.migrate import migrate
+from clicktrail.settings import Settings
+from clicktrail.streaminfo import StreamMetrics
+from clicktrail.streams import ConsumerConfig, StreamConsumer
+from redirector.click import Click, encode_batch
+from redirector.enrich import Enricher, UniqueClicks
+from redirector.ingester import ClickHandler, LinkEventHandler
+from tests.conftest import free_port
+
+pytestmark = [pytest.mark.redis, pytest.mark.clickhouse]
+
+PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) Version/17.1 Mobile/15E148 Safari/604.1"
+DESKTOP = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0.0.0 Safari/537.36"
+PREVIEW = "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)"
+HOUR_MS = 3_600_000
+
+
+class Crash(BaseException):
+    """Stands in for a process dying at a checkpoint (in-process variant; the SIGKILL tests are separate)."""
+
+
+def make_clicks(ids: ClickIds, count: int, start_ms: int, step_ms: int = 7) -> list[Click]:
+    """A deterministic mix: 5 links, 40 visitors, a preview fetcher every 10th click, HEAD every 25th."""
+    clicks = []
+    for i in range(count):
+        ts_ms = start_ms + i * step_ms
+        agent = PREVIEW if i % 10 == 3 else (PHONE if i % 2 else DESKTOP)
+        clicks.append(
+            Click(
+                click_id=ids.new(ts_ms),
+                ts_ms=ts_ms,
+                code=f"link{i % 5}",
+                creator_id=f"cr{i % 5 % 2}",
+                merchant_id="m1" if i % 5 else "",
+                dest_host="shop.example",
+                is_head=i % 25 == 0,
+                user_agent=agent,
+                referer="https://www.tiktok.com/@c",
+                ip_hash=1000 + i % 40,
+                ip_prefix="81.2.69.0/24",
+                country="" if i % 3 else "DE",
+            )
+        )
+    return clicks
+
+
+def expected_unique(clicks: list[Click]) -> int:
+    """First human click per (link, ip_hash, user agent, clock hour)."""
+    enricher = Enricher()
+    seen = set()
+    for c in clicks:
+        if not enricher.traits(c.user_agent, c.is_head).is_bot:
+            seen.add((c.code, c.ip_hash, c.user_agent, c.ts_ms // HOUR_MS))
+    return len(seen)
+
+
+def fill(client: redis.Redis, keys: Keys, clicks: list[Click], per_entry: int = 100) -> None:
+    with client.pipeline(transaction=False) as pipe:
+        for seq, start in enumerate(range(0, len(clicks), per_entry)):
+            batch = encode_batch(clicks[start : start + per_entry])
+            pipe.xadd(keys.clicks, {"v": b"1", "r": b"test-recorder", "s": str(seq).encode(), "c": batch})
+        pipe.execute()
+
+
+@pytest.fixture
+def keys(settings: Settings) -> Keys:
+    return Keys(settings.redis_prefix)
+
+
+@pytest.fixture
+def ids(settings: Settings) -> ClickIds:
+    return ClickIds(settings.secret_bytes)
+
+
+@pytest.fixture
+def ch(clickhouse: NativeClickHouse) -> NativeClickHouse:
+    migrate(clickhouse, log=lambda _line: None)
+    return clickhouse
+
+
+@pytest.fixture
+def consumer_factory(settings: Settings, keys: Keys, redis_client: redis.Redis, ch: NativeClickHouse):
+    made: list[tuple[redis.Redis, NativeClickHouse]] = []
+
+    def make(
+        name: str = "c1",
+        *,
+        backend: NativeClickHouse | None = None,
+        checkpoint: Callable[[str], None] | None = None,
+        registry: CollectorRegistry | None = None,
+        metrics: StreamMetrics | None = None,
+        links: bool = False,
+        **config: object,
+    ) -> StreamConsumer:
+        client = redis.Redis.from_url(settings.redis_url)
+        own = backend or NativeClickHouse(settings.clickhouse_url)
+        made.append((client, own))
+        handler = LinkEventHandler() if links else ClickHandler(Enricher(), UniqueClicks(client, keys))
+        cfg = ConsumerConfig(
+            stream=keys.link_events if links else keys.clicks,
+            dead_stream=keys.link_events_dead if links else keys.clicks_dead,
+            group=INGEST_GROUP,
+            consumer=name,
+            batch_size=config.pop("batch_size", 1_000),
+            flush_interval_ms=config.pop("flush_interval_ms", 200),
+            claim_idle_ms=config.pop("claim_idle_ms", 60_000),
+            insert_timeout_s=config.pop("insert_timeout_s", 20.0),
+            retain_ms=config.pop("retain_ms", 0),
+        )
+        metrics = metrics or StreamMetrics(registry or CollectorRegistry())
+        consumer = StreamConsumer(
+            client, own, handler, cfg, metrics, checkpoint=checkpoint or (lambda _p: None)
+        )
+        consumer.ensure_group()
+        return consumer
+
+    yield make
+    for client, backend in made:
+        client.close()
+        backend.close()
+
+
+def drain(consumer: StreamConsumer) -> bool:
+    return consumer.run(threading.Event(), once=True)
+
+
+def assert_exact(ch: NativeClickHouse, clicks: list[Click]) -> None:
+    stored = {row[0] for row in ch.execute(f"SELECT click_id FROM {ch.database}.clicks")}
+    assert queries.click_count(ch) == len(clicks), "a click stored twice or lost"
+    assert stored == {c.click_id for c in clicks}
+    totals = queries.rollup_totals(ch)
+    assert len(set(totals.values())) == 1, totals  # every rollup agrees with the raw rows
+    assert totals["clicks"][1] == expected_unique(clicks)
+
+
+def test_n_clicks_become_n_rows(redis_client, keys, ids, ch, consumer_factory) -> None:
+    clicks = make_clicks(ids, 3_000, start_ms=int(time.time() * 1000) - HOUR_MS)
+    fill(redis_client, keys, clicks)
+    registry = CollectorRegistry()
+    assert drain(consumer_factory(registry=registry)) is True
+    assert_exact(ch, clicks)
+    bots = ch.execute(
+        f"SELECT bot_reason, count() FROM {ch.database}.clicks WHERE is_bot GROUP BY bot_reason"
+    )
+    assert dict(bots) == {"preview:facebook": 300, "head": 120}
+    # Everything acked and trimmed; lag back to zero.
+    assert redis_client.xlen(keys.clicks) == 0
+    assert redis_client.xpending(keys.clicks, INGEST_GROUP)["pending"] == 0
+    assert (
+        registry.get_sample_value(
+            "clicktrail_stream_records_total", {"stream": "clicks", "outcome": "inserted"}
+        )
+        == 3000
+    )
+    assert registry.get_sample_value("clicktrail_stream_lag_entries", {"stream": "clicks"}) == 0
+
+
+def test_unique_flag_survives_redelivery(redis_client, keys, ids, ch, consumer_factory) -> None:
+    hour_ms = (int(time.time() * 1000) // HOUR_MS - 1) * HOUR_MS
+    visit = {
+        "code": "link0",
+        "creator_id": "cr1",
+        "merchant_id": "",
+        "dest_host": "shop.example",
+        "referer": "",
+    }
+    visit.update(ip_prefix="81.2.69.0/24", country="")
+
+    def click(ts_ms: int, ip_hash: int, agent: str = PHONE, head: bool = False) -> Click:
+        return Click(ids.new(ts_ms), ts_ms, user_agent=agent, ip_hash=ip_hash, is_head=head, **visit)
+
+    clicks = [
+        click(hour_ms + 1_000, 1),  # unique
+        click(hour_ms + 2_000, 1),  # same visitor, same hour
+        click(hour_ms + 3_000, 1, head=True),  # a preview: never unique
+        click(hour_ms + 4_000, 1, agent=DESKTOP),  # another user agent: unique
+        click(hour_ms + 5_000, 2),  # another visitor: unique
+        click(hour_ms + HOUR_MS + 1_000, 1),  # the next hour: unique again
+        click(hour_ms + HOUR_MS + 2_000, 1),
+    ]
+    fill(redis_client, keys, clicks, per_entry=2)
+
+    def crash(point: str) -> None:
+        if point == "before_insert":  # after enrichment ran (and recorded first clicks), before the insert
+            raise Crash
+
+    with pytest.raises(Crash):
+        drain(consumer_factory("same", checkpoint=crash, batch_size=4))
+    assert queries.click_count(ch) == 0
+    assert drain(consumer_factory("same", batch_size=4)) is True
+    flags = dict(ch.execute(f"SELECT click_id, is_unique FROM {ch.database}.clicks"))
+    assert [flags[c.click_id] for c in clicks] == [1, 0, 0, 1, 1, 1, 0]
+
+
+@pytest.mark.parametrize("point", ["before_insert", "after_insert", "after_ack", "after_trim"])
+def test_crash_then_resume_in_process(redis_client, keys, ids, ch, consumer_factory, point) -> None:
+    """The cheap in-process variant of the SIGKILL tests: the second batch dies at `point`."""
+    clicks = make_clicks(ids, 2_500, start_ms=int(time.time() * 1000) - 2 * HOUR_MS, step_ms=2_000)
+    fill(redis_client, keys, clicks)
+    hits = []
+
+    def crash(at: str) -> None:
+        hits.append(at)
+        if at == point and hits.count(point) == 2:
+            raise Crash
+
+    with pytest.raises(Crash):
+        drain(consumer_factory("same", checkpoint=crash))
+    assert drain(consumer_factory("same")) is True
+    assert_exact(ch, clicks)
+    assert redis_client.xlen(keys.clicks) == 0
+
+
+def test_two_consumers_in_parallel(redis_client, keys, ids, ch, consumer_factory) -> None:
+    clicks = make_clicks(ids, 10_000, start_ms=int(time.time() * 1000) - HOUR_MS, step_ms=1)
+    fill(redis_client, keys, clicks, per_entry=50)
+    registry = CollectorRegistry()
+    metrics = StreamMetrics(registry)
+    consumers = [consumer_factory(name, metrics=metrics, batch_size=500) for name in ("a", "b")]
+    threads = [threading.Thread(target=drain, args=(c,)) for c in consumers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert_exact(ch, clicks)
+    per_consumer = {
+        row[0]: row[1]
+        for row in ch.execute(f"SELECT stream_entry, count() FROM {ch.database}.clicks GROUP BY stream_entry")
+    }
+    assert len(per_consumer) == 200 and set(per_consumer.values()) == {50}
+    acked = registry.get_sample_value("clicktrail_stream_entries_acked_total", {"stream": "clicks"})
+    assert acked == 200
+
+
+def test_poison_goes_to_the_dead_letter_stream(redis_client, keys, ids, ch, consumer_factory) -> None:
+    good = make_clicks(ids, 200, start_ms=int(time.time() * 1000))
+    bad_id = Click("not-a-click-id", 1, "x", "c", "", "h", False, "", "", 1, "", "")
+    redis_client.xadd(keys.clicks, {"v": b"1", "c": encode_batch(good[:100])})
+    redis_client.xadd(keys.clicks, {"v": b"2", "c": encode_batch(good[:1])})  # a future schema
+    redis_client.xadd(keys.clicks, {"v": b"1", "c": b"\xc1garbage"})
+    redis_client.xadd(keys.clicks, {"v": b"1", "c": b"\x93\x01\x02\x03"})  # msgpack, wrong shape
+    redis_client.xadd(keys.clicks, {"v": b"1"})
+    redis_client.xadd(keys.clicks, {"v": b"1", "c": encode_batch([bad_id])})
+    redis_client.xadd(keys.clicks, {"v": b"1", "c": encode_batch(good[100:])})
+    registry = CollectorRegistry()
+    assert drain(consumer_factory(registry=registry)) is True
+    assert_exact(ch, good)
+    dead = redis_client.xrange(keys.clicks_dead)
+    reasons = [fields[b"dead_reason"].decode() for _, fields in dead]
+    assert reasons == ["schema_version", "undecodable", "invalid_click", "missing_clicks", "invalid_click"]
+    assert all(b"dead_entry" in fields for _, fields in dead)
+    assert (
+        registry.get_sample_value(
+            "clicktrail_stream_dead_letters_total", {"stream": "clicks", "reason": "invalid_click"}
+        )
+        == 2
+    )
+    assert redis_client.xpending(keys.clicks, INGEST_GROUP)["pending"] == 0
+
+
+def test_a_dead_consumers_entries_are_claimed(redis_client, keys, ids, ch, consumer_factory) -> None:
+    clicks = make_clicks(ids, 3_000, start_ms=int(time.time() * 1000) - HOUR_MS)
+    fill(redis_client, keys, clicks)
+
+    def die_after_insert(point: str) -> None:
+        if point == "after_insert":
+            raise Crash
+
+    fast = {"claim_idle_ms": 1_500, "insert_timeout_s": 1.0}
+    with pytest.raises(Crash):  # stored its first batch, never acked it
+        drain(consumer_factory("dead", checkpoint=die_after_insert, **fast))
+    # Its first batch (10 entries) is stored; it may have read the next one while that was written.
+    held = redis_client.xpending(keys.clicks, INGEST_GROUP)["pending"]
+    assert held in (10, 20)
+    time.sleep(1.6)
+    registry = CollectorRegistry()
+    assert drain(consumer_factory("alive", registry=registry, **fast)) is True
+    assert_exact(ch, clicks)
+    assert registry.get_sample_value("clicktrail_stream_claimed_entries_total", {"stream": "clicks"}) == held
+    assert (
+        registry.get_sample_value(
+            "clicktrail_stream_records_total", {"stream": "clicks", "outcome": "already_stored"}
+        )
+        == 1000
+    )
+
+
+def test_clickhouse_down_keeps_the_backlog(redis_client, keys, ids, ch, consumer_factory, settings) -> None:
+    clicks = make_clicks(ids, 1_000, start_ms=int(time.time() * 1000) - 60_000)
+    fill(redis_client, keys, clicks)
+    down = NativeClickHouse(f"clickhouse://default:@127.0.0.1:{free_port()}/{ch.database}")
+    registry = CollectorRegistry()
+    consumer = consumer_factory(
+        "c1", backend=down, registry=registry, insert_timeout_s=0.2, claim_idle_ms=1_000
+    )
+    stop = threading.Event()
+    worker = threading.Thread(target=consumer.run, args=(stop,))
+    worker.start()
+    time.sleep(2.0)
+    stop.set()
+    worker.join(timeout=10)
+    assert not worker.is_alive()
+    assert redis_client.xlen(keys.clicks) == 10  # nothing trimmed
+    assert redis_client.xpending(keys.clicks, INGEST_GROUP)["pending"] == 10  # nothing acked
+    assert (
+        registry.get_sample_value(
+            "clicktrail_stream_errors_total", {"stream": "clicks", "kind": "clickhouse"}
+        )
+        >= 1
+    )
+    lag = registry.get_sample_value("clicktrail_stream_lag_entries", {"stream": "clicks"})
+    lag_s = registry.get_sample_value("clicktrail_stream_lag_seconds", {"stream": "clicks"})
+    assert lag == 10 and lag_s >= 1.5  # age of the oldest entry in the stream, not of the click
+    # ClickHouse is back (a consumer with a working connection, same name): the backlog drains exactly.
+    assert drain(consumer_factory("c1")) is True
+    assert_exact(ch, clicks)
+
+
+def test_trim_never_removes_pending_entries(redis_client, keys, ids, ch, consumer_factory) -> None:
+    clicks = make_clicks(ids, 1_000, start_ms=int(time.time() * 1000))
+    fill(redis_client, keys, clicks)
+    fast = consumer_factory("fast")
+    # Another consumer holds the first three entries (alive, working on them).
+    held = redis_client.xreadgroup(INGEST_GROUP, "slow", {keys.clicks: ">"}, count=3)[0][1]
+    assert drain(fast) is True
+    remaining = [entry_id for entry_id, _ in redis_client.xrange(keys.clicks)]
+    assert [entry_id for entry_id, _ in held] == remaining[:3]
+    assert queries.click_count(ch) == 700
+
+
+def test_link_events_mirror(redis_client, keys, ch, consumer_factory) -> None:
+    import msgspec
+
+    def event(code: str, merchant: str, disabled: bool, updated_at_ms: int) -> dict[str, bytes]:
+        link = {
+            "code": code,
+            "url": f"https://shop.example/{code}",
+            "creator_id": "cr1",
+            "merchant_id": merchant,
+            "host": "shop.example",
+            "created_at_ms": 1_700_000_000_000,
+            "disabled": disabled,
+            "updated_at_ms": updated_at_ms,
+        }
+        return {"v": b"1", "l": msgspec.msgpack.encode(link)}
+
+    redis_client.xadd(keys.link_events, event("abc1234", "", False, 1_700_000_000_000))
+    redis_client.xadd(keys.link_events, event("abc1234", "m1", False, 1_700_000_000_500))
+    redis_client.xadd(keys.link_events, {"v": b"1", "l": b"\xc1"})
+    redis_client.xadd(keys.link_events, event("abc1234", "m1", True, 1_700_000_001_000))
+    redis_client.xadd(keys.link_events, event("zzz0000", "", False, 1_700_000_000_000))
+
+    def crash(point: str) -> None:
+        if point == "after_insert":
+            raise Crash
+
+    with pytest.raises(Crash):
+        drain(consumer_factory("l", links=True, checkpoint=crash))
+    assert drain(consumer_factory("l", links=True)) is True
+    assert ch.execute(f"SELECT count() FROM {ch.database}.links")[0][0] == 4
+    latest = queries.latest_links(ch, ["abc1234", "zzz0000"])
+    assert latest["abc1234"]["disabled"] is True and latest["abc1234"]["merchant_id"] == "m1"
+    assert latest["zzz0000"]["disabled"] is False
+    assert [f[b"dead_reason"] for _, f in redis_client.xrange(keys.link_events_dead)] == [b"undecodable"]
+    assert redis_client.xlen(keys.link_events) == 0  # no retention asked: trimmed once stored
+
+
+def test_retained_entries_stay_for_other_readers(redis_client, keys, ch, consumer_factory) -> None:
+    """Link events are tailed by the redirect workers too: stored ones stay for the retention time."""
+    import msgspec
+
+    link = {
+        "code": "abc1234",
+        "url": "https://shop.example/",
+        "creator_id": "cr1",
+        "merchant_id": "",
+        "host": "shop.example",
+        "created_at_ms": 1,
+        "disabled": False,
+        "updated_at_ms": 1,
+    }
+    redis_client.xadd(keys.link_events, {"v": b"1", "l": msgspec.msgpack.encode(link)})
+    assert drain(consumer_factory("l", links=True, retain_ms=60_000)) is True
+    assert ch.execute(f"SELECT count() FROM {ch.database}.links")[0][0] == 1
+    assert redis_client.xlen(keys.link_events) == 1
+    assert redis_client.xpending(keys.link_events, INGEST_GROUP)["pending"] == 0
+
+
+def test_a_batch_past_its_lease_is_not_inserted(redis_client, keys, ids, ch, consumer_factory) -> None:
+    """An insert that could start after another consumer may have claimed the entries is given up; the
+    entries go through the pending list and its existence check instead."""
+    clicks = make_clicks(ids, 500, start_ms=int(time.time() * 1000))
+    fill(redis_client, keys, clicks)
+    stalls = []
+
+    def stall_once(point: str) -> None:
+        if point == "before_insert" and not stalls:
+            stalls.append(point)
+            time.sleep(0.7)  # longer than the lease: claim idle 1.5 s - insert timeout 1 s
+
+    registry = CollectorRegistry()
+    consumer = consumer_factory(
+        checkpoint=stall_once, registry=registry, claim_idle_ms=1_500, insert_timeout_s=1.0
+    )
+    assert drain(consumer) is True
+    assert (
+        registry.get_sample_value("clicktrail_stream_errors_total", {"stream": "clicks", "kind": "lease"})
+        == 1
+    )
+    assert_exact(ch, clicks)

@@ -1,0 +1,153 @@
+"""SIGKILL at each crash point of a real ingest process, then `clicktrail ingest --once`: still exactly N
+clicks, exact rollups and unique flags. Plus random SIGKILLs of `clicktrail ingest` under a live producer."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from clicktrail.keys import INGEST_GROUP
+from clicktrail.migrate import migrate
+from tests.integration.test_ingest import HOUR_MS, assert_exact, fill, make_clicks
+
+pytestmark = [pytest.mark.redis, pytest.mark.clickhouse, pytest.mark.slow]
+
+CLI = str(Path(sys.executable).with_name("clicktrail"))
+# A child that runs the real ingest loop and kills itself (SIGKILL: no cleanup, no flush) at the given
+# hit of a checkpoint. The hook exists only here, in the test.
+CHILD = """
+import os, signal, sys
+from prometheus_client import CollectorRegistry
+from clicktrail.settings import Settings
+from clicktrail.streams import run_streams
+from redirector.ingester import stream_specs
+
+point, hit = sys.argv[1], int(sys.argv[2])
+seen = []
+
+def checkpoint(name):
+    if name == point:
+        seen.append(name)
+        if len(seen) == hit:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+settings = Settings.load()
+sys.exit(run_streams(settings, stream_specs(settings), consumer="crashy", registry=CollectorRegistry(),
+                     once=True, checkpoint=checkpoint))
+"""
+
+
+@pytest.fixture
+def env(settings, clickhouse) -> dict[str, str]:
+    migrate(clickhouse, log=lambda _line: None)
+    return {
+        **os.environ,
+        "CLICKTRAIL_REDIS_URL": settings.redis_url,
+        "CLICKTRAIL_REDIS_PREFIX": settings.redis_prefix,
+        "CLICKTRAIL_CLICKHOUSE_URL": settings.clickhouse_url,
+        "CLICKTRAIL_SECRET_KEY": settings.secret_key,
+        "CLICKTRAIL_DATA_DIR": str(settings.data_dir),
+        "CLICKTRAIL_INGEST_BATCH_SIZE": "1000",
+        "CLICKTRAIL_INGEST_FLUSH_INTERVAL_MS": "200",
+        "CLICKTRAIL_INGEST_CLAIM_IDLE_MS": "3000",
+        "CLICKTRAIL_CLICKHOUSE_INSERT_TIMEOUT_S": "2",
+    }
+
+
+@pytest.mark.parametrize("point", ["before_insert", "after_insert", "after_ack", "after_trim"])
+def test_sigkill_at_each_point(point, env, redis_client, clickhouse, settings) -> None:
+    from clicktrail.clickid import ClickIds
+    from clicktrail.keys import Keys
+
+    keys = Keys(settings.redis_prefix)
+    clicks = make_clicks(ClickIds(settings.secret_bytes), 4_000, int(time.time() * 1000) - 2 * HOUR_MS, 1_500)
+    fill(redis_client, keys, clicks)
+    child = subprocess.run([sys.executable, "-c", CHILD, point, "2"], env=env, timeout=120)
+    assert child.returncode == -signal.SIGKILL
+    assert redis_client.xpending(keys.clicks, INGEST_GROUP)["pending"] > 0 or point in (
+        "after_ack",
+        "after_trim",
+    )
+    # The same consumer name comes back: it takes its own pending entries at once.
+    done = subprocess.run([CLI, "ingest", "--once", "--consumer", "crashy"], env=env, timeout=120)
+    assert done.returncode == 0
+    assert_exact(clickhouse, clicks)
+    assert redis_client.xlen(keys.clicks) == 0
+
+
+def test_random_sigkills_under_load(env, redis_client, clickhouse, settings) -> None:
+    """A producer adds clicks while `clicktrail ingest` processes (new consumer name each time, so pending
+    entries are claimed after the idle time) are killed at random moments."""
+    from clicktrail.clickid import ClickIds
+    from clicktrail.keys import Keys
+
+    keys = Keys(settings.redis_prefix)
+    ids = ClickIds(settings.secret_bytes)
+    rng = random.Random(7)
+    produced = []
+    stop = threading.Event()
+
+    def produce() -> None:
+        start_ms = int(time.time() * 1000) - HOUR_MS
+        while not stop.is_set():
+            clicks = make_clicks(ids, 200, start_ms + len(produced) * 10)
+            fill(redis_client, keys, clicks, per_entry=50)
+            produced.extend(clicks)
+            time.sleep(0.05)
+
+    producer = threading.Thread(target=produce)
+    producer.start()
+    left_pending = []
+    try:
+        for round_no in range(5):
+            proc = subprocess.Popen([CLI, "ingest", "--consumer", f"r{round_no}"], env=env)
+            time.sleep(rng.uniform(1.5, 3.5))
+            proc.send_signal(signal.SIGKILL)
+            proc.wait(timeout=30)
+            left_pending.append(redis_client.xpending(keys.clicks, INGEST_GROUP)["pending"])
+    finally:
+        stop.set()
+        producer.join()
+    time.sleep(3.1)  # the claim idle time: the killed consumers' entries become claimable
+    done = subprocess.run([CLI, "ingest", "--once", "--consumer", "final"], env=env, timeout=300)
+    assert done.returncode == 0
+    assert_exact(clickhouse, produced)
+    assert redis_client.xpending(keys.clicks, INGEST_GROUP)["pending"] == 0
+    assert any(left_pending), "no kill hit a batch in flight: the test proved nothing"
+
+
+def test_sigterm_finishes_the_batch(env, redis_client, clickhouse, settings) -> None:
+    """SIGTERM mid-backlog: the batch in hand is stored and acked, then the process exits 0."""
+    from clicktrail import queries
+    from clicktrail.clickid import ClickIds
+    from clicktrail.keys import Keys
+
+    keys = Keys(settings.redis_prefix)
+    clicks = make_clicks(ClickIds(settings.secret_bytes), 30_000, int(time.time() * 1000) - HOUR_MS, 1)
+    fill(redis_client, keys, clicks)
+    proc = subprocess.Popen([CLI, "ingest", "--consumer", "polite"], env=env)
+    deadline = time.monotonic() + 60
+    while queries.click_count(clickhouse) == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    assert redis_client.xpending(keys.clicks, INGEST_GROUP)["pending"] == 0
+    left = sum(len(clicks_in(fields)) for _, fields in redis_client.xrange(keys.clicks))
+    assert 0 < left < len(clicks)  # it stopped mid-backlog...
+    assert queries.click_count(clickhouse) == len(clicks) - left  # ...with every acked click stored once
+    assert subprocess.run([CLI, "ingest", "--once"], env=env, timeout=120).returncode == 0
+    assert_exact(clickhouse, clicks)
+
+
+def clicks_in(fields: dict[bytes, bytes]) -> list:
+    from redirector.click import decode_batch
+
+    return decode_batch(fields[b"c"])

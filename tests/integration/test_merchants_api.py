@@ -1,0 +1,121 @@
+"""Merchant, catalog and rate API against the real app and Redis: late domain claims attach earlier
+links, every rate change is a new version, the catalog shows the rate a creator would earn, and keys stay
+within their merchant."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from redis.asyncio import Redis
+
+from attribution.rates import RateStore
+from clicktrail.keys import Keys
+from tests.integration.apphelp import ADMIN, make_link, running_app
+
+pytestmark = pytest.mark.redis
+
+MERCHANT = {
+    "merchant_id": "brand1",
+    "name": "Brand One",
+    "domains": ["Shop.Brand1.example"],
+    "currency": "EUR",
+    "default_rate_bps": 800,
+    "lock_days": 14,
+}
+PRODUCTS = [
+    {
+        "sku": "SKU-1",
+        "title": "Trail shoe",
+        "url": "https://shop.brand1.example/p/1",
+        "category": "shoes",
+        "price_minor": 5990,
+        "currency": "EUR",
+        "rate_bps": 1500,
+    },
+    {
+        "sku": "SKU-2",
+        "title": "Cap",
+        "url": "https://shop.brand1.example/p/2",
+        "category": "hats",
+        "price_minor": 1999,
+        "currency": "EUR",
+    },
+]
+
+
+async def key_for(client, **scope) -> dict:
+    response = await client.post("/api/keys", json=scope, headers=ADMIN)
+    assert response.status_code == 201, response.text
+    return {"authorization": f"Bearer {response.json()['key']}"}
+
+
+def test_merchant_lifecycle(settings) -> None:
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            earlier = await make_link(client, "alice", "https://shop.brand1.example/p/1")
+            assert earlier["merchant_id"] is None
+            assert (
+                await client.post("/api/keys", json={"merchant_id": "brand1"}, headers=ADMIN)
+            ).status_code == 404
+            created = await client.post("/api/merchants", json=MERCHANT, headers=ADMIN)
+            assert created.status_code == 201, created.text
+            body = created.json()
+            assert body["domains"] == ["shop.brand1.example"] and body["attribution_window_days"] == 30
+            assert body["claimed_links"] == 1
+            claimed = (await client.get(f"/api/links/{earlier['code']}", headers=ADMIN)).json()
+            assert claimed["merchant_id"] == "brand1"
+            assert (await client.post("/api/merchants", json=MERCHANT, headers=ADMIN)).status_code == 409
+            thief = {**MERCHANT, "merchant_id": "brand2"}
+            taken = await client.post("/api/merchants", json=thief, headers=ADMIN)
+            assert taken.status_code == 409 and taken.json()["error"]["code"] == "domain_taken"
+            bad = await client.post(
+                "/api/merchants", json={**MERCHANT, "merchant_id": "b3", "domains": ["x"]}, headers=ADMIN
+            )
+            assert bad.status_code == 422
+
+            brand = await key_for(client, merchant_id="brand1")
+            alice = await key_for(client, creator_id="alice")
+            assert (await client.post("/api/merchants", json=thief, headers=brand)).status_code == 403
+            put = await client.put("/api/merchants/brand1/catalog", json=PRODUCTS, headers=brand)
+            assert put.status_code == 200 and put.json()["rate_version"] == 2
+            again = await client.put("/api/merchants/brand1/catalog", json=PRODUCTS, headers=brand)
+            assert again.json()["rate_version"] == 2  # unchanged rates: no new version
+            assert (
+                await client.put("/api/merchants/brand1/catalog", json=PRODUCTS, headers=alice)
+            ).status_code == 403
+            rates = {"default_rate_bps": 500, "categories": {"hats": 700}, "creators": {"alice": 2000}}
+            put = await client.put("/api/merchants/brand1/rates", json=rates, headers=brand)
+            assert put.status_code == 200 and put.json()["rate_version"] == 3
+            over = await client.put(
+                "/api/merchants/brand1/rates", json={"default_rate_bps": 10_001}, headers=brand
+            )
+            assert over.status_code == 422
+
+            bob = await key_for(client, creator_id="bob")
+            shown = (await client.get("/api/catalog?merchant_id=brand1", headers=bob)).json()["products"]
+            assert [(p["sku"], p["earn_rate_bps"], p["earn_rule"]) for p in shown] == [
+                ("SKU-1", 1500, "sku"),
+                ("SKU-2", 700, "category"),
+            ]
+            assert shown[0]["earn_per_unit_minor"] == 898  # 5990 × 15 % = 898.5 → 898 (half-even)
+            mine = (await client.get("/api/catalog?q=cap", headers=alice)).json()["products"]
+            assert [(p["sku"], p["earn_rate_bps"], p["earn_rule"]) for p in mine] == [
+                ("SKU-2", 2000, "creator")
+            ]
+
+            rotated = await client.post("/api/merchants/brand1/secrets", headers=brand)
+            assert rotated.status_code == 201
+            assert (await client.post("/api/merchants/brand2/secrets", headers=brand)).status_code == 403
+
+        r = Redis.from_url(settings.redis_url)
+        versions = await RateStore(r, Keys(settings.redis_prefix)).versions("brand1")
+        await r.aclose()
+        assert [(v.version, v.default_bps, v.skus, v.creators) for v in versions] == [
+            (1, 800, {}, {}),
+            (2, 800, {"SKU-1": 1500}, {}),
+            (3, 500, {"SKU-1": 1500}, {"alice": 2000}),
+        ]
+        assert versions[0].effective_ms <= versions[1].effective_ms <= versions[2].effective_ms
+
+    asyncio.run(scenario())

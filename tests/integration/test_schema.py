@@ -1,0 +1,170 @@
+"""The migrations and every query in clicktrail/queries.py, run on ClickHouse 18.16 (the shared server)
+and on a current ClickHouse (chdb, in process): the same SQL, the same answers."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import date
+
+import pytest
+
+from clicktrail import queries
+from clicktrail.clickhouse import Backend
+from clicktrail.migrate import applied, available, migrate
+
+BACKENDS = [
+    pytest.param("clickhouse", marks=pytest.mark.clickhouse, id="clickhouse-18.16"),
+    pytest.param("chdb_backend", marks=pytest.mark.chdb, id="chdb-current"),
+]
+DAY1_MS = 1_764_201_600_000  # 2025-11-27 00:00 UTC
+DAY2_MS = DAY1_MS + 86_400_000
+MONTH2_MS = 1_764_547_200_000  # 2025-12-01 00:00 UTC: another partition
+ROLLUPS = ("clicks_daily", "creator_clicks_daily", "merchant_clicks_daily", "clicks_daily_dims")
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> Backend:
+    backend = request.getfixturevalue(request.param)
+    migrate(backend, log=lambda _line: None)
+    return backend
+
+
+def click_row(click_id: str, ts_ms: int, code: str, **extra: object) -> dict[str, object]:
+    row: dict[str, object] = {name: "" for name in queries.CLICK_COLUMNS}
+    row.update(
+        click_id=click_id,
+        ts=ts_ms // 1000,
+        ts_ms=ts_ms,
+        code=code,
+        creator_id="cr1",
+        merchant_id="m1",
+        is_head=0,
+        is_bot=0,
+        is_unique=1,
+        ip_hash=7,
+    )
+    row.update(extra)
+    return row
+
+
+def insert_clicks(backend: Backend, rows: list[dict[str, object]]) -> None:
+    backend.insert("clicks", queries.CLICK_COLUMNS, [[row[c] for row in rows] for c in queries.CLICK_COLUMNS])
+
+
+SAMPLE = [
+    click_row("id-1", DAY1_MS + 1_000, "abc1234", country="DE", device="mobile", referer_host="tiktok.com"),
+    click_row("id-2", DAY1_MS + 2_000, "abc1234", country="DE", device="mobile", is_unique=0),
+    click_row(
+        "id-3", DAY1_MS + 3_000, "abc1234", is_bot=1, is_unique=0, bot_reason="preview:facebook", device="bot"
+    ),
+    click_row("id-4", DAY2_MS + 5_000, "abc1234", country="FR", device="desktop"),
+    click_row("id-5", DAY2_MS + 6_000, "xyz9876", creator_id="cr2", country="FR"),
+    click_row("id-6", MONTH2_MS + 1_000, "xyz9876", creator_id="cr2", merchant_id=""),
+]
+
+
+def test_migrations_are_idempotent(backend: Backend) -> None:
+    assert migrate(backend, log=lambda _line: None) == []
+    assert applied(backend) == {m.version for m in available()}
+    tables = {row[0] for row in backend.execute(f"SHOW TABLES FROM {backend.database}")}
+    assert {"clicks", "links", *ROLLUPS} <= tables
+
+
+def test_every_statement_is_idempotent_on_its_own(backend: Backend) -> None:
+    """A migration that died half-way is finished by the next run: every statement may run twice."""
+    for migration in available():
+        if migration.version < 10:  # the click-side migrations (0010+ are attribution's)
+            for statement in migration.statements(backend.database):
+                backend.execute(statement)
+
+
+def test_queries(backend: Backend) -> None:
+    insert_clicks(backend, SAMPLE)
+    assert queries.click_count(backend) == 6
+    totals = queries.rollup_totals(backend)
+    assert set(totals.values()) == {(6, 4, 1)}, totals
+
+    assert queries.link_totals_sync(backend, "abc1234") == {"clicks": 4, "unique": 2, "bots": 1}
+    assert asyncio.run(queries.link_totals(backend, "xyz9876")) == {"clicks": 2, "unique": 2, "bots": 0}
+    assert asyncio.run(queries.link_totals(backend, "nope")) == {"clicks": 0, "unique": 0, "bots": 0}
+
+    first, last = date(2025, 11, 1), date(2025, 11, 30)
+    assert queries.link_daily(backend, "abc1234", first, last) == [
+        {"day": "2025-11-27", "clicks": 3, "unique": 1, "bots": 1},
+        {"day": "2025-11-28", "clicks": 1, "unique": 1, "bots": 0},
+    ]
+    assert queries.creator_clicks(backend, "cr2", first, last) == {"clicks": 1, "unique": 1, "bots": 0}
+    assert queries.creator_clicks(backend, "cr2", first, date(2025, 12, 31))["clicks"] == 2
+    assert queries.merchant_top_links(backend, "m1", first, last) == [
+        {"code": "abc1234", "creator_id": "cr1", "human_clicks": 3, "unique": 2},
+        {"code": "xyz9876", "creator_id": "cr2", "human_clicks": 1, "unique": 1},
+    ]
+    assert queries.link_breakdown(backend, "abc1234", "country", first, last) == {"DE": 2, "FR": 1, "": 0}
+    assert queries.link_breakdown(backend, "abc1234", "device", first, last) == {
+        "mobile": 2,
+        "desktop": 1,
+        "bot": 0,
+    }
+    with pytest.raises(ValueError):
+        queries.link_breakdown(backend, "abc1234", "ip_hash", first, last)
+
+
+def test_existing_click_ids(backend: Backend) -> None:
+    insert_clicks(backend, SAMPLE)
+    asked = [("id-1", DAY1_MS + 1_000), ("id-6", MONTH2_MS + 1_000), ("id-9", DAY1_MS)]
+    assert queries.existing_click_ids(backend, asked) == {"id-1", "id-6"}
+    assert queries.existing_click_ids(backend, [("id-9", DAY1_MS)]) == set()
+
+
+def test_links_mirror(backend: Backend) -> None:
+    columns = queries.LINK_COLUMNS
+    versions = [
+        (
+            "abc1234",
+            "https://shop.example/p/1",
+            "cr1",
+            "",
+            "shop.example",
+            1_700_000_000,
+            1_700_000_000_000,
+            0,
+            1,
+        ),
+        (
+            "abc1234",
+            "https://shop.example/p/1",
+            "cr1",
+            "m1",
+            "shop.example",
+            1_700_000_000,
+            1_700_000_000_000,
+            0,
+            2,
+        ),
+        (
+            "abc1234",
+            "https://shop.example/p/1",
+            "cr1",
+            "m1",
+            "shop.example",
+            1_700_000_000,
+            1_700_000_000_000,
+            1,
+            3,
+        ),
+    ]
+    for version in versions:  # three inserts: three parts, merged (or not) by ClickHouse later
+        backend.insert("links", columns, [[value] for value in version])
+    latest = queries.latest_links(backend, ["abc1234", "other"])
+    assert latest == {
+        "abc1234": {
+            "url": "https://shop.example/p/1",
+            "creator_id": "cr1",
+            "merchant_id": "m1",
+            "disabled": True,
+            "updated_at_ms": 3,
+        }
+    }
+    assert queries.existing_link_versions(backend, [("abc1234", 2), ("abc1234", 9), ("zzz", 1)]) == {
+        ("abc1234", 2)
+    }

@@ -1,0 +1,216 @@
+"""Order webhooks against the real app and Redis, signed with the official `standardwebhooks` package:
+acceptance, idempotency under concurrency, rotation, and one test per refusal (nothing stored on any)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+from standardwebhooks import Webhook
+
+from attribution import webhooks
+from tests.integration.apphelp import ADMIN, running_app
+
+pytestmark = pytest.mark.redis
+
+MERCHANT = {
+    "merchant_id": "brand1",
+    "name": "Brand One",
+    "domains": ["shop.brand1.example"],
+    "currency": "EUR",
+    "default_rate_bps": 800,
+}
+BODY = json.dumps(
+    {
+        "type": "order.created",
+        "data": {
+            "order_id": "A-1001",
+            "click_id": "x" * 30,
+            "currency": "EUR",
+            "occurred_at": "2026-11-27T10:00:00Z",
+            "items": [{"sku": "SKU-1", "category": "shoes", "unit_price_minor": 5990, "quantity": 2}],
+        },
+    }
+).encode()
+
+
+def signed(secret: str, body: bytes, msg_id: str = "msg_1", at: datetime | None = None) -> dict[str, str]:
+    at = at or datetime.now(UTC)
+    signature = Webhook(secret).sign(msg_id, at, body.decode())
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": signature,
+        "content-type": "application/json",
+    }
+
+
+def stream_len(settings, client: redis.Redis) -> int:
+    return client.xlen(settings.redis_prefix + "orders")
+
+
+def metric(body: str, result: str) -> float:
+    for line in body.splitlines():
+        if line.startswith(f'clicktrail_webhooks_total{{result="{result}"}}'):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+async def make_merchant(client) -> str:
+    response = await client.post("/api/merchants", json=MERCHANT, headers=ADMIN)
+    assert response.status_code == 201, response.text
+    secret = response.json()["webhook_secret"]
+    assert secret.startswith("whsec_")
+    return secret
+
+
+def test_accepts_once_and_same_id_again_is_200(settings, redis_client) -> None:
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            secret = await make_merchant(client)
+            url = "/webhooks/orders/brand1"
+            first = await client.post(url, content=BODY, headers=signed(secret, BODY))
+            assert first.status_code == 202, first.text
+            # a retry carries a new timestamp and signature over the same body
+            again = await client.post(url, content=BODY, headers=signed(secret, BODY, at=datetime.now(UTC)))
+            assert again.status_code == 200
+            assert stream_len(settings, redis_client) == 1
+            # 50 identical deliveries, 25 of them at once: still one event
+            await asyncio.gather(
+                *[client.post(url, content=BODY, headers=signed(secret, BODY)) for _ in range(25)]
+            )
+            for _ in range(25):
+                assert (await client.post(url, content=BODY, headers=signed(secret, BODY))).status_code == 200
+            assert stream_len(settings, redis_client) == 1
+            other = BODY.replace(b"A-1001", b"A-1002")
+            conflict = await client.post(url, content=other, headers=signed(secret, other))
+            assert conflict.status_code == 409
+            assert conflict.json()["error"]["code"] == "webhook_id_reused"
+            assert stream_len(settings, redis_client) == 1
+            text = (await client.get("/metrics")).text
+            assert (
+                metric(text, "accepted") == 1
+                and metric(text, "duplicate") == 51
+                and metric(text, "conflict") == 1
+            )
+            # the idempotency record lasts days, not seconds
+            ttl_ms = redis_client.pttl(settings.redis_prefix + "webhook:brand1:msg_1")
+            assert ttl_ms > 6 * 86_400_000
+
+    asyncio.run(scenario())
+
+
+def _refusals(secret: str) -> list[tuple[str, bytes, dict[str, str], int, str]]:
+    now = datetime.now(UTC)
+    good = signed(secret, BODY)
+    flipped = bytearray(BODY)
+    flipped[40] ^= 0x01
+    reserialised = json.dumps(json.loads(BODY), indent=1).encode()
+    wrong = Webhook("whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY")
+    wrong_headers = {**good, "webhook-signature": wrong.sign("msg_1", now, BODY.decode())}
+    malformed = b'{"type": "order.created", "data": {'
+    schema = json.dumps({"type": "order.shipped", "data": {}}).encode()
+    negative = BODY.replace(b"5990", b"-5990")
+    oversize = b"{" + b" " * (webhooks.MAX_BODY_BYTES + 10) + b"}"
+    cases = [
+        ("flipped_byte", bytes(flipped), good, 401, "bad_signature"),
+        ("reserialised", reserialised, good, 401, "bad_signature"),
+        ("wrong_secret", BODY, wrong_headers, 401, "bad_signature"),
+        ("stale", BODY, signed(secret, BODY, at=now - timedelta(seconds=301)), 401, "stale_timestamp"),
+        ("future", BODY, signed(secret, BODY, at=now + timedelta(seconds=301)), 401, "future_timestamp"),
+        ("malformed_json", malformed, signed(secret, malformed), 400, "malformed"),
+        ("bad_schema", schema, signed(secret, schema), 400, "malformed"),
+        ("negative_price", negative, signed(secret, negative), 400, "malformed"),
+        ("oversize", oversize, signed(secret, oversize), 413, "too_large"),
+    ]
+    for header in ("webhook-id", "webhook-timestamp", "webhook-signature"):
+        cases.append(
+            (f"no_{header}", BODY, {k: v for k, v in good.items() if k != header}, 401, "missing_headers")
+        )
+    return cases
+
+
+def test_each_refusal_stores_nothing_and_is_counted(settings, redis_client) -> None:
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            secret = await make_merchant(client)
+            for name, body, headers, status, reason in _refusals(secret):
+                before = metric((await client.get("/metrics")).text, reason)
+                response = await client.post("/webhooks/orders/brand1", content=body, headers=headers)
+                assert response.status_code == status, (name, response.text)
+                assert "error" in response.json(), name
+                assert metric((await client.get("/metrics")).text, reason) == before + 1, name
+            unknown = await client.post("/webhooks/orders/nobody", content=BODY, headers=signed(secret, BODY))
+            assert unknown.status_code == 404
+            assert metric((await client.get("/metrics")).text, "unknown_merchant") == 1
+            assert stream_len(settings, redis_client) == 0
+            assert not redis_client.keys(settings.redis_prefix + "webhook:*")
+
+    asyncio.run(scenario())
+
+
+def test_rotation_keeps_both_secrets_until_the_old_one_expires(settings, redis_client) -> None:
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            old = await make_merchant(client)
+            rotated = await client.post("/api/merchants/brand1/secrets", headers=ADMIN)
+            assert rotated.status_code == 201
+            new = rotated.json()["webhook_secret"]
+            assert new != old and rotated.json()["previous_secrets_expire_at_ms"] > time.time() * 1000
+            for n, secret in enumerate((old, new)):
+                body = BODY.replace(b"A-1001", f"A-{n}".encode())
+                response = await client.post(
+                    "/webhooks/orders/brand1", content=body, headers=signed(secret, body, msg_id=f"rot-{n}")
+                )
+                assert response.status_code == 202, response.text
+            # both listed, as a sender does during rotation
+            both = signed(old, BODY, msg_id="rot-2")
+            both["webhook-signature"] += " " + signed(new, BODY, msg_id="rot-2")["webhook-signature"]
+            assert (
+                await client.post("/webhooks/orders/brand1", content=BODY, headers=both)
+            ).status_code == 202
+        # past the grace period only the new secret verifies
+        from redis.asyncio import Redis
+
+        from attribution.merchants import MerchantStore
+        from clicktrail.keys import Keys
+
+        async_redis = Redis.from_url(settings.redis_url)
+        store = MerchantStore(async_redis, Keys(settings.redis_prefix))
+        later_ms = rotated.json()["previous_secrets_expire_at_ms"] + 1
+        assert await store.active_secrets("brand1", later_ms) == [new]
+        signed_old = signed(old, BODY, msg_id="late")
+        assert webhooks.verify(BODY, signed_old, [new], int(time.time())) == "bad_signature"
+        await async_redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_signed_body_that_is_not_utf8_is_a_400(settings, redis_client) -> None:
+    """Signed correctly but not text: the schema check refuses it, nothing is stored, no 500."""
+    import base64
+    import hashlib
+    import hmac
+
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            secret = await make_merchant(client)
+            body = b'{"type": "order.created", "data": {"\xff": 1}}'
+            stamp = str(int(datetime.now(UTC).timestamp()))
+            key = base64.b64decode(secret.removeprefix("whsec_"))
+            mac = hmac.new(key, b"msg_bin." + stamp.encode() + b"." + body, hashlib.sha256).digest()
+            headers = {
+                "webhook-id": "msg_bin",
+                "webhook-timestamp": stamp,
+                "webhook-signature": "v1," + base64.b64encode(mac).decode(),
+            }
+            response = await client.post("/webhooks/orders/brand1", content=body, headers=headers)
+            assert response.status_code == 400, response.text
+            assert response.json()["error"]["code"] == "malformed"
+            assert stream_len(settings, redis_client) == 0
+
+    asyncio.run(scenario())

@@ -1,0 +1,168 @@
+"""The desired ledger of one order and the append-only difference: table cases plus a property test over
+permutations and duplications of an order's events."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from attribution import ledger, rules
+from attribution.ledger import CANCELLED, CREATED, REFUNDED, Item, OrderEvent
+
+DAY = rules.MS_PER_DAY
+T0 = 100 * DAY
+TERMS = ledger.Terms(
+    "m1", window_days=30, lock_days=30, versions=[rules.RateVersion(1, 0, 800, {"shoes": 1000})]
+)
+CLICK = rules.ClickFacts(
+    "c" * 30, True, True, found=True, ts_ms=T0 - DAY, creator_id="alice", merchant_id="m1"
+)
+ITEMS = (Item("SKU-1", 5990, 2, "shoes"), Item("SKU-2", 1999, 3, "hats"))
+
+
+def event(webhook_id: str, kind: str, at_ms: int, items=ITEMS) -> OrderEvent:
+    return OrderEvent("m1", webhook_id, kind, "A-1", "c" * 30, "EUR", at_ms, tuple(items))
+
+
+def totals(entries: list[ledger.Entry]) -> Counter:
+    out: Counter = Counter()
+    for e in entries:
+        out[e.status] += e.amount_minor
+        out[e.kind] += e.amount_minor
+        out["orders"] += e.orders
+    return out
+
+
+def test_accrual_per_item_with_explanation() -> None:
+    entries = ledger.desired([event("w1", CREATED, T0)], CLICK, TERMS, now_ms=T0)
+    by_id = {e.entry_id: e for e in entries}
+    # 5990 × 2 × 10 % = 1198 (category rule); 1999 × 3 × 8 % = 479.76 → 480 (default)
+    assert by_id["acc:0"].amount_minor == 1198 and by_id["acc:0"].rate_rule == "category"
+    assert by_id["acc:1"].amount_minor == 480 and by_id["acc:1"].rate_rule == "default"
+    assert by_id["acc:1"].basis_minor == 5997 and by_id["acc:1"].rate_version == 1
+    assert totals(entries)["orders"] == 1 and {e.status for e in entries} == {"pending"}
+
+
+def test_partial_refunds_then_the_rest_net_to_zero() -> None:
+    events = [
+        event("w1", CREATED, T0),
+        event("w2", REFUNDED, T0 + 1, [Item("SKU-2", 1999, 1)]),  # 159.92 → 160
+        event("w3", REFUNDED, T0 + 2, [Item("SKU-2", 1999, 2)]),  # the remainder: 480 - 160
+    ]
+    entries = {e.entry_id: e for e in ledger.desired(events, CLICK, TERMS, now_ms=T0 + 3)}
+    assert entries["rev:w2:1"].amount_minor == -160
+    assert entries["rev:w3:1"].amount_minor == -320
+    assert totals(list(entries.values()))["pending"] == 1198
+
+
+def test_cancel_voids_what_remains_and_later_refunds_add_nothing() -> None:
+    events = [
+        event("w1", CREATED, T0),
+        event("w2", REFUNDED, T0 + 1, [Item("SKU-1", 5990, 1)]),
+        event("w3", CANCELLED, T0 + 2, ()),
+        event("w4", REFUNDED, T0 + 3, [Item("SKU-2", 1999, 1)]),
+    ]
+    entries = ledger.desired(events, CLICK, TERMS, now_ms=T0 + 4)
+    assert totals(entries)["pending"] == 0
+    assert any(e.reason == "refund_exceeds_order" and e.event_id == "w4" for e in entries)
+
+
+def test_refund_before_order_is_parked() -> None:
+    assert ledger.desired([event("w2", REFUNDED, T0 + 1, [Item("SKU-1", 5990, 1)])], None, TERMS, T0) == []
+
+
+def test_order_seen_again_with_other_items_is_flagged_not_summed() -> None:
+    events = [event("w1", CREATED, T0), event("w9", CREATED, T0 + 5, [Item("SKU-1", 5990, 10)])]
+    entries = ledger.desired(events, CLICK, TERMS, now_ms=T0)
+    assert totals(entries)["accrual"] == 1198 + 480
+    assert [e.reason for e in entries if e.kind == "none"] == ["order_conflict"]
+    # the same items again under another webhook id: a plain duplicate, no flag
+    same = ledger.desired([event("w1", CREATED, T0), event("w8", CREATED, T0 + 5)], CLICK, TERMS, now_ms=T0)
+    assert not [e for e in same if e.kind == "none"]
+
+
+def test_approval_is_a_transfer_and_late_reversal_is_approved() -> None:
+    lock = rules.lock_ms(T0, TERMS.lock_days)
+    events = [
+        event("w1", CREATED, T0),
+        event("w2", REFUNDED, T0 + 1, [Item("SKU-2", 1999, 1)]),
+        event("w3", REFUNDED, lock, [Item("SKU-1", 5990, 1)]),  # exactly at the lock: after approval
+    ]
+    before = totals(ledger.desired(events, CLICK, TERMS, now_ms=lock - 1))
+    after_entries = ledger.desired(events, CLICK, TERMS, now_ms=lock)
+    after = totals(after_entries)
+    # w3 happened at the lock: it is booked approved even by a run whose clock is a moment behind
+    assert before["pending"] == 1198 + 480 - 160 and before["approved"] == -599
+    assert after["pending"] == 0
+    assert after["approved"] == 1198 + 480 - 160 - 599
+    assert after["approval"] == 0  # transfers never change the balance
+    assert next(e for e in after_entries if e.entry_id == "rev:w3:0").status == "approved"
+
+
+def test_ineligible_order_books_one_zero_row_with_reason() -> None:
+    bot = rules.ClickFacts(
+        "c" * 30, True, True, found=True, ts_ms=T0 - DAY, creator_id="alice", merchant_id="m1", is_bot=True
+    )
+    entries = ledger.desired([event("w1", CREATED, T0)], bot, TERMS, now_ms=T0)
+    assert [(e.entry_id, e.amount_minor, e.reason, e.creator_id) for e in entries] == [
+        ("none:bot", 0, "bot", "alice")
+    ]
+
+
+def test_difference_appends_nothing_on_rerun_and_negates_what_is_gone() -> None:
+    wanted = ledger.desired([event("w1", CREATED, T0)], CLICK, TERMS, now_ms=T0)
+    assert ledger.difference(wanted, ledger.net(wanted)) == []
+    stale = ledger.Entry("acc:7", "accrual", "pending", 55, orders=0)
+    fix = ledger.difference(wanted, ledger.net([*wanted, stale]))
+    assert [(e.entry_id, e.amount_minor) for e in fix] == [("acc:7", -55)]
+
+
+# --- property: any arrival order, any duplication, runs in between: the in-order replay ---------------
+EVENTS = [
+    event("w1", CREATED, T0),
+    event("w2", REFUNDED, T0 + 10, [Item("SKU-2", 1999, 1)]),
+    event("w3", REFUNDED, T0 + 20, [Item("SKU-1", 5990, 1), Item("SKU-2", 1999, 1)]),
+    event("w4", CANCELLED, T0 + 30, ()),
+    event("w5", REFUNDED, rules.lock_ms(T0, 30) + 5, [Item("SKU-1", 5990, 1)]),
+    event("w6", CREATED, T0 + 40, [Item("SKU-9", 100, 1)]),  # conflicting re-creation
+]
+
+
+def _net(rows: list[ledger.Entry]) -> dict[str, tuple[int, int]]:
+    return {k: (e.amount_minor, e.orders) for k, e in ledger.net(rows).items()}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    arrival=st.lists(st.sampled_from(range(len(EVENTS))), min_size=1, max_size=14),
+    run_after=st.lists(st.booleans(), min_size=14, max_size=14),
+    now_offsets=st.lists(st.integers(0, 70 * DAY), min_size=14, max_size=14),
+)
+def test_final_ledger_equals_in_order_replay(arrival, run_after, now_offsets) -> None:
+    final_now = T0 + 80 * DAY
+    delivered = sorted(set(arrival))
+    expected = _net(ledger.desired([EVENTS[i] for i in delivered], CLICK, TERMS, final_now))
+    stored: list[ledger.Entry] = []
+    seen: list[OrderEvent] = []
+    clock = T0
+    for step, index in enumerate(arrival):
+        seen.append(EVENTS[index])
+        if run_after[step]:
+            clock = max(clock, T0 + now_offsets[step])  # time only moves forward
+            has_order = any(e.type == CREATED for e in seen)
+            wanted = ledger.desired(seen, CLICK if has_order else None, TERMS, clock)
+            stored += ledger.difference(wanted, ledger.net(stored))
+    has_order = any(e.type == CREATED for e in seen)
+    stored += ledger.difference(
+        ledger.desired(seen, CLICK if has_order else None, TERMS, final_now), ledger.net(stored)
+    )
+    assert {k: v for k, v in _net(stored).items() if v != (0, 0) or k in expected} == expected
+    # and once more: nothing left to append
+    assert (
+        ledger.difference(
+            ledger.desired(seen, CLICK if has_order else None, TERMS, final_now), ledger.net(stored)
+        )
+        == []
+    )

@@ -1,0 +1,94 @@
+"""Webhook verification and stream-entry decoding as pure functions: our verifier accepts what the
+official `standardwebhooks` package signs and refuses each tampering, and entries decode to exact rows."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from standardwebhooks import Webhook
+
+from attribution import events, webhooks
+from clicktrail.streams import Poison
+
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+OTHER = "whsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"
+BODY = (
+    b'{"type":"order.created","data":{"order_id":"A-1","currency":"EUR",'
+    b'"occurred_at":"2026-11-27T10:00:00.123Z","items":[{"sku":"S","unit_price_minor":5,"quantity":1}]}}'
+)
+NOW = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
+NOW_S = int(NOW.timestamp())
+
+
+def headers(at: datetime = NOW, secret: str = SECRET, msg_id: str = "msg_1", body: bytes = BODY) -> dict:
+    return {
+        "webhook-id": msg_id,
+        "webhook-timestamp": str(int(at.timestamp())),
+        "webhook-signature": Webhook(secret).sign(msg_id, at, body.decode()),
+    }
+
+
+@pytest.mark.parametrize(
+    ("body", "hdrs", "secrets", "expected"),
+    [
+        (BODY, headers(), [SECRET], None),
+        (BODY, headers(), [OTHER, SECRET], None),  # rotation: either active secret
+        (BODY, headers(at=NOW - timedelta(seconds=300)), [SECRET], None),  # edge: exactly 300 s old
+        (BODY, headers(at=NOW + timedelta(seconds=300)), [SECRET], None),
+        (BODY, headers(at=NOW - timedelta(seconds=301)), [SECRET], webhooks.STALE_TIMESTAMP),
+        (BODY, headers(at=NOW + timedelta(seconds=301)), [SECRET], webhooks.FUTURE_TIMESTAMP),
+        (BODY, headers(secret=OTHER), [SECRET], webhooks.BAD_SIGNATURE),
+        (BODY.replace(b"A-1", b"A-2"), headers(), [SECRET], webhooks.BAD_SIGNATURE),
+        (BODY + b" ", headers(), [SECRET], webhooks.BAD_SIGNATURE),
+        (BODY, {**headers(), "webhook-id": "msg_2"}, [SECRET], webhooks.BAD_SIGNATURE),
+        (
+            BODY,
+            {**headers(), "webhook-signature": "v2," + headers()["webhook-signature"][3:]},
+            [SECRET],
+            webhooks.BAD_SIGNATURE,
+        ),
+        (BODY, {**headers(), "webhook-signature": "v1,!!notbase64"}, [SECRET], webhooks.BAD_SIGNATURE),
+        (BODY, {**headers(), "webhook-timestamp": "12e3"}, [SECRET], webhooks.BAD_TIMESTAMP),
+        (BODY, {k: v for k, v in headers().items() if k != "webhook-id"}, [SECRET], webhooks.MISSING_HEADERS),
+        (BODY, headers(), [], webhooks.BAD_SIGNATURE),  # no active secret
+    ],
+)
+def test_verify(body: bytes, hdrs: dict, secrets: list[str], expected: str | None) -> None:
+    assert webhooks.verify(body, hdrs, secrets, NOW_S) == expected
+
+
+def test_our_signer_matches_the_official_one() -> None:
+    assert webhooks.sign(SECRET, "msg_1", NOW_S, BODY) == headers()["webhook-signature"]
+
+
+def test_entry_decodes_to_exact_row() -> None:
+    fields = {b"v": b"1", b"m": b"m1", b"w": b"msg_1", b"t": b"1764237600500", b"b": BODY}
+    row = events.to_row("1-0", fields)
+    assert row[:10] == (
+        "m1",
+        "msg_1",
+        "order.created",
+        "A-1",
+        "",
+        "EUR",
+        1795773600,
+        1795773600123,
+        1764237600500,
+        0,
+    )
+    assert row[10:14] == (["S"], [""], [5], [1])
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"),
+    [
+        ({b"v": b"9", b"b": BODY}, "unknown_version"),
+        ({b"v": b"1", b"m": b"m1", b"w": b"x", b"t": b"1", b"b": b"{"}, "undecodable"),
+        ({b"v": b"1", b"b": BODY}, "undecodable"),
+    ],
+)
+def test_poison_entries(fields: dict, reason: str) -> None:
+    with pytest.raises(Poison) as caught:
+        events.to_row("1-0", fields)
+    assert caught.value.reason == reason
