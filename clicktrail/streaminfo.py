@@ -4,8 +4,11 @@ seconds) that operators watch, the floor below which entries may be trimmed, and
 from __future__ import annotations
 
 import time
+from collections.abc import Generator
+from typing import Any
 
 import redis
+import redis.asyncio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
@@ -52,22 +55,45 @@ class StreamMetrics:
 
 def stream_lag(client: redis.Redis, stream: str, group: str) -> tuple[int, float]:
     """(entries not yet acknowledged, age in seconds of the oldest of them) for one group."""
-    groups = {_text(g["name"]): g for g in client.xinfo_groups(stream)}
+    steps = _lag_steps(stream, group)
+    try:
+        name, args = next(steps)
+        while True:
+            name, args = steps.send(getattr(client, name)(*args))
+    except StopIteration as done:
+        return done.value
+
+
+async def stream_lag_async(client: redis.asyncio.Redis, stream: str, group: str) -> tuple[int, float]:
+    """`stream_lag` for an asyncio client (the HTTP server's /metrics)."""
+    steps = _lag_steps(stream, group)
+    try:
+        name, args = next(steps)
+        while True:
+            name, args = steps.send(await getattr(client, name)(*args))
+    except StopIteration as done:
+        return done.value
+
+
+def _lag_steps(stream: str, group: str) -> Generator[tuple[str, tuple], Any, tuple[int, float]]:
+    """The lag computation, free of I/O: it yields the Redis commands it needs (method name, arguments)
+    and is sent their replies, so the sync and the asyncio client share it."""
+    groups = {_text(g["name"]): g for g in (yield "xinfo_groups", (stream,))}
     info = groups.get(group)
     if info is None:
-        return client.xlen(stream), 0.0
+        return (yield "xlen", (stream,)), 0.0
     last = _text(info["last-delivered-id"])
     oldest: list[int] = []
     if info["pending"]:
-        oldest_pending = client.xpending(stream, group)["min"]
+        oldest_pending = (yield "xpending", (stream, group))["min"]
         if oldest_pending is not None:  # acknowledged since XINFO a moment ago
             oldest.append(id_ms(_text(oldest_pending)))
-    undelivered = client.xrange(stream, min=f"({last}", max="+", count=1)
+    undelivered = yield "xrange", (stream, f"({last}", "+", 1)
     if undelivered:
         oldest.append(id_ms(_text(undelivered[0][0])))
     behind = info.get("lag")
     if behind is None:  # Redis cannot tell after some deletions; count (bounded by the stream length)
-        behind = client.xlen(stream) if undelivered else 0
+        behind = (yield "xlen", (stream,)) if undelivered else 0
     seconds = max(0.0, time.time() - min(oldest) / 1000) if oldest else 0.0
     return int(info["pending"]) + int(behind), seconds
 

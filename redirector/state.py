@@ -9,7 +9,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Gauge
-from redis import Redis as SyncRedis
 from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff, NoBackoff
@@ -21,7 +20,7 @@ from clicktrail.clickhouse import Backend, NativeClickHouse
 from clicktrail.clickid import ClickIds
 from clicktrail.keys import INGEST_GROUP, Keys
 from clicktrail.settings import Settings
-from clicktrail.streaminfo import stream_lag
+from clicktrail.streaminfo import stream_lag_async
 from redirector.auth import Authenticator
 from redirector.clientip import ClientAddress
 from redirector.links import LinkCache, LinkStore
@@ -174,25 +173,21 @@ class AppState:
             ["stream"],
             registry=self.registry,
         )
-        client = SyncRedis.from_url(self.settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
         streams = {"clicks": self.keys.clicks, "orders": self.keys.orders}
-        try:
-            while True:
-                for name, stream in streams.items():
-                    try:
-                        count, age_s = await asyncio.to_thread(stream_lag, client, stream, INGEST_GROUP)
-                    except RedisError as exc:
-                        if "no such key" not in str(exc):
-                            log.debug("stream lag unavailable: %s", exc)
-                        count, age_s = 0, 0.0
-                    except Exception:  # a gauge must never take the server down, nor stop updating
-                        log.exception("stream lag computation failed")
-                        continue
-                    entries.labels(name).set(count)
-                    seconds.labels(name).set(age_s)
-                await asyncio.sleep(LAG_INTERVAL_S)
-        finally:
-            client.close()
+        while True:
+            for name, stream in streams.items():
+                try:
+                    count, age_s = await stream_lag_async(self.redis, stream, INGEST_GROUP)
+                except RedisError as exc:
+                    if "no such key" not in str(exc):
+                        log.debug("stream lag unavailable: %s", exc)
+                    count, age_s = 0, 0.0
+                except Exception:  # a gauge must never take the server down, nor stop updating
+                    log.exception("stream lag computation failed")
+                    continue
+                entries.labels(name).set(count)
+                seconds.labels(name).set(age_s)
+            await asyncio.sleep(LAG_INTERVAL_S)
 
     async def _publish_metrics(self) -> None:
         """Let sibling workers include this one's counters in their /metrics (metrics.py)."""
