@@ -105,19 +105,20 @@ def table(rows: list[Earnings]) -> str:
         )
         for r in rows
     ]
+    return render(header, body, text_columns=2, empty="(no earnings in this range)")
+
+
+def render(header: tuple[str, ...], body: list[tuple[str, ...]], text_columns: int, empty: str) -> str:
+    """Columns padded to width: the first `text_columns` left-aligned, the numbers after them right."""
     widths = [max(len(h), *(len(row[i]) for row in body)) if body else len(h) for i, h in enumerate(header)]
-    lines = [
-        "  ".join(
-            h.ljust(w) if i < 2 else h.rjust(w) for i, (h, w) in enumerate(zip(header, widths, strict=True))
+
+    def line(cells: tuple[str, ...]) -> str:
+        return "  ".join(
+            c.ljust(w) if i < text_columns else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
         )
-    ]
-    lines.append("  ".join("-" * w for w in widths))
-    for row in body:
-        lines.append(
-            "  ".join(
-                c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths, strict=True))
-            )
-        )
+
+    lines = [line(header), "  ".join("-" * w for w in widths), *(line(row) for row in body)]
     if not body:
-        lines.append("(no earnings in this range)")
+        lines.append(empty)
     return "\n".join(lines)

@@ -106,5 +106,31 @@ def report_earnings(settings: Settings, start: str | None, end: str | None, crea
     sys.exit(earnings(settings, start, end, creator_id))
 
 
+@report.command("links")
+@click.option("--merchant", "merchant_id", required=True, help="The merchant whose links to rank.")
+@click.option("--days", default=30, show_default=True, type=click.IntRange(1, 3660), help="Look back.")
+@click.option("--limit", default=20, show_default=True, type=click.IntRange(1, 10_000))
+@click.pass_obj
+def report_links(settings: Settings, merchant_id: str, days: int, limit: int) -> None:
+    """A merchant's top links by human clicks (from the daily rollup, never raw clicks)."""
+    from datetime import UTC, datetime, timedelta
+
+    from attribution.report import render
+    from clicktrail import queries
+    from clicktrail.clickhouse import NativeClickHouse
+
+    last = datetime.now(UTC).date()
+    first = last - timedelta(days=days - 1)
+    backend = NativeClickHouse(settings.clickhouse_url)
+    try:
+        click.echo(f"reading top links of {merchant_id} {first} .. {last} from ClickHouse...", err=True)
+        rows = queries.merchant_top_links(backend, merchant_id, first, last, limit)
+    finally:
+        backend.close()
+    body = [(r["code"], r["creator_id"], f"{r['human_clicks']:,}", f"{r['unique']:,}") for r in rows]
+    header = ("code", "creator", "human clicks", "unique")
+    click.echo(render(header, body, text_columns=2, empty="(no clicks in this range)"))
+
+
 if __name__ == "__main__":
     main()

@@ -64,6 +64,11 @@ def test_attribute_and_report(settings, clickhouse, redis_client) -> None:
     assert lines[0].split() == ["creator", "currency", "clicks", "orders", "pending", "approved", "reversed"]
     # 123456 × 8 % = 9876.48 → 9876 minor units
     assert lines[2].split() == ["alice", "EUR", "1", "1", "98.76", "0.00", "0.00"]
+    top = subprocess.run(
+        [CLI, "report", "links", "--merchant", "m1"], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert top.returncode == 0, top.stderr
+    assert [line.split() for line in top.stdout.splitlines()[2:]] == [["codealice", "alice", "1", "0"]]
 
 
 def test_attribute_every_stops_on_sigterm(settings, clickhouse, redis_client) -> None:

@@ -183,3 +183,28 @@ def test_redis_out_of_memory_spools_then_replays(private_redis, tmp_path) -> Non
         await admin.aclose()
 
     asyncio.run(scenario())
+
+
+def test_a_cancelled_request_does_not_cancel_the_others_in_its_batch(private_redis, tmp_path) -> None:
+    async def scenario():
+        stats = RecorderStats()
+        recorder = Recorder(
+            recorder_client(private_redis.url), KEYS, tmp_path / "spool", stats, retry_interval_ms=50
+        )
+        await recorder.start()
+        private_redis.proc.send_signal(signal.SIGSTOP)  # the write hangs until its 250 ms timeout
+        try:
+            tasks = [asyncio.create_task(recorder.record(click(n))) for n in range(3)]
+            await asyncio.sleep(0.05)
+            tasks[0].cancel()
+            results = await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), 10)
+        finally:
+            private_redis.proc.send_signal(signal.SIGCONT)
+        assert isinstance(results[0], asyncio.CancelledError)
+        assert results[1:] == [None, None]
+        assert stats.spooled == 3  # the cancelled request's click was recorded all the same
+        await wait_until(lambda: recorder.live)
+        await recorder.close()
+        assert await stream_order(Redis(port=private_redis.port)) == [f"id-{n:06d}" for n in range(3)]
+
+    asyncio.run(scenario())
