@@ -4,7 +4,6 @@ real Redis and ClickHouse), and `attribute --every` stopping cleanly on SIGTERM.
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -18,20 +17,10 @@ from clicktrail.clickid import ClickIds
 from clicktrail.keys import Keys
 from clicktrail.migrate import migrate
 from tests.integration.attributionhelp import add_merchant, deliver, ingest_orders, insert_clicks
+from tests.integration.servehelp import settings_env
 
 pytestmark = [pytest.mark.redis, pytest.mark.clickhouse]
 CLI = str(Path(sys.executable).with_name("clicktrail"))
-
-
-def env_for(settings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "CLICKTRAIL_REDIS_URL": settings.redis_url,
-        "CLICKTRAIL_REDIS_PREFIX": settings.redis_prefix,
-        "CLICKTRAIL_CLICKHOUSE_URL": settings.clickhouse_url,
-        "CLICKTRAIL_SECRET_KEY": settings.secret_key,
-        "CLICKTRAIL_DATA_DIR": str(settings.data_dir),
-    }
 
 
 def test_attribute_and_report(settings, clickhouse, redis_client) -> None:
@@ -52,7 +41,7 @@ def test_attribute_and_report(settings, clickhouse, redis_client) -> None:
     insert_clicks(clickhouse, [(click_id, now_ms - 60_000, "alice", "m1", "shop.m1.example", 0, 0)])
     ingest_orders(settings.redis_url, keys, clickhouse)
 
-    env = env_for(settings)
+    env = settings_env(settings)
     ran = subprocess.run([CLI, "attribute"], env=env, capture_output=True, text=True, timeout=60)
     assert ran.returncode == 0, ran.stderr
     assert "attributed 1 orders (credited 1)" in ran.stdout
@@ -75,7 +64,7 @@ def test_attribute_every_stops_on_sigterm(settings, clickhouse, redis_client) ->
     migrate(clickhouse, log=lambda *_: None)
     proc = subprocess.Popen(
         [CLI, "attribute", "--every", "1"],
-        env=env_for(settings),
+        env=settings_env(settings),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
