@@ -4,9 +4,13 @@
     .venv/bin/python -m benchmarks.ingest --clicks 200000 --lag-seconds 10
 
 1. Throughput: a private Redis is pre-filled with N clicks (entries of 2,000, as the recorder writes them
-   under load); one ingester (`StreamConsumer`, production batch settings) drains it into a throw-away
-   database on the local ClickHouse. Baseline: the very rows it stored, as TSV through `clickhouse-client`
-   into a second database with the same schema (same table, same materialized views). Target: ≥ 0.5.
+   under load); one ingester (`StreamConsumer`, production batch settings unless --batch-size) drains it
+   into a throw-away database on the local ClickHouse. Baseline: the very rows it stored, as TSV through
+   `clickhouse-client` into a second database with the same schema (same table, same materialized views),
+   in table order (`ratio_to_raw`, the headline) and in arrival order (`ratio_to_raw_arrival_order`:
+   ClickHouse sorts every block by the table's key, cheaper on rows already in that order). Target: ≥ 0.5.
+   CPU per click: the ingesters', the private Redis's, and the whole machine's during each path (the
+   machine is shared, so that last figure includes whatever else ran).
 2. Redis memory per buffered click (`MEMORY USAGE` of the pre-filled stream / N): the cost of a backlog.
 3. Lag: a producer writes 5,000 clicks/s (an entry of 100 every 20 ms) while the ingester runs; a poller
    counts rows every 50 ms, so each click's lag is the first poll that saw it minus its timestamp. Target:
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
+import os
 import resource
 import secrets
 import subprocess
@@ -126,6 +131,34 @@ def _drain(redis_url: str, database: str, keys: Keys, batch_size: int, name: str
         raise SystemExit(1)
 
 
+def machine_busy_s() -> float:
+    """CPU seconds all processes have used since boot (Linux /proc/stat: every state but idle and iowait)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return (sum(fields[:8]) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def redis_cpu_s(client: redis.Redis) -> float:
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def raw_insert(backend: NativeClickHouse, raw: NativeClickHouse, order_by: str) -> tuple[float, float]:
+    """The baseline: the rows the ingester stored, as TSV through clickhouse-client into `raw`'s table
+    (the client parses, the server inserts: ClickHouse's C++ all the way). Returns (wall s, machine CPU s)."""
+    with tempfile.NamedTemporaryFile(suffix=".tsv") as tsv:
+        export = f"SELECT * FROM {backend.database}.clicks {order_by} FORMAT TabSeparated"
+        subprocess.run(["clickhouse-client", "-q", export], stdout=tsv, check=True)
+        tsv.seek(0)
+        machine_before = machine_busy_s()
+        started = time.perf_counter()
+        subprocess.run(["clickhouse-client", "-q", f"INSERT INTO {raw.database}.clicks FORMAT TabSeparated"],
+                       stdin=tsv, check=True)  # fmt: skip
+        raw_s = time.perf_counter() - started
+        raw_machine_s = machine_busy_s() - machine_before
+    assert queries.click_count(raw) == queries.click_count(backend)
+    return raw_s, raw_machine_s
+
+
 def throughput(client, backend, raw, keys, ids, count, batch_size, ingesters) -> dict:
     clicks = make_clicks(ids, count, int(time.time() * 1000) - 6 * 3_600_000, 6 * 3_600_000 / count)
     fill(client, keys.clicks, clicks, PER_ENTRY)
@@ -139,6 +172,7 @@ def throughput(client, backend, raw, keys, ids, count, batch_size, ingesters) ->
         for n in range(ingesters)
     ]
     cpu_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    machine_before, redis_before = machine_busy_s(), redis_cpu_s(client)
     started = time.perf_counter()
     for worker in workers:
         worker.start()
@@ -147,19 +181,15 @@ def throughput(client, backend, raw, keys, ids, count, batch_size, ingesters) ->
         assert worker.exitcode == 0
     ingest_s = time.perf_counter() - started
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    ingest_machine_s, redis_s = machine_busy_s() - machine_before, redis_cpu_s(client) - redis_before
     # CPU the ingesters used (robust on a shared machine, unlike the wall time): the single-core ceiling.
     ingest_cpu_s = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
     stored = queries.click_count(backend)
     totals = queries.rollup_totals(backend)
-    with tempfile.NamedTemporaryFile(suffix=".tsv") as tsv:
-        export = f"SELECT * FROM {backend.database}.clicks FORMAT TabSeparated"
-        subprocess.run(["clickhouse-client", "-q", export], stdout=tsv, check=True)
-        tsv.seek(0)
-        started = time.perf_counter()
-        subprocess.run(["clickhouse-client", "-q", f"INSERT INTO {raw.database}.clicks FORMAT TabSeparated"],
-                       stdin=tsv, check=True)  # fmt: skip
-        raw_s = time.perf_counter() - started
-    assert queries.click_count(raw) == stored
+    raw_s, raw_machine_s = raw_insert(backend, raw[0], "")
+    # The same rows in the order they arrived (the stream's, which is ts_ms order here): ClickHouse sorts
+    # each block by the table's key, which costs more on arrival order than on table order.
+    arrival_s, _ = raw_insert(backend, raw[1], "ORDER BY ts_ms")
     return {
         "clicks": count,
         "batch_size": batch_size,
@@ -169,9 +199,17 @@ def throughput(client, backend, raw, keys, ids, count, batch_size, ingesters) ->
         "ingest_s": round(ingest_s, 2),
         "ingest_clicks_per_s": round(count / ingest_s),
         "ingest_cpu_us_per_click": round(ingest_cpu_s / count * 1e6, 1),
+        "ingest_redis_cpu_us_per_click": round(redis_s / count * 1e6, 1),
+        # Every process on the machine (ClickHouse, Redis, the ingesters, and whatever else runs there):
+        # the CPU each path costs in all, next to the cores the machine has.
+        "ingest_machine_cpu_us_per_click": round(ingest_machine_s / count * 1e6, 1),
+        "raw_machine_cpu_us_per_click": round(raw_machine_s / count * 1e6, 1),
+        "cores": os.cpu_count(),
         "raw_tsv_s": round(raw_s, 2),
         "raw_clicks_per_s": round(count / raw_s),
         "ratio_to_raw": round(raw_s / ingest_s, 3),
+        "raw_arrival_order_clicks_per_s": round(count / arrival_s),
+        "ratio_to_raw_arrival_order": round(arrival_s / ingest_s, 3),
         "redis_bytes_per_buffered_click": round(stream_bytes / count, 1),
     }
 
@@ -242,11 +280,11 @@ def main() -> None:
     args = parser.parse_args()
     run_id = secrets.token_hex(3)
     backend = NativeClickHouse(CLICKHOUSE_URL, database=f"ct_bench_ingest_{run_id}")
-    raw = NativeClickHouse(CLICKHOUSE_URL, database=f"ct_bench_raw_{run_id}")
+    raw = [NativeClickHouse(CLICKHOUSE_URL, database=f"ct_bench_raw{n}_{run_id}") for n in (1, 2)]
     ids = ClickIds(secrets.token_bytes(16))
     keys = Keys("ct:bench:")
     try:
-        for db in (backend, raw):
+        for db in (backend, *raw):
             migrate(db, log=lambda _line: None)
         with tempfile.TemporaryDirectory() as work, private_redis(Path(work)) as url:
             client = redis.Redis.from_url(url)
@@ -261,7 +299,7 @@ def main() -> None:
             )
             client.close()
     finally:
-        for db in (backend, raw):
+        for db in (backend, *raw):
             db.execute(f"DROP DATABASE IF EXISTS {db.database}")
             db.close()
     print(json.dumps(figures, indent=2))

@@ -54,7 +54,9 @@ class Settings(BaseSettings):
     spool_retry_interval_ms: int = Field(1_000, ge=10)
 
     # Ingestion.
-    ingest_batch_size: int = Field(20_000, ge=1)
+    # Each ClickHouse insert has a fixed cost (50-110 ms on 18.16): 100k clicks per insert measured 1.5x
+    # faster than 20k, for about 90 MB per batch in memory.
+    ingest_batch_size: int = Field(100_000, ge=1)
     ingest_flush_interval_ms: int = Field(1_000, ge=1)
     # An entry pending this long is taken over from a consumer presumed dead. Must exceed the insert
     # timeout by a wide margin: see the ingester's docstring.

@@ -4,7 +4,7 @@ safe, several ingesters at once) is the generic consumer's: see clicktrail/strea
 
 Memory while ClickHouse is down: the backlog stays in the Redis stream, about 260 bytes per click
 (msgpack, 2,000 clicks per entry: 262 measured by benchmarks/ingest.py), so 1 GB holds about 4 million
-clicks; redirects are unaffected (they only append). The unique-visitor hashes add ~50 bytes per unique
+clicks; redirects are unaffected (they only append). The unique-visitor hashes add ~85 bytes per unique
 visitor-hour (redirector/enrich.py). Lag: `clicktrail_stream_lag_entries` / `_lag_seconds`.
 """
 
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import time
+from collections import deque
 from collections.abc import Hashable, Sequence
 from itertools import compress, repeat
 from operator import attrgetter, floordiv, not_
@@ -40,26 +41,28 @@ _MAX_TS_MS = 2**32 * 1000
 
 
 class IngestClick(Click, gc=False):
-    """A `Click` as the ingester decodes it: with the shape checks the table needs, so that a malformed
-    click is dead-lettered instead of failing its batch's insert for ever (the MAC is the attributor's
-    business), and untracked by the cyclic garbage collector (it holds no containers; a batch holds ~10^5
-    of them, which would otherwise make every full collection walk them)."""
+    """A `Click` as the ingester decodes it, plus the stream entry it came in. The shape checks are what the
+    table needs, so that a malformed click is dead-lettered instead of failing its batch's insert for ever
+    (the MAC is the attributor's business). Untracked by the cyclic garbage collector: it holds no
+    containers, and a batch holds ~10^5 of them, which would otherwise trigger and slow down collections
+    (they took a quarter of the ingester's time)."""
 
     click_id: Annotated[str, msgspec.Meta(min_length=ID_CHARS, max_length=ID_CHARS)]
     ts_ms: Annotated[int, msgspec.Meta(gt=0, lt=_MAX_TS_MS)]
     ip_hash: Annotated[int, msgspec.Meta(ge=0)]  # msgpack has no integers above 2**64 - 1
+    entry_id: bytes = b""  # not in the payload: set by decode (UTF-8, as the insert sends it)
 
 
 _clicks_decoder = msgspec.msgpack.Decoder(list[IngestClick])
-_click_id = attrgetter("click_id")
-_click_row = attrgetter(
-    "click_id", "ts_ms", "code", "creator_id", "merchant_id", "dest_host", "is_head", "user_agent", "referer",
-    "ip_hash", "ip_prefix", "country",
-)  # fmt: skip
+_set_field = msgspec.structs.force_setattr
+
+
+def _column(clicks: Sequence[IngestClick], name: str) -> list:
+    return list(map(attrgetter(name), clicks))
 
 
 class ClickHandler:
-    """Stream `Keys.clicks` → table `clicks`. A record is a (click, stream entry id) tuple."""
+    """Stream `Keys.clicks` → table `clicks`."""
 
     name = "clicks"
     table = "clicks"
@@ -69,7 +72,7 @@ class ClickHandler:
         self._enricher = enricher
         self._unique = unique
 
-    def decode(self, entry_id: str, fields: dict[bytes, bytes]) -> list[tuple[IngestClick, str]]:
+    def decode(self, entry_id: str, fields: dict[bytes, bytes]) -> list[IngestClick]:
         if fields.get(b"v") != SCHEMA_VERSION:
             raise Poison("schema_version")
         payload = fields.get(b"c")
@@ -81,44 +84,48 @@ class ClickHandler:
             raise Poison("invalid_click") from None
         except msgspec.DecodeError:
             raise Poison("undecodable") from None
-        if not _ID_CHARS_RE.fullmatch("".join(map(_click_id, clicks))):
+        if not _ID_CHARS_RE.fullmatch("".join(map(attrgetter("click_id"), clicks))):
             raise Poison("invalid_click")
-        return list(zip(clicks, repeat(entry_id)))
+        # Sets every click's entry id in one C-level pass (consumed by a zero-length deque).
+        deque(map(_set_field, clicks, repeat("entry_id"), repeat(entry_id.encode())), maxlen=0)
+        return clicks
 
-    def key(self, record: tuple[IngestClick, str]) -> Hashable:
-        return record[0].click_id
+    def key(self, record: IngestClick) -> Hashable:
+        return record.click_id
 
-    def existing(self, backend: Backend, records: list[tuple[IngestClick, str]]) -> set[Hashable]:
-        return set(queries.existing_click_ids(backend, [(c.click_id, c.ts_ms) for c, _ in records]))
+    def existing(self, backend: Backend, records: list[IngestClick]) -> set[Hashable]:
+        return set(queries.existing_click_ids(backend, [(c.click_id, c.ts_ms) for c in records]))
 
-    def build(self, records: list[tuple[IngestClick, str]]) -> list[Sequence]:
-        """The columns of `clicks`, column by column: C-level maps over the batch, memoised enrichment."""
+    def build(self, records: list[IngestClick]) -> list[Sequence]:
+        """The columns of `clicks`, column by column: C-level maps over the batch (no Python frame and no
+        tracked allocation per click), enrichment memoised by value. String columns hold str or, where
+        the value is memoised or shared by an entry, its UTF-8 bytes: the native insert (clickhouse-driver)
+        writes bytes as they are and would otherwise encode every value again."""
         enricher = self._enricher
-        clicks, entry_ids = zip(*records, strict=True)
-        (click_id, ts_ms, code, creator_id, merchant_id, dest_host, is_head, user_agent, referer, ip_hash,
-         ip_prefix, country) = zip(*map(_click_row, clicks), strict=True)  # fmt: skip
-        is_bot, bot_reason, device, browser, os = enricher.agent_columns(user_agent, is_head)
+        names = ("click_id", "ts_ms", "code", "user_agent", "is_head", "ip_hash", "ip_prefix")
+        click_id, ts_ms, code, user_agent, is_head, ip_hash, ip_prefix = (_column(records, n) for n in names)
+        is_bot, bot_reason, device, browser, os, user_agent_utf8 = enricher.agent_columns(user_agent, is_head)
         return [
             click_id,
             list(map(floordiv, ts_ms, repeat(1000))),
             ts_ms,
             code,
-            creator_id,
-            merchant_id,
-            dest_host,
+            _column(records, "creator_id"),
+            _column(records, "merchant_id"),
+            _column(records, "dest_host"),
             is_head,
             is_bot,
             bot_reason,
             self._unique_column(is_bot, code, ts_ms, ip_hash, user_agent, click_id),
-            enricher.countries(country, ip_prefix),
+            enricher.countries(_column(records, "country"), ip_prefix),
             device,
             browser,
             os,
-            enricher.referer_hosts(referer),
-            user_agent,
+            enricher.referer_hosts(_column(records, "referer")),
+            user_agent_utf8,
             ip_hash,
             ip_prefix,
-            entry_ids,
+            _column(records, "entry_id"),
         ]
 
     def _unique_column(self, is_bot: Sequence[int], *columns: Sequence) -> list[int]:

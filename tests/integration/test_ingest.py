@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable
 
+import msgspec
 import pytest
 import redis
 from prometheus_client import CollectorRegistry
@@ -172,6 +173,38 @@ def test_n_clicks_become_n_rows(redis_client, keys, ids, ch, consumer_factory) -
     assert registry.get_sample_value("clicktrail_stream_lag_entries", {"stream": "clicks"}) == 0
 
 
+def test_unique_script_edges(redis_client, keys, ids) -> None:
+    """The unique-click script on its own: first click wins within one call and across calls, a replayed
+    click keeps its answer, a batch across an hour boundary keeps its order, and a call far larger than
+    one script chunk, all in one shard (one visitor), stays under Lua's unpack limit."""
+    unique = UniqueClicks(redis_client, keys)
+    hour_ms = (int(time.time() * 1000) // HOUR_MS - 1) * HOUR_MS
+    now_s = int(time.time())
+
+    def flags(clicks: list[tuple[str, int, int, str]]) -> list[int]:
+        columns = list(zip(*clicks, strict=True))
+        return unique.first_in_hour(*columns, now_s)
+
+    a1, a2, b1 = ids.new(hour_ms + 1), ids.new(hour_ms + 2), ids.new(hour_ms + 3)
+    c1 = ids.new(hour_ms + HOUR_MS + 1)
+    batch = [
+        ("link0", hour_ms + 1, 7, PHONE, a1),
+        ("link0", hour_ms + HOUR_MS + 1, 7, PHONE, c1),  # the next hour: its own first click
+        ("link0", hour_ms + 2, 7, PHONE, a2),  # same visitor, same link, same hour, same call
+        ("link1", hour_ms + 3, 7, PHONE, b1),  # another link
+    ]
+    assert flags(batch) == [1, 1, 0, 1]
+    assert flags(batch[::-1]) == [1, 0, 1, 1]  # replayed (another order): the same answers
+    assert flags([("link0", hour_ms + 9, 7, PHONE, ids.new(hour_ms + 9))]) == [0]  # a later call
+    # One visitor on many links: every field lands in one shard, in several script chunks.
+    many = [(f"code{i}", hour_ms + 10, 99, DESKTOP, ids.new(hour_ms + 10)) for i in range(5_000)]
+    assert flags(many) == [1] * 5_000
+    assert flags(many) == [1] * 5_000
+    assert flags([(c, t, ip, ua, ids.new(t)) for c, t, ip, ua, _ in many[:10]]) == [0] * 10
+    with pytest.raises(ValueError):
+        flags([("link0", hour_ms + 1, 7, PHONE, "too-short")])
+
+
 def test_unique_flag_survives_redelivery(redis_client, keys, ids, ch, consumer_factory) -> None:
     hour_ms = (int(time.time() * 1000) // HOUR_MS - 1) * HOUR_MS
     visit = {
@@ -258,19 +291,28 @@ def test_poison_goes_to_the_dead_letter_stream(redis_client, keys, ids, ch, cons
     redis_client.xadd(keys.clicks, {"v": b"1", "c": b"\x93\x01\x02\x03"})  # msgpack, wrong shape
     redis_client.xadd(keys.clicks, {"v": b"1"})
     redis_client.xadd(keys.clicks, {"v": b"1", "c": encode_batch([bad_id])})
+    # Values the table cannot hold (they would fail every insert of their batch): dead-lettered too.
+    ok = good[0]
+    for bad in (
+        msgspec.structs.replace(ok, click_id=ok.click_id[:-1] + "*"),  # right length, wrong characters
+        msgspec.structs.replace(ok, ts_ms=2**32 * 1000),  # ts (DateTime) is 32-bit seconds
+        msgspec.structs.replace(ok, ip_hash=-1),  # UInt64
+    ):
+        redis_client.xadd(keys.clicks, {"v": b"1", "c": encode_batch([ok, bad])})
     redis_client.xadd(keys.clicks, {"v": b"1", "c": encode_batch(good[100:])})
     registry = CollectorRegistry()
     assert drain(consumer_factory(registry=registry)) is True
     assert_exact(ch, good)
     dead = redis_client.xrange(keys.clicks_dead)
     reasons = [fields[b"dead_reason"].decode() for _, fields in dead]
-    assert reasons == ["schema_version", "undecodable", "invalid_click", "missing_clicks", "invalid_click"]
+    shapes = 4 * ["invalid_click"]  # the short id; a bad character, a ts past 2106, a negative ip_hash
+    assert reasons == ["schema_version", "undecodable", "invalid_click", "missing_clicks", *shapes]
     assert all(b"dead_entry" in fields for _, fields in dead)
     assert (
         registry.get_sample_value(
             "clicktrail_stream_dead_letters_total", {"stream": "clicks", "reason": "invalid_click"}
         )
-        == 2
+        == 5
     )
     assert redis_client.xpending(keys.clicks, INGEST_GROUP)["pending"] == 0
 
