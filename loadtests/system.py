@@ -28,10 +28,16 @@ ADMIN_TOKEN = "loadtest-admin-token"
 PREFIX = "ct:"
 DATABASE = "clicktrail"
 INGEST_CONSUMER = "loadtest-ingester"  # stable: a restarted ingester takes back its pending entries at once
+BIND_ATTEMPTS = 3
+
 SERVE_START_TIMEOUT_S = 30
 STOP_TIMEOUT_S = 45
 LAG_READ_ATTEMPTS = 5
 _METRIC_LINE = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+(\S+)$")
+
+
+class PortTaken(Exception):
+    """The port picked for serve was taken before serve could bind it."""
 
 
 class System:
@@ -107,11 +113,23 @@ class System:
             raise RuntimeError(f"clicktrail migrate failed: see {self.logs / 'migrate.log'}")
 
     def start_serve(self) -> None:
+        # A port found free a moment ago can be taken meanwhile (an outgoing connection draws from the same
+        # ephemeral range): on "address already in use", draw another.
+        for _ in range(BIND_ATTEMPTS):
+            try:
+                return self._start_serve_once()
+            except PortTaken:
+                self.port = free_port()
+        raise RuntimeError(f"serve could not bind a free port in {BIND_ATTEMPTS} attempts")
+
+    def _start_serve_once(self) -> None:
         args = ["serve", "--host", "127.0.0.1", "--port", str(self.port), "--workers", str(self.workers)]
         self.serve_proc = self._spawn("serve", *args)
         deadline = time.monotonic() + SERVE_START_TIMEOUT_S
         while time.monotonic() < deadline:
             if self.serve_proc.poll() is not None:
+                if "address already in use" in (self.logs / "serve.log").read_text(errors="replace"):
+                    raise PortTaken(self.port)
                 raise RuntimeError(f"serve exited: see {self.logs / 'serve.log'}")
             try:
                 if self.request("GET", "/healthz")[0] == 200:

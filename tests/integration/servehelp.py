@@ -29,20 +29,22 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 class ServeProcess:
+    # A port found free can be taken before serve binds it (outgoing connections draw from the same
+    # ephemeral range): on "address already in use", try another.
+    BIND_ATTEMPTS = 3
+
     def __init__(self, settings: Settings, workers: int = 1) -> None:
+        for _ in range(self.BIND_ATTEMPTS):
+            if self._start(settings, workers):
+                return
+        raise RuntimeError("serve could not bind a free port")
+
+    def _start(self, settings: Settings, workers: int) -> bool:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        command = [sys.executable, "-m", "clicktrail.cli", "serve", "--port", str(self.port)]
         self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "clicktrail.cli",
-                "serve",
-                "--port",
-                str(self.port),
-                "--workers",
-                str(workers),
-            ],
+            [*command, "--workers", str(workers)],
             env=settings_env(settings),
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -50,9 +52,14 @@ class ServeProcess:
         )
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                output = self.output()
+                if "address already in use" in output:
+                    return False
+                raise RuntimeError(f"serve exited: {output}")
             try:
                 if httpx.get(self.url + "/healthz", timeout=0.5).status_code == 200:
-                    return
+                    return True
             except httpx.HTTPError:
                 time.sleep(0.05)
         self.stop()
