@@ -109,13 +109,23 @@ class PrivateRedis:
         )
         client = redis.Redis(port=self.port)
         deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and self.proc.poll() is None:
             try:
                 client.ping()
                 return
             except redis.ConnectionError:
                 time.sleep(0.05)
         raise RuntimeError("private redis did not start")
+
+    def first_start(self, attempts: int = 3) -> None:
+        """Start on a fresh port, drawing another if this one was taken before Redis could bind it."""
+        for _ in range(attempts - 1):
+            try:
+                return self.start()
+            except RuntimeError:
+                self.kill()
+                self.port = free_port()
+        self.start()
 
     def kill(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -129,6 +139,6 @@ class PrivateRedis:
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     server = PrivateRedis(tmp_path / "redis")
-    server.start()
+    server.first_start()
     yield server
     server.kill()
