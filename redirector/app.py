@@ -4,6 +4,7 @@ health, metrics, the management API and webhooks. Resources are made in the life
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -71,6 +72,9 @@ class ClicktrailApp:
     async def _lifespan(self, app: Starlette):
         ctx = AppState.build(self.settings)
         await ctx.start()
+        # Everything made so far (modules, settings, clients) lives as long as the process: keep it out of
+        # the collector's full passes, which otherwise rescan it all while requests wait.
+        gc.freeze()
         app.state.ctx = ctx
         self.ctx = ctx
         try:

@@ -19,7 +19,8 @@ import msgspec
 SCHEMA_VERSION = b"1"
 
 
-class Click(msgspec.Struct, array_like=True, frozen=True):
+class Click(msgspec.Struct, array_like=True, frozen=True, gc=False):
+    # gc=False: only strings, numbers and bools inside, so the collector never needs to look at a click.
     click_id: str
     ts_ms: int
     code: str

@@ -18,7 +18,8 @@ from clicktrail.keys import Keys
 LINK_EVENT_VERSION = b"1"
 
 
-class Link(msgspec.Struct, frozen=True):
+class Link(msgspec.Struct, frozen=True, gc=False):
+    # gc=False: only strings, numbers and bools inside; a full link cache adds nothing to collections.
     code: str
     url: str
     creator_id: str
