@@ -30,6 +30,8 @@ DAY_MS = 86_400_000
 T0_MS = 1_790_000_000_000  # a fixed start, so runs are comparable
 SPAN_DAYS = 30
 FILLER_SLICE = 5_000_000
+CLICKHOUSE_URL = "clickhouse://default:@127.0.0.1:9000/default"
+REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 def load(backend: NativeClickHouse, ids: ClickIds, clicks: int, orders: int) -> None:
@@ -120,42 +122,58 @@ async def attribute(url: str, keys: Keys, backend: NativeClickHouse, ids: ClickI
     return elapsed, summary.orders
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--clicks", type=int, default=1_000_000)
-    parser.add_argument("--orders", type=int, default=10_000)
-    parser.add_argument("--clickhouse", default="clickhouse://default:@127.0.0.1:9000/default")
-    parser.add_argument("--redis", default="redis://127.0.0.1:6379/0")
-    args = parser.parse_args()
+def run(
+    clicks: int, orders: int, clickhouse_url: str = CLICKHOUSE_URL, redis_url: str = REDIS_URL, log=print
+) -> dict:
+    """Load `clicks` clicks and `orders` orders into a throw-away database, time the bare join and one
+    attributor run; returns the figures. The database and the Redis prefix are removed at the end."""
     tag = secrets.token_hex(3)
     # Generating tens of millions of rows on a shared 2-core box takes minutes: a long receive timeout.
     backend = NativeClickHouse(
-        args.clickhouse.rsplit("/", 1)[0] + f"/ct_bench_attr_{tag}", insert_timeout_s=1800
+        clickhouse_url.rsplit("/", 1)[0] + f"/ct_bench_attr_{tag}", insert_timeout_s=1800
     )
     keys = Keys(f"ct:bench:{tag}:")
     ids = ClickIds(b"bench-secret")
     try:
         migrate(backend, log=lambda *_: None)
         started = time.perf_counter()
-        load(backend, ids, args.clicks, args.orders)
-        print(
-            f"loaded {args.clicks:,} clicks, {args.orders:,} orders in {time.perf_counter() - started:.1f} s"
-        )
+        load(backend, ids, clicks, orders)
+        load_s = time.perf_counter() - started
+        log(f"loaded {clicks:,} clicks, {orders:,} orders in {load_s:.1f} s")
         join_s = bare_join_s(backend)
-        elapsed, orders = asyncio.run(attribute(args.redis, keys, backend, ids))
-        print(
-            f"bare join: {join_s:.2f} s; attributor: {elapsed:.2f} s = {orders / elapsed:,.0f} orders/s "
-            f"= {elapsed / join_s:.1f} x the bare join"
-        )
+        elapsed, attributed = asyncio.run(attribute(redis_url, keys, backend, ids))
     finally:
-        cleanup = NativeClickHouse(args.clickhouse)  # a fresh connection: the old one may be mid-query
+        cleanup = NativeClickHouse(clickhouse_url)  # a fresh connection: the old one may be mid-query
         cleanup.execute(f"DROP DATABASE IF EXISTS {backend.database}")
         cleanup.close()
         backend.close()
-        client = sync_redis.Redis.from_url(args.redis)
+        client = sync_redis.Redis.from_url(redis_url)
         for key in client.scan_iter(match=keys.all_patterns()):
             client.delete(key)
         client.close()
+    return {
+        "clicks": clicks,
+        "orders": attributed,
+        "load_s": round(load_s, 1),
+        "bare_join_s": round(join_s, 3),
+        "attributor_s": round(elapsed, 3),
+        "orders_per_s": round(attributed / elapsed),
+        "ratio_to_bare_join": round(elapsed / join_s, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--clicks", type=int, default=1_000_000)
+    parser.add_argument("--orders", type=int, default=10_000)
+    parser.add_argument("--clickhouse", default=CLICKHOUSE_URL)
+    parser.add_argument("--redis", default=REDIS_URL)
+    args = parser.parse_args()
+    figures = run(args.clicks, args.orders, args.clickhouse, args.redis)
+    print(
+        f"bare join: {figures['bare_join_s']:.2f} s; attributor: {figures['attributor_s']:.2f} s = "
+        f"{figures['orders_per_s']:,} orders/s = {figures['ratio_to_bare_join']:.1f} x the bare join"
+    )
 
 
 if __name__ == "__main__":

@@ -266,6 +266,35 @@ def lag(client, backend, keys, ids, seconds: float, batch_size: int) -> dict:
     }
 
 
+def run(clicks: int, lag_seconds: float, ingesters: int = 1, batch_size: int | None = None) -> dict:
+    """Throughput against the raw insert, then lag at 5,000 clicks/s; returns the figures. The throw-away
+    databases and the private Redis are removed at the end."""
+    batch_size = batch_size or Settings().ingest_batch_size
+    run_id = secrets.token_hex(3)
+    backend = NativeClickHouse(CLICKHOUSE_URL, database=f"ct_bench_ingest_{run_id}")
+    raw = [NativeClickHouse(CLICKHOUSE_URL, database=f"ct_bench_raw{n}_{run_id}") for n in (1, 2)]
+    ids = ClickIds(secrets.token_bytes(16))
+    keys = Keys("ct:bench:")
+    try:
+        for db in (backend, *raw):
+            migrate(db, log=lambda _line: None)
+        with tempfile.TemporaryDirectory() as work, private_redis(Path(work)) as url:
+            client = redis.Redis.from_url(url)
+            figures = {
+                "throughput": throughput(client, backend, raw, keys, ids, clicks, batch_size, ingesters)
+            }
+            figures["lag"] = lag(client, backend, keys, ids, lag_seconds, batch_size)
+            figures["drain_vs_load"] = round(
+                figures["throughput"]["ingest_clicks_per_s"] / figures["lag"]["rate_clicks_per_s"], 1
+            )
+            client.close()
+    finally:
+        for db in (backend, *raw):
+            db.execute(f"DROP DATABASE IF EXISTS {db.database}")
+            db.close()
+    return figures
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -278,30 +307,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=None, help="Write the figures as JSON here too.")
     args = parser.parse_args()
-    run_id = secrets.token_hex(3)
-    backend = NativeClickHouse(CLICKHOUSE_URL, database=f"ct_bench_ingest_{run_id}")
-    raw = [NativeClickHouse(CLICKHOUSE_URL, database=f"ct_bench_raw{n}_{run_id}") for n in (1, 2)]
-    ids = ClickIds(secrets.token_bytes(16))
-    keys = Keys("ct:bench:")
-    try:
-        for db in (backend, *raw):
-            migrate(db, log=lambda _line: None)
-        with tempfile.TemporaryDirectory() as work, private_redis(Path(work)) as url:
-            client = redis.Redis.from_url(url)
-            figures = {
-                "throughput": throughput(
-                    client, backend, raw, keys, ids, args.clicks, args.batch_size, args.ingesters
-                )
-            }
-            figures["lag"] = lag(client, backend, keys, ids, args.lag_seconds, args.batch_size)
-            figures["drain_vs_load"] = round(
-                figures["throughput"]["ingest_clicks_per_s"] / figures["lag"]["rate_clicks_per_s"], 1
-            )
-            client.close()
-    finally:
-        for db in (backend, *raw):
-            db.execute(f"DROP DATABASE IF EXISTS {db.database}")
-            db.close()
+    figures = run(args.clicks, args.lag_seconds, args.ingesters, args.batch_size)
     print(json.dumps(figures, indent=2))
     if args.out:
         args.out.write_text(json.dumps(figures, indent=2) + "\n")

@@ -3,6 +3,8 @@
 --   BENCH_SEED         base seed of the per-thread random generators (runs are repeatable)
 --   BENCH_CLICK_PARAM  query parameter of the click id in Location (default ct_click)
 --   BENCH_IDS_FILE     if set, done() writes every click id seen in a 302's Location there, one per line
+--   BENCH_SEQUENTIAL   if set to the number of wrk threads, codes are requested in order instead
+--                      (thread t: code(t), code(t + threads), ...; wrapping around), to touch every code
 -- done() prints one line "WRK_JSON {...}": request count, duration, latency percentiles, statuses, errors.
 -- code(i) must match benchmarks/codes.py:code_for.
 
@@ -35,7 +37,7 @@ end
 statuses = {}
 ids = {}
 n_ids = 0
-local n_links, id_pattern, keep_ids
+local n_links, id_pattern, keep_ids, stride, next_index
 
 function init(args)
   n_links = tonumber(os.getenv("BENCH_LINKS") or "1")
@@ -43,9 +45,16 @@ function init(args)
   local param = os.getenv("BENCH_CLICK_PARAM") or "ct_click"
   id_pattern = "[?&]" .. param:gsub("%p", "%%%0") .. "=([^&#]+)"
   keep_ids = os.getenv("BENCH_IDS_FILE") ~= nil
+  stride = tonumber(os.getenv("BENCH_SEQUENTIAL") or "0")
+  next_index = tid
 end
 
 function request()
+  if stride > 0 then
+    local i = next_index % n_links
+    next_index = next_index + stride
+    return wrk.format("GET", "/" .. code_for(i))
+  end
   return wrk.format("GET", "/" .. code_for(math.random(0, n_links - 1)))
 end
 

@@ -13,15 +13,18 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import redis
 
 from benchmarks import nginx, procs
+from benchmarks.backlog import fill_backlog, trim_backlog
 from benchmarks.clickcheck import check_clicks, count_recorded
 from benchmarks.codes import code_for, destination_for
 from benchmarks.redis_server import compact_aof
@@ -119,36 +122,66 @@ def clicktrail_env(redis_url: str, data_dir: Path) -> dict[str, str]:
     return env
 
 
-def measure_clicktrail(work: Path, *, redis_url: str, workers: int, links: int, opts: BenchOptions) -> dict:
-    """Serve, probe one redirect, run wrk (collecting click ids), scrape /metrics, stop (SIGTERM: the
-    recorder flushes), then match the recorded clicks against the 302s wrk received."""
-    _clear_clicks(redis_url)
+@dataclass
+class Served:
+    """A running `clicktrail serve`, as clicktrail_server() yields it."""
+
+    port: int
+    proc: subprocess.Popen
+    env: dict[str, str]
+    data_dir: Path
+    probe_ids: list[str] = field(default_factory=list)
+    all_ready: bool = False
+    exit_code: int | None = None
+
+
+@contextlib.contextmanager
+def clicktrail_server(
+    work: Path, *, redis_url: str, workers: int, click_param: str, extra_env: dict[str, str] | None = None
+) -> Iterator[Served]:
+    """Serve on a free loopback port, wait for every worker, probe one redirect; on exit stop it (SIGTERM:
+    the recorder flushes) and record its exit code. The stream is left as it is (see _clear_clicks)."""
     data_dir = work / "data"
     port = procs.free_port()
     cmd = [sys.executable, "-m", "clicktrail.cli", "serve", "--host", procs.LOOPBACK, "--port", str(port),
            "--workers", str(workers)]  # fmt: skip
-    env = clicktrail_env(redis_url, data_dir)
-    proc = procs.start(cmd, log_path=work / "serve.log", env=env, cwd=ROOT)
-    ids_file = work / "wrk-ids.txt"
-    probe_ids: list[str] = []
-    metrics_text = ""
+    env = clicktrail_env(redis_url, data_dir) | (extra_env or {})
+    served = Served(port, procs.start(cmd, log_path=work / "serve.log", env=env, cwd=ROOT), env, data_dir)
     try:
-        procs.wait_http(proc, port, "/readyz")
-        all_ready = _wait_clicktrail_workers(proc, redis_url, workers)
-        probe_ids.append(_probe(port, opts.click_param))
-        cpu = {"server": proc.pid, "redis": _redis_pid(redis_url)}
-        figures = _wrk(port, links, opts, ids_file=ids_file, cpu=cpu)
+        procs.wait_http(served.proc, port, "/readyz")
+        served.all_ready = _wait_clicktrail_workers(served.proc, redis_url, workers)
+        served.probe_ids.append(_probe(port, click_param))
+        yield served
+    finally:
+        served.exit_code = procs.stop(served.proc)
+
+
+def measure_clicktrail(
+    work: Path, *, redis_url: str, workers: int, links: int, opts: BenchOptions, backlog_clicks: int = 0
+) -> dict:
+    """Serve, probe one redirect, run wrk (collecting click ids), scrape /metrics, stop (SIGTERM: the
+    recorder flushes), then match the recorded clicks against the 302s wrk received. With `backlog_clicks`,
+    the stream holds that many unconsumed clicks before the server starts (removed again before the check)."""
+    _clear_clicks(redis_url)
+    backlog = fill_backlog(redis_url, REDIS_PREFIX, backlog_clicks) if backlog_clicks else None
+    ids_file = work / "wrk-ids.txt"
+    metrics_text = ""
+    with clicktrail_server(work, redis_url=redis_url, workers=workers, click_param=opts.click_param) as srv:
+        cpu = {"server": srv.proc.pid, "redis": _redis_pid(redis_url)}
+        figures = _wrk(srv.port, links, opts, ids_file=ids_file, cpu=cpu)
         time.sleep(METRICS_SETTLE_S if workers > 1 else 0)
         with contextlib.suppress(OSError):
-            metrics_text = procs.http_get(port, "/metrics", timeout_s=5)[2].decode()
-    finally:
-        exit_code = procs.stop(proc)
-    figures["exit_code"] = exit_code
-    figures["all_workers_ready"] = all_ready
+            metrics_text = procs.http_get(srv.port, "/metrics", timeout_s=5)[2].decode()
+    figures["exit_code"] = srv.exit_code
+    figures["all_workers_ready"] = srv.all_ready
     figures["server_metrics"] = summarize_metrics(metrics_text)
-    recorded = count_recorded(redis_url, data_dir, REDIS_PREFIX)
+    if backlog is not None:
+        figures["backlog"] = backlog | {
+            "removed_before_check": trim_backlog(redis_url, REDIS_PREFIX, backlog)
+        }
+    recorded = count_recorded(redis_url, srv.data_dir, REDIS_PREFIX)
     figures["check"] = check_clicks(
-        figures, ids_file, recorded, probe_ids, opts.connections, env["CLICKTRAIL_SECRET_KEY"]
+        figures, ids_file, recorded, srv.probe_ids, opts.connections, srv.env["CLICKTRAIL_SECRET_KEY"]
     )
     return figures
 
@@ -233,7 +266,12 @@ def summarize_metrics(text: str) -> dict:
 
 
 def _wrk(
-    port: int, links: int, opts: BenchOptions, ids_file: Path | None = None, cpu: dict[str, int] | None = None
+    port: int,
+    links: int,
+    opts: BenchOptions,
+    ids_file: Path | None = None,
+    cpu: dict[str, int] | None = None,
+    sequential: bool = False,
 ) -> dict:
     """wrk against one server; `cpu` names process groups (by leader pid) whose cores used are reported."""
     figures = {"load_average_before": [round(x, 2) for x in os.getloadavg()]}
@@ -249,6 +287,7 @@ def _wrk(
             seed=opts.seed,
             click_param=opts.click_param,
             ids_file=ids_file,
+            sequential=sequential,
         )
     )
     figures["ended_at_ms"] = time.time_ns() // 1_000_000

@@ -45,12 +45,16 @@ def run_wrk(
     seed: int = 1,
     click_param: str = "ct_click",
     ids_file: Path | None = None,
+    sequential: bool = False,
 ) -> dict:
-    """GET random codes from `url` (base URL, no path) for `duration_s`; returns requests/s, latency
-    percentiles in ms, status counts and socket errors."""
+    """GET random codes (or, `sequential`, every code in turn) from `url` (base URL, no path) for
+    `duration_s`; returns requests/s, latency percentiles in ms, status counts and socket errors."""
     threads = max(1, min(threads, connections))
     env = dict(os.environ, BENCH_LINKS=str(links), BENCH_SEED=str(seed), BENCH_CLICK_PARAM=click_param)
     env.pop("BENCH_IDS_FILE", None)
+    env.pop("BENCH_SEQUENTIAL", None)
+    if sequential:
+        env["BENCH_SEQUENTIAL"] = str(threads)
     if ids_file is not None:
         env["BENCH_IDS_FILE"] = str(ids_file)
     cmd = [

@@ -1,0 +1,400 @@
+"""The markdown of the performance report (report.py), rendered from its result dict: a headline table of
+ratios to the same-run baselines, then one section per figure, each stating the machine, the versions and
+the exact command behind it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from benchmarks.openloop import CLIENT_PROCS
+from benchmarks.redirect import format_table
+from clicktrail.settings import Settings
+
+# The link cache size of every run but the memory one: clicktrail's default.
+DEFAULT_CACHE_LINKS = Settings.model_fields["link_cache_size"].default
+NOTES = (
+    "- One 2-core machine runs everything: the server, its Redis, ClickHouse and the load generator share "
+    "the cores, so absolute figures are lower than on a dedicated box and vary between runs. The ratios "
+    "to the same-run baselines are the figures to compare; the cores columns tell a slow server from a "
+    "starved one.",
+    "- Section 1 uses wrk, a closed-loop client: at saturation its latencies understate what a user waits. "
+    "Section 2 uses an open-loop client (benchmarks/openloop.py; wrk2 is not packaged in Debian) whose "
+    "latencies count from the scheduled send. It is Python (uvloop, protocols, 2 processes): its CPU is "
+    "listed per rate, and its timers add up to about 1 ms to the latency from the scheduled send.",
+    "- Memory: RSS is the whole worker process (interpreter, app and cache); bytes per cached link is the "
+    "RSS difference between an empty and a full cache divided by the links. Redis bytes per buffered click "
+    "is the used_memory difference over a run in which only the recorder wrote (the clicks of the cache "
+    "warm-up); the ingest section's figure is MEMORY USAGE of a stream of synthetic clicks with longer "
+    "user agents.",
+    "- The ingest and attribution sections create and drop their own ClickHouse databases on the local "
+    "server; attribution keeps its merchant and rates under a throw-away prefix of the local Redis, removed "
+    "at the end. Every other Redis and nginx is private to the run and stopped with its process group.",
+)
+
+
+def machine_line(result: dict) -> str:
+    m = result["machine"]
+    return (
+        f"{m['cpus']} cores ({m['cpu_model']}), {m['memory']} RAM, Linux {m['kernel']}; Python "
+        f"{m['python']}, "
+        f"uvicorn {m['uvicorn']}, {m['nginx']}, {m['redis'].split(' sha=')[0]}, {m['wrk']}, "
+        f"ClickHouse {m.get('clickhouse', '?')}; git {m['git']}"
+    )
+
+
+def _stated(result: dict, *commands: str) -> str:
+    """The machine, the versions and the exact commands behind a figure."""
+    text = f"*Machine:* {machine_line(result)}  \n*Command:* `{result['command']}`"
+    for command in commands:
+        if command:
+            text += f"  \n*Driver:* `{command}`"
+    return text + "\n"
+
+
+def _redirect_run(result: dict, links: int, workers: int) -> dict | None:
+    for run in result.get("redirect", {}).get("runs", []):
+        if run["links"] == links and run["workers"] == workers:
+            return run
+    return None
+
+
+def click_checks(result: dict) -> list[tuple[str, bool]]:
+    checks = []
+    for run in result.get("redirect", {}).get("runs", []):
+        if "clicktrail" in run:
+            checks.append(
+                (
+                    f"redirect {run['links']:,} links, {run['workers']} worker(s)",
+                    run["clicktrail"]["check"]["passed"],
+                )
+            )
+    if "max_run" in result.get("open_loop", {}):
+        checks.append(("open loop: maximum (wrk)", result["open_loop"]["max_run"]["check"]["passed"]))
+    for point in result.get("open_loop", {}).get("points", []):
+        checks.append((f"open loop {point['offered_rate_per_s']:,}/s", point["check"]["passed"]))
+    for name in ("empty", "backlog"):
+        if name in result.get("backlog", {}):
+            checks.append((f"backlog: {name} stream", result["backlog"][name]["check"]["passed"]))
+    if "memory" in result:
+        checks.append(("memory: cache warm-up run", result["memory"]["warm_wrk"]["check"]["passed"]))
+    return checks
+
+
+def _fmt(value, spec: str = ",.0f", suffix: str = "") -> str:
+    return "n/a" if value is None else f"{value:{spec}}{suffix}"
+
+
+def headline(result: dict) -> list[tuple[str, str, str]]:
+    """(figure, value, what it is compared with) rows: the ratios that matter."""
+    rows = []
+    small, large = min(result["mode"]["links"]), max(result["mode"]["links"])
+    run = _redirect_run(result, small, 1)
+    if run and "clicktrail" in run:
+        c = run["clicktrail"]
+        r = run["ratios"]
+        rows.append(
+            (
+                f"clicktrail req/s, 1 worker, {small:,} links, p99",
+                f"{c['requests_per_s']:,.0f}/s, p99 {c['latency_ms']['p99']:.1f} ms",
+                f"{_fmt(r.get('c/b'), '.2f')} x bare ASGI, {_fmt(r.get('c/a'), '.2f')} x nginx static 302",
+            )
+        )
+    big = _redirect_run(result, large, 1)
+    if run and big and large != small and "clicktrail" in big and "clicktrail" in run:
+        ratio = big["clicktrail"]["requests_per_s"] / run["clicktrail"]["requests_per_s"]
+        rows.append(
+            (
+                f"clicktrail req/s with {large:,} links",
+                f"{big['clicktrail']['requests_per_s']:,.0f}/s",
+                f"{ratio:.2f} x the {small:,}-link figure",
+            )
+        )
+    two = _redirect_run(result, small, 2)
+    if run and two and "clicktrail" in two:
+        ratio = two["clicktrail"]["requests_per_s"] / run["clicktrail"]["requests_per_s"]
+        rows.append(
+            (
+                "clicktrail req/s, 2 workers",
+                f"{two['clicktrail']['requests_per_s']:,.0f}/s",
+                f"{ratio:.2f} x 1 worker; {_fmt(two['ratios'].get('c/b'), '.2f')} x bare ASGI (2 workers)",
+            )
+        )
+    for point in result.get("open_loop", {}).get("points", []):
+        if point["share_of_max"] in (0.5, 0.9):
+            lat = point["latency_ms"]
+            rows.append(
+                (
+                    f"open loop at {point['share_of_max']:.0%} of max ({point['offered_rate_per_s']:,}/s)",
+                    f"p50 {lat['p50']:.1f} / p99 {lat['p99']:.1f} / p99.9 {lat['p99.9']:.1f} ms",
+                    "latency from the scheduled send",
+                )
+            )
+    if "backlog" in result:
+        b = result["backlog"]
+        ratio = b["backlog"]["requests_per_s"] / b["empty"]["requests_per_s"]
+        rows.append(
+            (
+                f"req/s with {b['backlog_clicks']:,} unconsumed clicks in the stream",
+                f"{b['backlog']['requests_per_s']:,.0f}/s, p99 {b['backlog']['latency_ms']['p99']:.1f} ms",
+                f"{ratio:.2f} x empty stream (p99 {b['empty']['latency_ms']['p99']:.1f} ms)",
+            )
+        )
+    if "memory" in result:
+        m = result["memory"]
+        rows.append(
+            (
+                f"RSS of one worker, {m['links']:,} links cached",
+                f"{m['rss_kb_full_cache']['max'] / 1024:,.0f} MiB",
+                f"{m['rss_kb_empty_cache']['max'] / 1024:,.0f} MiB with an empty cache; "
+                f"{m['rss_bytes_per_cached_link']:,.0f} B per cached link",
+            )
+        )
+        rows.append(
+            (
+                "Redis bytes per buffered click",
+                f"{m['redis_bytes_per_buffered_click']} B",
+                f"used_memory delta over {m['clicks_buffered']:,} recorded clicks",
+            )
+        )
+    if "ingest" in result:
+        t, lag = result["ingest"]["throughput"], result["ingest"]["lag"]
+        rows.append(
+            (
+                "ingest clicks/s (1 ingester)",
+                f"{t['ingest_clicks_per_s']:,}/s",
+                f"{t['ratio_to_raw']:.2f} x raw clickhouse-client TSV insert ({t['raw_clicks_per_s']:,}/s)",
+            )
+        )
+        rows.append(
+            (
+                "ingest lag at 5,000 clicks/s",
+                f"p50 {lag['lag_p50_s']} s, p99 {lag['lag_p99_s']} s",
+                f"drain rate {result['ingest']['drain_vs_load']} x the load",
+            )
+        )
+    for r in result.get("attribution", {}).get("runs", []):
+        rows.append(
+            (
+                f"attribution, {r['orders']:,} orders vs {r['clicks']:,} clicks",
+                f"{r['orders_per_s']:,} orders/s",
+                f"{r['ratio_to_bare_join']} x the time of the bare ClickHouse join ({r['bare_join_s']} s)",
+            )
+        )
+    return rows
+
+
+def render(result: dict, out: Path, charts: list[Path]) -> str:
+    def img(name: str) -> str:
+        for path in charts:
+            if path.name == name:
+                return f"![{name}]({os.path.relpath(path, out.parent)})\n"
+        return ""
+
+    m = result["machine"]
+    checks = click_checks(result)
+    lines = [
+        "# clicktrail performance report",
+        "",
+        f"Measured {m['started_at']} in **{result['mode']['name']}** mode "
+        f"({result.get('total_seconds', '?')} s), load average {m['load_average_before']} before. "
+        "Every figure is next to a baseline measured in the same run on the same machine; compare the "
+        "ratios, not the absolute figures (the machine is shared: see the cores columns).",
+        "",
+        _stated(result),
+        "## Headline",
+        "",
+        "| figure | value | compared with |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {a} | {b} | {c} |" for a, b, c in headline(result)]
+    passed = sum(ok for _, ok in checks)
+    lines += [
+        "",
+        f"**Click checks: {passed} of {len(checks)} passed** (every 302 the client received carries a "
+        "click id stored exactly once; the only other stored clicks are those of requests in flight "
+        "when wrk stopped): " + ", ".join(f"{n} {'OK' if ok else 'FAILED'}" for n, ok in checks) + ".",
+    ]
+    for name, error in result.get("errors", {}).items():
+        lines += ["", f"**Section {name} FAILED:** `{error}`"]
+    lines += _redirect_section(result, img) + _open_loop_section(result, img) + _growth_section(result, img)
+    lines += _memory_section(result, img) + _ingest_section(result)
+    lines += ["", "## How to read these figures", "", *NOTES, "", "## Sections' wall time", ""]
+    lines.append(", ".join(f"{k} {v} s" for k, v in result.get("section_seconds", {}).items()))
+    return "\n".join(lines) + "\n"
+
+
+def _redirect_section(result: dict, img) -> list[str]:
+    if "redirect" not in result:
+        return []
+    red = result["redirect"]
+    o = red["options"]
+    wrk_cmd = next((r["clicktrail"]["command"] for r in red["runs"] if "clicktrail" in r), "")
+    return [
+        "",
+        "## 1. Throughput and latency per configuration",
+        "",
+        f"wrk (closed loop), {o['connections']} connections, {o['threads']} threads, "
+        f"{o['duration_s']:g} s per "
+        "system, random codes. a) nginx answering a static 302 (the HTTP limit), b) a bare ASGI app "
+        "answering "
+        "a 302 from a dict under clicktrail's uvicorn settings (the Python ceiling), c) `clicktrail serve` "
+        "recording every click into a private redis-server (AOF, everysec).",
+        "",
+        img("redirect-throughput.png"),
+        img("redirect-latency.png"),
+        "```",
+        format_table(red),
+        "```",
+        "cores: used during the run by the server (clicktrail: + its redis) / wrk / the whole machine.",
+        "",
+        _stated(result, wrk_cmd),
+    ]
+
+
+def _open_loop_section(result: dict, img) -> list[str]:
+    if "open_loop" not in result:
+        return []
+    ol = result["open_loop"]
+    lines = [
+        "",
+        "## 2. Latency under a fixed offered rate (open loop)",
+        "",
+        f"clicktrail, 1 worker, {ol['links']:,} links; offered rates are shares of its maximum, measured "
+        f"with wrk right before ({ol['max_requests_per_s']:,.0f} req/s, p99 "
+        f"{ol.get('max_run', {}).get('latency_ms', {}).get('p99', 'n/a')} ms; section 1 had "
+        f"{_fmt(ol.get('section_1_requests_per_s'))} req/s). benchmarks/openloop.py "
+        f"({CLIENT_PROCS} processes) sends each request at its scheduled time over {ol['connections']} "
+        "keep-alive connections whatever the answers do, and measures latency from that scheduled time, "
+        "so a stall shows as the queue behind it. The client runs on the same 2 cores as the server and its "
+        "Redis (its cores are listed); its scheduler wakes at most every 0.5 ms (libuv timers: 1 ms), which "
+        "the latency from the scheduled send includes; 'service' is "
+        "from the actual send.",
+        "",
+        img("open-loop-latency.png"),
+        "| offered/s | share | answered/s | p50 ms | p90 ms | p99 ms | p99.9 ms | max ms | service p99 ms | "
+        "max client queue | client cores | server cores | clicks |",
+        "|" + "---|" * 13,
+    ]
+    for p in ol["points"]:
+        lat = p["latency_ms"]
+        lines.append(
+            f"| {p['offered_rate_per_s']:,} | {p['share_of_max']:.0%} | {p['answered_per_s']:,.0f} | "
+            f"{lat['p50']} | {lat['p90']} | {lat['p99']} | {lat['p99.9']} | {lat['max']} | "
+            f"{p['service_ms']['p99']} | {p['max_client_queue']} | {p['client_cores']} | "
+            f"{p['cores_used'].get('server')} | {'OK' if p['check']['passed'] else 'FAILED'} |"
+        )
+    return [*lines, "", _stated(result, ol["points"][0]["command"] if ol["points"] else "")]
+
+
+def _growth_section(result: dict, img) -> list[str]:
+    lines = ["", "## 3. Cost growth: links, stream backlog, clicks table", "", img("cost-growth.png")]
+    runs = [r for r in result.get("redirect", {}).get("runs", []) if "clicktrail" in r]
+    if runs:
+        lines += [
+            f"**Links** (from section 1; the link cache holds {DEFAULT_CACHE_LINKS:,} links by default: with "
+            "more links than that, most random codes miss it and are read from Redis):",
+            "",
+            "| links | workers | clicktrail req/s | p50 ms | p99 ms | c/b |",
+            "|---|---|---|---|---|---|",
+        ]
+        for r in runs:
+            c = r["clicktrail"]
+            lines.append(
+                f"| {r['links']:,} | {r['workers']} | {c['requests_per_s']:,.0f} | "
+                f"{c['latency_ms']['p50']} | "
+                f"{c['latency_ms']['p99']} | {r['ratios'].get('c/b')} |"
+            )
+    if "backlog" in result:
+        b = result["backlog"]
+        lines += [
+            "",
+            f"**Stream backlog**: the same wrk run against one worker, {b['links']:,} links, with an empty "
+            f"click stream and with {b['backlog_clicks']:,} unconsumed clicks in it (written in entries of "
+            "2,000 before the server starts: "
+            f"{b['backlog']['backlog']['redis_used_memory_delta'] / 2**20:,.0f} "
+            "MiB of Redis). The recorder only appends, so this should be flat.",
+            "",
+            "| stream | req/s | p50 ms | p99 ms | cores srv+redis | clicks |",
+            "|---|---|---|---|---|---|",
+        ]
+        for name in ("empty", "backlog"):
+            f = b[name]
+            cores = f["cores_used"].get("server", 0) + f["cores_used"].get("redis", 0)
+            lines.append(
+                f"| {name} | {f['requests_per_s']:,.0f} | {f['latency_ms']['p50']} | "
+                f"{f['latency_ms']['p99']} | "
+                f"{cores:.2f} | {'OK' if f['check']['passed'] else 'FAILED'} |"
+            )
+    if "attribution" in result:
+        lines += [
+            "",
+            "**Clicks table size**: benchmarks/attribution.py (one `Attributor.run_once`) at two sizes of "
+            "the clicks table, each next to a bare ClickHouse join of the same tables.",
+            "",
+            "| clicks | orders | load s | bare join s | attributor s | orders/s | x bare join |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        for r in result["attribution"]["runs"]:
+            lines.append(
+                f"| {r['clicks']:,} | {r['orders']:,} | {r['load_s']} | {r['bare_join_s']} | "
+                f"{r['attributor_s']} | {r['orders_per_s']:,} | {r['ratio_to_bare_join']} |"
+            )
+    return [*lines, "", _stated(result)]
+
+
+def _memory_section(result: dict, img) -> list[str]:
+    if "memory" not in result:
+        return []
+    m = result["memory"]
+    w = m["warm_wrk"]
+    return [
+        "",
+        "## 4. Memory",
+        "",
+        img("memory.png"),
+        f"One redirect worker with `CLICKTRAIL_LINK_CACHE_SIZE={m['link_cache_size']}` and "
+        f"{m['links']:,} links; "
+        f"wrk requested every code in turn ({w['requests']:,} requests in {w['duration_s']} s), after which "
+        f"the cache held {_fmt(m['cache_entries'])} links (`clicktrail_link_cache_entries`).",
+        "",
+        f"- VmRSS: {m['rss_kb_empty_cache']['max']:,} kB with an empty cache, "
+        f"{m['rss_kb_full_cache']['max']:,} kB "
+        f"full: **{m['rss_bytes_per_cached_link']:,.0f} bytes per cached link** (/proc/<pid>/status).",
+        f"- Redis: used_memory grew by {m['redis_used_memory_delta']:,} bytes over {m['clicks_buffered']:,} "
+        f"recorded clicks: **{m['redis_bytes_per_buffered_click']} bytes per buffered click** "
+        f"(MEMORY USAGE of the stream: {m['redis_stream_memory_usage_per_click']} B per click). "
+        "Click check of "
+        f"the warm-up run: {'OK' if w['check']['passed'] else 'FAILED'}.",
+        "",
+        _stated(result, w["command"]),
+    ]
+
+
+def _ingest_section(result: dict) -> list[str]:
+    if "ingest" not in result:
+        return []
+    t, lag = result["ingest"]["throughput"], result["ingest"]["lag"]
+    return [
+        "",
+        "## 5. Ingest (stream to ClickHouse)",
+        "",
+        f"benchmarks/ingest.py: {t['clicks']:,} clicks pre-filled in a private Redis, drained by "
+        "one ingester "
+        "into a throw-away database, next to the same rows inserted as TSV by clickhouse-client.",
+        "",
+        "| figure | value |",
+        "|---|---|",
+        f"| ingester | {t['ingest_clicks_per_s']:,} clicks/s ({t['ingest_s']} s), "
+        f"{t['ingest_cpu_us_per_click']} µs CPU per click |",
+        f"| raw clickhouse-client insert | {t['raw_clicks_per_s']:,} clicks/s ({t['raw_tsv_s']} s) |",
+        f"| ratio to raw (table order / arrival order) | {t['ratio_to_raw']} / "
+        f"{t['ratio_to_raw_arrival_order']} |",
+        "| Redis bytes per buffered click (MEMORY USAGE, synthetic clicks) | "
+        f"{t['redis_bytes_per_buffered_click']} |",
+        f"| lag at {lag['rate_clicks_per_s']:,} clicks/s for {result['ingest']['lag_seconds']:g} s | "
+        f"p50 {lag['lag_p50_s']} s, p99 {lag['lag_p99_s']} s, max {lag['lag_max_s']} s |",
+        f"| drain rate / load rate | {result['ingest']['drain_vs_load']} |",
+        "",
+        _stated(result),
+    ]

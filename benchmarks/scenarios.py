@@ -1,0 +1,168 @@
+"""The report's measurements beyond the redirect benchmark, each on a private Redis the caller seeded with
+links (systems.seed_links), each with the exact click check (clickcheck.py):
+
+  measure_open_loop  clicktrail under a fixed offered rate from the open-loop client (openloop.py);
+  measure_backlog    the same wrk run against an empty click stream and against a stream already holding
+                     N unconsumed clicks (backlog.py);
+  measure_memory     RSS of one redirect worker before and after its link cache holds every link (wrk
+                     requests every code in turn), and Redis bytes per buffered click over that run.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import redis
+
+from benchmarks import procs
+from benchmarks.clickcheck import check_clicks, count_recorded
+from benchmarks.openloop import run_openloop
+from benchmarks.systems import (
+    REDIS_PREFIX,
+    BenchOptions,
+    _clear_clicks,
+    _wrk,
+    clicktrail_server,
+    measure_clicktrail,
+)
+from clicktrail.keys import Keys
+
+# The warm-up of the memory figure aims at this share of the measured throughput, so that one pass over
+# every code fits in its duration; the pass wraps around, so over-running only adds cache hits.
+WARM_RATE_SHARE = 0.7
+# RSS is read this long after the load stops (the allocator settles).
+RSS_SETTLE_S = 1.0
+
+
+def measure_open_loop(
+    work: Path,
+    *,
+    redis_url: str,
+    links: int,
+    rate: float,
+    duration_s: float,
+    connections: int,
+    opts: BenchOptions,
+) -> dict:
+    """One worker, `rate` requests/s offered for `duration_s`, every request answered or counted."""
+    _clear_clicks(redis_url)
+    ids_file = work / "ids.txt"
+    with clicktrail_server(work, redis_url=redis_url, workers=1, click_param=opts.click_param) as srv:
+        meter = procs.CpuMeter({"server": srv.proc.pid})
+        meter.start()
+        figures = run_openloop(
+            srv.port,
+            rate=rate,
+            duration_s=duration_s,
+            links=links,
+            connections=connections,
+            seed=opts.seed,
+            click_param=opts.click_param,
+            ids_file=ids_file,
+        )
+        figures["cores_used"] = meter.stop()
+    figures["statuses"] = {int(k): v for k, v in figures["statuses"].items()}
+    # The shape check_clicks expects from wrk: the client waits for every answer, so nothing is abandoned
+    # unless it was unanswered (counted as a timeout) or its connection was lost.
+    figures["socket_errors"] = {
+        "timeout": figures["unanswered"],
+        "read": figures["connections_lost_with_request"],
+    }
+    figures["ended_at_ms"] = time.time_ns() // 1_000_000
+    figures["exit_code"] = srv.exit_code
+    recorded = count_recorded(redis_url, srv.data_dir, REDIS_PREFIX)
+    figures["check"] = check_clicks(
+        figures, ids_file, recorded, srv.probe_ids, connections, srv.env["CLICKTRAIL_SECRET_KEY"]
+    )
+    return figures
+
+
+def measure_backlog(
+    work: Path, *, redis_url: str, links: int, backlog_clicks: int, opts: BenchOptions
+) -> dict:
+    """wrk against one worker with an empty stream, then with `backlog_clicks` unconsumed clicks in it."""
+    return {
+        "empty": measure_clicktrail(work / "empty", redis_url=redis_url, workers=1, links=links, opts=opts),
+        "backlog": measure_clicktrail(
+            work / "backlog",
+            redis_url=redis_url,
+            workers=1,
+            links=links,
+            opts=opts,
+            backlog_clicks=backlog_clicks,
+        ),
+    }
+
+
+def measure_memory(
+    work: Path, *, redis_url: str, links: int, expected_rps: float, opts: BenchOptions
+) -> dict:
+    """One worker with a link cache as large as the links; wrk requests every code in turn (one pass at
+    WARM_RATE_SHARE of `expected_rps`); RSS before and after, cache entries from /metrics, and Redis
+    used_memory before and after the clicks of the pass (the server stopped, so its buffer is flushed)."""
+    _clear_clicks(redis_url)
+    client = redis.Redis.from_url(redis_url)
+    duration_s = math.ceil(links / max(1.0, expected_rps * WARM_RATE_SHARE)) + 2
+    warm_opts = BenchOptions(duration_s=duration_s, connections=opts.connections, threads=opts.threads,
+                             seed=opts.seed, click_param=opts.click_param)  # fmt: skip
+    extra_env = {"CLICKTRAIL_LINK_CACHE_SIZE": str(links)}
+    ids_file = work / "wrk-ids.txt"
+    try:
+        with clicktrail_server(work, redis_url=redis_url, workers=1, click_param=opts.click_param,
+                               extra_env=extra_env) as srv:  # fmt: skip
+            time.sleep(RSS_SETTLE_S)
+            rss_before = group_rss_kb(srv.proc.pid)
+            used_before = client.info("memory")["used_memory"]
+            figures = _wrk(
+                srv.port, links, warm_opts, ids_file=ids_file, cpu={"server": srv.proc.pid}, sequential=True
+            )
+            time.sleep(RSS_SETTLE_S)
+            rss_after = group_rss_kb(srv.proc.pid)
+            metrics = procs.http_get(srv.port, "/metrics", timeout_s=10)[2].decode()
+        used_after = client.info("memory")["used_memory"]
+        stream_bytes = client.memory_usage(Keys(REDIS_PREFIX).clicks, samples=0) or 0
+    finally:
+        client.close()
+    recorded = count_recorded(redis_url, srv.data_dir, REDIS_PREFIX)
+    clicks = len(recorded["stream_clicks"])
+    figures["exit_code"] = srv.exit_code
+    figures["check"] = check_clicks(
+        figures, ids_file, recorded, srv.probe_ids, warm_opts.connections, srv.env["CLICKTRAIL_SECRET_KEY"]
+    )
+    return {
+        "links": links,
+        "link_cache_size": links,
+        "cache_entries": _gauge(metrics, "clicktrail_link_cache_entries"),
+        "rss_kb_empty_cache": rss_before,
+        "rss_kb_full_cache": rss_after,
+        "rss_bytes_per_cached_link": round((rss_after["max"] - rss_before["max"]) * 1024 / links, 1),
+        "clicks_buffered": clicks,
+        "redis_used_memory_delta": used_after - used_before,
+        "redis_bytes_per_buffered_click": round((used_after - used_before) / clicks, 1) if clicks else None,
+        "redis_stream_memory_usage_per_click": round(stream_bytes / clicks, 1) if clicks else None,
+        "warm_wrk": figures,
+    }
+
+
+def group_rss_kb(pgid: int) -> dict:
+    """VmRSS (kB) of each live process of a group (/proc/<pid>/status): the leader's and the largest."""
+    rss = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[2]) != pgid:
+                continue
+            for line in (stat.parent / "status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    rss[int(stat.parent.name)] = int(line.split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+    return {"leader": rss.get(pgid), "max": max(rss.values(), default=0), "processes": len(rss)}
+
+
+def _gauge(text: str, name: str) -> float | None:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    return None

@@ -1,0 +1,45 @@
+"""Smoke run of the performance report (benchmarks/report.py --smoke), so that it cannot rot: every
+section at tiny counts (about a minute), written into a temporary directory. It checks that the markdown
+and the charts are produced and that every click check passed, never the timings."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from benchmarks.report import main
+from benchmarks.report_md import click_checks
+
+pytestmark = [pytest.mark.redis, pytest.mark.clickhouse, pytest.mark.slow]
+
+CHARTS = ("redirect-throughput.png", "redirect-latency.png", "open-loop-latency.png", "cost-growth.png",
+          "memory.png")  # fmt: skip
+
+
+@pytest.mark.timeout(240)
+def test_report_smoke_writes_markdown_charts_and_passes_click_checks(tmp_path: Path) -> None:
+    out = tmp_path / "REPORT.md"
+    status = main(["--smoke", "--out", str(out), "--json-dir", str(tmp_path / "out")])
+
+    (json_path,) = (tmp_path / "out").glob("report-*.json")
+    result = json.loads(json_path.read_text())
+    assert result["errors"] == {}
+    assert status == 0
+    checks = click_checks(result)
+    # redirect, the open-loop maximum and four rates, the two backlog runs and the memory warm-up
+    assert len(checks) == 9, checks
+    assert all(ok for _, ok in checks), checks
+    assert {p["share_of_max"] for p in result["open_loop"]["points"]} == {0.25, 0.5, 0.75, 0.9}
+    assert result["memory"]["cache_entries"] == result["memory"]["links"]
+    assert result["memory"]["clicks_buffered"] > 0
+    assert result["ingest"]["throughput"]["stored"] == result["ingest"]["throughput"]["clicks"]
+    assert len(result["attribution"]["runs"]) == 2
+
+    text = out.read_text()
+    assert "## Headline" in text and "Click checks: 9 of 9 passed" in text
+    for name in CHARTS:
+        png = tmp_path / "report" / name
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+        assert f"](report/{name})" in text
