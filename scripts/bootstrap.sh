@@ -13,9 +13,17 @@ if ((${#missing[@]})); then
     echo "bootstrap: installing ${missing[*]}"
     SUDO=""; [[ $(id -u) -eq 0 ]] || SUDO="sudo"
     $SUDO apt-get update -qq
-    # policy-rc.d keeps the packages from starting system-wide services: we run our own on loopback.
-    DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 $SUDO apt-get install -y -qq --no-install-recommends \
+    # Keep the packages from starting the distribution's own Redis and ClickHouse services (Debian's
+    # policy-rc.d convention): scripts/services.sh runs ours on loopback, with our persistence settings.
+    made_policy=""
+    if [[ ! -e /usr/sbin/policy-rc.d ]]; then
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+        $SUDO chmod +x /usr/sbin/policy-rc.d
+        made_policy=1
+    fi
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends \
         "${missing[@]}" >/dev/null
+    [[ -z $made_policy ]] || $SUDO rm -f /usr/sbin/policy-rc.d
 fi
 
 PYTHON=${PYTHON:-python3}
