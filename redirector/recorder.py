@@ -30,6 +30,7 @@ from redis.exceptions import RedisError
 from clicktrail.keys import Keys
 from redirector import spool
 from redirector.click import SCHEMA_VERSION, Click, decode_batch, encode_batch
+from redirector.futures import SharedFuture
 from redirector.stats import RecorderStats
 
 log = logging.getLogger("clicktrail.recorder")
@@ -44,16 +45,6 @@ return 1
 """
 # Records read from a spool per step of a replay: bounds memory and keeps the event loop responsive.
 REPLAY_CHUNK_RECORDS = 256
-
-
-class _BatchDone(asyncio.Future):
-    """The end of one group commit, awaited by every request whose click it carries. It refuses to be
-    cancelled: a request cancelled meanwhile (shutdown) must not cancel the others' wait; asyncio then
-    cancels that request's task as soon as the write is done instead. One shared future per batch costs
-    less than one waiter per request."""
-
-    def cancel(self, msg: object = None) -> bool:
-        return False
 
 
 def new_recorder_id() -> str:
@@ -89,7 +80,7 @@ class Recorder:
         self._spooling = False
         self._replayed_to = 0
         self._open: list[Click] = []
-        self._open_done: _BatchDone | None = None
+        self._open_done: SharedFuture | None = None
         self._wakeup = asyncio.Event()
         self._closing = False
         self._tasks: list[asyncio.Task] = []
@@ -111,7 +102,7 @@ class Recorder:
         self._open.append(click)
         done = self._open_done
         if done is None:
-            done = self._open_done = _BatchDone()
+            done = self._open_done = SharedFuture()
         self._wakeup.set()
         await done
 

@@ -9,6 +9,7 @@ import time
 
 from redis.exceptions import RedisError
 
+from redirector.futures import SharedFuture
 from redirector.links import Link, LinkCache, LinkStore
 
 
@@ -20,7 +21,7 @@ class LinkResolver:
     def __init__(self, store: LinkStore, cache: LinkCache) -> None:
         self._store = store
         self._cache = cache
-        self._waiting: dict[str, asyncio.Future] = {}
+        self._waiting: dict[str, SharedFuture] = {}
         self._scheduled = False
         self._inflight: set[asyncio.Task] = set()
 
@@ -31,14 +32,11 @@ class LinkResolver:
             return link
         future = self._waiting.get(code)
         if future is None:
-            future = asyncio.get_running_loop().create_future()
-            self._waiting[code] = future
+            future = self._waiting[code] = SharedFuture()  # every request for this code waits on it
             if not self._scheduled:
                 self._scheduled = True
                 asyncio.get_running_loop().call_soon(self._dispatch)
-        # Shielded: the future is shared by every request for this code; one cancelled request must not
-        # cancel the others' lookup.
-        return await asyncio.shield(future)
+        return await future
 
     def _dispatch(self) -> None:
         self._scheduled = False
@@ -47,7 +45,7 @@ class LinkResolver:
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
 
-    async def _fetch(self, waiting: dict[str, asyncio.Future]) -> None:
+    async def _fetch(self, waiting: dict[str, SharedFuture]) -> None:
         codes = list(waiting)
         try:
             links = await self._store.get_many(codes)
