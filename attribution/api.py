@@ -3,7 +3,6 @@ Mounted by the app (`routes()`); handlers take shared resources from `request.ap
 
 from __future__ import annotations
 
-import time
 from datetime import UTC, date, datetime
 
 import msgspec
@@ -16,6 +15,7 @@ from attribution.catalog import CatalogStore, Product
 from attribution.merchants import DomainTaken, InvalidMerchant, Merchant, MerchantStore, public_view, validate
 from attribution.rates import RateStore, RatesUpdate
 from redirector.errors import ApiError, json_response, read_body, read_json
+from redirector.links import now_ms as clock_ms
 
 MAX_CATALOG_BODY_BYTES = 8 * 1024 * 1024
 
@@ -36,10 +36,6 @@ def _metrics(request: Request) -> Metrics:
     if metrics is None:
         metrics = state.attribution_metrics = Metrics(state.ctx.registry)
     return metrics
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _decode(data: object, kind):
@@ -63,7 +59,7 @@ async def create_merchant(request: Request):
         merchant = validate(_decode(await read_json(request), Merchant))
     except InvalidMerchant as exc:
         raise ApiError(422, "invalid", str(exc)) from None
-    now_ms = _now_ms()
+    now_ms = clock_ms()
     merchant = msgspec.structs.replace(merchant, created_at_ms=now_ms)
     store = MerchantStore(ctx.redis, ctx.keys)
     try:
@@ -87,7 +83,7 @@ async def rotate_secret(request: Request):
     merchant_id = request.path_params["merchant_id"]
     (await ctx.auth.authenticate(request)).require_merchant(merchant_id)
     await _merchant_or_404(ctx, merchant_id)
-    secret, old_expiry_ms = await MerchantStore(ctx.redis, ctx.keys).add_secret(merchant_id, _now_ms())
+    secret, old_expiry_ms = await MerchantStore(ctx.redis, ctx.keys).add_secret(merchant_id, clock_ms())
     return json_response({"webhook_secret": secret, "previous_secrets_expire_at_ms": old_expiry_ms}, 201)
 
 
@@ -101,7 +97,7 @@ async def put_catalog(request: Request):
         data = data.get("products")
     products = _decode(data, list[Product])
     try:
-        version = await CatalogStore(ctx.redis, ctx.keys).upsert(merchant_id, products, _now_ms())
+        version = await CatalogStore(ctx.redis, ctx.keys).upsert(merchant_id, products, clock_ms())
     except ValueError as exc:
         raise ApiError(422, "invalid", str(exc)) from None
     return json_response({"upserted": len(products), "rate_version": version.version})
@@ -114,7 +110,7 @@ async def put_rates(request: Request):
     await _merchant_or_404(ctx, merchant_id)
     update = _decode(await read_json(request), RatesUpdate)
     try:
-        version = await RateStore(ctx.redis, ctx.keys).set_rates(merchant_id, _now_ms(), update)
+        version = await RateStore(ctx.redis, ctx.keys).set_rates(merchant_id, clock_ms(), update)
     except ValueError as exc:
         raise ApiError(422, "invalid", str(exc)) from None
     return json_response({"rate_version": version.version, "effective_ms": version.effective_ms})
@@ -172,7 +168,7 @@ async def order_webhook(request: Request):
         metrics.labels("unknown_merchant").inc()
         raise ApiError(404, "unknown_merchant", f"no merchant {merchant_id!r}")
     body = await _read_limited(request, metrics)
-    now_ms = _now_ms()
+    now_ms = clock_ms()
     secrets = await MerchantStore(ctx.redis, ctx.keys).active_secrets(merchant_id, now_ms)
     refusal = webhooks.verify(body, request.headers, secrets, now_ms // 1000)
     if refusal is not None:

@@ -18,6 +18,7 @@ import orjson
 from redis.asyncio import Redis
 
 from clicktrail.keys import Keys
+from redirector.urls import host_candidates
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 24
@@ -86,13 +87,6 @@ async def click_param_of(redis: Redis, keys: Keys, merchant_id: str) -> str:
     """The query parameter that carries the click id to this merchant's pages."""
     raw = await redis.get(keys.merchant(merchant_id))
     return msgspec.json.decode(raw, type=Merchant).click_param if raw else DEFAULT_CLICK_PARAM
-
-
-def host_candidates(host: str) -> list[str]:
-    """`host` and its parent domains, most specific first (a merchant owning brand.com owns
-    shop.brand.com too; the link API resolves owners the same way)."""
-    labels = host.split(".")
-    return [".".join(labels[i:]) for i in range(len(labels) - 1)] or [host]
 
 
 class MerchantStore:

@@ -24,7 +24,8 @@ class Keys:
         return f"{self.prefix}creator:{creator_id}:links"
 
     def host_links(self, host: str) -> str:
-        """Set of codes whose destination is on `host`: lets a merchant that joins later claim them."""
+        """Set of codes whose destination is on `host` or a subdomain of it: lets a merchant that joins
+        later claim them."""
         return f"{self.prefix}host:{host}:links"
 
     @property

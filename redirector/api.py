@@ -56,17 +56,14 @@ def link_json(link: Link, public_url: str) -> dict:
 
 
 async def _merchant_for_host(ctx: AppState, host: str) -> tuple[str | None, str]:
-    """The merchant owning `host` or a parent domain of it, and its click parameter name."""
-    labels = host.split(".")
-    candidates = [".".join(labels[i:]) for i in range(len(labels) - 1)] or [host]
-    owners = await ctx.redis.mget([ctx.keys.domain_owner(name) for name in candidates])
-    for owner in owners:
-        if owner is not None:
-            from attribution.merchants import click_param_of
+    """The merchant owning `host` or a parent domain of it (as the attributor decides), and its click
+    parameter name."""
+    from attribution.merchants import MerchantStore, click_param_of
 
-            merchant_id = owner.decode()
-            return merchant_id, await click_param_of(ctx.redis, ctx.keys, merchant_id)
-    return None, ctx.settings.default_click_param
+    owner = (await MerchantStore(ctx.redis, ctx.keys).owners([host]))[host]
+    if not owner:
+        return None, ctx.settings.default_click_param
+    return owner, await click_param_of(ctx.redis, ctx.keys, owner)
 
 
 async def create_link(request: Request):

@@ -29,8 +29,8 @@ from clicktrail.settings import Settings
 from clicktrail.streams import Poison, StreamSpec
 from redirector.click import SCHEMA_VERSION, Click
 from redirector.enrich import Enricher, UniqueClicks
+from redirector.links import LINK_EVENT_VERSION, LinkEvent
 
-LINK_EVENT_VERSION = b"1"
 # Redirect workers tail the link events too (redirector/linkwatch.py); a worker that finds an entry
 # trimmed before it read it drops its whole cache, so stored events stay this long (they are few).
 LINK_EVENTS_RETAIN_MS = 15 * 60 * 1000
@@ -139,17 +139,6 @@ class ClickHandler:
         for index, flag in zip(compress(range(len(is_bot)), people), flags, strict=True):
             unique[index] = flag
         return unique
-
-
-class LinkEvent(msgspec.Struct, frozen=True):
-    code: str
-    url: str
-    creator_id: str
-    merchant_id: str
-    host: str
-    created_at_ms: int
-    disabled: bool
-    updated_at_ms: int
 
 
 class LinkEventHandler:

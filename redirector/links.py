@@ -14,6 +14,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from clicktrail.keys import Keys
+from redirector.urls import host_candidates
 
 LINK_EVENT_VERSION = b"1"
 
@@ -43,18 +44,32 @@ def decode_link(payload: bytes) -> Link:
     return _decoder.decode(payload)
 
 
+class LinkEvent(msgspec.Struct, frozen=True):
+    """One version of a link as the link-change stream carries it (field `l`); the ingester decodes the
+    same struct into ClickHouse `links`."""
+
+    code: str
+    url: str
+    creator_id: str
+    merchant_id: str  # "" while no merchant owns the host
+    host: str
+    created_at_ms: int
+    disabled: bool
+    updated_at_ms: int
+
+
 def link_event(link: Link) -> dict[str, bytes]:
-    """The stream entry the ingester mirrors into ClickHouse `links`."""
-    event = {
-        "code": link.code,
-        "url": link.url,
-        "creator_id": link.creator_id,
-        "merchant_id": link.merchant_id or "",
-        "host": link.host,
-        "created_at_ms": link.created_at_ms,
-        "disabled": link.disabled,
-        "updated_at_ms": link.updated_at_ms or link.created_at_ms,
-    }
+    """The stream entry of one link version."""
+    event = LinkEvent(
+        code=link.code,
+        url=link.url,
+        creator_id=link.creator_id,
+        merchant_id=link.merchant_id or "",
+        host=link.host,
+        created_at_ms=link.created_at_ms,
+        disabled=link.disabled,
+        updated_at_ms=link.updated_at_ms or link.created_at_ms,
+    )
     return {"v": LINK_EVENT_VERSION, "l": _encoder.encode(event)}
 
 
@@ -86,7 +101,8 @@ class LinkStore:
         # The event also clears a "no such code" that a worker may have cached before the link existed.
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.zadd(keys.creator_links(link.creator_id), {link.code: link.created_at_ms})
-            pipe.sadd(keys.host_links(link.host), link.code)
+            for name in host_candidates(link.host):  # so a merchant registering a parent domain finds it
+                pipe.sadd(keys.host_links(name), link.code)
             pipe.xadd(keys.link_events, link_event(link))
             await pipe.execute()
         return True
@@ -116,7 +132,8 @@ class LinkStore:
         return [link for link in found if link is not None]
 
     async def claim_host(self, host: str, merchant_id: str, click_param: str) -> int:
-        """Attach every link on `host` to the merchant that registered it; returns how many changed."""
+        """Attach every link on `host` or a subdomain of it to the merchant that registered it; returns how
+        many changed."""
         codes = [c.decode() for c in await self._redis.smembers(self._keys.host_links(host))]
         changed = 0
         for link in await self.get_many(codes):

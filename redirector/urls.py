@@ -95,3 +95,10 @@ def _normalise_host(host: str) -> str:
         # "1.2.3" or "0x7f.1": not a name, and not a canonical IP either.
         raise UrlError("host", f"{host!r} is neither a host name nor an IP address")
     return ascii_host
+
+
+def host_candidates(host: str) -> list[str]:
+    """`host` and its parent domains, most specific first, without the bare top-level domain: a merchant
+    owning brand.com owns shop.brand.com too."""
+    labels = host.split(".")
+    return [".".join(labels[i:]) for i in range(len(labels) - 1)] or [host]

@@ -119,3 +119,33 @@ def test_merchant_lifecycle(settings) -> None:
         assert versions[0].effective_ms <= versions[1].effective_ms <= versions[2].effective_ms
 
     asyncio.run(scenario())
+
+
+def test_a_parent_domain_covers_its_subdomains(settings) -> None:
+    """Registering brand.example claims earlier links on shop.brand.example (with the merchant's own click
+    parameter), and links made afterwards on any subdomain belong to it at once."""
+
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            earlier = await make_link(client, "alice", "https://shop.parent.example/p/1")
+            other = await make_link(client, "alice", "https://notparent.example/p/1")
+            merchant = {
+                **MERCHANT,
+                "merchant_id": "parent",
+                "domains": ["parent.example"],
+                "click_param": "ref",
+            }
+            created = await client.post("/api/merchants", json=merchant, headers=ADMIN)
+            assert created.status_code == 201, created.text
+            assert created.json()["claimed_links"] == 1
+            claimed = (await client.get(f"/api/links/{earlier['code']}", headers=ADMIN)).json()
+            assert claimed["merchant_id"] == "parent"
+            assert (await client.get(f"/api/links/{other['code']}", headers=ADMIN)).json()[
+                "merchant_id"
+            ] is None
+            redirect = await client.get(f"/{earlier['code']}")
+            assert "?ref=" in redirect.headers["location"] and "ct_click" not in redirect.headers["location"]
+            later = await make_link(client, "bob", "https://deep.shop.parent.example/x")
+            assert later["merchant_id"] == "parent"
+
+    asyncio.run(scenario())
