@@ -59,33 +59,14 @@ class AppState:
     @classmethod
     def build(cls, settings: Settings) -> AppState:
         keys = Keys(settings.redis_prefix)
+        url = settings.redis_url
         # The API's client retries briefly: after a Redis restart every pooled connection is dead once.
-        redis = Redis.from_url(
-            settings.redis_url,
-            socket_timeout=5,
-            socket_connect_timeout=2,
-            retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), 3),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
-        )
-        timeout_s = settings.redis_write_timeout_ms / 1000
-        # The recorder's own client: a short timeout and no retries, because a slow write is spooled
-        # rather than retried while a viewer waits.
-        recorder_redis = Redis.from_url(
-            settings.redis_url,
-            socket_timeout=timeout_s,
-            socket_connect_timeout=timeout_s,
-            retry=Retry(NoBackoff(), 0),
-        )
-        # Link lookups on the redirect path fail fast too: a viewer waits at most this long on a Redis that
-        # hangs, then gets the cached copy or a 503. One retry only for a dropped connection.
-        lookup_timeout_s = settings.redis_lookup_timeout_ms / 1000
-        lookup_redis = Redis.from_url(
-            settings.redis_url,
-            socket_timeout=lookup_timeout_s,
-            socket_connect_timeout=lookup_timeout_s,
-            retry=Retry(NoBackoff(), 1),
-            retry_on_error=[RedisConnectionError],
-        )
+        redis = _client(url, 5.0, Retry(ExponentialBackoff(cap=0.5, base=0.02), 3), RedisTimeoutError)
+        # The redirect path's clients fail fast, so a Redis that hangs never holds a viewer: a slow write
+        # is spooled rather than retried; a slow lookup serves the cached copy or a 503 (one retry only
+        # for a dropped connection).
+        recorder_redis = _client(url, settings.redis_write_timeout_ms / 1000, Retry(NoBackoff(), 0))
+        lookup_redis = _client(url, settings.redis_lookup_timeout_ms / 1000, Retry(NoBackoff(), 1))
         ids = ClickIds(settings.secret_bytes)
         links = LinkStore(redis, keys)
         cache = LinkCache(settings.link_cache_size, settings.link_cache_ttl_ms)
@@ -197,3 +178,15 @@ class AppState:
                 await asyncio.to_thread(self._snapshots.publish, self._own_snapshot())
             except OSError as exc:
                 log.warning("cannot publish metrics snapshot: %s", exc)
+
+
+def _client(url: str, timeout_s: float, retry: Retry, *retry_also_on: type[Exception]) -> Redis:
+    """A Redis client whose every call gives up after `timeout_s`, retried per `retry` on a dropped
+    connection (and on `retry_also_on`)."""
+    return Redis.from_url(
+        url,
+        socket_timeout=timeout_s,
+        socket_connect_timeout=min(timeout_s, 2.0),
+        retry=retry,
+        retry_on_error=[RedisConnectionError, *retry_also_on],
+    )

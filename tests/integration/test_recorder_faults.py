@@ -33,6 +33,13 @@ def recorder_client(url: str) -> Redis:
     return Redis.from_url(url, socket_timeout=0.25, socket_connect_timeout=0.25, retry=Retry(NoBackoff(), 0))
 
 
+async def started_recorder(url: str, spool_dir: Path) -> tuple[Recorder, RecorderStats]:
+    stats = RecorderStats()
+    recorder = Recorder(recorder_client(url), KEYS, spool_dir, stats, retry_interval_ms=50)
+    await recorder.start()
+    return recorder, stats
+
+
 async def wait_until(predicate, timeout_s: float = 20) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
@@ -50,11 +57,7 @@ async def stream_order(redis: Redis) -> list[str]:
 
 def test_redis_killed_mid_run_loses_nothing(private_redis, tmp_path: Path) -> None:
     async def scenario():
-        stats = RecorderStats()
-        recorder = Recorder(
-            recorder_client(private_redis.url), KEYS, tmp_path / "spool", stats, retry_interval_ms=50
-        )
-        await recorder.start()
+        recorder, stats = await started_recorder(private_redis.url, tmp_path / "spool")
         await asyncio.gather(*(recorder.record(click(n)) for n in range(200)))
         private_redis.kill()
         await asyncio.gather(*(recorder.record(click(n)) for n in range(200, 400)))
@@ -75,11 +78,7 @@ def test_redis_killed_mid_run_loses_nothing(private_redis, tmp_path: Path) -> No
 
 def test_paused_redis_times_out_to_spool_and_the_late_write_is_not_doubled(private_redis, tmp_path) -> None:
     async def scenario():
-        stats = RecorderStats()
-        recorder = Recorder(
-            recorder_client(private_redis.url), KEYS, tmp_path / "spool", stats, retry_interval_ms=50
-        )
-        await recorder.start()
+        recorder, stats = await started_recorder(private_redis.url, tmp_path / "spool")
         await recorder.record(click(0))
         private_redis.proc.send_signal(signal.SIGSTOP)
         try:
@@ -166,11 +165,7 @@ def test_count_clicks_pages_through_the_stream(redis_client, settings) -> None:
 def test_redis_out_of_memory_spools_then_replays(private_redis, tmp_path) -> None:
     async def scenario():
         admin = Redis(port=private_redis.port)
-        stats = RecorderStats()
-        recorder = Recorder(
-            recorder_client(private_redis.url), KEYS, tmp_path / "spool", stats, retry_interval_ms=50
-        )
-        await recorder.start()
+        recorder, stats = await started_recorder(private_redis.url, tmp_path / "spool")
         await recorder.record(click(0))
         await admin.config_set("maxmemory-policy", "noeviction")
         await admin.config_set("maxmemory", "1")
@@ -187,11 +182,7 @@ def test_redis_out_of_memory_spools_then_replays(private_redis, tmp_path) -> Non
 
 def test_a_cancelled_request_does_not_cancel_the_others_in_its_batch(private_redis, tmp_path) -> None:
     async def scenario():
-        stats = RecorderStats()
-        recorder = Recorder(
-            recorder_client(private_redis.url), KEYS, tmp_path / "spool", stats, retry_interval_ms=50
-        )
-        await recorder.start()
+        recorder, stats = await started_recorder(private_redis.url, tmp_path / "spool")
         private_redis.proc.send_signal(signal.SIGSTOP)  # the write hangs until its 250 ms timeout
         try:
             tasks = [asyncio.create_task(recorder.record(click(n))) for n in range(3)]

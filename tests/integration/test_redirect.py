@@ -48,7 +48,7 @@ def test_every_302_is_one_recorded_click(settings) -> None:
             assert {c.dest_host for c in clicks} == {"shop.example.com"}
             assert all(c.ip_prefix == "203.0.113.0/24" and c.ip_hash for c in clicks)
             # batching: fewer stream entries than clicks under concurrency
-            assert await app.ctx.redis.xlen(app.ctx.keys.clicks) <= 300
+            assert await app.ctx.redis.xlen(app.ctx.keys.clicks) < 300  # group commit shared writes
 
     asyncio.run(scenario())
 
