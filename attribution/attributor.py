@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -28,6 +27,7 @@ from attribution.rates import RateStore
 from clicktrail import clickid
 from clicktrail.clickhouse import Backend, run
 from clicktrail.keys import Keys
+from redirector.links import now_ms as clock_ms
 
 ORDERS_PER_CHUNK = 2_000
 # Inserts by a slow consumer become visible after faster ones; re-reading this much history costs only
@@ -74,7 +74,7 @@ class Attributor:
     ) -> Summary:
         """One batch. With `stop` set meanwhile, it ends after the chunk in hand and leaves the cursor where
         it was (the next run redoes the rest; what was booked is found already stored)."""
-        now_ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+        now_ms = clock_ms() if now_ms is None else now_ms
         token = secrets.token_hex(8)
         if not await self._redis.set(self._keys.attribution_lock, token, nx=True, px=LOCK_TTL_MS):
             raise Busy("another attributor is running")

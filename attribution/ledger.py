@@ -87,12 +87,19 @@ class Folded:
     changes: list[OrderEvent]  # refunds and cancels in (occurred_ms, webhook_id) order
 
 
+_event_bytes = msgspec.msgpack.Encoder()
+
+
 def _precedence(event: OrderEvent) -> tuple[int, str]:
     return (event.occurred_ms, event.webhook_id)
 
 
 def fold(events: list[OrderEvent]) -> Folded:
-    unique = {e.webhook_id: e for e in events}  # a webhook id is stored once; duplicates are the same
+    # A webhook-id counts once. Past the acceptor's idempotency window a sender could reuse one with
+    # another body: keep one by a rule that does not depend on the order ClickHouse returns rows in.
+    unique: dict[str, OrderEvent] = {}
+    for event in sorted(events, key=lambda e: (e.webhook_id, e.occurred_ms, _event_bytes.encode(e))):
+        unique.setdefault(event.webhook_id, event)
     ordered = sorted(unique.values(), key=_precedence)
     created_events = [e for e in ordered if e.type == CREATED]
     created = created_events[0] if created_events else None
@@ -176,21 +183,6 @@ def _credited(state: Folded, click: rules.ClickFacts, terms: Terms, now_ms: int)
         )
         remaining_qty.append(item.quantity)
         remaining_minor.append(amount)
-    if not order.items:
-        # An order with no items still counts as credited, with nothing to earn.
-        entries.append(
-            Entry(
-                "acc:order",
-                "accrual",
-                "pending",
-                0,
-                orders=1,
-                event_id=order.webhook_id,
-                effective_ms=order.occurred_ms,
-                reason="no_items",
-                **common,
-            )
-        )
     pending_by_line = list(remaining_minor)
     for change in state.changes:
         status = "approved" if change.occurred_ms >= lock_at else "pending"

@@ -6,8 +6,8 @@ secret, compared in constant time with every `v1,` signature listed; timestamps 
 either way are refused. Acceptance is one Lua script: it records the body digest under
 `Keys.webhook_seen(merchant, webhook-id)` for `IDEMPOTENCY_TTL_MS` and appends the event to the stream in
 the same atomic step, so 25 concurrent deliveries of one id append one entry, and the same id with another
-body is told apart (409). Past the TTL, the order-event consumer still refuses to store a (merchant,
-webhook-id) that ClickHouse already has, and the attributor folds by webhook-id.
+body is told apart (409). Past the TTL a redelivery is accepted and stored as a second order event; the
+attributor still counts each webhook-id once (ledger.fold).
 """
 
 from __future__ import annotations

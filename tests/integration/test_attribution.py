@@ -182,3 +182,56 @@ def test_attribution_books_the_exact_ledger(settings, backend) -> None:
         await r.aclose()
 
     asyncio.run(scenario())
+
+
+class _FailingInserts:
+    """A ClickHouse whose reads work and whose inserts fail, as when the server dies mid-run."""
+
+    def __init__(self, real) -> None:
+        self._real = real
+        self.database = real.database
+
+    def execute(self, sql, params=None):
+        return self._real.execute(sql, params)
+
+    def insert(self, table, columns, data):
+        raise ConnectionError("insert lost")
+
+    def close(self) -> None:
+        pass
+
+
+def test_one_run_at_a_time_and_a_failed_run_keeps_the_others_out(settings, backend) -> None:
+    """Two runs at once could append the same difference twice; after a failed run, an insert the client
+    gave up on may still land, so the lock stays taken for FAILED_RUN_HOLD_MS."""
+    from attribution.attributor import FAILED_RUN_HOLD_MS, Busy
+
+    keys = Keys(settings.redis_prefix)
+    ids = ClickIds(settings.secret_bytes)
+    click_id = ids.new(T0)
+
+    async def scenario():
+        r = Redis.from_url(settings.redis_url)
+        await add_merchant(r, keys, "m1", ["shop.m1.example"], T0 - DAY)
+        insert_clicks(backend, [(click_id, T0, "alice", "m1", "shop.m1.example", 0, 0)])
+        await deliver(r, keys, "m1", "w1", "order.created", "A-1", click_id, T0 + HOUR, [("S", "", 1000, 1)])
+        await asyncio.to_thread(ingest_orders, settings.redis_url, keys, backend)
+
+        await r.set(keys.attribution_lock, "another-run")
+        with pytest.raises(Busy):
+            await Attributor(r, keys, backend, ids).run_once(now_ms=T0 + 2 * HOUR)
+        await r.delete(keys.attribution_lock)
+
+        with pytest.raises(ConnectionError):
+            await Attributor(r, keys, _FailingInserts(backend), ids).run_once(now_ms=T0 + 2 * HOUR)
+        ttl_ms = await r.pttl(keys.attribution_lock)
+        assert FAILED_RUN_HOLD_MS - 10_000 < ttl_ms <= FAILED_RUN_HOLD_MS
+        assert row_count(backend) == 0
+        await r.delete(keys.attribution_lock)
+        # the next run books the order once; the cursor did not move past it
+        done = await Attributor(r, keys, backend, ids).run_once(now_ms=T0 + 2 * HOUR)
+        assert done.outcomes["credited"] == 1
+        assert row_count(backend) > 0
+        await r.aclose()
+
+    asyncio.run(scenario())

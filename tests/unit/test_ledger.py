@@ -70,7 +70,21 @@ def test_cancel_voids_what_remains_and_later_refunds_add_nothing() -> None:
 
 
 def test_refund_before_order_is_parked() -> None:
-    assert ledger.desired([event("w2", REFUNDED, T0 + 1, [Item("SKU-1", 5990, 1)])], None, TERMS, T0) == []
+    refund = event("w2", REFUNDED, T0 + 1, [Item("SKU-1", 5990, 1)])
+    assert ledger.desired([refund], None, TERMS, T0) == []
+    # parked because its order has not arrived, even though the click is known and eligible
+    assert ledger.desired([refund], CLICK, TERMS, T0) == []
+
+
+def test_a_reused_webhook_id_counts_once_whatever_the_row_order() -> None:
+    """Past the idempotency window a sender may reuse a webhook-id with another body: one of the two
+    counts, and which one does not depend on the order the rows come back in."""
+    first = event("w1", CREATED, T0)
+    reused = event("w1", CREATED, T0, (Item("SKU-9", 100, 1, "hats"),))
+    one = ledger.desired([first, reused], CLICK, TERMS, T0)
+    other = ledger.desired([reused, first], CLICK, TERMS, T0)
+    assert one == other
+    assert sum(e.orders for e in one) == 1
 
 
 def test_order_seen_again_with_other_items_is_flagged_not_summed() -> None:
