@@ -16,7 +16,7 @@ import base64
 import binascii
 import hashlib
 import hmac
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 import msgspec
@@ -109,6 +109,9 @@ class WebhookBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 _decoder = msgspec.json.Decoder(WebhookBody)
+# The range of ClickHouse's DateTime (seconds since 1970 in a UInt32), with a year to spare.
+OCCURRED_MIN = datetime(1970, 1, 1, tzinfo=UTC)
+OCCURRED_MAX = datetime(2105, 1, 1, tzinfo=UTC)
 
 
 def parse(body: bytes) -> WebhookBody:
@@ -116,6 +119,9 @@ def parse(body: bytes) -> WebhookBody:
     parsed = _decoder.decode(body)
     if parsed.data.occurred_at.tzinfo is None:
         raise msgspec.ValidationError("data.occurred_at must carry a time zone (e.g. 2026-11-27T10:00:00Z)")
+    if not OCCURRED_MIN <= parsed.data.occurred_at < OCCURRED_MAX:
+        # Refused here, not at ingestion: a row ClickHouse's DateTime cannot hold would fail its insert.
+        raise msgspec.ValidationError("data.occurred_at must lie between 1970 and 2105")
     if parsed.type in ("order.created", "order.refunded") and not parsed.data.items:
         raise msgspec.ValidationError(f"{parsed.type} must list its items")
     return parsed

@@ -16,8 +16,10 @@ How:
   part: the handler asks ClickHouse which of its records are there (`Handler.existing`, by key) and only
   the others are inserted.
 - The insert is one block: ClickHouse writes it part by part (one part per partition) and pushes the same
-  block through the materialized views, so a record is in a rollup exactly when it is in the table; the
-  per-record check above therefore keeps the rollups exact too.
+  block through the materialized views, so a record is in a rollup when it is in the table, whatever the
+  *client* does (killed before, during or after the insert). Not covered: the *server* dying between
+  writing a part of the table and the matching part of a view; that record is then in the table and
+  missing from the rollup (the per-record check skips it), and `queries.rollup_totals` shows the gap.
 - Entries are acknowledged only after the insert returned, and the stream is trimmed (`XTRIM MINID`) only
   below every group's oldest pending entry and last delivered id: nothing not yet in ClickHouse is removed
   (and, with `retain_ms`, nothing younger than that, for readers outside the group).
@@ -27,10 +29,11 @@ How:
 The lease assumption: a consumer that takes over a pending entry assumes its first owner is dead or has
 given up. So an owner never starts an insert later than `claim_idle_ms - insert_timeout_s` after it read
 the batch (otherwise it drops the batch and re-reads its pending list, which goes through the check), and
-after a failed insert it waits `insert_timeout_s` before the re-check, so an insert the client gave up on
-has finished or failed on the server by then. Keep `claim_idle_ms` far above the insert timeout (defaults:
-60 s and 20 s). What is left: a process frozen (SIGSTOP, swap) for longer than the claim idle time between
-that check and its insert could store a batch that a live consumer stores too.
+after a failed insert it waits `insert_timeout_s` before the re-check, so that an insert the client gave up
+on has most likely finished or failed on the server by then. (The driver's timeout bounds each socket
+operation, not the whole insert: this is a margin, not a proof.) Keep `claim_idle_ms` far above the insert
+timeout (defaults: 60 s and 20 s). What is left: a process frozen (SIGSTOP, swap) for longer than the
+claim idle time between that check and its insert could store a batch that a live consumer stores too.
 
 Consumer names must be unique among live consumers; a stable name (`--consumer`) lets a restarted
 ingester take back its own pending entries at once instead of waiting `claim_idle_ms`.

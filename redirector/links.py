@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from typing import Annotated
 
 import msgspec
 from redis.asyncio import Redis
@@ -44,6 +45,11 @@ def decode_link(payload: bytes) -> Link:
     return _decoder.decode(payload)
 
 
+# What ClickHouse's DateTime can hold: an event outside it is dead-lettered by the ingester at decode time
+# instead of failing its batch's insert for ever.
+EventMs = Annotated[int, msgspec.Meta(ge=0, lt=2**32 * 1000)]
+
+
 class LinkEvent(msgspec.Struct, frozen=True):
     """One version of a link as the link-change stream carries it (field `l`); the ingester decodes the
     same struct into ClickHouse `links`."""
@@ -53,9 +59,9 @@ class LinkEvent(msgspec.Struct, frozen=True):
     creator_id: str
     merchant_id: str  # "" while no merchant owns the host
     host: str
-    created_at_ms: int
+    created_at_ms: EventMs
     disabled: bool
-    updated_at_ms: int
+    updated_at_ms: EventMs
 
 
 def link_event(link: Link) -> dict[str, bytes]:

@@ -19,13 +19,14 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from clicktrail.keys import Keys
-from redirector.links import LinkCache
+from redirector.links import LinkCache, LinkEvent
 
 log = logging.getLogger("clicktrail.links")
 
 WATCH_BLOCK_MS = 1_000
 WATCH_COUNT = 1_000
 RETRY_DELAY_S = 1.0
+_event_decoder = msgspec.msgpack.Decoder(LinkEvent)
 
 
 def _entry_id(raw: bytes | str) -> tuple[int, int]:
@@ -62,8 +63,8 @@ class LinkWatcher:
         for _, entries in reply:
             for entry_id, fields in entries:
                 try:
-                    code = msgspec.msgpack.decode(fields[b"l"])["code"]
-                except (KeyError, TypeError, msgspec.DecodeError):
+                    code = _event_decoder.decode(fields[b"l"]).code
+                except (KeyError, msgspec.DecodeError):  # ValidationError is a DecodeError
                     self._cache.clear()  # cannot tell which link changed: trust none
                 else:
                     self._cache.invalidate(code)

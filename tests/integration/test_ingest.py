@@ -467,3 +467,33 @@ def test_a_batch_past_its_lease_is_not_inserted(redis_client, keys, ids, ch, con
         == 1
     )
     assert_exact(ch, clicks)
+
+
+def test_trim_waits_for_every_group(redis_client, keys, ids, ch, consumer_factory) -> None:
+    """Another reader group (say a future exporter) that has read nothing keeps every entry in the stream."""
+    clicks = make_clicks(ids, 1_000, start_ms=int(time.time() * 1000))
+    fill(redis_client, keys, clicks)
+    entries = redis_client.xlen(keys.clicks)
+    redis_client.xgroup_create(keys.clicks, "other", id="0")
+    assert drain(consumer_factory("c1")) is True
+    assert queries.click_count(ch) == 1_000
+    assert redis_client.xlen(keys.clicks) == entries
+
+
+def test_a_link_event_clickhouse_cannot_hold_is_dead_lettered_not_retried(
+    redis_client, keys, ch, consumer_factory
+) -> None:
+    """Poison found only at insert time would block the stream for ever; the shared LinkEvent limits turn
+    it into a dead letter at decode time, and the good event after it is stored."""
+    import msgspec
+
+    from redirector.links import Link, link_event
+
+    good = link_event(Link("good001", "https://s.example/", "c", "s.example", 1))
+    fields = msgspec.msgpack.decode(good["l"])
+    bad = {"v": b"1", "l": msgspec.msgpack.encode({**fields, "code": "bad0001", "created_at_ms": -1})}
+    redis_client.xadd(keys.link_events, bad)
+    redis_client.xadd(keys.link_events, good)
+    assert drain(consumer_factory("l", links=True)) is True
+    assert [row[0] for row in ch.execute(f"SELECT code FROM {ch.database}.links")] == ["good001"]
+    assert [f[b"dead_reason"] for _, f in redis_client.xrange(keys.link_events_dead)] == [b"invalid_link"]

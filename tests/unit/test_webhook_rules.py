@@ -92,3 +92,13 @@ def test_poison_entries(fields: dict, reason: str) -> None:
     with pytest.raises(Poison) as caught:
         events.to_row("1-0", fields)
     assert caught.value.reason == reason
+
+
+@pytest.mark.parametrize(
+    "occurred_at", ["1969-12-31T23:59:59Z", "2106-03-01T00:00:00Z", "9999-01-01T00:00:00Z"]
+)
+def test_an_order_time_clickhouse_cannot_store_is_refused(occurred_at: str) -> None:
+    body = BODY.replace(b"2026-11-27T10:00:00.123Z", occurred_at.encode())
+    assert body != BODY
+    with pytest.raises(webhooks.msgspec.ValidationError, match="between 1970 and 2105"):
+        webhooks.parse(body)
