@@ -51,6 +51,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import msgspec
 import redis
 from prometheus_client import CollectorRegistry
 
@@ -80,6 +81,24 @@ class Poison(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+def decode_payload(
+    fields: dict[bytes, bytes], version: bytes, field: bytes, decoder: Any, missing: str, invalid: str
+) -> Any:
+    """An entry's versioned msgpack payload, decoded; or Poison: `schema_version`, `missing` (no payload),
+    `invalid` (well-formed, wrong shape), `undecodable`."""
+    if fields.get(b"v") != version:
+        raise Poison("schema_version")
+    payload = fields.get(field)
+    if payload is None:
+        raise Poison(missing)
+    try:
+        return decoder.decode(payload)
+    except msgspec.ValidationError:
+        raise Poison(invalid) from None
+    except msgspec.DecodeError:
+        raise Poison("undecodable") from None
 
 
 class Handler(Protocol):

@@ -26,7 +26,7 @@ from clicktrail.clickhouse import Backend
 from clicktrail.clickid import ID_CHARS
 from clicktrail.keys import Keys
 from clicktrail.settings import Settings
-from clicktrail.streams import Poison, StreamSpec
+from clicktrail.streams import Poison, StreamSpec, decode_payload
 from redirector.click import SCHEMA_VERSION, Click
 from redirector.enrich import Enricher, UniqueClicks
 from redirector.links import LINK_EVENT_VERSION, LinkEvent
@@ -73,17 +73,9 @@ class ClickHandler:
         self._unique = unique
 
     def decode(self, entry_id: str, fields: dict[bytes, bytes]) -> list[IngestClick]:
-        if fields.get(b"v") != SCHEMA_VERSION:
-            raise Poison("schema_version")
-        payload = fields.get(b"c")
-        if payload is None:
-            raise Poison("missing_clicks")
-        try:
-            clicks = _clicks_decoder.decode(payload)
-        except msgspec.ValidationError:
-            raise Poison("invalid_click") from None
-        except msgspec.DecodeError:
-            raise Poison("undecodable") from None
+        clicks = decode_payload(
+            fields, SCHEMA_VERSION, b"c", _clicks_decoder, "missing_clicks", "invalid_click"
+        )
         if not _ID_CHARS_RE.fullmatch("".join(map(attrgetter("click_id"), clicks))):
             raise Poison("invalid_click")
         # Sets every click's entry id in one C-level pass (consumed by a zero-length deque).
@@ -152,17 +144,9 @@ class LinkEventHandler:
         self._decoder = msgspec.msgpack.Decoder(LinkEvent)
 
     def decode(self, entry_id: str, fields: dict[bytes, bytes]) -> list[LinkEvent]:
-        if fields.get(b"v") != LINK_EVENT_VERSION:
-            raise Poison("schema_version")
-        payload = fields.get(b"l")
-        if payload is None:
-            raise Poison("missing_link")
-        try:
-            return [self._decoder.decode(payload)]
-        except msgspec.ValidationError:
-            raise Poison("invalid_link") from None
-        except msgspec.DecodeError:
-            raise Poison("undecodable") from None
+        return [
+            decode_payload(fields, LINK_EVENT_VERSION, b"l", self._decoder, "missing_link", "invalid_link")
+        ]
 
     def key(self, record: LinkEvent) -> Hashable:
         return (record.code, record.updated_at_ms)
