@@ -93,49 +93,28 @@ class RedisServer:
         self.kill()
 
 
-CH_CONFIG = """<?xml version="1.0"?>
-<yandex>
-  <logger><level>warning</level><log>{dir}/log/server.log</log><errorlog>{dir}/log/err.log</errorlog></logger>
-  <listen_host>127.0.0.1</listen_host>
-  <tcp_port>{tcp}</tcp_port>
-  <http_port>{http}</http_port>
-  <path>{dir}/data/</path>
-  <tmp_path>{dir}/tmp/</tmp_path>
-  <user_files_path>{dir}/user_files/</user_files_path>
-  <format_schema_path>{dir}/format_schemas/</format_schema_path>
-  <users_config>users.xml</users_config>
-  <default_profile>default</default_profile>
-  <default_database>default</default_database>
-  <mark_cache_size>268435456</mark_cache_size>
-  <max_concurrent_queries>100</max_concurrent_queries>
-  <timezone>UTC</timezone>
-</yandex>
-"""
-CH_USERS = """<?xml version="1.0"?>
-<yandex>
-  <profiles><default><max_memory_usage>4000000000</max_memory_usage><poll_interval>1</poll_interval></default></profiles>
-  <users><default><password></password><networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
-    <profile>default</profile><quota>default</quota></default></users>
-  <quotas><default></default></quotas>
-</yandex>
-"""
+SERVICES_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "services.sh"
 
 
 class ClickHouseServer:
-    """clickhouse-server (Debian's 18.16) with the config shape of scripts/services.sh, on free ports. One
-    difference: `poll_interval` 1 s (default 10), how often an idle connection's handler notices a shutdown;
-    otherwise a stop waits up to 10 s for the ingester's open connection."""
+    """clickhouse-server (Debian's 18.16) with the config of scripts/services.sh, on free ports."""
 
     def __init__(self, workdir: Path) -> None:
         self.workdir = workdir
         self.tcp_port = free_port()
         self.http_port = free_port()
         self.proc: subprocess.Popen | None = None
-        for sub in ("data", "tmp", "user_files", "format_schemas", "log"):
-            (workdir / sub).mkdir(parents=True, exist_ok=True)
-        config = CH_CONFIG.format(dir=workdir, tcp=self.tcp_port, http=self.http_port)
-        (workdir / "config.xml").write_text(config)
-        (workdir / "users.xml").write_text(CH_USERS)
+        subprocess.run(
+            [
+                "bash",
+                str(SERVICES_SCRIPT),
+                "clickhouse-config",
+                str(workdir),
+                str(self.tcp_port),
+                str(self.http_port),
+            ],
+            check=True,
+        )
 
     def url(self, database: str) -> str:
         return f"clickhouse://default:@127.0.0.1:{self.tcp_port}/{database}"

@@ -2,6 +2,7 @@
 # Start (or stop) the local Redis and ClickHouse that clicktrail uses, on loopback, with their data under
 # .clicktrail/. No systemd: plain daemons with pid files. Starting twice is harmless.
 #   scripts/services.sh start|stop|status
+#   scripts/services.sh clickhouse-config DIR TCP_PORT HTTP_PORT   (write a config only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -26,16 +27,18 @@ start_redis() {
     echo "redis did not start; see $DATA/redis/redis.log" >&2; return 1
 }
 
+# write_ch_config DIR TCP_PORT HTTP_PORT: the server config the project runs ClickHouse with (also used by
+# loadtests/, through the `clickhouse-config` command, for its private servers).
 write_ch_config() {
-    local dir=$DATA/clickhouse
+    local dir=$1 tcp=$2 http=$3
     mkdir -p "$dir/data" "$dir/tmp" "$dir/user_files" "$dir/format_schemas" "$dir/log"
     cat >"$dir/config.xml" <<XML
 <?xml version="1.0"?>
 <yandex>
   <logger><level>warning</level><log>$dir/log/server.log</log><errorlog>$dir/log/err.log</errorlog></logger>
   <listen_host>127.0.0.1</listen_host>
-  <tcp_port>$CH_PORT</tcp_port>
-  <http_port>$CH_HTTP_PORT</http_port>
+  <tcp_port>$tcp</tcp_port>
+  <http_port>$http</http_port>
   <path>$dir/data/</path>
   <tmp_path>$dir/tmp/</tmp_path>
   <user_files_path>$dir/user_files/</user_files_path>
@@ -51,7 +54,7 @@ XML
     cat >"$dir/users.xml" <<XML
 <?xml version="1.0"?>
 <yandex>
-  <profiles><default><max_memory_usage>4000000000</max_memory_usage></default></profiles>
+  <profiles><default><max_memory_usage>4000000000</max_memory_usage><poll_interval>1</poll_interval></default></profiles>
   <users><default><password></password><networks><ip>127.0.0.1</ip><ip>::1</ip></networks>
     <profile>default</profile><quota>default</quota></default></users>
   <quotas><default></default></quotas>
@@ -61,8 +64,8 @@ XML
 
 start_clickhouse() {
     ch_up && return 0
-    write_ch_config
     local dir=$DATA/clickhouse
+    write_ch_config "$dir" "$CH_PORT" "$CH_HTTP_PORT"
     clickhouse-server --config-file="$dir/config.xml" --pid-file="$dir/clickhouse.pid" --daemon \
         >/dev/null 2>&1 || clickhouse-server --config-file="$dir/config.xml" >"$dir/log/stdout.log" 2>&1 &
     for _ in $(seq 150); do ch_up && return 0; sleep 0.2; done
@@ -81,6 +84,7 @@ stop_pidfile() {
 case ${1:-start} in
     start) start_redis; start_clickhouse; echo "services: redis :$REDIS_PORT, clickhouse :$CH_PORT ($DATA)";;
     stop) stop_pidfile "$DATA/redis/redis.pid"; stop_pidfile "$DATA/clickhouse/clickhouse.pid";;
+    clickhouse-config) write_ch_config "$2" "$3" "$4";;
     status) redis_up && echo "redis up" || echo "redis down"; ch_up && echo "clickhouse up" || echo "clickhouse down";;
-    *) echo "usage: $0 start|stop|status" >&2; exit 2;;
+    *) echo "usage: $0 start|stop|status|clickhouse-config DIR TCP HTTP" >&2; exit 2;;
 esac
