@@ -21,12 +21,9 @@ class ClientAddress:
     def __init__(self, secret: bytes, trusted_proxies: list[str]) -> None:
         self._key = hashlib.blake2b(secret, digest_size=32, person=b"ct-iphash").digest()
         self._proxies = [ipaddress.ip_network(cidr, strict=False) for cidr in trusted_proxies]
+        self.has_proxies = bool(self._proxies)  # read per request: decided once here
         self.reduce = lru_cache(maxsize=_MEMO_ENTRIES)(self._reduce)
         self.is_trusted = lru_cache(maxsize=1024)(self._is_trusted)
-
-    @property
-    def has_proxies(self) -> bool:
-        return bool(self._proxies)
 
     def client_ip(self, peer: str, forwarded_for: str | None) -> str:
         """The client's address: the peer, unless the peer is a trusted proxy that says otherwise."""
