@@ -58,7 +58,7 @@ async def create_merchant(request: Request):
     try:
         merchant = validate(_decode(await read_json(request), Merchant))
     except InvalidMerchant as exc:
-        raise ApiError(422, "invalid", str(exc)) from None
+        raise ApiError(422, exc.code, str(exc)) from None
     now_ms = clock_ms()
     merchant = msgspec.structs.replace(merchant, created_at_ms=now_ms)
     store = MerchantStore(ctx.redis, ctx.keys)

@@ -18,7 +18,7 @@ import orjson
 from redis.asyncio import Redis
 
 from clicktrail.keys import Keys
-from redirector.urls import host_candidates
+from redirector.urls import host_candidates, non_public_domain
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 24
@@ -45,7 +45,9 @@ class Merchant(msgspec.Struct, frozen=True):
 
 
 class InvalidMerchant(ValueError):
-    pass
+    def __init__(self, message: str, code: str = "invalid") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class DomainTaken(Exception):
@@ -70,6 +72,9 @@ def validate(merchant: Merchant) -> Merchant:
     if not PARAM_RE.match(merchant.click_param):
         raise InvalidMerchant("click_param must be 1-64 URL-safe chars")
     domains = sorted({d.strip().lower().rstrip(".") for d in merchant.domains})
+    for domain in domains:
+        if (problem := non_public_domain(domain)) is not None:
+            raise InvalidMerchant(f"{problem}: a merchant's domains are public names", "non_public_host")
     if not domains or not all(HOST_RE.match(d) for d in domains):
         raise InvalidMerchant("domains must be a non-empty list of host names")
     return msgspec.structs.replace(merchant, domains=domains)
