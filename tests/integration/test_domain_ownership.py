@@ -246,3 +246,30 @@ def test_an_order_on_a_more_specific_domain_books_for_its_owner(settings, clickh
             ]
 
     asyncio.run(scenario())
+
+
+def test_a_claim_never_overwrites_a_change_made_while_it_ran(settings) -> None:
+    """A link disabled, and its host's owner changed, between the claim's read and its write: the claim
+    retries on what is current instead of writing back the link it read (re-enabled, old owner)."""
+
+    async def scenario():
+        async with running_app(settings) as (app, client):
+            keys, links = app.ctx.keys, app.ctx.links
+            code = (await make_link(client, "alice", "https://shop.race.example/p"))["code"]
+            await register(client, merchant("m1", "race.example"))
+            calls = []
+
+            async def resolve(pipe, hosts):
+                calls.append(hosts)
+                if len(calls) == 1:  # another writer commits while this claim is deciding
+                    await links.disable(code)
+                    await app.ctx.redis.set(keys.domain_owner("shop.race.example"), "m9")
+                owned = {"shop.race.example": "m9"} if len(calls) > 1 else {"shop.race.example": "m1"}
+                return {h: (owned[h], "ref") for h in hosts}
+
+            assert await links.reconcile([code], resolve) == 1
+            link = await links.get(code)
+            assert len(calls) == 2
+            assert (link.disabled, link.merchant_id, link.click_param) == (True, "m9", "ref")
+
+    asyncio.run(scenario())
