@@ -89,11 +89,11 @@ def validate(merchant: Merchant) -> Merchant:
     if not PARAM_RE.match(merchant.click_param):
         raise InvalidMerchant("click_param must be 1-64 URL-safe chars")
     domains = sorted({d.strip().lower().rstrip(".") for d in merchant.domains})
+    if not domains or not all(HOST_RE.match(d) for d in domains):
+        raise InvalidMerchant("domains must be a non-empty list of host names")
     for domain in domains:
         if (problem := non_public_domain(domain)) is not None:
             raise InvalidMerchant(f"{problem}: a merchant's domains are public names", "non_public_host")
-    if not domains or not all(HOST_RE.match(d) for d in domains):
-        raise InvalidMerchant("domains must be a non-empty list of host names")
     return msgspec.structs.replace(merchant, domains=domains)
 
 

@@ -12,7 +12,7 @@ BASE = Merchant("m1", "Shop", ["shop.example.com"], "EUR", 800)
     "domain",
     [
         "foo.localhost",
-        "localhost.",
+        "localhost.localdomain",
         "printer.local",
         "box.localdomain",
         "db.internal",
@@ -41,3 +41,9 @@ def test_non_public_domains_are_refused(domain: str) -> None:
 )
 def test_public_domains_are_accepted(domains: list[str], normalised: list[str]) -> None:
     assert validate(msgspec.structs.replace(BASE, domains=domains)).domains == normalised
+
+
+@pytest.mark.parametrize("domain", ["localhost", "localhost.", "local", ""])
+def test_single_label_names_are_refused(domain: str) -> None:
+    with pytest.raises(InvalidMerchant):
+        validate(msgspec.structs.replace(BASE, domains=[domain]))
