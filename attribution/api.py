@@ -14,6 +14,7 @@ from attribution import report, webhooks
 from attribution.catalog import CatalogStore, Product
 from attribution.merchants import DomainTaken, InvalidMerchant, Merchant, MerchantStore, public_view, validate
 from attribution.rates import RateStore, RatesUpdate
+from redirector.api import owner_resolver
 from redirector.errors import ApiError, json_response, read_body, read_json
 from redirector.links import now_ms as clock_ms
 
@@ -55,27 +56,43 @@ async def _merchant_or_404(ctx, merchant_id: str) -> Merchant:
 async def create_merchant(request: Request):
     ctx = request.app.state.ctx
     (await ctx.auth.authenticate(request)).require_admin()
+    body = await read_json(request)
+    # Admin only (this route is): take over domains that overlap other merchants' (attribution/domains.py).
+    transfer = body.pop("transfer_domains", False) if isinstance(body, dict) else False
+    if not isinstance(transfer, bool):
+        raise ApiError(422, "invalid", "transfer_domains must be true or false")
     try:
-        merchant = validate(_decode(await read_json(request), Merchant))
+        merchant = validate(_decode(body, Merchant))
     except InvalidMerchant as exc:
-        raise ApiError(422, "invalid", str(exc)) from None
+        raise ApiError(422, exc.code, str(exc)) from None
     now_ms = clock_ms()
     merchant = msgspec.structs.replace(merchant, created_at_ms=now_ms)
     store = MerchantStore(ctx.redis, ctx.keys)
     try:
-        if not await store.create(merchant):
-            raise ApiError(409, "merchant_exists", f"merchant {merchant.merchant_id!r} exists")
+        transferred = await store.register(merchant, transfer, now_ms)
     except DomainTaken as exc:
         raise ApiError(409, "domain_taken", str(exc)) from None
+    if transferred is None:
+        raise ApiError(409, "merchant_exists", f"merchant {merchant.merchant_id!r} exists")
     await RateStore(ctx.redis, ctx.keys).set_rates(
         merchant.merchant_id, now_ms, RatesUpdate(default_rate_bps=merchant.default_rate_bps)
     )
     secret, _ = await store.add_secret(merchant.merchant_id, now_ms)
     claimed = 0
+    resolve = owner_resolver(ctx)
     for host in merchant.domains:
-        # Links made before the brand joined now carry its id and click parameter.
-        claimed += await ctx.links.claim_host(host, merchant.merchant_id, merchant.click_param)
-    return json_response({**public_view(merchant), "webhook_secret": secret, "claimed_links": claimed}, 201)
+        # Links made before the brand joined now carry its id and click parameter (unless they lie under
+        # a more specific domain of another merchant).
+        claimed += await ctx.links.claim_host(host, resolve)
+    return json_response(
+        {
+            **public_view(merchant),
+            "webhook_secret": secret,
+            "claimed_links": claimed,
+            "transferred": [o.as_dict() for o in transferred],
+        },
+        201,
+    )
 
 
 async def rotate_secret(request: Request):

@@ -1,8 +1,9 @@
 """The merchant registry in Redis: merchant records, the domains they own, and webhook signing secrets.
 
 - `Keys.merchant(id)`: the record (JSON); `Keys.merchants`: the set of ids.
-- `Keys.domain_owner(host)`: the merchant owning a destination host, claimed with SET NX so a host never
-  has two owners. The attributor reads it to credit clicks recorded before the host had an owner.
+- `Keys.domain_owner(domain)`: the merchant owning a registered domain; who owns a host, and when a
+  registration may change it, is attribution/domains.py. The attributor reads it to credit clicks
+  recorded before the host had an owner.
 - `Keys.merchant_secrets(id)`: hash secret → expiry ms (0 = active). Rotation adds a new secret and gives
   the active ones an expiry `rotation_grace_ms` away, so deliveries signed with either verify meanwhile.
 """
@@ -10,15 +11,29 @@
 from __future__ import annotations
 
 import base64
+import logging
 import re
 import secrets
 
 import msgspec
 import orjson
 from redis.asyncio import Redis
+from redis.exceptions import WatchError
 
+from attribution.domains import (
+    OVERLAP_SAME,
+    Overlap,
+    find_overlaps,
+    parents,
+    read_overlap_facts,
+    read_owners,
+    transfer_entry,
+    watched_keys,
+)
 from clicktrail.keys import Keys
-from redirector.urls import host_candidates
+from redirector.urls import non_public_domain
+
+log = logging.getLogger("clicktrail.merchants")
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 24
@@ -45,14 +60,18 @@ class Merchant(msgspec.Struct, frozen=True):
 
 
 class InvalidMerchant(ValueError):
-    pass
+    def __init__(self, message: str, code: str = "invalid") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class DomainTaken(Exception):
-    def __init__(self, host: str, owner: str) -> None:
-        super().__init__(f"domain {host!r} is already owned by merchant {owner!r}")
-        self.host = host
-        self.owner = owner
+    def __init__(self, overlaps: list[Overlap]) -> None:
+        described = "; ".join(o.describe() for o in overlaps)
+        super().__init__(f'{described} (an admin may pass "transfer_domains": true to take them over)')
+        self.host = overlaps[0].domain
+        self.owner = overlaps[0].owner
+        self.overlaps = overlaps
 
 
 def validate(merchant: Merchant) -> Merchant:
@@ -72,6 +91,9 @@ def validate(merchant: Merchant) -> Merchant:
     domains = sorted({d.strip().lower().rstrip(".") for d in merchant.domains})
     if not domains or not all(HOST_RE.match(d) for d in domains):
         raise InvalidMerchant("domains must be a non-empty list of host names")
+    for domain in domains:
+        if (problem := non_public_domain(domain)) is not None:
+            raise InvalidMerchant(f"{problem}: a merchant's domains are public names", "non_public_host")
     return msgspec.structs.replace(merchant, domains=domains)
 
 
@@ -81,6 +103,21 @@ def new_secret() -> str:
 
 async def merchant_exists(redis: Redis, keys: Keys, merchant_id: str) -> bool:
     return bool(await redis.exists(keys.merchant(merchant_id)))
+
+
+async def link_owners(
+    redis: Redis, keys: Keys, hosts: list[str], default_param: str
+) -> dict[str, tuple[str | None, str]]:
+    """The merchant (None if none) that links on each host belong to and the click parameter they carry:
+    what a new link gets and what `LinkStore.claim_host` brings old links in line with."""
+    owners = await read_owners(redis, keys, hosts)
+    ids = sorted({o for o in owners.values() if o})
+    raws = await redis.mget([keys.merchant(i) for i in ids]) if ids else []
+    params = {
+        i: msgspec.json.decode(raw, type=Merchant).click_param if raw else DEFAULT_CLICK_PARAM
+        for i, raw in zip(ids, raws, strict=True)
+    }
+    return {h: (o, params[o]) if o else (None, default_param) for h, o in owners.items()}
 
 
 async def click_param_of(redis: Redis, keys: Keys, merchant_id: str) -> str:
@@ -100,32 +137,86 @@ class MerchantStore:
         raw = await self._redis.get(self._keys.merchant(merchant_id))
         return None if raw is None else msgspec.json.decode(raw, type=Merchant)
 
-    async def create(self, merchant: Merchant) -> bool:
-        """Store a new merchant and claim its domains; False if the id exists. Raises DomainTaken (and
-        stores nothing) if another merchant owns one of the domains."""
+    async def create(self, merchant: Merchant, transfer_domains: bool = False, now_ms: int = 0) -> bool:
+        """`register`, True if the merchant was stored."""
+        return await self.register(merchant, transfer_domains, now_ms) is not None
+
+    async def register(
+        self, merchant: Merchant, transfer_domains: bool = False, now_ms: int = 0
+    ) -> list[Overlap] | None:
+        """Store a new merchant and its domains in one optimistic transaction (WATCH on every key the
+        check read: of two registrations at once, one sees the other). None if the id exists. Raises
+        DomainTaken, storing nothing, if a domain overlaps another merchant's (attribution/domains.py),
+        unless `transfer_domains`: then the overlaps are recorded, logged and returned."""
         keys = self._keys
-        for host in merchant.domains:
-            owner = await self._redis.get(keys.domain_owner(host))
-            if owner is not None and owner.decode() != merchant.merchant_id:
-                raise DomainTaken(host, owner.decode())
-        if not await self._redis.set(
-            keys.merchant(merchant.merchant_id), msgspec.json.encode(merchant), nx=True
-        ):
-            return False
-        await self._redis.sadd(keys.merchants, merchant.merchant_id)
-        for host in merchant.domains:
-            # SET NX: if another merchant won a race for this host since the check above, it keeps it.
-            await self._redis.set(keys.domain_owner(host), merchant.merchant_id, nx=True)
-        return True
+        merchant_id = merchant.merchant_id
+        await self._ensure_domain_index()
+        async with self._redis.pipeline(transaction=True) as pipe:
+            while True:  # ends: each retry follows a registration that committed meanwhile
+                try:
+                    await pipe.watch(keys.merchant(merchant_id), *watched_keys(keys, merchant.domains))
+                    if await pipe.exists(keys.merchant(merchant_id)):
+                        return None
+                    owned, below = await read_overlap_facts(pipe, keys, merchant.domains)
+                    overlaps = find_overlaps(merchant_id, merchant.domains, owned, below)
+                    if overlaps and not transfer_domains:
+                        raise DomainTaken(overlaps)
+                    losers = await self._losing_records(pipe, overlaps)
+                    pipe.multi()
+                    pipe.set(keys.merchant(merchant_id), msgspec.json.encode(merchant))
+                    pipe.sadd(keys.merchants, merchant_id)
+                    for domain in merchant.domains:
+                        pipe.set(keys.domain_owner(domain), merchant_id)
+                        for parent in parents(domain):
+                            pipe.hset(keys.domain_subdomains(parent), domain, merchant_id)
+                    for loser in losers:
+                        pipe.set(keys.merchant(loser.merchant_id), msgspec.json.encode(loser))
+                    for overlap in overlaps:
+                        pipe.xadd(keys.domain_transfers, transfer_entry(overlap, merchant_id, now_ms))
+                    await pipe.execute()
+                    break
+                except WatchError:
+                    continue
+        for overlap in overlaps:
+            log.warning("domain transfer to merchant %r: %s", merchant_id, overlap.describe())
+        return overlaps
+
+    async def _losing_records(self, pipe, overlaps: list[Overlap]) -> list[Merchant]:
+        """The records of merchants whose very domain moves, without it (read under WATCH)."""
+        lost: dict[str, set[str]] = {}
+        for overlap in overlaps:
+            if overlap.kind == OVERLAP_SAME:
+                lost.setdefault(overlap.owner, set()).add(overlap.taken)
+        records = []
+        for owner, domains in sorted(lost.items()):
+            await pipe.watch(self._keys.merchant(owner))
+            raw = await pipe.get(self._keys.merchant(owner))
+            if raw is not None:
+                record = msgspec.json.decode(raw, type=Merchant)
+                kept = [d for d in record.domains if d not in domains]
+                records.append(msgspec.structs.replace(record, domains=kept))
+        return records
+
+    async def _ensure_domain_index(self) -> None:
+        """Build `Keys.domain_subdomains` once from the merchants registered before it existed."""
+        keys = self._keys
+        if await self._redis.exists(keys.domain_index):
+            return
+        ids = sorted(m.decode() for m in await self._redis.smembers(keys.merchants))
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for raw in await self._redis.mget([keys.merchant(i) for i in ids]) if ids else []:
+                record = None if raw is None else msgspec.json.decode(raw, type=Merchant)
+                domains = record.domains if record else []
+                found = await self._redis.mget([keys.domain_owner(d) for d in domains]) if domains else []
+                for domain, owner in zip(domains, found, strict=True):
+                    for parent in parents(domain) if owner else []:
+                        pipe.hset(keys.domain_subdomains(parent), domain, owner)
+            pipe.set(keys.domain_index, "1")
+            await pipe.execute()
 
     async def owners(self, hosts: list[str]) -> dict[str, str]:
-        """The current owner of each host ('' if none), by the host or its nearest owned parent domain."""
-        names = sorted({name for host in hosts for name in host_candidates(host)})
-        if not names:
-            return {}
-        found = await self._redis.mget([self._keys.domain_owner(n) for n in names])
-        owner_of = {n: o.decode() for n, o in zip(names, found, strict=True) if o}
-        return {h: next((owner_of[n] for n in host_candidates(h) if n in owner_of), "") for h in hosts}
+        """The current owner of each host ('' if none), by the one rule of attribution/domains.py."""
+        return await read_owners(self._redis, self._keys, hosts)
 
     # --- webhook secrets ---------------------------------------------------------------------------
     async def add_secret(

@@ -68,6 +68,23 @@ class Keys:
         """String: the merchant that owns a destination host."""
         return f"{self.prefix}domain:{host}"
 
+    def domain_subdomains(self, domain: str) -> str:
+        """Hash: every registered domain strictly below `domain` → its owner, so a registration finds the
+        subdomains of other merchants it overlaps in one read (attribution/domains.py)."""
+        return f"{self.prefix}domain:{domain}:subdomains"
+
+    @property
+    def domain_index(self) -> str:
+        """String: set once `domain_subdomains` covers every registered domain (built from the merchants
+        on first use, for data registered before the index existed)."""
+        return f"{self.prefix}domains:indexed"
+
+    @property
+    def domain_transfers(self) -> str:
+        """Stream: every domain overlap an admin accepted with `transfer_domains` (fields domain, taken,
+        kind, from, to, at_ms): the durable record of ownership that moved."""
+        return f"{self.prefix}domains:transfers"
+
     def merchant_secrets(self, merchant_id: str) -> str:
         """Hash of webhook signing secrets → expiry (ms, 0 = active)."""
         return f"{self.prefix}merchant:{merchant_id}:secrets"

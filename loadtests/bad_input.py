@@ -72,6 +72,16 @@ def corpus(code: str, merchant: str, secret: str) -> list[Case]:
     truncated = valid[: len(valid) // 2]
     big = b'{"pad": "' + b"a" * (300 * 1024) + b'"}'
     e400, e401, e404, e413, e431 = (frozenset({s}) for s in (400, 401, 404, 413, 431))
+    e409, e422 = frozenset({409}), frozenset({422})
+
+    def link_to(url: str) -> bytes:
+        return _post("/api/links", json.dumps({"url": url, "creator_id": "c1"}).encode(), ADMIN)
+
+    def merchant_with(domains: list[str], **extra) -> bytes:
+        body = {"merchant_id": "mover", "name": "Mover", "domains": domains, "currency": "EUR",
+                "default_rate_bps": 800, **extra}  # fmt: skip
+        return _post("/api/merchants", json.dumps(body).encode(), ADMIN)
+
     return [
         # codes that are not codes
         Case("code_bad_chars", lambda: _get(b"/ab$cd!"), e404),
@@ -137,6 +147,26 @@ def corpus(code: str, merchant: str, secret: str) -> list[Case]:
             "api_links_oversized", lambda: _post("/api/links", b'{"url": "' + b"a" * 2_000_000 + b'"}', ADMIN)
         ),
         Case("api_links_unauthenticated", lambda: _post("/api/links", b'{"url": "https://a.example/"}')),
+        # destinations that are not on the public internet (redirector/urls.py)
+        Case("api_links_loopback_ip", lambda: link_to("http://127.0.0.1:8000/admin"), e422),
+        Case("api_links_numeric_loopback", lambda: link_to("http://0x7f.1/"), e422),
+        Case("api_links_mapped_ipv6", lambda: link_to("http://[::ffff:127.0.0.1]/"), e422),
+        Case("api_links_unspecified_ip", lambda: link_to("http://0.0.0.0/"), e422),
+        Case("api_links_metadata_ip", lambda: link_to("http://169.254.169.254/latest/meta-data/"), e422),
+        Case("api_links_private_ip", lambda: link_to("https://10.0.0.1/"), e422),
+        Case("api_links_localhost_dot", lambda: link_to("https://localhost./"), e422),
+        Case("api_links_sub_localhost", lambda: link_to("https://admin.localhost/"), e422),
+        # merchant domains: overlaps with mbad's badinput.example.com, and hosts that are not public
+        Case("api_merchants_parent_domain", lambda: merchant_with(["example.com"]), e409),
+        Case("api_merchants_subdomain", lambda: merchant_with(["shop.badinput.example.com"]), e409),
+        Case("api_merchants_same_domain", lambda: merchant_with(["badinput.example.com"]), e409),
+        Case("api_merchants_ip_domain", lambda: merchant_with(["127.0.0.1"]), e422),
+        Case("api_merchants_local_domain", lambda: merchant_with(["shop.localhost"]), e422),
+        Case(
+            "api_merchants_transfer_not_bool",
+            lambda: merchant_with(["example.com"], transfer_domains="yes"),
+            e422,
+        ),
         Case("api_keys_truncated_json", lambda: _post("/api/keys", b'{"creator_id": "c', ADMIN)),
         Case("api_merchants_truncated_json", lambda: _post("/api/merchants", b'{"merchant_id": "m', ADMIN)),
         Case(

@@ -14,7 +14,7 @@ from starlette.routing import Route
 
 from clicktrail import queries
 from redirector.errors import ApiError, json_response, read_json
-from redirector.links import Link, now_ms
+from redirector.links import Link, OwnerResolver, now_ms
 from redirector.redirect import CODE_CHARS, CODE_MAX_CHARS, CODE_MIN_CHARS
 from redirector.state import AppState
 from redirector.urls import UrlError, validate_url
@@ -55,15 +55,17 @@ def link_json(link: Link, public_url: str) -> dict:
     }
 
 
-async def _merchant_for_host(ctx: AppState, host: str) -> tuple[str | None, str]:
-    """The merchant owning `host` or a parent domain of it (as the attributor decides), and its click
-    parameter name."""
-    from attribution.merchants import MerchantStore, click_param_of
+def owner_resolver(ctx: AppState) -> OwnerResolver:
+    """Who owns a host (the most specific registered domain, as the attributor decides) and the click
+    parameter its links carry: the one rule for new links and for claiming old ones."""
+    from attribution.merchants import link_owners
 
-    owner = (await MerchantStore(ctx.redis, ctx.keys).owners([host]))[host]
-    if not owner:
-        return None, ctx.settings.default_click_param
-    return owner, await click_param_of(ctx.redis, ctx.keys, owner)
+    default_param = ctx.settings.default_click_param
+
+    async def resolve(client, hosts: list[str]) -> dict[str, tuple[str | None, str]]:
+        return await link_owners(client, ctx.keys, hosts, default_param)
+
+    return resolve
 
 
 async def create_link(request: Request):
@@ -78,7 +80,8 @@ async def create_link(request: Request):
         dest = validate_url(body.get("url"))
     except UrlError as exc:
         raise ApiError(422, f"invalid_url.{exc.reason}", str(exc)) from None
-    merchant_id, click_param = await _merchant_for_host(ctx, dest.host)
+    resolve = owner_resolver(ctx)
+    merchant_id, click_param = (await resolve(ctx.redis, [dest.host]))[dest.host]
     custom = body.get("code")
     if custom is not None:
         if not (
@@ -101,6 +104,10 @@ async def create_link(request: Request):
             click_param=click_param,
         )
         if await ctx.links.create(link):
+            if (await resolve(ctx.redis, [dest.host]))[dest.host] != (merchant_id, click_param):
+                # A registration claimed the host between the lookup and the write: join its claim.
+                await ctx.links.reconcile([code], resolve)
+                link = await ctx.links.get(code) or link
             return json_response(link_json(link, ctx.settings.public_url), status=201)
     if custom is not None:
         raise ApiError(409, "code_taken", f"code {custom!r} is already taken")

@@ -9,15 +9,23 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
+from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 import msgspec
 from redis.asyncio import Redis
+from redis.exceptions import WatchError
 
 from clicktrail.keys import Keys
 from redirector.urls import host_candidates
 
 LINK_EVENT_VERSION = b"1"
+# Links re-checked per optimistic transaction when a domain is claimed: bounds the keys one WATCH holds.
+CLAIM_BATCH_LINKS = 500
+
+# (client, hosts) → host → (owning merchant or None, click parameter): the ownership rule
+# (attribution/domains.py), read through the client given so that it runs inside a WATCH.
+OwnerResolver = Callable[[Redis, list[str]], Awaitable[dict[str, tuple[str | None, str]]]]
 
 
 class Link(msgspec.Struct, frozen=True, gc=False):
@@ -137,20 +145,51 @@ class LinkStore:
         found = await self.get_many([c.decode() for c in codes])
         return [link for link in found if link is not None]
 
-    async def claim_host(self, host: str, merchant_id: str, click_param: str) -> int:
-        """Attach every link on `host` or a subdomain of it to the merchant that registered it; returns how
-        many changed."""
-        codes = [c.decode() for c in await self._redis.smembers(self._keys.host_links(host))]
+    async def claim_host(self, host: str, resolve: OwnerResolver) -> int:
+        """Bring every link on `host` or below it in line with the current owner of its own host (a link on
+        a more specific domain of another merchant keeps that merchant); returns how many changed."""
+        codes = sorted(c.decode() for c in await self._redis.smembers(self._keys.host_links(host)))
         changed = 0
-        for link in await self.get_many(codes):
-            if link is None or (link.merchant_id == merchant_id and link.click_param == click_param):
-                continue
-            claimed = msgspec.structs.replace(
-                link, merchant_id=merchant_id, click_param=click_param, updated_at_ms=now_ms()
-            )
-            await self.replace(claimed)
-            changed += 1
+        for start in range(0, len(codes), CLAIM_BATCH_LINKS):
+            changed += await self.reconcile(codes[start : start + CLAIM_BATCH_LINKS], resolve)
         return changed
+
+    async def reconcile(self, codes: list[str], resolve: OwnerResolver) -> int:
+        """Give each link the merchant and click parameter that `resolve` names for its host, in one
+        optimistic transaction that WATCHes the links and the ownership of their hosts: a disable or an
+        ownership change made meanwhile is never overwritten with what was read before it."""
+        keys = self._keys
+        link_keys = [keys.link(code) for code in codes]
+        async with self._redis.pipeline(transaction=True) as pipe:
+            while True:  # ends: each retry follows a write that committed meanwhile
+                try:
+                    await pipe.watch(*link_keys)
+                    found = [decode_link(p) for p in await pipe.mget(link_keys) if p is not None]
+                    hosts = sorted({link.host for link in found})
+                    if not hosts:
+                        return 0
+                    await pipe.watch(
+                        *sorted({keys.domain_owner(n) for h in hosts for n in host_candidates(h)})
+                    )
+                    owners = await resolve(pipe, hosts)
+                    changed = [
+                        msgspec.structs.replace(
+                            link,
+                            merchant_id=owners[link.host][0],
+                            click_param=owners[link.host][1],
+                            updated_at_ms=now_ms(),
+                        )
+                        for link in found
+                        if (link.merchant_id, link.click_param) != owners[link.host]
+                    ]
+                    pipe.multi()
+                    for link in changed:
+                        pipe.set(keys.link(link.code), encode_link(link))
+                        pipe.xadd(keys.link_events, link_event(link))
+                    await pipe.execute()
+                    return len(changed)
+                except WatchError:
+                    continue
 
 
 class LinkCache:

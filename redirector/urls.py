@@ -2,7 +2,14 @@
 
 Accepts absolute http(s) URLs to a real host and returns them normalised (lower-case scheme and host,
 IDN hosts as punycode, default port dropped, characters outside URL syntax percent-encoded). Everything
-else is refused with a reason code that the API reports with a 422."""
+else is refused with a reason code that the API reports with a 422.
+
+Hosts that are not on the public internet are refused (`non_public_host`): names that resolve to this
+machine or its local network (`localhost`, `*.localhost`, `*.local`, ...) and IP literals outside the
+global unicast space (private, loopback, link-local, unspecified, shared 100.64/10, multicast, reserved,
+documentation, and IPv6 forms that embed an IPv4 address or carry a zone). A short link to such a host
+would send a viewer's browser into their own network, and no merchant's shop lives there. Public IP
+literals stay accepted: they are valid hosts a shop may use."""
 
 from __future__ import annotations
 
@@ -16,10 +23,17 @@ import idna
 MAX_URL_BYTES = 2048
 MAX_HOST_CHARS = 253
 _LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+# WHATWG's "ends in a number": such a host is an IPv4 address to a browser, never a name.
+_NUMBER_LABEL_RE = re.compile(r"[0-9]+|0x[0-9a-f]*")
 # Characters left as they are when percent-encoding path, query and fragment: URL syntax plus '%'
 # (already-encoded input stays as it is).
 _SAFE_CHARS = "/?#[]@!$&'()*+,;=-._~%:"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# Names that resolve to this machine or its local network, never to a public shop: RFC 6761 localhost,
+# RFC 6762 .local (mDNS), RFC 8375 home.arpa, ICANN's .internal, and the de-facto localdomain.
+LOCAL_NAME_SUFFIXES = ("localhost", "localdomain", "local", "internal", "home.arpa")
+# NAT64 prefixes (RFC 6052, RFC 8215): the IPv4 address they embed is what a browser reaches.
+_NAT64_NETWORKS = (ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48"))
 
 
 class UrlError(ValueError):
@@ -57,6 +71,8 @@ def validate_url(raw: object) -> Destination:
         port = parts.port
     except ValueError as exc:
         raise UrlError("malformed", f"malformed URL: {exc}") from None
+    if "[" in authority and ":" not in (parts.hostname or ""):
+        raise UrlError("host", "only an IPv6 address may stand in brackets")
     host = _normalise_host(parts.hostname or "")
     scheme = parts.scheme.lower()
     netloc = f"[{host}]" if ":" in host else host
@@ -77,10 +93,12 @@ def _encode(part: str) -> str:
 def _normalise_host(host: str) -> str:
     if not host:
         raise UrlError("host", "url has no host")
-    try:
-        return str(ipaddress.ip_address(host))
-    except ValueError:
-        pass
+    if ":" in host:  # only an IPv6 literal keeps a colon once urlsplit took the port off
+        try:
+            ip = ipaddress.ip_address(host)
+        except ValueError:
+            raise UrlError("host", f"{host!r} is not a valid IPv6 address") from None
+        return _public_ip_host(ip, host)
     host = host.rstrip(".") if host.endswith(".") and not host.endswith("..") else host
     try:
         ascii_host = idna.encode(host, uts46=True).decode("ascii") if not host.isascii() else host.lower()
@@ -89,16 +107,97 @@ def _normalise_host(host: str) -> str:
     if len(ascii_host) > MAX_HOST_CHARS:
         raise UrlError("host", "host name is too long")
     labels = ascii_host.split(".")
+    if _NUMBER_LABEL_RE.fullmatch(labels[-1]):
+        # A browser reads a host that ends in a number as an IPv4 address ("127.1", "0x7f.0.0.1").
+        ip = whatwg_ipv4(ascii_host)
+        if ip is None:
+            raise UrlError("host", f"{host!r} is neither a host name nor an IP address")
+        if str(ip) != ascii_host and is_public_ip(ip):
+            raise UrlError("host", f"{host!r} is an unusual spelling of {ip}: write {ip}")
+        return _public_ip_host(ip, host)
+    if is_local_name(ascii_host):
+        raise UrlError("non_public_host", f"{host!r} names this machine or a local network")
     if len(labels) < 2 or not all(_LABEL_RE.match(label) for label in labels):
         raise UrlError("host", f"{host!r} is not a valid public host name")
-    if labels[-1].isdigit():
-        # "1.2.3" or "0x7f.1": not a name, and not a canonical IP either.
-        raise UrlError("host", f"{host!r} is neither a host name nor an IP address")
     return ascii_host
+
+
+def _public_ip_host(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, raw: str) -> str:
+    if not is_public_ip(ip):
+        raise UrlError("non_public_host", f"{raw!r} is not a public internet address ({ip})")
+    return str(ip)
+
+
+def whatwg_ipv4(host: str) -> ipaddress.IPv4Address | None:
+    """The IPv4 address a browser reads in a lower-case host that ends in a number (WHATWG URL standard:
+    "127.1", "0x7f.0.0.1", "2130706433", "0177.0.0.1"), or None if it is not one."""
+    parts = host.split(".")
+    if len(parts) > 4:
+        return None
+    numbers = []
+    for part in parts:
+        digits, base, allowed = part, 10, "0123456789"
+        if part.startswith("0x"):
+            digits, base, allowed = part[2:], 16, "0123456789abcdef"
+        elif len(part) > 1 and part.startswith("0"):
+            digits, base, allowed = part[1:], 8, "01234567"
+        if not set(digits) <= set(allowed) or (not digits and base != 16):
+            return None
+        numbers.append(int(digits, base) if digits else 0)
+    if any(n > 255 for n in numbers[:-1]) or numbers[-1] >= 256 ** (5 - len(numbers)):
+        return None
+    return ipaddress.IPv4Address(numbers[-1] + sum(n << 8 * (3 - i) for i, n in enumerate(numbers[:-1])))
+
+
+def is_public_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    """Whether a browser sent to `ip` reaches the public internet: global unicast only."""
+    if isinstance(ip, ipaddress.IPv6Address) and (
+        ip.scope_id is not None
+        or ip.ipv4_mapped is not None
+        or ip.sixtofour is not None
+        or ip.teredo is not None
+        or ip.is_site_local
+        or any(ip in net for net in _NAT64_NETWORKS)
+    ):
+        # An embedded IPv4 address (or a zone) says where the packets go: write that IPv4 itself.
+        return False
+    return ip.is_global and not (
+        ip.is_private
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_unspecified
+        or ip.is_multicast
+        or ip.is_reserved
+    )
+
+
+def is_local_name(host: str) -> bool:
+    """Whether a lower-case host name (no trailing dot) is one that resolves locally, never publicly."""
+    return any(host == name or host.endswith("." + name) for name in LOCAL_NAME_SUFFIXES)
+
+
+def non_public_domain(domain: str) -> str | None:
+    """Why a merchant may not register `domain` (lower case, no trailing dot) although it is a valid
+    host name, or None: it resolves locally, or it is an address (which has no subdomains to own)."""
+    if is_local_name(domain):
+        return f"{domain!r} names this machine or a local network"
+    if _NUMBER_LABEL_RE.fullmatch(domain.rsplit(".", 1)[-1]) or is_ip_literal(domain):
+        return f"{domain!r} is an IP address, not a domain name"
+    return None
+
+
+def is_ip_literal(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def host_candidates(host: str) -> list[str]:
     """`host` and its parent domains, most specific first, without the bare top-level domain: a merchant
-    owning brand.com owns shop.brand.com too."""
+    owning brand.com owns shop.brand.com too. An IP literal has no parents."""
+    if is_ip_literal(host):
+        return [host]
     labels = host.split(".")
     return [".".join(labels[i:]) for i in range(len(labels) - 1)] or [host]

@@ -1,6 +1,6 @@
 import pytest
 
-from redirector.urls import MAX_URL_BYTES, UrlError, validate_url
+from redirector.urls import MAX_URL_BYTES, UrlError, host_candidates, validate_url
 
 ACCEPTED = [
     ("https://shop.example.com/p/1?color=red", "https://shop.example.com/p/1?color=red", "shop.example.com"),
@@ -12,8 +12,16 @@ ACCEPTED = [
     ("https://example.com/ä ö".replace(" ", "%20"), "https://example.com/%C3%A4%20%C3%B6", "example.com"),
     ("https://example.com/p#frag", "https://example.com/p#frag", "example.com"),
     ("https://93.184.216.34/x", "https://93.184.216.34/x", "93.184.216.34"),
-    ("https://[2001:db8::1]/x", "https://[2001:db8::1]/x", "2001:db8::1"),
+    ("https://[2606:4700::1111]/x", "https://[2606:4700::1111]/x", "2606:4700::1111"),
     ("https://example.com./x", "https://example.com/x", "example.com"),
+    # public IP literals stay accepted (a trailing dot is dropped, as for names)
+    ("https://8.8.8.8:8080/", "https://8.8.8.8:8080/", "8.8.8.8"),
+    ("https://93.184.216.34./x", "https://93.184.216.34/x", "93.184.216.34"),
+    ("https://[2a00:1450:4001::200e]/", "https://[2a00:1450:4001::200e]/", "2a00:1450:4001::200e"),
+    # names that merely contain a local word are public
+    ("https://localhost.example.com/", "https://localhost.example.com/", "localhost.example.com"),
+    ("https://mylocal.shop/", "https://mylocal.shop/", "mylocal.shop"),
+    ("https://1e3.com/", "https://1e3.com/", "1e3.com"),
 ]
 
 
@@ -40,11 +48,15 @@ REJECTED = [
     ("https://example.com/\tx", "control_character"),
     ("https://example.com/a b", "control_character"),
     ("https:///path", "host"),
-    ("https://localhost/", "host"),
     ("https://-bad-.com/", "host"),
     ("https://exa_mple.com/", "host"),
-    ("https://1.2.3/", "host"),
-    ("https://0x7f.1/", "host"),
+    ("https://1.2.3/", "host"),  # a browser reads 1.2.0.3: public, but only its plain spelling is taken
+    ("https://0x5d.184.216.34/", "host"),
+    ("https://1.2.3.4.5/", "host"),
+    ("https://256.256.256.256/", "host"),
+    ("https://%31%32%37.0.0.1/", "host"),
+    ("https://[v1.example.com]/", "host"),
+    ("https://[1:2:3]/", "malformed"),
     ("https://" + "a" * 64 + ".com/", "host"),
     ("https://example.com:99999/", "malformed"),
     ("https://example.com/" + "a" * MAX_URL_BYTES, "too_long"),
@@ -56,3 +68,74 @@ def test_rejected(raw: object, reason: str) -> None:
     with pytest.raises(UrlError) as info:
         validate_url(raw)
     assert info.value.reason == reason
+
+
+NON_PUBLIC = [
+    # names that resolve to this machine or the local network, however spelled
+    "https://localhost/",
+    "https://LOCALHOST./",
+    "https://shop.localhost/",
+    "https://ｌｏｃａｌｈｏｓｔ/",
+    "https://printer.local/",
+    "https://box.localdomain/",
+    "https://db.internal/",
+    "https://nas.home.arpa/",
+    # IPv4: loopback, private, link-local (cloud metadata), unspecified, shared, multicast, reserved, ...
+    "https://127.0.0.1/",
+    "https://127.0.0.1./",
+    "https://127.1/",
+    "https://0x7f.0.0.1/",
+    "https://0177.0.0.1/",
+    "https://2130706433/",
+    "https://１２７.０.０.１/",
+    "https://10.0.0.1/",
+    "https://172.16.5.4/",
+    "https://192.168.1.1:8080/",
+    "https://169.254.169.254/latest/meta-data/",
+    "https://0.0.0.0/",
+    "https://0/",
+    "https://100.64.0.1/",
+    "https://224.0.0.1/",
+    "https://239.255.255.250/",
+    "https://240.0.0.1/",
+    "https://255.255.255.255/",
+    "https://192.0.2.1/",
+    "https://198.18.0.1/",
+    # IPv6: loopback, unspecified, unique-local, link-local (with a zone), site-local, multicast,
+    # documentation, and every form that embeds an IPv4 address
+    "https://[::1]/",
+    "https://[::]/",
+    "https://[fd00::1]/",
+    "https://[fe80::1]/",
+    "https://[fe80::1%25eth0]/",
+    "https://[::1%25]/",
+    "https://[fec0::1]/",
+    "https://[ff02::1]/",
+    "https://[2001:db8::1]/",
+    "https://[::ffff:127.0.0.1]/",
+    "https://[::ffff:8.8.8.8]/",
+    "https://[::127.0.0.1]/",
+    "https://[64:ff9b::7f00:1]/",
+    "https://[2002:7f00:1::]/",
+    "https://[2001::1]/",
+]
+
+
+@pytest.mark.parametrize("raw", NON_PUBLIC)
+def test_non_public_hosts_are_refused(raw: str) -> None:
+    with pytest.raises(UrlError) as info:
+        validate_url(raw)
+    assert info.value.reason == "non_public_host", info.value
+
+
+@pytest.mark.parametrize(
+    ("host", "candidates"),
+    [
+        ("deep.shop.brand.example", ["deep.shop.brand.example", "shop.brand.example", "brand.example"]),
+        ("brand.example", ["brand.example"]),
+        ("93.184.216.34", ["93.184.216.34"]),  # an address has no parent domains
+        ("2606:4700::1111", ["2606:4700::1111"]),
+    ],
+)
+def test_host_candidates(host: str, candidates: list[str]) -> None:
+    assert host_candidates(host) == candidates

@@ -1,0 +1,49 @@
+"""Merchant domains: what `validate` refuses (hosts that are not public names) and accepts."""
+
+import msgspec
+import pytest
+
+from attribution.merchants import InvalidMerchant, Merchant, validate
+
+BASE = Merchant("m1", "Shop", ["shop.example.com"], "EUR", 800)
+
+
+@pytest.mark.parametrize(
+    "domain",
+    [
+        "foo.localhost",
+        "localhost.localdomain",
+        "printer.local",
+        "box.localdomain",
+        "db.internal",
+        "nas.home.arpa",
+        "127.0.0.1",
+        "10.0.0.1",
+        "169.254.169.254",
+        "93.184.216.34",  # even a public address: it has no subdomains to own
+        "216.34",
+        "0x7f.1",
+    ],
+)
+def test_non_public_domains_are_refused(domain: str) -> None:
+    with pytest.raises(InvalidMerchant) as info:
+        validate(msgspec.structs.replace(BASE, domains=["shop.example.com", domain]))
+    assert info.value.code == "non_public_host"
+
+
+@pytest.mark.parametrize(
+    ("domains", "normalised"),
+    [
+        (["Shop.Example.COM."], ["shop.example.com"]),
+        (["localhost.example.com", "mylocal.shop"], ["localhost.example.com", "mylocal.shop"]),
+        (["1e3.com", "shop.x1.example"], ["1e3.com", "shop.x1.example"]),
+    ],
+)
+def test_public_domains_are_accepted(domains: list[str], normalised: list[str]) -> None:
+    assert validate(msgspec.structs.replace(BASE, domains=domains)).domains == normalised
+
+
+@pytest.mark.parametrize("domain", ["localhost", "localhost.", "local", ""])
+def test_single_label_names_are_refused(domain: str) -> None:
+    with pytest.raises(InvalidMerchant):
+        validate(msgspec.structs.replace(BASE, domains=[domain]))
