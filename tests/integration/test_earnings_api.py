@@ -18,32 +18,34 @@ DAY_S = 86_400
 T0_S = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp())
 
 
+BAD_RANGES = [
+    "from=0001-01-01",
+    "from=1969-12-31",
+    "to=9999-12-31",
+    "to=2106-01-01",
+    "from=2026-02-01&to=2026-01-31",  # reversed
+    "from=2026-13-01",
+    "from=2026-02-30",
+    "from=2026-01-01xyz",  # used to be cut to its first ten characters
+    "to=2026-01-31T00:00:00",
+    "from=20260101",
+    "from=%EF%BC%92%EF%BC%90%EF%BC%92%EF%BC%96-01-01",  # full-width digits
+    "from=2026-01-01%0A",
+    "from=x&to=%ff",
+]
+
+
 @pytest.mark.redis
-@pytest.mark.parametrize(
-    "query",
-    [
-        "from=0001-01-01",
-        "from=1969-12-31",
-        "to=9999-12-31",
-        "to=2106-01-01",
-        "from=2026-02-01&to=2026-01-31",  # reversed
-        "from=2026-13-01",
-        "from=2026-02-30",
-        "from=2026-01-01xyz",  # used to be cut to its first ten characters
-        "to=2026-01-31T00:00:00",
-        "from=20260101",
-        "from=%EF%BC%92%EF%BC%90%EF%BC%92%EF%BC%96-01-01",  # full-width digits
-        "from=2026-01-01%0A",
-        "from=x&to=%ff",
-    ],
-)
-def test_day_ranges_clickhouse_would_misread_are_refused(settings, redis_client, query: str) -> None:
+def test_day_ranges_clickhouse_would_misread_are_refused(settings, redis_client) -> None:
+    """Each member of the class, through one app (refused before any query: no ClickHouse needed)."""
+
     async def scenario():
         async with running_app(settings) as (_, client):
-            response = await client.get(f"{URL}?{query}", headers=ADMIN)
-            assert response.status_code == 400, response.text
-            assert response.headers["content-type"] == "application/json"
-            assert response.json()["error"]["code"] == "bad_date"
+            for query in BAD_RANGES:
+                response = await client.get(f"{URL}?{query}", headers=ADMIN)
+                assert response.status_code == 400, (query, response.text)
+                assert response.headers["content-type"] == "application/json"
+                assert response.json()["error"]["code"] == "bad_date", query
 
     asyncio.run(scenario())
 
