@@ -20,6 +20,8 @@ from redirector.errors import ApiError, error_response, json_response, read_body
 from redirector.links import now_ms as clock_ms
 
 MAX_CATALOG_BODY_BYTES = 8 * 1024 * 1024
+# While ClickHouse is down a client should come back in a few seconds, not hammer it.
+CLICKHOUSE_RETRY_AFTER_S = 5
 log = logging.getLogger(__name__)
 
 
@@ -133,10 +135,6 @@ async def get_catalog(request: Request):
         merchant_ids, params.get("q", ""), params.get("category", ""), creator_id or ""
     )
     return json_response({"products": products})
-
-
-# While ClickHouse is down a client should come back in a few seconds, not hammer it.
-CLICKHOUSE_RETRY_AFTER_S = 5
 
 
 async def get_earnings(request: Request):

@@ -22,7 +22,9 @@ LAST_DAY = date(2105, 12, 31)
 # Exactly YYYY-MM-DD in ASCII digits (date.fromisoformat alone also takes 20260101 and week dates).
 _DAY_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 # A report sum is trusted only while the sum of the absolute amounts behind it (Float64, so it cannot
-# wrap) stays below this: half of Int64's range leaves room for the float's rounding.
+# wrap) stays below this: half of Int64's range leaves room for the float's rounding. What it cannot see
+# is one rollup row that wrapped by itself (one creator, merchant, currency, day, kind and status past
+# Int64: about a million maximal orders in a day).
 SAFE_SUM_MINOR = 2**62
 
 
