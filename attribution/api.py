@@ -3,22 +3,27 @@ Mounted by the app (`routes()`); handlers take shared resources from `request.ap
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+import logging
+from datetime import UTC, datetime
 
 import msgspec
+from clickhouse_driver.errors import Error as ClickHouseError
 from prometheus_client import CollectorRegistry, Counter
 from starlette.requests import Request
 from starlette.routing import Route
 
-from attribution import report, webhooks
+from attribution import money, report, webhooks
 from attribution.catalog import CatalogStore, Product
 from attribution.merchants import DomainTaken, InvalidMerchant, Merchant, MerchantStore, public_view, validate
 from attribution.rates import RateStore, RatesUpdate
 from redirector.api import owner_resolver
-from redirector.errors import ApiError, json_response, read_body, read_json
+from redirector.errors import ApiError, error_response, json_response, read_body, read_json
 from redirector.links import now_ms as clock_ms
 
 MAX_CATALOG_BODY_BYTES = 8 * 1024 * 1024
+# While ClickHouse is down a client should come back in a few seconds, not hammer it.
+CLICKHOUSE_RETRY_AFTER_S = 5
+log = logging.getLogger(__name__)
 
 
 class Metrics:
@@ -149,23 +154,27 @@ async def get_catalog(request: Request):
     return json_response({"products": products})
 
 
-def _day(value: str | None, default: date) -> date:
-    if not value:
-        return default
-    try:
-        return date.fromisoformat(value[:10])
-    except ValueError:
-        raise ApiError(400, "bad_date", f"{value!r} is not a date (YYYY-MM-DD)") from None
-
-
 async def get_earnings(request: Request):
     ctx = request.app.state.ctx
     creator_id = request.path_params["creator_id"]
     (await ctx.auth.authenticate(request)).require_creator(creator_id)
-    today = datetime.now(UTC).date()
-    start = _day(request.query_params.get("from"), date(1970, 1, 1))
-    end = _day(request.query_params.get("to"), today)
-    rows = await report.earnings(ctx.clickhouse(), start, end, creator_id)
+    params = request.query_params
+    try:
+        start, end = report.day_range(params.get("from"), params.get("to"), datetime.now(UTC).date())
+    except report.BadRange as exc:
+        raise ApiError(400, "bad_date", str(exc)) from None
+    try:
+        rows = await report.earnings(ctx.clickhouse(), start, end, creator_id)
+    except (ClickHouseError, OSError, EOFError) as exc:
+        log.warning("earnings unavailable: %s", exc)
+        return error_response(
+            503,
+            "clickhouse_unavailable",
+            "earnings are read from ClickHouse, which cannot be reached now; retry later",
+            {"retry-after": str(CLICKHOUSE_RETRY_AFTER_S)},
+        )
+    except report.SumOutOfRange as exc:
+        raise ApiError(422, "sum_out_of_range", str(exc)) from None
     return json_response(
         {
             "creator_id": creator_id,
@@ -192,10 +201,14 @@ async def order_webhook(request: Request):
         metrics.labels(refusal).inc()
         raise ApiError(401, refusal, "webhook signature verification failed: " + refusal.replace("_", " "))
     try:
-        webhooks.parse(body)
+        parsed = webhooks.parse(body)
     except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
         metrics.labels("malformed").inc()
         raise ApiError(400, "malformed", str(exc)) from None
+    problem = webhooks.amount_refusal(parsed)
+    if problem is not None:
+        metrics.labels(money.REASON_AMOUNT_OUT_OF_RANGE).inc()
+        raise ApiError(400, money.REASON_AMOUNT_OUT_OF_RANGE, f"cannot be booked exactly: {problem}")
     webhook_id = request.headers["webhook-id"]
     result = await webhooks.Acceptor(ctx.redis, ctx.keys).accept(merchant_id, webhook_id, body, now_ms)
     if result == webhooks.CONFLICT:

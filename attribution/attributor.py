@@ -140,7 +140,9 @@ class Attributor:
         versions = await self._rates.versions(merchant_id)
         if merchant is None or not versions:
             return None
-        return ledger.Terms(merchant_id, merchant.attribution_window_days, merchant.lock_days, versions)
+        return ledger.Terms(
+            merchant_id, merchant.attribution_window_days, merchant.lock_days, versions, merchant.currency
+        )
 
     async def _events(self, merchant_id: str, order_ids: list[str]) -> dict[str, list[ledger.OrderEvent]]:
         """All events of the given orders (held in memory for the run: a few hundred bytes an order)."""
@@ -283,6 +285,9 @@ def _outcome(wanted: list[ledger.Entry], order: ledger.OrderEvent | None) -> str
     for entry in wanted:
         if entry.kind == "none" and entry.entry_id.startswith("none:"):
             return entry.reason
+    if not any(entry.kind == "accrual" for entry in wanted):
+        # refused outright (currency_mismatch, amount_out_of_range): its one flag row says why
+        return next((entry.reason for entry in wanted), "refused")
     return "credited"
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import msgspec
 from redis.asyncio import Redis
 
-from attribution import rules
+from attribution import money, rules
 from attribution.merchants import CURRENCY_RE
 from attribution.rates import RateStore, check_bps
 from clicktrail.keys import Keys
@@ -30,8 +30,9 @@ def check_product(product: Product) -> None:
         raise ValueError("sku must be 1-128 chars")
     if not product.url.startswith(("https://", "http://")):
         raise ValueError(f"product {product.sku!r}: url must be http(s)")
-    if product.price_minor < 0 or not CURRENCY_RE.match(product.currency):
-        raise ValueError(f"product {product.sku!r}: price_minor must be >= 0 and currency ISO 4217")
+    if not 0 <= product.price_minor <= money.MAX_UNIT_PRICE_MINOR or not CURRENCY_RE.match(product.currency):
+        limit = money.MAX_UNIT_PRICE_MINOR
+        raise ValueError(f"product {product.sku!r}: price_minor must be 0..{limit} and currency ISO 4217")
     if product.rate_bps is not None:
         check_bps(product.rate_bps, f"rate_bps of {product.sku!r}")
 

@@ -9,7 +9,7 @@ import contextlib
 import signal
 import sys
 import time
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 
 import click
 from redis.asyncio import Redis
@@ -63,22 +63,17 @@ async def attribute(settings: Settings, every_s: float | None) -> int:
     return status
 
 
-def _day(value: str | None, default: date) -> date:
-    if not value:
-        return default
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not YYYY-MM-DD") from None
-
-
 def earnings(settings: Settings, start: str | None, end: str | None, creator_id: str) -> int:
-    first = _day(start, date(1970, 1, 1))
-    last = _day(end, datetime.now(UTC).date())
+    try:
+        first, last = report.day_range(start, end, datetime.now(UTC).date())
+    except report.BadRange as exc:
+        raise click.BadParameter(str(exc)) from None
     backend = NativeClickHouse(settings.clickhouse_url)
     try:
         click.echo(f"reading earnings {first} .. {last} from ClickHouse...", err=True)
         rows = report.collect(backend, first, last, creator_id)
+    except report.SumOutOfRange as exc:
+        raise click.ClickException(str(exc)) from None
     finally:
         backend.close()
     click.echo(report.table(rows))

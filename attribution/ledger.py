@@ -17,6 +17,11 @@ How an append-only ledger stays right (the design the attributor relies on):
   is parked (nothing booked) until the order arrives; an order id created again with different items is
   flagged (`order_conflict`) and never summed. Refund quantities are capped at what remains of a line;
   refunding the whole remainder reverses exactly what remains, so a fully refunded line nets to zero.
+- Until multi-currency exists, commission is booked only in the merchant's currency: an order in another
+  currency books one zero `flag` row (`currency_mismatch`) and nothing else, and so does a refund or cancel
+  whose currency differs from its order's (the refund is not applied). An order whose amounts pass the
+  bounds of money.py (refused at the webhook since; one could still be in the stream from before) books a
+  zero `flag` row (`amount_out_of_range`) and nothing else, never a wrapped amount.
 """
 
 from __future__ import annotations
@@ -26,9 +31,12 @@ from dataclasses import dataclass, replace
 
 import msgspec
 
-from attribution import rules
+from attribution import money, rules
 
 CREATED, REFUNDED, CANCELLED = "order.created", "order.refunded", "order.cancelled"
+# A zero row that records something wrong with an event; it never carries money.
+KIND_FLAG = "flag"
+REASON_CURRENCY_MISMATCH = "currency_mismatch"
 
 
 class Item(msgspec.Struct, frozen=True):
@@ -57,12 +65,13 @@ class Terms:
     window_days: int
     lock_days: int
     versions: list[rules.RateVersion]
+    currency: str  # the merchant's: the only one commission is booked in until multi-currency exists
 
 
 @dataclass(frozen=True, slots=True)
 class Entry:
     entry_id: str
-    kind: str  # accrual, reversal, approval, none
+    kind: str  # accrual, reversal, approval, none, flag
     status: str  # pending, approved
     amount_minor: int
     orders: int = 0  # +1 on the order's first accrual line: sum(orders) counts credited orders
@@ -120,10 +129,26 @@ def desired(
     order = state.created
     if order is None or click is None:
         return []  # parked: a refund or cancel before its order
+    refusal = _refusal(order, terms)
+    if refusal is not None:
+        return [
+            Entry(
+                f"flag:{refusal}",
+                KIND_FLAG,
+                "pending",
+                0,
+                creator_id=click.creator_id,
+                click_id=order.click_id,
+                currency=order.currency,
+                reason=refusal,
+                event_id=order.webhook_id,
+                effective_ms=order.occurred_ms,
+            )
+        ]
     flags = [
         Entry(
             f"flag:conflict:{e.webhook_id}",
-            "none",
+            KIND_FLAG,
             "pending",
             0,
             reason="order_conflict",
@@ -149,6 +174,15 @@ def desired(
             *flags,
         ]
     return _credited(state, click, terms, now_ms) + flags
+
+
+def _refusal(order: OrderEvent, terms: Terms) -> str | None:
+    """Why an order cannot be booked at all, whatever its click."""
+    if order.currency != terms.currency:
+        return REASON_CURRENCY_MISMATCH
+    if money.amount_problem((i.unit_price_minor, i.quantity) for i in order.items) is not None:
+        return money.REASON_AMOUNT_OUT_OF_RANGE
+    return None
 
 
 def _credited(state: Folded, click: rules.ClickFacts, terms: Terms, now_ms: int) -> list[Entry]:
@@ -186,12 +220,16 @@ def _credited(state: Folded, click: rules.ClickFacts, terms: Terms, now_ms: int)
     pending_by_line = list(remaining_minor)
     for change in state.changes:
         status = "approved" if change.occurred_ms >= lock_at else "pending"
-        for index, quantity, flag in _reversed_lines(change, order, remaining_qty):
+        if change.currency != order.currency:
+            lines = [(0, 0, REASON_CURRENCY_MISMATCH)]  # not applied: amounts in another currency
+        else:
+            lines = _reversed_lines(change, order, remaining_qty)
+        for index, quantity, flag in lines:
             if flag:
                 entries.append(
                     Entry(
                         f"flag:{flag}:{change.webhook_id}:{index}",
-                        "none",
+                        KIND_FLAG,
                         status,
                         0,
                         reason=flag,

@@ -86,11 +86,13 @@ def ledger_for_orders(db: str) -> str:
 
 
 def earnings_commissions(db: str) -> str:
-    """Per creator and currency over a day range, from the daily rollup (never the raw ledger)."""
+    """Per creator and currency over a day range, from the daily rollup (never the raw ledger). The last
+    column, the sum of absolute amounts in Float64, bounds every Int64 sum before it: report.py refuses
+    the row when it is so large that those sums may have wrapped."""
     return (
         "SELECT creator_id, currency, sum(orders), "
         "sumIf(amount_minor, status = 'pending'), sumIf(amount_minor, status = 'approved'), "
-        "-sumIf(amount_minor, kind = 'reversal') "
+        "-sumIf(amount_minor, kind = 'reversal'), sum(abs(toFloat64(amount_minor))) "
         f"FROM {db}.commissions_daily WHERE day >= toDate(%(from_day)s) AND day <= toDate(%(to_day)s) "
         "AND (%(creator_id)s = '' OR creator_id = %(creator_id)s) AND creator_id != '' "
         "GROUP BY creator_id, currency ORDER BY creator_id, currency"

@@ -1,14 +1,60 @@
 """Earnings per creator and currency: clicks, orders, pending, approved, reversed. Read from the daily
-rollup (`commissions_daily`) and the clicks table, never the raw ledger. Used by the API and the CLI."""
+rollup (`commissions_daily`) and the clicks table, never the raw ledger. Used by the API and the CLI.
+
+Both take their day range through `day_range`, which refuses what ClickHouse would silently misread (a
+day outside its Date range reads as 1970), and both refuse a sum that may have wrapped past Int64
+(`SumOutOfRange`) rather than show it: money.py's bounds make that need about a million maximal orders of
+one creator in one currency, so it is a guard, not a limit anyone meets."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 from dataclasses import asdict, dataclass
 from datetime import date
 
 from attribution import queries
 from clicktrail.clickhouse import Backend
+
+# ClickHouse 18.16's toDate() reads 1970-01-01..2105-12-31; any day outside reads as 0000-00-00 (1970).
+FIRST_DAY = date(1970, 1, 1)
+LAST_DAY = date(2105, 12, 31)
+# Exactly YYYY-MM-DD in ASCII digits (date.fromisoformat alone also takes 20260101 and week dates).
+_DAY_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+# A report sum is trusted only while the sum of the absolute amounts behind it (Float64, so it cannot
+# wrap) stays below this: half of Int64's range leaves room for the float's rounding. What it cannot see
+# is one rollup row that wrapped by itself (one creator, merchant, currency, day, kind and status past
+# Int64: about a million maximal orders in a day).
+SAFE_SUM_MINOR = 2**62
+
+
+class BadRange(ValueError):
+    """A `from`/`to` that is not a day ClickHouse can read, or a reversed range; the message says why."""
+
+
+class SumOutOfRange(RuntimeError):
+    """A sum too large for ClickHouse's Int64 to have added exactly."""
+
+
+def parse_day(value: str, name: str) -> date:
+    if not _DAY_RE.fullmatch(value):
+        raise BadRange(f"{name}={value!r} is not a date (YYYY-MM-DD)")
+    try:
+        day = date.fromisoformat(value)
+    except ValueError:
+        raise BadRange(f"{name}={value!r} is not a calendar date") from None
+    if not FIRST_DAY <= day <= LAST_DAY:
+        raise BadRange(f"{name}={value!r} is outside {FIRST_DAY}..{LAST_DAY}")
+    return day
+
+
+def day_range(start: str | None, end: str | None, today: date) -> tuple[date, date]:
+    """The inclusive range of `from`/`to` (empty or None: from the first day, to `today`)."""
+    first = parse_day(start, "from") if start else FIRST_DAY
+    last = parse_day(end, "to") if end else min(today, LAST_DAY)
+    if last < first:
+        raise BadRange(f"to ({last}) is before from ({first})")
+    return first, last
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,9 +78,14 @@ def collect(backend: Backend, start: date, end: date, creator_id: str = "") -> l
     clicks = {c: int(n) for c, n in backend.execute(queries.earnings_clicks(db), params)}
     out = []
     seen = set()
-    for creator, currency, orders, pending, approved, reversed_ in backend.execute(
+    for creator, currency, orders, pending, approved, reversed_, gross in backend.execute(
         queries.earnings_commissions(db), params
     ):
+        if float(gross) >= SAFE_SUM_MINOR:
+            raise SumOutOfRange(
+                f"the {currency} amounts of creator {creator!r} in {start}..{end} add up past what "
+                "ClickHouse's Int64 sums exactly; the ledger rows are intact, narrow the range"
+            )
         seen.add(creator)
         out.append(
             Earnings(

@@ -1,7 +1,8 @@
 """Commission rules: pure functions over plain data. No I/O; the clock is always passed in.
 
 Every amount is integer minor units, every rate integer basis points. Commission per item line is
-`unit_price_minor × quantity × rate_bps / 10000`, rounded half-even per line. The rate comes, most
+`unit_price_minor × quantity × rate_bps / 10000`, rounded half-even per line, in checked arithmetic: the
+bounds in money.py keep every line, order and sum within Int64. The rate comes, most
 specific first, from: creator override, product (SKU), category, merchant default, all taken from the
 rate version in effect when the click happened.
 """
@@ -10,8 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-BPS_DENOMINATOR = 10_000
+from attribution import money
+
+BPS_DENOMINATOR = money.BPS_DENOMINATOR
 MS_PER_DAY = 86_400_000
+# An order may be stamped up to this long before its click and still earn. A real order cannot precede
+# the click whose id it carries (the id only exists once the viewer was redirected), so an earlier stamp
+# is clock skew: `occurred_at` often carries whole seconds (up to 999 ms early) and a merchant's clock may
+# lag ours. Two minutes forgives any NTP-kept clock and is negligible next to a window of days.
+CLOCK_SKEW_TOLERANCE_MS = 120_000
 
 
 def half_even(numerator: int, denominator: int) -> int:
@@ -27,7 +35,9 @@ def half_even(numerator: int, denominator: int) -> int:
 
 
 def commission_minor(unit_price_minor: int, quantity: int, rate_bps: int) -> int:
-    return half_even(unit_price_minor * quantity * rate_bps, BPS_DENOMINATOR)
+    """Never more than the line's basis; raises money.AmountOutOfRange past any bound."""
+    basis = money.line_total_minor(unit_price_minor, quantity)
+    return half_even(basis * money.check_rate_bps(rate_bps), BPS_DENOMINATOR)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,8 +136,9 @@ def ineligibility(click: ClickFacts, merchant_id: str, order_ms: int, window_day
 
 
 def window_reason(click_ms: int, order_ms: int, window_days: int) -> str | None:
-    """The window is inclusive: an order exactly `window_days` after its click still earns."""
-    if order_ms < click_ms:
+    """The window is inclusive: an order exactly `window_days` after its click still earns, and so does
+    one stamped up to CLOCK_SKEW_TOLERANCE_MS before it."""
+    if order_ms < click_ms - CLOCK_SKEW_TOLERANCE_MS:
         return REASON_BEFORE_CLICK
     if order_ms - click_ms > window_days * MS_PER_DAY:
         return REASON_EXPIRED

@@ -22,6 +22,7 @@ from typing import Annotated, Literal
 import msgspec
 from redis.asyncio import Redis
 
+from attribution import money
 from clicktrail.keys import Keys
 
 TOLERANCE_S = 300
@@ -90,8 +91,8 @@ Currency = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]
 
 class WebhookItem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     sku: Id
-    unit_price_minor: Annotated[int, msgspec.Meta(ge=0, le=10**12)]
-    quantity: Annotated[int, msgspec.Meta(ge=1, le=1_000_000)]
+    unit_price_minor: Annotated[int, msgspec.Meta(ge=0, le=money.MAX_UNIT_PRICE_MINOR)]
+    quantity: Annotated[int, msgspec.Meta(ge=1, le=money.MAX_QUANTITY)]
     category: Annotated[str, msgspec.Meta(max_length=128)] = ""
 
 
@@ -100,7 +101,7 @@ class OrderData(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     currency: Currency
     occurred_at: datetime
     click_id: Annotated[str, msgspec.Meta(max_length=128)] = ""
-    items: Annotated[list[WebhookItem], msgspec.Meta(max_length=1_000)] = []
+    items: Annotated[list[WebhookItem], msgspec.Meta(max_length=money.MAX_ITEMS_PER_ORDER)] = []
 
 
 class WebhookBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -125,6 +126,13 @@ def parse(body: bytes) -> WebhookBody:
     if parsed.type in ("order.created", "order.refunded") and not parsed.data.items:
         raise msgspec.ValidationError(f"{parsed.type} must list its items")
     return parsed
+
+
+def amount_refusal(parsed: WebhookBody) -> str | None:
+    """Why the event's amounts cannot be booked exactly (a line or the order past
+    money.MAX_ORDER_TOTAL_MINOR), or None. Checked at the endpoint, not in `parse`: an event that got into
+    the stream before this check is still stored, and the ledger flags it instead of booking it."""
+    return money.amount_problem((i.unit_price_minor, i.quantity) for i in parsed.data.items)
 
 
 # --- acceptance --------------------------------------------------------------------------------------

@@ -69,6 +69,27 @@ def corpus(code: str, merchant: str, secret: str) -> list[Case]:
                  "click_id": "x", "items": [{"sku": "S", "unit_price_minor": 100, "quantity": 1}]},
     }  # fmt: skip
     valid = json.dumps(order).encode()
+
+    def priced(items: list[tuple[int, int]], kind: str = "order.created") -> bytes:
+        lines = [{"sku": f"S{i}", "unit_price_minor": p, "quantity": q} for i, (p, q) in enumerate(items)]
+        return json.dumps({"type": kind, "data": {**order["data"], "items": lines}}).encode()
+
+    # Each field within its limit, the line or the order past 10^13 minor units (sums would wrap Int64).
+    over_bound = {
+        "webhook_line_total_over_bound": priced([(10**12, 1_000_000)]),
+        "webhook_order_total_over_bound": priced([(10**12, 5), (10**12, 5), (1, 1)]),
+        "webhook_many_lines_over_bound": priced([(10**12, 1_000_000)] * 1_000),
+        "webhook_refund_over_bound": priced([(10**12, 11)], kind="order.refunded"),
+    }
+    earnings = "/api/creators/c1/earnings?"
+    bad_days = {
+        "api_earnings_day_before_1970": "from=0001-01-01",
+        "api_earnings_day_after_2105": "to=9999-12-31",
+        "api_earnings_reversed": "from=2026-02-01&to=2026-01-31",
+        "api_earnings_month_13": "from=2026-13-01",
+        "api_earnings_trailing_garbage": "from=2026-01-01xyz",
+        "api_earnings_basic_format": "to=20260101",
+    }
     truncated = valid[: len(valid) // 2]
     big = b'{"pad": "' + b"a" * (300 * 1024) + b'"}'
     e400, e401, e404, e413, e431 = (frozenset({s}) for s in (400, 401, 404, 413, 431))
@@ -178,7 +199,9 @@ def corpus(code: str, merchant: str, secret: str) -> list[Case]:
         ),
         Case("api_link_bad_code", lambda: _get(b"/api/links/%ff%fe", ADMIN.encode())),
         Case(
-            "api_earnings_bad_dates", lambda: _get(b"/api/creators/c1/earnings?from=x&to=%ff", ADMIN.encode())
+            "api_earnings_bad_dates",
+            lambda: _get(b"/api/creators/c1/earnings?from=x&to=%ff", ADMIN.encode()),
+            e400,
         ),
         # order webhooks: the contract's statuses
         Case("webhook_truncated_signed", lambda: _post(hook, truncated, _signed(secret, truncated)), e400),
@@ -191,6 +214,14 @@ def corpus(code: str, merchant: str, secret: str) -> list[Case]:
             "webhook_invalid_utf8_signed",
             lambda: _post(hook, b'{"\xff": 1}', _signed(secret, b'{"\xff": 1}')),
             e400,
+        ),
+        *(
+            Case(name, lambda body=body: _post(hook, body, _signed(secret, body)), e400)
+            for name, body in over_bound.items()
+        ),
+        *(
+            Case(name, lambda query=query: _get((earnings + query).encode(), ADMIN.encode()), e400)
+            for name, query in bad_days.items()
         ),
         Case("webhook_unsigned", lambda: _post(hook, valid), e401),
         Case("webhook_bad_signature", lambda: _post(hook, valid, _signed(secret, valid, bad=True)), e401),

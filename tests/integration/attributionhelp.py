@@ -61,6 +61,7 @@ async def deliver(
     click_id: str,
     at_ms: int,
     items: list[tuple[str, str, int, int]],
+    currency: str = "EUR",
 ) -> int:
     body = orjson.dumps(
         {
@@ -68,7 +69,7 @@ async def deliver(
             "data": {
                 "order_id": order_id,
                 "click_id": click_id,
-                "currency": "EUR",
+                "currency": currency,
                 "occurred_at": iso(at_ms),
                 "items": [
                     {"sku": s, "category": c, "unit_price_minor": p, "quantity": q} for s, c, p, q in items

@@ -235,3 +235,71 @@ def test_one_run_at_a_time_and_a_failed_run_keeps_the_others_out(settings, backe
         await r.aclose()
 
     asyncio.run(scenario())
+
+
+def flags(backend) -> dict[str, list[tuple[str, str, int]]]:
+    rows = backend.execute(
+        f"SELECT order_id, entry_id, reason, sum(amount_minor) FROM {backend.database}.commissions "
+        "WHERE kind = 'flag' GROUP BY order_id, entry_id, reason ORDER BY order_id, entry_id"
+    )
+    out: dict[str, list[tuple[str, str, int]]] = {}
+    for order_id, entry_id, reason, amount in rows:
+        out.setdefault(order_id, []).append((entry_id, reason, int(amount)))
+    return out
+
+
+def test_what_cannot_be_booked_is_flagged_and_skew_is_forgiven(settings, backend) -> None:
+    """Orders in another currency, amounts past the money bounds (an event that reached the stream without
+    the endpoint's check, as one from before it could) and a refund in another currency book zero flag
+    rows and nothing else; an order stamped in the same second as its click, or a minute before (clock
+    skew), is credited; the earnings report stays exact."""
+    keys = Keys(settings.redis_prefix)
+    ids = ClickIds(settings.secret_bytes)
+
+    async def scenario():
+        r = Redis.from_url(settings.redis_url)
+        await add_merchant(r, keys, "m1", ["shop.m1.example"], T0 - DAY)
+        c = {
+            name: ids.new(T0 + n * 1000 + 750) for n, name in enumerate(["usd", "big", "wide", "sec", "skew"])
+        }
+        insert_clicks(
+            backend,
+            [
+                (cid, T0 + n * 1000 + 750, "alice", "m1", "shop.m1.example", 0, 0)
+                for n, cid in enumerate(c.values())
+            ],
+        )
+        shoes = ("SKU-1", "shoes", 5990, 2)
+        at = T0 + HOUR
+        await deliver(r, keys, "m1", "w1", "order.created", "A-1", c["usd"], at, [shoes], currency="USD")
+        await deliver(
+            r, keys, "m1", "w2", "order.created", "A-2", c["big"], at, [("S", "", 10**12, 1_000_000)]
+        )
+        await deliver(r, keys, "m1", "w3", "order.created", "A-3", c["wide"], at, [("S", "", 10**12, 1)] * 11)
+        # the click at T0 + 3.750 s, the order stamped T0 + 3 s (whole seconds): the same second
+        await deliver(r, keys, "m1", "w4", "order.created", "A-4", c["sec"], T0 + 3000, [shoes])
+        await deliver(
+            r, keys, "m1", "w4r", "order.refunded", "A-4", c["sec"], at, [("SKU-1", "", 5990, 1)], "GBP"
+        )
+        await deliver(r, keys, "m1", "w5", "order.created", "A-5", c["skew"], T0 + 4750 - 60_000, [shoes])
+        await asyncio.to_thread(ingest_orders, settings.redis_url, keys, backend)
+        summary = await Attributor(r, keys, backend, ids).run_once(now_ms=at + HOUR)
+        assert dict(summary.outcomes) == {"credited": 2, "currency_mismatch": 1, "amount_out_of_range": 2}
+        assert flags(backend) == {
+            "A-1": [("flag:currency_mismatch", "currency_mismatch", 0)],
+            "A-2": [("flag:amount_out_of_range", "amount_out_of_range", 0)],
+            "A-3": [("flag:amount_out_of_range", "amount_out_of_range", 0)],
+            "A-4": [("flag:currency_mismatch:w4r:0", "currency_mismatch", 0)],
+        }
+        books = ledger_by_order(backend)
+        # 5990 × 2 × 8 % = 958.4 → 958 each; the GBP refund of A-4 is not applied
+        assert {o: books[o][0] for o in books} == {"A-1": 0, "A-2": 0, "A-3": 0, "A-4": 958, "A-5": 958}
+        assert reasons(backend) == {}  # none is order_before_click
+        earned = report.collect(backend, date(2026, 10, 1), date(2026, 12, 31), "alice")
+        # the USD flag earned nothing (whether its all-zero rollup row is kept depends on the version)
+        rows = [(e.currency, e.orders, e.pending_minor, e.approved_minor) for e in earned]
+        assert [row for row in rows if row[1:] != (0, 0, 0)] == [("EUR", 2, 1916, 0)]
+        assert (await Attributor(r, keys, backend, ids).run_once(now_ms=at + 2 * HOUR)).rows == 0
+        await r.aclose()
+
+    asyncio.run(scenario())

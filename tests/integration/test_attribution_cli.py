@@ -79,3 +79,28 @@ def test_attribute_every_stops_on_sigterm(settings, clickhouse, redis_client) ->
             proc.kill()
     # the lock is released on the way out: another run can start at once
     assert not redis_client.exists(settings.redis_prefix + "attribution:lock")
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "said"),
+    [
+        (["--from", "0001-01-01"], 2, "outside 1970-01-01..2105-12-31"),
+        (["--to", "9999-12-31"], 2, "outside"),
+        (["--from", "2026-02-01", "--to", "2026-01-31"], 2, "before from"),
+        (["--from", "2026-13-01"], 2, "not a calendar date"),
+        (["--from", "2026-01-01xyz"], 2, "YYYY-MM-DD"),
+        (["--from", "2026-01-01"], 1, "ClickHouse cannot be reached"),  # a valid range, ClickHouse down
+    ],
+)
+def test_report_earnings_refuses_cleanly(settings, args: list[str], status: int, said: str) -> None:
+    """Bad ranges are usage errors; ClickHouse down ends in one clear line (the driver itself still logs
+    its connection attempt), never an uncaught exception."""
+    from tests.conftest import free_port
+
+    env = settings_env(settings)
+    env["CLICKTRAIL_CLICKHOUSE_URL"] = f"clickhouse://default:@127.0.0.1:{free_port()}/clicktrail"
+    shown = subprocess.run(
+        [CLI, "report", "earnings", *args], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert shown.returncode == status, shown.stderr
+    assert said in shown.stderr.strip().splitlines()[-1]

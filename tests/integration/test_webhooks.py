@@ -214,3 +214,52 @@ def test_signed_body_that_is_not_utf8_is_a_400(settings, redis_client) -> None:
             assert stream_len(settings, redis_client) == 0
 
     asyncio.run(scenario())
+
+
+def _with_items(items: list[tuple[int, int]], kind: str = "order.created", order_id: str = "A-1001") -> bytes:
+    body = json.loads(BODY)
+    body["type"] = kind
+    body["data"]["order_id"] = order_id
+    body["data"]["items"] = [
+        {"sku": f"S{i}", "unit_price_minor": p, "quantity": q} for i, (p, q) in enumerate(items)
+    ]
+    return json.dumps(body).encode()
+
+
+OVER_BOUND = [
+    ("line_10e18", [(10**12, 1_000_000)]),  # each field at its own limit: the line that made sums wrap
+    ("line_just_over", [(10**12, 11)]),
+    ("order_just_over", [(10**12, 5), (10**12, 5), (1, 1)]),
+    ("many_lines", [(10**12, 1)] * 11),
+    ("issue_example", [(10**12, 1_000_000)] * 1_000),  # 10^21: far past Int64
+]
+
+
+def test_orders_that_cannot_be_booked_exactly_are_refused(settings, redis_client) -> None:
+    """Every member of the class (a line, or the sum of lines, past 10^13 minor units; refunds too) gets
+    400 amount_out_of_range with the reason, is counted, and stores nothing; the bound itself is accepted."""
+
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            secret = await make_merchant(client)
+            url = "/webhooks/orders/brand1"
+            cases = [(name, _with_items(items)) for name, items in OVER_BOUND]
+            cases.append(("refund_over", _with_items([(10**12, 11)], kind="order.refunded")))
+            for n, (name, body) in enumerate(cases):
+                response = await client.post(
+                    url, content=body, headers=signed(secret, body, msg_id=f"ob-{n}")
+                )
+                assert response.status_code == 400, (name, response.text)
+                error = response.json()["error"]
+                assert error["code"] == "amount_out_of_range", name
+                assert "exceeds 10000000000000" in error["message"], (name, error)
+            text = (await client.get("/metrics")).text
+            assert metric(text, "amount_out_of_range") == len(cases)
+            assert stream_len(settings, redis_client) == 0
+            assert not redis_client.keys(settings.redis_prefix + "webhook:*")
+            at_bound = _with_items([(10**12, 5), (10**12, 5)], order_id="A-at-bound")
+            ok = await client.post(url, content=at_bound, headers=signed(secret, at_bound, msg_id="ok"))
+            assert ok.status_code == 202, ok.text
+            assert stream_len(settings, redis_client) == 1
+
+    asyncio.run(scenario())

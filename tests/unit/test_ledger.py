@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -14,7 +15,11 @@ from attribution.ledger import CANCELLED, CREATED, REFUNDED, Item, OrderEvent
 DAY = rules.MS_PER_DAY
 T0 = 100 * DAY
 TERMS = ledger.Terms(
-    "m1", window_days=30, lock_days=30, versions=[rules.RateVersion(1, 0, 800, {"shoes": 1000})]
+    "m1",
+    window_days=30,
+    lock_days=30,
+    versions=[rules.RateVersion(1, 0, 800, {"shoes": 1000})],
+    currency="EUR",
 )
 CLICK = rules.ClickFacts(
     "c" * 30, True, True, found=True, ts_ms=T0 - DAY, creator_id="alice", merchant_id="m1"
@@ -91,10 +96,10 @@ def test_order_seen_again_with_other_items_is_flagged_not_summed() -> None:
     events = [event("w1", CREATED, T0), event("w9", CREATED, T0 + 5, [Item("SKU-1", 5990, 10)])]
     entries = ledger.desired(events, CLICK, TERMS, now_ms=T0)
     assert totals(entries)["accrual"] == 1198 + 480
-    assert [e.reason for e in entries if e.kind == "none"] == ["order_conflict"]
+    assert [e.reason for e in entries if e.kind == ledger.KIND_FLAG] == ["order_conflict"]
     # the same items again under another webhook id: a plain duplicate, no flag
     same = ledger.desired([event("w1", CREATED, T0), event("w8", CREATED, T0 + 5)], CLICK, TERMS, now_ms=T0)
-    assert not [e for e in same if e.kind == "none"]
+    assert not [e for e in same if e.kind == ledger.KIND_FLAG]
 
 
 def test_approval_is_a_transfer_and_late_reversal_is_approved() -> None:
@@ -180,3 +185,65 @@ def test_final_ledger_equals_in_order_replay(arrival, run_after, now_offsets) ->
         )
         == []
     )
+
+
+# --- what the ledger refuses to book: another currency, amounts past the bounds -----------------------
+def _in(currency: str, webhook_id: str, kind: str, at_ms: int, items=ITEMS) -> OrderEvent:
+    return OrderEvent("m1", webhook_id, kind, "A-1", "c" * 30, currency, at_ms, tuple(items))
+
+
+def _rows(entries: list[ledger.Entry]) -> list[tuple[str, str, int, str]]:
+    return [(e.entry_id, e.kind, e.amount_minor, e.reason) for e in entries]
+
+
+@pytest.mark.parametrize("currency", ["USD", "GBP", "JPY", "eur"])
+def test_order_in_another_currency_books_one_flag_and_nothing_else(currency: str) -> None:
+    events = [_in(currency, "w1", CREATED, T0), _in(currency, "w2", REFUNDED, T0 + 1, ITEMS[:1])]
+    for now_ms in (T0, rules.lock_ms(T0, 30)):  # before and after the lock: never an accrual or approval
+        assert _rows(ledger.desired(events, CLICK, TERMS, now_ms)) == [
+            ("flag:currency_mismatch", "flag", 0, "currency_mismatch")
+        ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "currency", "items"),
+    [
+        (REFUNDED, "USD", [Item("SKU-1", 5990, 1)]),
+        (REFUNDED, "GBP", [Item("SKU-2", 1999, 3)]),
+        (CANCELLED, "USD", []),
+    ],
+)
+def test_refund_or_cancel_in_another_currency_is_flagged_not_applied(kind, currency, items) -> None:
+    events = [event("w1", CREATED, T0), _in(currency, "w2", kind, T0 + 1, items)]
+    entries = ledger.desired(events, CLICK, TERMS, now_ms=T0 + 2)
+    assert totals(entries)["pending"] == 1198 + 480  # the order's commission stands
+    assert [r for r in _rows(entries) if r[1] != "accrual"] == [
+        ("flag:currency_mismatch:w2:0", "flag", 0, "currency_mismatch")
+    ]
+    # a later refund in the order's currency still applies against the whole order
+    later = [*events, event("w3", REFUNDED, T0 + 3, [Item("SKU-2", 1999, 3)])]
+    assert totals(ledger.desired(later, CLICK, TERMS, now_ms=T0 + 4))["pending"] == 1198
+
+
+@pytest.mark.parametrize(
+    "items",
+    [
+        [Item("S", 10**12, 1_000_000)],  # one line of 10^18: past the order bound
+        [Item("S", 10**12, 11)],  # one line just over
+        [Item(f"S{i}", 10**12, 1) for i in range(11)],  # lines fine, the order not
+        [Item(f"S{i}", 10**12, 1_000_000) for i in range(1_000)],  # the issue's 10^21
+        [Item("S", 10**12 + 1, 1)],  # a field past its own limit (stored before the schema said so)
+    ],
+)
+def test_order_past_the_money_bounds_books_a_flag_never_a_wrapped_amount(items) -> None:
+    """Refused at the webhook since; an event from before that is still in the stream is flagged here."""
+    events = [event("w1", CREATED, T0, items), event("w2", CANCELLED, T0 + 1, ())]
+    assert _rows(ledger.desired(events, CLICK, TERMS, now_ms=rules.lock_ms(T0, 30))) == [
+        ("flag:amount_out_of_range", "flag", 0, "amount_out_of_range")
+    ]
+
+
+def test_order_at_the_money_bound_is_booked() -> None:
+    items = [Item("S1", 10**12, 5), Item("S2", 10**12, 5)]  # exactly 10^13
+    entries = ledger.desired([event("w1", CREATED, T0, items)], CLICK, TERMS, now_ms=T0)
+    assert [e.amount_minor for e in entries] == [4 * 10**11, 4 * 10**11]  # 8 % default rate

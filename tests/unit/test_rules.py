@@ -108,7 +108,7 @@ def _click(**overrides) -> ClickFacts:
         (_click(), 10 * DAY, None),  # same millisecond
         (_click(), 40 * DAY, None),  # exactly 30 days: inclusive
         (_click(), 40 * DAY + 1, rules.REASON_EXPIRED),
-        (_click(), 10 * DAY - 1, rules.REASON_BEFORE_CLICK),
+        (_click(), 10 * DAY - 1, None),  # a millisecond before its click: clock skew, forgiven
         (_click(click_id=""), 11 * DAY, rules.REASON_NO_CLICK_ID),
         (_click(well_formed=False, mac_valid=False), 11 * DAY, rules.REASON_INVALID_CLICK_ID),
         (_click(mac_valid=False), 11 * DAY, rules.REASON_INVALID_CLICK_ID),
@@ -126,6 +126,27 @@ def _click(**overrides) -> ClickFacts:
 )
 def test_ineligibility(click: ClickFacts, order_ms: int, reason: str | None) -> None:
     assert rules.ineligibility(click, "m1", order_ms, window_days=30) == reason
+
+
+SKEW = rules.CLOCK_SKEW_TOLERANCE_MS
+
+
+@pytest.mark.parametrize(
+    ("click_ms", "order_ms", "reason"),
+    [
+        (10_000_750, 10_000_000, None),  # occurred_at in whole seconds, click later in the same second
+        (10_000_999, 10_000_000, None),
+        (10_000_000, 10_000_000 - SKEW, None),  # exactly the tolerance before the click
+        (10_000_000, 10_000_000 - SKEW + 1, None),
+        (10_000_000, 10_000_000 - SKEW - 1, rules.REASON_BEFORE_CLICK),  # just past it
+        (10_000_000, 10_000_000 - DAY, rules.REASON_BEFORE_CLICK),
+        (10_000_000, 10_000_000 + 30 * DAY, None),  # the far edge of the window is unchanged
+        (10_000_000, 10_000_000 + 30 * DAY + 1, rules.REASON_EXPIRED),
+    ],
+)
+def test_order_stamped_slightly_before_its_click(click_ms: int, order_ms: int, reason: str | None) -> None:
+    assert rules.window_reason(click_ms, order_ms, window_days=30) == reason
+    assert rules.ineligibility(_click(ts_ms=click_ms), "m1", order_ms, window_days=30) == reason
 
 
 def test_lock_time() -> None:

@@ -102,3 +102,47 @@ def test_an_order_time_clickhouse_cannot_store_is_refused(occurred_at: str) -> N
     assert body != BODY
     with pytest.raises(webhooks.msgspec.ValidationError, match="between 1970 and 2105"):
         webhooks.parse(body)
+
+
+def _order(*items: tuple[int, int], kind: str = "order.created") -> bytes:
+    item = '{{"sku":"S{}","unit_price_minor":{},"quantity":{}}}'
+    lines = ",".join(item.format(i, p, q) for i, (p, q) in enumerate(items))
+    return BODY.replace(b'"order.created"', f'"{kind}"'.encode()).replace(
+        b'[{"sku":"S","unit_price_minor":5,"quantity":1}]', f"[{lines}]".encode()
+    )
+
+
+@pytest.mark.parametrize(
+    ("body", "refused"),
+    [
+        (_order((10**12, 10)), False),  # line and order exactly 10^13
+        (_order((10**12, 5), (10**12, 5)), False),
+        (_order((10**7, 1_000_000)), False),
+        (_order((10**12, 11)), True),  # each field within its limit, the line not
+        (_order((10**12, 1_000_000)), True),  # 10^18: the line that made sums wrap
+        (_order((10**12, 5), (10**12, 5), (1, 1)), True),  # the order one minor unit over
+        (_order(*[(10**12, 1)] * 11), True),
+        (_order((10**12, 1_000_000), kind="order.refunded"), True),  # refunds obey the same bounds
+    ],
+)
+def test_amounts_that_cannot_be_booked_exactly(body: bytes, refused: bool) -> None:
+    parsed = webhooks.parse(body)  # the schema alone takes it: the stream may still carry such events
+    reason = webhooks.amount_refusal(parsed)
+    assert (reason is not None) == refused, reason
+    if refused:
+        assert "exceeds 10000000000000" in reason
+
+
+@pytest.mark.parametrize(
+    "item",
+    [(10**12 + 1, 1), (1, 1_000_001), (-1, 1), (1, 0)],
+)
+def test_fields_past_their_own_limit_are_malformed(item: tuple[int, int]) -> None:
+    with pytest.raises(webhooks.msgspec.ValidationError):
+        webhooks.parse(_order(item))
+
+
+def test_more_items_than_an_order_may_list_is_malformed() -> None:
+    assert webhooks.amount_refusal(webhooks.parse(_order(*[(1, 1)] * 1_000))) is None
+    with pytest.raises(webhooks.msgspec.ValidationError, match="length <= 1000"):
+        webhooks.parse(_order(*[(1, 1)] * 1_001))
