@@ -4,7 +4,6 @@ and webhook routes live in attribution/api.py."""
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 from datetime import UTC, datetime
 
@@ -12,16 +11,14 @@ from clickhouse_driver.errors import Error as ClickHouseError
 from starlette.requests import Request
 from starlette.routing import Route
 
-from clicktrail import queries
+from clicktrail import queries, validate
 from redirector.errors import ApiError, json_response, read_json
 from redirector.links import Link, now_ms
-from redirector.redirect import CODE_CHARS, CODE_MAX_CHARS, CODE_MIN_CHARS
 from redirector.state import AppState
 from redirector.urls import UrlError, validate_url
 
 log = logging.getLogger("clicktrail.api")
 
-ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 GENERATED_CODE_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 GENERATED_CODE_LENGTH = 8  # 62^8 ≈ 2·10^14 codes: collisions stay rare for billions of links
 GENERATE_ATTEMPTS = 8
@@ -34,7 +31,7 @@ def _ctx(request: Request) -> AppState:
 
 
 def check_id(value: object, field: str) -> str:
-    if not isinstance(value, str) or not ID_RE.match(value):
+    if not validate.is_id(value):
         raise ApiError(422, "invalid_id", f"{field} must be 1-64 characters of A-Z a-z 0-9 _ -")
     return value
 
@@ -81,11 +78,7 @@ async def create_link(request: Request):
     merchant_id, click_param = await _merchant_for_host(ctx, dest.host)
     custom = body.get("code")
     if custom is not None:
-        if not (
-            isinstance(custom, str)
-            and CODE_MIN_CHARS <= len(custom) <= CODE_MAX_CHARS
-            and CODE_CHARS.issuperset(custom)
-        ):
+        if not validate.is_code(custom):
             raise ApiError(422, "invalid_code", "code must be 3-64 characters of A-Z a-z 0-9 _ -")
         if custom.lower() in RESERVED_CODES:
             raise ApiError(422, "reserved_code", f"{custom!r} is reserved")

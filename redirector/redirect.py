@@ -9,15 +9,13 @@ import time
 from urllib.parse import parse_qsl, quote, urlencode
 
 from clicktrail.clickid import ClickIds
+from clicktrail.validate import CODE_CHARS, CODE_MAX_CHARS, CODE_MIN_CHARS
 from redirector.click import Click
 from redirector.clientip import ClientAddress
 from redirector.recorder import Recorder
 from redirector.resolver import LinkResolver, LookupFailed
 from redirector.stats import RedirectStats
 
-CODE_MIN_CHARS = 3
-CODE_MAX_CHARS = 64
-CODE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 # Printable ASCII except space, '#', and the characters a header may not carry: a query string made only of
 # these is passed through as it is; anything else is percent-encoded first.
 _PLAIN_QUERY_BYTES = frozenset(range(0x21, 0x7F)) - {ord("#"), ord('"'), ord("<"), ord(">"), ord("\\")}

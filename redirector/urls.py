@@ -13,9 +13,10 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import idna
 
+from clicktrail.validate import is_host_label
+
 MAX_URL_BYTES = 2048
 MAX_HOST_CHARS = 253
-_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 # Characters left as they are when percent-encoding path, query and fragment: URL syntax plus '%'
 # (already-encoded input stays as it is).
 _SAFE_CHARS = "/?#[]@!$&'()*+,;=-._~%:"
@@ -89,7 +90,7 @@ def _normalise_host(host: str) -> str:
     if len(ascii_host) > MAX_HOST_CHARS:
         raise UrlError("host", "host name is too long")
     labels = ascii_host.split(".")
-    if len(labels) < 2 or not all(_LABEL_RE.match(label) for label in labels):
+    if len(labels) < 2 or not all(map(is_host_label, labels)):
         raise UrlError("host", f"{host!r} is not a valid public host name")
     if labels[-1].isdigit():
         # "1.2.3" or "0x7f.1": not a name, and not a canonical IP either.
