@@ -14,6 +14,7 @@ from starlette.routing import Route
 from clicktrail import queries, validate
 from redirector.errors import ApiError, json_response, read_json
 from redirector.links import Link, now_ms
+from redirector.querykeys import strip_from_url
 from redirector.state import AppState
 from redirector.urls import UrlError, validate_url
 
@@ -76,6 +77,9 @@ async def create_link(request: Request):
     except UrlError as exc:
         raise ApiError(422, f"invalid_url.{exc.reason}", str(exc)) from None
     merchant_id, click_param = await _merchant_for_host(ctx, dest.host)
+    # A destination that already carries the click parameter (in any spelling) would send the merchant
+    # two click ids: it is stored without it (the link cache strips it again should the parameter change).
+    url = strip_from_url(dest.url, click_param)
     custom = body.get("code")
     if custom is not None:
         if not validate.is_code(custom):
@@ -86,7 +90,7 @@ async def create_link(request: Request):
         code = custom or "".join(secrets.choice(GENERATED_CODE_CHARS) for _ in range(GENERATED_CODE_LENGTH))
         link = Link(
             code=code,
-            url=dest.url,
+            url=url,
             creator_id=creator_id,
             host=dest.host,
             created_at_ms=now_ms(),

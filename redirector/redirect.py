@@ -6,12 +6,13 @@ line per request. A bare ASGI callable, so no framework routing runs per redirec
 from __future__ import annotations
 
 import time
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import quote
 
 from clicktrail.clickid import ClickIds
 from clicktrail.validate import CODE_CHARS, CODE_MAX_CHARS, CODE_MIN_CHARS
 from redirector.click import Click
 from redirector.clientip import ClientAddress
+from redirector.querykeys import drop_param
 from redirector.recorder import Recorder
 from redirector.resolver import LinkResolver, LookupFailed
 from redirector.stats import RedirectStats
@@ -34,17 +35,14 @@ _UNAVAILABLE = _error_body("unavailable", "links cannot be looked up right now; 
 
 
 def pass_through_query(query: bytes, click_param: str) -> str:
-    """The short link's own query string, safe for a Location header, without any value for our click
-    parameter (a viewer must not be able to plant a click id of their choosing)."""
+    """The short link's own query string, safe for a Location header, without any pair a server could
+    read as our click parameter in any spelling (querykeys.py): a viewer must not be able to plant a click
+    id of their choosing. The other pairs keep their bytes."""
     if not query:
         return ""
     if not _PLAIN_QUERY_BYTES.issuperset(query):
         query = quote(query, safe=_QUERY_SAFE).encode()
-    text = query.decode("ascii")
-    if click_param in text:
-        pairs = [(k, v) for k, v in parse_qsl(text, keep_blank_values=True) if k != click_param]
-        text = urlencode(pairs)
-    return text
+    return drop_param(query.decode("ascii"), click_param)
 
 
 def build_location(url: str, query: str, click_param: str, click_id: str) -> str:

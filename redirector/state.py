@@ -80,7 +80,7 @@ class AppState:
             retry_interval_ms=settings.spool_retry_interval_ms,
         )
         redirect = RedirectHandler(
-            LinkResolver(LinkStore(lookup_redis, keys), cache),
+            LinkResolver(LinkStore(lookup_redis, keys), cache, redirect_stats),
             recorder,
             ids,
             ClientAddress(settings.secret_bytes, settings.trusted_proxies),
