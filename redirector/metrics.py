@@ -21,6 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from redirector.linkcheck import REASONS
 from redirector.links import LinkCache
+from redirector.redirect import QUERY_TOO_LONG
 from redirector.stats import BATCH_BUCKETS, LATENCY_BUCKETS_S, RecorderStats, RedirectStats
 
 SNAPSHOT_INTERVAL_S = 1.0
@@ -150,11 +151,12 @@ class RedirectCollector:
         )
         fallbacks = CounterMetricFamily(
             "clicktrail_redirect_fallbacks",
-            "Stored links corrected when they entered a worker's cache, by reason (click parameter not "
-            "header-safe, URL bytes not header-safe, click parameter in the stored URL)",
+            "Corrections on the redirect path by reason: stored links corrected as they entered a worker's "
+            "cache (click parameter or URL bytes unfit for a header, click parameter in the stored URL), "
+            "and viewer query strings too long to pass through",
             labels=["reason"],
         )
-        for reason in REASONS:
+        for reason in (*REASONS, QUERY_TOO_LONG):
             fallbacks.add_metric([reason], snap.get("fallbacks", {}).get(reason, 0))
         yield fallbacks
         clicks = CounterMetricFamily("clicktrail_clicks", "Clicks by outcome", labels=["outcome"])

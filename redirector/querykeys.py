@@ -14,63 +14,86 @@ these readings of its key gives the parameter's name:
 - a NUL ends the name (C strings).
 
 Being generous costs at most a viewer's odd parameter; the other pairs keep their bytes as they came.
-Pure functions: the redirect calls `drop_param` per request (a substring test when the query has no `%`
-and no spelling of the name), and the API and the link cache call `strip_from_url` once per link."""
+Pure functions: the redirect calls `drop_param` per request (a lower-cased substring test when the
+query has no `%` and no spelling of the name), and the API and the link cache call `strip_from_url` once
+per link."""
 
 from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Iterator
 from urllib.parse import unquote
 
 # A key encoded this many times over is still recognised (each round is one more decoding layer).
 MAX_DECODE_ROUNDS = 3
 # What PHP turns into "_" in a parameter name; '+' is a space once form-decoded.
-_TO_UNDERSCORE = str.maketrans(dict.fromkeys([" ", ".", "[", "+", *map(chr, range(0x80, 0xA0))], "_"))
+_TO_UNDERSCORE = re.compile(r"[ .\[+\x80-\x9f]")
 _SEPARATORS = re.compile(r"[&;]")
+
+
+def _fold(text: str) -> str:
+    """`text` as `_names` folds a name (compatibility form, case-folded, PHP's underscores). For any key
+    inside `text`, the key's names are substrings of this: a cheap test that no key can be the parameter."""
+    if text.isascii():  # the usual case: no normalisation to do
+        return text.lower().replace(".", "_").replace("+", "_").replace("[", "_").replace(" ", "_")
+    return _TO_UNDERSCORE.sub("_", unicodedata.normalize("NFKC", text).casefold())
 
 
 def _names(key: str) -> tuple[str, str]:
     """The names a server may read for one (decoded) key: the key itself, and the key before `[`."""
     key = unicodedata.normalize("NFKC", key.partition("\x00")[0]).casefold().strip()
-    return key.translate(_TO_UNDERSCORE), key.partition("[")[0].rstrip().translate(_TO_UNDERSCORE)
+    return _TO_UNDERSCORE.sub("_", key), _TO_UNDERSCORE.sub("_", key.partition("[")[0].rstrip())
+
+
+def _readings(text: str) -> Iterator[str]:
+    """`text` as it stands after each decoding round: as sent, then form-decoded once, twice, ..."""
+    yield text
+    for _ in range(MAX_DECODE_ROUNDS):
+        if "%" not in text and "+" not in text:
+            return
+        decoded = unquote(text.replace("+", " "), errors="replace")
+        if decoded == text:
+            return
+        text = decoded
+        yield text
 
 
 def _target(param: str) -> str:
-    """The parameter as `_names` spells it. For a valid parameter (A-Z a-z 0-9 _ . -) this is
-    `param.lower().replace(".", "_")`, which the per-request filter in `drop_param` relies on."""
-    return _names(param)[0]
+    """A valid parameter (A-Z a-z 0-9 _ . -) as `_names` spells it."""
+    return param.lower().replace(".", "_")
+
+
+def _reads_as(pair: str, target: str) -> bool:
+    for text in _readings(pair):
+        if target in _fold(text):
+            for piece in _SEPARATORS.split(text):
+                if target in _names(piece.partition("=")[0]):
+                    return True
+    return False
 
 
 def reads_as(pair: str, param: str) -> bool:
-    """Whether a server could read the query pair `pair` (one `&`-separated piece) as `param`."""
-    target = _target(param)
-    text = pair
-    for _ in range(MAX_DECODE_ROUNDS + 1):
-        for piece in _SEPARATORS.split(text):
-            if target in _names(piece.partition("=")[0]):
-                return True
-        decoded = unquote(text.replace("+", " "), errors="replace")
-        if decoded == text:
-            return False
-        text = decoded
-    return False
+    """Whether a server could read the query pair `pair` (one `&`-separated piece) as `param` (a valid
+    click parameter)."""
+    return _reads_as(pair, _target(param))
 
 
 def drop_param(query: str, param: str) -> str:
     """`query` (printable ASCII) without every pair a server could read as `param` (a valid click
     parameter); the other pairs keep their bytes. The same string when nothing is dropped."""
-    if "%" not in query:
-        # Without '%' a key is read only through case, '+', '.', '[' (and ';', '=', which stay): if the
-        # folded query does not contain the folded name, no key can be it.
-        folded = query.lower().replace(".", "_").replace("+", "_").replace("[", "_")
-        if param.lower().replace(".", "_") not in folded:
+    target = _target(param)
+    if "%" not in query and "+" not in query:
+        # The common case: one decoding round only, and a lower-cased substring test settles it.
+        if target not in query.lower().replace(".", "_").replace("[", "_"):
             return query
+    elif not any(target in _fold(text) for text in _readings(query)):
+        return query
     kept = []
     dropped = False
     for pair in query.split("&"):
         parts = pair.split(";")
-        left = [part for part in parts if not reads_as(part, param)]
+        left = [part for part in parts if not _reads_as(part, target)]
         if len(left) == len(parts):
             kept.append(pair)
             continue

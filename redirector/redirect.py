@@ -21,6 +21,11 @@ from redirector.stats import RedirectStats
 # these is passed through as it is; anything else is percent-encoded first.
 _PLAIN_QUERY_BYTES = frozenset(range(0x21, 0x7F)) - {ord("#"), ord('"'), ord("<"), ord(">"), ord("\\")}
 _QUERY_SAFE = "&=+%/:;,@!$'()*?~[]|{}^`"
+# A viewer's query string longer than this is not passed through: most servers refuse a request line over
+# 8 KiB, so it could not reach the merchant anyway, and reading every key of it as a server would (see
+# querykeys.py) must stay a bounded cost on the loop that answers redirects (about 3 ms at worst here).
+MAX_PASS_THROUGH_QUERY_BYTES = 4096
+QUERY_TOO_LONG = "query_too_long"
 
 _NO_STORE = (b"cache-control", b"private, no-store")
 
@@ -125,8 +130,12 @@ class RedirectHandler:
                 country[:2].upper(),
             )
         )
+        query = scope["query_string"]
+        if len(query) > MAX_PASS_THROUGH_QUERY_BYTES:
+            query = b""
+            self._stats.fallbacks[QUERY_TOO_LONG] += 1
         location = build_location(
-            link.url, pass_through_query(scope["query_string"], link.click_param), link.click_param, click_id
+            link.url, pass_through_query(query, link.click_param), link.click_param, click_id
         )
         await send(
             {

@@ -181,3 +181,21 @@ def test_a_real_server_answers_a_newline_click_param_with_a_302(settings, redis_
             assert_one_click_id(response.headers["location"])
     finally:
         server.stop()
+
+
+def test_a_query_too_long_to_pass_through_is_left_out_and_counted(settings) -> None:
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            link = await make_link(client, "c5", "https://shop.example.com/p")
+            planted = "%2563t_click=F&" * 300  # 4,500 bytes of keys that each take every decoding round
+            response = await client.get(f"/{link['code']}?{planted}")
+            assert response.status_code == 302
+            location = response.headers["location"]
+            assert location.startswith("https://shop.example.com/p?ct_click=")
+            assert_one_click_id(location)
+            fitting = await client.get(f"/{link['code']}?{planted[: 15 * 266]}x=1")
+            assert fitting.headers["location"].startswith("https://shop.example.com/p?x=1&ct_click=")
+            text = (await client.get("/metrics")).text
+            assert 'clicktrail_redirect_fallbacks_total{reason="query_too_long"} 1.0' in text
+
+    asyncio.run(scenario())
