@@ -107,7 +107,8 @@ async def create_link(request: Request):
 async def _owned_link(request: Request) -> tuple[AppState, Link]:
     ctx = _ctx(request)
     principal = await ctx.auth.authenticate(request)
-    link = await ctx.links.get(request.path_params["code"])
+    code = request.path_params["code"]
+    link = await ctx.links.get(code) if validate.is_code(code) else None  # no lookup for a non-code
     if link is None:
         raise ApiError(404, "not_found", "no link with this code")
     principal.require_creator(link.creator_id)

@@ -37,6 +37,10 @@ def _error_body(code: str, message: str) -> bytes:
 _NOT_FOUND = _error_body("not_found", "no link with this code")
 _GONE = _error_body("link_disabled", "this link has been disabled")
 _UNAVAILABLE = _error_body("unavailable", "links cannot be looked up right now; retry shortly")
+_NOT_ALLOWED = _error_body("method_not_allowed", "a link answers GET and HEAD only")
+# Methods counted under their own name on a code path; any other is counted as OTHER, so a client
+# inventing methods cannot grow the metric labels.
+_COUNTED_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"})
 
 
 def pass_through_query(query: bytes, click_param: str) -> str:
@@ -149,8 +153,20 @@ class RedirectHandler:
         stats.responses[(method, 302)] += 1
         stats.latency.observe(time.perf_counter() - started)
 
+    async def method_not_allowed(self, scope: dict, send) -> None:
+        """Any method but GET and HEAD on a code path: 405 with `Allow`, counted, never recorded."""
+        method = scope["method"] if scope["method"] in _COUNTED_METHODS else "OTHER"
+        await self._finish(send, method, 405, _NOT_ALLOWED, time.perf_counter(), allow=True)
+
     async def _finish(
-        self, send, method: str, status: int, body: bytes, started: float, retry_after: bool = False
+        self,
+        send,
+        method: str,
+        status: int,
+        body: bytes,
+        started: float,
+        retry_after: bool = False,
+        allow: bool = False,
     ) -> None:
         headers = [
             (b"content-type", b"application/json"),
@@ -159,6 +175,8 @@ class RedirectHandler:
         ]
         if retry_after:
             headers.append((b"retry-after", b"1"))
+        if allow:
+            headers.append((b"allow", b"GET, HEAD"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
         stats = self._stats
