@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import logging
-import re
 import secrets
 
 import msgspec
@@ -30,6 +29,7 @@ from attribution.domains import (
     transfer_entry,
     watched_keys,
 )
+from clicktrail import validate as check
 from clicktrail.keys import Keys
 from redirector.urls import non_public_domain
 
@@ -39,12 +39,9 @@ SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 24
 # How long the previous secret keeps verifying after a rotation: long enough for a merchant to deploy.
 ROTATION_GRACE_MS = 24 * 3_600_000
-ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_LABEL = r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?"
-HOST_RE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})+$")
-CURRENCY_RE = re.compile(r"^[A-Z]{3}$")
-DEFAULT_CLICK_PARAM = "ct_click"
-PARAM_RE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+# Full-match patterns (clicktrail/validate.py); kept under these names for the modules that import them.
+ID_RE, HOST_RE, CURRENCY_RE, PARAM_RE = check.ID_RE, check.HOST_RE, check.CURRENCY_RE, check.CLICK_PARAM_RE
+DEFAULT_CLICK_PARAM = check.DEFAULT_CLICK_PARAM
 
 
 class Merchant(msgspec.Struct, frozen=True):
@@ -76,20 +73,20 @@ class DomainTaken(Exception):
 
 def validate(merchant: Merchant) -> Merchant:
     """Check a merchant from the API and normalise its domains (lower case, no trailing dot)."""
-    if not ID_RE.match(merchant.merchant_id):
+    if not check.is_id(merchant.merchant_id):
         raise InvalidMerchant("merchant_id must be 1-64 chars of [A-Za-z0-9_-]")
     if not merchant.name.strip():
         raise InvalidMerchant("name must not be empty")
-    if not CURRENCY_RE.match(merchant.currency):
+    if not check.is_currency(merchant.currency):
         raise InvalidMerchant("currency must be an ISO 4217 code such as EUR")
     if not 0 <= merchant.default_rate_bps <= 10_000:
         raise InvalidMerchant("default_rate_bps must be 0-10000")
     if not 0 < merchant.attribution_window_days <= 365 or not 0 <= merchant.lock_days <= 365:
         raise InvalidMerchant("attribution_window_days must be 1-365 and lock_days 0-365")
-    if not PARAM_RE.match(merchant.click_param):
+    if not check.is_click_param(merchant.click_param):
         raise InvalidMerchant("click_param must be 1-64 URL-safe chars")
     domains = sorted({d.strip().lower().rstrip(".") for d in merchant.domains})
-    if not domains or not all(HOST_RE.match(d) for d in domains):
+    if not domains or not all(check.is_host(d) for d in domains):
         raise InvalidMerchant("domains must be a non-empty list of host names")
     for domain in domains:
         if (problem := non_public_domain(domain)) is not None:
@@ -132,7 +129,7 @@ class MerchantStore:
         self._keys = keys
 
     async def get(self, merchant_id: str) -> Merchant | None:
-        if not ID_RE.match(merchant_id):
+        if not check.is_id(merchant_id):
             return None
         raw = await self._redis.get(self._keys.merchant(merchant_id))
         return None if raw is None else msgspec.json.decode(raw, type=Merchant)

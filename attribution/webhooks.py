@@ -23,6 +23,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from attribution import money
+from clicktrail import validate
 from clicktrail.keys import Keys
 
 TOLERANCE_S = 300
@@ -55,9 +56,9 @@ def verify(body: bytes, headers, secrets: list[str], now_s: int) -> str | None:
     signatures = headers.get("webhook-signature")
     if not (webhook_id and timestamp and signatures) or len(webhook_id) > MAX_WEBHOOK_ID_CHARS:
         return MISSING_HEADERS
-    if not timestamp.isdigit() or len(timestamp) > 12:
+    timestamp_s = validate.timestamp_s(timestamp)
+    if timestamp_s is None:  # ASCII digits only: "²".isdigit() is true, and int() refuses it
         return BAD_TIMESTAMP
-    timestamp_s = int(timestamp)
     if timestamp_s < now_s - TOLERANCE_S:
         return STALE_TIMESTAMP
     if timestamp_s > now_s + TOLERANCE_S:
@@ -86,7 +87,7 @@ def verify(body: bytes, headers, secrets: list[str], now_s: int) -> str | None:
 
 # --- body schema -----------------------------------------------------------------------------------
 Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
-Currency = Annotated[str, msgspec.Meta(pattern="^[A-Z]{3}$")]
+Currency = Annotated[str, msgspec.Meta(pattern=validate.CURRENCY_PATTERN)]
 
 
 class WebhookItem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):

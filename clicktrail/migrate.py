@@ -33,7 +33,7 @@ class Migration:
 def available() -> list[Migration]:
     found = []
     for entry in resources.files("clicktrail.migrations").iterdir():
-        match = _FILE_RE.match(entry.name)
+        match = _FILE_RE.fullmatch(entry.name)
         if match:
             found.append(Migration(int(match[1]), match[2], entry.read_text()))
     found.sort(key=lambda m: m.version)

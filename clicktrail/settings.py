@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from clicktrail.validate import is_click_param
+
 # Where local state lives when nothing else is configured: beside the checkout, never in $HOME, so that
 # two checkouts on one machine do not share a spool or a secret.
 DEFAULT_DATA_DIR = Path(".clicktrail")
@@ -82,6 +84,14 @@ class Settings(BaseSettings):
     def _check_prefix(cls, value: str) -> str:
         if not value or any(ch.isspace() for ch in value):
             raise ValueError("redis_prefix must be non-empty without whitespace")
+        return value
+
+    @field_validator("default_click_param")
+    @classmethod
+    def _check_click_param(cls, value: str) -> str:
+        # It goes into every Location header: a newline there would make each redirect an empty reply.
+        if not is_click_param(value):
+            raise ValueError("default_click_param must be 1-64 characters of A-Z a-z 0-9 _ . -")
         return value
 
     @classmethod

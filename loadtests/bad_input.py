@@ -1,7 +1,9 @@
 """Scenario 8: bad input at volume. A corpus of malformed requests (bad codes, huge heads, invalid
 UTF-8, CR/LF in query strings, oversized bodies, truncated and mistyped JSON to the API and the webhook
-endpoint, broken framing) sent many times over, concurrently, each on its own connection. Verdict: never a
-5xx, never a hang, no Location that carries CR/LF, the server process never died, and nothing stored but
+endpoint, broken framing, every spelling of a planted click parameter, non-ASCII digits in a webhook
+timestamp, newlines after ids, currencies and click parameters, other methods on a code path) sent many
+times over, concurrently, each on its own connection. Verdict: never a 5xx, never a hang, no Location that
+carries CR/LF or a planted click id, the server process never died, and nothing stored but
 the clicks of the requests that were legitimately answered 302 (a valid code with an odd but encodable
 query is a click)."""
 
@@ -60,6 +62,43 @@ def _signed(secret: str, body: bytes, *, ts: int | None = None, bad: bool = Fals
     return f"webhook-id: {webhook_id}\r\nwebhook-timestamp: {ts}\r\nwebhook-signature: v1,{sig}\r\n"
 
 
+def _with_timestamp(headers: str, timestamp: bytes) -> bytes:
+    """Signed headers with the timestamp replaced by raw bytes (the signature no longer matters)."""
+    lines = [line for line in headers.split("\r\n") if line and not line.startswith("webhook-timestamp:")]
+    return "".join(f"{line}\r\n" for line in lines).encode() + b"webhook-timestamp: " + timestamp + b"\r\n"
+
+
+def _post_raw(path: str, body: bytes, headers: bytes) -> bytes:
+    head = (
+        f"POST {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-type: application/json\r\n"
+    )
+    return head.encode() + headers + f"content-length: {len(body)}\r\n\r\n".encode() + body
+
+
+def _method(method: str, target: bytes) -> bytes:
+    return (
+        method.encode()
+        + b" "
+        + target
+        + b" HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-length: 0\r\n\r\n"
+    )
+
+
+# Spellings of the click parameter a merchant's server reads as `ct_click` (redirector/querykeys.py).
+PLANTED_SPELLINGS = (
+    b"ct%5Fclick",
+    b"ct%5fclick",
+    b"%63t_click",
+    b"%2563t_click",
+    b"CT_CLICK",
+    b"ct.click",
+    b"ct+click",
+    b"ct_click[]",
+    b"ct_click%00",
+    b"x=1;ct_click",
+)
+
+
 def corpus(code: str, merchant: str, secret: str) -> list[Case]:
     c = code.encode()
     hook = f"/webhooks/orders/{merchant}"
@@ -92,8 +131,13 @@ def corpus(code: str, merchant: str, secret: str) -> list[Case]:
     }
     truncated = valid[: len(valid) // 2]
     big = b'{"pad": "' + b"a" * (300 * 1024) + b'"}'
-    e400, e401, e404, e413, e431 = (frozenset({s}) for s in (400, 401, 404, 413, 431))
-    e409, e422 = frozenset({409}), frozenset({422})
+    e302, e400, e401, e404, e405, e413, e422, e431 = (
+        frozenset({s}) for s in (302, 400, 401, 404, 405, 413, 422, 431)
+    )
+    newline_currency = valid.replace(b'"EUR"', b'"EUR\\n"')
+    merchant_body = {"merchant_id": "mbad2", "name": "x", "domains": ["mbad2.example.com"], "currency": "EUR",
+                     "default_rate_bps": 800}  # fmt: skip
+    e409 = frozenset({409})
 
     def link_to(url: str) -> bytes:
         return _post("/api/links", json.dumps({"url": url, "creator_id": "c1"}).encode(), ADMIN)
@@ -121,6 +165,10 @@ def corpus(code: str, merchant: str, secret: str) -> list[Case]:
         Case("query_crlf_raw", lambda: _get(b"/" + c + b"?x=a\r\nSet-Cookie: a=b")),
         Case("query_lf_raw", lambda: _get(b"/" + c + b"?x=a\nb")),
         Case("query_planted_click_id", lambda: _get(b"/" + c + b"?ct_click=forged&ct_click=x")),
+        *(
+            Case(f"query_planted_{i}", lambda s=s: _get(b"/" + c + b"?a=1&" + s + b"=forged"), e302)
+            for i, s in enumerate(PLANTED_SPELLINGS)
+        ),
         Case("header_invalid_utf8_ua", lambda: _get(b"/" + c, b"user-agent: \xff\xfe\xc3\x28\r\n")),
         Case("header_nul", lambda: _get(b"/" + c, b"user-agent: a\x00b\r\n")),
         Case("header_huge_70k", lambda: _get(b"/" + c, b"x-big: " + b"a" * 70_000 + b"\r\n"), e431),
@@ -131,6 +179,13 @@ def corpus(code: str, merchant: str, secret: str) -> list[Case]:
         Case("garbage", lambda: bytes(range(256)) * 2),
         Case("http10_no_host", lambda: b"GET /" + c + b" HTTP/1.0\r\n\r\n"),
         Case("absolute_form", lambda: _get(b"http://evil.example/" + c)),
+        # other methods on a code path, unknown API paths: JSON 405 / 404
+        *(
+            Case(f"code_method_{m.lower()}", lambda m=m: _method(m, b"/" + c), e405)
+            for m in ("POST", "PUT", "DELETE")
+        ),
+        Case("api_wrong_method", lambda: _method("PUT", b"/api/links"), e405),
+        Case("api_unknown_path", lambda: _get(b"/api/nope/nope"), e404),
         # framing
         Case("content_length_negative", lambda: _post("/api/links", b"{}", ADMIN, length=-1)),
         Case(
@@ -189,6 +244,17 @@ def corpus(code: str, merchant: str, secret: str) -> list[Case]:
             e422,
         ),
         Case("api_keys_truncated_json", lambda: _post("/api/keys", b'{"creator_id": "c', ADMIN)),
+        Case("api_keys_newline_id", lambda: _post("/api/keys", b'{"creator_id": "c1\\n"}', ADMIN), e422),
+        *(
+            Case(
+                f"api_merchants_newline_{field}",
+                lambda field=field, v=v: _post(
+                    "/api/merchants", json.dumps({**merchant_body, field: v}).encode(), ADMIN
+                ),
+                e422,
+            )
+            for field, v in (("merchant_id", "m\n"), ("currency", "EUR\n"), ("click_param", "ct_click\n"))
+        ),
         Case("api_merchants_truncated_json", lambda: _post("/api/merchants", b'{"merchant_id": "m', ADMIN)),
         Case(
             "api_catalog_truncated_json",
@@ -222,6 +288,19 @@ def corpus(code: str, merchant: str, secret: str) -> list[Case]:
         *(
             Case(name, lambda query=query: _get((earnings + query).encode(), ADMIN.encode()), e400)
             for name, query in bad_days.items()
+        ),
+        Case(
+            "webhook_newline_currency_signed",
+            lambda: _post(hook, newline_currency, _signed(secret, newline_currency)),
+            e400,
+        ),
+        *(
+            Case(
+                f"webhook_timestamp_{i}",
+                lambda ts=ts: _post_raw(hook, valid, _with_timestamp(_signed(secret, valid), ts)),
+                e401,
+            )
+            for i, ts in enumerate((b"\xb2", b"\xb9\xb2\xb3", "١٧٦٤٢٣٧٦٠٠".encode(), b"-1", b"9" * 40))
         ),
         Case("webhook_unsigned", lambda: _post(hook, valid), e401),
         Case("webhook_bad_signature", lambda: _post(hook, valid, _signed(secret, valid, bad=True)), e401),
@@ -343,14 +422,20 @@ def _verdict(
     answered = [click_id_of(o.location) for outs in results.values() for o in outs if o.status == 302]
     dirty = sum(1 for outs in results.values() for o in outs if o.status == 302
                 and any(b in o.location for b in (b"\r", b"\n", b" ", b"\x00")))  # fmt: skip
-    forged = sum(1 for o in results.get("query_planted_click_id", []) if b"forged" in o.location)
+    forged = sum(
+        1
+        for name, outs in results.items()
+        if name.startswith("query_planted")
+        for o in outs
+        if b"forged" in o.location
+    )
     verdict.figures.update(requests=total, seconds=round(elapsed, 1), per_case=per_case, cases=len(cases))
     verdict.check("no 5xx", not five, f"{total} requests over {len(cases)} kinds; 5xx in: {five or 'none'}")
     verdict.check(
         "no request hung", not hangs, f"unanswered after {RESPONSE_TIMEOUT_S:g} s: {hangs or 'none'}"
     )
     verdict.check(
-        "contract statuses (webhooks 400/401/404/413, 431 head)",
+        "contract statuses (webhooks 400/401/404/413, 431 head, 405/404/422 API, 302 planted)",
         not unexpected,
         f"mismatches: {unexpected or 'none'}",
     )

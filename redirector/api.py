@@ -4,7 +4,6 @@ and webhook routes live in attribution/api.py."""
 from __future__ import annotations
 
 import logging
-import re
 import secrets
 from datetime import UTC, datetime
 
@@ -12,16 +11,15 @@ from clickhouse_driver.errors import Error as ClickHouseError
 from starlette.requests import Request
 from starlette.routing import Route
 
-from clicktrail import queries
+from clicktrail import queries, validate
 from redirector.errors import ApiError, json_response, read_json
 from redirector.links import Link, OwnerResolver, now_ms
-from redirector.redirect import CODE_CHARS, CODE_MAX_CHARS, CODE_MIN_CHARS
+from redirector.querykeys import strip_from_url
 from redirector.state import AppState
 from redirector.urls import UrlError, validate_url
 
 log = logging.getLogger("clicktrail.api")
 
-ID_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 GENERATED_CODE_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 GENERATED_CODE_LENGTH = 8  # 62^8 ≈ 2·10^14 codes: collisions stay rare for billions of links
 GENERATE_ATTEMPTS = 8
@@ -34,7 +32,7 @@ def _ctx(request: Request) -> AppState:
 
 
 def check_id(value: object, field: str) -> str:
-    if not isinstance(value, str) or not ID_RE.match(value):
+    if not validate.is_id(value):
         raise ApiError(422, "invalid_id", f"{field} must be 1-64 characters of A-Z a-z 0-9 _ -")
     return value
 
@@ -82,13 +80,12 @@ async def create_link(request: Request):
         raise ApiError(422, f"invalid_url.{exc.reason}", str(exc)) from None
     resolve = owner_resolver(ctx)
     merchant_id, click_param = (await resolve(ctx.redis, [dest.host]))[dest.host]
+    # A destination that already carries the click parameter (in any spelling) would send the merchant
+    # two click ids: it is stored without it (the link cache strips it again should the parameter change).
+    url = strip_from_url(dest.url, click_param)
     custom = body.get("code")
     if custom is not None:
-        if not (
-            isinstance(custom, str)
-            and CODE_MIN_CHARS <= len(custom) <= CODE_MAX_CHARS
-            and CODE_CHARS.issuperset(custom)
-        ):
+        if not validate.is_code(custom):
             raise ApiError(422, "invalid_code", "code must be 3-64 characters of A-Z a-z 0-9 _ -")
         if custom.lower() in RESERVED_CODES:
             raise ApiError(422, "reserved_code", f"{custom!r} is reserved")
@@ -96,7 +93,7 @@ async def create_link(request: Request):
         code = custom or "".join(secrets.choice(GENERATED_CODE_CHARS) for _ in range(GENERATED_CODE_LENGTH))
         link = Link(
             code=code,
-            url=dest.url,
+            url=url,
             creator_id=creator_id,
             host=dest.host,
             created_at_ms=now_ms(),
@@ -117,7 +114,8 @@ async def create_link(request: Request):
 async def _owned_link(request: Request) -> tuple[AppState, Link]:
     ctx = _ctx(request)
     principal = await ctx.auth.authenticate(request)
-    link = await ctx.links.get(request.path_params["code"])
+    code = request.path_params["code"]
+    link = await ctx.links.get(code) if validate.is_code(code) else None  # no lookup for a non-code
     if link is None:
         raise ApiError(404, "not_found", "no link with this code")
     principal.require_creator(link.creator_id)

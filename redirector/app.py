@@ -9,13 +9,20 @@ import os
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from clicktrail.settings import Settings
 from redirector import api
-from redirector.errors import ApiError, handle_api_error, json_response
+from redirector.errors import (
+    ApiError,
+    handle_api_error,
+    handle_http_error,
+    handle_unexpected_error,
+    json_response,
+)
 from redirector.state import AppState
 
 # First path segments that never are link codes.
@@ -52,19 +59,46 @@ def _extra_routes() -> list[Route]:
     return attribution_routes()
 
 
+def one_route_per_path(routes: list[Route]) -> list[Route]:
+    """Routes sharing a path merged into one that dispatches on the method. Starlette answers a wrong
+    method with the `Allow` of the first route that matches the path only; merged, `Allow` is complete."""
+    by_path: dict[str, list[Route]] = {}
+    for route in routes:
+        by_path.setdefault(route.path, []).append(route)
+    merged = []
+    for path, group in by_path.items():
+        if len(group) == 1:
+            merged.append(group[0])
+            continue
+        handlers = {method: route.endpoint for route in group for method in route.methods or ()}
+
+        async def dispatch(request: Request, handlers=handlers) -> Response:
+            return await handlers[request.method](request)
+
+        merged.append(Route(path, dispatch, methods=sorted(handlers)))
+    return merged
+
+
 class ClicktrailApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.ctx: AppState | None = None
         self.api = Starlette(
-            routes=[
-                Route("/healthz", healthz, methods=["GET", "HEAD"]),
-                Route("/readyz", readyz, methods=["GET", "HEAD"]),
-                Route("/metrics", metrics, methods=["GET"]),
-                *api.routes(),
-                *_extra_routes(),
-            ],
-            exception_handlers={ApiError: handle_api_error},
+            routes=one_route_per_path(
+                [
+                    Route("/healthz", healthz, methods=["GET", "HEAD"]),
+                    Route("/readyz", readyz, methods=["GET", "HEAD"]),
+                    Route("/metrics", metrics, methods=["GET"]),
+                    *api.routes(),
+                    *_extra_routes(),
+                ]
+            ),
+            # Every error is JSON: ours, the router's 404/405, and a bug's 500.
+            exception_handlers={
+                ApiError: handle_api_error,
+                HTTPException: handle_http_error,
+                Exception: handle_unexpected_error,
+            },
             lifespan=self._lifespan,
         )
 
@@ -83,10 +117,13 @@ class ClicktrailApp:
             await ctx.close()
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+        if scope["type"] == "http":
             path = scope["path"]
             if path.count("/") == 1 and path[1:] not in _NOT_CODES and self.ctx is not None:
-                return await self.ctx.redirect(scope, receive, send)
+                if scope["method"] in ("GET", "HEAD"):
+                    return await self.ctx.redirect(scope, receive, send)
+                # A code path exists for GET and HEAD only: 405 with Allow, not the router's 404.
+                return await self.ctx.redirect.method_not_allowed(scope, send)
         await self.api(scope, receive, send)
 
 

@@ -28,6 +28,7 @@ from geoip2fast import GeoIP2Fast
 
 from clicktrail.clickid import ID_CHARS
 from clicktrail.keys import Keys
+from clicktrail.validate import is_country
 
 # Link-preview fetchers of chat and social apps: they fetch the link when it is shared, not when a person
 # taps it. Checked before the crawler dataset (which lists several of them too) to give a precise reason.
@@ -60,7 +61,6 @@ COUNTRY_CACHE_SIZE = 1_000  # header values: the ~250 codes and the odd malforme
 REFERER_CACHE_SIZE = 50_000
 # geoip2fast's file with IPv4 and IPv6 networks (country level), shipped inside the package.
 GEOIP_DATA_FILE = "geoip2fast-ipv6.dat.gz"
-_COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
 
 # (token in the user agent, name), first match wins: in-app browsers before the engines they embed,
 # Edge/Opera/Samsung before Chrome, Chrome before Safari (Chrome's agent says "Safari" too).
@@ -172,7 +172,7 @@ def referer_host(referer: str) -> str:
 
 
 def _trusted_country(stored: str) -> str:
-    return stored if stored and _COUNTRY_RE.match(stored) else ""
+    return stored if is_country(stored) else ""
 
 
 def _encoded(function: Callable[[str], str]) -> Callable[[str], bytes]:
@@ -249,7 +249,7 @@ class Enricher:
         except ValueError:
             return ""
         code = self._geoip.lookup(str(network.network_address)).country_code
-        return code if _COUNTRY_RE.match(code or "") else ""
+        return code if is_country(code) else ""
 
     def cache_info(self) -> dict[str, int]:
         """Hits per cache (tests and the benchmark use it to show the memoisation works)."""

@@ -1,10 +1,16 @@
-"""API errors: one exception type, rendered as `{"error": {"code", "message"}}` with its status."""
+"""API errors: one exception type, rendered as `{"error": {"code", "message"}}` with its status; the
+router's own errors (no route, wrong method) and unhandled ones are rendered the same way."""
 
 from __future__ import annotations
 
+from http import HTTPStatus
+
 import orjson
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+
+from clicktrail import validate
 
 
 class ApiError(Exception):
@@ -25,6 +31,30 @@ async def handle_api_error(request: Request, exc: Exception) -> Response:
     return error_response(exc.status, exc.code, exc.message)
 
 
+def _status_code_name(status: int) -> str:
+    try:
+        return HTTPStatus(status).phrase.lower().replace(" ", "_").replace("-", "_")
+    except ValueError:
+        return "http_error"
+
+
+async def handle_http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own refusals (no route → 404, wrong method → 405 with `Allow`) as JSON errors."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 404:
+        message = "no such path"
+    elif exc.status_code == 405:
+        message = f"{request.method} is not allowed here; allowed: {(exc.headers or {}).get('Allow', '')}"
+    else:
+        message = exc.detail
+    return error_response(exc.status_code, _status_code_name(exc.status_code), message, exc.headers)
+
+
+async def handle_unexpected_error(request: Request, exc: Exception) -> Response:
+    """A bug answers a JSON 500 too (Starlette still logs the traceback and re-raises)."""
+    return error_response(500, "internal_error", "internal error")
+
+
 def json_response(data: object, status: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status, media_type="application/json")
 
@@ -32,9 +62,13 @@ def json_response(data: object, status: int = 200) -> Response:
 async def read_body(request: Request, max_bytes: int) -> bytes:
     """The raw body, refused with 413 as soon as it passes `max_bytes` (never buffered beyond it), and
     with 400 if the client goes away before sending all of it (a truncated body is never parsed)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
-        raise ApiError(413, "body_too_large", f"request body over {max_bytes} bytes")
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        length = validate.content_length(declared)  # ASCII digits only: "²".isdigit() is true too
+        if length is None:
+            raise ApiError(400, "bad_content_length", "content-length must be a decimal number of bytes")
+        if length > max_bytes:
+            raise ApiError(413, "body_too_large", f"request body over {max_bytes} bytes")
     body = bytearray()
     try:
         async for chunk in request.stream():

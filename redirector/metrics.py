@@ -19,7 +19,9 @@ import orjson
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
+from redirector.linkcheck import REASONS
 from redirector.links import LinkCache
+from redirector.redirect import QUERY_TOO_LONG
 from redirector.stats import BATCH_BUCKETS, LATENCY_BUCKETS_S, RecorderStats, RedirectStats
 
 SNAPSHOT_INTERVAL_S = 1.0
@@ -33,6 +35,7 @@ def snapshot(redirects: RedirectStats, recorder: RecorderStats, cache: LinkCache
         "responses": [[m, s, n] for (m, s), n in redirects.responses.items()],
         "latency": [redirects.latency.counts, redirects.latency.total],
         "lookup_errors": redirects.lookup_errors,
+        "fallbacks": dict(redirects.fallbacks),
         "clicks": {outcome: getattr(recorder, outcome) for outcome in OUTCOMES},
         "batches": [recorder.batches.counts, recorder.batches.total],
         "redis_failures": dict(recorder.redis_failures),
@@ -57,6 +60,9 @@ def merge(snapshots: list[dict]) -> dict:
             total["clicks"][outcome] += snap["clicks"][outcome]
         for error, n in snap["redis_failures"].items():
             total["redis_failures"][error] = total["redis_failures"].get(error, 0) + n
+        fallbacks = total.setdefault("fallbacks", {})
+        for reason, n in snap.get("fallbacks", {}).items():  # absent in a peer of an older version
+            fallbacks[reason] = fallbacks.get(reason, 0) + n
         total["cache"] = [a + b for a, b in zip(total["cache"], snap["cache"], strict=True)]
         for name in ("lookup_errors", "live", "workers"):
             total[name] += snap[name]
@@ -143,6 +149,16 @@ class RedirectCollector:
             "Link lookups that failed (Redis down, no cached copy)",
             value=snap["lookup_errors"],
         )
+        fallbacks = CounterMetricFamily(
+            "clicktrail_redirect_fallbacks",
+            "Corrections on the redirect path by reason: stored links corrected as they entered a worker's "
+            "cache (click parameter or URL bytes unfit for a header, click parameter in the stored URL), "
+            "and viewer query strings too long to pass through",
+            labels=["reason"],
+        )
+        for reason in (*REASONS, QUERY_TOO_LONG):
+            fallbacks.add_metric([reason], snap.get("fallbacks", {}).get(reason, 0))
+        yield fallbacks
         clicks = CounterMetricFamily("clicktrail_clicks", "Clicks by outcome", labels=["outcome"])
         for outcome in OUTCOMES:
             clicks.add_metric([outcome], snap["clicks"][outcome])

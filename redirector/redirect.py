@@ -6,22 +6,26 @@ line per request. A bare ASGI callable, so no framework routing runs per redirec
 from __future__ import annotations
 
 import time
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import quote
 
 from clicktrail.clickid import ClickIds
+from clicktrail.validate import CODE_CHARS, CODE_MAX_CHARS, CODE_MIN_CHARS
 from redirector.click import Click
 from redirector.clientip import ClientAddress
+from redirector.querykeys import drop_param
 from redirector.recorder import Recorder
 from redirector.resolver import LinkResolver, LookupFailed
 from redirector.stats import RedirectStats
 
-CODE_MIN_CHARS = 3
-CODE_MAX_CHARS = 64
-CODE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 # Printable ASCII except space, '#', and the characters a header may not carry: a query string made only of
 # these is passed through as it is; anything else is percent-encoded first.
 _PLAIN_QUERY_BYTES = frozenset(range(0x21, 0x7F)) - {ord("#"), ord('"'), ord("<"), ord(">"), ord("\\")}
 _QUERY_SAFE = "&=+%/:;,@!$'()*?~[]|{}^`"
+# A viewer's query string longer than this is not passed through: most servers refuse a request line over
+# 8 KiB, so it could not reach the merchant anyway, and reading every key of it as a server would (see
+# querykeys.py) must stay a bounded cost on the loop that answers redirects (about 3 ms at worst here).
+MAX_PASS_THROUGH_QUERY_BYTES = 4096
+QUERY_TOO_LONG = "query_too_long"
 
 _NO_STORE = (b"cache-control", b"private, no-store")
 
@@ -33,20 +37,21 @@ def _error_body(code: str, message: str) -> bytes:
 _NOT_FOUND = _error_body("not_found", "no link with this code")
 _GONE = _error_body("link_disabled", "this link has been disabled")
 _UNAVAILABLE = _error_body("unavailable", "links cannot be looked up right now; retry shortly")
+_NOT_ALLOWED = _error_body("method_not_allowed", "a link answers GET and HEAD only")
+# Methods counted under their own name on a code path; any other is counted as OTHER, so a client
+# inventing methods cannot grow the metric labels.
+_COUNTED_METHODS = frozenset({"POST", "PUT", "DELETE", "PATCH", "OPTIONS", "TRACE", "CONNECT"})
 
 
 def pass_through_query(query: bytes, click_param: str) -> str:
-    """The short link's own query string, safe for a Location header, without any value for our click
-    parameter (a viewer must not be able to plant a click id of their choosing)."""
+    """The short link's own query string, safe for a Location header, without any pair a server could
+    read as our click parameter in any spelling (querykeys.py): a viewer must not be able to plant a click
+    id of their choosing. The other pairs keep their bytes."""
     if not query:
         return ""
     if not _PLAIN_QUERY_BYTES.issuperset(query):
         query = quote(query, safe=_QUERY_SAFE).encode()
-    text = query.decode("ascii")
-    if click_param in text:
-        pairs = [(k, v) for k, v in parse_qsl(text, keep_blank_values=True) if k != click_param]
-        text = urlencode(pairs)
-    return text
+    return drop_param(query.decode("ascii"), click_param)
 
 
 def build_location(url: str, query: str, click_param: str, click_id: str) -> str:
@@ -129,8 +134,12 @@ class RedirectHandler:
                 country[:2].upper(),
             )
         )
+        query = scope["query_string"]
+        if len(query) > MAX_PASS_THROUGH_QUERY_BYTES:
+            query = b""
+            self._stats.fallbacks[QUERY_TOO_LONG] += 1
         location = build_location(
-            link.url, pass_through_query(scope["query_string"], link.click_param), link.click_param, click_id
+            link.url, pass_through_query(query, link.click_param), link.click_param, click_id
         )
         await send(
             {
@@ -144,8 +153,20 @@ class RedirectHandler:
         stats.responses[(method, 302)] += 1
         stats.latency.observe(time.perf_counter() - started)
 
+    async def method_not_allowed(self, scope: dict, send) -> None:
+        """Any method but GET and HEAD on a code path: 405 with `Allow`, counted, never recorded."""
+        method = scope["method"] if scope["method"] in _COUNTED_METHODS else "OTHER"
+        await self._finish(send, method, 405, _NOT_ALLOWED, time.perf_counter(), allow=True)
+
     async def _finish(
-        self, send, method: str, status: int, body: bytes, started: float, retry_after: bool = False
+        self,
+        send,
+        method: str,
+        status: int,
+        body: bytes,
+        started: float,
+        retry_after: bool = False,
+        allow: bool = False,
     ) -> None:
         headers = [
             (b"content-type", b"application/json"),
@@ -154,6 +175,8 @@ class RedirectHandler:
         ]
         if retry_after:
             headers.append((b"retry-after", b"1"))
+        if allow:
+            headers.append((b"allow", b"GET, HEAD"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if method == "HEAD" else body})
         stats = self._stats

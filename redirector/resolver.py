@@ -1,6 +1,7 @@
 """Resolving a code to its link: the per-worker cache first, then Redis, with concurrent misses coalesced
 into one MGET (a flood of distinct codes costs one round trip per event-loop turn, not one per request).
-While Redis is unreachable an expired cached copy is served rather than failing the viewer."""
+While Redis is unreachable an expired cached copy is served rather than failing the viewer. A link read
+from Redis is made servable (linkcheck.py) before it is cached, so the redirect never checks it again."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import time
 from redis.exceptions import RedisError
 
 from redirector.futures import SharedFuture
+from redirector.linkcheck import servable
 from redirector.links import Link, LinkCache, LinkStore
+from redirector.stats import RedirectStats
 
 
 class LookupFailed(Exception):
@@ -18,9 +21,10 @@ class LookupFailed(Exception):
 
 
 class LinkResolver:
-    def __init__(self, store: LinkStore, cache: LinkCache) -> None:
+    def __init__(self, store: LinkStore, cache: LinkCache, stats: RedirectStats) -> None:
         self._store = store
         self._cache = cache
+        self._stats = stats
         self._waiting: dict[str, SharedFuture] = {}
         self._scheduled = False
         self._inflight: set[asyncio.Task] = set()
@@ -59,6 +63,11 @@ class LinkResolver:
                     future.exception()  # retrieved here: awaiting requests re-raise it
             return
         now_ns = time.monotonic_ns()
-        for code, link in zip(codes, links, strict=True):
+        fallbacks = self._stats.fallbacks
+        for code, stored in zip(codes, links, strict=True):
+            link = stored
+            if stored is not None:
+                link, reasons = servable(stored)
+                fallbacks.update(reasons)
             self._cache.put(code, link, now_ns)
             waiting[code].set_result(link)

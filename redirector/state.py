@@ -34,6 +34,8 @@ from redirector.stats import RecorderStats, RedirectStats
 log = logging.getLogger("clicktrail.server")
 
 LAG_INTERVAL_S = 5.0
+# How long close() waits for cancelled background tasks before cancelling the stragglers again.
+TASK_CANCEL_RETRY_S = 0.1
 
 
 @dataclass
@@ -80,7 +82,7 @@ class AppState:
             retry_interval_ms=settings.spool_retry_interval_ms,
         )
         redirect = RedirectHandler(
-            LinkResolver(LinkStore(lookup_redis, keys), cache),
+            LinkResolver(LinkStore(lookup_redis, keys), cache, redirect_stats),
             recorder,
             ids,
             ClientAddress(settings.secret_bytes, settings.trusted_proxies),
@@ -128,8 +130,13 @@ class AppState:
         """Runs after the server stopped accepting and drained its connections: every answered click is
         already durable; flush anything left, then close."""
         await self.recorder.close()
-        for task in self._tasks:
-            task.cancel()
+        # A cancellation that arrives while the Redis client is connecting can be swallowed there (the
+        # task then carries on and would never end): cancel whatever still runs again until all stop.
+        pending = set(self._tasks)
+        while pending:
+            for task in pending:
+                task.cancel()
+            _, pending = await asyncio.wait(pending, timeout=TASK_CANCEL_RETRY_S)
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._snapshots is not None:
             self._snapshots.remove()

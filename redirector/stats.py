@@ -42,12 +42,14 @@ class Histogram:
 
 
 class RedirectStats:
-    __slots__ = ("latency", "lookup_errors", "responses")
+    __slots__ = ("fallbacks", "latency", "lookup_errors", "responses")
 
     def __init__(self) -> None:
         self.responses: Counter[tuple[str, int]] = Counter()  # (method, status) → count
         self.latency = Histogram(LATENCY_BUCKETS_S)
         self.lookup_errors = 0
+        # Stored links corrected before they were cached, by reason (linkcheck.py).
+        self.fallbacks: Counter[str] = Counter()
 
 
 class RecorderStats:

@@ -20,9 +20,10 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import idna
 
+from clicktrail.validate import is_host_label
+
 MAX_URL_BYTES = 2048
 MAX_HOST_CHARS = 253
-_LABEL_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 # WHATWG's "ends in a number": such a host is an IPv4 address to a browser, never a name.
 _NUMBER_LABEL_RE = re.compile(r"[0-9]+|0x[0-9a-f]*")
 # Characters left as they are when percent-encoding path, query and fragment: URL syntax plus '%'
@@ -117,7 +118,7 @@ def _normalise_host(host: str) -> str:
         return _public_ip_host(ip, host)
     if is_local_name(ascii_host):
         raise UrlError("non_public_host", f"{host!r} names this machine or a local network")
-    if len(labels) < 2 or not all(_LABEL_RE.match(label) for label in labels):
+    if len(labels) < 2 or not all(map(is_host_label, labels)):
         raise UrlError("host", f"{host!r} is not a valid public host name")
     return ascii_host
 

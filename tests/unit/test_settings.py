@@ -25,7 +25,16 @@ def test_environment_is_read_with_the_prefix(monkeypatch, tmp_path) -> None:
     assert settings.admin_token is None
 
 
-@pytest.mark.parametrize(("field", "value"), [("trusted_proxies", "not-a-cidr"), ("redis_prefix", "a b")])
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("trusted_proxies", "not-a-cidr"),
+        ("redis_prefix", "a b"),
+        ("default_click_param", "ct_click\n"),
+        ("default_click_param", "ct click"),
+        ("default_click_param", "ct_click\r"),
+    ],
+)
 def test_bad_settings_fail_at_start(monkeypatch, tmp_path, field, value) -> None:
     monkeypatch.setenv(f"CLICKTRAIL_{field.upper()}", value)
     with pytest.raises(ValidationError):

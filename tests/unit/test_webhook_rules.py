@@ -50,6 +50,17 @@ def headers(at: datetime = NOW, secret: str = SECRET, msg_id: str = "msg_1", bod
         ),
         (BODY, {**headers(), "webhook-signature": "v1,!!notbase64"}, [SECRET], webhooks.BAD_SIGNATURE),
         (BODY, {**headers(), "webhook-timestamp": "12e3"}, [SECRET], webhooks.BAD_TIMESTAMP),
+        # isdigit() accepts these; int() raises on superscripts and reads other scripts' digits
+        *(
+            (BODY, {**headers(), "webhook-timestamp": ts}, [SECRET], webhooks.BAD_TIMESTAMP)
+            for ts in ("²", "¹²³", "\xb2", "١٧٦٤٢٣٧٦٠٠", "１７６４２３７６００", f"{NOW_S}\n", f" {NOW_S}")
+        ),
+        *(
+            (BODY, {**headers(), "webhook-timestamp": ts}, [SECRET], webhooks.BAD_TIMESTAMP)
+            for ts in ("-1", "+1", "", "9" * 13, "1.5", "\x00", "0x10")
+            if ts  # an empty header is a missing one
+        ),
+        (BODY, {**headers(), "webhook-timestamp": ""}, [SECRET], webhooks.MISSING_HEADERS),
         (BODY, {k: v for k, v in headers().items() if k != "webhook-id"}, [SECRET], webhooks.MISSING_HEADERS),
         (BODY, headers(), [], webhooks.BAD_SIGNATURE),  # no active secret
     ],

@@ -1,0 +1,92 @@
+"""Full-match validation of the identifiers the service accepts: one place, one way.
+
+`re.match("^[A-Z]{3}$", "EUR\\n")` matches, because `$` also matches before a final newline; msgspec's
+`Meta(pattern=...)` is a search with the same `$`. So every pattern here is anchored with `\\A ... \\Z`
+(correct whether a caller uses `match`, `search` or `fullmatch`), and the checks below use `fullmatch` and
+refuse anything that is not a `str`. Nothing else in the project writes its own anchored regex."""
+
+from __future__ import annotations
+
+import re
+
+# Creator, merchant and other ids: they end up in Redis keys and ClickHouse rows.
+ID_PATTERN = r"\A[A-Za-z0-9_-]{1,64}\Z"
+# ISO 4217 alphabetic codes.
+CURRENCY_PATTERN = r"\A[A-Z]{3}\Z"
+# A merchant's click parameter: goes into every Location header, so only URL-safe, header-safe ASCII.
+CLICK_PARAM_PATTERN = r"\A[A-Za-z0-9_.-]{1,64}\Z"
+# ISO 3166 alpha-2 country codes.
+COUNTRY_PATTERN = r"\A[A-Z]{2}\Z"
+# Decimal seconds in ASCII only: `str.isdigit()` also accepts "²" and "١٢٣", which `int()` refuses or
+# reads as another number. Twelve digits reach the year 33658, far past any real timestamp.
+TIMESTAMP_S_PATTERN = r"\A[0-9]{1,12}\Z"
+# A Content-Length: ASCII digits only; 19 digits is past any body we would read.
+CONTENT_LENGTH_PATTERN = r"\A[0-9]{1,19}\Z"
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+# A merchant domain: lower-case ASCII (punycode) labels, at least two, 253 characters at most.
+HOST_PATTERN = rf"\A(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})+\Z"
+# One label of a destination host name (destination hosts are checked label by label).
+HOST_LABEL_PATTERN = r"\A(?!-)[a-z0-9-]{1,63}(?<!-)\Z"
+
+ID_RE = re.compile(ID_PATTERN)
+CURRENCY_RE = re.compile(CURRENCY_PATTERN)
+CLICK_PARAM_RE = re.compile(CLICK_PARAM_PATTERN)
+COUNTRY_RE = re.compile(COUNTRY_PATTERN)
+TIMESTAMP_S_RE = re.compile(TIMESTAMP_S_PATTERN)
+CONTENT_LENGTH_RE = re.compile(CONTENT_LENGTH_PATTERN)
+HOST_RE = re.compile(HOST_PATTERN)
+HOST_LABEL_RE = re.compile(HOST_LABEL_PATTERN)
+
+# Link codes: a character set rather than a regex, because the redirect checks every request's path
+# against it (a frozenset test is cheaper than a regex call).
+CODE_MIN_CHARS = 3
+CODE_MAX_CHARS = 64
+CODE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+DEFAULT_CLICK_PARAM = "ct_click"
+
+
+def fullmatch(pattern: re.Pattern[str], value: object) -> bool:
+    """True only for a `str` matched by `pattern` from its first to its last character."""
+    return isinstance(value, str) and pattern.fullmatch(value) is not None
+
+
+def is_id(value: object) -> bool:
+    return fullmatch(ID_RE, value)
+
+
+def is_currency(value: object) -> bool:
+    return fullmatch(CURRENCY_RE, value)
+
+
+def is_click_param(value: object) -> bool:
+    return fullmatch(CLICK_PARAM_RE, value)
+
+
+def is_country(value: object) -> bool:
+    return fullmatch(COUNTRY_RE, value)
+
+
+def is_host(value: object) -> bool:
+    return fullmatch(HOST_RE, value)
+
+
+def is_host_label(value: object) -> bool:
+    return fullmatch(HOST_LABEL_RE, value)
+
+
+def is_code(value: object) -> bool:
+    return (
+        isinstance(value, str)
+        and CODE_MIN_CHARS <= len(value) <= CODE_MAX_CHARS
+        and CODE_CHARS.issuperset(value)
+    )
+
+
+def timestamp_s(value: object) -> int | None:
+    """The seconds of an ASCII decimal timestamp, or None for anything else."""
+    return int(value) if fullmatch(TIMESTAMP_S_RE, value) else None
+
+
+def content_length(value: object) -> int | None:
+    """A Content-Length header's value, or None if it is not ASCII digits."""
+    return int(value) if fullmatch(CONTENT_LENGTH_RE, value) else None
