@@ -53,6 +53,17 @@ def decode_link(payload: bytes) -> Link:
     return _decoder.decode(payload)
 
 
+class CorruptLink(Exception):
+    """A stored link record that does not decode as a Link."""
+
+
+def _decode_or_corrupt(payload: bytes) -> Link | CorruptLink:
+    try:
+        return _decoder.decode(payload)
+    except msgspec.MsgspecError as exc:
+        return CorruptLink(str(exc))
+
+
 # What ClickHouse's DateTime can hold: an event outside it is dead-lettered by the ingester at decode time
 # instead of failing its batch's insert for ever.
 EventMs = Annotated[int, msgspec.Meta(ge=0, lt=2**32 * 1000)]
@@ -102,9 +113,11 @@ class LinkStore:
         payload = await self._redis.get(self._keys.link(code))
         return None if payload is None else decode_link(payload)
 
-    async def get_many(self, codes: list[str]) -> list[Link | None]:
+    async def get_many(self, codes: list[str]) -> list[Link | CorruptLink | None]:
+        """Each code's link, None when there is none, or CorruptLink for a record that cannot be decoded
+        (one bad record must not fail the lookups batched with it)."""
         payloads = await self._redis.mget([self._keys.link(code) for code in codes])
-        return [None if p is None else decode_link(p) for p in payloads]
+        return [None if p is None else _decode_or_corrupt(p) for p in payloads]
 
     async def create(self, link: Link) -> bool:
         """Store a new link; False if the code is taken (disabled codes stay taken)."""
@@ -143,7 +156,7 @@ class LinkStore:
         if not codes:
             return []
         found = await self.get_many([c.decode() for c in codes])
-        return [link for link in found if link is not None]
+        return [link for link in found if isinstance(link, Link)]
 
     async def claim_host(self, host: str, resolve: OwnerResolver) -> int:
         """Bring every link on `host` or below it in line with the current owner of its own host (a link on
@@ -164,7 +177,9 @@ class LinkStore:
             while True:  # ends: each retry follows a write that committed meanwhile
                 try:
                     await pipe.watch(*link_keys)
-                    found = [decode_link(p) for p in await pipe.mget(link_keys) if p is not None]
+                    payloads = await pipe.mget(link_keys)
+                    decoded = (_decode_or_corrupt(p) for p in payloads if p is not None)
+                    found = [link for link in decoded if isinstance(link, Link)]  # a corrupt record stays
                     hosts = sorted({link.host for link in found})
                     if not hosts:
                         return 0

@@ -12,7 +12,7 @@ from redis.exceptions import RedisError
 
 from redirector.futures import SharedFuture
 from redirector.linkcheck import servable
-from redirector.links import Link, LinkCache, LinkStore
+from redirector.links import CorruptLink, Link, LinkCache, LinkStore
 from redirector.stats import RedirectStats
 
 
@@ -54,20 +54,33 @@ class LinkResolver:
         try:
             links = await self._store.get_many(codes)
         except (RedisError, OSError) as exc:
-            for code, future in waiting.items():
-                stale = self._cache.stale(code)
-                if stale is not None:
-                    future.set_result(stale)
-                else:
-                    future.set_exception(LookupFailed(str(exc)))
-                    future.exception()  # retrieved here: awaiting requests re-raise it
+            for code in codes:
+                self._fail(code, waiting[code], exc)
             return
-        now_ns = time.monotonic_ns()
-        fallbacks = self._stats.fallbacks
-        for code, stored in zip(codes, links, strict=True):
-            link = stored
-            if stored is not None:
-                link, reasons = servable(stored)
-                fallbacks.update(reasons)
-            self._cache.put(code, link, now_ns)
-            waiting[code].set_result(link)
+        try:
+            now_ns = time.monotonic_ns()
+            fallbacks = self._stats.fallbacks
+            for code, stored in zip(codes, links, strict=True):
+                if isinstance(stored, CorruptLink):
+                    self._fail(code, waiting[code], stored)  # that code only: served stale, or a 503
+                    continue
+                link = stored
+                if stored is not None:
+                    link, reasons = servable(stored)
+                    fallbacks.update(reasons)
+                self._cache.put(code, link, now_ns)
+                waiting[code].set_result(link)
+        finally:
+            # Whatever went wrong above, no request is left waiting for ever on this batch.
+            for code, future in waiting.items():
+                if not future.done():
+                    self._fail(code, future, RuntimeError("link lookup failed"))
+
+    def _fail(self, code: str, future: SharedFuture, exc: Exception) -> None:
+        """A stale cached copy if there is one, else LookupFailed (a 503) for the requests waiting."""
+        stale = self._cache.stale(code)
+        if stale is not None:
+            future.set_result(stale)
+            return
+        future.set_exception(LookupFailed(str(exc)))
+        future.exception()  # retrieved here: awaiting requests re-raise it

@@ -165,6 +165,38 @@ def test_stored_links_unfit_for_a_header_still_get_a_well_formed_302(settings, r
     asyncio.run(scenario())
 
 
+CORRUPT_RECORDS = [b"", b"not json", b"{}", b'{"code": 1}', b"\xff\xfe", b'{"code":"x","url":"u"}']
+
+
+def test_a_corrupt_link_record_fails_alone_and_never_holds_its_batch(settings, redis_client) -> None:
+    """Lookups are batched: before, one record that did not decode raised out of the batch and every
+    request waiting on it hung. Now that code alone answers 503 (no cached copy) and the others go on."""
+    keys = Keys(settings.redis_prefix)
+    store_raw(settings, [raw_link(f"good{i}") for i in range(3)])
+    for i, payload in enumerate(CORRUPT_RECORDS):
+        redis_client.set(keys.link(f"bad{i}"), payload)
+    codes = [f"good{i}" for i in range(3)] + [f"bad{i}" for i in range(len(CORRUPT_RECORDS))]
+    redis_client.zadd(keys.creator_links("c4"), {code: 1 for code in codes})
+
+    async def scenario():
+        async with running_app(settings) as (_app, client):
+            # all at once, so good and corrupt records share one batched lookup
+            responses = await asyncio.wait_for(asyncio.gather(*(client.get(f"/{c}") for c in codes)), 10)
+            for code, response in zip(codes, responses, strict=True):
+                if code.startswith("good"):
+                    assert response.status_code == 302, code
+                else:
+                    assert response.status_code == 503, code
+                    assert response.json()["error"]["code"] == "unavailable"
+            listed = await client.get("/api/links?creator_id=c4", headers=ADMIN)
+            assert listed.status_code == 200
+            assert sorted(link["code"] for link in listed.json()["links"]) == ["good0", "good1", "good2"]
+            text = (await client.get("/metrics")).text
+            assert f"clicktrail_link_lookup_errors_total {float(len(CORRUPT_RECORDS))}" in text
+
+    asyncio.run(scenario())
+
+
 @pytest.mark.slow
 def test_a_real_server_answers_a_newline_click_param_with_a_302(settings, redis_client) -> None:
     """Before the fix uvicorn refused the header and dropped the connection after the click was recorded:
