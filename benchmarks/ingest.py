@@ -30,6 +30,7 @@ import subprocess
 import tempfile
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import redis
@@ -66,7 +67,17 @@ LAG_TICK_S = 0.02  # 100 clicks every 20 ms: 5,000 clicks/s
 POLL_S = 0.05
 
 
-def make_clicks(ids: ClickIds, count: int, start_ms: int, step_ms: float) -> list[Click]:
+def agent_mix(distinct: int) -> list[str]:
+    """`distinct` user agents: the templates above, then variants of them (real traffic carries many
+    versions of each browser, and the enricher parses each distinct agent once)."""
+    return [
+        AGENTS[k % len(AGENTS)] + ("" if k < len(AGENTS) else f" Build/{k}") for k in range(max(distinct, 1))
+    ]
+
+
+def make_clicks(
+    ids: ClickIds, count: int, start_ms: int, step_ms: float, agents: Sequence[str] = AGENTS
+) -> list[Click]:
     out = []
     for i in range(count):
         ts_ms = int(start_ms + i * step_ms)
@@ -80,7 +91,7 @@ def make_clicks(ids: ClickIds, count: int, start_ms: int, step_ms: float) -> lis
                 f"m{i % 50}" if i % 4 else "",
                 "shop.example",
                 i % 97 == 0,
-                AGENTS[visitor % len(AGENTS)],
+                agents[visitor % len(agents)],
                 "https://www.tiktok.com/",
                 visitor,
                 f"81.{visitor % 200}.{visitor % 250}.0/24",
@@ -159,8 +170,9 @@ def raw_insert(backend: NativeClickHouse, raw: NativeClickHouse, order_by: str) 
     return raw_s, raw_machine_s
 
 
-def throughput(client, backend, raw, keys, ids, count, batch_size, ingesters) -> dict:
-    clicks = make_clicks(ids, count, int(time.time() * 1000) - 6 * 3_600_000, 6 * 3_600_000 / count)
+def throughput(client, backend, raw, keys, ids, count, batch_size, ingesters, agents) -> dict:
+    start_ms = int(time.time() * 1000) - 6 * 3_600_000
+    clicks = make_clicks(ids, count, start_ms, 6 * 3_600_000 / count, agents)
     fill(client, keys.clicks, clicks, PER_ENTRY)
     del clicks
     stream_bytes = client.memory_usage(keys.clicks, samples=0)
@@ -266,7 +278,13 @@ def lag(client, backend, keys, ids, seconds: float, batch_size: int) -> dict:
     }
 
 
-def run(clicks: int, lag_seconds: float, ingesters: int = 1, batch_size: int | None = None) -> dict:
+def run(
+    clicks: int,
+    lag_seconds: float,
+    ingesters: int = 1,
+    batch_size: int | None = None,
+    distinct_agents: int = len(AGENTS),
+) -> dict:
     """Throughput against the raw insert, then lag at 5,000 clicks/s; returns the figures. The throw-away
     databases and the private Redis are removed at the end."""
     batch_size = batch_size or Settings().ingest_batch_size
@@ -281,7 +299,10 @@ def run(clicks: int, lag_seconds: float, ingesters: int = 1, batch_size: int | N
         with tempfile.TemporaryDirectory() as work, private_redis(Path(work)) as url:
             client = redis.Redis.from_url(url)
             figures = {
-                "throughput": throughput(client, backend, raw, keys, ids, clicks, batch_size, ingesters)
+                "throughput": throughput(
+                    client, backend, raw, keys, ids, clicks, batch_size, ingesters, agent_mix(distinct_agents)
+                ),
+                "distinct_agents": distinct_agents,
             }
             figures["lag"] = lag(client, backend, keys, ids, lag_seconds, batch_size)
             figures["drain_vs_load"] = round(
@@ -305,9 +326,12 @@ def main() -> None:
     parser.add_argument(
         "--batch-size", type=int, default=Settings().ingest_batch_size, help="Clicks per insert."
     )
+    parser.add_argument(
+        "--agents", type=int, default=len(AGENTS), help="Distinct user agents among the clicks."
+    )
     parser.add_argument("--out", type=Path, default=None, help="Write the figures as JSON here too.")
     args = parser.parse_args()
-    figures = run(args.clicks, args.lag_seconds, args.ingesters, args.batch_size)
+    figures = run(args.clicks, args.lag_seconds, args.ingesters, args.batch_size, args.agents)
     print(json.dumps(figures, indent=2))
     if args.out:
         args.out.write_text(json.dumps(figures, indent=2) + "\n")

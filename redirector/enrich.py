@@ -1,5 +1,6 @@
 """What the ingester adds to a click, off the hot path: bot and preview detection, device class, browser
-family, os, referer host, country, and the unique-click flag.
+family, os (the maintained `ua-parser`, see useragent.py), referer host, country, and the unique-click
+flag.
 
 The ingester enriches a batch column by column: user-agent traits are memoised (bounded LRU) per user
 agent, countries per header value and per IP prefix, referer hosts per referer, and each column is one
@@ -29,6 +30,7 @@ from geoip2fast import GeoIP2Fast
 from clicktrail.clickid import ID_CHARS
 from clicktrail.keys import Keys
 from clicktrail.validate import is_country
+from redirector.useragent import UserAgents
 
 # Link-preview fetchers of chat and social apps: they fetch the link when it is shared, not when a person
 # taps it. Checked before the crawler dataset (which lists several of them too) to give a precise reason.
@@ -62,30 +64,6 @@ REFERER_CACHE_SIZE = 50_000
 # geoip2fast's file with IPv4 and IPv6 networks (country level), shipped inside the package.
 GEOIP_DATA_FILE = "geoip2fast-ipv6.dat.gz"
 
-# (token in the user agent, name), first match wins: in-app browsers before the engines they embed,
-# Edge/Opera/Samsung before Chrome, Chrome before Safari (Chrome's agent says "Safari" too).
-_BROWSERS = (
-    (("Instagram",), "Instagram"),
-    (("FBAN/", "FBAV/", "FB_IAB/", "MetaIAB"), "Facebook"),
-    (("BytedanceWebview", "musical_ly", "TikTok"), "TikTok"),
-    (("Snapchat",), "Snapchat"),
-    (("Edg/", "EdgA/", "EdgiOS/"), "Edge"),
-    (("OPR/", "Opera"), "Opera"),
-    (("SamsungBrowser/",), "Samsung Internet"),
-    (("YaBrowser/",), "Yandex"),
-    (("Firefox/", "FxiOS/"), "Firefox"),
-    (("CriOS/", "Chrome/"), "Chrome"),
-    (("Safari/",), "Safari"),
-)
-_SYSTEMS = (
-    (("iPhone", "iPad", "iPod"), "iOS"),
-    (("Android",), "Android"),
-    (("Windows NT", "Windows Phone"), "Windows"),
-    (("CrOS",), "ChromeOS"),
-    (("Macintosh", "Mac OS X"), "macOS"),
-    (("Linux", "X11"), "Linux"),
-)
-
 
 @dataclass(frozen=True, slots=True)
 class Traits:
@@ -94,26 +72,8 @@ class Traits:
     is_bot: bool
     bot_reason: str  # "" for people; "preview:<app>", "crawler:<pattern>", "no_user_agent", "head"
     device: str  # mobile, tablet, desktop, bot, other
-    browser: str
+    browser: str  # ua-parser's family names (useragent.py)
     os: str
-
-
-def _first(user_agent: str, table: tuple[tuple[tuple[str, ...], str], ...]) -> str:
-    for tokens, name in table:
-        if any(token in user_agent for token in tokens):
-            return name
-    return "Other"
-
-
-def device_class(user_agent: str) -> str:
-    android_tablet = "Android" in user_agent and "Mobile" not in user_agent
-    if "iPad" in user_agent or "Tablet" in user_agent or android_tablet:
-        return "tablet"
-    if any(token in user_agent for token in ("Mobile", "iPhone", "iPod", "Android", "Windows Phone")):
-        return "mobile"
-    if any(token in user_agent for token in ("Windows NT", "Macintosh", "X11", "CrOS")):
-        return "desktop"
-    return "other"
 
 
 class BotPatterns:
@@ -136,7 +96,7 @@ class BotPatterns:
         return None
 
 
-def classify(user_agent: str, bots: BotPatterns) -> Traits:
+def classify(user_agent: str, bots: BotPatterns, agents: UserAgents) -> Traits:
     """Pure: the traits of one user agent (HEAD is applied by the caller, it is not in the agent)."""
     agent = user_agent.strip()
     reason = ""
@@ -151,12 +111,13 @@ def classify(user_agent: str, bots: BotPatterns) -> Traits:
             pattern = bots.match(agent)
             if pattern is not None:
                 reason = f"crawler:{pattern}"
+    described = agents.describe(agent)
     return Traits(
         is_bot=bool(reason),
         bot_reason=reason,
-        device="bot" if reason else device_class(agent),
-        browser=_first(agent, _BROWSERS),
-        os=_first(agent, _SYSTEMS),
+        device="bot" if reason else described.device,
+        browser=described.browser,
+        os=described.os,
     )
 
 
@@ -185,10 +146,16 @@ class Enricher:
     The ingester calls the column methods once per batch: they map a memoised function over whole columns
     (C-level iteration, no Python frame per click), so a batch pays for its distinct values only."""
 
-    def __init__(self, geoip: GeoIP2Fast | None = None, bots: BotPatterns | None = None) -> None:
+    def __init__(
+        self,
+        geoip: GeoIP2Fast | None = None,
+        bots: BotPatterns | None = None,
+        agents: UserAgents | None = None,
+    ) -> None:
         self._geoip = geoip or GeoIP2Fast(geoip2fast_data_file=GEOIP_DATA_FILE)
         bots = bots or BotPatterns()
-        self._traits = lru_cache(maxsize=UA_CACHE_SIZE)(lambda agent: classify(agent, bots))
+        agents = agents or UserAgents()
+        self._traits = lru_cache(maxsize=UA_CACHE_SIZE)(lambda agent: classify(agent, bots, agents))
         self._agent_row = lru_cache(maxsize=UA_CACHE_SIZE)(self._agent_row_of)
         self._head_row = lru_cache(maxsize=UA_CACHE_SIZE)(self._head_row_of)
         self._prefix_country = lru_cache(maxsize=PREFIX_CACHE_SIZE)(self._lookup_country)

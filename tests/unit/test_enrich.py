@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from redirector.enrich import BotPatterns, Enricher, classify, device_class, referer_host
+from redirector.enrich import BotPatterns, Enricher, classify, referer_host
+from redirector.useragent import UserAgents, device_class
 
 IPHONE_SAFARI = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
@@ -53,8 +54,13 @@ def bots() -> BotPatterns:
 
 
 @pytest.fixture(scope="module")
-def enricher(bots: BotPatterns) -> Enricher:
-    return Enricher(bots=bots)
+def agents() -> UserAgents:
+    return UserAgents()
+
+
+@pytest.fixture(scope="module")
+def enricher(bots: BotPatterns, agents: UserAgents) -> Enricher:
+    return Enricher(bots=bots, agents=agents)
 
 
 @pytest.mark.parametrize(
@@ -83,8 +89,8 @@ def enricher(bots: BotPatterns) -> Enricher:
         ("   ", "no_user_agent"),
     ],
 )
-def test_bot_reason(bots: BotPatterns, agent: str, reason: str) -> None:
-    traits = classify(agent, bots)
+def test_bot_reason(bots: BotPatterns, agents: UserAgents, agent: str, reason: str) -> None:
+    traits = classify(agent, bots, agents)
     assert traits.bot_reason == reason
     assert traits.is_bot == bool(reason)
     if reason:
@@ -94,23 +100,47 @@ def test_bot_reason(bots: BotPatterns, agent: str, reason: str) -> None:
 @pytest.mark.parametrize(
     ("agent", "device", "browser", "os"),
     [
-        (IPHONE_SAFARI, "mobile", "Safari", "iOS"),
+        (IPHONE_SAFARI, "mobile", "Mobile Safari", "iOS"),
         (INSTAGRAM_IAB, "mobile", "Instagram", "iOS"),
         (TIKTOK_IAB, "mobile", "TikTok", "iOS"),
         (FACEBOOK_IAB, "mobile", "Facebook", "Android"),
         (WINDOWS_CHROME, "desktop", "Chrome", "Windows"),
         (WINDOWS_EDGE, "desktop", "Edge", "Windows"),
-        (MAC_FIREFOX, "desktop", "Firefox", "macOS"),
+        (MAC_FIREFOX, "desktop", "Firefox", "Mac OS X"),
         (ANDROID_TABLET, "tablet", "Chrome", "Android"),
-        (IPAD, "tablet", "Safari", "iOS"),
+        (IPAD, "tablet", "Mobile Safari", "iOS"),
         (SAMSUNG, "mobile", "Samsung Internet", "Android"),
         ("SomethingElse/1.0", "other", "Other", "Other"),
     ],
 )
-def test_device_browser_os(bots: BotPatterns, agent: str, device: str, browser: str, os: str) -> None:
-    traits = classify(agent, bots)
+def test_device_browser_os(
+    bots: BotPatterns, agents: UserAgents, agent: str, device: str, browser: str, os: str
+) -> None:
+    traits = classify(agent, bots, agents)
     assert (traits.device, traits.browser, traits.os) == (device, browser, os)
-    assert device_class(agent) == device
+    assert agents.describe(agent).device == device
+
+
+@pytest.mark.parametrize(
+    ("os", "brand", "family", "device"),
+    [
+        ("Android", "Generic_Android_Tablet", "SM-X710", "tablet"),  # Android without "Mobile"
+        ("iOS", "Apple", "iPad", "tablet"),
+        ("Android", "Amazon", "Kindle Fire HDX", "tablet"),
+        ("iOS", "Apple", "iPhone", "mobile"),
+        ("Android", "Samsung", "Samsung SM-S918B", "mobile"),
+        ("Other", "Generic Feature Phone", "Generic Feature Phone", "mobile"),
+        ("Windows Phone", "Nokia", "Lumia 950", "mobile"),
+        ("Windows", "", "", "desktop"),
+        ("Mac OS X", "Apple", "Mac", "desktop"),
+        ("Chrome OS", "", "", "desktop"),
+        ("Linux", "", "", "desktop"),
+        ("Other", "", "", "other"),
+        ("Other", "Spider", "Spider", "other"),  # crawlers are told by the bot rules, not here
+    ],
+)
+def test_device_class(os: str, brand: str, family: str, device: str) -> None:
+    assert device_class(os, brand, family) == device
 
 
 def test_head_is_a_preview_unless_the_agent_names_one(enricher: Enricher) -> None:
@@ -153,8 +183,8 @@ def test_country(enricher: Enricher, stored: str, prefix: str, country: str) -> 
     assert enricher.country(stored, prefix) == country
 
 
-def test_memoised(bots: BotPatterns) -> None:
-    enricher = Enricher(bots=bots)
+def test_memoised(bots: BotPatterns, agents: UserAgents) -> None:
+    enricher = Enricher(bots=bots, agents=agents)
     for _ in range(3):
         enricher.traits(GOOGLEBOT, is_head=False)
         enricher.country("", "81.2.69.0/24")
