@@ -100,10 +100,10 @@ async def put_catalog(request: Request):
     try:
         products = await catalog.decode_products(catalog.split_body(body))
         version = await store.upsert(merchant_id, products, clock_ms())
+    except msgspec.ValidationError as exc:  # a DecodeError too: caught first
+        raise ApiError(422, "invalid", f"body must be a list of products: {exc}") from None
     except msgspec.DecodeError as exc:
         raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
-    except msgspec.ValidationError as exc:
-        raise ApiError(422, "invalid", f"body must be a list of products: {exc}") from None
     except catalog.CatalogTooLarge as exc:
         raise ApiError(413, exc.code, str(exc)) from None
     except ValueError as exc:
