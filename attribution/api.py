@@ -3,6 +3,7 @@ Mounted by the app (`routes()`); handlers take shared resources from `request.ap
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, date, datetime
 
 import msgspec
@@ -19,6 +20,10 @@ from redirector.links import now_ms as clock_ms
 
 # A full PUT (5,000 products) with typical fields is 1-3 MiB; its bounds are found in one ~5 ms pass.
 MAX_CATALOG_BODY_BYTES = 8 * 1024 * 1024
+# Catalog writes, searches and rate changes one worker runs at once; more wait their turn. Each runs in
+# sub-millisecond steps with pauses between (catalog.py), so the management API takes a bounded share of
+# the loop that answers redirects, however many clients call it.
+MAX_CONCURRENT_HEAVY_API = 2
 
 
 class Metrics:
@@ -37,6 +42,14 @@ def _metrics(request: Request) -> Metrics:
     if metrics is None:
         metrics = state.attribution_metrics = Metrics(state.ctx.registry)
     return metrics
+
+
+def _heavy_gate(request: Request) -> asyncio.Semaphore:
+    state = request.app.state
+    gate = getattr(state, "heavy_api_gate", None)
+    if gate is None:
+        gate = state.heavy_api_gate = asyncio.Semaphore(MAX_CONCURRENT_HEAVY_API)
+    return gate
 
 
 def _decode(data: object, kind):
@@ -98,8 +111,9 @@ async def put_catalog(request: Request):
     body = await read_body(request, MAX_CATALOG_BODY_BYTES)
     store = CatalogStore(ctx.redis, ctx.keys)
     try:
-        products = await catalog.decode_products(catalog.split_body(body))
-        version = await store.upsert(merchant_id, products, clock_ms())
+        async with _heavy_gate(request):
+            products = await catalog.decode_products(catalog.split_body(body))
+            version = await store.upsert(merchant_id, products, clock_ms())
     except msgspec.ValidationError as exc:  # a DecodeError too: caught first
         raise ApiError(422, "invalid", f"body must be a list of products: {exc}") from None
     except msgspec.DecodeError as exc:
@@ -118,7 +132,8 @@ async def put_rates(request: Request):
     await _merchant_or_404(ctx, merchant_id)
     update = _decode(await read_json(request), RatesUpdate)
     try:
-        version = await RateStore(ctx.redis, ctx.keys).set_rates(merchant_id, clock_ms(), update)
+        async with _heavy_gate(request):
+            version = await RateStore(ctx.redis, ctx.keys).set_rates(merchant_id, clock_ms(), update)
     except ValueError as exc:
         raise ApiError(422, "invalid", str(exc)) from None
     return json_response({"rate_version": version.version, "effective_ms": version.effective_ms})
@@ -150,9 +165,9 @@ async def get_catalog(request: Request):
         merchant_ids = [merchant_id]
     else:
         merchant_ids = [m.decode() for m in await ctx.redis.smembers(ctx.keys.merchants)]
-    products, next_cursor = await CatalogStore(ctx.redis, ctx.keys).search(
-        merchant_ids, query, creator_id, cursor
-    )
+    async with _heavy_gate(request):
+        store = CatalogStore(ctx.redis, ctx.keys)
+        products, next_cursor = await store.search(merchant_ids, query, creator_id, cursor)
     return json_response({"products": products, "next_cursor": next_cursor})
 
 

@@ -30,11 +30,14 @@ MAX_CATEGORY_CHARS = search.MAX_CATEGORY_CHARS
 MAX_PRODUCT_URL_BYTES = 2048  # the same bound as a link's destination (redirector/urls.py)
 # Prices stay far below Int64 even multiplied by a quantity and 10,000 basis points.
 MAX_PRICE_MINOR = 10**12
-# Products decoded, checked and written per step: about a millisecond of work, then the loop and Redis
-# serve others (redirects share both).
-CHUNK_PRODUCTS = 50
-# Index entries read per step of a search: the room left on the page, at least this many.
-SEARCH_BATCH_MIN = 50
+# Products decoded, checked and written per step: well under a millisecond of work, then the loop and
+# Redis serve others (redirects share both).
+CHUNK_PRODUCTS = 25
+# After each step a catalog request leaves the loop to others (redirects first) for this long, so that it
+# takes at most about a quarter of the loop however many steps it has. A full PUT takes ~0.5 s longer.
+STEP_PAUSE_S = 0.002
+# Index entries (and products) read and decoded per step of a search: well under a millisecond of work.
+SEARCH_BATCH = 25
 CAS_ATTEMPTS = 5  # a chunk whose products another PUT changed meanwhile is re-read and retried
 
 _CURRENCY_RE = re.compile(r"[A-Z]{3}")
@@ -112,7 +115,7 @@ async def decode_products(raws: list[msgspec.Raw]) -> list[Product]:
                 raise ValueError(f"product {index}: {exc}") from None
             check_product(product)
             products.append(product)
-        await asyncio.sleep(0)
+        await asyncio.sleep(STEP_PAUSE_S)
     return products
 
 
@@ -174,6 +177,7 @@ class CatalogStore:
         items = list(latest.values())
         for start in range(0, len(items), CHUNK_PRODUCTS):
             await self._write(merchant_id, items[start : start + CHUNK_PRODUCTS])
+            await asyncio.sleep(STEP_PAUSE_S)
         # Always through the rate store: an unchanged table appends nothing.
         return await self._rates.set_sku_rates(merchant_id, now_ms, {p.sku: p.rate_bps for p in items})
 
@@ -213,7 +217,7 @@ class CatalogStore:
             while True:
                 if budget == 0:
                     return found, search.encode_cursor(merchant_id, last)
-                want = min(budget, max(query.limit - len(found), SEARCH_BATCH_MIN))
+                want = min(budget, SEARCH_BATCH)
                 entries = await self._entries(merchant_id, b"(" + last if last else b"[" + low, high, want)
                 budget -= len(entries)
                 if not entries:
@@ -231,6 +235,7 @@ class CatalogStore:
                 if len(entries) < want:
                     break
                 last = entries[-1]
+                await asyncio.sleep(STEP_PAUSE_S)
         return found, None
 
     async def _entries(self, merchant_id: str, low: bytes, high: bytes, count: int) -> list[bytes]:
