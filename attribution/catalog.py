@@ -206,13 +206,17 @@ class CatalogStore:
         MAX_SCANNED_PER_SEARCH index entries and their products, over at most MAX_MERCHANTS_PER_SEARCH."""
         start_merchant, after = cursor
         ids = sorted(merchant_ids)
-        low, high = query.bounds()
         found: list[dict] = []
         budget = search.MAX_SCANNED_PER_SEARCH
         for visited, merchant_id in enumerate(ids[bisect.bisect_left(ids, start_merchant) :]):
             if visited == search.MAX_MERCHANTS_PER_SEARCH:
                 return found, search.encode_cursor(merchant_id, b"")
-            last = after if merchant_id == start_merchant and after > low else b""
+            last = after if merchant_id == start_merchant else b""
+            key = query.resume_key(last) if last else None
+            if key is None:
+                last, key = b"", await self._key_word(merchant_id, query)
+            low, high = query.bounds(key)
+            last = last if last > low else b""
             version: rules.RateVersion | None = None
             while True:
                 if budget == 0:
@@ -227,7 +231,7 @@ class CatalogStore:
                     break
                 room = query.limit - len(found)
                 for entry, view in await self._matches(
-                    merchant_id, entries, query, creator_id, version, room
+                    merchant_id, entries, query, key, creator_id, version, room
                 ):
                     found.append(view)
                     if len(found) == query.limit:
@@ -237,6 +241,18 @@ class CatalogStore:
                 last = entries[-1]
                 await asyncio.sleep(STEP_PAUSE_S)
         return found, None
+
+    async def _key_word(self, merchant_id: str, query: search.Query) -> str:
+        """The query word with the fewest index entries in this catalog (one O(log n) count per word)."""
+        if len(query.words) < 2:
+            return query.pick_key({})
+        index = self._keys.catalog_index(merchant_id)
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for word in query.words:
+                low, high = query.bounds(word)
+                pipe.zlexcount(index, b"[" + low, b"[" + high)
+            counts = await pipe.execute()
+        return query.pick_key(dict(zip(query.words, counts, strict=True)))
 
     async def _entries(self, merchant_id: str, low: bytes, high: bytes, count: int) -> list[bytes]:
         index = self._keys.catalog_index(merchant_id)
@@ -257,6 +273,7 @@ class CatalogStore:
         merchant_id: str,
         entries: list[bytes],
         query: search.Query,
+        key: str,
         creator_id: str,
         version: rules.RateVersion,
         room: int,
@@ -269,7 +286,7 @@ class CatalogStore:
             if raw is None:
                 continue
             product = msgspec.json.decode(raw, type=Product)
-            if query.matches(product, entry):
+            if query.matches(product, entry, key):
                 matched.append((entry, product_view(merchant_id, product, version, creator_id)))
                 if len(matched) == room:
                     break

@@ -68,35 +68,41 @@ class Query:
     category: str = ""
     limit: int = MAX_RESULTS
 
-    @property
-    def key_word(self) -> str:
-        """The word whose range is read: the longest (fewest entries), the others filter."""
-        return max(self.words, key=len)[:MAX_TERM_CHARS] if self.words else ""
-
-    def bounds(self) -> tuple[bytes, bytes]:
-        """The lexical range of index entries for this query (before any cursor)."""
+    def bounds(self, key: str) -> tuple[bytes, bytes]:
+        """The lexical range of index entries whose term starts with `key` ('': one entry per product)."""
         head = b"c:" + self.category.encode() + b"\0" if self.category else b"a:"
-        if not self.words:
+        if not key:
             return head + b"\0", head + b"\0" + _TOP
-        return head + self.key_word.encode(), head + self.key_word.encode() + _TOP
+        return head + key.encode(), head + key.encode() + _TOP
 
-    def matches(self, product, entry: bytes) -> bool:
-        """The product has every query word, and `entry` is its first entry in the range (so a product
-        with several matching words is returned once, whatever the page boundaries)."""
+    def pick_key(self, counts: dict[str, int]) -> str:
+        """The word whose range is read (the others filter): the one with fewest index entries, the
+        longest on a tie, so of two words where one starts the other, never the shorter."""
+        return min(self.words, key=lambda w: (counts.get(w, 0), -len(w), w)) if self.words else ""
+
+    def resume_key(self, entry: bytes) -> str | None:
+        """The word a page that stopped at `entry` was reading (see pick_key); None if none fits."""
+        if not self.words:
+            return ""
+        term = entry_term(entry)
+        fits = [w for w in self.words if term.startswith(w)]
+        return max(fits, key=len) if fits else None
+
+    def matches(self, product, entry: bytes, key: str) -> bool:
+        """The product has every query word, and `entry` is its first entry in the range of `key` (so a
+        product with several matching words is returned once, whatever the page boundaries)."""
         if not self.words:
             return True
         full = words(product.sku) + words(product.title)
         if len(self.words) > 1 and not all(any(w.startswith(q) for w in full) for q in self.words):
             return False
-        key = self.key_word
         first = min((t for t in _terms(full) if t.startswith(key)), default=None)
         return first is not None and entry_term(entry) == first
 
 
 def entry_term(entry: bytes) -> str:
-    body = entry[2:]
-    parts = body.split(b"\0")
-    return parts[-2].decode()
+    parts = entry[2:].split(b"\0")
+    return parts[-2].decode(errors="replace") if len(parts) >= 2 else ""
 
 
 def entry_sku(entry: bytes) -> str:

@@ -147,7 +147,9 @@ def test_index_is_bounded_per_product() -> None:
 def test_query_matching(q: str, title: str, entry_term: str, expected: bool) -> None:
     query = search.parse_query(q, "", "")
     product = _with(title=title)
-    assert query.matches(product, b"a:" + entry_term.encode() + b"\x00" + product.sku.encode()) is expected
+    key = query.pick_key({})  # equal counts: the longest word
+    entry = b"a:" + entry_term.encode() + b"\x00" + product.sku.encode()
+    assert query.matches(product, entry, key) is expected
 
 
 @pytest.mark.parametrize(
@@ -172,8 +174,26 @@ def test_query_parameters_past_a_bound_are_refused(q: str, category: str, limit:
 def test_query_parameters_within_bounds() -> None:
     query = search.parse_query("Trail  SHOE", "shoes", str(search.MAX_RESULTS))
     assert query.words == ("trail", "shoe") and query.limit == search.MAX_RESULTS
-    assert query.bounds() == (b"c:shoes\x00trail", b"c:shoes\x00trail\xff")
-    assert search.parse_query("", "", "").bounds() == (b"a:\x00", b"a:\x00\xff")
+    assert query.bounds("trail") == (b"c:shoes\x00trail", b"c:shoes\x00trail\xff")
+    assert search.parse_query("", "", "").bounds("") == (b"a:\x00", b"a:\x00\xff")
+
+
+@pytest.mark.parametrize(
+    ("q", "counts", "key"),
+    [
+        ("model 123", {"model": 5000, "123": 11}, "123"),  # the rarer word is read
+        ("model 123", {}, "model"),  # a tie: the longer
+        ("tr trail", {"tr": 40, "trail": 40}, "trail"),
+        ("tr trail", {"tr": 3, "trail": 3}, "trail"),
+        ("shoe", {"shoe": 9}, "shoe"),
+        ("", {}, ""),
+    ],
+)
+def test_the_rarest_query_word_is_read(q: str, counts: dict, key: str) -> None:
+    query = search.parse_query(q, "", "")
+    assert query.pick_key(counts) == key
+    if key:  # a page that stopped inside that word's range goes on reading it
+        assert query.resume_key(b"a:" + key.encode() + b"zz\x00SKU") == key
 
 
 @pytest.mark.parametrize(
