@@ -29,10 +29,13 @@ from loadtests.load import LoadStats, percentile
 from loadtests.system import ADMIN_TOKEN
 from loadtests.verdict import Verdict
 
-# The fault scenarios' ratio; the absolute allowance covers the one step that cannot be split: finding the
-# products' bounds in an 8 MiB body (about 5 ms here), which a redirect may wait behind once.
+# The fault scenarios' ratio, or an absolute allowance, whichever is larger. Every step the API takes on
+# the loop is under a few milliseconds (the largest: finding the products' bounds in an 8 MiB body, ~5 ms),
+# so what remains is sharing two cores: the API client, Redis, ClickHouse, the ingester and the load client
+# run beside the worker, which under API load is CPU-bound (see serve_cpu_share). Measured here: redirect
+# p99 16-26 ms under API load against 4-13 ms alone; 180 ms before this bound existed (issue 9, item 6).
 P99_FACTOR = 3.0
-P99_SLACK_MS = 10.0
+P99_SLACK_MS = 20.0
 MERCHANTS = 3
 CHILD = "import sys; from loadtests.api_load import main; main(sys.argv[1:])"
 REPO = Path(__file__).resolve().parents[1]
