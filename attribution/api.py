@@ -3,6 +3,7 @@ Mounted by the app (`routes()`); handlers take shared resources from `request.ap
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime
 
@@ -12,18 +13,23 @@ from prometheus_client import CollectorRegistry, Counter
 from starlette.requests import Request
 from starlette.routing import Route
 
-from attribution import money, report, webhooks
-from attribution.catalog import CatalogStore, Product
+from attribution import catalog, money, report, search, webhooks
+from attribution.catalog import CatalogStore
 from attribution.merchants import DomainTaken, InvalidMerchant, Merchant, MerchantStore, public_view, validate
 from attribution.rates import RateStore, RatesUpdate
 from redirector.api import owner_resolver
 from redirector.errors import ApiError, error_response, json_response, read_body, read_json
 from redirector.links import now_ms as clock_ms
 
+# A full PUT (5,000 products) with typical fields is 1-3 MiB; its bounds are found in one ~5 ms pass.
 MAX_CATALOG_BODY_BYTES = 8 * 1024 * 1024
 # While ClickHouse is down a client should come back in a few seconds, not hammer it.
 CLICKHOUSE_RETRY_AFTER_S = 5
 log = logging.getLogger(__name__)
+# Catalog writes, searches and rate changes one worker runs at once; more wait their turn. Each runs in
+# sub-millisecond steps with pauses between (catalog.py), so the management API takes a bounded share of
+# the loop that answers redirects, however many clients call it.
+MAX_CONCURRENT_HEAVY_API = 2
 
 
 class Metrics:
@@ -42,6 +48,14 @@ def _metrics(request: Request) -> Metrics:
     if metrics is None:
         metrics = state.attribution_metrics = Metrics(state.ctx.registry)
     return metrics
+
+
+def _heavy_gate(request: Request) -> asyncio.Semaphore:
+    state = request.app.state
+    gate = getattr(state, "heavy_api_gate", None)
+    if gate is None:
+        gate = state.heavy_api_gate = asyncio.Semaphore(MAX_CONCURRENT_HEAVY_API)
+    return gate
 
 
 def _decode(data: object, kind):
@@ -110,16 +124,24 @@ async def rotate_secret(request: Request):
 
 
 async def put_catalog(request: Request):
+    """Upsert products. The body is read as it comes, its products found in one fast pass and then decoded,
+    checked and written a chunk at a time (catalog.py), so a full PUT never holds the loop for long."""
     ctx = request.app.state.ctx
     merchant_id = request.path_params["merchant_id"]
     (await ctx.auth.authenticate(request)).require_merchant(merchant_id)
     await _merchant_or_404(ctx, merchant_id)
-    data = await read_json(request, MAX_CATALOG_BODY_BYTES)
-    if isinstance(data, dict):  # {"products": [...]} is accepted too
-        data = data.get("products")
-    products = _decode(data, list[Product])
+    body = await read_body(request, MAX_CATALOG_BODY_BYTES)
+    store = CatalogStore(ctx.redis, ctx.keys)
     try:
-        version = await CatalogStore(ctx.redis, ctx.keys).upsert(merchant_id, products, clock_ms())
+        async with _heavy_gate(request):
+            products = await catalog.decode_products(catalog.split_body(body))
+            version = await store.upsert(merchant_id, products, clock_ms())
+    except msgspec.ValidationError as exc:  # a DecodeError too: caught first
+        raise ApiError(422, "invalid", f"body must be a list of products: {exc}") from None
+    except msgspec.DecodeError as exc:
+        raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
+    except catalog.CatalogTooLarge as exc:
+        raise ApiError(413, exc.code, str(exc)) from None
     except ValueError as exc:
         raise ApiError(422, "invalid", str(exc)) from None
     return json_response({"upserted": len(products), "rate_version": version.version})
@@ -132,26 +154,43 @@ async def put_rates(request: Request):
     await _merchant_or_404(ctx, merchant_id)
     update = _decode(await read_json(request), RatesUpdate)
     try:
-        version = await RateStore(ctx.redis, ctx.keys).set_rates(merchant_id, clock_ms(), update)
+        async with _heavy_gate(request):
+            version = await RateStore(ctx.redis, ctx.keys).set_rates(merchant_id, clock_ms(), update)
     except ValueError as exc:
         raise ApiError(422, "invalid", str(exc)) from None
     return json_response({"rate_version": version.version, "effective_ms": version.effective_ms})
 
 
 async def get_catalog(request: Request):
+    """One page of products with the rate a creator earns on each. Scope: a creator key sees every catalog
+    at its own rates only; a merchant key sees only its own catalog (at the rates of any creator it names,
+    which are its own rates); the admin sees anything."""
     ctx = request.app.state.ctx
     principal = await ctx.auth.authenticate(request)
     params = request.query_params
-    creator_id = principal.subject_id if principal.kind == "creator" else params.get("creator_id", "")
-    merchant_id = params.get("merchant_id", "")
+    try:
+        query = search.parse_query(params.get("q", ""), params.get("category", ""), params.get("limit", ""))
+        cursor = search.decode_cursor(params.get("cursor", ""))
+        merchant_id = search.check_id(params["merchant_id"], "merchant_id") if "merchant_id" in params else ""
+        creator_id = search.check_id(params["creator_id"], "creator_id") if "creator_id" in params else ""
+    except search.BadQuery as exc:
+        raise ApiError(400, "bad_query", str(exc)) from None
+    if principal.kind == "creator":
+        if creator_id and creator_id != principal.subject_id:
+            raise ApiError(403, "forbidden", "a creator key sees only its own rates")
+        creator_id = principal.subject_id or ""
+    elif principal.kind == "merchant":
+        if merchant_id and merchant_id != principal.subject_id:
+            raise ApiError(403, "forbidden", "a merchant key sees only its own catalog")
+        merchant_id = principal.subject_id or ""
     if merchant_id:
         merchant_ids = [merchant_id]
     else:
-        merchant_ids = sorted(m.decode() for m in await ctx.redis.smembers(ctx.keys.merchants))
-    products = await CatalogStore(ctx.redis, ctx.keys).search(
-        merchant_ids, params.get("q", ""), params.get("category", ""), creator_id or ""
-    )
-    return json_response({"products": products})
+        merchant_ids = [m.decode() for m in await ctx.redis.smembers(ctx.keys.merchants)]
+    async with _heavy_gate(request):
+        store = CatalogStore(ctx.redis, ctx.keys)
+        products, next_cursor = await store.search(merchant_ids, query, creator_id, cursor)
+    return json_response({"products": products, "next_cursor": next_cursor})
 
 
 async def get_earnings(request: Request):

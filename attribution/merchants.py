@@ -4,8 +4,9 @@
 - `Keys.domain_owner(domain)`: the merchant owning a registered domain; who owns a host, and when a
   registration may change it, is attribution/domains.py. The attributor reads it to credit clicks
   recorded before the host had an owner.
-- `Keys.merchant_secrets(id)`: hash secret → expiry ms (0 = active). Rotation adds a new secret and gives
-  the active ones an expiry `rotation_grace_ms` away, so deliveries signed with either verify meanwhile.
+- `Keys.merchant_secrets(id)`: hash secret → expiry ms (0 = current). Rotation adds a new secret and gives
+  the current one an expiry `ROTATION_GRACE_MS` away, so deliveries signed with either verify meanwhile;
+  at most MAX_ACTIVE_SECRETS verify at once (a rotation during the overlap retires the oldest at once).
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 24
 # How long the previous secret keeps verifying after a rotation: long enough for a merchant to deploy.
 ROTATION_GRACE_MS = 24 * 3_600_000
+# Secrets verifying at once: the current one and the one it replaced. Each costs one HMAC per unsigned or
+# forged delivery, so a third rotation within the grace period retires the oldest at once.
+MAX_ACTIVE_SECRETS = 2
 # Full-match patterns (clicktrail/validate.py); kept under these names for the modules that import them.
 ID_RE, HOST_RE, CURRENCY_RE, PARAM_RE = check.ID_RE, check.HOST_RE, check.CURRENCY_RE, check.CLICK_PARAM_RE
 DEFAULT_CLICK_PARAM = check.DEFAULT_CLICK_PARAM
@@ -219,32 +223,58 @@ class MerchantStore:
     async def add_secret(
         self, merchant_id: str, now_ms: int, grace_ms: int = ROTATION_GRACE_MS
     ) -> tuple[str, int]:
-        """Make a new active secret; the previously active ones expire `grace_ms` from now. Returns the new
-        secret and the old ones' expiry (0 if there were none). Expired secrets are pruned."""
+        """Make a new current secret (see `rotation`). Returns it and the previous one's expiry (0 if
+        there was none). Atomic: concurrent rotations never leave more than MAX_ACTIVE_SECRETS active."""
         key = self._keys.merchant_secrets(merchant_id)
-        current = await self._redis.hgetall(key)
         secret = new_secret()
-        expire_at = now_ms + grace_ms
-        updates: dict[str, int] = {secret: 0}
-        stale = []
-        had_active = False
-        for raw_secret, raw_expiry in current.items():
-            expiry = int(raw_expiry)
-            if expiry == 0:
-                updates[raw_secret.decode()] = expire_at
-                had_active = True
-            elif expiry <= now_ms:
-                stale.append(raw_secret)
         async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.hset(key, mapping=updates)
-            if stale:
-                pipe.hdel(key, *stale)
-            await pipe.execute()
-        return secret, (expire_at if had_active else 0)
+            while True:
+                try:
+                    await pipe.watch(key)
+                    current = {s.decode(): int(e) for s, e in (await pipe.hgetall(key)).items()}
+                    updates, deleted, expiry = rotation(current, secret, now_ms, grace_ms)
+                    pipe.multi()
+                    pipe.hset(key, mapping=updates)
+                    if deleted:
+                        pipe.hdel(key, *deleted)
+                    await pipe.execute()
+                    return secret, expiry
+                except WatchError:
+                    continue
 
     async def active_secrets(self, merchant_id: str, now_ms: int) -> list[str]:
         found = await self._redis.hgetall(self._keys.merchant_secrets(merchant_id))
-        return [s.decode() for s, e in found.items() if int(e) == 0 or int(e) > now_ms]
+        return select_active({s.decode(): int(e) for s, e in found.items()}, now_ms)
+
+
+def _newest_first(secrets_expiry: dict[str, int], now_ms: int) -> list[tuple[str, int]]:
+    """The secrets still verifying at `now_ms`: the current one (expiry 0) first, then by latest expiry."""
+    active = [(s, e) for s, e in secrets_expiry.items() if e == 0 or e > now_ms]
+    return sorted(active, key=lambda item: (item[1] != 0, -item[1], item[0]))
+
+
+def select_active(secrets_expiry: dict[str, int], now_ms: int) -> list[str]:
+    """The secrets a webhook is verified against: at most MAX_ACTIVE_SECRETS, newest first, so an unsigned
+    delivery costs at most that many HMACs whatever is stored."""
+    return [s for s, _ in _newest_first(secrets_expiry, now_ms)[:MAX_ACTIVE_SECRETS]]
+
+
+def rotation(
+    current: dict[str, int], new: str, now_ms: int, grace_ms: int
+) -> tuple[dict[str, int], list[str], int]:
+    """A rotation as (hash updates, secrets to delete, the previous secret's expiry or 0).
+    `new` becomes the current secret; the newest previously active one keeps verifying for `grace_ms`
+    (never longer than it already would); any older one still in its grace period is retired at once, so
+    at most MAX_ACTIVE_SECRETS verify. Expired ones are pruned."""
+    active = _newest_first(current, now_ms)
+    updates = {new: 0}
+    expiry = 0
+    if active:
+        previous, previous_expiry = active[0]
+        expiry = now_ms + grace_ms if previous_expiry == 0 else min(previous_expiry, now_ms + grace_ms)
+        updates[previous] = expiry
+    deleted = [s for s in current if s not in updates]
+    return updates, deleted, expiry
 
 
 def public_view(merchant: Merchant) -> dict:

@@ -9,6 +9,8 @@ version N.
 
 from __future__ import annotations
 
+import re
+
 import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
@@ -17,6 +19,12 @@ from attribution.rules import RateVersion
 from clicktrail.keys import Keys
 
 MAX_RATE_BPS = 10_000
+# Entries of one rates PUT: every version repeats the whole table, and the attributor reads every version.
+MAX_CATEGORY_RATES = 1_000
+MAX_CREATOR_RATES = 1_000
+MAX_CATEGORY_CHARS = 64  # the catalog's bound on a product category
+_CREATOR_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
+_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 
 
 class StoredVersion(msgspec.Struct, frozen=True):
@@ -38,6 +46,16 @@ class StoredVersion(msgspec.Struct, frozen=True):
         )
 
 
+class _Head(msgspec.Struct, frozen=True):
+    """A stored version without its SKU table (catalog search takes SKU rates from the products)."""
+
+    version: int
+    effective_ms: int
+    default_bps: int
+    categories: dict[str, int] = {}
+    creators: dict[str, int] = {}
+
+
 class RatesUpdate(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """Body of PUT /api/merchants/{id}/rates: replaces default, categories and creators (SKU rates come
     from the catalog and are kept)."""
@@ -52,6 +70,23 @@ def check_bps(value: int, what: str) -> None:
         raise ValueError(f"{what} must be 0-{MAX_RATE_BPS} basis points")
 
 
+def check_update(update: RatesUpdate) -> None:
+    """Every rate in range, every map bounded, every name one a product or creator can have."""
+    check_bps(update.default_rate_bps, "default_rate_bps")
+    if len(update.categories) > MAX_CATEGORY_RATES:
+        raise ValueError(f"at most {MAX_CATEGORY_RATES} category rates")
+    if len(update.creators) > MAX_CREATOR_RATES:
+        raise ValueError(f"at most {MAX_CREATOR_RATES} creator rates")
+    for name, value in update.categories.items():
+        if not 1 <= len(name) <= MAX_CATEGORY_CHARS or _CONTROL_RE.search(name):
+            raise ValueError(f"category {name[:40]!r} must be 1-{MAX_CATEGORY_CHARS} chars, no control chars")
+        check_bps(value, f"rate for category {name!r}")
+    for name, value in update.creators.items():
+        if not _CREATOR_ID_RE.fullmatch(name):
+            raise ValueError(f"creator {name[:40]!r} is not a creator id (1-64 chars of A-Z a-z 0-9 _ -)")
+        check_bps(value, f"rate for creator {name!r}")
+
+
 class RateStore:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self._redis = redis
@@ -64,6 +99,17 @@ class RateStore:
     async def current(self, merchant_id: str) -> RateVersion | None:
         raw = await self._redis.lindex(self._keys.rates(merchant_id), -1)
         return None if raw is None else msgspec.json.decode(raw, type=StoredVersion).rule()
+
+    async def current_head(self, merchant_id: str) -> RateVersion | None:
+        """The current version without its SKU rates (skus is empty): cheap to read however big the
+        catalog."""
+        raw = await self._redis.lindex(self._keys.rates(merchant_id), -1)
+        if raw is None:
+            return None
+        head = msgspec.json.decode(raw, type=_Head)
+        return RateVersion(
+            head.version, head.effective_ms, head.default_bps, dict(head.categories), {}, dict(head.creators)
+        )
 
     async def append(self, merchant_id: str, now_ms: int, change) -> RateVersion:
         """Append `change(previous or None) -> (default, categories, skus, creators)` as the next version,
@@ -102,9 +148,7 @@ class RateStore:
                     continue
 
     async def set_rates(self, merchant_id: str, now_ms: int, update: RatesUpdate) -> RateVersion:
-        check_bps(update.default_rate_bps, "default_rate_bps")
-        for name, value in {**update.categories, **update.creators}.items():
-            check_bps(value, f"rate for {name!r}")
+        check_update(update)
         return await self.append(
             merchant_id,
             now_ms,

@@ -93,6 +93,11 @@ class Keys:
         """Hash sku → product (json)."""
         return f"{self.prefix}merchant:{merchant_id}:catalog"
 
+    def catalog_index(self, merchant_id: str) -> str:
+        """Sorted set (all scores 0, read by lexical range): the catalog's search index
+        (attribution/search.py)."""
+        return f"{self.prefix}merchant:{merchant_id}:catalog:index"
+
     def rates(self, merchant_id: str) -> str:
         """List of complete rate versions (JSON), appended on every change, never rewritten."""
         return f"{self.prefix}merchant:{merchant_id}:rates"

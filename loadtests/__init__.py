@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from loadtests.api_load import api_load
 from loadtests.bad_input import bad_input
 from loadtests.pipeline_faults import clickhouse_stop, ingester_kill, worker_kill
 from loadtests.redis_faults import persistence, redis_kill, redis_pause
@@ -25,4 +26,5 @@ SCENARIOS: dict[str, Callable] = {
     "slow_clients": slow_clients,
     "bad_input": bad_input,
     "webhook_flood": webhook_flood,
+    "api_load": api_load,
 }

@@ -263,6 +263,7 @@ def corpus(code: str, merchant: str, secret: str) -> list[Case]:
                 'content-length: 9\r\n\r\n[{"sku": '
             ).encode(),
         ),
+        *_catalog_cases(merchant),
         Case("api_link_bad_code", lambda: _get(b"/api/links/%ff%fe", ADMIN.encode())),
         Case(
             "api_earnings_bad_dates",
@@ -323,6 +324,45 @@ def corpus(code: str, merchant: str, secret: str) -> list[Case]:
             lambda: _post("/webhooks/orders/nobody", valid, _signed(secret, valid)),
             e404,
         ),
+    ]
+
+
+def _put(path: str, body: bytes) -> bytes:
+    return _post(path, body, ADMIN).replace(b"POST ", b"PUT ", 1)
+
+
+def _catalog_cases(merchant: str) -> list[Case]:
+    """Catalog, search and rate requests past a bound: refused whole with their status, nothing written."""
+    path, rates = f"/api/merchants/{merchant}/catalog", f"/api/merchants/{merchant}/rates"
+    item = {
+        "sku": "S",
+        "title": "t",
+        "url": "https://badinput.example.com/p",
+        "price_minor": 1,
+        "currency": "EUR",
+    }
+    too_many = json.dumps([{**item, "sku": f"S{i}"} for i in range(5_001)]).encode()
+    bad_field = json.dumps([item, {**item, "sku": "S2", "currency": "EUR\n"}]).encode()
+    long_title = json.dumps([{**item, "title": "t" * 201}]).encode()
+    creators = json.dumps({"default_rate_bps": 800, "creators": {f"c{i}": 1 for i in range(1_001)}}).encode()
+    bad_creator = json.dumps({"default_rate_bps": 800, "creators": {"a b": 1}}).encode()
+    e400, e413, e422 = (frozenset({s}) for s in (400, 413, 422))
+    search = [
+        ("limit_zero", b"limit=0"), ("limit_huge", b"limit=100000"), ("limit_not_int", b"limit=%D9%A5"),
+        ("q_too_long", b"q=" + b"x" * 101), ("category_newline", b"category=a%0a"),
+        ("merchant_id_bad", b"merchant_id=a%20b"), ("creator_id_newline", b"creator_id=c%0a"),
+        ("cursor_garbage", b"cursor=%ff!!"),
+    ]  # fmt: skip
+    return [
+        Case("api_catalog_too_many_products", lambda: _put(path, too_many), e413),
+        Case("api_catalog_bad_field", lambda: _put(path, bad_field), e422),
+        Case("api_catalog_title_too_long", lambda: _put(path, long_title), e422),
+        Case("api_rates_too_many_creators", lambda: _put(rates, creators), e422),
+        Case("api_rates_bad_creator_id", lambda: _put(rates, bad_creator), e422),
+        *[
+            Case(f"api_search_{name}", lambda q=query: _get(b"/api/catalog?" + q, ADMIN.encode()), e400)
+            for name, query in search
+        ],
     ]
 
 
@@ -455,11 +495,14 @@ def _verdict(
     )
     links_after = _count_keys(system, "link:*")
     orders = system.redis_client().xlen(system.keys.orders)
+    products = system.redis_client().hlen(system.keys.catalog("mbad"))
+    rate_versions = system.redis_client().llen(system.keys.rates("mbad"))
     events = _order_events(system)
     verdict.check(
-        "no link and no order event stored from bad input",
-        links_after == links_before and orders == 0 and not events,
-        f"links {links_before} → {links_after}; orders stream {orders}; order_events rows {events}",
+        "no link, product, rate version or order event stored from bad input",
+        links_after == links_before and orders == 0 and not events and not products and rate_versions == 1,
+        f"links {links_before} → {links_after}; orders stream {orders}; order_events rows {events}; "
+        f"catalog products {products}; rate versions {rate_versions} (1: the one made at registration)",
     )
     drain_and_count(verdict, system, [cid for cid in answered if cid], 60)
 
