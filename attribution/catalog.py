@@ -325,10 +325,14 @@ def product_view(merchant_id: str, product: Product, version: rules.RateVersion,
         rate_bps, rule = applied.rate_bps, applied.rule
     else:
         rate_bps, rule = product.rate_bps, "sku"
+    try:
+        per_unit: int | None = rules.commission_minor(product.price_minor, 1, rate_bps)
+    except money.AmountOutOfRange:
+        per_unit = None  # a product stored before prices were bounded: shown, never computed past a bound
     return {
         "merchant_id": merchant_id,
         **msgspec.structs.asdict(product),
         "earn_rate_bps": rate_bps,
         "earn_rule": rule,
-        "earn_per_unit_minor": rules.commission_minor(product.price_minor, 1, rate_bps),
+        "earn_per_unit_minor": per_unit,
     }

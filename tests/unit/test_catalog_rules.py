@@ -294,3 +294,21 @@ def test_rotation_keeps_at_most_two_secrets(
 )
 def test_at_most_two_secrets_verify(stored: dict, expected: list[str]) -> None:
     assert select_active(stored, NOW) == expected
+
+
+@pytest.mark.parametrize(
+    ("price_minor", "per_unit"),
+    [
+        (10_000, 800),
+        (catalog.MAX_PRICE_MINOR, catalog.MAX_PRICE_MINOR * 8 // 100),
+        (10**15, None),
+        (2**63, None),
+    ],
+)
+def test_search_never_computes_past_a_bound(price_minor: int, per_unit: int | None) -> None:
+    """A product stored before prices were bounded is still listed, with no per-unit figure, never a 500."""
+    from attribution.rules import RateVersion
+
+    stored = Product(sku="S", title="t", url="https://s.example/p", price_minor=price_minor, currency="EUR")
+    view = catalog.product_view("m1", stored, RateVersion(1, 0, 800), "c1")
+    assert view["earn_per_unit_minor"] == per_unit
