@@ -24,9 +24,9 @@ from attribution import ledger, queries, rules
 from attribution.events import row_to_event
 from attribution.merchants import MerchantStore
 from attribution.rates import RateStore
-from clicktrail import clickid
-from clicktrail.clickhouse import Backend, run
-from clicktrail.keys import Keys
+from core import clickid
+from core.clickhouse import Backend, run
+from core.keys import Keys
 from redirector.links import now_ms as clock_ms
 
 ORDERS_PER_CHUNK = 2_000

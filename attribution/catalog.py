@@ -18,8 +18,8 @@ from redis.asyncio import Redis
 
 from attribution import money, rules, search
 from attribution.rates import RateStore, check_bps
-from clicktrail import validate
-from clicktrail.keys import Keys
+from core import validate
+from core.keys import Keys
 
 # A PUT carries at most this many products: larger catalogs are sent in several PUTs.
 MAX_PRODUCTS_PER_PUT = 5_000

@@ -16,10 +16,10 @@ from redis.asyncio import Redis
 
 from attribution import report
 from attribution.attributor import Attributor, Busy
-from clicktrail.clickhouse import NativeClickHouse
-from clicktrail.clickid import ClickIds
-from clicktrail.keys import Keys
-from clicktrail.settings import Settings
+from core.clickhouse import NativeClickHouse
+from core.clickid import ClickIds
+from core.keys import Keys
+from core.settings import Settings
 
 
 def _progress(done: int, total: int) -> None:

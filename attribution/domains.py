@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 
-from clicktrail.keys import Keys
+from core.keys import Keys
 from redirector.urls import host_candidates
 
 OVERLAP_SAME = "same"  # the very domain is registered by another merchant

@@ -24,9 +24,9 @@ import msgspec
 
 from attribution import queries, webhooks
 from attribution.ledger import Item, OrderEvent
-from clicktrail.clickhouse import Backend
-from clicktrail.keys import Keys
-from clicktrail.streams import Poison, StreamSpec
+from core.clickhouse import Backend
+from core.keys import Keys
+from core.streams import Poison, StreamSpec
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 COLUMNS = (

@@ -30,8 +30,8 @@ from attribution.domains import (
     transfer_entry,
     watched_keys,
 )
-from clicktrail import validate as check
-from clicktrail.keys import Keys
+from core import validate as check
+from core.keys import Keys
 from redirector.urls import non_public_domain
 
 log = logging.getLogger("clicktrail.merchants")

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from attribution.rules import RateVersion
-from clicktrail.keys import Keys
+from core.keys import Keys
 
 MAX_RATE_BPS = 10_000
 # Entries of one rates PUT: every version repeats the whole table, and the attributor reads every version.

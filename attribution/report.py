@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from datetime import date
 
 from attribution import queries
-from clicktrail.clickhouse import Backend
+from core.clickhouse import Backend
 
 # ClickHouse 18.16's toDate() reads 1970-01-01..2105-12-31; any day outside reads as 0000-00-00 (1970).
 FIRST_DAY = date(1970, 1, 1)

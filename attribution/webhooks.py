@@ -23,8 +23,8 @@ import msgspec
 from redis.asyncio import Redis
 
 from attribution import money
-from clicktrail import validate
-from clicktrail.keys import Keys
+from core import validate
+from core.keys import Keys
 
 TOLERANCE_S = 300
 MAX_BODY_BYTES = 256 * 1024

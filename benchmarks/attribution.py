@@ -21,10 +21,10 @@ from attribution.attributor import Attributor
 from attribution.events import COLUMNS as EVENT_COLUMNS
 from attribution.merchants import Merchant, MerchantStore
 from attribution.rates import RateStore, RatesUpdate
-from clicktrail.clickhouse import NativeClickHouse
-from clicktrail.clickid import ClickIds
-from clicktrail.keys import Keys
-from clicktrail.migrate import migrate
+from core.clickhouse import NativeClickHouse
+from core.clickid import ClickIds
+from core.keys import Keys
+from core.migrate import migrate
 
 DAY_MS = 86_400_000
 T0_MS = 1_790_000_000_000  # a fixed start, so runs are comparable

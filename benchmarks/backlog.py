@@ -14,8 +14,8 @@ import time
 import redis
 
 from benchmarks.ingest import PER_ENTRY, fill, make_clicks
-from clicktrail.clickid import ClickIds
-from clicktrail.keys import Keys
+from core.clickid import ClickIds
+from core.keys import Keys
 
 # Clicks generated and written per round, so a million never sit in this process's memory at once.
 FILL_CHUNK = 200_000

@@ -71,7 +71,7 @@ def clicktrail_uvicorn_settings(host: str, port: int, workers: int, http: str = 
     app (uvicorn.run is swapped for a recorder while redirector.server.serve runs; nothing is started).
     `http="httptools"` replaces clicktrail's own protocol class by uvicorn's plain httptools protocol;
     `http="clicktrail"` keeps it."""
-    from clicktrail.settings import Settings
+    from core.settings import Settings
     from redirector import server
 
     captured: dict = {}

@@ -17,7 +17,7 @@ ABANDONED_WINDOW_MS = (REQUEST_TIMEOUT_S + 3) * 1000
 def count_recorded(redis_url: str, data_dir: Path, prefix: str, page: int = 1_000) -> dict:
     """Every click in the stream as (click id, ts_ms), paged with XRANGE, plus the clicks still in a local
     spool (there should be none: Redis was up throughout)."""
-    from clicktrail.keys import Keys
+    from core.keys import Keys
     from redirector import spool
     from redirector.click import decode_batch
 
@@ -48,7 +48,7 @@ def check_clicks(
     ended (wrk closes those connections without reading the answer, but the server recorded the click
     before answering): at most one per connection (plus any request wrk gave up on), and all from the last
     moments of the run."""
-    from clicktrail.clickid import ClickIds
+    from core.clickid import ClickIds
 
     wrk_ids = ids_file.read_text().split() if ids_file.exists() else []
     stream_clicks = recorded["stream_clicks"]

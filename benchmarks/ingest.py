@@ -37,14 +37,14 @@ import redis
 from prometheus_client import CollectorRegistry
 
 from benchmarks.redis_server import private_redis
-from clicktrail import queries
-from clicktrail.clickhouse import NativeClickHouse
-from clicktrail.clickid import ClickIds
-from clicktrail.keys import INGEST_GROUP, Keys
-from clicktrail.migrate import migrate
-from clicktrail.settings import Settings
-from clicktrail.streaminfo import StreamMetrics
-from clicktrail.streams import ConsumerConfig, StreamConsumer
+from core import queries
+from core.clickhouse import NativeClickHouse
+from core.clickid import ClickIds
+from core.keys import INGEST_GROUP, Keys
+from core.migrate import migrate
+from core.settings import Settings
+from core.streaminfo import StreamMetrics
+from core.streams import ConsumerConfig, StreamConsumer
 from redirector.click import Click, encode_batch
 from redirector.enrich import Enricher, UniqueClicks
 from redirector.ingester import ClickHandler

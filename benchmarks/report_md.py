@@ -9,7 +9,7 @@ from pathlib import Path
 
 from benchmarks.openloop import CLIENT_PROCS
 from benchmarks.redirect import format_table
-from clicktrail.settings import Settings
+from core.settings import Settings
 
 # The link cache size of every run but the memory one: clicktrail's default.
 DEFAULT_CACHE_LINKS = Settings.model_fields["link_cache_size"].default

@@ -27,7 +27,7 @@ from benchmarks.systems import (
     clicktrail_server,
     measure_clicktrail,
 )
-from clicktrail.keys import Keys
+from core.keys import Keys
 
 # The warm-up of the memory figure aims at this share of the measured throughput, so that one pass over
 # every code fits in its duration; the pass wraps around, so over-running only adds cache hits.

@@ -82,7 +82,7 @@ def measure_bare(work: Path, *, workers: int, links: int, opts: BenchOptions) ->
 def seed_links(redis_url: str, links: int, prefix: str = REDIS_PREFIX) -> dict:
     """Write `links` links straight into Redis with LinkStore's encoding (the API is too slow for a
     million), then compact the AOF so no rewrite runs during a measurement."""
-    from clicktrail.keys import Keys
+    from core.keys import Keys
     from redirector.links import Link, encode_link
 
     keys = Keys(prefix)
@@ -213,7 +213,7 @@ def _redis_pid(redis_url: str) -> int:
 
 
 def _clear_clicks(redis_url: str) -> None:
-    from clicktrail.keys import Keys
+    from core.keys import Keys
 
     keys = Keys(REDIS_PREFIX)
     client = redis.Redis.from_url(redis_url)

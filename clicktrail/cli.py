@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from clicktrail.settings import Settings
+from core.settings import Settings
 
 
 @click.group()
@@ -20,8 +20,8 @@ def main(ctx: click.Context) -> None:
 @click.pass_obj
 def migrate(settings: Settings) -> None:
     """Create or upgrade the ClickHouse schema (safe to run again)."""
-    from clicktrail.clickhouse import NativeClickHouse
-    from clicktrail.migrate import migrate as run_migrations
+    from core.clickhouse import NativeClickHouse
+    from core.migrate import migrate as run_migrations
 
     backend = NativeClickHouse(settings.clickhouse_url)
     try:
@@ -55,7 +55,7 @@ def ingest(settings: Settings, once: bool, consumer: str | None, metrics_port: i
 
     from prometheus_client import CollectorRegistry, start_http_server
 
-    from clicktrail.streams import run_streams
+    from core.streams import run_streams
     from redirector.ingester import stream_specs
 
     registry = CollectorRegistry()
@@ -64,7 +64,7 @@ def ingest(settings: Settings, once: bool, consumer: str | None, metrics_port: i
     specs = stream_specs(settings)
     # The order-events stream (attribution's), drained the same way.
     from attribution.events import order_stream_spec
-    from clicktrail.keys import Keys
+    from core.keys import Keys
 
     specs.append(order_stream_spec(Keys(settings.redis_prefix)))
     name = consumer or f"{socket.gethostname()}-{os.getpid()}"
@@ -116,8 +116,8 @@ def report_links(settings: Settings, merchant_id: str, days: int, limit: int) ->
     from datetime import UTC, datetime, timedelta
 
     from attribution.report import render
-    from clicktrail import queries
-    from clicktrail.clickhouse import NativeClickHouse
+    from core import queries
+    from core.clickhouse import NativeClickHouse
 
     last = datetime.now(UTC).date()
     first = last - timedelta(days=days - 1)

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import redis
 
-from clicktrail.keys import INGEST_GROUP, Keys
-from clicktrail.streaminfo import stream_lag
+from core.keys import INGEST_GROUP, Keys
+from core.streaminfo import stream_lag
 from loadtests.services import ClickHouseServer, RedisServer, free_port
 
 ADMIN_TOKEN = "loadtest-admin-token"

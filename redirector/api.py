@@ -11,7 +11,7 @@ from clickhouse_driver.errors import Error as ClickHouseError
 from starlette.requests import Request
 from starlette.routing import Route
 
-from clicktrail import queries, validate
+from core import queries, validate
 from redirector.errors import ApiError, json_response, read_json
 from redirector.links import Link, OwnerResolver, now_ms
 from redirector.querykeys import strip_from_url

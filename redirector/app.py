@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from clicktrail.settings import Settings
+from core.settings import Settings
 from redirector import api
 from redirector.errors import (
     ApiError,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from starlette.requests import Request
 
-from clicktrail.keys import Keys
+from core.keys import Keys
 from redirector.errors import ApiError
 
 KEY_PREFIX = "ctk_"

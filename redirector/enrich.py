@@ -27,9 +27,9 @@ import crawleruseragents
 import redis
 from geoip2fast import GeoIP2Fast
 
-from clicktrail.clickid import ID_CHARS
-from clicktrail.keys import Keys
-from clicktrail.validate import is_country
+from core.clickid import ID_CHARS
+from core.keys import Keys
+from core.validate import is_country
 from redirector.useragent import UserAgents
 
 # Link-preview fetchers of chat and social apps: they fetch the link when it is shared, not when a person
@@ -366,7 +366,7 @@ class UniqueClicks:
                 fields = b"".join(chain.from_iterable(parts))
                 ids = "".join(click_ids[start:end])
                 if len(ids) != (end - start) * ID_CHARS or not ids.isascii():
-                    raise ValueError("click ids must be valid: see clicktrail.clickid")
+                    raise ValueError("click ids must be valid: see core.clickid")
                 expire_at = max((hour + 1) * HOUR_S, expire_from_s) + UNIQUE_GRACE_S
                 self._script(keys=self._shard_keys(hour), args=[expire_at, fields, ids], client=pipe)
                 start = end

@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from clicktrail import validate
+from core import validate
 
 
 class ApiError(Exception):

@@ -21,12 +21,12 @@ from typing import Annotated
 import msgspec
 import redis
 
-from clicktrail import queries
-from clicktrail.clickhouse import Backend
-from clicktrail.clickid import ID_CHARS
-from clicktrail.keys import Keys
-from clicktrail.settings import Settings
-from clicktrail.streams import Poison, StreamSpec, decode_payload
+from core import queries
+from core.clickhouse import Backend
+from core.clickid import ID_CHARS
+from core.keys import Keys
+from core.settings import Settings
+from core.streams import Poison, StreamSpec, decode_payload
 from redirector.click import SCHEMA_VERSION, Click
 from redirector.enrich import Enricher, UniqueClicks
 from redirector.links import LINK_EVENT_VERSION, LinkEvent

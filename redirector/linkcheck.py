@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import msgspec
 
-from clicktrail.validate import DEFAULT_CLICK_PARAM, is_click_param
+from core.validate import DEFAULT_CLICK_PARAM, is_click_param
 from redirector.links import Link
 from redirector.querykeys import strip_from_url
 

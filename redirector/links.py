@@ -16,7 +16,7 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-from clicktrail.keys import Keys
+from core.keys import Keys
 from redirector.urls import host_candidates
 
 LINK_EVENT_VERSION = b"1"

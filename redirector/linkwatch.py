@@ -18,7 +18,7 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
-from clicktrail.keys import Keys
+from core.keys import Keys
 from redirector.links import LinkCache, LinkEvent
 
 log = logging.getLogger("clicktrail.links")

@@ -27,7 +27,7 @@ from pathlib import Path
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from clicktrail.keys import Keys
+from core.keys import Keys
 from redirector import spool
 from redirector.click import SCHEMA_VERSION, Click, decode_batch, encode_batch
 from redirector.futures import SharedFuture

@@ -8,8 +8,8 @@ from __future__ import annotations
 import time
 from urllib.parse import quote
 
-from clicktrail.clickid import ClickIds
-from clicktrail.validate import CODE_CHARS, CODE_MAX_CHARS, CODE_MIN_CHARS
+from core.clickid import ClickIds
+from core.validate import CODE_CHARS, CODE_MAX_CHARS, CODE_MIN_CHARS
 from redirector.click import Click
 from redirector.clientip import ClientAddress
 from redirector.querykeys import drop_param

@@ -9,7 +9,7 @@ import os
 
 import uvicorn
 
-from clicktrail.settings import Settings
+from core.settings import Settings
 from redirector.protocol import HeaderTimeoutProtocol
 
 GRACEFUL_SHUTDOWN_S = 30

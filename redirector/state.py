@@ -16,11 +16,11 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from clicktrail.clickhouse import Backend, NativeClickHouse
-from clicktrail.clickid import ClickIds
-from clicktrail.keys import INGEST_GROUP, Keys
-from clicktrail.settings import Settings
-from clicktrail.streaminfo import stream_lag_async
+from core.clickhouse import Backend, NativeClickHouse
+from core.clickid import ClickIds
+from core.keys import INGEST_GROUP, Keys
+from core.settings import Settings
+from core.streaminfo import stream_lag_async
 from redirector.auth import Authenticator
 from redirector.clientip import ClientAddress
 from redirector.links import LinkCache, LinkStore

@@ -20,7 +20,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 
 import idna
 
-from clicktrail.validate import is_host_label
+from core.validate import is_host_label
 
 MAX_URL_BYTES = 2048
 MAX_HOST_CHARS = 253

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from clicktrail.clickhouse import ChdbClickHouse, NativeClickHouse
-from clicktrail.settings import Settings
+from core.clickhouse import ChdbClickHouse, NativeClickHouse
+from core.settings import Settings
 
 REDIS_URL = os.environ.get("CLICKTRAIL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 CLICKHOUSE_URL = os.environ.get(

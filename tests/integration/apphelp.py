@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 
-from clicktrail.settings import Settings
+from core.settings import Settings
 from redirector.app import ClicktrailApp, create_app
 
 ADMIN = {"authorization": "Bearer admin-test-token"}

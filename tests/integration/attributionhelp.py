@@ -14,11 +14,11 @@ from attribution.events import order_stream_spec
 from attribution.merchants import Merchant, MerchantStore
 from attribution.rates import RateStore, RatesUpdate
 from attribution.webhooks import Acceptor
-from clicktrail import queries
-from clicktrail.clickhouse import Backend
-from clicktrail.keys import INGEST_GROUP, Keys
-from clicktrail.streaminfo import StreamMetrics
-from clicktrail.streams import ConsumerConfig, StreamConsumer
+from core import queries
+from core.clickhouse import Backend
+from core.keys import INGEST_GROUP, Keys
+from core.streaminfo import StreamMetrics
+from core.streams import ConsumerConfig, StreamConsumer
 
 # The columns these tests fill; the rest take their defaults.
 CLICK_COLUMNS = queries.CLICK_COLUMNS[:9]

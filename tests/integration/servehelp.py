@@ -11,7 +11,7 @@ import time
 
 import httpx
 
-from clicktrail.settings import Settings
+from core.settings import Settings
 from tests.conftest import free_port
 
 

@@ -13,9 +13,9 @@ from redis.asyncio import Redis
 from attribution import queries, report
 from attribution.attributor import Attributor
 from attribution.rates import RateStore, RatesUpdate
-from clicktrail.clickid import ClickIds
-from clicktrail.keys import Keys
-from clicktrail.migrate import migrate
+from core.clickid import ClickIds
+from core.keys import Keys
+from core.migrate import migrate
 from tests.integration.attributionhelp import add_merchant, deliver, ingest_orders, insert_clicks
 
 HOUR, DAY = 3_600_000, 86_400_000

@@ -13,9 +13,9 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from clicktrail.clickid import ClickIds
-from clicktrail.keys import Keys
-from clicktrail.migrate import migrate
+from core.clickid import ClickIds
+from core.keys import Keys
+from core.migrate import migrate
 from tests.integration.attributionhelp import add_merchant, deliver, ingest_orders, insert_clicks
 from tests.integration.servehelp import settings_env
 

@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 from attribution import catalog, search
 from attribution.catalog import CatalogStore, Product
 from attribution.merchants import MAX_ACTIVE_SECRETS, MerchantStore
-from clicktrail.keys import Keys
+from core.keys import Keys
 from tests.integration.apphelp import ADMIN, running_app
 from tests.integration.test_webhooks import signed
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 import redis
 
-from clicktrail.keys import Keys
+from core.keys import Keys
 from redirector.linkcheck import header_safe
 from redirector.links import Link, encode_link
 from redirector.querykeys import reads_as

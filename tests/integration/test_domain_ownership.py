@@ -15,9 +15,9 @@ from redis.asyncio import Redis
 
 from attribution.attributor import Attributor
 from attribution.merchants import Merchant
-from clicktrail.clickid import ClickIds
-from clicktrail.keys import Keys
-from clicktrail.migrate import migrate
+from core.clickid import ClickIds
+from core.keys import Keys
+from core.migrate import migrate
 from tests.integration.apphelp import ADMIN, make_link, running_app
 from tests.integration.test_end_to_end import BROWSER, ingest_once, webhook
 

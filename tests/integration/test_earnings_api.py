@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from clicktrail.migrate import migrate
+from core.migrate import migrate
 from tests.conftest import free_port
 from tests.integration.apphelp import ADMIN, running_app
 

@@ -15,10 +15,10 @@ from standardwebhooks import Webhook
 
 from attribution.attributor import Attributor
 from attribution.events import order_stream_spec
-from clicktrail.clickid import ClickIds
-from clicktrail.keys import Keys
-from clicktrail.migrate import migrate
-from clicktrail.streams import run_streams
+from core.clickid import ClickIds
+from core.keys import Keys
+from core.migrate import migrate
+from core.streams import run_streams
 from redirector.ingester import stream_specs
 from tests.integration.apphelp import ADMIN, running_app
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from clicktrail.keys import INGEST_GROUP
-from clicktrail.migrate import migrate
+from core.keys import INGEST_GROUP
+from core.migrate import migrate
 from tests.integration.test_ingest import HOUR_MS, assert_exact, fill, make_clicks
 
 pytestmark = [pytest.mark.redis, pytest.mark.clickhouse, pytest.mark.slow]
@@ -26,8 +26,8 @@ CLI = str(Path(sys.executable).with_name("clicktrail"))
 CHILD = """
 import os, signal, sys
 from prometheus_client import CollectorRegistry
-from clicktrail.settings import Settings
-from clicktrail.streams import run_streams
+from core.settings import Settings
+from core.streams import run_streams
 from redirector.ingester import stream_specs
 
 point, hit = sys.argv[1], int(sys.argv[2])
@@ -64,8 +64,8 @@ def env(settings, clickhouse) -> dict[str, str]:
 
 @pytest.mark.parametrize("point", ["before_insert", "after_insert", "after_ack", "after_trim"])
 def test_sigkill_at_each_point(point, env, redis_client, clickhouse, settings) -> None:
-    from clicktrail.clickid import ClickIds
-    from clicktrail.keys import Keys
+    from core.clickid import ClickIds
+    from core.keys import Keys
 
     keys = Keys(settings.redis_prefix)
     clicks = make_clicks(ClickIds(settings.secret_bytes), 4_000, int(time.time() * 1000) - 2 * HOUR_MS, 1_500)
@@ -86,8 +86,8 @@ def test_sigkill_at_each_point(point, env, redis_client, clickhouse, settings) -
 def test_random_sigkills_under_load(env, redis_client, clickhouse, settings) -> None:
     """A producer adds clicks while `clicktrail ingest` processes (new consumer name each time, so pending
     entries are claimed after the idle time) are killed at random moments."""
-    from clicktrail.clickid import ClickIds
-    from clicktrail.keys import Keys
+    from core.clickid import ClickIds
+    from core.keys import Keys
 
     keys = Keys(settings.redis_prefix)
     ids = ClickIds(settings.secret_bytes)
@@ -126,9 +126,9 @@ def test_random_sigkills_under_load(env, redis_client, clickhouse, settings) -> 
 
 def test_sigterm_finishes_the_batch(env, redis_client, clickhouse, settings) -> None:
     """SIGTERM mid-backlog: the batch in hand is stored and acked, then the process exits 0."""
-    from clicktrail import queries
-    from clicktrail.clickid import ClickIds
-    from clicktrail.keys import Keys
+    from core import queries
+    from core.clickid import ClickIds
+    from core.keys import Keys
 
     keys = Keys(settings.redis_prefix)
     clicks = make_clicks(ClickIds(settings.secret_bytes), 30_000, int(time.time() * 1000) - HOUR_MS, 1)

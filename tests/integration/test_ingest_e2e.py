@@ -9,9 +9,9 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from prometheus_client import CollectorRegistry
 
-from clicktrail import queries
-from clicktrail.migrate import migrate
-from clicktrail.streams import run_streams
+from core import queries
+from core.migrate import migrate
+from core.streams import run_streams
 from redirector.ingester import stream_specs
 from tests.integration.apphelp import running_app
 

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from prometheus_client import CollectorRegistry
 
-from clicktrail.migrate import migrate
-from clicktrail.streams import run_streams
+from core.migrate import migrate
+from core.streams import run_streams
 from redirector.ingester import stream_specs
 from tests.integration.apphelp import ADMIN, make_link, running_app
 

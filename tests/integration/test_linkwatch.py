@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from redis.asyncio import Redis
 
-from clicktrail.keys import Keys
+from core.keys import Keys
 from redirector.links import Link, LinkCache, LinkStore
 from redirector.linkwatch import LinkWatcher
 

@@ -10,7 +10,7 @@ import pytest
 from redis.asyncio import Redis
 
 from attribution.rates import RateStore
-from clicktrail.keys import Keys
+from core.keys import Keys
 from tests.integration.apphelp import ADMIN, make_link, running_app
 
 pytestmark = pytest.mark.redis

@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from clicktrail.keys import Keys
+from core.keys import Keys
 from redirector.click import Click, decode_batch, encode_batch
 from redirector.recorder import Recorder, count_clicks
 from redirector.spool import SpoolWriter

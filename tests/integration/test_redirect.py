@@ -7,8 +7,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from clicktrail.clickid import ClickIds
-from clicktrail.keys import Keys
+from core.clickid import ClickIds
+from core.keys import Keys
 from redirector.click import decode_batch
 from redirector.recorder import count_clicks
 from tests.integration.apphelp import ADMIN, make_link, running_app

@@ -8,9 +8,9 @@ from datetime import date
 
 import pytest
 
-from clicktrail import queries
-from clicktrail.clickhouse import Backend
-from clicktrail.migrate import applied, available, migrate
+from core import queries
+from core.clickhouse import Backend
+from core.migrate import applied, available, migrate
 
 BACKENDS = [
     pytest.param("clickhouse", marks=pytest.mark.clickhouse, id="clickhouse-18.16"),

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from redis.asyncio import Redis
 
-from clicktrail.keys import Keys
+from core.keys import Keys
 from redirector.recorder import count_clicks
 from tests.integration.servehelp import ServeProcess
 

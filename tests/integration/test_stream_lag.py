@@ -7,7 +7,7 @@ import asyncio
 import pytest
 import redis.asyncio
 
-from clicktrail.streaminfo import stream_lag, stream_lag_async
+from core.streaminfo import stream_lag, stream_lag_async
 
 pytestmark = pytest.mark.redis
 

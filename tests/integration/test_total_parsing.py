@@ -13,7 +13,7 @@ import orjson
 import pytest
 
 from attribution import webhooks
-from clicktrail.migrate import migrate
+from core.migrate import migrate
 from redirector.linkcheck import header_safe
 from redirector.recorder import count_clicks
 from tests.integration.apphelp import ADMIN, make_link, running_app

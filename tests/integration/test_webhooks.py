@@ -177,7 +177,7 @@ def test_rotation_keeps_both_secrets_until_the_old_one_expires(settings, redis_c
         from redis.asyncio import Redis
 
         from attribution.merchants import MerchantStore
-        from clicktrail.keys import Keys
+        from core.keys import Keys
 
         async_redis = Redis.from_url(settings.redis_url)
         store = MerchantStore(async_redis, Keys(settings.redis_prefix))

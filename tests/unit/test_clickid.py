@@ -1,6 +1,6 @@
 import pytest
 
-from clicktrail.clickid import ID_CHARS, ClickIds, decode, timestamp_ms
+from core.clickid import ID_CHARS, ClickIds, decode, timestamp_ms
 
 SECRET = b"s" * 32
 

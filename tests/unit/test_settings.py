@@ -1,7 +1,7 @@
 import pytest
 from pydantic import ValidationError
 
-from clicktrail.settings import Settings
+from core.settings import Settings
 
 
 def test_secret_is_generated_once_and_shared(tmp_path) -> None:

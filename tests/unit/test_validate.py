@@ -7,7 +7,7 @@ import msgspec
 import pytest
 
 from attribution import merchants, webhooks
-from clicktrail import validate
+from core import validate
 from redirector.api import check_id
 from redirector.errors import ApiError
 

@@ -9,7 +9,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from attribution import events, webhooks
-from clicktrail.streams import Poison
+from core.streams import Poison
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 OTHER = "whsec_QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"

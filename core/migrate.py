@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 
-from clicktrail.clickhouse import Backend
+from core.clickhouse import Backend
 
 STATE_TABLE = "schema_migrations"
 _FILE_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
@@ -32,7 +32,7 @@ class Migration:
 
 def available() -> list[Migration]:
     found = []
-    for entry in resources.files("clicktrail.migrations").iterdir():
+    for entry in resources.files("core.migrations").iterdir():
         match = _FILE_RE.fullmatch(entry.name)
         if match:
             found.append(Migration(int(match[1]), match[2], entry.read_text()))

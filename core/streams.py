@@ -55,10 +55,10 @@ import msgspec
 import redis
 from prometheus_client import CollectorRegistry
 
-from clicktrail.clickhouse import Backend, NativeClickHouse
-from clicktrail.keys import INGEST_GROUP
-from clicktrail.settings import Settings
-from clicktrail.streaminfo import StreamMetrics, stream_lag, trim_floor
+from core.clickhouse import Backend, NativeClickHouse
+from core.keys import INGEST_GROUP
+from core.settings import Settings
+from core.streaminfo import StreamMetrics, stream_lag, trim_floor
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date
 from typing import Any
 
-from clicktrail.clickhouse import Backend
+from core.clickhouse import Backend
 
 CLICK_COLUMNS = (
     "click_id",

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from clicktrail.validate import is_click_param
+from core.validate import is_click_param
 
 # Where local state lives when nothing else is configured: beside the checkout, never in $HOME, so that
 # two checkouts on one machine do not share a spool or a secret.
