@@ -1,5 +1,5 @@
 """Order events: from the `Keys.orders` stream into ClickHouse `order_events`, exactly once per
-(merchant_id, webhook_id), through the generic exactly-once consumer (clicktrail/streams.py).
+(merchant_id, webhook_id), through the generic exactly-once consumer (core/streams.py).
 
 This module is only the `Handler`: how an entry (written by webhooks.Acceptor) becomes a row, and how to
 ask ClickHouse which (merchant_id, webhook_id) it holds already. `order_stream_spec()` is what

@@ -43,7 +43,7 @@ ROTATION_GRACE_MS = 24 * 3_600_000
 # Secrets verifying at once: the current one and the one it replaced. Each costs one HMAC per unsigned or
 # forged delivery, so a third rotation within the grace period retires the oldest at once.
 MAX_ACTIVE_SECRETS = 2
-# Full-match patterns (clicktrail/validate.py); kept under these names for the modules that import them.
+# Full-match patterns (core/validate.py); kept under these names for the modules that import them.
 ID_RE, HOST_RE, CURRENCY_RE, PARAM_RE = check.ID_RE, check.HOST_RE, check.CURRENCY_RE, check.CLICK_PARAM_RE
 DEFAULT_CLICK_PARAM = check.DEFAULT_CLICK_PARAM
 

@@ -1,6 +1,6 @@
 """The click ingester: decodes the recorder's batches (redirector/click.py), enriches each click and builds
 the columns of `clicks`; and the link-event mirror into `links`. The delivery itself (exactly once, crash
-safe, several ingesters at once) is the generic consumer's: see clicktrail/streams.py for the guarantee.
+safe, several ingesters at once) is the generic consumer's: see core/streams.py for the guarantee.
 
 Memory while ClickHouse is down: the backlog stays in the Redis stream, about 260 bytes per click
 (msgpack, 2,000 clicks per entry: 262 measured by benchmarks/ingest.py), so 1 GB holds about 4 million

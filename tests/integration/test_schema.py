@@ -1,4 +1,4 @@
-"""The migrations and every query in clicktrail/queries.py, run on ClickHouse 18.16 (the shared server)
+"""The migrations and every query in core/queries.py, run on ClickHouse 18.16 (the shared server)
 and on a current ClickHouse (chdb, in process): the same SQL, the same answers."""
 
 from __future__ import annotations
