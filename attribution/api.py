@@ -14,12 +14,10 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from attribution import catalog, money, report, search, webhooks
-from attribution.catalog import CatalogStore
-from attribution.merchants import DomainTaken, InvalidMerchant, Merchant, MerchantStore, public_view, validate
-from attribution.rates import RateStore, RatesUpdate
-from redirector.api import owner_resolver
-from redirector.errors import ApiError, error_response, json_response, read_body, read_json
-from redirector.links import now_ms as clock_ms
+from attribution.merchants import DomainTaken, InvalidMerchant, Merchant, public_view, validate
+from attribution.rates import RatesUpdate
+from core.clock import now_ms as clock_ms
+from core.errors import ApiError, error_response, json_response, read_body, read_json
 
 # A full PUT (5,000 products) with typical fields is 1-3 MiB; its bounds are found in one ~5 ms pass.
 MAX_CATALOG_BODY_BYTES = 8 * 1024 * 1024
@@ -66,7 +64,7 @@ def _decode(data: object, kind):
 
 
 async def _merchant_or_404(ctx, merchant_id: str) -> Merchant:
-    merchant = await MerchantStore(ctx.redis, ctx.keys).get(merchant_id)
+    merchant = await ctx.merchants.get(merchant_id)
     if merchant is None:
         raise ApiError(404, "unknown_merchant", f"no merchant {merchant_id!r}")
     return merchant
@@ -86,23 +84,22 @@ async def create_merchant(request: Request):
         raise ApiError(422, exc.code, str(exc)) from None
     now_ms = clock_ms()
     merchant = msgspec.structs.replace(merchant, created_at_ms=now_ms)
-    store = MerchantStore(ctx.redis, ctx.keys)
+    store = ctx.merchants
     try:
         transferred = await store.register(merchant, transfer, now_ms)
     except DomainTaken as exc:
         raise ApiError(409, "domain_taken", str(exc)) from None
     if transferred is None:
         raise ApiError(409, "merchant_exists", f"merchant {merchant.merchant_id!r} exists")
-    await RateStore(ctx.redis, ctx.keys).set_rates(
+    await ctx.rates.set_rates(
         merchant.merchant_id, now_ms, RatesUpdate(default_rate_bps=merchant.default_rate_bps)
     )
     secret, _ = await store.add_secret(merchant.merchant_id, now_ms)
     claimed = 0
-    resolve = owner_resolver(ctx)
     for host in merchant.domains:
         # Links made before the brand joined now carry its id and click parameter (unless they lie under
         # a more specific domain of another merchant).
-        claimed += await ctx.links.claim_host(host, resolve)
+        claimed += await ctx.links.claim_host(host, ctx.owners)
     return json_response(
         {
             **public_view(merchant),
@@ -119,7 +116,7 @@ async def rotate_secret(request: Request):
     merchant_id = request.path_params["merchant_id"]
     (await ctx.auth.authenticate(request)).require_merchant(merchant_id)
     await _merchant_or_404(ctx, merchant_id)
-    secret, old_expiry_ms = await MerchantStore(ctx.redis, ctx.keys).add_secret(merchant_id, clock_ms())
+    secret, old_expiry_ms = await ctx.merchants.add_secret(merchant_id, clock_ms())
     return json_response({"webhook_secret": secret, "previous_secrets_expire_at_ms": old_expiry_ms}, 201)
 
 
@@ -131,7 +128,7 @@ async def put_catalog(request: Request):
     (await ctx.auth.authenticate(request)).require_merchant(merchant_id)
     await _merchant_or_404(ctx, merchant_id)
     body = await read_body(request, MAX_CATALOG_BODY_BYTES)
-    store = CatalogStore(ctx.redis, ctx.keys)
+    store = ctx.catalog
     try:
         async with _heavy_gate(request):
             products = await catalog.decode_products(catalog.split_body(body))
@@ -155,7 +152,7 @@ async def put_rates(request: Request):
     update = _decode(await read_json(request), RatesUpdate)
     try:
         async with _heavy_gate(request):
-            version = await RateStore(ctx.redis, ctx.keys).set_rates(merchant_id, clock_ms(), update)
+            version = await ctx.rates.set_rates(merchant_id, clock_ms(), update)
     except ValueError as exc:
         raise ApiError(422, "invalid", str(exc)) from None
     return json_response({"rate_version": version.version, "effective_ms": version.effective_ms})
@@ -188,7 +185,7 @@ async def get_catalog(request: Request):
     else:
         merchant_ids = [m.decode() for m in await ctx.redis.smembers(ctx.keys.merchants)]
     async with _heavy_gate(request):
-        store = CatalogStore(ctx.redis, ctx.keys)
+        store = ctx.catalog
         products, next_cursor = await store.search(merchant_ids, query, creator_id, cursor)
     return json_response({"products": products, "next_cursor": next_cursor})
 
@@ -229,12 +226,12 @@ async def order_webhook(request: Request):
     ctx = request.app.state.ctx
     metrics = _metrics(request).webhooks
     merchant_id = request.path_params["merchant_id"]
-    if await MerchantStore(ctx.redis, ctx.keys).get(merchant_id) is None:
+    if await ctx.merchants.get(merchant_id) is None:
         metrics.labels("unknown_merchant").inc()
         raise ApiError(404, "unknown_merchant", f"no merchant {merchant_id!r}")
     body = await _read_limited(request, metrics)
     now_ms = clock_ms()
-    secrets = await MerchantStore(ctx.redis, ctx.keys).active_secrets(merchant_id, now_ms)
+    secrets = await ctx.merchants.active_secrets(merchant_id, now_ms)
     refusal = webhooks.verify(body, request.headers, secrets, now_ms // 1000)
     if refusal is not None:
         metrics.labels(refusal).inc()
@@ -249,7 +246,7 @@ async def order_webhook(request: Request):
         metrics.labels(money.REASON_AMOUNT_OUT_OF_RANGE).inc()
         raise ApiError(400, money.REASON_AMOUNT_OUT_OF_RANGE, f"cannot be booked exactly: {problem}")
     webhook_id = request.headers["webhook-id"]
-    result = await webhooks.Acceptor(ctx.redis, ctx.keys).accept(merchant_id, webhook_id, body, now_ms)
+    result = await ctx.acceptor.accept(merchant_id, webhook_id, body, now_ms)
     if result == webhooks.CONFLICT:
         metrics.labels("conflict").inc()
         raise ApiError(409, "webhook_id_reused", "this webhook-id was delivered before with another body")

@@ -26,8 +26,8 @@ from attribution.merchants import MerchantStore
 from attribution.rates import RateStore
 from core import clickid
 from core.clickhouse import Backend, run
+from core.clock import now_ms as clock_ms
 from core.keys import Keys
-from redirector.links import now_ms as clock_ms
 
 ORDERS_PER_CHUNK = 2_000
 # Inserts by a slow consumer become visible after faster ones; re-reading this much history costs only

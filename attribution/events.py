@@ -14,7 +14,6 @@ folds an order's events by webhook-id.
 from __future__ import annotations
 
 import hashlib
-import time
 from collections import defaultdict
 from collections.abc import Hashable
 from datetime import UTC, datetime, timedelta
@@ -24,6 +23,7 @@ import msgspec
 
 from attribution import queries, webhooks
 from attribution.ledger import Item, OrderEvent
+from core import clock
 from core.clickhouse import Backend
 from core.keys import Keys
 from core.streams import Poison, StreamSpec
@@ -132,7 +132,7 @@ class OrderEventsHandler:
 
     def build(self, records: list[Any]) -> list[list[Any]]:
         # ingested_ms is the attributor's cursor: when this row became visible (approximately).
-        now_ms = time.time_ns() // 1_000_000
+        now_ms = clock.now_ms()
         rows = [(*r[:9], now_ms, *r[10:]) for r in records]
         return [list(col) for col in zip(*rows, strict=True)]
 

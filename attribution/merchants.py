@@ -20,7 +20,8 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-from attribution.domains import (
+from core import validate as check
+from core.domains import (
     OVERLAP_SAME,
     Overlap,
     find_overlaps,
@@ -30,9 +31,9 @@ from attribution.domains import (
     transfer_entry,
     watched_keys,
 )
-from core import validate as check
 from core.keys import Keys
-from redirector.urls import non_public_domain
+from core.links import OwnerResolver
+from core.urls import non_public_domain
 
 log = logging.getLogger("clicktrail.merchants")
 
@@ -119,6 +120,16 @@ async def link_owners(
         for i, raw in zip(ids, raws, strict=True)
     }
     return {h: (o, params[o]) if o else (None, default_param) for h, o in owners.items()}
+
+
+def owner_resolver(keys: Keys, default_param: str) -> OwnerResolver:
+    """Who owns a host (the most specific registered domain, as the attributor decides) and the click
+    parameter its links carry: the one rule for new links and for claiming old ones."""
+
+    async def resolve(client: Redis, hosts: list[str]) -> dict[str, tuple[str | None, str]]:
+        return await link_owners(client, keys, hosts, default_param)
+
+    return resolve
 
 
 async def click_param_of(redis: Redis, keys: Keys, merchant_id: str) -> str:

@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from attribution.rules import RateVersion
+from core import validate
 from core.keys import Keys
 
 MAX_RATE_BPS = 10_000
@@ -23,7 +24,6 @@ MAX_RATE_BPS = 10_000
 MAX_CATEGORY_RATES = 1_000
 MAX_CREATOR_RATES = 1_000
 MAX_CATEGORY_CHARS = 64  # the catalog's bound on a product category
-_CREATOR_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 
 
@@ -82,7 +82,7 @@ def check_update(update: RatesUpdate) -> None:
             raise ValueError(f"category {name[:40]!r} must be 1-{MAX_CATEGORY_CHARS} chars, no control chars")
         check_bps(value, f"rate for category {name!r}")
     for name, value in update.creators.items():
-        if not _CREATOR_ID_RE.fullmatch(name):
+        if not validate.is_id(name):
             raise ValueError(f"creator {name[:40]!r} is not a creator id (1-64 chars of A-Z a-z 0-9 _ -)")
         check_bps(value, f"rate for creator {name!r}")
 

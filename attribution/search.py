@@ -17,6 +17,8 @@ import binascii
 import re
 from dataclasses import dataclass
 
+from core import validate
+
 MAX_RESULTS = 100  # products in one page
 MAX_SCANNED_PER_SEARCH = 1_000  # index entries one request may read
 MAX_MERCHANTS_PER_SEARCH = 50  # merchants one request may visit; the cursor goes on from there
@@ -28,7 +30,6 @@ MAX_TERM_CHARS = 32  # a longer word is indexed by its first 32 characters, and 
 MAX_TERMS_PER_PRODUCT = 24  # words after the 24th distinct one are not indexed: the index stays small
 
 _WORD_RE = re.compile(r"\w+")
-_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 _TOP = b"\xff"  # above every byte UTF-8 uses: the end of a prefix range
 
@@ -128,7 +129,7 @@ def parse_query(q: str, category: str, limit: str) -> Query:
 
 
 def check_id(value: str, name: str) -> str:
-    if not _ID_RE.fullmatch(value):
+    if not validate.is_id(value):
         raise BadQuery(f"{name} must be 1-64 characters of A-Z a-z 0-9 _ -")
     return value
 
@@ -149,6 +150,6 @@ def decode_cursor(cursor: str) -> tuple[str, bytes]:
         merchant_id = merchant.decode("ascii")
     except (binascii.Error, UnicodeError, ValueError):
         raise BadQuery("cursor is not one this API gave") from None
-    if not sep or not _ID_RE.fullmatch(merchant_id):
+    if not sep or not validate.is_id(merchant_id):
         raise BadQuery("cursor is not one this API gave")
     return merchant_id, entry

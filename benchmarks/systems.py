@@ -83,7 +83,7 @@ def seed_links(redis_url: str, links: int, prefix: str = REDIS_PREFIX) -> dict:
     """Write `links` links straight into Redis with LinkStore's encoding (the API is too slow for a
     million), then compact the AOF so no rewrite runs during a measurement."""
     from core.keys import Keys
-    from redirector.links import Link, encode_link
+    from core.links import Link, encode_link
 
     keys = Keys(prefix)
     started = time.perf_counter()

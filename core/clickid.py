@@ -19,7 +19,8 @@ import hashlib
 import hmac
 import itertools
 import os
-import time
+
+from core import clock
 
 ID_BYTES = 22
 ID_CHARS = 30
@@ -40,7 +41,7 @@ class ClickIds:
         self._counter = itertools.count(int.from_bytes(os.urandom(4), "big"))
 
     def new(self, now_ms: int | None = None) -> str:
-        ms = time.time_ns() // 1_000_000 if now_ms is None else now_ms
+        ms = clock.now_ms() if now_ms is None else now_ms
         body = ms.to_bytes(6, "big") + self._nonce + (next(self._counter) % _COUNTER_MOD).to_bytes(4, "big")
         mac = hashlib.blake2b(body, key=self._key, digest_size=MAC_BYTES).digest()
         return base64.urlsafe_b64encode(body + mac).rstrip(b"=").decode()

@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from core.validate import is_click_param
+from core.validate import DEFAULT_CLICK_PARAM, is_click_param
 
 # Where local state lives when nothing else is configured: beside the checkout, never in $HOME, so that
 # two checkouts on one machine do not share a spool or a secret.
@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     # Changes reach the caches through the link-change stream within about a second (linkwatch.py);
     # the TTL only bounds how long an unchanged entry is trusted before it is read again.
     link_cache_ttl_ms: int = Field(600_000, ge=0)
-    default_click_param: str = "ct_click"
+    default_click_param: str = DEFAULT_CLICK_PARAM
     # A connection whose request head is not complete this long after it began is closed (408): uvicorn
     # has no header-read timeout, so slow clients (slowloris) would otherwise hold connections forever.
     header_timeout_ms: int = Field(5_000, ge=1)

@@ -11,6 +11,9 @@ import redis
 import redis.asyncio
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+# How often the lag gauges are refreshed, by the ingester and by the server (three Redis calls each time).
+LAG_INTERVAL_S = 1.0
+
 
 class StreamMetrics:
     """Counters of one ingest process, labelled by stream name; made once per registry."""

@@ -55,10 +55,11 @@ import msgspec
 import redis
 from prometheus_client import CollectorRegistry
 
+from core import clock
 from core.clickhouse import Backend, NativeClickHouse
 from core.keys import INGEST_GROUP
 from core.settings import Settings
-from core.streaminfo import StreamMetrics, stream_lag, trim_floor
+from core.streaminfo import LAG_INTERVAL_S, StreamMetrics, stream_lag, trim_floor
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +72,6 @@ FIRST_READ_COUNT = 10
 # Back-off after a Redis or ClickHouse error, doubling up to the max.
 ERROR_BACKOFF_MIN_S = 0.2
 ERROR_BACKOFF_MAX_S = 5.0
-# How often lag gauges are refreshed (three Redis calls each time).
-LAG_INTERVAL_S = 1.0
 
 
 class Poison(Exception):
@@ -333,7 +332,7 @@ class StreamConsumer:
         self._redis.xack(self._cfg.stream, self._cfg.group, *batch.entry_ids)
         self._metrics.entries.labels(name).inc(len(batch.entry_ids))
         self._checkpoint("after_ack")
-        keep_after_ms = time.time_ns() // 1_000_000 - self._cfg.retain_ms if self._cfg.retain_ms else None
+        keep_after_ms = clock.now_ms() - self._cfg.retain_ms if self._cfg.retain_ms else None
         floor = trim_floor(self._redis, self._cfg.stream, keep_after_ms)
         if floor is not None:
             self._redis.xtrim(self._cfg.stream, minid=floor, approximate=False)

@@ -11,12 +11,14 @@ from clickhouse_driver.errors import Error as ClickHouseError
 from starlette.requests import Request
 from starlette.routing import Route
 
+from attribution.merchants import merchant_exists
 from core import queries, validate
-from redirector.errors import ApiError, json_response, read_json
-from redirector.links import Link, OwnerResolver, now_ms
+from core.clock import now_ms
+from core.errors import ApiError, json_response, read_json
+from core.links import Link
+from core.urls import UrlError, validate_url
 from redirector.querykeys import strip_from_url
 from redirector.state import AppState
-from redirector.urls import UrlError, validate_url
 
 log = logging.getLogger("clicktrail.api")
 
@@ -53,19 +55,6 @@ def link_json(link: Link, public_url: str) -> dict:
     }
 
 
-def owner_resolver(ctx: AppState) -> OwnerResolver:
-    """Who owns a host (the most specific registered domain, as the attributor decides) and the click
-    parameter its links carry: the one rule for new links and for claiming old ones."""
-    from attribution.merchants import link_owners
-
-    default_param = ctx.settings.default_click_param
-
-    async def resolve(client, hosts: list[str]) -> dict[str, tuple[str | None, str]]:
-        return await link_owners(client, ctx.keys, hosts, default_param)
-
-    return resolve
-
-
 async def create_link(request: Request):
     ctx = _ctx(request)
     principal = await ctx.auth.authenticate(request)
@@ -78,7 +67,7 @@ async def create_link(request: Request):
         dest = validate_url(body.get("url"))
     except UrlError as exc:
         raise ApiError(422, f"invalid_url.{exc.reason}", str(exc)) from None
-    resolve = owner_resolver(ctx)
+    resolve = ctx.owners
     merchant_id, click_param = (await resolve(ctx.redis, [dest.host]))[dest.host]
     # A destination that already carries the click parameter (in any spelling) would send the merchant
     # two click ids: it is stored without it (the link cache strips it again should the parameter change).
@@ -159,11 +148,8 @@ async def create_key(request: Request):
         raise ApiError(422, "invalid_scope", 'give exactly one of "creator_id" or "merchant_id"')
     scope = "creator" if "creator_id" in body else "merchant"
     subject_id = check_id(body[f"{scope}_id"], f"{scope}_id")
-    if scope == "merchant":
-        from attribution.merchants import merchant_exists
-
-        if not await merchant_exists(ctx.redis, ctx.keys, subject_id):
-            raise ApiError(404, "unknown_merchant", f"no merchant {subject_id!r}")
+    if scope == "merchant" and not await merchant_exists(ctx.redis, ctx.keys, subject_id):
+        raise ApiError(404, "unknown_merchant", f"no merchant {subject_id!r}")
     created = now_ms()
     key = await ctx.auth.issue(scope, subject_id, created)
     return json_response(

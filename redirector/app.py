@@ -14,15 +14,16 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from core.settings import Settings
-from redirector import api
-from redirector.errors import (
+from attribution import api as attribution_api
+from core.errors import (
     ApiError,
     handle_api_error,
     handle_http_error,
     handle_unexpected_error,
     json_response,
 )
+from core.settings import Settings
+from redirector import api
 from redirector.state import AppState
 
 # First path segments that never are link codes.
@@ -51,12 +52,6 @@ async def readyz(request: Request) -> Response:
 async def metrics(request: Request) -> Response:
     ctx: AppState = request.app.state.ctx
     return Response(generate_latest(ctx.registry), media_type=CONTENT_TYPE_LATEST)
-
-
-def _extra_routes() -> list[Route]:
-    from attribution.api import routes as attribution_routes
-
-    return attribution_routes()
 
 
 def one_route_per_path(routes: list[Route]) -> list[Route]:
@@ -90,7 +85,7 @@ class ClicktrailApp:
                     Route("/readyz", readyz, methods=["GET", "HEAD"]),
                     Route("/metrics", metrics, methods=["GET"]),
                     *api.routes(),
-                    *_extra_routes(),
+                    *attribution_api.routes(),
                 ]
             ),
             # Every error is JSON: ours, the router's 404/405, and a bug's 500.

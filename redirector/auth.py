@@ -11,8 +11,8 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 from starlette.requests import Request
 
+from core.errors import ApiError
 from core.keys import Keys
-from redirector.errors import ApiError
 
 KEY_PREFIX = "ctk_"
 KEY_RANDOM_BYTES = 32

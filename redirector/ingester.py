@@ -25,11 +25,11 @@ from core import queries
 from core.clickhouse import Backend
 from core.clickid import ID_CHARS
 from core.keys import Keys
+from core.links import LINK_EVENT_VERSION, LinkEvent
 from core.settings import Settings
 from core.streams import Poison, StreamSpec, decode_payload
 from redirector.click import SCHEMA_VERSION, Click
 from redirector.enrich import Enricher, UniqueClicks
-from redirector.links import LINK_EVENT_VERSION, LinkEvent
 
 # Redirect workers tail the link events too (redirector/linkwatch.py); a worker that finds an entry
 # trimmed before it read it drops its whole cache, so stored events stay this long (they are few).

@@ -20,8 +20,8 @@ from urllib.parse import quote
 
 import msgspec
 
+from core.links import Link
 from core.validate import DEFAULT_CLICK_PARAM, is_click_param
-from redirector.links import Link
 from redirector.querykeys import strip_from_url
 
 BAD_CLICK_PARAM = "bad_click_param"

@@ -19,7 +19,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError, ResponseError
 
 from core.keys import Keys
-from redirector.links import LinkCache, LinkEvent
+from core.links import LinkEvent
+from redirector.cache import LinkCache
 
 log = logging.getLogger("clicktrail.links")
 

@@ -19,8 +19,8 @@ import orjson
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
+from redirector.cache import LinkCache
 from redirector.linkcheck import REASONS
-from redirector.links import LinkCache
 from redirector.redirect import QUERY_TOO_LONG
 from redirector.stats import BATCH_BUCKETS, LATENCY_BUCKETS_S, RecorderStats, RedirectStats
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from urllib.parse import quote
 
+from core import clock
 from core.clickid import ClickIds
 from core.validate import CODE_CHARS, CODE_MAX_CHARS, CODE_MIN_CHARS
 from redirector.click import Click
@@ -116,7 +117,7 @@ class RedirectHandler:
         if country and address.has_proxies and not address.is_trusted(peer):
             country = ""  # only a trusted proxy may tell us the country
         ip_hash, ip_prefix = address.reduce(ip)
-        now_ms = time.time_ns() // 1_000_000
+        now_ms = clock.now_ms()
         click_id = self._ids.new(now_ms)
         await self._recorder.record(
             Click(

@@ -10,9 +10,10 @@ import time
 
 from redis.exceptions import RedisError
 
+from core.links import CorruptLink, Link, LinkStore
+from redirector.cache import LinkCache
 from redirector.futures import SharedFuture
 from redirector.linkcheck import servable
-from redirector.links import CorruptLink, Link, LinkCache, LinkStore
 from redirector.stats import RedirectStats
 
 

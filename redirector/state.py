@@ -16,14 +16,19 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from attribution.catalog import CatalogStore
+from attribution.merchants import MerchantStore, owner_resolver
+from attribution.rates import RateStore
+from attribution.webhooks import Acceptor
 from core.clickhouse import Backend, NativeClickHouse
 from core.clickid import ClickIds
 from core.keys import INGEST_GROUP, Keys
+from core.links import LinkStore, OwnerResolver
 from core.settings import Settings
-from core.streaminfo import stream_lag_async
+from core.streaminfo import LAG_INTERVAL_S, stream_lag_async
 from redirector.auth import Authenticator
+from redirector.cache import LinkCache
 from redirector.clientip import ClientAddress
-from redirector.links import LinkCache, LinkStore
 from redirector.linkwatch import LinkWatcher
 from redirector.metrics import SNAPSHOT_INTERVAL_S, RedirectCollector, SnapshotDir, make_registry, snapshot
 from redirector.recorder import Recorder
@@ -33,7 +38,6 @@ from redirector.stats import RecorderStats, RedirectStats
 
 log = logging.getLogger("clicktrail.server")
 
-LAG_INTERVAL_S = 5.0
 # How long close() waits for cancelled background tasks before cancelling the stragglers again.
 TASK_CANCEL_RETRY_S = 0.1
 
@@ -53,6 +57,12 @@ class AppState:
     redirect: RedirectHandler
     registry: CollectorRegistry
     watcher: LinkWatcher
+    # The attribution side's stores, made once (its handlers reach them here, like everything else).
+    owners: OwnerResolver
+    merchants: MerchantStore
+    rates: RateStore
+    catalog: CatalogStore
+    acceptor: Acceptor
     _snapshots: SnapshotDir | None = None
     _own_snapshot: Callable[[], dict] | None = None
     _clickhouse: Backend | None = None
@@ -110,6 +120,11 @@ class AppState:
             redirect=redirect,
             registry=registry,
             watcher=LinkWatcher(redis, keys, cache),
+            owners=owner_resolver(keys, settings.default_click_param),
+            merchants=MerchantStore(redis, keys),
+            rates=RateStore(redis, keys),
+            catalog=CatalogStore(redis, keys),
+            acceptor=Acceptor(redis, keys),
             _snapshots=snapshots,
             _own_snapshot=own_snapshot,
         )

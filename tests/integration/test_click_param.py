@@ -11,8 +11,8 @@ import pytest
 import redis
 
 from core.keys import Keys
+from core.links import Link, encode_link
 from redirector.linkcheck import header_safe
-from redirector.links import Link, encode_link
 from redirector.querykeys import reads_as
 from redirector.recorder import count_clicks
 from tests.integration.apphelp import ADMIN, make_link, running_app

@@ -487,7 +487,7 @@ def test_a_link_event_clickhouse_cannot_hold_is_dead_lettered_not_retried(
     it into a dead letter at decode time, and the good event after it is stored."""
     import msgspec
 
-    from redirector.links import Link, link_event
+    from core.links import Link, link_event
 
     good = link_event(Link("good001", "https://s.example/", "c", "s.example", 1))
     fields = msgspec.msgpack.decode(good["l"])

@@ -8,7 +8,8 @@ import pytest
 from redis.asyncio import Redis
 
 from core.keys import Keys
-from redirector.links import Link, LinkCache, LinkStore
+from core.links import Link, LinkStore
+from redirector.cache import LinkCache
 from redirector.linkwatch import LinkWatcher
 
 pytestmark = pytest.mark.redis

@@ -3,7 +3,7 @@ overlap of a registration with another merchant's domains is found, by shape."""
 
 import pytest
 
-from attribution.domains import (
+from core.domains import (
     OVERLAP_PARENT,
     OVERLAP_SAME,
     OVERLAP_SUBDOMAIN,

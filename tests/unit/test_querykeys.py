@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from core.links import Link
 from redirector.linkcheck import (
     BAD_CLICK_PARAM,
     BAD_URL_BYTES,
@@ -17,7 +18,6 @@ from redirector.linkcheck import (
     header_safe,
     servable,
 )
-from redirector.links import Link
 from redirector.querykeys import drop_param, reads_as, strip_from_url
 from redirector.redirect import build_location, pass_through_query
 

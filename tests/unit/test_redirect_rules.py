@@ -1,6 +1,7 @@
 import pytest
 
-from redirector.links import Link, LinkCache
+from core.links import Link
+from redirector.cache import LinkCache
 from redirector.redirect import build_location, pass_through_query
 
 

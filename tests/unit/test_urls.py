@@ -1,6 +1,6 @@
 import pytest
 
-from redirector.urls import MAX_URL_BYTES, UrlError, host_candidates, validate_url
+from core.urls import MAX_URL_BYTES, UrlError, host_candidates, validate_url
 
 ACCEPTED = [
     ("https://shop.example.com/p/1?color=red", "https://shop.example.com/p/1?color=red", "shop.example.com"),

@@ -8,8 +8,8 @@ import pytest
 
 from attribution import merchants, webhooks
 from core import validate
+from core.errors import ApiError
 from redirector.api import check_id
-from redirector.errors import ApiError
 
 # Each valid value, and what an attacker appends or prepends to it.
 NEAR_MISSES = ["\n", "\r\n", "\r", "\x00", " ", "\t", "\x0b", "\u2028"]

@@ -7,8 +7,6 @@ worker tails it to drop the code from its cache (linkwatch.py).
 
 from __future__ import annotations
 
-import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
@@ -16,8 +14,10 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
+from core.clock import now_ms
 from core.keys import Keys
-from redirector.urls import host_candidates
+from core.urls import host_candidates
+from core.validate import DEFAULT_CLICK_PARAM
 
 LINK_EVENT_VERSION = b"1"
 # Links re-checked per optimistic transaction when a domain is claimed: bounds the keys one WATCH holds.
@@ -36,7 +36,7 @@ class Link(msgspec.Struct, frozen=True, gc=False):
     host: str
     created_at_ms: int
     merchant_id: str | None = None
-    click_param: str = "ct_click"
+    click_param: str = DEFAULT_CLICK_PARAM
     disabled: bool = False
     updated_at_ms: int = 0
 
@@ -96,10 +96,6 @@ def link_event(link: Link) -> dict[str, bytes]:
         updated_at_ms=link.updated_at_ms or link.created_at_ms,
     )
     return {"v": LINK_EVENT_VERSION, "l": _encoder.encode(event)}
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 class LinkStore:
@@ -205,55 +201,3 @@ class LinkStore:
                     return len(changed)
                 except WatchError:
                     continue
-
-
-class LinkCache:
-    """Bounded LRU of resolved links with a TTL. Misses (None) are cached too, so a flood of unknown codes
-    does not become a flood of Redis reads; invalidation drops an entry whatever it holds."""
-
-    __slots__ = ("_entries", "_max_entries", "_ttl_ns", "hits", "misses")
-
-    def __init__(self, max_entries: int, ttl_ms: int) -> None:
-        self._entries: OrderedDict[str, tuple[int, Link | None]] = OrderedDict()
-        self._max_entries = max_entries
-        self._ttl_ns = ttl_ms * 1_000_000
-        self.hits = 0
-        self.misses = 0
-
-    def get(self, code: str, now_ns: int) -> tuple[bool, Link | None]:
-        entry = self._entries.get(code)
-        if entry is None or entry[0] < now_ns:
-            self.misses += 1
-            return False, None
-        self.hits += 1
-        self._entries.move_to_end(code)
-        return True, entry[1]
-
-    def put(self, code: str, link: Link | None, now_ns: int) -> None:
-        if self._max_entries <= 0:
-            return
-        entries = self._entries
-        entries[code] = (now_ns + self._ttl_ns, link)
-        entries.move_to_end(code)
-        if len(entries) > self._max_entries:
-            entries.popitem(last=False)
-
-    def stale(self, code: str) -> Link | None:
-        """A cached link however old: served only while Redis cannot be asked."""
-        entry = self._entries.get(code)
-        return None if entry is None else entry[1]
-
-    def expire_all(self) -> None:
-        """Keep the entries (as stale fallbacks) but make every one fresh-checked again: called when the
-        invalidation channel reconnects, since messages sent meanwhile were lost."""
-        for code, (_, link) in self._entries.items():
-            self._entries[code] = (0, link)
-
-    def invalidate(self, code: str) -> None:
-        self._entries.pop(code, None)
-
-    def clear(self) -> None:
-        self._entries.clear()
-
-    def __len__(self) -> int:
-        return len(self._entries)

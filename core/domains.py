@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from redis.asyncio import Redis
 
 from core.keys import Keys
-from redirector.urls import host_candidates
+from core.urls import host_candidates
 
 OVERLAP_SAME = "same"  # the very domain is registered by another merchant
 OVERLAP_PARENT = "parent"  # another merchant registered a parent of the domain
