@@ -46,8 +46,9 @@ from core.settings import Settings
 from core.streaminfo import StreamMetrics
 from core.streams import ConsumerConfig, StreamConsumer
 from redirector.click import Click, encode_batch
-from redirector.enrich import Enricher, UniqueClicks
-from redirector.ingester import ClickHandler
+from redirector.ingest.clicks import ClickHandler
+from redirector.ingest.enrich import Enricher
+from redirector.ingest.unique import UniqueClicks
 
 CLICKHOUSE_URL = "clickhouse://default:@127.0.0.1:9000/default"
 AGENTS = (

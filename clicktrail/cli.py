@@ -55,8 +55,7 @@ def ingest(settings: Settings, once: bool, consumer: str | None, metrics_port: i
 
     from prometheus_client import CollectorRegistry, start_http_server
 
-    from core.streams import run_streams
-    from redirector.ingester import stream_specs
+    from redirector.ingest.process import run_streams, stream_specs
 
     registry = CollectorRegistry()
     if metrics_port:

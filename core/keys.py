@@ -139,5 +139,5 @@ class Keys:
     def unique_clicks(self, hour: int, shard: int) -> str:
         """Hash of (link, visitor) → the tag of the visitor's first click on the link in one clock hour
         (hours since the epoch), one of several shards by link. Expires a grace period after the hour
-        (see redirector/enrich.py)."""
+        (see redirector/ingest/enrich.py)."""
         return f"{self.prefix}uniq:{hour}:{shard}"

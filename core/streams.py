@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import signal
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
@@ -53,12 +52,9 @@ from typing import Any, Protocol
 
 import msgspec
 import redis
-from prometheus_client import CollectorRegistry
 
 from core import clock
-from core.clickhouse import Backend, NativeClickHouse
-from core.keys import INGEST_GROUP
-from core.settings import Settings
+from core.clickhouse import Backend
 from core.streaminfo import LAG_INTERVAL_S, StreamMetrics, stream_lag, trim_floor
 
 log = logging.getLogger(__name__)
@@ -144,7 +140,7 @@ class _Batch:
     handled: int = 0  # entries read, dead-lettered ones included
 
 
-def _no_checkpoint(point: str) -> None:
+def no_checkpoint(point: str) -> None:
     return None
 
 
@@ -156,7 +152,7 @@ class StreamConsumer:
         handler: Handler,
         config: ConsumerConfig,
         metrics: StreamMetrics,
-        checkpoint: Callable[[str], None] = _no_checkpoint,
+        checkpoint: Callable[[str], None] = no_checkpoint,
     ) -> None:
         if config.claim_idle_ms / 1000 <= config.insert_timeout_s:
             raise ValueError("claim_idle_ms must exceed the insert timeout (see the lease assumption)")
@@ -418,57 +414,3 @@ class StreamSpec:
     dead_stream: str
     make_handler: Callable[[redis.Redis], Handler]
     retain_ms: int = 0  # see ConsumerConfig.retain_ms
-
-
-def run_streams(
-    settings: Settings,
-    specs: Sequence[StreamSpec],
-    *,
-    consumer: str,
-    registry: CollectorRegistry,
-    once: bool = False,
-    checkpoint: Callable[[str], None] = _no_checkpoint,
-) -> int:
-    """Drain every stream in its own thread (own Redis and ClickHouse connections) until SIGTERM/SIGINT,
-    or, with `once`, until nothing is left now. Returns the exit status (1 if a consumer failed)."""
-    stop = threading.Event()
-    if threading.current_thread() is threading.main_thread():
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(signum, lambda *_: stop.set())
-    metrics = StreamMetrics(registry)
-    consumers, closers = [], []
-    for spec in specs:
-        client = redis.Redis.from_url(settings.redis_url)
-        backend = NativeClickHouse(
-            settings.clickhouse_url, insert_timeout_s=settings.clickhouse_insert_timeout_s
-        )
-        closers += [client.close, backend.close]
-        config = ConsumerConfig(
-            stream=spec.stream,
-            dead_stream=spec.dead_stream,
-            group=INGEST_GROUP,
-            consumer=consumer,
-            batch_size=settings.ingest_batch_size,
-            flush_interval_ms=settings.ingest_flush_interval_ms,
-            claim_idle_ms=settings.ingest_claim_idle_ms,
-            insert_timeout_s=settings.clickhouse_insert_timeout_s,
-            retain_ms=spec.retain_ms,
-        )
-        consumers.append(
-            StreamConsumer(client, backend, spec.make_handler(client), config, metrics, checkpoint=checkpoint)
-        )
-    results: dict[str, bool] = {}
-
-    def work(item: StreamConsumer) -> None:
-        results[item.name] = item.run(stop, once=once)
-
-    threads = [threading.Thread(target=work, args=(c,), name=f"ingest-{c.name}") for c in consumers]
-    for thread in threads:
-        thread.start()
-    # Join with a timeout so that the main thread keeps taking signals.
-    while any(thread.is_alive() for thread in threads):
-        for thread in threads:
-            thread.join(timeout=0.2)
-    for close in closers:
-        close()
-    return 0 if all(results.get(c.name, False) for c in consumers) else 1

@@ -18,8 +18,7 @@ from attribution.events import order_stream_spec
 from core.clickid import ClickIds
 from core.keys import Keys
 from core.migrate import migrate
-from core.streams import run_streams
-from redirector.ingester import stream_specs
+from redirector.ingest.process import run_streams, stream_specs
 from tests.integration.apphelp import ADMIN, running_app
 
 pytestmark = [pytest.mark.redis, pytest.mark.clickhouse]

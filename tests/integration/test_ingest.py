@@ -21,8 +21,10 @@ from core.settings import Settings
 from core.streaminfo import StreamMetrics
 from core.streams import ConsumerConfig, StreamConsumer
 from redirector.click import Click, encode_batch
-from redirector.enrich import Enricher, UniqueClicks
-from redirector.ingester import ClickHandler, LinkEventHandler
+from redirector.ingest.clicks import ClickHandler
+from redirector.ingest.enrich import Enricher
+from redirector.ingest.links import LinkEventHandler
+from redirector.ingest.unique import UniqueClicks
 from tests.conftest import free_port
 
 pytestmark = [pytest.mark.redis, pytest.mark.clickhouse]

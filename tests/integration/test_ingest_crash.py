@@ -27,8 +27,7 @@ CHILD = """
 import os, signal, sys
 from prometheus_client import CollectorRegistry
 from core.settings import Settings
-from core.streams import run_streams
-from redirector.ingester import stream_specs
+from redirector.ingest.process import run_streams, stream_specs
 
 point, hit = sys.argv[1], int(sys.argv[2])
 seen = []

@@ -11,8 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from core import queries
 from core.migrate import migrate
-from core.streams import run_streams
-from redirector.ingester import stream_specs
+from redirector.ingest.process import run_streams, stream_specs
 from tests.integration.apphelp import running_app
 
 pytestmark = [pytest.mark.redis, pytest.mark.clickhouse]

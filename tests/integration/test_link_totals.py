@@ -8,8 +8,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from core.migrate import migrate
-from core.streams import run_streams
-from redirector.ingester import stream_specs
+from redirector.ingest.process import run_streams, stream_specs
 from tests.integration.apphelp import ADMIN, make_link, running_app
 
 pytestmark = [pytest.mark.redis, pytest.mark.clickhouse]

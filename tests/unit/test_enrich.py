@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from redirector.enrich import BotPatterns, Enricher, classify, referer_host
-from redirector.useragent import UserAgents, device_class
+from redirector.ingest.enrich import BotPatterns, Enricher, classify, referer_host
+from redirector.ingest.useragent import UserAgents, device_class
 
 IPHONE_SAFARI = (
     "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "

@@ -1,11 +1,11 @@
-"""The click ingester: decodes the recorder's batches (redirector/click.py), enriches each click and builds
-the columns of `clicks`; and the link-event mirror into `links`. The delivery itself (exactly once, crash
-safe, several ingesters at once) is the generic consumer's: see core/streams.py for the guarantee.
+"""Clicks into ClickHouse: decodes the recorder's batches (redirector/click.py), enriches each click and
+builds the columns of `clicks`. The delivery itself (exactly once, crash safe, several ingesters at once)
+is the generic consumer's: see core/streams.py for the guarantee.
 
 Memory while ClickHouse is down: the backlog stays in the Redis stream, about 260 bytes per click
 (msgpack, 2,000 clicks per entry: 262 measured by benchmarks/ingest.py), so 1 GB holds about 4 million
 clicks; redirects are unaffected (they only append). The unique-visitor hashes add ~85 bytes per unique
-visitor-hour (redirector/enrich.py). Lag: `clicktrail_stream_lag_entries` / `_lag_seconds`.
+visitor-hour (unique.py). Lag: `clicktrail_stream_lag_entries` / `_lag_seconds`.
 """
 
 from __future__ import annotations
@@ -19,21 +19,15 @@ from operator import attrgetter, floordiv, not_
 from typing import Annotated
 
 import msgspec
-import redis
 
 from core import queries
 from core.clickhouse import Backend
 from core.clickid import ID_CHARS
-from core.keys import Keys
-from core.links import LINK_EVENT_VERSION, LinkEvent
-from core.settings import Settings
-from core.streams import Poison, StreamSpec, decode_payload
+from core.streams import Poison, decode_payload
 from redirector.click import SCHEMA_VERSION, Click
-from redirector.enrich import Enricher, UniqueClicks
+from redirector.ingest.enrich import Enricher
+from redirector.ingest.unique import UniqueClicks
 
-# Redirect workers tail the link events too (redirector/linkwatch.py); a worker that finds an entry
-# trimmed before it read it drops its whole cache, so stored events stay this long (they are few).
-LINK_EVENTS_RETAIN_MS = 15 * 60 * 1000
 # One regular-expression call checks the characters of all the ids of an entry (lengths are the decoder's).
 _ID_CHARS_RE = re.compile(r"[A-Za-z0-9_-]*")
 # ts is a DateTime column: seconds must fit in 32 bits.
@@ -131,57 +125,3 @@ class ClickHandler:
         for index, flag in zip(compress(range(len(is_bot)), people), flags, strict=True):
             unique[index] = flag
         return unique
-
-
-class LinkEventHandler:
-    """Stream `Keys.link_events` → table `links` (one row per link version)."""
-
-    name = "links"
-    table = "links"
-    columns = queries.LINK_COLUMNS
-
-    def __init__(self) -> None:
-        self._decoder = msgspec.msgpack.Decoder(LinkEvent)
-
-    def decode(self, entry_id: str, fields: dict[bytes, bytes]) -> list[LinkEvent]:
-        return [
-            decode_payload(fields, LINK_EVENT_VERSION, b"l", self._decoder, "missing_link", "invalid_link")
-        ]
-
-    def key(self, record: LinkEvent) -> Hashable:
-        return (record.code, record.updated_at_ms)
-
-    def existing(self, backend: Backend, records: list[LinkEvent]) -> set[Hashable]:
-        return set(queries.existing_link_versions(backend, [(r.code, r.updated_at_ms) for r in records]))
-
-    def build(self, records: list[LinkEvent]) -> list[list]:
-        return [
-            [r.code for r in records],
-            [r.url for r in records],
-            [r.creator_id for r in records],
-            [r.merchant_id for r in records],
-            [r.host for r in records],
-            [r.created_at_ms // 1000 for r in records],
-            [r.created_at_ms for r in records],
-            [int(r.disabled) for r in records],
-            [r.updated_at_ms for r in records],
-        ]
-
-
-def stream_specs(settings: Settings) -> list[StreamSpec]:
-    """The redirector's streams: clicks and link events. (The order-events stream is attribution's.)"""
-    keys = Keys(settings.redis_prefix)
-
-    def clicks(client: redis.Redis) -> ClickHandler:
-        return ClickHandler(Enricher(), UniqueClicks(client, keys))
-
-    return [
-        StreamSpec("clicks", keys.clicks, keys.clicks_dead, clicks),
-        StreamSpec(
-            "links",
-            keys.link_events,
-            keys.link_events_dead,
-            lambda _client: LinkEventHandler(),
-            retain_ms=LINK_EVENTS_RETAIN_MS,
-        ),
-    ]

@@ -1,6 +1,6 @@
 """What the ingester adds to a click, off the hot path: bot and preview detection, device class, browser
-family, os (the maintained `ua-parser`, see useragent.py), referer host, country, and the unique-click
-flag.
+family, os (the maintained `ua-parser`, see useragent.py), referer host, country, (the unique-click flag is
+unique.py's).
 
 The ingester enriches a batch column by column: user-agent traits are memoised (bounded LRU) per user
 agent, countries per header value and per IP prefix, referer hosts per referer, and each column is one
@@ -11,26 +11,20 @@ dropped, only flagged with a reason, so the numbers can be corrected later.
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import re
-import struct
-from bisect import bisect_right
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from itertools import chain, compress, repeat
-from operator import floordiv, itemgetter
+from itertools import compress
+from operator import itemgetter
 from urllib.parse import urlsplit
 
 import crawleruseragents
-import redis
 from geoip2fast import GeoIP2Fast
 
-from core.clickid import ID_CHARS
-from core.keys import Keys
 from core.validate import is_country
-from redirector.useragent import UserAgents
+from redirector.ingest.useragent import UserAgents
 
 # Link-preview fetchers of chat and social apps: they fetch the link when it is shared, not when a person
 # taps it. Checked before the crawler dataset (which lists several of them too) to give a precise reason.
@@ -221,167 +215,3 @@ class Enricher:
     def cache_info(self) -> dict[str, int]:
         """Hits per cache (tests and the benchmark use it to show the memoisation works)."""
         return {"traits": self._traits.cache_info().hits, "country": self._prefix_country.cache_info().hits}
-
-
-# The unique-click flag. One script call per chunk of clicks of one clock hour, all chunks of a batch in
-# one pipeline. KEYS: the hour's UNIQUE_SHARDS hashes. ARGV: expire-at (unix s); the clicks' fields, one
-# fixed-size record each (link digest, IP hash, user-agent digest: the link and the visitor); their click
-# ids, concatenated. A visitor's first click on a link in the hour is stored as the field's value (the
-# click's tag: the last TAG_CHARS of its id); a click is unique iff the stored value is its own tag, so a
-# redelivered click gets the same answer as the first time, and two ingesters racing on one visitor
-# cannot both win (a script runs alone). Per shard: one HMGET for all its fields, one HSET for the new
-# ones, so Redis does a few commands per shard, not one per click. Returns one '1'/'0' per click.
-_FIRST_CLICK_LUA = """
-local FIELD, ID, TAG, SHARDS = {field}, {id}, {tag}, {shards}
-local expire_at, fields, ids = tonumber(ARGV[1]), ARGV[2], ARGV[3]
-local n = #ids / ID
-local by_shard, out = {{}}, {{}}
-for j = 1, n do
-  local shard = string.byte(fields, (j - 1) * FIELD + {shard_byte}) % SHARDS + 1
-  local list = by_shard[shard]
-  if not list then
-    list = {{}}
-    by_shard[shard] = list
-  end
-  list[#list + 1] = j
-end
-for shard, list in pairs(by_shard) do
-  local key, names, tags = KEYS[shard], {{}}, {{}}
-  for k, j in ipairs(list) do
-    names[k] = string.sub(fields, (j - 1) * FIELD + 1, j * FIELD)
-    tags[k] = string.sub(ids, j * ID - TAG + 1, j * ID)
-  end
-  local stored = redis.call('HMGET', key, unpack(names))
-  local won, new = {{}}, {{}}
-  for k, j in ipairs(list) do
-    local name, tag = names[k], tags[k]
-    local first = stored[k] or won[name]
-    if not first then
-      first = tag
-      won[name] = tag
-      new[#new + 1] = name
-      new[#new + 1] = tag
-    end
-    out[j] = first == tag and '1' or '0'
-  end
-  local expires = redis.call('EXPIRETIME', key)  -- -2: no such hash yet
-  if #new > 0 then
-    if expires == -2 then  -- a value this long makes Redis create a hash table, not a listpack
-      new[#new + 1] = ''
-      new[#new + 1] = string.rep('-', {bypass})
-    end
-    redis.call('HSET', key, unpack(new))
-  end
-  if expires < expire_at then
-    redis.call('EXPIREAT', key, expire_at)
-  end
-end
-return table.concat(out, '', 1, n)
-"""
-HOUR_S = 3600
-HOUR_MS = HOUR_S * 1000
-# Hashes per hour, by the visitor's IP hash (uniform, unlike link popularity): expiring one never holds
-# Redis for long (~1/64 of an hour's visitors), and a chunk still touches each once.
-UNIQUE_SHARDS = 64
-# How long an hour's set outlives its hour, and the last time a click of it was processed. The flag
-# is exact while a click reaches the ingester within this much of its hour's end; a click first processed
-# later (a longer ClickHouse outage, a spool replayed after this long) may count as unique a second time,
-# never the other way round. Memory: about 85 bytes per unique (link, visitor, hour) (80-89 measured, hash
-# table encoding), kept for the hour plus this.
-UNIQUE_GRACE_S = 2 * 3600
-# The expiry is pushed in steps of this (rounded up): one EXPIREAT per key a minute, not one per call.
-EXPIRE_STEP_S = 60
-# Clicks per script call: bounds how long one call holds Redis (~1 ms; the recorder writes there too),
-# and keeps HSET's arguments (2 per new field, all in one shard at worst) under Lua's unpack limit (~8000).
-UNIQUE_CHUNK = 2_000
-# The stored tag: the click id's last 11 characters (its 64-bit MAC), enough to tell two clicks apart.
-TAG_CHARS = 11
-# A field: 8 bytes of link digest, 8 of IP hash (big-endian: its last byte picks the shard), 8 of
-# user-agent digest. 64-bit digests: two links or agents of one visitor colliding is negligible.
-DIGEST_BYTES = 8
-FIELD_BYTES = 3 * DIGEST_BYTES
-CODE_CACHE_SIZE = 100_000
-# Each hash gets one marker field ("") this long when created: longer than hash-max-listpack-value (64 by
-# default), it makes Redis store the hash as a hash table from the start. As a listpack (its first 128-512
-# fields), every HMGET and HSET field scans the whole hash: 2.2x the Redis CPU per click in the benchmark
-# (4.9 vs 2.2 us). A hash past 512 fields is a hash table anyway, so this costs memory only on small hours.
-LISTPACK_BYPASS_BYTES = 65
-_IP_BYTES = struct.Struct(">Q").pack
-_FLAGS = bytes.maketrans(b"01", b"\x00\x01")
-
-
-class UniqueClicks:
-    """The unique-click flag: the first human click of an (ip_hash, user agent) on a link in a clock hour
-    (UTC) is unique; later ones in that hour are not. Exact under redelivery and across ingesters (see
-    the script above); bounded by UNIQUE_GRACE_S."""
-
-    def __init__(self, client: redis.Redis, keys: Keys) -> None:
-        self._redis = client
-        self._keys = keys
-        script = _FIRST_CLICK_LUA.format(
-            field=FIELD_BYTES,
-            id=ID_CHARS,
-            tag=TAG_CHARS,
-            shards=UNIQUE_SHARDS,
-            shard_byte=2 * DIGEST_BYTES,
-            bypass=LISTPACK_BYPASS_BYTES,
-        )
-        self._script = client.register_script(script)
-        self._agent_digest = lru_cache(maxsize=UA_CACHE_SIZE)(_digest)
-        self._code_digest = lru_cache(maxsize=CODE_CACHE_SIZE)(_digest)
-
-    def first_in_hour(
-        self,
-        codes: Sequence[str],
-        ts_ms: Sequence[int],
-        ip_hashes: Sequence[int],
-        user_agents: Sequence[str],
-        click_ids: Sequence[str],
-        now_s: int,
-    ) -> list[int]:
-        """1 for each click (given column by column) that is unique, else 0; one pipeline per call.
-        Click ids must be valid (ID_CHARS long, ASCII), as the ingester's decoding ensures."""
-        count = len(click_ids)
-        if not count:
-            return []
-        hours = list(map(floordiv, ts_ms, repeat(HOUR_MS)))
-        order = None
-        if min(hours) != max(hours):  # rare: a batch across an hour boundary; sorted, it is in runs
-            order = sorted(range(count), key=hours.__getitem__)
-            columns = (codes, ts_ms, ip_hashes, user_agents, click_ids, hours)
-            codes, ts_ms, ip_hashes, user_agents, click_ids, hours = (
-                [column[i] for i in order] for column in columns
-            )
-        links = list(map(self._code_digest, codes))
-        ips = list(map(_IP_BYTES, ip_hashes))
-        agents = list(map(self._agent_digest, user_agents))
-        # Rounded up, so that an hour's keys are re-extended once a minute, not at every call.
-        expire_from_s = -(-now_s // EXPIRE_STEP_S) * EXPIRE_STEP_S
-        with self._redis.pipeline(transaction=False) as pipe:
-            start = 0
-            while start < count:
-                hour = hours[start]
-                end = bisect_right(hours, hour, start, min(count, start + UNIQUE_CHUNK))
-                parts = zip(links[start:end], ips[start:end], agents[start:end], strict=True)
-                fields = b"".join(chain.from_iterable(parts))
-                ids = "".join(click_ids[start:end])
-                if len(ids) != (end - start) * ID_CHARS or not ids.isascii():
-                    raise ValueError("click ids must be valid: see core.clickid")
-                expire_at = max((hour + 1) * HOUR_S, expire_from_s) + UNIQUE_GRACE_S
-                self._script(keys=self._shard_keys(hour), args=[expire_at, fields, ids], client=pipe)
-                start = end
-            replies = pipe.execute()
-        flags = list(b"".join(replies).translate(_FLAGS))
-        if order is None:
-            return flags
-        unsorted = [0] * count
-        for index, flag in zip(order, flags, strict=True):
-            unsorted[index] = flag
-        return unsorted
-
-    def _shard_keys(self, hour: int) -> list[str]:
-        return [self._keys.unique_clicks(hour, shard) for shard in range(UNIQUE_SHARDS)]
-
-
-def _digest(text: str) -> bytes:
-    return hashlib.blake2b(text.encode(), digest_size=DIGEST_BYTES).digest()

@@ -1,0 +1,95 @@
+"""The ingest process (`clicktrail ingest`): one thread per stream, each a `StreamConsumer` with its own
+Redis and ClickHouse connections, until SIGTERM/SIGINT, or, with `once`, until nothing is left. The
+guarantee is the consumer's (core/streams.py)."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from collections.abc import Callable, Sequence
+
+import redis
+from prometheus_client import CollectorRegistry
+
+from core.clickhouse import NativeClickHouse
+from core.keys import INGEST_GROUP, Keys
+from core.settings import Settings
+from core.streaminfo import StreamMetrics
+from core.streams import ConsumerConfig, StreamConsumer, StreamSpec, no_checkpoint
+from redirector.ingest.clicks import ClickHandler
+from redirector.ingest.enrich import Enricher
+from redirector.ingest.links import LINK_EVENTS_RETAIN_MS, LinkEventHandler
+from redirector.ingest.unique import UniqueClicks
+
+
+def stream_specs(settings: Settings) -> list[StreamSpec]:
+    """The redirector's streams: clicks and link events. (The order-events stream is attribution's.)"""
+    keys = Keys(settings.redis_prefix)
+
+    def clicks(client: redis.Redis) -> ClickHandler:
+        return ClickHandler(Enricher(), UniqueClicks(client, keys))
+
+    return [
+        StreamSpec("clicks", keys.clicks, keys.clicks_dead, clicks),
+        StreamSpec(
+            "links",
+            keys.link_events,
+            keys.link_events_dead,
+            lambda _client: LinkEventHandler(),
+            retain_ms=LINK_EVENTS_RETAIN_MS,
+        ),
+    ]
+
+
+def run_streams(
+    settings: Settings,
+    specs: Sequence[StreamSpec],
+    *,
+    consumer: str,
+    registry: CollectorRegistry,
+    once: bool = False,
+    checkpoint: Callable[[str], None] = no_checkpoint,
+) -> int:
+    """Drain every stream in its own thread (own Redis and ClickHouse connections) until SIGTERM/SIGINT,
+    or, with `once`, until nothing is left now. Returns the exit status (1 if a consumer failed)."""
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+    metrics = StreamMetrics(registry)
+    consumers, closers = [], []
+    for spec in specs:
+        client = redis.Redis.from_url(settings.redis_url)
+        backend = NativeClickHouse(
+            settings.clickhouse_url, insert_timeout_s=settings.clickhouse_insert_timeout_s
+        )
+        closers += [client.close, backend.close]
+        config = ConsumerConfig(
+            stream=spec.stream,
+            dead_stream=spec.dead_stream,
+            group=INGEST_GROUP,
+            consumer=consumer,
+            batch_size=settings.ingest_batch_size,
+            flush_interval_ms=settings.ingest_flush_interval_ms,
+            claim_idle_ms=settings.ingest_claim_idle_ms,
+            insert_timeout_s=settings.clickhouse_insert_timeout_s,
+            retain_ms=spec.retain_ms,
+        )
+        consumers.append(
+            StreamConsumer(client, backend, spec.make_handler(client), config, metrics, checkpoint=checkpoint)
+        )
+    results: dict[str, bool] = {}
+
+    def work(item: StreamConsumer) -> None:
+        results[item.name] = item.run(stop, once=once)
+
+    threads = [threading.Thread(target=work, args=(c,), name=f"ingest-{c.name}") for c in consumers]
+    for thread in threads:
+        thread.start()
+    # Join with a timeout so that the main thread keeps taking signals.
+    while any(thread.is_alive() for thread in threads):
+        for thread in threads:
+            thread.join(timeout=0.2)
+    for close in closers:
+        close()
+    return 0 if all(results.get(c.name, False) for c in consumers) else 1
