@@ -26,6 +26,10 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 # Far above any real browser or bot head (typically < 8 KiB) and nginx's default of 4 x 8 KiB buffers.
 MAX_HEAD_BYTES = 64 * 1024
 DEFAULT_HEADER_TIMEOUT_S = 5.0
+# After a refusal, how long the connection stays half-open (our side done writing, its input read and
+# dropped) before it is closed. Closing a socket with unread input makes the kernel send a reset, which
+# can destroy our 408/431 in the client's buffer before it reads it (nginx's "lingering close").
+LINGER_S = 1.0
 SWEEPS_PER_DEADLINE = 4
 _HEAD_END = b"\r\n\r\n"
 
@@ -80,6 +84,7 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         self._in_head = True  # reading a request head (a new connection starts in one)
         self._head_bytes = 0  # bytes of the current head received so far
         self._refused = False
+        self._linger: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -87,6 +92,8 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._sweeper.reading.pop(self, None)
+        if self._linger is not None:
+            self._linger.cancel()
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
@@ -122,4 +129,9 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         self._refused = True
         if self.cycle is None or self.cycle.response_complete:  # never inside a response being written
             self.transport.write(response)
-        self.transport.close()
+        if self.transport.can_write_eof():
+            # Half-close: the client reads the answer, then its EOF (or the linger) closes the connection.
+            self.transport.write_eof()
+            self._linger = self.loop.call_later(LINGER_S, self.transport.close)
+        else:
+            self.transport.close()
