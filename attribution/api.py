@@ -8,7 +8,6 @@ import logging
 from datetime import UTC, datetime
 
 import msgspec
-from clickhouse_driver.errors import Error as ClickHouseError
 from prometheus_client import CollectorRegistry, Counter
 from starlette.requests import Request
 from starlette.routing import Route
@@ -16,6 +15,7 @@ from starlette.routing import Route
 from attribution import catalog, money, report, search, webhooks
 from attribution.merchants import DomainTaken, InvalidMerchant, Merchant, public_view, validate
 from attribution.rates import RatesUpdate
+from core.clickhouse import ClickHouseError
 from core.clock import now_ms as clock_ms
 from core.errors import ApiError, error_response, json_response, read_body, read_json
 
@@ -201,7 +201,7 @@ async def get_earnings(request: Request):
         raise ApiError(400, "bad_date", str(exc)) from None
     try:
         rows = await report.earnings(ctx.clickhouse(), start, end, creator_id)
-    except (ClickHouseError, OSError, EOFError) as exc:
+    except ClickHouseError as exc:
         log.warning("earnings unavailable: %s", exc)
         return error_response(
             503,

@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from attribution import report
 from attribution.attributor import Attributor, Busy
-from core.clickhouse import NativeClickHouse
+from core.clickhouse import ClickHouseError, NativeClickHouse
 from core.clickid import ClickIds
 from core.keys import Keys
 from core.settings import Settings
@@ -74,6 +74,8 @@ def earnings(settings: Settings, start: str | None, end: str | None, creator_id:
         rows = report.collect(backend, first, last, creator_id)
     except report.SumOutOfRange as exc:
         raise click.ClickException(str(exc)) from None
+    except ClickHouseError as exc:
+        raise click.ClickException(f"ClickHouse cannot be reached: {exc}") from None
     finally:
         backend.close()
     click.echo(report.table(rows))

@@ -3,18 +3,23 @@ chdb backend (tests against a current ClickHouse). Both take the same SQL with `
 every query the project runs is proven on both dialects.
 
 The driver is synchronous; async callers go through `run()` (a worker thread) so the event loop never
-blocks on ClickHouse."""
+blocks on ClickHouse. It is imported when a client is first made, never at import time: the redirect
+server imports this module for its API but must not load the driver until an API call needs ClickHouse
+(tests/integration/test_layers.py). Its errors, and network errors, reach callers as `ClickHouseError`."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from clickhouse_driver import Client
-from clickhouse_driver.util.escape import escape_params
+
+class ClickHouseError(Exception):
+    """ClickHouse could not answer: refused, unreachable, timed out, or a server error (the driver's own
+    exception is the cause)."""
 
 
 class Backend(Protocol):
@@ -38,21 +43,31 @@ class NativeClickHouse:
         self.database = database or parts.path.strip("/") or "clicktrail"
         # Connect to `default` so that `migrate` can create the database; queries name it explicitly.
         server_url = urlunsplit((parts.scheme, parts.netloc, "/default", parts.query, ""))
+        from clickhouse_driver import Client, errors
+
+        self._driver_errors = (errors.Error, OSError, EOFError)
         self._client = Client.from_url(server_url)
         self._client.connection.send_receive_timeout = insert_timeout_s
         self._lock = threading.Lock()
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
-        with self._lock:
+        with self._lock, self._errors():
             return self._client.execute(sql, params)
 
     def insert(self, table: str, columns: Sequence[str], data: Sequence[Sequence[Any]]) -> int:
         sql = f"INSERT INTO {self.database}.{table} ({', '.join(columns)}) VALUES"
-        with self._lock:
+        with self._lock, self._errors():
             return self._client.execute(sql, list(data), columnar=True)
 
+    @contextlib.contextmanager
+    def _errors(self) -> Iterator[None]:
+        try:
+            yield
+        except self._driver_errors as exc:
+            raise ClickHouseError(f"{type(exc).__name__}: {exc}") from exc
+
     def close(self) -> None:
-        with self._lock:
+        with self._lock, contextlib.suppress(*self._driver_errors):
             self._client.disconnect()
 
 
@@ -61,6 +76,12 @@ class _EscapeContext:
 
     server_info = None
     client_settings = {"use_client_time_zone": True}  # noqa: RUF012 - read-only stand-in
+
+
+def _escape(params: dict) -> dict:
+    from clickhouse_driver.util.escape import escape_params
+
+    return escape_params(params, _EscapeContext())
 
 
 class ChdbClickHouse:
@@ -76,7 +97,7 @@ class ChdbClickHouse:
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
         if params:
-            sql = sql % escape_params(params, _EscapeContext())
+            sql = sql % _escape(params)
         with self._lock:
             result = self._session.query(sql, "JSONCompact")
         text = result.bytes() if hasattr(result, "bytes") else bytes(result)
@@ -91,10 +112,7 @@ class ChdbClickHouse:
             return 0
         rows = zip(*data, strict=True)
         values = ",".join(
-            "("
-            + ",".join(str(v) for v in escape_params(dict(enumerate(row)), _EscapeContext()).values())
-            + ")"
-            for row in rows
+            "(" + ",".join(str(v) for v in _escape(dict(enumerate(row))).values()) + ")" for row in rows
         )
         with self._lock:
             self._session.query(f"INSERT INTO {self.database}.{table} ({', '.join(columns)}) VALUES {values}")

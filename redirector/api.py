@@ -7,12 +7,12 @@ import logging
 import secrets
 from datetime import UTC, datetime
 
-from clickhouse_driver.errors import Error as ClickHouseError
 from starlette.requests import Request
 from starlette.routing import Route
 
 from attribution.merchants import merchant_exists
 from core import queries, validate
+from core.clickhouse import ClickHouseError
 from core.clock import now_ms
 from core.errors import ApiError, json_response, read_json
 from core.links import Link
@@ -118,7 +118,7 @@ async def get_link(request: Request):
     body = link_json(link, ctx.settings.public_url)
     try:
         body["totals"] = await queries.link_totals(ctx.clickhouse(), link.code)
-    except (ClickHouseError, OSError, EOFError) as exc:
+    except ClickHouseError as exc:
         log.warning("link totals unavailable: %s", exc)
         body["totals"] = None
     return json_response(body)

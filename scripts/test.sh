@@ -9,6 +9,7 @@ scripts/services.sh start
 
 echo "== lint"
 .venv/bin/ruff check .
+.venv/bin/lint-imports --no-cache | tail -n 6  # one-way layers (pyproject.toml); fails the run if broken
 .venv/bin/ruff format --check . >/dev/null || { .venv/bin/ruff format --diff . | head -50; exit 1; }
 .venv/bin/hadolint Dockerfile
 CLICKTRAIL_ADMIN_TOKEN=lint CLICKTRAIL_SECRET_KEY=lint docker-compose -f docker-compose.yml config -q
