@@ -186,23 +186,46 @@ def _refusal(order: OrderEvent, terms: Terms) -> str | None:
 
 
 def _credited(state: Folded, click: rules.ClickFacts, terms: Terms, now_ms: int) -> list[Entry]:
+    """An order credited to its click's creator: its accruals, then each refund or cancel in turn, then
+    the approval transfers once the lock has passed."""
     order = state.created
     assert order is not None
-    version = rules.version_at(terms.versions, click.ts_ms)
     lock_at = rules.lock_ms(order.occurred_ms, terms.lock_days)
     common = {"creator_id": click.creator_id, "click_id": order.click_id, "currency": order.currency}
-    entries: list[Entry] = []
-    remaining_qty: list[int] = []
-    remaining_minor: list[int] = []
+    version = rules.version_at(terms.versions, click.ts_ms)
+    accruals = _accruals(order, click.creator_id, version, common)
+    lines = _Lines(
+        remaining_qty=[item.quantity for item in order.items],
+        remaining_minor=[entry.amount_minor for entry in accruals],
+        pending_minor=[entry.amount_minor for entry in accruals],
+    )
+    changes = [
+        e for change in state.changes for e in _change(change, order, accruals, lines, lock_at, common)
+    ]
+    approvals = _approvals(accruals, lines.pending_minor, lock_at) if now_ms >= lock_at else []
+    return [*accruals, *changes, *approvals]
+
+
+@dataclass
+class _Lines:
+    """What is left of each order line as refunds and cancels are applied in order."""
+
+    remaining_qty: list[int]
+    remaining_minor: list[int]
+    pending_minor: list[int]  # the part still pending, which the approval transfers
+
+
+def _accruals(order: OrderEvent, creator_id: str, version: rules.RateVersion, common: dict) -> list[Entry]:
+    """One accrual per line, at the rate the creator earned under the version in effect at the click."""
+    entries = []
     for index, item in enumerate(order.items):
-        applied = rules.rate_for(version, click.creator_id, item.sku, item.category)
-        amount = rules.commission_minor(item.unit_price_minor, item.quantity, applied.rate_bps)
+        applied = rules.rate_for(version, creator_id, item.sku, item.category)
         entries.append(
             Entry(
                 f"acc:{index}",
                 "accrual",
                 "pending",
-                amount,
+                rules.commission_minor(item.unit_price_minor, item.quantity, applied.rate_bps),
                 orders=int(index == 0),
                 sku=item.sku,
                 quantity=item.quantity,
@@ -215,63 +238,72 @@ def _credited(state: Folded, click: rules.ClickFacts, terms: Terms, now_ms: int)
                 **common,
             )
         )
-        remaining_qty.append(item.quantity)
-        remaining_minor.append(amount)
-    pending_by_line = list(remaining_minor)
-    for change in state.changes:
-        status = "approved" if change.occurred_ms >= lock_at else "pending"
-        if change.currency != order.currency:
-            lines = [(0, 0, REASON_CURRENCY_MISMATCH)]  # not applied: amounts in another currency
-        else:
-            lines = _reversed_lines(change, order, remaining_qty)
-        for index, quantity, flag in lines:
-            if flag:
-                entries.append(
-                    Entry(
-                        f"flag:{flag}:{change.webhook_id}:{index}",
-                        KIND_FLAG,
-                        status,
-                        0,
-                        reason=flag,
-                        event_id=change.webhook_id,
-                        effective_ms=change.occurred_ms,
-                        **common,
-                    )
-                )
-                continue
-            item = order.items[index]
-            entry = entries[index]
-            if quantity == remaining_qty[index]:
-                amount = remaining_minor[index]  # the whole remainder: the line nets to exactly zero
-            else:
-                amount = rules.commission_minor(item.unit_price_minor, quantity, entry.rate_bps)
-            remaining_qty[index] -= quantity
-            remaining_minor[index] -= amount
-            if status == "pending":
-                pending_by_line[index] -= amount
+    return entries
+
+
+def _change(
+    change: OrderEvent, order: OrderEvent, accruals: list[Entry], lines: _Lines, lock_at: int, common: dict
+) -> list[Entry]:
+    """The reversals (or flags) one refund or cancel books, updating what is left of each line."""
+    status = "approved" if change.occurred_ms >= lock_at else "pending"
+    if change.currency != order.currency:
+        refunded = [(0, 0, REASON_CURRENCY_MISMATCH)]  # not applied: amounts in another currency
+    else:
+        refunded = _reversed_lines(change, order, lines.remaining_qty)
+    entries = []
+    for index, quantity, flag in refunded:
+        if flag:
             entries.append(
-                replace(
-                    entry,
-                    entry_id=f"rev:{change.webhook_id}:{index}",
-                    kind="reversal",
-                    status=status,
-                    amount_minor=-amount,
-                    orders=0,
-                    quantity=quantity,
-                    basis_minor=item.unit_price_minor * quantity,
+                Entry(
+                    f"flag:{flag}:{change.webhook_id}:{index}",
+                    KIND_FLAG,
+                    status,
+                    0,
+                    reason=flag,
                     event_id=change.webhook_id,
                     effective_ms=change.occurred_ms,
+                    **common,
                 )
             )
-    if now_ms >= lock_at:
-        for index, amount in enumerate(pending_by_line):
-            base = replace(entries[index], kind="approval", orders=0, event_id="", effective_ms=lock_at)
-            entries.append(
-                replace(base, entry_id=f"apr:{index}:pending", status="pending", amount_minor=-amount)
-            )
-            entries.append(
-                replace(base, entry_id=f"apr:{index}:approved", status="approved", amount_minor=amount)
-            )
+            continue
+        entries.append(_reversal(change, order.items[index], accruals[index], index, quantity, lines, status))
+    return entries
+
+
+def _reversal(
+    change: OrderEvent, item: Item, accrual: Entry, index: int, quantity: int, lines: _Lines, status: str
+) -> Entry:
+    if quantity == lines.remaining_qty[index]:
+        amount = lines.remaining_minor[index]  # the whole remainder: the line nets to exactly zero
+    else:
+        amount = rules.commission_minor(item.unit_price_minor, quantity, accrual.rate_bps)
+    lines.remaining_qty[index] -= quantity
+    lines.remaining_minor[index] -= amount
+    if status == "pending":
+        lines.pending_minor[index] -= amount
+    return replace(
+        accrual,
+        entry_id=f"rev:{change.webhook_id}:{index}",
+        kind="reversal",
+        status=status,
+        amount_minor=-amount,
+        orders=0,
+        quantity=quantity,
+        basis_minor=item.unit_price_minor * quantity,
+        event_id=change.webhook_id,
+        effective_ms=change.occurred_ms,
+    )
+
+
+def _approvals(accruals: list[Entry], pending_minor: list[int], lock_at: int) -> list[Entry]:
+    """Once the lock has passed: each line's net pending amount moves from pending to approved."""
+    entries = []
+    for index, amount in enumerate(pending_minor):
+        base = replace(accruals[index], kind="approval", orders=0, event_id="", effective_ms=lock_at)
+        entries.append(replace(base, entry_id=f"apr:{index}:pending", status="pending", amount_minor=-amount))
+        entries.append(
+            replace(base, entry_id=f"apr:{index}:approved", status="approved", amount_minor=amount)
+        )
     return entries
 
 
