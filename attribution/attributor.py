@@ -13,6 +13,7 @@ The cursor advances only after the run's rows are inserted, so a crash repeats w
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import secrets
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -20,14 +21,15 @@ from datetime import UTC, datetime, timedelta
 
 from redis.asyncio import Redis
 
-from attribution import ledger, queries, rules
-from attribution.events import row_to_event
+from attribution import ledger, rules
+from attribution.events import event_of
 from attribution.merchants import MerchantStore
 from attribution.rates import RateStore
-from core import clickid
-from core.clickhouse import Backend, run
+from core import clickid, queries
+from core.clickhouse import Backend
 from core.clock import now_ms as clock_ms
 from core.keys import Keys
+from core.rows import CommissionRow, columnar
 
 ORDERS_PER_CHUNK = 2_000
 # Inserts by a slow consumer become visible after faster ones; re-reading this much history costs only
@@ -40,6 +42,10 @@ LOCK_TTL_MS = 30 * 60_000
 FAILED_RUN_HOLD_MS = 120_000
 # The click id's embedded time and the stored click time come from the same clock reading; allow skew.
 CLICK_TIME_SLACK_MS = 5_000
+
+
+# The ledger entry's fields are commissions columns of the same names (core/rows.py CommissionRow).
+ENTRY_FIELDS = tuple(f.name for f in dataclasses.fields(ledger.Entry))
 
 
 class Busy(RuntimeError):
@@ -63,7 +69,6 @@ class Attributor:
         self._redis = redis
         self._keys = keys
         self._backend = backend
-        self._db = backend.database
         self._ids = ids
         self._chunk = chunk
         self._merchants = MerchantStore(redis, keys)
@@ -92,19 +97,16 @@ class Attributor:
 
     async def _run(self, now_ms: int, progress, stop: asyncio.Event | None) -> Summary:
         cursor = int(await self._redis.get(self._keys.attribution_cursor) or 0)
-        new = await run(
-            self._backend,
-            queries.orders_with_new_events(self._db),
-            {"since_ms": max(0, cursor - CURSOR_OVERLAP_MS)},
+        new = await asyncio.to_thread(
+            queries.orders_with_new_events, self._backend, max(0, cursor - CURSOR_OVERLAP_MS)
         )
         todo: dict[str, set[str]] = defaultdict(set)
         high_water = cursor
         for merchant_id, order_id, ingested_ms in new:
             todo[merchant_id].add(order_id)
-            high_water = max(high_water, int(ingested_ms))
-        revisit = await run(
-            self._backend, queries.orders_to_revisit(self._db), {"retry_since_ms": now_ms - NO_CLICK_RETRY_MS}
-        )
+            high_water = max(high_water, ingested_ms)
+        retry_since_ms = now_ms - NO_CLICK_RETRY_MS
+        revisit = await asyncio.to_thread(queries.orders_to_revisit, self._backend, retry_since_ms)
         terms = {m: await self._terms(m) for m in {r[0] for r in revisit} | set(todo)}
         for merchant_id, order_id, accrual_ms in revisit:
             merchant = terms.get(merchant_id)
@@ -148,9 +150,9 @@ class Attributor:
         """All events of the given orders (held in memory for the run: a few hundred bytes an order)."""
         events: dict[str, list[ledger.OrderEvent]] = defaultdict(list)
         for start in range(0, len(order_ids), self._chunk):
-            params = {"merchant_id": merchant_id, "order_ids": tuple(order_ids[start : start + self._chunk])}
-            for row in await run(self._backend, queries.events_for_orders(self._db), params):
-                event = row_to_event(row)
+            chunk = order_ids[start : start + self._chunk]
+            for row in await asyncio.to_thread(queries.order_events, self._backend, merchant_id, chunk):
+                event = event_of(row)
                 events[event.order_id].append(event)
         return events
 
@@ -163,11 +165,10 @@ class Attributor:
         run_id: str,
         summary: Summary,
     ) -> None:
-        params = {"merchant_id": terms.merchant_id, "order_ids": tuple(order_ids)}
         events = {o: all_events.pop(o, []) for o in order_ids}
         created = {o: ledger.fold(evs).created for o, evs in events.items()}
         facts = await self._click_facts({c.click_id for c in created.values() if c is not None})
-        stored = await self._stored(params)
+        stored = await self._stored(terms.merchant_id, order_ids)
         rows = []
         for order_id in order_ids:
             order = created.get(order_id)
@@ -179,8 +180,8 @@ class Attributor:
                 rows.append(_row(terms.merchant_id, order_id, entry, now_ms, run_id))
                 summary.amount_minor += entry.amount_minor
         if rows:
-            columns = [list(col) for col in zip(*rows, strict=True)]
-            await asyncio.to_thread(self._backend.insert, "commissions", queries.LEDGER_COLUMNS, columns)
+            insert = self._backend.insert
+            await asyncio.to_thread(insert, "commissions", CommissionRow.columns(), columnar(rows))
             summary.rows += len(rows)
 
     async def _click_facts(self, click_ids: set[str]) -> dict[str, rules.ClickFacts]:
@@ -200,13 +201,15 @@ class Attributor:
             day = datetime.fromtimestamp(ts_ms / 1000, UTC).date()
             # The neighbouring days too: the recorded second may fall either side of midnight.
             days.update(str(day + timedelta(days=d)) for d in (-1, 0, 1))
-        params = {
-            "days": tuple(sorted(days)),
-            "from_s": (min(lookup.values()) - CLICK_TIME_SLACK_MS) // 1000,
-            "to_s": (max(lookup.values()) + CLICK_TIME_SLACK_MS) // 1000 + 1,
-            "click_ids": tuple(sorted(lookup)),
-        }
-        found = {r[0]: r for r in await run(self._backend, queries.clicks_by_id(self._db), params)}
+        rows = await asyncio.to_thread(
+            queries.clicks_by_id,
+            self._backend,
+            sorted(lookup),
+            sorted(days),
+            (min(lookup.values()) - CLICK_TIME_SLACK_MS) // 1000,
+            (max(lookup.values()) + CLICK_TIME_SLACK_MS) // 1000 + 1,
+        )
+        found = {r[0]: r for r in rows}
         owners = await self._merchants.owners(sorted({r[4] for r in found.values() if not r[3]}))
         for click_id in lookup:
             row = found.get(click_id)
@@ -219,58 +222,20 @@ class Attributor:
                 True,
                 True,
                 found=True,
-                ts_ms=int(ts_ms),
+                ts_ms=ts_ms,
                 creator_id=creator_id,
                 merchant_id=merchant_id,
                 dest_host=dest_host,
                 host_owner=owners.get(dest_host, ""),
-                is_bot=bool(int(is_bot)),
-                is_head=bool(int(is_head)),
+                is_bot=bool(is_bot),
+                is_head=bool(is_head),
             )
         return facts
 
-    async def _stored(self, params: dict) -> dict[str, dict[str, ledger.Entry]]:
+    async def _stored(self, merchant_id: str, order_ids: list[str]) -> dict[str, dict[str, ledger.Entry]]:
         stored: dict[str, dict[str, ledger.Entry]] = defaultdict(dict)
-        for row in await run(self._backend, queries.ledger_for_orders(self._db), params):
-            (
-                order_id,
-                entry_id,
-                kind,
-                status,
-                amount,
-                orders,
-                currency,
-                creator_id,
-                click_id,
-                sku,
-                qty,
-                basis,
-                rate_bps,
-                rate_rule,
-                rate_version,
-                reason,
-                event_id,
-                effective_ms,
-            ) = row
-            stored[order_id][entry_id] = ledger.Entry(
-                entry_id,
-                kind,
-                status,
-                int(amount),
-                int(orders),
-                creator_id,
-                click_id,
-                currency,
-                sku,
-                int(qty),
-                int(basis),
-                int(rate_bps),
-                rate_rule,
-                int(rate_version),
-                reason,
-                event_id,
-                int(effective_ms),
-            )
+        for row in await asyncio.to_thread(queries.ledger_for_orders, self._backend, merchant_id, order_ids):
+            stored[row.order_id][row.entry_id] = ledger.Entry(**{f: getattr(row, f) for f in ENTRY_FIELDS})
         return stored
 
 
@@ -291,28 +256,12 @@ def _outcome(wanted: list[ledger.Entry], order: ledger.OrderEvent | None) -> str
     return "credited"
 
 
-def _row(merchant_id: str, order_id: str, e: ledger.Entry, now_ms: int, run_id: str) -> tuple:
-    return (
-        merchant_id,
-        order_id,
-        e.entry_id,
-        e.kind,
-        e.status,
-        e.amount_minor,
-        e.orders,
-        e.currency,
-        e.creator_id,
-        e.click_id,
-        e.sku,
-        e.quantity,
-        e.basis_minor,
-        e.rate_bps,
-        e.rate_rule,
-        e.rate_version,
-        e.reason,
-        e.event_id,
-        e.effective_ms // 1000,
-        e.effective_ms,
-        now_ms,
-        run_id,
+def _row(merchant_id: str, order_id: str, entry: ledger.Entry, now_ms: int, run_id: str) -> CommissionRow:
+    return CommissionRow(
+        merchant_id=merchant_id,
+        order_id=order_id,
+        effective_at=entry.effective_ms // 1000,
+        booked_ms=now_ms,
+        run_id=run_id,
+        **{f: getattr(entry, f) for f in ENTRY_FIELDS},
     )

@@ -21,35 +21,18 @@ from typing import Any
 
 import msgspec
 
-from attribution import queries, webhooks
+from attribution import webhooks
 from attribution.ledger import Item, OrderEvent
-from core import clock
+from core import clock, queries
 from core.clickhouse import Backend
 from core.keys import Keys
+from core.rows import OrderEventRow, columnar
 from core.streams import Poison, StreamSpec
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-COLUMNS = (
-    "merchant_id",
-    "webhook_id",
-    "event_type",
-    "order_id",
-    "click_id",
-    "currency",
-    "occurred_at",
-    "occurred_ms",
-    "received_ms",
-    "ingested_ms",
-    "item_sku",
-    "item_category",
-    "item_unit_price_minor",
-    "item_quantity",
-    "body_sha256",
-    "stream_entry",
-)
 
 
-def to_row(entry_id: str, fields: dict[bytes, bytes]) -> tuple:
+def to_row(entry_id: str, fields: dict[bytes, bytes]) -> OrderEventRow:
     """One order_events row (ingested_ms filled at build time); raises Poison when undecodable."""
     if fields.get(b"v") != webhooks.STREAM_VERSION.encode():
         raise Poison("unknown_version")
@@ -62,79 +45,71 @@ def to_row(entry_id: str, fields: dict[bytes, bytes]) -> tuple:
     data = parsed.data
     occurred_ms = (data.occurred_at - EPOCH) // timedelta(milliseconds=1)  # exact: no float rounding
     items = data.items
-    return (
-        merchant_id,
-        webhook_id,
-        parsed.type,
-        data.order_id,
-        data.click_id,
-        data.currency,
-        occurred_ms // 1000,
-        occurred_ms,
-        received_ms,
-        0,
-        [i.sku for i in items],
-        [i.category for i in items],
-        [i.unit_price_minor for i in items],
-        [i.quantity for i in items],
-        hashlib.sha256(body).hexdigest(),
-        entry_id,
+    return OrderEventRow(
+        merchant_id=merchant_id,
+        webhook_id=webhook_id,
+        event_type=parsed.type,
+        order_id=data.order_id,
+        click_id=data.click_id,
+        currency=data.currency,
+        occurred_at=occurred_ms // 1000,
+        occurred_ms=occurred_ms,
+        received_ms=received_ms,
+        ingested_ms=0,  # set when the batch is built: see OrderEventsHandler.build
+        item_sku=[i.sku for i in items],
+        item_category=[i.category for i in items],
+        item_unit_price_minor=[i.unit_price_minor for i in items],
+        item_quantity=[i.quantity for i in items],
+        body_sha256=hashlib.sha256(body).hexdigest(),
+        stream_entry=entry_id,
     )
 
 
-def row_to_event(row: tuple) -> OrderEvent:
-    """An OrderEvent from a row of queries.events_for_orders."""
-    (
-        merchant_id,
-        webhook_id,
-        event_type,
-        order_id,
-        click_id,
-        currency,
-        occurred_ms,
-        skus,
-        cats,
-        prices,
-        qtys,
-    ) = row
+def event_of(row: OrderEventRow) -> OrderEvent:
+    """The ledger's view of a stored order event."""
     items = tuple(
-        Item(sku=s, unit_price_minor=int(p), quantity=int(q), category=c)
-        for s, c, p, q in zip(skus, cats, prices, qtys, strict=True)
+        Item(sku=s, unit_price_minor=p, quantity=q, category=c)
+        for s, c, p, q in zip(
+            row.item_sku, row.item_category, row.item_unit_price_minor, row.item_quantity, strict=True
+        )
     )
     return OrderEvent(
-        merchant_id, webhook_id, event_type, order_id, click_id, currency, int(occurred_ms), items
+        row.merchant_id,
+        row.webhook_id,
+        row.event_type,
+        row.order_id,
+        row.click_id,
+        row.currency,
+        row.occurred_ms,
+        items,
     )
 
 
 class OrderEventsHandler:
     name = "orders"
     table = "order_events"
-    columns = COLUMNS
+    columns = OrderEventRow.columns()
 
-    def decode(self, entry_id: str, fields: dict[bytes, bytes]) -> list[Any]:
+    def decode(self, entry_id: str, fields: dict[bytes, bytes]) -> list[OrderEventRow]:
         return [to_row(entry_id, fields)]
 
-    def key(self, record: Any) -> Hashable:
-        return (record[0], record[1])
+    def key(self, record: OrderEventRow) -> Hashable:
+        return (record.merchant_id, record.webhook_id)
 
-    def existing(self, backend: Backend, records: list[Any]) -> set[Hashable]:
+    def existing(self, backend: Backend, records: list[OrderEventRow]) -> set[Hashable]:
         by_merchant: dict[str, list[str]] = defaultdict(list)
         for record in records:
-            by_merchant[record[0]].append(record[1])
+            by_merchant[record.merchant_id].append(record.webhook_id)
         present: set[Hashable] = set()
         for merchant_id, webhook_ids in by_merchant.items():
-            found = backend.execute(
-                queries.stored_webhook_ids(backend.database),
-                {"merchant_id": merchant_id, "webhook_ids": tuple(webhook_ids)},
-            )
-            present.update((merchant_id, w) for (w,) in found)
+            found = queries.stored_webhook_ids(backend, merchant_id, webhook_ids)
+            present.update((merchant_id, w) for w in found)
         return present
 
-    def build(self, records: list[Any]) -> list[list[Any]]:
+    def build(self, records: list[OrderEventRow]) -> list[list[Any]]:
         # ingested_ms is the attributor's cursor: when this row became visible (approximately).
         now_ms = clock.now_ms()
-        rows = [(*r[:9], now_ms, *r[10:]) for r in records]
-        return [list(col) for col in zip(*rows, strict=True)]
+        return columnar([msgspec.structs.replace(r, ingested_ms=now_ms) for r in records])
 
 
 def order_stream_spec(keys: Keys) -> StreamSpec:

@@ -13,7 +13,7 @@ import re
 from dataclasses import asdict, dataclass
 from datetime import date
 
-from attribution import queries
+from core import queries
 from core.clickhouse import Backend
 
 # ClickHouse 18.16's toDate() reads 1970-01-01..2105-12-31; any day outside reads as 0000-00-00 (1970).
@@ -73,13 +73,11 @@ class Earnings:
 
 def collect(backend: Backend, start: date, end: date, creator_id: str = "") -> list[Earnings]:
     """Synchronous: the CLI calls it directly, the API through `earnings()`."""
-    params = {"from_day": str(start), "to_day": str(end), "creator_id": creator_id}
-    db = backend.database
-    clicks = {c: int(n) for c, n in backend.execute(queries.earnings_clicks(db), params)}
+    clicks = queries.earnings_clicks(backend, start, end, creator_id)
     out = []
     seen = set()
-    for creator, currency, orders, pending, approved, reversed_, gross in backend.execute(
-        queries.earnings_commissions(db), params
+    for creator, currency, orders, pending, approved, reversed_, gross in queries.earnings_commissions(
+        backend, start, end, creator_id
     ):
         if float(gross) >= SAFE_SUM_MINOR:
             raise SumOutOfRange(

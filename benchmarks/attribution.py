@@ -18,13 +18,13 @@ import redis as sync_redis
 from redis.asyncio import Redis
 
 from attribution.attributor import Attributor
-from attribution.events import COLUMNS as EVENT_COLUMNS
 from attribution.merchants import Merchant, MerchantStore
 from attribution.rates import RateStore, RatesUpdate
 from core.clickhouse import NativeClickHouse
 from core.clickid import ClickIds
 from core.keys import Keys
 from core.migrate import migrate
+from core.rows import OrderEventRow
 
 DAY_MS = 86_400_000
 T0_MS = 1_790_000_000_000  # a fixed start, so runs are comparable
@@ -89,7 +89,7 @@ def load(backend: NativeClickHouse, ids: ClickIds, clicks: int, orders: int) -> 
             [list(c) for c in zip(*chunk, strict=True)],
         )
         chunk = event_rows[start : start + 50_000]
-        backend.insert("order_events", EVENT_COLUMNS, [list(c) for c in zip(*chunk, strict=True)])
+        backend.insert("order_events", OrderEventRow.columns(), [list(c) for c in zip(*chunk, strict=True)])
 
 
 def bare_join_s(backend: NativeClickHouse) -> float:

@@ -2,14 +2,13 @@
 chdb backend (tests against a current ClickHouse). Both take the same SQL with `%(name)s` parameters, so
 every query the project runs is proven on both dialects.
 
-The driver is synchronous; async callers go through `run()` (a worker thread) so the event loop never
-blocks on ClickHouse. It is imported when a client is first made, never at import time: the redirect
+The driver is synchronous; async callers run queries in a worker thread so the event loop never
+blocks on ClickHouse (`asyncio.to_thread`). It is imported when a client is first made, never at import time: the redirect
 server imports this module for its API but must not load the driver until an API call needs ClickHouse
 (tests/integration/test_layers.py). Its errors, and network errors, reach callers as `ClickHouseError`."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import threading
 from collections.abc import Iterator, Sequence
@@ -121,8 +120,3 @@ class ChdbClickHouse:
     def close(self) -> None:
         with self._lock:
             self._session.close()
-
-
-async def run(backend: Backend, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
-    """Run one query off the event loop."""
-    return await asyncio.to_thread(backend.execute, sql, params)

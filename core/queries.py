@@ -1,6 +1,8 @@
-"""Every click-side ClickHouse query the project runs, in one place. Each runs unchanged on ClickHouse
-18.16 and on a current ClickHouse (the tests run all of them on both); values come back as plain ints
-and strings (dates as 'YYYY-MM-DD' text, times as unix seconds), never as driver-specific types.
+"""Every ClickHouse query the project runs, in one place and one style: a function that takes the backend
+and the values, runs its SQL and returns plain values or row contracts (core/rows.py). Each runs
+unchanged on ClickHouse 18.16 and on a current ClickHouse (the tests run all of them on both); values come
+back as plain ints and strings (dates as 'YYYY-MM-DD' text, times as unix seconds), never as
+driver-specific types. Callers on an event loop run them in a thread (`asyncio.to_thread`).
 
 Rollups are read with sum(...) GROUP BY: SummingMergeTree adds rows up only when it merges parts."""
 
@@ -12,40 +14,8 @@ from datetime import date
 from typing import Any
 
 from core.clickhouse import Backend
+from core.rows import CommissionRow, OrderEventRow, Row
 
-CLICK_COLUMNS = (
-    "click_id",
-    "ts",
-    "ts_ms",
-    "code",
-    "creator_id",
-    "merchant_id",
-    "dest_host",
-    "is_head",
-    "is_bot",
-    "bot_reason",
-    "is_unique",
-    "country",
-    "device",
-    "browser",
-    "os",
-    "referer_host",
-    "user_agent",
-    "ip_hash",
-    "ip_prefix",
-    "stream_entry",
-)
-LINK_COLUMNS = (
-    "code",
-    "url",
-    "creator_id",
-    "merchant_id",
-    "host",
-    "created_at",
-    "created_at_ms",
-    "disabled",
-    "updated_at_ms",
-)
 # Ids per existence query: keeps the SQL text (and the IN set) a few hundred KB at most.
 EXISTS_CHUNK = 5_000
 DAY_MS = 86_400_000
@@ -207,3 +177,126 @@ def latest_links(backend: Backend, codes: Sequence[str]) -> dict[str, dict[str, 
         }
         for r in rows
     }
+
+
+# --- attribution -----------------------------------------------------------------------------------------
+# DateTime columns, selected as Unix seconds so that a row reads the same from every backend.
+_DATETIME_COLUMNS = frozenset({"ts", "created_at", "occurred_at", "effective_at"})
+
+
+def _select(row: type[Row], aggregates: dict[str, str] | None = None, default: str = "") -> str:
+    """The select list that `row.read` decodes: every column in contract order, DateTimes as seconds,
+    each wrapped in its aggregate (or `default`) when the query groups."""
+    exprs = []
+    for column in row.columns():
+        expr = f"toUInt32({column})" if column in _DATETIME_COLUMNS else column
+        function = (aggregates or {}).get(column, default)
+        exprs.append(f"{function}({expr})" if function else expr)
+    return ", ".join(exprs)
+
+
+def stored_webhook_ids(backend: Backend, merchant_id: str, webhook_ids: Sequence[str]) -> set[str]:
+    rows = backend.execute(
+        f"SELECT DISTINCT webhook_id FROM {backend.database}.order_events "
+        "WHERE merchant_id = %(merchant_id)s AND webhook_id IN %(webhook_ids)s",
+        {"merchant_id": merchant_id, "webhook_ids": tuple(webhook_ids)},
+    )
+    return {row[0] for row in rows}
+
+
+def orders_with_new_events(backend: Backend, since_ms: int) -> list[tuple[str, str, int]]:
+    """(merchant, order, last ingested ms) of orders that received an event stored after `since_ms` (the
+    attributor's cursor, with overlap)."""
+    rows = backend.execute(
+        f"SELECT merchant_id, order_id, max(ingested_ms) FROM {backend.database}.order_events "
+        "WHERE ingested_ms > %(since_ms)s GROUP BY merchant_id, order_id",
+        {"since_ms": since_ms},
+    )
+    return [(m, o, int(ms)) for m, o, ms in rows]
+
+
+def orders_to_revisit(backend: Backend, retry_since_ms: int) -> list[tuple[str, str, int]]:
+    """(merchant, order, accrual ms) of orders whose ledger may change with time alone: credited but not
+    yet approved (the lock may have passed), or refused for a click not found yet (it may still be
+    ingested) and recent enough to retry. The accrual's effective_ms is the order time (0: no accrual)."""
+    rows = backend.execute(
+        "SELECT merchant_id, order_id, minIf(effective_ms, kind = 'accrual') "
+        f"FROM {backend.database}.commissions GROUP BY merchant_id, order_id "
+        "HAVING (sum(orders) > 0 AND countIf(kind = 'approval') = 0) "
+        "OR (sum(orders) = 0 AND countIf(reason = 'no_click') > 0 "
+        "AND max(effective_ms) > %(retry_since_ms)s)",
+        {"retry_since_ms": retry_since_ms},
+    )
+    return [(m, o, int(ms)) for m, o, ms in rows]
+
+
+def order_events(backend: Backend, merchant_id: str, order_ids: Sequence[str]) -> list[OrderEventRow]:
+    rows = backend.execute(
+        f"SELECT {_select(OrderEventRow)} FROM {backend.database}.order_events "
+        "WHERE merchant_id = %(merchant_id)s AND order_id IN %(order_ids)s",
+        {"merchant_id": merchant_id, "order_ids": tuple(order_ids)},
+    )
+    return [OrderEventRow.read(row) for row in rows]
+
+
+def clicks_by_id(
+    backend: Backend, click_ids: Sequence[str], days: Sequence[str], from_s: int, to_s: int
+) -> list[tuple[str, int, str, str, str, int, int]]:
+    """(click_id, ts_ms, creator_id, merchant_id, dest_host, is_bot, is_head) of the given ids, reading
+    only the days their ids name (the sort key starts with the day) and the time range they span."""
+    rows = backend.execute(
+        "SELECT click_id, ts_ms, creator_id, merchant_id, dest_host, is_bot, is_head "
+        f"FROM {backend.database}.clicks WHERE toDate(ts) IN %(days)s "
+        "AND ts >= toDateTime(%(from_s)s) AND ts <= toDateTime(%(to_s)s) AND click_id IN %(click_ids)s",
+        {"days": tuple(days), "from_s": from_s, "to_s": to_s, "click_ids": tuple(click_ids)},
+    )
+    return [(c, int(ts), cr, m, h, int(bot), int(head)) for c, ts, cr, m, h, bot, head in rows]
+
+
+def ledger_for_orders(backend: Backend, merchant_id: str, order_ids: Sequence[str]) -> list[CommissionRow]:
+    """The stored net per (order, entry id), with one row's explanation, for `ledger.difference`."""
+    summed = {"amount_minor": "sum", "orders": "sum", "order_id": "", "entry_id": ""}
+    rows = backend.execute(
+        f"SELECT {_select(CommissionRow, summed, default='any')} FROM {backend.database}.commissions "
+        "WHERE merchant_id = %(merchant_id)s AND order_id IN %(order_ids)s GROUP BY order_id, entry_id",
+        {"merchant_id": merchant_id, "order_ids": tuple(order_ids)},
+    )
+    return [CommissionRow.read(row) for row in rows]
+
+
+def order_explanation(backend: Backend, merchant_id: str, order_id: str) -> list[CommissionRow]:
+    """Every ledger row of one order, oldest booking first: the answer to a dispute."""
+    rows = backend.execute(
+        f"SELECT {_select(CommissionRow)} FROM {backend.database}.commissions "
+        "WHERE merchant_id = %(merchant_id)s AND order_id = %(order_id)s ORDER BY booked_ms, entry_id",
+        {"merchant_id": merchant_id, "order_id": order_id},
+    )
+    return [CommissionRow.read(row) for row in rows]
+
+
+def earnings_commissions(backend: Backend, first: date, last: date, creator_id: str) -> list[tuple]:
+    """(creator, currency, orders, pending, approved, reversed, gross) per creator and currency over a
+    day range, from the daily rollup (never the raw ledger). `gross`, the sum of absolute amounts as a
+    Float64, bounds every Int64 sum before it: report.py refuses a row so large that they may have wrapped."""
+    return backend.execute(
+        "SELECT creator_id, currency, sum(orders), "
+        "sumIf(amount_minor, status = 'pending'), sumIf(amount_minor, status = 'approved'), "
+        "-sumIf(amount_minor, kind = 'reversal'), sum(abs(toFloat64(amount_minor))) "
+        f"FROM {backend.database}.commissions_daily "
+        "WHERE day >= toDate(%(from_day)s) AND day <= toDate(%(to_day)s) "
+        "AND (%(creator_id)s = '' OR creator_id = %(creator_id)s) AND creator_id != '' "
+        "GROUP BY creator_id, currency ORDER BY creator_id, currency",
+        {"from_day": str(first), "to_day": str(last), "creator_id": creator_id},
+    )
+
+
+def earnings_clicks(backend: Backend, first: date, last: date, creator_id: str) -> dict[str, int]:
+    """Billable-looking clicks per creator (not HEAD, not bot) over a day range."""
+    rows = backend.execute(
+        f"SELECT creator_id, count() FROM {backend.database}.clicks "
+        "WHERE toDate(ts) >= toDate(%(from_day)s) AND toDate(ts) <= toDate(%(to_day)s) "
+        "AND (%(creator_id)s = '' OR creator_id = %(creator_id)s) AND is_head = 0 AND is_bot = 0 "
+        "GROUP BY creator_id",
+        {"from_day": str(first), "to_day": str(last), "creator_id": creator_id},
+    )
+    return {creator: int(n) for creator, n in rows}

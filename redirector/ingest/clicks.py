@@ -23,6 +23,7 @@ import msgspec
 from core import queries
 from core.clickhouse import Backend
 from core.clickid import ID_CHARS
+from core.rows import ClickRow
 from core.streams import Poison, decode_payload
 from redirector.click import SCHEMA_VERSION, Click
 from redirector.ingest.enrich import Enricher
@@ -60,7 +61,7 @@ class ClickHandler:
 
     name = "clicks"
     table = "clicks"
-    columns = queries.CLICK_COLUMNS
+    columns = ClickRow.columns()
 
     def __init__(self, enricher: Enricher, unique: UniqueClicks) -> None:
         self._enricher = enricher

@@ -10,6 +10,7 @@ import msgspec
 from core import queries
 from core.clickhouse import Backend
 from core.links import LINK_EVENT_VERSION, LinkEvent
+from core.rows import LinkRow
 from core.streams import decode_payload
 
 # Redirect workers tail the link events too (redirector/linkwatch.py); a worker that finds an entry
@@ -22,7 +23,7 @@ class LinkEventHandler:
 
     name = "links"
     table = "links"
-    columns = queries.LINK_COLUMNS
+    columns = LinkRow.columns()
 
     def __init__(self) -> None:
         self._decoder = msgspec.msgpack.Decoder(LinkEvent)

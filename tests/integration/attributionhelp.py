@@ -14,14 +14,14 @@ from attribution.events import order_stream_spec
 from attribution.merchants import Merchant, MerchantStore
 from attribution.rates import RateStore, RatesUpdate
 from attribution.webhooks import Acceptor
-from core import queries
 from core.clickhouse import Backend
 from core.keys import INGEST_GROUP, Keys
+from core.rows import ClickRow
 from core.streaminfo import StreamMetrics
 from core.streams import ConsumerConfig, StreamConsumer
 
 # The columns these tests fill; the rest take their defaults.
-CLICK_COLUMNS = queries.CLICK_COLUMNS[:9]
+CLICK_COLUMNS = ClickRow.columns()[:9]
 
 
 def iso(ms: int) -> str:

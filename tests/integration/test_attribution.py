@@ -10,9 +10,10 @@ from datetime import UTC, date, datetime
 import pytest
 from redis.asyncio import Redis
 
-from attribution import queries, report
+from attribution import report
 from attribution.attributor import Attributor
 from attribution.rates import RateStore, RatesUpdate
+from core import queries
 from core.clickid import ClickIds
 from core.keys import Keys
 from core.migrate import migrate
@@ -136,10 +137,8 @@ def test_attribution_books_the_exact_ledger(settings, backend) -> None:
             "A-9": "no_click",
             "A-11": "no_click_id",
         }
-        explained = backend.execute(
-            queries.order_explanation(backend.database), {"merchant_id": "m1", "order_id": "A-1"}
-        )
-        assert [(e[0], e[3], e[11], e[12]) for e in explained] == [
+        explained = queries.order_explanation(backend, "m1", "A-1")
+        assert [(e.entry_id, e.amount_minor, e.rate_rule, e.rate_version) for e in explained] == [
             ("acc:0", 1198, "category", 1),
             ("acc:1", 480, "default", 1),
             ("rev:w1r:1", -160, "default", 1),

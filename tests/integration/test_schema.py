@@ -11,6 +11,7 @@ import pytest
 from core import queries
 from core.clickhouse import Backend
 from core.migrate import applied, available, migrate
+from core.rows import ClickRow, LinkRow
 
 BACKENDS = [
     pytest.param("clickhouse", marks=pytest.mark.clickhouse, id="clickhouse-18.16"),
@@ -30,7 +31,7 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 
 
 def click_row(click_id: str, ts_ms: int, code: str, **extra: object) -> dict[str, object]:
-    row: dict[str, object] = {name: "" for name in queries.CLICK_COLUMNS}
+    row: dict[str, object] = {name: "" for name in ClickRow.columns()}
     row.update(
         click_id=click_id,
         ts=ts_ms // 1000,
@@ -48,7 +49,7 @@ def click_row(click_id: str, ts_ms: int, code: str, **extra: object) -> dict[str
 
 
 def insert_clicks(backend: Backend, rows: list[dict[str, object]]) -> None:
-    backend.insert("clicks", queries.CLICK_COLUMNS, [[row[c] for row in rows] for c in queries.CLICK_COLUMNS])
+    backend.insert("clicks", ClickRow.columns(), [[row[c] for row in rows] for c in ClickRow.columns()])
 
 
 SAMPLE = [
@@ -116,7 +117,7 @@ def test_existing_click_ids(backend: Backend) -> None:
 
 
 def test_links_mirror(backend: Backend) -> None:
-    columns = queries.LINK_COLUMNS
+    columns = LinkRow.columns()
     versions = [
         (
             "abc1234",
