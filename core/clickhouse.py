@@ -2,10 +2,11 @@
 chdb backend (tests against a current ClickHouse). Both take the same SQL with `%(name)s` parameters, so
 every query the project runs is proven on both dialects.
 
-The driver is synchronous; async callers run queries in a worker thread so the event loop never
-blocks on ClickHouse (`asyncio.to_thread`). It is imported when a client is first made, never at import time: the redirect
-server imports this module for its API but must not load the driver until an API call needs ClickHouse
-(tests/integration/test_layers.py). Its errors, and network errors, reach callers as `ClickHouseError`."""
+The driver is synchronous; async callers run queries in a worker thread (`asyncio.to_thread`) so the
+event loop never blocks on ClickHouse. It is imported when a client is first made, never at import time:
+the redirect server imports this module for its API but must not load the driver until an API call needs
+ClickHouse (tests/integration/test_layers.py). Its errors, and network errors, reach callers as
+`ClickHouseError`."""
 
 from __future__ import annotations
 
