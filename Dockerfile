@@ -5,6 +5,7 @@ COPY pyproject.toml README.md ./
 COPY clicktrail ./clicktrail
 COPY redirector ./redirector
 COPY attribution ./attribution
+COPY core ./core
 RUN pip install --no-cache-dir --prefix=/install .
 
 FROM python:3.11-slim-bookworm
