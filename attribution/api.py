@@ -137,6 +137,8 @@ async def put_catalog(request: Request):
         raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
     except catalog.CatalogTooLarge as exc:
         raise ApiError(413, exc.code, str(exc)) from None
+    except catalog.CatalogBusy as exc:
+        raise ApiError(409, "catalog_busy", str(exc)) from None
     except ValueError as exc:
         raise ApiError(422, "invalid", str(exc)) from None
     return json_response({"upserted": len(products), "rate_version": version.version})
