@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from attribution import catalog, money, report, search, webhooks
-from attribution.merchants import DomainTaken, InvalidMerchant, Merchant, public_view, validate
+from attribution.merchants import DomainTaken, InvalidMerchant, Merchant, new_secret, public_view, validate
 from attribution.rates import RatesUpdate
 from core.clickhouse import ClickHouseError
 from core.clock import now_ms as clock_ms
@@ -85,16 +85,14 @@ async def create_merchant(request: Request):
     now_ms = clock_ms()
     merchant = msgspec.structs.replace(merchant, created_at_ms=now_ms)
     store = ctx.merchants
+    secret = new_secret()
     try:
-        transferred = await store.register(merchant, transfer, now_ms)
+        # The record, its first rate version and its secret in one transaction: never one without the rest.
+        transferred = await store.register(merchant, transfer, now_ms, secret=secret)
     except DomainTaken as exc:
         raise ApiError(409, "domain_taken", str(exc)) from None
     if transferred is None:
         raise ApiError(409, "merchant_exists", f"merchant {merchant.merchant_id!r} exists")
-    await ctx.rates.set_rates(
-        merchant.merchant_id, now_ms, RatesUpdate(default_rate_bps=merchant.default_rate_bps)
-    )
-    secret, _ = await store.add_secret(merchant.merchant_id, now_ms)
     claimed = 0
     for host in merchant.domains:
         # Links made before the brand joined now carry its id and click parameter (unless they lie under
@@ -139,6 +137,8 @@ async def put_catalog(request: Request):
         raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
     except catalog.CatalogTooLarge as exc:
         raise ApiError(413, exc.code, str(exc)) from None
+    except catalog.CatalogBusy as exc:
+        raise ApiError(409, "catalog_busy", str(exc)) from None
     except ValueError as exc:
         raise ApiError(422, "invalid", str(exc)) from None
     return json_response({"upserted": len(products), "rate_version": version.version})

@@ -60,6 +60,11 @@ class _Wrapped(msgspec.Struct):
     products: list[msgspec.Raw]
 
 
+class CatalogBusy(RuntimeError):
+    """Other writers kept changing the same products for CAS_ATTEMPTS rounds (409: the PUT may be sent
+    again; products already written are whole)."""
+
+
 class CatalogTooLarge(ValueError):
     """A catalog PUT over a count limit (413)."""
 
@@ -196,7 +201,7 @@ class CatalogStore:
             if ok:
                 return
             await asyncio.sleep(0)
-        raise RuntimeError(f"catalog of {merchant_id!r} kept changing under this PUT; retry it")
+        raise CatalogBusy(f"catalog of {merchant_id!r} kept changing under this PUT; retry it")
 
     async def search(
         self, merchant_ids: list[str], query: search.Query, creator_id: str, cursor: tuple[str, bytes]

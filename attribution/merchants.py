@@ -20,6 +20,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
+from attribution.rates import RatesUpdate, initial_version
 from core import validate as check
 from core.domains import (
     OVERLAP_SAME,
@@ -149,26 +150,48 @@ class MerchantStore:
         raw = await self._redis.get(self._keys.merchant(merchant_id))
         return None if raw is None else msgspec.json.decode(raw, type=Merchant)
 
-    async def create(self, merchant: Merchant, transfer_domains: bool = False, now_ms: int = 0) -> bool:
+    async def create(
+        self,
+        merchant: Merchant,
+        transfer_domains: bool = False,
+        now_ms: int = 0,
+        rates: RatesUpdate | None = None,
+    ) -> bool:
         """`register`, True if the merchant was stored."""
-        return await self.register(merchant, transfer_domains, now_ms) is not None
+        return await self.register(merchant, transfer_domains, now_ms, rates=rates) is not None
 
     async def register(
-        self, merchant: Merchant, transfer_domains: bool = False, now_ms: int = 0
+        self,
+        merchant: Merchant,
+        transfer_domains: bool = False,
+        now_ms: int = 0,
+        secret: str | None = None,
+        rates: RatesUpdate | None = None,
     ) -> list[Overlap] | None:
-        """Store a new merchant and its domains in one optimistic transaction (WATCH on every key the
-        check read: of two registrations at once, one sees the other). None if the id exists. Raises
-        DomainTaken, storing nothing, if a domain overlaps another merchant's (attribution/domains.py),
-        unless `transfer_domains`: then the overlaps are recorded, logged and returned."""
+        """Store a new merchant, its domains, its first rate version (`rates`, by default just its default
+        rate) and, if given, its first webhook secret in one optimistic transaction (WATCH on every key
+        the check read: of two registrations at once, one sees the other), so no merchant ever exists
+        without the secret and rates it needs. None if the id exists. Raises DomainTaken, storing nothing,
+        if a domain overlaps another merchant's (attribution/domains.py), unless `transfer_domains`: then
+        the overlaps are recorded, logged and returned."""
         keys = self._keys
         merchant_id = merchant.merchant_id
         await self._ensure_domain_index()
         async with self._redis.pipeline(transaction=True) as pipe:
             while True:  # ends: each retry follows a registration that committed meanwhile
                 try:
-                    await pipe.watch(keys.merchant(merchant_id), *watched_keys(keys, merchant.domains))
+                    await pipe.watch(
+                        keys.merchant(merchant_id),
+                        keys.rates(merchant_id),
+                        *watched_keys(keys, merchant.domains),
+                    )
                     if await pipe.exists(keys.merchant(merchant_id)):
                         return None
+                    first_rates = initial_version(
+                        await pipe.lindex(keys.rates(merchant_id), -1),
+                        now_ms,
+                        rates or RatesUpdate(default_rate_bps=merchant.default_rate_bps),
+                    )
                     owned, below = await read_overlap_facts(pipe, keys, merchant.domains)
                     overlaps = find_overlaps(merchant_id, merchant.domains, owned, below)
                     if overlaps and not transfer_domains:
@@ -177,6 +200,9 @@ class MerchantStore:
                     pipe.multi()
                     pipe.set(keys.merchant(merchant_id), msgspec.json.encode(merchant))
                     pipe.sadd(keys.merchants, merchant_id)
+                    pipe.rpush(keys.rates(merchant_id), first_rates)
+                    if secret is not None:
+                        pipe.hset(keys.merchant_secrets(merchant_id), secret, 0)
                     for domain in merchant.domains:
                         pipe.set(keys.domain_owner(domain), merchant_id)
                         for parent in parents(domain):

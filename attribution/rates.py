@@ -87,6 +87,23 @@ def check_update(update: RatesUpdate) -> None:
         check_bps(value, f"rate for creator {name!r}")
 
 
+def initial_version(previous_raw: bytes | None, now_ms: int, update: RatesUpdate) -> bytes:
+    """The stored version a merchant's registration appends (merchants.MerchantStore.register writes it in
+    the registration's own transaction): `update` as the next version after `previous_raw` (None: the
+    first), SKU rates kept."""
+    check_update(update)
+    previous = None if previous_raw is None else msgspec.json.decode(previous_raw, type=StoredVersion)
+    version = StoredVersion(
+        (previous.version + 1) if previous else 1,
+        max(now_ms, previous.effective_ms) if previous else now_ms,
+        update.default_rate_bps,
+        dict(update.categories),
+        dict(previous.skus) if previous else {},
+        dict(update.creators),
+    )
+    return msgspec.json.encode(version)
+
+
 class RateStore:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self._redis = redis

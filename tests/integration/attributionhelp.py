@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from attribution.events import order_stream_spec
 from attribution.merchants import Merchant, MerchantStore
-from attribution.rates import RateStore, RatesUpdate
+from attribution.rates import RatesUpdate
 from attribution.webhooks import Acceptor
 from core.clickhouse import Backend
 from core.keys import INGEST_GROUP, Keys
@@ -39,10 +39,8 @@ async def add_merchant(
     **extra,
 ) -> None:
     merchant = Merchant(merchant_id, merchant_id, domains, "EUR", default_bps, created_at_ms=now_ms, **extra)
-    assert await MerchantStore(redis_async, keys).create(merchant)
-    await RateStore(redis_async, keys).set_rates(
-        merchant_id, now_ms, RatesUpdate(default_rate_bps=default_bps, categories=categories or {})
-    )
+    rates = RatesUpdate(default_rate_bps=default_bps, categories=categories or {})
+    assert await MerchantStore(redis_async, keys).create(merchant, now_ms=now_ms, rates=rates)
 
 
 def insert_clicks(backend: Backend, clicks: list[tuple]) -> None:

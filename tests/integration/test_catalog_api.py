@@ -431,3 +431,24 @@ def test_a_full_catalog_put_does_not_hold_the_event_loop(settings, redis_client)
             assert max(gaps) < max_gap_s, f"the loop was held {max(gaps) * 1000:.0f} ms"
 
     asyncio.run(scenario())
+
+
+def test_a_catalog_put_that_keeps_losing_to_other_writers_is_a_409(settings, redis_client) -> None:
+    """Concurrent PUTs of the same SKUs retry each chunk CAS_ATTEMPTS times; one that still loses gets a
+    JSON 409 telling it to retry (it used to escape as a RuntimeError: a 500), products already written
+    stay whole."""
+
+    async def always_changed(keys, args):
+        return [0, args[1]]
+
+    async def scenario():
+        async with running_app(settings) as (app, client):
+            await add_merchants(client, "m1")
+            app.ctx.catalog._write_chunk = always_changed
+            for body in ([product("m1", 1)], {"products": [product("m1", i) for i in range(60)]}):
+                response = await client.put("/api/merchants/m1/catalog", json=body, headers=ADMIN)
+                assert response.status_code == 409, response.text
+                assert response.headers["content-type"] == "application/json"
+                assert response.json()["error"]["code"] == "catalog_busy"
+
+    asyncio.run(scenario())

@@ -149,3 +149,47 @@ def test_a_parent_domain_covers_its_subdomains(settings) -> None:
             assert later["merchant_id"] == "parent"
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("target", "method"),
+    [
+        ("attribution.rates.RateStore", "set_rates"),
+        ("attribution.merchants.MerchantStore", "add_secret"),
+        ("attribution.rates.RateStore", "append"),
+    ],
+)
+def test_a_failure_after_registration_leaves_no_merchant_without_secret_or_rates(
+    settings, monkeypatch, target: str, method: str
+) -> None:
+    """A registration is the merchant, its domains, its first rate version and its first secret in one
+    transaction: a Redis error in a later step cannot leave a merchant that exists (a retry is a 409) but
+    cannot verify a webhook or be attributed."""
+    import importlib
+
+    module, cls = target.rsplit(".", 1)
+
+    async def broken(*args, **kwargs):
+        raise ConnectionError("redis went away")
+
+    async def scenario():
+        async with running_app(settings) as (app, client):
+            monkeypatch.setattr(getattr(importlib.import_module(module), cls), method, broken)
+            body = {**MERCHANT, "merchant_id": "atomic1", "domains": ["atomic1.example"]}
+            try:
+                response = await client.post("/api/merchants", json=body, headers=ADMIN)
+                status = response.status_code
+            except ConnectionError:
+                status = 500
+            monkeypatch.undo()
+            ctx = app.ctx
+            stored = await ctx.merchants.get("atomic1")
+            secrets_ = await ctx.merchants.active_secrets("atomic1", 0)
+            rates = await RateStore(ctx.redis, ctx.keys).current("atomic1")
+            if stored is None:
+                assert status >= 400 and not secrets_ and rates is None
+            else:
+                assert status == 201 and secrets_ == [response.json()["webhook_secret"]], status
+                assert rates is not None and rates.default_bps == MERCHANT["default_rate_bps"]
+
+    asyncio.run(scenario())
