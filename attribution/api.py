@@ -92,12 +92,12 @@ async def create_merchant(request: Request):
     except DomainTaken as exc:
         raise ApiError(409, "domain_taken", str(exc)) from None
     if transferred is None:
+        # The claim below runs after the registration committed; if it was cut short (a Redis error), the
+        # retry of the same registration finishes it (claims are idempotent) before saying it exists.
+        existing = await store.get(merchant.merchant_id)
+        await _claim(ctx, existing.domains if existing else [])
         raise ApiError(409, "merchant_exists", f"merchant {merchant.merchant_id!r} exists")
-    claimed = 0
-    for host in merchant.domains:
-        # Links made before the brand joined now carry its id and click parameter (unless they lie under
-        # a more specific domain of another merchant).
-        claimed += await ctx.links.claim_host(host, ctx.owners)
+    claimed = await _claim(ctx, merchant.domains)
     return json_response(
         {
             **public_view(merchant),
@@ -107,6 +107,15 @@ async def create_merchant(request: Request):
         },
         201,
     )
+
+
+async def _claim(ctx, domains: list[str]) -> int:
+    """Links made before the brand joined now carry its id and click parameter (unless they lie under a
+    more specific domain of another merchant); returns how many changed."""
+    claimed = 0
+    for host in domains:
+        claimed += await ctx.links.claim_host(host, ctx.owners)
+    return claimed
 
 
 async def rotate_secret(request: Request):

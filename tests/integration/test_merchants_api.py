@@ -193,3 +193,35 @@ def test_a_failure_after_registration_leaves_no_merchant_without_secret_or_rates
                 assert rates is not None and rates.default_bps == MERCHANT["default_rate_bps"]
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("links", [1, 3])
+def test_a_retried_registration_finishes_a_claim_cut_short(settings, monkeypatch, links: int) -> None:
+    """Older links are claimed after the registration commits. If that claim fails (Redis went away), the
+    merchant exists but its older links do not carry it yet: the admin's retry of the same registration
+    (409 merchant_exists) finishes the claim."""
+    from core.links import LinkStore
+
+    async def broken(*args, **kwargs):
+        raise ConnectionError("redis went away")
+
+    async def scenario():
+        async with running_app(settings) as (app, client):
+            codes = [
+                (await make_link(client, "c1", f"https://shop.retry1.example/p{i}"))["code"]
+                for i in range(links)
+            ]
+            body = {**MERCHANT, "merchant_id": "retry1", "domains": ["retry1.example"]}
+            monkeypatch.setattr(LinkStore, "claim_host", broken)
+            try:
+                first = (await client.post("/api/merchants", json=body, headers=ADMIN)).status_code
+            except ConnectionError:
+                first = 500
+            monkeypatch.undo()
+            assert first == 500
+            assert {(await app.ctx.links.get(c)).merchant_id for c in codes} == {None}
+            again = await client.post("/api/merchants", json=body, headers=ADMIN)
+            assert again.status_code == 409 and again.json()["error"]["code"] == "merchant_exists"
+            assert {(await app.ctx.links.get(c)).merchant_id for c in codes} == {"retry1"}
+
+    asyncio.run(scenario())
