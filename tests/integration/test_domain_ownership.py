@@ -11,15 +11,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import msgspec
 import pytest
-from redis.asyncio import Redis
 
-from attribution.attributor import Attributor
 from attribution.merchants import Merchant
-from core.clickid import ClickIds
-from core.keys import Keys
 from core.migrate import migrate
 from tests.integration.apphelp import ADMIN, make_link, running_app
-from tests.integration.test_end_to_end import BROWSER, ingest_once, webhook
+from tests.integration.test_end_to_end import BROWSER, ingest_and_attribute, webhook
 
 pytestmark = pytest.mark.redis
 
@@ -227,13 +223,7 @@ def test_an_order_on_a_more_specific_domain_books_for_its_owner(settings, clickh
                 response = await client.post(f"/webhooks/orders/{merchant_id}", content=body, headers=headers)
                 assert response.status_code == 202, response.text
 
-            await asyncio.sleep(0.3)  # let the recorder's group commit reach Redis
-            await asyncio.to_thread(ingest_once, settings)
-            r = Redis.from_url(settings.redis_url)
-            summary = await Attributor(
-                r, Keys(settings.redis_prefix), clickhouse, ClickIds(settings.secret_bytes)
-            ).run_once()
-            await r.aclose()
+            summary = await ingest_and_attribute(settings, clickhouse)
             assert summary.outcomes == {"credited": 3}
             rows = clickhouse.execute(
                 f"SELECT order_id, merchant_id, sum(amount_minor), any(reason) FROM {clickhouse.database}"

@@ -56,6 +56,19 @@ def ingest_once(settings) -> None:
     assert run_streams(settings, specs, consumer="e2e", registry=CollectorRegistry(), once=True) == 0
 
 
+async def ingest_and_attribute(settings, clickhouse):
+    """Everything recorded so far into ClickHouse, then one attribution batch; returns its summary."""
+    await asyncio.sleep(0.3)  # let the recorder's group commit reach Redis
+    await asyncio.to_thread(ingest_once, settings)
+    r = Redis.from_url(settings.redis_url)
+    try:
+        return await Attributor(
+            r, Keys(settings.redis_prefix), clickhouse, ClickIds(settings.secret_bytes)
+        ).run_once()
+    finally:
+        await r.aclose()
+
+
 def test_click_to_commission(settings, clickhouse, redis_client) -> None:
     migrate(clickhouse, log=lambda *_: None)
 
@@ -114,13 +127,7 @@ def test_click_to_commission(settings, clickhouse, redis_client) -> None:
                 response = await client.post("/webhooks/orders/brand", content=body, headers=headers)
                 assert response.status_code == 202, response.text
 
-            await asyncio.sleep(0.3)  # let the recorder's group commit reach Redis
-            await asyncio.to_thread(ingest_once, settings)
-            r = Redis.from_url(settings.redis_url)
-            summary = await Attributor(
-                r, Keys(settings.redis_prefix), clickhouse, ClickIds(settings.secret_bytes)
-            ).run_once()
-            await r.aclose()
+            summary = await ingest_and_attribute(settings, clickhouse)
             assert summary.outcomes == {"credited": 1, "preview": 1, "bot": 1}
 
             db = clickhouse.database
