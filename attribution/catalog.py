@@ -27,7 +27,7 @@ MAX_PRODUCTS_PER_PUT = 5_000
 MAX_PRODUCTS_PER_MERCHANT = 50_000
 MAX_SKU_CHARS = 128
 MAX_TITLE_CHARS = 200
-MAX_CATEGORY_CHARS = search.MAX_CATEGORY_CHARS
+MAX_CATEGORY_CHARS = validate.MAX_CATEGORY_CHARS
 MAX_PRODUCT_URL_BYTES = 2048  # the same bound as a link's destination (redirector/urls.py)
 # The same bound as an order line's unit price (money.py): a catalog price can always be ordered.
 MAX_PRICE_MINOR = money.MAX_UNIT_PRICE_MINOR
@@ -43,7 +43,6 @@ CAS_ATTEMPTS = 5  # a chunk whose products another PUT changed meanwhile is re-r
 
 _URL_RE = re.compile(r"https?://[^/?#@\\\s]+(?:[/?#]\S*)?", re.IGNORECASE)
 # Control characters and line/paragraph separators: never part of a SKU, title or category.
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 
 
 class Product(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -76,13 +75,13 @@ class CatalogTooLarge(ValueError):
 def check_product(product: Product) -> None:
     """Every field within its bounds, or ValueError with the reason."""
     sku = product.sku
-    if not 1 <= len(sku) <= MAX_SKU_CHARS or _CONTROL_RE.search(sku) or sku != sku.strip():
+    if not 1 <= len(sku) <= MAX_SKU_CHARS or validate.has_control_chars(sku) or sku != sku.strip():
         raise ValueError(
             f"sku {sku[:40]!r}: must be 1-{MAX_SKU_CHARS} chars, no control chars or outer spaces"
         )
-    if len(product.title) > MAX_TITLE_CHARS or _CONTROL_RE.search(product.title):
+    if len(product.title) > MAX_TITLE_CHARS or validate.has_control_chars(product.title):
         raise ValueError(f"product {sku!r}: title must be at most {MAX_TITLE_CHARS} chars, no control chars")
-    if len(product.category) > MAX_CATEGORY_CHARS or _CONTROL_RE.search(product.category):
+    if len(product.category) > MAX_CATEGORY_CHARS or validate.has_control_chars(product.category):
         raise ValueError(f"product {sku!r}: category must be at most {MAX_CATEGORY_CHARS} chars")
     url = product.url
     if len(url.encode("utf-8", "surrogatepass")) > MAX_PRODUCT_URL_BYTES or not _URL_RE.fullmatch(url):

@@ -45,9 +45,6 @@ ROTATION_GRACE_MS = 24 * 3_600_000
 # Secrets verifying at once: the current one and the one it replaced. Each costs one HMAC per unsigned or
 # forged delivery, so a third rotation within the grace period retires the oldest at once.
 MAX_ACTIVE_SECRETS = 2
-# Full-match patterns (core/validate.py); kept under these names for the modules that import them.
-ID_RE, HOST_RE, CURRENCY_RE, PARAM_RE = check.ID_RE, check.HOST_RE, check.CURRENCY_RE, check.CLICK_PARAM_RE
-DEFAULT_CLICK_PARAM = check.DEFAULT_CLICK_PARAM
 
 
 class Merchant(msgspec.Struct, frozen=True):
@@ -58,7 +55,7 @@ class Merchant(msgspec.Struct, frozen=True):
     default_rate_bps: int
     attribution_window_days: int = 30
     lock_days: int = 30
-    click_param: str = DEFAULT_CLICK_PARAM
+    click_param: str = check.DEFAULT_CLICK_PARAM
     created_at_ms: int = 0
 
 
@@ -117,7 +114,7 @@ async def link_owners(
     ids = sorted({o for o in owners.values() if o})
     raws = await redis.mget([keys.merchant(i) for i in ids]) if ids else []
     params = {
-        i: msgspec.json.decode(raw, type=Merchant).click_param if raw else DEFAULT_CLICK_PARAM
+        i: msgspec.json.decode(raw, type=Merchant).click_param if raw else check.DEFAULT_CLICK_PARAM
         for i, raw in zip(ids, raws, strict=True)
     }
     return {h: (o, params[o]) if o else (None, default_param) for h, o in owners.items()}
@@ -131,12 +128,6 @@ def owner_resolver(keys: Keys, default_param: str) -> OwnerResolver:
         return await link_owners(client, keys, hosts, default_param)
 
     return resolve
-
-
-async def click_param_of(redis: Redis, keys: Keys, merchant_id: str) -> str:
-    """The query parameter that carries the click id to this merchant's pages."""
-    raw = await redis.get(keys.merchant(merchant_id))
-    return msgspec.json.decode(raw, type=Merchant).click_param if raw else DEFAULT_CLICK_PARAM
 
 
 class MerchantStore:

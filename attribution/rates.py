@@ -9,8 +9,6 @@ version N.
 
 from __future__ import annotations
 
-import re
-
 import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
@@ -23,8 +21,6 @@ MAX_RATE_BPS = 10_000
 # Entries of one rates PUT: every version repeats the whole table, and the attributor reads every version.
 MAX_CATEGORY_RATES = 1_000
 MAX_CREATOR_RATES = 1_000
-MAX_CATEGORY_CHARS = 64  # the catalog's bound on a product category
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 
 
 class StoredVersion(msgspec.Struct, frozen=True):
@@ -78,8 +74,10 @@ def check_update(update: RatesUpdate) -> None:
     if len(update.creators) > MAX_CREATOR_RATES:
         raise ValueError(f"at most {MAX_CREATOR_RATES} creator rates")
     for name, value in update.categories.items():
-        if not 1 <= len(name) <= MAX_CATEGORY_CHARS or _CONTROL_RE.search(name):
-            raise ValueError(f"category {name[:40]!r} must be 1-{MAX_CATEGORY_CHARS} chars, no control chars")
+        if not 1 <= len(name) <= validate.MAX_CATEGORY_CHARS or validate.has_control_chars(name):
+            raise ValueError(
+                f"category {name[:40]!r} must be 1-{validate.MAX_CATEGORY_CHARS} chars, no control chars"
+            )
         check_bps(value, f"rate for category {name!r}")
     for name, value in update.creators.items():
         if not validate.is_id(name):

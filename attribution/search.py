@@ -24,13 +24,11 @@ MAX_SCANNED_PER_SEARCH = 1_000  # index entries one request may read
 MAX_MERCHANTS_PER_SEARCH = 50  # merchants one request may visit; the cursor goes on from there
 MAX_QUERY_CHARS = 100
 MAX_QUERY_WORDS = 8
-MAX_CATEGORY_CHARS = 64
 MAX_CURSOR_CHARS = 600  # a cursor holds a merchant id and one index entry (about 300 bytes)
 MAX_TERM_CHARS = 32  # a longer word is indexed by its first 32 characters, and found by them
 MAX_TERMS_PER_PRODUCT = 24  # words after the 24th distinct one are not indexed: the index stays small
 
 _WORD_RE = re.compile(r"\w+")
-_CONTROL_RE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
 _TOP = b"\xff"  # above every byte UTF-8 uses: the end of a prefix range
 
 
@@ -117,8 +115,10 @@ def parse_query(q: str, category: str, limit: str) -> Query:
     found = words(q)
     if len(found) > MAX_QUERY_WORDS:
         raise BadQuery(f"q must have at most {MAX_QUERY_WORDS} words")
-    if len(category) > MAX_CATEGORY_CHARS or _CONTROL_RE.search(category):
-        raise BadQuery(f"category must be at most {MAX_CATEGORY_CHARS} characters, no control characters")
+    if len(category) > validate.MAX_CATEGORY_CHARS or validate.has_control_chars(category):
+        raise BadQuery(
+            f"category must be at most {validate.MAX_CATEGORY_CHARS} characters, no control characters"
+        )
     if not limit:
         size = MAX_RESULTS
     elif limit.isascii() and limit.isdigit() and 1 <= int(limit) <= MAX_RESULTS:

@@ -74,6 +74,17 @@ def is_host_label(value: object) -> bool:
     return fullmatch(HOST_LABEL_RE, value)
 
 
+# Characters no name or title we store may hold: C0 controls, DEL and the Unicode line separators (they
+# would break a CSV line, a log line or a header).
+CONTROL_CHARS_RE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+# A product category, as the catalog, the rate tables and search all bound it.
+MAX_CATEGORY_CHARS = 64
+
+
+def has_control_chars(value: str) -> bool:
+    return CONTROL_CHARS_RE.search(value) is not None
+
+
 def is_code(value: object) -> bool:
     return (
         isinstance(value, str)

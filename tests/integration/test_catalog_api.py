@@ -14,6 +14,7 @@ from redis.asyncio import Redis
 from attribution import catalog, search
 from attribution.catalog import CatalogStore, Product
 from attribution.merchants import MAX_ACTIVE_SECRETS, MerchantStore
+from core import validate
 from core.keys import Keys
 from tests.integration.apphelp import ADMIN, running_app
 from tests.integration.test_webhooks import signed
@@ -314,7 +315,7 @@ BAD_PARAMS = [
     "limit=%D9%A5",  # an Arabic-Indic five
     "q=" + "x" * (search.MAX_QUERY_CHARS + 1),
     "q=" + "+".join(f"w{i}" for i in range(search.MAX_QUERY_WORDS + 1)),
-    "category=" + "c" * (search.MAX_CATEGORY_CHARS + 1),
+    "category=" + "c" * (validate.MAX_CATEGORY_CHARS + 1),
     "category=shoes%0a",
     "merchant_id=a%20b",
     "merchant_id=ma%0a",

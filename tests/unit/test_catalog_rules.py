@@ -11,6 +11,7 @@ from attribution import catalog, search
 from attribution.catalog import CatalogTooLarge, Product, check_product, split_body
 from attribution.merchants import MAX_ACTIVE_SECRETS, rotation, select_active
 from attribution.rates import RatesUpdate, check_update
+from core import validate
 
 GOOD = Product("SKU-1", "Trail shoe", "https://shop.example.com/p/1", 5990, "EUR", "shoes", 1500)
 
@@ -157,7 +158,7 @@ def test_query_matching(q: str, title: str, entry_term: str, expected: bool) -> 
     [
         ("x" * (search.MAX_QUERY_CHARS + 1), "", "", "q must"),
         (" ".join(f"w{i}" for i in range(search.MAX_QUERY_WORDS + 1)), "", "", "words"),
-        ("", "c" * (search.MAX_CATEGORY_CHARS + 1), "", "category"),
+        ("", "c" * (validate.MAX_CATEGORY_CHARS + 1), "", "category"),
         ("", "shoes\n", "", "category"),
         ("", "", "0", "limit"),
         ("", "", str(search.MAX_RESULTS + 1), "limit"),
