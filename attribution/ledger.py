@@ -131,20 +131,7 @@ def desired(
         return []  # parked: a refund or cancel before its order
     refusal = _refusal(order, terms)
     if refusal is not None:
-        return [
-            Entry(
-                f"flag:{refusal}",
-                KIND_FLAG,
-                "pending",
-                0,
-                creator_id=click.creator_id,
-                click_id=order.click_id,
-                currency=order.currency,
-                reason=refusal,
-                event_id=order.webhook_id,
-                effective_ms=order.occurred_ms,
-            )
-        ]
+        return [_order_row(f"flag:{refusal}", KIND_FLAG, refusal, order, click)]
     flags = [
         Entry(
             f"flag:conflict:{e.webhook_id}",
@@ -158,22 +145,24 @@ def desired(
     ]
     reason = rules.ineligibility(click, terms.merchant_id, order.occurred_ms, terms.window_days)
     if reason is not None:
-        return [
-            Entry(
-                f"none:{reason}",
-                "none",
-                "pending",
-                0,
-                creator_id=click.creator_id,
-                click_id=order.click_id,
-                currency=order.currency,
-                reason=reason,
-                event_id=order.webhook_id,
-                effective_ms=order.occurred_ms,
-            ),
-            *flags,
-        ]
+        return [_order_row(f"none:{reason}", "none", reason, order, click), *flags]
     return _credited(state, click, terms, now_ms) + flags
+
+
+def _order_row(entry_id: str, kind: str, reason: str, order: OrderEvent, click: rules.ClickFacts) -> Entry:
+    """The one zero row of an order that earns nothing, carrying why."""
+    return Entry(
+        entry_id,
+        kind,
+        "pending",
+        0,
+        creator_id=click.creator_id,
+        click_id=order.click_id,
+        currency=order.currency,
+        reason=reason,
+        event_id=order.webhook_id,
+        effective_ms=order.occurred_ms,
+    )
 
 
 def _refusal(order: OrderEvent, terms: Terms) -> str | None:
