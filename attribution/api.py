@@ -3,7 +3,6 @@ Mounted by the app (`routes()`); handlers take shared resources from `request.ap
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from datetime import UTC, datetime
 
@@ -38,22 +37,6 @@ class Metrics:
             ["result"],
             registry=registry,
         )
-
-
-def _metrics(request: Request) -> Metrics:
-    state = request.app.state
-    metrics = getattr(state, "attribution_metrics", None)
-    if metrics is None:
-        metrics = state.attribution_metrics = Metrics(state.ctx.registry)
-    return metrics
-
-
-def _heavy_gate(request: Request) -> asyncio.Semaphore:
-    state = request.app.state
-    gate = getattr(state, "heavy_api_gate", None)
-    if gate is None:
-        gate = state.heavy_api_gate = asyncio.Semaphore(MAX_CONCURRENT_HEAVY_API)
-    return gate
 
 
 def _decode(data: object, kind):
@@ -137,7 +120,7 @@ async def put_catalog(request: Request):
     body = await read_body(request, MAX_CATALOG_BODY_BYTES)
     store = ctx.catalog
     try:
-        async with _heavy_gate(request):
+        async with ctx.heavy_api:
             products = await catalog.decode_products(catalog.split_body(body))
             version = await store.upsert(merchant_id, products, clock_ms())
     except msgspec.ValidationError as exc:  # a DecodeError too: caught first
@@ -160,7 +143,7 @@ async def put_rates(request: Request):
     await _merchant_or_404(ctx, merchant_id)
     update = _decode(await read_json(request), RatesUpdate)
     try:
-        async with _heavy_gate(request):
+        async with ctx.heavy_api:
             version = await ctx.rates.set_rates(merchant_id, clock_ms(), update)
     except ValueError as exc:
         raise ApiError(422, "invalid", str(exc)) from None
@@ -193,7 +176,7 @@ async def get_catalog(request: Request):
         merchant_ids = [merchant_id]
     else:
         merchant_ids = [m.decode() for m in await ctx.redis.smembers(ctx.keys.merchants)]
-    async with _heavy_gate(request):
+    async with ctx.heavy_api:
         store = ctx.catalog
         products, next_cursor = await store.search(merchant_ids, query, creator_id, cursor)
     return json_response({"products": products, "next_cursor": next_cursor})
@@ -233,7 +216,7 @@ async def get_earnings(request: Request):
 
 async def order_webhook(request: Request):
     ctx = request.app.state.ctx
-    metrics = _metrics(request).webhooks
+    metrics = ctx.attribution_metrics.webhooks
     merchant_id = request.path_params["merchant_id"]
     if await ctx.merchants.get(merchant_id) is None:
         metrics.labels("unknown_merchant").inc()

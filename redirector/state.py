@@ -16,6 +16,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from attribution.api import MAX_CONCURRENT_HEAVY_API
+from attribution.api import Metrics as AttributionMetrics
 from attribution.catalog import CatalogStore
 from attribution.merchants import MerchantStore, owner_resolver
 from attribution.rates import RateStore
@@ -63,6 +65,8 @@ class AppState:
     rates: RateStore
     catalog: CatalogStore
     acceptor: Acceptor
+    attribution_metrics: AttributionMetrics
+    heavy_api: asyncio.Semaphore  # catalog writes, searches and rate changes running at once
     _snapshots: SnapshotDir | None = None
     _own_snapshot: Callable[[], dict] | None = None
     _clickhouse: Backend | None = None
@@ -125,6 +129,8 @@ class AppState:
             rates=RateStore(redis, keys),
             catalog=CatalogStore(redis, keys),
             acceptor=Acceptor(redis, keys),
+            attribution_metrics=AttributionMetrics(registry),
+            heavy_api=asyncio.Semaphore(MAX_CONCURRENT_HEAVY_API),
             _snapshots=snapshots,
             _own_snapshot=own_snapshot,
         )
