@@ -1,8 +1,9 @@
 """Numbered SQL migrations, applied in order, with their state kept in ClickHouse itself.
 
 Each file in `migrations/` is `NNNN_name.sql`: statements separated by `;` at the end of a line, with
-`{db}` standing for the database. Every statement must be idempotent (`IF NOT EXISTS`), so a run that
-died half-way is finished by the next one; a migration is recorded only after all its statements ran.
+`{db}` standing for the database. Every statement must be idempotent (`IF NOT EXISTS`; an `ALTER TABLE
+{db}.t ADD COLUMN c ...`, one column each, is skipped when the column exists), so a run that died half-way
+is finished by the next one; a migration is recorded only after all its statements ran.
 The SQL must be accepted by ClickHouse 18.16 and by a current ClickHouse alike."""
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from core.clickhouse import Backend
 
 STATE_TABLE = "schema_migrations"
 _FILE_RE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+# ClickHouse 18.16 has no `ADD COLUMN IF NOT EXISTS`: an `ALTER TABLE db.t ADD COLUMN c ...` statement (one
+# column per statement) is skipped when the column is already there, so a half-applied migration finishes.
+_ADD_COLUMN_RE = re.compile(r"^ALTER\s+TABLE\s+(\w+)\.(\w+)\s+ADD\s+COLUMN\s+(\w+)\s", re.I)
 
 
 @dataclass(frozen=True)
@@ -62,7 +66,7 @@ def migrate(backend: Backend, log=print) -> list[Migration]:
         if migration.version in done:
             continue
         for statement in migration.statements(db):
-            backend.execute(statement)
+            apply_statement(backend, statement)
         backend.execute(
             f"INSERT INTO {db}.{STATE_TABLE} (version, name, applied_at) "
             "SELECT %(version)s, %(name)s, toDateTime(%(now)s)",
@@ -71,3 +75,22 @@ def migrate(backend: Backend, log=print) -> list[Migration]:
         log(f"applied {migration.version:04d}_{migration.name}")
         ran.append(migration)
     return ran
+
+
+def apply_statement(backend: Backend, statement: str) -> None:
+    """Run one migration statement so that running it again changes nothing."""
+    if not _column_exists(backend, statement):
+        backend.execute(statement)
+
+
+def _column_exists(backend: Backend, statement: str) -> bool:
+    """True when `statement` adds a column that its table already has."""
+    match = _ADD_COLUMN_RE.match(statement)
+    if not match:
+        return False
+    database, table, column = match.groups()
+    rows = backend.execute(
+        "SELECT count() FROM system.columns WHERE database = %(db)s AND table = %(t)s AND name = %(c)s",
+        {"db": database, "t": table, "c": column},
+    )
+    return bool(rows[0][0])

@@ -10,7 +10,7 @@ import pytest
 
 from core import queries
 from core.clickhouse import Backend
-from core.migrate import applied, available, migrate
+from core.migrate import applied, apply_statement, available, migrate
 from core.rows import ClickRow, LinkRow
 
 BACKENDS = [
@@ -75,7 +75,7 @@ def test_every_statement_is_idempotent_on_its_own(backend: Backend) -> None:
     """A migration that died half-way is finished by the next run: every statement may run twice."""
     for migration in available():
         for statement in migration.statements(backend.database):
-            backend.execute(statement)
+            apply_statement(backend, statement)
 
 
 def test_queries(backend: Backend) -> None:
@@ -168,3 +168,19 @@ def test_links_mirror(backend: Backend) -> None:
     assert queries.existing_link_versions(backend, [("abc1234", 2), ("abc1234", 9), ("zzz", 1)]) == {
         ("abc1234", 2)
     }
+
+
+def test_an_added_column_is_added_once(backend: Backend) -> None:
+    """18.16 has no `ADD COLUMN IF NOT EXISTS`: the migrator skips a column that is already there."""
+    db = backend.database
+    backend.execute(f"CREATE TABLE IF NOT EXISTS {db}.alter_probe (a UInt8) ENGINE = MergeTree() ORDER BY a")
+    statement = f"ALTER TABLE {db}.alter_probe ADD COLUMN b String DEFAULT 'x'"
+    apply_statement(backend, statement)
+    apply_statement(backend, statement)
+    columns = [
+        row[0]
+        for row in backend.execute(
+            f"SELECT name FROM system.columns WHERE database = '{db}' AND table = 'alter_probe'"
+        )
+    ]
+    assert columns == ["a", "b"]
