@@ -85,11 +85,11 @@ async def eval_replicated(
             await client.initialize()
         node = client.get_node_from_key(keys[0])
         pipe = client.pipeline()
-        pipe.eval(script, len(keys), *keys, *args)
+        pipe.execute_command("EVAL", script, len(keys), *keys, *args)
         pipe.execute_command("WAIT", replicas, timeout_ms, target_nodes=node)
     else:
         pipe = client.pipeline(transaction=False)
-        pipe.eval(script, len(keys), *keys, *args)
+        pipe.execute_command("EVAL", script, len(keys), *keys, *args)
         pipe.execute_command("WAIT", replicas, timeout_ms)
     reply, acked = await pipe.execute()
     if int(acked) < replicas:

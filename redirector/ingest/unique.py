@@ -197,9 +197,9 @@ class UniqueClicks:
         for shard, members in by_shard.items():
             part = b"".join(fields[j * FIELD_BYTES : (j + 1) * FIELD_BYTES] for j in members)
             part_ids = "".join(ids[j * ID_CHARS : (j + 1) * ID_CHARS] for j in members)
-            pipe.eval(
-                self._script.script, 1, self._keys.unique_clicks(hour, shard), expire_at, part, part_ids
-            )
+            key = self._keys.unique_clicks(hour, shard)
+            # EVAL by name: redis-py's cluster pipeline has no `eval`; routed by the one key.
+            pipe.execute_command("EVAL", self._script.script, 1, key, expire_at, part, part_ids)
             positions.extend(start + j for j in members)
         return positions
 

@@ -1,0 +1,147 @@
+"""clicktrail on the local Redis Cluster (scripts/cluster-redis.sh, started by scripts/test.sh) with the
+single ClickHouse: the whole path end to end, redirects spread over the click-stream shards, the replica
+acknowledgement (WAIT), and ingesters sharing the shards while one of them is killed."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from core import queries
+from core.clickid import ClickIds
+from core.keys import INGEST_GROUP, Keys
+from core.migrate import migrate
+from redirector.click import encode_batch
+from redirector.recorder import count_clicks
+from tests.integration.apphelp import make_link, running_app
+from tests.integration.test_end_to_end import ingest_once, test_click_to_commission
+from tests.integration.test_ingest import HOUR_MS, assert_exact, make_clicks
+
+pytestmark = [pytest.mark.redis, pytest.mark.clickhouse]
+
+CLI = str(Path(sys.executable).with_name("clicktrail"))
+
+
+def test_click_to_commission_on_the_cluster(cluster_settings, clickhouse, cluster_redis) -> None:
+    """Links, redirects, signed webhooks, ingest, attribution and earnings, exactly as on one Redis."""
+    test_click_to_commission(cluster_settings, clickhouse, cluster_redis)
+
+
+def test_redirects_spread_over_shards_and_arrive_once(cluster_settings, clickhouse, cluster_redis) -> None:
+    migrate(clickhouse, log=lambda *_: None)
+    keys = Keys.of(cluster_settings)
+
+    async def scenario() -> list[str]:
+        async with running_app(cluster_settings) as (app, client):
+            codes = [
+                (await make_link(client, "alice", f"https://shop.example.com/p/{i}"))["code"]
+                for i in range(24)
+            ]
+        # A fresh app: every code is a cache miss, and concurrent misses are looked up together (one
+        # pipeline, one batch per node), then each redirect is its own batch (round-robin over shards).
+        async with running_app(cluster_settings) as (app, client):
+            answers = await asyncio.gather(*(client.get(f"/{code}") for code in codes))
+            assert [a.status_code for a in answers] == [302] * len(codes)
+            for code in codes * 2:
+                assert (await client.get(f"/{code}")).status_code == 302
+            assert app.ctx.recorder.live
+            count, ids = await count_clicks(app.ctx.redis, keys)
+        assert count == 3 * len(codes)
+        return ids
+
+    ids = asyncio.run(scenario())
+    per_shard = [cluster_redis.xlen(stream) for stream in keys.click_streams]
+    assert all(per_shard), per_shard  # every shard took batches
+    ingest_once(cluster_settings)
+    assert queries.click_count(clickhouse) == len(ids)
+    stored = {row[0] for row in clickhouse.execute(f"SELECT click_id FROM {clickhouse.database}.clicks")}
+    assert stored == set(ids)
+    assert [cluster_redis.xlen(stream) for stream in keys.click_streams] == [0] * keys.click_shards
+
+
+@pytest.mark.parametrize(("replicas", "live"), [(1, True), (2, False)])
+def test_min_replicas_acked(replicas, live, cluster_settings, clickhouse, cluster_redis) -> None:
+    """Each primary has one replica: WAIT 1 is met and clicks are committed live; WAIT 2 never is, so every
+    click goes to the spool (fsynced) and the viewer is still redirected."""
+    settings = cluster_settings.model_copy(update={"redis_min_replicas_acked": replicas})
+
+    async def scenario() -> None:
+        async with running_app(settings) as (app, client):
+            code = (await make_link(client, "alice", "https://shop.example.com/p/1"))["code"]
+            for _ in range(12):
+                assert (await client.get(f"/{code}")).status_code == 302
+            stats = app.ctx.recorder._stats
+            assert app.ctx.recorder.live is live
+            if live:
+                assert (stats.committed, stats.spooled) == (12, 0)
+            else:
+                assert (stats.committed, stats.spooled) == (0, 12)
+                assert dict(stats.redis_failures) == {"ReplicasBehind": 1}
+
+    asyncio.run(scenario())
+
+
+# A child that runs the real ingest loop on the cluster and kills itself (SIGKILL: no cleanup) at the
+# given hit of a checkpoint, while its threads hold batches of several shards.
+CHILD = """
+import os, signal, sys
+from prometheus_client import CollectorRegistry
+from core.settings import Settings
+from redirector.ingest.process import run_streams, stream_specs
+
+point, hit = sys.argv[1], int(sys.argv[2])
+seen = []
+
+def checkpoint(name):
+    if name == point:
+        seen.append(name)
+        if len(seen) == hit:
+            os.kill(os.getpid(), signal.SIGKILL)
+
+settings = Settings.load()
+sys.exit(run_streams(settings, stream_specs(settings), consumer="doomed", registry=CollectorRegistry(),
+                     once=True, checkpoint=checkpoint))
+"""
+
+
+def test_ingester_killed_while_sharing_shards(cluster_settings, clickhouse, cluster_redis) -> None:
+    """Clicks in every shard; one ingester is killed mid-way (entries pending in several shards), the
+    other takes its pending entries over (XAUTOCLAIM) once they are idle: exactly N rows in ClickHouse."""
+    migrate(clickhouse, log=lambda *_: None)
+    keys = Keys.of(cluster_settings)
+    clicks = make_clicks(ClickIds(cluster_settings.secret_bytes), 6_000, int(time.time() * 1000) - HOUR_MS, 1)
+    per_entry = 100
+    for seq, start in enumerate(range(0, len(clicks), per_entry)):
+        stream = keys.click_stream(seq % keys.click_shards)
+        batch = encode_batch(clicks[start : start + per_entry])
+        cluster_redis.xadd(stream, {"v": b"1", "r": b"test", "s": str(seq).encode(), "c": batch})
+    env = {
+        **os.environ,
+        "CLICKTRAIL_REDIS_CLUSTER": "true",
+        "CLICKTRAIL_REDIS_URL": cluster_settings.redis_url,
+        "CLICKTRAIL_REDIS_PREFIX": cluster_settings.redis_prefix,
+        "CLICKTRAIL_CLICKHOUSE_URL": cluster_settings.clickhouse_url,
+        "CLICKTRAIL_SECRET_KEY": cluster_settings.secret_key,
+        "CLICKTRAIL_DATA_DIR": str(cluster_settings.data_dir),
+        "CLICKTRAIL_INGEST_BATCH_SIZE": "300",
+        "CLICKTRAIL_INGEST_CLAIM_IDLE_MS": "3000",
+        "CLICKTRAIL_CLICKHOUSE_INSERT_TIMEOUT_S": "2",
+    }
+    child = subprocess.run([sys.executable, "-c", CHILD, "after_insert", "4"], env=env, timeout=120)
+    assert child.returncode == -signal.SIGKILL
+    pending = [cluster_redis.xpending(s, INGEST_GROUP)["pending"] for s in keys.click_streams]
+    assert sum(pending) > 0, pending
+    # Inserted but not acknowledged: the survivor must find these in ClickHouse and not store them twice.
+    assert queries.click_count(clickhouse) > 0
+    time.sleep(3.1)  # the claim idle time: the dead consumer's entries become claimable
+    done = subprocess.run([CLI, "ingest", "--once", "--consumer", "survivor"], env=env, timeout=180)
+    assert done.returncode == 0
+    assert_exact(clickhouse, clicks)
+    assert [cluster_redis.xpending(s, INGEST_GROUP)["pending"] for s in keys.click_streams] == [0] * 6
