@@ -123,7 +123,11 @@ def primary_kill(replicas: int):
         verdict = Verdict(f"cluster_primary_kill_acked{replicas}", run.mode)
         base_s, lead_s, tail_s = run.pick((5, 2, 15), (2, 1, 8))
         system = ClusterSystem(run.root, {**run.env, "CLICKTRAIL_REDIS_MIN_REPLICAS_ACKED": str(replicas)})
-        victim = primary_of(system.keys.click_stream(0))
+        # A primary holding click shards, other than the node the URL names (a client starting during the
+        # outage must reach the cluster through it).
+        victim = next(
+            port for port in map(primary_of, system.keys.click_streams) if port != int(CLUSTER_URL[-9:-5])
+        )
         try:
             system.start()
             codes = system.make_links(20)
