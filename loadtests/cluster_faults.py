@@ -12,6 +12,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import redis
 
@@ -126,7 +127,7 @@ def primary_kill(replicas: int):
         # A primary holding click shards, other than the node the URL names (a client starting during the
         # outage must reach the cluster through it).
         victim = next(
-            port for port in map(primary_of, system.keys.click_streams) if port != int(CLUSTER_URL[-9:-5])
+            port for port in map(primary_of, system.keys.click_streams) if port != urlsplit(CLUSTER_URL).port
         )
         try:
             system.start()
