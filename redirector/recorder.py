@@ -53,6 +53,20 @@ return 1
 REPLAY_CHUNK_RECORDS = 256
 
 
+def batch_seq(batch: int, shards: int) -> int:
+    """The sequence number of a recorder's `batch`-th batch (from 1) and the shard it goes to (round-robin):
+    `batch` itself on a single node; `batch * MAX_CLICK_SHARDS + shard` on a cluster, so that the shard can
+    be read back from a spooled batch (`shard_of`) and numbers rise within every shard."""
+    if shards == 1:
+        return batch
+    return batch * MAX_CLICK_SHARDS + batch % shards
+
+
+def shard_of(seq: int, shards: int) -> int:
+    """The click shard a batch numbered by `batch_seq` belongs to (0 on a single node)."""
+    return seq % MAX_CLICK_SHARDS % shards
+
+
 def new_recorder_id() -> str:
     host = socket.gethostname().replace(".", "-")[:32]
     return f"{host}-{os.getpid()}-{secrets.token_hex(4)}"
@@ -91,7 +105,6 @@ class Recorder:
         self._retry_interval_s = retry_interval_ms / 1000
         self._batches = itertools.count(1)
         self._shards = keys.click_shards
-        self._stride = 1 if self._shards == 1 else MAX_CLICK_SHARDS
         self._min_replicas = min_replicas_acked
         self._wait_timeout_ms = wait_timeout_ms
         self._live = True
@@ -165,8 +178,7 @@ class Recorder:
                 return
 
     async def _commit(self, clicks: list[Click]) -> None:
-        batch = next(self._batches)
-        seq = batch * self._stride + batch % self._shards
+        seq = batch_seq(next(self._batches), self._shards)
         payload = encode_batch(clicks)
         stats = self._stats
         stats.observe_batch(len(clicks))
@@ -190,7 +202,7 @@ class Recorder:
             self._spooling = False
 
     async def _apply(self, recorder_id: str, seq: int, payload: bytes) -> int:
-        shard = seq % self._stride % self._shards
+        shard = shard_of(seq, self._shards)
         keys = [self._keys.click_stream(shard), self._keys.click_seq(shard)]
         args = [recorder_id, seq, payload, SCHEMA_VERSION]
         if self._min_replicas:
