@@ -127,7 +127,7 @@ class AppState:
             merchants=MerchantStore(redis, keys),
             rates=RateStore(redis, keys),
             catalog=CatalogStore(redis, keys),
-            acceptor=Acceptor(redis, keys),
+            acceptor=Acceptor(redis, keys, min_replicas_acked=settings.redis_min_replicas_acked),
             attribution_metrics=AttributionMetrics(registry),
             heavy_api=asyncio.Semaphore(MAX_CONCURRENT_HEAVY_API),
             _snapshots=snapshots,

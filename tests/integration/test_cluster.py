@@ -21,7 +21,7 @@ from core.migrate import migrate
 from redirector.click import encode_batch
 from redirector.recorder import count_clicks
 from tests.integration import test_end_to_end
-from tests.integration.apphelp import make_link, running_app
+from tests.integration.apphelp import ADMIN, make_link, running_app
 from tests.integration.test_end_to_end import ingest_once
 from tests.integration.test_ingest import HOUR_MS, assert_exact, make_clicks
 
@@ -87,6 +87,19 @@ def test_min_replicas_acked(replicas, live, cluster_settings, clickhouse, cluste
             else:
                 assert (stats.committed, stats.spooled) == (0, 12)
                 assert dict(stats.redis_failures) == {"ReplicasBehind": 1}
+            # A webhook is acknowledged only once replicated too; else 503, and the retry is the same.
+            merchant = {"merchant_id": "brand", "name": "Brand", "domains": ["shop.brand.example"],
+                        "currency": "EUR", "default_rate_bps": 800}  # fmt: skip
+            registered = await client.post("/api/merchants", json=merchant, headers=ADMIN)
+            assert registered.status_code == 201, registered.text
+            secret = registered.json()["webhook_secret"]
+            items = [{"sku": "S", "category": "c", "unit_price_minor": 100, "quantity": 1}]
+            body, headers = test_end_to_end.webhook(secret, "w1", "order.created", "O-1", "x" * 30, items)
+            for expected in [(202, 200) if live else (503, 503)][0]:
+                response = await client.post("/webhooks/orders/brand", content=body, headers=headers)
+                assert response.status_code == expected, response.text
+            if not live:
+                assert response.json()["error"]["code"] == "replicas_behind"
 
     asyncio.run(scenario())
 
