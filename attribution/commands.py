@@ -34,7 +34,13 @@ async def attribute(settings: Settings, every_s: float | None) -> int:
         loop.add_signal_handler(signum, stop.set)
     redis = failover_client(settings)
     backend = NativeClickHouse(settings.clickhouse_url, insert_timeout_s=settings.clickhouse_insert_timeout_s)
-    attributor = Attributor(redis, Keys.of(settings), backend, ClickIds(settings.secret_bytes))
+    attributor = Attributor(
+        redis,
+        Keys.of(settings),
+        backend,
+        ClickIds(settings.secret_bytes),
+        min_replicas_acked=settings.redis_min_replicas_acked,
+    )
     status = 0
     try:
         while not stop.is_set():

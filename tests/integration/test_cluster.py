@@ -14,10 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from attribution.attributor import Attributor, Busy
 from core import queries
 from core.clickid import ClickIds
 from core.keys import INGEST_GROUP, Keys
 from core.migrate import migrate
+from core.redisclient import failover_client
 from redirector.click import encode_batch
 from redirector.recorder import count_clicks
 from tests.integration import test_end_to_end
@@ -167,3 +169,30 @@ def test_ingester_killed_while_sharing_shards(cluster_settings, clickhouse, clus
     assert done.returncode == 0
     assert_exact(clickhouse, clicks)
     assert [cluster_redis.xpending(s, INGEST_GROUP)["pending"] for s in keys.click_streams] == [0] * 6
+
+
+@pytest.mark.parametrize(("replicas", "runs"), [(1, True), (2, False)])
+def test_attributor_lock_waits_for_replicas(
+    replicas, runs, cluster_settings, clickhouse, cluster_redis
+) -> None:
+    """The attributor holds its lock only once a replica has it; otherwise it reports Busy and gives the
+    lock back (the next run is not kept out for the lock's TTL)."""
+    migrate(clickhouse, log=lambda *_: None)
+    keys = Keys.of(cluster_settings)
+
+    async def scenario() -> None:
+        client = failover_client(cluster_settings)
+        attributor = Attributor(
+            client, keys, clickhouse, ClickIds(cluster_settings.secret_bytes), min_replicas_acked=replicas
+        )
+        try:
+            if runs:
+                assert (await attributor.run_once()).outcomes == {}
+            else:
+                with pytest.raises(Busy, match="replicated"):
+                    await attributor.run_once()
+            assert await client.get(keys.attribution_lock) is None
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
