@@ -4,12 +4,15 @@ failovers) when `redis_cluster` is set. Everything else receives a client and ne
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit, urlunsplit
+
 import redis
 import redis.asyncio
+from redis.asyncio.cluster import ClusterNode as AsyncClusterNode
 from redis.asyncio.cluster import RedisCluster as AsyncRedisCluster
 from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.cluster import RedisCluster
+from redis.cluster import ClusterNode, RedisCluster
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -22,6 +25,19 @@ from core.settings import Settings
 FAILOVER_RETRIES = 8
 FAILOVER_BACKOFF_CAP_S = 1.0
 CONNECT_TIMEOUT_MAX_S = 2.0
+
+
+def seed_nodes(url: str) -> tuple[str, list[tuple[str, int]]]:
+    """A cluster URL may name several nodes (`redis://h1:7001,h2:7002/0`), so that a client starting
+    while one of them is down still finds the cluster: (the URL with the first node, the others)."""
+    parts = urlsplit(url)
+    first, *rest = parts.netloc.rsplit("@", 1)[-1].split(",")
+    auth = parts.netloc.rsplit("@", 1)[0] + "@" if "@" in parts.netloc else ""
+    others = []
+    for node in rest:
+        host, _, port = node.rpartition(":")
+        others.append((host.strip("[]"), int(port)))
+    return urlunsplit(parts._replace(netloc=auth + first)), others
 
 
 def async_client(
@@ -37,8 +53,10 @@ def async_client(
         "socket_connect_timeout": min(timeout_s, CONNECT_TIMEOUT_MAX_S),
     }
     if settings.redis_cluster:
+        url, others = seed_nodes(settings.redis_url)
         return AsyncRedisCluster.from_url(
-            settings.redis_url,
+            url,
+            startup_nodes=[AsyncClusterNode(host, port) for host, port in others],
             retry=AsyncRetry(backoff, retries),
             retry_on_error=[RedisConnectionError, *also],
             **common,
@@ -55,8 +73,10 @@ def sync_client(settings: Settings) -> redis.Redis:
     """A blocking client for the ingester and the command-line tools: on a cluster it rides out a
     failover (retries with back-off for a few seconds)."""
     if settings.redis_cluster:
+        url, others = seed_nodes(settings.redis_url)
         return RedisCluster.from_url(
-            settings.redis_url,
+            url,
+            startup_nodes=[ClusterNode(host, port) for host, port in others],
             retry=Retry(ExponentialBackoff(cap=FAILOVER_BACKOFF_CAP_S, base=0.05), FAILOVER_RETRIES),
         )
     return redis.Redis.from_url(settings.redis_url)

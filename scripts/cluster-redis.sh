@@ -93,7 +93,9 @@ case ${1:-start} in
     start) start;;
     stop) stop;;
     status) status;;
-    env) echo "CLICKTRAIL_REDIS_CLUSTER=true"; echo "CLICKTRAIL_REDIS_URL=redis://127.0.0.1:$FIRST_PORT/0";;
+    # Several nodes in the URL: a client that starts while one of them is down still finds the cluster.
+    env) echo "CLICKTRAIL_REDIS_CLUSTER=true"
+         echo "CLICKTRAIL_REDIS_URL=redis://127.0.0.1:$FIRST_PORT,127.0.0.1:$((FIRST_PORT + 1)),127.0.0.1:$((FIRST_PORT + 2))/0";;
     restart-node) start_node "$2"; for _ in $(seq 100); do node_up "$2" && break; sleep 0.1; done;;
     *) echo "usage: $0 start|stop|status|env|restart-node PORT" >&2; exit 2;;
 esac

@@ -19,7 +19,7 @@ from core import queries
 from core.clickid import ClickIds
 from core.keys import INGEST_GROUP, Keys
 from core.migrate import migrate
-from core.redisclient import failover_client
+from core.redisclient import failover_client, sync_client
 from redirector.click import encode_batch
 from redirector.recorder import count_clicks
 from tests.integration import test_end_to_end
@@ -194,5 +194,24 @@ def test_attributor_lock_waits_for_replicas(
             assert await client.get(keys.attribution_lock) is None
         finally:
             await client.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_url_naming_several_nodes_survives_a_dead_first_one(cluster_settings) -> None:
+    settings = cluster_settings.model_copy(update={"redis_url": "redis://127.0.0.1:1,127.0.0.1:7002/0"})
+    client = sync_client(settings)
+    try:
+        assert client.ping()
+        assert len(client.get_primaries()) == 3
+    finally:
+        client.close()
+
+    async def scenario() -> None:
+        async_one = failover_client(settings)
+        try:
+            assert await async_one.ping()
+        finally:
+            await async_one.aclose()
 
     asyncio.run(scenario())

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
 
 from core.keys import MAX_CLICK_SHARDS, Keys
+from core.redisclient import seed_nodes
 
 PRIMARIES = 3  # scripts/cluster-redis.sh: redis-cli --cluster create splits the slots in equal thirds
 CLUSTER = Keys("ct:", cluster=True, click_shards=6)
@@ -151,3 +152,20 @@ def test_every_key_keeps_the_prefix_and_shards_stay_distinct(prefix: str, shards
 def test_impossible_layouts_are_refused(cluster: bool, shards: int) -> None:
     with pytest.raises(ValueError):
         Keys("ct:", cluster=cluster, click_shards=shards)
+
+
+@pytest.mark.parametrize(
+    ("url", "first", "others"),
+    [
+        ("redis://127.0.0.1:7001/0", "redis://127.0.0.1:7001/0", []),
+        (
+            "redis://127.0.0.1:7001,127.0.0.1:7002,10.0.0.3:7003/0",
+            "redis://127.0.0.1:7001/0",
+            [("127.0.0.1", 7002), ("10.0.0.3", 7003)],
+        ),
+        ("redis://:pw@h1:7001,h2:7002/0", "redis://:pw@h1:7001/0", [("h2", 7002)]),
+        ("rediss://u:pw@[::1]:7001,[::1]:7002", "rediss://u:pw@[::1]:7001", [("::1", 7002)]),
+    ],
+)
+def test_cluster_urls_may_name_several_nodes(url: str, first: str, others: list) -> None:
+    assert seed_nodes(url) == (first, others)
