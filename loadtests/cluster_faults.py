@@ -25,7 +25,6 @@ from loadtests.verdict import Verdict, check_exactly_once
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTER_SCRIPT = ROOT / "scripts" / "cluster-redis.sh"
 CLUSTER_URL = "redis://127.0.0.1:7001/0"
-CLUSTER_DATA = ROOT / ".clicktrail" / "cluster" / "redis"
 CLICK_SHARDS = 6
 # A failover takes about 3-4 s with the cluster's 3 s node timeout; the cluster must be whole again
 # (every slot served, the killed node back as a replica) within this.
@@ -95,13 +94,27 @@ def primary_of(key: str) -> int:
         client.close()
 
 
-def kill_node(port: int) -> None:
-    os.kill(int((CLUSTER_DATA / str(port) / "redis.pid").read_text()), signal.SIGKILL)
+def kill_node(port: int) -> Path:
+    """SIGKILL the node on `port`; returns its data directory (the cluster may have been started by another
+    checkout: the node says where its nodes.conf is)."""
+    node = redis.Redis(port=port, socket_timeout=5)
+    try:
+        pid = int(node.info("server")["process_id"])
+        directory = Path(node.config_get("dir")["dir"])
+    finally:
+        node.close()
+    os.kill(pid, signal.SIGKILL)
+    return directory
 
 
-def restore(port: int) -> tuple[bool, str]:
-    """Start the killed node again; it rejoins from its nodes.conf and becomes a replica of its successor."""
-    subprocess.run(["bash", str(CLUSTER_SCRIPT), "restart-node", str(port)], check=True, capture_output=True)
+def restore(port: int, directory: Path) -> tuple[bool, str]:
+    """Start the killed node again from its own directory; it rejoins from its nodes.conf and becomes a
+    replica of its successor."""
+    data_dir = directory.parent.parent.parent  # <data dir>/cluster/redis/<port>
+    env = {**os.environ, "CLICKTRAIL_DATA_DIR": str(data_dir)}
+    subprocess.run(
+        ["bash", str(CLUSTER_SCRIPT), "restart-node", str(port)], check=True, capture_output=True, env=env
+    )
     deadline = time.monotonic() + RESTORE_TIMEOUT_S
     role = ""
     while time.monotonic() < deadline:
@@ -137,11 +150,11 @@ def primary_kill(replicas: int):
                 base = await load(system, codes, base_s, run, warmup_s=WARMUP_S)
                 fault = asyncio.create_task(load(system, codes, lead_s + tail_s, run))
                 await asyncio.sleep(lead_s)
-                await asyncio.to_thread(kill_node, victim)
-                return base, await fault
+                directory = await asyncio.to_thread(kill_node, victim)
+                return base, await fault, directory
 
-            base, fault = run_async(main())
-            restored, role = restore(victim)
+            base, fault, directory = run_async(main())
+            restored, role = restore(victim, directory)
             verdict.check("killed node back as a replica, cluster ok", restored, f"port {victim}: {role}")
             check_answers(verdict, base, fault)
             answered = base.click_ids + fault.click_ids
