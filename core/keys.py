@@ -24,8 +24,13 @@ Single-node Redis (the default) keeps the names it always had: `spread == prefix
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import TYPE_CHECKING
 
 from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 # The consumer group that moves stream entries into ClickHouse. One group per stream: every ingester
 # process joins it, so each entry is delivered to one of them.
@@ -50,6 +55,8 @@ class Keys:
             raise ValueError(f"click_shards must be 1..{MAX_CLICK_SHARDS}")
         if not self.cluster and self.click_shards != 1:
             raise ValueError("click shards are for a Redis Cluster")
+        if self.cluster and ("{" in raw or "}" in raw):
+            raise ValueError("on a Redis Cluster the prefix must not contain braces (they make hash tags)")
         object.__setattr__(self, "spread", raw)
         if self.cluster:
             object.__setattr__(self, "prefix", f"{raw}{{{raw}}}")
@@ -59,11 +66,10 @@ class Keys:
             object.__setattr__(self, "_shard_tags", tags)
 
     @classmethod
-    def of(cls, settings: object) -> Keys:
-        """The layout the settings ask for (core.settings.Settings: prefix, cluster, click shards)."""
-        cluster = bool(getattr(settings, "redis_cluster", False))
-        shards = int(getattr(settings, "redis_click_shards", 1)) if cluster else 1
-        return cls(settings.redis_prefix, cluster=cluster, click_shards=shards)  # type: ignore[attr-defined]
+    def of(cls, settings: Settings) -> Keys:
+        """The layout the settings ask for: prefix, cluster or not, click shards."""
+        shards = settings.redis_click_shards if settings.redis_cluster else 1
+        return cls(settings.redis_prefix, cluster=settings.redis_cluster, click_shards=shards)
 
     def _tagged(self, tag: str, rest: str = "") -> str:
         """A key of its own hash tag on a cluster; `prefix + tag + rest` as always on a single node."""
@@ -231,6 +237,7 @@ class Keys:
         return f"{self.spread}uniq:{hour}:{shard}"
 
 
+@lru_cache(maxsize=4096)
 def _slot_range_tag(base: str, shard: int, shards: int) -> str:
     """A hash tag `base.K` whose slot lies in the `shard`-th of `shards` equal ranges of slots: an evenly
     split cluster then has the shards on as many different primaries as it can."""

@@ -148,10 +148,13 @@ def test_every_key_keeps_the_prefix_and_shards_stay_distinct(prefix: str, shards
     assert len({slot(s) for s in keys.click_streams}) == shards
 
 
-@pytest.mark.parametrize(("cluster", "shards"), [(False, 2), (True, 0), (True, MAX_CLICK_SHARDS + 1)])
-def test_impossible_layouts_are_refused(cluster: bool, shards: int) -> None:
+@pytest.mark.parametrize(
+    ("prefix", "cluster", "shards"),
+    [("ct:", False, 2), ("ct:", True, 0), ("ct:", True, MAX_CLICK_SHARDS + 1), ("c{t}:", True, 6)],
+)
+def test_impossible_layouts_are_refused(prefix: str, cluster: bool, shards: int) -> None:
     with pytest.raises(ValueError):
-        Keys("ct:", cluster=cluster, click_shards=shards)
+        Keys(prefix, cluster=cluster, click_shards=shards)
 
 
 @pytest.mark.parametrize(
