@@ -17,6 +17,7 @@ from attribution.rates import RatesUpdate
 from core.clickhouse import ClickHouseError
 from core.clock import now_ms as clock_ms
 from core.errors import ApiError, error_response, json_response, read_body, read_json
+from core.redisclient import ReplicasBehind
 
 # A full PUT (5,000 products) with typical fields is 1-3 MiB; its bounds are found in one ~5 ms pass.
 MAX_CATALOG_BODY_BYTES = 8 * 1024 * 1024
@@ -238,7 +239,11 @@ async def order_webhook(request: Request):
         metrics.labels(money.REASON_AMOUNT_OUT_OF_RANGE).inc()
         raise ApiError(400, money.REASON_AMOUNT_OUT_OF_RANGE, f"cannot be booked exactly: {problem}")
     webhook_id = request.headers["webhook-id"]
-    result = await ctx.acceptor.accept(merchant_id, webhook_id, body, now_ms)
+    try:
+        result = await ctx.acceptor.accept(merchant_id, webhook_id, body, now_ms)
+    except ReplicasBehind as exc:  # stored on the primary only: the merchant's retry makes it durable
+        metrics.labels("replicas_behind").inc()
+        raise ApiError(503, "replicas_behind", f"not yet replicated, send it again: {exc}") from None
     if result == webhooks.CONFLICT:
         metrics.labels("conflict").inc()
         raise ApiError(409, "webhook_id_reused", "this webhook-id was delivered before with another body")

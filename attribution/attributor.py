@@ -29,6 +29,7 @@ from core import clickid, queries
 from core.clickhouse import Backend
 from core.clock import now_ms as clock_ms
 from core.keys import Keys
+from core.redisclient import ReplicasBehind, eval_replicated
 from core.rows import CommissionRow, columnar
 
 ORDERS_PER_CHUNK = 2_000
@@ -62,10 +63,27 @@ class Summary:
     outcomes: Counter = field(default_factory=Counter)
 
 
+# With `min_replicas_acked`: the lock counts as held once this many replicas have it (a lock only on a
+# primary that fails over would let a second attributor in). KEYS: the lock. ARGV: token, TTL (ms).
+_CONFIRM_LOCK = """
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1
+"""
+LOCK_WAIT_TIMEOUT_MS = 2_000
+
+
 class Attributor:
     def __init__(
-        self, redis: Redis, keys: Keys, backend: Backend, ids: clickid.ClickIds, chunk: int = ORDERS_PER_CHUNK
+        self,
+        redis: Redis,
+        keys: Keys,
+        backend: Backend,
+        ids: clickid.ClickIds,
+        chunk: int = ORDERS_PER_CHUNK,
+        min_replicas_acked: int = 0,
     ) -> None:
+        self._min_replicas = min_replicas_acked
         self._redis = redis
         self._keys = keys
         self._backend = backend
@@ -83,6 +101,8 @@ class Attributor:
         token = secrets.token_hex(8)
         if not await self._redis.set(self._keys.attribution_lock, token, nx=True, px=LOCK_TTL_MS):
             raise Busy("another attributor is running")
+        if self._min_replicas:
+            await self._confirm_lock(token)
         try:
             summary = await self._run(now_ms, progress, stop)
         except BaseException:
@@ -94,6 +114,22 @@ class Attributor:
         if (await self._redis.get(self._keys.attribution_lock)) == token.encode():
             await self._redis.delete(self._keys.attribution_lock)
         return summary
+
+    async def _confirm_lock(self, token: str) -> None:
+        """Hold the lock only once replicas have it (the PEXPIRE follows the SET in the replication
+        stream, so a WAIT after it covers both); otherwise give it back and report Busy."""
+        lock = self._keys.attribution_lock
+        args = [token, LOCK_TTL_MS]
+        try:
+            held = await eval_replicated(
+                self._redis, _CONFIRM_LOCK, [lock], args, self._min_replicas, LOCK_WAIT_TIMEOUT_MS
+            )
+        except ReplicasBehind:
+            held = 0
+            if (await self._redis.get(lock)) == token.encode():
+                await self._redis.delete(lock)
+        if not held:
+            raise Busy("the attributor lock could not be replicated; try again")
 
     async def _run(self, now_ms: int, progress, stop: asyncio.Event | None) -> Summary:
         cursor = int(await self._redis.get(self._keys.attribution_cursor) or 0)

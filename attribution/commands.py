@@ -12,13 +12,13 @@ import time
 from datetime import UTC, datetime
 
 import click
-from redis.asyncio import Redis
 
 from attribution import report
 from attribution.attributor import Attributor, Busy
 from core.clickhouse import ClickHouseError, NativeClickHouse
 from core.clickid import ClickIds
 from core.keys import Keys
+from core.redisclient import failover_client
 from core.settings import Settings
 
 
@@ -32,9 +32,15 @@ async def attribute(settings: Settings, every_s: float | None) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    redis = Redis.from_url(settings.redis_url)
+    redis = failover_client(settings)
     backend = NativeClickHouse(settings.clickhouse_url, insert_timeout_s=settings.clickhouse_insert_timeout_s)
-    attributor = Attributor(redis, Keys(settings.redis_prefix), backend, ClickIds(settings.secret_bytes))
+    attributor = Attributor(
+        redis,
+        Keys.of(settings),
+        backend,
+        ClickIds(settings.secret_bytes),
+        min_replicas_acked=settings.redis_min_replicas_acked,
+    )
     status = 0
     try:
         while not stop.is_set():

@@ -176,7 +176,8 @@ class MerchantStore:
                         keys.rates(merchant_id),
                         *watched_keys(keys, merchant.domains),
                     )
-                    if await pipe.exists(keys.merchant(merchant_id)):
+                    # EXISTS by name: a cluster pipeline's `exists` is never sent inside WATCH (redis-py).
+                    if await pipe.execute_command("EXISTS", keys.merchant(merchant_id)):
                         return None
                     first_rates = initial_version(
                         await pipe.lindex(keys.rates(merchant_id), -1),

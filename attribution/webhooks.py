@@ -25,6 +25,7 @@ from redis.asyncio import Redis
 from attribution import money
 from core import validate
 from core.keys import Keys
+from core.redisclient import eval_replicated
 
 TOLERANCE_S = 300
 MAX_BODY_BYTES = 256 * 1024
@@ -142,7 +143,11 @@ NEW, DUPLICATE, CONFLICT = 0, 1, 2
 _ACCEPT = """
 local seen = redis.call('GET', KEYS[1])
 if seen then
-    if seen == ARGV[1] then return 1 end
+    if seen == ARGV[1] then
+        -- Rewritten unchanged: a WAIT after this call also covers the first delivery's write.
+        redis.call('SET', KEYS[1], seen, 'KEEPTTL')
+        return 1
+    end
     return 2
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -151,10 +156,21 @@ return 0
 """
 
 
+# How long an accepted webhook waits for replicas (`min_replicas_acked`) before the merchant gets a 503.
+WEBHOOK_WAIT_TIMEOUT_MS = 1_000
+
+
 class Acceptor:
-    def __init__(self, redis: Redis, keys: Keys, ttl_ms: int = IDEMPOTENCY_TTL_MS) -> None:
+    def __init__(
+        self, redis: Redis, keys: Keys, ttl_ms: int = IDEMPOTENCY_TTL_MS, min_replicas_acked: int = 0
+    ) -> None:
+        """With `min_replicas_acked`, an acceptance (or a duplicate's answer) counts only once that many
+        replicas hold it (Redis WAIT); otherwise `accept` raises core.redisclient.ReplicasBehind and the
+        merchant is asked to send it again (its retry is then stored once, or answered as a duplicate)."""
+        self._redis = redis
         self._keys = keys
         self._ttl_ms = ttl_ms
+        self._min_replicas = min_replicas_acked
         self._script = redis.register_script(_ACCEPT)
 
     async def accept(self, merchant_id: str, webhook_id: str, body: bytes, received_ms: int) -> int:
@@ -163,4 +179,10 @@ class Acceptor:
         digest = hashlib.sha256(body).hexdigest()
         keys = [self._keys.webhook_seen(merchant_id, webhook_id), self._keys.orders]
         args = [digest, self._ttl_ms, STREAM_VERSION, merchant_id, webhook_id, received_ms, body]
+        if self._min_replicas:
+            return int(
+                await eval_replicated(
+                    self._redis, _ACCEPT, keys, args, self._min_replicas, WEBHOOK_WAIT_TIMEOUT_MS
+                )
+            )
         return int(await self._script(keys=keys, args=args))

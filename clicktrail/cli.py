@@ -65,7 +65,7 @@ def ingest(settings: Settings, once: bool, consumer: str | None, metrics_port: i
     from attribution.events import order_stream_spec
     from core.keys import Keys
 
-    specs.append(order_stream_spec(Keys(settings.redis_prefix)))
+    specs.append(order_stream_spec(Keys.of(settings)))
     name = consumer or f"{socket.gethostname()}-{os.getpid()}"
     sys.exit(run_streams(settings, specs, consumer=name, registry=registry, once=once))
 

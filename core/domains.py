@@ -101,7 +101,9 @@ async def read_owners(redis: Redis, keys: Keys, hosts: list[str]) -> dict[str, s
     names = sorted({name for host in hosts for name in host_candidates(host)})
     if not names:
         return {}
-    found = await redis.mget([keys.domain_owner(n) for n in names])
+    # MGET by name: on a Redis Cluster, a pipeline's `mget` inside WATCH is split per slot and never
+    # sent (redis-py); the keys are all in the control slot anyway (core/keys.py).
+    found = await redis.execute_command("MGET", *[keys.domain_owner(n) for n in names])
     owned = {n: o.decode() for n, o in zip(names, found, strict=True) if o}
     return {host: owner_of(host, owned) for host in hosts}
 
@@ -111,7 +113,7 @@ async def read_overlap_facts(
 ) -> tuple[dict[str, str], dict[str, dict[str, str]]]:
     """What `find_overlaps` needs, read from Redis (inside the caller's WATCH)."""
     names = sorted({n for d in domains for n in host_candidates(d)})
-    found = await redis.mget([keys.domain_owner(n) for n in names])
+    found = await redis.execute_command("MGET", *[keys.domain_owner(n) for n in names])  # see read_owners
     owned = {n: o.decode() for n, o in zip(names, found, strict=True) if o}
     below = {}
     for domain in domains:

@@ -1,23 +1,87 @@
 """Every Redis key clicktrail uses, in one place. All keys share the configured prefix (`ct:` by default),
-so tests and tenants can live side by side in one Redis."""
+so tests and tenants can live side by side in one Redis.
+
+On a Redis Cluster (`Keys(..., cluster=True)`) a transaction or a script must touch one hash slot, so the
+layout decides which keys share a slot:
+
+- **Control keys share one hash tag**: `self.prefix` becomes `ct:{ct:}`, so every key built from it
+  (merchants, domains, API keys, rates, catalog, link indexes, the link-change stream, the attribution
+  cursor, and any key added later the same way) is in one slot and every transaction among them stays
+  atomic. They are low-volume: one slot holds them.
+- **Hot families are spread on purpose**, built from `self.spread` (the bare prefix): link records
+  (`ct:link:CODE`, the whole key hashed), the click stream sharded into `click_shards` streams each with
+  its sequence hash and dead letters under one tag (`ct:{ct:clicks:N.K}`, tags chosen so that shard N
+  falls in the N-th equal range of slots, i.e. on a different primary of an evenly split cluster), the
+  unique-click hashes (`ct:uniq:HOUR:SHARD`, whole key hashed), the order stream with its dead letters and
+  webhook idempotency records (`ct:{ct:orders}...`: the `webhook-id` record is written in the same script
+  as the order-stream append) and the attributor lock (`ct:{ct:attribution}:lock`).
+- A link record is never written atomically with anything else on a cluster: its change event follows it
+  (core/links.py).
+
+Single-node Redis (the default) keeps the names it always had: `spread == prefix`, one click shard.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import TYPE_CHECKING
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+
+if TYPE_CHECKING:
+    from core.settings import Settings
 
 # The consumer group that moves stream entries into ClickHouse. One group per stream: every ingester
 # process joins it, so each entry is delivered to one of them.
 INGEST_GROUP = "ingest"
+# Batch sequence numbers carry their click shard in the low digits (seq = n * stride + shard) on a
+# cluster, so a spooled batch replays into the shard it was first written to: at most this many shards.
+MAX_CLICK_SHARDS = 1024
 
 
 @dataclass(frozen=True, slots=True)
 class Keys:
     prefix: str = "ct:"
+    cluster: bool = False
+    click_shards: int = 1
+    # The bare prefix, for the families spread over slots (== prefix on a single node).
+    spread: str = field(init=False, default="")
+    _shard_tags: tuple[str, ...] = field(init=False, default=())
+
+    def __post_init__(self) -> None:
+        raw = self.prefix
+        if not 1 <= self.click_shards <= MAX_CLICK_SHARDS:
+            raise ValueError(f"click_shards must be 1..{MAX_CLICK_SHARDS}")
+        if not self.cluster and self.click_shards != 1:
+            raise ValueError("click shards are for a Redis Cluster")
+        if self.cluster and ("{" in raw or "}" in raw):
+            raise ValueError("on a Redis Cluster the prefix must not contain braces (they make hash tags)")
+        object.__setattr__(self, "spread", raw)
+        if self.cluster:
+            object.__setattr__(self, "prefix", f"{raw}{{{raw}}}")
+            tags = tuple(
+                _slot_range_tag(f"{raw}clicks:{n}", n, self.click_shards) for n in range(self.click_shards)
+            )
+            object.__setattr__(self, "_shard_tags", tags)
+
+    @classmethod
+    def of(cls, settings: Settings) -> Keys:
+        """The layout the settings ask for: prefix, cluster or not, click shards."""
+        shards = settings.redis_click_shards if settings.redis_cluster else 1
+        return cls(settings.redis_prefix, cluster=settings.redis_cluster, click_shards=shards)
+
+    def _tagged(self, tag: str, rest: str = "") -> str:
+        """A key of its own hash tag on a cluster; `prefix + tag + rest` as always on a single node."""
+        if self.cluster:
+            return f"{self.spread}{{{self.spread}{tag}}}{rest}"
+        return f"{self.prefix}{tag}{rest}"
 
     # --- links -----------------------------------------------------------------
     def link(self, code: str) -> str:
-        """The link record (msgpack), one key per code."""
-        return f"{self.prefix}link:{code}"
+        """The link record (msgpack), one key per code. Spread over slots on a cluster (the whole key is
+        hashed); never in a transaction or script with another key."""
+        return f"{self.spread}link:{code}"
 
     def creator_links(self, creator_id: str) -> str:
         """Sorted set of a creator's codes, scored by creation time (ms)."""
@@ -42,18 +106,43 @@ class Keys:
     # --- click stream and recorder --------------------------------------------
     @property
     def clicks(self) -> str:
-        """Stream of click batches (several clicks per entry)."""
-        return f"{self.prefix}clicks"
+        """Stream of click batches (several clicks per entry): the first shard's (the only one on a single
+        node)."""
+        return self.click_stream(0)
 
     @property
     def clicks_dead(self) -> str:
-        """Dead-letter stream: entries the ingester could not decode, with the reason."""
-        return f"{self.prefix}clicks:dead"
+        """Dead-letter stream: entries the ingester could not decode, with the reason (first shard)."""
+        return self.click_dead(0)
 
     @property
     def recorder_seq(self) -> str:
-        """Hash: recorder id → last batch sequence applied; makes spool replay idempotent."""
-        return f"{self.prefix}recorder:seq"
+        """Hash: recorder id → last batch sequence applied; makes spool replay idempotent (first shard)."""
+        return self.click_seq(0)
+
+    def click_stream(self, shard: int) -> str:
+        """Shard `shard` of the click stream. Updated atomically (one script) with `click_seq(shard)`; its
+        dead letters are added in one MULTI with its acks: all three share the shard's hash tag."""
+        if not self.cluster:
+            return f"{self.prefix}clicks"
+        return f"{self.spread}{{{self._shard_tags[shard]}}}"
+
+    def click_seq(self, shard: int) -> str:
+        """Hash recorder id → last batch sequence applied to `click_stream(shard)` (same slot)."""
+        if not self.cluster:
+            return f"{self.prefix}recorder:seq"
+        return f"{self.spread}{{{self._shard_tags[shard]}}}:seq"
+
+    def click_dead(self, shard: int) -> str:
+        """Dead letters of `click_stream(shard)` (same slot)."""
+        if not self.cluster:
+            return f"{self.prefix}clicks:dead"
+        return f"{self.spread}{{{self._shard_tags[shard]}}}:dead"
+
+    @property
+    def click_streams(self) -> list[str]:
+        """Every shard of the click stream, in shard order."""
+        return [self.click_stream(n) for n in range(self.click_shards)]
 
     # --- merchants and orders ---------------------------------------------------
     def merchant(self, merchant_id: str) -> str:
@@ -103,23 +192,27 @@ class Keys:
         return f"{self.prefix}merchant:{merchant_id}:rates"
 
     def webhook_seen(self, merchant_id: str, webhook_id: str) -> str:
-        """Idempotency record of one delivered webhook-id (digest of its body), kept for days."""
-        return f"{self.prefix}webhook:{merchant_id}:{webhook_id}"
+        """Idempotency record of one delivered webhook-id (digest of its body), kept for days. Written in
+        one script with the `orders` append: same hash tag."""
+        if not self.cluster:
+            return f"{self.prefix}webhook:{merchant_id}:{webhook_id}"
+        return self._tagged("orders", f":webhook:{merchant_id}:{webhook_id}")
 
     @property
     def orders(self) -> str:
-        """Stream of accepted order webhook events."""
-        return f"{self.prefix}orders"
+        """Stream of accepted order webhook events (hash tag shared with `webhook_seen`, `orders_dead`)."""
+        return self._tagged("orders")
 
     @property
     def orders_dead(self) -> str:
-        return f"{self.prefix}orders:dead"
+        """Dead letters of `orders`, added in one MULTI with their acks (same hash tag)."""
+        return self._tagged("orders", ":dead")
 
     # --- attribution (attribution/attributor.py) -----------------------------------------------
     @property
     def attribution_lock(self) -> str:
-        """String with a TTL: held by the one attributor run allowed at a time."""
-        return f"{self.prefix}attribution:lock"
+        """String with a TTL: held by the one attributor run allowed at a time (alone in its operations)."""
+        return self._tagged("attribution", ":lock")
 
     @property
     def attribution_cursor(self) -> str:
@@ -127,8 +220,8 @@ class Keys:
         return f"{self.prefix}attribution:cursor"
 
     def all_patterns(self) -> str:
-        """Glob matching every key of this prefix (tests clean up with it)."""
-        return f"{self.prefix}*"
+        """Glob matching every key of this prefix (tests clean up with it), spread families included."""
+        return f"{self.spread}*"
 
     # --- ingestion (appended by the ingester) ------------------------------------
     @property
@@ -139,5 +232,19 @@ class Keys:
     def unique_clicks(self, hour: int, shard: int) -> str:
         """Hash of (link, visitor) → the tag of the visitor's first click on the link in one clock hour
         (hours since the epoch), one of several shards by link. Expires a grace period after the hour
-        (see redirector/ingest/enrich.py)."""
-        return f"{self.prefix}uniq:{hour}:{shard}"
+        (see redirector/ingest/enrich.py). Spread over slots on a cluster (the whole key hashed): the
+        script that sets them touches one of them per call there."""
+        return f"{self.spread}uniq:{hour}:{shard}"
+
+
+@lru_cache(maxsize=4096)
+def _slot_range_tag(base: str, shard: int, shards: int) -> str:
+    """A hash tag `base.K` whose slot lies in the `shard`-th of `shards` equal ranges of slots: an evenly
+    split cluster then has the shards on as many different primaries as it can."""
+    low = shard * REDIS_CLUSTER_HASH_SLOTS // shards
+    high = (shard + 1) * REDIS_CLUSTER_HASH_SLOTS // shards
+    for k in range(1_000_000):
+        tag = f"{base}.{k}"
+        if low <= key_slot(tag.encode()) < high:
+            return tag
+    raise ValueError(f"no hash tag for shard {shard} of {shards}")

@@ -112,7 +112,14 @@ class LinkStore:
     async def get_many(self, codes: list[str]) -> list[Link | CorruptLink | None]:
         """Each code's link, None when there is none, or CorruptLink for a record that cannot be decoded
         (one bad record must not fail the lookups batched with it)."""
-        payloads = await self._redis.mget([self._keys.link(code) for code in codes])
+        if self._keys.cluster:
+            # Link records are spread over the slots: one pipeline, sent as one batch per node.
+            async with self._redis.pipeline() as pipe:
+                for code in codes:
+                    pipe.get(self._keys.link(code))
+                payloads = await pipe.execute()
+        else:
+            payloads = await self._redis.mget([self._keys.link(code) for code in codes])
         return [None if p is None else _decode_or_corrupt(p) for p in payloads]
 
     async def create(self, link: Link) -> bool:
@@ -133,6 +140,11 @@ class LinkStore:
     async def replace(self, link: Link) -> None:
         """Overwrite an existing link (disable, merchant claim) and tell every worker."""
         keys = self._keys
+        if keys.cluster:
+            # Not one slot: the record first, then its event (as `create` does everywhere).
+            await self._redis.set(keys.link(link.code), encode_link(link))
+            await self._redis.xadd(keys.link_events, link_event(link))
+            return
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.set(keys.link(link.code), encode_link(link))
             pipe.xadd(keys.link_events, link_event(link))
@@ -168,6 +180,11 @@ class LinkStore:
         optimistic transaction that WATCHes the links and the ownership of their hosts: a disable or an
         ownership change made meanwhile is never overwritten with what was read before it."""
         keys = self._keys
+        if keys.cluster:
+            changed = 0
+            for code in codes:
+                changed += await self._reconcile_one(code, resolve)
+            return changed
         link_keys = [keys.link(code) for code in codes]
         async with self._redis.pipeline(transaction=True) as pipe:
             while True:  # ends: each retry follows a write that committed meanwhile
@@ -201,3 +218,33 @@ class LinkStore:
                     return len(changed)
                 except WatchError:
                     continue
+
+    async def _reconcile_one(self, code: str, resolve: OwnerResolver) -> int:
+        """`reconcile` on a cluster, where link records are spread over the slots: one optimistic
+        transaction per link (a disable made meanwhile is never overwritten), its event after it. The
+        owners are read outside the WATCH (they live in another slot); an ownership change made meanwhile
+        runs its own claim afterwards, which brings the link in line with it."""
+        keys = self._keys
+        key = keys.link(code)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            while True:  # ends: each retry follows a write that committed meanwhile
+                try:
+                    await pipe.watch(key)
+                    payload = await pipe.get(key)
+                    link = None if payload is None else _decode_or_corrupt(payload)
+                    if not isinstance(link, Link):
+                        return 0
+                    owner = (await resolve(self._redis, [link.host]))[link.host]
+                    if (link.merchant_id, link.click_param) == owner:
+                        return 0
+                    link = msgspec.structs.replace(
+                        link, merchant_id=owner[0], click_param=owner[1], updated_at_ms=now_ms()
+                    )
+                    pipe.multi()
+                    pipe.set(key, encode_link(link))
+                    await pipe.execute()
+                    break
+                except WatchError:
+                    continue
+        await self._redis.xadd(keys.link_events, link_event(link))
+        return 1

@@ -55,6 +55,15 @@ class Settings(BaseSettings):
     recorder_max_batch: int = Field(2_000, ge=1)
     spool_retry_interval_ms: int = Field(1_000, ge=10)
 
+    # Redis Cluster (docs/cluster.md): `redis_url` names any node of the cluster; keys are laid out for
+    # it (core/keys.py). The click stream is split into this many shards there (one stream each, spread
+    # over the primaries); at most core.keys.MAX_CLICK_SHARDS.
+    redis_cluster: bool = False
+    redis_click_shards: int = Field(6, ge=1, le=1024)
+    # A redirect answers only after this many replicas hold its click (Redis WAIT after each batch),
+    # else the batch goes to the spool; 0 answers once the primary has it.
+    redis_min_replicas_acked: int = Field(0, ge=0)
+
     # Ingestion.
     # Each ClickHouse insert has a fixed cost (50-110 ms on 18.16): 100k clicks per insert measured 1.5x
     # faster than 20k, for about 90 MB per batch in memory.

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from loadtests.api_load import api_load
 from loadtests.bad_input import bad_input
+from loadtests.cluster_faults import cluster_ingester_kill, primary_kill
 from loadtests.pipeline_faults import clickhouse_stop, ingester_kill, worker_kill
 from loadtests.redis_faults import persistence, redis_kill, redis_pause
 from loadtests.slow_clients import slow_clients
@@ -27,4 +28,8 @@ SCENARIOS: dict[str, Callable] = {
     "bad_input": bad_input,
     "webhook_flood": webhook_flood,
     "api_load": api_load,
+    # On the local Redis Cluster (scripts/cluster-redis.sh): docs/cluster.md.
+    "cluster_primary_kill_acked1": primary_kill(1),
+    "cluster_primary_kill_acked0": primary_kill(0),
+    "cluster_ingester_kill": cluster_ingester_kill,
 }

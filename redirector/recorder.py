@@ -27,7 +27,8 @@ from pathlib import Path
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from core.keys import Keys
+from core.keys import MAX_CLICK_SHARDS, Keys
+from core.redisclient import eval_replicated
 from redirector import spool
 from redirector.click import SCHEMA_VERSION, Click, decode_batch, encode_batch
 from redirector.futures import SharedFuture
@@ -37,14 +38,33 @@ log = logging.getLogger("clicktrail.recorder")
 
 # KEYS: stream, sequence hash. ARGV: recorder id, seq, payload, schema version.
 APPEND_SCRIPT = """
-local last = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
-if tonumber(ARGV[2]) <= last then return 0 end
+local last = redis.call('HGET', KEYS[2], ARGV[1])
+if last and tonumber(ARGV[2]) <= tonumber(last) then
+  -- Rewritten unchanged: a WAIT after this call then also covers the batch's first write (replicas
+  -- apply the stream in order), which may have been on another connection.
+  redis.call('HSET', KEYS[2], ARGV[1], last)
+  return 0
+end
 redis.call('XADD', KEYS[1], '*', 'v', ARGV[4], 'r', ARGV[1], 's', ARGV[2], 'c', ARGV[3])
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 return 1
 """
 # Records read from a spool per step of a replay: bounds memory and keeps the event loop responsive.
 REPLAY_CHUNK_RECORDS = 256
+
+
+def batch_seq(batch: int, shards: int) -> int:
+    """The sequence number of a recorder's `batch`-th batch (from 1) and the shard it goes to (round-robin):
+    `batch` itself on a single node; `batch * MAX_CLICK_SHARDS + shard` on a cluster, so that the shard can
+    be read back from a spooled batch (`shard_of`) and numbers rise within every shard."""
+    if shards == 1:
+        return batch
+    return batch * MAX_CLICK_SHARDS + batch % shards
+
+
+def shard_of(seq: int, shards: int) -> int:
+    """The click shard a batch numbered by `batch_seq` belongs to (0 on a single node)."""
+    return seq % MAX_CLICK_SHARDS % shards
 
 
 def new_recorder_id() -> str:
@@ -63,9 +83,17 @@ class Recorder:
         max_batch: int = 2_000,
         retry_interval_ms: int = 1_000,
         recorder_id: str | None = None,
+        min_replicas_acked: int = 0,
+        wait_timeout_ms: int = 100,
     ) -> None:
         """`redis` must be a client of the recorder's own with a short socket timeout and no retries:
-        a slow write is given up and spooled rather than retried while a viewer waits."""
+        a slow write is given up and spooled rather than retried while a viewer waits.
+
+        On a cluster (`keys.click_shards` > 1) batches go round-robin to the click stream's shards; a
+        batch's shard is in its sequence number (seq = n * MAX_CLICK_SHARDS + shard), so the spool and its
+        replay need no format of their own. With `min_replicas_acked`, a batch counts as written only once
+        that many replicas hold it (WAIT, `wait_timeout_ms`); otherwise it is spooled like a failed
+        write and replayed (idempotently, and waited for again) later."""
         self.recorder_id = recorder_id or new_recorder_id()
         self._redis = redis
         self._keys = keys
@@ -75,7 +103,10 @@ class Recorder:
         self._stats = stats
         self._max_batch = max_batch
         self._retry_interval_s = retry_interval_ms / 1000
-        self._seq = itertools.count(1)
+        self._batches = itertools.count(1)
+        self._shards = keys.click_shards
+        self._min_replicas = min_replicas_acked
+        self._wait_timeout_ms = wait_timeout_ms
         self._live = True
         self._spooling = False
         self._replayed_to = 0
@@ -123,7 +154,8 @@ class Recorder:
             # this recorder's life no late write can exist, so it goes; otherwise it stays (a few bytes).
             if not self._stats.redis_failures:
                 with contextlib.suppress(RedisError):
-                    await self._redis.hdel(self._keys.recorder_seq, self.recorder_id)
+                    for shard in range(self._shards):
+                        await self._redis.hdel(self._keys.click_seq(shard), self.recorder_id)
         self._spool.close()
 
     # --- group commit -------------------------------------------------------
@@ -146,7 +178,7 @@ class Recorder:
                 return
 
     async def _commit(self, clicks: list[Click]) -> None:
-        seq = next(self._seq)
+        seq = batch_seq(next(self._batches), self._shards)
         payload = encode_batch(clicks)
         stats = self._stats
         stats.observe_batch(len(clicks))
@@ -170,8 +202,14 @@ class Recorder:
             self._spooling = False
 
     async def _apply(self, recorder_id: str, seq: int, payload: bytes) -> int:
-        keys = [self._keys.clicks, self._keys.recorder_seq]
-        return await self._script(keys=keys, args=[recorder_id, seq, payload, SCHEMA_VERSION])
+        shard = shard_of(seq, self._shards)
+        keys = [self._keys.click_stream(shard), self._keys.click_seq(shard)]
+        args = [recorder_id, seq, payload, SCHEMA_VERSION]
+        if self._min_replicas:
+            return await eval_replicated(
+                self._redis, APPEND_SCRIPT, keys, args, self._min_replicas, self._wait_timeout_ms
+            )
+        return await self._script(keys=keys, args=args)
 
     # --- replay ---------------------------------------------------------------
     async def _maintain_loop(self) -> None:
@@ -229,15 +267,18 @@ def _read_chunk(path: Path, offset: int) -> list[tuple[int, int, bytes]]:
 
 
 async def count_clicks(redis: Redis, keys: Keys, page: int = 1_000) -> tuple[int, list[str]]:
-    """(number of clicks, their ids) in the stream: for tests and benchmarks that check exact counts."""
+    """(number of clicks, their ids) in the stream (every shard): for tests and benchmarks that check
+    exact counts."""
     ids: list[str] = []
-    start = "-"
-    while True:
-        entries = await redis.xrange(keys.clicks, min=start, max="+", count=page)
-        for _, fields in entries:
-            ids.extend(click.click_id for click in decode_batch(fields[b"c"]))
-        if len(entries) < page:
-            return len(ids), ids
-        last = entries[-1][0].decode()
-        ms, seq = last.split("-")
-        start = f"{ms}-{int(seq) + 1}"
+    for stream in keys.click_streams:
+        start = "-"
+        while True:
+            entries = await redis.xrange(stream, min=start, max="+", count=page)
+            for _, fields in entries:
+                ids.extend(click.click_id for click in decode_batch(fields[b"c"]))
+            if len(entries) < page:
+                break
+            last = entries[-1][0].decode()
+            ms, seq = last.split("-")
+            start = f"{ms}-{int(seq) + 1}"
+    return len(ids), ids

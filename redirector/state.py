@@ -10,11 +10,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Gauge
 from redis.asyncio import Redis
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff, NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from attribution.api import MAX_CONCURRENT_HEAVY_API
 from attribution.api import Metrics as AttributionMetrics
@@ -26,6 +22,7 @@ from core.clickhouse import Backend, NativeClickHouse
 from core.clickid import ClickIds
 from core.keys import INGEST_GROUP, Keys
 from core.links import LinkStore, OwnerResolver
+from core.redisclient import async_client, failover_client
 from core.settings import Settings
 from core.streaminfo import LAG_INTERVAL_S, stream_lag_async
 from redirector.auth import Authenticator
@@ -74,15 +71,15 @@ class AppState:
 
     @classmethod
     def build(cls, settings: Settings) -> AppState:
-        keys = Keys(settings.redis_prefix)
-        url = settings.redis_url
-        # The API's client retries briefly: after a Redis restart every pooled connection is dead once.
-        redis = _client(url, 5.0, Retry(ExponentialBackoff(cap=0.5, base=0.02), 3), RedisTimeoutError)
+        keys = Keys.of(settings)
+        # The API's client retries briefly: after a Redis restart every pooled connection is dead once
+        # (on a cluster: long enough to ride out a failover).
+        redis = failover_client(settings)
         # The redirect path's clients fail fast, so a Redis that hangs never holds a viewer: a slow write
         # is spooled rather than retried; a slow lookup serves the cached copy or a 503 (one retry only
         # for a dropped connection).
-        recorder_redis = _client(url, settings.redis_write_timeout_ms / 1000, Retry(NoBackoff(), 0))
-        lookup_redis = _client(url, settings.redis_lookup_timeout_ms / 1000, Retry(NoBackoff(), 1))
+        recorder_redis = async_client(settings, settings.redis_write_timeout_ms / 1000, 0)
+        lookup_redis = async_client(settings, settings.redis_lookup_timeout_ms / 1000, 1)
         ids = ClickIds(settings.secret_bytes)
         links = LinkStore(redis, keys)
         cache = LinkCache(settings.link_cache_size, settings.link_cache_ttl_ms)
@@ -94,6 +91,8 @@ class AppState:
             recorder_stats,
             max_batch=settings.recorder_max_batch,
             retry_interval_ms=settings.spool_retry_interval_ms,
+            min_replicas_acked=settings.redis_min_replicas_acked,
+            wait_timeout_ms=max(1, settings.redis_write_timeout_ms // 2),
         )
         redirect = RedirectHandler(
             LinkResolver(LinkStore(lookup_redis, keys), cache, redirect_stats),
@@ -128,7 +127,7 @@ class AppState:
             merchants=MerchantStore(redis, keys),
             rates=RateStore(redis, keys),
             catalog=CatalogStore(redis, keys),
-            acceptor=Acceptor(redis, keys),
+            acceptor=Acceptor(redis, keys, min_replicas_acked=settings.redis_min_replicas_acked),
             attribution_metrics=AttributionMetrics(registry),
             heavy_api=asyncio.Semaphore(MAX_CONCURRENT_HEAVY_API),
             _snapshots=snapshots,
@@ -182,15 +181,22 @@ class AppState:
             ["stream"],
             registry=self.registry,
         )
-        streams = {"clicks": self.keys.clicks, "orders": self.keys.orders}
+        # On a cluster the click stream is several shards: the lag is their sum, the age their oldest.
+        streams = {"clicks": self.keys.click_streams, "orders": [self.keys.orders]}
         while True:
-            for name, stream in streams.items():
+            for name, shards in streams.items():
+                count, age_s = 0, 0.0
                 try:
-                    count, age_s = await stream_lag_async(self.redis, stream, INGEST_GROUP)
-                except RedisError as exc:
-                    if "no such key" not in str(exc):
-                        log.debug("stream lag unavailable: %s", exc)
-                    count, age_s = 0, 0.0
+                    for stream in shards:
+                        try:
+                            shard_count, shard_age_s = await stream_lag_async(
+                                self.redis, stream, INGEST_GROUP
+                            )
+                        except RedisError as exc:
+                            if "no such key" not in str(exc):
+                                log.debug("stream lag unavailable: %s", exc)
+                            shard_count, shard_age_s = 0, 0.0
+                        count, age_s = count + shard_count, max(age_s, shard_age_s)
                 except Exception:  # a gauge must never take the server down, nor stop updating
                     log.exception("stream lag computation failed")
                     continue
@@ -206,15 +212,3 @@ class AppState:
                 await asyncio.to_thread(self._snapshots.publish, self._own_snapshot())
             except OSError as exc:
                 log.warning("cannot publish metrics snapshot: %s", exc)
-
-
-def _client(url: str, timeout_s: float, retry: Retry, *retry_also_on: type[Exception]) -> Redis:
-    """A Redis client whose every call gives up after `timeout_s`, retried per `retry` on a dropped
-    connection (and on `retry_also_on`)."""
-    return Redis.from_url(
-        url,
-        socket_timeout=timeout_s,
-        socket_connect_timeout=min(timeout_s, 2.0),
-        retry=retry,
-        retry_on_error=[RedisConnectionError, *retry_also_on],
-    )

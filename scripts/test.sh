@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 scripts/services.sh start
+scripts/cluster.sh start  # the Redis Cluster (and ClickHouse cluster) the cluster tests run on
 
 echo "== lint"
 .venv/bin/ruff check .

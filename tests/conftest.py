@@ -20,6 +20,8 @@ from core.clickhouse import ChdbClickHouse, NativeClickHouse
 from core.settings import Settings
 
 REDIS_URL = os.environ.get("CLICKTRAIL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+# The local Redis Cluster of scripts/cluster-redis.sh (started by scripts/test.sh).
+REDIS_CLUSTER_URL = os.environ.get("CLICKTRAIL_TEST_REDIS_CLUSTER_URL", "redis://127.0.0.1:7001/0")
 CLICKHOUSE_URL = os.environ.get(
     "CLICKTRAIL_TEST_CLICKHOUSE_URL", "clickhouse://default:@127.0.0.1:9000/default"
 )
@@ -142,3 +144,19 @@ def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     server.first_start()
     yield server
     server.kill()
+
+
+@pytest.fixture
+def cluster_settings(settings: Settings) -> Settings:
+    """The test's settings pointed at the Redis Cluster (same prefix, database and data dir)."""
+    return settings.model_copy(update={"redis_cluster": True, "redis_url": REDIS_CLUSTER_URL})
+
+
+@pytest.fixture
+def cluster_redis(cluster_settings: Settings) -> Iterator[redis.RedisCluster]:
+    """A client of the Redis Cluster; the test's keys are removed from every primary afterwards."""
+    client = redis.RedisCluster.from_url(cluster_settings.redis_url)
+    yield client
+    for key in client.scan_iter(match=cluster_settings.redis_prefix + "*", count=1000):
+        client.delete(key)
+    client.close()

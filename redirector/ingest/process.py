@@ -13,6 +13,7 @@ from prometheus_client import CollectorRegistry
 
 from core.clickhouse import NativeClickHouse
 from core.keys import INGEST_GROUP, Keys
+from core.redisclient import sync_client
 from core.settings import Settings
 from core.streaminfo import StreamMetrics
 from core.streams import ConsumerConfig, StreamConsumer, StreamSpec, no_checkpoint
@@ -24,13 +25,19 @@ from redirector.ingest.unique import UniqueClicks
 
 def stream_specs(settings: Settings) -> list[StreamSpec]:
     """The redirector's streams: clicks and link events. (The order-events stream is attribution's.)"""
-    keys = Keys(settings.redis_prefix)
+    keys = Keys.of(settings)
 
     def clicks(client: redis.Redis) -> ClickHandler:
         return ClickHandler(Enricher(), UniqueClicks(client, keys))
 
+    # On a cluster every shard of the click stream is a stream of its own, with its own consumer group
+    # and consumer thread in every ingester: an ingester that dies leaves its pending entries in each
+    # shard to the others (XAUTOCLAIM), exactly once per shard as for a single stream (core/streams.py).
     return [
-        StreamSpec("clicks", keys.clicks, keys.clicks_dead, clicks),
+        *(
+            StreamSpec("clicks", keys.click_stream(n), keys.click_dead(n), clicks)
+            for n in range(keys.click_shards)
+        ),
         StreamSpec(
             "links",
             keys.link_events,
@@ -59,7 +66,7 @@ def run_streams(
     metrics = StreamMetrics(registry)
     consumers, closers = [], []
     for spec in specs:
-        client = redis.Redis.from_url(settings.redis_url)
+        client = sync_client(settings)
         backend = NativeClickHouse(
             settings.clickhouse_url, insert_timeout_s=settings.clickhouse_insert_timeout_s
         )
@@ -78,10 +85,10 @@ def run_streams(
         consumers.append(
             StreamConsumer(client, backend, spec.make_handler(client), config, metrics, checkpoint=checkpoint)
         )
-    results: dict[str, bool] = {}
+    results: dict[int, bool] = {}  # by consumer: the click shards share a name
 
     def work(item: StreamConsumer) -> None:
-        results[item.name] = item.run(stop, once=once)
+        results[id(item)] = item.run(stop, once=once)
 
     threads = [threading.Thread(target=work, args=(c,), name=f"ingest-{c.name}") for c in consumers]
     for thread in threads:
@@ -92,4 +99,4 @@ def run_streams(
             thread.join(timeout=0.2)
     for close in closers:
         close()
-    return 0 if all(results.get(c.name, False) for c in consumers) else 1
+    return 0 if all(results.get(id(c), False) for c in consumers) else 1

@@ -40,7 +40,8 @@ for j = 1, n do
   list[#list + 1] = j
 end
 for shard, list in pairs(by_shard) do
-  local key, names, tags = KEYS[shard], {{}}, {{}}
+  -- One key given (a cluster: one call per shard, see UniqueClicks): every click of the call is its.
+  local key, names, tags = KEYS[#KEYS == 1 and 1 or shard], {{}}, {{}}
   for k, j in ipairs(list) do
     names[k] = string.sub(fields, (j - 1) * FIELD + 1, j * FIELD)
     tags[k] = string.sub(ids, j * ID - TAG + 1, j * ID)
@@ -94,6 +95,8 @@ TAG_CHARS = 11
 # user-agent digest. 64-bit digests: two links or agents of one visitor colliding is negligible.
 DIGEST_BYTES = 8
 FIELD_BYTES = 3 * DIGEST_BYTES
+# The byte of a field that picks its shard: the IP hash's last (the script's `shard_byte`, 0-based here).
+SHARD_BYTE_INDEX = 2 * DIGEST_BYTES - 1
 CODE_CACHE_SIZE = 100_000
 # Each hash gets one marker field ("") this long when created: longer than hash-max-listpack-value (64 by
 # default), it makes Redis store the hash as a hash table from the start. As a listpack (its first 128-512
@@ -117,7 +120,7 @@ class UniqueClicks:
             id=ID_CHARS,
             tag=TAG_CHARS,
             shards=UNIQUE_SHARDS,
-            shard_byte=2 * DIGEST_BYTES,
+            shard_byte=SHARD_BYTE_INDEX + 1,
             bypass=LISTPACK_BYPASS_BYTES,
         )
         self._script = client.register_script(script)
@@ -151,6 +154,7 @@ class UniqueClicks:
         agents = list(map(self._agent_digest, user_agents))
         # Rounded up, so that an hour's keys are re-extended once a minute, not at every call.
         expire_from_s = -(-now_s // EXPIRE_STEP_S) * EXPIRE_STEP_S
+        positions: list[int] = []  # on a cluster: the click of each reply byte, see _queue_per_shard
         with self._redis.pipeline(transaction=False) as pipe:
             start = 0
             while start < count:
@@ -162,16 +166,42 @@ class UniqueClicks:
                 if len(ids) != (end - start) * ID_CHARS or not ids.isascii():
                     raise ValueError("click ids must be valid: see core.clickid")
                 expire_at = max((hour + 1) * HOUR_S, expire_from_s) + UNIQUE_GRACE_S
-                self._script(keys=self._shard_keys(hour), args=[expire_at, fields, ids], client=pipe)
+                if self._keys.cluster:
+                    positions += self._queue_per_shard(pipe, hour, fields, ids, expire_at, start)
+                else:
+                    self._script(keys=self._shard_keys(hour), args=[expire_at, fields, ids], client=pipe)
                 start = end
             replies = pipe.execute()
         flags = list(b"".join(replies).translate(_FLAGS))
+        if positions:
+            regrouped, flags = flags, [0] * count
+            for index, flag in zip(positions, regrouped, strict=True):
+                flags[index] = flag
         if order is None:
             return flags
         unsorted = [0] * count
         for index, flag in zip(order, flags, strict=True):
             unsorted[index] = flag
         return unsorted
+
+    def _queue_per_shard(
+        self, pipe: redis.Redis, hour: int, fields: bytes, ids: str, expire_at: int, start: int
+    ) -> list[int]:
+        """On a cluster the hour's hashes are spread over the slots and a script touches one slot: one
+        call per shard (the same script; with one key every click of the call maps to it), sent as one
+        batch per node by the cluster pipeline. Returns the clicks' indexes in the order of the replies."""
+        by_shard: dict[int, list[int]] = {}
+        for j in range(len(ids) // ID_CHARS):
+            by_shard.setdefault(fields[j * FIELD_BYTES + SHARD_BYTE_INDEX] % UNIQUE_SHARDS, []).append(j)
+        positions = []
+        for shard, members in by_shard.items():
+            part = b"".join(fields[j * FIELD_BYTES : (j + 1) * FIELD_BYTES] for j in members)
+            part_ids = "".join(ids[j * ID_CHARS : (j + 1) * ID_CHARS] for j in members)
+            key = self._keys.unique_clicks(hour, shard)
+            # EVAL by name: redis-py's cluster pipeline has no `eval`; routed by the one key.
+            pipe.execute_command("EVAL", self._script.script, 1, key, expire_at, part, part_ids)
+            positions.extend(start + j for j in members)
+        return positions
 
     def _shard_keys(self, hour: int) -> list[str]:
         return [self._keys.unique_clicks(hour, shard) for shard in range(UNIQUE_SHARDS)]

@@ -10,7 +10,6 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from prometheus_client import CollectorRegistry
-from redis.asyncio import Redis
 from standardwebhooks import Webhook
 
 from attribution.attributor import Attributor
@@ -18,6 +17,7 @@ from attribution.events import order_stream_spec
 from core.clickid import ClickIds
 from core.keys import Keys
 from core.migrate import migrate
+from core.redisclient import failover_client
 from redirector.ingest.process import run_streams, stream_specs
 from tests.integration.apphelp import ADMIN, running_app
 
@@ -52,7 +52,7 @@ def webhook(
 
 
 def ingest_once(settings) -> None:
-    specs = [*stream_specs(settings), order_stream_spec(Keys(settings.redis_prefix))]
+    specs = [*stream_specs(settings), order_stream_spec(Keys.of(settings))]
     assert run_streams(settings, specs, consumer="e2e", registry=CollectorRegistry(), once=True) == 0
 
 
@@ -60,11 +60,9 @@ async def ingest_and_attribute(settings, clickhouse):
     """Everything recorded so far into ClickHouse, then one attribution batch; returns its summary."""
     await asyncio.sleep(0.3)  # let the recorder's group commit reach Redis
     await asyncio.to_thread(ingest_once, settings)
-    r = Redis.from_url(settings.redis_url)
+    r = failover_client(settings)
     try:
-        return await Attributor(
-            r, Keys(settings.redis_prefix), clickhouse, ClickIds(settings.secret_bytes)
-        ).run_once()
+        return await Attributor(r, Keys.of(settings), clickhouse, ClickIds(settings.secret_bytes)).run_once()
     finally:
         await r.aclose()
 

@@ -39,3 +39,32 @@ def test_bad_settings_fail_at_start(monkeypatch, tmp_path, field, value) -> None
     monkeypatch.setenv(f"CLICKTRAIL_{field.upper()}", value)
     with pytest.raises(ValidationError):
         Settings.load(data_dir=tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({}, (False, 0, 6)),
+        ({"CLICKTRAIL_REDIS_CLUSTER": "true", "CLICKTRAIL_REDIS_MIN_REPLICAS_ACKED": "1"}, (True, 1, 6)),
+        ({"CLICKTRAIL_REDIS_CLUSTER": "1", "CLICKTRAIL_REDIS_CLICK_SHARDS": "12"}, (True, 0, 12)),
+    ],
+)
+def test_cluster_settings(monkeypatch, tmp_path, env, expected) -> None:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings.load(data_dir=tmp_path)
+    assert (
+        settings.redis_cluster,
+        settings.redis_min_replicas_acked,
+        settings.redis_click_shards,
+    ) == expected
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("redis_min_replicas_acked", "-1"), ("redis_click_shards", "0"), ("redis_click_shards", "1025")],
+)
+def test_bad_cluster_settings_fail_at_start(monkeypatch, tmp_path, field, value) -> None:
+    monkeypatch.setenv(f"CLICKTRAIL_{field.upper()}", value)
+    with pytest.raises(ValidationError):
+        Settings.load(data_dir=tmp_path)
