@@ -20,10 +20,10 @@ def main(ctx: click.Context) -> None:
 @click.pass_obj
 def migrate(settings: Settings) -> None:
     """Create or upgrade the ClickHouse schema (safe to run again)."""
-    from core.clickhouse import NativeClickHouse
+    from core.cluster import connect
     from core.migrate import migrate as run_migrations
 
-    backend = NativeClickHouse(settings.clickhouse_url)
+    backend = connect(settings)
     try:
         ran = run_migrations(backend, log=click.echo)
     finally:
@@ -116,11 +116,11 @@ def report_links(settings: Settings, merchant_id: str, days: int, limit: int) ->
 
     from attribution.report import render
     from core import queries
-    from core.clickhouse import NativeClickHouse
+    from core.cluster import connect
 
     last = datetime.now(UTC).date()
     first = last - timedelta(days=days - 1)
-    backend = NativeClickHouse(settings.clickhouse_url)
+    backend = connect(settings)
     try:
         click.echo(f"reading top links of {merchant_id} {first} .. {last} from ClickHouse...", err=True)
         rows = queries.merchant_top_links(backend, merchant_id, first, last, limit)

@@ -154,7 +154,7 @@ class ClusterClickHouse:
             from core.migrate import available
 
             statements = [s for m in available() for s in m.statements(self.database)]
-            self._keys = Planner(self.database, self.cluster, statements).catalog.keys
+            self._keys = Planner(self.database, self.cluster, statements).keys()
         return self._keys
 
     def replicas_in_order(self, shard: int) -> list[Replica]:

@@ -91,14 +91,12 @@ class Step:
 @dataclass
 class Catalog:
     """What the migrations create: table -> kind (`table`, or `view` for a view with storage), each
-    table's columns and types and the clauses after its columns, which tables only views write, and
-    each table's sharding key (None: only views write it)."""
+    table's columns and types and the clauses after its columns, and which tables only views write."""
 
     kinds: dict[str, str] = field(default_factory=dict)
     columns: dict[str, dict[str, str]] = field(default_factory=dict)
     view_targets: set[str] = field(default_factory=set)
     clauses: dict[str, str] = field(default_factory=dict)
-    keys: dict[str, str | None] = field(default_factory=dict)
 
 
 def local_name(table: str) -> str:
@@ -120,7 +118,8 @@ def shard_hash(value: object) -> int:
         data = str(value).encode()
     else:
         raise TypeError(f"cannot shard by a {type(value).__name__}")
-    return int.from_bytes(hashlib.md5(data).digest()[:8], "big")  # a spread over shards, not security
+    # A spread over shards, not security.
+    return int.from_bytes(hashlib.md5(data, usedforsecurity=False).digest()[:8], "big")
 
 
 def shard_index(value: object, weights: Sequence[int]) -> int:
@@ -185,7 +184,7 @@ def _engine(statement: str, name: str, args: str, db: str, table: str) -> str:
 
 def _clauses(statement: str, rest: str) -> str:
     rest = rest.strip()
-    if rest and not _CLAUSES.match(rest):
+    if (rest and not _CLAUSES.match(rest)) or re.search(r"\bAS\s+SELECT\b", rest, re.I):
         raise UnknownShape(statement, "unexpected text after the engine")
     return rest
 
@@ -205,8 +204,10 @@ class Planner:
         self.catalog = Catalog()
         for statement in statements:
             self._learn(statement)
-        for table, kind in self.catalog.kinds.items():
-            self.catalog.keys[table] = self._key(table, kind)
+
+    def keys(self) -> dict[str, str | None]:
+        """Every table's sharding key (None: only views write it); raises if a table has none."""
+        return {table: self.key_of(table) for table in self.catalog.kinds}
 
     # --- learning the schema -------------------------------------------------------------------------
     def _learn(self, statement: str) -> None:
@@ -237,8 +238,8 @@ class Planner:
             raise UnknownShape(statement, f"table names ending in {LOCAL_SUFFIX} are the cluster's own")
         return table
 
-    def _key(self, table: str, kind: str) -> str | None:
-        if kind == "view" or table in self.catalog.view_targets:
+    def key_of(self, table: str) -> str | None:
+        if self.catalog.kinds.get(table) == "view" or table in self.catalog.view_targets:
             return None
         columns = self.catalog.columns[table]
         column = SHARD_KEYS.get(table) or _first_sort_column(self.catalog.clauses.get(table, ""))
@@ -282,7 +283,7 @@ class Planner:
         ]
 
     def _distributed(self, table: str) -> Step:
-        db, key = self.database, self.catalog.keys.get(table)
+        db, key = self.database, self.key_of(table)
         args = [self.cluster, db, local_name(table)] + ([shard_expression(key)] if key else [])
         return Step(
             "cluster",

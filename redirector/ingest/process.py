@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import redis
 from prometheus_client import CollectorRegistry
 
-from core.clickhouse import NativeClickHouse
+from core.cluster import connect
 from core.keys import INGEST_GROUP, Keys
 from core.settings import Settings
 from core.streaminfo import StreamMetrics
@@ -60,9 +60,7 @@ def run_streams(
     consumers, closers = [], []
     for spec in specs:
         client = redis.Redis.from_url(settings.redis_url)
-        backend = NativeClickHouse(
-            settings.clickhouse_url, insert_timeout_s=settings.clickhouse_insert_timeout_s
-        )
+        backend = connect(settings)
         closers += [client.close, backend.close]
         config = ConsumerConfig(
             stream=spec.stream,
