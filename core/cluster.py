@@ -100,9 +100,11 @@ class ClusterClickHouse:
             raise ClickHouseError(f"{type(exc).__name__}: {exc}") from exc
 
     # --- Backend ---------------------------------------------------------------------------------------
-    def execute(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
+    def execute(
+        self, sql: str, params: dict[str, Any] | None = None, settings: dict[str, Any] | None = None
+    ) -> list[tuple]:
         with self._lock, self._errors():
-            return self._entry.execute(sql, params)
+            return self._entry.execute(sql, params, settings={**READ_SETTINGS, **(settings or {})})
 
     def insert(self, table: str, columns: Sequence[str], data: Sequence[Sequence[Any]]) -> int:
         """Insert `data` (one sequence per column), each row into the local table of its shard."""

@@ -8,11 +8,13 @@ from __future__ import annotations
 import re
 from itertools import chain
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 from core import queries
 from core.cluster import ClusterClickHouse, Replica
+from core.clustercopy import CopyRefused, copy_to_cluster
 from core.clusterddl import Planner, local_name, shard_index, state_table_sql
 from core.clustermigrate import run_step
 from core.migrate import STATE_TABLE, available, migrate
@@ -156,3 +158,20 @@ def test_the_readme_queries_run_unchanged(cluster: ClusterClickHouse) -> None:
 @pytest.mark.redis
 def test_link_to_earnings_on_the_cluster(cluster_settings, cluster_backend, redis_client) -> None:
     e2e.test_click_to_commission(cluster_settings, cluster_backend, redis_client)
+
+
+def test_a_single_node_moves_to_the_cluster(clickhouse, settings, cluster_settings, cluster_backend) -> None:
+    """`migrate --to-cluster`: every row copied once, rollups rebuilt exactly, a second run copies nothing,
+    and a partial copy is refused."""
+    migrate(clickhouse, log=lambda _line: None)
+    schema.insert_clicks(clickhouse, schema.SAMPLE)
+    schema.test_links_mirror(clickhouse)
+    source = "127.0.0.1:" + str(urlsplit(settings.clickhouse_url).port)
+    copied = copy_to_cluster(clickhouse, source, cluster_backend, log=lambda _line: None)
+    assert copied == {"clicks": 6, "links": 3, "order_events": 0, "commissions": 0}
+    assert set(queries.rollup_totals(cluster_backend).values()) == {(6, 4, 1)}
+    assert copy_to_cluster(clickhouse, source, cluster_backend, log=lambda _line: None)["clicks"] == 0
+    assert queries.click_count(cluster_backend) == 6
+    schema.insert_clicks(clickhouse, [schema.click_row("id-7", schema.DAY1_MS, "abc1234")])
+    with pytest.raises(CopyRefused, match="clicks holds 6 of 7 rows"):
+        copy_to_cluster(clickhouse, source, cluster_backend, log=lambda _line: None)
