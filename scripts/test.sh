@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
 scripts/services.sh start
+# The cluster topology for the cluster tests (the whole of it when scripts/cluster.sh exists).
+if [[ -x scripts/cluster.sh ]]; then scripts/cluster.sh start; else scripts/cluster-clickhouse.sh start; fi
 
 echo "== lint"
 .venv/bin/ruff check .
@@ -13,6 +15,7 @@ echo "== lint"
 .venv/bin/ruff format --check . >/dev/null || { .venv/bin/ruff format --diff . | head -50; exit 1; }
 .venv/bin/hadolint Dockerfile
 CLICKTRAIL_ADMIN_TOKEN=lint CLICKTRAIL_SECRET_KEY=lint docker-compose -f docker-compose.yml config -q
+CLICKTRAIL_ADMIN_TOKEN=lint CLICKTRAIL_SECRET_KEY=lint docker-compose -f docker-compose.cluster.yml config -q
 
 echo "== tests"
 set +e
