@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from loadtests.api_load import api_load
 from loadtests.bad_input import bad_input
+from loadtests.cluster_faults import replica_kill, zookeeper_stop
 from loadtests.pipeline_faults import clickhouse_stop, ingester_kill, worker_kill
 from loadtests.redis_faults import persistence, redis_kill, redis_pause
 from loadtests.slow_clients import slow_clients
@@ -27,4 +28,6 @@ SCENARIOS: dict[str, Callable] = {
     "bad_input": bad_input,
     "webhook_flood": webhook_flood,
     "api_load": api_load,
+    "replica_kill": replica_kill,
+    "zookeeper_stop": zookeeper_stop,
 }
