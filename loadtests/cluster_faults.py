@@ -13,9 +13,11 @@ down and leave it running."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -36,6 +38,9 @@ KILLED_NODE = 1  # shard 1, replica r1: first in remote_servers order, so insert
 # The ingester backs off up to 5 s between attempts and waits its insert timeout after a failed insert:
 # a short timeout lets the smoke run drain within its seconds.
 SMOKE_ENV = {"CLICKTRAIL_CLICKHOUSE_INSERT_TIMEOUT_S": "2"}
+SAMPLE_EVERY_S = 0.5
+# "Drained" under steady load: the backlog is back to what one ingest batch holds at most.
+DRAINED_ENTRIES = 5
 
 
 def _script(*args: str) -> None:
@@ -128,11 +133,34 @@ def _cluster_checks(verdict: Verdict, nodes: ClusterNodes) -> None:
     verdict.check("rollups agree with the raw clicks", agree, f"{totals}")
 
 
+class BacklogSampler(threading.Thread):
+    """The click backlog in Redis (entries not yet stored) every SAMPLE_EVERY_S, with its time."""
+
+    def __init__(self, system: System) -> None:
+        super().__init__(daemon=True)
+        self.system, self.samples, self.halt = system, [], threading.Event()
+
+    def run(self) -> None:
+        while not self.halt.wait(SAMPLE_EVERY_S):
+            with contextlib.suppress(Exception):
+                self.samples.append((time.monotonic(), self.system.click_lag()[0]))
+
+    def figures(self, faulted_at: float, healed_at: float) -> dict:
+        during = [n for t, n in self.samples if faulted_at <= t <= healed_at + 1]
+        drained = [t for t, n in self.samples if t > healed_at and n <= DRAINED_ENTRIES]
+        return {
+            "backlog_peak_entries": max(during, default=0),
+            "backlog_drained_after_heal_s": round(drained[0] - healed_at, 1) if drained else None,
+        }
+
+
 def _fault_run(run: Run, verdict: Verdict, lead_s: float, down_s: float, tail_s: float, fault, heal) -> None:
     system, nodes = _system(run)
+    sampler = BacklogSampler(system)
     try:
         system.start()
         codes = system.make_links(20)
+        sampler.start()
 
         async def main() -> tuple[LoadStats, LoadStats]:
             base = await load(system, codes, lead_s, run, warmup_s=WARMUP_S)
@@ -142,8 +170,10 @@ def _fault_run(run: Run, verdict: Verdict, lead_s: float, down_s: float, tail_s:
             faulted_at = time.monotonic()
             await asyncio.sleep(down_s)
             await asyncio.to_thread(heal)
-            verdict.figures["healed_after_s"] = round(time.monotonic() - faulted_at, 1)
+            healed_at = time.monotonic()
+            verdict.figures["healed_after_s"] = round(healed_at - faulted_at, 1)
             await task
+            verdict.figures.update(sampler.figures(faulted_at, healed_at))
             return base, during
 
         base, during = run_async(main())
@@ -153,6 +183,7 @@ def _fault_run(run: Run, verdict: Verdict, lead_s: float, down_s: float, tail_s:
         verdict.figures["drained_after_heal_s"] = round(time.monotonic() - started, 1)
         _cluster_checks(verdict, nodes)
     finally:
+        sampler.halt.set()
         system.close()
 
 

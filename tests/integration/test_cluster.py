@@ -5,6 +5,7 @@ and queries fail over, and the whole path from link to earnings runs on the clus
 
 from __future__ import annotations
 
+import os
 import re
 from itertools import chain
 from pathlib import Path
@@ -21,6 +22,7 @@ from core.migrate import STATE_TABLE, available, migrate
 from core.rows import ClickRow
 from tests.conftest import CLUSTER_NAME, free_port
 from tests.integration import test_end_to_end as e2e
+from tests.integration import test_ingest_crash as crash
 from tests.integration import test_schema as schema
 
 pytestmark = [pytest.mark.clickhouse, pytest.mark.cluster]
@@ -175,3 +177,27 @@ def test_a_single_node_moves_to_the_cluster(clickhouse, settings, cluster_settin
     schema.insert_clicks(clickhouse, [schema.click_row("id-7", schema.DAY1_MS, "abc1234")])
     with pytest.raises(CopyRefused, match="clicks holds 6 of 7 rows"):
         copy_to_cluster(clickhouse, source, cluster_backend, log=lambda _line: None)
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("point", ["before_insert", "after_insert"])
+def test_an_ingester_killed_around_its_insert_stores_each_click_once(
+    point, cluster, cluster_settings, redis_client
+) -> None:
+    """The one-node crash test on the cluster: SIGKILL before or after the insert, then `ingest --once`
+    takes the pending entries back; exactly N clicks, exact rollups and unique flags."""
+    env = {
+        **os.environ,
+        "CLICKTRAIL_REDIS_URL": cluster_settings.redis_url,
+        "CLICKTRAIL_REDIS_PREFIX": cluster_settings.redis_prefix,
+        "CLICKTRAIL_CLICKHOUSE_URL": cluster_settings.clickhouse_url,
+        "CLICKTRAIL_CLICKHOUSE_CLUSTER": CLUSTER_NAME,
+        "CLICKTRAIL_CLICKHOUSE_ALT_HOSTS": ",".join(cluster_settings.clickhouse_alt_hosts),
+        "CLICKTRAIL_SECRET_KEY": cluster_settings.secret_key,
+        "CLICKTRAIL_DATA_DIR": str(cluster_settings.data_dir),
+        "CLICKTRAIL_INGEST_BATCH_SIZE": "1000",
+        "CLICKTRAIL_INGEST_FLUSH_INTERVAL_MS": "200",
+        "CLICKTRAIL_INGEST_CLAIM_IDLE_MS": "3000",
+        "CLICKTRAIL_CLICKHOUSE_INSERT_TIMEOUT_S": "2",
+    }
+    crash.test_sigkill_at_each_point(point, env, redis_client, cluster, cluster_settings)
