@@ -119,7 +119,8 @@ start_node() {
 
 wait_node() {
     local n=$1
-    for _ in $(seq 200); do node_up "$n" && return 0; sleep 0.1; done
+    # A node restarted after a SIGKILL takes 15-20 s to load its replicated tables on this machine.
+    for _ in $(seq 600); do node_up "$n" && return 0; sleep 0.1; done
     echo "clickhouse node $n did not start; see $CL/ch$n/log/err.log" >&2
     return 1
 }
