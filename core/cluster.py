@@ -68,6 +68,7 @@ class ClusterClickHouse:
         self._user, self._password = parts.username or "default", parts.password or ""
         self._timeout_s = insert_timeout_s
         self._driver_errors = (errors.Error, OSError, EOFError)
+        self._network_errors = (errors.NetworkError, errors.SocketTimeoutError, OSError, EOFError)
         self._client_class = Client
         hosts = [f"{parts.hostname}:{parts.port or 9000}", *alt_hosts]
         self._entry = self._client(hosts)
@@ -103,8 +104,21 @@ class ClusterClickHouse:
     def execute(
         self, sql: str, params: dict[str, Any] | None = None, settings: dict[str, Any] | None = None
     ) -> list[tuple]:
-        with self._lock, self._errors():
-            return self._entry.execute(sql, params, settings={**READ_SETTINGS, **(settings or {})})
+        """Run `sql` on the entry node. A read that fails because the node went away is run once more
+        at once, on the next live node (the driver reconnects through the alt hosts); anything else is
+        the caller's to retry, since it may have run."""
+        with self._lock:
+            for attempt in range(2):
+                try:
+                    with self._errors():
+                        return self._entry.execute(
+                            sql, params, settings={**READ_SETTINGS, **(settings or {})}
+                        )
+                except ClickHouseError as exc:
+                    if attempt or not (_is_read(sql) and isinstance(exc.__cause__, self._network_errors)):
+                        raise
+                    self._entry.disconnect()
+        raise AssertionError("unreachable")
 
     def insert(self, table: str, columns: Sequence[str], data: Sequence[Sequence[Any]]) -> int:
         """Insert `data` (one sequence per column), each row into the local table of its shard."""
@@ -189,6 +203,14 @@ class ClusterClickHouse:
             except ClickHouseError as exc:
                 errors.append(f"{replica.address}: {exc}")
         raise ClickHouseError(f"no replica of shard {shard + 1} took the block: {'; '.join(errors)}")
+
+
+_READS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "EXISTS"})
+
+
+def _is_read(sql: str) -> bool:
+    words = sql.split(None, 1)
+    return bool(words) and words[0].upper() in _READS
 
 
 def connect(settings: Any, insert_timeout_s: int | None = None) -> Backend:

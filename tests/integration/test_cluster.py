@@ -180,6 +180,7 @@ def test_a_single_node_moves_to_the_cluster(clickhouse, settings, cluster_settin
 
 
 @pytest.mark.redis
+@pytest.mark.slow
 @pytest.mark.parametrize("point", ["before_insert", "after_insert"])
 def test_an_ingester_killed_around_its_insert_stores_each_click_once(
     point, cluster, cluster_settings, redis_client
@@ -201,3 +202,10 @@ def test_an_ingester_killed_around_its_insert_stores_each_click_once(
         "CLICKTRAIL_CLICKHOUSE_INSERT_TIMEOUT_S": "2",
     }
     crash.test_sigkill_at_each_point(point, env, redis_client, cluster, cluster_settings)
+
+
+def test_a_read_on_a_lost_connection_is_run_again_on_a_live_node(cluster: ClusterClickHouse) -> None:
+    schema.insert_clicks(cluster, schema.SAMPLE)
+    assert queries.click_count(cluster) == 6
+    cluster._entry.connection.socket.close()  # the entry node went away under an open connection
+    assert queries.click_count(cluster) == 6
