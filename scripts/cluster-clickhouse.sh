@@ -25,12 +25,16 @@ interserver_port() { echo $((9110 + $1)); }
 shard_of() { echo $(((($1 - 1) / 2) + 1)); }
 replica_of() { echo "r$(((($1 - 1) % 2) + 1))"; }
 
+# Serving, not merely running: `ruok` answers imok while ZooKeeper still loads its data and refuses
+# sessions, and a ClickHouse server that starts then exits on the failed handshake.
 zk_up() {
     local answer
-    answer=$( (exec 3<>/dev/tcp/127.0.0.1/$ZK_PORT && printf ruok >&3 && timeout 2 cat <&3) 2>/dev/null) || return 1
-    [[ $answer == imok ]]
+    answer=$( (exec 3<>/dev/tcp/127.0.0.1/$ZK_PORT && printf stat >&3 && timeout 2 cat <&3) 2>/dev/null) || return 1
+    [[ $answer == *"Mode: "* ]]
 }
 node_up() { clickhouse-client --port "$(native_port "$1")" -q "SELECT 1" >/dev/null 2>&1; }
+# ClickHouse opens its ports only after loading its tables: a cheap probe for the wait loop.
+node_listening() { (exec 3<>"/dev/tcp/127.0.0.1/$(native_port "$1")") 2>/dev/null; }
 
 start_zookeeper() {
     zk_up && return 0
@@ -118,9 +122,16 @@ start_node() {
 }
 
 wait_node() {
-    local n=$1
-    # A node restarted after a SIGKILL takes 15-20 s to load its replicated tables on this machine.
-    for _ in $(seq 600); do node_up "$n" && return 0; sleep 0.1; done
+    local n=$1 pidfile=$CL/ch$1/clickhouse.pid
+    # A node restarted after a SIGKILL takes 15-20 s to load its replicated tables on this machine; one
+    # that exited during start-up (ZooKeeper refused its first session) is started again.
+    for i in $(seq 600); do
+        node_listening "$n" && node_up "$n" && return 0
+        if ((i % 50 == 0)) && ! { [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; }; then
+            start_node "$n"
+        fi
+        sleep 0.1
+    done
     echo "clickhouse node $n did not start; see $CL/ch$n/log/err.log" >&2
     return 1
 }
