@@ -15,8 +15,9 @@ import click
 
 from attribution import report
 from attribution.attributor import Attributor, Busy
-from core.clickhouse import ClickHouseError, NativeClickHouse
+from core.clickhouse import ClickHouseError
 from core.clickid import ClickIds
+from core.cluster import connect
 from core.keys import Keys
 from core.redisclient import failover_client
 from core.settings import Settings
@@ -33,7 +34,7 @@ async def attribute(settings: Settings, every_s: float | None) -> int:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     redis = failover_client(settings)
-    backend = NativeClickHouse(settings.clickhouse_url, insert_timeout_s=settings.clickhouse_insert_timeout_s)
+    backend = connect(settings)
     attributor = Attributor(
         redis,
         Keys.of(settings),
@@ -74,7 +75,7 @@ def earnings(settings: Settings, start: str | None, end: str | None, creator_id:
         first, last = report.day_range(start, end, datetime.now(UTC).date())
     except report.BadRange as exc:
         raise click.BadParameter(str(exc)) from None
-    backend = NativeClickHouse(settings.clickhouse_url)
+    backend = connect(settings)
     try:
         click.echo(f"reading earnings {first} .. {last} from ClickHouse...", err=True)
         rows = report.collect(backend, first, last, creator_id)

@@ -2,6 +2,7 @@
 
     .venv/bin/python -m benchmarks.ingest                       # 2,000,000 clicks, 30 s of 5,000 clicks/s
     .venv/bin/python -m benchmarks.ingest --clicks 200000 --lag-seconds 10
+    .venv/bin/python -m benchmarks.ingest --cluster --clicks 400000   # one node vs two shards (same run)
 
 1. Throughput: a private Redis is pre-filled with N clicks (entries of 2,000, as the recorder writes them
    under load); one ingester (`StreamConsumer`, production batch settings unless --batch-size) drains it
@@ -331,8 +332,18 @@ def main() -> None:
         "--agents", type=int, default=len(AGENTS), help="Distinct user agents among the clicks."
     )
     parser.add_argument("--out", type=Path, default=None, help="Write the figures as JSON here too.")
+    parser.add_argument(
+        "--cluster",
+        action="store_true",
+        help="One node vs the local two-shard cluster (benchmarks/ingest_cluster.py).",
+    )
     args = parser.parse_args()
-    figures = run(args.clicks, args.lag_seconds, args.ingesters, args.batch_size, args.agents)
+    if args.cluster:
+        from benchmarks.ingest_cluster import run as run_cluster
+
+        figures = run_cluster(args.clicks, args.batch_size)
+    else:
+        figures = run(args.clicks, args.lag_seconds, args.ingesters, args.batch_size, args.agents)
     print(json.dumps(figures, indent=2))
     if args.out:
         args.out.write_text(json.dumps(figures, indent=2) + "\n")

@@ -17,18 +17,48 @@ def main(ctx: click.Context) -> None:
 
 
 @main.command()
+@click.option(
+    "--to-cluster",
+    "from_url",
+    default=None,
+    metavar="URL",
+    help="Copy a single node's data (its clickhouse:// URL, as the cluster's nodes reach it) into the "
+    "cluster that CLICKTRAIL_CLICKHOUSE_CLUSTER names (docs/cluster.md).",
+)
 @click.pass_obj
-def migrate(settings: Settings) -> None:
+def migrate(settings: Settings, from_url: str | None) -> None:
     """Create or upgrade the ClickHouse schema (safe to run again)."""
-    from core.clickhouse import NativeClickHouse
+    from core.cluster import connect
     from core.migrate import migrate as run_migrations
 
-    backend = NativeClickHouse(settings.clickhouse_url)
+    backend = connect(settings)
     try:
+        if from_url:
+            _copy_to_cluster(settings, backend, from_url)
+            return
         ran = run_migrations(backend, log=click.echo)
     finally:
         backend.close()
     click.echo(f"schema up to date ({len(ran)} applied)")
+
+
+def _copy_to_cluster(settings: Settings, cluster: object, from_url: str) -> None:
+    from urllib.parse import urlsplit
+
+    from core.clickhouse import NativeClickHouse
+    from core.clustercopy import CopyRefused, copy_to_cluster
+
+    if not settings.clickhouse_cluster:
+        raise click.UsageError("--to-cluster needs CLICKTRAIL_CLICKHOUSE_CLUSTER (and the cluster's URL)")
+    parts = urlsplit(from_url)
+    source = NativeClickHouse(from_url)
+    try:
+        copied = copy_to_cluster(source, f"{parts.hostname}:{parts.port or 9000}", cluster, log=click.echo)
+    except CopyRefused as exc:
+        raise click.ClickException(str(exc)) from None
+    finally:
+        source.close()
+    click.echo(f"copied to cluster {settings.clickhouse_cluster}: {sum(copied.values()):,} rows")
 
 
 @main.command()
@@ -116,11 +146,11 @@ def report_links(settings: Settings, merchant_id: str, days: int, limit: int) ->
 
     from attribution.report import render
     from core import queries
-    from core.clickhouse import NativeClickHouse
+    from core.cluster import connect
 
     last = datetime.now(UTC).date()
     first = last - timedelta(days=days - 1)
-    backend = NativeClickHouse(settings.clickhouse_url)
+    backend = connect(settings)
     try:
         click.echo(f"reading top links of {merchant_id} {first} .. {last} from ClickHouse...", err=True)
         rows = queries.merchant_top_links(backend, merchant_id, first, last, limit)

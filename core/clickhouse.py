@@ -38,11 +38,15 @@ class NativeClickHouse:
     """clickhouse-driver over the native protocol. Thread-safe through one lock: callers are few
     (the ingester, the attributor, API handlers for totals) and each call is a whole query."""
 
-    def __init__(self, url: str, database: str | None = None, insert_timeout_s: int = 20) -> None:
+    def __init__(
+        self, url: str, database: str | None = None, insert_timeout_s: int = 20, alt_hosts: Sequence[str] = ()
+    ) -> None:
         parts = urlsplit(url)
         self.database = database or parts.path.strip("/") or "clicktrail"
         # Connect to `default` so that `migrate` can create the database; queries name it explicitly.
-        server_url = urlunsplit((parts.scheme, parts.netloc, "/default", parts.query, ""))
+        server_url = urlunsplit(
+            (parts.scheme, parts.netloc, "/default", with_alt_hosts(parts.query, alt_hosts), "")
+        )
         from clickhouse_driver import Client, errors
 
         self._driver_errors = (errors.Error, OSError, EOFError)
@@ -69,6 +73,14 @@ class NativeClickHouse:
     def close(self) -> None:
         with self._lock, contextlib.suppress(*self._driver_errors):
             self._client.disconnect()
+
+
+def with_alt_hosts(query: str, alt_hosts: Sequence[str]) -> str:
+    """A URL query that also names `alt_hosts` (`host:port`): the driver connects to the first of the
+    URL's host and these that answers, again on every reconnect."""
+    if not alt_hosts:
+        return query
+    return "&".join(part for part in (query, "alt_hosts=" + ",".join(alt_hosts)) if part)
 
 
 class _EscapeContext:

@@ -54,6 +54,10 @@ def applied(backend: Backend) -> set[int]:
 
 def migrate(backend: Backend, log=print) -> list[Migration]:
     """Create the database and apply every migration not yet recorded. Safe to run again."""
+    if getattr(backend, "cluster", ""):
+        from core.clustermigrate import migrate_cluster
+
+        return migrate_cluster(backend, log)  # type: ignore[arg-type]
     db = backend.database
     backend.execute(f"CREATE DATABASE IF NOT EXISTS {db}")
     backend.execute(

@@ -74,6 +74,11 @@ class Settings(BaseSettings):
     ingest_claim_idle_ms: int = Field(60_000, ge=1_000)
     clickhouse_insert_timeout_s: int = Field(20, ge=1)
 
+    # ClickHouse cluster mode (docs/cluster.md): a cluster name from the servers' remote_servers (empty:
+    # one node), and other `host:port` nodes to fail over to (comma-separated in the environment).
+    clickhouse_cluster: str = ""
+    clickhouse_alt_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_proxies(cls, value: object) -> object:
@@ -86,6 +91,29 @@ class Settings(BaseSettings):
     def _check_proxies(cls, value: list[str]) -> list[str]:
         for cidr in value:
             ipaddress.ip_network(cidr, strict=False)
+        return value
+
+    @field_validator("clickhouse_alt_hosts", mode="before")
+    @classmethod
+    def _split_alt_hosts(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("clickhouse_alt_hosts")
+    @classmethod
+    def _check_alt_hosts(cls, value: list[str]) -> list[str]:
+        for address in value:
+            host, _, port = address.rpartition(":")
+            if not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"clickhouse_alt_hosts: {address!r} is not host:port")
+        return value
+
+    @field_validator("clickhouse_cluster")
+    @classmethod
+    def _check_cluster(cls, value: str) -> str:
+        if value and not (value.isascii() and value.replace("_", "").isalnum()):
+            raise ValueError("clickhouse_cluster must be a plain name (letters, digits, _)")
         return value
 
     @field_validator("redis_prefix")

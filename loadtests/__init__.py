@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from loadtests.api_load import api_load
 from loadtests.bad_input import bad_input
+from loadtests.clickhouse_cluster_faults import replica_kill, zookeeper_stop
 from loadtests.cluster_faults import cluster_ingester_kill, primary_kill
 from loadtests.pipeline_faults import clickhouse_stop, ingester_kill, worker_kill
 from loadtests.redis_faults import persistence, redis_kill, redis_pause
@@ -32,4 +33,7 @@ SCENARIOS: dict[str, Callable] = {
     "cluster_primary_kill_acked1": primary_kill(1),
     "cluster_primary_kill_acked0": primary_kill(0),
     "cluster_ingester_kill": cluster_ingester_kill,
+    # On the local ClickHouse cluster (scripts/cluster-clickhouse.sh): docs/cluster.md.
+    "replica_kill": replica_kill,
+    "zookeeper_stop": zookeeper_stop,
 }

@@ -18,7 +18,7 @@ from attribution.catalog import CatalogStore
 from attribution.merchants import MerchantStore, owner_resolver
 from attribution.rates import RateStore
 from attribution.webhooks import Acceptor
-from core.clickhouse import Backend, NativeClickHouse
+from core.clickhouse import Backend
 from core.clickid import ClickIds
 from core.keys import INGEST_GROUP, Keys
 from core.links import LinkStore, OwnerResolver
@@ -137,7 +137,9 @@ class AppState:
     def clickhouse(self) -> Backend:
         """The ClickHouse client, connected on first use (the redirect path never needs it)."""
         if self._clickhouse is None:
-            self._clickhouse = NativeClickHouse(self.settings.clickhouse_url)
+            from core.cluster import connect
+
+            self._clickhouse = connect(self.settings)
         return self._clickhouse
 
     async def start(self) -> None:

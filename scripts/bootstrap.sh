@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(redis-server clickhouse-server clickhouse-client wrk nginx-light docker-compose)
+# The ClickHouse cluster mode (scripts/cluster-clickhouse.sh) coordinates its replicas with ZooKeeper.
+APT_PACKAGES+=(zookeeper)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

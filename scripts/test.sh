@@ -14,6 +14,7 @@ echo "== lint"
 .venv/bin/ruff format --check . >/dev/null || { .venv/bin/ruff format --diff . | head -50; exit 1; }
 .venv/bin/hadolint Dockerfile
 CLICKTRAIL_ADMIN_TOKEN=lint CLICKTRAIL_SECRET_KEY=lint docker-compose -f docker-compose.yml config -q
+CLICKTRAIL_ADMIN_TOKEN=lint CLICKTRAIL_SECRET_KEY=lint docker-compose -f docker-compose.cluster.yml config -q
 
 echo "== tests"
 set +e

@@ -17,6 +17,7 @@ import pytest
 import redis
 
 from core.clickhouse import ChdbClickHouse, NativeClickHouse
+from core.cluster import ClusterClickHouse
 from core.settings import Settings
 
 REDIS_URL = os.environ.get("CLICKTRAIL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -160,3 +161,40 @@ def cluster_redis(cluster_settings: Settings) -> Iterator[redis.RedisCluster]:
     for key in client.scan_iter(match=cluster_settings.redis_prefix + "*", count=1000):
         client.delete(key)
     client.close()
+
+
+# --- the ClickHouse cluster (scripts/cluster-clickhouse.sh: 2 shards x 2 replicas on 9101-9104) -----------
+CLUSTER_URL = os.environ.get("CLICKTRAIL_TEST_CLUSTER_URL", "clickhouse://default:@127.0.0.1:9101/default")
+CLUSTER_NAME = os.environ.get("CLICKTRAIL_TEST_CLUSTER", "clicktrail")
+CLUSTER_ALT_HOSTS = os.environ.get(
+    "CLICKTRAIL_TEST_CLUSTER_ALT_HOSTS", "127.0.0.1:9102,127.0.0.1:9103,127.0.0.1:9104"
+)
+
+
+@pytest.fixture(scope="session")
+def clickhouse_cluster_up() -> None:
+    """Start the local ClickHouse cluster once per session if it is not running (idempotent)."""
+    script = Path(__file__).resolve().parent.parent / "scripts" / "cluster-clickhouse.sh"
+    subprocess.run([str(script), "start"], check=True, stdout=subprocess.DEVNULL, timeout=120)
+
+
+@pytest.fixture
+def ch_cluster_settings(settings: Settings, clickhouse_cluster_up: None) -> Settings:
+    """`settings` pointed at the cluster: the test's own database there, failover to the other nodes."""
+    return settings.model_copy(
+        update={
+            "clickhouse_url": CLUSTER_URL.rsplit("/", 1)[0] + "/" + settings.clickhouse_database,
+            "clickhouse_cluster": CLUSTER_NAME,
+            "clickhouse_alt_hosts": CLUSTER_ALT_HOSTS.split(","),
+        }
+    )
+
+
+@pytest.fixture
+def cluster_backend(ch_cluster_settings: Settings) -> Iterator[ClusterClickHouse]:
+    backend = ClusterClickHouse(
+        ch_cluster_settings.clickhouse_url, CLUSTER_NAME, alt_hosts=ch_cluster_settings.clickhouse_alt_hosts
+    )
+    yield backend
+    backend.execute(f"DROP DATABASE IF EXISTS {backend.database} ON CLUSTER {CLUSTER_NAME}")
+    backend.close()

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import redis
 from prometheus_client import CollectorRegistry
 
-from core.clickhouse import NativeClickHouse
+from core.cluster import connect
 from core.keys import INGEST_GROUP, Keys
 from core.redisclient import sync_client
 from core.settings import Settings
@@ -67,9 +67,7 @@ def run_streams(
     consumers, closers = [], []
     for spec in specs:
         client = sync_client(settings)
-        backend = NativeClickHouse(
-            settings.clickhouse_url, insert_timeout_s=settings.clickhouse_insert_timeout_s
-        )
+        backend = connect(settings)
         closers += [client.close, backend.close]
         config = ConsumerConfig(
             stream=spec.stream,

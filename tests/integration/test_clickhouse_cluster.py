@@ -1,0 +1,213 @@
+"""ClickHouse cluster mode on the local 2 shards x 2 replicas (scripts/cluster-clickhouse.sh; the session
+fixture starts it): migrations run twice and finish a half-applied run, every query gives the one-node
+answers, rows land on their shard, a retried block is stored once (also on the other replica), inserts
+and queries fail over, and the whole path from link to earnings runs on the cluster."""
+
+from __future__ import annotations
+
+import os
+import re
+from itertools import chain
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from core import queries
+from core.cluster import ClusterClickHouse, Replica
+from core.clustercopy import CopyRefused, copy_to_cluster
+from core.clusterddl import Planner, local_name, shard_index, state_table_sql
+from core.clustermigrate import run_step
+from core.migrate import STATE_TABLE, available, migrate
+from core.rows import ClickRow
+from tests.conftest import CLUSTER_NAME, free_port
+from tests.integration import test_end_to_end as e2e
+from tests.integration import test_ingest_crash as crash
+from tests.integration import test_schema as schema
+
+pytestmark = [pytest.mark.clickhouse, pytest.mark.cluster]
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+@pytest.fixture
+def cluster(cluster_backend: ClusterClickHouse) -> ClusterClickHouse:
+    migrate(cluster_backend, log=lambda _line: None)
+    return cluster_backend
+
+
+def replicas(cluster: ClusterClickHouse) -> list[Replica]:
+    return list(chain.from_iterable(cluster.shards()))
+
+
+def sync(cluster: ClusterClickHouse, table: str) -> None:
+    for replica in replicas(cluster):
+        cluster.execute_on(replica, f"SYSTEM SYNC REPLICA {cluster.database}.{local_name(table)}")
+
+
+def test_migrations_run_twice_and_every_node_knows(cluster: ClusterClickHouse) -> None:
+    assert migrate(cluster, log=lambda _line: None) == []
+    db = cluster.database
+    for replica in replicas(cluster):
+        versions = {row[0] for row in cluster.execute_on(replica, f"SELECT version FROM {db}.{STATE_TABLE}")}
+        assert versions == {m.version for m in available()}
+        tables = {row[0] for row in cluster.execute_on(replica, f"SHOW TABLES FROM {db}")}
+        assert {
+            "clicks",
+            "clicks_local",
+            "commissions_daily",
+            "commissions_daily_local",
+            *schema.ROLLUPS,
+        } <= tables
+
+
+def test_a_half_applied_run_is_finished(cluster_backend: ClusterClickHouse) -> None:
+    """A run that died after the first statement of each migration: the next run completes them all."""
+    db = cluster_backend.database
+    cluster_backend.execute(f"CREATE DATABASE IF NOT EXISTS {db} ON CLUSTER {CLUSTER_NAME}")
+    cluster_backend.execute(state_table_sql(db, CLUSTER_NAME, STATE_TABLE))
+    migrations = available()
+    planner = Planner(db, CLUSTER_NAME, [s for m in migrations for s in m.statements(db)])
+    for migration in migrations[:3]:
+        run_step(cluster_backend, planner.steps(migration.statements(db)[0])[0])
+    assert len(migrate(cluster_backend, log=lambda _line: None)) == len(migrations)
+    assert migrate(cluster_backend, log=lambda _line: None) == []
+    schema.insert_clicks(cluster_backend, schema.SAMPLE)
+    assert set(queries.rollup_totals(cluster_backend).values()) == {(6, 4, 1)}
+
+
+def test_an_added_column_is_added_once_on_every_node(cluster: ClusterClickHouse) -> None:
+    db = cluster.database
+    statements = [
+        f"CREATE TABLE IF NOT EXISTS {db}.probe (a String) ENGINE = MergeTree() ORDER BY a",
+        f"ALTER TABLE {db}.probe ADD COLUMN b String DEFAULT 'x'",
+    ]
+    planner = Planner(db, CLUSTER_NAME, statements)
+    for statement in [*statements, statements[1]]:  # the ALTER twice: the second run skips every node
+        for step in planner.steps(statement):
+            run_step(cluster, step)
+    for replica in replicas(cluster):
+        for table in ("probe", "probe_local"):
+            rows = cluster.execute_on(
+                replica,
+                "SELECT name FROM system.columns WHERE database = %(db)s AND table = %(t)s",
+                {"db": db, "t": table},
+            )
+            assert [r[0] for r in rows] == ["a", "b"]
+
+
+def test_queries_give_the_one_node_answers(cluster: ClusterClickHouse) -> None:
+    schema.test_queries(cluster)
+
+
+def test_key_checks_and_links_give_the_one_node_answers(cluster: ClusterClickHouse) -> None:
+    schema.test_existing_click_ids(cluster)
+    schema.test_links_mirror(cluster)
+
+
+def test_rows_land_on_the_shard_clickhouse_would_choose(cluster: ClusterClickHouse) -> None:
+    schema.insert_clicks(cluster, schema.SAMPLE)
+    sync(cluster, "clicks")
+    db = cluster.database
+    for shard, shard_replicas in enumerate(cluster.shards()):
+        expected = {r["click_id"] for r in schema.SAMPLE if shard_index(r["click_id"], [1, 1]) == shard}
+        for replica in shard_replicas:  # both replicas hold the shard's rows, and only those
+            rows = cluster.execute_on(
+                replica, f"SELECT click_id, halfMD5(toString(click_id)) % 2 FROM {db}.clicks_local"
+            )
+            assert {r[0] for r in rows} == expected
+            assert {int(r[1]) for r in rows} <= {shard}
+
+
+def test_a_retried_block_is_stored_once(cluster: ClusterClickHouse) -> None:
+    """The same block again, on the same replica or on the other replica of its shard (a retry after a
+    failover), is dropped by replicated deduplication, and so are the rollup blocks derived from it."""
+    schema.insert_clicks(cluster, schema.SAMPLE)
+    schema.insert_clicks(cluster, schema.SAMPLE)
+    columns = ClickRow.columns()
+    for shard, shard_replicas in enumerate(cluster.shards()):
+        rows = [r for r in schema.SAMPLE if shard_index(r["click_id"], [1, 1]) == shard]
+        block = [[r[c] for r in rows] for c in columns]
+        sql = f"INSERT INTO {cluster.database}.clicks_local ({', '.join(columns)}) VALUES"
+        cluster.execute_on(shard_replicas[-1], sql, block, columnar=True)
+    assert queries.click_count(cluster) == 6
+    assert set(queries.rollup_totals(cluster).values()) == {(6, 4, 1)}
+
+
+def test_inserts_and_queries_fail_over(cluster: ClusterClickHouse, ch_cluster_settings) -> None:
+    shards = cluster.shards()
+    dead = [Replica(s, "127.0.0.1", free_port()) for s in range(len(shards))]
+    cluster._shards = [[dead[s], *shards[s]] for s in range(len(shards))]  # first replicas down
+    schema.insert_clicks(cluster, schema.SAMPLE)
+    assert queries.click_count(cluster) == 6
+    dead_url = f"clickhouse://default:@127.0.0.1:{free_port()}/{cluster.database}"
+    other = ClusterClickHouse(dead_url, CLUSTER_NAME, alt_hosts=ch_cluster_settings.clickhouse_alt_hosts)
+    try:
+        assert queries.click_count(other) == 6
+    finally:
+        other.close()
+
+
+def test_the_readme_queries_run_unchanged(cluster: ClusterClickHouse) -> None:
+    schema.insert_clicks(cluster, schema.SAMPLE)
+    block = re.search(r"## ClickHouse for analysts.*?```sql\n(.*?)```", README.read_text(), re.S)
+    assert block
+    statements = [s.strip() for s in block[1].split(";") if s.strip()]
+    assert len(statements) >= 8
+    for statement in statements:
+        cluster.execute(statement.replace("clicktrail.", f"{cluster.database}."))
+
+
+@pytest.mark.redis
+def test_link_to_earnings_on_the_cluster(ch_cluster_settings, cluster_backend, redis_client) -> None:
+    e2e.test_click_to_commission(ch_cluster_settings, cluster_backend, redis_client)
+
+
+def test_a_single_node_moves_to_the_cluster(
+    clickhouse, settings, ch_cluster_settings, cluster_backend
+) -> None:
+    """`migrate --to-cluster`: every row copied once, rollups rebuilt exactly, a second run copies nothing,
+    and a partial copy is refused."""
+    migrate(clickhouse, log=lambda _line: None)
+    schema.insert_clicks(clickhouse, schema.SAMPLE)
+    schema.test_links_mirror(clickhouse)
+    source = "127.0.0.1:" + str(urlsplit(settings.clickhouse_url).port)
+    copied = copy_to_cluster(clickhouse, source, cluster_backend, log=lambda _line: None)
+    assert copied == {"clicks": 6, "links": 3, "order_events": 0, "commissions": 0}
+    assert set(queries.rollup_totals(cluster_backend).values()) == {(6, 4, 1)}
+    assert copy_to_cluster(clickhouse, source, cluster_backend, log=lambda _line: None)["clicks"] == 0
+    assert queries.click_count(cluster_backend) == 6
+    schema.insert_clicks(clickhouse, [schema.click_row("id-7", schema.DAY1_MS, "abc1234")])
+    with pytest.raises(CopyRefused, match="clicks holds 6 of 7 rows"):
+        copy_to_cluster(clickhouse, source, cluster_backend, log=lambda _line: None)
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+@pytest.mark.parametrize("point", ["before_insert", "after_insert"])
+def test_an_ingester_killed_around_its_insert_stores_each_click_once(
+    point, cluster, ch_cluster_settings, redis_client
+) -> None:
+    """The one-node crash test on the cluster: SIGKILL before or after the insert, then `ingest --once`
+    takes the pending entries back; exactly N clicks, exact rollups and unique flags."""
+    env = {
+        **os.environ,
+        "CLICKTRAIL_REDIS_URL": ch_cluster_settings.redis_url,
+        "CLICKTRAIL_REDIS_PREFIX": ch_cluster_settings.redis_prefix,
+        "CLICKTRAIL_CLICKHOUSE_URL": ch_cluster_settings.clickhouse_url,
+        "CLICKTRAIL_CLICKHOUSE_CLUSTER": CLUSTER_NAME,
+        "CLICKTRAIL_CLICKHOUSE_ALT_HOSTS": ",".join(ch_cluster_settings.clickhouse_alt_hosts),
+        "CLICKTRAIL_SECRET_KEY": ch_cluster_settings.secret_key,
+        "CLICKTRAIL_DATA_DIR": str(ch_cluster_settings.data_dir),
+        "CLICKTRAIL_INGEST_BATCH_SIZE": "1000",
+        "CLICKTRAIL_INGEST_FLUSH_INTERVAL_MS": "200",
+        "CLICKTRAIL_INGEST_CLAIM_IDLE_MS": "3000",
+        "CLICKTRAIL_CLICKHOUSE_INSERT_TIMEOUT_S": "2",
+    }
+    crash.test_sigkill_at_each_point(point, env, redis_client, cluster, ch_cluster_settings)
+
+
+def test_a_read_on_a_lost_connection_is_run_again_on_a_live_node(cluster: ClusterClickHouse) -> None:
+    schema.insert_clicks(cluster, schema.SAMPLE)
+    assert queries.click_count(cluster) == 6
+    cluster._entry.connection.socket.close()  # the entry node went away under an open connection
+    assert queries.click_count(cluster) == 6
