@@ -117,13 +117,18 @@ def _precedence(event: OrderEvent) -> tuple[int, str]:
     return (event.occurred_ms, event.webhook_id)
 
 
-def fold(events: list[OrderEvent]) -> Folded:
-    # A webhook-id counts once. Past the acceptor's idempotency window a sender could reuse one with
-    # another body: keep one by a rule that does not depend on the order ClickHouse returns rows in.
+def in_fold_order(events: list[OrderEvent]) -> list[OrderEvent]:
+    """Each webhook-id once, by precedence: the order `fold` reads them in (and the trace shows)."""
+    # Past the acceptor's idempotency window a sender could reuse a webhook-id with another body: keep
+    # one by a rule that does not depend on the order ClickHouse returns rows in.
     unique: dict[str, OrderEvent] = {}
     for event in sorted(events, key=lambda e: (e.webhook_id, e.occurred_ms, _event_bytes.encode(e))):
         unique.setdefault(event.webhook_id, event)
-    ordered = sorted(unique.values(), key=_precedence)
+    return sorted(unique.values(), key=_precedence)
+
+
+def fold(events: list[OrderEvent]) -> Folded:
+    ordered = in_fold_order(events)
     created_events = [e for e in ordered if e.type == CREATED]
     created = created_events[0] if created_events else None
     conflicts = [
