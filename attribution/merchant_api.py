@@ -112,6 +112,11 @@ async def get_code(request: Request):
     return json_response(codes.view(spans))
 
 
+async def code_endpoint(request: Request):
+    handlers = {"GET": get_code, "HEAD": get_code, "PUT": put_code, "DELETE": delete_code}
+    return await handlers[request.method](request)
+
+
 async def list_codes(request: Request):
     ctx, merchant_id, _ = await _merchant(request)
     found = await codes.CodeStore(ctx.redis, ctx.keys).all(merchant_id)
@@ -186,9 +191,8 @@ def routes() -> list[Route]:
     return [
         Route(base, patch_merchant, methods=["PATCH"]),
         Route(f"{base}/codes", list_codes, methods=["GET"]),
-        Route(f"{base}/codes/{{code}}", put_code, methods=["PUT"]),
-        Route(f"{base}/codes/{{code}}", delete_code, methods=["DELETE"]),
-        Route(f"{base}/codes/{{code}}", get_code, methods=["GET"]),
+        # one route per path, so that a 405 lists every method the path takes
+        Route(f"{base}/codes/{{code}}", code_endpoint, methods=["GET", "PUT", "DELETE"]),
         Route(f"{base}/orders/{{order_id}}/review", post_review, methods=["POST"]),
         Route(f"{base}/orders/{{order_id}}/trace", get_trace, methods=["GET"]),
     ]
