@@ -76,6 +76,20 @@ def test_codes_priority_review_and_trace(settings, clickhouse, redis_client) -> 
             assert created.json()["attribution_priority"] == "click"
             assert created.json()["review"] == {"min_click_to_order_s": 0, "max_clicks_per_ip_hour": 0}
             secret = created.json()["webhook_secret"]
+            other = {**merchant, "merchant_id": "brand2", "domains": ["brand2.example"]}
+            strict = {"attribution_priority": "code", "review": {"min_click_to_order_s": 5}}
+            made = await client.post("/api/merchants", json={**other, **strict}, headers=ADMIN)
+            assert made.status_code == 201, made.text
+            assert made.json()["review"] == {"min_click_to_order_s": 5, "max_clicks_per_ip_hour": 0}
+            for bad in (
+                {"attribution_priority": "x"},
+                {"review": {"min_click_to_order_s": -5}},
+                {"policies": []},
+            ):
+                refused = await client.post(
+                    "/api/merchants", json={**other, "merchant_id": "b3", **bad}, headers=ADMIN
+                )
+                assert refused.status_code == 422, refused.text
             keys = {}
             for subject in ({"merchant_id": "brand"}, {"creator_id": "alice"}, {"creator_id": "bob"}):
                 issued = await client.post("/api/keys", json=subject, headers=ADMIN)

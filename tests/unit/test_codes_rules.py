@@ -219,3 +219,15 @@ def test_span_history(steps, expected) -> None:
             spans = codes.delete_spans(spans, at) or spans
     assert [(s.creator_id, s.from_ms, s.to_ms) for s in spans] == expected
     assert codes.delete_spans([Span("X1", "a", 1, 2)], 5) is None  # not active: nothing to remove
+
+
+def test_a_merchant_stored_before_these_fields_reads_with_defaults() -> None:
+    import msgspec
+
+    from attribution.merchants import Merchant, policy_snapshot
+
+    old = b'{"merchant_id":"m1","name":"m1","domains":["m1.example"],"currency":"EUR","default_rate_bps":800}'
+    merchant = msgspec.json.decode(old, type=Merchant)
+    assert (merchant.attribution_priority, merchant.review) == ("click", ReviewRules(0, 0))
+    assert policy_snapshot(merchant).at(T0) == Policy(0)
+    assert not policy_snapshot(merchant).counts_ip_clicks
