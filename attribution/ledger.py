@@ -304,7 +304,7 @@ class _Lines:
 
     remaining_qty: list[int]
     remaining_minor: list[int]
-    pending_minor: list[int]  # the part still pending, which the approval transfers
+    pending_minor: list[int]  # the part still pending (or in review), which the approval transfers
 
 
 def _accruals(
