@@ -271,7 +271,9 @@ class Attributor:
             for click_id, code, ip_hash in extra
         }
 
-    async def explain(self, merchant_id: str, order_id: str, now_ms: int | None = None) -> dict | None:
+    async def explain(
+        self, merchant_id: str, order_id: str, now_ms: int | None = None
+    ) -> trace.Explained | None:
         """The trace of one order (attribution/trace.py): what a run at `now_ms` decides for it, from the
         same functions, and what it would append. Books nothing, takes no lock. None: no such merchant or
         no event of this order."""
@@ -288,7 +290,9 @@ class Attributor:
         stored_rows = await asyncio.to_thread(queries.order_explanation, self._backend, merchant_id, order_id)
         stored = [ledger.Entry(**{f: getattr(r, f) for f in ENTRY_FIELDS}) for r in stored_rows]
         to_append = ledger.difference(wanted, ledger.net(stored))
-        return trace.render(order_id, events, click, terms, decision, verdict, wanted, stored, to_append)
+        body = trace.render(order_id, events, click, terms, decision, verdict, wanted, stored, to_append)
+        credit = decision.credit if decision is not None else None
+        return trace.Explained(body, credit.creator_id if credit else "")
 
     async def _stored(self, merchant_id: str, order_ids: list[str]) -> dict[str, dict[str, ledger.Entry]]:
         stored: dict[str, dict[str, ledger.Entry]] = defaultdict(dict)

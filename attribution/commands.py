@@ -78,7 +78,8 @@ async def explain(settings: Settings, merchant_id: str, order_id: str, as_json: 
         backend.close()
     if found is None:
         raise click.ClickException(f"no order {order_id!r} of merchant {merchant_id!r}")
-    click.echo(orjson.dumps(found, option=orjson.OPT_INDENT_2).decode() if as_json else trace.text(found))
+    body = found.trace
+    click.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() if as_json else trace.text(body))
     return 0
 
 

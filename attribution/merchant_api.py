@@ -171,19 +171,11 @@ async def get_trace(request: Request):
         )
     except ClickHouseError as exc:
         return _unavailable(exc)
-    if principal.kind == "creator" and not _credited_to(found, principal.subject_id):
+    if principal.kind == "creator" and (found is None or found.credited_creator != principal.subject_id):
         raise ApiError(403, "forbidden", "a creator key sees only the orders credited to it")
     if found is None:
         raise ApiError(404, "unknown_order", f"no order {order_id!r} of merchant {merchant_id!r}")
-    return json_response(found)
-
-
-def _credited_to(found: dict | None, creator_id: str | None) -> bool:
-    if found is None or not creator_id:
-        return False
-    return any(
-        r["creator_id"] == creator_id and r["kind"] == "accrual" for r in found["ledger"] if r["booked"]
-    )
+    return json_response(found.trace)
 
 
 def routes() -> list[Route]:

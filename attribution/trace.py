@@ -9,6 +9,7 @@ false), the dry run.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from attribution import ledger, rules
@@ -34,6 +35,12 @@ LEDGER_FIELDS = (
     "reason",
     "event_id",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class Explained:
+    trace: dict  # the contract's JSON
+    credited_creator: str  # '' when the order is credited to nobody (who may read the trace)
 
 
 def iso(ms: int) -> str:

@@ -107,7 +107,9 @@ def test_reassigned_code_and_ip_rule(settings, backend) -> None:
         }
         assert queries.review_state(backend, "m1", "O-farm") == (1, 1198)
         assert queries.review_state(backend, "m1", "O-bob") == (0, 0)
-        trace = await attributor.explain("m1", "O-farm", now_ms=T0 + 5 * HOUR)
+        explained = await attributor.explain("m1", "O-farm", now_ms=T0 + 5 * HOUR)
+        assert explained.credited_creator == "alice"
+        trace = explained.trace
         assert trace["review"] == [
             {"rule": "max_clicks_per_ip_hour", "limit": 2, "observed": 3, "tripped": True}
         ]
