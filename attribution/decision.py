@@ -16,11 +16,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from attribution import codes, review, rules
-from attribution.policy import PRIORITY_CODE, Policy
+from attribution.policy import PRIORITY_CODE, Policy, ReviewRules
 
 BY_CLICK, BY_CODE = "click", "code"
 # An order without a click id whose codes were none of them active at its time.
 REASON_NO_ACTIVE_CODE = "no_active_code"
+NO_REVIEW = ReviewRules()
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +61,9 @@ def decide(
     policy: Policy,
 ) -> Decision:
     click_reason = rules.ineligibility(click, merchant_id, order_ms, window_days)
-    checks = codes.check_order_codes(order_codes, spans_by_code, order_ms)
+    checks = codes.check_order_codes(order_codes, spans_by_code, order_ms) if order_codes else []
     via_code = None
-    if (chosen := codes.first_active(checks)) is not None and chosen.span is not None:
+    if checks and (chosen := codes.first_active(checks)) is not None and chosen.span is not None:
         span = chosen.span
         via_code = Credit(span.creator_id, BY_CODE, span.code, order_ms, span.rate_bps)
     via_click = Credit(click.creator_id, BY_CLICK, "", click.ts_ms) if click_reason is None else None
@@ -71,6 +72,8 @@ def decide(
         return Decision(click_reason, policy, checks)
     # The rules judge the click only when it is the credited creator's: another creator's click says
     # nothing about this one.
+    if policy.review == NO_REVIEW:
+        return Decision(click_reason, policy, checks, [], credit)
     judged = click if click.found and click.creator_id == credit.creator_id else None
     rule_checks = review.check(policy.review, judged, order_ms)
     held = review.held_reason(rule_checks)

@@ -110,7 +110,7 @@ def next_policies(policies: list[Policy], current: Policy, now_ms: int) -> list[
     return [*history, msgspec.structs.replace(current, effective_ms=max(now_ms, last.effective_ms))]
 
 
-def policy_at(policies: list[Policy], at_ms: int) -> Policy:
+def policy_at(policies: list[Policy] | tuple[Policy, ...], at_ms: int) -> Policy:
     """The version in effect at `at_ms`; before the first one, the first (there was no other)."""
     if not policies:
         return DEFAULT_POLICY
@@ -128,7 +128,9 @@ class Snapshot:
     policies: tuple[Policy, ...] = ()
 
     def at(self, at_ms: int) -> Policy:
-        return policy_at(list(self.policies), at_ms)
+        if len(self.policies) == 1:
+            return self.policies[0]  # the common case: never changed
+        return policy_at(self.policies, at_ms)
 
     @property
     def counts_ip_clicks(self) -> bool:
