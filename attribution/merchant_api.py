@@ -147,7 +147,7 @@ async def post_review(request: Request):
             held, _ = await asyncio.to_thread(queries.review_state, ctx.clickhouse(), merchant_id, order_id)
         except ClickHouseError as exc:
             return _unavailable(exc)
-        if not held:
+        if held <= 0:
             raise ApiError(409, "nothing_in_review", f"order {order_id!r} has nothing in review")
         standing = await store.decide(merchant_id, order_id, decision, clock_ms())
     if standing.decision != decision:

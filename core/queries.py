@@ -343,11 +343,12 @@ def human_clicks_per_ip_hour(
 
 
 def review_state(backend: Backend, merchant_id: str, order_id: str) -> tuple[int, int]:
-    """(accrual rows booked in review, net amount in review) of one order: whether a review decision has
-    anything to decide."""
+    """(orders held in review: 1 or 0, net amount in review) of one order: whether a review decision has
+    anything to decide. Counted by the accrual's `orders`, so an accrual that a later run moved out of
+    review (its negation carries -1) no longer counts, and a zero-rate accrual still does."""
     rows = backend.execute(
-        "SELECT countIf(kind = 'accrual' AND status = 'review'), sumIf(amount_minor, status = 'review') "
-        f"FROM {backend.database}.commissions "
+        "SELECT sumIf(orders, kind = 'accrual' AND status = 'review'), "
+        f"sumIf(amount_minor, status = 'review') FROM {backend.database}.commissions "
         "WHERE merchant_id = %(merchant_id)s AND order_id = %(order_id)s",
         {"merchant_id": merchant_id, "order_id": order_id},
     )
