@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, Counter
 from starlette.requests import Request
 from starlette.routing import Route
 
-from attribution import catalog, money, report, search, webhooks
+from attribution import catalog, merchant_api, money, report, search, webhooks
 from attribution.merchants import DomainTaken, InvalidMerchant, Merchant, new_secret, public_view, validate
 from attribution.rates import RatesUpdate
 from core.clickhouse import ClickHouseError
@@ -62,6 +62,8 @@ async def create_merchant(request: Request):
     transfer = body.pop("transfer_domains", False) if isinstance(body, dict) else False
     if not isinstance(transfer, bool):
         raise ApiError(422, "invalid", "transfer_domains must be true or false")
+    if isinstance(body, dict) and "policies" in body:  # the policy history is kept by the server
+        raise ApiError(422, "invalid", "policies cannot be set; send attribution_priority and review")
     try:
         merchant = validate(_decode(body, Merchant))
     except InvalidMerchant as exc:
@@ -272,4 +274,5 @@ def routes() -> list[Route]:
         Route("/api/catalog", get_catalog, methods=["GET"]),
         Route("/api/creators/{creator_id}/earnings", get_earnings, methods=["GET"]),
         Route("/webhooks/orders/{merchant_id}", order_webhook, methods=["POST"]),
+        *merchant_api.routes(),
     ]

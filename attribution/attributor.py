@@ -21,9 +21,10 @@ from datetime import UTC, datetime, timedelta
 
 from redis.asyncio import Redis
 
-from attribution import ledger, rules
+from attribution import ledger, review, rules, trace
+from attribution.codes import CodeStore
 from attribution.events import event_of
-from attribution.merchants import MerchantStore
+from attribution.merchants import MerchantStore, policy_snapshot
 from attribution.rates import RateStore
 from core import clickid, queries
 from core.clickhouse import Backend
@@ -91,6 +92,8 @@ class Attributor:
         self._chunk = chunk
         self._merchants = MerchantStore(redis, keys)
         self._rates = RateStore(redis, keys)
+        self._codes = CodeStore(redis, keys)
+        self._reviews = review.ReviewStore(redis, keys)
 
     async def run_once(
         self, now_ms: int | None = None, progress=None, stop: asyncio.Event | None = None
@@ -141,6 +144,9 @@ class Attributor:
         for merchant_id, order_id, ingested_ms in new:
             todo[merchant_id].add(order_id)
             high_water = max(high_water, ingested_ms)
+        decided = await self._reviews.to_revisit()  # orders a review decision arrived for
+        for merchant_id, order_id in decided:
+            todo[merchant_id].add(order_id)
         retry_since_ms = now_ms - NO_CLICK_RETRY_MS
         revisit = await asyncio.to_thread(queries.orders_to_revisit, self._backend, retry_since_ms)
         terms = {m: await self._terms(m) for m in {r[0] for r in revisit} | set(todo)}
@@ -171,6 +177,7 @@ class Attributor:
                     summary.stopped = True
                     return summary
         await self._redis.set(self._keys.attribution_cursor, high_water)
+        await self._reviews.revisited(decided)
         return summary
 
     async def _terms(self, merchant_id: str) -> ledger.Terms | None:
@@ -179,7 +186,13 @@ class Attributor:
         if merchant is None or not versions:
             return None
         return ledger.Terms(
-            merchant_id, merchant.attribution_window_days, merchant.lock_days, versions, merchant.currency
+            merchant_id,
+            merchant.attribution_window_days,
+            merchant.lock_days,
+            versions,
+            merchant.currency,
+            codes=await self._codes.all(merchant_id),
+            policy=policy_snapshot(merchant),
         )
 
     async def _events(self, merchant_id: str, order_ids: list[str]) -> dict[str, list[ledger.OrderEvent]]:
@@ -203,13 +216,16 @@ class Attributor:
     ) -> None:
         events = {o: all_events.pop(o, []) for o in order_ids}
         created = {o: ledger.fold(evs).created for o, evs in events.items()}
-        facts = await self._click_facts({c.click_id for c in created.values() if c is not None})
+        facts = await self._click_facts(
+            {c.click_id for c in created.values() if c is not None}, details=terms.policy.counts_ip_clicks
+        )
         stored = await self._stored(terms.merchant_id, order_ids)
+        verdicts = await self._reviews.many(terms.merchant_id, order_ids)
         rows = []
         for order_id in order_ids:
             order = created.get(order_id)
             click = facts.get(order.click_id) if order is not None else None
-            wanted = ledger.desired(events.get(order_id, []), click, terms, now_ms)
+            wanted = ledger.desired(events.get(order_id, []), click, terms, now_ms, verdicts.get(order_id))
             summary.orders += 1
             summary.outcomes[_outcome(wanted, order)] += 1
             for entry in ledger.difference(wanted, stored.get(order_id, {})):
@@ -220,7 +236,9 @@ class Attributor:
             await asyncio.to_thread(insert, "commissions", CommissionRow.columns(), columnar(rows))
             summary.rows += len(rows)
 
-    async def _click_facts(self, click_ids: set[str]) -> dict[str, rules.ClickFacts]:
+    async def _click_facts(self, click_ids: set[str], details: bool = False) -> dict[str, rules.ClickFacts]:
+        """What is known of each click id; with `details`, also its link code and the human clicks from
+        its IP hash on its creator's links in its hour (review rules and the trace need them)."""
         facts: dict[str, rules.ClickFacts] = {}
         lookup: dict[str, int] = {}
         for click_id in click_ids:
@@ -237,14 +255,13 @@ class Attributor:
             day = datetime.fromtimestamp(ts_ms / 1000, UTC).date()
             # The neighbouring days too: the recorded second may fall either side of midnight.
             days.update(str(day + timedelta(days=d)) for d in (-1, 0, 1))
-        rows = await asyncio.to_thread(
-            queries.clicks_by_id,
-            self._backend,
+        span = (
             sorted(lookup),
             sorted(days),
             (min(lookup.values()) - CLICK_TIME_SLACK_MS) // 1000,
             (max(lookup.values()) + CLICK_TIME_SLACK_MS) // 1000 + 1,
         )
+        rows = await asyncio.to_thread(queries.clicks_by_id, self._backend, *span)
         found = {r[0]: r for r in rows}
         owners = await self._merchants.owners(sorted({r[4] for r in found.values() if not r[3]}))
         for click_id in lookup:
@@ -266,7 +283,52 @@ class Attributor:
                 is_bot=bool(is_bot),
                 is_head=bool(is_head),
             )
+        if details and found:
+            facts.update(await self._click_details(facts, span))
         return facts
+
+    async def _click_details(self, facts: dict[str, rules.ClickFacts], span: tuple) -> dict:
+        extra = await asyncio.to_thread(queries.click_details, self._backend, *span)
+        ip_of = {click_id: ip_hash for click_id, _, ip_hash in extra}
+        hour_of = {c: facts[c].ts_ms // review.HOUR_MS for c in ip_of}
+        counts = await asyncio.to_thread(
+            queries.human_clicks_per_ip_hour,
+            self._backend,
+            sorted({facts[c].creator_id for c in ip_of}),
+            sorted(set(ip_of.values())),
+            sorted(set(hour_of.values())),
+        )
+        return {
+            click_id: dataclasses.replace(
+                facts[click_id],
+                code=code,
+                ip_hour_clicks=counts.get((facts[click_id].creator_id, ip_hash, hour_of[click_id]), 0),
+            )
+            for click_id, code, ip_hash in extra
+        }
+
+    async def explain(
+        self, merchant_id: str, order_id: str, now_ms: int | None = None
+    ) -> trace.Explained | None:
+        """The trace of one order (attribution/trace.py): what a run at `now_ms` decides for it, from the
+        same functions, and what it would append. Books nothing, takes no lock. None: no such merchant or
+        no event of this order."""
+        now_ms = clock_ms() if now_ms is None else now_ms
+        terms = await self._terms(merchant_id)
+        events = (await self._events(merchant_id, [order_id])).get(order_id, []) if terms else []
+        if terms is None or not events:
+            return None
+        order = ledger.fold(events).created
+        facts = await self._click_facts({order.click_id} if order else set(), details=True)
+        click = facts.get(order.click_id) if order else None
+        verdict = (await self._reviews.many(merchant_id, [order_id])).get(order_id)
+        decision, wanted = ledger.explain(events, click, terms, now_ms, verdict)
+        stored_rows = await asyncio.to_thread(queries.order_explanation, self._backend, merchant_id, order_id)
+        stored = [ledger.Entry(**{f: getattr(r, f) for f in ENTRY_FIELDS}) for r in stored_rows]
+        to_append = ledger.difference(wanted, ledger.net(stored))
+        body = trace.render(order_id, events, click, terms, decision, verdict, wanted, stored, to_append)
+        credit = decision.credit if decision is not None else None
+        return trace.Explained(body, credit.creator_id if credit else "")
 
     async def _stored(self, merchant_id: str, order_ids: list[str]) -> dict[str, dict[str, ledger.Entry]]:
         stored: dict[str, dict[str, ledger.Entry]] = defaultdict(dict)

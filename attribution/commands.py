@@ -12,8 +12,9 @@ import time
 from datetime import UTC, datetime
 
 import click
+import orjson
 
-from attribution import report
+from attribution import report, trace
 from attribution.attributor import Attributor, Busy
 from core.clickhouse import ClickHouseError
 from core.clickid import ClickIds
@@ -68,6 +69,25 @@ async def attribute(settings: Settings, every_s: float | None) -> int:
         await redis.aclose()
         backend.close()
     return status
+
+
+async def explain(settings: Settings, merchant_id: str, order_id: str, as_json: bool) -> int:
+    """`clicktrail attribute --explain`: the order's trace (attribution/trace.py); books nothing."""
+    redis = failover_client(settings)
+    backend = connect(settings)
+    try:
+        attributor = Attributor(redis, Keys.of(settings), backend, ClickIds(settings.secret_bytes))
+        found = await attributor.explain(merchant_id, order_id)
+    except ClickHouseError as exc:
+        raise click.ClickException(f"ClickHouse cannot be reached: {exc}") from None
+    finally:
+        await redis.aclose()
+        backend.close()
+    if found is None:
+        raise click.ClickException(f"no order {order_id!r} of merchant {merchant_id!r}")
+    body = found.trace
+    click.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() if as_json else trace.text(body))
+    return 0
 
 
 def earnings(settings: Settings, start: str | None, end: str | None, creator_id: str) -> int:

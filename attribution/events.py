@@ -62,6 +62,7 @@ def to_row(entry_id: str, fields: dict[bytes, bytes]) -> OrderEventRow:
         item_quantity=[i.quantity for i in items],
         body_sha256=hashlib.sha256(body).hexdigest(),
         stream_entry=entry_id,
+        discount_codes=list(data.discount_codes),
     )
 
 
@@ -82,6 +83,7 @@ def event_of(row: OrderEventRow) -> OrderEvent:
         row.currency,
         row.occurred_ms,
         items,
+        tuple(row.discount_codes),
     )
 
 

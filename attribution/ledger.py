@@ -22,16 +22,25 @@ How an append-only ledger stays right (the design the attributor relies on):
   whose currency differs from its order's (the refund is not applied). An order whose amounts pass the
   bounds of money.py (refused at the webhook since; one could still be in the stream from before) books a
   zero `flag` row (`amount_out_of_range`) and nothing else, never a wrapped amount.
+- Who is credited, through a click or a discount code, and whether the accrual is held for review, is
+  decision.py's one decision. Entry ids say which: rows of a code credit start `code:`, rows held for
+  review `review:` (`code:review:acc:0`), so should a decision change (a click ingested after its order
+  was credited by code, more clicks of a held hour arriving late), `difference` reverses the old rows
+  and books the new ones instead of leaving them under the wrong creator or status. A held accrual is
+  booked `review`; a review decision folds in at its time: approve transfers each line's amount in review
+  to pending (kind `review`), reject reverses it (reason `rejected`, `orders` -1: no longer credited).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 import msgspec
 
-from attribution import money, rules
+from attribution import codes, money, review, rules
+from attribution.decision import Decision, decide
+from attribution.policy import Snapshot
 
 CREATED, REFUNDED, CANCELLED = "order.created", "order.refunded", "order.cancelled"
 # A zero row that records something wrong with an event; it never carries money.
@@ -55,6 +64,7 @@ class OrderEvent(msgspec.Struct, frozen=True):
     currency: str
     occurred_ms: int
     items: tuple[Item, ...] = ()
+    discount_codes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,6 +76,8 @@ class Terms:
     lock_days: int
     versions: list[rules.RateVersion]
     currency: str  # the merchant's: the only one commission is booked in until multi-currency exists
+    codes: dict[str, list[codes.Span]] = field(default_factory=dict)  # normalised code -> its spans
+    policy: Snapshot = field(default_factory=Snapshot)  # every version of the priority and review rules
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +99,8 @@ class Entry:
     reason: str = ""
     event_id: str = ""
     effective_ms: int = 0
+    attributed_by: str = ""  # click, code, or '' (not credited)
+    code: str = ""
 
 
 @dataclass
@@ -103,13 +117,18 @@ def _precedence(event: OrderEvent) -> tuple[int, str]:
     return (event.occurred_ms, event.webhook_id)
 
 
-def fold(events: list[OrderEvent]) -> Folded:
-    # A webhook-id counts once. Past the acceptor's idempotency window a sender could reuse one with
-    # another body: keep one by a rule that does not depend on the order ClickHouse returns rows in.
+def in_fold_order(events: list[OrderEvent]) -> list[OrderEvent]:
+    """Each webhook-id once, by precedence: the order `fold` reads them in (and the trace shows)."""
+    # Past the acceptor's idempotency window a sender could reuse a webhook-id with another body: keep
+    # one by a rule that does not depend on the order ClickHouse returns rows in.
     unique: dict[str, OrderEvent] = {}
     for event in sorted(events, key=lambda e: (e.webhook_id, e.occurred_ms, _event_bytes.encode(e))):
         unique.setdefault(event.webhook_id, event)
-    ordered = sorted(unique.values(), key=_precedence)
+    return sorted(unique.values(), key=_precedence)
+
+
+def fold(events: list[OrderEvent]) -> Folded:
+    ordered = in_fold_order(events)
     created_events = [e for e in ordered if e.type == CREATED]
     created = created_events[0] if created_events else None
     conflicts = [
@@ -122,16 +141,32 @@ def fold(events: list[OrderEvent]) -> Folded:
 
 
 def desired(
-    events: list[OrderEvent], click: rules.ClickFacts | None, terms: Terms, now_ms: int
+    events: list[OrderEvent],
+    click: rules.ClickFacts | None,
+    terms: Terms,
+    now_ms: int,
+    verdict: review.Decision | None = None,
 ) -> list[Entry]:
-    """The full ledger this order should have at `now_ms`. `click` is None only while parked."""
+    """The full ledger this order should have at `now_ms`. `click` is None only while parked; `verdict`
+    is the merchant's review decision on the order, if any."""
+    return explain(events, click, terms, now_ms, verdict)[1]
+
+
+def explain(
+    events: list[OrderEvent],
+    click: rules.ClickFacts | None,
+    terms: Terms,
+    now_ms: int,
+    verdict: review.Decision | None = None,
+) -> tuple[Decision | None, list[Entry]]:
+    """`desired` with the decision it booked from (None: parked or refused before any decision)."""
     state = fold(events)
     order = state.created
     if order is None or click is None:
-        return []  # parked: a refund or cancel before its order
+        return None, []  # parked: a refund or cancel before its order
     refusal = _refusal(order, terms)
     if refusal is not None:
-        return [_order_row(f"flag:{refusal}", KIND_FLAG, refusal, order, click)]
+        return None, [_order_row(f"flag:{refusal}", KIND_FLAG, refusal, order, click)]
     flags = [
         Entry(
             f"flag:conflict:{e.webhook_id}",
@@ -143,10 +178,20 @@ def desired(
         )
         for e in state.conflicts
     ]
-    reason = rules.ineligibility(click, terms.merchant_id, order.occurred_ms, terms.window_days)
-    if reason is not None:
-        return [_order_row(f"none:{reason}", "none", reason, order, click), *flags]
-    return _credited(state, click, terms, now_ms) + flags
+    policy = terms.policy.at(order.occurred_ms)
+    decision = decide(
+        click,
+        terms.merchant_id,
+        terms.window_days,
+        order.occurred_ms,
+        order.discount_codes,
+        terms.codes,
+        policy,
+    )
+    if decision.credit is None:
+        reason = decision.outcome
+        return decision, [_order_row(f"none:{reason}", "none", reason, order, click), *flags]
+    return decision, _credited(state, decision, terms, now_ms, verdict) + flags
 
 
 def _order_row(entry_id: str, kind: str, reason: str, order: OrderEvent, click: rules.ClickFacts) -> Entry:
@@ -174,25 +219,83 @@ def _refusal(order: OrderEvent, terms: Terms) -> str | None:
     return None
 
 
-def _credited(state: Folded, click: rules.ClickFacts, terms: Terms, now_ms: int) -> list[Entry]:
-    """An order credited to its click's creator: its accruals, then each refund or cancel in turn, then
-    the approval transfers once the lock has passed."""
+def _credited(
+    state: Folded, decision: Decision, terms: Terms, now_ms: int, verdict: review.Decision | None
+) -> list[Entry]:
+    """An order credited to the decision's creator: its accruals, then each refund or cancel in turn (the
+    review decision folded in at its time), then the approval transfers once the lock has passed (and,
+    for a held order, it was approved)."""
     order = state.created
-    assert order is not None
+    credit = decision.credit
+    assert order is not None and credit is not None
     lock_at = rules.lock_ms(order.occurred_ms, terms.lock_days)
-    common = {"creator_id": click.creator_id, "click_id": order.click_id, "currency": order.currency}
-    version = rules.version_at(terms.versions, click.ts_ms)
-    accruals = _accruals(order, click.creator_id, version, common)
+    held = bool(credit.review_reason)
+    prefix = ("code:" if credit.attributed_by == "code" else "") + ("review:" if held else "")
+    common = {
+        "creator_id": credit.creator_id,
+        "click_id": order.click_id,
+        "currency": order.currency,
+        "attributed_by": credit.attributed_by,
+        "code": credit.code,
+    }
+    version = rules.version_at(terms.versions, credit.rate_at_ms)
+    accruals = _accruals(order, credit, version, common, prefix, "review" if held else "pending")
     lines = _Lines(
         remaining_qty=[item.quantity for item in order.items],
         remaining_minor=[entry.amount_minor for entry in accruals],
         pending_minor=[entry.amount_minor for entry in accruals],
     )
-    changes = [
-        e for change in state.changes for e in _change(change, order, accruals, lines, lock_at, common)
-    ]
-    approvals = _approvals(accruals, lines.pending_minor, lock_at) if now_ms >= lock_at else []
-    return [*accruals, *changes, *approvals]
+    pending_verdict = verdict if held else None  # a decision on an order not held changes nothing
+    entries = list(accruals)
+    for change in state.changes:
+        if pending_verdict is not None and change.occurred_ms >= pending_verdict.decided_ms:
+            entries += _verdict(pending_verdict, accruals, lines, prefix)
+            if pending_verdict.decision == review.REJECT:
+                return entries  # nothing is left to refund
+            pending_verdict, held = None, False
+        status = "review" if held else ("approved" if change.occurred_ms >= lock_at else "pending")
+        entries += _change(change, order, accruals, lines, status, common, prefix)
+    if pending_verdict is not None:
+        entries += _verdict(pending_verdict, accruals, lines, prefix)
+        if pending_verdict.decision == review.REJECT:
+            return entries
+        held = False
+    approve_at = max(lock_at, verdict.decided_ms) if credit.review_reason and verdict else lock_at
+    if not held and now_ms >= approve_at:
+        entries += _approvals(accruals, lines.pending_minor, approve_at, prefix)
+    return entries
+
+
+def _verdict(verdict: review.Decision, accruals: list[Entry], lines: _Lines, prefix: str) -> list[Entry]:
+    """Approve: each line's amount in review moves to pending. Reject: it is reversed."""
+    entries = []
+    for index, amount in enumerate(lines.pending_minor):
+        base = replace(
+            accruals[index], orders=0, event_id="", effective_ms=verdict.decided_ms, quantity=0, basis_minor=0
+        )
+        if verdict.decision == review.APPROVE:
+            base = replace(base, kind="review", reason="approved")
+            entries.append(
+                replace(base, entry_id=f"{prefix}rvw:{index}:review", status="review", amount_minor=-amount)
+            )
+            entries.append(
+                replace(base, entry_id=f"{prefix}rvw:{index}:pending", status="pending", amount_minor=amount)
+            )
+        else:
+            entries.append(
+                replace(
+                    base,
+                    entry_id=f"{prefix}rej:{index}",
+                    kind="reversal",
+                    status="review",
+                    amount_minor=-amount,
+                    orders=-int(index == 0),
+                    reason=review.REASON_REJECTED,
+                )
+            )
+            lines.remaining_minor[index] -= amount
+            lines.remaining_qty[index] = 0
+    return entries
 
 
 @dataclass
@@ -201,19 +304,25 @@ class _Lines:
 
     remaining_qty: list[int]
     remaining_minor: list[int]
-    pending_minor: list[int]  # the part still pending, which the approval transfers
+    pending_minor: list[int]  # the part still pending (or in review), which the approval transfers
 
 
-def _accruals(order: OrderEvent, creator_id: str, version: rules.RateVersion, common: dict) -> list[Entry]:
-    """One accrual per line, at the rate the creator earned under the version in effect at the click."""
+def _accruals(
+    order: OrderEvent, credit, version: rules.RateVersion, common: dict, prefix: str, status: str
+) -> list[Entry]:
+    """One accrual per line, at the rate the creator earned under the version in effect at the click (or,
+    for a code, at the order; a code's own rate overrides the tables)."""
     entries = []
     for index, item in enumerate(order.items):
-        applied = rules.rate_for(version, creator_id, item.sku, item.category)
+        if credit.rate_bps is not None:
+            applied = rules.AppliedRate(credit.rate_bps, "code", version.version)
+        else:
+            applied = rules.rate_for(version, credit.creator_id, item.sku, item.category)
         entries.append(
             Entry(
-                f"acc:{index}",
+                f"{prefix}acc:{index}",
                 "accrual",
-                "pending",
+                status,
                 rules.commission_minor(item.unit_price_minor, item.quantity, applied.rate_bps),
                 orders=int(index == 0),
                 sku=item.sku,
@@ -222,6 +331,7 @@ def _accruals(order: OrderEvent, creator_id: str, version: rules.RateVersion, co
                 rate_bps=applied.rate_bps,
                 rate_rule=applied.rule,
                 rate_version=applied.version,
+                reason=credit.review_reason,
                 event_id=order.webhook_id,
                 effective_ms=order.occurred_ms,
                 **common,
@@ -231,10 +341,16 @@ def _accruals(order: OrderEvent, creator_id: str, version: rules.RateVersion, co
 
 
 def _change(
-    change: OrderEvent, order: OrderEvent, accruals: list[Entry], lines: _Lines, lock_at: int, common: dict
+    change: OrderEvent,
+    order: OrderEvent,
+    accruals: list[Entry],
+    lines: _Lines,
+    status: str,
+    common: dict,
+    prefix: str = "",
 ) -> list[Entry]:
-    """The reversals (or flags) one refund or cancel books, updating what is left of each line."""
-    status = "approved" if change.occurred_ms >= lock_at else "pending"
+    """The reversals (or flags) one refund or cancel books at `status`, updating what is left of each
+    line."""
     if change.currency != order.currency:
         refunded = [(0, 0, REASON_CURRENCY_MISMATCH)]  # not applied: amounts in another currency
     else:
@@ -244,7 +360,7 @@ def _change(
         if flag:
             entries.append(
                 Entry(
-                    f"flag:{flag}:{change.webhook_id}:{index}",
+                    f"{prefix}flag:{flag}:{change.webhook_id}:{index}",
                     KIND_FLAG,
                     status,
                     0,
@@ -255,12 +371,21 @@ def _change(
                 )
             )
             continue
-        entries.append(_reversal(change, order.items[index], accruals[index], index, quantity, lines, status))
+        entries.append(
+            _reversal(change, order.items[index], accruals[index], index, quantity, lines, status, prefix)
+        )
     return entries
 
 
 def _reversal(
-    change: OrderEvent, item: Item, accrual: Entry, index: int, quantity: int, lines: _Lines, status: str
+    change: OrderEvent,
+    item: Item,
+    accrual: Entry,
+    index: int,
+    quantity: int,
+    lines: _Lines,
+    status: str,
+    prefix: str = "",
 ) -> Entry:
     if quantity == lines.remaining_qty[index]:
         amount = lines.remaining_minor[index]  # the whole remainder: the line nets to exactly zero
@@ -268,15 +393,16 @@ def _reversal(
         amount = rules.commission_minor(item.unit_price_minor, quantity, accrual.rate_bps)
     lines.remaining_qty[index] -= quantity
     lines.remaining_minor[index] -= amount
-    if status == "pending":
+    if status in ("pending", "review"):
         lines.pending_minor[index] -= amount
     return replace(
         accrual,
-        entry_id=f"rev:{change.webhook_id}:{index}",
+        entry_id=f"{prefix}rev:{change.webhook_id}:{index}",
         kind="reversal",
         status=status,
         amount_minor=-amount,
         orders=0,
+        reason="",
         quantity=quantity,
         basis_minor=item.unit_price_minor * quantity,
         event_id=change.webhook_id,
@@ -284,14 +410,20 @@ def _reversal(
     )
 
 
-def _approvals(accruals: list[Entry], pending_minor: list[int], lock_at: int) -> list[Entry]:
+def _approvals(
+    accruals: list[Entry], pending_minor: list[int], lock_at: int, prefix: str = ""
+) -> list[Entry]:
     """Once the lock has passed: each line's net pending amount moves from pending to approved."""
     entries = []
     for index, amount in enumerate(pending_minor):
-        base = replace(accruals[index], kind="approval", orders=0, event_id="", effective_ms=lock_at)
-        entries.append(replace(base, entry_id=f"apr:{index}:pending", status="pending", amount_minor=-amount))
+        base = replace(
+            accruals[index], kind="approval", orders=0, event_id="", effective_ms=lock_at, reason=""
+        )
         entries.append(
-            replace(base, entry_id=f"apr:{index}:approved", status="approved", amount_minor=amount)
+            replace(base, entry_id=f"{prefix}apr:{index}:pending", status="pending", amount_minor=-amount)
+        )
+        entries.append(
+            replace(base, entry_id=f"{prefix}apr:{index}:approved", status="approved", amount_minor=amount)
         )
     return entries
 

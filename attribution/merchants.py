@@ -20,6 +20,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
+from attribution import policy
 from attribution.rates import RatesUpdate, initial_version
 from core import validate as check
 from core.domains import (
@@ -57,6 +58,11 @@ class Merchant(msgspec.Struct, frozen=True):
     lock_days: int = 30
     click_param: str = check.DEFAULT_CLICK_PARAM
     created_at_ms: int = 0
+    # attribution/policy.py: the current values, and every version with its time (records stored before
+    # these fields existed read with the defaults)
+    attribution_priority: str = policy.PRIORITY_CLICK
+    review: policy.ReviewRules = policy.ReviewRules()
+    policies: list[policy.Policy] = msgspec.field(default_factory=list)
 
 
 class InvalidMerchant(ValueError):
@@ -88,6 +94,11 @@ def validate(merchant: Merchant) -> Merchant:
         raise InvalidMerchant("attribution_window_days must be 1-365 and lock_days 0-365")
     if not check.is_click_param(merchant.click_param):
         raise InvalidMerchant("click_param must be 1-64 URL-safe chars")
+    try:
+        policy.check_priority(merchant.attribution_priority)
+        policy.check_review(merchant.review)
+    except policy.InvalidField as exc:
+        raise InvalidMerchant(str(exc)) from None
     domains = sorted({d.strip().lower().rstrip(".") for d in merchant.domains})
     if not domains or not all(check.is_host(d) for d in domains):
         raise InvalidMerchant("domains must be a non-empty list of host names")
@@ -190,7 +201,9 @@ class MerchantStore:
                         raise DomainTaken(overlaps)
                     losers = await self._losing_records(pipe, overlaps)
                     pipe.multi()
-                    pipe.set(keys.merchant(merchant_id), msgspec.json.encode(merchant))
+                    pipe.set(
+                        keys.merchant(merchant_id), msgspec.json.encode(_with_first_policy(merchant, now_ms))
+                    )
                     pipe.sadd(keys.merchants, merchant_id)
                     pipe.rpush(keys.rates(merchant_id), first_rates)
                     if secret is not None:
@@ -210,6 +223,31 @@ class MerchantStore:
         for overlap in overlaps:
             log.warning("domain transfer to merchant %r: %s", merchant_id, overlap.describe())
         return overlaps
+
+    async def patch(self, merchant_id: str, changes: dict, now_ms: int) -> Merchant | None:
+        """Apply validated PATCH changes (policy.checked_patch) to the record, appending a policy version
+        when a policy field changed; None if there is no such merchant. WATCH on the record alone: the
+        record is the only key written."""
+        key = self._keys.merchant(merchant_id)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    raw = await pipe.get(key)
+                    if raw is None:
+                        await pipe.unwatch()
+                        return None
+                    record = msgspec.structs.replace(msgspec.json.decode(raw, type=Merchant), **changes)
+                    current = policy.Policy(now_ms, record.attribution_priority, record.review)
+                    record = msgspec.structs.replace(
+                        record, policies=policy.next_policies(record.policies, current, now_ms)
+                    )
+                    pipe.multi()
+                    pipe.set(key, msgspec.json.encode(record))
+                    await pipe.execute()
+                    return record
+                except WatchError:
+                    continue
 
     async def _losing_records(self, pipe, overlaps: list[Overlap]) -> list[Merchant]:
         """The records of merchants whose very domain moves, without it (read under WATCH)."""
@@ -306,5 +344,18 @@ def rotation(
     return updates, deleted, expiry
 
 
+def _with_first_policy(merchant: Merchant, now_ms: int) -> Merchant:
+    first = policy.Policy(now_ms, merchant.attribution_priority, merchant.review)
+    return msgspec.structs.replace(merchant, policies=[first])
+
+
+def policy_snapshot(merchant: Merchant) -> policy.Snapshot:
+    """Every policy version; a record from before versions existed has one: its current values."""
+    versions = merchant.policies or [policy.Policy(0, merchant.attribution_priority, merchant.review)]
+    return policy.Snapshot(tuple(versions))
+
+
 def public_view(merchant: Merchant) -> dict:
-    return orjson.loads(msgspec.json.encode(merchant))
+    view = orjson.loads(msgspec.json.encode(merchant))
+    view.pop("policies", None)  # the history is the attributor's; the API shows the current values
+    return view

@@ -100,6 +100,10 @@ class ClickFacts:
     host_owner: str = ""  # the merchant owning dest_host now ('' if none)
     is_bot: bool = False
     is_head: bool = False
+    code: str = ""  # the link's code (for the trace)
+    # human clicks from this click's IP hash on the creator's links in its clock hour (review.py); filled
+    # only when a review rule needs it
+    ip_hour_clicks: int = 0
 
 
 # Reasons an order earns nothing. "no_click" is retried on later runs (the click may not be ingested yet).

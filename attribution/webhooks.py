@@ -22,7 +22,7 @@ from typing import Annotated, Literal
 import msgspec
 from redis.asyncio import Redis
 
-from attribution import money
+from attribution import codes, money
 from core import validate
 from core.keys import Keys
 from core.redisclient import eval_replicated
@@ -91,6 +91,9 @@ Id = Annotated[str, msgspec.Meta(min_length=1, max_length=128)]
 Currency = Annotated[str, msgspec.Meta(pattern=validate.CURRENCY_PATTERN)]
 
 
+DiscountCode = Annotated[str, msgspec.Meta(min_length=1, max_length=codes.MAX_ORDER_CODE_CHARS)]
+
+
 class WebhookItem(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     sku: Id
     unit_price_minor: Annotated[int, msgspec.Meta(ge=0, le=money.MAX_UNIT_PRICE_MINOR)]
@@ -104,6 +107,7 @@ class OrderData(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     occurred_at: datetime
     click_id: Annotated[str, msgspec.Meta(max_length=128)] = ""
     items: Annotated[list[WebhookItem], msgspec.Meta(max_length=money.MAX_ITEMS_PER_ORDER)] = []
+    discount_codes: Annotated[list[DiscountCode], msgspec.Meta(max_length=codes.MAX_ORDER_CODES)] = []
 
 
 class WebhookBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -125,6 +129,9 @@ def parse(body: bytes) -> WebhookBody:
     if not OCCURRED_MIN <= parsed.data.occurred_at < OCCURRED_MAX:
         # Refused here, not at ingestion: a row ClickHouse's DateTime cannot hold would fail its insert.
         raise msgspec.ValidationError("data.occurred_at must lie between 1970 and 2105")
+    for index, code in enumerate(parsed.data.discount_codes):
+        if validate.has_control_chars(code):
+            raise msgspec.ValidationError(f"data.discount_codes[{index}] must not contain control characters")
     if parsed.type in ("order.created", "order.refunded") and not parsed.data.items:
         raise msgspec.ValidationError(f"{parsed.type} must list its items")
     return parsed

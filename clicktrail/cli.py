@@ -108,11 +108,26 @@ def ingest(settings: Settings, once: bool, consumer: str | None, metrics_port: i
     default=None,
     help="Run a batch every SECONDS until SIGTERM/SIGINT (default: one batch, then exit).",
 )
+@click.option(
+    "--explain",
+    nargs=2,
+    type=str,
+    default=None,
+    metavar="MERCHANT_ID ORDER_ID",
+    help="Print why this order is (not) credited, step by step, and book nothing.",
+)
+@click.option("--json", "as_json", is_flag=True, help="With --explain: the trace as JSON (the API's).")
 @click.pass_obj
-def attribute(settings: Settings, every_s: float | None) -> None:
+def attribute(
+    settings: Settings, every_s: float | None, explain: tuple[str, str] | None, as_json: bool
+) -> None:
     """Book commissions for new order events (one batch, or one every SECONDS)."""
     import asyncio
 
+    if explain is not None:
+        from attribution.commands import explain as run_explain
+
+        sys.exit(asyncio.run(run_explain(settings, *explain, as_json)))
     from attribution.commands import attribute as run_attribute
 
     sys.exit(asyncio.run(run_attribute(settings, every_s)))

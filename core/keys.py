@@ -219,6 +219,23 @@ class Keys:
         """String: the highest order_events.ingested_ms the attributor has processed."""
         return f"{self.prefix}attribution:cursor"
 
+    # --- discount codes and review (attribution/codes.py, attribution/review.py) -----------------
+    def merchant_codes(self, merchant_id: str) -> str:
+        """Hash: a merchant's discount code (upper-cased) → its spans (JSON list: creator, rate, from, to),
+        appended on every change, never rewritten. Each write touches this key alone (WATCH on it)."""
+        return f"{self.prefix}merchant:{merchant_id}:codes"
+
+    def merchant_reviews(self, merchant_id: str) -> str:
+        """Hash: order id → the merchant's review decision (JSON: decision, decided_ms), written once per
+        order (HSETNX), alone: no other key shares its transaction."""
+        return f"{self.prefix}merchant:{merchant_id}:reviews"
+
+    @property
+    def attribution_revisit(self) -> str:
+        """Set of "merchant_id order_id" the next attributor run must redo (a review decision arrived);
+        written after the decision, alone, and trimmed by the run of what it read."""
+        return f"{self.prefix}attribution:revisit"
+
     def all_patterns(self) -> str:
         """Glob matching every key of this prefix (tests clean up with it), spread families included."""
         return f"{self.spread}*"

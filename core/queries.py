@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from core.clickhouse import Backend
@@ -300,3 +300,57 @@ def earnings_clicks(backend: Backend, first: date, last: date, creator_id: str) 
         {"from_day": str(first), "to_day": str(last), "creator_id": creator_id},
     )
     return {creator: int(n) for creator, n in rows}
+
+
+# --- discount codes, review, trace (attribution/review.py, attribution/trace.py) ---------------------------
+def click_details(
+    backend: Backend, click_ids: Sequence[str], days: Sequence[str], from_s: int, to_s: int
+) -> list[tuple[str, str, int]]:
+    """(click_id, link code, ip_hash) of the given ids, read like `clicks_by_id`: what a review rule and
+    a trace need beyond the attribution facts."""
+    rows = backend.execute(
+        f"SELECT click_id, code, ip_hash FROM {backend.database}.clicks WHERE toDate(ts) IN %(days)s "
+        "AND ts >= toDateTime(%(from_s)s) AND ts <= toDateTime(%(to_s)s) AND click_id IN %(click_ids)s",
+        {"days": tuple(days), "from_s": from_s, "to_s": to_s, "click_ids": tuple(click_ids)},
+    )
+    return [(c, code, int(ip)) for c, code, ip in rows]
+
+
+def human_clicks_per_ip_hour(
+    backend: Backend, creator_ids: Sequence[str], ip_hashes: Sequence[int], hours: Sequence[int]
+) -> dict[tuple[str, int, int], int]:
+    """Human clicks (not bot, not HEAD) per (creator, ip_hash, hour since the epoch in UTC) for the given
+    creators, IP hashes and hours: the review rule `max_clicks_per_ip_hour`. Reads only those hours."""
+    if not (creator_ids and ip_hashes and hours):
+        return {}
+    days = sorted({str(date(1970, 1, 1) + timedelta(days=h // 24)) for h in hours})
+    rows = backend.execute(
+        "SELECT creator_id, ip_hash, intDiv(toUInt32(ts), 3600) AS hour, count() "
+        f"FROM {backend.database}.clicks WHERE toDate(ts) IN %(days)s "
+        "AND ts >= toDateTime(%(from_s)s) AND ts < toDateTime(%(to_s)s) "
+        "AND creator_id IN %(creators)s AND ip_hash IN %(hashes)s AND is_bot = 0 AND is_head = 0 "
+        "GROUP BY creator_id, ip_hash, hour",
+        {
+            "days": tuple(days),
+            "from_s": min(hours) * 3600,
+            "to_s": (max(hours) + 1) * 3600,
+            "creators": tuple(creator_ids),
+            "hashes": tuple(ip_hashes),
+        },
+    )
+    wanted = set(hours)
+    return {(c, int(ip), int(h)): int(n) for c, ip, h, n in rows if int(h) in wanted}
+
+
+def review_state(backend: Backend, merchant_id: str, order_id: str) -> tuple[int, int]:
+    """(orders held in review: 1 or 0, net amount in review) of one order: whether a review decision has
+    anything to decide. Counted by the accrual's `orders`, so an accrual that a later run moved out of
+    review (its negation carries -1) no longer counts, and a zero-rate accrual still does."""
+    rows = backend.execute(
+        "SELECT sumIf(orders, kind = 'accrual' AND status = 'review'), "
+        f"sumIf(amount_minor, status = 'review') FROM {backend.database}.commissions "
+        "WHERE merchant_id = %(merchant_id)s AND order_id = %(order_id)s",
+        {"merchant_id": merchant_id, "order_id": order_id},
+    )
+    count, amount = rows[0] if rows else (0, 0)
+    return int(count or 0), int(amount or 0)

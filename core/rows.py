@@ -89,6 +89,7 @@ class OrderEventRow(Row):
     item_quantity: list[int]
     body_sha256: str
     stream_entry: str
+    discount_codes: list[str] = []  # 0030
 
 
 class CommissionRow(Row):
@@ -116,3 +117,5 @@ class CommissionRow(Row):
     effective_ms: int
     booked_ms: int
     run_id: str
+    attributed_by: str = ""  # 0031: 'click', 'code' or ''
+    code: str = ""  # 0031: the discount code that credited the order

@@ -264,6 +264,7 @@ def corpus(code: str, merchant: str, secret: str) -> list[Case]:
             ).encode(),
         ),
         *_catalog_cases(merchant),
+        *_money_cases(merchant, secret, order["data"]),
         Case("api_link_bad_code", lambda: _get(b"/api/links/%ff%fe", ADMIN.encode())),
         Case(
             "api_earnings_bad_dates",
@@ -363,6 +364,71 @@ def _catalog_cases(merchant: str) -> list[Case]:
             Case(f"api_search_{name}", lambda q=query: _get(b"/api/catalog?" + q, ADMIN.encode()), e400)
             for name, query in search
         ],
+    ]
+
+
+def _money_cases(merchant: str, secret: str, data: dict) -> list[Case]:
+    """Discount codes, PATCH, review and trace inputs past a bound: a clear 4xx, nothing written."""
+    base = f"/api/merchants/{merchant}"
+    hook = f"/webhooks/orders/{merchant}"
+    e400, e404, e422 = (frozenset({s}) for s in (400, 404, 422))
+    # these two read ClickHouse: a 503 while it is unreachable is the contract's answer too
+    e409, e404_or_503 = frozenset({409, 503}), frozenset({404, 503})
+
+    def with_codes(codes) -> bytes:
+        return json.dumps({"type": "order.created", "data": {**data, "discount_codes": codes}}).encode()
+
+    def patch(body: dict) -> bytes:
+        return _post(base, json.dumps(body).encode(), ADMIN).replace(b"POST ", b"PATCH ", 1)
+
+    bad_codes = {
+        "webhook_codes_not_a_list": with_codes("ALICE10"),
+        "webhook_codes_not_strings": with_codes([10]),
+        "webhook_codes_too_many": with_codes(["A"] * 21),
+        "webhook_code_too_long": with_codes(["A" * 65]),
+        "webhook_code_empty": with_codes([""]),
+        "webhook_code_control_char": with_codes(["A\nB"]),
+    }
+    bad_patches = {
+        "api_patch_priority": {"attribution_priority": "first"},
+        "api_patch_review_negative": {"review": {"min_click_to_order_s": -1}},
+        "api_patch_review_huge": {"review": {"max_clicks_per_ip_hour": 10**12}},
+        "api_patch_review_unknown": {"review": {"max_orders": 1}},
+        "api_patch_unknown_field": {"merchant_id": "other"},
+        "api_patch_empty": {},
+    }
+    code_put = json.dumps({"creator_id": "c1"}).encode()
+    return [
+        *(Case(n, lambda b=b: _post(hook, b, _signed(secret, b)), e400) for n, b in bad_codes.items()),
+        *(Case(n, lambda b=b: patch(b), e422) for n, b in bad_patches.items()),
+        Case("api_code_bad_chars", lambda: _put(f"{base}/codes/a%20b", code_put), e422),
+        Case("api_code_too_short", lambda: _put(f"{base}/codes/ab", code_put), e422),
+        Case("api_code_bad_creator", lambda: _put(f"{base}/codes/GOOD1", b'{"creator_id": "a b"}'), e422),
+        Case(
+            "api_code_bad_rate",
+            lambda: _put(f"{base}/codes/GOOD1", b'{"creator_id": "c", "rate_bps": 10001}'),
+            e422,
+        ),
+        Case(
+            "api_code_delete_unknown",
+            lambda: _post(f"{base}/codes/NOPE1", b"", ADMIN).replace(b"POST ", b"DELETE ", 1),
+            e404,
+        ),
+        Case(
+            "api_review_bad_decision",
+            lambda: _post(f"{base}/orders/X/review", b'{"decision": "y"}', ADMIN),
+            e422,
+        ),
+        Case(
+            "api_review_nothing",
+            lambda: _post(f"{base}/orders/X/review", b'{"decision": "reject"}', ADMIN),
+            e409,
+        ),
+        Case(
+            "api_trace_unknown_order",
+            lambda: _get(f"{base}/orders/NOPE/trace".encode(), ADMIN.encode()),
+            e404_or_503,
+        ),
     ]
 
 

@@ -9,8 +9,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attribution import ledger, rules
+from attribution import codes, ledger, review, rules
 from attribution.ledger import CANCELLED, CREATED, REFUNDED, Item, OrderEvent
+from attribution.policy import Policy, ReviewRules, Snapshot
 
 DAY = rules.MS_PER_DAY
 T0 = 100 * DAY
@@ -247,3 +248,119 @@ def test_order_at_the_money_bound_is_booked() -> None:
     items = [Item("S1", 10**12, 5), Item("S2", 10**12, 5)]  # exactly 10^13
     entries = ledger.desired([event("w1", CREATED, T0, items)], CLICK, TERMS, now_ms=T0)
     assert [e.amount_minor for e in entries] == [4 * 10**11, 4 * 10**11]  # 8 % default rate
+
+
+# --- property: codes assigned and removed, review decisions, all interleaved with runs and duplicates -----
+CODE_OPS = [  # in the order a merchant makes them: (at_ms, creator or None to remove, rate_bps)
+    (T0 - DAY, "bob", 500),  # active when the order happens
+    (T0 + DAY, "carol", None),  # reassigned after it: changes nothing for it
+    (T0 + 2 * DAY, None, None),  # removed after it: changes nothing either
+]
+
+
+def _coded(event_: OrderEvent) -> OrderEvent:
+    return OrderEvent(
+        event_.merchant_id,
+        event_.webhook_id,
+        event_.type,
+        event_.order_id,
+        event_.click_id,
+        event_.currency,
+        event_.occurred_ms,
+        event_.items,
+        ("Spring",),
+    )
+
+
+CODED_EVENTS = [_coded(e) for e in EVENTS]
+
+
+def _spans(ops_done: int) -> dict[str, list[codes.Span]]:
+    spans: list[codes.Span] = []
+    for at_ms, creator, rate in CODE_OPS[:ops_done]:
+        if creator is None:
+            spans = codes.delete_spans(spans, at_ms) or spans
+        else:
+            spans = codes.put_spans(spans, "SPRING", creator, rate, at_ms)
+    return {"SPRING": spans} if spans else {}
+
+
+def _terms(priority: str, ops_done: int, review_on: bool = True) -> ledger.Terms:
+    # click-to-order is one day (CLICK): a two-day minimum holds every click credit for review
+    held = Policy(0, priority, ReviewRules(min_click_to_order_s=2 * 86_400 if review_on else 0))
+    return ledger.Terms("m1", 30, 30, TERMS.versions, "EUR", codes=_spans(ops_done), policy=Snapshot((held,)))
+
+
+def _balances(rows: list[ledger.Entry]) -> Counter:
+    out: Counter = Counter()
+    for e in rows:
+        out[(e.creator_id, e.currency, e.status)] += e.amount_minor
+    return Counter({k: v for k, v in out.items() if v})
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    steps=st.lists(
+        st.one_of(
+            st.tuples(st.just("event"), st.sampled_from(range(len(EVENTS)))),
+            st.tuples(st.just("code"), st.just(0)),
+            st.tuples(st.just("decide"), st.just(0)),
+            st.tuples(st.just("run"), st.integers(0, 70 * DAY)),
+        ),
+        min_size=1,
+        max_size=24,
+    ),
+    priority=st.sampled_from(["click", "code"]),
+    verdict=st.sampled_from([None, "approve", "reject"]),
+    decided_offset=st.integers(0, 70 * DAY),
+    review_on=st.booleans(),
+)
+def test_codes_and_review_interleaved_give_the_final_ledger(
+    steps, priority, verdict, decided_offset, review_on
+) -> None:
+    final_now = T0 + 80 * DAY
+    decision = review.Decision(verdict, T0 + decided_offset) if verdict else None
+    delivered, ops_done, decided, clock = [], 0, None, T0
+    stored: list[ledger.Entry] = []
+
+    def run(now_ms: int) -> list[ledger.Entry]:
+        has_order = any(e.type == CREATED for e in delivered)
+        wanted = ledger.desired(
+            delivered, CLICK if has_order else None, _terms(priority, ops_done, review_on), now_ms, decided
+        )
+        return ledger.difference(wanted, ledger.net(stored))
+
+    for kind, value in steps:
+        if kind == "event":
+            delivered.append(CODED_EVENTS[value])  # duplicates and any order
+        elif kind == "code":
+            ops_done = min(len(CODE_OPS), ops_done + 1)  # the merchant's next change, in its time order
+        elif kind == "decide":
+            decided = decision
+        else:
+            clock = max(clock, T0 + value)
+            stored += run(clock)
+    ops_done, decided = len(CODE_OPS), decision  # everything has happened by the final run
+    stored += run(final_now)
+    assert run(final_now) == []  # and a rerun appends nothing
+    # the same balances as one run over everything, whatever happened in between
+    has_order = any(e.type == CREATED for e in delivered)
+    once = ledger.desired(
+        sorted(set(delivered), key=lambda e: e.webhook_id),
+        CLICK if has_order else None,
+        _terms(priority, len(CODE_OPS), review_on),
+        final_now,
+        decision,
+    )
+    assert _balances(stored) == _balances(once)
+    # transfers (approval, review) move money between statuses and never create any
+    moved = Counter()
+    for e in stored:
+        moved[e.kind] += e.amount_minor
+    assert sum(_balances(stored).values()) == moved["accrual"] + moved["reversal"]
+    if has_order:
+        creators = {k[0] for k in _balances(stored)}
+        assert creators <= ({"bob"} if priority == "code" else {"alice"})
+        held = {k[2] for k in _balances(stored)}
+        if priority == "click" and verdict is None and review_on:
+            assert held <= {"review"}  # the lock never approves a held accrual

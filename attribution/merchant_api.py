@@ -1,0 +1,190 @@
+"""HTTP routes for a merchant's attribution terms and disputes: `PATCH /api/merchants/{id}` (policy.py's
+table of settable fields), discount codes (codes.py), review decisions (review.py) and the trace of one
+order (trace.py). Mounted with the other attribution routes (api.routes)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from starlette.requests import Request
+from starlette.routing import Route
+
+from attribution import codes, policy, review
+from attribution.merchants import Merchant, public_view
+from core import queries, validate
+from core.clickhouse import ClickHouseError
+from core.clock import now_ms as clock_ms
+from core.errors import ApiError, error_response, json_response, read_json
+
+log = logging.getLogger(__name__)
+CLICKHOUSE_RETRY_AFTER_S = 5
+MAX_RATE_BPS = 10_000
+
+
+async def _merchant(request: Request) -> tuple[Any, str, Merchant]:
+    """The context, the merchant id and its record, after checking the caller may act for it."""
+    ctx = request.app.state.ctx
+    merchant_id = request.path_params["merchant_id"]
+    (await ctx.auth.authenticate(request)).require_merchant(merchant_id)
+    merchant = await ctx.merchants.get(merchant_id)
+    if merchant is None:
+        raise ApiError(404, "unknown_merchant", f"no merchant {merchant_id!r}")
+    return ctx, merchant_id, merchant
+
+
+def _unavailable(exc: Exception):
+    log.warning("ClickHouse unavailable: %s", exc)
+    return error_response(
+        503,
+        "clickhouse_unavailable",
+        "orders are read from ClickHouse, which cannot be reached now; retry later",
+        {"retry-after": str(CLICKHOUSE_RETRY_AFTER_S)},
+    )
+
+
+async def patch_merchant(request: Request):
+    ctx, merchant_id, _ = await _merchant(request)
+    try:
+        changes = policy.checked_patch(await read_json(request))
+        updated = await ctx.merchants.patch(merchant_id, changes, clock_ms())
+    except policy.InvalidField as exc:
+        raise ApiError(422, "invalid", str(exc)) from None
+    if updated is None:
+        raise ApiError(404, "unknown_merchant", f"no merchant {merchant_id!r}")
+    return json_response(public_view(updated))
+
+
+# --- discount codes --------------------------------------------------------------------------------------
+def _code(request: Request) -> str:
+    try:
+        return codes.check_code(request.path_params["code"])
+    except codes.InvalidCode as exc:
+        raise ApiError(422, "invalid_code", str(exc)) from None
+
+
+def _assignment(body: Any) -> tuple[str, int | None]:
+    if not isinstance(body, dict):
+        raise ApiError(422, "invalid", 'body must be {"creator_id": ..., "rate_bps": optional}')
+    unknown = sorted(set(body) - {"creator_id", "rate_bps"})
+    if unknown:
+        raise ApiError(422, "invalid", f"unknown field {unknown[0]!r}")
+    creator_id = body.get("creator_id")
+    if not validate.is_id(creator_id):
+        raise ApiError(422, "invalid", "creator_id must be 1-64 chars of [A-Za-z0-9_-]")
+    rate = body.get("rate_bps")
+    if rate is not None and (
+        isinstance(rate, bool) or not isinstance(rate, int) or not 0 <= rate <= MAX_RATE_BPS
+    ):
+        raise ApiError(422, "invalid", f"rate_bps must be an integer 0-{MAX_RATE_BPS} or absent")
+    return creator_id, rate
+
+
+async def put_code(request: Request):
+    ctx, merchant_id, _ = await _merchant(request)
+    code = _code(request)
+    creator_id, rate = _assignment(await read_json(request))
+    try:
+        spans = await codes.CodeStore(ctx.redis, ctx.keys).put(
+            merchant_id, code, creator_id, rate, clock_ms()
+        )
+    except codes.TooManyCodes as exc:
+        raise ApiError(409, "too_many_codes", str(exc)) from None
+    return json_response(codes.view(spans))
+
+
+async def delete_code(request: Request):
+    ctx, merchant_id, _ = await _merchant(request)
+    code = _code(request)
+    spans = await codes.CodeStore(ctx.redis, ctx.keys).delete(merchant_id, code, clock_ms())
+    if spans is None:
+        raise ApiError(404, "unknown_code", f"no active code {code!r}")
+    return json_response(codes.view(spans))
+
+
+async def get_code(request: Request):
+    ctx, merchant_id, _ = await _merchant(request)
+    code = _code(request)
+    spans = await codes.CodeStore(ctx.redis, ctx.keys).get(merchant_id, code)
+    if not spans:
+        raise ApiError(404, "unknown_code", f"no code {code!r}")
+    return json_response(codes.view(spans))
+
+
+async def code_endpoint(request: Request):
+    handlers = {"GET": get_code, "HEAD": get_code, "PUT": put_code, "DELETE": delete_code}
+    return await handlers[request.method](request)
+
+
+async def list_codes(request: Request):
+    ctx, merchant_id, _ = await _merchant(request)
+    found = await codes.CodeStore(ctx.redis, ctx.keys).all(merchant_id)
+    return json_response({"codes": [codes.view(found[k]) for k in sorted(found)]})
+
+
+# --- review and trace ------------------------------------------------------------------------------------
+def _order_id(request: Request) -> str:
+    order_id = request.path_params["order_id"]
+    if not 1 <= len(order_id) <= 128 or validate.has_control_chars(order_id):
+        raise ApiError(400, "bad_order_id", "order_id must be 1-128 chars without control characters")
+    return order_id
+
+
+async def post_review(request: Request):
+    """Idempotent: the same decision again answers the same; another decision, or an order with nothing
+    in review, is a 409. The next attributor run books it."""
+    ctx, merchant_id, _ = await _merchant(request)
+    order_id = _order_id(request)
+    body = await read_json(request)
+    decision = body.get("decision") if isinstance(body, dict) else None
+    if decision not in review.DECISIONS or set(body) != {"decision"}:
+        raise ApiError(422, "invalid", 'body must be {"decision": "approve" | "reject"}')
+    store = review.ReviewStore(ctx.redis, ctx.keys)
+    standing = await store.get(merchant_id, order_id)
+    if standing is None:
+        try:
+            held, _ = await asyncio.to_thread(queries.review_state, ctx.clickhouse(), merchant_id, order_id)
+        except ClickHouseError as exc:
+            return _unavailable(exc)
+        if held <= 0:
+            raise ApiError(409, "nothing_in_review", f"order {order_id!r} has nothing in review")
+        standing = await store.decide(merchant_id, order_id, decision, clock_ms())
+    if standing.decision != decision:
+        raise ApiError(409, "already_decided", f"order {order_id!r} was already decided: {standing.decision}")
+    return json_response({"order_id": order_id, **standing.as_dict()})
+
+
+async def get_trace(request: Request):
+    """Merchant key or admin; a creator key too, for an order credited to that creator."""
+    ctx = request.app.state.ctx
+    merchant_id = request.path_params["merchant_id"]
+    principal = await ctx.auth.authenticate(request)
+    if principal.kind != "creator":
+        principal.require_merchant(merchant_id)
+    order_id = _order_id(request)
+    from attribution.attributor import Attributor  # the server loads it only when a trace is asked for
+
+    try:
+        found = await Attributor(ctx.redis, ctx.keys, ctx.clickhouse(), ctx.ids).explain(
+            merchant_id, order_id
+        )
+    except ClickHouseError as exc:
+        return _unavailable(exc)
+    if principal.kind == "creator" and (found is None or found.credited_creator != principal.subject_id):
+        raise ApiError(403, "forbidden", "a creator key sees only the orders credited to it")
+    if found is None:
+        raise ApiError(404, "unknown_order", f"no order {order_id!r} of merchant {merchant_id!r}")
+    return json_response(found.trace)
+
+
+def routes() -> list[Route]:
+    base = "/api/merchants/{merchant_id}"
+    return [
+        Route(base, patch_merchant, methods=["PATCH"]),
+        Route(f"{base}/codes", list_codes, methods=["GET"]),
+        # one route per path, so that a 405 lists every method the path takes
+        Route(f"{base}/codes/{{code}}", code_endpoint, methods=["GET", "PUT", "DELETE"]),
+        Route(f"{base}/orders/{{order_id}}/review", post_review, methods=["POST"]),
+        Route(f"{base}/orders/{{order_id}}/trace", get_trace, methods=["GET"]),
+    ]

@@ -1,0 +1,125 @@
+"""Codes and review below HTTP, on ClickHouse 18.16 and on a current ClickHouse (chdb): a code reassigned
+credits each order by its own time, the IP-per-hour rule counts human clicks of the creator's links in
+the click's hour, and the queries behind the review endpoint and the trace."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from attribution.attributor import Attributor
+from attribution.codes import CodeStore
+from attribution.policy import ReviewRules
+from attribution.review import ReviewStore
+from attribution.webhooks import Acceptor
+from core import queries
+from core.clickid import ClickIds
+from core.keys import Keys
+from core.migrate import migrate
+from tests.integration.attributionhelp import add_merchant, ingest_orders, insert_clicks, iso
+
+MINUTE, HOUR, DAY = 60_000, 3_600_000, 86_400_000
+T0 = int(datetime(2026, 11, 2, 10, tzinfo=UTC).timestamp() * 1000)
+SHOES = [{"sku": "SKU-1", "category": "shoes", "unit_price_minor": 5990, "quantity": 2}]
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("clickhouse", marks=[pytest.mark.clickhouse, pytest.mark.redis]),
+        pytest.param("chdb", marks=[pytest.mark.chdb, pytest.mark.redis]),
+    ]
+)
+def backend(request, redis_client):
+    chosen = request.getfixturevalue("clickhouse" if request.param == "clickhouse" else "chdb_backend")
+    migrate(chosen, log=lambda *_: None)
+    return chosen
+
+
+async def order(r, keys, webhook_id, order_id, at_ms, click_id="", codes=()):
+    body = orjson.dumps(
+        {
+            "type": "order.created",
+            "data": {
+                "order_id": order_id,
+                "click_id": click_id,
+                "currency": "EUR",
+                "occurred_at": iso(at_ms),
+                "items": SHOES,
+                "discount_codes": list(codes),
+            },
+        }
+    )
+    assert await Acceptor(r, keys).accept("m1", webhook_id, body, at_ms) == 0
+
+
+def net(backend) -> dict[str, tuple]:
+    rows = backend.execute(
+        "SELECT order_id, sum(amount_minor), any(creator_id), any(status), any(attributed_by), any(code), "
+        f"anyIf(reason, kind = 'accrual') FROM {backend.database}.commissions GROUP BY order_id"
+    )
+    return {r[0]: (int(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in rows}
+
+
+def test_reassigned_code_and_ip_rule(settings, backend) -> None:
+    keys = Keys(settings.redis_prefix)
+    ids = ClickIds(settings.secret_bytes)
+
+    async def scenario():
+        r = Redis.from_url(settings.redis_url)
+        review = ReviewRules(max_clicks_per_ip_hour=2)
+        await add_merchant(r, keys, "m1", ["shop.m1.example"], T0 - DAY, default_bps=1000, review=review)
+        store = CodeStore(r, keys)
+        await store.put("m1", "SPRING", "alice", None, T0)
+        await store.put("m1", "spring", "bob", 250, T0 + HOUR)  # reassigned: bob, 2.5 %
+        await store.delete("m1", "SPRING", T0 + 2 * HOUR)
+        c = {n: ids.new(T0 + i * MINUTE) for i, n in enumerate(["a1", "a2", "a3", "abot", "b1"])}
+        insert_clicks(
+            backend,
+            [
+                # alice: three human clicks and a bot in one hour, all from one IP hash (0)
+                (c["a1"], T0, "alice", "m1", "shop.m1.example", 0, 0),
+                (c["a2"], T0 + MINUTE, "alice", "m1", "shop.m1.example", 0, 0),
+                (c["a3"], T0 + 2 * MINUTE, "alice", "m1", "shop.m1.example", 0, 0),
+                (c["abot"], T0 + 3 * MINUTE, "alice", "m1", "shop.m1.example", 0, 1),
+                (c["b1"], T0 + 4 * MINUTE, "bob", "m1", "shop.m1.example", 0, 0),
+            ],
+        )
+        await order(r, keys, "w1", "O-alice-code", T0 + 30 * MINUTE, codes=["spring"])
+        await order(r, keys, "w2", "O-bob-code", T0 + 90 * MINUTE, codes=["Spring"])
+        await order(r, keys, "w3", "O-gone", T0 + 3 * HOUR, codes=["SPRING"])
+        await order(r, keys, "w4", "O-farm", T0 + 4 * HOUR, c["a1"])  # 3 human clicks > 2: review
+        await order(r, keys, "w5", "O-bob", T0 + 4 * HOUR, c["b1"])  # 1 click: fine
+        await asyncio.to_thread(ingest_orders, settings.redis_url, keys, backend)
+        attributor = Attributor(r, keys, backend, ids)
+        summary = await attributor.run_once(now_ms=T0 + 5 * HOUR)
+        assert summary.outcomes == {"credited": 4, "no_active_code": 1}
+        # 11,980 × 10 % = 1198; × 2.5 % = 299.5 → 300 (half-even: 299 is odd)
+        assert net(backend) == {
+            "O-alice-code": (1198, "alice", "pending", "code", "SPRING", ""),
+            "O-bob-code": (300, "bob", "pending", "code", "spring", ""),
+            "O-gone": (0, "", "pending", "", "", ""),
+            "O-farm": (1198, "alice", "review", "click", "", "max_clicks_per_ip_hour"),
+            "O-bob": (1198, "bob", "pending", "click", "", ""),
+        }
+        assert queries.review_state(backend, "m1", "O-farm") == (1, 1198)
+        assert queries.review_state(backend, "m1", "O-bob") == (0, 0)
+        explained = await attributor.explain("m1", "O-farm", now_ms=T0 + 5 * HOUR)
+        assert explained.credited_creator == "alice"
+        trace = explained.trace
+        assert trace["review"] == [
+            {"rule": "max_clicks_per_ip_hour", "limit": 2, "observed": 3, "tripped": True}
+        ]
+        assert trace["click"]["code"] == "codealice" and trace["ledger"][0]["booked"]
+        # the lock never approves a held accrual; a rejection reverses it on the next run
+        await attributor.run_once(now_ms=T0 + 40 * DAY)
+        assert net(backend)["O-farm"][2] == "review"
+        await ReviewStore(r, keys).decide("m1", "O-farm", "reject", T0 + 41 * DAY)
+        await attributor.run_once(now_ms=T0 + 41 * DAY)
+        assert net(backend)["O-farm"][0] == 0
+        await r.aclose()
+
+    asyncio.run(scenario())
