@@ -20,6 +20,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
+from attribution import currency
 from attribution.rates import RatesUpdate, initial_version
 from core import validate as check
 from core.domains import (
@@ -57,6 +58,11 @@ class Merchant(msgspec.Struct, frozen=True):
     lock_days: int = 30
     click_param: str = check.DEFAULT_CLICK_PARAM
     created_at_ms: int = 0
+    # Accepted order currencies (attribution/currency.py); None in records stored before the field.
+    currencies: list[str] | None = None
+
+    def accepted_currencies(self) -> list[str]:
+        return currency.accepted(self.currencies, self.currency)
 
 
 class InvalidMerchant(ValueError):
@@ -82,6 +88,10 @@ def validate(merchant: Merchant) -> Merchant:
         raise InvalidMerchant("name must not be empty")
     if not check.is_currency(merchant.currency):
         raise InvalidMerchant("currency must be an ISO 4217 code such as EUR")
+    try:
+        currencies = currency.check_currencies(merchant.currencies, merchant.currency)
+    except currency.InvalidCurrencies as exc:
+        raise InvalidMerchant(str(exc)) from None
     if not 0 <= merchant.default_rate_bps <= 10_000:
         raise InvalidMerchant("default_rate_bps must be 0-10000")
     if not 0 < merchant.attribution_window_days <= 365 or not 0 <= merchant.lock_days <= 365:
@@ -94,7 +104,7 @@ def validate(merchant: Merchant) -> Merchant:
     for domain in domains:
         if (problem := non_public_domain(domain)) is not None:
             raise InvalidMerchant(f"{problem}: a merchant's domains are public names", "non_public_host")
-    return msgspec.structs.replace(merchant, domains=domains)
+    return msgspec.structs.replace(merchant, domains=domains, currencies=currencies)
 
 
 def new_secret() -> str:

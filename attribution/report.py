@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date
 
 from core import queries
@@ -66,9 +66,16 @@ class Earnings:
     pending_minor: int
     approved_minor: int
     reversed_minor: int
+    # Balances of the statuses payouts and review add (the ledger's `status`, grouped generically).
+    review_minor: int = 0
+    in_payout_minor: int = 0
+    paid_minor: int = 0
+    other_statuses: dict[str, int] = field(default_factory=dict)  # any status not named above
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out.update({f"{status}_minor": amount for status, amount in out.pop("other_statuses").items()})
+        return out
 
 
 def collect(backend: Backend, start: date, end: date, creator_id: str = "") -> list[Earnings]:
@@ -96,10 +103,35 @@ def collect(backend: Backend, start: date, end: date, creator_id: str = "") -> l
                 int(reversed_),
             )
         )
+    out = _with_statuses(out, queries.earnings_by_status(backend, start, end, creator_id))
     for creator, n in clicks.items():
         if creator not in seen:
             out.append(Earnings(creator, "", n, 0, 0, 0, 0))
     out.sort(key=lambda e: (e.creator_id, e.currency))
+    return out
+
+
+_NAMED_STATUSES = {"pending", "approved", "review", "in_payout", "paid"}
+
+
+def _with_statuses(rows: list[Earnings], by_status: list[tuple]) -> list[Earnings]:
+    """Each row with its balance per ledger status (pending and approved are already there)."""
+    found: dict[tuple[str, str], dict[str, int]] = {}
+    for creator, currency, status, amount in by_status:
+        found.setdefault((creator, currency), {})[status] = amount
+    out = []
+    for row in rows:
+        statuses = found.get((row.creator_id, row.currency), {})
+        other = {s: a for s, a in sorted(statuses.items()) if s not in _NAMED_STATUSES and s}
+        out.append(
+            replace(
+                row,
+                review_minor=statuses.get("review", 0),
+                in_payout_minor=statuses.get("in_payout", 0),
+                paid_minor=statuses.get("paid", 0),
+                other_statuses=other,
+            )
+        )
     return out
 
 

@@ -14,7 +14,7 @@ from datetime import date
 from typing import Any
 
 from core.clickhouse import Backend
-from core.rows import CommissionRow, OrderEventRow, Row
+from core.rows import CommissionRow, OrderEventRow, PayoutLineRow, Row
 
 # Ids per existence query: keeps the SQL text (and the IN set) a few hundred KB at most.
 EXISTS_CHUNK = 5_000
@@ -300,3 +300,94 @@ def earnings_clicks(backend: Backend, first: date, last: date, creator_id: str) 
         {"from_day": str(first), "to_day": str(last), "creator_id": creator_id},
     )
     return {creator: int(n) for creator, n in rows}
+
+
+# --- payouts (attribution/payouts.py) ---------------------------------------------------------------
+# The columns of a ledger row a payout line copies, in PayoutLineRow order after its identity.
+PAYABLE_COLUMNS = (
+    "creator_id",
+    "currency",
+    "order_id",
+    "entry_id",
+    "run_id",
+    "kind",
+    "sku",
+    "quantity",
+    "basis_minor",
+    "rate_bps",
+    "amount_minor",
+)
+
+
+def has_column(backend: Backend, table: str, column: str) -> bool:
+    """Whether a table of this database has a column (a column another feature may add later)."""
+    rows = backend.execute(
+        "SELECT count() FROM system.columns WHERE database = %(db)s AND table = %(t)s AND name = %(c)s",
+        {"db": backend.database, "t": table, "c": column},
+    )
+    return bool(int(rows[0][0]))
+
+
+def payable_rows(backend: Backend, merchant_id: str, until_ms: int, attributed_by: bool) -> list[tuple]:
+    """The merchant's approved ledger rows booked before `until_ms` that no live payout pays: every
+    non-zero `approved` row except the payout transfers themselves, minus the rows whose payout_lines
+    signs sum to 1. Each as PAYABLE_COLUMNS + (attributed_by, booked_ms); `attributed_by` is '' unless
+    the column exists."""
+    db = backend.database
+    by = "attributed_by" if attributed_by else "''"
+    rows = backend.execute(
+        f"SELECT {', '.join(PAYABLE_COLUMNS)}, {by}, booked_ms FROM {db}.commissions "
+        "WHERE merchant_id = %(m)s AND status = 'approved' AND kind != 'payout' AND amount_minor != 0 "
+        "AND booked_ms < %(until_ms)s AND (order_id, entry_id, run_id) NOT IN ("
+        f"SELECT order_id, entry_id, run_id FROM {db}.payout_lines WHERE merchant_id = %(m)s "
+        "GROUP BY order_id, entry_id, run_id HAVING sum(sign) > 0)",
+        {"m": merchant_id, "until_ms": until_ms},
+    )
+    return [
+        (cr, cu, o, e, r, k, sku, int(q), int(basis), int(bps), int(amount), a, int(booked))
+        for cr, cu, o, e, r, k, sku, q, basis, bps, amount, a, booked in rows
+    ]
+
+
+def payout_line_counts(backend: Backend, merchant_id: str, payout_ids: Sequence[str]) -> dict[tuple, int]:
+    """(payout_id, sign) → stored lines: tells a resumed batch or failure what was already written."""
+    rows = backend.execute(
+        f"SELECT payout_id, sign, count() FROM {backend.database}.payout_lines "
+        "WHERE merchant_id = %(m)s AND payout_id IN %(ids)s GROUP BY payout_id, sign",
+        {"m": merchant_id, "ids": tuple(payout_ids)},
+    )
+    return {(p, int(sign)): int(n) for p, sign, n in rows}
+
+
+def payout_transfers(backend: Backend, merchant_id: str, order_ids: Sequence[str]) -> set[tuple[str, str]]:
+    """(order_id, entry_id) of the payout transfer rows already in the ledger for these payouts."""
+    rows = backend.execute(
+        f"SELECT DISTINCT order_id, entry_id FROM {backend.database}.commissions "
+        "WHERE merchant_id = %(m)s AND order_id IN %(ids)s AND kind = 'payout'",
+        {"m": merchant_id, "ids": tuple(order_ids)},
+    )
+    return {(o, e) for o, e in rows}
+
+
+def payout_lines(backend: Backend, merchant_id: str, payout_id: str) -> list[PayoutLineRow]:
+    """The ledger rows one payout pays (its sign +1 lines), by order and entry."""
+    rows = backend.execute(
+        f"SELECT {_select(PayoutLineRow)} FROM {backend.database}.payout_lines "
+        "WHERE merchant_id = %(m)s AND payout_id = %(p)s AND sign = 1 ORDER BY order_id, entry_id, run_id",
+        {"m": merchant_id, "p": payout_id},
+    )
+    return [PayoutLineRow.read(row) for row in rows]
+
+
+def earnings_by_status(backend: Backend, first: date, last: date, creator_id: str) -> list[tuple]:
+    """(creator, currency, status, amount) per creator, currency and ledger status over a day range, from
+    the daily rollup: every status there is (pending, approved, review, in_payout, paid, ...)."""
+    rows = backend.execute(
+        "SELECT creator_id, currency, status, sum(amount_minor) "
+        f"FROM {backend.database}.commissions_daily "
+        "WHERE day >= toDate(%(from_day)s) AND day <= toDate(%(to_day)s) "
+        "AND (%(creator_id)s = '' OR creator_id = %(creator_id)s) AND creator_id != '' "
+        "GROUP BY creator_id, currency, status",
+        {"from_day": str(first), "to_day": str(last), "creator_id": creator_id},
+    )
+    return [(c, cu, s, int(a)) for c, cu, s, a in rows]

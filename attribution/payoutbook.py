@@ -1,0 +1,307 @@
+"""Payout batches, confirmations and failures against Redis (the records) and ClickHouse (the ledger
+transfers and the payout lines); the rules are attribution/payouts.py.
+
+Every write holds the ledger's writer lock (`Keys.attribution_lock`, the attributor's): while a batch
+reads the payable rows and links them, no attributor run can append approvals or reversals and no second
+batch, confirmation or failure can link or release rows. A request that cannot get it within
+`LOCK_WAIT_MS` is told to retry (`LedgerBusy`).
+
+Crash safety: a batch first stores its plan (`booked: false`), then writes the missing payout lines, the
+missing transfers, and last the payout records with `booked: true`. A repeated request finds the plan and
+finishes it: what is already stored is never written again (it is counted first). A confirmation or
+failure first marks the payout `paying`/`failing`, then writes what is missing, then `paid`/`failed`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import msgspec
+
+from attribution import payouts
+from attribution.payouts import Batch, Line, Payout, Planned, PlannedPayout
+from core import queries
+from core.clickhouse import Backend
+from core.keys import Keys
+from core.rows import CommissionRow, PayoutLineRow, columnar
+
+# How long a payout request waits for an attributor run to finish before it is told to retry.
+LOCK_WAIT_MS = 5_000
+LOCK_POLL_MS = 50
+# A payout write is a few queries and two inserts; the lease outlives any of them.
+LOCK_TTL_MS = 5 * 60_000
+# After a failed write the lock is held this long: an insert given up on may still land (attributor.py).
+FAILED_WRITE_HOLD_MS = 120_000
+
+
+class LedgerBusy(RuntimeError):
+    """The ledger's writer lock is held (an attributor run); retry shortly."""
+
+
+class WrongState(RuntimeError):
+    """A confirm or fail from a state it cannot leave; the message says which."""
+
+
+class PayoutBook:
+    def __init__(self, redis, keys: Keys, backend: Callable[[], Backend]) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._backend = backend  # connected on first use: the server makes its ClickHouse client lazily
+
+    # --- reads -------------------------------------------------------------------------------------
+    async def get(self, payout_id: str) -> Payout | None:
+        merchant_id = payouts.merchant_of(payout_id)
+        if not merchant_id:
+            return None
+        raw = await self._redis.hget(self._keys.payouts(merchant_id), f"payout:{payout_id}")
+        return None if raw is None else msgspec.json.decode(raw, type=Payout)
+
+    async def lines(self, payout: Payout) -> list[PayoutLineRow]:
+        return await asyncio.to_thread(
+            queries.payout_lines, self._backend(), payout.merchant_id, payout.payout_id
+        )
+
+    async def payouts_of(self, batch: Batch) -> list[Payout]:
+        if not batch.planned:
+            return []
+        fields = [f"payout:{p.payout_id}" for p in batch.planned]
+        raws = await self._redis.hmget(self._keys.payouts(batch.merchant_id), fields)
+        return [msgspec.json.decode(raw, type=Payout) for raw in raws if raw is not None]
+
+    # --- batches -----------------------------------------------------------------------------------
+    async def create_batch(
+        self, merchant_id: str, until_ms: int, min_amount_minor: int, now_ms: int
+    ) -> tuple[Batch, bool]:
+        """The batch of (merchant, until): made now (True) or the one made before (False)."""
+        key = self._keys.payouts(merchant_id)
+        async with self._lock():
+            raw = await self._redis.hget(key, f"batch:{until_ms}")
+            if raw is not None:
+                batch = msgspec.json.decode(raw, type=Batch)
+                if not batch.booked:
+                    batch = await self._book(batch, None, now_ms)
+                return batch, False
+            planned = await self._plan(merchant_id, until_ms, min_amount_minor)
+            batch = Batch(
+                payouts.batch_id_of(merchant_id, until_ms),
+                merchant_id,
+                until_ms,
+                min_amount_minor,
+                now_ms,
+                [
+                    PlannedPayout(p.payout_id, p.creator_id, p.currency, p.amount_minor, len(p.lines))
+                    for p in planned
+                ],
+            )
+            await self._redis.hset(key, f"batch:{until_ms}", msgspec.json.encode(batch))
+            return await self._book(batch, planned, now_ms), True
+
+    async def _plan(self, merchant_id: str, until_ms: int, min_amount_minor: int) -> list[Planned]:
+        backend = self._backend()
+
+        def read() -> list[tuple]:
+            with_by = queries.has_column(backend, "commissions", "attributed_by")
+            return queries.payable_rows(backend, merchant_id, until_ms, with_by)
+
+        rows = [Line(*row) for row in await asyncio.to_thread(read)]
+        return payouts.plan(merchant_id, until_ms, min_amount_minor, rows)
+
+    async def _book(self, batch: Batch, planned: list[Planned] | None, now_ms: int) -> Batch:
+        """Write what of the batch is missing: lines, transfers, then the payout records."""
+        backend = self._backend()
+        ids = [p.payout_id for p in batch.planned]
+        if ids:
+            counts = await asyncio.to_thread(queries.payout_line_counts, backend, batch.merchant_id, ids)
+            missing = {p.payout_id for p in batch.planned if not counts.get((p.payout_id, 1))}
+            if missing:
+                if planned is None:  # resumed: the rows it would link are still unlinked, so plan again
+                    planned = await self._plan(batch.merchant_id, batch.until_ms, batch.min_amount_minor)
+                lines = [
+                    _line_row(batch, p, line, 1, now_ms)
+                    for p in planned
+                    if p.payout_id in missing
+                    for line in p.lines
+                ]
+                await self._insert("payout_lines", PayoutLineRow, lines)
+            rows = [
+                _transfer_row(batch.merchant_id, p, payouts.CREATE, batch.batch_id, now_ms)
+                for p in batch.planned
+            ]
+            await self._insert_missing_transfers(batch.merchant_id, [r for pair in rows for r in pair])
+        records = {
+            f"payout:{p.payout_id}": msgspec.json.encode(
+                Payout(
+                    p.payout_id,
+                    batch.batch_id,
+                    batch.merchant_id,
+                    p.creator_id,
+                    p.currency,
+                    p.amount_minor,
+                    p.lines,
+                    payouts.STATUS_IN_PAYOUT,
+                    now_ms,
+                    now_ms,
+                )
+            )
+            for p in batch.planned
+        }
+        booked = msgspec.structs.replace(batch, booked=True)
+        records[f"batch:{batch.until_ms}"] = msgspec.json.encode(booked)
+        await self._redis.hset(self._keys.payouts(batch.merchant_id), mapping=records)
+        return booked
+
+    # --- confirm and fail --------------------------------------------------------------------------
+    async def confirm(self, payout_id: str, now_ms: int) -> Payout | None:
+        return await self._step(payout_id, payouts.CONFIRM, now_ms)
+
+    async def fail(self, payout_id: str, now_ms: int) -> Payout | None:
+        return await self._step(payout_id, payouts.FAIL, now_ms)
+
+    async def _step(self, payout_id: str, step: str, now_ms: int) -> Payout | None:
+        """in_payout → paid (confirm) or → failed (fail). Idempotent; WrongState from the other end."""
+        busy, done = (
+            (payouts.STATUS_PAYING, payouts.STATUS_PAID)
+            if step == payouts.CONFIRM
+            else (payouts.STATUS_FAILING, payouts.STATUS_FAILED)
+        )
+        async with self._lock():
+            payout = await self.get(payout_id)
+            if payout is None:
+                return None
+            if payout.status == done:
+                return payout
+            if payout.status not in (payouts.STATUS_IN_PAYOUT, busy):
+                public = payouts.PUBLIC_STATUS.get(payout.status, payout.status)
+                raise WrongState(f"payout {payout_id} is {public}: it cannot be {done} now")
+            await self._save(msgspec.structs.replace(payout, status=busy, updated_ms=now_ms))
+            if step == payouts.FAIL:
+                await self._release_lines(payout, now_ms)
+            pair = _transfer_row(payout.merchant_id, _planned_of(payout), step, payout.batch_id, now_ms)
+            await self._insert_missing_transfers(payout.merchant_id, list(pair))
+            finished = msgspec.structs.replace(payout, status=done, updated_ms=now_ms)
+            await self._save(finished)
+            return finished
+
+    async def _release_lines(self, payout: Payout, now_ms: int) -> None:
+        backend = self._backend()
+        counts = await asyncio.to_thread(
+            queries.payout_line_counts, backend, payout.merchant_id, [payout.payout_id]
+        )
+        if counts.get((payout.payout_id, -1)):
+            return
+        linked = await self.lines(payout)
+        released = [
+            msgspec.structs.replace(row, sign=-1, created_at=now_ms // 1000, created_ms=now_ms)
+            for row in linked
+        ]
+        await self._insert("payout_lines", PayoutLineRow, released)
+
+    async def _save(self, payout: Payout) -> None:
+        await self._redis.hset(
+            self._keys.payouts(payout.merchant_id), f"payout:{payout.payout_id}", msgspec.json.encode(payout)
+        )
+
+    # --- ClickHouse writes ---------------------------------------------------------------------------
+    async def _insert(self, table: str, row_type, rows: list) -> None:
+        if rows:
+            backend = self._backend()
+            await asyncio.to_thread(backend.insert, table, row_type.columns(), columnar(rows))
+
+    async def _insert_missing_transfers(self, merchant_id: str, rows: list[CommissionRow]) -> None:
+        if not rows:
+            return
+        orders = sorted({r.order_id for r in rows})
+        stored = await asyncio.to_thread(queries.payout_transfers, self._backend(), merchant_id, orders)
+        await self._insert(
+            "commissions", CommissionRow, [r for r in rows if (r.order_id, r.entry_id) not in stored]
+        )
+
+    # --- the ledger's writer lock --------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def _lock(self):
+        key = self._keys.attribution_lock
+        token = "payouts-" + secrets.token_hex(8)
+        waited_ms = 0
+        while not await self._redis.set(key, token, nx=True, px=LOCK_TTL_MS):
+            if waited_ms >= LOCK_WAIT_MS:
+                raise LedgerBusy("the ledger is being written by an attribution run; retry in a few seconds")
+            await asyncio.sleep(LOCK_POLL_MS / 1000)
+            waited_ms += LOCK_POLL_MS
+        try:
+            yield
+        except BaseException:
+            if (await self._redis.get(key)) == token.encode():
+                await self._redis.pexpire(key, FAILED_WRITE_HOLD_MS)
+            raise
+        if (await self._redis.get(key)) == token.encode():
+            await self._redis.delete(key)
+
+
+def _planned_of(payout: Payout) -> PlannedPayout:
+    return PlannedPayout(
+        payout.payout_id, payout.creator_id, payout.currency, payout.amount_minor, payout.lines
+    )
+
+
+def _line_row(batch: Batch, planned: Planned, line: Line, sign: int, now_ms: int) -> PayoutLineRow:
+    return PayoutLineRow(
+        merchant_id=batch.merchant_id,
+        payout_id=planned.payout_id,
+        batch_id=batch.batch_id,
+        creator_id=line.creator_id,
+        currency=line.currency,
+        order_id=line.order_id,
+        entry_id=line.entry_id,
+        run_id=line.run_id,
+        sign=sign,
+        kind=line.kind,
+        sku=line.sku,
+        quantity=line.quantity,
+        basis_minor=line.basis_minor,
+        rate_bps=line.rate_bps,
+        amount_minor=line.amount_minor,
+        attributed_by=line.attributed_by,
+        booked_ms=line.booked_ms,
+        created_at=now_ms // 1000,
+        created_ms=now_ms,
+    )
+
+
+def _transfer_row(
+    merchant_id: str, planned, step: str, batch_id: str, now_ms: int
+) -> tuple[CommissionRow, ...]:
+    """The two ledger rows of one payout step (kind `payout`, the pseudo order `payout:<id>`)."""
+    return tuple(
+        CommissionRow(
+            merchant_id=merchant_id,
+            order_id=payouts.ORDER_PREFIX + planned.payout_id,
+            entry_id=entry_id,
+            kind=payouts.KIND_PAYOUT,
+            status=status,
+            amount_minor=amount,
+            orders=0,
+            currency=planned.currency,
+            creator_id=planned.creator_id,
+            click_id="",
+            sku="",
+            quantity=0,
+            basis_minor=0,
+            rate_bps=0,
+            rate_rule="",
+            rate_version=0,
+            reason=step,
+            event_id=batch_id,
+            effective_at=now_ms // 1000,
+            effective_ms=now_ms,
+            booked_ms=now_ms,
+            run_id=f"payout-{now_ms}",
+        )
+        for entry_id, status, amount in payouts.transfer(step, planned.amount_minor)
+    )
+
+
+def day_of(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).date().isoformat()
