@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 
 import msgspec
 
-from attribution import payouts
+from attribution import money, payouts
 from attribution.payouts import Batch, Line, Payout, Planned, PlannedPayout
 from core import queries
 from core.clickhouse import Backend
@@ -232,10 +232,16 @@ class PayoutBook:
             waited_ms += LOCK_POLL_MS
         try:
             yield
+        except (WrongState, money.AmountOutOfRange):
+            await self._unlock(key, token)  # refused before writing anything
+            raise
         except BaseException:
             if (await self._redis.get(key)) == token.encode():
                 await self._redis.pexpire(key, FAILED_WRITE_HOLD_MS)
             raise
+        await self._unlock(key, token)
+
+    async def _unlock(self, key: str, token: str) -> None:
         if (await self._redis.get(key)) == token.encode():
             await self._redis.delete(key)
 
