@@ -6,9 +6,14 @@ reads the payable rows and links them, no attributor run can append approvals or
 batch, confirmation or failure can link or release rows. A request that cannot get it within
 `LOCK_WAIT_MS` is told to retry (`LedgerBusy`).
 
+A batch sums the payable rows per (creator, currency) in ClickHouse, plans the payouts, then links the
+rows of each planned payout with one INSERT ... SELECT (the rows never travel through Python) and checks
+that the lines add up to the plan before it books the transfers.
+
 Crash safety: a batch first stores its plan (`booked: false`), then writes the missing payout lines, the
 missing transfers, and last the payout records with `booked: true`. A repeated request finds the plan and
-finishes it: what is already stored is never written again (it is counted first). A confirmation or
+finishes it: rows the batch linked already are not linked again, transfers already stored are not
+written again. A confirmation or
 failure first marks the payout `paying`/`failing`, then writes what is missing, then `paid`/`failed`."""
 
 from __future__ import annotations
@@ -17,12 +22,11 @@ import asyncio
 import contextlib
 import secrets
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import msgspec
 
 from attribution import money, payouts
-from attribution.payouts import Batch, Line, Payout, Planned, PlannedPayout
+from attribution.payouts import Batch, Payout, PlannedPayout
 from core import queries
 from core.clickhouse import Backend
 from core.keys import Keys
@@ -39,6 +43,10 @@ FAILED_WRITE_HOLD_MS = 120_000
 
 class LedgerBusy(RuntimeError):
     """The ledger's writer lock is held (an attributor run); retry shortly."""
+
+
+class PlanMismatch(RuntimeError):
+    """A batch's linked lines do not add up to its plan (the ledger changed under the lock: a bug)."""
 
 
 class WrongState(RuntimeError):
@@ -82,50 +90,41 @@ class PayoutBook:
             if raw is not None:
                 batch = msgspec.json.decode(raw, type=Batch)
                 if not batch.booked:
-                    batch = await self._book(batch, None, now_ms)
+                    batch = await self._book(batch, now_ms)
                 return batch, False
-            planned = await self._plan(merchant_id, until_ms, min_amount_minor)
-            batch = Batch(
-                payouts.batch_id_of(merchant_id, until_ms),
-                merchant_id,
-                until_ms,
-                min_amount_minor,
-                now_ms,
-                [
-                    PlannedPayout(p.payout_id, p.creator_id, p.currency, p.amount_minor, len(p.lines))
-                    for p in planned
-                ],
+            batch_id = payouts.batch_id_of(merchant_id, until_ms)
+            totals = await asyncio.to_thread(
+                queries.payable_totals, self._backend(), merchant_id, until_ms, batch_id
             )
+            planned = payouts.plan_totals(merchant_id, until_ms, min_amount_minor, totals)
+            batch = Batch(batch_id, merchant_id, until_ms, min_amount_minor, now_ms, planned)
             await self._redis.hset(key, f"batch:{until_ms}", msgspec.json.encode(batch))
-            return await self._book(batch, planned, now_ms), True
+            return await self._book(batch, now_ms), True
 
-    async def _plan(self, merchant_id: str, until_ms: int, min_amount_minor: int) -> list[Planned]:
-        backend = self._backend()
+    async def _book(self, batch: Batch, now_ms: int) -> Batch:
+        """Write what of the batch is missing: its lines (linked inside ClickHouse), its transfers, then the
+        payout records. Raises PlanMismatch, booking no transfer, if the lines do not add up to the plan."""
+        if batch.planned:
+            backend = self._backend()
 
-        def read() -> list[tuple]:
-            with_by = queries.has_column(backend, "commissions", "attributed_by")
-            return queries.payable_rows(backend, merchant_id, until_ms, with_by)
+            def link() -> dict[str, tuple[int, int]]:
+                with_by = queries.has_column(backend, "commissions", "attributed_by")
+                queries.link_payable(
+                    backend,
+                    batch.merchant_id,
+                    batch.until_ms,
+                    batch.batch_id,
+                    batch.min_amount_minor,
+                    now_ms,
+                    with_by,
+                )
+                return queries.batch_lines(backend, batch.merchant_id, batch.batch_id)
 
-        rows = [Line(*row) for row in await asyncio.to_thread(read)]
-        return payouts.plan(merchant_id, until_ms, min_amount_minor, rows)
-
-    async def _book(self, batch: Batch, planned: list[Planned] | None, now_ms: int) -> Batch:
-        """Write what of the batch is missing: lines, transfers, then the payout records."""
-        backend = self._backend()
-        ids = [p.payout_id for p in batch.planned]
-        if ids:
-            counts = await asyncio.to_thread(queries.payout_line_counts, backend, batch.merchant_id, ids)
-            missing = {p.payout_id for p in batch.planned if not counts.get((p.payout_id, 1))}
-            if missing:
-                if planned is None:  # resumed: the rows it would link are still unlinked, so plan again
-                    planned = await self._plan(batch.merchant_id, batch.until_ms, batch.min_amount_minor)
-                lines = [
-                    _line_row(batch, p, line, 1, now_ms)
-                    for p in planned
-                    if p.payout_id in missing
-                    for line in p.lines
-                ]
-                await self._insert("payout_lines", PayoutLineRow, lines)
+            linked = await asyncio.to_thread(link)
+            expected = {p.payout_id: (p.lines, p.amount_minor) for p in batch.planned}
+            if linked != expected:
+                wrong = sorted(set(linked.items()) ^ set(expected.items()))[:3]
+                raise PlanMismatch(f"batch {batch.batch_id}: lines do not match the plan: {wrong}")
             rows = [
                 _transfer_row(batch.merchant_id, p, payouts.CREATE, batch.batch_id, now_ms)
                 for p in batch.planned
@@ -252,30 +251,6 @@ def _planned_of(payout: Payout) -> PlannedPayout:
     )
 
 
-def _line_row(batch: Batch, planned: Planned, line: Line, sign: int, now_ms: int) -> PayoutLineRow:
-    return PayoutLineRow(
-        merchant_id=batch.merchant_id,
-        payout_id=planned.payout_id,
-        batch_id=batch.batch_id,
-        creator_id=line.creator_id,
-        currency=line.currency,
-        order_id=line.order_id,
-        entry_id=line.entry_id,
-        run_id=line.run_id,
-        sign=sign,
-        kind=line.kind,
-        sku=line.sku,
-        quantity=line.quantity,
-        basis_minor=line.basis_minor,
-        rate_bps=line.rate_bps,
-        amount_minor=line.amount_minor,
-        attributed_by=line.attributed_by,
-        booked_ms=line.booked_ms,
-        created_at=now_ms // 1000,
-        created_ms=now_ms,
-    )
-
-
 def _transfer_row(
     merchant_id: str, planned, step: str, batch_id: str, now_ms: int
 ) -> tuple[CommissionRow, ...]:
@@ -307,7 +282,3 @@ def _transfer_row(
         )
         for entry_id, status, amount in payouts.transfer(step, planned.amount_minor)
     )
-
-
-def day_of(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).date().isoformat()

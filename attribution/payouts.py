@@ -140,7 +140,7 @@ def merchant_of(payout_id: str) -> str:
 def payable(rows: Iterable[Line], signs: Counter, until_ms: int, statuses: dict) -> list[Line]:
     """The rows a batch up to `until_ms` may pay (see the module docstring). `signs` is the sum of the
     payout_lines signs per row key; `statuses` maps each row key to its ledger status. The SQL of
-    core.queries.payable_rows is this filter; this one serves the model tests."""
+    core.queries.payable_totals and link_payable is this filter; this one serves the model tests."""
     return [
         r
         for r in rows
@@ -152,6 +152,25 @@ def payable(rows: Iterable[Line], signs: Counter, until_ms: int, statuses: dict)
     ]
 
 
+def pays(amount_minor: int, min_amount_minor: int) -> bool:
+    """Whether a (creator, currency) group's payable sum becomes a payout."""
+    if amount_minor > money.INT64_MAX:
+        raise money.AmountOutOfRange(f"a payable balance of {amount_minor} exceeds Int64 minor units")
+    return amount_minor > 0 and amount_minor >= min_amount_minor
+
+
+def plan_totals(
+    merchant_id: str, until_ms: int, min_amount_minor: int, totals: Iterable[tuple[str, str, int, int]]
+) -> list[PlannedPayout]:
+    """`plan` from (creator, currency, sum, rows) per group, as ClickHouse sums them: the batch links the
+    rows of the planned groups inside ClickHouse (core.queries.link_payable) and checks the totals."""
+    return [
+        PlannedPayout(payout_id_of(merchant_id, until_ms, c, cu), c, cu, amount, rows)
+        for c, cu, amount, rows in sorted(totals)
+        if pays(amount, min_amount_minor)
+    ]
+
+
 def plan(merchant_id: str, until_ms: int, min_amount_minor: int, rows: Iterable[Line]) -> list[Planned]:
     """One payout per (creator, currency) whose payable sum is positive and at least the minimum."""
     groups: dict[tuple[str, str], list[Line]] = defaultdict(list)
@@ -160,9 +179,7 @@ def plan(merchant_id: str, until_ms: int, min_amount_minor: int, rows: Iterable[
     out = []
     for (creator_id, currency), lines in sorted(groups.items()):
         amount = sum(line.amount_minor for line in lines)
-        if amount > money.INT64_MAX:
-            raise money.AmountOutOfRange(f"{creator_id}'s {currency} balance exceeds Int64 minor units")
-        if amount > 0 and amount >= min_amount_minor:
+        if pays(amount, min_amount_minor):
             lines = sorted(lines, key=lambda line: line.key)
             payout_id = payout_id_of(merchant_id, until_ms, creator_id, currency)
             out.append(Planned(payout_id, creator_id, currency, amount, lines))
