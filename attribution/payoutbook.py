@@ -90,7 +90,7 @@ class PayoutBook:
             if raw is not None:
                 batch = msgspec.json.decode(raw, type=Batch)
                 if not batch.booked:
-                    batch = await self._book(batch, now_ms)
+                    batch = await self._book(batch, now_ms, resumed=True)
                 return batch, False
             batch_id = payouts.batch_id_of(merchant_id, until_ms)
             totals = await asyncio.to_thread(
@@ -99,9 +99,9 @@ class PayoutBook:
             planned = payouts.plan_totals(merchant_id, until_ms, min_amount_minor, totals)
             batch = Batch(batch_id, merchant_id, until_ms, min_amount_minor, now_ms, planned)
             await self._redis.hset(key, f"batch:{until_ms}", msgspec.json.encode(batch))
-            return await self._book(batch, now_ms), True
+            return await self._book(batch, now_ms, resumed=False), True
 
-    async def _book(self, batch: Batch, now_ms: int) -> Batch:
+    async def _book(self, batch: Batch, now_ms: int, resumed: bool) -> Batch:
         """Write what of the batch is missing: its lines (linked inside ClickHouse), its transfers, then the
         payout records. Raises PlanMismatch, booking no transfer, if the lines do not add up to the plan."""
         if batch.planned:
@@ -129,7 +129,11 @@ class PayoutBook:
                 _transfer_row(batch.merchant_id, p, payouts.CREATE, batch.batch_id, now_ms)
                 for p in batch.planned
             ]
-            await self._insert_missing_transfers(batch.merchant_id, [r for pair in rows for r in pair])
+            transfers = [r for pair in rows for r in pair]
+            if resumed:
+                await self._insert_missing_transfers(batch.merchant_id, transfers)
+            else:  # a new batch id: none of its transfers can exist yet
+                await self._insert("commissions", CommissionRow, transfers)
         records = {
             f"payout:{p.payout_id}": msgspec.json.encode(
                 Payout(
