@@ -6,7 +6,9 @@ after its plan is finished by the next request without writing anything twice.""
 from __future__ import annotations
 
 import asyncio
+import re
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 from redis.asyncio import Redis
@@ -53,6 +55,19 @@ def paid_twice(backend) -> int:
         f"FROM {backend.database}.payout_lines GROUP BY order_id, entry_id, run_id HAVING s > 1)"
     )
     return int(rows[0][0])
+
+
+def analyst_queries_run(backend) -> None:
+    """Every SQL example of docs/money.md runs on this backend; the paid-twice check finds nothing."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "money.md").read_text()
+    blocks = re.findall(r"```sql\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 5
+    for block in blocks:
+        for statement in filter(None, (part.strip() for part in block.split(";"))):
+            sql = statement.replace("clicktrail.", f"{backend.database}.").replace("'duo", "'m1")
+            rows = backend.execute(sql)
+            if "HAVING sum(sign) > 1" in sql:
+                assert int(rows[0][0]) == 0
 
 
 def test_batches_net_reversals_and_pay_failed_rows_again(settings, backend) -> None:
@@ -136,6 +151,7 @@ def test_batches_net_reversals_and_pay_failed_rows_again(settings, backend) -> N
             ("alice", "USD", "in_payout"): 250,
             ("bob", "EUR", "in_payout"): 250,
         }
+        analyst_queries_run(backend)
         await r.aclose()
 
     asyncio.run(scenario())
