@@ -194,3 +194,14 @@ def test_a_batch_cut_short_is_finished_by_the_next_request(settings, backend, mo
         await r.aclose()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.clickhouse
+@pytest.mark.redis
+def test_payout_benchmark_smoke(settings) -> None:
+    """benchmarks/payouts.py at a tiny size, so it cannot rot: the batch pays every group the bare GROUP BY
+    finds, and a second batch finds nothing left."""
+    from benchmarks import payouts as bench
+
+    figures = bench.run(3_000, settings.clickhouse_url, settings.redis_url, log=lambda *_: None)
+    assert figures["ledger_rows"] == 3_100 and figures["payouts"] == 1_000 and figures["lines"] == 1_100
