@@ -205,3 +205,49 @@ def test_payout_benchmark_smoke(settings) -> None:
 
     figures = bench.run(3_000, settings.clickhouse_url, settings.redis_url, log=lambda *_: None)
     assert figures["ledger_rows"] == 3_100 and figures["payouts"] == 1_000 and figures["lines"] == 1_100
+
+
+@pytest.mark.clickhouse
+@pytest.mark.redis
+def test_a_batch_and_an_attributor_run_exclude_each_other(settings, clickhouse, monkeypatch) -> None:
+    """The ledger's writer lock: a batch waits for an attributor run (then is told to retry), and an
+    attributor run cannot start while a batch writes."""
+    from attribution import payoutbook
+    from attribution.attributor import Busy
+
+    migrate(clickhouse, log=lambda *_: None)
+    keys = Keys(settings.redis_prefix)
+    monkeypatch.setattr(payoutbook, "LOCK_WAIT_MS", 200)
+
+    async def scenario():
+        r = Redis.from_url(settings.redis_url)
+        await add_merchant(r, keys, "m1", ["shop.m1.example"], T0 - DAY, lock_days=0)
+        book = PayoutBook(r, keys, lambda: clickhouse)
+        await r.set(keys.attribution_lock, "an-attributor-run")
+        with pytest.raises(payoutbook.LedgerBusy):
+            await book.create_batch("m1", T0, 0, T0 + 1)
+        assert not await r.hgetall(keys.payouts("m1"))  # nothing planned, nothing written
+        await r.delete(keys.attribution_lock)
+        entered, release = asyncio.Event(), asyncio.Event()
+        real = queries.payable_totals
+
+        def slow_totals(*args):
+            asyncio.run_coroutine_threadsafe(_set(entered), loop)
+            asyncio.run_coroutine_threadsafe(release.wait(), loop).result(5)
+            return real(*args)
+
+        loop = asyncio.get_running_loop()
+        monkeypatch.setattr(queries, "payable_totals", slow_totals)
+        batch = asyncio.create_task(book.create_batch("m1", T0, 0, T0 + 1))
+        await entered.wait()
+        with pytest.raises(Busy):
+            await Attributor(r, keys, clickhouse, ClickIds(settings.secret_bytes)).run_once(now_ms=T0 + 2)
+        release.set()
+        assert (await batch)[1] is True
+        assert not await r.exists(keys.attribution_lock)  # released after the batch
+        await r.aclose()
+
+    async def _set(event: asyncio.Event) -> None:
+        event.set()
+
+    asyncio.run(scenario())
