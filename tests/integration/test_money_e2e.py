@@ -134,6 +134,8 @@ def test_two_currencies_fx_and_payouts(settings, clickhouse, redis_client) -> No
                 "effective_at": _now_iso(3600),
             }  # not yet in effect
             assert (await client.put("/api/fx", json=future, headers=ADMIN)).json()["version"] == 2
+            listed = (await client.get("/api/fx", headers=alice_key)).json()["versions"]
+            assert [(v["version"], v["rates"]["USD"]) for v in listed] == [(1, "1.0850"), (2, "2")]
             converted = (await earnings("alice", "?in=EUR"))["converted"]
             # 250 USD cents / 1.0850 = 230.41 → 230 EUR cents
             assert converted == {"currency": "EUR", "pending_minor": 0, "approved_minor": 1198 + 230,
