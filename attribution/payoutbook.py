@@ -45,6 +45,10 @@ class LedgerBusy(RuntimeError):
     """The ledger's writer lock is held (an attributor run); retry shortly."""
 
 
+# The field of `Keys.payouts` naming the `until_ms` of a batch planned but not booked yet ('' when none).
+OPEN_FIELD = "open"
+
+
 class PlanMismatch(RuntimeError):
     """A batch's linked lines do not add up to its plan (the ledger changed under the lock: a bug)."""
 
@@ -86,6 +90,12 @@ class PayoutBook:
         """The batch of (merchant, until): made now (True) or the one made before (False)."""
         key = self._keys.payouts(merchant_id)
         async with self._lock():
+            unfinished = await self._redis.hget(key, OPEN_FIELD)
+            if unfinished and int(unfinished) != until_ms:
+                # A batch cut short plans rows that are still unlinked: finish it before another batch
+                # could link them.
+                raw = await self._redis.hget(key, f"batch:{int(unfinished)}")
+                await self._book(msgspec.json.decode(raw, type=Batch), now_ms, resumed=True)
             raw = await self._redis.hget(key, f"batch:{until_ms}")
             if raw is not None:
                 batch = msgspec.json.decode(raw, type=Batch)
@@ -98,7 +108,9 @@ class PayoutBook:
             )
             planned = payouts.plan_totals(merchant_id, until_ms, min_amount_minor, totals)
             batch = Batch(batch_id, merchant_id, until_ms, min_amount_minor, now_ms, planned)
-            await self._redis.hset(key, f"batch:{until_ms}", msgspec.json.encode(batch))
+            await self._redis.hset(
+                key, mapping={f"batch:{until_ms}": msgspec.json.encode(batch), OPEN_FIELD: until_ms}
+            )
             return await self._book(batch, now_ms, resumed=False), True
 
     async def _book(self, batch: Batch, now_ms: int, resumed: bool) -> Batch:
@@ -153,6 +165,7 @@ class PayoutBook:
         }
         booked = msgspec.structs.replace(batch, booked=True)
         records[f"batch:{batch.until_ms}"] = msgspec.json.encode(booked)
+        records[OPEN_FIELD] = ""
         await self._redis.hset(self._keys.payouts(batch.merchant_id), mapping=records)
         return booked
 
