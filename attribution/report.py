@@ -13,6 +13,7 @@ import re
 from dataclasses import asdict, dataclass, field, replace
 from datetime import date
 
+from attribution import currency as currency_table
 from core import queries
 from core.clickhouse import Backend
 
@@ -139,41 +140,31 @@ async def earnings(backend: Backend, start: date, end: date, creator_id: str = "
     return await asyncio.to_thread(collect, backend, start, end, creator_id)
 
 
-# ISO 4217 currencies without minor units; every other is shown with two decimals (3-decimal currencies
-# such as BHD are rare among our merchants and would show a factor 10 off: the API gives minor units).
-ZERO_DECIMAL_CURRENCIES = frozenset(
-    {
-        "BIF",
-        "CLP",
-        "DJF",
-        "GNF",
-        "ISK",
-        "JPY",
-        "KMF",
-        "KRW",
-        "PYG",
-        "RWF",
-        "UGX",
-        "VND",
-        "VUV",
-        "XAF",
-        "XOF",
-        "XPF",
-    }
-)
-
-
 def _money(minor: int, currency: str) -> str:
-    if currency in ZERO_DECIMAL_CURRENCIES:
-        return f"{minor:,}"
+    """Minor units shown in major units with the currency's ISO 4217 digits (JPY 0, EUR 2, BHD 3); a code
+    the table does not know is shown with two."""
+    try:
+        digits = currency_table.exponent(currency)
+    except KeyError:
+        digits = 2
     sign = "-" if minor < 0 else ""
-    whole, cents = divmod(abs(minor), 100)
-    return f"{sign}{whole:,}.{cents:02d}"
+    whole, fraction = divmod(abs(minor), 10**digits)
+    return f"{sign}{whole:,}" + (f".{fraction:0{digits}d}" if digits else "")
 
 
 def table(rows: list[Earnings]) -> str:
-    """A plain-text table; amounts shown with two decimals (minor units / 100)."""
-    header = ("creator", "currency", "clicks", "orders", "pending", "approved", "reversed")
+    """A plain-text table; amounts in major units (the currency's ISO 4217 digits)."""
+    header = (
+        "creator",
+        "currency",
+        "clicks",
+        "orders",
+        "pending",
+        "approved",
+        "reversed",
+        "in_payout",
+        "paid",
+    )
     body = [
         (
             r.creator_id,
@@ -183,6 +174,8 @@ def table(rows: list[Earnings]) -> str:
             _money(r.pending_minor, r.currency),
             _money(r.approved_minor, r.currency),
             _money(r.reversed_minor, r.currency),
+            _money(r.in_payout_minor, r.currency),
+            _money(r.paid_minor, r.currency),
         )
         for r in rows
     ]
