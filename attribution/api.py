@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry, Counter
 from starlette.requests import Request
 from starlette.routing import Route
 
-from attribution import catalog, merchant_api, money, report, search, webhooks
+from attribution import catalog, currency, merchant_api, money, moneyapi, report, search, webhooks
 from attribution.merchants import DomainTaken, InvalidMerchant, Merchant, new_secret, public_view, validate
 from attribution.rates import RatesUpdate
 from core.clickhouse import ClickHouseError
@@ -206,22 +206,24 @@ async def get_earnings(request: Request):
         )
     except report.SumOutOfRange as exc:
         raise ApiError(422, "sum_out_of_range", str(exc)) from None
-    return json_response(
-        {
-            "creator_id": creator_id,
-            "from": str(start),
-            "to": str(end),
-            "clicks": rows[0].clicks if rows else 0,
-            "currencies": [r.as_dict() for r in rows if r.currency],
-        }
-    )
+    body = {
+        "creator_id": creator_id,
+        "from": str(start),
+        "to": str(end),
+        "clicks": rows[0].clicks if rows else 0,
+        "currencies": [r.as_dict() for r in rows if r.currency],
+    }
+    if "in" in params:
+        body["converted"] = await moneyapi.converted(ctx, rows, params["in"], clock_ms())
+    return json_response(body)
 
 
 async def order_webhook(request: Request):
     ctx = request.app.state.ctx
     metrics = ctx.attribution_metrics.webhooks
     merchant_id = request.path_params["merchant_id"]
-    if await ctx.merchants.get(merchant_id) is None:
+    merchant = await ctx.merchants.get(merchant_id)
+    if merchant is None:
         metrics.labels("unknown_merchant").inc()
         raise ApiError(404, "unknown_merchant", f"no merchant {merchant_id!r}")
     body = await _read_limited(request, metrics)
@@ -240,6 +242,14 @@ async def order_webhook(request: Request):
     if problem is not None:
         metrics.labels(money.REASON_AMOUNT_OUT_OF_RANGE).inc()
         raise ApiError(400, money.REASON_AMOUNT_OUT_OF_RANGE, f"cannot be booked exactly: {problem}")
+    accepted = merchant.accepted_currencies()
+    if parsed.data.currency not in accepted:
+        metrics.labels(currency.REASON_UNSUPPORTED_CURRENCY).inc()
+        raise ApiError(
+            400,
+            currency.REASON_UNSUPPORTED_CURRENCY,
+            f"currency {parsed.data.currency!r} is not one this merchant accepts: {', '.join(accepted)}",
+        )
     webhook_id = request.headers["webhook-id"]
     try:
         result = await ctx.acceptor.accept(merchant_id, webhook_id, body, now_ms)
@@ -275,4 +285,5 @@ def routes() -> list[Route]:
         Route("/api/creators/{creator_id}/earnings", get_earnings, methods=["GET"]),
         Route("/webhooks/orders/{merchant_id}", order_webhook, methods=["POST"]),
         *merchant_api.routes(),
+        *moneyapi.routes(),
     ]

@@ -17,9 +17,9 @@ How an append-only ledger stays right (the design the attributor relies on):
   is parked (nothing booked) until the order arrives; an order id created again with different items is
   flagged (`order_conflict`) and never summed. Refund quantities are capped at what remains of a line;
   refunding the whole remainder reverses exactly what remains, so a fully refunded line nets to zero.
-- Until multi-currency exists, commission is booked only in the merchant's currency: an order in another
-  currency books one zero `flag` row (`currency_mismatch`) and nothing else, and so does a refund or cancel
-  whose currency differs from its order's (the refund is not applied). An order whose amounts pass the
+- Commission is booked in the order's own currency (the webhook refuses a currency the merchant does not
+  accept: attribution/currency.py). A refund or cancel whose currency differs from its order's books one
+  zero `flag` row (`currency_mismatch`) and nothing else: it is not applied. An order whose amounts pass the
   bounds of money.py (refused at the webhook since; one could still be in the stream from before) books a
   zero `flag` row (`amount_out_of_range`) and nothing else, never a wrapped amount.
 - Who is credited, through a click or a discount code, and whether the accrual is held for review, is
@@ -75,7 +75,7 @@ class Terms:
     window_days: int
     lock_days: int
     versions: list[rules.RateVersion]
-    currency: str  # the merchant's: the only one commission is booked in until multi-currency exists
+    currency: str  # the merchant's main currency (commission is booked in each order's own currency)
     codes: dict[str, list[codes.Span]] = field(default_factory=dict)  # normalised code -> its spans
     policy: Snapshot = field(default_factory=Snapshot)  # every version of the priority and review rules
 
@@ -212,8 +212,6 @@ def _order_row(entry_id: str, kind: str, reason: str, order: OrderEvent, click: 
 
 def _refusal(order: OrderEvent, terms: Terms) -> str | None:
     """Why an order cannot be booked at all, whatever its click."""
-    if order.currency != terms.currency:
-        return REASON_CURRENCY_MISMATCH
     if money.amount_problem((i.unit_price_minor, i.quantity) for i in order.items) is not None:
         return money.REASON_AMOUNT_OUT_OF_RANGE
     return None

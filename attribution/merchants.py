@@ -20,7 +20,7 @@ import orjson
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-from attribution import policy
+from attribution import currency, policy
 from attribution.rates import RatesUpdate, initial_version
 from core import validate as check
 from core.domains import (
@@ -63,6 +63,11 @@ class Merchant(msgspec.Struct, frozen=True):
     attribution_priority: str = policy.PRIORITY_CLICK
     review: policy.ReviewRules = policy.ReviewRules()
     policies: list[policy.Policy] = msgspec.field(default_factory=list)
+    # Accepted order currencies (attribution/currency.py); None in records stored before the field.
+    currencies: list[str] | None = None
+
+    def accepted_currencies(self) -> list[str]:
+        return currency.accepted(self.currencies, self.currency)
 
 
 class InvalidMerchant(ValueError):
@@ -88,6 +93,10 @@ def validate(merchant: Merchant) -> Merchant:
         raise InvalidMerchant("name must not be empty")
     if not check.is_currency(merchant.currency):
         raise InvalidMerchant("currency must be an ISO 4217 code such as EUR")
+    try:
+        currencies = currency.check_currencies(merchant.currencies, merchant.currency)
+    except currency.InvalidCurrencies as exc:
+        raise InvalidMerchant(str(exc)) from None
     if not 0 <= merchant.default_rate_bps <= 10_000:
         raise InvalidMerchant("default_rate_bps must be 0-10000")
     if not 0 < merchant.attribution_window_days <= 365 or not 0 <= merchant.lock_days <= 365:
@@ -105,7 +114,7 @@ def validate(merchant: Merchant) -> Merchant:
     for domain in domains:
         if (problem := non_public_domain(domain)) is not None:
             raise InvalidMerchant(f"{problem}: a merchant's domains are public names", "non_public_host")
-    return msgspec.structs.replace(merchant, domains=domains)
+    return msgspec.structs.replace(merchant, domains=domains, currencies=currencies)
 
 
 def new_secret() -> str:

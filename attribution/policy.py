@@ -17,6 +17,8 @@ from typing import Any
 
 import msgspec
 
+from attribution import currency
+
 PRIORITY_CLICK = "click"
 PRIORITY_CODE = "code"
 PRIORITIES = (PRIORITY_CLICK, PRIORITY_CODE)
@@ -80,9 +82,20 @@ def check_review(value: Any) -> ReviewRules:
 
 # PATCH /api/merchants/{id}: field -> validator returning the value to store. The validators raise
 # InvalidField; a field not listed here cannot be patched.
+def check_currencies(value: Any) -> list[str]:
+    """A new accepted-currencies list (PATCH names the list itself: no default applies)."""
+    if value is None:
+        raise InvalidField("currencies", 'must be a non-empty list of ISO 4217 codes such as ["EUR"]')
+    try:
+        return currency.check_currencies(value, "")
+    except currency.InvalidCurrencies as exc:
+        raise InvalidField("currencies", str(exc)) from None
+
+
 SETTABLE: dict[str, Callable[[Any], Any]] = {
     "attribution_priority": check_priority,
     "review": check_review,
+    "currencies": check_currencies,
 }
 # The settable fields that are part of the versioned policy (the rest are plain record fields).
 POLICY_FIELDS = ("attribution_priority", "review")

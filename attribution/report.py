@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date
 
+from attribution import currency as currency_table
 from core import queries
 from core.clickhouse import Backend
 
@@ -66,9 +67,16 @@ class Earnings:
     pending_minor: int
     approved_minor: int
     reversed_minor: int
+    # Balances of the statuses payouts and review add (the ledger's `status`, grouped generically).
+    review_minor: int = 0
+    in_payout_minor: int = 0
+    paid_minor: int = 0
+    other_statuses: dict[str, int] = field(default_factory=dict)  # any status not named above
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out.update({f"{status}_minor": amount for status, amount in out.pop("other_statuses").items()})
+        return out
 
 
 def collect(backend: Backend, start: date, end: date, creator_id: str = "") -> list[Earnings]:
@@ -96,6 +104,7 @@ def collect(backend: Backend, start: date, end: date, creator_id: str = "") -> l
                 int(reversed_),
             )
         )
+    out = _with_statuses(out, queries.earnings_by_status(backend, start, end, creator_id))
     for creator, n in clicks.items():
         if creator not in seen:
             out.append(Earnings(creator, "", n, 0, 0, 0, 0))
@@ -103,45 +112,59 @@ def collect(backend: Backend, start: date, end: date, creator_id: str = "") -> l
     return out
 
 
+_NAMED_STATUSES = {"pending", "approved", "review", "in_payout", "paid"}
+
+
+def _with_statuses(rows: list[Earnings], by_status: list[tuple]) -> list[Earnings]:
+    """Each row with its balance per ledger status (pending and approved are already there)."""
+    found: dict[tuple[str, str], dict[str, int]] = {}
+    for creator, currency, status, amount in by_status:
+        found.setdefault((creator, currency), {})[status] = amount
+    out = []
+    for row in rows:
+        statuses = found.get((row.creator_id, row.currency), {})
+        other = {s: a for s, a in sorted(statuses.items()) if s not in _NAMED_STATUSES and s}
+        out.append(
+            replace(
+                row,
+                review_minor=statuses.get("review", 0),
+                in_payout_minor=statuses.get("in_payout", 0),
+                paid_minor=statuses.get("paid", 0),
+                other_statuses=other,
+            )
+        )
+    return out
+
+
 async def earnings(backend: Backend, start: date, end: date, creator_id: str = "") -> list[Earnings]:
     return await asyncio.to_thread(collect, backend, start, end, creator_id)
 
 
-# ISO 4217 currencies without minor units; every other is shown with two decimals (3-decimal currencies
-# such as BHD are rare among our merchants and would show a factor 10 off: the API gives minor units).
-ZERO_DECIMAL_CURRENCIES = frozenset(
-    {
-        "BIF",
-        "CLP",
-        "DJF",
-        "GNF",
-        "ISK",
-        "JPY",
-        "KMF",
-        "KRW",
-        "PYG",
-        "RWF",
-        "UGX",
-        "VND",
-        "VUV",
-        "XAF",
-        "XOF",
-        "XPF",
-    }
-)
-
-
 def _money(minor: int, currency: str) -> str:
-    if currency in ZERO_DECIMAL_CURRENCIES:
-        return f"{minor:,}"
+    """Minor units shown in major units with the currency's ISO 4217 digits (JPY 0, EUR 2, BHD 3); a code
+    the table does not know is shown with two."""
+    try:
+        digits = currency_table.exponent(currency)
+    except KeyError:
+        digits = 2
     sign = "-" if minor < 0 else ""
-    whole, cents = divmod(abs(minor), 100)
-    return f"{sign}{whole:,}.{cents:02d}"
+    whole, fraction = divmod(abs(minor), 10**digits)
+    return f"{sign}{whole:,}" + (f".{fraction:0{digits}d}" if digits else "")
 
 
 def table(rows: list[Earnings]) -> str:
-    """A plain-text table; amounts shown with two decimals (minor units / 100)."""
-    header = ("creator", "currency", "clicks", "orders", "pending", "approved", "reversed")
+    """A plain-text table; amounts in major units (the currency's ISO 4217 digits)."""
+    header = (
+        "creator",
+        "currency",
+        "clicks",
+        "orders",
+        "pending",
+        "approved",
+        "reversed",
+        "in_payout",
+        "paid",
+    )
     body = [
         (
             r.creator_id,
@@ -151,6 +174,8 @@ def table(rows: list[Earnings]) -> str:
             _money(r.pending_minor, r.currency),
             _money(r.approved_minor, r.currency),
             _money(r.reversed_minor, r.currency),
+            _money(r.in_payout_minor, r.currency),
+            _money(r.paid_minor, r.currency),
         )
         for r in rows
     ]

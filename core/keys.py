@@ -236,6 +236,21 @@ class Keys:
         written after the decision, alone, and trimmed by the run of what it read."""
         return f"{self.prefix}attribution:revisit"
 
+    # --- money: FX rates and payouts (attribution/fx.py, attribution/payouts.py) -------------------
+    @property
+    def fx_rates(self) -> str:
+        """List of every FX version (JSON base, rates, effective_ms, set_ms), appended by `PUT /api/fx`,
+        never rewritten; a version's number is its 1-based position. Written alone (one RPUSH)."""
+        return f"{self.prefix}fx:rates"
+
+    def payouts(self, merchant_id: str) -> str:
+        """Hash of one merchant's payout batches (`batch:<until_ms>` → JSON plan) and payouts
+        (`payout:<payout_id>` → JSON record with its status), and `open`: the until of a batch planned but
+        not booked yet. Every change is one HSET of this key alone:
+        a batch and its payouts change together because they share it. Changed only while holding
+        `attribution_lock` (the ledger's writer lock), never in a transaction with any other key."""
+        return f"{self.prefix}merchant:{merchant_id}:payouts"
+
     def all_patterns(self) -> str:
         """Glob matching every key of this prefix (tests clean up with it), spread families included."""
         return f"{self.spread}*"

@@ -14,7 +14,7 @@ from datetime import date, timedelta
 from typing import Any
 
 from core.clickhouse import Backend
-from core.rows import CommissionRow, OrderEventRow, Row
+from core.rows import CommissionRow, OrderEventRow, PayoutLineRow, Row
 
 # Ids per existence query: keeps the SQL text (and the IN set) a few hundred KB at most.
 EXISTS_CHUNK = 5_000
@@ -354,3 +354,140 @@ def review_state(backend: Backend, merchant_id: str, order_id: str) -> tuple[int
     )
     count, amount = rows[0] if rows else (0, 0)
     return int(count or 0), int(amount or 0)
+
+
+# --- payouts (attribution/payouts.py) ---------------------------------------------------------------
+def has_column(backend: Backend, table: str, column: str) -> bool:
+    """Whether a table of this database has a column (a column another feature may add later)."""
+    rows = backend.execute(
+        "SELECT count() FROM system.columns WHERE database = %(db)s AND table = %(t)s AND name = %(c)s",
+        {"db": backend.database, "t": table, "c": column},
+    )
+    return bool(int(rows[0][0]))
+
+
+def _candidates(db: str) -> str:
+    """The ledger rows a batch may pay (attribution/payouts.py): approved, not a payout transfer, not zero,
+    booked before `until_ms`, and not paid by a live payout of another batch (the rows this batch has
+    linked already stay candidates, so a batch cut short is finished with the same totals)."""
+    return (
+        "merchant_id = %(m)s AND status = 'approved' AND kind != 'payout' AND amount_minor != 0 "
+        "AND booked_ms < %(until_ms)s AND (order_id, entry_id, run_id) NOT IN ("
+        f"SELECT order_id, entry_id, run_id FROM {db}.payout_lines WHERE merchant_id = %(m)s "
+        "GROUP BY order_id, entry_id, run_id HAVING sum(sign) > 0 AND countIf(batch_id = %(batch)s) = 0)"
+    )
+
+
+# attribution/payouts.py payout_id_of, in SQL: the same SHA-256 of the same parts, so the lines a batch
+# links inside ClickHouse carry the ids the batch planned.
+_PAYOUT_ID_SQL = (
+    "concat(merchant_id, '.', substring(lower(hex(SHA256(concat('payout', '\\0', merchant_id, '\\0', "
+    "toString(%(until_ms)s), '\\0', creator_id, '\\0', currency)))), 1, 20))"
+)
+
+
+def payable_totals(backend: Backend, merchant_id: str, until_ms: int, batch_id: str) -> list[tuple]:
+    """(creator, currency, sum, rows) of the rows batch `batch_id` up to `until_ms` may pay."""
+    rows = backend.execute(
+        f"SELECT creator_id, currency, sum(amount_minor), count() FROM {backend.database}.commissions "
+        f"WHERE {_candidates(backend.database)} GROUP BY creator_id, currency",
+        {"m": merchant_id, "until_ms": until_ms, "batch": batch_id},
+    )
+    return [(c, cu, int(a), int(n)) for c, cu, a, n in rows]
+
+
+def link_payable(
+    backend: Backend,
+    merchant_id: str,
+    until_ms: int,
+    batch_id: str,
+    min_amount_minor: int,
+    now_ms: int,
+    attributed_by: bool,
+) -> None:
+    """Write one payout line (sign +1) per candidate row of every (creator, currency) whose candidates sum
+    to a payout (positive, at least the minimum), except rows this batch linked already: one INSERT ...
+    SELECT, so the rows never travel through Python. Runs under the ledger's writer lock."""
+    db = backend.database
+    candidates = _candidates(db)
+    by = "attributed_by" if attributed_by else "''"
+    backend.execute(
+        f"INSERT INTO {db}.payout_lines ({', '.join(PayoutLineRow.columns())}) "
+        f"SELECT merchant_id, {_PAYOUT_ID_SQL}, %(batch)s, creator_id, currency, order_id, entry_id, run_id, "
+        f"1, kind, sku, quantity, basis_minor, rate_bps, amount_minor, {by}, booked_ms, "
+        f"toDateTime(%(now_s)s), %(now_ms)s FROM {db}.commissions WHERE {candidates} "
+        "AND (creator_id, currency) IN ("
+        f"SELECT creator_id, currency FROM {db}.commissions WHERE {candidates} "
+        "GROUP BY creator_id, currency HAVING sum(amount_minor) > 0 AND sum(amount_minor) >= %(min)s) "
+        f"AND (order_id, entry_id, run_id) NOT IN (SELECT order_id, entry_id, run_id FROM {db}.payout_lines "
+        "WHERE merchant_id = %(m)s AND batch_id = %(batch)s)",
+        {
+            "m": merchant_id,
+            "until_ms": until_ms,
+            "batch": batch_id,
+            "min": min_amount_minor,
+            "now_s": now_ms // 1000,
+            "now_ms": now_ms,
+        },
+    )
+
+
+def batch_lines(backend: Backend, merchant_id: str, batch_id: str) -> dict[str, tuple[int, int]]:
+    """payout_id → (lines, sum) of the lines a batch linked (sign +1)."""
+    rows = backend.execute(
+        f"SELECT payout_id, count(), sum(amount_minor) FROM {backend.database}.payout_lines "
+        "WHERE merchant_id = %(m)s AND batch_id = %(batch)s AND sign = 1 GROUP BY payout_id",
+        {"m": merchant_id, "batch": batch_id},
+    )
+    return {p: (int(n), int(a)) for p, n, a in rows}
+
+
+def payout_line_counts(backend: Backend, merchant_id: str, payout_ids: Sequence[str]) -> dict[tuple, int]:
+    """(payout_id, sign) → stored lines: tells a resumed batch or failure what was already written.
+    Asked in chunks: a batch may hold tens of thousands of payouts (18.16 caps a query at 256 KiB)."""
+    out: dict[tuple, int] = {}
+    for chunk in _chunks(payout_ids, EXISTS_CHUNK):
+        rows = backend.execute(
+            f"SELECT payout_id, sign, count() FROM {backend.database}.payout_lines "
+            "WHERE merchant_id = %(m)s AND payout_id IN %(ids)s GROUP BY payout_id, sign",
+            {"m": merchant_id, "ids": tuple(chunk)},
+        )
+        out.update({(p, int(sign)): int(n) for p, sign, n in rows})
+    return out
+
+
+def payout_transfers(backend: Backend, merchant_id: str, order_ids: Sequence[str]) -> set[tuple[str, str]]:
+    """(order_id, entry_id) of the payout transfer rows already in the ledger for these payouts."""
+    out: set[tuple[str, str]] = set()
+    for chunk in _chunks(order_ids, EXISTS_CHUNK):
+        rows = backend.execute(
+            f"SELECT DISTINCT order_id, entry_id FROM {backend.database}.commissions "
+            "WHERE merchant_id = %(m)s AND order_id IN %(ids)s AND kind = 'payout'",
+            {"m": merchant_id, "ids": tuple(chunk)},
+        )
+        out.update((o, e) for o, e in rows)
+    return out
+
+
+def payout_lines(backend: Backend, merchant_id: str, payout_id: str) -> list[PayoutLineRow]:
+    """The ledger rows one payout pays (its sign +1 lines), by order and entry."""
+    rows = backend.execute(
+        f"SELECT {_select(PayoutLineRow)} FROM {backend.database}.payout_lines "
+        "WHERE merchant_id = %(m)s AND payout_id = %(p)s AND sign = 1 ORDER BY order_id, entry_id, run_id",
+        {"m": merchant_id, "p": payout_id},
+    )
+    return [PayoutLineRow.read(row) for row in rows]
+
+
+def earnings_by_status(backend: Backend, first: date, last: date, creator_id: str) -> list[tuple]:
+    """(creator, currency, status, amount) per creator, currency and ledger status over a day range, from
+    the daily rollup: every status there is (pending, approved, review, in_payout, paid, ...)."""
+    rows = backend.execute(
+        "SELECT creator_id, currency, status, sum(amount_minor) "
+        f"FROM {backend.database}.commissions_daily "
+        "WHERE day >= toDate(%(from_day)s) AND day <= toDate(%(to_day)s) "
+        "AND (%(creator_id)s = '' OR creator_id = %(creator_id)s) AND creator_id != '' "
+        "GROUP BY creator_id, currency, status",
+        {"from_day": str(first), "to_day": str(last), "creator_id": creator_id},
+    )
+    return [(c, cu, s, int(a)) for c, cu, s, a in rows]

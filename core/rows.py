@@ -119,3 +119,27 @@ class CommissionRow(Row):
     run_id: str
     attributed_by: str = ""  # 0031: 'click', 'code' or ''
     code: str = ""  # 0031: the discount code that credited the order
+
+
+class PayoutLineRow(Row):
+    """`payout_lines` (0035): a ledger row a payout pays (sign +1) or releases on failure (sign -1)."""
+
+    merchant_id: str
+    payout_id: str
+    batch_id: str
+    creator_id: str
+    currency: str
+    order_id: str
+    entry_id: str
+    run_id: str
+    sign: int
+    kind: str
+    sku: str
+    quantity: int
+    basis_minor: int
+    rate_bps: int
+    amount_minor: int
+    attributed_by: str
+    booked_ms: int
+    created_at: int
+    created_ms: int

@@ -325,6 +325,80 @@ def corpus(code: str, merchant: str, secret: str) -> list[Case]:
             lambda: _post("/webhooks/orders/nobody", valid, _signed(secret, valid)),
             e404,
         ),
+        *_money_cases(merchant, secret, valid),
+    ]
+
+
+def _money_cases(merchant: str, secret: str, valid: bytes) -> list[Case]:
+    """Currencies, FX and payouts (docs/money.md): each refused with its 4xx, nothing written."""
+    e400, e404, e422 = (frozenset({s}) for s in (400, 404, 422))
+    hook = f"/webhooks/orders/{merchant}"
+    gbp = valid.replace(b'"EUR"', b'"GBP"')
+    payouts = f"/api/merchants/{merchant}/payouts"
+
+    def merchant_currencies(value) -> bytes:
+        body = {"merchant_id": "mcur", "name": "x", "domains": ["mcur.example.com"], "currency": "EUR",
+                "default_rate_bps": 800, "currencies": value}  # fmt: skip
+        return _post("/api/merchants", json.dumps(body).encode(), ADMIN)
+
+    def fx(body) -> bytes:
+        raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+        return (
+            f"PUT /api/fx HTTP/1.1\r\nhost: x\r\nconnection: close\r\n{ADMIN}"
+            f"content-length: {len(raw)}\r\n\r\n"
+        ).encode() + raw
+
+    return [
+        Case("webhook_unsupported_currency_signed", lambda: _post(hook, gbp, _signed(secret, gbp)), e400),
+        *(
+            Case(f"api_merchants_currencies_{i}", lambda v=v: merchant_currencies(v), e422)
+            for i, v in enumerate((["EUR", "EUR"], "EUR", [], ["eur"], ["XAU"], ["EUR"] * 21, [1]))
+        ),
+        *(
+            Case(f"api_fx_{name}", lambda body=body: fx(body), e422)
+            for name, body in (
+                ("negative", {"base": "EUR", "rates": {"USD": "-1"}}),
+                ("zero", {"base": "EUR", "rates": {"USD": "0.0"}}),
+                ("exponent", {"base": "EUR", "rates": {"USD": "1e5"}}),
+                ("float", {"base": "EUR", "rates": {"USD": 1.085}}),
+                ("too_precise", {"base": "EUR", "rates": {"USD": "1." + "1" * 13}}),
+                ("base_gold", {"base": "XAU", "rates": {"USD": "1"}}),
+                ("no_zone", {"base": "EUR", "rates": {"USD": "1"}, "effective_at": "2026-12-01T00:00:00"}),
+                ("unknown_field", {"base": "EUR", "rates": {"USD": "1"}, "rate": "1"}),
+            )
+        ),
+        Case("api_fx_truncated_json", lambda: fx(b'{"base": "EUR", "rat'), e400),
+        *(
+            Case(
+                f"api_payouts_{name}",
+                lambda body=body: _post(payouts, json.dumps(body).encode(), ADMIN),
+                e422,
+            )
+            for name, body in (
+                ("until_future", {"until": "2100-01-01T00:00:00Z"}),
+                ("until_garbage", {"until": "yesterday"}),
+                ("min_negative", {"until": "2026-01-01T00:00:00Z", "min_amount_minor": -1}),
+                ("min_float", {"until": "2026-01-01T00:00:00Z", "min_amount_minor": 1.5}),
+            )
+        ),
+        Case(
+            "api_payouts_unknown_merchant", lambda: _post("/api/merchants/nobody/payouts", b"{}", ADMIN), e404
+        ),
+        Case("api_payout_unknown", lambda: _get(b"/api/payouts/nobody.123", ADMIN.encode()), e404),
+        Case("api_payout_confirm_unknown", lambda: _post("/api/payouts/x.1/confirm", b"", ADMIN), e404),
+        Case(
+            "api_payout_statement_no_dot",
+            lambda: _get(b"/api/payouts/nodot/statement.csv", ADMIN.encode()),
+            e404,
+        ),
+        *(
+            Case(
+                f"api_earnings_in_{i}",
+                lambda q=q: _get(b"/api/creators/c1/earnings?in=" + q, ADMIN.encode()),
+                e400,
+            )
+            for i, q in enumerate((b"eur", b"XAU", b"%ff", b""))
+        ),
     ]
 
 

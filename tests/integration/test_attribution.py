@@ -248,10 +248,11 @@ def flags(backend) -> dict[str, list[tuple[str, str, int]]]:
 
 
 def test_what_cannot_be_booked_is_flagged_and_skew_is_forgiven(settings, backend) -> None:
-    """Orders in another currency, amounts past the money bounds (an event that reached the stream without
-    the endpoint's check, as one from before it could) and a refund in another currency book zero flag
-    rows and nothing else; an order stamped in the same second as its click, or a minute before (clock
-    skew), is credited; the earnings report stays exact."""
+    """An order in a currency other than the merchant's main one is booked in its own currency; amounts past
+    the money bounds (an event that reached the stream without the endpoint's check, as one from before it
+    could) and a refund in another currency than its order book zero flag rows and nothing else; an order
+    stamped in the same second as its click, or a minute before (clock skew), is credited; the earnings
+    report stays exact."""
     keys = Keys(settings.redis_prefix)
     ids = ClickIds(settings.secret_bytes)
 
@@ -283,21 +284,19 @@ def test_what_cannot_be_booked_is_flagged_and_skew_is_forgiven(settings, backend
         await deliver(r, keys, "m1", "w5", "order.created", "A-5", c["skew"], T0 + 4750 - 60_000, [shoes])
         await asyncio.to_thread(ingest_orders, settings.redis_url, keys, backend)
         summary = await Attributor(r, keys, backend, ids).run_once(now_ms=at + HOUR)
-        assert dict(summary.outcomes) == {"credited": 2, "currency_mismatch": 1, "amount_out_of_range": 2}
+        assert dict(summary.outcomes) == {"credited": 3, "amount_out_of_range": 2}
         assert flags(backend) == {
-            "A-1": [("flag:currency_mismatch", "currency_mismatch", 0)],
             "A-2": [("flag:amount_out_of_range", "amount_out_of_range", 0)],
             "A-3": [("flag:amount_out_of_range", "amount_out_of_range", 0)],
             "A-4": [("flag:currency_mismatch:w4r:0", "currency_mismatch", 0)],
         }
         books = ledger_by_order(backend)
-        # 5990 × 2 × 8 % = 958.4 → 958 each; the GBP refund of A-4 is not applied
-        assert {o: books[o][0] for o in books} == {"A-1": 0, "A-2": 0, "A-3": 0, "A-4": 958, "A-5": 958}
+        # 5990 × 2 × 8 % = 958.4 → 958 each (A-1 in USD); the GBP refund of A-4 is not applied
+        assert {o: books[o][0] for o in books} == {"A-1": 958, "A-2": 0, "A-3": 0, "A-4": 958, "A-5": 958}
         assert reasons(backend) == {}  # none is order_before_click
         earned = report.collect(backend, date(2026, 10, 1), date(2026, 12, 31), "alice")
-        # the USD flag earned nothing (whether its all-zero rollup row is kept depends on the version)
         rows = [(e.currency, e.orders, e.pending_minor, e.approved_minor) for e in earned]
-        assert [row for row in rows if row[1:] != (0, 0, 0)] == [("EUR", 2, 1916, 0)]
+        assert [row for row in rows if row[1:] != (0, 0, 0)] == [("EUR", 2, 1916, 0), ("USD", 1, 958, 0)]
         assert (await Attributor(r, keys, backend, ids).run_once(now_ms=at + 2 * HOUR)).rows == 0
         await r.aclose()
 

@@ -50,9 +50,20 @@ def test_attribute_and_report(settings, clickhouse, redis_client) -> None:
     shown = subprocess.run([CLI, "report", "earnings"], env=env, capture_output=True, text=True, timeout=60)
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
-    assert lines[0].split() == ["creator", "currency", "clicks", "orders", "pending", "approved", "reversed"]
+    header = [
+        "creator",
+        "currency",
+        "clicks",
+        "orders",
+        "pending",
+        "approved",
+        "reversed",
+        "in_payout",
+        "paid",
+    ]
+    assert lines[0].split() == header
     # 123456 × 8 % = 9876.48 → 9876 minor units
-    assert lines[2].split() == ["alice", "EUR", "1", "1", "98.76", "0.00", "0.00"]
+    assert lines[2].split() == ["alice", "EUR", "1", "1", "98.76", "0.00", "0.00", "0.00", "0.00"]
     top = subprocess.run(
         [CLI, "report", "links", "--merchant", "m1"], env=env, capture_output=True, text=True, timeout=60
     )

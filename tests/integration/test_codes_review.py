@@ -159,6 +159,7 @@ def test_codes_priority_review_and_trace(settings, clickhouse, redis_client) -> 
                 {"review": {"min_click_to_order_s": -1}},
                 {"review": {"max_clicks_per_ip_hour": 10**9}},
                 {"currency": "USD"},
+                {"currencies": ["EUR", "XYZ"]},
                 {},
             ):
                 refused = await client.patch("/api/merchants/brand", json=bad, headers=keys["brand"])
@@ -178,6 +179,10 @@ def test_codes_priority_review_and_trace(settings, clickhouse, redis_client) -> 
             review = {"min_click_to_order_s": 3600, "max_clicks_per_ip_hour": 0}
             patched = await client.patch("/api/merchants/brand", json={"review": review}, headers=ADMIN)
             assert patched.status_code == 200 and patched.json()["review"] == review
+            patched = await client.patch(
+                "/api/merchants/brand", json={"currencies": ["EUR", "USD"]}, headers=keys["brand"]
+            )
+            assert patched.status_code == 200 and patched.json()["currencies"] == ["EUR", "USD"]
             await asyncio.sleep(0.01)
             await send("w5", "O-approve", alice_click)  # an order within the hour: held for review
             await send("w6", "O-reject", alice_click)

@@ -152,6 +152,9 @@ def test_click_to_commission(settings, clickhouse, redis_client) -> None:
                     "pending_minor": 899,
                     "approved_minor": 0,
                     "reversed_minor": 898,
+                    "review_minor": 0,
+                    "in_payout_minor": 0,
+                    "paid_minor": 0,
                 }
             ]
 

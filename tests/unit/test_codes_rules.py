@@ -156,6 +156,12 @@ def test_review_judges_only_the_credited_creators_click() -> None:
         ({"review": {"other": 1}}, "review"),
         ({"review": []}, "review"),
         ({"name": "x"}, "name"),
+        ({"currencies": None}, "currencies"),
+        ({"currencies": []}, "currencies"),
+        ({"currencies": ["EUR", "EUR"]}, "currencies"),
+        ({"currencies": ["eur"]}, "currencies"),
+        ({"currencies": ["EUR\n"]}, "currencies"),
+        ({"currencies": "EUR"}, "currencies"),
         ({}, "body"),
         ([], "body"),
     ],
@@ -173,6 +179,7 @@ def test_patch_accepts_settable_fields() -> None:
         "attribution_priority": "code",
         "review": ReviewRules(0, 3),
     }
+    assert policy.checked_patch({"currencies": ["EUR", "USD"]}) == {"currencies": ["EUR", "USD"]}
 
 
 @pytest.mark.parametrize(

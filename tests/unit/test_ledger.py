@@ -188,7 +188,7 @@ def test_final_ledger_equals_in_order_replay(arrival, run_after, now_offsets) ->
     )
 
 
-# --- what the ledger refuses to book: another currency, amounts past the bounds -----------------------
+# --- currencies, and what the ledger refuses to book: amounts past the bounds -----------------------
 def _in(currency: str, webhook_id: str, kind: str, at_ms: int, items=ITEMS) -> OrderEvent:
     return OrderEvent("m1", webhook_id, kind, "A-1", "c" * 30, currency, at_ms, tuple(items))
 
@@ -197,13 +197,26 @@ def _rows(entries: list[ledger.Entry]) -> list[tuple[str, str, int, str]]:
     return [(e.entry_id, e.kind, e.amount_minor, e.reason) for e in entries]
 
 
-@pytest.mark.parametrize("currency", ["USD", "GBP", "JPY", "eur"])
-def test_order_in_another_currency_books_one_flag_and_nothing_else(currency: str) -> None:
-    events = [_in(currency, "w1", CREATED, T0), _in(currency, "w2", REFUNDED, T0 + 1, ITEMS[:1])]
-    for now_ms in (T0, rules.lock_ms(T0, 30)):  # before and after the lock: never an accrual or approval
-        assert _rows(ledger.desired(events, CLICK, TERMS, now_ms)) == [
-            ("flag:currency_mismatch", "flag", 0, "currency_mismatch")
-        ]
+@pytest.mark.parametrize(
+    ("currency", "refund_currency", "pending"),
+    [
+        ("USD", "USD", 480),  # booked in the order's currency; a refund in it applies
+        ("JPY", "JPY", 480),
+        ("USD", "EUR", 1198 + 480),  # a refund in another currency than its order's: flagged, not applied
+    ],
+)
+def test_commission_is_booked_in_the_orders_currency(currency, refund_currency, pending) -> None:
+    """Which currencies a merchant accepts is checked at the webhook; the ledger books the order's own."""
+    events = [_in(currency, "w1", CREATED, T0), _in(refund_currency, "w2", REFUNDED, T0 + 1, ITEMS[:1])]
+    entries = ledger.desired(events, CLICK, TERMS, T0 + 2)
+    assert totals(entries)["pending"] == pending
+    assert {e.currency for e in entries} == {currency}
+    flagged = [r for r in _rows(entries) if r[1] == "flag"]
+    assert flagged == (
+        []
+        if refund_currency == currency
+        else [("flag:currency_mismatch:w2:0", "flag", 0, "currency_mismatch")]
+    )
 
 
 @pytest.mark.parametrize(

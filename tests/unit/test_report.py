@@ -51,3 +51,18 @@ def test_accepted_ranges(start, end, expected) -> None:
 def test_refused_ranges(start, end, why: str) -> None:
     with pytest.raises(report.BadRange, match=why):
         report.day_range(start, end, TODAY)
+
+
+@pytest.mark.parametrize(
+    ("minor", "currency", "shown"),
+    [
+        (123456, "EUR", "1,234.56"),
+        (-5, "EUR", "-0.05"),
+        (1000, "JPY", "1,000"),  # no minor unit
+        (-1000, "KRW", "-1,000"),
+        (1234, "BHD", "1.234"),  # three digits
+        (7, "ZZZ", "0.07"),  # unknown to the ISO table: two digits
+    ],
+)
+def test_amounts_are_shown_with_the_currencys_iso_digits(minor, currency, shown) -> None:
+    assert report._money(minor, currency) == shown

@@ -117,6 +117,8 @@ BASE = merchants.Merchant("m1", "Shop", ["shop.example.com"], "EUR", 800)
         {"click_param": "ct click"},
         {"domains": ["shop\n.example.com"]},
         {"domains": ["localhost"]},
+        {"currencies": ["EUR\n"]},
+        {"currencies": ["EUR", "usd"]},
     ],
 )
 def test_merchant_validation_is_full_match(change: dict) -> None:
@@ -125,7 +127,10 @@ def test_merchant_validation_is_full_match(change: dict) -> None:
 
 
 def test_merchant_validation_keeps_valid_merchants() -> None:
-    assert merchants.validate(BASE) == BASE
+    # without `currencies` a merchant accepts its one currency, and the record says so
+    assert merchants.validate(BASE) == msgspec.structs.replace(BASE, currencies=["EUR"])
+    two = msgspec.structs.replace(BASE, currencies=["USD", "EUR"])
+    assert merchants.validate(two) == two
 
 
 @pytest.mark.parametrize("value", ["c1\n", "c1\r\n", "\nc1", "c1\x00", "", None, 7, "x" * 65])

@@ -1,0 +1,301 @@
+"""Payout batches, confirmations and failures against Redis (the records) and ClickHouse (the ledger
+transfers and the payout lines); the rules are attribution/payouts.py.
+
+Every write holds the ledger's writer lock (`Keys.attribution_lock`, the attributor's): while a batch
+reads the payable rows and links them, no attributor run can append approvals or reversals and no second
+batch, confirmation or failure can link or release rows. A request that cannot get it within
+`LOCK_WAIT_MS` is told to retry (`LedgerBusy`).
+
+A batch sums the payable rows per (creator, currency) in ClickHouse, plans the payouts, then links the
+rows of each planned payout with one INSERT ... SELECT (the rows never travel through Python) and checks
+that the lines add up to the plan before it books the transfers.
+
+Crash safety: a batch first stores its plan (`booked: false`), then writes the missing payout lines, the
+missing transfers, and last the payout records with `booked: true`. A repeated request finds the plan and
+finishes it: rows the batch linked already are not linked again, transfers already stored are not
+written again. A confirmation or
+failure first marks the payout `paying`/`failing`, then writes what is missing, then `paid`/`failed`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import secrets
+from collections.abc import Callable
+
+import msgspec
+
+from attribution import money, payouts
+from attribution.payouts import Batch, Payout, PlannedPayout
+from core import queries
+from core.clickhouse import Backend
+from core.keys import Keys
+from core.rows import CommissionRow, PayoutLineRow, columnar
+
+# How long a payout request waits for an attributor run to finish before it is told to retry.
+LOCK_WAIT_MS = 5_000
+LOCK_POLL_MS = 50
+# A payout write is a few queries and two inserts; the lease outlives any of them.
+LOCK_TTL_MS = 5 * 60_000
+# After a failed write the lock is held this long: an insert given up on may still land (attributor.py).
+FAILED_WRITE_HOLD_MS = 120_000
+
+
+class LedgerBusy(RuntimeError):
+    """The ledger's writer lock is held (an attributor run); retry shortly."""
+
+
+# The field of `Keys.payouts` naming the `until_ms` of a batch planned but not booked yet ('' when none).
+OPEN_FIELD = "open"
+
+
+class PlanMismatch(RuntimeError):
+    """A batch's linked lines do not add up to its plan (the ledger changed under the lock: a bug)."""
+
+
+class WrongState(RuntimeError):
+    """A confirm or fail from a state it cannot leave; the message says which."""
+
+
+class PayoutBook:
+    def __init__(self, redis, keys: Keys, backend: Callable[[], Backend]) -> None:
+        self._redis = redis
+        self._keys = keys
+        self._backend = backend  # connected on first use: the server makes its ClickHouse client lazily
+
+    # --- reads -------------------------------------------------------------------------------------
+    async def get(self, payout_id: str) -> Payout | None:
+        merchant_id = payouts.merchant_of(payout_id)
+        if not merchant_id:
+            return None
+        raw = await self._redis.hget(self._keys.payouts(merchant_id), f"payout:{payout_id}")
+        return None if raw is None else msgspec.json.decode(raw, type=Payout)
+
+    async def lines(self, payout: Payout) -> list[PayoutLineRow]:
+        return await asyncio.to_thread(
+            queries.payout_lines, self._backend(), payout.merchant_id, payout.payout_id
+        )
+
+    async def payouts_of(self, batch: Batch) -> list[Payout]:
+        if not batch.planned:
+            return []
+        fields = [f"payout:{p.payout_id}" for p in batch.planned]
+        raws = await self._redis.hmget(self._keys.payouts(batch.merchant_id), fields)
+        return [msgspec.json.decode(raw, type=Payout) for raw in raws if raw is not None]
+
+    # --- batches -----------------------------------------------------------------------------------
+    async def create_batch(
+        self, merchant_id: str, until_ms: int, min_amount_minor: int, now_ms: int
+    ) -> tuple[Batch, bool]:
+        """The batch of (merchant, until): made now (True) or the one made before (False)."""
+        key = self._keys.payouts(merchant_id)
+        async with self._lock():
+            unfinished = await self._redis.hget(key, OPEN_FIELD)
+            if unfinished and int(unfinished) != until_ms:
+                # A batch cut short plans rows that are still unlinked: finish it before another batch
+                # could link them.
+                raw = await self._redis.hget(key, f"batch:{int(unfinished)}")
+                await self._book(msgspec.json.decode(raw, type=Batch), now_ms, resumed=True)
+            raw = await self._redis.hget(key, f"batch:{until_ms}")
+            if raw is not None:
+                batch = msgspec.json.decode(raw, type=Batch)
+                if not batch.booked:
+                    batch = await self._book(batch, now_ms, resumed=True)
+                return batch, False
+            batch_id = payouts.batch_id_of(merchant_id, until_ms)
+            totals = await asyncio.to_thread(
+                queries.payable_totals, self._backend(), merchant_id, until_ms, batch_id
+            )
+            planned = payouts.plan_totals(merchant_id, until_ms, min_amount_minor, totals)
+            batch = Batch(batch_id, merchant_id, until_ms, min_amount_minor, now_ms, planned)
+            await self._redis.hset(
+                key, mapping={f"batch:{until_ms}": msgspec.json.encode(batch), OPEN_FIELD: until_ms}
+            )
+            return await self._book(batch, now_ms, resumed=False), True
+
+    async def _book(self, batch: Batch, now_ms: int, resumed: bool) -> Batch:
+        """Write what of the batch is missing: its lines (linked inside ClickHouse), its transfers, then the
+        payout records. Raises PlanMismatch, booking no transfer, if the lines do not add up to the plan."""
+        if batch.planned:
+            backend = self._backend()
+
+            def link() -> dict[str, tuple[int, int]]:
+                with_by = queries.has_column(backend, "commissions", "attributed_by")
+                queries.link_payable(
+                    backend,
+                    batch.merchant_id,
+                    batch.until_ms,
+                    batch.batch_id,
+                    batch.min_amount_minor,
+                    now_ms,
+                    with_by,
+                )
+                return queries.batch_lines(backend, batch.merchant_id, batch.batch_id)
+
+            linked = await asyncio.to_thread(link)
+            expected = {p.payout_id: (p.lines, p.amount_minor) for p in batch.planned}
+            if linked != expected:
+                wrong = sorted(set(linked.items()) ^ set(expected.items()))[:3]
+                raise PlanMismatch(f"batch {batch.batch_id}: lines do not match the plan: {wrong}")
+            rows = [
+                _transfer_row(batch.merchant_id, p, payouts.CREATE, batch.batch_id, now_ms)
+                for p in batch.planned
+            ]
+            transfers = [r for pair in rows for r in pair]
+            if resumed:
+                await self._insert_missing_transfers(batch.merchant_id, transfers)
+            else:  # a new batch id: none of its transfers can exist yet
+                await self._insert("commissions", CommissionRow, transfers)
+        records = {
+            f"payout:{p.payout_id}": msgspec.json.encode(
+                Payout(
+                    p.payout_id,
+                    batch.batch_id,
+                    batch.merchant_id,
+                    p.creator_id,
+                    p.currency,
+                    p.amount_minor,
+                    p.lines,
+                    payouts.STATUS_IN_PAYOUT,
+                    now_ms,
+                    now_ms,
+                )
+            )
+            for p in batch.planned
+        }
+        booked = msgspec.structs.replace(batch, booked=True)
+        records[f"batch:{batch.until_ms}"] = msgspec.json.encode(booked)
+        records[OPEN_FIELD] = ""
+        await self._redis.hset(self._keys.payouts(batch.merchant_id), mapping=records)
+        return booked
+
+    # --- confirm and fail --------------------------------------------------------------------------
+    async def confirm(self, payout_id: str, now_ms: int) -> Payout | None:
+        return await self._step(payout_id, payouts.CONFIRM, now_ms)
+
+    async def fail(self, payout_id: str, now_ms: int) -> Payout | None:
+        return await self._step(payout_id, payouts.FAIL, now_ms)
+
+    async def _step(self, payout_id: str, step: str, now_ms: int) -> Payout | None:
+        """in_payout → paid (confirm) or → failed (fail). Idempotent; WrongState from the other end."""
+        busy, done = (
+            (payouts.STATUS_PAYING, payouts.STATUS_PAID)
+            if step == payouts.CONFIRM
+            else (payouts.STATUS_FAILING, payouts.STATUS_FAILED)
+        )
+        async with self._lock():
+            payout = await self.get(payout_id)
+            if payout is None:
+                return None
+            if payout.status == done:
+                return payout
+            if payout.status not in (payouts.STATUS_IN_PAYOUT, busy):
+                public = payouts.PUBLIC_STATUS.get(payout.status, payout.status)
+                raise WrongState(f"payout {payout_id} is {public}: it cannot be {done} now")
+            await self._save(msgspec.structs.replace(payout, status=busy, updated_ms=now_ms))
+            if step == payouts.FAIL:
+                await self._release_lines(payout, now_ms)
+            pair = _transfer_row(payout.merchant_id, _planned_of(payout), step, payout.batch_id, now_ms)
+            await self._insert_missing_transfers(payout.merchant_id, list(pair))
+            finished = msgspec.structs.replace(payout, status=done, updated_ms=now_ms)
+            await self._save(finished)
+            return finished
+
+    async def _release_lines(self, payout: Payout, now_ms: int) -> None:
+        backend = self._backend()
+        counts = await asyncio.to_thread(
+            queries.payout_line_counts, backend, payout.merchant_id, [payout.payout_id]
+        )
+        if counts.get((payout.payout_id, -1)):
+            return
+        linked = await self.lines(payout)
+        released = [
+            msgspec.structs.replace(row, sign=-1, created_at=now_ms // 1000, created_ms=now_ms)
+            for row in linked
+        ]
+        await self._insert("payout_lines", PayoutLineRow, released)
+
+    async def _save(self, payout: Payout) -> None:
+        await self._redis.hset(
+            self._keys.payouts(payout.merchant_id), f"payout:{payout.payout_id}", msgspec.json.encode(payout)
+        )
+
+    # --- ClickHouse writes ---------------------------------------------------------------------------
+    async def _insert(self, table: str, row_type, rows: list) -> None:
+        if rows:
+            backend = self._backend()
+            await asyncio.to_thread(backend.insert, table, row_type.columns(), columnar(rows))
+
+    async def _insert_missing_transfers(self, merchant_id: str, rows: list[CommissionRow]) -> None:
+        if not rows:
+            return
+        orders = sorted({r.order_id for r in rows})
+        stored = await asyncio.to_thread(queries.payout_transfers, self._backend(), merchant_id, orders)
+        await self._insert(
+            "commissions", CommissionRow, [r for r in rows if (r.order_id, r.entry_id) not in stored]
+        )
+
+    # --- the ledger's writer lock --------------------------------------------------------------------
+    @contextlib.asynccontextmanager
+    async def _lock(self):
+        key = self._keys.attribution_lock
+        token = "payouts-" + secrets.token_hex(8)
+        waited_ms = 0
+        while not await self._redis.set(key, token, nx=True, px=LOCK_TTL_MS):
+            if waited_ms >= LOCK_WAIT_MS:
+                raise LedgerBusy("the ledger is being written by an attribution run; retry in a few seconds")
+            await asyncio.sleep(LOCK_POLL_MS / 1000)
+            waited_ms += LOCK_POLL_MS
+        try:
+            yield
+        except (WrongState, money.AmountOutOfRange):
+            await self._unlock(key, token)  # refused before writing anything
+            raise
+        except BaseException:
+            if (await self._redis.get(key)) == token.encode():
+                await self._redis.pexpire(key, FAILED_WRITE_HOLD_MS)
+            raise
+        await self._unlock(key, token)
+
+    async def _unlock(self, key: str, token: str) -> None:
+        if (await self._redis.get(key)) == token.encode():
+            await self._redis.delete(key)
+
+
+def _planned_of(payout: Payout) -> PlannedPayout:
+    return PlannedPayout(
+        payout.payout_id, payout.creator_id, payout.currency, payout.amount_minor, payout.lines
+    )
+
+
+def _transfer_row(
+    merchant_id: str, planned, step: str, batch_id: str, now_ms: int
+) -> tuple[CommissionRow, ...]:
+    """The two ledger rows of one payout step (kind `payout`, the pseudo order `payout:<id>`)."""
+    return tuple(
+        CommissionRow(
+            merchant_id=merchant_id,
+            order_id=payouts.ORDER_PREFIX + planned.payout_id,
+            entry_id=entry_id,
+            kind=payouts.KIND_PAYOUT,
+            status=status,
+            amount_minor=amount,
+            orders=0,
+            currency=planned.currency,
+            creator_id=planned.creator_id,
+            click_id="",
+            sku="",
+            quantity=0,
+            basis_minor=0,
+            rate_bps=0,
+            rate_rule="",
+            rate_version=0,
+            reason=step,
+            event_id=batch_id,
+            effective_at=now_ms // 1000,
+            effective_ms=now_ms,
+            booked_ms=now_ms,
+            run_id=f"payout-{now_ms}",
+        )
+        for entry_id, status, amount in payouts.transfer(step, planned.amount_minor)
+    )

@@ -1,0 +1,256 @@
+"""Payout batches below HTTP, on ClickHouse 18.16 and on a current ClickHouse (chdb): the attributor books,
+batches pay the approved rows booked before `until`, a reversal after a payout is netted by the next
+batch, a failed payout's rows are paid again, concurrent requests make one batch, and a batch cut short
+after its plan is finished by the next request without writing anything twice."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from redis.asyncio import Redis
+
+from attribution import payouts
+from attribution.attributor import Attributor
+from attribution.payoutbook import PayoutBook, WrongState
+from core import queries
+from core.clickid import ClickIds
+from core.keys import Keys
+from core.migrate import migrate
+from tests.integration.attributionhelp import add_merchant, deliver, ingest_orders, insert_clicks
+
+HOUR, DAY = 3_600_000, 86_400_000
+T0 = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp() * 1000)
+SHOE = [("SKU-1", "shoes", 5990, 2)]  # 11980 × 10 % = 1198
+HAT = [("SKU-2", "hats", 2500, 1)]  # 2500 × 10 % = 250
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("clickhouse", marks=[pytest.mark.clickhouse, pytest.mark.redis]),
+        pytest.param("chdb", marks=[pytest.mark.chdb, pytest.mark.redis]),
+    ]
+)
+def backend(request, redis_client):
+    chosen = request.getfixturevalue("clickhouse" if request.param == "clickhouse" else "chdb_backend")
+    migrate(chosen, log=lambda *_: None)
+    return chosen
+
+
+def balances(backend) -> dict[tuple[str, str, str], int]:
+    rows = backend.execute(
+        f"SELECT creator_id, currency, status, sum(amount_minor) FROM {backend.database}.commissions "
+        "WHERE creator_id != '' GROUP BY creator_id, currency, status"
+    )
+    return {(c, cu, s): int(a) for c, cu, s, a in rows if int(a)}
+
+
+def paid_twice(backend) -> int:
+    """Ledger rows linked to more than one live payout (must be none)."""
+    rows = backend.execute(
+        f"SELECT count() FROM (SELECT order_id, entry_id, run_id, sum(sign) AS s "
+        f"FROM {backend.database}.payout_lines GROUP BY order_id, entry_id, run_id HAVING s > 1)"
+    )
+    return int(rows[0][0])
+
+
+def analyst_queries_run(backend) -> None:
+    """Every SQL example of docs/money.md runs on this backend; the paid-twice check finds nothing."""
+    text = (Path(__file__).resolve().parents[2] / "docs" / "money.md").read_text()
+    blocks = re.findall(r"```sql\n(.*?)```", text, flags=re.S)
+    assert len(blocks) >= 5
+    for block in blocks:
+        for statement in filter(None, (part.strip() for part in block.split(";"))):
+            sql = statement.replace("clicktrail.", f"{backend.database}.").replace("'duo", "'m1")
+            rows = backend.execute(sql)
+            if "HAVING sum(sign) > 1" in sql:
+                assert int(rows[0][0]) == 0
+
+
+def test_batches_net_reversals_and_pay_failed_rows_again(settings, backend) -> None:
+    keys = Keys(settings.redis_prefix)
+    ids = ClickIds(settings.secret_bytes)
+
+    async def scenario():
+        r = Redis.from_url(settings.redis_url)
+        await add_merchant(r, keys, "m1", ["shop.m1.example"], T0 - DAY, default_bps=1000, lock_days=0,
+                           currencies=["EUR", "USD"])  # fmt: skip
+        clicks = {n: ids.new(T0 + i) for i, n in enumerate(["a1", "a2", "b1"])}
+        insert_clicks(backend, [
+            (clicks["a1"], T0, "alice", "m1", "shop.m1.example", 0, 0),
+            (clicks["a2"], T0 + 1, "alice", "m1", "shop.m1.example", 0, 0),
+            (clicks["b1"], T0 + 2, "bob", "m1", "shop.m1.example", 0, 0),
+        ])  # fmt: skip
+        await deliver(r, keys, "m1", "w1", "order.created", "O-1", clicks["a1"], T0 + HOUR, SHOE)
+        await deliver(r, keys, "m1", "w2", "order.created", "O-2", clicks["a2"], T0 + HOUR, HAT, "USD")
+        await deliver(r, keys, "m1", "w3", "order.created", "O-3", clicks["b1"], T0 + HOUR, HAT)
+        ingest_orders(settings.redis_url, keys, backend)
+        attributor = Attributor(r, keys, backend, ids)
+        await attributor.run_once(now_ms=T0 + 2 * HOUR)  # lock_days 0: approved at once
+        book = PayoutBook(r, keys, lambda: backend)
+        assert balances(backend) == {
+            ("alice", "EUR", "approved"): 1198,
+            ("alice", "USD", "approved"): 250,
+            ("bob", "EUR", "approved"): 250,
+        }
+
+        # nothing booked before `until`: an empty batch; then two requests at once make one batch
+        empty, created = await book.create_batch("m1", T0 + 2 * HOUR, 0, T0 + 3 * HOUR)
+        assert created and empty.planned == []
+        until = T0 + 2 * HOUR + 1
+        (b1, c1), (b2, c2) = await asyncio.gather(
+            book.create_batch("m1", until, 251, T0 + 3 * HOUR),
+            book.create_batch("m1", until, 251, T0 + 3 * HOUR),
+        )
+        assert sorted([c1, c2]) == [False, True] and b1 == b2
+        # bob's 250 and alice's 250 USD are below the minimum of 251: left for a later batch
+        assert [(p.creator_id, p.currency, p.amount_minor, p.lines) for p in b1.planned] == [
+            ("alice", "EUR", 1198, 1)
+        ]
+        alice_eur = b1.planned[0].payout_id
+        lines = queries.payout_lines(backend, "m1", alice_eur)
+        assert [
+            (x.order_id, x.sku, x.quantity, x.basis_minor, x.rate_bps, x.amount_minor) for x in lines
+        ] == [("O-1", "SKU-1", 2, 11980, 1000, 1198)]
+        assert (await book.confirm(alice_eur, T0 + 4 * HOUR)).status == "paid"
+        assert (await book.confirm(alice_eur, T0 + 4 * HOUR)).status == "paid"  # idempotent
+        with pytest.raises(WrongState):
+            await book.fail(alice_eur, T0 + 4 * HOUR)
+
+        # a cancel after the payout: a negative approved balance, netted by the next batch
+        await deliver(r, keys, "m1", "w4", "order.cancelled", "O-1", clicks["a1"], T0 + 5 * HOUR, [])
+        await deliver(r, keys, "m1", "w5", "order.created", "O-4", clicks["a1"], T0 + 5 * HOUR, SHOE * 2)
+        ingest_orders(settings.redis_url, keys, backend)
+        await attributor.run_once(now_ms=T0 + 6 * HOUR)
+        batch, created = await book.create_batch("m1", T0 + 6 * HOUR + 1, 0, T0 + 7 * HOUR)
+        got = {(p.creator_id, p.currency): p for p in batch.planned}
+        assert {k: (p.amount_minor, p.lines) for k, p in got.items()} == {
+            (
+                "alice",
+                "EUR",
+            ): (2 * 1198 - 1198, 3),  # O-4's two lines, less O-1's reversal
+            ("alice", "USD"): (250, 1),
+            ("bob", "EUR"): (250, 1),
+        }
+        # the USD payout fails: its row becomes payable again and the next batch pays it once more
+        usd = got[("alice", "USD")].payout_id
+        assert (await book.fail(usd, T0 + 8 * HOUR)).status == "failed"
+        assert (await book.fail(usd, T0 + 8 * HOUR)).status == "failed"
+        with pytest.raises(WrongState):
+            await book.confirm(usd, T0 + 8 * HOUR)
+        again, _ = await book.create_batch("m1", T0 + 8 * HOUR, 0, T0 + 9 * HOUR)
+        assert [(p.creator_id, p.currency, p.amount_minor) for p in again.planned] == [("alice", "USD", 250)]
+        assert paid_twice(backend) == 0
+        # -1198 netted into the second payout: nothing approved is left, and the total is untouched
+        assert balances(backend) == {
+            ("alice", "EUR", "paid"): 1198,
+            ("alice", "EUR", "in_payout"): 2 * 1198 - 1198,
+            ("alice", "USD", "in_payout"): 250,
+            ("bob", "EUR", "in_payout"): 250,
+        }
+        analyst_queries_run(backend)
+        await r.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_batch_cut_short_is_finished_by_the_next_request(settings, backend, monkeypatch) -> None:
+    keys = Keys(settings.redis_prefix)
+    ids = ClickIds(settings.secret_bytes)
+
+    async def scenario():
+        r = Redis.from_url(settings.redis_url)
+        await add_merchant(r, keys, "m1", ["shop.m1.example"], T0 - DAY, default_bps=1000, lock_days=0)
+        click = ids.new(T0)
+        insert_clicks(backend, [(click, T0, "alice", "m1", "shop.m1.example", 0, 0)])
+        await deliver(r, keys, "m1", "w1", "order.created", "O-1", click, T0 + HOUR, SHOE)
+        ingest_orders(settings.redis_url, keys, backend)
+        await Attributor(r, keys, backend, ids).run_once(now_ms=T0 + 2 * HOUR)
+        book = PayoutBook(r, keys, lambda: backend)
+        real = book._insert
+
+        async def crash(table, *args):
+            if table == "commissions":
+                raise ConnectionError("ClickHouse went away after the lines were written")
+            await real(table, *args)
+
+        monkeypatch.setattr(book, "_insert", crash)
+        with pytest.raises(ConnectionError):
+            await book.create_batch("m1", T0 + 3 * HOUR, 0, T0 + 4 * HOUR)
+        await r.delete(keys.attribution_lock)  # what the hold after a failed write expires into
+        monkeypatch.setattr(book, "_insert", real)
+        # a batch for a later `until` first finishes the one cut short: it must not take its rows
+        later, _ = await book.create_batch("m1", T0 + 3 * HOUR + 1, 0, T0 + 5 * HOUR)
+        assert later.planned == []
+        batch, created = await book.create_batch("m1", T0 + 3 * HOUR, 0, T0 + 5 * HOUR)
+        assert not created and batch.booked and [p.amount_minor for p in batch.planned] == [1198]
+        for _ in range(2):
+            await book.create_batch("m1", T0 + 3 * HOUR, 0, T0 + 5 * HOUR)
+        assert balances(backend) == {("alice", "EUR", "in_payout"): 1198}
+        assert len(queries.payout_lines(backend, "m1", batch.planned[0].payout_id)) == 1
+        assert paid_twice(backend) == 0
+        payout = await book.get(batch.planned[0].payout_id)
+        assert payout is not None and payout.status == payouts.STATUS_IN_PAYOUT
+        await r.aclose()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.clickhouse
+@pytest.mark.redis
+def test_payout_benchmark_smoke(settings) -> None:
+    """benchmarks/payouts.py at a tiny size, so it cannot rot: the batch pays every group the bare GROUP BY
+    finds, and a second batch finds nothing left."""
+    from benchmarks import payouts as bench
+
+    figures = bench.run(3_000, settings.clickhouse_url, settings.redis_url, log=lambda *_: None)
+    assert figures["ledger_rows"] == 3_100 and figures["payouts"] == 1_000 and figures["lines"] == 1_100
+
+
+@pytest.mark.clickhouse
+@pytest.mark.redis
+def test_a_batch_and_an_attributor_run_exclude_each_other(settings, clickhouse, monkeypatch) -> None:
+    """The ledger's writer lock: a batch waits for an attributor run (then is told to retry), and an
+    attributor run cannot start while a batch writes."""
+    from attribution import payoutbook
+    from attribution.attributor import Busy
+
+    migrate(clickhouse, log=lambda *_: None)
+    keys = Keys(settings.redis_prefix)
+    monkeypatch.setattr(payoutbook, "LOCK_WAIT_MS", 200)
+
+    async def scenario():
+        r = Redis.from_url(settings.redis_url)
+        await add_merchant(r, keys, "m1", ["shop.m1.example"], T0 - DAY, lock_days=0)
+        book = PayoutBook(r, keys, lambda: clickhouse)
+        await r.set(keys.attribution_lock, "an-attributor-run")
+        with pytest.raises(payoutbook.LedgerBusy):
+            await book.create_batch("m1", T0, 0, T0 + 1)
+        assert not await r.hgetall(keys.payouts("m1"))  # nothing planned, nothing written
+        await r.delete(keys.attribution_lock)
+        entered, release = asyncio.Event(), asyncio.Event()
+        real = queries.payable_totals
+
+        def slow_totals(*args):
+            asyncio.run_coroutine_threadsafe(_set(entered), loop)
+            asyncio.run_coroutine_threadsafe(release.wait(), loop).result(5)
+            return real(*args)
+
+        loop = asyncio.get_running_loop()
+        monkeypatch.setattr(queries, "payable_totals", slow_totals)
+        batch = asyncio.create_task(book.create_batch("m1", T0, 0, T0 + 1))
+        await entered.wait()
+        with pytest.raises(Busy):
+            await Attributor(r, keys, clickhouse, ClickIds(settings.secret_bytes)).run_once(now_ms=T0 + 2)
+        release.set()
+        assert (await batch)[1] is True
+        assert not await r.exists(keys.attribution_lock)  # released after the batch
+        await r.aclose()
+
+    async def _set(event: asyncio.Event) -> None:
+        event.set()
+
+    asyncio.run(scenario())
