@@ -43,6 +43,7 @@ def click_row(click_id: str, ts_ms: int, code: str, **extra: object) -> dict[str
         is_bot=0,
         is_unique=1,
         ip_hash=7,
+        variant=-1,
     )
     row.update(extra)
     return row
@@ -153,6 +154,7 @@ def test_links_mirror(backend: Backend) -> None:
             3,
         ),
     ]
+    versions = [(*version, "") for version in versions]  # smart (0042): plain link versions
     for version in versions:  # three inserts: three parts, merged (or not) by ClickHouse later
         backend.insert("links", columns, [[value] for value in version])
     latest = queries.latest_links(backend, ["abc1234", "other"])

@@ -1,0 +1,66 @@
+"""Smart-link decisions as pure functions over plain data: which rule matches a viewer, which variant a
+viewer sticks to, whether a link has expired. The redirect (smartroute.py) gathers the viewer's facts,
+only those a link's rules ask for, and calls these."""
+
+from __future__ import annotations
+
+import hashlib
+from bisect import bisect_right
+from collections.abc import Callable
+from itertools import accumulate
+
+from core.links import Rule, Smart, Variant
+
+# Limits of the contract ("at most 20 rules", "at most 10 variants").
+MAX_RULES = 20
+MAX_VARIANTS = 10
+# A weight is a positive integer; bounded so the sum stays small and a typo cannot be a billion.
+MAX_VARIANT_WEIGHT = 1_000_000
+NO_VARIANT = -1
+
+
+def first_match(
+    rules: tuple[Rule, ...],
+    agent: Callable[[], tuple[str, str]],
+    country: Callable[[], str],
+) -> int:
+    """The index of the first rule whose every listed dimension contains the viewer's value, or -1.
+
+    The viewer's facts are asked for lazily (`agent()` gives (os, device), `country()` the ISO code, ""
+    when unknown), so a link whose rules never name a country never pays for a lookup. An empty
+    dimension matches everyone; a rule with no dimension at all matches everyone."""
+    os = device = viewer_country = None
+    for index, rule in enumerate(rules):
+        if rule.os or rule.device:
+            if os is None:
+                os, device = agent()
+            if rule.os and os not in rule.os:
+                continue
+            if rule.device and device not in rule.device:
+                continue
+        if rule.country:
+            if viewer_country is None:
+                viewer_country = country()
+            if viewer_country not in rule.country:
+                continue
+        return index
+    return -1
+
+
+def variant_point(code: str, ip_hash: int, user_agent: str) -> int:
+    """A viewer's fixed 64-bit point for a link: the same (keyed IP hash, user agent) always lands on the
+    same point, on every worker and server (no process-seeded hash), and different links are independent."""
+    # A code never holds a newline: "code\nagent" names one (link, agent) pair only.
+    viewer = f"{code}\n{user_agent}".encode("utf-8", "surrogatepass")
+    digest = hashlib.blake2b(viewer, digest_size=8, key=ip_hash.to_bytes(8, "big")).digest()
+    return int.from_bytes(digest, "big")
+
+
+def pick_variant(variants: tuple[Variant, ...], point: int) -> int:
+    """The variant a point falls into, each taking a share of the points in proportion to its weight."""
+    bounds = list(accumulate(v.weight for v in variants))
+    return bisect_right(bounds, point % bounds[-1])
+
+
+def time_expired(smart: Smart, now_ms: int) -> bool:
+    return smart.expires_at_ms != 0 and now_ms >= smart.expires_at_ms
