@@ -146,7 +146,7 @@ def parse(body: dict, patch: bool) -> dict[str, object]:
         if unknown:
             raise _invalid("body", f"only {sorted(FIELDS)} can be changed, not {unknown}", "unknown_field")
         if not body:
-            raise _invalid("body", "name at least one field to change")
+            raise _invalid("body", "name at least one field to change", "empty_patch")
     parsed: dict[str, object] = {}
     for name, parser in FIELDS.items():
         if name not in body:
