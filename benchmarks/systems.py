@@ -87,7 +87,7 @@ def smart_shape(host: str):
     os `other`, device `bot`; its loopback address has no country), so every request checks all five,
     including one country rule (the offline lookup), then picks one of 2 variants: the costliest path
     short of `max_clicks` (which adds a Redis round trip by design)."""
-    from core.links import Rule, Smart, Target, Variant
+    from core.links import Rule, Smart, Target, Variant, planned
 
     def target(path: str) -> Target:
         return Target(url=f"https://{host}/{path}", host=host)
@@ -99,7 +99,7 @@ def smart_shape(host: str):
         Rule(target("winphone"), os=("windows",), device=("mobile",)),
         Rule(target("uk"), country=("GB", "IE")),
     )
-    return Smart(rules=rules, variants=(Variant(target("a"), 70), Variant(target("b"), 30)))
+    return planned(Smart(rules=rules, variants=(Variant(target("a"), 70), Variant(target("b"), 30))))
 
 
 LINK_SHAPES = ("plain", "smart")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from itertools import accumulate
 from typing import Annotated
 
 import msgspec
@@ -62,10 +63,23 @@ class Smart(msgspec.Struct, frozen=True, gc=False):
     expires_at_ms: int = 0  # 0: never
     max_clicks: int = 0  # 0: no limit
     expired: Target | None = None  # where a viewer goes once expired (else 410 expired)
+    # Derived from the fields above by `planned` (at write time, and again as a link enters a worker's
+    # cache), so the redirect does not recompute them per request; never taken from the API.
+    weight_bounds: tuple[int, ...] = ()  # running sums of the variants' weights
+    country_rules: bool = False  # whether any rule names a country (only then is the IP looked up)
 
     def targets(self) -> list[Target]:
         found = [rule.target for rule in self.rules] + [variant.target for variant in self.variants]
         return found + ([self.expired] if self.expired is not None else [])
+
+
+def planned(smart: Smart) -> Smart:
+    """`smart` with its derived fields right (the very same object when they already are)."""
+    bounds = tuple(accumulate(variant.weight for variant in smart.variants))
+    country_rules = any(rule.country for rule in smart.rules)
+    if (bounds, country_rules) == (smart.weight_bounds, smart.country_rules):
+        return smart
+    return msgspec.structs.replace(smart, weight_bounds=bounds, country_rules=country_rules)
 
 
 class Link(msgspec.Struct, frozen=True, gc=False):

@@ -10,7 +10,8 @@ id. So before a link is cached:
   percent-encoded as UTF-8;
 - any pair of the destination's query that a server could read as the click parameter is removed
   (querykeys.py), so ours is the only one that leaves;
-- and the same for every destination of a smart link (rules, variants, expired_url).
+- and the same for every destination of a smart link (rules, variants, expired_url), whose derived
+  fields (variant weight sums, whether a rule names a country) are made right too.
 
 Each correction is returned as a reason, counted in `clicktrail_redirect_fallbacks_total{reason}`. A clean
 link comes back as the very same object."""
@@ -21,14 +22,16 @@ from urllib.parse import quote
 
 import msgspec
 
-from core.links import Link, Smart
+from core.links import Link, Smart, planned
 from core.validate import DEFAULT_CLICK_PARAM, is_click_param
 from redirector.querykeys import strip_from_url
 
 BAD_CLICK_PARAM = "bad_click_param"
 BAD_URL_BYTES = "bad_url_bytes"
 URL_CARRIED_CLICK_PARAM = "url_carried_click_param"
-REASONS = (BAD_CLICK_PARAM, BAD_URL_BYTES, URL_CARRIED_CLICK_PARAM)
+# A smart link stored without (or with wrong) derived fields (core/links.py `planned`): recomputed.
+SMART_PLAN = "smart_plan"
+REASONS = (BAD_CLICK_PARAM, BAD_URL_BYTES, URL_CARRIED_CLICK_PARAM, SMART_PLAN)
 
 # Left as they are when encoding a stored URL: printable ASCII except space, so '%' escapes already
 # there and the URL's own syntax stay.
@@ -46,6 +49,9 @@ def servable(link: Link) -> tuple[Link, tuple[str, ...]]:
     url, param, reasons = _servable_destination(link.url, link.click_param)
     smart = link.smart
     if smart is not None:
+        smart = planned(smart)
+        if smart is not link.smart:
+            reasons.append(SMART_PLAN)
         fixed = {}
         for target in smart.targets():
             t_url, t_param, t_reasons = _servable_destination(target.url, target.click_param)

@@ -16,7 +16,7 @@ import msgspec
 
 from core import validate
 from core.errors import ApiError
-from core.links import Link, OwnerResolver, Rule, Smart, Target, Variant, link_hosts
+from core.links import Link, OwnerResolver, Rule, Smart, Target, Variant, link_hosts, planned
 from core.urls import Destination, UrlError, validate_app_url, validate_url
 from redirector.devices import DEVICE_VALUES, OS_VALUES
 from redirector.querykeys import strip_from_url
@@ -199,12 +199,14 @@ async def apply(link: Link, fields: dict[str, object], resolve: OwnerResolver, c
         owner, param = owners[host]
         return Target(url=strip_from_url(dest.url, param), host=host, merchant_id=owner, click_param=param)
 
-    smart = Smart(
-        rules=tuple(Rule(target(r.dest), r.os, r.device, r.country) for r in rules),
-        variants=tuple(Variant(target(d), w) for d, w in variants),
-        expires_at_ms=merged["expires_at"] or 0,
-        max_clicks=merged["max_clicks"] or 0,
-        expired=target(expired) if expired else None,
+    smart = planned(
+        Smart(
+            rules=tuple(Rule(target(r.dest), r.os, r.device, r.country) for r in rules),
+            variants=tuple(Variant(target(d), w) for d, w in variants),
+            expires_at_ms=merged["expires_at"] or 0,
+            max_clicks=merged["max_clicks"] or 0,
+            expired=target(expired) if expired else None,
+        )
     )
     return msgspec.structs.replace(
         link,
@@ -212,7 +214,7 @@ async def apply(link: Link, fields: dict[str, object], resolve: OwnerResolver, c
         host=main.host,
         merchant_id=merchant_id,
         click_param=click_param,
-        smart=None if smart == Smart() else smart,
+        smart=None if smart == planned(Smart()) else smart,
     )
 
 

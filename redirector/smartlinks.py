@@ -7,9 +7,8 @@ from __future__ import annotations
 import hashlib
 from bisect import bisect_right
 from collections.abc import Callable
-from itertools import accumulate
 
-from core.links import Rule, Smart, Variant
+from core.links import Rule, Smart
 
 # Limits of the contract ("at most 20 rules", "at most 10 variants").
 MAX_RULES = 20
@@ -56,10 +55,10 @@ def variant_point(code: str, ip_hash: int, user_agent: str) -> int:
     return int.from_bytes(digest, "big")
 
 
-def pick_variant(variants: tuple[Variant, ...], point: int) -> int:
-    """The variant a point falls into, each taking a share of the points in proportion to its weight."""
-    bounds = list(accumulate(v.weight for v in variants))
-    return bisect_right(bounds, point % bounds[-1])
+def pick_variant(weight_bounds: tuple[int, ...], point: int) -> int:
+    """The variant a point falls into, each taking a share of the points in proportion to its weight
+    (`weight_bounds`: the running sums of the weights, Smart.weight_bounds)."""
+    return bisect_right(weight_bounds, point % weight_bounds[-1])
 
 
 def time_expired(smart: Smart, now_ms: int) -> bool:

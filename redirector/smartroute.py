@@ -48,7 +48,7 @@ class SmartRouter:
         index = -1
         if smart.rules:
             country = header_country
-            if not country and any(rule.country for rule in smart.rules) and await self._countries.ready():
+            if not country and smart.country_rules and await self._countries.ready():
                 lookup = self._countries.lookup
                 index = first_match(smart.rules, lambda: self._agent(user_agent), lambda: lookup(ip))
             else:
@@ -56,7 +56,7 @@ class SmartRouter:
             if index >= 0:
                 target = smart.rules[index].target
         if index < 0 and smart.variants:
-            variant = pick_variant(smart.variants, variant_point(link.code, ip_hash, user_agent))
+            variant = pick_variant(smart.weight_bounds, variant_point(link.code, ip_hash, user_agent))
             target = smart.variants[variant].target
         if smart.max_clicks:
             limit = self._limit

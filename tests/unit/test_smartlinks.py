@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.links import Rule, Smart, Target, Variant
+from core.links import Rule, Smart, Target, Variant, planned
 from redirector.smartlinks import first_match, pick_variant, time_expired, variant_point
 
 T = Target(url="https://x.example/", host="x.example")
@@ -71,8 +71,9 @@ def test_facts_are_asked_only_when_a_rule_needs_them() -> None:
     assert asked == ["agent"]  # once, however many rules ask
 
 
-def variants(*weights: int) -> tuple[Variant, ...]:
-    return tuple(Variant(target=T, weight=w) for w in weights)
+def variants(*weights: int) -> tuple[int, ...]:
+    """The weight bounds of variants with these weights, as a stored link carries them."""
+    return planned(Smart(variants=tuple(Variant(target=T, weight=w) for w in weights))).weight_bounds
 
 
 def viewers(n: int, seed: int) -> list[tuple[int, str]]:
