@@ -48,8 +48,9 @@ class SmartRouter:
         index = -1
         if smart.rules:
             country = header_country
-            if not country and smart.country_rules and await self._countries.ready():
-                lookup = self._countries.lookup
+            countries = self._countries
+            if not country and smart.country_rules and (countries.loaded or await countries.ready()):
+                lookup = countries.lookup
                 index = first_match(smart.rules, lambda: self._agent(user_agent), lambda: lookup(ip))
             else:
                 index = first_match(smart.rules, lambda: self._agent(user_agent), lambda: country)

@@ -3,6 +3,8 @@ without `//` are refused in every spelling (case, whitespace, control and invisi
 percent-encoding), and http(s) goes through the usual URL rules."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from core.urls import UrlError, validate_app_url
 
@@ -78,3 +80,14 @@ def test_refused(raw, reason: str) -> None:
     with pytest.raises(UrlError) as caught:
         validate_app_url(raw)
     assert caught.value.reason == reason
+
+
+@given(st.text(max_size=40), st.sampled_from(DANGEROUS), st.text(max_size=20))
+def test_no_text_around_a_dangerous_scheme_gets_through(before: str, scheme: str, after: str) -> None:
+    """Whatever surrounds a dangerous scheme name, an accepted URL never starts with that scheme."""
+    try:
+        url = validate_app_url(f"{before}{scheme}:{after}").url
+    except UrlError:
+        return
+    assert url.split(":", 1)[0] not in DANGEROUS
+    assert url.isprintable() and not any(ch.isspace() for ch in url)
