@@ -19,7 +19,8 @@ from redirector.clientip import ClientAddress
 from redirector.querykeys import drop_param
 from redirector.recorder import Recorder
 from redirector.resolver import LinkResolver, LookupFailed
-from redirector.smartroute import EXPIRED, SmartRouter
+from redirector.smartlinks import time_expired
+from redirector.smartroute import SmartRouter
 from redirector.stats import RedirectStats
 
 # Printable ASCII except space, '#', and the characters a header may not carry: a query string made only of
@@ -175,19 +176,26 @@ class RedirectHandler:
     async def _route(
         self, send, method, link, now_ms, user_agent, ip, ip_hash, country, started
     ) -> tuple[Link | Target | None, int]:
-        """A smart link's destination and variant, or (None, -1) once the expired or 503 answer is sent."""
+        """A smart link's destination and variant (smartroute.py), or (None, -1) once the expired or 503
+        answer is sent. Awaits only for I/O: the first load of the country database, the click counter."""
         smart = link.smart
-        try:
-            target, variant = await self._router.route(
-                link, smart, method == "HEAD", now_ms, user_agent, ip, ip_hash, country
-            )
-        except (RedisError, OSError):
-            self._stats.fallbacks[CLICK_LIMIT_UNAVAILABLE] += 1
-            await self._finish(send, method, 503, _UNAVAILABLE, started, retry_after=True)
-            return None, -1
-        if target is EXPIRED:
+        router = self._router
+        if time_expired(smart, now_ms):
             await self._expired(send, method, smart.expired, started)
             return None, -1
+        if smart.country_rules and not (country or router.countries.loaded):
+            await router.countries.ready()
+        target, variant = router.choose(link, smart, user_agent, ip, ip_hash, country)
+        if smart.max_clicks:
+            try:
+                allowed = await router.count(link.code, smart.max_clicks, method == "HEAD")
+            except (RedisError, OSError):
+                self._stats.fallbacks[CLICK_LIMIT_UNAVAILABLE] += 1
+                await self._finish(send, method, 503, _UNAVAILABLE, started, retry_after=True)
+                return None, -1
+            if not allowed:
+                await self._expired(send, method, smart.expired, started)
+                return None, -1
         return target, variant
 
     async def _expired(self, send, method: str, expired_url: Target | None, started: float) -> None:

@@ -48,11 +48,11 @@ def first_match(
 
 def variant_point(code: str, ip_hash: int, user_agent: str) -> int:
     """A viewer's fixed 64-bit point for a link: the same (keyed IP hash, user agent) always lands on the
-    same point, on every worker and server (no process-seeded hash), and different links are independent."""
-    # A code never holds a newline: "code\nagent" names one (link, agent) pair only.
-    viewer = f"{code}\n{user_agent}".encode("utf-8", "surrogatepass")
-    digest = hashlib.blake2b(viewer, digest_size=8, key=ip_hash.to_bytes(8, "big")).digest()
-    return int.from_bytes(digest, "big")
+    same point, on every worker and server (no process-seeded hash), and different links are independent.
+    Not keyed itself: the IP hash already is (clientip.py), so nobody can aim at a variant from an IP."""
+    # A code never holds a newline, nor a hex number one: each line is one field.
+    viewer = f"{ip_hash:x}\n{code}\n{user_agent}".encode("utf-8", "surrogatepass")
+    return int.from_bytes(hashlib.blake2b(viewer, digest_size=8).digest(), "big")
 
 
 def pick_variant(weight_bounds: tuple[int, ...], point: int) -> int:

@@ -1,10 +1,10 @@
 """The redirect's smart-link step: for a link that has rules, variants or an expiry, which destination
-this viewer gets (or that the link has expired). Plain links never come here (redirect.py tests
-`link.smart is None` and goes on).
+this viewer gets. Plain links never come here (redirect.py tests `link.smart is None` and goes on).
 
-Order: expiry by time; the first matching rule; else the sticky variant; else the link's `url`; then, for
-a link with `max_clicks`, the exact cross-server counter (a GET takes a click, a HEAD only looks). The
-pure decisions are smartlinks.py's; this module gathers the facts they need, only when a link asks."""
+Order (redirect.py `_route`): expiry by time; the first matching rule; else the sticky variant; else the
+link's `url`; then, for a link with `max_clicks`, the exact cross-server counter (a GET takes a click, a
+HEAD only looks). The pure decisions are smartlinks.py's; this module gathers the facts they need, only
+when a link asks."""
 
 from __future__ import annotations
 
@@ -14,58 +14,44 @@ from core.links import Link, Smart, Target
 from redirector.clicklimit import ClickLimit
 from redirector.devices import classify
 from redirector.geo import CountryLookup
-from redirector.smartlinks import NO_VARIANT, first_match, pick_variant, time_expired, variant_point
+from redirector.smartlinks import NO_VARIANT, first_match, pick_variant, variant_point
 
 # User agents classified per worker (a dictionary lookup for a repeated agent; bounded).
 AGENT_MEMO_ENTRIES = 16_384
-# Outcome for an expired link: the caller answers 410 `expired`, or 302 to `expired_url`.
-EXPIRED = None
 
 
 class SmartRouter:
+    """Synchronous on the common path (`choose`): the redirect awaits only what needs I/O, the first load
+    of the country database (`countries.ready()`) and the click counter (`count`)."""
+
     def __init__(self, limit: ClickLimit, countries: CountryLookup) -> None:
         self._limit = limit
-        self._countries = countries
+        self.countries = countries
         self._agent = lru_cache(maxsize=AGENT_MEMO_ENTRIES)(classify)
 
-    async def route(
-        self,
-        link: Link,
-        smart: Smart,
-        is_head: bool,
-        now_ms: int,
-        user_agent: str,
-        ip: str,
-        ip_hash: int,
-        header_country: str,
-    ) -> tuple[Link | Target | None, int]:
-        """(destination, variant index or -1); destination EXPIRED (None) when the link has expired.
-        Raises RedisError/OSError when the click counter of a limited link cannot be asked."""
-        if time_expired(smart, now_ms):
-            return EXPIRED, NO_VARIANT
-        target: Link | Target = link
-        variant = NO_VARIANT
+    def choose(
+        self, link: Link, smart: Smart, user_agent: str, ip: str, ip_hash: int, header_country: str
+    ) -> tuple[Link | Target, int]:
+        """(destination, variant index or -1): the first matching rule, else the viewer's variant, else
+        the link itself. The country is the header's, else (for a link with country rules, once the
+        database is ready) the offline lookup's, looked up only if a rule gets that far."""
         index = -1
         if smart.rules:
-            country = header_country
-            countries = self._countries
-            if not country and smart.country_rules and (countries.loaded or await countries.ready()):
-                lookup = countries.lookup
-                index = first_match(smart.rules, lambda: self._agent(user_agent), lambda: lookup(ip))
+            agent = self._agent
+            if header_country or not smart.country_rules:
+                index = first_match(smart.rules, lambda: agent(user_agent), lambda: header_country)
             else:
-                index = first_match(smart.rules, lambda: self._agent(user_agent), lambda: country)
+                lookup = self.countries.lookup  # "" for every address if the database could not load
+                index = first_match(smart.rules, lambda: agent(user_agent), lambda: lookup(ip))
             if index >= 0:
-                target = smart.rules[index].target
-        if index < 0 and smart.variants:
+                return smart.rules[index].target, NO_VARIANT
+        if smart.variants:
             variant = pick_variant(smart.weight_bounds, variant_point(link.code, ip_hash, user_agent))
-            target = smart.variants[variant].target
-        if smart.max_clicks:
-            limit = self._limit
-            allowed = await (
-                limit.left(link.code, smart.max_clicks)
-                if is_head
-                else limit.take(link.code, smart.max_clicks)
-            )
-            if not allowed:
-                return EXPIRED, NO_VARIANT
-        return target, variant
+            return smart.variants[variant].target, variant
+        return link, NO_VARIANT
+
+    async def count(self, code: str, max_clicks: int, is_head: bool) -> bool:
+        """Whether a limited link still lets this click through (a GET takes one, a HEAD only looks).
+        Raises RedisError/OSError when the counter cannot be asked."""
+        limit = self._limit
+        return await (limit.left(code, max_clicks) if is_head else limit.take(code, max_clicks))

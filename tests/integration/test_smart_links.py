@@ -77,7 +77,7 @@ def test_rules_by_os_device_and_country_header_first_match_wins(settings) -> Non
                 (IPHONE, "", "https://shop.example.com/ios"),
                 (DESKTOP, "", "https://shop.example.com/p"),
             ]
-            countries = app.ctx.redirect._router._countries
+            countries = app.ctx.redirect._router.countries
             for agent, country, expected in cases:
                 status, location = await go(client, code, agent, **{"cf-ipcountry": country})
                 assert countries.loaded is (not country)  # loaded only once a viewer came without one
@@ -97,7 +97,7 @@ def test_country_from_the_offline_lookup_only_for_links_with_country_rules(setti
 
     async def scenario():
         async with running_app(settings) as (app, client):
-            countries = app.ctx.redirect._router._countries
+            countries = app.ctx.redirect._router.countries
             plain = await make_link(client, "alice", "https://shop.example.com/plain", rules=IOS_RULE)
             assert (await go(client, plain["code"], **{"x-forwarded-for": "81.2.69.142"}))[0] == 302
             assert not countries.loaded  # no country rule: the database is not loaded
