@@ -35,7 +35,14 @@ from pathlib import Path
 from benchmarks import bare_asgi, nginx, procs
 from benchmarks.codes import check_links
 from benchmarks.redis_server import private_redis, redis_version
-from benchmarks.systems import BenchOptions, measure_bare, measure_clicktrail, measure_nginx, seed_links
+from benchmarks.systems import (
+    LINK_SHAPES,
+    BenchOptions,
+    measure_bare,
+    measure_clicktrail,
+    measure_nginx,
+    seed_links,
+)
 from benchmarks.wrk import wrk_version
 
 __all__ = ["BenchOptions", "format_table", "main", "run_benchmark", "write_json"]
@@ -101,7 +108,7 @@ def run_benchmark(
             if "clicktrail" in systems:
                 with private_redis(work / f"redis-{links}") as redis_url:
                     log(f"seeding {links:,} links into a private redis ...")
-                    seeded = seed_links(redis_url, links)
+                    seeded = seed_links(redis_url, links, shape=opts.link_shape)
                     log(f"  seeded in {seeded['seconds']} s")
                     for workers in workers_counts:
                         result["runs"].append(_run_one(work, links, workers, opts, systems, redis_url, log))
@@ -273,6 +280,12 @@ def main(argv: list[str] | None = None) -> int:
         help="HTTP protocol of the bare app: plain httptools (default) or clicktrail's protocol subclass",
     )
     parser.add_argument("--seed", type=int, default=1, help="seed of wrk's random code choice")
+    parser.add_argument(
+        "--link-shape",
+        choices=LINK_SHAPES,
+        default="plain",
+        help="plain links (default), or smart links with 5 rules and 2 variants (systems.smart_shape)",
+    )
     parser.add_argument("--out", type=Path, default=OUT_DIR, help="directory of the JSON result")
     args = parser.parse_args(argv)
     systems = tuple(s for s in SYSTEMS if s in {x.strip() for x in args.systems.split(",")})
@@ -284,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
         threads=args.threads,
         seed=args.seed,
         bare_http=args.bare_http,
+        link_shape=args.link_shape,
     )
     result = run_benchmark(args.links, args.workers, opts, systems, log=lambda msg: print(msg, flush=True))
     result["command"] = " ".join(

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import msgspec
 import redis
 
 from benchmarks import nginx, procs
@@ -50,6 +51,8 @@ class BenchOptions:
     click_param: str = "ct_click"
     # HTTP protocol of the bare app: plain "httptools", or "clicktrail" (clicktrail's protocol subclass).
     bare_http: str = "httptools"
+    # What the seeded links are (LINK_SHAPES): plain links, or smart links with 5 rules and 2 variants.
+    link_shape: str = "plain"
 
 
 # --- (a) nginx --------------------------------------------------------------------------------------
@@ -79,11 +82,36 @@ def measure_bare(work: Path, *, workers: int, links: int, opts: BenchOptions) ->
 
 
 # --- (c) clicktrail ---------------------------------------------------------------------------------
-def seed_links(redis_url: str, links: int, prefix: str = REDIS_PREFIX) -> dict:
+def smart_shape(host: str):
+    """The `smart` link shape: 5 rules that a benchmark request never matches (wrk sends no user agent:
+    os `other`, device `bot`; its loopback address has no country), so every request checks all five,
+    including one country rule (the offline lookup), then picks one of 2 variants: the costliest path
+    short of `max_clicks` (which adds a Redis round trip by design)."""
+    from core.links import Rule, Smart, Target, Variant, planned
+
+    def target(path: str) -> Target:
+        return Target(url=f"https://{host}/{path}", host=host)
+
+    rules = (
+        Rule(target("ios"), os=("ios",)),
+        Rule(target("android"), os=("android",)),
+        Rule(target("tablet"), device=("tablet",)),
+        Rule(target("winphone"), os=("windows",), device=("mobile",)),
+        Rule(target("uk"), country=("GB", "IE")),
+    )
+    return planned(Smart(rules=rules, variants=(Variant(target("a"), 70), Variant(target("b"), 30))))
+
+
+LINK_SHAPES = ("plain", "smart")
+
+
+def seed_links(redis_url: str, links: int, prefix: str = REDIS_PREFIX, shape: str = "plain") -> dict:
     """Write `links` links straight into Redis with LinkStore's encoding (the API is too slow for a
     million), then compact the AOF so no rewrite runs during a measurement."""
     from core.keys import Keys
     from core.links import Link, encode_link
+
+    smart = smart_shape("shop.example.com") if shape == "smart" else None
 
     keys = Keys(prefix)
     started = time.perf_counter()
@@ -96,6 +124,8 @@ def seed_links(redis_url: str, links: int, prefix: str = REDIS_PREFIX) -> dict:
                 code = code_for(i)
                 link = Link(code=code, url=destination_for(i), creator_id=CREATOR_ID, host="shop.example.com",
                             created_at_ms=created_at_ms)  # fmt: skip
+                if smart is not None:
+                    link = msgspec.structs.replace(link, smart=smart)
                 batch[keys.link(code)] = encode_link(link)
             client.mset(batch)
         compact_aof(client)

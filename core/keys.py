@@ -92,6 +92,12 @@ class Keys:
         later claim them."""
         return f"{self.prefix}host:{host}:links"
 
+    def link_clicks(self, code: str) -> str:
+        """String counter: GET clicks a link with `max_clicks` has let through (smart links). A single key,
+        incremented-and-checked alone by one script (redirector/clicklimit.py), never in a transaction
+        with the link record or any other key, so a Redis Cluster may place it on any node."""
+        return f"{self.spread}linkclicks:{code}"
+
     @property
     def link_events(self) -> str:
         """Stream of link creations and changes (fields v, l): mirrored into ClickHouse `links` by the

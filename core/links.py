@@ -8,6 +8,8 @@ worker tails it to drop the code from its cache (linkwatch.py).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from itertools import accumulate
 from typing import Annotated
 
 import msgspec
@@ -28,6 +30,58 @@ CLAIM_BATCH_LINKS = 500
 OwnerResolver = Callable[[Redis, list[str]], Awaitable[dict[str, tuple[str | None, str]]]]
 
 
+class Target(msgspec.Struct, frozen=True, gc=False):
+    """One destination a smart link may send a viewer to, with the owner of its host, resolved like the
+    link's own (`host` is the link's own host for an app deep link: the app is the shop's)."""
+
+    url: str
+    host: str
+    merchant_id: str | None = None
+    click_param: str = DEFAULT_CLICK_PARAM
+
+
+class Rule(msgspec.Struct, frozen=True, gc=False):
+    """Matches when every non-empty dimension contains the viewer's value (smartlinks.first_match)."""
+
+    target: Target
+    os: tuple[str, ...] = ()
+    device: tuple[str, ...] = ()
+    country: tuple[str, ...] = ()
+
+
+class Variant(msgspec.Struct, frozen=True, gc=False):
+    target: Target
+    weight: int
+
+
+class Smart(msgspec.Struct, frozen=True, gc=False):
+    """The smart-link part of a link (rules, variants, expiry); None on a plain link, so the redirect
+    pays one attribute test for it."""
+
+    rules: tuple[Rule, ...] = ()
+    variants: tuple[Variant, ...] = ()
+    expires_at_ms: int = 0  # 0: never
+    max_clicks: int = 0  # 0: no limit
+    expired: Target | None = None  # where a viewer goes once expired (else 410 expired)
+    # Derived from the fields above by `planned` (at write time, and again as a link enters a worker's
+    # cache), so the redirect does not recompute them per request; never taken from the API.
+    weight_bounds: tuple[int, ...] = ()  # running sums of the variants' weights
+    country_rules: bool = False  # whether any rule names a country (only then is the IP looked up)
+
+    def targets(self) -> list[Target]:
+        found = [rule.target for rule in self.rules] + [variant.target for variant in self.variants]
+        return found + ([self.expired] if self.expired is not None else [])
+
+
+def planned(smart: Smart) -> Smart:
+    """`smart` with its derived fields right (the very same object when they already are)."""
+    bounds = tuple(accumulate(variant.weight for variant in smart.variants))
+    country_rules = any(rule.country for rule in smart.rules)
+    if (bounds, country_rules) == (smart.weight_bounds, smart.country_rules):
+        return smart
+    return msgspec.structs.replace(smart, weight_bounds=bounds, country_rules=country_rules)
+
+
 class Link(msgspec.Struct, frozen=True, gc=False):
     # gc=False: only strings, numbers and bools inside; a full link cache adds nothing to collections.
     code: str
@@ -39,9 +93,11 @@ class Link(msgspec.Struct, frozen=True, gc=False):
     click_param: str = DEFAULT_CLICK_PARAM
     disabled: bool = False
     updated_at_ms: int = 0
+    smart: Smart | None = None  # smart links: rules, variants, expiry (see redirector/smartlinks.py)
 
 
 _encoder = msgspec.msgpack.Encoder()
+_json_encoder = msgspec.json.Encoder()
 _decoder = msgspec.msgpack.Decoder(Link)
 
 
@@ -81,6 +137,7 @@ class LinkEvent(msgspec.Struct, frozen=True):
     created_at_ms: EventMs
     disabled: bool
     updated_at_ms: EventMs
+    smart: str = ""  # the smart-link fields as the API shows them (JSON), "" for a plain link
 
 
 def link_event(link: Link) -> dict[str, bytes]:
@@ -94,8 +151,76 @@ def link_event(link: Link) -> dict[str, bytes]:
         created_at_ms=link.created_at_ms,
         disabled=link.disabled,
         updated_at_ms=link.updated_at_ms or link.created_at_ms,
+        smart=smart_json(link.smart),
     )
     return {"v": LINK_EVENT_VERSION, "l": _encoder.encode(event)}
+
+
+def next_version_ms(link: Link) -> int:
+    """The time stamp of a link's next version: now, but always after the previous one, so that two
+    changes within a millisecond stay two versions in ClickHouse `links` (keyed by code and this)."""
+    return max(now_ms(), (link.updated_at_ms or link.created_at_ms) + 1)
+
+
+def smart_fields(smart: Smart | None) -> dict:
+    """The smart-link fields of a link as the API shows and takes them (only those that are set)."""
+    if smart is None:
+        return {}
+    out: dict = {}
+    if smart.rules:
+        out["rules"] = [
+            {"when": {d: list(getattr(r, d)) for d in ("os", "device", "country") if getattr(r, d)},
+             "url": r.target.url}
+            for r in smart.rules
+        ]  # fmt: skip
+    if smart.variants:
+        out["variants"] = [{"url": v.target.url, "weight": v.weight} for v in smart.variants]
+    if smart.expires_at_ms:
+        out["expires_at"] = iso_ms(smart.expires_at_ms)
+    if smart.max_clicks:
+        out["max_clicks"] = smart.max_clicks
+    if smart.expired is not None:
+        out["expired_url"] = smart.expired.url
+    return out
+
+
+def smart_json(smart: Smart | None) -> str:
+    fields = smart_fields(smart)
+    return _json_encoder.encode(fields).decode() if fields else ""
+
+
+def iso_ms(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def with_owners(link: Link, owners: dict[str, tuple[str | None, str]]) -> Link:
+    """The link with every destination (its own and each smart target) owned as `owners` says per host:
+    the one ownership rule, applied to whichever destination a click will actually go to."""
+
+    def owned(target: Target) -> Target:
+        merchant_id, param = owners.get(target.host, (target.merchant_id, target.click_param))
+        if (target.merchant_id, target.click_param) == (merchant_id, param):
+            return target
+        return msgspec.structs.replace(target, merchant_id=merchant_id, click_param=param)
+
+    merchant_id, click_param = owners.get(link.host, (link.merchant_id, link.click_param))
+    smart = link.smart
+    if smart is not None:
+        smart = msgspec.structs.replace(
+            smart,
+            rules=tuple(msgspec.structs.replace(r, target=owned(r.target)) for r in smart.rules),
+            variants=tuple(msgspec.structs.replace(v, target=owned(v.target)) for v in smart.variants),
+            expired=None if smart.expired is None else owned(smart.expired),
+        )
+    if (merchant_id, click_param, smart) == (link.merchant_id, link.click_param, link.smart):
+        return link
+    return msgspec.structs.replace(link, merchant_id=merchant_id, click_param=click_param, smart=smart)
+
+
+def link_hosts(link: Link) -> list[str]:
+    """Every destination host of a link (its own first), each once."""
+    hosts = [link.host] + ([t.host for t in link.smart.targets()] if link.smart is not None else [])
+    return list(dict.fromkeys(h for h in hosts if h))
 
 
 class LinkStore:
@@ -131,8 +256,9 @@ class LinkStore:
         # The event also clears a "no such code" that a worker may have cached before the link existed.
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.zadd(keys.creator_links(link.creator_id), {link.code: link.created_at_ms})
-            for name in host_candidates(link.host):  # so a merchant registering a parent domain finds it
-                pipe.sadd(keys.host_links(name), link.code)
+            for host in link_hosts(link):  # so a merchant registering a parent domain finds it
+                for name in host_candidates(host):
+                    pipe.sadd(keys.host_links(name), link.code)
             pipe.xadd(keys.link_events, link_event(link))
             await pipe.execute()
         return True
@@ -150,12 +276,35 @@ class LinkStore:
             pipe.xadd(keys.link_events, link_event(link))
             await pipe.execute()
 
+    async def compare_and_replace(self, old: Link, new: Link) -> bool:
+        """Store `new` over `old` (PATCH) and tell every worker, only if the stored record is still `old`
+        (a disable, claim or other PATCH made meanwhile is never overwritten); False if it changed. The
+        creator and host indexes of new hosts are added in the same transaction."""
+        keys = self._keys
+        key = keys.link(old.code)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(key)
+                stored = await pipe.get(key)
+                if stored is None or _decode_or_corrupt(stored) != old:
+                    return False
+                pipe.multi()
+                pipe.set(key, encode_link(new))
+                for host in link_hosts(new):
+                    for name in host_candidates(host):
+                        pipe.sadd(keys.host_links(name), new.code)
+                pipe.xadd(keys.link_events, link_event(new))
+                await pipe.execute()
+                return True
+            except WatchError:
+                return False
+
     async def disable(self, code: str) -> Link | None:
         link = await self.get(code)
         if link is None:
             return None
         if not link.disabled:
-            link = msgspec.structs.replace(link, disabled=True, updated_at_ms=now_ms())
+            link = msgspec.structs.replace(link, disabled=True, updated_at_ms=next_version_ms(link))
             await self.replace(link)
         return link
 
@@ -193,7 +342,7 @@ class LinkStore:
                     payloads = await pipe.mget(link_keys)
                     decoded = (_decode_or_corrupt(p) for p in payloads if p is not None)
                     found = [link for link in decoded if isinstance(link, Link)]  # a corrupt record stays
-                    hosts = sorted({link.host for link in found})
+                    hosts = sorted({host for link in found for host in link_hosts(link)})
                     if not hosts:
                         return 0
                     await pipe.watch(
@@ -201,14 +350,9 @@ class LinkStore:
                     )
                     owners = await resolve(pipe, hosts)
                     changed = [
-                        msgspec.structs.replace(
-                            link,
-                            merchant_id=owners[link.host][0],
-                            click_param=owners[link.host][1],
-                            updated_at_ms=now_ms(),
-                        )
+                        msgspec.structs.replace(owned, updated_at_ms=next_version_ms(link))
                         for link in found
-                        if (link.merchant_id, link.click_param) != owners[link.host]
+                        if (owned := with_owners(link, owners)) is not link
                     ]
                     pipe.multi()
                     for link in changed:

@@ -491,3 +491,21 @@ def earnings_by_status(backend: Backend, first: date, last: date, creator_id: st
         {"from_day": str(first), "to_day": str(last), "creator_id": creator_id},
     )
     return [(c, cu, s, int(a)) for c, cu, s, a in rows]
+
+
+def variant_conversion(backend: Backend, code: str) -> list[tuple[int, int, int, int]]:
+    """(variant, human clicks, orders credited, net commission in minor units) per smart-link variant of
+    one link: its clicks joined with the ledger by click_id (the README's A/B comparison). A link's
+    destinations are one merchant's shop in one currency, so the commission sum is one currency."""
+    db = backend.database
+    rows = backend.execute(
+        "SELECT variant, count(), sum(orders), sum(net_minor) FROM "
+        f"(SELECT click_id, variant FROM {db}.clicks "
+        "WHERE code = %(code)s AND is_bot = 0 AND is_head = 0) AS c "
+        "ALL LEFT JOIN "
+        "(SELECT click_id, uniqExactIf(order_id, kind = 'accrual') AS orders, sum(amount_minor) AS net_minor "
+        f"FROM {db}.commissions WHERE click_id != '' GROUP BY click_id) AS m "
+        "USING click_id GROUP BY variant ORDER BY variant",
+        {"code": code},
+    )
+    return [(int(v), int(c), int(o), int(n)) for v, c, o, n in rows]

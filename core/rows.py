@@ -54,6 +54,7 @@ class ClickRow(Row):
     ip_hash: int
     ip_prefix: str
     stream_entry: str
+    variant: int  # 0040
 
 
 class LinkRow(Row):
@@ -68,6 +69,7 @@ class LinkRow(Row):
     created_at_ms: int
     disabled: int
     updated_at_ms: int
+    smart: str  # 0042
 
 
 class OrderEventRow(Row):

@@ -202,3 +202,40 @@ def host_candidates(host: str) -> list[str]:
         return [host]
     labels = host.split(".")
     return [".".join(labels[i:]) for i in range(len(labels) - 1)] or [host]
+
+
+# --- app deep links (smart-link rules only) ------------------------------------------------------------
+# RFC 3986 scheme grammar, lower-cased before the check: anything else (a percent-escape, whitespace, a
+# control or invisible character inside the name) cannot be a scheme a browser would honour as written.
+_SCHEME_RE = re.compile(r"\A[a-z][a-z0-9+.-]{0,31}\Z")
+# Schemes that run code or read local data in the viewer's browser: refused even with `//`.
+DANGEROUS_SCHEMES = frozenset({"javascript", "data", "file", "vbscript", "blob"})
+WEB_SCHEMES = frozenset(_DEFAULT_PORTS)
+
+
+def validate_app_url(raw: object) -> Destination:
+    """An app's own deep link (`shopapp://product/42`), as a smart-link rule may use it; http(s) URLs are
+    judged by `validate_url`. Refused: the dangerous schemes, any scheme without `//`, and any character a
+    browser would strip or re-read (whitespace and invisible characters anywhere, control characters,
+    percent-escapes in the scheme): the check is on the raw text, so no spelling of `javascript:` passes.
+    The host of a deep link is "" (it names no web host; see smartlinks for whose click it is)."""
+    if not isinstance(raw, str) or not raw:
+        raise UrlError("not_a_string", "url must be a non-empty string")
+    if len(raw.encode("utf-8", "surrogatepass")) > MAX_URL_BYTES:
+        raise UrlError("too_long", f"url is over {MAX_URL_BYTES} bytes")
+    if not raw.isprintable() or any(ch.isspace() for ch in raw):
+        raise UrlError("control_character", "url contains control, invisible or space characters")
+    scheme, sep, rest = raw.partition(":")
+    scheme = scheme.lower()
+    if not sep or not _SCHEME_RE.fullmatch(scheme):
+        raise UrlError("scheme", "url must start with a scheme (letters, digits, + . -) and ':'")
+    if scheme in DANGEROUS_SCHEMES:
+        raise UrlError("scheme", f"the {scheme}: scheme is never accepted")
+    if scheme in WEB_SCHEMES:
+        return validate_url(raw)
+    if not rest.startswith("//"):
+        raise UrlError("not_absolute", "an app link must be scheme://...")
+    url = scheme + ":" + _encode(rest)
+    if len(url.encode()) > MAX_URL_BYTES:
+        raise UrlError("too_long", f"url is over {MAX_URL_BYTES} bytes once normalised")
+    return Destination(url=url, host="")

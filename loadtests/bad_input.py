@@ -75,6 +75,36 @@ def _post_raw(path: str, body: bytes, headers: bytes) -> bytes:
     return head.encode() + headers + f"content-length: {len(body)}\r\n\r\n".encode() + body
 
 
+def _patch(path: str, body: bytes, headers: str = "") -> bytes:
+    head = (
+        f"PATCH {path} HTTP/1.1\r\nhost: 127.0.0.1\r\nconnection: close\r\ncontent-type: application/json\r\n"
+    )
+    return (head + headers + f"content-length: {len(body)}\r\n\r\n").encode() + body
+
+
+# Smart-link fields a POST and a PATCH of /api/links refuse with 422 (redirector/linkfields.py).
+BAD_SMART_FIELDS = {
+    "rule_javascript": {"rules": [{"when": {"os": ["ios"]}, "url": "javascript:alert(1)"}]},
+    "rule_javascript_slashes": {"rules": [{"url": "JaVaScRiPt://%0Aalert(1)"}]},
+    "rule_data": {"rules": [{"url": "data:text/html,<script>alert(1)</script>"}]},
+    "rule_tab_in_scheme": {"rules": [{"url": "java\tscript://x"}]},
+    "rule_encoded_scheme": {"rules": [{"url": "java%73cript://x"}]},
+    "rule_no_slashes": {"rules": [{"url": "shopapp:product"}]},
+    "rule_bad_os": {"rules": [{"when": {"os": ["beos"]}, "url": "https://a.example/"}]},
+    "rule_lower_country": {"rules": [{"when": {"country": ["gb"]}, "url": "https://a.example/"}]},
+    "rules_too_many": {"rules": [{"url": "https://a.example/"}] * 21},
+    "variant_zero_weight": {"variants": [{"url": "https://a.example/", "weight": 0}]},
+    "variant_float_weight": {"variants": [{"url": "https://a.example/", "weight": 0.5}]},
+    "variant_app_scheme": {"variants": [{"url": "shopapp://p", "weight": 1}]},
+    "variants_too_many": {"variants": [{"url": "https://a.example/", "weight": 1}] * 11},
+    "expires_at_no_zone": {"expires_at": "2026-12-31T00:00:00"},
+    "expires_at_garbage": {"expires_at": "soon"},
+    "max_clicks_negative": {"max_clicks": -1},
+    "expired_url_vbscript": {"expired_url": "vbscript:msgbox(1)"},
+    "expired_url_loopback": {"expired_url": "http://127.0.0.1/"},
+}
+
+
 def _method(method: str, target: bytes) -> bytes:
     return (
         method.encode()
@@ -243,6 +273,33 @@ def corpus(code: str, merchant: str, secret: str) -> list[Case]:
             lambda: merchant_with(["example.com"], transfer_domains="yes"),
             e422,
         ),
+        # smart links (rules, variants, expiry): refused by POST and by PATCH alike, nothing written
+        *(
+            Case(
+                f"api_links_smart_{name}",
+                lambda fields=fields: _post(
+                    "/api/links",
+                    json.dumps({"url": "https://a.example/", "creator_id": "c1", **fields}).encode(),
+                    ADMIN,
+                ),
+                e422,
+            )
+            for name, fields in BAD_SMART_FIELDS.items()
+        ),
+        *(
+            Case(
+                f"api_links_patch_{name}",
+                lambda fields=fields: _patch(f"/api/links/{code}", json.dumps(fields).encode(), ADMIN),
+                e422,
+            )
+            for name, fields in BAD_SMART_FIELDS.items()
+        ),
+        Case(
+            "api_links_patch_creator",
+            lambda: _patch(f"/api/links/{code}", b'{"creator_id": "x"}', ADMIN),
+            e422,
+        ),
+        Case("api_links_patch_truncated_json", lambda: _patch(f"/api/links/{code}", b'{"url": "ht', ADMIN)),
         Case("api_keys_truncated_json", lambda: _post("/api/keys", b'{"creator_id": "c', ADMIN)),
         Case("api_keys_newline_id", lambda: _post("/api/keys", b'{"creator_id": "c1\\n"}', ADMIN), e422),
         *(

@@ -7,6 +7,7 @@ import logging
 import secrets
 from datetime import UTC, datetime
 
+import msgspec
 from starlette.requests import Request
 from starlette.routing import Route
 
@@ -15,9 +16,9 @@ from core import queries, validate
 from core.clickhouse import ClickHouseError
 from core.clock import now_ms
 from core.errors import ApiError, json_response, read_json
-from core.links import Link
-from core.urls import UrlError, validate_url
-from redirector.querykeys import strip_from_url
+from core.links import Link, next_version_ms, smart_fields
+from core.urls import Destination
+from redirector import linkfields
 from redirector.state import AppState
 
 log = logging.getLogger("clicktrail.api")
@@ -25,6 +26,8 @@ log = logging.getLogger("clicktrail.api")
 GENERATED_CODE_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 GENERATED_CODE_LENGTH = 8  # 62^8 ≈ 2·10^14 codes: collisions stay rare for billions of links
 GENERATE_ATTEMPTS = 8
+# A PATCH racing other writes of the same link is rebuilt on the fresh record this many times at most.
+PATCH_ATTEMPTS = 5
 # Single-segment paths the server answers itself: never usable as a link code.
 RESERVED_CODES = frozenset({"api", "healthz", "readyz", "metrics", "webhooks", "favicon.ico", "robots.txt"})
 
@@ -52,6 +55,7 @@ def link_json(link: Link, public_url: str) -> dict:
         "merchant_id": link.merchant_id,
         "created_at": iso_ms(link.created_at_ms),
         "disabled": link.disabled,
+        **smart_fields(link.smart),
     }
 
 
@@ -63,15 +67,18 @@ async def create_link(request: Request):
         raise ApiError(400, "malformed_body", "body must be a JSON object")
     creator_id = check_id(body.get("creator_id"), "creator_id")
     principal.require_creator(creator_id)
-    try:
-        dest = validate_url(body.get("url"))
-    except UrlError as exc:
-        raise ApiError(422, f"invalid_url.{exc.reason}", str(exc)) from None
+    fields = linkfields.parse(body, patch=False)
     resolve = ctx.owners
-    merchant_id, click_param = (await resolve(ctx.redis, [dest.host]))[dest.host]
-    # A destination that already carries the click parameter (in any spelling) would send the merchant
-    # two click ids: it is stored without it (the link cache strips it again should the parameter change).
-    url = strip_from_url(dest.url, click_param)
+    # Owners of every destination host in one lookup; a destination that already carries the click
+    # parameter (in any spelling) would send the merchant two click ids: it is stored without it (the
+    # link cache strips it again should the parameter change).
+    dest: Destination = fields["url"]
+    draft = await linkfields.apply(
+        Link(code="", url=dest.url, creator_id=creator_id, host=dest.host, created_at_ms=0),
+        fields,
+        resolve,
+        ctx.redis,
+    )
     custom = body.get("code")
     if custom is not None:
         if not validate.is_code(custom):
@@ -80,17 +87,9 @@ async def create_link(request: Request):
             raise ApiError(422, "reserved_code", f"{custom!r} is reserved")
     for _ in range(1 if custom is not None else GENERATE_ATTEMPTS):
         code = custom or "".join(secrets.choice(GENERATED_CODE_CHARS) for _ in range(GENERATED_CODE_LENGTH))
-        link = Link(
-            code=code,
-            url=url,
-            creator_id=creator_id,
-            host=dest.host,
-            created_at_ms=now_ms(),
-            merchant_id=merchant_id,
-            click_param=click_param,
-        )
+        link = msgspec.structs.replace(draft, code=code, created_at_ms=now_ms())
         if await ctx.links.create(link):
-            if (await resolve(ctx.redis, [dest.host]))[dest.host] != (merchant_id, click_param):
+            if await linkfields.owners_changed(link, resolve, ctx.redis):
                 # A registration claimed the host between the lookup and the write: join its claim.
                 await ctx.links.reconcile([code], resolve)
                 link = await ctx.links.get(code) or link
@@ -109,6 +108,30 @@ async def _owned_link(request: Request) -> tuple[AppState, Link]:
         raise ApiError(404, "not_found", "no link with this code")
     principal.require_creator(link.creator_id)
     return ctx, link
+
+
+async def patch_link(request: Request):
+    """Change a link's destination, rules, variants or expiry (the fields of linkfields.FIELDS). The new
+    version replaces the old one only if nothing changed it meanwhile (else it is rebuilt on the fresh
+    record), goes to every worker through the link-change stream, and is kept as a new row in
+    ClickHouse `links`."""
+    ctx, link = await _owned_link(request)
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise ApiError(400, "malformed_body", "body must be a JSON object")
+    fields = linkfields.parse(body, patch=True)
+    for _ in range(PATCH_ATTEMPTS):
+        changed = await linkfields.apply(link, fields, ctx.owners, ctx.redis)
+        changed = msgspec.structs.replace(changed, updated_at_ms=next_version_ms(link))
+        if await ctx.links.compare_and_replace(link, changed):
+            if await linkfields.owners_changed(changed, ctx.owners, ctx.redis):
+                await ctx.links.reconcile([changed.code], ctx.owners)  # a claim raced the write: join it
+                changed = await ctx.links.get(changed.code) or changed
+            return json_response(link_json(changed, ctx.settings.public_url))
+        link = await ctx.links.get(link.code)
+        if link is None:
+            raise ApiError(404, "not_found", "no link with this code")
+    raise ApiError(409, "link_busy", "the link kept changing while being edited; send the PATCH again")
 
 
 async def get_link(request: Request):
@@ -164,4 +187,5 @@ def routes() -> list[Route]:
         Route("/api/links", list_links, methods=["GET"]),
         Route("/api/links/{code}", get_link, methods=["GET"]),
         Route("/api/links/{code}", delete_link, methods=["DELETE"]),
+        Route("/api/links/{code}", patch_link, methods=["PATCH"]),
     ]

@@ -33,6 +33,8 @@ class Click(msgspec.Struct, array_like=True, frozen=True, gc=False):
     ip_hash: int  # keyed 64-bit hash of the client IP
     ip_prefix: str  # "203.0.113.0/24" or "2001:db8:1::/48"
     country: str  # ISO 3166 alpha-2 from the trusted header, "" when unknown
+    # Last, with a default: batches spooled before smart links decode unchanged.
+    variant: int = -1  # the smart-link variant chosen (index into `variants`), -1 when none
 
 
 _encoder = msgspec.msgpack.Encoder()

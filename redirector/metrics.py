@@ -21,7 +21,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from redirector.cache import LinkCache
 from redirector.linkcheck import REASONS
-from redirector.redirect import QUERY_TOO_LONG
+from redirector.redirect import CLICK_LIMIT_UNAVAILABLE, LINK_EXPIRED, QUERY_TOO_LONG
 from redirector.stats import BATCH_BUCKETS, LATENCY_BUCKETS_S, RecorderStats, RedirectStats
 
 SNAPSHOT_INTERVAL_S = 1.0
@@ -153,10 +153,11 @@ class RedirectCollector:
             "clicktrail_redirect_fallbacks",
             "Corrections on the redirect path by reason: stored links corrected as they entered a worker's "
             "cache (click parameter or URL bytes unfit for a header, click parameter in the stored URL), "
-            "and viewer query strings too long to pass through",
+            "viewer query strings too long to pass through, smart links answered as expired (not "
+            "recorded) and limited links whose click counter could not be asked (503)",
             labels=["reason"],
         )
-        for reason in (*REASONS, QUERY_TOO_LONG):
+        for reason in (*REASONS, QUERY_TOO_LONG, LINK_EXPIRED, CLICK_LIMIT_UNAVAILABLE):
             fallbacks.add_metric([reason], snap.get("fallbacks", {}).get(reason, 0))
         yield fallbacks
         clicks = CounterMetricFamily("clicktrail_clicks", "Clicks by outcome", labels=["outcome"])

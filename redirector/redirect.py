@@ -8,14 +8,19 @@ from __future__ import annotations
 import time
 from urllib.parse import quote
 
+from redis.exceptions import RedisError
+
 from core import clock
 from core.clickid import ClickIds
+from core.links import Link, Target
 from core.validate import CODE_CHARS, CODE_MAX_CHARS, CODE_MIN_CHARS
 from redirector.click import Click
 from redirector.clientip import ClientAddress
 from redirector.querykeys import drop_param
 from redirector.recorder import Recorder
 from redirector.resolver import LinkResolver, LookupFailed
+from redirector.smartlinks import time_expired
+from redirector.smartroute import SmartRouter
 from redirector.stats import RedirectStats
 
 # Printable ASCII except space, '#', and the characters a header may not carry: a query string made only of
@@ -37,6 +42,10 @@ def _error_body(code: str, message: str) -> bytes:
 
 _NOT_FOUND = _error_body("not_found", "no link with this code")
 _GONE = _error_body("link_disabled", "this link has been disabled")
+_EXPIRED = _error_body("expired", "this link has expired")
+# Fallback reasons of smart links: answered, not recorded (see redirect_expired / the 503 below).
+LINK_EXPIRED = "link_expired"
+CLICK_LIMIT_UNAVAILABLE = "click_limit_unavailable"
 _UNAVAILABLE = _error_body("unavailable", "links cannot be looked up right now; retry shortly")
 _NOT_ALLOWED = _error_body("method_not_allowed", "a link answers GET and HEAD only")
 # Methods counted under their own name on a code path; any other is counted as OTHER, so a client
@@ -75,6 +84,7 @@ class RedirectHandler:
         client_address: ClientAddress,
         stats: RedirectStats,
         country_header: str | None,
+        router: SmartRouter,
     ) -> None:
         self._resolver = resolver
         self._recorder = recorder
@@ -82,6 +92,7 @@ class RedirectHandler:
         self._client_address = client_address
         self._stats = stats
         self._country_header = country_header.lower().encode() if country_header else None
+        self._router = router
 
     async def __call__(self, scope: dict, receive, send) -> None:
         started = time.perf_counter()
@@ -114,10 +125,18 @@ class RedirectHandler:
         address = self._client_address
         peer = client[0] if client else ""
         ip = address.client_ip(peer, forwarded_for) if address.has_proxies else peer
-        if country and address.has_proxies and not address.is_trusted(peer):
-            country = ""  # only a trusted proxy may tell us the country
+        # Only a trusted proxy may tell us the country.
+        country = "" if address.has_proxies and not address.is_trusted(peer) else country[:2].upper()
         ip_hash, ip_prefix = address.reduce(ip)
         now_ms = clock.now_ms()
+        # A plain link is its own destination; a smart one picks it (smartroute.py) or has answered.
+        target, variant = (
+            (link, -1)
+            if link.smart is None
+            else await self._route(send, method, link, now_ms, user_agent, ip, ip_hash, country, started)
+        )
+        if target is None:
+            return
         click_id = self._ids.new(now_ms)
         await self._recorder.record(
             Click(
@@ -125,23 +144,23 @@ class RedirectHandler:
                 now_ms,
                 code,
                 link.creator_id,
-                link.merchant_id or "",
-                link.host,
+                target.merchant_id or "",
+                target.host,
                 method == "HEAD",
                 user_agent,
                 referer,
                 ip_hash,
                 ip_prefix,
-                country[:2].upper(),
+                country,
+                variant,
             )
         )
         query = scope["query_string"]
         if len(query) > MAX_PASS_THROUGH_QUERY_BYTES:
             query = b""
             self._stats.fallbacks[QUERY_TOO_LONG] += 1
-        location = build_location(
-            link.url, pass_through_query(query, link.click_param), link.click_param, click_id
-        )
+        param = target.click_param
+        location = build_location(target.url, pass_through_query(query, param), param, click_id)
         await send(
             {
                 "type": "http.response.start",
@@ -153,6 +172,43 @@ class RedirectHandler:
         stats = self._stats
         stats.responses[(method, 302)] += 1
         stats.latency.observe(time.perf_counter() - started)
+
+    async def _route(
+        self, send, method, link, now_ms, user_agent, ip, ip_hash, country, started
+    ) -> tuple[Link | Target | None, int]:
+        """A smart link's destination and variant (smartroute.py), or (None, -1) once the expired or 503
+        answer is sent. Awaits only for I/O: the first load of the country database, the click counter."""
+        smart = link.smart
+        router = self._router
+        if time_expired(smart, now_ms):
+            await self._expired(send, method, smart.expired, started)
+            return None, -1
+        if smart.country_rules and not (country or router.countries.loaded):
+            await router.countries.ready()
+        target, variant = router.choose(link, smart, user_agent, ip, ip_hash, country)
+        if smart.max_clicks:
+            try:
+                allowed = await router.count(link.code, smart.max_clicks, method == "HEAD")
+            except (RedisError, OSError):
+                self._stats.fallbacks[CLICK_LIMIT_UNAVAILABLE] += 1
+                await self._finish(send, method, 503, _UNAVAILABLE, started, retry_after=True)
+                return None, -1
+            if not allowed:
+                await self._expired(send, method, smart.expired, started)
+                return None, -1
+        return target, variant
+
+    async def _expired(self, send, method: str, expired_url: Target | None, started: float) -> None:
+        """Past `expires_at` or `max_clicks`: 410 `expired`, or a plain 302 to `expired_url` (no click id,
+        no query passed on, nothing recorded: it is not a billable click)."""
+        self._stats.fallbacks[LINK_EXPIRED] += 1
+        if expired_url is None:
+            return await self._finish(send, method, 410, _EXPIRED, started)
+        headers = [(b"location", expired_url.url.encode()), _NO_STORE, (b"content-length", b"0")]
+        await send({"type": "http.response.start", "status": 302, "headers": headers})
+        await send({"type": "http.response.body", "body": b""})
+        self._stats.responses[(method, 302)] += 1
+        self._stats.latency.observe(time.perf_counter() - started)
 
     async def method_not_allowed(self, scope: dict, send) -> None:
         """Any method but GET and HEAD on a code path: 405 with `Allow`, counted, never recorded."""

@@ -27,12 +27,15 @@ from core.settings import Settings
 from core.streaminfo import LAG_INTERVAL_S, stream_lag_async
 from redirector.auth import Authenticator
 from redirector.cache import LinkCache
+from redirector.clicklimit import ClickLimit
 from redirector.clientip import ClientAddress
+from redirector.geo import CountryLookup
 from redirector.linkwatch import LinkWatcher
 from redirector.metrics import SNAPSHOT_INTERVAL_S, RedirectCollector, SnapshotDir, make_registry, snapshot
 from redirector.recorder import Recorder
 from redirector.redirect import RedirectHandler
 from redirector.resolver import LinkResolver
+from redirector.smartroute import SmartRouter
 from redirector.stats import RecorderStats, RedirectStats
 
 log = logging.getLogger("clicktrail.server")
@@ -101,6 +104,7 @@ class AppState:
             ClientAddress(settings.secret_bytes, settings.trusted_proxies),
             redirect_stats,
             settings.country_header,
+            SmartRouter(ClickLimit(recorder_redis, keys), CountryLookup()),
         )
         snapshots = SnapshotDir(settings.data_dir / "metrics", recorder.recorder_id)
 

@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 import crawleruseragents
 from geoip2fast import GeoIP2Fast
 
+from core.geo import GEOIP_DATA_FILE
 from core.validate import is_country
 from redirector.ingest.useragent import UserAgents
 
@@ -55,8 +56,6 @@ UA_CACHE_SIZE = 50_000
 PREFIX_CACHE_SIZE = 100_000
 COUNTRY_CACHE_SIZE = 1_000  # header values: the ~250 codes and the odd malformed one
 REFERER_CACHE_SIZE = 50_000
-# geoip2fast's file with IPv4 and IPv6 networks (country level), shipped inside the package.
-GEOIP_DATA_FILE = "geoip2fast-ipv6.dat.gz"
 
 
 @dataclass(frozen=True, slots=True)

@@ -50,4 +50,5 @@ class LinkEventHandler:
             [r.created_at_ms for r in records],
             [int(r.disabled) for r in records],
             [r.updated_at_ms for r in records],
+            [r.smart for r in records],
         ]

@@ -29,3 +29,11 @@ def test_redirect_benchmark_records_exactly_the_302s(tmp_path: Path) -> None:
     assert set(run["bare"]["statuses"]) == {302}
     assert {"c/a", "c/b"} <= run["ratios"].keys()
     assert "clicktrail" in format_table(result)
+
+
+def test_smart_link_shape_records_exactly_the_302s(tmp_path: Path) -> None:
+    """`--link-shape smart` (5 rules, 2 variants) runs, and every 302 carries a click id recorded once."""
+    opts = BenchOptions(duration_s=1, connections=8, threads=2, link_shape="smart")
+    result = run_benchmark([200], [1], opts, systems=("clicktrail",), work_root=tmp_path, log=lambda _: None)
+    check = result["runs"][0]["clicktrail"]["check"]
+    assert check["passed"] and check["redirects_302"] > 0 and check["302_without_click"] == 0, check

@@ -1,6 +1,10 @@
 """The server process loads what the redirect and the API need, and nothing of the ingest process: no
 ClickHouse driver until an API call needs ClickHouse, no enrichment data, no user-agent parser. (The
-static direction of imports is import-linter's job: see pyproject.toml and scripts/test.sh.)"""
+static direction of imports is import-linter's job: see pyproject.toml and scripts/test.sh.)
+
+One exception, on demand: a smart link with a country rule, served to a viewer whose country no trusted
+header gives, needs the offline country database (geoip2fast, the same the ingester uses). The server
+loads it then, once per worker (redirector/geo.py), and still nothing else of the ingest process."""
 
 from __future__ import annotations
 
@@ -38,10 +42,14 @@ async def main():
         before = sorted(sys.modules)
         totals = (await client.get("/api/links/" + link["code"], headers={"authorization": "Bearer "
                   + app.settings.admin_token})).json()["totals"]
-        return before, sorted(sys.modules), totals
+        after = sorted(sys.modules)
+        rules = [{"when": {"country": ["GB"]}, "url": "https://shop.example.com/uk"}]
+        smart = await make_link(client, "layers", "https://shop.example.com/p", rules=rules)
+        assert (await client.get("/" + smart["code"])).status_code == 302
+        return before, after, sorted(sys.modules)
 
-before, after, totals = asyncio.run(main())
-print(json.dumps({"before": before, "after": after}))
+before, after, country_rule = asyncio.run(main())
+print(json.dumps({"before": before, "after": after, "country_rule": country_rule}))
 """
 
 
@@ -62,3 +70,9 @@ def test_the_server_loads_nothing_of_the_ingest_process(settings) -> None:
     assert [name for name in NOT_IN_SERVER if loaded(modules["before"], name)] == []
     # the first API call that reads ClickHouse loads the driver (and shows the check above can fail)
     assert loaded(modules["after"], "clickhouse_driver")
+    assert not loaded(modules["after"], "geoip2fast")
+    # a country rule without a country header loads the country database, and only that
+    assert [name for name in NOT_IN_SERVER if loaded(modules["country_rule"], name)] == [
+        "clickhouse_driver",
+        "geoip2fast",
+    ]

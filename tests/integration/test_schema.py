@@ -43,6 +43,7 @@ def click_row(click_id: str, ts_ms: int, code: str, **extra: object) -> dict[str
         is_bot=0,
         is_unique=1,
         ip_hash=7,
+        variant=-1,
     )
     row.update(extra)
     return row
@@ -153,6 +154,7 @@ def test_links_mirror(backend: Backend) -> None:
             3,
         ),
     ]
+    versions = [(*version, "") for version in versions]  # smart (0042): plain link versions
     for version in versions:  # three inserts: three parts, merged (or not) by ClickHouse later
         backend.insert("links", columns, [[value] for value in version])
     latest = queries.latest_links(backend, ["abc1234", "other"])
@@ -184,3 +186,31 @@ def test_an_added_column_is_added_once(backend: Backend) -> None:
         )
     ]
     assert columns == ["a", "b"]
+
+
+def test_variant_rollup_and_conversion(backend: Backend) -> None:
+    """Smart-link variants (0040, 0041): the rollup per variant, and the README's conversion query."""
+    insert_clicks(
+        backend,
+        [
+            click_row("v-1", DAY1_MS + 1_000, "ab1", variant=0),
+            click_row("v-2", DAY1_MS + 2_000, "ab1", variant=0),
+            click_row("v-3", DAY1_MS + 3_000, "ab1", variant=1),
+            click_row("v-4", DAY1_MS + 4_000, "ab1", variant=1, is_bot=1, is_unique=0),
+            click_row("v-5", DAY1_MS + 5_000, "plain1"),  # no variant: not in the rollup
+        ],
+    )
+    rollup = backend.execute(
+        f"SELECT code, variant, sum(clicks), sum(bot_clicks) FROM {backend.database}.clicks_variants_daily "
+        "GROUP BY code, variant ORDER BY code, variant"
+    )
+    assert [tuple(r) for r in rollup] == [("ab1", 0, 2, 0), ("ab1", 1, 2, 1)]
+    ledger = [  # (order_id, entry_id, kind, amount_minor, click_id)
+        ("O1", "e1", "accrual", 500, "v-1"),
+        ("O1", "e2", "reversal", -100, "v-1"),
+        ("O2", "e1", "accrual", 300, "v-3"),
+        ("O3", "e1", "none", 0, "v-2"),  # an order that earned nothing is no conversion
+    ]
+    columns = ("order_id", "entry_id", "kind", "amount_minor", "click_id")
+    backend.insert("commissions", columns, [list(c) for c in zip(*ledger, strict=True)])
+    assert queries.variant_conversion(backend, "ab1") == [(0, 2, 1, 400), (1, 1, 1, 300)]

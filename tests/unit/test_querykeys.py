@@ -6,14 +6,16 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.links import Link
+from core.links import Link, Rule, Smart, Target, Variant
 from redirector.linkcheck import (
     BAD_CLICK_PARAM,
     BAD_URL_BYTES,
+    SMART_PLAN,
     URL_CARRIED_CLICK_PARAM,
     header_safe,
     servable,
@@ -195,3 +197,31 @@ def test_exactly_one_click_parameter_leaves_us(
     pairs = parse_qsl(carried, keep_blank_values=True)
     assert [v for k, v in pairs if k == param] == [CLICK_ID]
     assert [v for k, v in pairs if k.lower() == param.lower()] == [CLICK_ID]
+
+
+def test_every_smart_link_destination_is_made_servable() -> None:
+    """Rules, variants and expired_url are corrected like the link's own url (stored by hand or before a
+    merchant changed its click parameter): every 302 stays header-safe with one click id."""
+
+    def target(url: str, param: str = "ct_click") -> Target:
+        return Target(url=url, host="s.example", click_param=param)
+
+    smart = Smart(
+        rules=(Rule(target("https://s.example/r\n"), os=("ios",)), Rule(target("https://s.example/ok"))),
+        variants=(Variant(target("https://s.example/v?ct_click=OLD&a=1"), 1),),
+        expired=target("https://s.example/e", "bad param"),
+    )
+    clean = link()
+    served, reasons = servable(msgspec.structs.replace(clean, smart=smart))
+    # stored without its derived fields (written by hand): they are made right too
+    assert sorted(reasons) == sorted([SMART_PLAN, BAD_URL_BYTES, URL_CARRIED_CLICK_PARAM, BAD_CLICK_PARAM])
+    assert (served.smart.weight_bounds, served.smart.country_rules) == ((1,), False)
+    assert served.url == clean.url
+    assert [r.target.url for r in served.smart.rules] == ["https://s.example/r%0A", "https://s.example/ok"]
+    assert served.smart.rules[1].target is smart.rules[1].target  # a clean destination is kept as it is
+    assert served.smart.variants[0].target.url == "https://s.example/v?a=1"
+    assert served.smart.expired.click_param == "ct_click"
+    assert servable(msgspec.structs.replace(clean, smart=served.smart)) == (
+        msgspec.structs.replace(clean, smart=served.smart),
+        (),
+    )
