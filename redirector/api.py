@@ -15,7 +15,7 @@ from core import queries, validate
 from core.clickhouse import ClickHouseError
 from core.clock import now_ms
 from core.errors import ApiError, json_response, read_json
-from core.links import Link
+from core.links import Link, check_open_in
 from core.urls import UrlError, validate_url
 from redirector.querykeys import strip_from_url
 from redirector.state import AppState
@@ -52,6 +52,7 @@ def link_json(link: Link, public_url: str) -> dict:
         "merchant_id": link.merchant_id,
         "created_at": iso_ms(link.created_at_ms),
         "disabled": link.disabled,
+        "open_in": link.open_in,
     }
 
 
@@ -72,6 +73,7 @@ async def create_link(request: Request):
     # A destination that already carries the click parameter (in any spelling) would send the merchant
     # two click ids: it is stored without it (the link cache strips it again should the parameter change).
     url = strip_from_url(dest.url, click_param)
+    open_in = check_open_in(body.get("open_in"))
     custom = body.get("code")
     if custom is not None:
         if not validate.is_code(custom):
@@ -88,6 +90,7 @@ async def create_link(request: Request):
             created_at_ms=now_ms(),
             merchant_id=merchant_id,
             click_param=click_param,
+            open_in=open_in,
         )
         if await ctx.links.create(link):
             if (await resolve(ctx.redis, [dest.host]))[dest.host] != (merchant_id, click_param):
