@@ -54,6 +54,7 @@ class ClickRow(Row):
     ip_hash: int
     ip_prefix: str
     stream_entry: str
+    inapp: str  # 0045: the in-app browser of an open_in=browser link's click, '' otherwise
 
 
 class LinkRow(Row):

@@ -33,6 +33,9 @@ class Click(msgspec.Struct, array_like=True, frozen=True, gc=False):
     ip_hash: int  # keyed 64-bit hash of the client IP
     ip_prefix: str  # "203.0.113.0/24" or "2001:db8:1::/48"
     country: str  # ISO 3166 alpha-2 from the trusted header, "" when unknown
+    # The in-app browser that opened an `open_in: "browser"` link (redirector/inapp.py), else "". Last and
+    # defaulted: batches written before it existed (stream, spool) still decode.
+    inapp: str = ""
 
 
 _encoder = msgspec.msgpack.Encoder()

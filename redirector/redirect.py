@@ -10,9 +10,12 @@ from urllib.parse import quote
 
 from core import clock
 from core.clickid import ClickIds
+from core.links import OPEN_IN_BROWSER
 from core.validate import CODE_CHARS, CODE_MAX_CHARS, CODE_MIN_CHARS
 from redirector.click import Click
 from redirector.clientip import ClientAddress
+from redirector.escape import escape_response
+from redirector.inapp import inapp_of
 from redirector.querykeys import drop_param
 from redirector.recorder import Recorder
 from redirector.resolver import LinkResolver, LookupFailed
@@ -117,6 +120,8 @@ class RedirectHandler:
         if country and address.has_proxies and not address.is_trusted(peer):
             country = ""  # only a trusted proxy may tell us the country
         ip_hash, ip_prefix = address.reduce(ip)
+        # Only links that ask for it look at the user agent here (plain redirects pay one comparison).
+        inapp = (link.open_in == OPEN_IN_BROWSER and method == "GET" and inapp_of(user_agent)) or ""
         now_ms = clock.now_ms()
         click_id = self._ids.new(now_ms)
         await self._recorder.record(
@@ -133,6 +138,7 @@ class RedirectHandler:
                 ip_hash,
                 ip_prefix,
                 country[:2].upper(),
+                inapp,
             )
         )
         query = scope["query_string"]
@@ -142,16 +148,17 @@ class RedirectHandler:
         location = build_location(
             link.url, pass_through_query(query, link.click_param), link.click_param, click_id
         )
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 302,
-                "headers": [(b"location", location.encode()), _NO_STORE, (b"content-length", b"0")],
-            }
+        # An in-app browser on an open_in=browser link gets the escape page (escape.py) instead of the 302;
+        # its click is recorded above all the same.
+        status, headers, body = (
+            escape_response(location, user_agent)
+            if inapp
+            else (302, [(b"location", location.encode()), _NO_STORE, (b"content-length", b"0")], b"")
         )
-        await send({"type": "http.response.body", "body": b""})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
         stats = self._stats
-        stats.responses[(method, 302)] += 1
+        stats.responses[(method, status)] += 1
         stats.latency.observe(time.perf_counter() - started)
 
     async def method_not_allowed(self, scope: dict, send) -> None:
