@@ -5,6 +5,8 @@
 --   BENCH_IDS_FILE     if set, done() writes every click id seen in a 302's Location there, one per line
 --   BENCH_SEQUENTIAL   if set to the number of wrk threads, codes are requested in order instead
 --                      (thread t: code(t), code(t + threads), ...; wrapping around), to touch every code
+--   BENCH_USER_AGENT   if set, every request carries it as User-Agent (the in-app browser scenario); a
+--                      200 escape page's click id is then read from its body (the "Continue here" link)
 -- done() prints one line "WRK_JSON {...}": request count, duration, latency percentiles, statuses, errors.
 -- code(i) must match benchmarks/codes.py:code_for.
 
@@ -37,31 +39,34 @@ end
 statuses = {}
 ids = {}
 n_ids = 0
-local n_links, id_pattern, keep_ids, stride, next_index
+local n_links, id_pattern, keep_ids, stride, next_index, headers
 
 function init(args)
   n_links = tonumber(os.getenv("BENCH_LINKS") or "1")
   math.randomseed(tonumber(os.getenv("BENCH_SEED") or "1") * 1000 + tid)
   local param = os.getenv("BENCH_CLICK_PARAM") or "ct_click"
-  id_pattern = "[?&]" .. param:gsub("%p", "%%%0") .. "=([^&#]+)"
+  -- click ids are [A-Za-z0-9_-]: the match ends at the next '&', '#' or, in a page, '"'
+  id_pattern = "[?&]" .. param:gsub("%p", "%%%0") .. "=([%w_%-]+)"
   keep_ids = os.getenv("BENCH_IDS_FILE") ~= nil
   stride = tonumber(os.getenv("BENCH_SEQUENTIAL") or "0")
   next_index = tid
+  local agent = os.getenv("BENCH_USER_AGENT")
+  headers = agent and { ["User-Agent"] = agent } or nil
 end
 
 function request()
   if stride > 0 then
     local i = next_index % n_links
     next_index = next_index + stride
-    return wrk.format("GET", "/" .. code_for(i))
+    return wrk.format("GET", "/" .. code_for(i), headers)
   end
-  return wrk.format("GET", "/" .. code_for(math.random(0, n_links - 1)))
+  return wrk.format("GET", "/" .. code_for(math.random(0, n_links - 1)), headers)
 end
 
 function response(status, headers, body)
   statuses[status] = (statuses[status] or 0) + 1
-  if keep_ids and status == 302 then
-    local loc = headers["location"] or headers["Location"]
+  if keep_ids and (status == 302 or status == 200) then
+    local loc = headers["location"] or headers["Location"] or body
     local id = loc and loc:match(id_pattern)
     if id then
       n_ids = n_ids + 1

@@ -10,6 +10,11 @@ For every (links, workers) pair it measures, back to back and with the same wrk 
               protocol subclass);
   c) clicktrail - `clicktrail serve` recording every click durably into a private redis-server
               (appendonly yes, appendfsync everysec), links seeded into it beforehand.
+and, when named in --systems (not by default):
+  p) escape-plain - clicktrail with every link `open_in: "browser"`, wrk sending an ordinary phone
+              browser's User-Agent: 302s after the in-app classifier looked at it (ratio p/c);
+  e) escape-inapp - the same links, wrk sending a TikTok in-app User-Agent: every answer is the 200 escape
+              page, its click id read from the page and checked like a 302's (ratio e/c).
 Each request GETs a random one of the `links` codes. It prints requests/s, p50 and p99 for each, the cores
 used meanwhile (server / wrk / whole machine), the ratios c/a and c/b (and c/b per server CPU-second), and
 the click check (clickcheck.py): after clicktrail has been stopped (SIGTERM: it flushes), every 302 wrk
@@ -40,6 +45,7 @@ from benchmarks.systems import (
     BenchOptions,
     measure_bare,
     measure_clicktrail,
+    measure_escape,
     measure_nginx,
     seed_links,
 )
@@ -50,6 +56,8 @@ __all__ = ["BenchOptions", "format_table", "main", "run_benchmark", "write_json"
 ROOT = Path(__file__).resolve().parent.parent
 OUT_DIR = Path(__file__).resolve().parent / "out"
 SYSTEMS = ("nginx", "bare", "clicktrail")
+# Run only when named: clicktrail serving open_in=browser links (redirector/escape.py).
+ESCAPE_SYSTEMS = ("escape-plain", "escape-inapp")
 # The issue's target, checked at this concurrency on one worker.
 TARGET_RATIO_C_B = 0.6
 TARGET_P99_MS = 10.0
@@ -67,11 +75,18 @@ def ratios(run: dict) -> dict:
             out[label] = round(c / rps(base), 3)
     if "bare" in run and rps("nginx"):
         out["b/a"] = round(rps("bare") / rps("nginx"), 3)
+    for name, label in (("escape-plain", "p/c"), ("escape-inapp", "e/c")):
+        if rps(name) and c:
+            out[label] = round(rps(name) / c, 3)
     per_cpu = {
         name: run[name].get("requests_per_server_cpu_s") for name in ("bare", "clicktrail") if name in run
     }
     if per_cpu.get("bare") and per_cpu.get("clicktrail"):
         out["c/b per server CPU-s"] = round(per_cpu["clicktrail"] / per_cpu["bare"], 3)
+    for name, label in (("escape-plain", "p/c"), ("escape-inapp", "e/c")):
+        mine, theirs = run.get(name, {}).get("requests_per_server_cpu_s"), per_cpu.get("clicktrail")
+        if mine and theirs:
+            out[f"{label} per server CPU-s"] = round(mine / theirs, 3)
     return out
 
 
@@ -105,7 +120,7 @@ def run_benchmark(
     with tempfile.TemporaryDirectory(prefix="clicktrail-bench-", dir=work_root) as tmp:
         work = Path(tmp)
         for links in links_counts:
-            if "clicktrail" in systems:
+            if {"clicktrail", *ESCAPE_SYSTEMS} & set(systems):
                 with private_redis(work / f"redis-{links}") as redis_url:
                     log(f"seeding {links:,} links into a private redis ...")
                     seeded = seed_links(redis_url, links, shape=opts.link_shape)
@@ -146,6 +161,28 @@ def _run_one(
             "(c) clicktrail serve",
             lambda: measure_clicktrail(
                 here / "clicktrail", redis_url=redis_url, workers=workers, links=links, opts=opts
+            ),
+        ),
+        "escape-plain": (
+            "(p) clicktrail, open_in=browser links, ordinary browser",
+            lambda: measure_escape(
+                here / "escape-plain",
+                redis_url=redis_url,
+                workers=workers,
+                links=links,
+                opts=opts,
+                inapp=False,
+            ),
+        ),
+        "escape-inapp": (
+            "(e) clicktrail, open_in=browser links, in-app browser (escape page)",
+            lambda: measure_escape(
+                here / "escape-inapp",
+                redis_url=redis_url,
+                workers=workers,
+                links=links,
+                opts=opts,
+                inapp=True,
             ),
         ),
     }
@@ -206,7 +243,8 @@ def _cpu_model() -> str:
 
 # --- output -----------------------------------------------------------------------------------------
 def format_table(result: dict) -> str:
-    names = {"nginx": "a nginx", "bare": "b bare ASGI", "clicktrail": "c clicktrail"}
+    names = {"nginx": "a nginx", "bare": "b bare ASGI", "clicktrail": "c clicktrail",
+             "escape-plain": "p esc. plain", "escape-inapp": "e esc. inapp"}  # fmt: skip
     lines = [
         f"{'links':>9} {'workers':>7} {'system':<13} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
         f"{'cores srv/wrk/all':>17}  notes",
@@ -272,7 +310,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument("--links", type=_int_list, default=[1000, 1_000_000], help="e.g. 1000,1000000")
     parser.add_argument("--workers", type=_int_list, default=[1, 2], help="e.g. 1,2")
-    parser.add_argument("--systems", default=",".join(SYSTEMS), help="subset of nginx,bare,clicktrail")
+    parser.add_argument(
+        "--systems",
+        default=",".join(SYSTEMS),
+        help="subset of nginx,bare,clicktrail,escape-plain,escape-inapp",
+    )
     parser.add_argument(
         "--bare-http",
         choices=("httptools", "clicktrail"),
@@ -288,9 +330,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=OUT_DIR, help="directory of the JSON result")
     args = parser.parse_args(argv)
-    systems = tuple(s for s in SYSTEMS if s in {x.strip() for x in args.systems.split(",")})
+    systems = tuple(s for s in SYSTEMS + ESCAPE_SYSTEMS if s in {x.strip() for x in args.systems.split(",")})
     if not systems:
-        parser.error(f"--systems must name some of {', '.join(SYSTEMS)}")
+        parser.error(f"--systems must name some of {', '.join(SYSTEMS + ESCAPE_SYSTEMS)}")
     opts = BenchOptions(
         duration_s=args.duration,
         connections=args.connections,
@@ -314,7 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     failed = [
         r
         for r in result["runs"]
-        if r["errors"] or ("clicktrail" in r and not r["clicktrail"]["check"]["passed"])
+        if r["errors"]
+        or any(name in r and not r[name]["check"]["passed"] for name in ("clicktrail", *ESCAPE_SYSTEMS))
     ]
     for run in failed:
         print(f"FAILED links={run['links']} workers={run['workers']}: {run['errors'] or 'click check'}")

@@ -105,7 +105,9 @@ def smart_shape(host: str):
 LINK_SHAPES = ("plain", "smart")
 
 
-def seed_links(redis_url: str, links: int, prefix: str = REDIS_PREFIX, shape: str = "plain") -> dict:
+def seed_links(
+    redis_url: str, links: int, prefix: str = REDIS_PREFIX, shape: str = "plain", open_in: str = "default"
+) -> dict:
     """Write `links` links straight into Redis with LinkStore's encoding (the API is too slow for a
     million), then compact the AOF so no rewrite runs during a measurement."""
     from core.keys import Keys
@@ -123,7 +125,7 @@ def seed_links(redis_url: str, links: int, prefix: str = REDIS_PREFIX, shape: st
             for i in range(start, min(links, start + SEED_CHUNK)):
                 code = code_for(i)
                 link = Link(code=code, url=destination_for(i), creator_id=CREATOR_ID, host="shop.example.com",
-                            created_at_ms=created_at_ms)  # fmt: skip
+                            created_at_ms=created_at_ms, open_in=open_in)  # fmt: skip
                 if smart is not None:
                     link = msgspec.structs.replace(link, smart=smart)
                 batch[keys.link(code)] = encode_link(link)
@@ -187,7 +189,15 @@ def clicktrail_server(
 
 
 def measure_clicktrail(
-    work: Path, *, redis_url: str, workers: int, links: int, opts: BenchOptions, backlog_clicks: int = 0
+    work: Path,
+    *,
+    redis_url: str,
+    workers: int,
+    links: int,
+    opts: BenchOptions,
+    backlog_clicks: int = 0,
+    user_agent: str = "",
+    answer_status: int = 302,
 ) -> dict:
     """Serve, probe one redirect, run wrk (collecting click ids), scrape /metrics, stop (SIGTERM: the
     recorder flushes), then match the recorded clicks against the 302s wrk received. With `backlog_clicks`,
@@ -198,7 +208,7 @@ def measure_clicktrail(
     metrics_text = ""
     with clicktrail_server(work, redis_url=redis_url, workers=workers, click_param=opts.click_param) as srv:
         cpu = {"server": srv.proc.pid, "redis": _redis_pid(redis_url)}
-        figures = _wrk(srv.port, links, opts, ids_file=ids_file, cpu=cpu)
+        figures = _wrk(srv.port, links, opts, ids_file=ids_file, cpu=cpu, user_agent=user_agent)
         time.sleep(METRICS_SETTLE_S if workers > 1 else 0)
         with contextlib.suppress(OSError):
             metrics_text = procs.http_get(srv.port, "/metrics", timeout_s=5)[2].decode()
@@ -211,9 +221,51 @@ def measure_clicktrail(
         }
     recorded = count_recorded(redis_url, srv.data_dir, REDIS_PREFIX)
     figures["check"] = check_clicks(
-        figures, ids_file, recorded, srv.probe_ids, opts.connections, srv.env["CLICKTRAIL_SECRET_KEY"]
+        figures,
+        ids_file,
+        recorded,
+        srv.probe_ids,
+        opts.connections,
+        srv.env["CLICKTRAIL_SECRET_KEY"],
+        answer_status=answer_status,
     )
     return figures
+
+
+# A real TikTok Android agent (tests/unit/fixtures/inapp_agents.toml): the in-app scenarios send it.
+INAPP_USER_AGENT = (
+    "Mozilla/5.0 (Linux; Android 14; Pixel 8 Build/UQ1A.240105.004; wv) AppleWebKit/537.36 "
+    "(KHTML, like Gecko) Version/4.0 Chrome/121.0.6167.143 Mobile Safari/537.36 musical_ly_2023303040 "
+    "JsSdk/1.0 NetType/WIFI "
+    "Channel/googleplay AppName/musical_ly app_version/33.3.4 ByteLocale/en ByteFullLocale/en Region/US "
+    "AppId/1233 Spark/1.5.0.5-alpha.2 AppVersion/33.3.4 BytedanceWebview/d8a21c6"
+)
+# What an ordinary phone browser sends: the classifier's cost for the traffic that gets the 302.
+PLAIN_USER_AGENT = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Version/18.1 Mobile/15E148 Safari/604.1"
+)
+
+
+def measure_escape(
+    work: Path, *, redis_url: str, workers: int, links: int, opts: BenchOptions, inapp: bool
+) -> dict:
+    """clicktrail with every link `open_in: "browser"`: an in-app agent (`inapp`: every answer is the 200
+    escape page, its click checked like a 302's) or an ordinary phone browser's (every answer a 302, after
+    the classifier looked at the agent). The links are re-seeded as they were afterwards."""
+    seed_links(redis_url, links, open_in="browser")
+    try:
+        return measure_clicktrail(
+            work,
+            redis_url=redis_url,
+            workers=workers,
+            links=links,
+            opts=opts,
+            user_agent=INAPP_USER_AGENT if inapp else PLAIN_USER_AGENT,
+            answer_status=200 if inapp else 302,
+        )
+    finally:
+        seed_links(redis_url, links)
 
 
 def _wait_clicktrail_workers(proc, redis_url: str, workers: int) -> bool:
@@ -302,6 +354,7 @@ def _wrk(
     ids_file: Path | None = None,
     cpu: dict[str, int] | None = None,
     sequential: bool = False,
+    user_agent: str = "",
 ) -> dict:
     """wrk against one server; `cpu` names process groups (by leader pid) whose cores used are reported."""
     figures = {"load_average_before": [round(x, 2) for x in os.getloadavg()]}
@@ -318,6 +371,7 @@ def _wrk(
             click_param=opts.click_param,
             ids_file=ids_file,
             sequential=sequential,
+            user_agent=user_agent,
         )
     )
     figures["ended_at_ms"] = time.time_ns() // 1_000_000

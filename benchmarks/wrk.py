@@ -46,6 +46,7 @@ def run_wrk(
     click_param: str = "ct_click",
     ids_file: Path | None = None,
     sequential: bool = False,
+    user_agent: str = "",
 ) -> dict:
     """GET random codes (or, `sequential`, every code in turn) from `url` (base URL, no path) for
     `duration_s`; returns requests/s, latency percentiles in ms, status counts and socket errors."""
@@ -53,6 +54,9 @@ def run_wrk(
     env = dict(os.environ, BENCH_LINKS=str(links), BENCH_SEED=str(seed), BENCH_CLICK_PARAM=click_param)
     env.pop("BENCH_IDS_FILE", None)
     env.pop("BENCH_SEQUENTIAL", None)
+    env.pop("BENCH_USER_AGENT", None)
+    if user_agent:
+        env["BENCH_USER_AGENT"] = user_agent
     if sequential:
         env["BENCH_SEQUENTIAL"] = str(threads)
     if ids_file is not None:

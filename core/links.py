@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
 from core.clock import now_ms
+from core.errors import ApiError
 from core.keys import Keys
 from core.urls import host_candidates
 from core.validate import DEFAULT_CLICK_PARAM
@@ -28,6 +29,11 @@ CLAIM_BATCH_LINKS = 500
 # (client, hosts) → host → (owning merchant or None, click parameter): the ownership rule
 # (attribution/domains.py), read through the client given so that it runs inside a WATCH.
 OwnerResolver = Callable[[Redis, list[str]], Awaitable[dict[str, tuple[str | None, str]]]]
+
+# `open_in`: "browser" asks for the in-app browser escape page (redirector/escape.py); "default" is the 302.
+OPEN_IN_DEFAULT = "default"
+OPEN_IN_BROWSER = "browser"
+OPEN_IN_VALUES = (OPEN_IN_DEFAULT, OPEN_IN_BROWSER)
 
 
 class Target(msgspec.Struct, frozen=True, gc=False):
@@ -94,11 +100,22 @@ class Link(msgspec.Struct, frozen=True, gc=False):
     disabled: bool = False
     updated_at_ms: int = 0
     smart: Smart | None = None  # smart links: rules, variants, expiry (see redirector/smartlinks.py)
+    open_in: str = OPEN_IN_DEFAULT  # a record stored before the field existed reads as "default"
 
 
 _encoder = msgspec.msgpack.Encoder()
 _json_encoder = msgspec.json.Encoder()
 _decoder = msgspec.msgpack.Decoder(Link)
+
+
+def check_open_in(value: object) -> str:
+    """The `open_in` of a link body (absent: "default"); anything else is a 422 (one validator for every
+    endpoint that takes the field)."""
+    if value is None:
+        return OPEN_IN_DEFAULT
+    if not isinstance(value, str) or value not in OPEN_IN_VALUES:
+        raise ApiError(422, "invalid_open_in", 'open_in must be "default" or "browser"')
+    return value
 
 
 def encode_link(link: Link) -> bytes:

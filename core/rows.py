@@ -55,6 +55,7 @@ class ClickRow(Row):
     ip_prefix: str
     stream_entry: str
     variant: int  # 0040
+    inapp: str  # 0045: the in-app browser of an open_in=browser link's click, '' otherwise
 
 
 class LinkRow(Row):

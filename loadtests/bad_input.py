@@ -262,6 +262,34 @@ def corpus(code: str, merchant: str, secret: str) -> list[Case]:
         Case("api_links_private_ip", lambda: link_to("https://10.0.0.1/"), e422),
         Case("api_links_localhost_dot", lambda: link_to("https://localhost./"), e422),
         Case("api_links_sub_localhost", lambda: link_to("https://admin.localhost/"), e422),
+        # open_in and QR codes (redirector/escape.py, redirector/qr.py)
+        *(
+            Case(
+                f"api_links_open_in_{name}",
+                lambda v=v: _post(
+                    "/api/links",
+                    json.dumps({"url": "https://a.example/", "creator_id": "c1", "open_in": v}).encode(),
+                    ADMIN,
+                ),
+                e422,
+            )
+            for name, v in (("unknown", "app"), ("case", "Browser"), ("list", ["browser"]), ("number", 1))
+        ),
+        *(
+            Case(
+                f"api_qr_size_{name}",
+                lambda q=q: _get(b"/api/links/" + c + b"/qr.png?size=" + q, ADMIN.encode()),
+                e400,
+            )
+            for name, q in (
+                ("huge", b"99999999999999999999"),
+                ("small", b"63"),
+                ("arabic_digits", b"%D9%A4%D9%A0%D9%A0"),
+                ("signed", b"%2B400"),
+                ("float", b"4e2"),
+            )
+        ),
+        Case("api_qr_unknown_code", lambda: _get(b"/api/links/zzzzzzzzzz/qr.svg", ADMIN.encode()), e404),
         # merchant domains: overlaps with mbad's badinput.example.com, and hosts that are not public
         Case("api_merchants_parent_domain", lambda: merchant_with(["example.com"]), e409),
         Case("api_merchants_subdomain", lambda: merchant_with(["shop.badinput.example.com"]), e409),

@@ -56,6 +56,7 @@ def link_json(link: Link, public_url: str) -> dict:
         "created_at": iso_ms(link.created_at_ms),
         "disabled": link.disabled,
         **smart_fields(link.smart),
+        "open_in": link.open_in,
     }
 
 

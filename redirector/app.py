@@ -23,7 +23,7 @@ from core.errors import (
     json_response,
 )
 from core.settings import Settings
-from redirector import api
+from redirector import api, qr
 from redirector.state import AppState
 
 # First path segments that never are link codes.
@@ -85,6 +85,7 @@ class ClicktrailApp:
                     Route("/readyz", readyz, methods=["GET", "HEAD"]),
                     Route("/metrics", metrics, methods=["GET"]),
                     *api.routes(),
+                    *qr.routes(),
                     *attribution_api.routes(),
                 ]
             ),

@@ -35,6 +35,9 @@ class Click(msgspec.Struct, array_like=True, frozen=True, gc=False):
     country: str  # ISO 3166 alpha-2 from the trusted header, "" when unknown
     # Last, with a default: batches spooled before smart links decode unchanged.
     variant: int = -1  # the smart-link variant chosen (index into `variants`), -1 when none
+    # The in-app browser that opened an `open_in: "browser"` link (redirector/inapp.py), else "". Last and
+    # defaulted: batches written before it existed (stream, spool) still decode.
+    inapp: str = ""
 
 
 _encoder = msgspec.msgpack.Encoder()

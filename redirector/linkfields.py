@@ -16,7 +16,18 @@ import msgspec
 
 from core import validate
 from core.errors import ApiError
-from core.links import Link, OwnerResolver, Rule, Smart, Target, Variant, link_hosts, planned
+from core.links import (
+    OPEN_IN_DEFAULT,
+    Link,
+    OwnerResolver,
+    Rule,
+    Smart,
+    Target,
+    Variant,
+    check_open_in,
+    link_hosts,
+    planned,
+)
 from core.urls import Destination, UrlError, validate_app_url, validate_url
 from redirector.devices import DEVICE_VALUES, OS_VALUES
 from redirector.querykeys import strip_from_url
@@ -135,6 +146,7 @@ FIELDS: dict[str, Callable[[object], object]] = {
     "expires_at": parse_expires_at,
     "max_clicks": parse_max_clicks,
     "expired_url": parse_expired_url,
+    "open_in": check_open_in,
 }
 CLEARABLE = frozenset(FIELDS) - {"url"}
 
@@ -177,6 +189,7 @@ def current(link: Link) -> dict[str, object]:
         "expires_at": smart.expires_at_ms or None,
         "max_clicks": smart.max_clicks or None,
         "expired_url": None if smart.expired is None else dest(smart.expired),
+        "open_in": link.open_in,
     }
 
 
@@ -215,6 +228,7 @@ async def apply(link: Link, fields: dict[str, object], resolve: OwnerResolver, c
         merchant_id=merchant_id,
         click_param=click_param,
         smart=None if smart == planned(Smart()) else smart,
+        open_in=merged["open_in"] or OPEN_IN_DEFAULT,
     )
 
 

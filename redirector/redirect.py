@@ -12,10 +12,12 @@ from redis.exceptions import RedisError
 
 from core import clock
 from core.clickid import ClickIds
-from core.links import Link, Target
+from core.links import OPEN_IN_BROWSER, Link, Target
 from core.validate import CODE_CHARS, CODE_MAX_CHARS, CODE_MIN_CHARS
 from redirector.click import Click
 from redirector.clientip import ClientAddress
+from redirector.escape import escape_response
+from redirector.inapp import inapp_of
 from redirector.querykeys import drop_param
 from redirector.recorder import Recorder
 from redirector.resolver import LinkResolver, LookupFailed
@@ -128,6 +130,8 @@ class RedirectHandler:
         # Only a trusted proxy may tell us the country.
         country = "" if address.has_proxies and not address.is_trusted(peer) else country[:2].upper()
         ip_hash, ip_prefix = address.reduce(ip)
+        # Only links that ask for it look at the user agent here (plain redirects pay one comparison).
+        inapp = (link.open_in == OPEN_IN_BROWSER and method == "GET" and inapp_of(user_agent)) or ""
         now_ms = clock.now_ms()
         # A plain link is its own destination; a smart one picks it (smartroute.py) or has answered.
         target, variant = (
@@ -153,6 +157,7 @@ class RedirectHandler:
                 ip_prefix,
                 country,
                 variant,
+                inapp,
             )
         )
         query = scope["query_string"]
@@ -161,16 +166,17 @@ class RedirectHandler:
             self._stats.fallbacks[QUERY_TOO_LONG] += 1
         param = target.click_param
         location = build_location(target.url, pass_through_query(query, param), param, click_id)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 302,
-                "headers": [(b"location", location.encode()), _NO_STORE, (b"content-length", b"0")],
-            }
+        # An in-app browser on an open_in=browser link gets the escape page (escape.py) instead of the 302;
+        # its click is recorded above all the same.
+        status, headers, body = (
+            escape_response(location, user_agent)
+            if inapp
+            else (302, [(b"location", location.encode()), _NO_STORE, (b"content-length", b"0")], b"")
         )
-        await send({"type": "http.response.body", "body": b""})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+        await send({"type": "http.response.body", "body": body})
         stats = self._stats
-        stats.responses[(method, 302)] += 1
+        stats.responses[(method, status)] += 1
         stats.latency.observe(time.perf_counter() - started)
 
     async def _route(

@@ -7,6 +7,8 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(redis-server clickhouse-server clickhouse-client wrk nginx-light docker-compose)
 # The ClickHouse cluster mode (scripts/cluster-clickhouse.sh) coordinates its replicas with ZooKeeper.
 APT_PACKAGES+=(zookeeper)
+# The browser test of the in-app escape page drives Debian's Chromium through its ChromeDriver.
+APT_PACKAGES+=(chromium chromium-driver)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

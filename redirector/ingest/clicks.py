@@ -114,6 +114,7 @@ class ClickHandler:
             ip_prefix,
             _column(records, "entry_id"),
             _column(records, "variant"),
+            _column(records, "inapp"),
         ]
 
     def _unique_column(self, is_bot: Sequence[int], *columns: Sequence) -> list[int]:

@@ -37,3 +37,21 @@ def test_smart_link_shape_records_exactly_the_302s(tmp_path: Path) -> None:
     result = run_benchmark([200], [1], opts, systems=("clicktrail",), work_root=tmp_path, log=lambda _: None)
     check = result["runs"][0]["clicktrail"]["check"]
     assert check["passed"] and check["redirects_302"] > 0 and check["302_without_click"] == 0, check
+
+
+def test_escape_scenarios_check_their_clicks(tmp_path: Path) -> None:
+    """The in-app scenario: every answer is the escape page, and its click ids (read from the pages) are
+    the recorded clicks; the ordinary browser on the same links gets 302s."""
+    opts = BenchOptions(duration_s=1, connections=8, threads=2)
+    systems = ("clicktrail", "escape-plain", "escape-inapp")
+    result = run_benchmark([200], [1], opts, systems=systems, work_root=tmp_path, log=lambda _: None)
+
+    run = result["runs"][0]
+    assert not run["errors"]
+    assert set(run["escape-inapp"]["statuses"]) == {200}
+    assert set(run["escape-plain"]["statuses"]) == {302}
+    for name in systems:
+        check = run[name]["check"]
+        assert check["passed"] and check["redirects_302"] > 0, (name, check)
+    assert {"p/c", "e/c"} <= run["ratios"].keys()
+    assert "esc. inapp" in format_table(result)
