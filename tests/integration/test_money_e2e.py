@@ -179,7 +179,7 @@ def test_two_currencies_fx_and_payouts(settings, clickhouse, redis_client) -> No
             header, *lines = csv.text.strip().split("\r\n")
             assert header.split(",") == [*STATEMENT_COLUMNS]
             day = datetime.now(UTC).date().isoformat()
-            assert lines == [f"O-1,SKU-1,2,11980,1000,1198,{day},,approval,apr:0:approved"]
+            assert lines == [f"O-1,SKU-1,2,11980,1000,1198,{day},click,approval,apr:0:approved"]
 
             # the failed USD payout's row is paid again by the next batch, and only it
             rerun_until = _now_iso()

@@ -82,8 +82,9 @@ def test_click_shards_cover_every_primary() -> None:
     [
         lambda k, i: k.link(f"code{i}"),
         lambda k, i: k.unique_clicks(493_000, i % 64),
+        lambda k, i: k.link_clicks(f"code{i}"),
     ],
-    ids=["link", "unique_clicks"],
+    ids=["link", "unique_clicks", "link_clicks"],
 )
 def test_hot_families_spread_over_all_primaries(family) -> None:
     keys = [family(CLUSTER, i) for i in range(200)]
@@ -92,6 +93,21 @@ def test_hot_families_spread_over_all_primaries(family) -> None:
         counts[primary(key)] += 1
     assert min(counts) >= 40, counts  # about a third each
     assert not any(slot(key) == slot(CLUSTER.merchants) for key in keys[:50])
+
+
+# Keys each written alone (one command, or a WATCH/script on that key only): low-volume control keys.
+CONTROL_SINGLES = {
+    "merchant_codes": lambda k: k.merchant_codes("m1"),
+    "merchant_reviews": lambda k: k.merchant_reviews("m1"),
+    "attribution_revisit": lambda k: k.attribution_revisit,
+    "fx_rates": lambda k: k.fx_rates,
+    "payouts": lambda k: k.payouts("m1"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CONTROL_SINGLES))
+def test_control_singles_are_in_the_control_slot(name: str) -> None:
+    assert slot(CONTROL_SINGLES[name](CLUSTER)) == slot(CLUSTER.merchants)
 
 
 def test_hot_singletons_are_off_the_control_slot() -> None:
@@ -128,7 +144,8 @@ def test_every_key_method_is_covered_here() -> None:
         "recorder_seq", "click_stream", "click_seq", "click_dead", "click_streams", "merchant", "merchants",
         "domain_owner", "domain_subdomains", "domain_index", "domain_transfers", "merchant_secrets",
         "catalog", "catalog_index", "rates", "webhook_seen", "orders", "orders_dead", "attribution_lock",
-        "attribution_cursor", "all_patterns", "link_events_dead", "unique_clicks", "of",
+        "attribution_cursor", "all_patterns", "link_events_dead", "unique_clicks", "of", "link_clicks",
+        *CONTROL_SINGLES,
     }  # fmt: skip
     assert methods - checked == set(), "new key family: add it to ATOMIC_GROUPS or the spread tests"
 
