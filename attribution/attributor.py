@@ -8,6 +8,12 @@ the desired and the stored ledger (see ledger.py). Running it again appends noth
 
 One attributor runs at a time (a Redis lock): two concurrent runs could both append the same difference.
 The cursor advances only after the run's rows are inserted, so a crash repeats work, never skips it.
+
+Commission events (events_out.py) are announced at least once for every booked row group: a chunk's
+events are staged in Redis before its insert, emitted after it, then unstaged. A run that dies in between
+leaves them staged; the next run (which holds the lock only once any insert of the dead run has landed or
+never will, see FAILED_RUN_HOLD_MS) emits those whose rows are stored (same event ids: emission keeps each
+id once) and drops the others, whose rows it then books and announces itself.
 """
 
 from __future__ import annotations
@@ -21,9 +27,10 @@ from datetime import UTC, datetime, timedelta
 
 from redis.asyncio import Redis
 
-from attribution import ledger, rules
+from attribution import events_out, ledger, rules
 from attribution.events import event_of
 from attribution.merchants import MerchantStore
+from attribution.outbox import Outbox
 from attribution.rates import RateStore
 from core import clickid, queries
 from core.clickhouse import Backend
@@ -58,13 +65,20 @@ class Summary:
     rows: int = 0
     amount_minor: int = 0
     skipped_unknown_merchant: int = 0
+    events: int = 0  # commission events emitted (events_out.py)
     stopped: bool = False  # ended early on a stop request; the cursor did not move
     outcomes: Counter = field(default_factory=Counter)
 
 
 class Attributor:
     def __init__(
-        self, redis: Redis, keys: Keys, backend: Backend, ids: clickid.ClickIds, chunk: int = ORDERS_PER_CHUNK
+        self,
+        redis: Redis,
+        keys: Keys,
+        backend: Backend,
+        ids: clickid.ClickIds,
+        chunk: int = ORDERS_PER_CHUNK,
+        outbox: Outbox | None = None,
     ) -> None:
         self._redis = redis
         self._keys = keys
@@ -73,6 +87,7 @@ class Attributor:
         self._chunk = chunk
         self._merchants = MerchantStore(redis, keys)
         self._rates = RateStore(redis, keys)
+        self._outbox = outbox or Outbox(redis, keys)
 
     async def run_once(
         self, now_ms: int | None = None, progress=None, stop: asyncio.Event | None = None
@@ -96,6 +111,7 @@ class Attributor:
         return summary
 
     async def _run(self, now_ms: int, progress, stop: asyncio.Event | None) -> Summary:
+        await self._announce_staged(now_ms)
         cursor = int(await self._redis.get(self._keys.attribution_cursor) or 0)
         new = await asyncio.to_thread(
             queries.orders_with_new_events, self._backend, max(0, cursor - CURSOR_OVERLAP_MS)
@@ -180,9 +196,28 @@ class Attributor:
                 rows.append(_row(terms.merchant_id, order_id, entry, now_ms, run_id))
                 summary.amount_minor += entry.amount_minor
         if rows:
+            announced = events_out.commission_events(rows)
+            await self._outbox.stage(announced)
             insert = self._backend.insert
             await asyncio.to_thread(insert, "commissions", CommissionRow.columns(), columnar(rows))
             summary.rows += len(rows)
+            summary.events += await self._outbox.emit(announced, now_ms)
+            await self._outbox.unstage(announced)
+
+    async def _announce_staged(self, now_ms: int) -> None:
+        """Emit the staged events of a run that stopped between its insert and its emission, if their
+        rows are stored; drop the others (this run books those rows again and announces them)."""
+        staged = await self._outbox.staged()
+        by_run: dict[tuple[str, str], list[events_out.Event]] = defaultdict(list)
+        for event in staged:
+            by_run[(event.data["merchant_id"], event.data["run_id"])].append(event)
+        for (merchant_id, run_id), group in by_run.items():
+            order_ids = sorted({e.data["order_id"] for e in group})
+            booked = await asyncio.to_thread(
+                queries.orders_booked_by_run, self._backend, merchant_id, order_ids, run_id
+            )
+            await self._outbox.emit([e for e in group if e.data["order_id"] in booked], now_ms)
+        await self._outbox.unstage(staged)
 
     async def _click_facts(self, click_ids: set[str]) -> dict[str, rules.ClickFacts]:
         facts: dict[str, rules.ClickFacts] = {}

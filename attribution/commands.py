@@ -16,6 +16,7 @@ from redis.asyncio import Redis
 
 from attribution import report
 from attribution.attributor import Attributor, Busy
+from attribution.outbox import Outbox
 from core.clickhouse import ClickHouseError, NativeClickHouse
 from core.clickid import ClickIds
 from core.keys import Keys
@@ -34,7 +35,9 @@ async def attribute(settings: Settings, every_s: float | None) -> int:
         loop.add_signal_handler(signum, stop.set)
     redis = Redis.from_url(settings.redis_url)
     backend = NativeClickHouse(settings.clickhouse_url, insert_timeout_s=settings.clickhouse_insert_timeout_s)
-    attributor = Attributor(redis, Keys(settings.redis_prefix), backend, ClickIds(settings.secret_bytes))
+    keys = Keys(settings.redis_prefix)
+    outbox = Outbox(redis, keys, settings.events_retention_days)
+    attributor = Attributor(redis, keys, backend, ClickIds(settings.secret_bytes), outbox=outbox)
     status = 0
     try:
         while not stop.is_set():
@@ -50,7 +53,7 @@ async def attribute(settings: Settings, every_s: float | None) -> int:
                 outcomes = ", ".join(f"{k} {v}" for k, v in sorted(summary.outcomes.items())) or "none"
                 click.echo(
                     f"attributed {summary.orders} orders ({outcomes}); appended {summary.rows} ledger rows, "
-                    f"net {summary.amount_minor} minor units; "
+                    f"net {summary.amount_minor} minor units; {summary.events} events emitted; "
                     f"unknown merchant {summary.skipped_unknown_merchant}"
                 )
             if every_s is None:
