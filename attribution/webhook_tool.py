@@ -18,6 +18,7 @@ from core import validate
 
 HEADERS = ("webhook-id", "webhook-timestamp", "webhook-signature")
 MAC_BYTES = 32  # HMAC-SHA256
+MILLISECONDS_DIGITS = 13  # a time since 2001 in milliseconds; in seconds that is the year 33658
 
 
 def parse_headers(text: str) -> dict[str, str]:
@@ -78,16 +79,24 @@ def _likely_cause(key: bytes, secret: str, webhook_id: str, timestamp: str, body
         return "it was made with the secret's text as the key: base64-decode the part after whsec_ first"
     if matches(key, body):
         return 'it is an HMAC of the body alone: sign "{webhook-id}.{webhook-timestamp}.{body}"'
-    variants = {"a trailing newline removed": body.rstrip(b"\r\n"), "a trailing newline added": body + b"\n"}
+    # What the body went through between signing and us, if the signed bytes are one of these.
+    signed_as = {
+        "a trailing newline was added after signing": body.removesuffix(b"\n"),
+        "it lost a trailing newline after signing": body + b"\n",
+    }
     try:
         parsed = json.loads(body)
-        variants["the JSON re-serialised compactly"] = json.dumps(parsed, separators=(",", ":")).encode()
-        variants["the JSON re-serialised with spaces"] = json.dumps(parsed).encode()
+        signed_as["it was re-serialised after signing (signed as compact JSON)"] = json.dumps(
+            parsed, separators=(",", ":")
+        ).encode()
+        signed_as["it was re-serialised after signing (signed as JSON with spaces)"] = json.dumps(
+            parsed
+        ).encode()
     except ValueError:
         pass
-    for what, variant in variants.items():
+    for what, variant in signed_as.items():
         if variant != body and matches(key, prefix + variant):
-            return f"the body was modified after signing: the signature matches it with {what}"
+            return f"the body was modified: {what}"
     return "the body, webhook-id or timestamp differ from what was signed, or another secret was used"
 
 
@@ -105,11 +114,11 @@ def diagnose(body: bytes, headers: dict[str, str], secret: str, now_s: int) -> l
     webhook_id, timestamp = headers["webhook-id"], headers["webhook-timestamp"]
     if len(webhook_id) > webhooks.MAX_WEBHOOK_ID_CHARS:
         return [f"webhook-id is {len(webhook_id)} characters, at most {webhooks.MAX_WEBHOOK_ID_CHARS}"]
+    if timestamp.isascii() and timestamp.isdigit() and len(timestamp) >= MILLISECONDS_DIGITS:
+        return [f"webhook-timestamp {timestamp[:40]!r} looks like milliseconds: send whole seconds"]
     timestamp_s = validate.timestamp_s(timestamp)
     if timestamp_s is None:
         return [f"webhook-timestamp {timestamp[:40]!r} is not whole seconds since 1970 in ASCII digits"]
-    if len(timestamp) >= 13:
-        problems.append("webhook-timestamp looks like milliseconds: send whole seconds")
     age_s = now_s - timestamp_s
     if age_s > webhooks.TOLERANCE_S:
         problems.append(
