@@ -39,7 +39,9 @@ from core.settings import Settings
 
 log = logging.getLogger("clicktrail.deliver")
 
-LEASE_MS = 30_000  # longer than one attempt's deadline, so a lease never lapses mid-request
+# A lease lasts twice one attempt's deadline (never lapsing mid-request), and at least this long; a
+# worker killed without releasing its leases holds its endpoints back that long.
+MIN_LEASE_MS = 2_000
 MAX_ERROR_CHARS = 300
 MAX_CONNECTIONS = 200
 USER_AGENT = "clicktrail-events/1"
@@ -111,6 +113,7 @@ class Deliverer:
         read_s = settings.deliver_read_timeout_ms / 1000
         self._timeouts = {"connect": connect_s, "read": read_s, "write": read_s, "pool": connect_s}
         self._deadline_s = connect_s + 2 * read_s
+        self._lease_ms = max(MIN_LEASE_MS, int(2_000 * self._deadline_s))
 
     async def run(self, stop: asyncio.Event, once: bool = False) -> None:
         """Until `stop` is set; with `once`, until every queue is empty or waiting for a retry."""
@@ -139,7 +142,7 @@ class Deliverer:
 
     async def _fan_out(self) -> None:
         lease = self._keys.events_fanout_lease
-        if not int(await self._renew(keys=[lease], args=[self._token, LEASE_MS])):
+        if not int(await self._renew(keys=[lease], args=[self._token, self._lease_ms])):
             return
         moved = 0
         while (count := await self._outbox.fan_out(self._store)) > 0:
@@ -157,7 +160,7 @@ class Deliverer:
 
     async def _serve(self, endpoint_id: str, stop: asyncio.Event, once: bool) -> None:
         lease = [self._keys.endpoint_lease(endpoint_id)]
-        if not int(await self._renew(keys=lease, args=[self._token, LEASE_MS])):
+        if not int(await self._renew(keys=lease, args=[self._token, self._lease_ms])):
             return  # another worker serves it
         try:
             while not stop.is_set():
@@ -175,7 +178,7 @@ class Deliverer:
                         return
                     await self._idle(stop, min(wait_ms / 1000, self._poll_s))
                     continue
-                if not int(await self._renew(keys=lease, args=[self._token, LEASE_MS])):
+                if not int(await self._renew(keys=lease, args=[self._token, self._lease_ms])):
                     return  # the lease lapsed and another worker took over
                 reason, detail = await self._attempt(endpoint, event)
                 await self._settle(endpoint_id, entry_id, event, state, reason, detail)
@@ -265,6 +268,8 @@ class Deliverer:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):
+            await self._release(keys=[self._keys.events_fanout_lease], args=[self._token])
         await self._pool.aclose()
 
 
