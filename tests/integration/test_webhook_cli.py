@@ -65,10 +65,20 @@ def test_send_to_the_server_and_verify_captured_requests(settings, redis_client,
         receiver = await Receiver(status=202).start()
         try:
             base = f"http://127.0.0.1:{receiver.port}"
+            args = [
+                "webhook",
+                "send",
+                "--url",
+                base,
+                "--merchant",
+                "brand1",
+                "--secret",
+                secret,
+                str(body_file),
+            ]
             proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "clicktrail.cli", "webhook", "send", "--url", base, "--merchant", "brand1",
-                "--secret", secret, str(body_file), env=settings_env(settings),
-            )  # fmt: skip
+                sys.executable, "-m", "clicktrail.cli", *args, env=settings_env(settings)
+            )
             assert await proc.wait() == 0
             return receiver.requests[0].headers, receiver.requests[0].body
         finally:
