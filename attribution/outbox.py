@@ -57,6 +57,21 @@ for i = 1, #ARGV do redis.call('XADD', KEYS[2], '*', 'e', ARGV[i]) end
 return #ARGV
 """
 
+# The delivery state changes only while the endpoint exists: a delete during an attempt leaves no orphan.
+_RETRY_LATER = """
+if redis.call('HEXISTS', KEYS[1], 'record') == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+
+_DEAD_LETTER = """
+if redis.call('HEXISTS', KEYS[1], 'record') == 0 then return 0 end
+redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[2], '*', 'e', ARGV[3], 'error', ARGV[4], 'at_ms', ARGV[5])
+redis.call('XDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[1], 'attempts', 'first_attempt_ms', 'next_attempt_ms', 'last_error')
+return 1
+"""
+
 _REPLAY_DEAD = """
 local dead = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', ARGV[1])
 for _, entry in ipairs(dead) do
@@ -80,6 +95,8 @@ class Outbox:
         self._enqueue = redis.register_script(_ENQUEUE)
         self._append = redis.register_script(_APPEND)
         self._replay_dead = redis.register_script(_REPLAY_DEAD)
+        self._retry_later = redis.register_script(_RETRY_LATER)
+        self._dead_letter = redis.register_script(_DEAD_LETTER)
 
     # --- emitting ----------------------------------------------------------------------------------
     async def emit(self, events: Iterable[Event], now_ms: int) -> int:
@@ -156,18 +173,20 @@ class Outbox:
             await pipe.execute()
 
     async def retry_later(self, endpoint_id: str, state: dict[str, int | str]) -> None:
-        await self._redis.hset(self._keys.endpoint(endpoint_id), mapping=state)
+        args = [item for pair in state.items() for item in pair]
+        await self._retry_later(keys=[self._keys.endpoint(endpoint_id)], args=args)
 
     async def dead_letter(
         self, endpoint_id: str, entry_id: str, event: Event, error: str, now_ms: int
     ) -> None:
         keys = self._keys
-        record = {"e": events_out.encode(event), "error": error, "at_ms": now_ms}
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.xadd(keys.endpoint_dead(endpoint_id), record, maxlen=MAX_DEAD_LETTERS, approximate=False)
-            pipe.xdel(keys.endpoint_queue(endpoint_id), entry_id)
-            pipe.hdel(keys.endpoint(endpoint_id), *STATE_FIELDS)
-            await pipe.execute()
+        ekeys = [
+            keys.endpoint(endpoint_id),
+            keys.endpoint_queue(endpoint_id),
+            keys.endpoint_dead(endpoint_id),
+        ]
+        args = [entry_id, MAX_DEAD_LETTERS, events_out.encode(event), error, now_ms]
+        await self._dead_letter(keys=ekeys, args=args)
 
     async def counts(self, endpoint_id: str) -> tuple[int, int, dict[str, str]]:
         """(queued, dead-lettered, delivery state)."""

@@ -244,6 +244,34 @@ async def _the_connected_address_is_checked_and_redirects_are_not_followed(setti
         await redirecting.close()
 
 
+async def _slow_answers_and_huge_answers(settings):
+    """A receiver answering within the read timeout is served; one sending a huge answer is read only up
+    to the cap (its 2xx counts); a huge error answer leaves a short last error."""
+    settings = fast(settings, deliver_read_timeout_ms=1000, deliver_max_response_bytes=1024)
+    slow = await Receiver(delay_s=0.4).start()
+    huge = await Receiver(status=200, body=b"x" * 20_000_000).start()
+    huge_error = await Receiver(status=503, body=b"e" * 20_000_000).start()
+    try:
+        await add_endpoint(settings, "alice", slow.url)
+        await add_endpoint(settings, "alice", huge.url)
+        error_endpoint = await add_endpoint(settings, "alice", huge_error.url)
+        async with running_deliverer(settings) as metrics:
+            ids = await emit_links(settings, "alice", 2)
+            await slow.wait_for(2)
+            await huge.wait_for(2)
+            await huge_error.wait_for(1)
+            await asyncio.sleep(0.5)
+        assert slow.ids() == ids and huge.ids() == ids
+        assert metrics.delivered._value.get() == 4
+        client = Redis.from_url(settings.redis_url)
+        state = await Outbox(client, Keys(settings.redis_prefix)).counts(error_endpoint)
+        await client.aclose()
+        assert state[2]["last_error"] == "http_5xx: HTTP 503: " + "e" * 280
+    finally:
+        for r in (slow, huge, huge_error):
+            await r.close()
+
+
 def test_endpoints_are_scoped_and_validated(settings, redis_client) -> None:
     asyncio.run(_endpoints_are_scoped_and_validated(settings))
 
@@ -262,3 +290,7 @@ def test_dead_letter_then_replay(settings, redis_client) -> None:
 
 def test_the_connected_address_is_checked_and_redirects_are_not_followed(settings, redis_client) -> None:
     asyncio.run(_the_connected_address_is_checked_and_redirects_are_not_followed(settings))
+
+
+def test_slow_answers_and_huge_answers(settings, redis_client) -> None:
+    asyncio.run(_slow_answers_and_huge_answers(settings))
