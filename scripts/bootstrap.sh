@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-APT_PACKAGES=(redis-server clickhouse-server clickhouse-client wrk nginx-light docker-compose)
+APT_PACKAGES=(redis-server clickhouse-server clickhouse-client wrk nginx-light docker-compose curl openssl nodejs)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -11,10 +11,12 @@ import subprocess
 import sys
 import time
 
+import httpx
 import pytest
 import redis
 
 from core.keys import Keys
+from tests.conftest import free_port
 from tests.integration.receivers import Receiver, fast
 from tests.integration.servehelp import settings_env
 from tests.integration.test_events_out import add_endpoint, emit_links
@@ -22,7 +24,7 @@ from tests.integration.test_events_out import add_endpoint, emit_links
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 
-def start_deliver(settings) -> subprocess.Popen:
+def start_deliver(settings, *args: str) -> subprocess.Popen:
     env = settings_env(settings)
     env.update(
         CLICKTRAIL_ENDPOINTS_ALLOW_HTTP="true",
@@ -32,7 +34,7 @@ def start_deliver(settings) -> subprocess.Popen:
         CLICKTRAIL_DELIVER_RETRY_BASE_MS="40",
         CLICKTRAIL_DELIVER_POLL_INTERVAL_MS="20",
     )
-    command = [sys.executable, "-m", "clicktrail.cli", "deliver"]
+    command = [sys.executable, "-m", "clicktrail.cli", "deliver", *args]
     return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
@@ -105,8 +107,14 @@ def test_sigterm_finishes_the_request_in_flight_and_takes_no_more(settings, redi
             # The request in flight finished and was acknowledged; the other two wait for the next worker.
             assert receiver.ids() == ids[:1] and client.xlen(keys.endpoint_queue(endpoint_id)) == 2
             receiver.delay_s = 0
-            again = start_deliver(settings)
+            port = free_port()
+            again = start_deliver(settings, "--metrics-port", str(port))
             await receiver.wait_for(3, timeout_s=20)
+            await asyncio.sleep(0.2)
+            async with httpx.AsyncClient() as http:
+                exported = (await http.get(f"http://127.0.0.1:{port}/metrics")).text
+            assert "clicktrail_events_delivered_total 2.0" in exported
+            assert "clicktrail_event_delivery_seconds_count 2.0" in exported
             again.send_signal(signal.SIGTERM)
             assert await exited(again, 10) == 0
             assert receiver.ids() == ids and client.xlen(keys.endpoint_queue(endpoint_id)) == 0

@@ -96,18 +96,23 @@ async def _link_created_is_delivered_signed(settings):
     try:
         async with running_app(settings) as (_, client), running_deliverer(settings) as metrics:
             alice = await key_for(client, creator_id="alice")
-            endpoint = await register(client, alice, receiver.url, ["link.created"])
+            endpoint = await register(client, alice, receiver.url, ["link.created", "link.updated"])
             link = await make_link(client, "alice", "https://shop.example.com/p/1")
             await make_link(client, "bob", "https://shop.example.com/p/2")  # not alice's: not sent
             await receiver.wait_for(1)
+            assert (await client.delete(f"/api/links/{link['code']}", headers=alice)).status_code == 200
+            await client.delete(f"/api/links/{link['code']}", headers=alice)  # no change: no event
+            await receiver.wait_for(2)
             await asyncio.sleep(0.2)
         request = receiver.requests[0]
-        assert len(receiver.requests) == 1
+        assert len(receiver.requests) == 2
+        updated = Webhook(endpoint["secret"]).verify(receiver.requests[1].body, receiver.requests[1].headers)
+        assert updated["type"] == "link.updated" and updated["data"]["disabled"] is True
         payload = Webhook(endpoint["secret"]).verify(request.body, request.headers)
         assert payload["type"] == "link.created"
         assert payload["data"]["code"] == link["code"] and payload["data"]["creator_id"] == "alice"
         assert request.headers["webhook-id"].startswith("evt_")
-        assert metrics.delivered._value.get() == 1
+        assert metrics.delivered._value.get() == 2
     finally:
         await receiver.close()
 
