@@ -43,7 +43,9 @@ log = logging.getLogger("clicktrail.deliver")
 # worker killed without releasing its leases holds its endpoints back that long.
 MIN_LEASE_MS = 2_000
 MAX_ERROR_CHARS = 300
-MAX_CONNECTIONS = 200
+# Each endpoint has at most one request in flight, so connections are bounded by the endpoints; a shared
+# cap would let many hanging endpoints make the others wait for a connection. Idle ones kept: this many.
+MAX_KEEPALIVE_CONNECTIONS = 100
 USER_AGENT = "clicktrail-events/1"
 LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
@@ -103,7 +105,8 @@ class Deliverer:
         self._release = redis.register_script(_RELEASE)
         self._pool = httpcore.AsyncConnectionPool(
             network_backend=GuardedBackend(settings.endpoints_allow_private),
-            max_connections=MAX_CONNECTIONS,
+            max_connections=None,
+            max_keepalive_connections=MAX_KEEPALIVE_CONNECTIONS,
             retries=0,
         )
         self._tasks: dict[str, asyncio.Task] = {}

@@ -139,12 +139,15 @@ def link_data(link: Link, public_url: str) -> dict:
 
 
 def link_event(event_type: str, link: Link, public_url: str) -> Event:
-    """link.created or link.updated for one version of a link (its id: the code and the version time)."""
+    """link.created or link.updated for one version of a link (its id: the code, the version time and
+    the content, so two changes within one millisecond are two events)."""
     version_ms = link.updated_at_ms or link.created_at_ms
+    data = link_data(link, public_url)
+    content = hashlib.sha256(_encoder.encode(data)).hexdigest()
     return Event(
-        id=event_id(event_type, link.code, str(version_ms)),
+        id=event_id(event_type, link.code, str(version_ms), content),
         type=event_type,
         subjects=subjects(link.creator_id, link.merchant_id),
         occurred_ms=version_ms,
-        data=link_data(link, public_url),
+        data=data,
     )

@@ -3,11 +3,13 @@ the commission events built from ledger rows."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from attribution import backoff, endpoints, events_out
+from core.links import Link
 from core.rows import CommissionRow
 
 BASE_MS, CAP_MS, PERIOD_MS = 5_000, 3_600_000, 3 * 86_400_000
@@ -53,7 +55,7 @@ def test_next_attempt_gives_up_after_the_period(first_ms, now_ms, failures, expe
 @given(st.integers(1, 500), st.floats(0, 1, exclude_max=True))
 def test_delay_is_within_half_and_whole_step(failures, jitter):
     step = min(CAP_MS, BASE_MS * 2 ** min(failures - 1, 62))
-    assert step // 2 <= backoff.retry_delay_ms(failures, jitter, BASE_MS, CAP_MS) < step or step == 1
+    assert step // 2 <= backoff.retry_delay_ms(failures, jitter, BASE_MS, CAP_MS) < step
 
 
 @given(st.floats(0, 1, exclude_max=True))
@@ -178,3 +180,18 @@ def test_payload_is_standard_webhooks_shaped():
     body = events_out.payload(event)
     assert body.startswith(b'{"type":"commission.booked","timestamp":"2023-11-14T22:13:20.000Z","data":{')
     assert events_out.decode(events_out.encode(event)) == event
+
+
+def test_link_event_ids_follow_the_facts():
+    link = Link("Xy3kP9aQ", "https://shop.example.com/p/1", "alice", "shop.example.com", 1_000, "brand1")
+    created = events_out.link_event("link.created", link, "http://127.0.0.1:8000")
+    assert created.id == events_out.link_event("link.created", link, "http://127.0.0.1:8000").id
+    assert created.subjects == ("creator:alice", "merchant:brand1")
+    assert (
+        created.data["short_url"] == "http://127.0.0.1:8000/Xy3kP9aQ"
+        and created.data["merchant_id"] == "brand1"
+    )
+    disabled = msgspec.structs.replace(link, disabled=True, updated_at_ms=2_000)
+    moved = msgspec.structs.replace(link, url="https://shop.example.com/p/2", updated_at_ms=2_000)
+    ids = {events_out.link_event("link.updated", x, "http://x").id for x in (disabled, moved)}
+    assert len(ids) == 2 and created.id not in ids  # two changes within one millisecond: two events
