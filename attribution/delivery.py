@@ -47,6 +47,9 @@ MAX_ERROR_CHARS = 300
 # cap would let many hanging endpoints make the others wait for a connection. Idle ones kept: this many.
 MAX_KEEPALIVE_CONNECTIONS = 100
 USER_AGENT = "clicktrail-events/1"
+# An endpoint with an empty queue looks again this often; this worker's own fan-out wakes it at once (a
+# queue filled by another worker's fan-out or by a replay waits at most this long).
+IDLE_RECHECK_S = 5.0
 LATENCY_BUCKETS_S = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 _RENEW = """
@@ -172,7 +175,7 @@ class Deliverer:
                 if endpoint is None or (head is None and once):
                     return
                 if head is None:
-                    await self._idle(stop, self._poll_s)
+                    await self._idle(stop, IDLE_RECHECK_S)
                     continue
                 entry_id, event, state = head
                 wait_ms = int(state.get("next_attempt_ms", 0)) - clock_ms()
@@ -265,6 +268,8 @@ class Deliverer:
     async def _shutdown(self) -> None:
         """Requests in flight may finish (each is bounded by its deadline); any still running after that
         is cancelled, its event left at the head of its queue for the next worker."""
+        async with self._wake:
+            self._wake.notify_all()  # idle endpoints stop waiting now
         tasks = [t for t in self._tasks.values() if not t.done()]
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=self._deadline_s + 1)
