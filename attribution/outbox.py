@@ -21,6 +21,7 @@ from redis.asyncio import Redis
 from attribution import events_out
 from attribution.endpoints import RECORD_FIELD, Endpoint, EndpointStore
 from attribution.events_out import Event
+from core.clock import now_ms as clock_ms
 from core.keys import Keys
 from core.links import Link
 
@@ -109,12 +110,15 @@ class Outbox:
             appended += int(await self._emit(keys=[keys.events, keys.event_seen(event.id)], args=args))
         return appended
 
-    async def link_created(self, link: Link, now_ms: int) -> None:
-        await self.emit([events_out.link_event("link.created", link, self._public_url)], now_ms)
+    async def link_created(self, link: Link, now_ms: int | None = None) -> None:
+        event = events_out.link_event("link.created", link, self._public_url)
+        await self.emit([event], clock_ms() if now_ms is None else now_ms)
 
-    async def link_updated(self, link: Link, now_ms: int) -> None:
-        """The one call a link change makes (PATCH, disable): emits `link.updated` for this version."""
-        await self.emit([events_out.link_event("link.updated", link, self._public_url)], now_ms)
+    async def link_updated(self, link: Link, now_ms: int | None = None) -> None:
+        """The one call a link change makes once it is stored (PATCH, disable): `link.updated` for this
+        version of the link, to its creator's and its merchant's endpoints."""
+        event = events_out.link_event("link.updated", link, self._public_url)
+        await self.emit([event], clock_ms() if now_ms is None else now_ms)
 
     async def stage(self, events: list[Event]) -> None:
         if events:
