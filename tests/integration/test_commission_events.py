@@ -10,13 +10,17 @@ from datetime import UTC, datetime
 
 import pytest
 from redis.asyncio import Redis
+from standardwebhooks import Webhook
 
 from attribution import events_out
 from attribution.attributor import Attributor
 from core.clickid import ClickIds
 from core.keys import Keys
 from core.migrate import migrate
+from tests.integration.apphelp import ADMIN, running_app
 from tests.integration.attributionhelp import add_merchant, deliver, ingest_orders, insert_clicks
+from tests.integration.receivers import Receiver, fast, running_deliverer
+from tests.integration.test_webhooks import MERCHANT
 
 HOUR, DAY = 3_600_000, 86_400_000
 T0 = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp() * 1000)
@@ -121,5 +125,49 @@ def test_commission_events_once_per_booking_with_crash_recovery(settings, backen
         assert all(e.data["status"] == "approved" for e in approved)
         assert (await attributor.run_once(now_ms=at + 32 * DAY)).events == 0
         await r.aclose()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.clickhouse
+def test_a_booked_commission_reaches_creator_and_merchant_endpoints(settings, redis_client, clickhouse):
+    """From the order webhook to the endpoints: the creator's and the merchant's receivers each get the
+    signed commission.booked of the order (verified with `standardwebhooks`); a third owner's does not."""
+    migrate(clickhouse, log=lambda *_: None)
+    settings = fast(settings)
+    keys = Keys(settings.redis_prefix)
+    ids = ClickIds(settings.secret_bytes)
+
+    async def scenario():
+        receivers = [await Receiver().start() for _ in range(3)]
+        try:
+            async with running_app(settings) as (_, client):
+                merchant = {**MERCHANT, "domains": ["shop.m1.example"], "merchant_id": "m1"}
+                assert (await client.post("/api/merchants", json=merchant, headers=ADMIN)).status_code == 201
+                secrets = []
+                owners = [("creator_id", "alice"), ("merchant_id", "m1"), ("creator_id", "bob")]
+                for receiver, (field, who) in zip(receivers, owners, strict=True):
+                    body = {"url": receiver.url, "events": ["commission.booked"], field: who}
+                    created = await client.post("/api/endpoints", json=body, headers=ADMIN)
+                    secrets.append(created.json()["secret"])
+            r = Redis.from_url(settings.redis_url)
+            click = ids.new(T0)
+            insert_clicks(clickhouse, [(click, T0, "alice", "m1", "shop.m1.example", 0, 0)])
+            await deliver(r, keys, "m1", "w1", "order.created", "A-1", click, T0 + HOUR, [SHOES])
+            await asyncio.to_thread(ingest_orders, settings.redis_url, keys, clickhouse)
+            assert (await Attributor(r, keys, clickhouse, ids).run_once(now_ms=T0 + 2 * HOUR)).events == 1
+            await r.aclose()
+            async with running_deliverer(settings):
+                await receivers[0].wait_for(1)
+                await receivers[1].wait_for(1)
+                await asyncio.sleep(0.2)
+            for receiver, secret in zip(receivers[:2], secrets[:2], strict=True):
+                request = receiver.requests[0]
+                event = Webhook(secret).verify(request.body, request.headers)
+                assert event["type"] == "commission.booked" and event["data"]["amount_minor"] == 958
+            assert receivers[0].ids() == receivers[1].ids() and receivers[2].requests == []
+        finally:
+            for receiver in receivers:
+                await receiver.close()
 
     asyncio.run(scenario())
