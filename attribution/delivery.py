@@ -27,6 +27,7 @@ import time
 import httpcore
 from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from attribution import backoff, events_out, webhooks
 from attribution.endpoints import Endpoint, EndpointStore
@@ -125,22 +126,31 @@ class Deliverer:
         """Until `stop` is set; with `once`, until every queue is empty or waiting for a retry."""
         try:
             while not stop.is_set():
-                await self._fan_out()
-                for endpoint_id in sorted(
-                    i.decode() for i in await self._redis.smembers(self._keys.endpoints)
-                ):
-                    task = self._tasks.get(endpoint_id)
-                    if task is None or task.done():
-                        self._tasks[endpoint_id] = asyncio.create_task(self._serve(endpoint_id, stop, once))
-                if once:
-                    await asyncio.gather(*self._tasks.values())
-                    if not await self._outbox_pending():
-                        break
-                    continue
+                try:
+                    await self._fan_out()
+                    await self._spawn(stop, once)
+                    if once:
+                        await asyncio.gather(*self._tasks.values())
+                        if not await self._outbox_pending():
+                            break
+                        continue
+                except RedisError as exc:
+                    # Redis away: nothing can be taken or acknowledged; in-flight state stays in Redis.
+                    log.warning("redis unavailable, retrying: %s", exc)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self._poll_s)
         finally:
             await self._shutdown()
+
+    async def _spawn(self, stop: asyncio.Event, once: bool) -> None:
+        """A task for every endpoint that has none (it exits at once if another worker holds the lease)."""
+        ids = {i.decode() for i in await self._redis.smembers(self._keys.endpoints)}
+        for endpoint_id in [i for i, task in self._tasks.items() if task.done() and i not in ids]:
+            del self._tasks[endpoint_id]
+        for endpoint_id in sorted(ids):
+            task = self._tasks.get(endpoint_id)
+            if task is None or task.done():
+                self._tasks[endpoint_id] = asyncio.create_task(self._serve(endpoint_id, stop, once))
 
     async def _outbox_pending(self) -> bool:
         cursor = await self._redis.hget(self._keys.events_fanout, "cursor") or b"0-0"
@@ -188,6 +198,10 @@ class Deliverer:
                     return  # the lease lapsed and another worker took over
                 reason, detail = await self._attempt(endpoint, event)
                 await self._settle(endpoint_id, entry_id, event, state, reason, detail)
+        except RedisError as exc:
+            # The event stays where it was (at the head, or settled before the error); the next round
+            # of the worker starts a new task for this endpoint.
+            log.warning("endpoint %s paused, redis unavailable: %s", endpoint_id, exc)
         finally:
             with contextlib.suppress(Exception):
                 await self._release(keys=lease, args=[self._token])

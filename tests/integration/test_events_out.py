@@ -299,3 +299,28 @@ def test_the_connected_address_is_checked_and_redirects_are_not_followed(setting
 
 def test_slow_answers_and_huge_answers(settings, redis_client) -> None:
     asyncio.run(_slow_answers_and_huge_answers(settings))
+
+
+def test_the_worker_rides_out_a_redis_restart(settings, private_redis) -> None:
+    """Redis killed and started again under a running worker: the worker keeps running and delivers
+    what comes after, and nothing acknowledged before is sent again."""
+    settings = fast(settings.model_copy(update={"redis_url": private_redis.url}))
+
+    async def scenario():
+        receiver = await Receiver().start()
+        try:
+            await add_endpoint(settings, "alice", receiver.url)
+            async with running_deliverer(settings) as metrics:
+                first = await emit_links(settings, "alice", 2)
+                await receiver.wait_for(2)
+                private_redis.kill()
+                await asyncio.sleep(0.5)
+                private_redis.start()
+                later = await emit_links(settings, "alice", 2, start_ms=1_700_000_500_000)
+                await receiver.wait_for(4, timeout_s=15)
+                await asyncio.sleep(0.2)
+            assert receiver.ids() == first + later and metrics.delivered._value.get() == 4
+        finally:
+            await receiver.close()
+
+    asyncio.run(scenario())
