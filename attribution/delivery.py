@@ -127,11 +127,11 @@ class Deliverer:
         try:
             while not stop.is_set():
                 try:
-                    await self._fan_out()
+                    fanning = await self._fan_out()
                     await self._spawn(stop, once)
                     if once:
                         await asyncio.gather(*self._tasks.values())
-                        if not await self._outbox_pending():
+                        if not (fanning and await self._outbox_pending()):
                             break
                         continue
                 except RedisError as exc:
@@ -156,16 +156,18 @@ class Deliverer:
         cursor = await self._redis.hget(self._keys.events_fanout, "cursor") or b"0-0"
         return bool(await self._redis.xrange(self._keys.events, b"(" + cursor, "+", count=1))
 
-    async def _fan_out(self) -> None:
+    async def _fan_out(self) -> bool:
+        """Fan new events out if this worker holds (or can take) the fan-out lease; whether it does."""
         lease = self._keys.events_fanout_lease
         if not int(await self._renew(keys=[lease], args=[self._token, self._lease_ms])):
-            return
+            return False
         moved = 0
         while (count := await self._outbox.fan_out(self._store)) > 0:
             moved += count
         if moved:
             async with self._wake:
                 self._wake.notify_all()
+        return True
 
     async def _idle(self, stop: asyncio.Event, seconds: float) -> None:
         if stop.is_set():

@@ -14,8 +14,10 @@ Guarantees (proved by tests/integration/test_events_out.py):
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 
+import msgspec
 from redis.asyncio import Redis
 
 from attribution import events_out
@@ -24,6 +26,8 @@ from attribution.events_out import Event
 from core.clock import now_ms as clock_ms
 from core.keys import Keys
 from core.links import Link
+
+log = logging.getLogger("clicktrail.events")
 
 FANOUT_BATCH = 500
 # A replay appends at most this many past events at once (call it again with a later `since` for more).
@@ -144,7 +148,12 @@ class Outbox:
             return 0
         by_owner: dict[str, list[Endpoint]] = {}
         for stream_id, fields in entries:
-            event = events_out.decode(fields[b"e"])
+            try:
+                event = events_out.decode(fields.get(b"e", b""))
+            except msgspec.MsgspecError as exc:
+                # Only our own code writes the stream; an entry it cannot read is skipped, never a block.
+                log.error("event stream entry %s skipped: %s", stream_id, exc)
+                continue
             for owner in event.subjects:
                 if owner not in by_owner:
                     by_owner[owner] = await store.of_owner(owner)

@@ -324,3 +324,22 @@ def test_the_worker_rides_out_a_redis_restart(settings, private_redis) -> None:
             await receiver.close()
 
     asyncio.run(scenario())
+
+
+def test_an_unreadable_stream_entry_is_skipped(settings, redis_client) -> None:
+    settings = fast(settings)
+
+    async def scenario():
+        receiver = await Receiver().start()
+        try:
+            await add_endpoint(settings, "alice", receiver.url)
+            first = await emit_links(settings, "alice", 1)
+            redis_client.xadd(Keys(settings.redis_prefix).events, {"e": b"\xff not json"})
+            later = await emit_links(settings, "alice", 1, start_ms=1_700_000_900_000)
+            async with running_deliverer(settings):
+                await receiver.wait_for(2)
+            assert receiver.ids() == first + later
+        finally:
+            await receiver.close()
+
+    asyncio.run(scenario())
