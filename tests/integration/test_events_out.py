@@ -313,6 +313,10 @@ def test_the_worker_rides_out_a_redis_restart(settings, private_redis) -> None:
             async with running_deliverer(settings) as metrics:
                 first = await emit_links(settings, "alice", 2)
                 await receiver.wait_for(2)
+                deadline = time.monotonic() + 5
+                while metrics.delivered._value.get() < 2:  # both acknowledged before Redis goes
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.01)
                 private_redis.kill()
                 await asyncio.sleep(0.5)
                 private_redis.start()
