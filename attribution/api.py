@@ -11,9 +11,10 @@ from prometheus_client import CollectorRegistry, Counter
 from starlette.requests import Request
 from starlette.routing import Route
 
-from attribution import catalog, currency, merchant_api, money, moneyapi, report, search, webhooks
+from attribution import catalog, currency, debugger, merchant_api, money, moneyapi, report, search, webhooks
 from attribution.merchants import DomainTaken, InvalidMerchant, Merchant, new_secret, public_view, validate
 from attribution.rates import RatesUpdate
+from core import validate as checks
 from core.clickhouse import ClickHouseError
 from core.clock import now_ms as clock_ms
 from core.errors import ApiError, error_response, json_response, read_body, read_json
@@ -218,33 +219,56 @@ async def get_earnings(request: Request):
     return json_response(body)
 
 
+# The metric label of a refusal whose error code differs from it (the others are labelled by their code).
+_REFUSAL_LABELS = {"body_too_large": "too_large", "webhook_id_reused": "conflict"}
+
+
 async def order_webhook(request: Request):
+    """The one outcome path of an order webhook: every answer is counted in
+    `clicktrail_webhooks_total{result}` and, for a known merchant, recorded for its debugger
+    (debugger.py: result, reason, webhook-id, body hash and size; never the body)."""
     ctx = request.app.state.ctx
-    metrics = ctx.attribution_metrics.webhooks
     merchant_id = request.path_params["merchant_id"]
-    merchant = await ctx.merchants.get(merchant_id)
-    if merchant is None:
-        metrics.labels("unknown_merchant").inc()
-        raise ApiError(404, "unknown_merchant", f"no merchant {merchant_id!r}")
-    body = await _read_limited(request, metrics)
-    now_ms = clock_ms()
+    seen = debugger.Delivery(at_ms=clock_ms(), webhook_id=request.headers.get("webhook-id", ""))
+    known = False
+    try:
+        merchant = await ctx.merchants.get(merchant_id)
+        known = merchant is not None
+        if merchant is None:
+            raise ApiError(404, "unknown_merchant", f"no merchant {merchant_id!r}")
+        label, response = await _order_webhook(request, ctx, merchant, seen)
+        seen.result, seen.reason, seen.status = label, label, response.status_code
+    except ApiError as exc:
+        label = _REFUSAL_LABELS.get(exc.code, exc.code)
+        seen.refused(exc.status, exc.code, label, exc.message)
+        response = error_response(exc.status, exc.code, exc.message)
+    ctx.attribution_metrics.webhooks.labels(label).inc()
+    if known:
+        if seen.size_bytes is None:
+            seen.size_bytes = checks.content_length(request.headers.get("content-length", ""))
+        await ctx.webhook_log.record(merchant_id, seen)
+    return response
+
+
+async def _order_webhook(request: Request, ctx, merchant: Merchant, seen: debugger.Delivery):
+    """(result label, response) for an accepted or duplicate delivery; raises ApiError on a refusal."""
+    merchant_id = merchant.merchant_id
+    body = await read_body(request, webhooks.MAX_BODY_BYTES)
+    seen.saw_body(body)
+    now_ms = seen.at_ms
     secrets = await ctx.merchants.active_secrets(merchant_id, now_ms)
     refusal = webhooks.verify(body, request.headers, secrets, now_ms // 1000)
     if refusal is not None:
-        metrics.labels(refusal).inc()
         raise ApiError(401, refusal, "webhook signature verification failed: " + refusal.replace("_", " "))
     try:
         parsed = webhooks.parse(body)
     except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
-        metrics.labels("malformed").inc()
         raise ApiError(400, "malformed", str(exc)) from None
     problem = webhooks.amount_refusal(parsed)
     if problem is not None:
-        metrics.labels(money.REASON_AMOUNT_OUT_OF_RANGE).inc()
         raise ApiError(400, money.REASON_AMOUNT_OUT_OF_RANGE, f"cannot be booked exactly: {problem}")
     accepted = merchant.accepted_currencies()
     if parsed.data.currency not in accepted:
-        metrics.labels(currency.REASON_UNSUPPORTED_CURRENCY).inc()
         raise ApiError(
             400,
             currency.REASON_UNSUPPORTED_CURRENCY,
@@ -254,25 +278,12 @@ async def order_webhook(request: Request):
     try:
         result = await ctx.acceptor.accept(merchant_id, webhook_id, body, now_ms)
     except ReplicasBehind as exc:  # stored on the primary only: the merchant's retry makes it durable
-        metrics.labels("replicas_behind").inc()
         raise ApiError(503, "replicas_behind", f"not yet replicated, send it again: {exc}") from None
     if result == webhooks.CONFLICT:
-        metrics.labels("conflict").inc()
         raise ApiError(409, "webhook_id_reused", "this webhook-id was delivered before with another body")
     if result == webhooks.DUPLICATE:
-        metrics.labels("duplicate").inc()
-        return json_response({"status": "duplicate"}, 200)
-    metrics.labels("accepted").inc()
-    return json_response({"status": "accepted"}, 202)
-
-
-async def _read_limited(request: Request, metrics: Counter) -> bytes:
-    """The raw body (errors.read_body: 413 past the limit, 400 if truncated), each refusal counted."""
-    try:
-        return await read_body(request, webhooks.MAX_BODY_BYTES)
-    except ApiError as exc:
-        metrics.labels("too_large" if exc.status == 413 else exc.code).inc()
-        raise
+        return "duplicate", json_response({"status": "duplicate"}, 200)
+    return "accepted", json_response({"status": "accepted"}, 202)
 
 
 def routes() -> list[Route]:

@@ -8,6 +8,12 @@ the desired and the stored ledger (see ledger.py). Running it again appends noth
 
 One attributor runs at a time (a Redis lock): two concurrent runs could both append the same difference.
 The cursor advances only after the run's rows are inserted, so a crash repeats work, never skips it.
+
+Commission events (events_out.py) are announced at least once for every booked row group: a chunk's
+events are staged in Redis before its insert, emitted after it, then unstaged. A run that dies in between
+leaves them staged; the next run (which holds the lock only once any insert of the dead run has landed or
+never will, see FAILED_RUN_HOLD_MS) emits those whose rows are stored (same event ids: emission keeps each
+id once) and drops the others, whose rows it then books and announces itself.
 """
 
 from __future__ import annotations
@@ -21,10 +27,11 @@ from datetime import UTC, datetime, timedelta
 
 from redis.asyncio import Redis
 
-from attribution import ledger, review, rules, trace
+from attribution import events_out, ledger, review, rules, trace
 from attribution.codes import CodeStore
 from attribution.events import event_of
 from attribution.merchants import MerchantStore, policy_snapshot
+from attribution.outbox import Outbox
 from attribution.rates import RateStore
 from core import clickid, queries
 from core.clickhouse import Backend
@@ -60,6 +67,7 @@ class Summary:
     rows: int = 0
     amount_minor: int = 0
     skipped_unknown_merchant: int = 0
+    events: int = 0  # commission events emitted (events_out.py)
     stopped: bool = False  # ended early on a stop request; the cursor did not move
     outcomes: Counter = field(default_factory=Counter)
 
@@ -83,6 +91,7 @@ class Attributor:
         ids: clickid.ClickIds,
         chunk: int = ORDERS_PER_CHUNK,
         min_replicas_acked: int = 0,
+        outbox: Outbox | None = None,
     ) -> None:
         self._min_replicas = min_replicas_acked
         self._redis = redis
@@ -94,6 +103,7 @@ class Attributor:
         self._rates = RateStore(redis, keys)
         self._codes = CodeStore(redis, keys)
         self._reviews = review.ReviewStore(redis, keys)
+        self._outbox = outbox or Outbox(redis, keys)
 
     async def run_once(
         self, now_ms: int | None = None, progress=None, stop: asyncio.Event | None = None
@@ -135,6 +145,7 @@ class Attributor:
             raise Busy("the attributor lock could not be replicated; try again")
 
     async def _run(self, now_ms: int, progress, stop: asyncio.Event | None) -> Summary:
+        await self._announce_staged(now_ms)
         cursor = int(await self._redis.get(self._keys.attribution_cursor) or 0)
         new = await asyncio.to_thread(
             queries.orders_with_new_events, self._backend, max(0, cursor - CURSOR_OVERLAP_MS)
@@ -232,9 +243,28 @@ class Attributor:
                 rows.append(_row(terms.merchant_id, order_id, entry, now_ms, run_id))
                 summary.amount_minor += entry.amount_minor
         if rows:
+            announced = events_out.commission_events(rows)
+            await self._outbox.stage(announced)
             insert = self._backend.insert
             await asyncio.to_thread(insert, "commissions", CommissionRow.columns(), columnar(rows))
             summary.rows += len(rows)
+            summary.events += await self._outbox.emit(announced, now_ms)
+            await self._outbox.unstage(announced)
+
+    async def _announce_staged(self, now_ms: int) -> None:
+        """Emit the staged events of a run that stopped between its insert and its emission, if their
+        rows are stored; drop the others (this run books those rows again and announces them)."""
+        staged = await self._outbox.staged()
+        by_run: dict[tuple[str, str], list[events_out.Event]] = defaultdict(list)
+        for event in staged:
+            by_run[(event.data["merchant_id"], event.data["run_id"])].append(event)
+        for (merchant_id, run_id), group in by_run.items():
+            order_ids = sorted({e.data["order_id"] for e in group})
+            booked = await asyncio.to_thread(
+                queries.orders_booked_by_run, self._backend, merchant_id, order_ids, run_id
+            )
+            await self._outbox.emit([e for e in group if e.data["order_id"] in booked], now_ms)
+        await self._outbox.unstage(staged)
 
     async def _click_facts(self, click_ids: set[str], details: bool = False) -> dict[str, rules.ClickFacts]:
         """What is known of each click id; with `details`, also its link code and the human clicks from

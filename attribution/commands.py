@@ -16,6 +16,7 @@ import orjson
 
 from attribution import report, trace
 from attribution.attributor import Attributor, Busy
+from attribution.outbox import Outbox
 from core.clickhouse import ClickHouseError
 from core.clickid import ClickIds
 from core.cluster import connect
@@ -36,12 +37,15 @@ async def attribute(settings: Settings, every_s: float | None) -> int:
         loop.add_signal_handler(signum, stop.set)
     redis = failover_client(settings)
     backend = connect(settings)
+    keys = Keys.of(settings)
+    outbox = Outbox(redis, keys, settings.events_retention_days)
     attributor = Attributor(
         redis,
-        Keys.of(settings),
+        keys,
         backend,
         ClickIds(settings.secret_bytes),
         min_replicas_acked=settings.redis_min_replicas_acked,
+        outbox=outbox,
     )
     status = 0
     try:
@@ -58,7 +62,7 @@ async def attribute(settings: Settings, every_s: float | None) -> int:
                 outcomes = ", ".join(f"{k} {v}" for k, v in sorted(summary.outcomes.items())) or "none"
                 click.echo(
                     f"attributed {summary.orders} orders ({outcomes}); appended {summary.rows} ledger rows, "
-                    f"net {summary.amount_minor} minor units; "
+                    f"net {summary.amount_minor} minor units; {summary.events} events emitted; "
                     f"unknown merchant {summary.skipped_unknown_merchant}"
                 )
             if every_s is None:

@@ -176,5 +176,77 @@ def report_links(settings: Settings, merchant_id: str, days: int, limit: int) ->
     click.echo(render(header, body, text_columns=2, empty="(no clicks in this range)"))
 
 
+@main.command()
+@click.option("--once", is_flag=True, help="Deliver what is due now, then exit (tests, cron).")
+@click.option("--metrics-port", default=0, type=int, help="Serve Prometheus metrics on this port (0: off).")
+@click.pass_obj
+def deliver(settings: Settings, once: bool, metrics_port: int) -> None:
+    """Send emitted events to the registered endpoints (signed, at least once, in order per endpoint)."""
+    import asyncio
+
+    from attribution.delivery import run_deliver
+
+    sys.exit(asyncio.run(run_deliver(settings, once, metrics_port)))
+
+
+@main.group()
+def webhook() -> None:
+    """Tools for merchants integrating order webhooks."""
+
+
+@webhook.command("send")
+@click.option("--url", required=True, help="The clicktrail server, e.g. http://127.0.0.1:8000")
+@click.option("--merchant", "merchant_id", required=True)
+@click.option("--secret", required=True, help="The merchant's webhook secret (whsec_...).")
+@click.option("--id", "webhook_id", default=None, help="webhook-id to send [a new random one].")
+@click.argument("body_file", type=click.File("rb"))
+def webhook_send(url: str, merchant_id: str, secret: str, webhook_id: str | None, body_file) -> None:
+    """Sign BODY_FILE (an order event as JSON) and POST it; prints the status and the answer."""
+    import httpx
+
+    from attribution.webhook_tool import signed_request
+
+    body = body_file.read()
+    target = f"{url.rstrip('/')}/webhooks/orders/{merchant_id}"
+    try:
+        response = httpx.post(
+            target, content=body, headers=signed_request(secret, body, webhook_id), timeout=30
+        )
+    except httpx.HTTPError as exc:
+        raise click.ClickException(f"cannot reach {target}: {exc}") from None
+    click.echo(f"{response.status_code} {response.reason_phrase}")
+    click.echo(response.text)
+    sys.exit(0 if response.is_success else 1)
+
+
+@webhook.command("verify")
+@click.option("--secret", required=True, help="The webhook secret (whsec_...).")
+@click.option(
+    "--headers",
+    "headers_file",
+    type=click.File("r"),
+    default=None,
+    help="The request's headers, one 'Name: value' a line [BODY_FILE is then the whole request].",
+)
+@click.argument("body_file", type=click.File("rb"))
+def webhook_verify(secret: str, headers_file, body_file) -> None:
+    """Check a captured webhook request and say exactly what is wrong with it."""
+    import time
+
+    from attribution.webhook_tool import diagnose, parse_headers, split_request
+
+    raw = body_file.read()
+    if headers_file is not None:
+        headers, body = parse_headers(headers_file.read()), raw
+    else:
+        headers, body = split_request(raw)
+    problems = diagnose(body, headers, secret, int(time.time()))
+    for problem in problems:
+        click.echo(f"FAIL: {problem}")
+    if not problems:
+        click.echo("OK: the signature and the timestamp are valid")
+    sys.exit(1 if problems else 0)
+
+
 if __name__ == "__main__":
     main()

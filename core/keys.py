@@ -274,6 +274,72 @@ class Keys:
         script that sets them touches one of them per call there."""
         return f"{self.spread}uniq:{hour}:{shard}"
 
+    # --- events out: endpoints, the event stream, per-endpoint queues (attribution/outbox.py) -------
+    # Each endpoint's keys (record, queue, dead letters, delivery state, lease) are one entity: the
+    # delivery scripts touch only those. The event stream and its dedupe markers are another.
+    @property
+    def events(self) -> str:
+        """Stream of every emitted event (fields id, type, subjects, payload), trimmed by age; fanned out
+        into endpoint queues by `clicktrail deliver`. Appended atomically with `event_seen` only."""
+        return f"{self.prefix}events"
+
+    def event_seen(self, event_id: str) -> str:
+        """String with a TTL: this event id was appended to `events` (emission is idempotent). Written
+        atomically with `events` only."""
+        return f"{self.prefix}event:{event_id}"
+
+    @property
+    def events_staged(self) -> str:
+        """Hash event id → event: commission events of ledger rows being inserted, kept until emitted, so
+        an attributor that dies between its insert and its emit has them announced by the next run."""
+        return f"{self.prefix}events:staged"
+
+    @property
+    def events_fanout(self) -> str:
+        """Hash: `cursor` (the last event-stream id copied into endpoint queues)."""
+        return f"{self.prefix}events:fanout"
+
+    @property
+    def events_fanout_lease(self) -> str:
+        """String with a TTL: the one delivery worker that fans events out now (one keeps them in order)."""
+        return f"{self.prefix}events:fanout:lease"
+
+    @property
+    def endpoints(self) -> str:
+        """Set of every endpoint id (the delivery worker serves them all)."""
+        return f"{self.prefix}endpoints"
+
+    def owner_endpoints(self, owner: str) -> str:
+        """Set of the endpoint ids of one owner (`creator:<id>` or `merchant:<id>`)."""
+        return f"{self.prefix}endpoints:{owner}"
+
+    def endpoint(self, endpoint_id: str) -> str:
+        """Hash: an endpoint's record (url, events, owner, secret) and its delivery state (fanout cursor,
+        attempts, next attempt, last error). Updated atomically with the endpoint's queue and dead letters
+        only."""
+        return f"{self.prefix}endpoint:{endpoint_id}"
+
+    def endpoint_queue(self, endpoint_id: str) -> str:
+        """Stream: the endpoint's undelivered events in order; the head is in flight. Updated atomically
+        with `endpoint` and `endpoint_dead` only."""
+        return f"{self.prefix}endpoint:{endpoint_id}:queue"
+
+    def endpoint_dead(self, endpoint_id: str) -> str:
+        """Stream: events given up on after the retry period, with the last error; replay moves them back
+        to the queue (atomically with `endpoint_queue` and `endpoint`)."""
+        return f"{self.prefix}endpoint:{endpoint_id}:dead"
+
+    def endpoint_lease(self, endpoint_id: str) -> str:
+        """String with a TTL: the delivery worker that serves this endpoint now (one at a time keeps an
+        endpoint's events in order across several `deliver` processes)."""
+        return f"{self.prefix}endpoint:{endpoint_id}:lease"
+
+    # --- webhook debugger (attribution/debugger.py) ----------------------------------------------
+    def merchant_deliveries(self, merchant_id: str) -> str:
+        """Stream capped at the latest few hundred: the outcome of each incoming order webhook (never a
+        refused body: its hash and size only). Written alone, after the outcome is known."""
+        return f"{self.prefix}merchant:{merchant_id}:deliveries"
+
 
 @lru_cache(maxsize=4096)
 def _slot_range_tag(base: str, shard: int, shards: int) -> str:

@@ -509,3 +509,16 @@ def variant_conversion(backend: Backend, code: str) -> list[tuple[int, int, int,
         {"code": code},
     )
     return [(int(v), int(c), int(o), int(n)) for v, c, o, n in rows]
+
+
+def orders_booked_by_run(
+    backend: Backend, merchant_id: str, order_ids: Sequence[str], run_id: str
+) -> set[str]:
+    """Which of these orders have ledger rows from attributor run `run_id`: tells whether a run that
+    stopped between its insert and its event emission had its rows stored (events_out recovery)."""
+    rows = backend.execute(
+        f"SELECT DISTINCT order_id FROM {backend.database}.commissions "
+        "WHERE merchant_id = %(merchant_id)s AND order_id IN %(order_ids)s AND run_id = %(run_id)s",
+        {"merchant_id": merchant_id, "order_ids": tuple(order_ids), "run_id": run_id},
+    )
+    return {row[0] for row in rows}

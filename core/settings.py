@@ -78,6 +78,23 @@ class Settings(BaseSettings):
     # one node), and other `host:port` nodes to fail over to (comma-separated in the environment).
     clickhouse_cluster: str = ""
     clickhouse_alt_hosts: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # Events out (attribution/outbox.py, attribution/delivery.py). Endpoint URLs must be https on public
+    # addresses unless the operator allows otherwise (tests and local receivers need both).
+    endpoints_allow_http: bool = False
+    endpoints_allow_private: bool = False
+    # A receiver gets this long to accept the connection and to answer; a slow one only delays itself.
+    deliver_connect_timeout_ms: int = Field(5_000, ge=1)
+    deliver_read_timeout_ms: int = Field(10_000, ge=1)
+    # Standard Webhooks' usual retry period: after it, an event is dead-lettered with its last error.
+    deliver_retry_period_s: int = Field(3 * 86_400, ge=1)
+    deliver_max_response_bytes: int = Field(64 * 1024, ge=1)
+    # Retries wait base × 2^(n-1), capped, with jitter (attribution/backoff.py).
+    deliver_retry_base_ms: int = Field(5_000, ge=1)
+    deliver_retry_cap_ms: int = Field(3_600_000, ge=1)
+    # How often the worker looks for new events, endpoints and due retries when nothing woke it.
+    deliver_poll_interval_ms: int = Field(500, ge=10)
+    # Emitted events stay this long in the event stream: `replay {"since"}` reaches back this far.
+    events_retention_days: int = Field(7, ge=1)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

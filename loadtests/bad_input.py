@@ -172,6 +172,15 @@ def corpus(code: str, merchant: str, secret: str) -> list[Case]:
     def link_to(url: str) -> bytes:
         return _post("/api/links", json.dumps({"url": url, "creator_id": "c1"}).encode(), ADMIN)
 
+    def endpoint_with(**fields) -> bytes:
+        body = {
+            "url": "https://hooks.example.com/ct",
+            "events": ["link.created"],
+            "creator_id": "c1",
+            **fields,
+        }
+        return _post("/api/endpoints", json.dumps(body).encode(), ADMIN)
+
     def merchant_with(domains: list[str], **extra) -> bytes:
         body = {"merchant_id": "mover", "name": "Mover", "domains": domains, "currency": "EUR",
                 "default_rate_bps": 800, **extra}  # fmt: skip
@@ -409,6 +418,41 @@ def corpus(code: str, merchant: str, secret: str) -> list[Case]:
             "webhook_unknown_merchant",
             lambda: _post("/webhooks/orders/nobody", valid, _signed(secret, valid)),
             e404,
+        ),
+        # Events out and the webhook debugger: each refusal a 4xx that stores no endpoint.
+        Case(
+            "api_endpoints_truncated_json",
+            lambda: _post("/api/endpoints", b'{"url": "https://h', ADMIN),
+            e400,
+        ),
+        Case("api_endpoints_not_an_object", lambda: _post("/api/endpoints", b"[1]", ADMIN), e400),
+        Case("api_endpoints_loopback", lambda: endpoint_with(url="https://127.0.0.1/x"), e422),
+        Case("api_endpoints_metadata", lambda: endpoint_with(url="https://169.254.169.254/latest/"), e422),
+        Case("api_endpoints_plain_http", lambda: endpoint_with(url="http://hooks.example.com/"), e422),
+        Case("api_endpoints_credentials", lambda: endpoint_with(url="https://u:p@hooks.example.com/"), e422),
+        Case("api_endpoints_crlf_url", lambda: endpoint_with(url="https://hooks.example.com/\r\nx"), e422),
+        Case(
+            "api_endpoints_huge_url", lambda: endpoint_with(url="https://h.example.com/" + "a" * 5000), e422
+        ),
+        Case("api_endpoints_unknown_event", lambda: endpoint_with(events=["order.created"]), e422),
+        Case("api_endpoints_events_not_a_list", lambda: endpoint_with(events="link.created"), e422),
+        Case("api_endpoints_no_scope", lambda: endpoint_with(creator_id=None), e422),
+        Case("api_endpoints_newline_creator", lambda: endpoint_with(creator_id="c1\n"), e422),
+        Case("api_endpoints_bad_id", lambda: _get(b"/api/endpoints/ep_%ff%fe", ADMIN.encode()), e404),
+        Case(
+            "api_endpoints_replay_unknown",
+            lambda: _post("/api/endpoints/ep_" + "0" * 24 + "/replay", b'{"since": "x"}', ADMIN),
+            e404,
+        ),
+        Case(
+            "api_deliveries_bad_limit",
+            lambda: _get(b"/api/merchants/mbad/deliveries?limit=%ff", ADMIN.encode()),
+            e400,
+        ),
+        Case(
+            "api_deliveries_bad_result",
+            lambda: _get(b"/api/merchants/mbad/deliveries?result=x", ADMIN.encode()),
+            e400,
         ),
         *_money_cases(merchant, secret, valid),
     ]
@@ -729,6 +773,8 @@ def _verdict(
         f"links {links_before} → {links_after}; orders stream {orders}; order_events rows {events}; "
         f"catalog products {products}; rate versions {rate_versions} (1: the one made at registration)",
     )
+    endpoints = system.redis_client().scard(system.keys.endpoints)
+    verdict.check("no event endpoint stored from bad input", endpoints == 0, f"endpoints {endpoints}")
     drain_and_count(verdict, system, [cid for cid in answered if cid], 60)
 
 

@@ -8,6 +8,7 @@ import secrets
 from datetime import UTC, datetime
 
 import msgspec
+from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.routing import Route
 
@@ -94,10 +95,20 @@ async def create_link(request: Request):
                 # A registration claimed the host between the lookup and the write: join its claim.
                 await ctx.links.reconcile([code], resolve)
                 link = await ctx.links.get(code) or link
+            await _announce(ctx.outbox.link_created, link)
             return json_response(link_json(link, ctx.settings.public_url), status=201)
     if custom is not None:
         raise ApiError(409, "code_taken", f"code {custom!r} is already taken")
     raise ApiError(503, "code_space_exhausted", "could not find a free code; retry")
+
+
+async def _announce(emit, link: Link) -> None:
+    """Emit a link event after the change is stored. The link's own write is not made to wait on, or
+    fail with, the event: an emission that fails is logged (the event is lost, see docs/webhooks.md)."""
+    try:
+        await emit(link, now_ms())
+    except RedisError as exc:
+        log.error("link event for %s not emitted: %s", link.code, exc)
 
 
 async def _owned_link(request: Request) -> tuple[AppState, Link]:
@@ -128,6 +139,7 @@ async def patch_link(request: Request):
             if await linkfields.owners_changed(changed, ctx.owners, ctx.redis):
                 await ctx.links.reconcile([changed.code], ctx.owners)  # a claim raced the write: join it
                 changed = await ctx.links.get(changed.code) or changed
+            await _announce(ctx.outbox.link_updated, changed)
             return json_response(link_json(changed, ctx.settings.public_url))
         link = await ctx.links.get(link.code)
         if link is None:
@@ -150,7 +162,10 @@ async def get_link(request: Request):
 
 async def delete_link(request: Request):
     ctx, link = await _owned_link(request)
+    was_disabled = link.disabled
     link = await ctx.links.disable(link.code) or link
+    if link.disabled and not was_disabled:
+        await _announce(ctx.outbox.link_updated, link)
     return json_response(link_json(link, ctx.settings.public_url))
 
 

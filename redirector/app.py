@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from attribution import api as attribution_api
+from attribution import endpoint_api
 from core.errors import (
     ApiError,
     handle_api_error,
@@ -87,6 +88,7 @@ class ClicktrailApp:
                     *api.routes(),
                     *qr.routes(),
                     *attribution_api.routes(),
+                    *endpoint_api.routes(),
                 ]
             ),
             # Every error is JSON: ours, the router's 404/405, and a bug's 500.

@@ -15,7 +15,10 @@ from redis.exceptions import RedisError
 from attribution.api import MAX_CONCURRENT_HEAVY_API
 from attribution.api import Metrics as AttributionMetrics
 from attribution.catalog import CatalogStore
+from attribution.debugger import DeliveryLog
+from attribution.endpoints import EndpointStore
 from attribution.merchants import MerchantStore, owner_resolver
+from attribution.outbox import Outbox
 from attribution.rates import RateStore
 from attribution.webhooks import Acceptor
 from core.clickhouse import Backend
@@ -67,6 +70,10 @@ class AppState:
     acceptor: Acceptor
     attribution_metrics: AttributionMetrics
     heavy_api: asyncio.Semaphore  # catalog writes, searches and rate changes running at once
+    # Events out and the webhook debugger (attribution/outbox.py, endpoints.py, debugger.py).
+    outbox: Outbox
+    endpoints: EndpointStore
+    webhook_log: DeliveryLog
     _snapshots: SnapshotDir | None = None
     _own_snapshot: Callable[[], dict] | None = None
     _clickhouse: Backend | None = None
@@ -134,6 +141,9 @@ class AppState:
             acceptor=Acceptor(redis, keys, min_replicas_acked=settings.redis_min_replicas_acked),
             attribution_metrics=AttributionMetrics(registry),
             heavy_api=asyncio.Semaphore(MAX_CONCURRENT_HEAVY_API),
+            outbox=Outbox(redis, keys, settings.events_retention_days, settings.public_url),
+            endpoints=EndpointStore(redis, keys),
+            webhook_log=DeliveryLog(redis, keys),
             _snapshots=snapshots,
             _own_snapshot=own_snapshot,
         )

@@ -9,6 +9,8 @@ APT_PACKAGES=(redis-server clickhouse-server clickhouse-client wrk nginx-light d
 APT_PACKAGES+=(zookeeper)
 # The browser test of the in-app escape page drives Debian's Chromium through its ChromeDriver.
 APT_PACKAGES+=(chromium chromium-driver)
+# The webhook guide's examples are run by the tests with curl, openssl and Node.
+APT_PACKAGES+=(curl openssl nodejs)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -52,6 +52,17 @@ ATOMIC_GROUPS = {
     "catalog write script (attribution/catalog.py)": lambda k: [k.catalog("m1"), k.catalog_index("m1")],
     "unique-click script, one call on a cluster": lambda k: [k.unique_clicks(493_000, 17)],
     "reconcile of one link on a cluster (core/links.py)": lambda k: [k.link("Xy3kP9aQ")],
+    "event emission script (attribution/outbox.py)": lambda k: [k.events, k.event_seen("evt_1")],
+    "endpoint delivery scripts (attribution/delivery.py)": lambda k: [
+        k.endpoint("ep_1"),
+        k.endpoint_queue("ep_1"),
+        k.endpoint_dead("ep_1"),
+    ],
+    "endpoint registration (attribution/endpoints.py)": lambda k: [
+        k.endpoints,
+        k.owner_endpoints("creator:alice"),
+        k.endpoint("ep_1"),
+    ],
 }
 
 
@@ -102,6 +113,11 @@ CONTROL_SINGLES = {
     "attribution_revisit": lambda k: k.attribution_revisit,
     "fx_rates": lambda k: k.fx_rates,
     "payouts": lambda k: k.payouts("m1"),
+    "events_staged": lambda k: k.events_staged,
+    "events_fanout": lambda k: k.events_fanout,
+    "events_fanout_lease": lambda k: k.events_fanout_lease,
+    "endpoint_lease": lambda k: k.endpoint_lease("ep_1"),
+    "merchant_deliveries": lambda k: k.merchant_deliveries("m1"),
 }
 
 
@@ -145,7 +161,8 @@ def test_every_key_method_is_covered_here() -> None:
         "domain_owner", "domain_subdomains", "domain_index", "domain_transfers", "merchant_secrets",
         "catalog", "catalog_index", "rates", "webhook_seen", "orders", "orders_dead", "attribution_lock",
         "attribution_cursor", "all_patterns", "link_events_dead", "unique_clicks", "of", "link_clicks",
-        *CONTROL_SINGLES,
+        *CONTROL_SINGLES, "events", "event_seen", "endpoints", "owner_endpoints", "endpoint",
+        "endpoint_queue", "endpoint_dead",
     }  # fmt: skip
     assert methods - checked == set(), "new key family: add it to ATOMIC_GROUPS or the spread tests"
 

@@ -1,0 +1,89 @@
+"""The webhook debugger's record: the outcome of each incoming order webhook of a merchant, the latest
+`MAX_RECORDS` kept in a capped Redis stream, shown by `GET /api/merchants/{id}/deliveries`.
+
+A record carries the result (accepted, duplicate, refused), the reason (the same label as the metric
+`clicktrail_webhooks_total{result}`), the status and error code, the webhook-id, the time, the body's
+SHA-256 and size. A body is never stored, and neither is any part of one: the message of a schema
+refusal names the field, with quoted values elided. Recording happens after the answer is decided and
+never changes it: a failed write is logged, the merchant's request is answered as it would have been.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from dataclasses import asdict, dataclass
+
+import msgspec
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from core.keys import Keys
+
+log = logging.getLogger("clicktrail.webhooks")
+
+MAX_RECORDS = 200
+MAX_WEBHOOK_ID_CHARS = 256
+MAX_MESSAGE_CHARS = 300
+RESULTS = ("accepted", "duplicate", "refused")
+_QUOTED_RE = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+@dataclass
+class Delivery:
+    at_ms: int
+    webhook_id: str
+    result: str = "refused"
+    reason: str = ""
+    status: int = 0
+    code: str = ""
+    message: str = ""
+    size_bytes: int | None = None  # None when the body was not read (e.g. declared too large)
+    body_sha256: str = ""  # "" unless the whole body was read
+
+    def saw_body(self, body: bytes) -> None:
+        self.size_bytes = len(body)
+        self.body_sha256 = hashlib.sha256(body).hexdigest()
+
+    def refused(self, status: int, code: str, reason: str, message: str) -> None:
+        self.result, self.status, self.code, self.reason = "refused", status, code, reason
+        self.message = elide_values(message)
+
+
+def elide_values(message: str) -> str:
+    """A refusal message without the quoted values it may echo from the body (field paths stay)."""
+    return _QUOTED_RE.sub("'…'", message)[:MAX_MESSAGE_CHARS]
+
+
+_encoder = msgspec.json.Encoder()
+
+
+class DeliveryLog:
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        self._redis = redis
+        self._keys = keys
+
+    async def record(self, merchant_id: str, delivery: Delivery) -> None:
+        delivery.webhook_id = delivery.webhook_id[:MAX_WEBHOOK_ID_CHARS]
+        try:
+            await self._redis.xadd(
+                self._keys.merchant_deliveries(merchant_id),
+                {"d": _encoder.encode(asdict(delivery))},
+                maxlen=MAX_RECORDS,
+                approximate=False,
+            )
+        except RedisError as exc:
+            log.warning("cannot record a webhook delivery of %s: %s", merchant_id, exc)
+
+    async def latest(self, merchant_id: str, limit: int, result: str | None = None) -> list[dict]:
+        """Newest first; with `result`, only those (among the latest MAX_RECORDS)."""
+        entries = await self._redis.xrevrange(self._keys.merchant_deliveries(merchant_id), count=MAX_RECORDS)
+        out = []
+        for _, fields in entries:
+            record = msgspec.json.decode(fields[b"d"])
+            if result is None or record["result"] == result:
+                out.append(record)
+            if len(out) >= limit:
+                break
+        return out

@@ -1,0 +1,153 @@
+"""Outgoing events as plain data: their types, who may receive them, their deterministic ids and the
+payload an endpoint receives. Pure functions; attribution/outbox.py stores and fans them out.
+
+Adding an event type (payouts, say) is one line in `EVENT_TYPES` plus one `Outbox.emit(event(...))` call
+where the fact happens; endpoints can subscribe to it at once and the guide (docs/webhooks.md) lists it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+import msgspec
+
+from core.links import Link
+from core.rows import CommissionRow
+
+# Every event type an endpoint may subscribe to, with what it announces (shown in errors and the guide).
+EVENT_TYPES = {
+    "commission.booked": "commission accrued for an order (pending until the lock period ends)",
+    "commission.reversed": "commission taken back after a refund or cancel",
+    "commission.approved": "pending commission became approved (payable)",
+    "link.created": "a short link was created",
+    "link.updated": "a short link changed (destination, owner, disabled)",
+}
+# Ledger kinds that announce something to the outside; `none` and `flag` rows carry no money.
+KIND_EVENT = {
+    "accrual": "commission.booked",
+    "reversal": "commission.reversed",
+    "approval": "commission.approved",
+}
+EVENT_ID_PREFIX = "evt_"
+EVENT_ID_HEX_CHARS = 32  # 128 bits of SHA-256: unique among every event ever emitted
+
+
+class Event(msgspec.Struct, frozen=True):
+    id: str
+    type: str
+    # The owners that may receive it ("creator:alice", "merchant:brand1"): endpoints are matched on these.
+    subjects: tuple[str, ...]
+    occurred_ms: int
+    data: dict
+
+
+_encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Event)
+
+
+def encode(event: Event) -> bytes:
+    return _encoder.encode(event)
+
+
+def decode(payload: bytes) -> Event:
+    return _decoder.decode(payload)
+
+
+def event_id(*parts: str) -> str:
+    """The id of the event that announces exactly these facts: the same facts always give the same id,
+    which is what makes emission idempotent (outbox.py keeps each id once)."""
+    digest = hashlib.sha256("\x00".join(parts).encode()).hexdigest()
+    return EVENT_ID_PREFIX + digest[:EVENT_ID_HEX_CHARS]
+
+
+def iso_ms(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def payload(event: Event) -> bytes:
+    """The body an endpoint receives (Standard Webhooks' shape: type, timestamp, data)."""
+    return _encoder.encode({"type": event.type, "timestamp": iso_ms(event.occurred_ms), "data": event.data})
+
+
+def subjects(creator_id: str | None, merchant_id: str | None) -> tuple[str, ...]:
+    return tuple(f"{kind}:{who}" for kind, who in (("creator", creator_id), ("merchant", merchant_id)) if who)
+
+
+def commission_events(rows: Iterable[CommissionRow]) -> list[Event]:
+    """One event per (order, kind, creator) among ledger rows booked together (one attributor chunk).
+    The id covers the run and the entry ids, so a rerun that books nothing emits nothing, and the same
+    booking announced twice (crash recovery) has one id."""
+    groups: dict[tuple[str, str, str, str], list[CommissionRow]] = defaultdict(list)
+    for row in rows:
+        if row.kind in KIND_EVENT:
+            groups[(row.merchant_id, row.order_id, row.kind, row.creator_id)].append(row)
+    events = []
+    for (merchant_id, order_id, kind, creator_id), group in sorted(groups.items()):
+        group.sort(key=lambda r: (r.entry_id, r.status))
+        kind_type = KIND_EVENT[kind]
+        # An approval is a transfer (-P pending, +P approved): announce the approved side.
+        shown = [r for r in group if kind != "approval" or r.status == "approved"]
+        run_id = group[0].run_id
+        entry_ids = [f"{r.entry_id}/{r.status}" for r in group]
+        events.append(
+            Event(
+                id=event_id(kind_type, merchant_id, order_id, creator_id, run_id, *entry_ids),
+                type=kind_type,
+                subjects=subjects(creator_id, merchant_id),
+                occurred_ms=group[0].booked_ms,
+                data={
+                    "merchant_id": merchant_id,
+                    "order_id": order_id,
+                    "creator_id": creator_id,
+                    "click_id": group[0].click_id,
+                    "currency": group[0].currency,
+                    "amount_minor": sum(r.amount_minor for r in shown),
+                    "status": shown[0].status if shown else "",
+                    "run_id": run_id,
+                    "lines": [
+                        {
+                            "entry_id": r.entry_id,
+                            "sku": r.sku,
+                            "quantity": r.quantity,
+                            "basis_minor": r.basis_minor,
+                            "rate_bps": r.rate_bps,
+                            "amount_minor": r.amount_minor,
+                            "status": r.status,
+                        }
+                        for r in shown
+                    ],
+                },
+            )
+        )
+    return events
+
+
+def link_data(link: Link, public_url: str) -> dict:
+    return {
+        "code": link.code,
+        "short_url": f"{public_url.rstrip('/')}/{link.code}",
+        "url": link.url,
+        "creator_id": link.creator_id,
+        "merchant_id": link.merchant_id,
+        "disabled": link.disabled,
+        "created_at": iso_ms(link.created_at_ms),
+        "updated_at": iso_ms(link.updated_at_ms or link.created_at_ms),
+    }
+
+
+def link_event(event_type: str, link: Link, public_url: str) -> Event:
+    """link.created or link.updated for one version of a link (its id: the code, the version time and
+    the content, so two changes within one millisecond are two events)."""
+    version_ms = link.updated_at_ms or link.created_at_ms
+    data = link_data(link, public_url)
+    content = hashlib.sha256(_encoder.encode(data)).hexdigest()
+    return Event(
+        id=event_id(event_type, link.code, str(version_ms), content),
+        type=event_type,
+        subjects=subjects(link.creator_id, link.merchant_id),
+        occurred_ms=version_ms,
+        data=data,
+    )

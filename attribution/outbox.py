@@ -1,0 +1,264 @@
+"""The durable side of events out: the event stream, the fan-out into one queue per endpoint, and each
+queue's head, retries, dead letters and replay. All state lives in Redis (keys in core/keys.py).
+
+Guarantees (proved by tests/integration/test_events_out.py):
+- `emit` is idempotent per event id: one Lua script appends the event to `Keys.events` and marks its id
+  in `Keys.event_seen` for the retention period, so announcing the same facts twice stores them once.
+- Fan-out copies stream entries into endpoint queues in stream order. Each endpoint remembers the last
+  stream id it took (`cursor` in its hash, compared and moved in the same script that appends), so a
+  fan-out repeated after a crash adds nothing twice; one worker fans out at a time (a lease).
+- A queue entry leaves its queue only when delivered (2xx) or dead-lettered, both in one transaction
+  with the endpoint's delivery state: a worker killed mid-request leaves the entry at the head, and the
+  next worker sends it again (at least once, in order).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import msgspec
+from redis.asyncio import Redis
+
+from attribution import events_out
+from attribution.endpoints import RECORD_FIELD, Endpoint, EndpointStore
+from attribution.events_out import Event
+from core.clock import now_ms as clock_ms
+from core.keys import Keys
+from core.links import Link
+
+log = logging.getLogger("clicktrail.events")
+
+FANOUT_BATCH = 500
+# A replay appends at most this many past events at once (call it again with a later `since` for more).
+MAX_REPLAY_EVENTS = 10_000
+# Dead letters kept per endpoint; the oldest go first.
+MAX_DEAD_LETTERS = 10_000
+STATE_FIELDS = ("attempts", "first_attempt_ms", "next_attempt_ms", "last_error")
+
+_EMIT = """
+if not redis.call('SET', KEYS[2], 1, 'NX', 'PX', ARGV[1]) then return 0 end
+redis.call('XADD', KEYS[1], 'MINID', '~', ARGV[2], '*', 'e', ARGV[3])
+return 1
+"""
+
+_ENQUEUE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+local function parse(id)
+    local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+    return tonumber(ms), tonumber(seq)
+end
+local a_ms, a_seq = parse(ARGV[1])
+local b_ms, b_seq = parse(redis.call('HGET', KEYS[1], 'cursor') or '0-0')
+if a_ms < b_ms or (a_ms == b_ms and a_seq <= b_seq) then return 0 end
+redis.call('XADD', KEYS[2], '*', 'e', ARGV[2])
+redis.call('HSET', KEYS[1], 'cursor', ARGV[1])
+return 1
+"""
+
+_APPEND = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+for i = 1, #ARGV do redis.call('XADD', KEYS[2], '*', 'e', ARGV[i]) end
+return #ARGV
+"""
+
+# The delivery state changes only while the endpoint exists: a delete during an attempt leaves no orphan.
+_RETRY_LATER = """
+if redis.call('HEXISTS', KEYS[1], 'record') == 0 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return 1
+"""
+
+_DEAD_LETTER = """
+if redis.call('HEXISTS', KEYS[1], 'record') == 0 then return 0 end
+redis.call('XADD', KEYS[3], 'MAXLEN', ARGV[2], '*', 'e', ARGV[3], 'error', ARGV[4], 'at_ms', ARGV[5])
+redis.call('XDEL', KEYS[2], ARGV[1])
+redis.call('HDEL', KEYS[1], 'attempts', 'first_attempt_ms', 'next_attempt_ms', 'last_error')
+return 1
+"""
+
+_REPLAY_DEAD = """
+local dead = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', ARGV[1])
+for _, entry in ipairs(dead) do
+    local fields = entry[2]
+    for i = 1, #fields, 2 do
+        if fields[i] == 'e' then redis.call('XADD', KEYS[2], '*', 'e', fields[i + 1]) end
+    end
+    redis.call('XDEL', KEYS[3], entry[1])
+end
+return #dead
+"""
+
+
+class Outbox:
+    def __init__(self, redis: Redis, keys: Keys, retention_days: int = 7, public_url: str = "") -> None:
+        self._redis = redis
+        self._keys = keys
+        self._retention_ms = retention_days * 86_400_000
+        self._public_url = public_url
+        self._emit = redis.register_script(_EMIT)
+        self._enqueue = redis.register_script(_ENQUEUE)
+        self._append = redis.register_script(_APPEND)
+        self._replay_dead = redis.register_script(_REPLAY_DEAD)
+        self._retry_later = redis.register_script(_RETRY_LATER)
+        self._dead_letter = redis.register_script(_DEAD_LETTER)
+
+    # --- emitting ----------------------------------------------------------------------------------
+    async def emit(self, events: Iterable[Event], now_ms: int) -> int:
+        """Append each event once (by id); returns how many were new."""
+        keys = self._keys
+        minid = max(0, now_ms - self._retention_ms)
+        appended = 0
+        for event in events:
+            args = [self._retention_ms, minid, events_out.encode(event)]
+            appended += int(await self._emit(keys=[keys.events, keys.event_seen(event.id)], args=args))
+        return appended
+
+    async def link_created(self, link: Link, now_ms: int | None = None) -> None:
+        event = events_out.link_event("link.created", link, self._public_url)
+        await self.emit([event], clock_ms() if now_ms is None else now_ms)
+
+    async def link_updated(self, link: Link, now_ms: int | None = None) -> None:
+        """The one call a link change makes once it is stored (PATCH, disable): `link.updated` for this
+        version of the link, to its creator's and its merchant's endpoints."""
+        event = events_out.link_event("link.updated", link, self._public_url)
+        await self.emit([event], clock_ms() if now_ms is None else now_ms)
+
+    async def stage(self, events: list[Event]) -> None:
+        if events:
+            await self._redis.hset(
+                self._keys.events_staged, mapping={e.id: events_out.encode(e) for e in events}
+            )
+
+    async def staged(self) -> list[Event]:
+        return [events_out.decode(v) for v in (await self._redis.hgetall(self._keys.events_staged)).values()]
+
+    async def unstage(self, events: list[Event]) -> None:
+        if events:
+            await self._redis.hdel(self._keys.events_staged, *[e.id for e in events])
+
+    # --- fan-out -----------------------------------------------------------------------------------
+    async def fan_out(self, store: EndpointStore) -> int:
+        """Copy the next batch of stream entries into the queues of the endpoints that want them; returns
+        how many entries were read (0: caught up). The caller holds the fan-out lease."""
+        keys = self._keys
+        cursor = (await self._redis.hget(keys.events_fanout, "cursor") or b"0-0").decode()
+        entries = await self._redis.xrange(keys.events, f"({cursor}", "+", count=FANOUT_BATCH)
+        if not entries:
+            return 0
+        by_owner: dict[str, list[Endpoint]] = {}
+        for stream_id, fields in entries:
+            try:
+                event = events_out.decode(fields.get(b"e", b""))
+            except msgspec.MsgspecError as exc:
+                # Only our own code writes the stream; an entry it cannot read is skipped, never a block.
+                log.error("event stream entry %s skipped: %s", stream_id, exc)
+                continue
+            for owner in event.subjects:
+                if owner not in by_owner:
+                    by_owner[owner] = await store.of_owner(owner)
+                for endpoint in by_owner[owner]:
+                    if event.type in endpoint.events:
+                        await self._enqueue(
+                            keys=[keys.endpoint(endpoint.id), keys.endpoint_queue(endpoint.id)],
+                            args=[stream_id, fields[b"e"]],
+                        )
+        await self._redis.hset(keys.events_fanout, "cursor", entries[-1][0])
+        return len(entries)
+
+    # --- one endpoint's queue ----------------------------------------------------------------------
+    async def head(self, endpoint_id: str) -> tuple[str, Event, dict[str, str]] | None:
+        """The entry in flight (oldest undelivered), its event and the delivery state, or None."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xrange(self._keys.endpoint_queue(endpoint_id), "-", "+", count=1)
+            pipe.hmget(self._keys.endpoint(endpoint_id), STATE_FIELDS)
+            entries, state = await pipe.execute()
+        if not entries:
+            return None
+        entry_id, fields = entries[0]
+        values = {k: v.decode() for k, v in zip(STATE_FIELDS, state, strict=True) if v is not None}
+        return entry_id.decode(), events_out.decode(fields[b"e"]), values
+
+    async def delivered(self, endpoint_id: str, entry_id: str) -> None:
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xdel(self._keys.endpoint_queue(endpoint_id), entry_id)
+            pipe.hdel(self._keys.endpoint(endpoint_id), *STATE_FIELDS)
+            await pipe.execute()
+
+    async def retry_later(self, endpoint_id: str, state: dict[str, int | str]) -> None:
+        args = [item for pair in state.items() for item in pair]
+        await self._retry_later(keys=[self._keys.endpoint(endpoint_id)], args=args)
+
+    async def dead_letter(
+        self, endpoint_id: str, entry_id: str, event: Event, error: str, now_ms: int
+    ) -> None:
+        keys = self._keys
+        ekeys = [
+            keys.endpoint(endpoint_id),
+            keys.endpoint_queue(endpoint_id),
+            keys.endpoint_dead(endpoint_id),
+        ]
+        args = [entry_id, MAX_DEAD_LETTERS, events_out.encode(event), error, now_ms]
+        await self._dead_letter(keys=ekeys, args=args)
+
+    async def counts(self, endpoint_id: str) -> tuple[int, int, dict[str, str]]:
+        """(queued, dead-lettered, delivery state)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            pipe.xlen(self._keys.endpoint_queue(endpoint_id))
+            pipe.xlen(self._keys.endpoint_dead(endpoint_id))
+            pipe.hmget(self._keys.endpoint(endpoint_id), STATE_FIELDS)
+            queued, dead, state = await pipe.execute()
+        return (
+            queued,
+            dead,
+            {k: v.decode() for k, v in zip(STATE_FIELDS, state, strict=True) if v is not None},
+        )
+
+    async def dead_letters(self, endpoint_id: str, limit: int) -> list[dict]:
+        entries = await self._redis.xrevrange(self._keys.endpoint_dead(endpoint_id), count=limit)
+        out = []
+        for _, fields in entries:
+            event = events_out.decode(fields[b"e"])
+            out.append(
+                {
+                    "event_id": event.id,
+                    "type": event.type,
+                    "error": fields[b"error"].decode(),
+                    "at_ms": int(fields[b"at_ms"]),
+                }
+            )
+        return out
+
+    # --- replay ------------------------------------------------------------------------------------
+    async def replay(self, endpoint: Endpoint, since_ms: int | None) -> tuple[int, int]:
+        """Move the endpoint's dead letters back to its queue, and with `since_ms` also append the past
+        events it wants from that time on (still in the stream: `EVENTS_RETENTION_DAYS`). The receiver
+        sees the same event ids again. Returns (dead letters re-queued, past events re-queued)."""
+        keys = self._keys
+        ekeys = [
+            keys.endpoint(endpoint.id),
+            keys.endpoint_queue(endpoint.id),
+            keys.endpoint_dead(endpoint.id),
+        ]
+        requeued = int(await self._replay_dead(keys=ekeys, args=[MAX_DEAD_LETTERS]))
+        if since_ms is None:
+            return requeued, 0
+        wanted = []
+        start = f"{since_ms}-0"
+        while len(wanted) < MAX_REPLAY_EVENTS:
+            entries = await self._redis.xrange(keys.events, start, "+", count=FANOUT_BATCH)
+            for _, fields in entries:
+                event = events_out.decode(fields[b"e"])
+                if endpoint.owner in event.subjects and event.type in endpoint.events:
+                    wanted.append(fields[b"e"])
+            if len(entries) < FANOUT_BATCH:
+                break
+            start = "(" + entries[-1][0].decode()
+        wanted = wanted[:MAX_REPLAY_EVENTS]
+        for i in range(0, len(wanted), FANOUT_BATCH):
+            await self._append(keys=ekeys[:2], args=wanted[i : i + FANOUT_BATCH])
+        return requeued, len(wanted)
+
+
+async def record_exists(redis: Redis, keys: Keys, endpoint_id: str) -> bool:
+    return bool(await redis.hexists(keys.endpoint(endpoint_id), RECORD_FIELD))

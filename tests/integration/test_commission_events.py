@@ -1,0 +1,173 @@
+"""Commission events from the attributor, on ClickHouse 18.16 and current ClickHouse (chdb): one event
+per booked row group, none on a rerun, and the crash between booking and emitting recovered (the
+staged events of rows that landed are emitted once; those of rows that did not are dropped and the
+rows booked and announced again)."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+
+import pytest
+from redis.asyncio import Redis
+from standardwebhooks import Webhook
+
+from attribution import events_out
+from attribution.attributor import Attributor
+from core.clickid import ClickIds
+from core.keys import Keys
+from core.migrate import migrate
+from tests.integration.apphelp import ADMIN, running_app
+from tests.integration.attributionhelp import add_merchant, deliver, ingest_orders, insert_clicks
+from tests.integration.receivers import Receiver, fast, running_deliverer
+from tests.integration.test_webhooks import MERCHANT
+
+HOUR, DAY = 3_600_000, 86_400_000
+T0 = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp() * 1000)
+SHOES = ("SKU-1", "shoes", 5990, 2)
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("clickhouse", marks=[pytest.mark.clickhouse, pytest.mark.redis]),
+        pytest.param("chdb", marks=[pytest.mark.chdb, pytest.mark.redis]),
+    ]
+)
+def backend(request, redis_client):
+    chosen = request.getfixturevalue("clickhouse" if request.param == "clickhouse" else "chdb_backend")
+    migrate(chosen, log=lambda *_: None)
+    return chosen
+
+
+async def emitted(redis: Redis, keys: Keys) -> list[events_out.Event]:
+    return [events_out.decode(fields[b"e"]) for _, fields in await redis.xrange(keys.events)]
+
+
+def test_commission_events_once_per_booking_with_crash_recovery(settings, backend):
+    keys = Keys(settings.redis_prefix)
+    ids = ClickIds(settings.secret_bytes)
+
+    async def scenario():
+        r = Redis.from_url(settings.redis_url)
+        await add_merchant(r, keys, "m1", ["shop.m1.example"], T0 - DAY)
+        clicks = {order: ids.new(T0 + i) for i, order in enumerate(["A-1", "A-2", "A-3"])}
+        insert_clicks(
+            backend,
+            [(c, T0 + i, "alice", "m1", "shop.m1.example", 0, 0) for i, c in enumerate(clicks.values())],
+        )
+        at = T0 + HOUR
+        await deliver(r, keys, "m1", "w1", "order.created", "A-1", clicks["A-1"], at, [SHOES])
+        await asyncio.to_thread(ingest_orders, settings.redis_url, keys, backend)
+        attributor = Attributor(r, keys, backend, ids)
+
+        assert (await attributor.run_once(now_ms=T0 + 2 * HOUR)).events == 1
+        [booked] = await emitted(r, keys)
+        assert booked.type == "commission.booked" and booked.subjects == ("creator:alice", "merchant:m1")
+        assert booked.data["order_id"] == "A-1" and booked.data["amount_minor"] == 958  # 5990×2×8 %
+        assert booked.data["status"] == "pending" and len(booked.data["lines"]) == 1
+        assert (await attributor.run_once(now_ms=T0 + 3 * HOUR)).events == 0  # books nothing, emits nothing
+
+        await deliver(
+            r, keys, "m1", "w1r", "order.refunded", "A-1", clicks["A-1"], at + HOUR, [(*SHOES[:3], 1)]
+        )
+        await asyncio.to_thread(ingest_orders, settings.redis_url, keys, backend)
+        assert (await attributor.run_once(now_ms=T0 + 4 * HOUR)).events == 1
+        reversed_ = (await emitted(r, keys))[-1]
+        assert reversed_.type == "commission.reversed" and reversed_.data["amount_minor"] == -479
+
+        # A crash after the insert, before the emit: the rows are stored, the event only staged.
+        await deliver(r, keys, "m1", "w2", "order.created", "A-2", clicks["A-2"], at, [SHOES])
+        await asyncio.to_thread(ingest_orders, settings.redis_url, keys, backend)
+        crashing = Attributor(r, keys, backend, ids)
+        real_emit = crashing._outbox.emit
+
+        async def crash(*args, **kwargs):
+            raise RuntimeError("killed between insert and emit")
+
+        crashing._outbox.emit = crash
+        with pytest.raises(RuntimeError):
+            await crashing.run_once(now_ms=T0 + 5 * HOUR)
+        crashing._outbox.emit = real_emit
+        [staged] = await crashing._outbox.staged()
+        assert staged.data["order_id"] == "A-2"
+        await r.delete(keys.attribution_lock)  # the failed run's hold on the lock, expired
+        summary = await attributor.run_once(now_ms=T0 + 6 * HOUR)
+        assert summary.rows == 0 and await crashing._outbox.staged() == []
+        assert [e.id for e in await emitted(r, keys)].count(staged.id) == 1
+
+        # A crash before the insert landed: the staged event is dropped, the rows booked and announced anew.
+        await deliver(r, keys, "m1", "w3", "order.created", "A-3", clicks["A-3"], at, [SHOES])
+        await asyncio.to_thread(ingest_orders, settings.redis_url, keys, backend)
+        failing = Attributor(r, keys, backend, ids)
+        real_insert = backend.insert
+
+        def lost_insert(*args, **kwargs):
+            raise RuntimeError("the insert never reached ClickHouse")
+
+        backend.insert = lost_insert
+        try:
+            with pytest.raises(RuntimeError):
+                await failing.run_once(now_ms=T0 + 7 * HOUR)
+        finally:
+            backend.insert = real_insert
+        [never] = await failing._outbox.staged()
+        await r.delete(keys.attribution_lock)
+        summary = await attributor.run_once(now_ms=T0 + 8 * HOUR)
+        assert summary.rows == 1 and summary.events == 1
+        events = await emitted(r, keys)
+        assert never.id not in {e.id for e in events}
+        assert [e.data["order_id"] for e in events if e.type == "commission.booked"] == ["A-1", "A-2", "A-3"]
+
+        # After the lock period: the approval transfer is announced once, with the approved amount.
+        summary = await attributor.run_once(now_ms=at + 31 * DAY)
+        approved = [e for e in await emitted(r, keys) if e.type == "commission.approved"]
+        assert summary.events == 3 and sorted(e.data["amount_minor"] for e in approved) == [479, 958, 958]
+        assert all(e.data["status"] == "approved" for e in approved)
+        assert (await attributor.run_once(now_ms=at + 32 * DAY)).events == 0
+        await r.aclose()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.clickhouse
+def test_a_booked_commission_reaches_creator_and_merchant_endpoints(settings, redis_client, clickhouse):
+    """From the order webhook to the endpoints: the creator's and the merchant's receivers each get the
+    signed commission.booked of the order (verified with `standardwebhooks`); a third owner's does not."""
+    migrate(clickhouse, log=lambda *_: None)
+    settings = fast(settings)
+    keys = Keys(settings.redis_prefix)
+    ids = ClickIds(settings.secret_bytes)
+
+    async def scenario():
+        receivers = [await Receiver().start() for _ in range(3)]
+        try:
+            async with running_app(settings) as (_, client):
+                merchant = {**MERCHANT, "domains": ["shop.m1.example"], "merchant_id": "m1"}
+                assert (await client.post("/api/merchants", json=merchant, headers=ADMIN)).status_code == 201
+                secrets = []
+                owners = [("creator_id", "alice"), ("merchant_id", "m1"), ("creator_id", "bob")]
+                for receiver, (field, who) in zip(receivers, owners, strict=True):
+                    body = {"url": receiver.url, "events": ["commission.booked"], field: who}
+                    created = await client.post("/api/endpoints", json=body, headers=ADMIN)
+                    secrets.append(created.json()["secret"])
+            r = Redis.from_url(settings.redis_url)
+            click = ids.new(T0)
+            insert_clicks(clickhouse, [(click, T0, "alice", "m1", "shop.m1.example", 0, 0)])
+            await deliver(r, keys, "m1", "w1", "order.created", "A-1", click, T0 + HOUR, [SHOES])
+            await asyncio.to_thread(ingest_orders, settings.redis_url, keys, clickhouse)
+            assert (await Attributor(r, keys, clickhouse, ids).run_once(now_ms=T0 + 2 * HOUR)).events == 1
+            await r.aclose()
+            async with running_deliverer(settings):
+                await receivers[0].wait_for(1)
+                await receivers[1].wait_for(1)
+                await asyncio.sleep(0.2)
+            for receiver, secret in zip(receivers[:2], secrets[:2], strict=True):
+                request = receiver.requests[0]
+                event = Webhook(secret).verify(request.body, request.headers)
+                assert event["type"] == "commission.booked" and event["data"]["amount_minor"] == 958
+            assert receivers[0].ids() == receivers[1].ids() and receivers[2].requests == []
+        finally:
+            for receiver in receivers:
+                await receiver.close()
+
+    asyncio.run(scenario())

@@ -1,0 +1,135 @@
+"""The merchant's webhook debugger through the real app and Redis: every outcome class appears with its
+reason, status, webhook-id, body hash and size; no refused body (nor any part of it) is stored; the
+list is capped, scoped and filterable."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import redis
+from redis.asyncio import Redis
+
+from attribution.debugger import MAX_RECORDS, Delivery, DeliveryLog
+from core.keys import Keys
+from tests.integration.apphelp import ADMIN, running_app
+from tests.integration.test_webhooks import MERCHANT, signed
+
+pytestmark = pytest.mark.redis
+MARKER = "SECRET-MARKER-7Q"
+
+
+def order(**data) -> bytes:
+    body = {
+        "order_id": "A-1",
+        "click_id": "x" * 30,
+        "currency": "EUR",
+        "occurred_at": "2026-11-27T10:00:00Z",
+        "items": [{"sku": "SKU-1", "unit_price_minor": 5990, "quantity": 2}],
+    }
+    body.update(data)
+    return json.dumps({"type": "order.created", "data": body}).encode()
+
+
+def test_every_outcome_is_shown_without_bodies(settings, redis_client):
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            created = await client.post("/api/merchants", json=MERCHANT, headers=ADMIN)
+            secret = created.json()["webhook_secret"]
+            key = (await client.post("/api/keys", json={"merchant_id": "brand1"}, headers=ADMIN)).json()[
+                "key"
+            ]
+            merchant = {"authorization": f"Bearer {key}"}
+            url = "/webhooks/orders/brand1"
+            good = order()
+            marked = order(order_id=MARKER)
+            old = datetime.now(UTC) - timedelta(minutes=10)
+            big = b" " * (300 * 1024)
+            bad_quantity = order(items=[{"sku": MARKER, "unit_price_minor": 1, "quantity": "two"}])
+            too_much = order(items=[{"sku": "S", "unit_price_minor": 10**12, "quantity": 10**6}])
+            bad_clock = {**signed(secret, marked, "m5"), "webhook-timestamp": "１２".encode()}
+            cases = [
+                # (body, headers, expected result, reason, status)
+                (good, signed(secret, good, "m1"), "accepted", "accepted", 202),
+                (good, signed(secret, good, "m1"), "duplicate", "duplicate", 200),
+                (marked, signed(secret, marked, "m1"), "refused", "conflict", 409),
+                (marked, signed("whsec_" + "A" * 32, marked, "m2"), "refused", "bad_signature", 401),
+                (marked, signed(secret, marked, "m3", at=old), "refused", "stale_timestamp", 401),
+                (marked, {"webhook-id": "m4"}, "refused", "missing_headers", 401),
+                (marked, bad_clock, "refused", "bad_timestamp", 401),
+                (bad_quantity, None, "refused", "malformed", 400),
+                (order(currency=MARKER), None, "refused", "malformed", 400),
+                (too_much, None, "refused", "amount_out_of_range", 400),
+                (big, {"webhook-id": "m9"}, "refused", "too_large", 413),
+            ]  # fmt: skip
+            for i, (body, headers, *_) in enumerate(cases):
+                headers = headers or signed(secret, body, f"s{i}")
+                await client.post(url, content=body, headers=headers)
+            # An unknown merchant has no debugger: nothing is recorded anywhere for it.
+            assert (await client.post("/webhooks/orders/nobody", content=good)).status_code == 404
+
+            listed = await client.get("/api/merchants/brand1/deliveries?limit=200", headers=merchant)
+            deliveries = listed.json()["deliveries"][::-1]  # oldest first, like the cases
+            got = [(d["result"], d["reason"], d["status"]) for d in deliveries]
+            assert got == [tuple(c[2:]) for c in cases]
+            first = deliveries[0]
+            assert first["webhook_id"] == "m1" and first["size_bytes"] == len(good)
+            assert first["body_sha256"] == hashlib.sha256(good).hexdigest()
+            schema = deliveries[7]
+            assert schema["code"] == "malformed" and "$.data.items[0].quantity" in schema["message"]
+            assert "$.data.currency" in deliveries[8]["message"]
+            assert deliveries[10]["size_bytes"] == len(big) and deliveries[10]["body_sha256"] == ""
+            assert deliveries[3]["message"] == "webhook signature verification failed: bad signature"
+
+            raw = redis_client.xrange(Keys(settings.redis_prefix).merchant_deliveries("brand1"))
+            assert MARKER.encode() not in b"".join(v for _, fields in raw for v in fields.values())
+            assert not list(redis_client.scan_iter(match=settings.redis_prefix + "merchant:nobody*"))
+
+            refused = await client.get(
+                "/api/merchants/brand1/deliveries?result=refused&limit=3", headers=merchant
+            )
+            assert [d["reason"] for d in refused.json()["deliveries"]] == [
+                "too_large",
+                "amount_out_of_range",
+                "malformed",
+            ]
+            for query, status in [
+                ("?limit=0", 400),
+                ("?limit=201", 400),
+                ("?limit=x", 400),
+                ("?result=ok", 400),
+            ]:
+                assert (
+                    await client.get(f"/api/merchants/brand1/deliveries{query}", headers=merchant)
+                ).status_code == status
+            other = (await client.post("/api/keys", json={"creator_id": "alice"}, headers=ADMIN)).json()[
+                "key"
+            ]
+            forbidden = await client.get(
+                "/api/merchants/brand1/deliveries", headers={"authorization": f"Bearer {other}"}
+            )
+            assert forbidden.status_code == 403
+            assert (await client.get("/api/merchants/nobody/deliveries", headers=ADMIN)).status_code == 404
+
+    asyncio.run(scenario())
+
+
+def test_the_record_keeps_the_latest_only(settings, redis_client: redis.Redis):
+    async def scenario():
+        client = Redis.from_url(settings.redis_url)
+        log = DeliveryLog(client, Keys(settings.redis_prefix))
+        for i in range(MAX_RECORDS + 25):
+            await log.record("brand1", Delivery(at_ms=i, webhook_id=f"w{i}" + "x" * 300, result="accepted"))
+        latest = await log.latest("brand1", MAX_RECORDS)
+        assert (
+            len(latest) == MAX_RECORDS
+            and latest[0]["at_ms"] == MAX_RECORDS + 24
+            and latest[-1]["at_ms"] == 25
+        )
+        assert len(latest[0]["webhook_id"]) == 256
+        await client.aclose()
+
+    asyncio.run(scenario())
