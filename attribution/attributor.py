@@ -60,6 +60,7 @@ class Summary:
     skipped_unknown_merchant: int = 0
     stopped: bool = False  # ended early on a stop request; the cursor did not move
     outcomes: Counter = field(default_factory=Counter)
+    kinds: Counter = field(default_factory=Counter)  # ledger rows appended, by kind
 
 
 class Attributor:
@@ -178,6 +179,7 @@ class Attributor:
             summary.outcomes[_outcome(wanted, order)] += 1
             for entry in ledger.difference(wanted, stored.get(order_id, {})):
                 rows.append(_row(terms.merchant_id, order_id, entry, now_ms, run_id))
+                summary.kinds[entry.kind] += 1
                 summary.amount_minor += entry.amount_minor
         if rows:
             insert = self._backend.insert

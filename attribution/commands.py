@@ -6,20 +6,28 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 import time
 from datetime import UTC, datetime
 
 import click
+from prometheus_client import CollectorRegistry, start_http_server
+from redis import Redis as SyncRedis
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
-from attribution import report
-from attribution.attributor import Attributor, Busy
+from attribution import report, runstats
+from attribution.attributor import Attributor, Busy, Summary
 from core.clickhouse import ClickHouseError, NativeClickHouse
 from core.clickid import ClickIds
 from core.keys import Keys
 from core.settings import Settings
+
+log = logging.getLogger("clicktrail.attribute")
+# A scrape of `attribute --metrics-port` gives up on Redis after this (and shows no runs, not an error).
+STATS_READ_TIMEOUT_S = 2.0
 
 
 def _progress(done: int, total: int) -> None:
@@ -27,32 +35,21 @@ def _progress(done: int, total: int) -> None:
         click.echo(f"\rattributing: {done:,}/{total:,} orders", nl=False, err=True)
 
 
-async def attribute(settings: Settings, every_s: float | None) -> int:
+async def attribute(settings: Settings, every_s: float | None, metrics_port: int = 0) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     redis = Redis.from_url(settings.redis_url)
+    keys = Keys(settings.redis_prefix)
     backend = NativeClickHouse(settings.clickhouse_url, insert_timeout_s=settings.clickhouse_insert_timeout_s)
-    attributor = Attributor(redis, Keys(settings.redis_prefix), backend, ClickIds(settings.secret_bytes))
+    attributor = Attributor(redis, keys, backend, ClickIds(settings.secret_bytes))
+    stats_redis = _serve_metrics(settings, keys, metrics_port) if metrics_port else None
     status = 0
     try:
         while not stop.is_set():
             started = time.monotonic()
-            try:
-                summary = await attributor.run_once(progress=_progress, stop=stop)
-            except Busy as exc:
-                click.echo(f"skipped: {exc}", err=True)
-                status = 0 if every_s else 75  # EX_TEMPFAIL: cron may simply try again
-            else:
-                if sys.stderr.isatty():
-                    click.echo("", err=True)
-                outcomes = ", ".join(f"{k} {v}" for k, v in sorted(summary.outcomes.items())) or "none"
-                click.echo(
-                    f"attributed {summary.orders} orders ({outcomes}); appended {summary.rows} ledger rows, "
-                    f"net {summary.amount_minor} minor units; "
-                    f"unknown merchant {summary.skipped_unknown_merchant}"
-                )
+            status = await _run_recorded(attributor, redis, keys, stop, every_s)
             if every_s is None:
                 break
             with contextlib.suppress(TimeoutError):
@@ -60,7 +57,71 @@ async def attribute(settings: Settings, every_s: float | None) -> int:
     finally:
         await redis.aclose()
         backend.close()
+        if stats_redis is not None:
+            stats_redis.close()
     return status
+
+
+async def _run_recorded(
+    attributor: Attributor, redis: Redis, keys: Keys, stop: asyncio.Event, every_s: float | None
+) -> int:
+    """One batch, its outcome printed and added to the run statistics (runstats.py). A failed run is
+    recorded too, then its error goes on up."""
+    started_ms, started = int(time.time() * 1000), time.monotonic()
+
+    async def recorded(result: str, summary: Summary | None = None) -> None:
+        outcomes = dict(summary.outcomes) if summary else {}
+        if summary and summary.skipped_unknown_merchant:
+            outcomes[runstats.UNKNOWN_MERCHANT] = summary.skipped_unknown_merchant
+        try:
+            await runstats.record(
+                redis,
+                keys,
+                result,
+                started_ms=started_ms,
+                duration_s=time.monotonic() - started,
+                outcomes=outcomes,
+                kinds=summary.kinds if summary else None,
+            )
+        except RedisError as exc:  # the run itself is done: its statistics are not worth failing it
+            log.warning("cannot record attributor run statistics: %s", exc)
+
+    try:
+        summary = await attributor.run_once(progress=_progress, stop=stop)
+    except Busy as exc:
+        await recorded("busy")
+        click.echo(f"skipped: {exc}", err=True)
+        return 0 if every_s else 75  # EX_TEMPFAIL: cron may simply try again
+    except Exception:
+        await recorded("failed")
+        raise
+    await recorded("stopped" if summary.stopped else "ok", summary)
+    if sys.stderr.isatty():
+        click.echo("", err=True)
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(summary.outcomes.items())) or "none"
+    click.echo(
+        f"attributed {summary.orders} orders ({outcomes}); appended {summary.rows} ledger rows, "
+        f"net {summary.amount_minor} minor units; "
+        f"unknown merchant {summary.skipped_unknown_merchant}"
+    )
+    return 0
+
+
+def _serve_metrics(settings: Settings, keys: Keys, port: int) -> SyncRedis:
+    """Serve the run statistics on `port` (a thread of prometheus_client's): each scrape reads the hash."""
+    client = SyncRedis.from_url(settings.redis_url, socket_timeout=STATS_READ_TIMEOUT_S)
+    registry = CollectorRegistry()
+
+    def read() -> dict:
+        try:
+            return client.hgetall(keys.attribution_stats)
+        except RedisError as exc:
+            log.warning("cannot read attributor run statistics: %s", exc)
+            return {}
+
+    registry.register(runstats.StatsCollector(read))
+    start_http_server(port, registry=registry)
+    return client
 
 
 def earnings(settings: Settings, start: str | None, end: str | None, creator_id: str) -> int:

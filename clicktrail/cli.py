@@ -78,14 +78,20 @@ def ingest(settings: Settings, once: bool, consumer: str | None, metrics_port: i
     default=None,
     help="Run a batch every SECONDS until SIGTERM/SIGINT (default: one batch, then exit).",
 )
+@click.option(
+    "--metrics-port",
+    default=0,
+    type=int,
+    help="Serve the attributor's run metrics (kept in Redis) on this port (0: off; the server exports them).",
+)
 @click.pass_obj
-def attribute(settings: Settings, every_s: float | None) -> None:
+def attribute(settings: Settings, every_s: float | None, metrics_port: int) -> None:
     """Book commissions for new order events (one batch, or one every SECONDS)."""
     import asyncio
 
     from attribution.commands import attribute as run_attribute
 
-    sys.exit(asyncio.run(run_attribute(settings, every_s)))
+    sys.exit(asyncio.run(run_attribute(settings, every_s, metrics_port)))
 
 
 @main.group()

@@ -126,6 +126,12 @@ class Keys:
         """String: the highest order_events.ingested_ms the attributor has processed."""
         return f"{self.prefix}attribution:cursor"
 
+    @property
+    def attribution_stats(self) -> str:
+        """Hash: the attributor's cumulative run counters and last-run times (attribution/runstats.py),
+        read by every /metrics that exports them. Updated alone in its own MULTI, with no other key."""
+        return f"{self.prefix}attribution:stats"
+
     def all_patterns(self) -> str:
         """Glob matching every key of this prefix (tests clean up with it)."""
         return f"{self.prefix}*"
