@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(redis-server clickhouse-server clickhouse-client wrk nginx-light docker-compose)
+# promtool (`promtool check rules`, `promtool test rules` on deploy/prometheus/) comes with Debian's prometheus.
+APT_PACKAGES+=(prometheus)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

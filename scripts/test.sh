@@ -14,6 +14,10 @@ echo "== lint"
 .venv/bin/hadolint Dockerfile
 CLICKTRAIL_ADMIN_TOKEN=lint CLICKTRAIL_SECRET_KEY=lint docker-compose -f docker-compose.yml config -q
 
+echo "== alert rules"
+promtool check rules deploy/prometheus/alerts.yml
+promtool test rules deploy/prometheus/alerts_test.yml
+
 echo "== tests"
 set +e
 .venv/bin/pytest "$@"
