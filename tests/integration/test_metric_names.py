@@ -5,6 +5,7 @@ attributor's `--metrics-port`. A renamed or removed metric fails here, not on an
 from __future__ import annotations
 
 import contextlib
+import re
 import subprocess
 import sys
 import time
@@ -21,6 +22,7 @@ from tests.integration.servehelp import ServeProcess, settings_env
 
 pytestmark = [pytest.mark.redis, pytest.mark.clickhouse]
 CLI = str(Path(sys.executable).with_name("clicktrail"))
+OPERATIONS_GUIDE = Path(__file__).resolve().parents[2] / "docs" / "operations.md"
 
 # Metrics of processes that exist only on other branches today. At merge, delete each name here once
 # its process is scraped below (the events-out branch's delivery worker, `clicktrail deliver`).
@@ -36,6 +38,11 @@ SUFFIXES = {
     "gauge": ("",),
     "untyped": ("",),
 }
+
+
+def documented_name(family) -> str:
+    """The name docs/operations.md lists a family under: counters with `_total`, others as they are."""
+    return family.name + "_total" if family.type == "counter" else family.name
 
 
 def exported(text: str) -> set[str]:
@@ -111,3 +118,15 @@ def test_every_named_metric_is_exported(settings, clickhouse, redis_client) -> N
     }
     assert not missing, f"named in deploy/ but exported by no process: {missing}"
     assert PENDING_MERGE.keys() <= referenced_metrics().keys(), "a pending name is no longer used: drop it"
+    # ... and the operations guide lists every metric these processes export.
+    guide = OPERATIONS_GUIDE.read_text()
+    undocumented = sorted(
+        {
+            documented_name(f)
+            for text in texts
+            for f in text_string_to_metric_families(text)
+            if not f.name.endswith("_created")  # prometheus_client's creation times, not ours
+        }
+        - set(re.findall(r"`(clicktrail_[a-z0-9_]+)`", guide))
+    )
+    assert not undocumented, f"exported but missing from docs/operations.md, Metrics: {undocumented}"
