@@ -26,7 +26,7 @@ from core.keys import Keys
 from core.settings import Settings
 
 log = logging.getLogger("clicktrail.attribute")
-# A scrape of `attribute --metrics-port` gives up on Redis after this (and shows no runs, not an error).
+# A scrape of `attribute --metrics-port` gives up on Redis after this (and shows the last reading).
 STATS_READ_TIMEOUT_S = 2.0
 
 
@@ -111,13 +111,16 @@ def _serve_metrics(settings: Settings, keys: Keys, port: int) -> SyncRedis:
     """Serve the run statistics on `port` (a thread of prometheus_client's): each scrape reads the hash."""
     client = SyncRedis.from_url(settings.redis_url, socket_timeout=STATS_READ_TIMEOUT_S)
     registry = CollectorRegistry()
+    last: dict = {}
 
     def read() -> dict:
         try:
-            return client.hgetall(keys.attribution_stats)
+            last.update(client.hgetall(keys.attribution_stats))
         except RedisError as exc:
+            # The last reading, not zeros: counters that drop to 0 would read as resets, a last success
+            # of 0 as "never run".
             log.warning("cannot read attributor run statistics: %s", exc)
-            return {}
+        return dict(last)
 
     registry.register(runstats.StatsCollector(read))
     start_http_server(port, registry=registry)

@@ -26,12 +26,7 @@ CLI = str(Path(sys.executable).with_name("clicktrail"))
 
 
 def scrape(url: str) -> dict[tuple[str, tuple], float]:
-    text = httpx.get(url, timeout=5).text
-    return {
-        (s.name, tuple(sorted(s.labels.items()))): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
+    return _parse(httpx.get(url, timeout=5).text)
 
 
 def seed(settings, clickhouse) -> None:
@@ -112,3 +107,41 @@ def test_every_serves_its_own_metrics(settings, clickhouse, redis_client) -> Non
     finally:
         proc.terminate()
         assert proc.wait(timeout=10) == 0
+
+
+def test_a_running_server_picks_up_later_runs(settings, redis_client, monkeypatch) -> None:
+    """The server re-reads the statistics in the background (every STATS_REFRESH_INTERVAL_S; shortened
+    here), so a cron run shows without a restart."""
+    import redirector.state
+    from attribution import runstats
+    from tests.integration.apphelp import running_app
+
+    monkeypatch.setattr(redirector.state, "STATS_REFRESH_INTERVAL_S", 0.05)
+    keys = Keys(settings.redis_prefix)
+    runs = ("clicktrail_attributor_runs_total", (("result", "ok"),))
+
+    async def scenario() -> tuple[float, float]:
+        async with running_app(settings) as (_app, client):
+            before = _parse((await client.get("/metrics")).text)[runs]
+            r = Redis.from_url(settings.redis_url)
+            await runstats.record(
+                r, keys, "ok", started_ms=int(time.time() * 1000), duration_s=0.5, outcomes={"credited": 2}
+            )
+            await r.aclose()
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                after = _parse((await client.get("/metrics")).text)
+                if after[runs] == before + 1:
+                    return before, after[("clicktrail_attributor_orders_total", (("outcome", "credited"),))]
+                await asyncio.sleep(0.05)
+            raise AssertionError("the server never showed the new run")
+
+    assert asyncio.run(scenario()) == (0, 2)
+
+
+def _parse(text: str) -> dict[tuple[str, tuple], float]:
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
