@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -86,3 +88,27 @@ def test_hash_fields_become_samples() -> None:
 def test_a_garbled_field_reads_as_zero_not_a_failed_scrape() -> None:
     got = samples({"runs:ok": "many", "seconds": ""})
     assert got[("clicktrail_attributor_runs_total", (("result", "ok"),))] == 0
+
+
+run_results = st.sampled_from(["ok", "stopped", "busy", "failed"])
+counts = st.dictionaries(st.sampled_from(["credited", "no_click", "bot", "parked"]), st.integers(0, 10**6))
+
+
+@given(st.lists(st.tuples(run_results, counts), max_size=30))
+def test_counters_add_up_and_never_go_down(runs) -> None:
+    """Whatever runs happen, the exported counters are the sums of what the runs added, and each run only
+    raises them (a counter that went down would read as a reset in rate())."""
+    stats: dict[str, int] = {}
+    previous: dict[tuple[str, tuple], float] = {}
+    for result, outcomes in runs:
+        for name, n in increments(result, outcomes, {}).items():
+            stats[name] = stats.get(name, 0) + n
+        now = samples({k: str(v) for k, v in stats.items()})
+        for key, value in previous.items():
+            assert now.get(key, 0) >= value, key
+        previous = now
+    for result in ("ok", "stopped", "busy", "failed"):
+        ran = sum(1 for r, _ in runs if r == result)
+        assert previous.get(("clicktrail_attributor_runs_total", (("result", result),)), 0) == ran
+    credited = sum(o.get("credited", 0) for _, o in runs)
+    assert previous.get(("clicktrail_attributor_orders_total", (("outcome", "credited"),)), 0) == credited
