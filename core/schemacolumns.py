@@ -4,7 +4,8 @@ because the migrations already applied are never edited.
 
 A new migration may instead end a column's line with `-- its meaning` (or put a `--` comment right above an
 `ALTER TABLE ... ADD COLUMN`); a meaning there wins over this table. A column with no meaning anywhere
-fails the build (tests/unit/test_schemadoc.py) until one is given and the reference regenerated.
+fails the build (tests/integration/test_schemadoc_current.py) until one is given and the reference is
+regenerated.
 """
 
 from __future__ import annotations
@@ -114,7 +115,7 @@ STATE_TABLE_NOTE = (
     "(core/migrate.py) after all of a migration's statements ran."
 )
 
-# Example queries for analysts, run against a migrated database by tests/unit/test_schemadoc.py.
+# Example queries for analysts, run on 18.16 and chdb by tests/integration/test_schemadoc_current.py.
 EXAMPLES: list[tuple[str, str]] = [
     (
         "A creator's clicks over a month, per day (reads the rollup, never raw clicks)",
