@@ -70,6 +70,7 @@ class Summary:
     events: int = 0  # commission events emitted (events_out.py)
     stopped: bool = False  # ended early on a stop request; the cursor did not move
     outcomes: Counter = field(default_factory=Counter)
+    kinds: Counter = field(default_factory=Counter)  # ledger rows appended, by kind
 
 
 # With `min_replicas_acked`: the lock counts as held once this many replicas have it (a lock only on a
@@ -241,6 +242,7 @@ class Attributor:
             summary.outcomes[_outcome(wanted, order)] += 1
             for entry in ledger.difference(wanted, stored.get(order_id, {})):
                 rows.append(_row(terms.merchant_id, order_id, entry, now_ms, run_id))
+                summary.kinds[entry.kind] += 1
                 summary.amount_minor += entry.amount_minor
         if rows:
             announced = events_out.commission_events(rows)

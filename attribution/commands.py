@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import signal
 import sys
 import time
@@ -13,16 +14,24 @@ from datetime import UTC, datetime
 
 import click
 import orjson
+from prometheus_client import CollectorRegistry, start_http_server
+from redis import Redis as SyncRedis
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
-from attribution import report, trace
-from attribution.attributor import Attributor, Busy
+from attribution import report, runstats, trace
+from attribution.attributor import Attributor, Busy, Summary
 from attribution.outbox import Outbox
 from core.clickhouse import ClickHouseError
 from core.clickid import ClickIds
 from core.cluster import connect
 from core.keys import Keys
-from core.redisclient import failover_client
+from core.redisclient import failover_client, sync_client
 from core.settings import Settings
+
+log = logging.getLogger("clicktrail.attribute")
+# A scrape of `attribute --metrics-port` gives up on Redis after this (and shows the last reading).
+STATS_READ_TIMEOUT_S = 2.0
 
 
 def _progress(done: int, total: int) -> None:
@@ -30,7 +39,7 @@ def _progress(done: int, total: int) -> None:
         click.echo(f"\rattributing: {done:,}/{total:,} orders", nl=False, err=True)
 
 
-async def attribute(settings: Settings, every_s: float | None) -> int:
+async def attribute(settings: Settings, every_s: float | None, metrics_port: int = 0) -> int:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -47,24 +56,12 @@ async def attribute(settings: Settings, every_s: float | None) -> int:
         min_replicas_acked=settings.redis_min_replicas_acked,
         outbox=outbox,
     )
+    stats_redis = _serve_metrics(settings, keys, metrics_port) if metrics_port else None
     status = 0
     try:
         while not stop.is_set():
             started = time.monotonic()
-            try:
-                summary = await attributor.run_once(progress=_progress, stop=stop)
-            except Busy as exc:
-                click.echo(f"skipped: {exc}", err=True)
-                status = 0 if every_s else 75  # EX_TEMPFAIL: cron may simply try again
-            else:
-                if sys.stderr.isatty():
-                    click.echo("", err=True)
-                outcomes = ", ".join(f"{k} {v}" for k, v in sorted(summary.outcomes.items())) or "none"
-                click.echo(
-                    f"attributed {summary.orders} orders ({outcomes}); appended {summary.rows} ledger rows, "
-                    f"net {summary.amount_minor} minor units; {summary.events} events emitted; "
-                    f"unknown merchant {summary.skipped_unknown_merchant}"
-                )
+            status = await _run_recorded(attributor, redis, keys, stop, every_s)
             if every_s is None:
                 break
             with contextlib.suppress(TimeoutError):
@@ -72,6 +69,8 @@ async def attribute(settings: Settings, every_s: float | None) -> int:
     finally:
         await redis.aclose()
         backend.close()
+        if stats_redis is not None:
+            stats_redis.close()
     return status
 
 
@@ -92,6 +91,75 @@ async def explain(settings: Settings, merchant_id: str, order_id: str, as_json: 
     body = found.trace
     click.echo(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode() if as_json else trace.text(body))
     return 0
+
+
+async def _run_recorded(
+    attributor: Attributor, redis: Redis, keys: Keys, stop: asyncio.Event, every_s: float | None
+) -> int:
+    """One batch, its outcome printed and added to the run statistics (runstats.py). A failed run is
+    recorded too, then its error goes on up."""
+    started_ms, started = int(time.time() * 1000), time.monotonic()
+
+    async def recorded(result: str, summary: Summary | None = None) -> None:
+        outcomes = dict(summary.outcomes) if summary else {}
+        if summary and summary.skipped_unknown_merchant:
+            outcomes[runstats.UNKNOWN_MERCHANT] = summary.skipped_unknown_merchant
+        try:
+            await runstats.record(
+                redis,
+                keys,
+                result,
+                started_ms=started_ms,
+                duration_s=time.monotonic() - started,
+                outcomes=outcomes,
+                kinds=summary.kinds if summary else None,
+            )
+        except RedisError as exc:  # the run itself is done: its statistics are not worth failing it
+            log.warning("cannot record attributor run statistics: %s", exc)
+
+    try:
+        summary = await attributor.run_once(progress=_progress, stop=stop)
+    except Busy as exc:
+        await recorded("busy")
+        click.echo(f"skipped: {exc}", err=True)
+        return 0 if every_s else 75  # EX_TEMPFAIL: cron may simply try again
+    except Exception:
+        await recorded("failed")
+        raise
+    await recorded("stopped" if summary.stopped else "ok", summary)
+    if sys.stderr.isatty():
+        click.echo("", err=True)
+    outcomes = ", ".join(f"{k} {v}" for k, v in sorted(summary.outcomes.items())) or "none"
+    click.echo(
+        f"attributed {summary.orders} orders ({outcomes}); appended {summary.rows} ledger rows, "
+        f"net {summary.amount_minor} minor units; {summary.events} events emitted; "
+        f"unknown merchant {summary.skipped_unknown_merchant}"
+    )
+    return 0
+
+
+def _serve_metrics(settings: Settings, keys: Keys, port: int) -> SyncRedis:
+    """Serve the run statistics on `port` (a thread of prometheus_client's): each scrape reads the hash."""
+    client = (
+        sync_client(settings)
+        if settings.redis_cluster
+        else SyncRedis.from_url(settings.redis_url, socket_timeout=STATS_READ_TIMEOUT_S)
+    )
+    registry = CollectorRegistry()
+    last: dict = {}
+
+    def read() -> dict:
+        try:
+            last.update(client.hgetall(keys.attribution_stats))
+        except RedisError as exc:
+            # The last reading, not zeros: counters that drop to 0 would read as resets, a last success
+            # of 0 as "never run".
+            log.warning("cannot read attributor run statistics: %s", exc)
+        return dict(last)
+
+    registry.register(runstats.StatsCollector(read))
+    start_http_server(port, registry=registry)
+    return client
 
 
 def earnings(settings: Settings, start: str | None, end: str | None, creator_id: str) -> int:

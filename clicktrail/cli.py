@@ -117,9 +117,19 @@ def ingest(settings: Settings, once: bool, consumer: str | None, metrics_port: i
     help="Print why this order is (not) credited, step by step, and book nothing.",
 )
 @click.option("--json", "as_json", is_flag=True, help="With --explain: the trace as JSON (the API's).")
+@click.option(
+    "--metrics-port",
+    default=0,
+    type=int,
+    help="Serve the attributor's run metrics (kept in Redis) on this port (0: off; the server exports them).",
+)
 @click.pass_obj
 def attribute(
-    settings: Settings, every_s: float | None, explain: tuple[str, str] | None, as_json: bool
+    settings: Settings,
+    every_s: float | None,
+    explain: tuple[str, str] | None,
+    as_json: bool,
+    metrics_port: int,
 ) -> None:
     """Book commissions for new order events (one batch, or one every SECONDS)."""
     import asyncio
@@ -130,7 +140,7 @@ def attribute(
         sys.exit(asyncio.run(run_explain(settings, *explain, as_json)))
     from attribution.commands import attribute as run_attribute
 
-    sys.exit(asyncio.run(run_attribute(settings, every_s)))
+    sys.exit(asyncio.run(run_attribute(settings, every_s, metrics_port)))
 
 
 @main.group()

@@ -257,6 +257,12 @@ class Keys:
         `attribution_lock` (the ledger's writer lock), never in a transaction with any other key."""
         return f"{self.prefix}merchant:{merchant_id}:payouts"
 
+    @property
+    def attribution_stats(self) -> str:
+        """Hash: the attributor's cumulative run counters and last-run times (attribution/runstats.py),
+        read by every /metrics that exports them. Updated alone in its own MULTI, with no other key."""
+        return f"{self.prefix}attribution:stats"
+
     def all_patterns(self) -> str:
         """Glob matching every key of this prefix (tests clean up with it), spread families included."""
         return f"{self.spread}*"

@@ -20,6 +20,7 @@ from attribution.endpoints import EndpointStore
 from attribution.merchants import MerchantStore, owner_resolver
 from attribution.outbox import Outbox
 from attribution.rates import RateStore
+from attribution.runstats import STATS_REFRESH_INTERVAL_S, StatsCollector
 from attribution.webhooks import Acceptor
 from core.clickhouse import Backend
 from core.clickid import ClickIds
@@ -77,6 +78,7 @@ class AppState:
     _snapshots: SnapshotDir | None = None
     _own_snapshot: Callable[[], dict] | None = None
     _clickhouse: Backend | None = None
+    _attribution_stats: dict = field(default_factory=dict)  # the attributor's run statistics, as last read
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
     @classmethod
@@ -161,6 +163,8 @@ class AppState:
         self._tasks.append(asyncio.create_task(self.watcher.run(), name="link-watch"))
         self._tasks.append(asyncio.create_task(self._publish_metrics(), name="metrics-snapshot"))
         self._tasks.append(asyncio.create_task(self._watch_lag(), name="stream-lag"))
+        self.registry.register(StatsCollector(lambda: self._attribution_stats))
+        self._tasks.append(asyncio.create_task(self._watch_attribution(), name="attribution-stats"))
 
     async def close(self) -> None:
         """Runs after the server stopped accepting and drained its connections: every answered click is
@@ -219,6 +223,18 @@ class AppState:
                 entries.labels(name).set(count)
                 seconds.labels(name).set(age_s)
             await asyncio.sleep(LAG_INTERVAL_S)
+
+    async def _watch_attribution(self) -> None:
+        """The attributor's run statistics (attribution/runstats.py) on this /metrics: the attributor is
+        a batch job that is mostly not running when Prometheus scrapes."""
+        while True:
+            try:
+                self._attribution_stats = await self.redis.hgetall(self.keys.attribution_stats)
+            except RedisError as exc:
+                log.debug("attributor statistics unavailable: %s", exc)
+            except Exception:  # a gauge must never take the server down, nor stop updating
+                log.exception("reading attributor statistics failed")
+            await asyncio.sleep(STATS_REFRESH_INTERVAL_S)
 
     async def _publish_metrics(self) -> None:
         """Let sibling workers include this one's counters in their /metrics (metrics.py)."""

@@ -11,6 +11,8 @@ APT_PACKAGES+=(zookeeper)
 APT_PACKAGES+=(chromium chromium-driver)
 # The webhook guide's examples are run by the tests with curl, openssl and Node.
 APT_PACKAGES+=(curl openssl nodejs)
+# promtool (`promtool check rules`, `promtool test rules` on deploy/prometheus/) comes with Debian's prometheus.
+APT_PACKAGES+=(prometheus)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
