@@ -358,7 +358,7 @@ def corpus(code: str, merchant: str, secret: str) -> list[Case]:
             ).encode(),
         ),
         *_catalog_cases(merchant),
-        *_money_cases(merchant, secret, order["data"]),
+        *_code_cases(merchant, secret, order["data"]),
         Case("api_link_bad_code", lambda: _get(b"/api/links/%ff%fe", ADMIN.encode())),
         Case(
             "api_earnings_bad_dates",
@@ -570,7 +570,7 @@ def _catalog_cases(merchant: str) -> list[Case]:
     ]
 
 
-def _money_cases(merchant: str, secret: str, data: dict) -> list[Case]:
+def _code_cases(merchant: str, secret: str, data: dict) -> list[Case]:
     """Discount codes, PATCH, review and trace inputs past a bound: a clear 4xx, nothing written."""
     base = f"/api/merchants/{merchant}"
     hook = f"/webhooks/orders/{merchant}"

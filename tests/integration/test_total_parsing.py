@@ -250,7 +250,7 @@ def test_other_methods_on_a_code_path_are_405(settings, method: str) -> None:
         ("POST", "/api", 404, None),
         ("GET", "/api/links/abc/extra", 404, None),
         ("PUT", "/api/links", 405, {"GET", "HEAD", "POST"}),
-        ("PATCH", "/api/links/abc", 405, {"GET", "HEAD", "DELETE"}),
+        ("PUT", "/api/links/abc", 405, {"GET", "HEAD", "DELETE", "PATCH"}),
         ("DELETE", "/api/keys", 405, {"POST"}),
         ("GET", "/api/merchants", 405, {"POST"}),
         ("POST", "/healthz", 405, {"GET", "HEAD"}),
