@@ -24,6 +24,11 @@ def settings_env(settings: Settings) -> dict[str, str]:
         CLICKTRAIL_ADMIN_TOKEN=settings.admin_token or "",
         CLICKTRAIL_SECRET_KEY=settings.secret_key or "",
         CLICKTRAIL_DATA_DIR=str(settings.data_dir),
+        # The cluster switches, so that a child process runs on the topology the test's settings name.
+        CLICKTRAIL_REDIS_CLUSTER=str(settings.redis_cluster).lower(),
+        CLICKTRAIL_REDIS_MIN_REPLICAS_ACKED=str(settings.redis_min_replicas_acked),
+        CLICKTRAIL_CLICKHOUSE_CLUSTER=settings.clickhouse_cluster,
+        CLICKTRAIL_CLICKHOUSE_ALT_HOSTS=",".join(settings.clickhouse_alt_hosts),
     )
     return env
 
