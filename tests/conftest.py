@@ -18,6 +18,7 @@ import redis
 
 from core.clickhouse import ChdbClickHouse, NativeClickHouse
 from core.cluster import ClusterClickHouse
+from core.migrate import migrate
 from core.settings import Settings
 
 REDIS_URL = os.environ.get("CLICKTRAIL_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -198,3 +199,17 @@ def cluster_backend(ch_cluster_settings: Settings) -> Iterator[ClusterClickHouse
     yield backend
     backend.execute(f"DROP DATABASE IF EXISTS {backend.database} ON CLUSTER {CLUSTER_NAME}")
     backend.close()
+
+
+@pytest.fixture(
+    params=[
+        pytest.param("clickhouse", marks=[pytest.mark.clickhouse, pytest.mark.redis]),
+        pytest.param("chdb", marks=[pytest.mark.chdb, pytest.mark.redis]),
+    ]
+)
+def backend(request, redis_client):
+    """Each ClickHouse in turn (18.16 and current, through chdb), migrated, beside the test's Redis: the
+    attribution, payout and event tests run the same ledger on both. A test file may define its own."""
+    chosen = request.getfixturevalue("clickhouse" if request.param == "clickhouse" else "chdb_backend")
+    migrate(chosen, log=lambda *_: None)
+    return chosen

@@ -16,23 +16,10 @@ from attribution.rates import RateStore, RatesUpdate
 from core import queries
 from core.clickid import ClickIds
 from core.keys import Keys
-from core.migrate import migrate
 from tests.integration.attributionhelp import add_merchant, deliver, ingest_orders, insert_clicks
 
 HOUR, DAY = 3_600_000, 86_400_000
 T0 = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp() * 1000)
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("clickhouse", marks=[pytest.mark.clickhouse, pytest.mark.redis]),
-        pytest.param("chdb", marks=[pytest.mark.chdb, pytest.mark.redis]),
-    ]
-)
-def backend(request, redis_client):
-    chosen = request.getfixturevalue("clickhouse" if request.param == "clickhouse" else "chdb_backend")
-    migrate(chosen, log=lambda *_: None)
-    return chosen
 
 
 def ledger_by_order(backend) -> dict[str, tuple[int, str]]:

@@ -8,7 +8,6 @@ import asyncio
 from datetime import UTC, datetime
 
 import orjson
-import pytest
 from redis.asyncio import Redis
 
 from attribution.attributor import Attributor
@@ -19,24 +18,11 @@ from attribution.webhooks import Acceptor
 from core import queries
 from core.clickid import ClickIds
 from core.keys import Keys
-from core.migrate import migrate
 from tests.integration.attributionhelp import add_merchant, ingest_orders, insert_clicks, iso
 
 MINUTE, HOUR, DAY = 60_000, 3_600_000, 86_400_000
 T0 = int(datetime(2026, 11, 2, 10, tzinfo=UTC).timestamp() * 1000)
 SHOES = [{"sku": "SKU-1", "category": "shoes", "unit_price_minor": 5990, "quantity": 2}]
-
-
-@pytest.fixture(
-    params=[
-        pytest.param("clickhouse", marks=[pytest.mark.clickhouse, pytest.mark.redis]),
-        pytest.param("chdb", marks=[pytest.mark.chdb, pytest.mark.redis]),
-    ]
-)
-def backend(request, redis_client):
-    chosen = request.getfixturevalue("clickhouse" if request.param == "clickhouse" else "chdb_backend")
-    migrate(chosen, log=lambda *_: None)
-    return chosen
 
 
 async def order(r, keys, webhook_id, order_id, at_ms, click_id="", codes=()):

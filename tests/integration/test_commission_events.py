@@ -27,18 +27,6 @@ T0 = int(datetime(2026, 11, 1, tzinfo=UTC).timestamp() * 1000)
 SHOES = ("SKU-1", "shoes", 5990, 2)
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("clickhouse", marks=[pytest.mark.clickhouse, pytest.mark.redis]),
-        pytest.param("chdb", marks=[pytest.mark.chdb, pytest.mark.redis]),
-    ]
-)
-def backend(request, redis_client):
-    chosen = request.getfixturevalue("clickhouse" if request.param == "clickhouse" else "chdb_backend")
-    migrate(chosen, log=lambda *_: None)
-    return chosen
-
-
 async def emitted(redis: Redis, keys: Keys) -> list[events_out.Event]:
     return [events_out.decode(fields[b"e"]) for _, fields in await redis.xrange(keys.events)]
 

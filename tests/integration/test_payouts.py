@@ -28,18 +28,6 @@ SHOE = [("SKU-1", "shoes", 5990, 2)]  # 11980 × 10 % = 1198
 HAT = [("SKU-2", "hats", 2500, 1)]  # 2500 × 10 % = 250
 
 
-@pytest.fixture(
-    params=[
-        pytest.param("clickhouse", marks=[pytest.mark.clickhouse, pytest.mark.redis]),
-        pytest.param("chdb", marks=[pytest.mark.chdb, pytest.mark.redis]),
-    ]
-)
-def backend(request, redis_client):
-    chosen = request.getfixturevalue("clickhouse" if request.param == "clickhouse" else "chdb_backend")
-    migrate(chosen, log=lambda *_: None)
-    return chosen
-
-
 def balances(backend) -> dict[tuple[str, str, str], int]:
     rows = backend.execute(
         f"SELECT creator_id, currency, status, sum(amount_minor) FROM {backend.database}.commissions "
