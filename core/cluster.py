@@ -6,8 +6,8 @@ not change.
   0`: every query reads each shard from its first live replica, the one inserts go to as well, so a
   process reads what it wrote (the attributor's ledger difference and the ingester's key check depend on
   that) and only a failover can show it a replica that has not fetched the latest parts yet.
-- Inserts never go through a `Distributed` table (its asynchronous buffer can lose or double rows): each
-  row's shard is computed here from the table's sharding key exactly as ClickHouse would
+- Inserts of rows never go through a `Distributed` table (its asynchronous buffer can lose or double
+  rows): each row's shard is computed here from the table's sharding key exactly as ClickHouse would
   (core/clusterddl.py), and each shard's block is inserted synchronously into the local replicated table
   on its first live replica, else the next. A block retried on any replica of its shard after a failure
   is dropped by ClickHouse's replicated block deduplication (the block's hash is kept in ZooKeeper for
@@ -30,8 +30,12 @@ from core.clickhouse import Backend, ClickHouseError, NativeClickHouse
 from core.clusterddl import Planner, local_name, shard_index
 
 # Every query: read each shard from its first live replica in `remote_servers` order, never the local
-# replica just because it is local, so reads follow the replica that inserts go to.
-READ_SETTINGS = {"load_balancing": "in_order", "prefer_localhost_replica": 0}
+# replica just because it is local, so reads follow the replica that inserts go to. A statement that
+# inserts through a `Distributed` table (an INSERT ... SELECT such as the payout batch's) writes each
+# shard's block synchronously into its replicated table: it returns only when every row is stored, so a
+# read right after it sees them, and a failure is the caller's to retry (never a buffer that retries or
+# drops on its own).
+READ_SETTINGS = {"load_balancing": "in_order", "prefer_localhost_replica": 0, "insert_distributed_sync": 1}
 # A replica that failed is tried last for this long, so a dead one does not cost a connect timeout on
 # every block.
 REPLICA_PENALTY_S = 10.0

@@ -369,10 +369,15 @@ def has_column(backend: Backend, table: str, column: str) -> bool:
 def _candidates(db: str) -> str:
     """The ledger rows a batch may pay (attribution/payouts.py): approved, not a payout transfer, not zero,
     booked before `until_ms`, and not paid by a live payout of another batch (the rows this batch has
-    linked already stay candidates, so a batch cut short is finished with the same totals)."""
+    linked already stay candidates, so a batch cut short is finished with the same totals).
+
+    Every subquery over another table is `GLOBAL`: on a cluster both tables are `Distributed`, and a plain
+    `IN` would be run by each shard against its own part of the subquery's table (ClickHouse refuses that,
+    Code 288); `GLOBAL` runs the subquery once, on the node asked, and ships its result to the shards. On
+    one node it is the same as `IN`."""
     return (
         "merchant_id = %(m)s AND status = 'approved' AND kind != 'payout' AND amount_minor != 0 "
-        "AND booked_ms < %(until_ms)s AND (order_id, entry_id, run_id) NOT IN ("
+        "AND booked_ms < %(until_ms)s AND (order_id, entry_id, run_id) GLOBAL NOT IN ("
         f"SELECT order_id, entry_id, run_id FROM {db}.payout_lines WHERE merchant_id = %(m)s "
         "GROUP BY order_id, entry_id, run_id HAVING sum(sign) > 0 AND countIf(batch_id = %(batch)s) = 0)"
     )
@@ -407,7 +412,9 @@ def link_payable(
 ) -> None:
     """Write one payout line (sign +1) per candidate row of every (creator, currency) whose candidates sum
     to a payout (positive, at least the minimum), except rows this batch linked already: one INSERT ...
-    SELECT, so the rows never travel through Python. Runs under the ledger's writer lock."""
+    SELECT, so the rows never travel through Python. Runs under the ledger's writer lock. On a cluster the
+    insert goes through the `Distributed` table synchronously (core/cluster.py), so `batch_lines` right
+    after it reads every line."""
     db = backend.database
     candidates = _candidates(db)
     by = "attributed_by" if attributed_by else "''"
@@ -416,10 +423,11 @@ def link_payable(
         f"SELECT merchant_id, {_PAYOUT_ID_SQL}, %(batch)s, creator_id, currency, order_id, entry_id, run_id, "
         f"1, kind, sku, quantity, basis_minor, rate_bps, amount_minor, {by}, booked_ms, "
         f"toDateTime(%(now_s)s), %(now_ms)s FROM {db}.commissions WHERE {candidates} "
-        "AND (creator_id, currency) IN ("
+        "AND (creator_id, currency) GLOBAL IN ("
         f"SELECT creator_id, currency FROM {db}.commissions WHERE {candidates} "
         "GROUP BY creator_id, currency HAVING sum(amount_minor) > 0 AND sum(amount_minor) >= %(min)s) "
-        f"AND (order_id, entry_id, run_id) NOT IN (SELECT order_id, entry_id, run_id FROM {db}.payout_lines "
+        "AND (order_id, entry_id, run_id) GLOBAL NOT IN ("
+        f"SELECT order_id, entry_id, run_id FROM {db}.payout_lines "
         "WHERE merchant_id = %(m)s AND batch_id = %(batch)s)",
         {
             "m": merchant_id,

@@ -1,7 +1,7 @@
 """ClickHouse cluster mode on the local 2 shards x 2 replicas (scripts/cluster-clickhouse.sh; the session
 fixture starts it): migrations run twice and finish a half-applied run, every query gives the one-node
 answers, rows land on their shard, a retried block is stored once (also on the other replica), inserts
-and queries fail over, and the whole path from link to earnings runs on the cluster."""
+and queries fail over, the whole path from link to earnings runs on the cluster, and so do payouts."""
 
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ from core.rows import ClickRow
 from tests.conftest import CLUSTER_NAME, free_port
 from tests.integration import test_end_to_end as e2e
 from tests.integration import test_ingest_crash as crash
+from tests.integration import test_payouts as payout_tests
 from tests.integration import test_schema as schema
 
 pytestmark = [pytest.mark.clickhouse, pytest.mark.cluster]
@@ -97,6 +98,10 @@ def test_an_added_column_is_added_once_on_every_node(cluster: ClusterClickHouse)
 
 def test_queries_give_the_one_node_answers(cluster: ClusterClickHouse) -> None:
     schema.test_queries(cluster)
+
+
+def test_the_variant_conversion_join_gives_the_one_node_answer(cluster: ClusterClickHouse) -> None:
+    schema.test_variant_rollup_and_conversion(cluster)
 
 
 def test_key_checks_and_links_give_the_one_node_answers(cluster: ClusterClickHouse) -> None:
@@ -211,3 +216,29 @@ def test_a_read_on_a_lost_connection_is_run_again_on_a_live_node(cluster: Cluste
     assert queries.click_count(cluster) == 6
     cluster._entry.connection.socket.close()  # the entry node went away under an open connection
     assert queries.click_count(cluster) == 6
+
+
+def test_a_payout_batch_reads_the_lines_it_just_linked(cluster: ClusterClickHouse) -> None:
+    """The batch links its lines with one INSERT ... SELECT through the `Distributed` table and reads them
+    back at once (`batch_lines`): inserted asynchronously, that read found none of them every time."""
+    columns = ("merchant_id", "order_id", "entry_id", "run_id", "creator_id", "currency", "status", "kind",
+               "amount_minor", "orders", "booked_ms")  # fmt: skip
+    merchants = [f"m{n}" for n in range(4)]  # payout lines are sharded by merchant: both shards take some
+    rows = [
+        (m, f"O-{n}", "e1", "r1", ("alice", "bob")[n % 2], "EUR", "approved", "accrual", 100 + n, 1, 1_000)
+        for m in merchants
+        for n in range(20)  # orders on both shards of the ledger
+    ]
+    cluster.insert("commissions", columns, [list(c) for c in zip(*rows, strict=True)])
+    for merchant in merchants:
+        totals = queries.payable_totals(cluster, merchant, 2_000, "b1")
+        queries.link_payable(cluster, merchant, 2_000, "b1", 0, 3_000, attributed_by=False)
+        linked = queries.batch_lines(cluster, merchant, "b1")
+        assert sorted(linked.values()) == sorted((n, a) for _, _, a, n in totals)
+        assert len(linked) == 2 and sum(n for n, _ in linked.values()) == 20
+
+
+def test_payouts_on_the_cluster(ch_cluster_settings, cluster: ClusterClickHouse) -> None:
+    """Batches, confirm, fail, statements and a reversal netted into the next batch: the one-node test on
+    the cluster (the batch links ledger rows with GLOBAL IN, inserts into `payout_lines` synchronously)."""
+    payout_tests.test_batches_net_reversals_and_pay_failed_rows_again(ch_cluster_settings, cluster)

@@ -1,7 +1,7 @@
 """The whole cluster topology at once: the Redis Cluster (scripts/cluster-redis.sh) and the ClickHouse
 cluster (scripts/cluster-clickhouse.sh) together, through the same end-to-end paths as one node: links,
-redirects, ingestion, webhooks, attribution and earnings; discount codes, review and trace; currencies, FX
-and payouts."""
+redirects, ingestion, webhooks, attribution and earnings; discount codes, review and trace. Payouts on the
+ClickHouse cluster: test_clickhouse_cluster.py (`test_payouts_on_the_cluster`)."""
 
 from __future__ import annotations
 
