@@ -5,7 +5,6 @@ and queries fail over, the whole path from link to earnings runs on the cluster,
 
 from __future__ import annotations
 
-import os
 import re
 from itertools import chain
 from pathlib import Path
@@ -25,6 +24,7 @@ from tests.integration import test_end_to_end as e2e
 from tests.integration import test_ingest_crash as crash
 from tests.integration import test_payouts as payout_tests
 from tests.integration import test_schema as schema
+from tests.integration.crashhelp import CRASH_TUNING, ingest_env
 
 pytestmark = [pytest.mark.clickhouse, pytest.mark.cluster]
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -194,20 +194,7 @@ def test_an_ingester_killed_around_its_insert_stores_each_click_once(
 ) -> None:
     """The one-node crash test on the cluster: SIGKILL before or after the insert, then `ingest --once`
     takes the pending entries back; exactly N clicks, exact rollups and unique flags."""
-    env = {
-        **os.environ,
-        "CLICKTRAIL_REDIS_URL": ch_cluster_settings.redis_url,
-        "CLICKTRAIL_REDIS_PREFIX": ch_cluster_settings.redis_prefix,
-        "CLICKTRAIL_CLICKHOUSE_URL": ch_cluster_settings.clickhouse_url,
-        "CLICKTRAIL_CLICKHOUSE_CLUSTER": CLUSTER_NAME,
-        "CLICKTRAIL_CLICKHOUSE_ALT_HOSTS": ",".join(ch_cluster_settings.clickhouse_alt_hosts),
-        "CLICKTRAIL_SECRET_KEY": ch_cluster_settings.secret_key,
-        "CLICKTRAIL_DATA_DIR": str(ch_cluster_settings.data_dir),
-        "CLICKTRAIL_INGEST_BATCH_SIZE": "1000",
-        "CLICKTRAIL_INGEST_FLUSH_INTERVAL_MS": "200",
-        "CLICKTRAIL_INGEST_CLAIM_IDLE_MS": "3000",
-        "CLICKTRAIL_CLICKHOUSE_INSERT_TIMEOUT_S": "2",
-    }
+    env = ingest_env(ch_cluster_settings, CRASH_TUNING)
     crash.test_sigkill_at_each_point(point, env, redis_client, cluster, ch_cluster_settings)
 
 

@@ -3,62 +3,26 @@ clicks, exact rollups and unique flags. Plus random SIGKILLs of `clicktrail inge
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
-import sys
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from core.keys import INGEST_GROUP
 from core.migrate import migrate
+from tests.integration.crashhelp import CLI, CRASH_TUNING, ingest_env, kill_at
 from tests.integration.test_ingest import HOUR_MS, assert_exact, fill, make_clicks
 
 pytestmark = [pytest.mark.redis, pytest.mark.clickhouse, pytest.mark.slow]
-
-CLI = str(Path(sys.executable).with_name("clicktrail"))
-# A child that runs the real ingest loop and kills itself (SIGKILL: no cleanup, no flush) at the given
-# hit of a checkpoint. The hook exists only here, in the test.
-CHILD = """
-import os, signal, sys
-from prometheus_client import CollectorRegistry
-from core.settings import Settings
-from redirector.ingest.process import run_streams, stream_specs
-
-point, hit = sys.argv[1], int(sys.argv[2])
-seen = []
-
-def checkpoint(name):
-    if name == point:
-        seen.append(name)
-        if len(seen) == hit:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-settings = Settings.load()
-sys.exit(run_streams(settings, stream_specs(settings), consumer="crashy", registry=CollectorRegistry(),
-                     once=True, checkpoint=checkpoint))
-"""
 
 
 @pytest.fixture
 def env(settings, clickhouse) -> dict[str, str]:
     migrate(clickhouse, log=lambda _line: None)
-    return {
-        **os.environ,
-        "CLICKTRAIL_REDIS_URL": settings.redis_url,
-        "CLICKTRAIL_REDIS_PREFIX": settings.redis_prefix,
-        "CLICKTRAIL_CLICKHOUSE_URL": settings.clickhouse_url,
-        "CLICKTRAIL_SECRET_KEY": settings.secret_key,
-        "CLICKTRAIL_DATA_DIR": str(settings.data_dir),
-        "CLICKTRAIL_INGEST_BATCH_SIZE": "1000",
-        "CLICKTRAIL_INGEST_FLUSH_INTERVAL_MS": "200",
-        "CLICKTRAIL_INGEST_CLAIM_IDLE_MS": "3000",
-        "CLICKTRAIL_CLICKHOUSE_INSERT_TIMEOUT_S": "2",
-    }
+    return ingest_env(settings, CRASH_TUNING)
 
 
 @pytest.mark.parametrize("point", ["before_insert", "after_insert", "after_ack", "after_trim"])
@@ -69,8 +33,7 @@ def test_sigkill_at_each_point(point, env, redis_client, clickhouse, settings) -
     keys = Keys(settings.redis_prefix)
     clicks = make_clicks(ClickIds(settings.secret_bytes), 4_000, int(time.time() * 1000) - 2 * HOUR_MS, 1_500)
     fill(redis_client, keys, clicks)
-    child = subprocess.run([sys.executable, "-c", CHILD, point, "2"], env=env, timeout=120)
-    assert child.returncode == -signal.SIGKILL
+    kill_at(env, point, 2, "crashy")
     assert redis_client.xpending(keys.clicks, INGEST_GROUP)["pending"] > 0 or point in (
         "after_ack",
         "after_trim",

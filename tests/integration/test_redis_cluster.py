@@ -5,12 +5,8 @@ acknowledgement (WAIT), and ingesters sharing the shards while one of them is ki
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 
@@ -24,12 +20,12 @@ from redirector.click import encode_batch
 from redirector.recorder import count_clicks
 from tests.integration import test_end_to_end
 from tests.integration.apphelp import ADMIN, make_link, running_app
+from tests.integration.crashhelp import CLI, ingest_env, kill_at
 from tests.integration.test_end_to_end import ingest_once
 from tests.integration.test_ingest import HOUR_MS, assert_exact, make_clicks
 
 pytestmark = [pytest.mark.redis, pytest.mark.clickhouse]
 
-CLI = str(Path(sys.executable).with_name("clicktrail"))
 CLAIM_IDLE_MS = 6_000
 SURVIVOR_RUNS = 3
 
@@ -106,29 +102,6 @@ def test_min_replicas_acked(replicas, live, cluster_settings, clickhouse, cluste
     asyncio.run(scenario())
 
 
-# A child that runs the real ingest loop on the cluster and kills itself (SIGKILL: no cleanup) at the
-# given hit of a checkpoint, while its threads hold batches of several shards.
-CHILD = """
-import os, signal, sys
-from prometheus_client import CollectorRegistry
-from core.settings import Settings
-from redirector.ingest.process import run_streams, stream_specs
-
-point, hit = sys.argv[1], int(sys.argv[2])
-seen = []
-
-def checkpoint(name):
-    if name == point:
-        seen.append(name)
-        if len(seen) == hit:
-            os.kill(os.getpid(), signal.SIGKILL)
-
-settings = Settings.load()
-sys.exit(run_streams(settings, stream_specs(settings), consumer="doomed", registry=CollectorRegistry(),
-                     once=True, checkpoint=checkpoint))
-"""
-
-
 def test_ingester_killed_while_sharing_shards(cluster_settings, clickhouse, cluster_redis) -> None:
     """Clicks in every shard; one ingester is killed mid-way (entries pending in several shards), the
     other takes its pending entries over (XAUTOCLAIM) once they are idle: exactly N rows in ClickHouse."""
@@ -140,21 +113,15 @@ def test_ingester_killed_while_sharing_shards(cluster_settings, clickhouse, clus
         stream = keys.click_stream(seq % keys.click_shards)
         batch = encode_batch(clicks[start : start + per_entry])
         cluster_redis.xadd(stream, {"v": b"1", "r": b"test", "s": str(seq).encode(), "c": batch})
-    env = {
-        **os.environ,
-        "CLICKTRAIL_REDIS_CLUSTER": "true",
-        "CLICKTRAIL_REDIS_URL": cluster_settings.redis_url,
-        "CLICKTRAIL_REDIS_PREFIX": cluster_settings.redis_prefix,
-        "CLICKTRAIL_CLICKHOUSE_URL": cluster_settings.clickhouse_url,
-        "CLICKTRAIL_SECRET_KEY": cluster_settings.secret_key,
-        "CLICKTRAIL_DATA_DIR": str(cluster_settings.data_dir),
+    tuning = {
         "CLICKTRAIL_INGEST_BATCH_SIZE": "300",
         # Room for a slow insert on a busy machine; the claim idle time must exceed it (core/streams.py).
         "CLICKTRAIL_INGEST_CLAIM_IDLE_MS": str(CLAIM_IDLE_MS),
         "CLICKTRAIL_CLICKHOUSE_INSERT_TIMEOUT_S": "5",
     }
-    child = subprocess.run([sys.executable, "-c", CHILD, "after_insert", "4"], env=env, timeout=120)
-    assert child.returncode == -signal.SIGKILL
+    env = ingest_env(cluster_settings, tuning)
+    # Killed while its threads hold batches of several shards.
+    kill_at(env, "after_insert", 4, "doomed")
     pending = [cluster_redis.xpending(s, INGEST_GROUP)["pending"] for s in keys.click_streams]
     assert sum(pending) > 0, pending
     # Inserted but not acknowledged: the survivor must find these in ClickHouse and not store them twice.
