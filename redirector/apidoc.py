@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from attribution import debugger, endpoint_api, merchant_api, search
+from redirector import qr
+
 # Who may call: "admin" (CLICKTRAIL_ADMIN_TOKEN), "merchant" / "creator" (an API key of that scope, limited
 # to its own subject), "any" (any valid key), "webhook" (a merchant's Standard Webhooks signature), or
 # "public" (no credentials).
@@ -48,6 +51,11 @@ ID_Q = {"type": "string"}
 _CREATOR_Q = Param("creator_id", ID_Q, "the creator (a creator key: its own)")
 _MERCHANT_Q = Param("merchant_id", ID_Q, "the merchant (a merchant key: its own)")
 _OBJ = {"type": "object"}
+_SIZE = Param(
+    "size",
+    {"type": "integer", "minimum": qr.MIN_SIZE_PX, "maximum": qr.MAX_SIZE_PX},
+    f"pixels (default {qr.DEFAULT_SIZE_PX})",
+)
 
 # (method, path) -> Op. Paths as the router spells them; `/{code}` is the redirect (redirector/app.py).
 OPERATIONS: dict[tuple[str, str], Op] = {
@@ -132,10 +140,20 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         tags=("links",),
     ),
     ("GET", "/api/links/{code}/qr.svg"): Op(
-        "QR code of the short URL", CREATOR, answer="image/svg+xml", errors=(403, 404), tags=("links",)
+        "QR code of the short URL",
+        CREATOR,
+        answer="image/svg+xml",
+        errors=(400, 403, 404),
+        query=(_SIZE,),
+        tags=("links",),
     ),
     ("GET", "/api/links/{code}/qr.png"): Op(
-        "QR code of the short URL", CREATOR, answer="image/png", errors=(403, 404), tags=("links",)
+        "QR code of the short URL",
+        CREATOR,
+        answer="image/png",
+        errors=(400, 403, 404),
+        query=(_SIZE,),
+        tags=("links",),
     ),
     # --- merchants
     ("POST", "/api/merchants"): Op(
@@ -206,7 +224,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
             "additionalProperties": False,
             "properties": {
                 "creator_id": ID_Q,
-                "rate_bps": {"type": "integer", "minimum": 0, "maximum": 10000},
+                "rate_bps": {"type": "integer", "minimum": 0, "maximum": merchant_api.MAX_RATE_BPS},
             },
         },
         errors=(403, 404, 409, 422),
@@ -241,8 +259,12 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         answer="Deliveries",
         errors=(400, 403, 404),
         query=(
-            Param("limit", {"type": "integer", "minimum": 1, "maximum": 200}, "how many (default 50)"),
-            Param("result", {"enum": ["accepted", "duplicate", "refused"]}, "only these"),
+            Param(
+                "limit",
+                {"type": "integer", "minimum": 1, "maximum": debugger.MAX_RECORDS},
+                f"how many (default {endpoint_api.DEFAULT_DELIVERIES})",
+            ),
+            Param("result", {"enum": list(debugger.RESULTS)}, "only these"),
         ),
         tags=("webhooks",),
     ),
@@ -266,7 +288,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         query=(
             Param("q", ID_Q, "words in the title"),
             Param("category", ID_Q, "exact category"),
-            Param("limit", {"type": "integer", "minimum": 1, "maximum": 100}, "page size"),
+            Param("limit", {"type": "integer", "minimum": 1, "maximum": search.MAX_RESULTS}, "page size"),
             Param("cursor", ID_Q, "next_cursor of the previous page"),
             _MERCHANT_Q,
             _CREATOR_Q,
