@@ -80,11 +80,11 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         description="As GET, without a body; recorded as HEAD (never billable).",
         tags=("redirect",),
     ),
-    ("GET", "/healthz"): Op("Liveness", PUBLIC, answer=_OBJ, tags=("operations",)),
+    ("GET", "/healthz"): Op("Liveness", PUBLIC, answer="Health", tags=("operations",)),
     ("GET", "/readyz"): Op(
         "Readiness: a click can be recorded (Redis or the spool)",
         PUBLIC,
-        answer=_OBJ,
+        answer="Ready",
         errors=(503,),
         tags=("operations",),
     ),
@@ -160,7 +160,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "Register a merchant (answers its first webhook secret)",
         ADMIN,
         ok=201,
-        answer=_OBJ,
+        answer="MerchantCreated",
         body="MerchantCreate",
         errors=(403, 409, 422),
         tags=("merchants",),
@@ -177,14 +177,14 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "Rotate the webhook secret (the previous ones stay valid for a day)",
         MERCHANT,
         ok=201,
-        answer=_OBJ,
+        answer="Secret",
         errors=(403, 404),
         tags=("merchants",),
     ),
     ("PUT", "/api/merchants/{merchant_id}/catalog"): Op(
         'Upsert products (a list, or {"products": [...]})',
         MERCHANT,
-        answer=_OBJ,
+        answer="CatalogUpserted",
         body={
             "anyOf": [
                 {"type": "array", "items": {"$ref": "#/components/schemas/Product"}},
@@ -203,21 +203,21 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("PUT", "/api/merchants/{merchant_id}/rates"): Op(
         "Replace the commission rates",
         MERCHANT,
-        answer=_OBJ,
+        answer="RatesSet",
         body="RatesUpdate",
         errors=(403, 404, 422),
         tags=("merchants",),
     ),
     ("GET", "/api/merchants/{merchant_id}/codes"): Op(
-        "Discount codes of a merchant", MERCHANT, answer=_OBJ, errors=(403, 404), tags=("codes",)
+        "Discount codes of a merchant", MERCHANT, answer="Codes", errors=(403, 404), tags=("codes",)
     ),
     ("GET", "/api/merchants/{merchant_id}/codes/{code}"): Op(
-        "One discount code with its history", MERCHANT, answer=_OBJ, errors=(403, 404, 422), tags=("codes",)
+        "One discount code with its history", MERCHANT, answer="Code", errors=(403, 404, 422), tags=("codes",)
     ),
     ("PUT", "/api/merchants/{merchant_id}/codes/{code}"): Op(
         "Assign a discount code to a creator",
         MERCHANT,
-        answer=_OBJ,
+        answer="Code",
         body={
             "type": "object",
             "required": ["creator_id"],
@@ -231,12 +231,12 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         tags=("codes",),
     ),
     ("DELETE", "/api/merchants/{merchant_id}/codes/{code}"): Op(
-        "End a discount code's assignment", MERCHANT, answer=_OBJ, errors=(403, 404, 422), tags=("codes",)
+        "End a discount code's assignment", MERCHANT, answer="Code", errors=(403, 404, 422), tags=("codes",)
     ),
     ("POST", "/api/merchants/{merchant_id}/orders/{order_id}/review"): Op(
         "Approve or reject an order held in review",
         MERCHANT,
-        answer=_OBJ,
+        answer="ReviewDecision",
         body={
             "type": "object",
             "required": ["decision"],
@@ -249,7 +249,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("GET", "/api/merchants/{merchant_id}/orders/{order_id}/trace"): Op(
         "Why an order was (or was not) credited",
         ANY,
-        answer=_OBJ,
+        answer="Trace",
         errors=(400, 403, 404, 503),
         tags=("orders",),
     ),
@@ -272,7 +272,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "Make (or repeat) the payout batch up to a time",
         MERCHANT,
         ok=201,
-        answer=_OBJ,
+        answer="PayoutBatch",
         body="PayoutRequest",
         errors=(403, 404, 422, 503),
         tags=("payouts",),
@@ -283,7 +283,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("GET", "/api/catalog"): Op(
         "Search products with the rate a creator earns",
         ANY,
-        answer=_OBJ,
+        answer="CatalogPage",
         errors=(400, 403),
         query=(
             Param("q", ID_Q, "words in the title"),
@@ -298,7 +298,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ("GET", "/api/creators/{creator_id}/earnings"): Op(
         "A creator's commissions per currency over days",
         CREATOR,
-        answer=_OBJ,
+        answer="Earnings",
         errors=(400, 403, 422, 503),
         query=(
             Param("from", {"type": "string", "format": "date"}, "first day (UTC)"),
@@ -311,25 +311,25 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "Add an FX rate version",
         ADMIN,
         ok=201,
-        answer=_OBJ,
+        answer="FxVersion",
         body="FxUpdate",
         errors=(403, 422),
         tags=("money",),
     ),
-    ("GET", "/api/fx"): Op("Every FX rate version", ANY, answer=_OBJ, tags=("money",)),
+    ("GET", "/api/fx"): Op("Every FX rate version", ANY, answer="FxVersions", tags=("money",)),
     ("GET", "/api/payouts/{payout_id}"): Op(
-        "One payout", ANY, answer=_OBJ, errors=(403, 404), tags=("payouts",)
+        "One payout", ANY, answer="Payout", errors=(403, 404), tags=("payouts",)
     ),
     ("GET", "/api/payouts/{payout_id}/statement.csv"): Op(
         "A payout's statement", ANY, answer="text/csv", errors=(403, 404, 503), tags=("payouts",)
     ),
     ("POST", "/api/payouts/{payout_id}/confirm"): Op(
-        "Mark a payout paid", MERCHANT, answer=_OBJ, errors=(403, 404, 409, 503), tags=("payouts",)
+        "Mark a payout paid", MERCHANT, answer="Payout", errors=(403, 404, 409, 503), tags=("payouts",)
     ),
     ("POST", "/api/payouts/{payout_id}/fail"): Op(
         "Mark a payout failed (its commissions become payable again)",
         MERCHANT,
-        answer=_OBJ,
+        answer="Payout",
         errors=(403, 404, 409, 503),
         tags=("payouts",),
     ),
@@ -365,12 +365,12 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         tags=("events",),
     ),
     ("DELETE", "/api/endpoints/{endpoint_id}"): Op(
-        "Delete an endpoint", ANY, answer=_OBJ, errors=(403, 404), tags=("events",)
+        "Delete an endpoint", ANY, answer="EndpointDeleted", errors=(403, 404), tags=("events",)
     ),
     ("POST", "/api/endpoints/{endpoint_id}/replay"): Op(
         "Requeue dead letters (and with `since`, past events)",
         ANY,
-        answer=_OBJ,
+        answer="EndpointReplayed",
         body={
             "type": "object",
             "additionalProperties": False,
@@ -389,7 +389,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         "An order event from a merchant (Standard Webhooks signed)",
         PUBLIC,
         ok=202,
-        answer=_OBJ,
+        answer="WebhookAccepted",
         body="WebhookBody",
         errors=(401, 404, 409, 503),
         webhook=True,

@@ -151,6 +151,91 @@ def _struct_schemas() -> dict[str, dict]:
     return found
 
 
+def _req(**properties: dict) -> dict:
+    """An answer object: these fields always present (more may be added later)."""
+    return _obj(properties, tuple(properties))
+
+
+INT, STR, BOOL = {"type": "integer"}, {"type": "string"}, {"type": "boolean"}
+MINOR = {"type": "integer", "description": "minor units"}
+
+
+def _answer_schemas() -> dict[str, dict]:
+    """The answers of the routes whose bodies are built from plain dicts (their views)."""
+    span = _req(code=STR, creator_id=STR, rate_bps={"type": ["integer", "null"]}, active_from_ms=INT,
+                active_to_ms={"type": ["integer", "null"]})  # fmt: skip
+    payout = _req(
+        payout_id=STR, batch_id=STR, merchant_id=STR, creator_id=STR, currency=STR, amount_minor=MINOR,
+        lines=INT, status=STR, created_ms=INT, updated_ms=INT,
+    )  # fmt: skip
+    fx_version = _req(version=INT, base=STR, rates={"type": "object"}, effective_ms=INT, set_ms=INT)
+    earnings_row = _obj({"currency": STR, "clicks": INT, "orders": INT}, ("currency",))
+    return {
+        "Health": _req(status={"const": "ok"}),
+        "Ready": _req(ready=BOOL, recording={"enum": ["redis", "spool"]}, spool_writable=BOOL),
+        "MerchantCreated": {
+            "allOf": [
+                {"$ref": REF.format(name="Merchant")},
+                _req(webhook_secret=STR, claimed_links=INT, transferred={"type": "array"}),
+            ]
+        },
+        "Secret": _req(webhook_secret=STR, previous_secrets_expire_at_ms={"type": ["integer", "null"]}),
+        "CatalogUpserted": _req(upserted=INT, rate_version=INT),
+        "RatesSet": _req(rate_version=INT, effective_ms=INT),
+        "Code": _req(
+            code=STR,
+            creator_id=STR,
+            rate_bps={"type": ["integer", "null"]},
+            active=BOOL,
+            spans={"type": "array", "items": span},
+        ),
+        "Codes": _req(codes={"type": "array", "items": {"$ref": REF.format(name="Code")}}),
+        "ReviewDecision": _req(order_id=STR, decision={"enum": ["approve", "reject"]}, decided_ms=INT),
+        "Trace": _obj({"order_id": STR, "outcome": STR}, ("order_id", "outcome")),
+        "PayoutBatch": _req(
+            batch_id=STR,
+            merchant_id=STR,
+            until=TIME,
+            min_amount_minor=MINOR,
+            created_ms=INT,
+            payouts={"type": "array", "items": _obj({"payout_id": STR, "amount_minor": MINOR})},
+        ),
+        "Payout": payout,
+        "FxVersion": {"allOf": [fx_version, _req(effective_at=TIME)]},
+        "FxVersions": _req(versions={"type": "array", "items": fx_version}),
+        "CatalogPage": _req(
+            products={
+                "type": "array",
+                "items": _obj(
+                    {
+                        "merchant_id": STR,
+                        "sku": STR,
+                        "earn_rate_bps": INT,
+                        "earn_rule": STR,
+                        "earn_per_unit_minor": {"type": ["integer", "null"]},
+                    },
+                    ("merchant_id", "sku", "earn_rate_bps", "earn_rule", "earn_per_unit_minor"),
+                ),
+            },
+            next_cursor={"type": ["string", "null"]},
+        ),
+        "Earnings": _obj(
+            {
+                "creator_id": STR,
+                "from": {"type": "string", "format": "date"},
+                "to": {"type": "string", "format": "date"},
+                "clicks": INT,
+                "currencies": {"type": "array", "items": earnings_row},
+                "converted": {"type": "object"},
+            },
+            ("creator_id", "from", "to", "clicks", "currencies"),
+        ),
+        "EndpointDeleted": _req(id=STR, deleted={"const": True}),
+        "EndpointReplayed": _req(id=STR, requeued_dead_letters=INT, requeued_events=INT),
+        "WebhookAccepted": _req(status={"enum": ["accepted", "duplicate"]}),
+    }
+
+
 def components() -> dict[str, dict]:
     endpoint_owner = {"creator_id": ID, "merchant_id": ID}
     return {
@@ -195,6 +280,7 @@ def components() -> dict[str, dict]:
             },
             ("id", "url", "events", "description", "created_at_ms"),
         ),
+        **_answer_schemas(),
         "Deliveries": _obj(
             {
                 "merchant_id": {"type": "string"},
