@@ -10,11 +10,10 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import UTC, datetime
 
 import msgspec
 
-from core.links import Link
+from core.links import Link, iso_ms, link_json
 from core.rows import CommissionRow
 
 # Every event type an endpoint may subscribe to, with what it announces (shown in errors and the guide).
@@ -61,10 +60,6 @@ def event_id(*parts: str) -> str:
     which is what makes emission idempotent (outbox.py keeps each id once)."""
     digest = hashlib.sha256("\x00".join(parts).encode()).hexdigest()
     return EVENT_ID_PREFIX + digest[:EVENT_ID_HEX_CHARS]
-
-
-def iso_ms(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def payload(event: Event) -> bytes:
@@ -125,24 +120,11 @@ def commission_events(rows: Iterable[CommissionRow]) -> list[Event]:
     return events
 
 
-def link_data(link: Link, public_url: str) -> dict:
-    return {
-        "code": link.code,
-        "short_url": f"{public_url.rstrip('/')}/{link.code}",
-        "url": link.url,
-        "creator_id": link.creator_id,
-        "merchant_id": link.merchant_id,
-        "disabled": link.disabled,
-        "created_at": iso_ms(link.created_at_ms),
-        "updated_at": iso_ms(link.updated_at_ms or link.created_at_ms),
-    }
-
-
 def link_event(event_type: str, link: Link, public_url: str) -> Event:
     """link.created or link.updated for one version of a link (its id: the code, the version time and
     the content, so two changes within one millisecond are two events)."""
     version_ms = link.updated_at_ms or link.created_at_ms
-    data = link_data(link, public_url)
+    data = link_json(link, public_url)
     content = hashlib.sha256(_encoder.encode(data)).hexdigest()
     return Event(
         id=event_id(event_type, link.code, str(version_ms), content),

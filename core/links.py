@@ -210,6 +210,23 @@ def iso_ms(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def link_json(link: Link, public_url: str) -> dict:
+    """A link as the outside sees it: the API's answers and the link.created/link.updated events share
+    this one shape, so a field added here reaches both."""
+    return {
+        "code": link.code,
+        "short_url": f"{public_url.rstrip('/')}/{link.code}",
+        "url": link.url,
+        "creator_id": link.creator_id,
+        "merchant_id": link.merchant_id,
+        "created_at": iso_ms(link.created_at_ms),
+        "updated_at": iso_ms(link.updated_at_ms or link.created_at_ms),
+        "disabled": link.disabled,
+        **smart_fields(link.smart),
+        "open_in": link.open_in,
+    }
+
+
 def with_owners(link: Link, owners: dict[str, tuple[str | None, str]]) -> Link:
     """The link with every destination (its own and each smart target) owned as `owners` says per host:
     the one ownership rule, applied to whichever destination a click will actually go to."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-from datetime import UTC, datetime
 
 import msgspec
 from redis.exceptions import RedisError
@@ -17,7 +16,7 @@ from core import queries, validate
 from core.clickhouse import ClickHouseError
 from core.clock import now_ms
 from core.errors import ApiError, json_response, read_json
-from core.links import Link, next_version_ms, smart_fields
+from core.links import Link, iso_ms, link_json, next_version_ms
 from core.urls import Destination
 from redirector import linkfields
 from redirector.state import AppState
@@ -41,24 +40,6 @@ def check_id(value: object, field: str) -> str:
     if not validate.is_id(value):
         raise ApiError(422, "invalid_id", f"{field} must be 1-64 characters of A-Z a-z 0-9 _ -")
     return value
-
-
-def iso_ms(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def link_json(link: Link, public_url: str) -> dict:
-    return {
-        "code": link.code,
-        "short_url": f"{public_url.rstrip('/')}/{link.code}",
-        "url": link.url,
-        "creator_id": link.creator_id,
-        "merchant_id": link.merchant_id,
-        "created_at": iso_ms(link.created_at_ms),
-        "disabled": link.disabled,
-        **smart_fields(link.smart),
-        "open_in": link.open_in,
-    }
 
 
 async def create_link(request: Request):

@@ -24,7 +24,7 @@ from core.errors import (
     json_response,
 )
 from core.settings import Settings
-from redirector import api, qr
+from redirector import api, openapi, qr
 from redirector.state import AppState
 
 # First path segments that never are link codes.
@@ -75,22 +75,32 @@ def one_route_per_path(routes: list[Route]) -> list[Route]:
     return merged
 
 
+async def openapi_json(request: Request) -> Response:
+    return Response(request.app.state.openapi, media_type="application/json")
+
+
+def api_routes() -> list[Route]:
+    """Every route of the router. A new one needs its entry in redirector/apidoc.py (a test says so)."""
+    return one_route_per_path(
+        [
+            Route("/healthz", healthz, methods=["GET", "HEAD"]),
+            Route("/readyz", readyz, methods=["GET", "HEAD"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            Route("/api/openapi.json", openapi_json, methods=["GET"]),
+            *api.routes(),
+            *qr.routes(),
+            *attribution_api.routes(),
+            *endpoint_api.routes(),
+        ]
+    )
+
+
 class ClicktrailApp:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.ctx: AppState | None = None
         self.api = Starlette(
-            routes=one_route_per_path(
-                [
-                    Route("/healthz", healthz, methods=["GET", "HEAD"]),
-                    Route("/readyz", readyz, methods=["GET", "HEAD"]),
-                    Route("/metrics", metrics, methods=["GET"]),
-                    *api.routes(),
-                    *qr.routes(),
-                    *attribution_api.routes(),
-                    *endpoint_api.routes(),
-                ]
-            ),
+            routes=api_routes(),
             # Every error is JSON: ours, the router's 404/405, and a bug's 500.
             exception_handlers={
                 ApiError: handle_api_error,
@@ -99,6 +109,8 @@ class ClicktrailApp:
             },
             lifespan=self._lifespan,
         )
+        # Built once from the very routes served.
+        self.api.state.openapi = openapi.dumps(openapi.document(self.api.routes, strict=False)).encode()
 
     @contextlib.asynccontextmanager
     async def _lifespan(self, app: Starlette):

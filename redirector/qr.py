@@ -16,7 +16,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from core.errors import ApiError
-from redirector.api import _owned_link, link_json
+from core.links import link_json
+from redirector.api import _owned_link
 
 MIN_SIZE_PX = 64
 MAX_SIZE_PX = 2048  # a 2048 px PNG renders in tens of ms; larger would hold a thread for long

@@ -124,6 +124,44 @@ async def _link_created_is_delivered_signed(settings):
         await receiver.close()
 
 
+async def _a_link_event_carries_what_the_api_shows(settings):
+    """The event's link payload and the API's GET are one shape (core/links.link_json): every smart-link
+    field, on creation and after a PATCH."""
+    async with running_app(settings) as (app, client):
+        alice = await key_for(client, creator_id="alice")
+        endpoint = await register(
+            client, alice, "https://hooks.example.com/ct", ["link.created", "link.updated"]
+        )
+        smart = {
+            "rules": [{"when": {"os": ["ios"], "country": ["GB"]}, "url": "shopapp://p/1"}],
+            "variants": [{"url": "https://shop.example.com/a", "weight": 3},
+                         {"url": "https://shop.example.com/b", "weight": 1}],
+            "expires_at": "2031-01-02T03:04:05Z",
+            "max_clicks": 500,
+            "expired_url": "https://shop.example.com/over",
+            "open_in": "browser",
+        }  # fmt: skip
+        link = await make_link(client, "alice", "https://shop.example.com/p/1", **smart)
+        shown = [(await client.get(f"/api/links/{link['code']}", headers=alice)).json()]
+        patched = await client.patch(
+            f"/api/links/{link['code']}", json={"max_clicks": 7, "rules": None}, headers=alice
+        )
+        assert patched.status_code == 200, patched.text
+        shown.append((await client.get(f"/api/links/{link['code']}", headers=alice)).json())
+        outbox, store = app.ctx.outbox, EndpointStore(app.ctx.redis, app.ctx.keys)
+        await outbox.fan_out(store)
+        sent = []
+        while (head := await outbox.head(endpoint["id"])) is not None:
+            sent.append(head[1])
+            await outbox.delivered(endpoint["id"], head[0])
+    assert [e.type for e in sent] == ["link.created", "link.updated"]
+    for event, api in zip(sent, shown, strict=True):
+        api.pop("totals")  # the GET adds the ClickHouse totals; an event is the link alone
+        assert event.data == api
+    assert {"rules", "variants", "expires_at", "expired_url"} <= set(sent[0].data)
+    assert sent[0].data["open_in"] == "browser" and sent[1].data["max_clicks"] == 7
+
+
 async def emit_links(settings, creator_id: str, count: int, start_ms: int = 1_700_000_000_000) -> list[str]:
     """`count` link.updated events for one creator, in order; returns their ids."""
     redis = Redis.from_url(settings.redis_url)
@@ -290,6 +328,10 @@ def test_endpoints_are_scoped_and_validated(settings, redis_client) -> None:
 
 def test_link_created_is_delivered_signed(settings, redis_client) -> None:
     asyncio.run(_link_created_is_delivered_signed(settings))
+
+
+def test_a_link_event_carries_what_the_api_shows(settings, redis_client) -> None:
+    asyncio.run(_a_link_event_carries_what_the_api_shows(settings))
 
 
 def test_in_order_under_failures_and_isolated_from_a_hanging_endpoint(settings, redis_client) -> None:

@@ -1,0 +1,295 @@
+"""JSON Schemas of the API's bodies for the OpenAPI document (openapi.py), taken from the definitions the
+handlers use: the msgspec structs they decode into, the link field table (linkfields.FIELDS) and the
+merchant patch table (policy.SETTABLE). A field added to one of those tables without a schema here makes
+`components()` fail, so the spec cannot silently fall behind the code."""
+
+from __future__ import annotations
+
+import msgspec
+
+from attribution import debugger, endpoints, events_out, policy
+from attribution.catalog import Product
+from attribution.fx import FxUpdate
+from attribution.merchants import Merchant
+from attribution.moneyapi import PayoutRequest
+from attribution.rates import RatesUpdate
+from attribution.webhooks import WebhookBody
+from core.links import OPEN_IN_VALUES
+from redirector import linkfields
+from redirector.devices import DEVICE_VALUES, OS_VALUES
+from redirector.smartlinks import MAX_RULES, MAX_VARIANT_WEIGHT, MAX_VARIANTS
+
+REF = "#/components/schemas/{name}"
+ID = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
+CODE = {"type": "string", "pattern": "^[A-Za-z0-9_-]{3,64}$"}
+TIME = {"type": "string", "format": "date-time"}
+URL = {"type": "string", "minLength": 1, "description": "absolute http(s) URL"}
+_WHEN = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        "os": {"type": "array", "items": {"enum": list(OS_VALUES)}},
+        "device": {"type": "array", "items": {"enum": list(DEVICE_VALUES)}},
+        "country": {"type": "array", "items": {"type": "string", "pattern": "^[A-Z]{2}$"}},
+    },
+}
+
+# One schema per entry of linkfields.FIELDS (the fields POST and PATCH /api/links take).
+LINK_FIELDS: dict[str, dict] = {
+    "url": URL,
+    "rules": {
+        "type": "array",
+        "maxItems": MAX_RULES,
+        "items": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["url"],
+            "properties": {"when": _WHEN, "url": {**URL, "description": "http(s) or an app's own scheme"}},
+        },
+    },
+    "variants": {
+        "type": "array",
+        "maxItems": MAX_VARIANTS,
+        "items": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["url", "weight"],
+            "properties": {
+                "url": URL,
+                "weight": {"type": "integer", "minimum": 1, "maximum": MAX_VARIANT_WEIGHT},
+            },
+        },
+    },
+    "expires_at": {**TIME, "description": "ISO 8601 with a zone; 1970-2106"},
+    "max_clicks": {"type": "integer", "minimum": 1, "maximum": linkfields.MAX_CLICKS_LIMIT},
+    "expired_url": URL,
+    "open_in": {"enum": list(OPEN_IN_VALUES)},
+}
+
+# One schema per entry of policy.SETTABLE (the fields PATCH /api/merchants/{id} takes).
+MERCHANT_SETTABLE: dict[str, dict] = {
+    "attribution_priority": {"enum": list(policy.PRIORITIES)},
+    "review": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "min_click_to_order_s": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": policy.MAX_MIN_CLICK_TO_ORDER_S,
+            },
+            "max_clicks_per_ip_hour": {
+                "type": "integer",
+                "minimum": 0,
+                "maximum": policy.MAX_CLICKS_PER_IP_HOUR,
+            },
+        },
+    },
+    "currencies": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": "^[A-Z]{3}$"}},
+}
+
+# Request and record structs the handlers decode into or answer with, described by msgspec itself.
+STRUCTS = (Merchant, RatesUpdate, FxUpdate, Product, WebhookBody, PayoutRequest)
+
+
+def _same_keys(schemas: dict, table: dict, where: str) -> None:
+    if set(schemas) != set(table):
+        missing, extra = sorted(set(table) - set(schemas)), sorted(set(schemas) - set(table))
+        raise KeyError(f"redirector/apischemas.py {where}: describe {missing}, drop {extra}")
+
+
+def _obj(properties: dict, required: tuple[str, ...] = (), extra: bool = True) -> dict:
+    schema: dict = {"type": "object", "properties": properties, "additionalProperties": extra}
+    if required:
+        schema["required"] = list(required)
+    return schema
+
+
+def _link_schemas() -> dict[str, dict]:
+    _same_keys(LINK_FIELDS, linkfields.FIELDS, "LINK_FIELDS vs linkfields.FIELDS")
+    clearable = {
+        name: {"anyOf": [schema, {"type": "null"}]} if name in linkfields.CLEARABLE else schema
+        for name, schema in LINK_FIELDS.items()
+    }
+    shown = {k: v for k, v in LINK_FIELDS.items() if k not in ("expires_at", "url")}
+    return {
+        "LinkCreate": _obj({"creator_id": ID, "code": CODE, **clearable}, ("url", "creator_id"), extra=True),
+        "LinkPatch": {**_obj(clearable, extra=False), "minProperties": 1},
+        "Link": _obj(
+            {
+                "code": {"type": "string"},
+                "short_url": {"type": "string"},
+                "url": {"type": "string"},
+                "creator_id": {"type": "string"},
+                "merchant_id": {"type": ["string", "null"]},
+                "created_at": TIME,
+                "updated_at": TIME,
+                "disabled": {"type": "boolean"},
+                "expires_at": TIME,
+                **shown,
+                "totals": {"type": ["object", "null"], "description": "GET only: all-time click totals"},
+            },
+            ("code", "short_url", "url", "creator_id", "merchant_id", "created_at", "disabled", "open_in"),
+        ),
+    }
+
+
+def _struct_schemas() -> dict[str, dict]:
+    _, found = msgspec.json.schema_components(STRUCTS, ref_template=REF)
+    merchant = found["Merchant"]
+    view = {**merchant, "properties": {k: v for k, v in merchant["properties"].items() if k != "policies"}}
+    found["MerchantCreate"] = {
+        **view,
+        "properties": {
+            **{k: v for k, v in view["properties"].items() if k != "created_at_ms"},
+            "transfer_domains": {"type": "boolean", "description": "take over domains of other merchants"},
+        },
+    }
+    found["Merchant"] = view
+    _same_keys(MERCHANT_SETTABLE, policy.SETTABLE, "MERCHANT_SETTABLE vs policy.SETTABLE")
+    found["MerchantPatch"] = {**_obj(MERCHANT_SETTABLE, extra=False), "minProperties": 1}
+    return found
+
+
+def _req(**properties: dict) -> dict:
+    """An answer object: these fields always present (more may be added later)."""
+    return _obj(properties, tuple(properties))
+
+
+INT, STR, BOOL = {"type": "integer"}, {"type": "string"}, {"type": "boolean"}
+MINOR = {"type": "integer", "description": "minor units"}
+
+
+def _answer_schemas() -> dict[str, dict]:
+    """The answers of the routes whose bodies are built from plain dicts (their views)."""
+    span = _req(code=STR, creator_id=STR, rate_bps={"type": ["integer", "null"]}, active_from_ms=INT,
+                active_to_ms={"type": ["integer", "null"]})  # fmt: skip
+    payout = _req(
+        payout_id=STR, batch_id=STR, merchant_id=STR, creator_id=STR, currency=STR, amount_minor=MINOR,
+        lines=INT, status=STR, created_ms=INT, updated_ms=INT,
+    )  # fmt: skip
+    fx_version = _req(version=INT, base=STR, rates={"type": "object"}, effective_ms=INT, set_ms=INT)
+    earnings_row = _obj({"currency": STR, "clicks": INT, "orders": INT}, ("currency",))
+    return {
+        "Health": _req(status={"const": "ok"}),
+        "Ready": _req(ready=BOOL, recording={"enum": ["redis", "spool"]}, spool_writable=BOOL),
+        "MerchantCreated": {
+            "allOf": [
+                {"$ref": REF.format(name="Merchant")},
+                _req(webhook_secret=STR, claimed_links=INT, transferred={"type": "array"}),
+            ]
+        },
+        "Secret": _req(webhook_secret=STR, previous_secrets_expire_at_ms={"type": ["integer", "null"]}),
+        "CatalogUpserted": _req(upserted=INT, rate_version=INT),
+        "RatesSet": _req(rate_version=INT, effective_ms=INT),
+        "Code": _req(
+            code=STR,
+            creator_id=STR,
+            rate_bps={"type": ["integer", "null"]},
+            active=BOOL,
+            spans={"type": "array", "items": span},
+        ),
+        "Codes": _req(codes={"type": "array", "items": {"$ref": REF.format(name="Code")}}),
+        "ReviewDecision": _req(order_id=STR, decision={"enum": ["approve", "reject"]}, decided_ms=INT),
+        "Trace": _obj({"order_id": STR, "outcome": STR}, ("order_id", "outcome")),
+        "PayoutBatch": _req(
+            batch_id=STR,
+            merchant_id=STR,
+            until=TIME,
+            min_amount_minor=MINOR,
+            created_ms=INT,
+            payouts={"type": "array", "items": _obj({"payout_id": STR, "amount_minor": MINOR})},
+        ),
+        "Payout": payout,
+        "FxVersion": {"allOf": [fx_version, _req(effective_at=TIME)]},
+        "FxVersions": _req(versions={"type": "array", "items": fx_version}),
+        "CatalogPage": _req(
+            products={
+                "type": "array",
+                "items": _obj(
+                    {
+                        "merchant_id": STR,
+                        "sku": STR,
+                        "earn_rate_bps": INT,
+                        "earn_rule": STR,
+                        "earn_per_unit_minor": {"type": ["integer", "null"]},
+                    },
+                    ("merchant_id", "sku", "earn_rate_bps", "earn_rule", "earn_per_unit_minor"),
+                ),
+            },
+            next_cursor={"type": ["string", "null"]},
+        ),
+        "Earnings": _obj(
+            {
+                "creator_id": STR,
+                "from": {"type": "string", "format": "date"},
+                "to": {"type": "string", "format": "date"},
+                "clicks": INT,
+                "currencies": {"type": "array", "items": earnings_row},
+                "converted": {"type": "object"},
+            },
+            ("creator_id", "from", "to", "clicks", "currencies"),
+        ),
+        "EndpointDeleted": _req(id=STR, deleted={"const": True}),
+        "EndpointReplayed": _req(id=STR, requeued_dead_letters=INT, requeued_events=INT),
+        "WebhookAccepted": _req(status={"enum": ["accepted", "duplicate"]}),
+    }
+
+
+def components() -> dict[str, dict]:
+    endpoint_owner = {"creator_id": ID, "merchant_id": ID}
+    return {
+        "Error": _obj(
+            {"error": _obj({"code": {"type": "string"}, "message": {"type": "string"}}, ("code", "message"))},
+            ("error",),
+        ),
+        **_link_schemas(),
+        **_struct_schemas(),
+        "KeyCreate": {
+            "oneOf": [_obj({"creator_id": ID}, ("creator_id",)), _obj({"merchant_id": ID}, ("merchant_id",))]
+        },
+        "Key": _obj(
+            {
+                "key": {"type": "string"},
+                "scope": {"enum": ["creator", "merchant"]},
+                **endpoint_owner,
+                "created_at": TIME,
+            },
+            ("key", "scope", "created_at"),
+        ),
+        "EndpointCreate": _obj(
+            {
+                "url": {"type": "string", "description": "https URL of a public address"},
+                "events": {"type": "array", "minItems": 1, "items": {"enum": sorted(events_out.EVENT_TYPES)}},
+                "description": {"type": "string", "maxLength": endpoints.MAX_DESCRIPTION_CHARS},
+                **endpoint_owner,
+            },
+            ("url", "events"),
+            extra=False,
+        ),
+        "Endpoint": _obj(
+            {
+                "id": {"type": "string"},
+                **endpoint_owner,
+                "url": {"type": "string"},
+                "events": {"type": "array", "items": {"type": "string"}},
+                "description": {"type": "string"},
+                "created_at_ms": {"type": "integer"},
+                "secret": {"type": "string", "description": "only in the answer to the creation"},
+                "delivery": {"type": "object", "description": "only in GET /api/endpoints/{id}"},
+            },
+            ("id", "url", "events", "description", "created_at_ms"),
+        ),
+        **_answer_schemas(),
+        "Deliveries": _obj(
+            {
+                "merchant_id": {"type": "string"},
+                "deliveries": {
+                    "type": "array",
+                    "maxItems": debugger.MAX_RECORDS,
+                    "items": _obj({"result": {"enum": list(debugger.RESULTS)}}),
+                },
+            },
+            ("merchant_id", "deliveries"),
+        ),
+    }
