@@ -14,7 +14,7 @@ from standardwebhooks import Webhook
 
 from attribution import events_out
 from attribution.endpoints import EndpointStore, new_endpoint
-from attribution.outbox import Outbox
+from attribution.outbox import EMIT_BATCH, Outbox
 from core.keys import Keys
 from core.links import Link
 from tests.integration.apphelp import ADMIN, make_link, running_app
@@ -396,3 +396,31 @@ def test_an_unreadable_stream_entry_is_skipped(settings, redis_client) -> None:
             await receiver.close()
 
     asyncio.run(scenario())
+
+
+async def _many_events_in_one_emit(settings):
+    """One emit of more events than a script call takes: each id stored once, in the order given, whether
+    it repeats inside the call, across the batch boundary, or was emitted before."""
+    redis = Redis.from_url(settings.redis_url)
+    keys = Keys(settings.redis_prefix)
+    outbox = Outbox(redis, keys)
+    links = [
+        Link(f"code{i}", "https://shop.example.com/", "alice", "shop.example.com", 1, updated_at_ms=1 + i)
+        for i in range(EMIT_BATCH + 7)
+    ]
+    events = [events_out.link_event("link.updated", link, "http://x") for link in links]
+    now_ms = int(time.time() * 1000)
+    try:
+        assert await outbox.emit(events[:3], now_ms) == 3
+        # events[0..2] seen before; events[5] three times: early, at the end of the first script call, last.
+        batch = [*events[: EMIT_BATCH - 1], events[5], *events[EMIT_BATCH - 1 :], events[5]]
+        assert await outbox.emit(batch, now_ms) == len(events) - 3
+        assert await outbox.emit(events, now_ms) == 0
+        stored = [events_out.decode(f[b"e"]).id for _, f in await redis.xrange(keys.events)]
+        assert stored == [e.id for e in events]
+    finally:
+        await redis.aclose()
+
+
+def test_many_events_in_one_emit(settings, redis_client) -> None:
+    asyncio.run(_many_events_in_one_emit(settings))
