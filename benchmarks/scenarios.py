@@ -34,6 +34,7 @@ from core.keys import Keys
 WARM_RATE_SHARE = 0.7
 # RSS is read this long after the load stops (the allocator settles).
 RSS_SETTLE_S = 1.0
+MEMORY_BUDGET_BYTES_PER_LINK = 1024
 
 
 def measure_open_loop(
@@ -107,7 +108,8 @@ def measure_memory(
     duration_s = math.ceil(links / max(1.0, expected_rps * WARM_RATE_SHARE)) + 2
     warm_opts = BenchOptions(duration_s=duration_s, connections=opts.connections, threads=opts.threads,
                              seed=opts.seed, click_param=opts.click_param)  # fmt: skip
-    extra_env = {"CLICKTRAIL_LINK_CACHE_SIZE": str(links)}
+    # A budget that holds every link whatever its packed size, so the figure is per link cached.
+    extra_env = {"CLICKTRAIL_LINK_CACHE_BYTES": str(links * MEMORY_BUDGET_BYTES_PER_LINK)}
     ids_file = work / "wrk-ids.txt"
     try:
         with clicktrail_server(work, redis_url=redis_url, workers=1, click_param=opts.click_param,
@@ -133,8 +135,9 @@ def measure_memory(
     )
     return {
         "links": links,
-        "link_cache_size": links,
+        "link_cache_bytes": int(extra_env["CLICKTRAIL_LINK_CACHE_BYTES"]),
         "cache_entries": _gauge(metrics, "clicktrail_link_cache_entries"),
+        "cache_bytes_counted": _gauge(metrics, "clicktrail_link_cache_bytes"),
         "rss_kb_empty_cache": rss_before,
         "rss_kb_full_cache": rss_after,
         "rss_bytes_per_cached_link": round((rss_after["max"] - rss_before["max"]) * 1024 / links, 1),
