@@ -381,10 +381,37 @@ def _memory_section(result: dict, img) -> list[str]:
         f"recorded clicks: **{m['redis_bytes_per_buffered_click']} bytes per buffered click** "
         f"(MEMORY USAGE of the stream: {m['redis_stream_memory_usage_per_click']} B per click). "
         "Click check of "
-        f"the warm-up run: {'OK' if w['check']['passed'] else 'FAILED'}.",
+        f"the warm-up run and the runs below: {'OK' if w['check']['passed'] else 'FAILED'}.",
+        *_warm_lines(result),
         "",
         _stated(result, w["command"]),
     ]
+
+
+def _warm_lines(result: dict) -> list[str]:
+    """The same worker with every link cached, next to section 1's 1-worker runs of the fewest links."""
+    warm = result["memory"].get("warm_cache_runs", {})
+    if not warm:
+        return []
+    small = min(result["mode"]["links"])
+    lines = [
+        "",
+        f"Then wrk as in section 1 against that worker, its cache full (what a worker serves once it has "
+        f"run a while), next to section 1's {small:,}-link run of the same code mix:",
+        "",
+        "| code mix | req/s, cache full | p99 ms | cores srv+redis | req/s, " + f"{small:,} links | ratio |",
+        "|---|---|---|---|---|---|",
+    ]
+    for mix, fig in warm.items():
+        base = _redirect_run(result, small, 1, mix)
+        base_rps = base["clicktrail"]["requests_per_s"] if base and "clicktrail" in base else None
+        cores = fig.get("cores_used", {})
+        lines.append(
+            f"| {mix} | {fig['requests_per_s']:,.0f} | {fig['latency_ms']['p99']} | "
+            f"{cores.get('server', 0) + cores.get('redis', 0):.2f} | {_fmt(base_rps)} | "
+            f"{_fmt(fig['requests_per_s'] / base_rps if base_rps else None, '.2f')} |"
+        )
+    return lines
 
 
 def _ingest_section(result: dict) -> list[str]:
