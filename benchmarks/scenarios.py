@@ -154,6 +154,7 @@ def measure_memory(
         merge_runs(runs), all_ids, recorded, srv.probe_ids, warm_opts.connections,
         srv.env["CLICKTRAIL_SECRET_KEY"],
     )  # fmt: skip
+    cached = _gauge(metrics, "clicktrail_link_cache_entries") or links
     return {
         "links": links,
         "link_cache_bytes": int(extra_env["CLICKTRAIL_LINK_CACHE_BYTES"]),
@@ -161,7 +162,8 @@ def measure_memory(
         "cache_bytes_counted": _gauge(metrics, "clicktrail_link_cache_bytes"),
         "rss_kb_empty_cache": rss_before,
         "rss_kb_full_cache": rss_after,
-        "rss_bytes_per_cached_link": round((rss_after["max"] - rss_before["max"]) * 1024 / links, 1),
+        # Per link the cache holds (a warm-up pass slowed by a loaded machine may not reach every code).
+        "rss_bytes_per_cached_link": round((rss_after["max"] - rss_before["max"]) * 1024 / cached, 1),
         "clicks_buffered": clicks,
         "redis_used_memory_delta": used_after - used_before,
         "redis_bytes_per_buffered_click": round((used_after - used_before) / clicks, 1) if clicks else None,
