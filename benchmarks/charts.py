@@ -31,7 +31,8 @@ def _save(fig, result: dict, path: Path) -> Path:
 
 
 def _config(run: dict) -> str:
-    return f"{run['links']:,} links\n{run['workers']} worker{'s' if run['workers'] > 1 else ''}"
+    mix = run.get("mix", "uniform")
+    return f"{run['links']:,} links\n{run['workers']} worker{'s' if run['workers'] > 1 else ''}\n{mix}"
 
 
 def redirect_charts(result: dict, out: Path) -> list[Path]:
@@ -96,7 +97,7 @@ def growth_chart(result: dict, out: Path) -> Path:
     links_runs = [r for r in result["redirect"]["runs"] if r["workers"] == 1 and "clicktrail" in r]
     _pair(
         axes[0],
-        [f"{r['links']:,} links" for r in links_runs],
+        [f"{r['links']:,} links\n{r.get('mix', 'uniform')}" for r in links_runs],
         [r["clicktrail"] for r in links_runs],
         "Number of links (1 worker)",
     )

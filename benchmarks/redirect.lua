@@ -1,5 +1,7 @@
 -- wrk script for the redirect benchmarks (see benchmarks/wrk.py). Configured by environment:
 --   BENCH_LINKS        number of codes; each request GETs a random one of code(0) .. code(N-1)
+--   BENCH_MIX          "uniform" (default: every code equally likely) or "zipf:S" (code(k-1) with probability
+--                      proportional to k^-S, the skew of real traffic: a few codes get most requests)
 --   BENCH_SEED         base seed of the per-thread random generators (runs are repeatable)
 --   BENCH_CLICK_PARAM  query parameter of the click id in Location (default ct_click)
 --   BENCH_IDS_FILE     if set, done() writes every click id seen in a 302's Location there, one per line
@@ -39,7 +41,28 @@ end
 statuses = {}
 ids = {}
 n_ids = 0
-local n_links, id_pattern, keep_ids, stride, next_index, headers
+local n_links, id_pattern, keep_ids, stride, next_index, headers, zipf_cdf
+
+-- The running sums of k^-s for k = 1 .. n (one table per thread, 8 bytes a code): a request draws
+-- u in [0, total) and takes the first k whose sum exceeds it (binary search).
+local function zipf_table(n, s)
+  local cdf, sum = {}, 0
+  for k = 1, n do
+    sum = sum + k ^ -s
+    cdf[k] = sum
+  end
+  return cdf
+end
+
+local function zipf_index()
+  local u = math.random() * zipf_cdf[n_links]
+  local lo, hi = 1, n_links
+  while lo < hi do
+    local mid = math.floor((lo + hi) / 2)
+    if zipf_cdf[mid] > u then hi = mid else lo = mid + 1 end
+  end
+  return lo - 1
+end
 
 function init(args)
   n_links = tonumber(os.getenv("BENCH_LINKS") or "1")
@@ -52,6 +75,13 @@ function init(args)
   next_index = tid
   local agent = os.getenv("BENCH_USER_AGENT")
   headers = agent and { ["User-Agent"] = agent } or nil
+  local mix = os.getenv("BENCH_MIX") or "uniform"
+  local skew = mix:match("^zipf:([%d.]+)$")
+  if skew then
+    zipf_cdf = zipf_table(n_links, tonumber(skew))
+  elseif mix ~= "uniform" then
+    error("BENCH_MIX must be uniform or zipf:S, got " .. mix)
+  end
 end
 
 function request()
@@ -60,7 +90,8 @@ function request()
     next_index = next_index + stride
     return wrk.format("GET", "/" .. code_for(i), headers)
   end
-  return wrk.format("GET", "/" .. code_for(math.random(0, n_links - 1)), headers)
+  local i = zipf_cdf and zipf_index() or math.random(0, n_links - 1)
+  return wrk.format("GET", "/" .. code_for(i), headers)
 end
 
 function response(status, headers, body)

@@ -1,7 +1,8 @@
 """The redirect benchmark: clicktrail against the two ceilings of this machine, same run, same concurrency.
 
     .venv/bin/python -m benchmarks.redirect [--duration 10] [--connections 64] [--links 1000,1000000]
-                                            [--workers 1,2] [--systems nginx,bare,clicktrail]
+                                            [--workers 1,2] [--mixes uniform,zipf:1.1]
+                                            [--systems nginx,bare,clicktrail]
 
 For every (links, workers) pair it measures, back to back and with the same wrk script (systems.py):
   a) nginx  - a private nginx answering a static 302 (the HTTP limit);
@@ -15,13 +16,16 @@ and, when named in --systems (not by default):
               browser's User-Agent: 302s after the in-app classifier looked at it (ratio p/c);
   e) escape-inapp - the same links, wrk sending a TikTok in-app User-Agent: every answer is the 200 escape
               page, its click id read from the page and checked like a 302's (ratio e/c).
-Each request GETs a random one of the `links` codes. It prints requests/s, p50 and p99 for each, the cores
-used meanwhile (server / wrk / whole machine), the ratios c/a and c/b (and c/b per server CPU-second), and
-the click check (clickcheck.py): after clicktrail has been stopped (SIGTERM: it flushes), every 302 wrk
-received carries a click id that is in the stream exactly once, and every other recorded click belongs to
-a request wrk abandoned unanswered when its duration ended (at most one per connection). Results also go
-to benchmarks/out/redirect-<time>.json. The machine is shared and noisy: compare the ratios, not the
-absolute figures, look at the cores column (a starved server is not a slow one), and run it more than once.
+Each request GETs a random one of the `links` codes, drawn by each code mix of --mixes in turn: `uniform`
+(every code equally likely: the worst case for a cache) and `zipf:1.1` (code k-1 with probability
+proportional to k^-1.1: real traffic's skew, a few codes get most requests). It prints requests/s, p50 and
+p99 for each, the cores used meanwhile (server / wrk / whole machine), the ratios c/a and c/b (and c/b per
+server CPU-second), and the click check (clickcheck.py): after clicktrail has been stopped (SIGTERM: it
+flushes), every 302 wrk received carries a click id that is in the stream exactly once, and every other
+recorded click belongs to a request wrk abandoned unanswered when its duration ended (at most one per
+connection). Results also go to benchmarks/out/redirect-<time>.json. The machine is shared and noisy:
+compare the ratios, not the absolute figures, look at the cores column (a starved server is not a slow
+one), and run it more than once.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from benchmarks import bare_asgi, nginx, procs
@@ -58,6 +62,8 @@ OUT_DIR = Path(__file__).resolve().parent / "out"
 SYSTEMS = ("nginx", "bare", "clicktrail")
 # Run only when named: clicktrail serving open_in=browser links (redirector/escape.py).
 ESCAPE_SYSTEMS = ("escape-plain", "escape-inapp")
+# The code mixes of wrk (redirect.lua): uniform, and the Zipf skew of real traffic.
+MIXES = ("uniform", "zipf:1.1")
 # The issue's target, checked at this concurrency on one worker.
 TARGET_RATIO_C_B = 0.6
 TARGET_P99_MS = 10.0
@@ -106,11 +112,13 @@ def run_benchmark(
     systems: tuple[str, ...] = SYSTEMS,
     work_root: Path | None = None,
     log=print,
+    mixes: tuple[str, ...] = MIXES,
 ) -> dict:
-    """Measure every system for every (links, workers) pair; returns the figures as one dict."""
+    """Measure every system for every (links, workers, code mix); returns the figures as one dict."""
     for links in links_counts:
         check_links(links)
-    result = {"machine": machine(), "options": asdict(opts), "systems": list(systems), "runs": []}
+    result = {"machine": machine(), "options": asdict(opts), "systems": list(systems), "mixes": list(mixes),
+              "runs": []}  # fmt: skip
     settings = bare_asgi.clicktrail_uvicorn_settings
     result["uvicorn_settings"] = {
         "clicktrail": bare_asgi.describe(settings(procs.LOOPBACK, 0, 1, "clicktrail")),
@@ -126,11 +134,16 @@ def run_benchmark(
                     seeded = seed_links(redis_url, links, shape=opts.link_shape)
                     log(f"  seeded in {seeded['seconds']} s")
                     for workers in workers_counts:
-                        result["runs"].append(_run_one(work, links, workers, opts, systems, redis_url, log))
-                        result["runs"][-1]["seed"] = seeded
+                        for mix in mixes:
+                            mixed = replace(opts, mix=mix)
+                            run = _run_one(work, links, workers, mixed, systems, redis_url, log)
+                            result["runs"].append(run | {"seed": seeded})
             else:
                 for workers in workers_counts:
-                    result["runs"].append(_run_one(work, links, workers, opts, systems, None, log))
+                    for mix in mixes:
+                        result["runs"].append(
+                            _run_one(work, links, workers, replace(opts, mix=mix), systems, None, log)
+                        )
     result["machine"]["load_average_after"] = [round(x, 2) for x in os.getloadavg()]
     return result
 
@@ -144,10 +157,17 @@ def _run_one(
     redis_url: str | None,
     log,
 ) -> dict:
-    """One (links, workers) pair: each system in turn. A system that fails is recorded with its error and
-    the others still run (the figures of a long run are not lost to one failure)."""
-    run: dict = {"links": links, "workers": workers, "errors": {}}
-    here = work / f"{links}-{workers}"
+    """One (links, workers, opts.mix): each system in turn. A system that fails is recorded with its error
+    and the others still run (the figures of a long run are not lost to one failure)."""
+    run: dict = {"links": links, "workers": workers, "mix": opts.mix, "errors": {}}
+    here = work / f"{links}-{workers}-{opts.mix.replace(':', '')}"
+
+    def escape(inapp: bool):
+        name = "escape-inapp" if inapp else "escape-plain"
+        return lambda: measure_escape(
+            here / name, redis_url=redis_url, workers=workers, links=links, opts=opts, inapp=inapp
+        )
+
     measures = {
         "nginx": (
             "(a) nginx static 302",
@@ -163,32 +183,15 @@ def _run_one(
                 here / "clicktrail", redis_url=redis_url, workers=workers, links=links, opts=opts
             ),
         ),
-        "escape-plain": (
-            "(p) clicktrail, open_in=browser links, ordinary browser",
-            lambda: measure_escape(
-                here / "escape-plain",
-                redis_url=redis_url,
-                workers=workers,
-                links=links,
-                opts=opts,
-                inapp=False,
-            ),
-        ),
+        "escape-plain": ("(p) clicktrail, open_in=browser links, ordinary browser", escape(inapp=False)),
         "escape-inapp": (
             "(e) clicktrail, open_in=browser links, in-app browser (escape page)",
-            lambda: measure_escape(
-                here / "escape-inapp",
-                redis_url=redis_url,
-                workers=workers,
-                links=links,
-                opts=opts,
-                inapp=True,
-            ),
+            escape(inapp=True),
         ),
     }
     for system in systems:
         label, measure = measures[system]
-        log(f"[links={links:,} workers={workers}] {label} ...")
+        log(f"[links={links:,} workers={workers} mix={opts.mix}] {label} ...")
         try:
             run[system] = measure()
         except Exception as exc:  # recorded in the result and the exit status, see main()
@@ -246,10 +249,11 @@ def format_table(result: dict) -> str:
     names = {"nginx": "a nginx", "bare": "b bare ASGI", "clicktrail": "c clicktrail",
              "escape-plain": "p esc. plain", "escape-inapp": "e esc. inapp"}  # fmt: skip
     lines = [
-        f"{'links':>9} {'workers':>7} {'system':<13} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'links':>9} {'workers':>7} {'mix':<8} {'system':<13} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
         f"{'cores srv/wrk/all':>17}  notes",
     ]
     for run in result["runs"]:
+        config = f"{run['links']:>9,} {run['workers']:>7} {run.get('mix', 'uniform'):<8}"
         for system in result["systems"]:
             fig = run.get(system)
             if fig is None:
@@ -270,11 +274,11 @@ def format_table(result: dict) -> str:
                 )
             lat = fig["latency_ms"]
             lines.append(
-                f"{run['links']:>9,} {run['workers']:>7} {names[system]:<13} {fig['requests_per_s']:>9,.0f} "
+                f"{config} {names[system]:<13} {fig['requests_per_s']:>9,.0f} "
                 f"{lat['p50']:>7.2f} {lat['p99']:>7.2f} {_cores(fig):>17}  {'; '.join(notes)}"
             )
         for system, error in run.get("errors", {}).items():
-            lines.append(f"{run['links']:>9,} {run['workers']:>7} {names[system]:<13} FAILED: {error}")
+            lines.append(f"{config} {names[system]:<13} FAILED: {error}")
         if not run["ratios"]:
             continue
         ratio_text = "  ".join(f"{k}={v:.2f}" for k, v in run["ratios"].items())
@@ -282,7 +286,7 @@ def format_table(result: dict) -> str:
         if tgt:
             ratio_text += f"  target (c/b>={TARGET_RATIO_C_B}, p99<={TARGET_P99_MS:g} ms): "
             ratio_text += "met" if tgt["met"] else "NOT met"
-        lines.append(f"{'':>18} ratios: {ratio_text}")
+        lines.append(f"{'':>27} ratios: {ratio_text}")
     return "\n".join(lines)
 
 
@@ -299,6 +303,16 @@ def write_json(result: dict, out_dir: Path = OUT_DIR) -> Path:
     return path
 
 
+def _valid_mix(mix: str) -> bool:
+    if mix == "uniform":
+        return True
+    name, _, skew = mix.partition(":")
+    try:
+        return name == "zipf" and float(skew) > 0
+    except ValueError:
+        return False
+
+
 def _int_list(text: str) -> list[int]:
     return [int(part.replace("_", "")) for part in text.split(",") if part.strip()]
 
@@ -310,6 +324,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2, help="wrk threads (default 2)")
     parser.add_argument("--links", type=_int_list, default=[1000, 1_000_000], help="e.g. 1000,1000000")
     parser.add_argument("--workers", type=_int_list, default=[1, 2], help="e.g. 1,2")
+    parser.add_argument(
+        "--mixes",
+        default=",".join(MIXES),
+        help="code mixes of wrk: uniform and/or zipf:S (e.g. zipf:1.1), comma-separated",
+    )
     parser.add_argument(
         "--systems",
         default=",".join(SYSTEMS),
@@ -341,7 +360,14 @@ def main(argv: list[str] | None = None) -> int:
         bare_http=args.bare_http,
         link_shape=args.link_shape,
     )
-    result = run_benchmark(args.links, args.workers, opts, systems, log=lambda msg: print(msg, flush=True))
+    mixes = tuple(m.strip() for m in args.mixes.split(",") if m.strip())
+    if not mixes or any(not _valid_mix(m) for m in mixes):
+        parser.error("--mixes must name uniform and/or zipf:S with S a positive number")
+
+    def log(msg: str) -> None:
+        print(msg, flush=True)
+
+    result = run_benchmark(args.links, args.workers, opts, systems, log=log, mixes=mixes)
     result["command"] = " ".join(
         ["python -m benchmarks.redirect", *(argv if argv is not None else sys.argv[1:])]
     )
@@ -360,7 +386,8 @@ def main(argv: list[str] | None = None) -> int:
         or any(name in r and not r[name]["check"]["passed"] for name in ("clicktrail", *ESCAPE_SYSTEMS))
     ]
     for run in failed:
-        print(f"FAILED links={run['links']} workers={run['workers']}: {run['errors'] or 'click check'}")
+        print(f"FAILED links={run['links']} workers={run['workers']} mix={run['mix']}: "
+              f"{run['errors'] or 'click check'}")  # fmt: skip
     return 1 if failed else 0
 
 

@@ -135,7 +135,12 @@ def _redirect(mode: Mode, opts: BenchOptions, work: Path, log) -> dict:
 
 def _max_rps(result: dict, links: int) -> float:
     for run in result["redirect"]["runs"]:
-        if run["links"] == links and run["workers"] == 1 and "clicktrail" in run:
+        if (
+            run["links"] == links
+            and run["workers"] == 1
+            and run.get("mix", "uniform") == "uniform"
+            and ("clicktrail" in run)
+        ):
             return run["clicktrail"]["requests_per_s"]
     raise RuntimeError(f"no clicktrail figure for {links} links, 1 worker in the redirect section")
 

@@ -12,7 +12,7 @@ from benchmarks.redirect import format_table
 from core.settings import Settings
 
 # The link cache size of every run but the memory one: clicktrail's default.
-DEFAULT_CACHE_LINKS = Settings.model_fields["link_cache_size"].default
+DEFAULT_CACHE_BYTES = Settings.model_fields["link_cache_bytes"].default
 NOTES = (
     "- One 2-core machine runs everything: the server, its Redis, ClickHouse and the load generator share "
     "the cores, so absolute figures are lower than on a dedicated box and vary between runs. The ratios "
@@ -52,9 +52,9 @@ def _stated(result: dict, *commands: str) -> str:
     return text + "\n"
 
 
-def _redirect_run(result: dict, links: int, workers: int) -> dict | None:
+def _redirect_run(result: dict, links: int, workers: int, mix: str = "uniform") -> dict | None:
     for run in result.get("redirect", {}).get("runs", []):
-        if run["links"] == links and run["workers"] == workers:
+        if run["links"] == links and run["workers"] == workers and run.get("mix", "uniform") == mix:
             return run
     return None
 
@@ -65,7 +65,8 @@ def click_checks(result: dict) -> list[tuple[str, bool]]:
         if "clicktrail" in run:
             checks.append(
                 (
-                    f"redirect {run['links']:,} links, {run['workers']} worker(s)",
+                    f"redirect {run['links']:,} links, {run['workers']} worker(s), "
+                    f"{run.get('mix', 'uniform')}",
                     run["clicktrail"]["check"]["passed"],
                 )
             )
@@ -108,6 +109,17 @@ def headline(result: dict) -> list[tuple[str, str, str]]:
                 f"clicktrail req/s with {large:,} links",
                 f"{big['clicktrail']['requests_per_s']:,.0f}/s",
                 f"{ratio:.2f} x the {small:,}-link figure",
+            )
+        )
+    zipf_small = _redirect_run(result, small, 1, "zipf:1.1")
+    zipf_big = _redirect_run(result, large, 1, "zipf:1.1")
+    if zipf_small and zipf_big and large != small and "clicktrail" in zipf_small and "clicktrail" in zipf_big:
+        ratio = zipf_big["clicktrail"]["requests_per_s"] / zipf_small["clicktrail"]["requests_per_s"]
+        rows.append(
+            (
+                f"clicktrail req/s with {large:,} links, Zipf(1.1) codes",
+                f"{zipf_big['clicktrail']['requests_per_s']:,.0f}/s",
+                f"{ratio:.2f} x the {small:,}-link figure (Zipf)",
             )
         )
     two = _redirect_run(result, small, 2)
@@ -292,18 +304,22 @@ def _growth_section(result: dict, img) -> list[str]:
     runs = [r for r in result.get("redirect", {}).get("runs", []) if "clicktrail" in r]
     if runs:
         lines += [
-            f"**Links** (from section 1; the link cache holds {DEFAULT_CACHE_LINKS:,} links by default: with "
-            "more links than that, most random codes miss it and are read from Redis):",
+            f"**Links** (from section 1; the link cache holds {DEFAULT_CACHE_BYTES / 2**20:,.0f} MiB of "
+            "packed links by default, about a million; each run starts with an empty cache, so over a 10 s "
+            "run most of a million codes are first requests, read from Redis, whatever the cache's size; "
+            "'hits' is the share served from the cache). Uniform: every code equally likely; zipf:1.1: "
+            "code k-1 with probability proportional to k^-1.1, as real traffic is skewed:",
             "",
-            "| links | workers | clicktrail req/s | p50 ms | p99 ms | c/b |",
-            "|---|---|---|---|---|---|",
+            "| links | workers | mix | clicktrail req/s | p50 ms | p99 ms | c/b | hits |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for r in runs:
             c = r["clicktrail"]
             lines.append(
-                f"| {r['links']:,} | {r['workers']} | {c['requests_per_s']:,.0f} | "
-                f"{c['latency_ms']['p50']} | "
-                f"{c['latency_ms']['p99']} | {r['ratios'].get('c/b')} |"
+                f"| {r['links']:,} | {r['workers']} | {r.get('mix', 'uniform')} | "
+                f"{c['requests_per_s']:,.0f} | "
+                f"{c['latency_ms']['p50']} | {c['latency_ms']['p99']} | {r['ratios'].get('c/b')} | "
+                f"{_fmt(c.get('server_metrics', {}).get('link_cache_hit_ratio'), '.1%')} |"
             )
     if "backlog" in result:
         b = result["backlog"]
@@ -353,7 +369,7 @@ def _memory_section(result: dict, img) -> list[str]:
         "## 4. Memory",
         "",
         img("memory.png"),
-        f"One redirect worker with `CLICKTRAIL_LINK_CACHE_SIZE={m['link_cache_size']}` and "
+        f"One redirect worker with `CLICKTRAIL_LINK_CACHE_BYTES={m.get('link_cache_bytes', 'n/a')}` and "
         f"{m['links']:,} links; "
         f"wrk requested every code in turn ({w['requests']:,} requests in {w['duration_s']} s), after which "
         f"the cache held {_fmt(m['cache_entries'])} links (`clicktrail_link_cache_entries`).",
@@ -365,10 +381,37 @@ def _memory_section(result: dict, img) -> list[str]:
         f"recorded clicks: **{m['redis_bytes_per_buffered_click']} bytes per buffered click** "
         f"(MEMORY USAGE of the stream: {m['redis_stream_memory_usage_per_click']} B per click). "
         "Click check of "
-        f"the warm-up run: {'OK' if w['check']['passed'] else 'FAILED'}.",
+        f"the warm-up run and the runs below: {'OK' if w['check']['passed'] else 'FAILED'}.",
+        *_warm_lines(result),
         "",
         _stated(result, w["command"]),
     ]
+
+
+def _warm_lines(result: dict) -> list[str]:
+    """The same worker with every link cached, next to section 1's 1-worker runs of the fewest links."""
+    warm = result["memory"].get("warm_cache_runs", {})
+    if not warm:
+        return []
+    small = min(result["mode"]["links"])
+    lines = [
+        "",
+        f"Then wrk as in section 1 against that worker, its cache full (what a worker serves once it has "
+        f"run a while), next to section 1's {small:,}-link run of the same code mix:",
+        "",
+        "| code mix | req/s, cache full | p99 ms | cores srv+redis | req/s, " + f"{small:,} links | ratio |",
+        "|---|---|---|---|---|---|",
+    ]
+    for mix, fig in warm.items():
+        base = _redirect_run(result, small, 1, mix)
+        base_rps = base["clicktrail"]["requests_per_s"] if base and "clicktrail" in base else None
+        cores = fig.get("cores_used", {})
+        lines.append(
+            f"| {mix} | {fig['requests_per_s']:,.0f} | {fig['latency_ms']['p99']} | "
+            f"{cores.get('server', 0) + cores.get('redis', 0):.2f} | {_fmt(base_rps)} | "
+            f"{_fmt(fig['requests_per_s'] / base_rps if base_rps else None, '.2f')} |"
+        )
+    return lines
 
 
 def _ingest_section(result: dict) -> list[str]:

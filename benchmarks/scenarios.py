@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import math
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import redis
 
 from benchmarks import procs
-from benchmarks.clickcheck import check_clicks, count_recorded
+from benchmarks.clickcheck import check_clicks, count_recorded, merge_runs
 from benchmarks.openloop import run_openloop
 from benchmarks.systems import (
     REDIS_PREFIX,
     BenchOptions,
     _clear_clicks,
+    _redis_pid,
     _wrk,
     clicktrail_server,
     measure_clicktrail,
@@ -34,6 +36,7 @@ from core.keys import Keys
 WARM_RATE_SHARE = 0.7
 # RSS is read this long after the load stops (the allocator settles).
 RSS_SETTLE_S = 1.0
+MEMORY_BUDGET_BYTES_PER_LINK = 1024
 
 
 def measure_open_loop(
@@ -97,17 +100,26 @@ def measure_backlog(
 
 
 def measure_memory(
-    work: Path, *, redis_url: str, links: int, expected_rps: float, opts: BenchOptions
+    work: Path,
+    *,
+    redis_url: str,
+    links: int,
+    expected_rps: float,
+    opts: BenchOptions,
+    mixes: tuple[str, ...] = ("uniform", "zipf:1.1"),
 ) -> dict:
     """One worker with a link cache as large as the links; wrk requests every code in turn (one pass at
     WARM_RATE_SHARE of `expected_rps`); RSS before and after, cache entries from /metrics, and Redis
-    used_memory before and after the clicks of the pass (the server stopped, so its buffer is flushed)."""
+    used_memory before and after the clicks of the pass. Then wrk as in the redirect benchmark, once per
+    code mix, against that worker with its cache full (`warm_cache_runs`); every click of all the runs is
+    checked after the server stopped (so its buffer is flushed)."""
     _clear_clicks(redis_url)
     client = redis.Redis.from_url(redis_url)
     duration_s = math.ceil(links / max(1.0, expected_rps * WARM_RATE_SHARE)) + 2
     warm_opts = BenchOptions(duration_s=duration_s, connections=opts.connections, threads=opts.threads,
                              seed=opts.seed, click_param=opts.click_param)  # fmt: skip
-    extra_env = {"CLICKTRAIL_LINK_CACHE_SIZE": str(links)}
+    # A budget that holds every link whatever its packed size, so the figure is per link cached.
+    extra_env = {"CLICKTRAIL_LINK_CACHE_BYTES": str(links * MEMORY_BUDGET_BYTES_PER_LINK)}
     ids_file = work / "wrk-ids.txt"
     try:
         with clicktrail_server(work, redis_url=redis_url, workers=1, click_param=opts.click_param,
@@ -121,28 +133,43 @@ def measure_memory(
             time.sleep(RSS_SETTLE_S)
             rss_after = group_rss_kb(srv.proc.pid)
             metrics = procs.http_get(srv.port, "/metrics", timeout_s=10)[2].decode()
-        used_after = client.info("memory")["used_memory"]
-        stream_bytes = client.memory_usage(Keys(REDIS_PREFIX).clicks, samples=0) or 0
+            # Redis figures of the pass alone (its clicks are committed well within the settle time).
+            used_after = client.info("memory")["used_memory"]
+            stream_bytes = client.memory_usage(Keys(REDIS_PREFIX).clicks, samples=0) or 0
+            clicks = len(count_recorded(redis_url, srv.data_dir, REDIS_PREFIX)["stream_clicks"])
+            # The same worker, its cache now holding every link: what a worker that has run a while serves.
+            warm = {}
+            for mix in mixes:
+                warm[mix] = _wrk(srv.port, links, replace(opts, mix=mix), ids_file=work / f"warm-{mix}.txt",
+                                 cpu={"server": srv.proc.pid, "redis": _redis_pid(redis_url)})  # fmt: skip
     finally:
         client.close()
     recorded = count_recorded(redis_url, srv.data_dir, REDIS_PREFIX)
-    clicks = len(recorded["stream_clicks"])
     figures["exit_code"] = srv.exit_code
+    runs = [figures, *warm.values()]
+    all_ids = work / "all-ids.txt"
+    ids_files = [ids_file, *(work / f"warm-{mix}.txt" for mix in warm)]
+    all_ids.write_text("".join(path.read_text() for path in ids_files))
     figures["check"] = check_clicks(
-        figures, ids_file, recorded, srv.probe_ids, warm_opts.connections, srv.env["CLICKTRAIL_SECRET_KEY"]
-    )
+        merge_runs(runs), all_ids, recorded, srv.probe_ids, warm_opts.connections,
+        srv.env["CLICKTRAIL_SECRET_KEY"],
+    )  # fmt: skip
+    cached = _gauge(metrics, "clicktrail_link_cache_entries") or links
     return {
         "links": links,
-        "link_cache_size": links,
+        "link_cache_bytes": int(extra_env["CLICKTRAIL_LINK_CACHE_BYTES"]),
         "cache_entries": _gauge(metrics, "clicktrail_link_cache_entries"),
+        "cache_bytes_counted": _gauge(metrics, "clicktrail_link_cache_bytes"),
         "rss_kb_empty_cache": rss_before,
         "rss_kb_full_cache": rss_after,
-        "rss_bytes_per_cached_link": round((rss_after["max"] - rss_before["max"]) * 1024 / links, 1),
+        # Per link the cache holds (a warm-up pass slowed by a loaded machine may not reach every code).
+        "rss_bytes_per_cached_link": round((rss_after["max"] - rss_before["max"]) * 1024 / cached, 1),
         "clicks_buffered": clicks,
         "redis_used_memory_delta": used_after - used_before,
         "redis_bytes_per_buffered_click": round((used_after - used_before) / clicks, 1) if clicks else None,
         "redis_stream_memory_usage_per_click": round(stream_bytes / clicks, 1) if clicks else None,
         "warm_wrk": figures,
+        "warm_cache_runs": warm,
     }
 
 

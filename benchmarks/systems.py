@@ -53,6 +53,8 @@ class BenchOptions:
     bare_http: str = "httptools"
     # What the seeded links are (LINK_SHAPES): plain links, or smart links with 5 rules and 2 variants.
     link_shape: str = "plain"
+    # Which codes wrk asks for (redirect.lua): "uniform", or "zipf:S" (skewed as real traffic is).
+    mix: str = "uniform"
 
 
 # --- (a) nginx --------------------------------------------------------------------------------------
@@ -372,6 +374,7 @@ def _wrk(
             ids_file=ids_file,
             sequential=sequential,
             user_agent=user_agent,
+            mix=opts.mix,
         )
     )
     figures["ended_at_ms"] = time.time_ns() // 1_000_000

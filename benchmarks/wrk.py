@@ -47,11 +47,14 @@ def run_wrk(
     ids_file: Path | None = None,
     sequential: bool = False,
     user_agent: str = "",
+    mix: str = "uniform",
 ) -> dict:
-    """GET random codes (or, `sequential`, every code in turn) from `url` (base URL, no path) for
-    `duration_s`; returns requests/s, latency percentiles in ms, status counts and socket errors."""
+    """GET random codes (`mix`: "uniform" or "zipf:S", see redirect.lua; or, `sequential`, every code in
+    turn) from `url` (base URL, no path) for `duration_s`; returns requests/s, latency percentiles in ms,
+    status counts and socket errors."""
     threads = max(1, min(threads, connections))
-    env = dict(os.environ, BENCH_LINKS=str(links), BENCH_SEED=str(seed), BENCH_CLICK_PARAM=click_param)
+    env = dict(os.environ, BENCH_LINKS=str(links), BENCH_SEED=str(seed), BENCH_CLICK_PARAM=click_param,
+               BENCH_MIX=mix)  # fmt: skip
     env.pop("BENCH_IDS_FILE", None)
     env.pop("BENCH_SEQUENTIAL", None)
     env.pop("BENCH_USER_AGENT", None)

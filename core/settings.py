@@ -35,7 +35,9 @@ class Settings(BaseSettings):
     log_level: str = "warning"
 
     # Redirect path.
-    link_cache_size: int = Field(200_000, ge=0)
+    # Bytes of packed links per worker (redirector/packed.py: about 200 bytes a link plus its URL's length
+    # beyond 33, so the default holds about a million); 0 caches nothing.
+    link_cache_bytes: int = Field(256 * 2**20, ge=0)
     # Changes reach the caches through the link-change stream within about a second (linkwatch.py);
     # the TTL only bounds how long an unchanged entry is trusted before it is read again.
     link_cache_ttl_ms: int = Field(600_000, ge=0)

@@ -13,6 +13,7 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Iterator
+from itertools import zip_longest
 from pathlib import Path
 
 import orjson
@@ -40,7 +41,7 @@ def snapshot(redirects: RedirectStats, recorder: RecorderStats, cache: LinkCache
         "batches": [recorder.batches.counts, recorder.batches.total],
         "redis_failures": dict(recorder.redis_failures),
         "live": int(live),
-        "cache": [cache.hits, cache.misses, len(cache)],
+        "cache": [cache.hits, cache.misses, len(cache), cache.bytes],
         "workers": 1,
     }
 
@@ -63,7 +64,8 @@ def merge(snapshots: list[dict]) -> dict:
         fallbacks = total.setdefault("fallbacks", {})
         for reason, n in snap.get("fallbacks", {}).items():  # absent in a peer of an older version
             fallbacks[reason] = fallbacks.get(reason, 0) + n
-        total["cache"] = [a + b for a, b in zip(total["cache"], snap["cache"], strict=True)]
+        # A peer of an older version has no cache bytes: counted as 0.
+        total["cache"] = [a + b for a, b in zip_longest(total["cache"], snap["cache"], fillvalue=0)]
         for name in ("lookup_errors", "live", "workers"):
             total[name] += snap[name]
     return total
@@ -181,12 +183,17 @@ class RedirectCollector:
             "Workers recording into Redis (the others are spooling)",
             value=snap["live"],
         )
-        hits, misses, entries = snap["cache"]
+        hits, misses, entries, cache_bytes = (snap["cache"] + [0])[:4]
         lookups = CounterMetricFamily("clicktrail_link_cache", "Link cache lookups", labels=["result"])
         lookups.add_metric(["hit"], hits)
         lookups.add_metric(["miss"], misses)
         yield lookups
         yield GaugeMetricFamily("clicktrail_link_cache_entries", "Links cached", value=entries)
+        yield GaugeMetricFamily(
+            "clicktrail_link_cache_bytes",
+            "Bytes of packed links cached, as counted against CLICKTRAIL_LINK_CACHE_BYTES",
+            value=cache_bytes,
+        )
 
 
 def make_registry() -> CollectorRegistry:

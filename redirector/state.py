@@ -94,7 +94,7 @@ class AppState:
         lookup_redis = async_client(settings, settings.redis_lookup_timeout_ms / 1000, 1)
         ids = ClickIds(settings.secret_bytes)
         links = LinkStore(redis, keys)
-        cache = LinkCache(settings.link_cache_size, settings.link_cache_ttl_ms)
+        cache = LinkCache(settings.link_cache_bytes, settings.link_cache_ttl_ms)
         redirect_stats, recorder_stats = RedirectStats(), RecorderStats()
         recorder = Recorder(
             recorder_redis,

@@ -32,7 +32,7 @@ async def settle(predicate, timeout_s: float = 5) -> None:
 def test_changes_and_creations_invalidate(settings, redis_client) -> None:
     async def scenario():
         redis, keys = Redis.from_url(settings.redis_url), Keys(settings.redis_prefix)
-        store, cache = LinkStore(redis, keys), LinkCache(100, ttl_ms=600_000)
+        store, cache = LinkStore(redis, keys), LinkCache(1 << 20, ttl_ms=600_000)
         watcher = LinkWatcher(redis, keys, cache)
         task = asyncio.create_task(watcher.run())
         await settle(lambda: watcher._last is not None)
@@ -53,7 +53,7 @@ def test_changes_and_creations_invalidate(settings, redis_client) -> None:
 def test_a_trim_past_unread_changes_revalidates_everything(settings, redis_client) -> None:
     async def scenario():
         redis, keys = Redis.from_url(settings.redis_url), Keys(settings.redis_prefix)
-        store, cache = LinkStore(redis, keys), LinkCache(100, ttl_ms=600_000)
+        store, cache = LinkStore(redis, keys), LinkCache(1 << 20, ttl_ms=600_000)
         await store.create(link("a1234"))
         watcher = LinkWatcher(redis, keys, cache)
         await watcher._step()  # starts at the newest entry
