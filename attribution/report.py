@@ -140,7 +140,7 @@ async def earnings(backend: Backend, start: date, end: date, creator_id: str = "
     return await asyncio.to_thread(collect, backend, start, end, creator_id)
 
 
-def _money(minor: int, currency: str) -> str:
+def major_units(minor: int, currency: str) -> str:
     """Minor units shown in major units with the currency's ISO 4217 digits (JPY 0, EUR 2, BHD 3); a code
     the table does not know is shown with two."""
     try:
@@ -171,11 +171,11 @@ def table(rows: list[Earnings]) -> str:
             r.currency or "-",
             f"{r.clicks:,}",
             f"{r.orders:,}",
-            _money(r.pending_minor, r.currency),
-            _money(r.approved_minor, r.currency),
-            _money(r.reversed_minor, r.currency),
-            _money(r.in_payout_minor, r.currency),
-            _money(r.paid_minor, r.currency),
+            major_units(r.pending_minor, r.currency),
+            major_units(r.approved_minor, r.currency),
+            major_units(r.reversed_minor, r.currency),
+            major_units(r.in_payout_minor, r.currency),
+            major_units(r.paid_minor, r.currency),
         )
         for r in rows
     ]

@@ -197,6 +197,43 @@ def link_breakdown(backend: Backend, code: str, dimension: str, first: date, las
     return {r[0]: int(r[1]) for r in rows}
 
 
+def creator_daily(backend: Backend, creator_id: str, first: date, last: date) -> list[tuple[str, int, int]]:
+    """(day, human clicks, bot clicks) of a creator's links per day with clicks, oldest first, from the
+    rollup sorted by creator. Human = every click less the bots', as in `link_breakdown`."""
+    rows = backend.execute(
+        "SELECT toString(day), sum(clicks) - sum(bot_clicks), sum(bot_clicks) "
+        f"FROM {backend.database}.creator_clicks_daily "
+        "WHERE creator_id = %(creator_id)s AND day >= toDate(%(first)s) AND day <= toDate(%(last)s) "
+        "GROUP BY day ORDER BY day",
+        {"creator_id": creator_id, "first": first.isoformat(), "last": last.isoformat()},
+    )
+    return [(r[0], int(r[1]), int(r[2])) for r in rows]
+
+
+# Codes per query of `links_breakdown`: keeps each query far below ClickHouse's max_query_size.
+BREAKDOWN_CODES_PER_QUERY = 2_000
+
+
+def links_breakdown(
+    backend: Backend, codes: Sequence[str], dimension: str, first: date, last: date
+) -> dict[str, int]:
+    """Human clicks of several links together by country, device or referer host over a period (a
+    creator's audience). The codes are sent in chunks; each value has at most a few hundred rows."""
+    if dimension not in ("country", "device", "referer_host"):
+        raise ValueError(f"unknown dimension {dimension!r}")
+    out: dict[str, int] = {}
+    for chunk in _chunks(codes, BREAKDOWN_CODES_PER_QUERY):
+        rows = backend.execute(
+            f"SELECT {dimension}, sum(clicks) - sum(bot_clicks) FROM {backend.database}.clicks_daily_dims "
+            "WHERE code IN %(codes)s AND day >= toDate(%(first)s) AND day <= toDate(%(last)s) "
+            f"GROUP BY {dimension}",
+            {"codes": tuple(chunk), "first": first.isoformat(), "last": last.isoformat()},
+        )
+        for value, human in rows:
+            out[value] = out.get(value, 0) + int(human)
+    return out
+
+
 def rollup_totals(backend: Backend) -> dict[str, tuple[int, int, int]]:
     """(clicks, unique, bots) summed over each rollup and over raw clicks: equal when ingestion is exact.
     Used by the tests and the benchmark to prove that no click is stored twice or lost in a rollup."""

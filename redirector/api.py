@@ -30,7 +30,9 @@ GENERATE_ATTEMPTS = 8
 # A PATCH racing other writes of the same link is rebuilt on the fresh record this many times at most.
 PATCH_ATTEMPTS = 5
 # Single-segment paths the server answers itself: never usable as a link code.
-RESERVED_CODES = frozenset({"api", "healthz", "readyz", "metrics", "webhooks", "favicon.ico", "robots.txt"})
+RESERVED_CODES = frozenset(
+    {"api", "dash", "healthz", "readyz", "metrics", "webhooks", "favicon.ico", "robots.txt"}
+)
 
 
 def _ctx(request: Request) -> AppState:

@@ -25,6 +25,7 @@ from core.errors import (
 )
 from core.settings import Settings
 from redirector import api, qr
+from redirector.dash import routes as dash_routes
 from redirector.state import AppState
 
 # First path segments that never are link codes.
@@ -89,6 +90,7 @@ class ClicktrailApp:
                     *qr.routes(),
                     *attribution_api.routes(),
                     *endpoint_api.routes(),
+                    *dash_routes.routes(),
                 ]
             ),
             # Every error is JSON: ours, the router's 404/405, and a bug's 500.

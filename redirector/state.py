@@ -33,6 +33,7 @@ from redirector.auth import Authenticator
 from redirector.cache import LinkCache
 from redirector.clicklimit import ClickLimit
 from redirector.clientip import ClientAddress
+from redirector.dash.site import Dashboard
 from redirector.geo import CountryLookup
 from redirector.linkwatch import LinkWatcher
 from redirector.metrics import SNAPSHOT_INTERVAL_S, RedirectCollector, SnapshotDir, make_registry, snapshot
@@ -75,6 +76,7 @@ class AppState:
     outbox: Outbox
     endpoints: EndpointStore
     webhook_log: DeliveryLog
+    dash: Dashboard  # the web dashboard's sessions and templates (redirector/dash/)
     _snapshots: SnapshotDir | None = None
     _own_snapshot: Callable[[], dict] | None = None
     _clickhouse: Backend | None = None
@@ -146,6 +148,7 @@ class AppState:
             outbox=Outbox(redis, keys, settings.events_retention_days, settings.public_url),
             endpoints=EndpointStore(redis, keys),
             webhook_log=DeliveryLog(redis, keys),
+            dash=Dashboard.build(settings, redis, keys),
             _snapshots=snapshots,
             _own_snapshot=own_snapshot,
         )

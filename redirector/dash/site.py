@@ -1,0 +1,44 @@
+"""What the dashboard keeps in the app state (`ctx.dash`), made once at start-up: the session store and
+the template renderer. Also each kind of user's navigation and home page."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from redis.asyncio import Redis
+
+from core.keys import Keys
+from core.settings import Settings
+from redirector.auth import Principal
+from redirector.dash.render import Renderer
+from redirector.dash.session import Sessions
+
+
+@dataclass(frozen=True, slots=True)
+class Dashboard:
+    sessions: Sessions
+    renderer: Renderer
+
+    @classmethod
+    def build(cls, settings: Settings, redis: Redis, keys: Keys) -> Dashboard:
+        return cls(Sessions(redis, keys, settings.dash_session_ttl_s), Renderer())
+
+
+def home(principal: Principal) -> str:
+    """Where a user lands after sign-in: their own overview."""
+    if principal.kind == "creator":
+        return f"/dash/creators/{principal.subject_id}"
+    if principal.kind == "merchant":
+        return f"/dash/merchants/{principal.subject_id}"
+    return "/dash/admin"
+
+
+def nav(principal: Principal) -> list[tuple[str, str]]:
+    """(label, path) of the pages a user's navigation bar links to, in order."""
+    if principal.kind == "creator":
+        base = f"/dash/creators/{principal.subject_id}"
+        return [("Overview", base), ("Links", f"{base}/links"), ("Earnings", f"{base}/earnings")]
+    if principal.kind == "merchant":
+        base = f"/dash/merchants/{principal.subject_id}"
+        return [("Overview", base)]
+    return [("Health", "/dash/admin"), ("Merchants", "/dash/admin/merchants"), ("Keys", "/dash/admin/keys")]
