@@ -31,7 +31,9 @@ async def issue_key(client: httpx.AsyncClient, **subject: str) -> str:
     return response.json()["key"]
 
 
-async def post_form(client: httpx.AsyncClient, page: str, action: str, data: dict[str, str]) -> httpx.Response:
+async def post_form(
+    client: httpx.AsyncClient, page: str, action: str, data: dict[str, str]
+) -> httpx.Response:
     """Open `page`, then send the form to `action` with the session's CSRF token from that page."""
     shown = await client.get(page)
     assert shown.status_code == 200, shown.text
