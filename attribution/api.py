@@ -133,6 +133,14 @@ async def put_catalog(request: Request):
     (await ctx.auth.authenticate(request)).require_merchant(merchant_id)
     await _merchant_or_404(ctx, merchant_id)
     body = await read_body(request, MAX_CATALOG_BODY_BYTES)
+    upserted, version = await upsert_catalog(ctx, merchant_id, body)
+    return json_response({"upserted": upserted, "rate_version": version})
+
+
+async def upsert_catalog(ctx, merchant_id: str, body: bytes) -> tuple[int, int]:
+    """Check and write the products of a catalog body (the API's PUT and the dashboard's product form):
+    (products upserted, rate version). Every refusal is an ApiError naming the reason; nothing of a
+    refused body is written."""
     store = ctx.catalog
     try:
         async with ctx.heavy_api:
@@ -148,7 +156,7 @@ async def put_catalog(request: Request):
         raise ApiError(409, "catalog_busy", str(exc)) from None
     except ValueError as exc:
         raise ApiError(422, "invalid", str(exc)) from None
-    return json_response({"upserted": len(products), "rate_version": version.version})
+    return len(products), version.version
 
 
 async def put_rates(request: Request):
@@ -156,13 +164,19 @@ async def put_rates(request: Request):
     merchant_id = request.path_params["merchant_id"]
     (await ctx.auth.authenticate(request)).require_merchant(merchant_id)
     await _merchant_or_404(ctx, merchant_id)
-    update = _decode(await read_json(request), RatesUpdate)
+    version = await set_rates(ctx, merchant_id, await read_json(request))
+    return json_response({"rate_version": version.version, "effective_ms": version.effective_ms})
+
+
+async def set_rates(ctx, merchant_id: str, data: object):
+    """Check and store a rates update (the API's PUT and the dashboard's rates form): the new version, or
+    an ApiError (422) naming the bad field, nothing stored."""
+    update = _decode(data, RatesUpdate)
     try:
         async with ctx.heavy_api:
-            version = await ctx.rates.set_rates(merchant_id, clock_ms(), update)
+            return await ctx.rates.set_rates(merchant_id, clock_ms(), update)
     except ValueError as exc:
         raise ApiError(422, "invalid", str(exc)) from None
-    return json_response({"rate_version": version.version, "effective_ms": version.effective_ms})
 
 
 async def get_catalog(request: Request):

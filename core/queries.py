@@ -130,6 +130,70 @@ def merchant_top_links(
     return [{"code": r[0], "creator_id": r[1], "human_clicks": int(r[2]), "unique": int(r[3])} for r in rows]
 
 
+def merchant_daily(backend: Backend, merchant_id: str, first: date, last: date) -> list[tuple[str, int, int]]:
+    """(day, human clicks, bot clicks) per day with clicks on a merchant's links, oldest first, from the
+    rollup sorted by merchant."""
+    rows = backend.execute(
+        "SELECT toString(day), sum(clicks) - sum(bot_clicks), sum(bot_clicks) "
+        f"FROM {backend.database}.merchant_clicks_daily "
+        "WHERE merchant_id = %(merchant_id)s AND day >= toDate(%(first)s) AND day <= toDate(%(last)s) "
+        "GROUP BY day ORDER BY day",
+        {"merchant_id": merchant_id, "first": first.isoformat(), "last": last.isoformat()},
+    )
+    return [(r[0], int(r[1]), int(r[2])) for r in rows]
+
+
+def merchant_creators(
+    backend: Backend, merchant_id: str, first: date, last: date, limit: int = 20
+) -> list[tuple[str, str, int, int, int]]:
+    """(creator, currency, orders credited, net commission, gross) per creator and currency of one merchant
+    over a day range, most orders first: its creators ranked by sales, from the ledger's daily rollup.
+    `gross` (sum of absolute amounts, Float64) lets the caller refuse a sum Int64 may have wrapped."""
+    rows = backend.execute(
+        "SELECT creator_id, currency, sum(orders) AS sales, sum(amount_minor) AS net, "
+        "sum(abs(toFloat64(amount_minor))) "
+        f"FROM {backend.database}.commissions_daily "
+        "WHERE merchant_id = %(merchant_id)s AND creator_id != '' "
+        "AND day >= toDate(%(first)s) AND day <= toDate(%(last)s) "
+        "GROUP BY creator_id, currency ORDER BY sales DESC, net DESC, creator_id, currency LIMIT %(limit)s",
+        {"merchant_id": merchant_id, "first": first.isoformat(), "last": last.isoformat(), "limit": limit},
+    )
+    return [(c, cu, int(o), int(n), g) for c, cu, o, n, g in rows]
+
+
+def merchant_orders(backend: Backend, merchant_id: str, limit: int = 50) -> list[tuple[str, int, int]]:
+    """(order_id, events, last received ms) of a merchant's latest orders, newest first: every order with
+    an accepted event, credited or not (order_commissions adds what each earned)."""
+    rows = backend.execute(
+        "SELECT order_id, uniqExact(webhook_id), max(received_ms) AS last_ms "
+        f"FROM {backend.database}.order_events WHERE merchant_id = %(merchant_id)s "
+        "GROUP BY order_id ORDER BY last_ms DESC, order_id LIMIT %(limit)s",
+        {"merchant_id": merchant_id, "limit": limit},
+    )
+    return [(o, int(n), int(ms)) for o, n, ms in rows]
+
+
+def order_commissions(
+    backend: Backend, merchant_id: str, order_ids: Sequence[str]
+) -> dict[str, list[tuple[str, str, str, int]]]:
+    """Per order: (creator, currency, status, net amount) of its ledger, one row per creator, currency and
+    status with a non-zero net (an order fully reversed shows its reversal as nothing left)."""
+    if not order_ids:
+        return {}
+    rows = backend.execute(
+        "SELECT order_id, creator_id, currency, status, sum(amount_minor) AS net "
+        f"FROM {backend.database}.commissions "
+        "WHERE merchant_id = %(merchant_id)s AND order_id IN %(order_ids)s "
+        "GROUP BY order_id, creator_id, currency, status ORDER BY order_id, creator_id, currency, status",
+        {"merchant_id": merchant_id, "order_ids": tuple(order_ids)},
+    )
+    out: dict[str, list[tuple[str, str, str, int]]] = {}
+    for order_id, creator_id, currency, status, net in rows:
+        if int(net):
+            out.setdefault(order_id, []).append((creator_id, currency, status, int(net)))
+    return out
+
+
 def link_breakdown(backend: Backend, code: str, dimension: str, first: date, last: date) -> dict[str, int]:
     """A link's human clicks by country, device or referer host over a period."""
     if dimension not in ("country", "device", "referer_host"):

@@ -40,5 +40,12 @@ def nav(principal: Principal) -> list[tuple[str, str]]:
         return [("Overview", base), ("Links", f"{base}/links"), ("Earnings", f"{base}/earnings")]
     if principal.kind == "merchant":
         base = f"/dash/merchants/{principal.subject_id}"
-        return [("Overview", base)]
-    return [("Health", "/dash/admin"), ("Merchants", "/dash/admin/merchants"), ("Keys", "/dash/admin/keys")]
+        pages = ("catalog", "orders", "deliveries", "codes", "secret")
+        labels = ("Catalog and rates", "Orders", "Webhooks", "Codes", "Secret")
+        return [("Overview", base)] + [(label, f"{base}/{p}") for label, p in zip(labels, pages, strict=True)]
+    return [
+        ("Health", "/dash/admin"),
+        ("Merchants", "/dash/admin/merchants"),
+        ("Creators", "/dash/admin/creator"),
+        ("Keys", "/dash/admin/keys"),
+    ]

@@ -64,10 +64,13 @@ async def merchants(view: Page) -> Response:
 
 @page()
 async def creator(view: Page) -> Response:
-    """The admin opens any creator's dashboard by id (a GET form on the merchants page)."""
-    creator_id = view.request.query_params.get("creator_id", "").strip()
+    """The admin opens any creator's dashboard by id: the form, and with `?creator_id=` the redirect."""
+    if "creator_id" not in view.request.query_params:
+        return view.render("admin_creator.html", creator_id="", error="")
+    creator_id = view.request.query_params["creator_id"].strip()
     if not validate.is_id(creator_id):
-        raise ApiError(400, "invalid_id", "creator_id must be 1-64 characters of A-Z a-z 0-9 _ -")
+        error = "creator_id must be 1-64 characters of A-Z a-z 0-9 _ -"
+        return view.render("admin_creator.html", status=400, creator_id=creator_id, error=error)
     return RedirectResponse(f"/dash/creators/{creator_id}", status_code=303)
 
 

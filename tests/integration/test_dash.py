@@ -552,8 +552,11 @@ def test_admin_pages_health_merchants_and_keys(settings, redis_client, clickhous
             assert {row[0] for row in _table(health.text, "lag")} == {"clicks", "orders"}
             merchants = await client.get("/dash/admin/merchants")
             assert merchants.status_code == 200 and _table(merchants.text, "merchants")[0][0] == "m1"
+            assert (await client.get("/dash/admin/creator")).status_code == 200
             opened = await client.get("/dash/admin/creator?creator_id=alice")
             assert opened.headers["location"] == "/dash/creators/alice"
+            refused = await client.get("/dash/admin/creator?creator_id=a%20b")
+            assert refused.status_code == 400 and "creator_id must be" in refused.text
             # a key issued by the form works once shown, and only for its subject
             issued = await post_form(
                 client, "/dash/admin/keys", "/dash/admin/keys", {"scope": "creator", "subject_id": "carol"}
