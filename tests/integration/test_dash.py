@@ -81,6 +81,8 @@ def test_the_cookie_is_secure_behind_an_https_public_url(settings, redis_client,
             cookie = next(c for c in signed.headers.get_list("set-cookie") if c.startswith("ct_dash="))
             assert "secure" in cookie.lower()
 
+    run(scenario())
+
 
 BAD_KEYS = [
     "ctk_" + "A" * 43,
