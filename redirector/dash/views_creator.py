@@ -52,8 +52,8 @@ async def overview(view: Page) -> Response:
     creator_id = creator_of(view)
     days, first, last = period(view)
     codes = await view.ctx.links.codes_of(creator_id)
-    seen = await audience.audience(view.ctx.clickhouse(), creator_id, codes, first, last)
-    earnings = await report.earnings(view.ctx.clickhouse(), first, last, creator_id)
+    seen = await view.query(audience.collect, creator_id, codes, first, last)
+    earnings = await view.query(report.collect, first, last, creator_id)
     daily = charts.line_svg(
         [day for day, _, _ in seen.days],
         [("human", [h for _, h, _ in seen.days]), ("bot", [b for _, _, b in seen.days])],
@@ -134,10 +134,7 @@ async def link_qr(view: Page) -> Response:
 async def earnings(view: Page) -> Response:
     creator_id = creator_of(view)
     days, first, last = period(view)
-    try:
-        rows = await report.earnings(view.ctx.clickhouse(), first, last, creator_id)
-    except report.SumOutOfRange as exc:
-        raise ApiError(422, "sum_out_of_range", str(exc)) from None
+    rows = await view.query(report.collect, first, last, creator_id)
     ledger = await view.query(queries.creator_orders, creator_id, first, ORDERS_SHOWN)
     orders: dict[tuple[str, str], list] = {}
     for row in ledger:

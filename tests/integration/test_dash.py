@@ -589,3 +589,24 @@ def test_dash_is_a_reserved_code(settings, redis_client, clickhouse) -> None:
             assert (await client.get("/dash")).status_code == 303  # the dashboard, not a link lookup
 
     run(scenario())
+
+
+def test_sums_past_int64_are_a_422_page_never_a_wrapped_figure(settings, redis_client, clickhouse) -> None:
+    """As the API's earnings: amounts whose sum ClickHouse cannot add exactly are refused with the reason,
+    on both pages that show earnings."""
+    now_s = int(time.time())
+    big = 4 * 10**18  # each row fits Int64; three do not
+    rows = [("m1", f"O-{n}", "acc:0", "accrual", "pending", big, 1, "EUR", "alice", "S", 1, 0, 0, "", 0, "")
+            for n in range(3)]  # fmt: skip
+    data = [(*r, now_s, now_s * 1000, now_s * 1000) for r in rows]
+    clickhouse.insert("commissions", LEDGER, [list(c) for c in zip(*data, strict=True)])
+
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            await sign_in(client, await issue_key(client, creator_id="alice"))
+            for path in ("/dash/creators/alice", "/dash/creators/alice/earnings"):
+                page = await client.get(path)
+                assert page.status_code == 422, (path, page.status_code)
+                assert "Int64" in page.text and "-" + str(big)[:5] not in page.text
+
+    run(scenario())
