@@ -16,6 +16,7 @@ import pytest
 from attribution import report
 from core.keys import Keys
 from core.migrate import migrate
+from tests.conftest import free_port
 from tests.integration.apphelp import ADMIN, make_link, running_app
 from tests.integration.attributionhelp import add_merchant
 from tests.integration.dashhelp import ADMIN_TOKEN, csrf_token, issue_key, post_form, sign_in
@@ -608,5 +609,30 @@ def test_sums_past_int64_are_a_422_page_never_a_wrapped_figure(settings, redis_c
                 page = await client.get(path)
                 assert page.status_code == 422, (path, page.status_code)
                 assert "Int64" in page.text and "-" + str(big)[:5] not in page.text
+
+    run(scenario())
+
+
+def test_without_clickhouse_links_still_work_and_figures_say_why(settings, redis_client, clickhouse) -> None:
+    closed = f"clickhouse://default:@127.0.0.1:{free_port()}/clicktrail"  # nothing listens there
+    down = settings.model_copy(update={"clickhouse_url": closed})
+
+    async def scenario():
+        async with running_app(down) as (_, client):
+            await sign_in(client, await issue_key(client, creator_id="alice"))
+            created = await post_form(
+                client,
+                "/dash/creators/alice/links",
+                "/dash/creators/alice/links",
+                {"url": SHOP, "code": "nock1"},
+            )
+            assert created.status_code == 303
+            links = await client.get("/dash/creators/alice/links")
+            assert links.status_code == 200 and "nock1" in links.text
+            assert "Click counts are unavailable" in links.text
+            for path in ("/dash/creators/alice", "/dash/creators/alice/earnings"):
+                page = await client.get(path)
+                assert page.status_code == 503, path
+                assert "ClickHouse" in page.text and page.headers["content-type"].startswith("text/html")
 
     run(scenario())
