@@ -4,14 +4,25 @@ Mounted by the app (`routes()`); handlers take shared resources from `request.ap
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 from prometheus_client import CollectorRegistry, Counter
 from starlette.requests import Request
 from starlette.routing import Route
 
-from attribution import catalog, currency, debugger, merchant_api, money, moneyapi, report, search, webhooks
+from attribution import (
+    audience,
+    catalog,
+    currency,
+    debugger,
+    merchant_api,
+    money,
+    moneyapi,
+    report,
+    search,
+    webhooks,
+)
 from attribution.merchants import DomainTaken, InvalidMerchant, Merchant, new_secret, public_view, validate
 from attribution.rates import RatesUpdate
 from core import validate as checks
@@ -122,6 +133,14 @@ async def put_catalog(request: Request):
     (await ctx.auth.authenticate(request)).require_merchant(merchant_id)
     await _merchant_or_404(ctx, merchant_id)
     body = await read_body(request, MAX_CATALOG_BODY_BYTES)
+    upserted, version = await upsert_catalog(ctx, merchant_id, body)
+    return json_response({"upserted": upserted, "rate_version": version})
+
+
+async def upsert_catalog(ctx, merchant_id: str, body: bytes) -> tuple[int, int]:
+    """Check and write the products of a catalog body (the API's PUT and the dashboard's product form):
+    (products upserted, rate version). Every refusal is an ApiError naming the reason; nothing of a
+    refused body is written."""
     store = ctx.catalog
     try:
         async with ctx.heavy_api:
@@ -137,7 +156,7 @@ async def put_catalog(request: Request):
         raise ApiError(409, "catalog_busy", str(exc)) from None
     except ValueError as exc:
         raise ApiError(422, "invalid", str(exc)) from None
-    return json_response({"upserted": len(products), "rate_version": version.version})
+    return len(products), version.version
 
 
 async def put_rates(request: Request):
@@ -145,13 +164,19 @@ async def put_rates(request: Request):
     merchant_id = request.path_params["merchant_id"]
     (await ctx.auth.authenticate(request)).require_merchant(merchant_id)
     await _merchant_or_404(ctx, merchant_id)
-    update = _decode(await read_json(request), RatesUpdate)
+    version = await set_rates(ctx, merchant_id, await read_json(request))
+    return json_response({"rate_version": version.version, "effective_ms": version.effective_ms})
+
+
+async def set_rates(ctx, merchant_id: str, data: object):
+    """Check and store a rates update (the API's PUT and the dashboard's rates form): the new version, or
+    an ApiError (422) naming the bad field, nothing stored."""
+    update = _decode(data, RatesUpdate)
     try:
         async with ctx.heavy_api:
-            version = await ctx.rates.set_rates(merchant_id, clock_ms(), update)
+            return await ctx.rates.set_rates(merchant_id, clock_ms(), update)
     except ValueError as exc:
         raise ApiError(422, "invalid", str(exc)) from None
-    return json_response({"rate_version": version.version, "effective_ms": version.effective_ms})
 
 
 async def get_catalog(request: Request):
@@ -217,6 +242,36 @@ async def get_earnings(request: Request):
     if "in" in params:
         body["converted"] = await moneyapi.converted(ctx, rows, params["in"], clock_ms())
     return json_response(body)
+
+
+async def get_clicks(request: Request):
+    """A creator's audience over `from`..`to` (default: the last 30 days): clicks per day, human and bot,
+    and the top countries and devices of the human clicks (attribution/audience.py; the dashboard's
+    overview shows the same figures)."""
+    ctx = request.app.state.ctx
+    creator_id = request.path_params["creator_id"]
+    (await ctx.auth.authenticate(request)).require_creator(creator_id)
+    params = request.query_params
+    today = datetime.now(UTC).date()
+    default_from = str(today - timedelta(days=audience.DEFAULT_DAYS - 1))
+    try:
+        start, end = report.day_range(params.get("from", default_from), params.get("to"), today)
+    except report.BadRange as exc:
+        raise ApiError(400, "bad_date", str(exc)) from None
+    if (end - start).days >= audience.MAX_DAYS:
+        raise ApiError(400, "bad_date", f"a range of at most {audience.MAX_DAYS} days")
+    codes = await ctx.links.codes_of(creator_id)
+    try:
+        seen = await audience.audience(ctx.clickhouse(), creator_id, codes, start, end)
+    except ClickHouseError as exc:
+        log.warning("clicks unavailable: %s", exc)
+        return error_response(
+            503,
+            "clickhouse_unavailable",
+            "clicks are read from ClickHouse, which cannot be reached now; retry later",
+            {"retry-after": str(CLICKHOUSE_RETRY_AFTER_S)},
+        )
+    return json_response(seen.as_dict())
 
 
 # The metric label of a refusal whose error code differs from it (the others are labelled by their code).
@@ -294,6 +349,7 @@ def routes() -> list[Route]:
         Route("/api/merchants/{merchant_id}/rates", put_rates, methods=["PUT"]),
         Route("/api/catalog", get_catalog, methods=["GET"]),
         Route("/api/creators/{creator_id}/earnings", get_earnings, methods=["GET"]),
+        Route("/api/creators/{creator_id}/clicks", get_clicks, methods=["GET"]),
         Route("/webhooks/orders/{merchant_id}", order_webhook, methods=["POST"]),
         *merchant_api.routes(),
         *moneyapi.routes(),

@@ -58,13 +58,17 @@ async def patch_merchant(request: Request):
 
 # --- discount codes --------------------------------------------------------------------------------------
 def _code(request: Request) -> str:
+    return check_code(request.path_params["code"])
+
+
+def check_code(code: str) -> str:
     try:
-        return codes.check_code(request.path_params["code"])
+        return codes.check_code(code)
     except codes.InvalidCode as exc:
         raise ApiError(422, "invalid_code", str(exc)) from None
 
 
-def _assignment(body: Any) -> tuple[str, int | None]:
+def check_assignment(body: Any) -> tuple[str, int | None]:
     if not isinstance(body, dict):
         raise ApiError(422, "invalid", 'body must be {"creator_id": ..., "rate_bps": optional}')
     unknown = sorted(set(body) - {"creator_id", "rate_bps"})
@@ -84,7 +88,7 @@ def _assignment(body: Any) -> tuple[str, int | None]:
 async def put_code(request: Request):
     ctx, merchant_id, _ = await _merchant(request)
     code = _code(request)
-    creator_id, rate = _assignment(await read_json(request))
+    creator_id, rate = check_assignment(await read_json(request))
     try:
         spans = await codes.CodeStore(ctx.redis, ctx.keys).put(
             merchant_id, code, creator_id, rate, clock_ms()

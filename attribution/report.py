@@ -140,7 +140,24 @@ async def earnings(backend: Backend, start: date, end: date, creator_id: str = "
     return await asyncio.to_thread(collect, backend, start, end, creator_id)
 
 
-def _money(minor: int, currency: str) -> str:
+def merchant_sales(backend: Backend, merchant_id: str, start: date, end: date, limit: int) -> list[dict]:
+    """A merchant's creators ranked by sales (orders credited, then net commission) per currency over a
+    day range, from the ledger's daily rollup: the dashboard's ranking and GET
+    /api/merchants/{id}/creators. A sum Int64 may have wrapped is refused (SumOutOfRange), never shown."""
+    out = []
+    for creator, currency, orders, net, gross in queries.merchant_creators(
+        backend, merchant_id, start, end, limit
+    ):
+        if float(gross) >= SAFE_SUM_MINOR:
+            raise SumOutOfRange(
+                f"the {currency} amounts of creator {creator!r} in {start}..{end} add up past what "
+                "ClickHouse's Int64 sums exactly; the ledger rows are intact, narrow the range"
+            )
+        out.append({"creator_id": creator, "currency": currency, "orders": orders, "net_minor": net})
+    return out
+
+
+def major_units(minor: int, currency: str) -> str:
     """Minor units shown in major units with the currency's ISO 4217 digits (JPY 0, EUR 2, BHD 3); a code
     the table does not know is shown with two."""
     try:
@@ -171,11 +188,11 @@ def table(rows: list[Earnings]) -> str:
             r.currency or "-",
             f"{r.clicks:,}",
             f"{r.orders:,}",
-            _money(r.pending_minor, r.currency),
-            _money(r.approved_minor, r.currency),
-            _money(r.reversed_minor, r.currency),
-            _money(r.in_payout_minor, r.currency),
-            _money(r.paid_minor, r.currency),
+            major_units(r.pending_minor, r.currency),
+            major_units(r.approved_minor, r.currency),
+            major_units(r.reversed_minor, r.currency),
+            major_units(r.in_payout_minor, r.currency),
+            major_units(r.paid_minor, r.currency),
         )
         for r in rows
     ]

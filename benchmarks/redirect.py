@@ -41,7 +41,7 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from benchmarks import bare_asgi, nginx, procs
+from benchmarks import bare_asgi, dashload, nginx, procs
 from benchmarks.codes import check_links
 from benchmarks.redis_server import private_redis, redis_version
 from benchmarks.systems import (
@@ -64,6 +64,11 @@ SYSTEMS = ("nginx", "bare", "clicktrail")
 ESCAPE_SYSTEMS = ("escape-plain", "escape-inapp")
 # The code mixes of wrk (redirect.lua): uniform, and the Zipf skew of real traffic.
 MIXES = ("uniform", "zipf:1.1")
+# Run only when named: clicktrail while dashboard pages are loaded from it (dashload.py).
+DASH_SYSTEMS = ("dash",)
+OPTIONAL_SYSTEMS = ESCAPE_SYSTEMS + DASH_SYSTEMS
+# Issue 15: the redirect keeps this share of its throughput while two clients load dashboard pages.
+TARGET_RATIO_D_C = 0.95
 # The issue's target, checked at this concurrency on one worker.
 TARGET_RATIO_C_B = 0.6
 TARGET_P99_MS = 10.0
@@ -81,7 +86,7 @@ def ratios(run: dict) -> dict:
             out[label] = round(c / rps(base), 3)
     if "bare" in run and rps("nginx"):
         out["b/a"] = round(rps("bare") / rps("nginx"), 3)
-    for name, label in (("escape-plain", "p/c"), ("escape-inapp", "e/c")):
+    for name, label in (("escape-plain", "p/c"), ("escape-inapp", "e/c"), ("dash", "d/c")):
         if rps(name) and c:
             out[label] = round(rps(name) / c, 3)
     per_cpu = {
@@ -128,7 +133,7 @@ def run_benchmark(
     with tempfile.TemporaryDirectory(prefix="clicktrail-bench-", dir=work_root) as tmp:
         work = Path(tmp)
         for links in links_counts:
-            if {"clicktrail", *ESCAPE_SYSTEMS} & set(systems):
+            if {"clicktrail", *OPTIONAL_SYSTEMS} & set(systems):
                 with private_redis(work / f"redis-{links}") as redis_url:
                     log(f"seeding {links:,} links into a private redis ...")
                     seeded = seed_links(redis_url, links, shape=opts.link_shape)
@@ -187,6 +192,18 @@ def _run_one(
         "escape-inapp": (
             "(e) clicktrail, open_in=browser links, in-app browser (escape page)",
             escape(inapp=True),
+        ),
+        "dash": (
+            f"(d) clicktrail while {opts.dash_clients} clients load dashboard pages",
+            lambda: dashload.measure_with_dashboard(
+                here / "dash",
+                redis_url=redis_url,
+                workers=workers,
+                links=links,
+                opts=opts,
+                clients=opts.dash_clients,
+                pause_ms=opts.dash_pause_ms,
+            ),
         ),
     }
     for system in systems:
@@ -247,7 +264,8 @@ def _cpu_model() -> str:
 # --- output -----------------------------------------------------------------------------------------
 def format_table(result: dict) -> str:
     names = {"nginx": "a nginx", "bare": "b bare ASGI", "clicktrail": "c clicktrail",
-             "escape-plain": "p esc. plain", "escape-inapp": "e esc. inapp"}  # fmt: skip
+             "escape-plain": "p esc. plain", "escape-inapp": "e esc. inapp",
+             "dash": "d +dashboard"}  # fmt: skip
     lines = [
         f"{'links':>9} {'workers':>7} {'mix':<8} {'system':<13} {'req/s':>9} {'p50 ms':>7} {'p99 ms':>7} "
         f"{'cores srv/wrk/all':>17}  notes",
@@ -272,6 +290,12 @@ def format_table(result: dict) -> str:
                     f"(= 302s + {chk['abandoned_at_cut_off']} abandoned by wrk at cut-off)"
                     f" dup={chk['duplicates_in_stream']} missing={chk['302_without_click']}"
                 )
+            if "dashboard" in fig:
+                dash = fig["dashboard"]
+                notes.append(
+                    f"dashboard: {dash['clients']} clients, {dash['pages_loaded']} pages "
+                    f"(p50 {dash['page_ms']['p50']} ms), {dash['page_errors']} errors"
+                )
             lat = fig["latency_ms"]
             lines.append(
                 f"{config} {names[system]:<13} {fig['requests_per_s']:>9,.0f} "
@@ -282,6 +306,9 @@ def format_table(result: dict) -> str:
         if not run["ratios"]:
             continue
         ratio_text = "  ".join(f"{k}={v:.2f}" for k, v in run["ratios"].items())
+        if "d/c" in run["ratios"]:
+            met = run["ratios"]["d/c"] >= TARGET_RATIO_D_C
+            ratio_text += f"  dashboard target (d/c>={TARGET_RATIO_D_C}): {'met' if met else 'NOT met'}"
         tgt = run.get("target")
         if tgt:
             ratio_text += f"  target (c/b>={TARGET_RATIO_C_B}, p99<={TARGET_P99_MS:g} ms): "
@@ -332,8 +359,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--systems",
         default=",".join(SYSTEMS),
-        help="subset of nginx,bare,clicktrail,escape-plain,escape-inapp",
+        help="subset of nginx,bare,clicktrail,escape-plain,escape-inapp,dash",
     )
+    parser.add_argument("--dash-clients", type=int, default=2, help="browsers of the dash system (default 2)")
+    parser.add_argument("--dash-pause-ms", type=int, default=0, help="their pause between pages (default 0)")
     parser.add_argument(
         "--bare-http",
         choices=("httptools", "clicktrail"),
@@ -349,9 +378,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--out", type=Path, default=OUT_DIR, help="directory of the JSON result")
     args = parser.parse_args(argv)
-    systems = tuple(s for s in SYSTEMS + ESCAPE_SYSTEMS if s in {x.strip() for x in args.systems.split(",")})
+    named = {x.strip() for x in args.systems.split(",")}
+    systems = tuple(s for s in SYSTEMS + OPTIONAL_SYSTEMS if s in named)
     if not systems:
-        parser.error(f"--systems must name some of {', '.join(SYSTEMS + ESCAPE_SYSTEMS)}")
+        parser.error(f"--systems must name some of {', '.join(SYSTEMS + OPTIONAL_SYSTEMS)}")
     opts = BenchOptions(
         duration_s=args.duration,
         connections=args.connections,
@@ -359,6 +389,8 @@ def main(argv: list[str] | None = None) -> int:
         seed=args.seed,
         bare_http=args.bare_http,
         link_shape=args.link_shape,
+        dash_clients=args.dash_clients,
+        dash_pause_ms=args.dash_pause_ms,
     )
     mixes = tuple(m.strip() for m in args.mixes.split(",") if m.strip())
     if not mixes or any(not _valid_mix(m) for m in mixes):
@@ -383,7 +415,8 @@ def main(argv: list[str] | None = None) -> int:
         r
         for r in result["runs"]
         if r["errors"]
-        or any(name in r and not r[name]["check"]["passed"] for name in ("clicktrail", *ESCAPE_SYSTEMS))
+        or any(name in r and not r[name]["check"]["passed"] for name in ("clicktrail", *OPTIONAL_SYSTEMS))
+        or r.get("dash", {}).get("dashboard", {}).get("page_errors")
     ]
     for run in failed:
         print(f"FAILED links={run['links']} workers={run['workers']} mix={run['mix']}: "

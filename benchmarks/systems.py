@@ -16,7 +16,7 @@ import secrets
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
@@ -55,6 +55,9 @@ class BenchOptions:
     link_shape: str = "plain"
     # Which codes wrk asks for (redirect.lua): "uniform", or "zipf:S" (skewed as real traffic is).
     mix: str = "uniform"
+    # The dashboard system (dashload.py): browsers loading pages meanwhile, and their pause between pages.
+    dash_clients: int = 2
+    dash_pause_ms: int = 0
 
 
 # --- (a) nginx --------------------------------------------------------------------------------------
@@ -200,17 +203,23 @@ def measure_clicktrail(
     backlog_clicks: int = 0,
     user_agent: str = "",
     answer_status: int = 302,
+    extra_env: dict[str, str] | None = None,
+    during: Callable[[Served], contextlib.AbstractContextManager] | None = None,
 ) -> dict:
     """Serve, probe one redirect, run wrk (collecting click ids), scrape /metrics, stop (SIGTERM: the
     recorder flushes), then match the recorded clicks against the 302s wrk received. With `backlog_clicks`,
-    the stream holds that many unconsumed clicks before the server starts (removed again before the check)."""
+    the stream holds that many unconsumed clicks before the server starts (removed again before the check).
+    `during(served)` is entered for the length of wrk's run (other load on the same server)."""
     _clear_clicks(redis_url)
     backlog = fill_backlog(redis_url, REDIS_PREFIX, backlog_clicks) if backlog_clicks else None
     ids_file = work / "wrk-ids.txt"
     metrics_text = ""
-    with clicktrail_server(work, redis_url=redis_url, workers=workers, click_param=opts.click_param) as srv:
+    with clicktrail_server(
+        work, redis_url=redis_url, workers=workers, click_param=opts.click_param, extra_env=extra_env
+    ) as srv:
         cpu = {"server": srv.proc.pid, "redis": _redis_pid(redis_url)}
-        figures = _wrk(srv.port, links, opts, ids_file=ids_file, cpu=cpu, user_agent=user_agent)
+        with during(srv) if during else contextlib.nullcontext():
+            figures = _wrk(srv.port, links, opts, ids_file=ids_file, cpu=cpu, user_agent=user_agent)
         time.sleep(METRICS_SETTLE_S if workers > 1 else 0)
         with contextlib.suppress(OSError):
             metrics_text = procs.http_get(srv.port, "/metrics", timeout_s=5)[2].decode()

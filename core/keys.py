@@ -109,6 +109,12 @@ class Keys:
         """Hash of an API key's scope, addressed by the key's SHA-256 (the key itself is never stored)."""
         return f"{self.prefix}apikey:{key_hash}"
 
+    def dash_session(self, session_hash: str) -> str:
+        """Hash of one dashboard sign-in (kind, subject_id, csrf, created_ms) with a TTL, addressed by the
+        SHA-256 of the session cookie (the cookie itself is never stored). Written alone; sign-out
+        deletes it."""
+        return f"{self.prefix}dash:session:{session_hash}"
+
     # --- click stream and recorder --------------------------------------------
     @property
     def clicks(self) -> str:

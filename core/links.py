@@ -349,6 +349,11 @@ class LinkStore:
         found = await self.get_many([c.decode() for c in codes])
         return [link for link in found if isinstance(link, Link)]
 
+    async def codes_of(self, creator_id: str) -> list[str]:
+        """Every code of a creator, newest first (the codes alone: no link record is read)."""
+        codes = await self._redis.zrevrange(self._keys.creator_links(creator_id), 0, -1)
+        return [c.decode() for c in codes]
+
     async def claim_host(self, host: str, resolve: OwnerResolver) -> int:
         """Bring every link on `host` or below it in line with the current owner of its own host (a link on
         a more specific domain of another merchant keeps that merchant); returns how many changed."""

@@ -19,6 +19,8 @@ from core.rows import CommissionRow, OrderEventRow, PayoutLineRow, Row
 # Ids per existence query: keeps the SQL text (and the IN set) a few hundred KB at most.
 EXISTS_CHUNK = 5_000
 DAY_MS = 86_400_000
+# Codes per query of the many-links reads (`links_totals`, `links_breakdown`): far below max_query_size.
+BREAKDOWN_CODES_PER_QUERY = 2_000
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -67,13 +69,21 @@ def click_count(backend: Backend) -> int:
 
 
 def link_totals_sync(backend: Backend, code: str) -> dict[str, int]:
-    rows = backend.execute(
-        f"SELECT sum(clicks), sum(unique_clicks), sum(bot_clicks) FROM {backend.database}.clicks_daily "
-        "WHERE code = %(code)s",
-        {"code": code},
-    )
-    clicks, unique, bots = rows[0] if rows else (0, 0, 0)
-    return {"clicks": int(clicks), "unique": int(unique), "bots": int(bots)}
+    return links_totals(backend, [code])[code]
+
+
+def links_totals(backend: Backend, codes: Sequence[str]) -> dict[str, dict[str, int]]:
+    """All-time totals of each link from the daily rollup (zeros for a link without clicks)."""
+    out = {code: {"clicks": 0, "unique": 0, "bots": 0} for code in codes}
+    for chunk in _chunks(list(codes), BREAKDOWN_CODES_PER_QUERY):
+        rows = backend.execute(
+            "SELECT code, sum(clicks), sum(unique_clicks), sum(bot_clicks) "
+            f"FROM {backend.database}.clicks_daily WHERE code IN %(codes)s GROUP BY code",
+            {"codes": tuple(chunk)},
+        )
+        for code, clicks, unique, bots in rows:
+            out[code] = {"clicks": int(clicks), "unique": int(unique), "bots": int(bots)}
+    return out
 
 
 async def link_totals(backend: Backend, code: str) -> dict[str, int]:
@@ -120,6 +130,70 @@ def merchant_top_links(
     return [{"code": r[0], "creator_id": r[1], "human_clicks": int(r[2]), "unique": int(r[3])} for r in rows]
 
 
+def merchant_daily(backend: Backend, merchant_id: str, first: date, last: date) -> list[tuple[str, int, int]]:
+    """(day, human clicks, bot clicks) per day with clicks on a merchant's links, oldest first, from the
+    rollup sorted by merchant."""
+    rows = backend.execute(
+        "SELECT toString(day), sum(clicks) - sum(bot_clicks), sum(bot_clicks) "
+        f"FROM {backend.database}.merchant_clicks_daily "
+        "WHERE merchant_id = %(merchant_id)s AND day >= toDate(%(first)s) AND day <= toDate(%(last)s) "
+        "GROUP BY day ORDER BY day",
+        {"merchant_id": merchant_id, "first": first.isoformat(), "last": last.isoformat()},
+    )
+    return [(r[0], int(r[1]), int(r[2])) for r in rows]
+
+
+def merchant_creators(
+    backend: Backend, merchant_id: str, first: date, last: date, limit: int = 20
+) -> list[tuple[str, str, int, int, int]]:
+    """(creator, currency, orders credited, net commission, gross) per creator and currency of one merchant
+    over a day range, most orders first: its creators ranked by sales, from the ledger's daily rollup.
+    `gross` (sum of absolute amounts, Float64) lets the caller refuse a sum Int64 may have wrapped."""
+    rows = backend.execute(
+        "SELECT creator_id, currency, sum(orders) AS sales, sum(amount_minor) AS net, "
+        "sum(abs(toFloat64(amount_minor))) "
+        f"FROM {backend.database}.commissions_daily "
+        "WHERE merchant_id = %(merchant_id)s AND creator_id != '' "
+        "AND day >= toDate(%(first)s) AND day <= toDate(%(last)s) "
+        "GROUP BY creator_id, currency ORDER BY sales DESC, net DESC, creator_id, currency LIMIT %(limit)s",
+        {"merchant_id": merchant_id, "first": first.isoformat(), "last": last.isoformat(), "limit": limit},
+    )
+    return [(c, cu, int(o), int(n), g) for c, cu, o, n, g in rows]
+
+
+def merchant_orders(backend: Backend, merchant_id: str, limit: int = 50) -> list[tuple[str, int, int]]:
+    """(order_id, events, last received ms) of a merchant's latest orders, newest first: every order with
+    an accepted event, credited or not (order_commissions adds what each earned)."""
+    rows = backend.execute(
+        "SELECT order_id, uniqExact(webhook_id), max(received_ms) AS last_ms "
+        f"FROM {backend.database}.order_events WHERE merchant_id = %(merchant_id)s "
+        "GROUP BY order_id ORDER BY last_ms DESC, order_id LIMIT %(limit)s",
+        {"merchant_id": merchant_id, "limit": limit},
+    )
+    return [(o, int(n), int(ms)) for o, n, ms in rows]
+
+
+def order_commissions(
+    backend: Backend, merchant_id: str, order_ids: Sequence[str]
+) -> dict[str, list[tuple[str, str, str, int]]]:
+    """Per order: (creator, currency, status, net amount) of its ledger, one row per creator, currency and
+    status with a non-zero net (an order fully reversed shows its reversal as nothing left)."""
+    if not order_ids:
+        return {}
+    rows = backend.execute(
+        "SELECT order_id, creator_id, currency, status, sum(amount_minor) AS net "
+        f"FROM {backend.database}.commissions "
+        "WHERE merchant_id = %(merchant_id)s AND order_id IN %(order_ids)s "
+        "GROUP BY order_id, creator_id, currency, status ORDER BY order_id, creator_id, currency, status",
+        {"merchant_id": merchant_id, "order_ids": tuple(order_ids)},
+    )
+    out: dict[str, list[tuple[str, str, str, int]]] = {}
+    for order_id, creator_id, currency, status, net in rows:
+        if int(net):
+            out.setdefault(order_id, []).append((creator_id, currency, status, int(net)))
+    return out
+
+
 def link_breakdown(backend: Backend, code: str, dimension: str, first: date, last: date) -> dict[str, int]:
     """A link's human clicks by country, device or referer host over a period."""
     if dimension not in ("country", "device", "referer_host"):
@@ -131,6 +205,39 @@ def link_breakdown(backend: Backend, code: str, dimension: str, first: date, las
         {"code": code, "first": first.isoformat(), "last": last.isoformat()},
     )
     return {r[0]: int(r[1]) for r in rows}
+
+
+def creator_daily(backend: Backend, creator_id: str, first: date, last: date) -> list[tuple[str, int, int]]:
+    """(day, human clicks, bot clicks) of a creator's links per day with clicks, oldest first, from the
+    rollup sorted by creator. Human = every click less the bots', as in `link_breakdown`."""
+    rows = backend.execute(
+        "SELECT toString(day), sum(clicks) - sum(bot_clicks), sum(bot_clicks) "
+        f"FROM {backend.database}.creator_clicks_daily "
+        "WHERE creator_id = %(creator_id)s AND day >= toDate(%(first)s) AND day <= toDate(%(last)s) "
+        "GROUP BY day ORDER BY day",
+        {"creator_id": creator_id, "first": first.isoformat(), "last": last.isoformat()},
+    )
+    return [(r[0], int(r[1]), int(r[2])) for r in rows]
+
+
+def links_breakdown(
+    backend: Backend, codes: Sequence[str], dimension: str, first: date, last: date
+) -> dict[str, int]:
+    """Human clicks of several links together by country, device or referer host over a period (a
+    creator's audience). The codes are sent in chunks; each value has at most a few hundred rows."""
+    if dimension not in ("country", "device", "referer_host"):
+        raise ValueError(f"unknown dimension {dimension!r}")
+    out: dict[str, int] = {}
+    for chunk in _chunks(codes, BREAKDOWN_CODES_PER_QUERY):
+        rows = backend.execute(
+            f"SELECT {dimension}, sum(clicks) - sum(bot_clicks) FROM {backend.database}.clicks_daily_dims "
+            "WHERE code IN %(codes)s AND day >= toDate(%(first)s) AND day <= toDate(%(last)s) "
+            f"GROUP BY {dimension}",
+            {"codes": tuple(chunk), "first": first.isoformat(), "last": last.isoformat()},
+        )
+        for value, human in rows:
+            out[value] = out.get(value, 0) + int(human)
+    return out
 
 
 def rollup_totals(backend: Backend) -> dict[str, tuple[int, int, int]]:
@@ -300,6 +407,42 @@ def earnings_clicks(backend: Backend, first: date, last: date, creator_id: str) 
         {"from_day": str(first), "to_day": str(last), "creator_id": creator_id},
     )
     return {creator: int(n) for creator, n in rows}
+
+
+def creator_orders(backend: Backend, creator_id: str, since: date, limit: int) -> list[CommissionRow]:
+    """Every ledger row of a creator's latest `limit` orders (by last booking) with effect since `since`,
+    oldest booking first within an order: the creator's side of `order_explanation`. The ledger is sorted
+    by merchant and order, so the period bounds the partitions read."""
+    db = backend.database
+    params = {"creator_id": creator_id, "since": since.isoformat(), "limit": limit}
+    latest = backend.execute(
+        f"SELECT merchant_id, order_id FROM {db}.commissions "
+        "WHERE creator_id = %(creator_id)s AND effective_at >= toDateTime(toDate(%(since)s)) "
+        "GROUP BY merchant_id, order_id ORDER BY max(booked_ms) DESC, merchant_id, order_id LIMIT %(limit)s",
+        params,
+    )
+    if not latest:
+        return []
+    wanted = {(m, o) for m, o in latest}
+    rows = backend.execute(
+        f"SELECT {_select(CommissionRow)} FROM {db}.commissions "
+        "WHERE creator_id = %(creator_id)s AND order_id IN %(order_ids)s "
+        "ORDER BY merchant_id, order_id, booked_ms, entry_id",
+        {"creator_id": creator_id, "order_ids": tuple(sorted({o for _, o in latest}))},
+    )
+    found = [CommissionRow.read(row) for row in rows]
+    return [row for row in found if (row.merchant_id, row.order_id) in wanted]
+
+
+def creator_payout_ids(backend: Backend, creator_id: str, limit: int) -> list[str]:
+    """The ids of a creator's latest `limit` payouts (their records and statuses are in Redis:
+    attribution/payoutbook.py), newest first, from `payout_lines`."""
+    rows = backend.execute(
+        f"SELECT payout_id FROM {backend.database}.payout_lines WHERE creator_id = %(creator_id)s "
+        "GROUP BY payout_id ORDER BY max(created_ms) DESC, payout_id LIMIT %(limit)s",
+        {"creator_id": creator_id, "limit": limit},
+    )
+    return [r[0] for r in rows]
 
 
 # --- discount codes, review, trace (attribution/review.py, attribution/trace.py) ---------------------------

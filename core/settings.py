@@ -97,6 +97,9 @@ class Settings(BaseSettings):
     deliver_poll_interval_ms: int = Field(500, ge=10)
     # Emitted events stay this long in the event stream: `replay {"since"}` reaches back this far.
     events_retention_days: int = Field(7, ge=1)
+    # The web dashboard (/dash): a sign-in lasts this long (the session key's TTL in Redis), then the
+    # API key is asked for again.
+    dash_session_ttl_s: int = Field(43_200, ge=60)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

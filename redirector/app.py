@@ -25,6 +25,7 @@ from core.errors import (
 )
 from core.settings import Settings
 from redirector import api, openapi, qr
+from redirector.dash import routes as dash_routes
 from redirector.state import AppState
 
 # First path segments that never are link codes.
@@ -91,6 +92,7 @@ def api_routes() -> list[Route]:
             *qr.routes(),
             *attribution_api.routes(),
             *endpoint_api.routes(),
+            *dash_routes.routes(),
         ]
     )
 

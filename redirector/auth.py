@@ -58,7 +58,11 @@ class Authenticator:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token:
             raise ApiError(401, "unauthorized", "missing bearer token")
-        token = token.strip()
+        return await self.principal(token.strip())
+
+    async def principal(self, token: str) -> Principal:
+        """Whose token this is (the admin's or an API key's); 401 for anything else. The dashboard's
+        sign-in form calls it with the key typed in, so both ways in share one lookup."""
         if token.startswith(KEY_PREFIX):
             return await self._api_key(token)
         if self._admin_token is None:

@@ -33,6 +33,7 @@ from redirector.auth import Authenticator
 from redirector.cache import LinkCache
 from redirector.clicklimit import ClickLimit
 from redirector.clientip import ClientAddress
+from redirector.dash.site import Dashboard
 from redirector.geo import CountryLookup
 from redirector.linkwatch import LinkWatcher
 from redirector.metrics import SNAPSHOT_INTERVAL_S, RedirectCollector, SnapshotDir, make_registry, snapshot
@@ -75,9 +76,12 @@ class AppState:
     outbox: Outbox
     endpoints: EndpointStore
     webhook_log: DeliveryLog
+    dash: Dashboard  # the web dashboard's sessions and templates (redirector/dash/)
     _snapshots: SnapshotDir | None = None
     _own_snapshot: Callable[[], dict] | None = None
     _clickhouse: Backend | None = None
+    # The ingestion lag last measured for /metrics (stream → (entries, age in s)): the dashboard shows it.
+    stream_lag: dict[str, tuple[int, float]] = field(default_factory=dict)
     _attribution_stats: dict = field(default_factory=dict)  # the attributor's run statistics, as last read
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
@@ -146,6 +150,7 @@ class AppState:
             outbox=Outbox(redis, keys, settings.events_retention_days, settings.public_url),
             endpoints=EndpointStore(redis, keys),
             webhook_log=DeliveryLog(redis, keys),
+            dash=Dashboard.build(settings, redis, keys),
             _snapshots=snapshots,
             _own_snapshot=own_snapshot,
         )
@@ -222,6 +227,7 @@ class AppState:
                     continue
                 entries.labels(name).set(count)
                 seconds.labels(name).set(age_s)
+                self.stream_lag[name] = (count, age_s)
             await asyncio.sleep(LAG_INTERVAL_S)
 
     async def _watch_attribution(self) -> None:

@@ -55,3 +55,22 @@ def test_escape_scenarios_check_their_clicks(tmp_path: Path) -> None:
         assert check["passed"] and check["redirects_302"] > 0, (name, check)
     assert {"p/c", "e/c"} <= run["ratios"].keys()
     assert "esc. inapp" in format_table(result)
+
+
+@pytest.mark.clickhouse
+def test_dashboard_scenario_loads_pages_while_checking_clicks(tmp_path: Path) -> None:
+    """`--systems clicktrail,dash`: two signed-in clients load dashboard pages during wrk's run; every page
+    answers 200, every 302 still carries a click recorded once, and the ratio d/c is reported."""
+    opts = BenchOptions(duration_s=1, connections=8, threads=2)
+    systems = ("clicktrail", "dash")
+    result = run_benchmark([200], [1], opts, systems=systems, work_root=tmp_path, log=lambda _: None)
+
+    run = result["runs"][0]
+    assert not run["errors"], run["errors"]
+    dash = run["dash"]["dashboard"]
+    assert dash["clients"] == 2 and dash["pages_loaded"] > 0, dash
+    assert dash["page_errors"] == 0, dash["first_errors"]
+    check = run["dash"]["check"]
+    assert check["passed"] and check["redirects_302"] > 0, check
+    assert "d/c" in run["ratios"]
+    assert "+dashboard" in format_table(result)

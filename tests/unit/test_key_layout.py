@@ -119,6 +119,7 @@ CONTROL_SINGLES = {
     "endpoint_lease": lambda k: k.endpoint_lease("ep_1"),
     "merchant_deliveries": lambda k: k.merchant_deliveries("m1"),
     "attribution_stats": lambda k: k.attribution_stats,
+    "dash_session": lambda k: k.dash_session("ab" * 32),
 }
 
 

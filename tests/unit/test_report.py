@@ -65,4 +65,4 @@ def test_refused_ranges(start, end, why: str) -> None:
     ],
 )
 def test_amounts_are_shown_with_the_currencys_iso_digits(minor, currency, shown) -> None:
-    assert report._money(minor, currency) == shown
+    assert report.major_units(minor, currency) == shown

@@ -1,0 +1,154 @@
+"""(d) the dashboard's cost to the redirect: `clicktrail serve` measured like (c), while `clients` browsers
+load dashboard pages in a loop from the same server (issue 15: within 5 % of (c), same run).
+
+Each client signs in once with a creator API key (the creator of the benchmark's links, so the links page
+lists all of them), then GETs the pages of DASH_PAGES in turn, back to back (`pause_ms` 0: the harshest
+case, a page as soon as the last one arrived) or with a pause between pages (a person reading). The pages
+read a private ClickHouse database, migrated before and dropped after. Figures: the redirect's as (c), plus
+pages loaded, page errors and page latency."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import secrets
+import statistics
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+
+from benchmarks import procs
+from benchmarks.systems import CREATOR_ID, BenchOptions, Served, measure_clicktrail
+
+CLICKHOUSE_SERVER = "clickhouse://default:@127.0.0.1:9000"
+# What a creator opens: the overview (clicks per day, countries, devices: ClickHouse rollups), the links
+# (every link of the creator, from Redis) and the earnings (ClickHouse ledger).
+DASH_PAGES = tuple(f"/dash/creators/{CREATOR_ID}{page}" for page in ("", "/links", "/earnings"))
+LOGIN_PATH = "/dash/login"
+PAGE_TIMEOUT_S = 10.0
+_CSRF_FIELD = re.compile(r'name="csrf_token"\s+value="([^"]+)"')
+
+
+def measure_with_dashboard(
+    work: Path,
+    *,
+    redis_url: str,
+    workers: int,
+    links: int,
+    opts: BenchOptions,
+    clients: int = 2,
+    pause_ms: int = 0,
+) -> dict:
+    """Like measure_clicktrail, with `clients` dashboard readers running for the whole of wrk's run."""
+    from core.clickhouse import NativeClickHouse
+    from core.migrate import migrate
+
+    database = f"ct_bench_dash_{secrets.token_hex(4)}"
+    backend = NativeClickHouse(f"{CLICKHOUSE_SERVER}/{database}")
+    loaders: list[_Loader] = []
+    try:
+        migrate(backend, log=lambda *_: None)
+
+        @contextlib.contextmanager
+        def during(served: Served) -> Iterator[None]:
+            key = _creator_key(served)
+            loaders.extend(_Loader(served.port, key, pause_ms) for _ in range(clients))
+            for loader in loaders:
+                loader.start()
+            try:
+                yield
+            finally:
+                for loader in loaders:
+                    loader.stop()
+
+        env = {"CLICKTRAIL_CLICKHOUSE_URL": f"{CLICKHOUSE_SERVER}/{database}"}
+        figures = measure_clicktrail(
+            work, redis_url=redis_url, workers=workers, links=links, opts=opts, extra_env=env, during=during
+        )
+    finally:
+        with contextlib.suppress(Exception):
+            backend.execute(f"DROP DATABASE IF EXISTS {database}")
+        backend.close()
+    figures["dashboard"] = summary(loaders, clients, pause_ms)
+    return figures
+
+
+def summary(loaders: list[_Loader], clients: int, pause_ms: int) -> dict:
+    latencies = sorted(ms for loader in loaders for ms in loader.latencies_ms)
+    errors = [e for loader in loaders for e in loader.errors]
+    return {
+        "clients": clients,
+        "pause_ms": pause_ms,
+        "pages": DASH_PAGES,
+        "pages_loaded": len(latencies),
+        "page_errors": len(errors),
+        "first_errors": errors[:3],
+        "page_ms": {
+            "p50": round(statistics.median(latencies), 1) if latencies else None,
+            "max": round(latencies[-1], 1) if latencies else None,
+        },
+    }
+
+
+def _creator_key(served: Served) -> str:
+    """An API key of the links' creator, issued by the admin through the API."""
+    response = httpx.post(
+        f"http://{procs.LOOPBACK}:{served.port}/api/keys",
+        json={"creator_id": CREATOR_ID},
+        headers={"authorization": f"Bearer {served.env['CLICKTRAIL_ADMIN_TOKEN']}"},
+        timeout=PAGE_TIMEOUT_S,
+    )
+    response.raise_for_status()
+    return response.json()["key"]
+
+
+class _Loader(threading.Thread):
+    """One browser: signs in through the form (its CSRF token included), then loads pages until stopped."""
+
+    def __init__(self, port: int, key: str, pause_ms: int) -> None:
+        super().__init__(daemon=True)
+        self.client = httpx.Client(base_url=f"http://{procs.LOOPBACK}:{port}", timeout=PAGE_TIMEOUT_S)
+        self.key = key
+        self.pause_s = pause_ms / 1000
+        self.latencies_ms: list[float] = []
+        self.errors: list[str] = []
+        self._stopped = threading.Event()
+
+    def sign_in(self) -> None:
+        form = self.client.get(LOGIN_PATH)
+        token = _CSRF_FIELD.search(form.text)
+        data = {"key": self.key} | ({"csrf_token": token.group(1)} if token else {})
+        answer = self.client.post(LOGIN_PATH, data=data)
+        if answer.status_code not in (302, 303) or not self.client.cookies:
+            raise RuntimeError(f"dashboard sign-in answered {answer.status_code}")
+
+    def run(self) -> None:
+        try:
+            self.sign_in()
+        except Exception as exc:  # reported in the figures, never hidden
+            self.errors.append(f"sign-in: {type(exc).__name__}: {exc}")
+            return
+        n = 0
+        while not self._stopped.is_set():
+            path = DASH_PAGES[n % len(DASH_PAGES)]
+            n += 1
+            started = time.perf_counter()
+            try:
+                status = self.client.get(path).status_code
+            except httpx.HTTPError as exc:
+                self.errors.append(f"{path}: {type(exc).__name__}")
+                continue
+            if status != 200:
+                self.errors.append(f"{path}: {status}")
+                continue
+            self.latencies_ms.append((time.perf_counter() - started) * 1000)
+            if self.pause_s:
+                self._stopped.wait(self.pause_s)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        self.join(PAGE_TIMEOUT_S + 1)
+        self.client.close()

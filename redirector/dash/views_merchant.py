@@ -1,0 +1,119 @@
+"""A merchant's pages that read: overview (clicks per day on its links, creators ranked by sales), orders
+with their commission, one order's trace (why it earned what it earned, or nothing), and incoming webhook
+deliveries with their refusal reasons. The forms (catalog, rates, codes, secret) are in merchant_forms.py.
+Every figure comes from the functions the JSON API uses; a merchant key sees only its own merchant, the
+admin any, a creator key none of them (403 page)."""
+
+from __future__ import annotations
+
+from starlette.responses import Response
+
+from attribution import debugger, report
+from attribution.merchants import Merchant
+from attribution.trace import iso
+from core import queries
+from core.errors import ApiError
+from redirector.dash import charts
+from redirector.dash.page import Page, page
+from redirector.dash.views_creator import PERIODS_DAYS, period
+
+# The ranking shows this many creators; the overview's orders page this many orders.
+TOP_CREATORS = 20
+LATEST_ORDERS = 50
+LATEST_DELIVERIES = 50
+MAX_ORDER_ID_CHARS = 128
+
+
+async def merchant_of(view: Page) -> Merchant:
+    """The merchant of the page's path, once the signed-in user may act for it (its key or the admin)."""
+    merchant_id = view.param("merchant_id")
+    view.principal.require_merchant(merchant_id)
+    merchant = await view.ctx.merchants.get(merchant_id)
+    if merchant is None:
+        raise ApiError(404, "unknown_merchant", f"There is no merchant {merchant_id}.")
+    return merchant
+
+
+@page("merchant")
+async def overview(view: Page) -> Response:
+    merchant = await merchant_of(view)
+    days, first, last = period(view)
+    daily = await view.query(queries.merchant_daily, merchant.merchant_id, first, last)
+    try:
+        ranked = await view.query(report.merchant_sales, merchant.merchant_id, first, last, TOP_CREATORS)
+    except report.SumOutOfRange as exc:
+        raise ApiError(422, "sum_out_of_range", str(exc)) from None
+    by_day = {day: (human, bots) for day, human, bots in daily}
+    series_days = [str(first.fromordinal(first.toordinal() + i)) for i in range(days)]
+    clicks = charts.line_svg(
+        series_days,
+        [
+            ("human", [by_day.get(d, (0, 0))[0] for d in series_days]),
+            ("bot", [by_day.get(d, (0, 0))[1] for d in series_days]),
+        ],
+        title=f"Clicks per day on links to {merchant.name or merchant.merchant_id}",
+    )
+    sales = charts.bar_svg(
+        [(f"{r['creator_id']} ({r['currency']})", r["orders"]) for r in ranked],
+        title="Creators ranked by orders credited",
+        column="orders",
+    )
+    return view.render(
+        "merchant_overview.html",
+        merchant=merchant,
+        days=days,
+        periods=PERIODS_DAYS,
+        clicks=clicks,
+        sales=sales,
+        ranked=ranked,
+        human=sum(h for _, h, _ in daily),
+        bots=sum(b for _, _, b in daily),
+    )
+
+
+@page("merchant")
+async def orders(view: Page) -> Response:
+    merchant = await merchant_of(view)
+    latest = await view.query(queries.merchant_orders, merchant.merchant_id, LATEST_ORDERS)
+    ledger = await view.query(queries.order_commissions, merchant.merchant_id, [o for o, _, _ in latest])
+    rows = [
+        {"order_id": order_id, "events": events, "last_at": iso(last_ms), "ledger": ledger.get(order_id, [])}
+        for order_id, events, last_ms in latest
+    ]
+    return view.render("merchant_orders.html", merchant=merchant, orders=rows)
+
+
+@page("merchant")
+async def order(view: Page) -> Response:
+    """The trace of one order: the function behind GET /api/merchants/{id}/orders/{order}/trace."""
+    merchant = await merchant_of(view)
+    order_id = view.request.path_params["order_id"]
+    if not 1 <= len(order_id) <= MAX_ORDER_ID_CHARS or any(ord(c) < 32 or ord(c) == 127 for c in order_id):
+        raise ApiError(404, "unknown_order", "There is no such order.")
+    from attribution.attributor import Attributor  # loaded only when a trace is asked for, as the API does
+
+    ctx = view.ctx
+    found = await Attributor(ctx.redis, ctx.keys, ctx.clickhouse(), ctx.ids).explain(
+        merchant.merchant_id, order_id
+    )
+    if found is None:
+        raise ApiError(404, "unknown_order", f"There is no order {order_id} of {merchant.merchant_id}.")
+    return view.render("merchant_order.html", merchant=merchant, trace=found.trace)
+
+
+@page("merchant")
+async def deliveries(view: Page) -> Response:
+    merchant = await merchant_of(view)
+    result = view.request.query_params.get("result") or None
+    if result is not None and result not in debugger.RESULTS:
+        raise ApiError(400, "bad_query", f"result must be one of {', '.join(debugger.RESULTS)}")
+    found = await view.ctx.webhook_log.latest(merchant.merchant_id, LATEST_DELIVERIES, result)
+    for delivery in found:
+        delivery["at"] = iso(delivery["at_ms"])
+    return view.render(
+        "merchant_deliveries.html",
+        merchant=merchant,
+        deliveries=found,
+        result=result or "",
+        results=debugger.RESULTS,
+    )
