@@ -4,14 +4,25 @@ Mounted by the app (`routes()`); handlers take shared resources from `request.ap
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import msgspec
 from prometheus_client import CollectorRegistry, Counter
 from starlette.requests import Request
 from starlette.routing import Route
 
-from attribution import catalog, currency, debugger, merchant_api, money, moneyapi, report, search, webhooks
+from attribution import (
+    audience,
+    catalog,
+    currency,
+    debugger,
+    merchant_api,
+    money,
+    moneyapi,
+    report,
+    search,
+    webhooks,
+)
 from attribution.merchants import DomainTaken, InvalidMerchant, Merchant, new_secret, public_view, validate
 from attribution.rates import RatesUpdate
 from core import validate as checks
@@ -233,6 +244,36 @@ async def get_earnings(request: Request):
     return json_response(body)
 
 
+async def get_clicks(request: Request):
+    """A creator's audience over `from`..`to` (default: the last 30 days): clicks per day, human and bot,
+    and the top countries and devices of the human clicks (attribution/audience.py; the dashboard's
+    overview shows the same figures)."""
+    ctx = request.app.state.ctx
+    creator_id = request.path_params["creator_id"]
+    (await ctx.auth.authenticate(request)).require_creator(creator_id)
+    params = request.query_params
+    today = datetime.now(UTC).date()
+    default_from = str(today - timedelta(days=audience.DEFAULT_DAYS - 1))
+    try:
+        start, end = report.day_range(params.get("from", default_from), params.get("to"), today)
+    except report.BadRange as exc:
+        raise ApiError(400, "bad_date", str(exc)) from None
+    if (end - start).days >= audience.MAX_DAYS:
+        raise ApiError(400, "bad_date", f"a range of at most {audience.MAX_DAYS} days")
+    codes = await ctx.links.codes_of(creator_id)
+    try:
+        seen = await audience.audience(ctx.clickhouse(), creator_id, codes, start, end)
+    except ClickHouseError as exc:
+        log.warning("clicks unavailable: %s", exc)
+        return error_response(
+            503,
+            "clickhouse_unavailable",
+            "clicks are read from ClickHouse, which cannot be reached now; retry later",
+            {"retry-after": str(CLICKHOUSE_RETRY_AFTER_S)},
+        )
+    return json_response(seen.as_dict())
+
+
 # The metric label of a refusal whose error code differs from it (the others are labelled by their code).
 _REFUSAL_LABELS = {"body_too_large": "too_large", "webhook_id_reused": "conflict"}
 
@@ -308,6 +349,7 @@ def routes() -> list[Route]:
         Route("/api/merchants/{merchant_id}/rates", put_rates, methods=["PUT"]),
         Route("/api/catalog", get_catalog, methods=["GET"]),
         Route("/api/creators/{creator_id}/earnings", get_earnings, methods=["GET"]),
+        Route("/api/creators/{creator_id}/clicks", get_clicks, methods=["GET"]),
         Route("/webhooks/orders/{merchant_id}", order_webhook, methods=["POST"]),
         *merchant_api.routes(),
         *moneyapi.routes(),

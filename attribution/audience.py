@@ -16,6 +16,7 @@ TOP_ROWS = 10  # countries or devices shown; the rest are summed as "other"
 OTHER = "other"
 UNKNOWN = "unknown"  # a click whose country or device the ingester could not tell ('' in the rollup)
 MAX_DAYS = 366  # a longer series is refused by the callers (a chart of more days is unreadable)
+DEFAULT_DAYS = 30
 
 
 @dataclass(frozen=True, slots=True)

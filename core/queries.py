@@ -19,6 +19,8 @@ from core.rows import CommissionRow, OrderEventRow, PayoutLineRow, Row
 # Ids per existence query: keeps the SQL text (and the IN set) a few hundred KB at most.
 EXISTS_CHUNK = 5_000
 DAY_MS = 86_400_000
+# Codes per query of the many-links reads (`links_totals`, `links_breakdown`): far below max_query_size.
+BREAKDOWN_CODES_PER_QUERY = 2_000
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -67,13 +69,21 @@ def click_count(backend: Backend) -> int:
 
 
 def link_totals_sync(backend: Backend, code: str) -> dict[str, int]:
-    rows = backend.execute(
-        f"SELECT sum(clicks), sum(unique_clicks), sum(bot_clicks) FROM {backend.database}.clicks_daily "
-        "WHERE code = %(code)s",
-        {"code": code},
-    )
-    clicks, unique, bots = rows[0] if rows else (0, 0, 0)
-    return {"clicks": int(clicks), "unique": int(unique), "bots": int(bots)}
+    return links_totals(backend, [code])[code]
+
+
+def links_totals(backend: Backend, codes: Sequence[str]) -> dict[str, dict[str, int]]:
+    """All-time totals of each link from the daily rollup (zeros for a link without clicks)."""
+    out = {code: {"clicks": 0, "unique": 0, "bots": 0} for code in codes}
+    for chunk in _chunks(list(codes), BREAKDOWN_CODES_PER_QUERY):
+        rows = backend.execute(
+            "SELECT code, sum(clicks), sum(unique_clicks), sum(bot_clicks) "
+            f"FROM {backend.database}.clicks_daily WHERE code IN %(codes)s GROUP BY code",
+            {"codes": tuple(chunk)},
+        )
+        for code, clicks, unique, bots in rows:
+            out[code] = {"clicks": int(clicks), "unique": int(unique), "bots": int(bots)}
+    return out
 
 
 async def link_totals(backend: Backend, code: str) -> dict[str, int]:
@@ -208,10 +218,6 @@ def creator_daily(backend: Backend, creator_id: str, first: date, last: date) ->
         {"creator_id": creator_id, "first": first.isoformat(), "last": last.isoformat()},
     )
     return [(r[0], int(r[1]), int(r[2])) for r in rows]
-
-
-# Codes per query of `links_breakdown`: keeps each query far below ClickHouse's max_query_size.
-BREAKDOWN_CODES_PER_QUERY = 2_000
 
 
 def links_breakdown(
@@ -401,6 +407,42 @@ def earnings_clicks(backend: Backend, first: date, last: date, creator_id: str) 
         {"from_day": str(first), "to_day": str(last), "creator_id": creator_id},
     )
     return {creator: int(n) for creator, n in rows}
+
+
+def creator_orders(backend: Backend, creator_id: str, since: date, limit: int) -> list[CommissionRow]:
+    """Every ledger row of a creator's latest `limit` orders (by last booking) with effect since `since`,
+    oldest booking first within an order: the creator's side of `order_explanation`. The ledger is sorted
+    by merchant and order, so the period bounds the partitions read."""
+    db = backend.database
+    params = {"creator_id": creator_id, "since": since.isoformat(), "limit": limit}
+    latest = backend.execute(
+        f"SELECT merchant_id, order_id FROM {db}.commissions "
+        "WHERE creator_id = %(creator_id)s AND effective_at >= toDateTime(toDate(%(since)s)) "
+        "GROUP BY merchant_id, order_id ORDER BY max(booked_ms) DESC, merchant_id, order_id LIMIT %(limit)s",
+        params,
+    )
+    if not latest:
+        return []
+    wanted = {(m, o) for m, o in latest}
+    rows = backend.execute(
+        f"SELECT {_select(CommissionRow)} FROM {db}.commissions "
+        "WHERE creator_id = %(creator_id)s AND order_id IN %(order_ids)s "
+        "ORDER BY merchant_id, order_id, booked_ms, entry_id",
+        {"creator_id": creator_id, "order_ids": tuple(sorted({o for _, o in latest}))},
+    )
+    found = [CommissionRow.read(row) for row in rows]
+    return [row for row in found if (row.merchant_id, row.order_id) in wanted]
+
+
+def creator_payout_ids(backend: Backend, creator_id: str, limit: int) -> list[str]:
+    """The ids of a creator's latest `limit` payouts (their records and statuses are in Redis:
+    attribution/payoutbook.py), newest first, from `payout_lines`."""
+    rows = backend.execute(
+        f"SELECT payout_id FROM {backend.database}.payout_lines WHERE creator_id = %(creator_id)s "
+        "GROUP BY payout_id ORDER BY max(created_ms) DESC, payout_id LIMIT %(limit)s",
+        {"creator_id": creator_id, "limit": limit},
+    )
+    return [r[0] for r in rows]
 
 
 # --- discount codes, review, trace (attribution/review.py, attribution/trace.py) ---------------------------

@@ -71,6 +71,13 @@ async def create_link(request: Request):
         raise ApiError(400, "malformed_body", "body must be a JSON object")
     creator_id = check_id(body.get("creator_id"), "creator_id")
     principal.require_creator(creator_id)
+    link = await new_link(ctx, creator_id, body)
+    return json_response(link_json(link, ctx.settings.public_url), status=201)
+
+
+async def new_link(ctx: AppState, creator_id: str, body: dict) -> Link:
+    """Validate and store a new link of `creator_id` (the caller checked the scope) and announce it; the
+    API and the dashboard's link form both create links here. ApiError names the field at fault."""
     fields = linkfields.parse(body, patch=False)
     resolve = ctx.owners
     # Owners of every destination host in one lookup; a destination that already carries the click
@@ -98,7 +105,7 @@ async def create_link(request: Request):
                 await ctx.links.reconcile([code], resolve)
                 link = await ctx.links.get(code) or link
             await _announce(ctx.outbox.link_created, link)
-            return json_response(link_json(link, ctx.settings.public_url), status=201)
+            return link
     if custom is not None:
         raise ApiError(409, "code_taken", f"code {custom!r} is already taken")
     raise ApiError(503, "code_space_exhausted", "could not find a free code; retry")
@@ -164,11 +171,17 @@ async def get_link(request: Request):
 
 async def delete_link(request: Request):
     ctx, link = await _owned_link(request)
+    link = await disable_link(ctx, link)
+    return json_response(link_json(link, ctx.settings.public_url))
+
+
+async def disable_link(ctx: AppState, link: Link) -> Link:
+    """Disable a link (the API's DELETE and the dashboard's button), announcing the change once."""
     was_disabled = link.disabled
     link = await ctx.links.disable(link.code) or link
     if link.disabled and not was_disabled:
         await _announce(ctx.outbox.link_updated, link)
-    return json_response(link_json(link, ctx.settings.public_url))
+    return link
 
 
 async def list_links(request: Request):
@@ -188,14 +201,21 @@ async def create_key(request: Request):
     if not isinstance(body, dict) or len({"creator_id", "merchant_id"} & body.keys()) != 1:
         raise ApiError(422, "invalid_scope", 'give exactly one of "creator_id" or "merchant_id"')
     scope = "creator" if "creator_id" in body else "merchant"
-    subject_id = check_id(body[f"{scope}_id"], f"{scope}_id")
-    if scope == "merchant" and not await merchant_exists(ctx.redis, ctx.keys, subject_id):
-        raise ApiError(404, "unknown_merchant", f"no merchant {subject_id!r}")
-    created = now_ms()
-    key = await ctx.auth.issue(scope, subject_id, created)
+    subject_id = body[f"{scope}_id"]
+    key, created = await issue_key(ctx, scope, subject_id)
     return json_response(
         {"key": key, "scope": scope, f"{scope}_id": subject_id, "created_at": iso_ms(created)}, status=201
     )
+
+
+async def issue_key(ctx: AppState, scope: str, subject_id: object) -> tuple[str, int]:
+    """A new API key for one creator or one existing merchant, and its creation time (ms): the API and
+    the dashboard's key form both issue keys here (the caller checked the admin scope)."""
+    subject_id = check_id(subject_id, f"{scope}_id")
+    if scope == "merchant" and not await merchant_exists(ctx.redis, ctx.keys, subject_id):
+        raise ApiError(404, "unknown_merchant", f"no merchant {subject_id!r}")
+    created = now_ms()
+    return await ctx.auth.issue(scope, subject_id, created), created
 
 
 def routes() -> list[Route]:

@@ -80,6 +80,8 @@ class AppState:
     _snapshots: SnapshotDir | None = None
     _own_snapshot: Callable[[], dict] | None = None
     _clickhouse: Backend | None = None
+    # The ingestion lag last measured for /metrics (stream → (entries, age in s)): the dashboard shows it.
+    stream_lag: dict[str, tuple[int, float]] = field(default_factory=dict)
     _attribution_stats: dict = field(default_factory=dict)  # the attributor's run statistics, as last read
     _tasks: list[asyncio.Task] = field(default_factory=list)
 
@@ -225,6 +227,7 @@ class AppState:
                     continue
                 entries.labels(name).set(count)
                 seconds.labels(name).set(age_s)
+                self.stream_lag[name] = (count, age_s)
             await asyncio.sleep(LAG_INTERVAL_S)
 
     async def _watch_attribution(self) -> None:

@@ -39,6 +39,8 @@ async def read_form(request: Request) -> dict[str, str]:
     """An url-encoded form body, bounded in size and field count (stdlib parsing: Starlette's own needs
     python-multipart and reads unbounded). A field sent twice keeps its first value."""
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if not content_type and request.headers.get("content-length", "0") == "0":
+        return {}  # no form at all: refused by the token check, as a form without its token is
     if content_type != FORM_TYPE:
         raise ApiError(415, "unsupported_media_type", f"a dashboard form is sent as {FORM_TYPE}")
     body = await read_body(request, MAX_FORM_BYTES)

@@ -10,7 +10,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from redirector.dash import merchant_forms, signin, views_creator, views_merchant
+from redirector.dash import merchant_forms, signin, views_admin, views_creator, views_merchant
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
 
@@ -30,6 +30,16 @@ def routes() -> list[BaseRoute]:
         Route("/dash/login", signin.login, methods=["POST"]),
         Route("/dash/logout", signin.logout, methods=["POST"]),
         Route(creator, views_creator.overview, methods=["GET"]),
+        Route(f"{creator}/links", views_creator.links, methods=["GET"]),
+        Route(f"{creator}/links", views_creator.create_link, methods=["POST"]),
+        Route(f"{creator}/links/{{code}}/disable", views_creator.disable_link, methods=["POST"]),
+        Route(f"{creator}/links/{{code}}/qr.svg", views_creator.link_qr, methods=["GET"]),
+        Route(f"{creator}/earnings", views_creator.earnings, methods=["GET"]),
+        Route("/dash/admin", views_admin.health, methods=["GET"]),
+        Route("/dash/admin/merchants", views_admin.merchants, methods=["GET"]),
+        Route("/dash/admin/creator", views_admin.creator, methods=["GET"]),
+        Route("/dash/admin/keys", views_admin.keys, methods=["GET"]),
+        Route("/dash/admin/keys", views_admin.create_key, methods=["POST"]),
         *merchant_routes(),
         Mount("/dash/static", StaticFiles(directory=STATIC_DIR), name="dash-static"),
         # Last: any other /dash path is an HTML 404, not the API's JSON one.

@@ -30,7 +30,7 @@ MAX_KEY_CHARS = 512
 
 def _next_path(value: str | None) -> str | None:
     """A `next` to return to after sign-in: a dashboard path on this server only (never another site)."""
-    if not value or not value.startswith("/dash") or value.startswith("//") or "\\" in value:
+    if not value or "\\" in value or not (value == "/dash" or value.startswith(("/dash/", "/dash?"))):
         return None
     parts = urlsplit(value)
     return value if not parts.scheme and not parts.netloc else None

@@ -43,4 +43,9 @@ def nav(principal: Principal) -> list[tuple[str, str]]:
         pages = ("catalog", "orders", "deliveries", "codes", "secret")
         labels = ("Catalog and rates", "Orders", "Webhooks", "Codes", "Secret")
         return [("Overview", base)] + [(label, f"{base}/{p}") for label, p in zip(labels, pages, strict=True)]
-    return [("Health", "/dash/admin"), ("Merchants", "/dash/admin/merchants"), ("Keys", "/dash/admin/keys")]
+    return [
+        ("Health", "/dash/admin"),
+        ("Merchants", "/dash/admin/merchants"),
+        ("Creators", "/dash/admin/creator"),
+        ("Keys", "/dash/admin/keys"),
+    ]

@@ -4,16 +4,27 @@ rows with their explanation, payouts). Every figure comes from the functions the
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, date, datetime, timedelta
 
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from attribution import audience, report
+from attribution.payoutbook import PayoutBook
+from core import queries, validate
 from core.errors import ApiError
+from core.links import Link
+from redirector import api, qr
+from redirector.api import link_json
+from redirector.dash import charts, explain
 from redirector.dash.page import Page, page
 
-PERIODS_DAYS = (7, 30, 90)
+PERIODS_DAYS = (7, 30, 90, 365)
 DEFAULT_PERIOD_DAYS = 30
+LINKS_SHOWN = 1_000  # newest first, as GET /api/links lists them
+ORDERS_SHOWN = 50  # latest orders on the earnings page, each with all its ledger rows
+PAYOUTS_SHOWN = 20
+QR_SIZE_PX = 160
 
 
 def today() -> date:
@@ -43,12 +54,108 @@ async def overview(view: Page) -> Response:
     codes = await view.ctx.links.codes_of(creator_id)
     seen = await audience.audience(view.ctx.clickhouse(), creator_id, codes, first, last)
     earnings = await report.earnings(view.ctx.clickhouse(), first, last, creator_id)
+    daily = charts.line_svg(
+        [day for day, _, _ in seen.days],
+        [("human", [h for _, h, _ in seen.days]), ("bot", [b for _, _, b in seen.days])],
+        title=f"Clicks per day, {first} to {last} (UTC)",
+    )
     return view.render(
         "creator_overview.html",
         creator_id=creator_id,
         days=days,
         periods=PERIODS_DAYS,
         audience=seen,
+        daily=daily,
+        countries=charts.bar_svg(seen.countries, title="Top countries (human clicks)", column="clicks"),
+        devices=charts.bar_svg(seen.devices, title="Top devices (human clicks)", column="clicks"),
         earnings=[e for e in earnings if e.currency],
         links=len(codes),
+    )
+
+
+async def _links_page(view: Page, creator_id: str, status: int = 200, **extra) -> Response:
+    links = await view.ctx.links.by_creator(creator_id, LINKS_SHOWN)
+    totals = await view.query(queries.links_totals, [link.code for link in links])
+    public = view.ctx.settings.public_url
+    rows = [(link_json(link, public), totals[link.code]) for link in links]
+    context = {"creator_id": creator_id, "rows": rows, "error": "", "notice": "", "url": "", "code": ""}
+    return view.render("creator_links.html", status=status, **(context | extra))
+
+
+@page("creator")
+async def links(view: Page) -> Response:
+    creator_id = creator_of(view)
+    created = view.request.query_params.get("created", "")
+    notice = f"Link {created} created." if validate.is_code(created) else ""
+    return await _links_page(view, creator_id, notice=notice)
+
+
+@page("creator")
+async def create_link(view: Page) -> Response:
+    creator_id = creator_of(view)
+    url, code = view.form.get("url", "").strip(), view.form.get("code", "").strip()
+    body = {"url": url, "creator_id": creator_id} | ({"code": code} if code else {})
+    try:
+        link = await api.new_link(view.ctx, creator_id, body)
+    except ApiError as exc:
+        if exc.status >= 500:
+            raise
+        return await _links_page(view, creator_id, 422, error=exc.message, url=url, code=code)
+    return RedirectResponse(f"/dash/creators/{creator_id}/links?created={link.code}", status_code=303)
+
+
+async def _own_link(view: Page, creator_id: str) -> Link:
+    code = view.request.path_params["code"]
+    link = await view.ctx.links.get(code) if validate.is_code(code) else None
+    if link is None or link.creator_id != creator_id:
+        raise ApiError(404, "not_found", "no link with this code")
+    return link
+
+
+@page("creator")
+async def disable_link(view: Page) -> Response:
+    creator_id = creator_of(view)
+    await api.disable_link(view.ctx, await _own_link(view, creator_id))
+    return RedirectResponse(f"/dash/creators/{creator_id}/links", status_code=303)
+
+
+@page("creator")
+async def link_qr(view: Page) -> Response:
+    """The link's QR code (the same drawing as GET /api/links/{code}/qr.svg), for the links page."""
+    creator_id = creator_of(view)
+    link = await _own_link(view, creator_id)
+    short_url = link_json(link, view.ctx.settings.public_url)["short_url"]
+    async with view.ctx.heavy_api:
+        body = await asyncio.to_thread(qr.render_svg, short_url, QR_SIZE_PX)
+    return Response(body, media_type="image/svg+xml", headers={"cache-control": qr.CACHE_CONTROL})
+
+
+@page("creator")
+async def earnings(view: Page) -> Response:
+    creator_id = creator_of(view)
+    days, first, last = period(view)
+    try:
+        rows = await report.earnings(view.ctx.clickhouse(), first, last, creator_id)
+    except report.SumOutOfRange as exc:
+        raise ApiError(422, "sum_out_of_range", str(exc)) from None
+    ledger = await view.query(queries.creator_orders, creator_id, first, ORDERS_SHOWN)
+    orders: dict[tuple[str, str], list] = {}
+    for row in ledger:
+        orders.setdefault((row.merchant_id, row.order_id), []).append((row, explain.sentence(row)))
+    book = PayoutBook(view.ctx.redis, view.ctx.keys, view.ctx.clickhouse)
+    payouts = []
+    for payout_id in await view.query(queries.creator_payout_ids, creator_id, PAYOUTS_SHOWN):
+        found = await book.get(payout_id)
+        if found is not None:
+            payouts.append(found.public())
+    return view.render(
+        "creator_earnings.html",
+        creator_id=creator_id,
+        days=days,
+        periods=PERIODS_DAYS,
+        first=first,
+        last=last,
+        earnings=[e for e in rows if e.currency],
+        orders=orders,
+        payouts=payouts,
     )

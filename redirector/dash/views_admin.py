@@ -1,0 +1,98 @@
+"""The admin's pages: system health (ingestion lag, the spool, dead letters: the figures /metrics and the
+API already have), merchants, and API keys (issued through the API's own function, shown once)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from starlette.responses import RedirectResponse, Response
+
+from core import validate
+from core.errors import ApiError
+from redirector import api, spool
+from redirector.dash.page import Page, page
+
+
+def spool_files(directory: Path) -> tuple[int, int]:
+    """(files, bytes) in the spool directory: clicks waiting there for Redis (every worker's, and orphans
+    left by dead workers until a live one replays them)."""
+    if not directory.is_dir():
+        return 0, 0
+    sizes = [p.stat().st_size for p in directory.glob(f"*{spool.SUFFIX}") if p.is_file()]
+    return len(sizes), sum(sizes)
+
+
+async def dead_letters(view: Page) -> dict[str, int]:
+    """Entries the ingester could not decode, per stream."""
+    keys, redis = view.ctx.keys, view.ctx.redis
+    clicks = 0
+    for shard in range(keys.click_shards):
+        clicks += await redis.xlen(keys.click_dead(shard))
+    return {
+        "clicks": clicks,
+        "orders": await redis.xlen(keys.orders_dead),
+        "link events": await redis.xlen(keys.link_events_dead),
+    }
+
+
+@page()
+async def health(view: Page) -> Response:
+    ctx = view.ctx
+    files, size = await asyncio.to_thread(spool_files, ctx.settings.spool_dir)
+    endpoints = []
+    for endpoint in await ctx.endpoints.all():
+        queued, dead, _state = await ctx.outbox.counts(endpoint.id)
+        endpoints.append({"id": endpoint.id, "owner": endpoint.owner, "queued": queued, "dead": dead})
+    lag = [(name, *ctx.stream_lag.get(name, (0, 0.0))) for name in ("clicks", "orders")]
+    return view.render(
+        "admin_health.html",
+        recording="redis" if ctx.recorder.live else "spool",
+        spool_files=files,
+        spool_bytes=size,
+        lag=lag,
+        ingest_dead=await dead_letters(view),
+        endpoints=endpoints,
+        delivery_dead=sum(e["dead"] for e in endpoints),
+    )
+
+
+@page()
+async def merchants(view: Page) -> Response:
+    return view.render("admin_merchants.html", merchants=await view.ctx.merchants.all())
+
+
+@page()
+async def creator(view: Page) -> Response:
+    """The admin opens any creator's dashboard by id: the form, and with `?creator_id=` the redirect."""
+    if "creator_id" not in view.request.query_params:
+        return view.render("admin_creator.html", creator_id="", error="")
+    creator_id = view.request.query_params["creator_id"].strip()
+    if not validate.is_id(creator_id):
+        error = "creator_id must be 1-64 characters of A-Z a-z 0-9 _ -"
+        return view.render("admin_creator.html", status=400, creator_id=creator_id, error=error)
+    return RedirectResponse(f"/dash/creators/{creator_id}", status_code=303)
+
+
+def _keys_page(view: Page, status: int = 200, **extra) -> Response:
+    context = {"key": "", "scope": "creator", "subject_id": "", "error": ""}
+    return view.render("admin_keys.html", status=status, **(context | extra))
+
+
+@page()
+async def keys(view: Page) -> Response:
+    return _keys_page(view)
+
+
+@page()
+async def create_key(view: Page) -> Response:
+    scope = view.form.get("scope", "")
+    subject_id = view.form.get("subject_id", "").strip()
+    if scope not in ("creator", "merchant"):
+        return _keys_page(view, 422, error="Choose whether the key is for a creator or a merchant.")
+    try:
+        key, _ = await api.issue_key(view.ctx, scope, subject_id)
+    except ApiError as exc:
+        return _keys_page(view, 422, error=exc.message, scope=scope, subject_id=subject_id)
+    # Shown once, on this answer only (never stored in clear, never in a URL).
+    return _keys_page(view, 201, key=key, scope=scope, subject_id=subject_id)

@@ -1,0 +1,589 @@
+"""The dashboard (/dash) through HTTP against the real Redis and ClickHouse 18.16: sign-in (good, bad and
+forged), cookie flags, sign-out, scoping (a creator never sees another's data, a merchant never the admin's
+pages), CSRF refusals that write nothing, every creator and admin page and form, bad form input answered
+with a page naming the problem (never a 5xx), and the figures equal to what ClickHouse holds."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from datetime import UTC, datetime, timedelta
+
+import markupsafe
+import pytest
+
+from attribution import report
+from core.keys import Keys
+from core.migrate import migrate
+from tests.integration.apphelp import ADMIN, make_link, running_app
+from tests.integration.attributionhelp import add_merchant
+from tests.integration.dashhelp import ADMIN_TOKEN, csrf_token, issue_key, post_form, sign_in
+
+pytestmark = [pytest.mark.redis, pytest.mark.clickhouse]
+
+SHOP = "https://shop.example.com/p/1"
+
+
+@pytest.fixture(autouse=True)
+def migrated(clickhouse) -> None:
+    """Every page may read ClickHouse: each test has its own migrated database."""
+    migrate(clickhouse, log=lambda _line: None)
+
+
+def run(coro) -> None:
+    asyncio.run(coro)
+
+
+def session_keys(redis_client, settings) -> list[bytes]:
+    return list(redis_client.scan_iter(match=settings.redis_prefix + "dash:session:*"))
+
+
+# --- sign-in, cookies, sign-out ---------------------------------------------------------------------------
+def test_sign_in_with_a_key_sets_a_strict_http_only_session_cookie(
+    settings, redis_client, clickhouse
+) -> None:
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            key = await issue_key(client, creator_id="alice")
+            signed = await sign_in(client, key)
+            assert signed.status_code == 303
+            assert signed.headers["location"] == "/dash/creators/alice"
+            cookie = next(c for c in signed.headers.get_list("set-cookie") if c.startswith("ct_dash="))
+            flags = {part.strip().lower() for part in cookie.split(";")[1:]}
+            assert {"httponly", "samesite=strict", "path=/dash"} <= flags
+            assert "secure" not in flags  # plain http here: a Secure cookie would never come back
+            assert len(session_keys(redis_client, settings)) == 1
+            ttl = redis_client.ttl(session_keys(redis_client, settings)[0])
+            assert 0 < ttl <= settings.dash_session_ttl_s
+            assert key.encode() not in b"".join(redis_client.hvals(session_keys(redis_client, settings)[0]))
+            page = await client.get("/dash/creators/alice")
+            assert page.status_code == 200 and "Overview of alice" in page.text
+
+    run(scenario())
+
+
+def test_the_cookie_is_secure_behind_an_https_public_url(settings, redis_client, clickhouse) -> None:
+    secure = settings.model_copy(update={"public_url": "https://go.example.com"})
+
+    async def scenario():
+        async with running_app(secure) as (_, client):
+            form = await client.get("/dash/login")
+            assert "secure" in form.headers["set-cookie"].lower()
+            # the test client speaks http, so it would not send a Secure cookie back: send it by hand
+            login_cookie = form.headers["set-cookie"].split(";", 1)[0]
+            signed = await client.post(
+                "/dash/login",
+                data={"csrf_token": csrf_token(form.text), "key": ADMIN_TOKEN},
+                headers={"cookie": login_cookie},
+            )
+            assert signed.status_code == 303
+            cookie = next(c for c in signed.headers.get_list("set-cookie") if c.startswith("ct_dash="))
+            assert "secure" in cookie.lower()
+
+
+BAD_KEYS = [
+    "ctk_" + "A" * 43,
+    "ctk_",
+    "not-a-key",
+    "admin-test-token-",
+    "ADMIN-TEST-TOKEN",
+    "x" * 600,
+    "ctk_\u00e9\u2603",
+    "   ",
+]
+
+
+def test_a_bad_key_is_refused_on_the_page_and_opens_no_session(settings, redis_client, clickhouse) -> None:
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            for key in BAD_KEYS:
+                refused = await sign_in(client, key)
+                assert refused.status_code in (401, 422), (key, refused.status_code)
+                assert refused.headers["content-type"].startswith("text/html")
+                assert "not valid" in refused.text or "Enter your API key" in refused.text
+                assert "ct_dash=" not in refused.headers.get("set-cookie", "")
+            assert session_keys(redis_client, settings) == []
+            assert (await client.get("/dash/admin")).status_code == 303  # still signed out
+
+    run(scenario())
+
+
+def test_sign_in_without_the_forms_token_is_refused(settings, redis_client, clickhouse) -> None:
+    """Login CSRF: a form posted from elsewhere has no token matching our cookie."""
+
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            missing = await client.post("/dash/login", data={"key": ADMIN_TOKEN})
+            assert missing.status_code == 403
+            await client.get("/dash/login")  # the cookie is set, the form field is forged
+            forged = await client.post("/dash/login", data={"key": ADMIN_TOKEN, "csrf_token": "guess"})
+            assert forged.status_code == 403
+            assert session_keys(redis_client, settings) == []
+
+    run(scenario())
+
+
+def test_sign_out_ends_the_session_for_every_copy_of_the_cookie(settings, redis_client, clickhouse) -> None:
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            await sign_in(client, ADMIN_TOKEN)
+            cookie = client.cookies.get("ct_dash")
+            # sign-out is a form too: without its token it does nothing
+            assert (await client.post("/dash/logout", data={})).status_code == 403
+            assert (await client.get("/dash/admin")).status_code == 200
+            out = await post_form(client, "/dash/admin", "/dash/logout", {})
+            assert out.status_code == 303 and out.headers["location"] == "/dash/login"
+            assert session_keys(redis_client, settings) == []
+            client.cookies.set("ct_dash", cookie, path="/dash")  # a copy kept by someone
+            again = await client.get("/dash/admin")
+            assert again.status_code == 303 and again.headers["location"].startswith("/dash/login")
+
+    run(scenario())
+
+
+def test_signed_out_pages_lead_to_sign_in_and_back_but_never_off_site(
+    settings, redis_client, clickhouse
+) -> None:
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            page = await client.get("/dash/admin/keys")
+            assert page.status_code == 303
+            assert page.headers["location"] == "/dash/login?next=%2Fdash%2Fadmin%2Fkeys"
+            form = await client.get(page.headers["location"])
+            signed = await client.post(
+                "/dash/login",
+                data={"csrf_token": csrf_token(form.text), "key": ADMIN_TOKEN, "next": "/dash/admin/keys"},
+            )
+            assert signed.headers["location"] == "/dash/admin/keys"
+            await post_form(client, "/dash/admin", "/dash/logout", {})
+            for target in ("//evil.example/x", "https://evil.example/dash", "/dash\\@evil", "/api/keys"):
+                form = await client.get("/dash/login")
+                signed = await client.post(
+                    "/dash/login",
+                    data={"csrf_token": csrf_token(form.text), "key": ADMIN_TOKEN, "next": target},
+                )
+                assert signed.headers["location"] == "/dash/admin", target
+                await post_form(client, "/dash/admin", "/dash/logout", {})
+
+    run(scenario())
+
+
+# --- scoping ----------------------------------------------------------------------------------------------
+def test_a_creator_sees_only_their_own_pages_and_links(settings, redis_client, clickhouse) -> None:
+
+    async def scenario():
+        async with running_app(settings) as (app, client):
+            bobs = await make_link(client, "bob", SHOP)
+            await sign_in(client, await issue_key(client, creator_id="alice"))
+            for path in ("/dash/creators/bob", "/dash/creators/bob/links", "/dash/creators/bob/earnings"):
+                page = await client.get(path)
+                assert page.status_code == 403, path
+                assert bobs["code"] not in page.text
+            for path in ("/dash/admin", "/dash/admin/keys", "/dash/admin/merchants", "/dash/merchants/m1"):
+                assert (await client.get(path)).status_code in (403, 404), path
+            # Bob's link through Alice's own pages: not found, not disabled, no QR
+            code = bobs["code"]
+            qr = await client.get(f"/dash/creators/alice/links/{code}/qr.svg")
+            assert qr.status_code == 404
+            token = csrf_token((await client.get("/dash/creators/alice/links")).text)
+            for action in (
+                f"/dash/creators/alice/links/{code}/disable",
+                f"/dash/creators/bob/links/{code}/disable",
+            ):
+                refused = await client.post(action, data={"csrf_token": token})
+                assert refused.status_code in (403, 404), action
+            assert not (await app.ctx.links.get(code)).disabled
+            # nor can she create a link in Bob's name
+            refused = await client.post("/dash/creators/bob/links", data={"csrf_token": token, "url": SHOP})
+            assert refused.status_code == 403
+            assert len(await app.ctx.links.by_creator("bob")) == 1
+
+    run(scenario())
+
+
+def test_a_merchant_key_cannot_open_admin_or_creator_pages(settings, redis_client, clickhouse) -> None:
+
+    async def scenario():
+        async with running_app(settings) as (app, client):
+            await add_merchant(app.ctx.redis, app.ctx.keys, "m1", ["shop.example.com"], 1)
+            await sign_in(client, await issue_key(client, merchant_id="m1"))
+            for path in ("/dash/admin", "/dash/admin/keys", "/dash/admin/merchants", "/dash/creators/alice"):
+                assert (await client.get(path)).status_code == 403, path
+            before = len(list(redis_client.scan_iter(match=settings.redis_prefix + "apikey:*")))
+            token = csrf_token((await client.get("/dash/admin")).text)  # the 403 page has the sign-out form
+            refused = await client.post(
+                "/dash/admin/keys", data={"csrf_token": token, "scope": "creator", "subject_id": "eve"}
+            )
+            assert refused.status_code == 403
+            assert len(list(redis_client.scan_iter(match=settings.redis_prefix + "apikey:*"))) == before
+
+    run(scenario())
+
+
+# --- CSRF -------------------------------------------------------------------------------------------------
+def test_forms_without_the_sessions_token_write_nothing(settings, redis_client, clickhouse) -> None:
+
+    async def scenario():
+        async with running_app(settings) as (app, client):
+            link = await make_link(client, "alice", SHOP)
+            await sign_in(client, await issue_key(client, creator_id="alice"))
+            other = await client.get("/dash/login")  # a token, but not this session's
+            stale = csrf_token(other.text) if other.status_code == 200 else "stale"
+            for data in ({}, {"csrf_token": ""}, {"csrf_token": "x"}, {"csrf_token": stale}):
+                create = await client.post("/dash/creators/alice/links", data={"url": SHOP, **data})
+                assert create.status_code == 403, data
+                disable = await client.post(f"/dash/creators/alice/links/{link['code']}/disable", data=data)
+                assert disable.status_code == 403, data
+            assert [x.code for x in await app.ctx.links.by_creator("alice")] == [link["code"]]
+            assert not (await app.ctx.links.get(link["code"])).disabled
+
+    run(scenario())
+
+
+def test_admin_forms_without_the_token_write_nothing(settings, redis_client, clickhouse) -> None:
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            await sign_in(client, ADMIN_TOKEN)
+            before = len(list(redis_client.scan_iter(match=settings.redis_prefix + "apikey:*")))
+            for data in ({}, {"csrf_token": "nope"}):
+                refused = await client.post(
+                    "/dash/admin/keys", data={"scope": "creator", "subject_id": "x", **data}
+                )
+                assert refused.status_code == 403
+                assert "ctk_" not in refused.text
+            assert len(list(redis_client.scan_iter(match=settings.redis_prefix + "apikey:*"))) == before
+
+    run(scenario())
+
+
+# --- bad input: a page naming the problem, never a 5xx ------------------------------------------------------
+BAD_LINKS = [
+    ({"url": "not a url"}, "url"),
+    ({"url": ""}, "url"),
+    ({"url": "javascript:alert(1)"}, "url"),
+    ({"url": "http://127.0.0.1/admin"}, "url"),
+    ({"url": "https://" + "a" * 5000 + ".example/"}, "url"),
+    ({"url": SHOP, "code": "ab"}, "code"),
+    ({"url": SHOP, "code": "has space"}, "code"),
+    ({"url": SHOP, "code": "dash"}, "reserved"),
+    ({"url": SHOP, "code": "API"}, "reserved"),
+]
+
+
+def test_bad_link_forms_show_the_reason_and_create_nothing(settings, redis_client, clickhouse) -> None:
+
+    async def scenario():
+        async with running_app(settings) as (app, client):
+            await sign_in(client, await issue_key(client, creator_id="alice"))
+            for data, word in BAD_LINKS:
+                page = await post_form(
+                    client, "/dash/creators/alice/links", "/dash/creators/alice/links", data
+                )
+                assert page.status_code == 422, (data, page.status_code)
+                error = re.search(r'<p class="error" role="alert" id="form-error">([^<]+)</p>', page.text)
+                assert error and word in error.group(1).lower(), (data, page.text[-600:])
+            assert await app.ctx.links.by_creator("alice") == []
+            # a code already taken is told too
+            await make_link(client, "bob", SHOP, code="taken1")
+            page = await post_form(
+                client,
+                "/dash/creators/alice/links",
+                "/dash/creators/alice/links",
+                {"url": SHOP, "code": "taken1"},
+            )
+            assert page.status_code == 422 and "already taken" in page.text
+
+    run(scenario())
+
+
+def test_malformed_form_bodies_are_4xx_pages(settings, redis_client, clickhouse) -> None:
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            await sign_in(client, ADMIN_TOKEN)
+            token = csrf_token((await client.get("/dash/admin/keys")).text)
+            cases = [
+                ({"content-type": "application/json"}, b'{"csrf_token": "%s"}' % token.encode(), 415),
+                (
+                    {"content-type": "application/x-www-form-urlencoded"},
+                    b"csrf_token=" + token.encode() + b"&subject_id=%ff",
+                    400,
+                ),
+                ({"content-type": "application/x-www-form-urlencoded"}, b"a=" + b"x" * 70_000, 413),
+                ({"content-type": "application/x-www-form-urlencoded"}, b"&".join([b"f=1"] * 200), 400),
+            ]
+            for headers, body, status in cases:
+                answer = await client.post("/dash/admin/keys", content=body, headers=headers)
+                assert answer.status_code == status, (headers, body[:40], answer.status_code)
+                assert answer.headers["content-type"].startswith("text/html")
+            assert (await client.get("/dash/no/such/page")).status_code == 404
+            for path in ("/dash/creators/" + "x" * 65, "/dash/creators/a%20b", "/dash/creators/alice?days=8"):
+                answer = await client.get(path)
+                assert answer.status_code in (400, 404), path
+                assert answer.headers["content-type"].startswith("text/html")
+
+    run(scenario())
+
+
+# --- creator pages ----------------------------------------------------------------------------------------
+def test_links_page_creates_copies_shows_qr_and_disables(settings, redis_client, clickhouse) -> None:
+
+    async def scenario():
+        async with running_app(settings) as (app, client):
+            await sign_in(client, await issue_key(client, creator_id="alice"))
+            created = await post_form(
+                client,
+                "/dash/creators/alice/links",
+                "/dash/creators/alice/links",
+                {"url": SHOP, "code": "spring1"},
+            )
+            assert created.status_code == 303
+            page = await client.get(created.headers["location"])
+            assert "Link spring1 created." in page.text
+            short_url = f"{settings.public_url}/spring1"
+            assert f'data-copy="{short_url}"' in page.text
+            qr = await client.get("/dash/creators/alice/links/spring1/qr.svg")
+            assert qr.status_code == 200 and qr.headers["content-type"] == "image/svg+xml"
+            assert qr.content.lstrip().startswith(b"<svg")
+            stored = await app.ctx.links.get("spring1")
+            assert stored.creator_id == "alice" and stored.url == SHOP
+            # the API sees the same link
+            listed = await client.get("/api/links?creator_id=alice", headers=ADMIN)
+            assert [x["code"] for x in listed.json()["links"]] == ["spring1"]
+            disabled = await post_form(
+                client, "/dash/creators/alice/links", "/dash/creators/alice/links/spring1/disable", {}
+            )
+            assert disabled.status_code == 303
+            assert (await app.ctx.links.get("spring1")).disabled
+            assert "(disabled)" in (await client.get("/dash/creators/alice/links")).text
+
+    run(scenario())
+
+
+def _clicks(clickhouse, rows: list[tuple[str, int, int, str, str]]) -> None:
+    """(code, day offset from today, is_bot, country, device) per click, straight into `clicks` (its
+    rollups fill from it); codes starting with z are Bob's, the others Alice's."""
+    today = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    data = []
+    for n, (code, offset, is_bot, country, device) in enumerate(rows):
+        ts = today - timedelta(days=offset)
+        ts_s = int(ts.timestamp())
+        creator = "bob" if code.startswith("z") else "alice"
+        data.append(
+            (f"c{n}", ts_s, ts_s * 1000, code, creator, "m1", "shop.example.com", 0, is_bot, country, device)
+        )
+    columns = (
+        "click_id",
+        "ts",
+        "ts_ms",
+        "code",
+        "creator_id",
+        "merchant_id",
+        "dest_host",
+        "is_head",
+        "is_bot",
+        "country",
+        "device",
+    )
+    clickhouse.insert("clicks", columns, [list(col) for col in zip(*data, strict=True)])
+
+
+def _table(html: str, section: str) -> list[list[str]]:
+    """The rows (cells as text) of the first table inside the element with this id."""
+    start = html.index(f'id="{section}"')
+    body = html[start:].split("<tbody>", 1)[1].split("</tbody>", 1)[0]
+    rows = re.findall(r"<tr>(.*?)</tr>", body, re.S)
+    return [
+        [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", r, re.S)]
+        for r in rows
+    ]
+
+
+def test_overview_figures_equal_the_rollups(settings, redis_client, clickhouse) -> None:
+    hostile = '<script>alert("x")</script>'
+    _clicks(
+        clickhouse,
+        [("aaa1", 0, 0, "FR", "mobile")] * 3
+        + [("aaa1", 0, 1, "US", "desktop")] * 2
+        + [("bbb2", 1, 0, "DE", "desktop"), ("bbb2", 1, 0, hostile, "tablet")]
+        + [("zzz9", 1, 0, "IT", "mobile")] * 4,  # another creator's code: never counted for alice
+    )
+
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            for code in ("aaa1", "bbb2"):
+                await make_link(client, "alice", SHOP, code=code)
+            await sign_in(client, await issue_key(client, creator_id="alice"))
+            page = await client.get("/dash/creators/alice?days=7")
+            assert page.status_code == 200, page.text
+            assert hostile not in page.text and "&lt;script&gt;" in page.text
+            first = datetime.now(UTC).date() - timedelta(days=6)
+            expected = report.day_range(str(first), None, datetime.now(UTC).date())
+            held = {
+                day: (human, bots)
+                for day, human, bots in clickhouse.execute(
+                    "SELECT toString(day), sum(clicks) - sum(bot_clicks), sum(bot_clicks) "
+                    f"FROM {clickhouse.database}.creator_clicks_daily WHERE creator_id = 'alice' GROUP BY day"
+                )
+            }
+            shown = {row[0]: (int(row[1]), int(row[2])) for row in _table(page.text, "daily")}
+            assert len(shown) == 7 and str(expected[1]) in shown
+            assert {d: v for d, v in shown.items() if v != (0, 0)} == held
+            assert sum(h for h, _ in held.values()) == 5 and sum(b for _, b in held.values()) == 2
+            countries = dict(_table(page.text, "countries"))
+            assert countries == {"FR": "3", "DE": "1", str(markupsafe.escape(hostile)): "1"}
+            devices = dict(_table(page.text, "devices"))
+            assert devices == {"mobile": "3", "desktop": "1", "tablet": "1"}  # bots' devices not counted
+            # the JSON API answers the same figures from the same function
+            api = await client.get(f"/api/creators/alice/clicks?from={first}", headers=ADMIN)
+            assert api.status_code == 200, api.text
+            body = api.json()
+            assert (body["human"], body["bots"]) == (5, 2)
+            assert {c["name"]: c["human"] for c in body["countries"]} == {"FR": 3, "DE": 1, hostile: 1}
+            assert [(d["day"], d["human"], d["bots"]) for d in body["days"]] == sorted(
+                (day, h, b) for day, (h, b) in shown.items()
+            )
+
+    run(scenario())
+
+
+LEDGER = (
+    "merchant_id", "order_id", "entry_id", "kind", "status", "amount_minor", "orders", "currency",
+    "creator_id", "sku", "quantity", "basis_minor", "rate_bps", "rate_rule", "rate_version", "reason",
+    "effective_at", "effective_ms", "booked_ms",
+)  # fmt: skip
+
+
+def test_earnings_page_shows_statuses_orders_with_their_explanation(
+    settings, redis_client, clickhouse
+) -> None:
+    migrate(clickhouse, log=lambda _line: None)
+    now_s = int(time.time())
+    rows = [
+        (
+            "m1",
+            "O-1",
+            "acc:0",
+            "accrual",
+            "pending",
+            800,
+            1,
+            "EUR",
+            "alice",
+            "SKU<1>",
+            2,
+            10_000,
+            800,
+            "default",
+            1,
+            "",
+        ),
+        ("m1", "O-2", "none:expired", "none", "pending", 0, 0, "EUR", "alice", "", 0, 0, 0, "", 0, "expired"),
+        (
+            "m1",
+            "O-3",
+            "acc:0",
+            "accrual",
+            "approved",
+            150,
+            1,
+            "JPY",
+            "alice",
+            "K",
+            1,
+            1_500,
+            1000,
+            "sku",
+            2,
+            "",
+        ),
+        (
+            "m1",
+            "O-9",
+            "acc:0",
+            "accrual",
+            "pending",
+            999,
+            1,
+            "EUR",
+            "bob",
+            "S",
+            1,
+            9_990,
+            1000,
+            "default",
+            1,
+            "",
+        ),
+    ]
+    data = [(*r, now_s, now_s * 1000, now_s * 1000) for r in rows]
+    clickhouse.insert("commissions", LEDGER, [list(c) for c in zip(*data, strict=True)])
+
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            await sign_in(client, await issue_key(client, creator_id="alice"))
+            page = await client.get("/dash/creators/alice/earnings")
+            assert page.status_code == 200, page.text
+            by_currency = {row[0]: row for row in _table(page.text, "earnings")}
+            assert set(by_currency) == {"EUR", "JPY"}
+            assert by_currency["EUR"][3] == "8.00 EUR" and by_currency["JPY"][4] == "150 JPY"
+            assert "O-9" not in page.text  # Bob's order
+            assert "Order O-1" in page.text and "Order O-2" in page.text
+            assert (
+                "Commission for 2 × SKU&lt;1&gt; at 8 % of 100.00 EUR (default rate, version 1)." in page.text
+            )
+            assert "No commission: the order came after the attribution window closed." in page.text
+            assert "No payouts yet." in page.text
+
+    run(scenario())
+
+
+# --- admin pages ------------------------------------------------------------------------------------------
+def test_admin_pages_health_merchants_and_keys(settings, redis_client, clickhouse) -> None:
+    async def scenario():
+        async with running_app(settings) as (app, client):
+            await add_merchant(app.ctx.redis, app.ctx.keys, "m1", ["shop.example.com"], 1)
+            keys = Keys.of(settings)
+            redis_client.xadd(keys.clicks_dead, {"reason": "test"})
+            await sign_in(client, ADMIN_TOKEN)
+            health = await client.get("/dash/admin")
+            assert health.status_code == 200
+            assert dict(_table(health.text, "ingest-dead"))["clicks"] == "1"
+            assert {row[0] for row in _table(health.text, "lag")} == {"clicks", "orders"}
+            merchants = await client.get("/dash/admin/merchants")
+            assert merchants.status_code == 200 and _table(merchants.text, "merchants")[0][0] == "m1"
+            assert (await client.get("/dash/admin/creator")).status_code == 200
+            opened = await client.get("/dash/admin/creator?creator_id=alice")
+            assert opened.headers["location"] == "/dash/creators/alice"
+            refused = await client.get("/dash/admin/creator?creator_id=a%20b")
+            assert refused.status_code == 400 and "creator_id must be" in refused.text
+            # a key issued by the form works once shown, and only for its subject
+            issued = await post_form(
+                client, "/dash/admin/keys", "/dash/admin/keys", {"scope": "creator", "subject_id": "carol"}
+            )
+            assert issued.status_code == 201
+            key = re.search(r'<code id="new-key">([^<]+)</code>', issued.text).group(1)
+            assert (await client.get("/dash/admin/keys")).text.count(key) == 0  # shown once
+            for data, word in (
+                ({"scope": "merchant", "subject_id": "nobody"}, "no merchant"),
+                ({"scope": "creator", "subject_id": "bad id!"}, "creator_id"),
+                ({"scope": "root", "subject_id": "x"}, "creator or a merchant"),
+            ):
+                refused = await post_form(client, "/dash/admin/keys", "/dash/admin/keys", data)
+                assert refused.status_code == 422 and word in refused.text, data
+            await post_form(client, "/dash/admin", "/dash/logout", {})
+            assert (await sign_in(client, key)).headers["location"] == "/dash/creators/carol"
+
+    run(scenario())
+
+
+def test_dash_is_a_reserved_code(settings, redis_client, clickhouse) -> None:
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            refused = await client.post(
+                "/api/links", json={"url": SHOP, "creator_id": "c", "code": "dash"}, headers=ADMIN
+            )
+            assert refused.status_code == 422 and refused.json()["error"]["code"] == "reserved_code"
+            assert (await client.get("/dash")).status_code == 303  # the dashboard, not a link lookup
+
+    run(scenario())
