@@ -86,6 +86,10 @@ def ratios(run: dict) -> dict:
     dash = run.get("dash", {})
     if dash.get("baseline_requests_per_s"):  # its own (c) rounds, interleaved with its (d) rounds
         out["d/c"] = round(dash["requests_per_s"] / dash["baseline_requests_per_s"], 3)
+    if dash.get("baseline_requests_per_server_cpu_s"):
+        out["d/c per server CPU-s"] = round(
+            dash["requests_per_server_cpu_s"] / dash["baseline_requests_per_server_cpu_s"], 3
+        )
     per_cpu = {
         name: run[name].get("requests_per_server_cpu_s") for name in ("bare", "clicktrail") if name in run
     }
