@@ -17,6 +17,7 @@ from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from attribution.report import SumOutOfRange
 from core import validate
 from core.clickhouse import ClickHouseError
 from core.errors import ApiError
@@ -64,8 +65,10 @@ class Page:
         return self.render("error.html", status=status, status_code=status, message=message)
 
     async def query(self, function: Callable[..., Any], *args: Any) -> Any:
-        """`function(clickhouse, *args)` off the event loop, as the API runs its queries."""
-        return await asyncio.to_thread(function, self.ctx.clickhouse(), *args)
+        """`function(clickhouse, *args)` off the event loop, as the API runs its queries, at most
+        MAX_CONCURRENT_DASH_QUERIES at a time (site.py says why)."""
+        async with self.ctx.dash.queries:
+            return await asyncio.to_thread(function, self.ctx.clickhouse(), *args)
 
 
 def sign_in_redirect(request: Request) -> Response:
@@ -107,6 +110,8 @@ async def _serve(handler: Handler, view: Page) -> Response:
         return view.error(403, str(exc))
     except ApiError as exc:
         return view.error(exc.status, exc.message)
+    except SumOutOfRange as exc:  # as the API's earnings answer: refused, never shown wrapped
+        return view.error(422, str(exc))
     except ClickHouseError as exc:
         log.warning("dashboard figures unavailable: %s", exc)
         return view.error(503, "The figures are read from ClickHouse, which cannot be reached now.")

@@ -3,6 +3,7 @@ the template renderer. Also each kind of user's navigation and home page."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -13,15 +14,25 @@ from redirector.auth import Principal
 from redirector.dash.render import Renderer
 from redirector.dash.session import Sessions
 
+# Dashboard queries running at once per worker. They run in the default thread pool (min(32, CPUs + 4)
+# threads: 6 on 2 cores), which the click recorder's spool writes share: a burst of page loads, or queries
+# hanging on an unreachable ClickHouse, must leave threads free for the redirect path's spooling.
+MAX_CONCURRENT_DASH_QUERIES = 2
+
 
 @dataclass(frozen=True, slots=True)
 class Dashboard:
     sessions: Sessions
     renderer: Renderer
+    queries: asyncio.Semaphore  # the gate of Page.query
 
     @classmethod
     def build(cls, settings: Settings, redis: Redis, keys: Keys) -> Dashboard:
-        return cls(Sessions(redis, keys, settings.dash_session_ttl_s), Renderer())
+        return cls(
+            Sessions(redis, keys, settings.dash_session_ttl_s),
+            Renderer(),
+            asyncio.Semaphore(MAX_CONCURRENT_DASH_QUERIES),
+        )
 
 
 def home(principal: Principal) -> str:

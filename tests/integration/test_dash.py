@@ -16,6 +16,7 @@ import pytest
 from attribution import report
 from core.keys import Keys
 from core.migrate import migrate
+from tests.conftest import free_port
 from tests.integration.apphelp import ADMIN, make_link, running_app
 from tests.integration.attributionhelp import add_merchant
 from tests.integration.dashhelp import ADMIN_TOKEN, csrf_token, issue_key, post_form, sign_in
@@ -80,6 +81,8 @@ def test_the_cookie_is_secure_behind_an_https_public_url(settings, redis_client,
             assert signed.status_code == 303
             cookie = next(c for c in signed.headers.get_list("set-cookie") if c.startswith("ct_dash="))
             assert "secure" in cookie.lower()
+
+    run(scenario())
 
 
 BAD_KEYS = [
@@ -585,5 +588,51 @@ def test_dash_is_a_reserved_code(settings, redis_client, clickhouse) -> None:
             )
             assert refused.status_code == 422 and refused.json()["error"]["code"] == "reserved_code"
             assert (await client.get("/dash")).status_code == 303  # the dashboard, not a link lookup
+
+    run(scenario())
+
+
+def test_sums_past_int64_are_a_422_page_never_a_wrapped_figure(settings, redis_client, clickhouse) -> None:
+    """As the API's earnings: amounts whose sum ClickHouse cannot add exactly are refused with the reason,
+    on both pages that show earnings."""
+    now_s = int(time.time())
+    big = 4 * 10**18  # each row fits Int64; three do not
+    rows = [("m1", f"O-{n}", "acc:0", "accrual", "pending", big, 1, "EUR", "alice", "S", 1, 0, 0, "", 0, "")
+            for n in range(3)]  # fmt: skip
+    data = [(*r, now_s, now_s * 1000, now_s * 1000) for r in rows]
+    clickhouse.insert("commissions", LEDGER, [list(c) for c in zip(*data, strict=True)])
+
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            await sign_in(client, await issue_key(client, creator_id="alice"))
+            for path in ("/dash/creators/alice", "/dash/creators/alice/earnings"):
+                page = await client.get(path)
+                assert page.status_code == 422, (path, page.status_code)
+                assert "Int64" in page.text and "-" + str(big)[:5] not in page.text
+
+    run(scenario())
+
+
+def test_without_clickhouse_links_still_work_and_figures_say_why(settings, redis_client, clickhouse) -> None:
+    closed = f"clickhouse://default:@127.0.0.1:{free_port()}/clicktrail"  # nothing listens there
+    down = settings.model_copy(update={"clickhouse_url": closed})
+
+    async def scenario():
+        async with running_app(down) as (_, client):
+            await sign_in(client, await issue_key(client, creator_id="alice"))
+            created = await post_form(
+                client,
+                "/dash/creators/alice/links",
+                "/dash/creators/alice/links",
+                {"url": SHOP, "code": "nock1"},
+            )
+            assert created.status_code == 303
+            links = await client.get("/dash/creators/alice/links")
+            assert links.status_code == 200 and "nock1" in links.text
+            assert "Click counts are unavailable" in links.text
+            for path in ("/dash/creators/alice", "/dash/creators/alice/earnings"):
+                page = await client.get(path)
+                assert page.status_code == 503, path
+                assert "ClickHouse" in page.text and page.headers["content-type"].startswith("text/html")
 
     run(scenario())
