@@ -74,12 +74,7 @@ async def overview(view: Page) -> Response:
 @page("merchant")
 async def orders(view: Page) -> Response:
     merchant = await merchant_of(view)
-    latest = await view.query(queries.merchant_orders, merchant.merchant_id, LATEST_ORDERS)
-    ledger = await view.query(queries.order_commissions, merchant.merchant_id, [o for o, _, _ in latest])
-    rows = [
-        {"order_id": order_id, "events": events, "last_at": iso(last_ms), "ledger": ledger.get(order_id, [])}
-        for order_id, events, last_ms in latest
-    ]
+    rows = await view.query(report.merchant_orders, merchant.merchant_id, LATEST_ORDERS)
     return view.render("merchant_orders.html", merchant=merchant, orders=rows)
 
 

@@ -65,6 +65,28 @@ def test_pages_show_what_clickhouse_holds(settings, clickhouse, redis_client) ->
                              r'<td class="num">11.98 EUR</td>', overview.text)  # fmt: skip
             assert 'role="img"' in overview.text and "alice (EUR) 1" in overview.text
 
+            api = {"authorization": f"Bearer {made['brand']}"}
+            ranked = (await client.get("/api/merchants/brand/creators?from=2026-01-01", headers=api)).json()
+            assert ranked["creators"] == [
+                {"creator_id": "alice", "currency": "EUR", "orders": 1, "net_minor": 1198}
+            ]
+            orders = (await client.get("/api/merchants/brand/orders", headers=api)).json()["orders"]
+            assert [(o["order_id"], o["events"], o["commissions"]) for o in orders] == [
+                (
+                    "A-1",
+                    1,
+                    [{"creator_id": "alice", "currency": "EUR", "status": "pending", "amount_minor": 1198}],
+                )
+            ]
+            for url in ("/api/merchants/brand/creators", "/api/merchants/brand/orders"):
+                for key in (made["other"], made["alice"]):
+                    refused = await client.get(url, headers={"authorization": f"Bearer {key}"})
+                    assert refused.status_code == 403, (url, refused.text)
+                for bad in ("?limit=0", "?limit=201", "?limit=x", "?from=2026-13-01"):
+                    if "from" in bad and url.endswith("orders"):
+                        continue
+                    assert (await client.get(url + bad, headers=api)).status_code == 400, (url, bad)
+
             listed = await client.get(f"{BRAND}/orders")
             assert f'href="{BRAND}/orders/A-1"' in listed.text and "alice: 11.98 EUR pending" in listed.text
             trace = await client.get(f"{BRAND}/orders/A-1")
