@@ -20,7 +20,7 @@ from core import queries
 from core.clickid import ClickIds
 from core.cluster import ClusterClickHouse, Replica
 from core.clustercopy import CopyRefused, copy_to_cluster
-from core.clusterddl import Planner, local_name, shard_index, state_table_sql
+from core.clusterddl import ENTRANCES, Planner, local_name, shard_index, state_table_sql
 from core.clustermigrate import run_step
 from core.keys import INGEST_GROUP, Keys
 from core.migrate import STATE_TABLE, available, migrate
@@ -135,14 +135,15 @@ def test_rows_land_on_the_shard_clickhouse_would_choose(cluster: ClusterClickHou
 
 def test_a_retried_block_is_stored_once(cluster: ClusterClickHouse) -> None:
     """The same block again, on the same replica or on the other replica of its shard (a retry after a
-    failover), is dropped by replicated deduplication, and so are the rollup blocks derived from it."""
+    failover), is dropped by replicated deduplication, and so are the rollup blocks derived from it: each
+    by its own deduplication, the clicks going in through their entrance (ENTRANCES)."""
     schema.insert_clicks(cluster, schema.SAMPLE)
     schema.insert_clicks(cluster, schema.SAMPLE)
-    columns = ClickRow.columns()
+    columns, entrance = ClickRow.columns(), local_name(ENTRANCES["clicks"])
     for shard, shard_replicas in enumerate(cluster.shards()):
         rows = [r for r in schema.SAMPLE if shard_index(r["click_id"], [1, 1]) == shard]
         block = [[r[c] for r in rows] for c in columns]
-        sql = f"INSERT INTO {cluster.database}.clicks_local ({', '.join(columns)}) VALUES"
+        sql = f"INSERT INTO {cluster.database}.{entrance} ({', '.join(columns)}) VALUES"
         cluster.execute_on(shard_replicas[-1], sql, block, columnar=True)
     assert queries.click_count(cluster) == 6
     assert set(queries.rollup_totals(cluster).values()) == {(6, 4, 1)}
