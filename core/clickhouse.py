@@ -31,6 +31,10 @@ class Backend(Protocol):
         """Insert column-oriented `data` (one sequence per column) as one block."""
         ...
 
+    def settle_failed_inserts(self) -> None:
+        """Finish what failed inserts left half-done, or raise (a cluster's rollups: core/cluster.py)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -62,6 +66,9 @@ class NativeClickHouse:
         sql = f"INSERT INTO {self.database}.{table} ({', '.join(columns)}) VALUES"
         with self._lock, self._errors():
             return self._client.execute(sql, list(data), columnar=True)
+
+    def settle_failed_inserts(self) -> None:
+        """Nothing: a non-replicated table has no block deduplication that could skip its views."""
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
@@ -129,6 +136,9 @@ class ChdbClickHouse:
         with self._lock:
             self._session.query(f"INSERT INTO {self.database}.{table} ({', '.join(columns)}) VALUES {values}")
         return len(data[0])
+
+    def settle_failed_inserts(self) -> None:
+        """Nothing: as `NativeClickHouse`."""
 
     def close(self) -> None:
         with self._lock:

@@ -13,6 +13,12 @@ not change.
   is dropped by ClickHouse's replicated block deduplication (the block's hash is kept in ZooKeeper for
   the shard), and so are the blocks its materialized views derive from it; the ingester's key check
   (core/streams.py) covers a retry whose block differs.
+- Clicks go in through their entrance (`clicks_in_local`, core/clusterddl.py ENTRANCES), whose views write
+  `clicks_local` and every rollup, each deduplicated on its own: a block that failed part-way (ZooKeeper
+  lost after some targets stored their part, before the others did) is complete after the same block is
+  sent again, and no target has it twice. A block whose every attempt failed is kept and sent again,
+  unchanged, before the ingester's next key check (`settle_failed_inserts`) and before any other insert
+  of the table: the key check alone would see its clicks stored and skip them, leaving a rollup short.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from core.clickhouse import Backend, ClickHouseError, NativeClickHouse
-from core.clusterddl import Planner, local_name, shard_index
+from core.clusterddl import ENTRANCES, Planner, local_name, shard_index
 
 # Every query: read each shard from its first live replica in `remote_servers` order, never the local
 # replica just because it is local, so reads follow the replica that inserts go to. A statement that
@@ -40,6 +46,16 @@ READ_SETTINGS = {"load_balancing": "in_order", "prefer_localhost_replica": 0, "i
 # every block.
 REPLICA_PENALTY_S = 10.0
 CONNECT_TIMEOUT_S = 2
+
+
+@dataclass(frozen=True)
+class _Unfinished:
+    """A block of a table with an entrance whose insert failed: to be sent again as it was."""
+
+    table: str
+    columns: tuple[str, ...]
+    shard: int
+    block: list[list[Any]]
 
 
 @dataclass(frozen=True)
@@ -82,6 +98,8 @@ class ClusterClickHouse:
         self._clients: dict[str, Any] = {}
         self._failed_at: dict[str, float] = {}
         self._keys: dict[str, str | None] | None = None
+        self._unfinished: list[_Unfinished] = []
+        self._settle_lock = threading.Lock()
 
     def _client(self, hosts: Sequence[str]) -> Any:
         host, _, port = hosts[0].rpartition(":")
@@ -131,18 +149,41 @@ class ClusterClickHouse:
         key = self.shard_keys().get(table)
         if key is None:
             raise ClickHouseError(f"{table} has no sharding key: only materialized views write it")
+        if table in ENTRANCES:
+            self.settle_failed_inserts()
         shards = self.shards()
         per_shard: list[list[int]] = [[] for _ in shards]
         weights = self._weights
         for row, value in enumerate(data[list(columns).index(key)]):
             per_shard[shard_index(value, weights)].append(row)
-        sql = f"INSERT INTO {self.database}.{local_name(table)} ({', '.join(columns)}) VALUES"
         for shard, rows in enumerate(per_shard):
             if rows:
                 pick = itemgetter(*rows)
                 block = [list(pick(col)) if len(rows) > 1 else [col[rows[0]]] for col in data]
-                self._on_shard(shard, sql, block)
+                self._write_block(_Unfinished(table, tuple(columns), shard, block))
         return len(data[0])
+
+    def settle_failed_inserts(self) -> None:
+        """Send again, as it was, every block of a table with an entrance whose insert failed in this
+        process: each target takes its part if it missed it and drops it as a duplicate otherwise. Raises
+        while ClickHouse still refuses; the ingester calls this before its key check (core/streams.py)."""
+        with self._settle_lock:
+            while self._unfinished:
+                block = self._unfinished[0]
+                self._on_shard(block.shard, self._insert_sql(block), block.block)
+                self._unfinished.pop(0)
+
+    def _write_block(self, block: _Unfinished) -> None:
+        try:
+            self._on_shard(block.shard, self._insert_sql(block), block.block)
+        except ClickHouseError:
+            if block.table in ENTRANCES:
+                self._unfinished.append(block)
+            raise
+
+    def _insert_sql(self, block: _Unfinished) -> str:
+        table = local_name(ENTRANCES.get(block.table, block.table))
+        return f"INSERT INTO {self.database}.{table} ({', '.join(block.columns)}) VALUES"
 
     def close(self) -> None:
         with self._lock:

@@ -20,6 +20,7 @@ from collections.abc import Callable
 
 from core.clickhouse import Backend
 from core.cluster import ClusterClickHouse
+from core.clusterddl import ENTRANCES
 from core.migrate import applied, available, migrate
 
 # Wait for every shard to store its rows before the INSERT returns (no asynchronous Distributed buffer).
@@ -69,8 +70,10 @@ def _copy_table(source: Backend, source_address: str, cluster: ClusterClickHouse
         )
     ]
     names = ", ".join(columns)
+    # Through the table's entrance where it has one: the views that feed its rollups read from there.
+    target = ENTRANCES.get(table, table)
     cluster.execute(
-        f"INSERT INTO {cluster.database}.{table} ({names}) SELECT {names} "
+        f"INSERT INTO {cluster.database}.{target} ({names}) SELECT {names} "
         f"FROM remote('{source_address}', {source.database}.{table})",
         settings=COPY_SETTINGS,
     )

@@ -43,6 +43,15 @@ SHARD_KEYS = {
     "order_events": "order_id",
     "commissions": "order_id",
 }
+# Tables written through an entrance on a cluster: a `Null` table per node (`clicks_in_local`, and a
+# `Distributed` `clicks_in` over them) whose views write the table's local table *and* every rollup the
+# migrations feed from the table. ClickHouse 18.16 deduplicates the views of a replicated insert not each
+# on its own but all with it: a retried block whose table part was stored skips every view, so a block
+# that failed between the table's part and a rollup's part (ZooKeeper lost) left that rollup short for
+# good. Views of a `Null` table are deduplicated each by its own part: the same block again gives every
+# target the part it missed and none twice. core/cluster.py inserts there and retries such blocks.
+ENTRANCES = {"clicks": "clicks_in"}
+_ENTRANCE_NAMES = frozenset(name for e in ENTRANCES.values() for name in (e, e + "_mv"))
 _MERGE_TREES = frozenset(
     {
         "MergeTree",
@@ -234,8 +243,10 @@ class Planner:
     def _own(self, statement: str, db: str, table: str) -> str:
         if db != self.database:
             raise UnknownShape(statement, f"names database {db}, not {self.database}")
-        if table.endswith(LOCAL_SUFFIX):
-            raise UnknownShape(statement, f"table names ending in {LOCAL_SUFFIX} are the cluster's own")
+        if table.endswith(LOCAL_SUFFIX) or table in _ENTRANCE_NAMES:
+            raise UnknownShape(
+                statement, f"{table}: names ending in {LOCAL_SUFFIX} and entrances are the cluster's own"
+            )
         return table
 
     def key_of(self, table: str) -> str | None:
@@ -280,6 +291,32 @@ class Planner:
                 f"CREATE TABLE IF NOT EXISTS {db}.{local} {on} {columns} ENGINE = {replicated} {rest}",
             ),
             self._distributed(table),
+            *self.entrance(table),
+        ]
+
+    def entrance(self, table: str) -> list[Step]:
+        """A table's entrance (see ENTRANCES): the Null table, its Distributed table, and the view that
+        writes every row on into the table (`SELECT *`: columns added later pass through too)."""
+        if table not in ENTRANCES:
+            return []
+        db, on, entrance = self.database, f"ON CLUSTER {self.cluster}", ENTRANCES[table]
+        return [
+            Step(
+                "cluster",
+                f"CREATE TABLE IF NOT EXISTS {db}.{local_name(entrance)} {on} AS {db}.{local_name(table)} "
+                "ENGINE = Null()",
+            ),
+            Step(
+                "cluster",
+                f"CREATE TABLE IF NOT EXISTS {db}.{entrance} {on} AS {db}.{local_name(entrance)} "
+                f"ENGINE = Distributed({self.cluster}, {db}, {local_name(entrance)}, "
+                f"{shard_expression(self.key_of(table) or '')})",
+            ),
+            Step(
+                "cluster",
+                f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{entrance}_mv {on} TO {db}.{local_name(table)} "
+                f"AS SELECT * FROM {db}.{local_name(entrance)}",
+            ),
         ]
 
     def _distributed(self, table: str) -> Step:
@@ -299,9 +336,9 @@ class Planner:
         if len(sources) != 1 or self.catalog.kinds.get(next(iter(sources))) != "table":
             raise UnknownShape(statement, "a view must read exactly one table created by a migration")
         source = sources.pop()
-        return re.sub(
-            rf"\b{re.escape(self.database)}\.{source}\b", f"{self.database}.{local_name(source)}", select
-        )
+        # A table with an entrance feeds its views from there (see ENTRANCES).
+        feeder = local_name(ENTRANCES.get(source, source))
+        return re.sub(rf"\b{re.escape(self.database)}\.{source}\b", f"{self.database}.{feeder}", select)
 
     def _view_to(self, statement: str, match: re.Match) -> list[Step]:
         db, view, target = self.database, match[2], match[4]
@@ -343,9 +380,17 @@ class Planner:
         if re.search(r",\s*(ADD|DROP|MODIFY)\b", definition, re.I):
             raise UnknownShape(statement, "one column per ALTER statement")
         local = local_name(table)
+        # The entrance last: its view passes every column on, so the table must have the column first.
+        on_every_node = [
+            table,
+            *([ENTRANCES[table] + LOCAL_SUFFIX, ENTRANCES[table]] if table in ENTRANCES else []),
+        ]
         return [
             Step("shard", f"ALTER TABLE {db}.{local} ADD COLUMN {column} {definition}", local, column),
-            Step("host", f"ALTER TABLE {db}.{table} ADD COLUMN {column} {definition}", table, column),
+            *(
+                Step("host", f"ALTER TABLE {db}.{t} ADD COLUMN {column} {definition}", t, column)
+                for t in on_every_node
+            ),
         ]
 
 

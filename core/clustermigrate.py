@@ -15,7 +15,7 @@ from itertools import chain
 
 from core.clickhouse import ClickHouseError
 from core.cluster import ClusterClickHouse, Replica
-from core.clusterddl import Planner, Step, state_table_sql
+from core.clusterddl import ENTRANCES, Planner, Step, state_table_sql
 from core.migrate import STATE_TABLE, Migration, applied, available
 
 
@@ -36,6 +36,12 @@ def migrate_cluster(backend: ClusterClickHouse, log=print) -> list[Migration]:
             {"version": migration.version, "name": migration.name, "now": int(time.time())},
         )
         log(f"applied {migration.version:04d}_{migration.name} on cluster {cluster}")
+    # A database migrated before tables had entrances gets them now (IF NOT EXISTS: nothing for the
+    # others); its rollup views keep reading the table itself, so only a new database has the entrance's
+    # exactly-once rollups (docs/cluster.md).
+    for table in ENTRANCES:
+        for step in planner.entrance(table) if table in planner.catalog.kinds else []:
+            run_step(backend, step)
     return [m for m, _ in plans]
 
 

@@ -17,9 +17,11 @@ How:
   the others are inserted.
 - The insert is one block: ClickHouse writes it part by part (one part per partition) and pushes the same
   block through the materialized views, so a record is in a rollup when it is in the table, whatever the
-  *client* does (killed before, during or after the insert). Not covered: the *server* dying between
-  writing a part of the table and the matching part of a view; that record is then in the table and
-  missing from the rollup (the per-record check skips it), and `queries.rollup_totals` shows the gap.
+  *client* does (killed before, during or after the insert). An insert can fail between a part of the
+  table and the matching part of a view (a cluster losing ZooKeeper): the backend finishes such a block
+  (`settle_failed_inserts`, core/cluster.py) before the check. Not covered: a single node's *server*
+  dying there, or an ingester killed while such a block waits to be finished; that record is then in the
+  table and missing from the rollup (the per-record check skips it), and `queries.rollup_totals` shows it.
 - Entries are acknowledged only after the insert returned, and the stream is trimmed (`XTRIM MINID`) only
   below every group's oldest pending entry and last delivered id: nothing not yet in ClickHouse is removed
   (and, with `retain_ms`, nothing younger than that, for readers outside the group).
@@ -302,6 +304,8 @@ class StreamConsumer:
         handler, name = self._handler, self._handler.name
         records = batch.records
         if batch.recovered and records:  # nothing is in flight: see step()
+            # A block that failed part-way is finished first: its records then count as stored.
+            self._backend.settle_failed_inserts()
             present = handler.existing(self._backend, records)
             if present:
                 records = [r for r in records if handler.key(r) not in present]

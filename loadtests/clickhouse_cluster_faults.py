@@ -7,8 +7,10 @@ redirect load, with a private Redis and the real `serve` and `ingest` processes:
 - `zookeeper_stop`: stop ZooKeeper for 30 s (smoke: 5 s) during ingestion: replicated tables turn
   read-only, the backlog waits in Redis, drains once ZooKeeper is back; exact counts.
 
-The scenarios use the cluster's database `clicktrail`, dropped first; they start the cluster if it is
-down and leave it running."""
+The scenarios run on a private cluster (`CH_CLUSTER_OFFSET=100`: ZooKeeper on 2281, nodes on 9201-9204,
+data under .clicktrail/cluster-100/), never on the shared one on 2181 and 9101-9104 that the test suite
+uses: other tests must not see ZooKeeper stop or a node die. They start it, use its database
+`clicktrail` (dropped first), and stop it at the end."""
 
 from __future__ import annotations
 
@@ -32,8 +34,9 @@ from loadtests.verdict import Verdict
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "cluster-clickhouse.sh"
 CLUSTER = "clicktrail"
-PORTS = (9101, 9102, 9103, 9104)
-SHARDS = ((9101, 9102), (9103, 9104))
+OFFSET = 100  # scripts/cluster-clickhouse.sh CH_CLUSTER_OFFSET: every port of the shared cluster + 100
+PORTS = tuple(9100 + OFFSET + n for n in (1, 2, 3, 4))
+SHARDS = (PORTS[:2], PORTS[2:])
 KILLED_NODE = 1  # shard 1, replica r1: first in remote_servers order, so inserts and reads use it
 # The ingester backs off up to 5 s between attempts and waits its insert timeout after a failed insert:
 # a short timeout lets the smoke run drain within its seconds.
@@ -43,6 +46,7 @@ SAMPLE_EVERY_S = 0.5
 
 def _script(*args: str) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLICKTRAIL_")}
+    env["CH_CLUSTER_OFFSET"] = str(OFFSET)
     subprocess.run(
         [str(SCRIPT), *args], check=True, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, timeout=120
     )
@@ -62,7 +66,8 @@ class ClusterNodes:
         _script("start")
 
     def stop(self) -> None:
-        """Nothing: the scenarios leave the cluster running (`scripts/cluster-clickhouse.sh stop`)."""
+        """The private cluster's four servers and ZooKeeper hold memory the shared machine needs."""
+        _script("stop")
 
     def reset(self) -> None:
         client = self.client()
@@ -195,7 +200,7 @@ def replica_kill(run: Run) -> Verdict:
     """SIGKILL shard 1's first replica during ingestion for 20 s (smoke: 5 s), then restart it."""
     verdict = Verdict("replica_kill", run.mode)
     lead_s, down_s, tail_s = run.pick((5, 20, 10), (2, 5, 3))
-    pid_file = ROOT / ".clicktrail" / "cluster" / f"ch{KILLED_NODE}" / "clickhouse.pid"
+    pid_file = ROOT / ".clicktrail" / f"cluster-{OFFSET}" / f"ch{KILLED_NODE}" / "clickhouse.pid"
 
     def kill() -> None:
         os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)

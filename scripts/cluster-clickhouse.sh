@@ -6,12 +6,16 @@
 #   scripts/cluster-clickhouse.sh zookeeper-start|zookeeper-stop   (fault tests stop ZooKeeper alone)
 #   scripts/cluster-clickhouse.sh node-start N                     (restart node N=1..4 after a kill)
 # Node N listens on native 9100+N, http 8130+N, interserver 9110+N; nodes 1,2 are shard 1, 3,4 shard 2.
+# CH_CLUSTER_OFFSET=K (default 0) runs a second, private cluster: every port above plus K (ZooKeeper on
+# 2181+K), data under .clicktrail/cluster-K/. The fault scenarios (loadtests/clickhouse_cluster_faults.py)
+# stop ZooKeeper and kill nodes on such a private one, never on the shared cluster other tests use.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
 DATA=${CLICKTRAIL_DATA_DIR:-$ROOT/.clicktrail}
-CL=$DATA/cluster
-ZK_PORT=2181
+OFFSET=${CH_CLUSTER_OFFSET:-0}
+if ((OFFSET)); then CL=$DATA/cluster-$OFFSET; else CL=$DATA/cluster; fi
+ZK_PORT=$((2181 + OFFSET))
 CLUSTER=clicktrail
 NODES=(1 2 3 4)
 # Memory is shared with everything else on the machine: small caches, few background threads, and a
@@ -19,9 +23,9 @@ NODES=(1 2 3 4)
 MARK_CACHE_BYTES=67108864
 ZK_HEAP_MB=256
 
-native_port() { echo $((9100 + $1)); }
-http_port() { echo $((8130 + $1)); }
-interserver_port() { echo $((9110 + $1)); }
+native_port() { echo $((9100 + OFFSET + $1)); }
+http_port() { echo $((8130 + OFFSET + $1)); }
+interserver_port() { echo $((9110 + OFFSET + $1)); }
 shard_of() { echo $(((($1 - 1) / 2) + 1)); }
 replica_of() { echo "r$(((($1 - 1) % 2) + 1))"; }
 
@@ -160,7 +164,7 @@ case ${1:-start} in
         start_zookeeper
         for n in "${NODES[@]}"; do start_node "$n"; done
         for n in "${NODES[@]}"; do wait_node "$n"; done
-        echo "clickhouse cluster: zookeeper :$ZK_PORT, nodes :9101-9104 ($CL)"
+        echo "clickhouse cluster: zookeeper :$ZK_PORT, nodes :$(native_port 1)-$(native_port 4) ($CL)"
         ;;
     stop)
         for n in "${NODES[@]}"; do stop_pidfile "$CL/ch$n/clickhouse.pid"; done

@@ -183,6 +183,9 @@ class _FailingInserts:
     def insert(self, table, columns, data):
         raise ConnectionError("insert lost")
 
+    def settle_failed_inserts(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 

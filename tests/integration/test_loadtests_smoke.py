@@ -22,12 +22,7 @@ pytestmark = pytest.mark.slow  # private servers of its own: needs the binaries,
 # Scenarios whose verdict catches a defect not fixed yet: left out of the default run (a red build would
 # hold back every other change) but kept runnable (`python -m loadtests --scenario NAME`), each with the
 # defect it shows. Remove the entry with the fix.
-OPEN_DEFECTS = {
-    "zookeeper_stop": (
-        "a rollup can miss a block when ZooKeeper goes away in the middle of an insert (the raw clicks stay "
-        "exact; seen in a CI run: merchant_clicks_daily 2,850 of 3,150 clicks): docs/cluster.md"
-    ),
-}
+OPEN_DEFECTS: dict[str, str] = {}
 
 
 def test_open_defects_name_scenarios() -> None:

@@ -57,6 +57,29 @@ def plan(statement: str, extra: tuple[str, ...] = ()) -> list[tuple[str, str, st
                     "",
                     "",
                 ),
+                # clicks has an entrance: a Null table per node whose views write clicks_local and the
+                # rollups, each deduplicated on its own (ENTRANCES)
+                (
+                    "cluster",
+                    "CREATE TABLE IF NOT EXISTS d.clicks_in_local ON CLUSTER c AS d.clicks_local "
+                    "ENGINE = Null()",
+                    "",
+                    "",
+                ),
+                (
+                    "cluster",
+                    "CREATE TABLE IF NOT EXISTS d.clicks_in ON CLUSTER c AS d.clicks_in_local "
+                    "ENGINE = Distributed(c, d, clicks_in_local, halfMD5(toString(click_id)))",
+                    "",
+                    "",
+                ),
+                (
+                    "cluster",
+                    "CREATE MATERIALIZED VIEW IF NOT EXISTS d.clicks_in_mv ON CLUSTER c TO d.clicks_local "
+                    "AS SELECT * FROM d.clicks_in_local",
+                    "",
+                    "",
+                ),
             ],
         ),
         (  # a table only a view writes: no sharding key, so nothing can insert through it
@@ -84,7 +107,7 @@ def plan(statement: str, extra: tuple[str, ...] = ()) -> list[tuple[str, str, st
                 (
                     "cluster",
                     "CREATE MATERIALIZED VIEW IF NOT EXISTS d.daily_mv ON CLUSTER c TO d.daily_local AS "
-                    "SELECT toDate(ts) AS day, count() AS n FROM d.clicks_local GROUP BY day",
+                    "SELECT toDate(ts) AS day, count() AS n FROM d.clicks_in_local GROUP BY day",
                     "",
                     "",
                 )
@@ -140,7 +163,7 @@ def plan(statement: str, extra: tuple[str, ...] = ()) -> list[tuple[str, str, st
                     "CREATE MATERIALIZED VIEW IF NOT EXISTS d.totals_local ON CLUSTER c "
                     f"ENGINE = ReplicatedSummingMergeTree({ZK % 'totals_local'}) PARTITION BY toYYYYMM(day) "
                     "ORDER BY (day) AS SELECT toDate(ts) AS day, sum(n) AS n "
-                    "FROM d.clicks_local GROUP BY day",
+                    "FROM d.clicks_in_local GROUP BY day",
                     "",
                     "",
                 ),
@@ -163,6 +186,18 @@ def plan(statement: str, extra: tuple[str, ...] = ()) -> list[tuple[str, str, st
                     "source",
                 ),
                 ("host", "ALTER TABLE d.clicks ADD COLUMN source String DEFAULT ''", "clicks", "source"),
+                (  # the entrance after the table: its view passes every column on
+                    "host",
+                    "ALTER TABLE d.clicks_in_local ADD COLUMN source String DEFAULT ''",
+                    "clicks_in_local",
+                    "source",
+                ),
+                (
+                    "host",
+                    "ALTER TABLE d.clicks_in ADD COLUMN source String DEFAULT ''",
+                    "clicks_in",
+                    "source",
+                ),
             ],
         ),
     ],
@@ -187,6 +222,7 @@ def test_known_shapes(statement: str, expected: list) -> None:
             "names database other",
         ),
         ("CREATE TABLE IF NOT EXISTS d.x_local (a String) ENGINE = MergeTree() ORDER BY a", "_local"),
+        ("CREATE TABLE IF NOT EXISTS d.clicks_in (a String) ENGINE = MergeTree() ORDER BY a", "entrances"),
         (
             "CREATE MATERIALIZED VIEW IF NOT EXISTS d.j TO d.daily AS SELECT toDate(ts) AS day, count() AS n "
             "FROM d.clicks JOIN d.links USING code GROUP BY day",
