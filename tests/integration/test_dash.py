@@ -60,6 +60,20 @@ def test_sign_in_with_a_key_sets_a_strict_http_only_session_cookie(
             assert key.encode() not in b"".join(redis_client.hvals(session_keys(redis_client, settings)[0]))
             page = await client.get("/dash/creators/alice")
             assert page.status_code == 200 and "Overview of alice" in page.text
+            # a second sign-in form sent from the same browser (another tab) replaces the session
+            first = client.cookies.get("ct_dash")
+            client.cookies.clear()
+            form = await client.get("/dash/login")
+            login = client.cookies.get("ct_dash_login")
+            client.cookies.clear()
+            again = await client.post(
+                "/dash/login",
+                data={"csrf_token": csrf_token(form.text), "key": ADMIN_TOKEN},
+                headers={"cookie": f"ct_dash={first}; ct_dash_login={login}"},
+            )
+            assert again.headers["location"] == "/dash/admin"
+            assert len(session_keys(redis_client, settings)) == 1
+            assert f"ct_dash={first}" not in again.headers["set-cookie"]
 
     run(scenario())
 
