@@ -650,3 +650,26 @@ def test_without_clickhouse_links_still_work_and_figures_say_why(settings, redis
                 assert "ClickHouse" in page.text and page.headers["content-type"].startswith("text/html")
 
     run(scenario())
+
+
+@pytest.mark.cluster
+def test_sessions_on_a_redis_cluster(cluster_settings, cluster_redis, clickhouse) -> None:
+    """Sign-in, a form and sign-out with the session keys on the Redis Cluster (their own slot)."""
+
+    async def scenario():
+        async with running_app(cluster_settings) as (app, client):
+            await sign_in(client, await issue_key(client, creator_id="alice"))
+            created = await post_form(
+                client,
+                "/dash/creators/alice/links",
+                "/dash/creators/alice/links",
+                {"url": SHOP, "code": "clus1"},
+            )
+            assert created.status_code == 303 and (await app.ctx.links.get("clus1")).creator_id == "alice"
+            pattern = cluster_settings.redis_prefix + "*dash:session:*"
+            assert len(list(cluster_redis.scan_iter(match=pattern))) == 1
+            await post_form(client, "/dash/creators/alice", "/dash/logout", {})
+            assert (await client.get("/dash/creators/alice")).status_code == 303
+            assert not list(cluster_redis.scan_iter(match=pattern))
+
+    run(scenario())
