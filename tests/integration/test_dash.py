@@ -551,6 +551,17 @@ def test_earnings_page_shows_statuses_orders_with_their_explanation(
             )
             assert "No commission: the order came after the attribution window closed." in page.text
             assert "No payouts yet." in page.text
+            # the JSON API lists the same orders with the same sentences, to the creator only
+            api = await client.get("/api/creators/alice/orders", headers=ADMIN)
+            assert api.status_code == 200, api.text
+            orders = {o["order_id"]: o["rows"] for o in api.json()["orders"]}
+            assert set(orders) == {"O-1", "O-2", "O-3"}
+            assert orders["O-2"][0]["explanation"] in page.text.replace("&#39;", "'")
+            bobs = {"authorization": "Bearer " + await issue_key(client, creator_id="bob")}
+            assert (await client.get("/api/creators/alice/orders", headers=bobs)).status_code == 403
+            assert (
+                await client.get("/api/creators/alice/orders?from=2026-13-01", headers=ADMIN)
+            ).status_code == 400
 
     run(scenario())
 
