@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.requests import Request
 from starlette.routing import Route
 
-from attribution import codes, policy, review
+from attribution import audience, codes, policy, report, review
 from attribution.merchants import Merchant, public_view
 from core import queries, validate
 from core.clickhouse import ClickHouseError
@@ -182,9 +183,85 @@ async def get_trace(request: Request):
     return json_response(found.trace)
 
 
+# --- the dashboard's figures as JSON ---------------------------------------------------------------------
+MAX_LIST = 200
+
+
+def _limit(request: Request, default: int) -> int:
+    raw = request.query_params.get("limit", str(default))
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST:
+        raise ApiError(400, "bad_query", f"limit must be 1..{MAX_LIST}")
+    return int(raw)
+
+
+async def get_creators(request: Request):
+    """The merchant's creators ranked by sales over `from`..`to` (report.merchant_sales)."""
+    ctx, merchant_id, _ = await _merchant(request)
+    params = request.query_params
+    try:
+        first, last = report.day_range(params.get("from"), params.get("to"), datetime.now(UTC).date())
+    except report.BadRange as exc:
+        raise ApiError(400, "bad_range", str(exc)) from None
+    limit = _limit(request, 20)
+    try:
+        ranked = await asyncio.to_thread(
+            report.merchant_sales, ctx.clickhouse(), merchant_id, first, last, limit
+        )
+    except ClickHouseError as exc:
+        return _unavailable(exc)
+    except report.SumOutOfRange as exc:
+        raise ApiError(422, "sum_out_of_range", str(exc)) from None
+    return json_response(
+        {"merchant_id": merchant_id, "from": str(first), "to": str(last), "creators": ranked}
+    )
+
+
+async def get_clicks(request: Request):
+    """Clicks per day on the merchant's links over `from`..`to` (default: the last 30 days), human and bot
+    (audience.merchant_days: the merchant's dashboard overview shows the same)."""
+    ctx, merchant_id, _ = await _merchant(request)
+    params = request.query_params
+    today = datetime.now(UTC).date()
+    default_from = str(today - timedelta(days=audience.DEFAULT_DAYS - 1))
+    try:
+        first, last = report.day_range(params.get("from", default_from), params.get("to"), today)
+    except report.BadRange as exc:
+        raise ApiError(400, "bad_range", str(exc)) from None
+    if (last - first).days >= audience.MAX_DAYS:
+        raise ApiError(400, "bad_range", f"a range of at most {audience.MAX_DAYS} days")
+    try:
+        days = await asyncio.to_thread(audience.merchant_days, ctx.clickhouse(), merchant_id, first, last)
+    except ClickHouseError as exc:
+        return _unavailable(exc)
+    return json_response(
+        {
+            "merchant_id": merchant_id,
+            "from": str(first),
+            "to": str(last),
+            "human": sum(h for _, h, _ in days),
+            "bots": sum(b for _, _, b in days),
+            "days": [{"day": d, "human": h, "bots": b} for d, h, b in days],
+        }
+    )
+
+
+async def get_orders(request: Request):
+    """The merchant's latest orders with their commission (report.merchant_orders)."""
+    ctx, merchant_id, _ = await _merchant(request)
+    limit = _limit(request, 50)
+    try:
+        found = await asyncio.to_thread(report.merchant_orders, ctx.clickhouse(), merchant_id, limit)
+    except ClickHouseError as exc:
+        return _unavailable(exc)
+    return json_response({"merchant_id": merchant_id, "orders": found})
+
+
 def routes() -> list[Route]:
     base = "/api/merchants/{merchant_id}"
     return [
+        Route(f"{base}/creators", get_creators, methods=["GET"]),
+        Route(f"{base}/orders", get_orders, methods=["GET"]),
+        Route(f"{base}/clicks", get_clicks, methods=["GET"]),
         Route(base, patch_merchant, methods=["PATCH"]),
         Route(f"{base}/codes", list_codes, methods=["GET"]),
         # one route per path, so that a 405 lists every method the path takes

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import asdict, dataclass, field, replace
-from datetime import date
+from datetime import UTC, date, datetime
 
 from attribution import currency as currency_table
 from core import queries
@@ -155,6 +155,30 @@ def merchant_sales(backend: Backend, merchant_id: str, start: date, end: date, l
             )
         out.append({"creator_id": creator, "currency": currency, "orders": orders, "net_minor": net})
     return out
+
+
+def merchant_orders(backend: Backend, merchant_id: str, limit: int) -> list[dict]:
+    """A merchant's latest orders (any accepted event, credited or not), newest first, each with its
+    ledger's net per creator, currency and status: the dashboard's orders page and GET
+    /api/merchants/{id}/orders. Why an order earned what it did is its trace (trace.py)."""
+    latest = queries.merchant_orders(backend, merchant_id, limit)
+    ledger = queries.order_commissions(backend, merchant_id, [order_id for order_id, _, _ in latest])
+    return [
+        {
+            "order_id": order_id,
+            "events": events,
+            "last_event_at": iso_ms(last_ms),
+            "commissions": [
+                {"creator_id": c, "currency": cu, "status": st, "amount_minor": amount}
+                for c, cu, st, amount in ledger.get(order_id, [])
+            ],
+        }
+        for order_id, events, last_ms in latest
+    ]
+
+
+def iso_ms(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def major_units(minor: int, currency: str) -> str:

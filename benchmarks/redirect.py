@@ -80,9 +80,16 @@ def ratios(run: dict) -> dict:
             out[label] = round(c / rps(base), 3)
     if "bare" in run and rps("nginx"):
         out["b/a"] = round(rps("bare") / rps("nginx"), 3)
-    for name, label in (("escape-plain", "p/c"), ("escape-inapp", "e/c"), ("dash", "d/c")):
+    for name, label in (("escape-plain", "p/c"), ("escape-inapp", "e/c")):
         if rps(name) and c:
             out[label] = round(rps(name) / c, 3)
+    dash = run.get("dash", {})
+    if dash.get("baseline_requests_per_s"):  # its own (c) rounds, interleaved with its (d) rounds
+        out["d/c"] = round(dash["requests_per_s"] / dash["baseline_requests_per_s"], 3)
+    if dash.get("baseline_requests_per_server_cpu_s"):
+        out["d/c per server CPU-s"] = round(
+            dash["requests_per_server_cpu_s"] / dash["baseline_requests_per_server_cpu_s"], 3
+        )
     per_cpu = {
         name: run[name].get("requests_per_server_cpu_s") for name in ("bare", "clicktrail") if name in run
     }
@@ -191,15 +198,10 @@ def _run_one(
             ),
         ),
         "dash": (
-            f"(d) clicktrail while {opts.dash_clients} clients load dashboard pages",
-            lambda: dashload.measure_with_dashboard(
-                here / "dash",
-                redis_url=redis_url,
-                workers=workers,
-                links=links,
-                opts=opts,
-                clients=opts.dash_clients,
-                pause_ms=opts.dash_pause_ms,
+            f"(d) clicktrail while {opts.dash_clients} clients load dashboard pages, "
+            f"{opts.dash_rounds} rounds alternating with (c)",
+            lambda: dashload.measure_dashboard(
+                here / "dash", redis_url=redis_url, workers=workers, links=links, opts=opts
             ),
         ),
     }
@@ -290,7 +292,8 @@ def format_table(result: dict) -> str:
                 dash = fig["dashboard"]
                 notes.append(
                     f"dashboard: {dash['clients']} clients, {dash['pages_loaded']} pages "
-                    f"(p50 {dash['page_ms']['p50']} ms), {dash['page_errors']} errors"
+                    f"(p50 {dash['page_ms']['p50']} ms), {dash['page_errors']} errors; req/s = median of "
+                    f"{len(fig['rounds'])} rounds, (c) rounds: {fig['baseline_requests_per_s']:,.0f}"
                 )
             lat = fig["latency_ms"]
             lines.append(
@@ -345,6 +348,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dash-clients", type=int, default=2, help="browsers of the dash system (default 2)")
     parser.add_argument("--dash-pause-ms", type=int, default=0, help="their pause between pages (default 0)")
     parser.add_argument(
+        "--dash-rounds", type=int, default=3, help="(c),(d) pairs of the dash system (default 3)"
+    )
+    parser.add_argument(
         "--bare-http",
         choices=("httptools", "clicktrail"),
         default="httptools",
@@ -372,6 +378,7 @@ def main(argv: list[str] | None = None) -> int:
         link_shape=args.link_shape,
         dash_clients=args.dash_clients,
         dash_pause_ms=args.dash_pause_ms,
+        dash_rounds=args.dash_rounds,
     )
     result = run_benchmark(args.links, args.workers, opts, systems, log=lambda msg: print(msg, flush=True))
     result["command"] = " ".join(

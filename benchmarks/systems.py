@@ -56,6 +56,7 @@ class BenchOptions:
     # The dashboard system (dashload.py): browsers loading pages meanwhile, and their pause between pages.
     dash_clients: int = 2
     dash_pause_ms: int = 0
+    dash_rounds: int = 3
 
 
 # --- (a) nginx --------------------------------------------------------------------------------------
