@@ -3,6 +3,7 @@ Mounted by the app (`routes()`); handlers take shared resources from `request.ap
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -16,6 +17,7 @@ from attribution import (
     catalog,
     currency,
     debugger,
+    explain,
     merchant_api,
     money,
     moneyapi,
@@ -25,6 +27,7 @@ from attribution import (
 )
 from attribution.merchants import DomainTaken, InvalidMerchant, Merchant, new_secret, public_view, validate
 from attribution.rates import RatesUpdate
+from core import queries
 from core import validate as checks
 from core.clickhouse import ClickHouseError
 from core.clock import now_ms as clock_ms
@@ -274,6 +277,61 @@ async def get_clicks(request: Request):
     return json_response(seen.as_dict())
 
 
+# Orders listed by GET /api/creators/{id}/orders (the latest by booking, each with all its ledger rows).
+CREATOR_ORDERS_SHOWN = 50
+
+
+def order_rows(ledger: list) -> list[dict]:
+    """Ledger rows (queries.creator_orders) grouped by order, each row with its explanation in words."""
+    orders: dict[tuple[str, str], list[dict]] = {}
+    for row in ledger:
+        orders.setdefault((row.merchant_id, row.order_id), []).append(
+            {
+                "entry_id": row.entry_id,
+                "kind": row.kind,
+                "status": row.status,
+                "amount_minor": row.amount_minor,
+                "currency": row.currency,
+                "sku": row.sku,
+                "quantity": row.quantity,
+                "basis_minor": row.basis_minor,
+                "rate_bps": row.rate_bps,
+                "rate_rule": row.rate_rule,
+                "rate_version": row.rate_version,
+                "reason": row.reason,
+                "explanation": explain.sentence(row),
+            }
+        )
+    return [{"merchant_id": m, "order_id": o, "rows": rows} for (m, o), rows in orders.items()]
+
+
+async def get_orders(request: Request):
+    """A creator's latest orders with effect since `from` (default: 30 days ago), each with every ledger
+    row and its explanation; the dashboard's earnings page shows the same."""
+    ctx = request.app.state.ctx
+    creator_id = request.path_params["creator_id"]
+    (await ctx.auth.authenticate(request)).require_creator(creator_id)
+    today = datetime.now(UTC).date()
+    default_from = str(today - timedelta(days=audience.DEFAULT_DAYS - 1))
+    try:
+        start, _ = report.day_range(request.query_params.get("from", default_from), None, today)
+    except report.BadRange as exc:
+        raise ApiError(400, "bad_date", str(exc)) from None
+    try:
+        ledger = await asyncio.to_thread(
+            queries.creator_orders, ctx.clickhouse(), creator_id, start, CREATOR_ORDERS_SHOWN
+        )
+    except ClickHouseError as exc:
+        log.warning("orders unavailable: %s", exc)
+        return error_response(
+            503,
+            "clickhouse_unavailable",
+            "orders are read from ClickHouse, which cannot be reached now; retry later",
+            {"retry-after": str(CLICKHOUSE_RETRY_AFTER_S)},
+        )
+    return json_response({"creator_id": creator_id, "from": str(start), "orders": order_rows(ledger)})
+
+
 # The metric label of a refusal whose error code differs from it (the others are labelled by their code).
 _REFUSAL_LABELS = {"body_too_large": "too_large", "webhook_id_reused": "conflict"}
 
@@ -350,6 +408,7 @@ def routes() -> list[Route]:
         Route("/api/catalog", get_catalog, methods=["GET"]),
         Route("/api/creators/{creator_id}/earnings", get_earnings, methods=["GET"]),
         Route("/api/creators/{creator_id}/clicks", get_clicks, methods=["GET"]),
+        Route("/api/creators/{creator_id}/orders", get_orders, methods=["GET"]),
         Route("/webhooks/orders/{merchant_id}", order_webhook, methods=["POST"]),
         *merchant_api.routes(),
         *moneyapi.routes(),

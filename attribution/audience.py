@@ -78,3 +78,9 @@ def collect(backend: Backend, creator_id: str, codes: list[str], first: date, la
 
 async def audience(backend: Backend, creator_id: str, codes: list[str], first: date, last: date) -> Audience:
     return await asyncio.to_thread(collect, backend, creator_id, codes, first, last)
+
+
+def merchant_days(backend: Backend, merchant_id: str, first: date, last: date) -> list[tuple[str, int, int]]:
+    """(day, human, bots) of the clicks on a merchant's links for every day of the range, from the rollup
+    sorted by merchant: the merchant's dashboard overview and GET /api/merchants/{id}/clicks."""
+    return every_day(queries.merchant_daily(backend, merchant_id, first, last), first, last)

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.requests import Request
 from starlette.routing import Route
 
-from attribution import codes, policy, report, review
+from attribution import audience, codes, policy, report, review
 from attribution.merchants import Merchant, public_view
 from core import queries, validate
 from core.clickhouse import ClickHouseError
@@ -216,6 +216,35 @@ async def get_creators(request: Request):
     )
 
 
+async def get_clicks(request: Request):
+    """Clicks per day on the merchant's links over `from`..`to` (default: the last 30 days), human and bot
+    (audience.merchant_days: the merchant's dashboard overview shows the same)."""
+    ctx, merchant_id, _ = await _merchant(request)
+    params = request.query_params
+    today = datetime.now(UTC).date()
+    default_from = str(today - timedelta(days=audience.DEFAULT_DAYS - 1))
+    try:
+        first, last = report.day_range(params.get("from", default_from), params.get("to"), today)
+    except report.BadRange as exc:
+        raise ApiError(400, "bad_range", str(exc)) from None
+    if (last - first).days >= audience.MAX_DAYS:
+        raise ApiError(400, "bad_range", f"a range of at most {audience.MAX_DAYS} days")
+    try:
+        days = await asyncio.to_thread(audience.merchant_days, ctx.clickhouse(), merchant_id, first, last)
+    except ClickHouseError as exc:
+        return _unavailable(exc)
+    return json_response(
+        {
+            "merchant_id": merchant_id,
+            "from": str(first),
+            "to": str(last),
+            "human": sum(h for _, h, _ in days),
+            "bots": sum(b for _, _, b in days),
+            "days": [{"day": d, "human": h, "bots": b} for d, h, b in days],
+        }
+    )
+
+
 async def get_orders(request: Request):
     """The merchant's latest orders with their commission (report.merchant_orders)."""
     ctx, merchant_id, _ = await _merchant(request)
@@ -232,6 +261,7 @@ def routes() -> list[Route]:
     return [
         Route(f"{base}/creators", get_creators, methods=["GET"]),
         Route(f"{base}/orders", get_orders, methods=["GET"]),
+        Route(f"{base}/clicks", get_clicks, methods=["GET"]),
         Route(base, patch_merchant, methods=["PATCH"]),
         Route(f"{base}/codes", list_codes, methods=["GET"]),
         # one route per path, so that a 405 lists every method the path takes

@@ -74,6 +74,10 @@ async def login(request: Request) -> Response:
             raise ApiError(401, "unauthorized", "invalid API key")
         principal = await ctx.auth.principal(key)
         session = await ctx.dash.sessions.open(principal)
+        # Signing in again (as someone else, say) ends the session the browser had: one cookie, one user.
+        previous = await ctx.dash.sessions.find(request.cookies.get(COOKIE))
+        if previous is not None:
+            await ctx.dash.sessions.close(previous)
     except ApiError:
         return _login_page(request, 401, "That key is not valid. Check it and try again.")
     except RedisError:

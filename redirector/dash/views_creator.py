@@ -10,7 +10,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from starlette.responses import RedirectResponse, Response
 
-from attribution import audience, report
+from attribution import audience, explain, report
 from attribution.payoutbook import PayoutBook
 from core import queries, validate
 from core.clickhouse import ClickHouseError
@@ -18,7 +18,7 @@ from core.errors import ApiError
 from core.links import Link
 from redirector import api, qr
 from redirector.api import link_json
-from redirector.dash import charts, explain
+from redirector.dash import charts
 from redirector.dash.page import Page, page
 
 log = logging.getLogger("clicktrail.dash")

@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from attribution import debugger, report
+from attribution import audience, debugger, report
 from attribution.merchants import Merchant
 from attribution.trace import iso
-from core import queries
 from core.errors import ApiError
 from redirector.dash import charts
 from redirector.dash.page import Page, page
@@ -38,19 +37,14 @@ async def merchant_of(view: Page) -> Merchant:
 async def overview(view: Page) -> Response:
     merchant = await merchant_of(view)
     days, first, last = period(view)
-    daily = await view.query(queries.merchant_daily, merchant.merchant_id, first, last)
+    daily = await view.query(audience.merchant_days, merchant.merchant_id, first, last)
     try:
         ranked = await view.query(report.merchant_sales, merchant.merchant_id, first, last, TOP_CREATORS)
     except report.SumOutOfRange as exc:
         raise ApiError(422, "sum_out_of_range", str(exc)) from None
-    by_day = {day: (human, bots) for day, human, bots in daily}
-    series_days = [str(first.fromordinal(first.toordinal() + i)) for i in range(days)]
     clicks = charts.line_svg(
-        series_days,
-        [
-            ("human", [by_day.get(d, (0, 0))[0] for d in series_days]),
-            ("bot", [by_day.get(d, (0, 0))[1] for d in series_days]),
-        ],
+        [day for day, _, _ in daily],
+        [("human", [h for _, h, _ in daily]), ("bot", [b for _, _, b in daily])],
         title=f"Clicks per day on links to {merchant.name or merchant.merchant_id}",
     )
     sales = charts.bar_svg(

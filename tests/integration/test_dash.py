@@ -60,6 +60,20 @@ def test_sign_in_with_a_key_sets_a_strict_http_only_session_cookie(
             assert key.encode() not in b"".join(redis_client.hvals(session_keys(redis_client, settings)[0]))
             page = await client.get("/dash/creators/alice")
             assert page.status_code == 200 and "Overview of alice" in page.text
+            # a second sign-in form sent from the same browser (another tab) replaces the session
+            first = client.cookies.get("ct_dash")
+            client.cookies.clear()
+            form = await client.get("/dash/login")
+            login = client.cookies.get("ct_dash_login")
+            client.cookies.clear()
+            again = await client.post(
+                "/dash/login",
+                data={"csrf_token": csrf_token(form.text), "key": ADMIN_TOKEN},
+                headers={"cookie": f"ct_dash={first}; ct_dash_login={login}"},
+            )
+            assert again.headers["location"] == "/dash/admin"
+            assert len(session_keys(redis_client, settings)) == 1
+            assert f"ct_dash={first}" not in again.headers["set-cookie"]
 
     run(scenario())
 
@@ -537,6 +551,17 @@ def test_earnings_page_shows_statuses_orders_with_their_explanation(
             )
             assert "No commission: the order came after the attribution window closed." in page.text
             assert "No payouts yet." in page.text
+            # the JSON API lists the same orders with the same sentences, to the creator only
+            api = await client.get("/api/creators/alice/orders", headers=ADMIN)
+            assert api.status_code == 200, api.text
+            orders = {o["order_id"]: o["rows"] for o in api.json()["orders"]}
+            assert set(orders) == {"O-1", "O-2", "O-3"}
+            assert orders["O-2"][0]["explanation"] in page.text.replace("&#39;", "'")
+            bobs = {"authorization": "Bearer " + await issue_key(client, creator_id="bob")}
+            assert (await client.get("/api/creators/alice/orders", headers=bobs)).status_code == 403
+            assert (
+                await client.get("/api/creators/alice/orders?from=2026-13-01", headers=ADMIN)
+            ).status_code == 400
 
     run(scenario())
 
@@ -634,5 +659,28 @@ def test_without_clickhouse_links_still_work_and_figures_say_why(settings, redis
                 page = await client.get(path)
                 assert page.status_code == 503, path
                 assert "ClickHouse" in page.text and page.headers["content-type"].startswith("text/html")
+
+    run(scenario())
+
+
+@pytest.mark.cluster
+def test_sessions_on_a_redis_cluster(cluster_settings, cluster_redis, clickhouse) -> None:
+    """Sign-in, a form and sign-out with the session keys on the Redis Cluster (their own slot)."""
+
+    async def scenario():
+        async with running_app(cluster_settings) as (app, client):
+            await sign_in(client, await issue_key(client, creator_id="alice"))
+            created = await post_form(
+                client,
+                "/dash/creators/alice/links",
+                "/dash/creators/alice/links",
+                {"url": SHOP, "code": "clus1"},
+            )
+            assert created.status_code == 303 and (await app.ctx.links.get("clus1")).creator_id == "alice"
+            pattern = cluster_settings.redis_prefix + "*dash:session:*"
+            assert len(list(cluster_redis.scan_iter(match=pattern))) == 1
+            await post_form(client, "/dash/creators/alice", "/dash/logout", {})
+            assert (await client.get("/dash/creators/alice")).status_code == 303
+            assert not list(cluster_redis.scan_iter(match=pattern))
 
     run(scenario())

@@ -28,6 +28,11 @@ BRAND = "/dash/merchants/brand"
 PAGES = ("", "/catalog", "/orders", "/deliveries", "/codes", "/secret")
 
 
+LIMITS = ["?limit=0", "?limit=201", "?limit=x", "?limit=-1", "?limit=%EF%BC%91"]
+RANGES = ["?from=2026-13-01", "?from=2026-02-01&to=2026-01-31", "?to=9999-12-31", "?from=20260101"]
+BAD_QUERIES = {"creators": LIMITS + RANGES, "orders": LIMITS, "clicks": [*RANGES, "?from=2020-01-01"]}
+
+
 def test_pages_show_what_clickhouse_holds(settings, clickhouse, redis_client) -> None:
     """A code assigned in the form credits an order; the overview's ranking, the orders page and the
     order's trace show the ledger ClickHouse holds; the deliveries page shows a refusal's reason."""
@@ -78,13 +83,17 @@ def test_pages_show_what_clickhouse_holds(settings, clickhouse, redis_client) ->
                     [{"creator_id": "alice", "currency": "EUR", "status": "pending", "amount_minor": 1198}],
                 )
             ]
-            for url in ("/api/merchants/brand/creators", "/api/merchants/brand/orders"):
+            clicks = (await client.get("/api/merchants/brand/clicks", headers=api)).json()
+            assert len(clicks["days"]) == 30 and clicks["human"] == clicks["bots"] == 0
+            for url in (
+                "/api/merchants/brand/creators",
+                "/api/merchants/brand/orders",
+                "/api/merchants/brand/clicks",
+            ):
                 for key in (made["other"], made["alice"]):
                     refused = await client.get(url, headers={"authorization": f"Bearer {key}"})
                     assert refused.status_code == 403, (url, refused.text)
-                for bad in ("?limit=0", "?limit=201", "?limit=x", "?from=2026-13-01"):
-                    if "from" in bad and url.endswith("orders"):
-                        continue
+                for bad in BAD_QUERIES[url.rsplit("/", 1)[1]]:
                     assert (await client.get(url + bad, headers=api)).status_code == 400, (url, bad)
 
             listed = await client.get(f"{BRAND}/orders")

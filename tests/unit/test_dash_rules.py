@@ -7,9 +7,9 @@ from datetime import date
 
 import pytest
 
-from attribution import audience
+from attribution import audience, explain
 from core.rows import CommissionRow
-from redirector.dash import csrf, explain
+from redirector.dash import csrf
 from redirector.dash.signin import _next_path
 
 

@@ -1,6 +1,6 @@
 """A ledger row (`commissions`) told in words: what kind of booking it is, how its amount was reached
 (basis × rate, the rule and version that gave the rate) and, for an order that earns nothing, why. Pure:
-the creator's earnings page and the merchant's orders show the same sentences."""
+`GET /api/creators/{id}/orders` and the dashboard's earnings page show the same sentences."""
 
 from __future__ import annotations
 
