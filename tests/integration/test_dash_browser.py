@@ -70,6 +70,16 @@ def shoot(driver, name: str, size: tuple[int, int] = DESKTOP) -> None:
     driver.set_window_size(*size)
 
 
+def fits_a_phone(driver) -> None:
+    """On a phone's width the page never scrolls sideways (wide tables scroll inside their own box)."""
+    driver.set_window_size(*PHONE)
+    client, scrolled = driver.execute_script(
+        "const d = document.documentElement; return [d.clientWidth, d.scrollWidth]"
+    )
+    driver.set_window_size(*DESKTOP)
+    assert scrolled <= client, f"{driver.current_url} is {scrolled} px wide on a {client} px phone"
+
+
 def sign_in(driver, base: str, key: str) -> None:
     """Sign in from the keyboard: Tab to the key field, type, Enter."""
     from selenium.webdriver.support.ui import WebDriverWait
@@ -162,9 +172,11 @@ def test_a_creator_works_from_the_browser(settings, redis_client, clickhouse) ->
         assert driver.find_element(By.ID, "total-bots").text == "1"
         shoot(driver, "creator-overview")
         shoot(driver, "creator-overview-phone", PHONE)
+        fits_a_phone(driver)
         driver.get(base + "/dash/creators/cr1/links")
         link_row = driver.find_element(By.CSS_SELECTOR, f'tr[data-code="{code}"]').text
         assert " 3 " in f" {link_row} "  # all clicks of the link: 2 human + 1 bot (the rollup's total)
+        fits_a_phone(driver)
         shoot(driver, "creator-links")
         driver.get(base + "/dash/creators/cr1/earnings")
         earned = (
@@ -172,13 +184,16 @@ def test_a_creator_works_from_the_browser(settings, redis_client, clickhouse) ->
         )
         assert earned["EUR"][3] == "8.00 EUR"  # 10 % of 80.00 EUR, pending
         assert "Order B-1" in driver.page_source
+        fits_a_phone(driver)
         shoot(driver, "creator-earnings")
 
         sign_in(driver, base, merchant_key)
         assert urlsplit(driver.current_url).path == "/dash/merchants/m1"
+        fits_a_phone(driver)
         shoot(driver, "merchant-overview")
         sign_in(driver, base, ADMIN["authorization"].split(" ", 1)[1])
         assert urlsplit(driver.current_url).path == "/dash/admin"
+        fits_a_phone(driver)
         shoot(driver, "admin-health")
     finally:
         if driver is not None:
