@@ -19,8 +19,9 @@ from core.errors import ApiError
 from redirector.dash.page import Page, page
 from redirector.dash.views_merchant import merchant_of
 
-# Products listed on the catalog page (the search API's page size).
+# Products listed on the catalog page (the search API's page size), codes on the codes page.
 CATALOG_PAGE = 50
+CODES_SHOWN = 100
 PRODUCT_FIELDS = ("sku", "title", "url", "category", "price_minor", "currency", "rate_bps")
 _WHOLE = re.compile(r"[0-9]{1,19}")
 # One "name = basis points" per line in the rates form's text areas.
@@ -130,10 +131,16 @@ async def put_rates(view: Page) -> Response:
 
 
 async def _codes_page(view: Page, merchant: Merchant, status: int = 200, **extra) -> Response:
+    """CODES_SHOWN codes in order after `?after=` (a merchant may have 10,000: the page stays small)."""
     found = await codes.CodeStore(view.ctx.redis, view.ctx.keys).all(merchant.merchant_id)
+    after = view.request.query_params.get("after", "")
+    names = [k for k in sorted(found) if k > after]
+    shown = names[:CODES_SHOWN]
     context = {
         "merchant": merchant,
-        "codes": [codes.view(found[k]) for k in sorted(found)],
+        "codes": [codes.view(found[k]) for k in shown],
+        "total": len(found),
+        "next_after": shown[-1] if len(names) > CODES_SHOWN else "",
         "entered": extra.pop("entered", {}),
         "error": "",
         "notice": "",

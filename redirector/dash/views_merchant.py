@@ -82,9 +82,10 @@ async def order(view: Page) -> Response:
     from attribution.attributor import Attributor  # loaded only when a trace is asked for, as the API does
 
     ctx = view.ctx
-    found = await Attributor(ctx.redis, ctx.keys, ctx.clickhouse(), ctx.ids).explain(
-        merchant.merchant_id, order_id
-    )
+    async with ctx.dash.queries:  # its ClickHouse reads run in the pool Page.query's gate shares
+        found = await Attributor(ctx.redis, ctx.keys, ctx.clickhouse(), ctx.ids).explain(
+            merchant.merchant_id, order_id
+        )
     if found is None:
         raise ApiError(404, "unknown_order", f"There is no order {order_id} of {merchant.merchant_id}.")
     return view.render("merchant_order.html", merchant=merchant, trace=found.trace)

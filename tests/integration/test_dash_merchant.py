@@ -13,10 +13,12 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 
 from attribution.attributor import Attributor
+from attribution.codes import CodeStore
 from core import queries
 from core.clickid import ClickIds
 from core.keys import Keys
 from core.migrate import migrate
+from redirector.dash.merchant_forms import CODES_SHOWN
 from tests.integration.apphelp import running_app
 from tests.integration.attributionhelp import ingest_orders
 from tests.integration.dashhelp import csrf_token, post_form, sign_in
@@ -274,6 +276,16 @@ def test_catalog_rates_codes_and_secret_forms_change_what_the_api_reads(settings
             assert removed.status_code == 200 and "Code BOB10 removed" in removed.text
             listed = (await client.get("/api/merchants/brand/codes", headers=api)).json()["codes"]
             assert not listed[0]["active"]
+
+            store = CodeStore(app.ctx.redis, app.ctx.keys)
+            for n in range(CODES_SHOWN + 4):
+                await store.put("brand", f"C{n:03d}", "alice", None, 1_000 + n)
+            first = await client.get(f"{BRAND}/codes")
+            assert first.text.count('<th scope="row">') == CODES_SHOWN
+            assert f"{CODES_SHOWN} of {CODES_SHOWN + 5} codes" in first.text  # BOB10 too
+            after = re.search(r'href="\?after=([^"]+)">Next codes', first.text).group(1)
+            rest = await client.get(f"{BRAND}/codes?after={after}")
+            assert rest.text.count('<th scope="row">') == 5 and "Next codes" not in rest.text
 
             rotated = await post_form(client, f"{BRAND}/secret", f"{BRAND}/secret", {})
             secret = re.search(r'<code id="secret">(whsec_[^<]+)</code>', rotated.text).group(1)
