@@ -86,6 +86,24 @@ def _fmt(value, spec: str = ",.0f", suffix: str = "") -> str:
     return "n/a" if value is None else f"{value:{spec}}{suffix}"
 
 
+def _links_rows(result: dict, small: int, large: int) -> list[tuple[str, str, str]]:
+    """The many-links figure per code mix, each against the fewest links' run of the same mix."""
+    rows = []
+    for mix, named in (("uniform", ""), ("zipf:1.1", ", Zipf(1.1) codes")):
+        few, many = _redirect_run(result, small, 1, mix), _redirect_run(result, large, 1, mix)
+        if large == small or not (few and many and "clicktrail" in few and "clicktrail" in many):
+            continue
+        ratio = many["clicktrail"]["requests_per_s"] / few["clicktrail"]["requests_per_s"]
+        rows.append(
+            (
+                f"clicktrail req/s with {large:,} links{named}",
+                f"{many['clicktrail']['requests_per_s']:,.0f}/s",
+                f"{ratio:.2f} x the {small:,}-link figure{named and ' (same mix)'}",
+            )
+        )
+    return rows
+
+
 def headline(result: dict) -> list[tuple[str, str, str]]:
     """(figure, value, what it is compared with) rows: the ratios that matter."""
     rows = []
@@ -101,27 +119,7 @@ def headline(result: dict) -> list[tuple[str, str, str]]:
                 f"{_fmt(r.get('c/b'), '.2f')} x bare ASGI, {_fmt(r.get('c/a'), '.2f')} x nginx static 302",
             )
         )
-    big = _redirect_run(result, large, 1)
-    if run and big and large != small and "clicktrail" in big and "clicktrail" in run:
-        ratio = big["clicktrail"]["requests_per_s"] / run["clicktrail"]["requests_per_s"]
-        rows.append(
-            (
-                f"clicktrail req/s with {large:,} links",
-                f"{big['clicktrail']['requests_per_s']:,.0f}/s",
-                f"{ratio:.2f} x the {small:,}-link figure",
-            )
-        )
-    zipf_small = _redirect_run(result, small, 1, "zipf:1.1")
-    zipf_big = _redirect_run(result, large, 1, "zipf:1.1")
-    if zipf_small and zipf_big and large != small and "clicktrail" in zipf_small and "clicktrail" in zipf_big:
-        ratio = zipf_big["clicktrail"]["requests_per_s"] / zipf_small["clicktrail"]["requests_per_s"]
-        rows.append(
-            (
-                f"clicktrail req/s with {large:,} links, Zipf(1.1) codes",
-                f"{zipf_big['clicktrail']['requests_per_s']:,.0f}/s",
-                f"{ratio:.2f} x the {small:,}-link figure (Zipf)",
-            )
-        )
+    rows += _links_rows(result, small, large)
     two = _redirect_run(result, small, 2)
     if run and two and "clicktrail" in two:
         ratio = two["clicktrail"]["requests_per_s"] / run["clicktrail"]["requests_per_s"]

@@ -28,17 +28,19 @@ def test_report_smoke_writes_markdown_charts_and_passes_click_checks(tmp_path: P
     assert result["errors"] == {}
     assert status == 0
     checks = click_checks(result)
-    # redirect, the open-loop maximum and four rates, the two backlog runs and the memory warm-up
-    assert len(checks) == 9, checks
+    # redirect (uniform and Zipf codes), the open-loop maximum and four rates, the two backlog runs and the
+    # memory warm-up (with the runs on its full cache)
+    assert len(checks) == 10, checks
     assert all(ok for _, ok in checks), checks
     assert {p["share_of_max"] for p in result["open_loop"]["points"]} == {0.25, 0.5, 0.75, 0.9}
     assert result["memory"]["cache_entries"] == result["memory"]["links"]
     assert result["memory"]["clicks_buffered"] > 0
+    assert set(result["memory"]["warm_cache_runs"]) == {"uniform", "zipf:1.1"}
     assert result["ingest"]["throughput"]["stored"] == result["ingest"]["throughput"]["clicks"]
     assert len(result["attribution"]["runs"]) == 2
 
     text = out.read_text()
-    assert "## Headline" in text and "Click checks: 9 of 9 passed" in text
+    assert "## Headline" in text and "Click checks: 10 of 10 passed" in text
     for name in CHARTS:
         png = tmp_path / "report" / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
