@@ -20,6 +20,11 @@ from core.validate import DEFAULT_CLICK_PARAM, is_click_param
 DEFAULT_DATA_DIR = Path(".clicktrail")
 SECRET_FILE_NAME = "secret_key"
 SECRET_KEY_BYTES = 32
+# Variables that once were settings: set, they stop the start with what replaces them, so an operator's
+# old value is never silently ignored.
+REPLACED_VARIABLES = {
+    "CLICKTRAIL_LINK_CACHE_SIZE": "CLICKTRAIL_LINK_CACHE_BYTES (the cache is sized in bytes, not links)",
+}
 
 
 class Settings(BaseSettings):
@@ -156,6 +161,9 @@ class Settings(BaseSettings):
     @classmethod
     def load(cls, **overrides: object) -> Settings:
         """Read the environment once and fill in the generated secret if none is configured."""
+        for name, replacement in REPLACED_VARIABLES.items():
+            if name in os.environ:
+                raise ValueError(f"{name} is no longer read: set {replacement}")
         settings = cls(**overrides)
         if not settings.secret_key:
             settings.secret_key = _local_secret(settings.data_dir)

@@ -68,3 +68,11 @@ def test_bad_cluster_settings_fail_at_start(monkeypatch, tmp_path, field, value)
     monkeypatch.setenv(f"CLICKTRAIL_{field.upper()}", value)
     with pytest.raises(ValidationError):
         Settings.load(data_dir=tmp_path)
+
+
+@pytest.mark.parametrize("value", ["1000000", "0", ""])
+def test_a_replaced_variable_stops_the_start(monkeypatch, tmp_path, value) -> None:
+    """An operator's CLICKTRAIL_LINK_CACHE_SIZE (now sized in bytes) is refused, never silently ignored."""
+    monkeypatch.setenv("CLICKTRAIL_LINK_CACHE_SIZE", value)
+    with pytest.raises(ValueError, match="CLICKTRAIL_LINK_CACHE_BYTES"):
+        Settings.load(data_dir=tmp_path)
