@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from attribution import debugger, endpoint_api, merchant_api, search
-from redirector import qr
+from redirector import apischemas, qr
 
 # Who may call: "admin" (CLICKTRAIL_ADMIN_TOKEN), "merchant" / "creator" (an API key of that scope, limited
 # to its own subject), "any" (any valid key), "webhook" (a merchant's Standard Webhooks signature), or
@@ -47,7 +47,8 @@ class Op:
     webhook: bool = False
 
 
-ID_Q = {"type": "string"}
+ID_Q = apischemas.ID
+TEXT_Q = {"type": "string", "maxLength": 64, "pattern": apischemas.NO_CONTROL}
 _CREATOR_Q = Param("creator_id", ID_Q, "the creator (a creator key: its own)")
 _MERCHANT_Q = Param("merchant_id", ID_Q, "the merchant (a merchant key: its own)")
 _OBJ = {"type": "object"}
@@ -286,10 +287,10 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         answer="CatalogPage",
         errors=(400, 403),
         query=(
-            Param("q", ID_Q, "words in the title"),
-            Param("category", ID_Q, "exact category"),
+            Param("q", TEXT_Q, "words in the title"),
+            Param("category", apischemas.CATEGORY, "exact category"),
             Param("limit", {"type": "integer", "minimum": 1, "maximum": search.MAX_RESULTS}, "page size"),
-            Param("cursor", ID_Q, "next_cursor of the previous page"),
+            Param("cursor", {"type": "string"}, "next_cursor of the previous page"),
             _MERCHANT_Q,
             _CREATOR_Q,
         ),
@@ -303,7 +304,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         query=(
             Param("from", {"type": "string", "format": "date"}, "first day (UTC)"),
             Param("to", {"type": "string", "format": "date"}, "last day (UTC)"),
-            Param("in", {"type": "string", "pattern": "^[A-Z]{3}$"}, "also convert into this currency"),
+            Param("in", apischemas.CURRENCY, "also convert into this currency"),
         ),
         tags=("earnings",),
     ),
