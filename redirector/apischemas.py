@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import msgspec
 
-from attribution import catalog, currency, debugger, endpoints, events_out, money, policy, rates
+from attribution import catalog, currency, debugger, endpoints, events_out, fx, money, policy, rates
 from attribution.catalog import Product
 from attribution.fx import FxUpdate
 from attribution.merchants import Merchant
@@ -54,7 +54,7 @@ CHECKED_FIELDS: dict[str, dict] = {
     "creator_id": ID,
     "currency": CURRENCY,
     "base": CURRENCY,
-    "currencies": {"type": ["array", "null"], "minItems": 1, "items": CURRENCY},
+    "currencies": {"type": ["array", "null"], "minItems": 1, "uniqueItems": True, "items": CURRENCY},
     "name": {"type": "string", "pattern": "\\S"},
     "domains": {
         "type": "array",
@@ -79,6 +79,13 @@ CHECKED_FIELDS: dict[str, dict] = {
     "categories": {"type": "object", "additionalProperties": BPS, "propertyNames": CATEGORY},
     "creators": {"type": "object", "additionalProperties": BPS, "propertyNames": ID},
     "effective_at": {"type": ["string", "null"], "format": "date-time"},
+    "rates": {
+        "type": "object",
+        "minProperties": 1,
+        "maxProperties": fx.MAX_RATES_PER_VERSION,
+        "propertyNames": CURRENCY,
+        "additionalProperties": {"type": "string", "pattern": "^" + fx.RATE_RE.pattern + "$"},
+    },
     "until": TIME,
     "min_amount_minor": {"type": "integer", "minimum": 0, "maximum": money.INT64_MAX},
 }
@@ -144,7 +151,7 @@ MERCHANT_SETTABLE: dict[str, dict] = {
             },
         },
     },
-    "currencies": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": "^[A-Z]{3}$"}},
+    "currencies": {"type": "array", "minItems": 1, "uniqueItems": True, "items": CURRENCY},
 }
 
 # Request and record structs the handlers decode into or answer with, described by msgspec itself.
