@@ -48,7 +48,6 @@ class Op:
 
 
 ID_Q = apischemas.ID
-TEXT_Q = {"type": "string", "maxLength": 64, "pattern": apischemas.NO_CONTROL}
 _CREATOR_Q = Param("creator_id", ID_Q, "the creator (a creator key: its own)")
 _MERCHANT_Q = Param("merchant_id", ID_Q, "the merchant (a merchant key: its own)")
 _OBJ = {"type": "object"}
@@ -225,7 +224,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
             "additionalProperties": False,
             "properties": {
                 "creator_id": ID_Q,
-                "rate_bps": {"type": "integer", "minimum": 0, "maximum": merchant_api.MAX_RATE_BPS},
+                "rate_bps": {"type": ["integer", "null"], "minimum": 0, "maximum": merchant_api.MAX_RATE_BPS},
             },
         },
         errors=(403, 404, 409, 422),
@@ -287,8 +286,8 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         answer="CatalogPage",
         errors=(400, 403),
         query=(
-            Param("q", TEXT_Q, "words in the title"),
-            Param("category", apischemas.CATEGORY, "exact category"),
+            Param("q", {"type": "string", "maxLength": search.MAX_QUERY_CHARS}, "words in the title"),
+            Param("category", {**apischemas.CATEGORY, "minLength": 0}, "exact category (empty: any)"),
             Param("limit", {"type": "integer", "minimum": 1, "maximum": search.MAX_RESULTS}, "page size"),
             Param("cursor", {"type": "string"}, "next_cursor of the previous page"),
             _MERCHANT_Q,
