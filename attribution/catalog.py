@@ -16,7 +16,7 @@ import re
 import msgspec
 from redis.asyncio import Redis
 
-from attribution import money, rules, search
+from attribution import currency, money, rules, search
 from attribution.rates import RateStore, check_bps
 from core import validate
 from core.keys import Keys
@@ -88,7 +88,7 @@ def check_product(product: Product) -> None:
         raise ValueError(f"product {sku!r}: url must be http(s), at most {MAX_PRODUCT_URL_BYTES} bytes")
     if not 0 <= product.price_minor <= MAX_PRICE_MINOR:
         raise ValueError(f"product {sku!r}: price_minor must be 0-{MAX_PRICE_MINOR}")
-    if not validate.is_currency(product.currency):
+    if not currency.is_iso(product.currency):  # a code money can be booked in, not three capitals
         raise ValueError(f"product {sku!r}: currency must be an ISO 4217 code such as EUR")
     if product.rate_bps is not None:
         check_bps(product.rate_bps, f"rate_bps of {sku!r}")

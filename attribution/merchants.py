@@ -91,7 +91,7 @@ def validate(merchant: Merchant) -> Merchant:
         raise InvalidMerchant("merchant_id must be 1-64 chars of [A-Za-z0-9_-]")
     if not merchant.name.strip():
         raise InvalidMerchant("name must not be empty")
-    if not check.is_currency(merchant.currency):
+    if not currency.is_iso(merchant.currency):  # a code money can be booked in, not three capitals
         raise InvalidMerchant("currency must be an ISO 4217 code such as EUR")
     try:
         currencies = currency.check_currencies(merchant.currencies, merchant.currency)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from attribution import debugger, endpoint_api, merchant_api, search
-from redirector import qr
+from redirector import apischemas, qr
 
 # Who may call: "admin" (CLICKTRAIL_ADMIN_TOKEN), "merchant" / "creator" (an API key of that scope, limited
 # to its own subject), "any" (any valid key), "webhook" (a merchant's Standard Webhooks signature), or
@@ -47,7 +47,7 @@ class Op:
     webhook: bool = False
 
 
-ID_Q = {"type": "string"}
+ID_Q = apischemas.ID
 _CREATOR_Q = Param("creator_id", ID_Q, "the creator (a creator key: its own)")
 _MERCHANT_Q = Param("merchant_id", ID_Q, "the merchant (a merchant key: its own)")
 _OBJ = {"type": "object"}
@@ -224,7 +224,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
             "additionalProperties": False,
             "properties": {
                 "creator_id": ID_Q,
-                "rate_bps": {"type": "integer", "minimum": 0, "maximum": merchant_api.MAX_RATE_BPS},
+                "rate_bps": {"type": ["integer", "null"], "minimum": 0, "maximum": merchant_api.MAX_RATE_BPS},
             },
         },
         errors=(403, 404, 409, 422),
@@ -286,10 +286,10 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         answer="CatalogPage",
         errors=(400, 403),
         query=(
-            Param("q", ID_Q, "words in the title"),
-            Param("category", ID_Q, "exact category"),
+            Param("q", {"type": "string", "maxLength": search.MAX_QUERY_CHARS}, "words in the title"),
+            Param("category", {**apischemas.CATEGORY, "minLength": 0}, "exact category (empty: any)"),
             Param("limit", {"type": "integer", "minimum": 1, "maximum": search.MAX_RESULTS}, "page size"),
-            Param("cursor", ID_Q, "next_cursor of the previous page"),
+            Param("cursor", {"type": "string"}, "next_cursor of the previous page"),
             _MERCHANT_Q,
             _CREATOR_Q,
         ),
@@ -303,7 +303,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         query=(
             Param("from", {"type": "string", "format": "date"}, "first day (UTC)"),
             Param("to", {"type": "string", "format": "date"}, "last day (UTC)"),
-            Param("in", {"type": "string", "pattern": "^[A-Z]{3}$"}, "also convert into this currency"),
+            Param("in", apischemas.CURRENCY, "also convert into this currency"),
         ),
         tags=("earnings",),
     ),

@@ -7,23 +7,89 @@ from __future__ import annotations
 
 import msgspec
 
-from attribution import debugger, endpoints, events_out, policy
+from attribution import catalog, currency, debugger, endpoints, events_out, fx, money, policy, rates
 from attribution.catalog import Product
 from attribution.fx import FxUpdate
 from attribution.merchants import Merchant
 from attribution.moneyapi import PayoutRequest
 from attribution.rates import RatesUpdate
 from attribution.webhooks import WebhookBody
+from core import validate
 from core.links import OPEN_IN_VALUES
 from redirector import linkfields
 from redirector.devices import DEVICE_VALUES, OS_VALUES
 from redirector.smartlinks import MAX_RULES, MAX_VARIANT_WEIGHT, MAX_VARIANTS
 
 REF = "#/components/schemas/{name}"
-ID = {"type": "string", "pattern": "^[A-Za-z0-9_-]{1,64}$"}
+
+
+def ecma(pattern: str) -> str:
+    """A pattern of core/validate.py (Python's \\A and \\Z) as JSON Schema writes it (ECMA-262)."""
+    return pattern.replace("\\A", "^").replace("\\Z", "$")
+
+
+ID = {"type": "string", "pattern": ecma(validate.ID_PATTERN)}
 CODE = {"type": "string", "pattern": "^[A-Za-z0-9_-]{3,64}$"}
+# The ISO 4217 codes money can be booked in (attribution/currency.py), not any three capitals.
+CURRENCY = {"enum": sorted({c.code for c in currency.Currency if currency.is_iso(c.code)})}
 TIME = {"type": "string", "format": "date-time"}
-URL = {"type": "string", "minLength": 1, "description": "absolute http(s) URL"}
+URL = {"type": "string", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\\\\\\s]+", "maxLength": 2048,
+       "description": "absolute http(s) URL"}  # fmt: skip
+NO_CONTROL = "^[^\\u0000-\\u001f\\u007f]*$"
+BPS = {"type": "integer", "minimum": 0, "maximum": rates.MAX_RATE_BPS}
+CATEGORY = {"type": "string", "minLength": 1, "maxLength": validate.MAX_CATEGORY_CHARS, "pattern": NO_CONTROL}
+# Path parameters by name, as the handlers check them (a value outside answers 404, 400 or 422).
+PATH_PARAMETERS: dict[str, dict] = {
+    "merchant_id": ID,
+    "creator_id": ID,
+    "code": CODE,
+    "order_id": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": NO_CONTROL},
+    "endpoint_id": {"type": "string", "pattern": "^ep_[0-9a-f]{24}$"},
+    "payout_id": {"type": "string", "minLength": 1},
+}
+# What the handlers check beyond the structs' types, by field name, wherever the field appears in a
+# request body (merchant, rates, FX, products, orders, payouts): one entry states a rule for every body.
+CHECKED_FIELDS: dict[str, dict] = {
+    "merchant_id": ID,
+    "creator_id": ID,
+    "currency": CURRENCY,
+    "base": CURRENCY,
+    "currencies": {"type": ["array", "null"], "minItems": 1, "uniqueItems": True, "items": CURRENCY},
+    "name": {"type": "string", "pattern": "\\S"},
+    "domains": {
+        "type": "array",
+        "minItems": 1,
+        "items": {"type": "string", "format": "hostname", "pattern": ecma(validate.HOST_PATTERN)},
+    },
+    "click_param": {"type": "string", "pattern": ecma(validate.CLICK_PARAM_PATTERN)},
+    "default_rate_bps": BPS,
+    "rate_bps": {**BPS, "type": ["integer", "null"]},
+    "attribution_window_days": {"type": "integer", "minimum": 1, "maximum": 365},
+    "lock_days": {"type": "integer", "minimum": 0, "maximum": 365},
+    "url": URL,
+    "sku": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": catalog.MAX_SKU_CHARS,
+        "pattern": "^[^\\s\\u0000-\\u001f](?:.*[^\\s])?$",
+    },
+    "title": {"type": "string", "maxLength": catalog.MAX_TITLE_CHARS, "pattern": NO_CONTROL},
+    "category": {"type": "string", "maxLength": validate.MAX_CATEGORY_CHARS, "pattern": NO_CONTROL},
+    "price_minor": {"type": "integer", "minimum": 0, "maximum": catalog.MAX_PRICE_MINOR},
+    "categories": {"type": "object", "additionalProperties": BPS, "propertyNames": CATEGORY},
+    "creators": {"type": "object", "additionalProperties": BPS, "propertyNames": ID},
+    "effective_at": {"type": ["string", "null"], "format": "date-time"},
+    "rates": {
+        "type": "object",
+        "minProperties": 1,
+        "maxProperties": fx.MAX_RATES_PER_VERSION,
+        "propertyNames": CURRENCY,
+        "additionalProperties": {"type": "string", "pattern": "^" + fx.RATE_RE.pattern + "$"},
+    },
+    "until": TIME,
+    "min_amount_minor": {"type": "integer", "minimum": 0, "maximum": money.INT64_MAX},
+}
+
 _WHEN = {
     "type": "object",
     "additionalProperties": False,
@@ -85,7 +151,7 @@ MERCHANT_SETTABLE: dict[str, dict] = {
             },
         },
     },
-    "currencies": {"type": "array", "minItems": 1, "items": {"type": "string", "pattern": "^[A-Z]{3}$"}},
+    "currencies": {"type": "array", "minItems": 1, "uniqueItems": True, "items": CURRENCY},
 }
 
 # Request and record structs the handlers decode into or answer with, described by msgspec itself.
@@ -134,8 +200,24 @@ def _link_schemas() -> dict[str, dict]:
     }
 
 
+def _checked(schema: object) -> object:
+    """The schema with CHECKED_FIELDS applied to every property of those names, at any depth."""
+    if isinstance(schema, list):
+        return [_checked(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: _checked(value) for key, value in schema.items()}
+    if isinstance(out.get("properties"), dict):
+        out["properties"] = {
+            name: {**prop, **CHECKED_FIELDS[name]} if name in CHECKED_FIELDS else prop
+            for name, prop in out["properties"].items()
+        }
+    return out
+
+
 def _struct_schemas() -> dict[str, dict]:
     _, found = msgspec.json.schema_components(STRUCTS, ref_template=REF)
+    found = _checked(found)
     merchant = found["Merchant"]
     view = {**merchant, "properties": {k: v for k, v in merchant["properties"].items() if k != "policies"}}
     found["MerchantCreate"] = {
@@ -246,7 +328,10 @@ def components() -> dict[str, dict]:
         **_link_schemas(),
         **_struct_schemas(),
         "KeyCreate": {
-            "oneOf": [_obj({"creator_id": ID}, ("creator_id",)), _obj({"merchant_id": ID}, ("merchant_id",))]
+            "oneOf": [
+                _obj({"creator_id": ID}, ("creator_id",), extra=False),
+                _obj({"merchant_id": ID}, ("merchant_id",), extra=False),
+            ]
         },
         "Key": _obj(
             {
@@ -257,16 +342,32 @@ def components() -> dict[str, dict]:
             },
             ("key", "scope", "created_at"),
         ),
-        "EndpointCreate": _obj(
-            {
-                "url": {"type": "string", "description": "https URL of a public address"},
-                "events": {"type": "array", "minItems": 1, "items": {"enum": sorted(events_out.EVENT_TYPES)}},
-                "description": {"type": "string", "maxLength": endpoints.MAX_DESCRIPTION_CHARS},
-                **endpoint_owner,
-            },
-            ("url", "events"),
-            extra=False,
-        ),
+        "EndpointCreate": {
+            **_obj(
+                {
+                    "url": {
+                        **URL,
+                        "pattern": "^[Hh][Tt][Tt][Pp][Ss]://[^/?#@\\\\\\s]+",
+                        "description": "https URL of a public address",
+                    },
+                    "events": {
+                        "type": "array",
+                        "minItems": 1,
+                        "items": {"enum": sorted(events_out.EVENT_TYPES)},
+                    },
+                    "description": {
+                        "type": "string",
+                        "maxLength": endpoints.MAX_DESCRIPTION_CHARS,
+                        "pattern": NO_CONTROL,
+                    },
+                    **endpoint_owner,
+                },
+                ("url", "events"),
+                extra=False,
+            ),
+            # The admin names exactly one owner; a key names none (or its own).
+            "not": {"required": ["creator_id", "merchant_id"]},
+        },
         "Endpoint": _obj(
             {
                 "id": {"type": "string"},

@@ -146,7 +146,7 @@ def _operation(method: str, path: str, op: Op) -> dict:
     if op.description:
         out["description"] = op.description
     params = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        {"name": name, "in": "path", "required": True, "schema": apischemas.PATH_PARAMETERS[name]}
         for name in _PARAM.findall(path)
     ]
     params += [

@@ -36,6 +36,8 @@ def _with(**changes) -> Product:
         _with(rate_bps=None),
         _with(rate_bps=0),
         _with(rate_bps=10_000),
+        _with(currency="JPY"),
+        _with(currency="BHD"),
     ],
 )
 def test_products_within_bounds_pass(product: Product) -> None:
@@ -67,6 +69,11 @@ def test_products_within_bounds_pass(product: Product) -> None:
         (_with(currency="eur"), "currency"),
         (_with(currency="EURO"), "currency"),
         (_with(currency="EUR\n"), "currency"),
+        # Three capitals are not enough: only ISO 4217 codes money can be booked in (found by fuzzing).
+        (_with(currency="AAA"), "currency"),
+        (_with(currency="XTS"), "currency"),
+        (_with(currency="XAU"), "currency"),
+        (_with(currency="XDR"), "currency"),
         (_with(rate_bps=-1), "rate_bps"),
         (_with(rate_bps=10_001), "rate_bps"),
     ],

@@ -1,4 +1,5 @@
-"""Merchant domains: what `validate` refuses (hosts that are not public names) and accepts."""
+"""Merchant domains and currency: what `validate` refuses (hosts that are not public names, currencies money
+cannot be booked in) and accepts."""
 
 import msgspec
 import pytest
@@ -47,3 +48,16 @@ def test_public_domains_are_accepted(domains: list[str], normalised: list[str]) 
 def test_single_label_names_are_refused(domain: str) -> None:
     with pytest.raises(InvalidMerchant):
         validate(msgspec.structs.replace(BASE, domains=[domain]))
+
+
+# Found by fuzzing: a merchant in XAU (gold, no minor unit) was registered and its orders accepted.
+@pytest.mark.parametrize("currency", ["AAA", "XAU", "XTS", "XDR", "ZZZ"])
+@pytest.mark.parametrize("currencies", [None, ["EUR"]])
+def test_a_main_currency_money_cannot_be_booked_in_is_refused(currency: str, currencies) -> None:
+    with pytest.raises(InvalidMerchant, match=r"^currency"):
+        validate(msgspec.structs.replace(BASE, currency=currency, currencies=currencies))
+
+
+@pytest.mark.parametrize("currency", ["EUR", "JPY", "BHD", "USD"])
+def test_bookable_main_currencies_are_accepted(currency: str) -> None:
+    assert validate(msgspec.structs.replace(BASE, currency=currency, currencies=None)).currency == currency
