@@ -18,6 +18,7 @@ from attribution import (
     currency,
     debugger,
     explain,
+    figures,
     merchant_api,
     money,
     moneyapi,
@@ -274,11 +275,7 @@ async def get_clicks(request: Request):
             "clicks are read from ClickHouse, which cannot be reached now; retry later",
             {"retry-after": str(CLICKHOUSE_RETRY_AFTER_S)},
         )
-    return json_response(seen.as_dict())
-
-
-# Orders listed by GET /api/creators/{id}/orders (the latest by booking, each with all its ledger rows).
-CREATOR_ORDERS_SHOWN = 50
+    return figures.answer(figures.CreatorClicks, seen.as_dict())
 
 
 def order_rows(ledger: list) -> list[dict]:
@@ -319,7 +316,7 @@ async def get_orders(request: Request):
         raise ApiError(400, "bad_date", str(exc)) from None
     try:
         ledger = await asyncio.to_thread(
-            queries.creator_orders, ctx.clickhouse(), creator_id, start, CREATOR_ORDERS_SHOWN
+            queries.creator_orders, ctx.clickhouse(), creator_id, start, figures.CREATOR_ORDERS_SHOWN
         )
     except ClickHouseError as exc:
         log.warning("orders unavailable: %s", exc)
@@ -329,7 +326,8 @@ async def get_orders(request: Request):
             "orders are read from ClickHouse, which cannot be reached now; retry later",
             {"retry-after": str(CLICKHOUSE_RETRY_AFTER_S)},
         )
-    return json_response({"creator_id": creator_id, "from": str(start), "orders": order_rows(ledger)})
+    body = {"creator_id": creator_id, "from": str(start), "orders": order_rows(ledger)}
+    return figures.answer(figures.CreatorOrders, body)
 
 
 # The metric label of a refusal whose error code differs from it (the others are labelled by their code).

@@ -12,7 +12,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.routing import Route
 
-from attribution import audience, codes, policy, report, review
+from attribution import audience, codes, figures, policy, report, review
 from attribution.merchants import Merchant, public_view
 from core import queries, validate
 from core.clickhouse import ClickHouseError
@@ -184,7 +184,10 @@ async def get_trace(request: Request):
 
 
 # --- the dashboard's figures as JSON ---------------------------------------------------------------------
-MAX_LIST = 200
+MAX_LIST = figures.MAX_LIST
+# The `limit` of GET /api/merchants/{id}/creators and /orders when none is given.
+DEFAULT_CREATORS = 20
+DEFAULT_ORDERS = 50
 
 
 def _limit(request: Request, default: int) -> int:
@@ -202,7 +205,7 @@ async def get_creators(request: Request):
         first, last = report.day_range(params.get("from"), params.get("to"), datetime.now(UTC).date())
     except report.BadRange as exc:
         raise ApiError(400, "bad_range", str(exc)) from None
-    limit = _limit(request, 20)
+    limit = _limit(request, DEFAULT_CREATORS)
     try:
         ranked = await asyncio.to_thread(
             report.merchant_sales, ctx.clickhouse(), merchant_id, first, last, limit
@@ -211,9 +214,8 @@ async def get_creators(request: Request):
         return _unavailable(exc)
     except report.SumOutOfRange as exc:
         raise ApiError(422, "sum_out_of_range", str(exc)) from None
-    return json_response(
-        {"merchant_id": merchant_id, "from": str(first), "to": str(last), "creators": ranked}
-    )
+    body = {"merchant_id": merchant_id, "from": str(first), "to": str(last), "creators": ranked}
+    return figures.answer(figures.MerchantCreators, body)
 
 
 async def get_clicks(request: Request):
@@ -233,7 +235,8 @@ async def get_clicks(request: Request):
         days = await asyncio.to_thread(audience.merchant_days, ctx.clickhouse(), merchant_id, first, last)
     except ClickHouseError as exc:
         return _unavailable(exc)
-    return json_response(
+    return figures.answer(
+        figures.MerchantClicks,
         {
             "merchant_id": merchant_id,
             "from": str(first),
@@ -241,19 +244,19 @@ async def get_clicks(request: Request):
             "human": sum(h for _, h, _ in days),
             "bots": sum(b for _, _, b in days),
             "days": [{"day": d, "human": h, "bots": b} for d, h, b in days],
-        }
+        },
     )
 
 
 async def get_orders(request: Request):
     """The merchant's latest orders with their commission (report.merchant_orders)."""
     ctx, merchant_id, _ = await _merchant(request)
-    limit = _limit(request, 50)
+    limit = _limit(request, DEFAULT_ORDERS)
     try:
         found = await asyncio.to_thread(report.merchant_orders, ctx.clickhouse(), merchant_id, limit)
     except ClickHouseError as exc:
         return _unavailable(exc)
-    return json_response({"merchant_id": merchant_id, "orders": found})
+    return figures.answer(figures.MerchantOrders, {"merchant_id": merchant_id, "orders": found})
 
 
 def routes() -> list[Route]:

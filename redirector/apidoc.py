@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from attribution import debugger, endpoint_api, merchant_api, search
+from attribution import audience, debugger, endpoint_api, figures, merchant_api, search
 from redirector import apischemas, qr
 
 # Who may call: "admin" (CLICKTRAIL_ADMIN_TOKEN), "merchant" / "creator" (an API key of that scope, limited
@@ -51,6 +51,19 @@ ID_Q = apischemas.ID
 _CREATOR_Q = Param("creator_id", ID_Q, "the creator (a creator key: its own)")
 _MERCHANT_Q = Param("merchant_id", ID_Q, "the merchant (a merchant key: its own)")
 _OBJ = {"type": "object"}
+_DAY = {"type": "string", "format": "date"}
+_FROM_30 = Param("from", _DAY, f"first day (UTC; default {audience.DEFAULT_DAYS - 1} days before today)")
+_TO = Param("to", _DAY, "last day (UTC; default today)")
+
+
+def _list_limit(default: int) -> Param:
+    return Param(
+        "limit",
+        {"type": "integer", "minimum": 1, "maximum": merchant_api.MAX_LIST},
+        f"how many, first ones first (default {default})",
+    )
+
+
 _SIZE = Param(
     "size",
     {"type": "integer", "minimum": qr.MIN_SIZE_PX, "maximum": qr.MAX_SIZE_PX},
@@ -306,6 +319,68 @@ OPERATIONS: dict[tuple[str, str], Op] = {
             Param("in", apischemas.CURRENCY, "also convert into this currency"),
         ),
         tags=("earnings",),
+    ),
+    # --- the dashboard's figures as JSON (from the rollups; attribution/figures.py)
+    ("GET", "/api/creators/{creator_id}/clicks"): Op(
+        "A creator's clicks per day (human and bot) and top countries and devices",
+        CREATOR,
+        answer="CreatorClicks",
+        errors=(400, 403, 503),
+        query=(_FROM_30, _TO),
+        description=f"Every day of `from`..`to` (at most {audience.MAX_DAYS} days; default the last "
+        f"{audience.DEFAULT_DAYS}), zeros included; the {audience.TOP_ROWS} countries and device classes "
+        "with the most human clicks, the rest summed as `other`. 400 `bad_date`: a day that is not "
+        "YYYY-MM-DD in 1970-2105, a reversed or too long range.",
+        tags=("dashboard",),
+    ),
+    ("GET", "/api/creators/{creator_id}/orders"): Op(
+        "A creator's latest orders, each with its ledger rows explained",
+        CREATOR,
+        answer="CreatorOrders",
+        errors=(400, 403, 503),
+        query=(
+            Param(
+                "from", _DAY, f"orders with effect since this day (default {audience.DEFAULT_DAYS} days ago)"
+            ),
+        ),
+        description=f"The {figures.CREATOR_ORDERS_SHOWN} orders booked last, with every ledger row and "
+        "its explanation in words.",
+        tags=("dashboard",),
+    ),
+    ("GET", "/api/merchants/{merchant_id}/clicks"): Op(
+        "Clicks per day on a merchant's links (human and bot)",
+        MERCHANT,
+        answer="MerchantClicks",
+        errors=(400, 403, 404, 503),
+        query=(_FROM_30, _TO),
+        description=f"Every day of `from`..`to` (at most {audience.MAX_DAYS} days; default the last "
+        f"{audience.DEFAULT_DAYS}), zeros included. 400 `bad_range`: a day that is not YYYY-MM-DD in "
+        "1970-2105, a reversed or too long range.",
+        tags=("dashboard",),
+    ),
+    ("GET", "/api/merchants/{merchant_id}/creators"): Op(
+        "A merchant's creators ranked by sales",
+        MERCHANT,
+        answer="MerchantCreators",
+        errors=(400, 403, 404, 422, 503),
+        query=(
+            Param("from", _DAY, "first day (UTC; default: all)"),
+            _TO,
+            _list_limit(merchant_api.DEFAULT_CREATORS),
+        ),
+        description="Per creator and currency over `from`..`to`: orders credited and net commission, "
+        "most orders first. 422 `sum_out_of_range`: a sum too large to add exactly (narrow the range).",
+        tags=("dashboard",),
+    ),
+    ("GET", "/api/merchants/{merchant_id}/orders"): Op(
+        "A merchant's latest orders with their commissions",
+        MERCHANT,
+        answer="MerchantOrders",
+        errors=(400, 403, 404, 503),
+        query=(_list_limit(merchant_api.DEFAULT_ORDERS),),
+        description="Newest first: every order with an accepted event, credited or not, with its net "
+        "commission per creator, currency and ledger status. Why an order earned what it did: its trace.",
+        tags=("dashboard",),
     ),
     ("PUT", "/api/fx"): Op(
         "Add an FX rate version",

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import msgspec
 
-from attribution import catalog, currency, debugger, endpoints, events_out, fx, money, policy, rates
+from attribution import catalog, currency, debugger, endpoints, events_out, figures, fx, money, policy, rates
 from attribution.catalog import Product
 from attribution.fx import FxUpdate
 from attribution.merchants import Merchant
@@ -233,6 +233,13 @@ def _struct_schemas() -> dict[str, dict]:
     return found
 
 
+def _figure_schemas() -> dict[str, dict]:
+    """The answers of the dashboard's JSON routes, from the structs their handlers answer with
+    (attribution/figures.py). Not through CHECKED_FIELDS: those are rules for what a client sends."""
+    _, found = msgspec.json.schema_components(figures.ANSWERS, ref_template=REF)
+    return found
+
+
 def _req(**properties: dict) -> dict:
     """An answer object: these fields always present (more may be added later)."""
     return _obj(properties, tuple(properties))
@@ -382,6 +389,7 @@ def components() -> dict[str, dict]:
             ("id", "url", "events", "description", "created_at_ms"),
         ),
         **_answer_schemas(),
+        **_figure_schemas(),
         "Deliveries": _obj(
             {
                 "merchant_id": {"type": "string"},

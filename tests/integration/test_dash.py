@@ -20,6 +20,7 @@ from tests.conftest import free_port
 from tests.integration.apphelp import ADMIN, make_link, running_app
 from tests.integration.attributionhelp import add_merchant
 from tests.integration.dashhelp import ADMIN_TOKEN, csrf_token, issue_key, post_form, sign_in
+from tests.integration.dochelp import assert_documented
 
 pytestmark = [pytest.mark.redis, pytest.mark.clickhouse]
 
@@ -454,6 +455,7 @@ def test_overview_figures_equal_the_rollups(settings, redis_client, clickhouse) 
             # the JSON API answers the same figures from the same function
             api = await client.get(f"/api/creators/alice/clicks?from={first}", headers=ADMIN)
             assert api.status_code == 200, api.text
+            assert_documented(api, "GET", "/api/creators/{creator_id}/clicks")
             body = api.json()
             assert (body["human"], body["bots"]) == (5, 2)
             assert {c["name"]: c["human"] for c in body["countries"]} == {"FR": 3, "DE": 1, hostile: 1}
@@ -554,14 +556,21 @@ def test_earnings_page_shows_statuses_orders_with_their_explanation(
             # the JSON API lists the same orders with the same sentences, to the creator only
             api = await client.get("/api/creators/alice/orders", headers=ADMIN)
             assert api.status_code == 200, api.text
+            assert_documented(api, "GET", "/api/creators/{creator_id}/orders")
             orders = {o["order_id"]: o["rows"] for o in api.json()["orders"]}
             assert set(orders) == {"O-1", "O-2", "O-3"}
             assert orders["O-2"][0]["explanation"] in page.text.replace("&#39;", "'")
             bobs = {"authorization": "Bearer " + await issue_key(client, creator_id="bob")}
-            assert (await client.get("/api/creators/alice/orders", headers=bobs)).status_code == 403
-            assert (
-                await client.get("/api/creators/alice/orders?from=2026-13-01", headers=ADMIN)
-            ).status_code == 400
+            for route, query, who, status in (
+                ("orders", "", bobs, 403),
+                ("orders", "?from=2026-13-01", ADMIN, 400),
+                ("clicks", "", bobs, 403),
+                ("clicks", "?from=2020-01-01", ADMIN, 400),  # more than 366 days
+                ("clicks", "?to=1969-12-31", ADMIN, 400),
+            ):
+                refused = await client.get(f"/api/creators/alice/{route}{query}", headers=who)
+                assert refused.status_code == status, (route, query, refused.text)
+                assert_documented(refused, "GET", "/api/creators/{creator_id}/" + route)
 
     run(scenario())
 

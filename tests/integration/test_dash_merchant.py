@@ -22,6 +22,7 @@ from redirector.dash.merchant_forms import CODES_SHOWN
 from tests.integration.apphelp import running_app
 from tests.integration.attributionhelp import ingest_orders
 from tests.integration.dashhelp import csrf_token, post_form, sign_in
+from tests.integration.dochelp import assert_documented
 from tests.integration.merchantdash import setup, signed
 
 pytestmark = [pytest.mark.redis, pytest.mark.clickhouse]
@@ -73,6 +74,10 @@ def test_pages_show_what_clickhouse_holds(settings, clickhouse, redis_client) ->
             assert 'role="img"' in overview.text and "alice (EUR) 1" in overview.text
 
             api = {"authorization": f"Bearer {made['brand']}"}
+            for route, query in (("creators", "?from=2026-01-01"), ("orders", ""), ("clicks", "")):
+                answer = await client.get(f"/api/merchants/brand/{route}{query}", headers=api)
+                assert answer.status_code == 200, (route, answer.text)
+                assert_documented(answer, "GET", "/api/merchants/{merchant_id}/" + route)
             ranked = (await client.get("/api/merchants/brand/creators?from=2026-01-01", headers=api)).json()
             assert ranked["creators"] == [
                 {"creator_id": "alice", "currency": "EUR", "orders": 1, "net_minor": 1198}
@@ -95,8 +100,11 @@ def test_pages_show_what_clickhouse_holds(settings, clickhouse, redis_client) ->
                 for key in (made["other"], made["alice"]):
                     refused = await client.get(url, headers={"authorization": f"Bearer {key}"})
                     assert refused.status_code == 403, (url, refused.text)
+                    assert_documented(refused, "GET", url.replace("brand", "{merchant_id}"))
                 for bad in BAD_QUERIES[url.rsplit("/", 1)[1]]:
-                    assert (await client.get(url + bad, headers=api)).status_code == 400, (url, bad)
+                    refused = await client.get(url + bad, headers=api)
+                    assert refused.status_code == 400, (url, bad)
+                    assert_documented(refused, "GET", url.replace("brand", "{merchant_id}"))
 
             listed = await client.get(f"{BRAND}/orders")
             assert f'href="{BRAND}/orders/A-1"' in listed.text and "alice: 11.98 EUR pending" in listed.text
