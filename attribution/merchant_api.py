@@ -191,10 +191,10 @@ DEFAULT_ORDERS = 50
 
 
 def _limit(request: Request, default: int) -> int:
-    raw = request.query_params.get("limit", str(default))
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_LIST:
+    limit = validate.query_int(request.query_params.get("limit", str(default)), 1, MAX_LIST)
+    if limit is None:
         raise ApiError(400, "bad_query", f"limit must be 1..{MAX_LIST}")
-    return int(raw)
+    return limit
 
 
 async def get_creators(request: Request):

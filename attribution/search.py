@@ -121,10 +121,10 @@ def parse_query(q: str, category: str, limit: str) -> Query:
         )
     if not limit:
         size = MAX_RESULTS
-    elif limit.isascii() and limit.isdigit() and 1 <= int(limit) <= MAX_RESULTS:
-        size = int(limit)
     else:
-        raise BadQuery(f"limit must be an integer 1-{MAX_RESULTS}")
+        size = validate.query_int(limit, 1, MAX_RESULTS)
+        if size is None:
+            raise BadQuery(f"limit must be an integer 1-{MAX_RESULTS}")
     return Query(tuple(w[:MAX_TERM_CHARS] for w in found), category, size)
 
 

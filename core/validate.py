@@ -98,6 +98,19 @@ def timestamp_s(value: object) -> int | None:
     return int(value) if fullmatch(TIMESTAMP_S_RE, value) else None
 
 
+# A whole number in a query string (`limit`): ASCII digits, and few enough of them that int() never meets
+# its 4300-digit limit (which raises ValueError, a 500, instead of the 400 the caller means to give).
+QUERY_INT_RE = re.compile(r"\A[0-9]{1,19}\Z")
+
+
+def query_int(value: object, low: int, high: int) -> int | None:
+    """The integer of a query parameter within low..high, or None for anything else."""
+    if not fullmatch(QUERY_INT_RE, value):
+        return None
+    number = int(value)
+    return number if low <= number <= high else None
+
+
 def content_length(value: object) -> int | None:
     """A Content-Length header's value, or None if it is not ASCII digits."""
     return int(value) if fullmatch(CONTENT_LENGTH_RE, value) else None

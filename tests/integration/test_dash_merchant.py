@@ -31,7 +31,7 @@ BRAND = "/dash/merchants/brand"
 PAGES = ("", "/catalog", "/orders", "/deliveries", "/codes", "/secret")
 
 
-LIMITS = ["?limit=0", "?limit=201", "?limit=x", "?limit=-1", "?limit=%EF%BC%91"]
+LIMITS = ["?limit=0", "?limit=201", "?limit=x", "?limit=-1", "?limit=%EF%BC%91", "?limit=" + "1" * 5000]
 RANGES = ["?from=2026-13-01", "?from=2026-02-01&to=2026-01-31", "?to=9999-12-31", "?from=20260101"]
 BAD_QUERIES = {"creators": LIMITS + RANGES, "orders": LIMITS, "clicks": [*RANGES, "?from=2020-01-01"]}
 

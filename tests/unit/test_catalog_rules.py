@@ -172,6 +172,8 @@ def test_query_matching(q: str, title: str, entry_term: str, expected: bool) -> 
         ("", "", "-1", "limit"),
         ("", "", "ten", "limit"),
         ("", "", "\u0665", "limit"),  # an Arabic-Indic digit: isdigit() but not a limit
+        ("", "", "1" * 5000, "limit"),  # past int()'s 4300 digits: ValueError, not a refusal
+        ("", "", "0" * 4400 + "5", "limit"),
     ],
 )
 def test_query_parameters_past_a_bound_are_refused(q: str, category: str, limit: str, reason: str) -> None:

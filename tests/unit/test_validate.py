@@ -101,6 +101,15 @@ def test_content_length(raw, expected) -> None:
     assert validate.content_length(raw) == expected
 
 
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [("1", 1), ("200", 200), ("007", 7), ("0", None), ("201", None), ("", None), (None, None)]
+    + [(v, None) for v in ("1" * 5000, "0" * 4400 + "5", "-1", "+1", " 1", "1 ", "²", "١", "１", "1.0")],
+)
+def test_query_int(raw, expected) -> None:
+    assert validate.query_int(raw, 1, 200) == expected
+
+
 BASE = merchants.Merchant("m1", "Shop", ["shop.example.com"], "EUR", 800)
 
 
