@@ -204,7 +204,7 @@ async def get_creators(request: Request):
     try:
         first, last = report.day_range(params.get("from"), params.get("to"), datetime.now(UTC).date())
     except report.BadRange as exc:
-        raise ApiError(400, "bad_range", str(exc)) from None
+        raise ApiError(400, "bad_date", str(exc)) from None
     limit = _limit(request, DEFAULT_CREATORS)
     try:
         ranked = await asyncio.to_thread(
@@ -228,9 +228,9 @@ async def get_clicks(request: Request):
     try:
         first, last = report.day_range(params.get("from", default_from), params.get("to"), today)
     except report.BadRange as exc:
-        raise ApiError(400, "bad_range", str(exc)) from None
+        raise ApiError(400, "bad_date", str(exc)) from None
     if (last - first).days >= audience.MAX_DAYS:
-        raise ApiError(400, "bad_range", f"a range of at most {audience.MAX_DAYS} days")
+        raise ApiError(400, "bad_date", f"a range of at most {audience.MAX_DAYS} days")
     try:
         days = await asyncio.to_thread(audience.merchant_days, ctx.clickhouse(), merchant_id, first, last)
     except ClickHouseError as exc:

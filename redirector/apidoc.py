@@ -354,7 +354,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         errors=(400, 403, 404, 503),
         query=(_FROM_30, _TO),
         description=f"Every day of `from`..`to` (at most {audience.MAX_DAYS} days; default the last "
-        f"{audience.DEFAULT_DAYS}), zeros included. 400 `bad_range`: a day that is not YYYY-MM-DD in "
+        f"{audience.DEFAULT_DAYS}), zeros included. 400 `bad_date`: a day that is not YYYY-MM-DD in "
         "1970-2105, a reversed or too long range.",
         tags=("dashboard",),
     ),
