@@ -342,8 +342,10 @@ class LinkStore:
             await self.replace(link)
         return link
 
-    async def by_creator(self, creator_id: str, limit: int = 1000) -> list[Link]:
-        codes = await self._redis.zrevrange(self._keys.creator_links(creator_id), 0, limit - 1)
+    async def by_creator(self, creator_id: str, limit: int = 1000, offset: int = 0) -> list[Link]:
+        """A creator's links, newest first: `limit` of them after skipping the `offset` newest."""
+        key = self._keys.creator_links(creator_id)
+        codes = await self._redis.zrevrange(key, offset, offset + limit - 1)
         if not codes:
             return []
         found = await self.get_many([c.decode() for c in codes])
