@@ -82,10 +82,10 @@ async def overview(view: Page) -> Response:
 
 def link_page(view: Page) -> int:
     """The `?page=` of the links page (1: the newest links); anything but 1..MAX_LINK_PAGE is a 400 page."""
-    raw = view.request.query_params.get("page", "1")
-    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) <= MAX_LINK_PAGE:
+    page = validate.query_int(view.request.query_params.get("page", "1"), 1, MAX_LINK_PAGE)
+    if page is None:
         raise ApiError(400, "bad_page", f"page must be a whole number 1-{MAX_LINK_PAGE}")
-    return int(raw)
+    return page
 
 
 async def _links_page(view: Page, creator_id: str, status: int = 200, **extra) -> Response:
