@@ -53,7 +53,7 @@ CLICK_TIME_SLACK_MS = 5_000
 
 
 # The ledger entry's fields are commissions columns of the same names (core/rows.py CommissionRow).
-ENTRY_FIELDS = tuple(f.name for f in dataclasses.fields(ledger.Entry))
+ENTRY_FIELDS = ledger.Entry.__struct_fields__
 
 
 class Busy(RuntimeError):
