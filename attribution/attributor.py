@@ -6,6 +6,10 @@ ingested yet); per order, fold all its events, find its click (a scan of the day
 embedded time, after the id's MAC verified), apply the pure rules and append only the difference between
 the desired and the stored ledger (see ledger.py). Running it again appends nothing.
 
+Reads are set-based, not per order: the run's events and stored ledger in a few queries in order-id order
+(those tables' sort key), then the orders in chunks of click-time order, one click query per chunk over
+the days its ids name; the ledger rules run in Python per order, the chunk's rows go in one insert.
+
 One attributor runs at a time (a Redis lock): two concurrent runs could both append the same difference.
 The cursor advances only after the run's rows are inserted, so a crash repeats work, never skips it.
 
