@@ -82,7 +82,7 @@ class Terms:
 
 
 # A Struct, not a frozen dataclass: a run builds and copies several per order, and a dataclass's frozen
-# __init__ and `replace` took a fifth of an attributor run's CPU (py-spy, benchmarks/attribution.py).
+# __init__ alone took a tenth of an attributor run's CPU (py-spy, benchmarks/attribution.py).
 class Entry(msgspec.Struct, frozen=True):
     entry_id: str
     kind: str  # accrual, reversal, approval, none, flag
