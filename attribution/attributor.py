@@ -6,6 +6,10 @@ ingested yet); per order, fold all its events, find its click (a scan of the day
 embedded time, after the id's MAC verified), apply the pure rules and append only the difference between
 the desired and the stored ledger (see ledger.py). Running it again appends nothing.
 
+Reads are set-based, not per order: the run's events and stored ledger in a few queries in order-id order
+(those tables' sort key), then the orders in chunks of click-time order, one click query per chunk over
+the days its ids name; the ledger rules run in Python per order, the chunk's rows go in one insert.
+
 One attributor runs at a time (a Redis lock): two concurrent runs could both append the same difference.
 The cursor advances only after the run's rows are inserted, so a crash repeats work, never skips it.
 
@@ -23,7 +27,6 @@ import dataclasses
 import secrets
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
 
 from redis.asyncio import Redis
 
@@ -54,7 +57,7 @@ CLICK_TIME_SLACK_MS = 5_000
 
 
 # The ledger entry's fields are commissions columns of the same names (core/rows.py CommissionRow).
-ENTRY_FIELDS = tuple(f.name for f in dataclasses.fields(ledger.Entry))
+ENTRY_FIELDS = ledger.Entry.__struct_fields__
 
 
 class Busy(RuntimeError):
@@ -178,11 +181,15 @@ class Attributor:
                 summary.skipped_unknown_merchant += len(order_ids)
                 continue
             events = await self._events(merchant_id, sorted(order_ids))
+            # Read in order-id order (the ledger's sort key), not per click-time chunk: a chunk's ids are
+            # spread over the whole table, so each chunk's read would scan all of it.
+            stored = await self._stored(merchant_id, sorted(order_ids))
+            created = {o: ledger.fold(evs).created for o, evs in events.items()}
             # Chunks in click-time order: each chunk's click lookup then reads a few days, not all of them.
-            ordered = sorted(order_ids, key=lambda o: _click_time(events.get(o, [])))
+            ordered = sorted(order_ids, key=lambda o: _click_time(created.get(o)))
             for start in range(0, len(ordered), self._chunk):
                 chunk = ordered[start : start + self._chunk]
-                await self._chunk_once(merchant, chunk, events, now_ms, run_id, summary)
+                await self._chunk_once(merchant, chunk, events, created, stored, now_ms, run_id, summary)
                 if progress:
                     progress(summary.orders + summary.skipped_unknown_merchant, total)
                 if stop is not None and stop.is_set():
@@ -210,11 +217,9 @@ class Attributor:
     async def _events(self, merchant_id: str, order_ids: list[str]) -> dict[str, list[ledger.OrderEvent]]:
         """All events of the given orders (held in memory for the run: a few hundred bytes an order)."""
         events: dict[str, list[ledger.OrderEvent]] = defaultdict(list)
-        for start in range(0, len(order_ids), self._chunk):
-            chunk = order_ids[start : start + self._chunk]
-            for row in await asyncio.to_thread(queries.order_events, self._backend, merchant_id, chunk):
-                event = event_of(row)
-                events[event.order_id].append(event)
+        for row in await asyncio.to_thread(queries.order_events, self._backend, merchant_id, order_ids):
+            event = event_of(row)
+            events[event.order_id].append(event)
         return events
 
     async def _chunk_once(
@@ -222,16 +227,18 @@ class Attributor:
         terms: ledger.Terms,
         order_ids: list[str],
         all_events: dict[str, list[ledger.OrderEvent]],
+        all_created: dict[str, ledger.OrderEvent | None],
+        all_stored: dict[str, dict[str, ledger.Entry]],
         now_ms: int,
         run_id: str,
         summary: Summary,
     ) -> None:
         events = {o: all_events.pop(o, []) for o in order_ids}
-        created = {o: ledger.fold(evs).created for o, evs in events.items()}
+        created = {o: all_created.pop(o, None) for o in order_ids}
         facts = await self._click_facts(
             {c.click_id for c in created.values() if c is not None}, details=terms.policy.counts_ip_clicks
         )
-        stored = await self._stored(terms.merchant_id, order_ids)
+        stored = {o: all_stored.pop(o, {}) for o in order_ids}
         verdicts = await self._reviews.many(terms.merchant_id, order_ids)
         rows = []
         for order_id in order_ids:
@@ -282,17 +289,12 @@ class Attributor:
                 lookup[click_id] = ts_ms
         if not lookup:
             return facts
-        days = set()
+        # Each id's window of stored times: the ClickHouse query reads only the days of their ends.
+        bounds_s = set()
         for ts_ms in lookup.values():
-            day = datetime.fromtimestamp(ts_ms / 1000, UTC).date()
-            # The neighbouring days too: the recorded second may fall either side of midnight.
-            days.update(str(day + timedelta(days=d)) for d in (-1, 0, 1))
-        span = (
-            sorted(lookup),
-            sorted(days),
-            (min(lookup.values()) - CLICK_TIME_SLACK_MS) // 1000,
-            (max(lookup.values()) + CLICK_TIME_SLACK_MS) // 1000 + 1,
-        )
+            bounds_s.add((ts_ms - CLICK_TIME_SLACK_MS) // 1000)
+            bounds_s.add((ts_ms + CLICK_TIME_SLACK_MS) // 1000 + 1)
+        span = (sorted(lookup), sorted(bounds_s), min(bounds_s), max(bounds_s))
         rows = await asyncio.to_thread(queries.clicks_by_id, self._backend, *span)
         found = {r[0]: r for r in rows}
         owners = await self._merchants.owners(sorted({r[4] for r in found.values() if not r[3]}))
@@ -363,14 +365,14 @@ class Attributor:
         return trace.Explained(body, credit.creator_id if credit else "")
 
     async def _stored(self, merchant_id: str, order_ids: list[str]) -> dict[str, dict[str, ledger.Entry]]:
+        """The stored net ledger of these orders, per order and entry id (held for the run, like events)."""
         stored: dict[str, dict[str, ledger.Entry]] = defaultdict(dict)
         for row in await asyncio.to_thread(queries.ledger_for_orders, self._backend, merchant_id, order_ids):
             stored[row.order_id][row.entry_id] = ledger.Entry(**{f: getattr(row, f) for f in ENTRY_FIELDS})
         return stored
 
 
-def _click_time(events: list[ledger.OrderEvent]) -> int:
-    created = ledger.fold(events).created if events else None
+def _click_time(created: ledger.OrderEvent | None) -> int:
     return (clickid.timestamp_ms(created.click_id) or 0) if created else 0
 
 

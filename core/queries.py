@@ -9,6 +9,7 @@ Rollups are read with sum(...) GROUP BY: SummingMergeTree adds rows up only when
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
 from typing import Any
@@ -337,38 +338,90 @@ def orders_to_revisit(backend: Backend, retry_since_ms: int) -> list[tuple[str, 
     return [(m, o, int(ms)) for m, o, ms in rows]
 
 
+# Bytes of quoted ids per IN list: 18.16 refuses a query longer than 256 KiB (max_query_size), and
+# order ids may be 128 characters (2,000 of those already pass it); short ids go 20,000 or more at once.
+IN_LIST_BYTES = 200_000
+
+
+# Characters the driver escapes as two (a backslash and one more).
+_ESCAPED = re.compile(r"[\\'\x00\x07-\x0d]")  # \\, ', NUL, \a \b \t \n \v \f \r
+
+
+def id_chunks(ids: Sequence[str], max_bytes: int = IN_LIST_BYTES) -> Iterable[Sequence[str]]:
+    """`ids` in consecutive slices whose quoted, escaped text stays within `max_bytes`: few queries for
+    many short ids, and never one over the server's query size limit."""
+    start, size = 0, 0
+    for n, item in enumerate(ids):
+        raw = len(item.encode())
+        # Two quotes, a comma and a space; every byte twice, as an upper bound, if anything is escaped.
+        quoted = raw + 4 + (raw if _ESCAPED.search(item) else 0)
+        if size + quoted > max_bytes and n > start:
+            yield ids[start:n]
+            start, size = n, 0
+        size += quoted
+    if start < len(ids):
+        yield ids[start:]
+
+
 def order_events(backend: Backend, merchant_id: str, order_ids: Sequence[str]) -> list[OrderEventRow]:
-    rows = backend.execute(
-        f"SELECT {_select(OrderEventRow)} FROM {backend.database}.order_events "
-        "WHERE merchant_id = %(merchant_id)s AND order_id IN %(order_ids)s",
-        {"merchant_id": merchant_id, "order_ids": tuple(order_ids)},
-    )
-    return [OrderEventRow.read(row) for row in rows]
+    """Every stored event of these orders (as many queries as `id_chunks` makes: pass ids sorted, so
+    each reads a narrow range of the table's order-id sort key)."""
+    out = []
+    for chunk in id_chunks(order_ids):
+        rows = backend.execute(
+            f"SELECT {_select(OrderEventRow)} FROM {backend.database}.order_events "
+            "WHERE merchant_id = %(merchant_id)s AND order_id IN %(order_ids)s",
+            {"merchant_id": merchant_id, "order_ids": tuple(chunk)},
+        )
+        out.extend(OrderEventRow.read(row) for row in rows)
+    return out
 
 
 def clicks_by_id(
-    backend: Backend, click_ids: Sequence[str], days: Sequence[str], from_s: int, to_s: int
+    backend: Backend, click_ids: Sequence[str], bounds_s: Sequence[int], from_s: int, to_s: int
 ) -> list[tuple[str, int, str, str, str, int, int]]:
     """(click_id, ts_ms, creator_id, merchant_id, dest_host, is_bot, is_head) of the given ids, reading
-    only the days their ids name (the sort key starts with the day) and the time range they span."""
+    only the time range they span and, within it, only the days of `bounds_s` (see `_click_days`)."""
     rows = backend.execute(
         "SELECT click_id, ts_ms, creator_id, merchant_id, dest_host, is_bot, is_head "
-        f"FROM {backend.database}.clicks WHERE toDate(ts) IN %(days)s "
-        "AND ts >= toDateTime(%(from_s)s) AND ts <= toDateTime(%(to_s)s) AND click_id IN %(click_ids)s",
-        {"days": tuple(days), "from_s": from_s, "to_s": to_s, "click_ids": tuple(click_ids)},
+        f"FROM {backend.database}.clicks WHERE {_CLICK_SPAN} AND click_id IN %(click_ids)s",
+        _click_span_params(click_ids, bounds_s, from_s, to_s),
     )
     return [(c, int(ts), cr, m, h, int(bot), int(head)) for c, ts, cr, m, h, bot, head in rows]
 
 
+# The days a set of click ids can be stored under: those of the bounds of each id's time window (the
+# window is seconds long, so a click's day is the day of one end of it). The server works the days out
+# in its own time zone, which `toDate(ts)` in the sort key uses; the subquery reads no table (no GLOBAL
+# needed on a cluster) and its set still selects the key's day ranges, as a literal list would.
+_CLICK_SPAN = (
+    "toDate(ts) IN (SELECT DISTINCT toDate(toDateTime(arrayJoin(%(bounds_s)s)))) "
+    "AND ts >= toDateTime(%(from_s)s) AND ts <= toDateTime(%(to_s)s)"
+)
+
+
+def _click_span_params(click_ids: Sequence[str], bounds_s: Sequence[int], from_s: int, to_s: int) -> dict:
+    return {
+        "bounds_s": sorted(set(bounds_s)),
+        "from_s": from_s,
+        "to_s": to_s,
+        "click_ids": tuple(click_ids),
+    }
+
+
 def ledger_for_orders(backend: Backend, merchant_id: str, order_ids: Sequence[str]) -> list[CommissionRow]:
-    """The stored net per (order, entry id), with one row's explanation, for `ledger.difference`."""
+    """The stored net per (order, entry id), with one row's explanation, for `ledger.difference` (chunked
+    like `order_events`)."""
     summed = {"amount_minor": "sum", "orders": "sum", "order_id": "", "entry_id": ""}
-    rows = backend.execute(
-        f"SELECT {_select(CommissionRow, summed, default='any')} FROM {backend.database}.commissions "
-        "WHERE merchant_id = %(merchant_id)s AND order_id IN %(order_ids)s GROUP BY order_id, entry_id",
-        {"merchant_id": merchant_id, "order_ids": tuple(order_ids)},
-    )
-    return [CommissionRow.read(row) for row in rows]
+    out = []
+    for chunk in id_chunks(order_ids):
+        rows = backend.execute(
+            f"SELECT {_select(CommissionRow, summed, default='any')} FROM {backend.database}.commissions "
+            "WHERE merchant_id = %(merchant_id)s AND order_id IN %(order_ids)s GROUP BY order_id, entry_id",
+            {"merchant_id": merchant_id, "order_ids": tuple(chunk)},
+        )
+        out.extend(CommissionRow.read(row) for row in rows)
+    return out
 
 
 def order_explanation(backend: Backend, merchant_id: str, order_id: str) -> list[CommissionRow]:
@@ -447,14 +500,14 @@ def creator_payout_ids(backend: Backend, creator_id: str, limit: int) -> list[st
 
 # --- discount codes, review, trace (attribution/review.py, attribution/trace.py) ---------------------------
 def click_details(
-    backend: Backend, click_ids: Sequence[str], days: Sequence[str], from_s: int, to_s: int
+    backend: Backend, click_ids: Sequence[str], bounds_s: Sequence[int], from_s: int, to_s: int
 ) -> list[tuple[str, str, int]]:
     """(click_id, link code, ip_hash) of the given ids, read like `clicks_by_id`: what a review rule and
     a trace need beyond the attribution facts."""
     rows = backend.execute(
-        f"SELECT click_id, code, ip_hash FROM {backend.database}.clicks WHERE toDate(ts) IN %(days)s "
-        "AND ts >= toDateTime(%(from_s)s) AND ts <= toDateTime(%(to_s)s) AND click_id IN %(click_ids)s",
-        {"days": tuple(days), "from_s": from_s, "to_s": to_s, "click_ids": tuple(click_ids)},
+        f"SELECT click_id, code, ip_hash FROM {backend.database}.clicks WHERE {_CLICK_SPAN} "
+        "AND click_id IN %(click_ids)s",
+        _click_span_params(click_ids, bounds_s, from_s, to_s),
     )
     return [(c, code, int(ip)) for c, code, ip in rows]
 
@@ -667,9 +720,12 @@ def orders_booked_by_run(
 ) -> set[str]:
     """Which of these orders have ledger rows from attributor run `run_id`: tells whether a run that
     stopped between its insert and its event emission had its rows stored (events_out recovery)."""
-    rows = backend.execute(
-        f"SELECT DISTINCT order_id FROM {backend.database}.commissions "
-        "WHERE merchant_id = %(merchant_id)s AND order_id IN %(order_ids)s AND run_id = %(run_id)s",
-        {"merchant_id": merchant_id, "order_ids": tuple(order_ids), "run_id": run_id},
-    )
-    return {row[0] for row in rows}
+    out: set[str] = set()
+    for chunk in id_chunks(order_ids):
+        rows = backend.execute(
+            f"SELECT DISTINCT order_id FROM {backend.database}.commissions "
+            "WHERE merchant_id = %(merchant_id)s AND order_id IN %(order_ids)s AND run_id = %(run_id)s",
+            {"merchant_id": merchant_id, "order_ids": tuple(chunk), "run_id": run_id},
+        )
+        out.update(row[0] for row in rows)
+    return out

@@ -16,6 +16,7 @@ from attribution.rates import RateStore, RatesUpdate
 from core import queries
 from core.clickid import ClickIds
 from core.keys import Keys
+from core.rows import CommissionRow, OrderEventRow, columnar
 from tests.integration.attributionhelp import add_merchant, deliver, ingest_orders, insert_clicks
 
 HOUR, DAY = 3_600_000, 86_400_000
@@ -291,3 +292,107 @@ def test_what_cannot_be_booked_is_flagged_and_skew_is_forgiven(settings, backend
         await r.aclose()
 
     asyncio.run(scenario())
+
+
+def test_clicks_stored_across_midnight_from_their_ids_time_are_found(settings, backend) -> None:
+    """The click lookup reads only the days of each id's time window: a click stored on the other side of
+    midnight from its id's time (within CLICK_TIME_SLACK_MS) is found, in one run with clicks weeks apart."""
+    from attribution.attributor import CLICK_TIME_SLACK_MS
+
+    keys = Keys(settings.redis_prefix)
+    ids = ClickIds(settings.secret_bytes)
+    midnight = T0 + 3 * DAY
+    slack = CLICK_TIME_SLACK_MS
+    # (order id, the id's time, the stored time)
+    cases = [
+        ("before-midnight", midnight - 1, midnight + 2_000),
+        ("after-midnight", midnight + 1, midnight - 3_000),
+        ("edge-late", midnight - 1_000, midnight - 1_000 + slack),
+        ("edge-early", midnight + 999, midnight + 999 - slack),
+        ("same-ms", midnight + 12 * HOUR, midnight + 12 * HOUR),
+        ("weeks-later", midnight + 20 * DAY + 5, midnight + 20 * DAY + 5),
+    ]
+
+    async def scenario():
+        r = Redis.from_url(settings.redis_url)
+        await add_merchant(r, keys, "m1", ["shop.m1.example"], T0 - DAY)
+        click_ids = {order_id: ids.new(id_ms) for order_id, id_ms, _ in cases}
+        insert_clicks(
+            backend,
+            [(click_ids[o], stored_ms, "alice", "m1", "shop.m1.example", 0, 0) for o, _, stored_ms in cases],
+        )
+        for n, (order_id, id_ms, _) in enumerate(cases):
+            item = [("SKU-1", "shoes", 1000, 1)]
+            await deliver(
+                r, keys, "m1", f"w{n}", "order.created", order_id, click_ids[order_id], id_ms + HOUR, item
+            )
+        await asyncio.to_thread(ingest_orders, settings.redis_url, keys, backend)
+        await Attributor(r, keys, backend, ids).run_once(now_ms=midnight + 21 * DAY)
+        await r.aclose()
+
+    asyncio.run(scenario())
+    books = ledger_by_order(backend)
+    assert {o: books.get(o, (0, ""))[0] for o, _, _ in cases} == {o: 80 for o, _, _ in cases}  # 8 % of 1000
+    assert reasons(backend) == {}
+
+
+def test_the_attributors_reads_take_thousands_of_the_longest_order_ids(backend) -> None:
+    """Order ids may be 128 characters: 2,000 of them in one IN list passed 18.16's 256 KiB query limit (a
+    syntax error that stopped every run). The reads cut their lists by size, and find every row."""
+    long_ids = sorted(f"{n:0>4}-" + "o" * 123 for n in range(2_100))
+    picked = [long_ids[0], long_ids[1_000], long_ids[-1]]
+    at_ms = T0 + HOUR
+    events = [
+        OrderEventRow(
+            "m1",
+            f"w{n}",
+            "order.created",
+            o,
+            "",
+            "EUR",
+            at_ms // 1000,
+            at_ms,
+            at_ms,
+            at_ms,
+            ["SKU-1"],
+            [""],
+            [1000],
+            [1],
+            "",
+            "",
+        )
+        for n, o in enumerate(picked)
+    ]
+    backend.insert("order_events", OrderEventRow.columns(), columnar(events))
+    booked = [
+        CommissionRow(
+            "m1",
+            o,
+            "acc:0",
+            "accrual",
+            "pending",
+            80,
+            1,
+            "EUR",
+            "alice",
+            "",
+            "SKU-1",
+            1,
+            1000,
+            800,
+            "default",
+            1,
+            "",
+            f"w{n}",
+            at_ms // 1000,
+            at_ms,
+            at_ms,
+            "run1",
+        )
+        for n, o in enumerate(picked)
+    ]
+    backend.insert("commissions", CommissionRow.columns(), columnar(booked))
+
+    assert sorted(e.order_id for e in queries.order_events(backend, "m1", long_ids)) == picked
+    assert sorted(r.order_id for r in queries.ledger_for_orders(backend, "m1", long_ids)) == picked
+    assert queries.orders_booked_by_run(backend, "m1", long_ids, "run1") == set(picked)

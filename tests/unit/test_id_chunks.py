@@ -1,0 +1,40 @@
+"""core.queries.id_chunks: IN lists cut by the size of their SQL text, never by count alone (18.16 refuses
+a query over 256 KiB; order ids may be 128 characters)."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.queries import IN_LIST_BYTES, id_chunks
+
+
+def quoted_bytes(ids) -> int:
+    """The bytes of the IN list the driver writes for these ids, escapes included."""
+    escaped = (i.replace("\\", "\\\\").replace("'", "\\'").replace("\n", "\\n") for i in ids)
+    return sum(len(e.encode()) + 4 for e in escaped)
+
+
+@pytest.mark.parametrize(
+    ("ids", "max_bytes", "sizes"),
+    [
+        ([], 100, []),
+        (["a"], 100, [1]),
+        (["a"] * 20, 100, [20]),  # 5 bytes each: exactly 100
+        (["a"] * 21, 100, [20, 1]),
+        (["x" * 200], 100, [1]),  # one id longer than the budget still goes, alone
+        (["x" * 200, "y"], 100, [1, 1]),
+        (["ab'c"] * 3, 20, [1, 1, 1]),  # escaped: counted as twice its bytes
+        (["é" * 3] * 4, 20, [2, 2]),  # UTF-8 bytes, not characters
+        (["o" * 128] * 2_000, IN_LIST_BYTES, [1_515, 485]),  # 132 bytes each
+        ([f"O-{n}" for n in range(100_000)], IN_LIST_BYTES, None),
+    ],
+)
+def test_id_chunks(ids, max_bytes, sizes) -> None:
+    chunks = [list(c) for c in id_chunks(ids, max_bytes)]
+    assert [i for c in chunks for i in c] == ids  # every id once, in order
+    if sizes is not None:
+        assert [len(c) for c in chunks] == sizes
+    for chunk in chunks:
+        assert len(chunk) == 1 or quoted_bytes(chunk) <= max_bytes
+    if ids and sizes is None:
+        assert len(chunks) <= 10  # short ids go many thousands at once
