@@ -15,6 +15,9 @@ from redirector.packed import PackedLinks, pack, unpack
 # requests), and decoding one costs about a microsecond. About 700 bytes each, outside the byte budget.
 # Emptied when full rather than kept in LRU order: an ordered dict's upkeep on every uniform-traffic miss
 # cost more than decoding again the few popular links that an emptying drops (they return at once).
+# An entry is [expires_ms, link, the packed tier's epoch when the link was last made young there]: a hit
+# moves the packed record to the youngest generation only when that epoch has passed (once a generation,
+# as a packed hit would), so popular links served from here do not age out below.
 HOT_LINKS = 4096
 
 
@@ -34,7 +37,7 @@ class LinkCache:
     )  # fmt: skip
 
     def __init__(self, max_bytes: int, ttl_ms: int, hot_links: int = HOT_LINKS) -> None:
-        self._hot: dict[str, tuple[int, Link | None]] = {}
+        self._hot: dict[str, list] = {}  # code -> [expires_ms, link, epoch]
         self._hot_links = hot_links if max_bytes > 0 else 0
         self._max_bytes = max_bytes
         self._packed = PackedLinks(max_bytes)
@@ -48,14 +51,19 @@ class LinkCache:
         now_ms = now_ns // 1_000_000
         if now_ms > self._now_ms:
             self._now_ms = now_ms
+        packed = self._packed
         entry = self._hot.get(code)
         if entry is None:
-            record = self._packed.get(code)
+            record = packed.get(code)
             if record is None:
                 self.misses += 1
                 return False, None
-            entry = unpack(code, record)
+            expires_ms, link = unpack(code, record)
+            entry = [expires_ms, link, packed.epoch]
             self._keep_hot(code, entry)
+        elif entry[2] != packed.epoch:  # no allocation: the epoch's int object is shared
+            packed.get(code)
+            entry[2] = packed.epoch
         expires_ms = entry[0]
         if expires_ms < now_ms or expires_ms - self._ttl_ms <= self._fresh_after_ms:
             self.misses += 1
@@ -69,10 +77,11 @@ class LinkCache:
         now_ms = now_ns // 1_000_000
         self._now_ms = max(self._now_ms, now_ms)
         expires_ms = now_ms + self._ttl_ms
-        self._packed.put(code, pack(link, expires_ms))
-        self._keep_hot(code, (expires_ms, link))
+        packed = self._packed
+        packed.put(code, pack(link, expires_ms))
+        self._keep_hot(code, [expires_ms, link, packed.epoch])
 
-    def _keep_hot(self, code: str, entry: tuple[int, Link | None]) -> None:
+    def _keep_hot(self, code: str, entry: list) -> None:
         hot = self._hot
         if len(hot) >= self._hot_links:
             if self._hot_links <= 0:

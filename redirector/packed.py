@@ -7,11 +7,13 @@ costs its URL, its creator and a few bytes more. Its host is kept as a slice of 
 alone.
 
 Why generations rather than an LRU list: an ordered dict costs about 50 bytes a link more (a node and a
-second table), a fifth of the budget. Here every record lives in one of GENERATIONS dicts of an equal
-share of the budget: new records go into the youngest; a hit in an older one moves the record to the
-youngest; when the youngest is full, the oldest (what was not used for the longest) is dropped and a new
-youngest begun. An approximate LRU at no cost per record. A dropped generation is freed a few records per
-insertion rather than at once, so that freeing a hundred thousand objects never stalls the event loop."""
+second table), a fifth of the budget. Here every record lives in one of a few dicts, youngest first: new
+records and records used again go into the youngest, and once a generation's worth of bytes
+(GENERATIONS-th of the budget) has gone into it a new youngest is begun. Whenever the total is over the
+budget, records of the oldest generation are dropped one by one until it fits: the cache is always full
+to its budget less one record, and what goes is among what was used least recently (an LRU to within a
+generation). Records drop a few at a time as others come, so no eviction ever frees a whole generation at
+once and stalls the event loop."""
 
 from __future__ import annotations
 
@@ -24,11 +26,12 @@ from core.validate import DEFAULT_CLICK_PARAM
 # the code's str header (49) and the record's bytes header (33), their rounding to 16 bytes, and the
 # dictionary's share (about 42 bytes a key at its usual load).
 ENTRY_OVERHEAD_BYTES = 140
-# Generations of records: the oldest is dropped when the youngest is full, so the cache always holds at
-# least (GENERATIONS - 1) / GENERATIONS of its budget's worth; a miss looks in each.
+# The youngest generation takes this share of the budget (counted in bytes put into it, moves included)
+# before a new one is begun: how finely "least recently used" is told apart.
 GENERATIONS = 8
-# Records of a dropped generation freed per insertion: more than one, so it is empty before the next drop.
-FREE_PER_PUT = 8
+# Sparse old generations (their records mostly used again) are merged beyond this many, so that a miss,
+# which looks in each, stays cheap.
+MAX_GENERATIONS = 12
 
 
 class Packed(msgspec.Struct, array_like=True, frozen=True, gc=False):
@@ -86,33 +89,35 @@ def cost(code: str, record: bytes) -> int:
 
 
 class PackedLinks:
-    """Records by code in GENERATIONS generations within `max_bytes` (see the module's docstring)."""
+    """Records by code in generations within `max_bytes` (see the module's docstring). `epoch` changes
+    whenever a new youngest generation is begun: a caller that saw a record young at one epoch need not
+    move it again (get) until the next."""
 
-    __slots__ = ("_dropped", "_gen_bytes", "_gens", "_max_bytes", "_sizes")
+    __slots__ = ("_bytes", "_gen_bytes", "_gens", "_max_bytes", "_young_put", "epoch")
 
     def __init__(self, max_bytes: int) -> None:
         self._max_bytes = max_bytes
         self._gen_bytes = max_bytes // GENERATIONS
-        self._gens: list[dict[str, bytes]] = [{} for _ in range(GENERATIONS)]  # youngest first
-        self._sizes = [0] * GENERATIONS
-        self._dropped: dict[str, bytes] = {}  # evicted, freed FREE_PER_PUT at a time
+        self._gens: list[dict[str, bytes]] = [{}]  # youngest first
+        self._bytes = 0
+        self._young_put = 0  # bytes put into the youngest since it was begun (not what it still holds)
+        self.epoch = 0
 
     @property
     def bytes(self) -> int:
-        return sum(self._sizes)
+        return self._bytes
 
     def get(self, code: str) -> bytes | None:
         gens = self._gens
         record = gens[0].get(code)
         if record is not None:
             return record
-        for age in range(1, GENERATIONS):
+        for age in range(1, len(gens)):
             record = gens[age].pop(code, None)
             if record is not None:  # used again: moved to the youngest, so it outlives its old peers
-                gens[0][code] = record
-                size = cost(code, record)
-                self._sizes[age] -= size
-                self._sizes[0] += size
+                if not gens[age] and age == len(gens) - 1:
+                    gens.pop()
+                self._into_youngest(code, record, cost(code, record))
                 return record
         return None
 
@@ -121,32 +126,56 @@ class PackedLinks:
         size = cost(code, record)
         if size > self._gen_bytes:
             return  # only with a budget of a few records: such a record is read from Redis each time
-        if self._sizes[0] + size > self._gen_bytes:
-            self._rotate()
-        self._gens[0][code] = record
-        self._sizes[0] += size
-        dropped = self._dropped
-        for _ in range(min(FREE_PER_PUT, len(dropped))):
-            dropped.popitem()  # from the end: O(1), and the order no longer matters
+        self._into_youngest(code, record, size)
+        self._bytes += size
+        gens = self._gens
+        while self._bytes > self._max_bytes and len(gens) > 1:
+            oldest = gens[-1]
+            if not oldest:
+                gens.pop()
+                continue
+            old_code, old_record = oldest.popitem()  # within a generation the order matters not
+            self._bytes -= cost(old_code, old_record)
 
-    def _rotate(self) -> None:
-        # A generation still being freed (refilled faster than FREE_PER_PUT frees) is freed at once here.
-        self._dropped = self._gens.pop()
-        self._sizes.pop()
-        self._gens.insert(0, {})
-        self._sizes.insert(0, 0)
+    def _into_youngest(self, code: str, record: bytes, size: int) -> None:
+        if self._young_put + size > self._gen_bytes:
+            self._begin_generation()
+        self._gens[0][code] = record
+        self._young_put += size
+
+    def _begin_generation(self) -> None:
+        gens = [gen for gen in self._gens if gen]
+        if len(gens) >= MAX_GENERATIONS:
+            # Two adjacent generations become one, their order lost: the pair that holds the fewest
+            # records, never the youngest or the oldest (what is dropped next is told apart most finely).
+            # The smaller is copied into the larger: a short copy, and only once a generation.
+            at = min(range(1, len(gens) - 2), key=lambda i: len(gens[i]) + len(gens[i + 1]))
+            younger, older = gens.pop(at), gens[at]
+            if len(younger) > len(older):
+                younger, older = older, younger
+                gens[at] = older
+            older.update(younger)
+        gens.insert(0, {})
+        self._gens = gens
+        self._young_put = 0
+        self.epoch += 1
 
     def drop(self, code: str) -> None:
-        for age, gen in enumerate(self._gens):
+        for gen in self._gens:
             record = gen.pop(code, None)
             if record is not None:
-                self._sizes[age] -= cost(code, record)
+                self._bytes -= cost(code, record)
                 return
 
     def clear(self) -> None:
-        self._gens = [{} for _ in range(GENERATIONS)]
-        self._sizes = [0] * GENERATIONS
-        self._dropped = {}
+        self._gens = [{}]
+        self._bytes = 0
+        self._young_put = 0
+        self.epoch += 1
 
     def __len__(self) -> int:
         return sum(map(len, self._gens))
+
+    def __contains__(self, code: str) -> bool:
+        """Whether a record is held, without using it (unlike get)."""
+        return any(code in gen for gen in self._gens)
