@@ -115,9 +115,11 @@ class PackedLinks:
         for age in range(1, len(gens)):
             record = gens[age].pop(code, None)
             if record is not None:  # used again: moved to the youngest, so it outlives its old peers
-                if not gens[age] and age == len(gens) - 1:
-                    gens.pop()
-                self._into_youngest(code, record, cost(code, record))
+                size = len(code) + len(record) + ENTRY_OVERHEAD_BYTES  # cost(), inlined: the hot path
+                if self._young_put + size > self._gen_bytes:
+                    self._begin_generation()
+                self._gens[0][code] = record
+                self._young_put += size
                 return record
         return None
 
