@@ -16,6 +16,7 @@ import pytest
 from attribution import report
 from core.keys import Keys
 from core.migrate import migrate
+from redirector.auth import key_digest
 from tests.conftest import free_port
 from tests.integration.apphelp import ADMIN, make_link, running_app
 from tests.integration.attributionhelp import add_merchant
@@ -156,6 +157,45 @@ def test_sign_out_ends_the_session_for_every_copy_of_the_cookie(settings, redis_
             client.cookies.set("ct_dash", cookie, path="/dash")  # a copy kept by someone
             again = await client.get("/dash/admin")
             assert again.status_code == 303 and again.headers["location"].startswith("/dash/login")
+
+    run(scenario())
+
+
+def test_a_session_ends_when_its_key_is_deleted(settings, redis_client, clickhouse) -> None:
+    """Deleting a key's record (revoking it) ends the sessions it opened at their next request."""
+
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            alice = await issue_key(client, creator_id="alice")
+            bob = await issue_key(client, creator_id="bob")
+            await sign_in(client, alice)
+            assert (await client.get("/dash/creators/alice")).status_code == 200
+            redis_client.delete(Keys.of(settings).api_key(key_digest(alice)))
+            assert len(list(redis_client.scan_iter(match=settings.redis_prefix + "apikey:*"))) == 1
+            for path in ("/dash/creators/alice", "/dash/creators/alice/links", "/dash"):
+                gone = await client.get(path)
+                assert gone.status_code == 303 and gone.headers["location"].startswith("/dash/login")
+            # bob's key still exists: his session lives on
+            await sign_in(client, bob)
+            assert (await client.get("/dash/creators/bob")).status_code == 200
+
+    run(scenario())
+
+
+def test_a_session_ends_when_the_admin_token_is_rotated(settings, redis_client, clickhouse) -> None:
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            await sign_in(client, ADMIN_TOKEN)
+            cookie = client.cookies.get("ct_dash")
+            assert (await client.get("/dash/admin")).status_code == 200
+        async with running_app(settings) as (_, client):  # a restart with the same token: still signed in
+            client.cookies.set("ct_dash", cookie, path="/dash")
+            assert (await client.get("/dash/admin")).status_code == 200
+        for token in ("another-admin-token-of-enough-length", None):
+            async with running_app(settings.model_copy(update={"admin_token": token})) as (_, client):
+                client.cookies.set("ct_dash", cookie, path="/dash")
+                gone = await client.get("/dash/admin")
+                assert gone.status_code == 303 and gone.headers["location"].startswith("/dash/login")
 
     run(scenario())
 
