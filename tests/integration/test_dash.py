@@ -12,11 +12,13 @@ from datetime import UTC, datetime, timedelta
 
 import markupsafe
 import pytest
+from starlette.routing import Route
 
 from attribution import report
 from core.keys import Keys
 from core.migrate import migrate
 from redirector.auth import key_digest
+from redirector.dash import routes as dash_routes
 from tests.conftest import free_port
 from tests.integration.apphelp import ADMIN, make_link, running_app
 from tests.integration.attributionhelp import add_merchant
@@ -295,6 +297,49 @@ def test_forms_without_the_sessions_token_write_nothing(settings, redis_client, 
                 assert disable.status_code == 403, data
             assert [x.code for x in await app.ctx.links.by_creator("alice")] == [link["code"]]
             assert not (await app.ctx.links.get(link["code"])).disabled
+
+    run(scenario())
+
+
+def _post_routes() -> list[str]:
+    """The path of every POST route of the dashboard, read from dash_routes.routes() (a new form is walked
+    without being listed here), except the catch-all 404."""
+    found = []
+    for route in [*dash_routes.routes(), *dash_routes.merchant_routes()]:
+        if isinstance(route, Route) and "POST" in (route.methods or ()) and "{rest" not in route.path:
+            found.append(route.path)
+    return sorted(set(found))
+
+
+def _redis_state(redis_client, settings) -> dict[bytes, bytes]:
+    return {key: redis_client.dump(key) for key in redis_client.scan_iter(match=settings.redis_prefix + "*")}
+
+
+def test_every_post_route_refuses_a_form_without_its_token(settings, redis_client, clickhouse) -> None:
+    """Walks every POST route with the admin's session (allowed everywhere, so only CSRF can refuse): no
+    token, an empty one, a wrong one -> 403 naming the token, and Redis byte for byte unchanged."""
+    paths = _post_routes()
+    assert len(paths) >= 9 and "/dash/login" in paths and "/dash/logout" in paths
+
+    async def scenario():
+        async with running_app(settings) as (app, client):
+            link = await make_link(client, "alice", SHOP)
+            await add_merchant(
+                app.ctx.redis, app.ctx.keys, "m1", ["shop.example.com"], int(time.time() * 1000)
+            )
+            await sign_in(client, ADMIN_TOKEN)
+            fields = {"creator_id": "alice", "merchant_id": "m1", "code": link["code"], "order_id": "o-1"}
+            body = {"url": SHOP, "code": "WALK1", "scope": "creator", "subject_id": "eve", "sku": "S-1",
+                    "title": "T", "price_minor": "1", "currency": "EUR", "default_rate_bps": "1"}  # fmt: skip
+            before = _redis_state(redis_client, settings)
+            for template in paths:
+                path = template.format(**fields)
+                for data in ({}, {"csrf_token": ""}, {"csrf_token": "forged"}):
+                    refused = await client.post(path, data={**body, **data})
+                    assert refused.status_code == 403, (path, data, refused.status_code)
+                    assert "security token" in refused.text, path
+                    assert _redis_state(redis_client, settings) == before, path
+            assert (await client.get("/dash/admin")).status_code == 200  # still signed in
 
     run(scenario())
 
