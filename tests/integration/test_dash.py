@@ -713,7 +713,7 @@ def test_dash_is_a_reserved_code(settings, redis_client, clickhouse) -> None:
 
 def test_sums_past_int64_are_a_422_page_never_a_wrapped_figure(settings, redis_client, clickhouse) -> None:
     """As the API's earnings: amounts whose sum ClickHouse cannot add exactly are refused with the reason,
-    on both pages that show earnings."""
+    on the pages that show earnings or sales."""
     now_s = int(time.time())
     big = 4 * 10**18  # each row fits Int64; three do not
     rows = [("m1", f"O-{n}", "acc:0", "accrual", "pending", big, 1, "EUR", "alice", "S", 1, 0, 0, "", 0, "")
@@ -722,12 +722,17 @@ def test_sums_past_int64_are_a_422_page_never_a_wrapped_figure(settings, redis_c
     clickhouse.insert("commissions", LEDGER, [list(c) for c in zip(*data, strict=True)])
 
     async def scenario():
-        async with running_app(settings) as (_, client):
+        async with running_app(settings) as (app, client):
             await sign_in(client, await issue_key(client, creator_id="alice"))
+            await add_merchant(app.ctx.redis, app.ctx.keys, "m1", ["shop.example.com"], now_s * 1000)
             for path in ("/dash/creators/alice", "/dash/creators/alice/earnings"):
                 page = await client.get(path)
                 assert page.status_code == 422, (path, page.status_code)
                 assert "Int64" in page.text and "-" + str(big)[:5] not in page.text
+            client.cookies.clear()
+            await sign_in(client, ADMIN_TOKEN)
+            page = await client.get("/dash/merchants/m1")  # creators ranked by sales: the same refusal
+            assert page.status_code == 422 and "Int64" in page.text
 
     run(scenario())
 
