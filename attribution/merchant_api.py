@@ -129,11 +129,20 @@ async def list_codes(request: Request):
 
 
 # --- review and trace ------------------------------------------------------------------------------------
-def _order_id(request: Request) -> str:
-    order_id = request.path_params["order_id"]
-    if not 1 <= len(order_id) <= 128 or validate.has_control_chars(order_id):
-        raise ApiError(400, "bad_order_id", "order_id must be 1-128 chars without control characters")
+MAX_ORDER_ID_CHARS = 128
+
+
+def check_order_id(order_id: str) -> str:
+    """An order id as a path names it (the API's trace and review, the dashboard's order page)."""
+    if not 1 <= len(order_id) <= MAX_ORDER_ID_CHARS or validate.has_control_chars(order_id):
+        raise ApiError(
+            400, "bad_order_id", f"order_id must be 1-{MAX_ORDER_ID_CHARS} chars without control characters"
+        )
     return order_id
+
+
+def _order_id(request: Request) -> str:
+    return check_order_id(request.path_params["order_id"])
 
 
 async def post_review(request: Request):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from starlette.responses import Response
 
-from attribution import audience, debugger, report
+from attribution import audience, debugger, merchant_api, report
 from attribution.merchants import Merchant
 from attribution.trace import iso
 from core.errors import ApiError
@@ -20,7 +20,6 @@ from redirector.dash.views_creator import PERIODS_DAYS, period
 TOP_CREATORS = 20
 LATEST_ORDERS = 50
 LATEST_DELIVERIES = 50
-MAX_ORDER_ID_CHARS = 128
 
 
 async def merchant_of(view: Page) -> Merchant:
@@ -74,9 +73,7 @@ async def orders(view: Page) -> Response:
 async def order(view: Page) -> Response:
     """The trace of one order: the function behind GET /api/merchants/{id}/orders/{order}/trace."""
     merchant = await merchant_of(view)
-    order_id = view.request.path_params["order_id"]
-    if not 1 <= len(order_id) <= MAX_ORDER_ID_CHARS or any(ord(c) < 32 or ord(c) == 127 for c in order_id):
-        raise ApiError(404, "unknown_order", "There is no such order.")
+    order_id = merchant_api.check_order_id(view.request.path_params["order_id"])  # as the API: 400
     from attribution.attributor import Attributor  # loaded only when a trace is asked for, as the API does
 
     ctx = view.ctx
