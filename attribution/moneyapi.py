@@ -41,7 +41,7 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _book(ctx) -> PayoutBook:
+def payout_book(ctx) -> PayoutBook:
     return PayoutBook(ctx.redis, ctx.keys, ctx.clickhouse)
 
 
@@ -112,7 +112,7 @@ async def create_payouts(request: Request):
     until_ms = _until_ms(body.until, now_ms)
     if not 0 <= body.min_amount_minor <= money.INT64_MAX:
         raise ApiError(422, "invalid", f"min_amount_minor must be within 0..{money.INT64_MAX}")
-    book = _book(ctx)
+    book = payout_book(ctx)
     try:
         batch, created = await book.create_batch(merchant_id, until_ms, body.min_amount_minor, now_ms)
         records = await book.payouts_of(batch)
@@ -144,7 +144,7 @@ async def _payout_for(request: Request, write: bool) -> tuple[object, Payout]:
     ctx = request.app.state.ctx
     principal = await ctx.auth.authenticate(request)
     payout_id = request.path_params["payout_id"]
-    payout = await _book(ctx).get(payout_id)
+    payout = await payout_book(ctx).get(payout_id)
     if payout is None:
         raise ApiError(404, "unknown_payout", f"no payout {payout_id!r}")
     if write or principal.kind != "creator":
@@ -162,7 +162,7 @@ async def get_payout(request: Request):
 async def get_statement(request: Request):
     ctx, payout = await _payout_for(request, write=False)
     try:
-        lines = await _book(ctx).lines(payout)
+        lines = await payout_book(ctx).lines(payout)
     except ClickHouseError as exc:
         log.warning("statement of %s unavailable: %s", payout.payout_id, exc)
         return _unavailable("clickhouse_unavailable", "statements are read from ClickHouse; retry later")
@@ -175,7 +175,7 @@ async def get_statement(request: Request):
 
 async def _step(request: Request, confirm: bool):
     ctx, payout = await _payout_for(request, write=True)
-    book = _book(ctx)
+    book = payout_book(ctx)
     try:
         step = book.confirm if confirm else book.fail
         done = await step(payout.payout_id, clock_ms())
