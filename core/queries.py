@@ -135,12 +135,19 @@ def merchant_top_links(
 def merchant_daily(backend: Backend, merchant_id: str, first: date, last: date) -> list[tuple[str, int, int]]:
     """(day, human clicks, bot clicks) per day with clicks on a merchant's links, oldest first, from the
     rollup sorted by merchant."""
+    return _owner_daily(backend, "merchant", merchant_id, first, last)
+
+
+def _owner_daily(backend: Backend, owner: str, owner_id: str, first: date, last: date) -> list[tuple]:
+    """The daily series of `merchant_clicks_daily` or `creator_clicks_daily`: one query for both."""
+    if owner not in ("merchant", "creator"):
+        raise ValueError(f"unknown owner {owner!r}")
     rows = backend.execute(
         "SELECT toString(day), sum(clicks) - sum(bot_clicks), sum(bot_clicks) "
-        f"FROM {backend.database}.merchant_clicks_daily "
-        "WHERE merchant_id = %(merchant_id)s AND day >= toDate(%(first)s) AND day <= toDate(%(last)s) "
+        f"FROM {backend.database}.{owner}_clicks_daily "
+        f"WHERE {owner}_id = %(owner_id)s AND day >= toDate(%(first)s) AND day <= toDate(%(last)s) "
         "GROUP BY day ORDER BY day",
-        {"merchant_id": merchant_id, "first": first.isoformat(), "last": last.isoformat()},
+        {"owner_id": owner_id, "first": first.isoformat(), "last": last.isoformat()},
     )
     return [(r[0], int(r[1]), int(r[2])) for r in rows]
 
@@ -212,14 +219,7 @@ def link_breakdown(backend: Backend, code: str, dimension: str, first: date, las
 def creator_daily(backend: Backend, creator_id: str, first: date, last: date) -> list[tuple[str, int, int]]:
     """(day, human clicks, bot clicks) of a creator's links per day with clicks, oldest first, from the
     rollup sorted by creator. Human = every click less the bots', as in `link_breakdown`."""
-    rows = backend.execute(
-        "SELECT toString(day), sum(clicks) - sum(bot_clicks), sum(bot_clicks) "
-        f"FROM {backend.database}.creator_clicks_daily "
-        "WHERE creator_id = %(creator_id)s AND day >= toDate(%(first)s) AND day <= toDate(%(last)s) "
-        "GROUP BY day ORDER BY day",
-        {"creator_id": creator_id, "first": first.isoformat(), "last": last.isoformat()},
-    )
-    return [(r[0], int(r[1]), int(r[2])) for r in rows]
+    return _owner_daily(backend, "creator", creator_id, first, last)
 
 
 def links_breakdown(
