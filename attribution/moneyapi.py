@@ -4,7 +4,6 @@ shared resources from `request.app.state.ctx`; the rules are fx.py and payouts.p
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 
 import msgspec
 from starlette.requests import Request
@@ -17,6 +16,7 @@ from attribution.payouts import Batch, Payout
 from core.clickhouse import ClickHouseError
 from core.clock import now_ms as clock_ms
 from core.errors import ApiError, error_response, json_response, read_json
+from core.links import iso_ms
 
 log = logging.getLogger(__name__)
 # A payout request that meets an attributor run or a ClickHouse outage comes back this much later.
@@ -35,10 +35,6 @@ def _decode(data: object, kind):
         return msgspec.convert(data, kind)
     except msgspec.ValidationError as exc:
         raise ApiError(422, "invalid", str(exc)) from None
-
-
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def payout_book(ctx) -> PayoutBook:
@@ -60,7 +56,7 @@ async def put_fx(request: Request):
     except fx.InvalidFx as exc:
         raise ApiError(422, "invalid_fx", str(exc)) from None
     version = await fx.FxStore(ctx.redis, ctx.keys).put(base, rates, effective_ms, now_ms)
-    return json_response({**version.as_dict(), "effective_at": _iso(effective_ms)}, 201)
+    return json_response({**version.as_dict(), "effective_at": iso_ms(effective_ms)}, 201)
 
 
 async def get_fx(request: Request):
@@ -130,7 +126,7 @@ def _batch_view(batch: Batch, records: list[Payout]) -> dict:
     return {
         "batch_id": batch.batch_id,
         "merchant_id": batch.merchant_id,
-        "until": _iso(batch.until_ms),
+        "until": iso_ms(batch.until_ms),
         "min_amount_minor": batch.min_amount_minor,
         "created_ms": batch.created_ms,
         "payouts": [

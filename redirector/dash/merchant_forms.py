@@ -13,9 +13,9 @@ from starlette.responses import Response
 from attribution import api as attribution_api
 from attribution import codes, merchant_api, search
 from attribution.merchants import Merchant
-from attribution.trace import iso
 from core.clock import now_ms as clock_ms
 from core.errors import ApiError
+from core.links import iso_ms
 from redirector.dash.page import Page, page
 from redirector.dash.views_merchant import merchant_of
 
@@ -202,5 +202,5 @@ async def rotate_secret(view: Page) -> Response:
     """POST /api/merchants/{id}/secrets: a new signing secret, shown on this answer only."""
     merchant = await merchant_of(view)
     secret, old_expiry_ms = await view.ctx.merchants.add_secret(merchant.merchant_id, clock_ms())
-    until = iso(old_expiry_ms) if old_expiry_ms else ""
+    until = iso_ms(old_expiry_ms) if old_expiry_ms else ""
     return view.render("merchant_secret.html", merchant=merchant, secret=secret, previous_until=until)

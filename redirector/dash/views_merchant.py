@@ -10,8 +10,8 @@ from starlette.responses import Response
 
 from attribution import audience, debugger, merchant_api, report
 from attribution.merchants import Merchant
-from attribution.trace import iso
 from core.errors import ApiError
+from core.links import iso_ms
 from redirector.dash import charts
 from redirector.dash.page import Page, page
 from redirector.dash.views_creator import PERIODS_DAYS, period
@@ -94,7 +94,7 @@ async def deliveries(view: Page) -> Response:
         raise ApiError(400, "bad_query", f"result must be one of {', '.join(debugger.RESULTS)}")
     found = await view.ctx.webhook_log.latest(merchant.merchant_id, LATEST_DELIVERIES, result)
     for delivery in found:
-        delivery["at"] = iso(delivery["at_ms"])
+        delivery["at"] = iso_ms(delivery["at_ms"])
     return view.render(
         "merchant_deliveries.html",
         merchant=merchant,
