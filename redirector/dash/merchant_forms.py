@@ -43,9 +43,9 @@ def whole(form: dict[str, str], name: str, optional: bool = False) -> int | None
     return int(raw)
 
 
-def refused(what: str, exc: Exception) -> str:
-    """The page's error line: what was not saved, and the API's reason."""
-    return f"{what} not saved: {exc.message if isinstance(exc, ApiError) else exc}"
+def refused(what: str, exc: Exception, done: str = "saved") -> str:
+    """The page's error line: what was not saved (or removed), and the API's reason."""
+    return f"{what} not {done}: {exc.message if isinstance(exc, ApiError) else exc}"
 
 
 def product_body(form: dict[str, str]) -> bytes:
@@ -111,10 +111,7 @@ async def put_product(view: Page) -> Response:
         body = product_body(view.form)
         await attribution_api.upsert_catalog(view.ctx, merchant.merchant_id, body)
     except (FormError, ApiError) as exc:
-        message = exc.message if isinstance(exc, ApiError) else str(exc)
-        return await _catalog_page(
-            view, merchant, 422, product=entered, error=f"Product not saved: {message}"
-        )
+        return await _catalog_page(view, merchant, 422, product=entered, error=refused("Product", exc))
     return await _catalog_page(view, merchant, notice=f"Product {entered['sku'].strip()} saved.")
 
 
@@ -125,10 +122,7 @@ async def put_rates(view: Page) -> Response:
     try:
         version = await attribution_api.set_rates(view.ctx, merchant.merchant_id, rates_body(view.form))
     except (FormError, ApiError) as exc:
-        message = exc.message if isinstance(exc, ApiError) else str(exc)
-        return await _catalog_page(
-            view, merchant, 422, rates_form=entered, error=f"Rates not saved: {message}"
-        )
+        return await _catalog_page(view, merchant, 422, rates_form=entered, error=refused("Rates", exc))
     return await _catalog_page(view, merchant, notice=f"Rates saved (version {version.version}).")
 
 
@@ -182,7 +176,7 @@ async def remove_code(view: Page) -> Response:
     try:
         code = merchant_api.check_code(view.form.get("code", "").strip())
     except ApiError as exc:
-        return await _codes_page(view, merchant, 422, error=f"Code not removed: {exc.message}")
+        return await _codes_page(view, merchant, 422, error=refused("Code", exc, "removed"))
     spans = await codes.CodeStore(view.ctx.redis, view.ctx.keys).delete(
         merchant.merchant_id, code, clock_ms()
     )
