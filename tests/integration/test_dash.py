@@ -6,6 +6,7 @@ with a page naming the problem (never a 5xx), and the figures equal to what Clic
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from datetime import UTC, datetime, timedelta
@@ -16,6 +17,7 @@ from starlette.routing import Route
 
 from attribution import report
 from core.keys import Keys
+from core.links import Link
 from core.migrate import migrate
 from redirector.auth import key_digest
 from redirector.dash import routes as dash_routes
@@ -709,6 +711,25 @@ def test_dash_is_a_reserved_code(settings, redis_client, clickhouse) -> None:
             )
             assert refused.status_code == 422 and refused.json()["error"]["code"] == "reserved_code"
             assert (await client.get("/dash")).status_code == 303  # the dashboard, not a link lookup
+
+    run(scenario())
+
+
+def test_start_up_warns_of_links_a_reserved_code_hides(settings, redis_client, clickhouse, caplog) -> None:
+    """Links stored as `dash` or `api` before those paths were reserved: start-up names each one."""
+
+    async def scenario():
+        async with running_app(settings) as (app, _):
+            for code in ("dash", "api", "kept1"):
+                link = Link(code=code, url=SHOP, creator_id="old", host="shop.example.com", created_at_ms=1)
+                assert await app.ctx.links.create(link)
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="clicktrail.api"):
+            async with running_app(settings) as (_, client):
+                assert (await client.get("/dash")).status_code == 303  # still the dashboard
+        warned = [r.getMessage() for r in caplog.records if "is unreachable" in r.getMessage()]
+        assert len(warned) == 2, warned
+        assert "'api'" in warned[0] and "'dash'" in warned[1] and "creator old" in warned[1]
 
     run(scenario())
 
