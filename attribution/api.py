@@ -248,7 +248,7 @@ async def get_clicks(request: Request):
     creator_id = request.path_params["creator_id"]
     (await ctx.auth.authenticate(request)).require_creator(creator_id)
     start, end = figures.clicks_range(request.query_params, datetime.now(UTC).date())
-    codes = await ctx.links.codes_of(creator_id)
+    codes = await ctx.links.codes_of(creator_id, audience.MAX_BREAKDOWN_LINKS)
     try:
         seen = await audience.audience(ctx.clickhouse(), creator_id, codes, start, end)
     except ClickHouseError as exc:

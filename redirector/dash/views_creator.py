@@ -58,7 +58,7 @@ def creator_of(view: Page) -> str:
 async def overview(view: Page) -> Response:
     creator_id = creator_of(view)
     days, first, last = period(view)
-    codes = await view.ctx.links.codes_of(creator_id)
+    codes = await view.ctx.links.codes_of(creator_id, audience.MAX_BREAKDOWN_LINKS)
     seen = await view.query(audience.collect, creator_id, codes, first, last)
     earnings = await view.query(report.collect, first, last, creator_id)
     daily = charts.line_svg(

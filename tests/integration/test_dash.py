@@ -15,7 +15,7 @@ import markupsafe
 import pytest
 from starlette.routing import Route
 
-from attribution import report
+from attribution import audience, report
 from core.keys import Keys
 from core.links import Link
 from core.migrate import migrate
@@ -502,6 +502,29 @@ def _table(html: str, section: str) -> list[list[str]]:
         [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", r, re.S)]
         for r in rows
     ]
+
+
+def test_countries_and_devices_count_the_newest_links_up_to_the_cap(
+    settings, redis_client, clickhouse, monkeypatch
+) -> None:
+    """audience.MAX_BREAKDOWN_LINKS bounds the codes a breakdown reads (page and API alike); the daily
+    series still counts every link. Here the cap is 1: only the newest link's country is shown."""
+    monkeypatch.setattr(audience, "MAX_BREAKDOWN_LINKS", 1)
+    _clicks(clickhouse, [("old1", 0, 0, "FR", "mobile"), ("new1", 0, 0, "DE", "desktop")])
+
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            await make_link(client, "alice", SHOP, code="old1")
+            await asyncio.sleep(0.01)  # the newer link: a later time in the creator's sorted set
+            await make_link(client, "alice", SHOP, code="new1")
+            answer = (await client.get("/api/creators/alice/clicks", headers=ADMIN)).json()
+            assert [c["name"] for c in answer["countries"]] == ["DE"], answer["countries"]
+            assert answer["human"] == 2  # the series: both links
+            await sign_in(client, await issue_key(client, creator_id="alice"))
+            page = await client.get("/dash/creators/alice?days=7")
+            assert page.status_code == 200 and "DE" in page.text and ">FR<" not in page.text
+
+    run(scenario())
 
 
 def test_overview_figures_equal_the_rollups(settings, redis_client, clickhouse) -> None:
