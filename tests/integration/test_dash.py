@@ -694,10 +694,27 @@ def test_admin_pages_health_merchants_and_keys(settings, redis_client, clickhous
             await add_merchant(app.ctx.redis, app.ctx.keys, "m1", ["shop.example.com"], 1)
             keys = Keys.of(settings)
             redis_client.xadd(keys.clicks_dead, {"reason": "test"})
+            made = []
+            for n in range(3):
+                body = {
+                    "url": f"https://hooks{n}.example.com/in",
+                    "events": ["link.created"],
+                    "merchant_id": "m1",
+                }
+                response = await client.post("/api/endpoints", json=body, headers=ADMIN)
+                assert response.status_code == 201, response.text
+                made.append(response.json()["id"])
+            for n, endpoint_id in enumerate(made):  # endpoint n: n queued, 2n dead-lettered
+                for _ in range(n):
+                    redis_client.xadd(keys.endpoint_queue(endpoint_id), {"e": "x"})
+                for _ in range(2 * n):
+                    redis_client.xadd(keys.endpoint_dead(endpoint_id), {"e": "x"})
             await sign_in(client, ADMIN_TOKEN)
             health = await client.get("/dash/admin")
             assert health.status_code == 200
             assert dict(_table(health.text, "ingest-dead"))["clicks"] == "1"
+            counts = {row[0]: (row[2], row[3]) for row in _table(health.text, "endpoints")}
+            assert counts == {e: (str(n), str(2 * n)) for n, e in enumerate(made)}, counts
             assert {row[0] for row in _table(health.text, "lag")} == {"clicks", "orders"}
             merchants = await client.get("/dash/admin/merchants")
             assert merchants.status_code == 200 and _table(merchants.text, "merchants")[0][0] == "m1"
