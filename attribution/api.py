@@ -37,8 +37,6 @@ from core.redisclient import ReplicasBehind
 
 # A full PUT (5,000 products) with typical fields is 1-3 MiB; its bounds are found in one ~5 ms pass.
 MAX_CATALOG_BODY_BYTES = 8 * 1024 * 1024
-# While ClickHouse is down a client should come back in a few seconds, not hammer it.
-CLICKHOUSE_RETRY_AFTER_S = 5
 log = logging.getLogger(__name__)
 # Catalog writes, searches and rate changes one worker runs at once; more wait their turn. Each runs in
 # sub-millisecond steps with pauses between (catalog.py), so the management API takes a bounded share of
@@ -227,13 +225,7 @@ async def get_earnings(request: Request):
     try:
         rows = await report.earnings(ctx.clickhouse(), start, end, creator_id)
     except ClickHouseError as exc:
-        log.warning("earnings unavailable: %s", exc)
-        return error_response(
-            503,
-            "clickhouse_unavailable",
-            "earnings are read from ClickHouse, which cannot be reached now; retry later",
-            {"retry-after": str(CLICKHOUSE_RETRY_AFTER_S)},
-        )
+        return figures.unavailable("earnings", exc)
     except report.SumOutOfRange as exc:
         raise ApiError(422, "sum_out_of_range", str(exc)) from None
     body = {
@@ -255,26 +247,12 @@ async def get_clicks(request: Request):
     ctx = request.app.state.ctx
     creator_id = request.path_params["creator_id"]
     (await ctx.auth.authenticate(request)).require_creator(creator_id)
-    params = request.query_params
-    today = datetime.now(UTC).date()
-    default_from = str(today - timedelta(days=audience.DEFAULT_DAYS - 1))
-    try:
-        start, end = report.day_range(params.get("from", default_from), params.get("to"), today)
-    except report.BadRange as exc:
-        raise ApiError(400, "bad_date", str(exc)) from None
-    if (end - start).days >= audience.MAX_DAYS:
-        raise ApiError(400, "bad_date", f"a range of at most {audience.MAX_DAYS} days")
-    codes = await ctx.links.codes_of(creator_id)
+    start, end = figures.clicks_range(request.query_params, datetime.now(UTC).date())
+    codes = await ctx.links.codes_of(creator_id, audience.MAX_BREAKDOWN_LINKS)
     try:
         seen = await audience.audience(ctx.clickhouse(), creator_id, codes, start, end)
     except ClickHouseError as exc:
-        log.warning("clicks unavailable: %s", exc)
-        return error_response(
-            503,
-            "clickhouse_unavailable",
-            "clicks are read from ClickHouse, which cannot be reached now; retry later",
-            {"retry-after": str(CLICKHOUSE_RETRY_AFTER_S)},
-        )
+        return figures.unavailable("clicks", exc)
     return figures.answer(figures.CreatorClicks, seen.as_dict())
 
 
@@ -319,13 +297,7 @@ async def get_orders(request: Request):
             queries.creator_orders, ctx.clickhouse(), creator_id, start, figures.CREATOR_ORDERS_SHOWN
         )
     except ClickHouseError as exc:
-        log.warning("orders unavailable: %s", exc)
-        return error_response(
-            503,
-            "clickhouse_unavailable",
-            "orders are read from ClickHouse, which cannot be reached now; retry later",
-            {"retry-after": str(CLICKHOUSE_RETRY_AFTER_S)},
-        )
+        return figures.unavailable("orders", exc)
     body = {"creator_id": creator_id, "from": str(start), "orders": order_rows(ledger)}
     return figures.answer(figures.CreatorOrders, body)
 

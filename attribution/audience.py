@@ -17,6 +17,11 @@ OTHER = "other"
 UNKNOWN = "unknown"  # a click whose country or device the ingester could not tell ('' in the rollup)
 MAX_DAYS = 366  # a longer series is refused by the callers (a chart of more days is unreadable)
 DEFAULT_DAYS = 30
+# Links whose clicks make the top countries and devices: the creator's newest this many. The breakdown
+# rollup is keyed by link, so each request reads the creator's codes and sends them to ClickHouse; the cap
+# bounds that work (one ZREVRANGE slice, one or two queries) however many links a creator has. The daily
+# series comes from the per-creator rollup and always counts every link.
+MAX_BREAKDOWN_LINKS = 10_000
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,14 +6,21 @@ code that fills them (audience.py, the handlers' `limit`), for the readers of th
 
 from __future__ import annotations
 
-from datetime import date
+import logging
+from collections.abc import Mapping
+from datetime import date, timedelta
 from typing import Annotated
 
 import msgspec
 from msgspec import Meta, Struct, field
 from starlette.responses import Response
 
-from attribution import audience
+from attribution import audience, report
+from core.errors import ApiError, error_response
+
+log = logging.getLogger(__name__)
+# While ClickHouse is down a client should come back in a few seconds, not hammer it.
+CLICKHOUSE_RETRY_AFTER_S = 5
 
 # The `limit` query parameter of the merchant lists (GET /api/merchants/{id}/creators and /orders).
 MAX_LIST = 200
@@ -126,6 +133,30 @@ class MerchantOrders(Struct):
 
 
 ANSWERS = (CreatorClicks, CreatorOrders, MerchantClicks, MerchantCreators, MerchantOrders)
+
+
+def clicks_range(params: Mapping[str, str], today: date) -> tuple[date, date]:
+    """`from`..`to` of a clicks answer (creator's or merchant's): the last DEFAULT_DAYS days by default,
+    at most MAX_DAYS; a 400 `bad_date` naming the problem otherwise."""
+    default_from = str(today - timedelta(days=audience.DEFAULT_DAYS - 1))
+    try:
+        first, last = report.day_range(params.get("from", default_from), params.get("to"), today)
+    except report.BadRange as exc:
+        raise ApiError(400, "bad_date", str(exc)) from None
+    if (last - first).days >= audience.MAX_DAYS:
+        raise ApiError(400, "bad_date", f"a range of at most {audience.MAX_DAYS} days")
+    return first, last
+
+
+def unavailable(what: str, exc: Exception) -> Response:
+    """The 503 of a figure read from ClickHouse while it cannot be reached (logged, with a Retry-After)."""
+    log.warning("%s unavailable: %s", what, exc)
+    return error_response(
+        503,
+        "clickhouse_unavailable",
+        f"{what} are read from ClickHouse, which cannot be reached now; retry later",
+        {"retry-after": str(CLICKHOUSE_RETRY_AFTER_S)},
+    )
 
 
 def answer(kind: type[Struct], body: dict) -> Response:

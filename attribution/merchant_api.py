@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
@@ -17,10 +17,9 @@ from attribution.merchants import Merchant, public_view
 from core import queries, validate
 from core.clickhouse import ClickHouseError
 from core.clock import now_ms as clock_ms
-from core.errors import ApiError, error_response, json_response, read_json
+from core.errors import ApiError, json_response, read_json
 
 log = logging.getLogger(__name__)
-CLICKHOUSE_RETRY_AFTER_S = 5
 MAX_RATE_BPS = 10_000
 
 
@@ -33,16 +32,6 @@ async def _merchant(request: Request) -> tuple[Any, str, Merchant]:
     if merchant is None:
         raise ApiError(404, "unknown_merchant", f"no merchant {merchant_id!r}")
     return ctx, merchant_id, merchant
-
-
-def _unavailable(exc: Exception):
-    log.warning("ClickHouse unavailable: %s", exc)
-    return error_response(
-        503,
-        "clickhouse_unavailable",
-        "orders are read from ClickHouse, which cannot be reached now; retry later",
-        {"retry-after": str(CLICKHOUSE_RETRY_AFTER_S)},
-    )
 
 
 async def patch_merchant(request: Request):
@@ -129,11 +118,20 @@ async def list_codes(request: Request):
 
 
 # --- review and trace ------------------------------------------------------------------------------------
-def _order_id(request: Request) -> str:
-    order_id = request.path_params["order_id"]
-    if not 1 <= len(order_id) <= 128 or validate.has_control_chars(order_id):
-        raise ApiError(400, "bad_order_id", "order_id must be 1-128 chars without control characters")
+MAX_ORDER_ID_CHARS = 128
+
+
+def check_order_id(order_id: str) -> str:
+    """An order id as a path names it (the API's trace and review, the dashboard's order page)."""
+    if not 1 <= len(order_id) <= MAX_ORDER_ID_CHARS or validate.has_control_chars(order_id):
+        raise ApiError(
+            400, "bad_order_id", f"order_id must be 1-{MAX_ORDER_ID_CHARS} chars without control characters"
+        )
     return order_id
+
+
+def _order_id(request: Request) -> str:
+    return check_order_id(request.path_params["order_id"])
 
 
 async def post_review(request: Request):
@@ -151,7 +149,7 @@ async def post_review(request: Request):
         try:
             held, _ = await asyncio.to_thread(queries.review_state, ctx.clickhouse(), merchant_id, order_id)
         except ClickHouseError as exc:
-            return _unavailable(exc)
+            return figures.unavailable("orders", exc)
         if held <= 0:
             raise ApiError(409, "nothing_in_review", f"order {order_id!r} has nothing in review")
         standing = await store.decide(merchant_id, order_id, decision, clock_ms())
@@ -175,7 +173,7 @@ async def get_trace(request: Request):
             merchant_id, order_id
         )
     except ClickHouseError as exc:
-        return _unavailable(exc)
+        return figures.unavailable("orders", exc)
     if principal.kind == "creator" and (found is None or found.credited_creator != principal.subject_id):
         raise ApiError(403, "forbidden", "a creator key sees only the orders credited to it")
     if found is None:
@@ -211,7 +209,7 @@ async def get_creators(request: Request):
             report.merchant_sales, ctx.clickhouse(), merchant_id, first, last, limit
         )
     except ClickHouseError as exc:
-        return _unavailable(exc)
+        return figures.unavailable("sales", exc)
     except report.SumOutOfRange as exc:
         raise ApiError(422, "sum_out_of_range", str(exc)) from None
     body = {"merchant_id": merchant_id, "from": str(first), "to": str(last), "creators": ranked}
@@ -222,19 +220,11 @@ async def get_clicks(request: Request):
     """Clicks per day on the merchant's links over `from`..`to` (default: the last 30 days), human and bot
     (audience.merchant_days: the merchant's dashboard overview shows the same)."""
     ctx, merchant_id, _ = await _merchant(request)
-    params = request.query_params
-    today = datetime.now(UTC).date()
-    default_from = str(today - timedelta(days=audience.DEFAULT_DAYS - 1))
-    try:
-        first, last = report.day_range(params.get("from", default_from), params.get("to"), today)
-    except report.BadRange as exc:
-        raise ApiError(400, "bad_date", str(exc)) from None
-    if (last - first).days >= audience.MAX_DAYS:
-        raise ApiError(400, "bad_date", f"a range of at most {audience.MAX_DAYS} days")
+    first, last = figures.clicks_range(request.query_params, datetime.now(UTC).date())
     try:
         days = await asyncio.to_thread(audience.merchant_days, ctx.clickhouse(), merchant_id, first, last)
     except ClickHouseError as exc:
-        return _unavailable(exc)
+        return figures.unavailable("clicks", exc)
     return figures.answer(
         figures.MerchantClicks,
         {
@@ -255,7 +245,7 @@ async def get_orders(request: Request):
     try:
         found = await asyncio.to_thread(report.merchant_orders, ctx.clickhouse(), merchant_id, limit)
     except ClickHouseError as exc:
-        return _unavailable(exc)
+        return figures.unavailable("orders", exc)
     return figures.answer(figures.MerchantOrders, {"merchant_id": merchant_id, "orders": found})
 
 

@@ -4,7 +4,6 @@ shared resources from `request.app.state.ctx`; the rules are fx.py and payouts.p
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
 
 import msgspec
 from starlette.requests import Request
@@ -17,6 +16,7 @@ from attribution.payouts import Batch, Payout
 from core.clickhouse import ClickHouseError
 from core.clock import now_ms as clock_ms
 from core.errors import ApiError, error_response, json_response, read_json
+from core.links import iso_ms
 
 log = logging.getLogger(__name__)
 # A payout request that meets an attributor run or a ClickHouse outage comes back this much later.
@@ -37,11 +37,7 @@ def _decode(data: object, kind):
         raise ApiError(422, "invalid", str(exc)) from None
 
 
-def _iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _book(ctx) -> PayoutBook:
+def payout_book(ctx) -> PayoutBook:
     return PayoutBook(ctx.redis, ctx.keys, ctx.clickhouse)
 
 
@@ -60,7 +56,7 @@ async def put_fx(request: Request):
     except fx.InvalidFx as exc:
         raise ApiError(422, "invalid_fx", str(exc)) from None
     version = await fx.FxStore(ctx.redis, ctx.keys).put(base, rates, effective_ms, now_ms)
-    return json_response({**version.as_dict(), "effective_at": _iso(effective_ms)}, 201)
+    return json_response({**version.as_dict(), "effective_at": iso_ms(effective_ms)}, 201)
 
 
 async def get_fx(request: Request):
@@ -112,7 +108,7 @@ async def create_payouts(request: Request):
     until_ms = _until_ms(body.until, now_ms)
     if not 0 <= body.min_amount_minor <= money.INT64_MAX:
         raise ApiError(422, "invalid", f"min_amount_minor must be within 0..{money.INT64_MAX}")
-    book = _book(ctx)
+    book = payout_book(ctx)
     try:
         batch, created = await book.create_batch(merchant_id, until_ms, body.min_amount_minor, now_ms)
         records = await book.payouts_of(batch)
@@ -130,7 +126,7 @@ def _batch_view(batch: Batch, records: list[Payout]) -> dict:
     return {
         "batch_id": batch.batch_id,
         "merchant_id": batch.merchant_id,
-        "until": _iso(batch.until_ms),
+        "until": iso_ms(batch.until_ms),
         "min_amount_minor": batch.min_amount_minor,
         "created_ms": batch.created_ms,
         "payouts": [
@@ -144,7 +140,7 @@ async def _payout_for(request: Request, write: bool) -> tuple[object, Payout]:
     ctx = request.app.state.ctx
     principal = await ctx.auth.authenticate(request)
     payout_id = request.path_params["payout_id"]
-    payout = await _book(ctx).get(payout_id)
+    payout = await payout_book(ctx).get(payout_id)
     if payout is None:
         raise ApiError(404, "unknown_payout", f"no payout {payout_id!r}")
     if write or principal.kind != "creator":
@@ -162,7 +158,7 @@ async def get_payout(request: Request):
 async def get_statement(request: Request):
     ctx, payout = await _payout_for(request, write=False)
     try:
-        lines = await _book(ctx).lines(payout)
+        lines = await payout_book(ctx).lines(payout)
     except ClickHouseError as exc:
         log.warning("statement of %s unavailable: %s", payout.payout_id, exc)
         return _unavailable("clickhouse_unavailable", "statements are read from ClickHouse; retry later")
@@ -175,7 +171,7 @@ async def get_statement(request: Request):
 
 async def _step(request: Request, confirm: bool):
     ctx, payout = await _payout_for(request, write=True)
-    book = _book(ctx)
+    book = payout_book(ctx)
     try:
         step = book.confirm if confirm else book.fail
         done = await step(payout.payout_id, clock_ms())

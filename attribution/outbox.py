@@ -227,6 +227,17 @@ class Outbox:
             {k: v.decode() for k, v in zip(STATE_FIELDS, state, strict=True) if v is not None},
         )
 
+    async def queue_sizes(self, endpoint_ids: list[str]) -> list[tuple[int, int]]:
+        """(queued, dead-lettered) of each endpoint, in one round trip for all (the admin's health page)."""
+        if not endpoint_ids:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for endpoint_id in endpoint_ids:
+                pipe.xlen(self._keys.endpoint_queue(endpoint_id))
+                pipe.xlen(self._keys.endpoint_dead(endpoint_id))
+            sizes = await pipe.execute()
+        return list(zip(sizes[0::2], sizes[1::2], strict=True))
+
     async def dead_letters(self, endpoint_id: str, limit: int) -> list[dict]:
         entries = await self._redis.xrevrange(self._keys.endpoint_dead(endpoint_id), count=limit)
         out = []

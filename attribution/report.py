@@ -11,11 +11,12 @@ from __future__ import annotations
 import asyncio
 import re
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, date, datetime
+from datetime import date
 
 from attribution import currency as currency_table
 from core import queries
 from core.clickhouse import Backend
+from core.links import iso_ms
 
 # ClickHouse 18.16's toDate() reads 1970-01-01..2105-12-31; any day outside reads as 0000-00-00 (1970).
 FIRST_DAY = date(1970, 1, 1)
@@ -175,10 +176,6 @@ def merchant_orders(backend: Backend, merchant_id: str, limit: int) -> list[dict
         }
         for order_id, events, last_ms in latest
     ]
-
-
-def iso_ms(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def major_units(minor: int, currency: str) -> str:

@@ -10,11 +10,11 @@ false), the dry run.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
 from attribution import ledger, rules
 from attribution.decision import Decision
 from attribution.review import Decision as Verdict
+from core.links import iso_ms
 
 # The ledger row fields a trace shows, in this order.
 LEDGER_FIELDS = (
@@ -41,10 +41,6 @@ LEDGER_FIELDS = (
 class Explained:
     trace: dict  # the contract's JSON
     credited_creator: str  # '' when the order is credited to nobody (who may read the trace)
-
-
-def iso(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def render(
@@ -83,7 +79,7 @@ def _event(event: ledger.OrderEvent) -> dict:
     return {
         "webhook_id": event.webhook_id,
         "type": event.type,
-        "occurred_at": iso(event.occurred_ms),
+        "occurred_at": iso_ms(event.occurred_ms),
         "currency": event.currency,
         "click_id": event.click_id,
         "discount_codes": list(event.discount_codes),
@@ -112,7 +108,7 @@ def _click(click: rules.ClickFacts | None, terms: ledger.Terms, order: ledger.Or
         "click_id": click.click_id,
         "mac_ok": click.well_formed and click.mac_valid,
         "found": found,
-        "ts": iso(click.ts_ms) if found else None,
+        "ts": iso_ms(click.ts_ms) if found else None,
         "code": (click.code or None) if found else None,
         "creator_id": click.creator_id if found else None,
         "is_bot": (click.is_bot or click.is_head) if found else None,
@@ -137,7 +133,7 @@ def _review(decision: Decision | None, verdict: Verdict | None) -> list[dict]:
     checks = [c.as_dict() for c in decision.review] if decision is not None else []
     if verdict is not None:
         checks.append(
-            {"rule": "decision", "decision": verdict.decision, "decided_at": iso(verdict.decided_ms)}
+            {"rule": "decision", "decision": verdict.decision, "decided_at": iso_ms(verdict.decided_ms)}
         )
     return checks
 
@@ -155,7 +151,7 @@ def _item(entry: ledger.Entry) -> dict:
 
 def _row(entry: ledger.Entry, booked: bool) -> dict:
     row = {name: getattr(entry, name) for name in LEDGER_FIELDS}
-    row["effective_at"] = iso(entry.effective_ms) if entry.effective_ms else None
+    row["effective_at"] = iso_ms(entry.effective_ms) if entry.effective_ms else None
     row["booked"] = booked
     return row
 

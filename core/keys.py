@@ -110,9 +110,10 @@ class Keys:
         return f"{self.prefix}apikey:{key_hash}"
 
     def dash_session(self, session_hash: str) -> str:
-        """Hash of one dashboard sign-in (kind, subject_id, csrf, created_ms) with a TTL, addressed by the
-        SHA-256 of the session cookie (the cookie itself is never stored). Written alone; sign-out
-        deletes it."""
+        """Hash of one dashboard sign-in (kind, subject_id, csrf, credential, created_ms) with a TTL,
+        addressed by the SHA-256 of the session cookie (the cookie itself is never stored). `credential`
+        is the signing key's SHA-256 or the admin token's fingerprint, re-checked on every request.
+        Written alone; sign-out deletes it."""
         return f"{self.prefix}dash:session:{session_hash}"
 
     # --- click stream and recorder --------------------------------------------

@@ -351,9 +351,10 @@ class LinkStore:
         found = await self.get_many([c.decode() for c in codes])
         return [link for link in found if isinstance(link, Link)]
 
-    async def codes_of(self, creator_id: str) -> list[str]:
-        """Every code of a creator, newest first (the codes alone: no link record is read)."""
-        codes = await self._redis.zrevrange(self._keys.creator_links(creator_id), 0, -1)
+    async def codes_of(self, creator_id: str, limit: int | None = None) -> list[str]:
+        """The codes of a creator, newest first, all or the newest `limit` (no link record is read)."""
+        last = -1 if limit is None else limit - 1
+        codes = await self._redis.zrevrange(self._keys.creator_links(creator_id), 0, last)
         return [c.decode() for c in codes]
 
     async def claim_host(self, host: str, resolve: OwnerResolver) -> int:

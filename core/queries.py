@@ -17,11 +17,10 @@ from typing import Any
 from core.clickhouse import Backend
 from core.rows import CommissionRow, OrderEventRow, PayoutLineRow, Row
 
-# Ids per existence query: keeps the SQL text (and the IN set) a few hundred KB at most.
+# Click ids per existence query (fixed-length ids: a few hundred KB at most). Lists of ids of any length
+# are split by their size instead (id_chunks).
 EXISTS_CHUNK = 5_000
 DAY_MS = 86_400_000
-# Codes per query of the many-links reads (`links_totals`, `links_breakdown`): far below max_query_size.
-BREAKDOWN_CODES_PER_QUERY = 2_000
 
 
 def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
@@ -55,7 +54,9 @@ def existing_click_ids(backend: Backend, ids_ts_ms: Sequence[tuple[str, int]]) -
 def existing_link_versions(backend: Backend, versions: Sequence[tuple[str, int]]) -> set[tuple[str, int]]:
     """Which of these (code, updated_at_ms) link versions are stored."""
     found: set[tuple[str, int]] = set()
-    for chunk in _chunks(versions, EXISTS_CHUNK):
+    start = 0
+    for codes in id_chunks([code for code, _ in versions]):
+        chunk, start = versions[start : start + len(codes)], start + len(codes)
         rows = backend.execute(
             f"SELECT code, updated_at_ms FROM {backend.database}.links WHERE code IN %(codes)s",
             {"codes": tuple({code for code, _ in chunk})},
@@ -76,7 +77,7 @@ def link_totals_sync(backend: Backend, code: str) -> dict[str, int]:
 def links_totals(backend: Backend, codes: Sequence[str]) -> dict[str, dict[str, int]]:
     """All-time totals of each link from the daily rollup (zeros for a link without clicks)."""
     out = {code: {"clicks": 0, "unique": 0, "bots": 0} for code in codes}
-    for chunk in _chunks(list(codes), BREAKDOWN_CODES_PER_QUERY):
+    for chunk in id_chunks(list(codes)):
         rows = backend.execute(
             "SELECT code, sum(clicks), sum(unique_clicks), sum(bot_clicks) "
             f"FROM {backend.database}.clicks_daily WHERE code IN %(codes)s GROUP BY code",
@@ -134,12 +135,19 @@ def merchant_top_links(
 def merchant_daily(backend: Backend, merchant_id: str, first: date, last: date) -> list[tuple[str, int, int]]:
     """(day, human clicks, bot clicks) per day with clicks on a merchant's links, oldest first, from the
     rollup sorted by merchant."""
+    return _owner_daily(backend, "merchant", merchant_id, first, last)
+
+
+def _owner_daily(backend: Backend, owner: str, owner_id: str, first: date, last: date) -> list[tuple]:
+    """The daily series of `merchant_clicks_daily` or `creator_clicks_daily`: one query for both."""
+    if owner not in ("merchant", "creator"):
+        raise ValueError(f"unknown owner {owner!r}")
     rows = backend.execute(
         "SELECT toString(day), sum(clicks) - sum(bot_clicks), sum(bot_clicks) "
-        f"FROM {backend.database}.merchant_clicks_daily "
-        "WHERE merchant_id = %(merchant_id)s AND day >= toDate(%(first)s) AND day <= toDate(%(last)s) "
+        f"FROM {backend.database}.{owner}_clicks_daily "
+        f"WHERE {owner}_id = %(owner_id)s AND day >= toDate(%(first)s) AND day <= toDate(%(last)s) "
         "GROUP BY day ORDER BY day",
-        {"merchant_id": merchant_id, "first": first.isoformat(), "last": last.isoformat()},
+        {"owner_id": owner_id, "first": first.isoformat(), "last": last.isoformat()},
     )
     return [(r[0], int(r[1]), int(r[2])) for r in rows]
 
@@ -211,14 +219,7 @@ def link_breakdown(backend: Backend, code: str, dimension: str, first: date, las
 def creator_daily(backend: Backend, creator_id: str, first: date, last: date) -> list[tuple[str, int, int]]:
     """(day, human clicks, bot clicks) of a creator's links per day with clicks, oldest first, from the
     rollup sorted by creator. Human = every click less the bots', as in `link_breakdown`."""
-    rows = backend.execute(
-        "SELECT toString(day), sum(clicks) - sum(bot_clicks), sum(bot_clicks) "
-        f"FROM {backend.database}.creator_clicks_daily "
-        "WHERE creator_id = %(creator_id)s AND day >= toDate(%(first)s) AND day <= toDate(%(last)s) "
-        "GROUP BY day ORDER BY day",
-        {"creator_id": creator_id, "first": first.isoformat(), "last": last.isoformat()},
-    )
-    return [(r[0], int(r[1]), int(r[2])) for r in rows]
+    return _owner_daily(backend, "creator", creator_id, first, last)
 
 
 def links_breakdown(
@@ -229,7 +230,7 @@ def links_breakdown(
     if dimension not in ("country", "device", "referer_host"):
         raise ValueError(f"unknown dimension {dimension!r}")
     out: dict[str, int] = {}
-    for chunk in _chunks(codes, BREAKDOWN_CODES_PER_QUERY):
+    for chunk in id_chunks(codes):
         rows = backend.execute(
             f"SELECT {dimension}, sum(clicks) - sum(bot_clicks) FROM {backend.database}.clicks_daily_dims "
             "WHERE code IN %(codes)s AND day >= toDate(%(first)s) AND day <= toDate(%(last)s) "
@@ -650,7 +651,7 @@ def payout_line_counts(backend: Backend, merchant_id: str, payout_ids: Sequence[
     """(payout_id, sign) → stored lines: tells a resumed batch or failure what was already written.
     Asked in chunks: a batch may hold tens of thousands of payouts (18.16 caps a query at 256 KiB)."""
     out: dict[tuple, int] = {}
-    for chunk in _chunks(payout_ids, EXISTS_CHUNK):
+    for chunk in id_chunks(payout_ids):
         rows = backend.execute(
             f"SELECT payout_id, sign, count() FROM {backend.database}.payout_lines "
             "WHERE merchant_id = %(m)s AND payout_id IN %(ids)s GROUP BY payout_id, sign",
@@ -663,7 +664,7 @@ def payout_line_counts(backend: Backend, merchant_id: str, payout_ids: Sequence[
 def payout_transfers(backend: Backend, merchant_id: str, order_ids: Sequence[str]) -> set[tuple[str, str]]:
     """(order_id, entry_id) of the payout transfer rows already in the ledger for these payouts."""
     out: set[tuple[str, str]] = set()
-    for chunk in _chunks(order_ids, EXISTS_CHUNK):
+    for chunk in id_chunks(order_ids):
         rows = backend.execute(
             f"SELECT DISTINCT order_id, entry_id FROM {backend.database}.commissions "
             "WHERE merchant_id = %(m)s AND order_id IN %(ids)s AND kind = 'payout'",

@@ -34,6 +34,26 @@ RESERVED_CODES = frozenset(
 )
 
 
+async def warn_shadowed_links(ctx: AppState) -> list[str]:
+    """Codes of stored links that a reserved path now hides (a link `dash` made before the dashboard
+    existed answers as the dashboard): each is logged at start-up with its creator, so an operator can
+    move it to another code (docs/operations.md). Returns the codes found."""
+    shadowed = []
+    try:
+        for code in sorted(RESERVED_CODES):
+            link = await ctx.links.get(code) if validate.is_code(code) else None
+            if link is not None:
+                shadowed.append(code)
+                log.warning(
+                    "link %r (creator %s, to %s) is unreachable: /%s is reserved for the server's own "
+                    "pages; recreate it under another code and disable this one",
+                    code, link.creator_id, link.url, code,
+                )  # fmt: skip
+    except RedisError as exc:  # start-up goes on: the check is advice, the links themselves are intact
+        log.warning("reserved-code check skipped: %s", exc)
+    return shadowed
+
+
 def _ctx(request: Request) -> AppState:
     return request.app.state.ctx
 

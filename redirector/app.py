@@ -118,6 +118,7 @@ class ClicktrailApp:
     async def _lifespan(self, app: Starlette):
         ctx = AppState.build(self.settings)
         await ctx.start()
+        await api.warn_shadowed_links(ctx)
         # Everything made so far (modules, settings, clients) lives as long as the process: keep it out of
         # the collector's full passes, which otherwise rescan it all while requests wait.
         gc.freeze()

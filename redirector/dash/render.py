@@ -6,7 +6,6 @@ nothing from anywhere but this server."""
 from __future__ import annotations
 
 from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
-from markupsafe import Markup
 from starlette.responses import HTMLResponse
 
 from attribution.report import major_units
@@ -41,8 +40,6 @@ class Renderer:
         )
         self.env.filters["money"] = money
         self.env.filters["count"] = lambda n: f"{int(n):,}"
-        # Chart SVG is built by charts.py, which escapes every label itself.
-        self.env.filters["svg"] = Markup
 
     def html(self, template: str, context: dict, status: int = 200) -> HTMLResponse:
         body = self.env.get_template(template).render(context)

@@ -1,10 +1,16 @@
 """Dashboard sign-in: an API key (or the admin token) typed once is turned into a session cookie. Redis
 keeps the session under the SHA-256 of the cookie's value with a TTL (`dash_session_ttl_s`); the key
-itself is never stored. Sign-out deletes the session, so a copied cookie stops working at once."""
+itself is never stored. Sign-out deletes the session, so a copied cookie stops working at once.
+
+A session lasts no longer than the credential that opened it: it records the API key's SHA-256 (the
+address of the key's record, not the key) or a fingerprint of the admin token, and every request checks
+that the key's record still exists, or that the admin token is still the one configured. Deleting a key or
+rotating CLICKTRAIL_ADMIN_TOKEN ends its sessions at their next request."""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import time
 from dataclasses import dataclass
@@ -14,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from core.keys import Keys
-from redirector.auth import Principal
+from redirector.auth import KEY_PREFIX, Principal, key_digest
 
 COOKIE = "ct_dash"
 # The sign-in form's own CSRF token lives in a short cookie of its own (double submit): there is no
@@ -39,13 +45,26 @@ def _digest(value: str) -> str:
     return hashlib.sha256(value.encode()).hexdigest()
 
 
+def admin_fingerprint(admin_token: str | None) -> str:
+    """Names the admin token without revealing it: an HMAC keyed by the token, so a read of Redis gives
+    nothing to guess a weak token from offline ("" when no token is configured)."""
+    if not admin_token:
+        return ""
+    return hmac.new(admin_token.encode(), b"clicktrail dash session", hashlib.sha256).hexdigest()
+
+
 class Sessions:
-    def __init__(self, redis: Redis, keys: Keys, ttl_s: int) -> None:
+    def __init__(self, redis: Redis, keys: Keys, ttl_s: int, admin_token: str | None = None) -> None:
         self._redis = redis
         self._keys = keys
         self.ttl_s = ttl_s
+        self._admin = admin_fingerprint(admin_token)
 
-    async def open(self, principal: Principal) -> Session:
+    def _credential(self, token: str) -> str:
+        return key_digest(token) if token.startswith(KEY_PREFIX) else self._admin
+
+    async def open(self, principal: Principal, token: str) -> Session:
+        """A session for `principal`, who signed in with `token` (an API key or the admin token)."""
         cookie = secrets.token_urlsafe(SESSION_BYTES)
         session = Session(principal, secrets.token_urlsafe(CSRF_BYTES), cookie)
         key = self._keys.dash_session(_digest(cookie))
@@ -56,6 +75,7 @@ class Sessions:
                     "kind": principal.kind,
                     "subject_id": principal.subject_id or "",
                     "csrf": session.csrf,
+                    "credential": self._credential(token),
                     "created_ms": int(time.time() * 1000),
                 },
             )
@@ -67,10 +87,17 @@ class Sessions:
         if not cookie or len(cookie) > MAX_COOKIE_CHARS:
             return None
         record = await self._redis.hgetall(self._keys.dash_session(_digest(cookie)))
-        if not record:
+        if not record or not await self._still_valid(record):
             return None
         subject = record[b"subject_id"].decode() or None
         return Session(Principal(record[b"kind"].decode(), subject), record[b"csrf"].decode(), cookie)
+
+    async def _still_valid(self, record: dict[bytes, bytes]) -> bool:
+        credential = record.get(b"credential", b"").decode()
+        if record[b"kind"] == b"admin":
+            return bool(self._admin) and hmac.compare_digest(credential, self._admin)
+        # The key's record lives in another hash slot than the session's: a second call, not a pipeline.
+        return bool(credential) and await self._redis.exists(self._keys.api_key(credential)) == 1
 
     async def close(self, session: Session) -> None:
         await self._redis.delete(self._keys.dash_session(_digest(session.cookie)))

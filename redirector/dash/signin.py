@@ -73,7 +73,7 @@ async def login(request: Request) -> Response:
         if len(key) > MAX_KEY_CHARS:
             raise ApiError(401, "unauthorized", "invalid API key")
         principal = await ctx.auth.principal(key)
-        session = await ctx.dash.sessions.open(principal)
+        session = await ctx.dash.sessions.open(principal, key)
         # Signing in again (as someone else, say) ends the session the browser had: one cookie, one user.
         previous = await ctx.dash.sessions.find(request.cookies.get(COOKIE))
         if previous is not None:

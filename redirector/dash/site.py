@@ -29,7 +29,7 @@ class Dashboard:
     @classmethod
     def build(cls, settings: Settings, redis: Redis, keys: Keys) -> Dashboard:
         return cls(
-            Sessions(redis, keys, settings.dash_session_ttl_s),
+            Sessions(redis, keys, settings.dash_session_ttl_s, settings.admin_token),
             Renderer(),
             asyncio.Semaphore(MAX_CONCURRENT_DASH_QUERIES),
         )

@@ -10,8 +10,8 @@ from datetime import UTC, date, datetime, timedelta
 
 from starlette.responses import RedirectResponse, Response
 
-from attribution import audience, explain, report
-from attribution.payoutbook import PayoutBook
+from attribution import api as attribution_api
+from attribution import audience, moneyapi, report
 from core import queries, validate
 from core.clickhouse import ClickHouseError
 from core.errors import ApiError
@@ -58,7 +58,7 @@ def creator_of(view: Page) -> str:
 async def overview(view: Page) -> Response:
     creator_id = creator_of(view)
     days, first, last = period(view)
-    codes = await view.ctx.links.codes_of(creator_id)
+    codes = await view.ctx.links.codes_of(creator_id, audience.MAX_BREAKDOWN_LINKS)
     seen = await view.query(audience.collect, creator_id, codes, first, last)
     earnings = await view.query(report.collect, first, last, creator_id)
     daily = charts.line_svg(
@@ -171,10 +171,8 @@ async def earnings(view: Page) -> Response:
     days, first, last = period(view)
     rows = await view.query(report.collect, first, last, creator_id)
     ledger = await view.query(queries.creator_orders, creator_id, first, ORDERS_SHOWN)
-    orders: dict[tuple[str, str], list] = {}
-    for row in ledger:
-        orders.setdefault((row.merchant_id, row.order_id), []).append((row, explain.sentence(row)))
-    book = PayoutBook(view.ctx.redis, view.ctx.keys, view.ctx.clickhouse)
+    orders = attribution_api.order_rows(ledger)  # grouped and explained as GET .../orders answers
+    book = moneyapi.payout_book(view.ctx)
     payouts = []
     for payout_id in await view.query(queries.creator_payout_ids, creator_id, PAYOUTS_SHOWN):
         found = await book.get(payout_id)

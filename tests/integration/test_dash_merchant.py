@@ -320,3 +320,28 @@ def test_period_and_empty_merchant(settings, clickhouse, redis_client) -> None:
             assert date.today()  # the chart's days end today (UTC)
 
     asyncio.run(scenario())
+
+
+# Order ids no order can have: control characters (C0, DEL, the Unicode line separators) and over-long.
+BAD_ORDER_IDS = ["A%00", "A%1F", "A%7F", "A%0A", "A%E2%80%A8", "A%E2%80%A9", "A" * 129]
+
+
+def test_a_bad_order_id_is_one_400_on_the_page_and_in_the_api(settings, clickhouse, redis_client) -> None:
+    """One check (merchant_api.check_order_id) for the order page and the trace API: they agree."""
+    migrate(clickhouse, log=lambda *_: None)
+
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            made = await setup(client)
+            api = {"authorization": f"Bearer {made['brand']}"}
+            await sign_in(client, made["brand"])
+            for bad in BAD_ORDER_IDS:
+                answer = await client.get(f"/api/merchants/brand/orders/{bad}/trace", headers=api)
+                assert answer.status_code == 400 and answer.json()["error"]["code"] == "bad_order_id", bad
+                page = await client.get(f"{BRAND}/orders/{bad}")
+                assert page.status_code == 400 and "order_id must be 1-128 chars" in page.text, bad
+            unknown = await client.get(f"{BRAND}/orders/NOPE")
+            api_unknown = await client.get("/api/merchants/brand/orders/NOPE/trace", headers=api)
+            assert unknown.status_code == api_unknown.status_code == 404
+
+    asyncio.run(scenario())

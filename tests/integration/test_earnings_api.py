@@ -12,6 +12,7 @@ import pytest
 from core.migrate import migrate
 from tests.conftest import free_port
 from tests.integration.apphelp import ADMIN, running_app
+from tests.integration.attributionhelp import add_merchant
 
 URL = "/api/creators/alice/earnings"
 DAY_S = 86_400
@@ -46,6 +47,39 @@ def test_day_ranges_clickhouse_would_misread_are_refused(settings, redis_client)
                 assert response.status_code == 400, (query, response.text)
                 assert response.headers["content-type"] == "application/json"
                 assert response.json()["error"]["code"] == "bad_date", query
+
+    asyncio.run(scenario())
+
+
+# Every JSON route answering figures read from ClickHouse, and the word its 503 names.
+FIGURE_ROUTES = [
+    ("/api/creators/alice/earnings", "earnings"),
+    ("/api/creators/alice/clicks", "clicks"),
+    ("/api/creators/alice/orders", "orders"),
+    ("/api/merchants/m1/clicks", "clicks"),
+    ("/api/merchants/m1/creators", "sales"),
+    ("/api/merchants/m1/orders", "orders"),
+    ("/api/merchants/m1/orders/O-1/trace", "orders"),
+]
+
+
+@pytest.mark.redis
+def test_every_figure_route_is_one_json_503_naming_what_it_reads(settings, redis_client) -> None:
+    """One helper (figures.unavailable) for the class: code, Retry-After, and a message naming the figure
+    asked for (the merchant's clicks once said "orders are read from ClickHouse")."""
+    closed = f"clickhouse://default:@127.0.0.1:{free_port()}/clicktrail"
+    down = settings.model_copy(update={"clickhouse_url": closed})
+
+    async def scenario():
+        async with running_app(down) as (app, client):
+            await add_merchant(app.ctx.redis, app.ctx.keys, "m1", ["shop.example.com"], 1)
+            for url, what in FIGURE_ROUTES:
+                response = await client.get(url, headers=ADMIN)
+                assert response.status_code == 503, (url, response.text)
+                assert response.headers["retry-after"].isdigit(), url
+                error = response.json()["error"]
+                assert error["code"] == "clickhouse_unavailable", url
+                assert error["message"].startswith(f"{what} are read from ClickHouse"), (url, error)
 
     asyncio.run(scenario())
 

@@ -3,11 +3,13 @@ alternative, and bars proportional to their values."""
 
 import xml.etree.ElementTree as ET
 
+import jinja2
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from redirector.dash import charts
+from redirector.dash.render import Renderer
 
 NS = {"s": "http://www.w3.org/2000/svg"}
 HOSTILE = ["<script>alert(1)</script>", 'a"b', "x' onload='y", "&amp;", "]]>", "\x00\x0b\ud800", "é🙂"]
@@ -134,3 +136,17 @@ def test_line_chart_is_well_formed(data):
     root = parse(charts.line_svg(days, series, title="t"))
     ys = [float(c.get("cy")) for c in root.findall("s:circle", NS)]
     assert all(charts.MARGIN_TOP_PX <= y <= charts.LINE_HEIGHT_PX - charts.MARGIN_BOTTOM_PX for y in ys)
+
+
+def test_the_renderer_has_no_filter_that_marks_text_safe():
+    """Charts arrive as Markup built by charts.py (labels escaped there); a filter turning any string into
+    Markup (as `svg` once did, unused) would let a template switch autoescape off for user text."""
+    env = Renderer().env
+    hostile = "<script>alert(1)</script>"
+    for name in set(env.filters) - set(jinja2.defaults.DEFAULT_FILTERS):
+        try:
+            out = env.from_string("{{ x|" + name + " }}").render(x=hostile)
+        except (TypeError, ValueError):
+            continue  # a filter for numbers only (money, count)
+        assert "<script" not in out, name
+    assert "<script" not in env.from_string("{{ x }}").render(x=hostile)
