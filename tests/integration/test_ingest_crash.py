@@ -3,6 +3,7 @@ clicks, exact rollups and unique flags. Plus random SIGKILLs of `clicktrail inge
 
 from __future__ import annotations
 
+import contextlib
 import random
 import signal
 import subprocess
@@ -10,6 +11,7 @@ import threading
 import time
 
 import pytest
+import redis
 
 from core.keys import INGEST_GROUP
 from core.migrate import migrate
@@ -45,6 +47,18 @@ def test_sigkill_at_each_point(point, env, redis_client, clickhouse, settings) -
     assert redis_client.xlen(keys.clicks) == 0
 
 
+def wait_for_group(redis_client, stream: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        with contextlib.suppress(redis.ResponseError):  # no stream yet
+            if any(
+                g["name"] in (INGEST_GROUP, INGEST_GROUP.encode()) for g in redis_client.xinfo_groups(stream)
+            ):
+                return
+        time.sleep(0.05)
+    raise AssertionError(f"no ingester created its consumer group on {stream} within {timeout_s} s")
+
+
 def test_random_sigkills_under_load(env, redis_client, clickhouse, settings) -> None:
     """A producer adds clicks while `clicktrail ingest` processes (new consumer name each time, so pending
     entries are claimed after the idle time) are killed at random moments."""
@@ -71,6 +85,10 @@ def test_random_sigkills_under_load(env, redis_client, clickhouse, settings) -> 
     try:
         for round_no in range(5):
             proc = subprocess.Popen([CLI, "ingest", "--consumer", f"r{round_no}"], env=env)
+            # The random moment counts from a running ingester: on a loaded machine the first process can
+            # take longer than the sleep just to start, and a kill before its consumer group exists tests
+            # nothing (and leaves no group to ask about).
+            wait_for_group(redis_client, keys.clicks)
             time.sleep(rng.uniform(1.5, 3.5))
             proc.send_signal(signal.SIGKILL)
             proc.wait(timeout=30)
