@@ -4,9 +4,10 @@ share of the clock, holding at most BURST_MS). A page that finds the bucket empt
 redirect never waits. Without this, two browsers loading pages back to back took a third of the worker
 (issue 15: 0.69 x the redirects, benchmarks/dashload.py).
 
-A page's cost is its wall time from its turn to its rendered answer: that includes its waits for Redis and
-ClickHouse and the redirects the loop answered meanwhile, so it over-counts, never under-counts, what the
-page took from the redirects."""
+A page's cost is the worker process's CPU time from its turn to its answer: that includes the redirects
+the loop answered meanwhile, so it over-counts, never under-counts, what the page took from them; time
+spent waiting for ClickHouse or Redis is not counted (charging wall time, a worker's first pages, slow
+with connecting, ran up seconds of debt and kept the next pages waiting past a browser's patience)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,9 @@ BURST_MS = 250
 # Pages waiting for their turn in one worker; one more is answered "busy" (503) at once rather than
 # queued behind minutes of others.
 MAX_WAITING = 16
+# The longest wait one page's debt can impose: a pathological page (seconds of CPU) slows the next ones,
+# it does not lock the dashboard for minutes.
+MAX_WAIT_S = 10.0
 
 
 class Busy(Exception):
@@ -29,11 +33,16 @@ class Busy(Exception):
 
 class Pacer:
     def __init__(
-        self, share_pct: int, burst_ms: int = BURST_MS, clock: Callable[[], float] = time.monotonic
+        self,
+        share_pct: int,
+        burst_ms: int = BURST_MS,
+        clock: Callable[[], float] = time.monotonic,
+        cpu_clock: Callable[[], float] = time.process_time,
     ) -> None:
         self._rate = share_pct / 100
         self._burst_s = burst_ms / 1000
         self._clock = clock
+        self._cpu_clock = cpu_clock
         self._credit_s = self._burst_s
         self._at = clock()
         self._turn = asyncio.Lock()
@@ -51,7 +60,7 @@ class Pacer:
 
     def spend(self, busy_s: float) -> None:
         self._refill()
-        self._credit_s -= busy_s
+        self._credit_s = max(self._credit_s - busy_s, -MAX_WAIT_S * self._rate)
 
     @contextlib.asynccontextmanager
     async def turn(self) -> AsyncIterator[None]:
@@ -66,10 +75,10 @@ class Pacer:
         try:
             while (delay := self.delay_s()) > 0:
                 await asyncio.sleep(delay)
-            started = self._clock()
+            started = self._cpu_clock()
             try:
                 yield
             finally:
-                self.spend(self._clock() - started)
+                self.spend(self._cpu_clock() - started)
         finally:
             self._turn.release()

@@ -4,6 +4,7 @@ of the worker's time after a small burst; too many waiting pages are refused at 
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 
@@ -29,6 +30,8 @@ CASES = [
     (10, 250, [0.35], 1.0),
     (100, 250, [0.35], 0.1),  # 100 %: pages still count, but refill as fast as the clock
     (5, 0, [0.01], 0.2),  # no burst: 10 ms of page needs 200 ms of clock
+    (5, 250, [60.0], 10.0),  # one pathological page: the wait is capped (MAX_WAIT_S)
+    (5, 250, [60.0, 60.0], 10.0),
 ]
 
 
@@ -52,23 +55,36 @@ def test_the_clock_refills_up_to_the_burst_only() -> None:
 
 
 def test_pages_take_turns_and_wait_for_their_share() -> None:
-    """Real clock: two pages of 20 ms with no burst at 50 %: the second starts >= 20 ms after the first
-    ended, and never while the first runs."""
+    """Real clocks: two pages of 20 ms of CPU with no burst at 50 %: the second starts >= 20 ms after the
+    first ended, and never while the first runs. A page waiting on I/O costs nothing."""
     pacer = Pacer(50, burst_ms=0)
     events: list[tuple[str, float]] = []
 
     async def one(name: str) -> None:
         async with pacer.turn():
-            events.append((f"{name} start", asyncio.get_running_loop().time()))
-            await asyncio.sleep(0.02)
-            events.append((f"{name} end", asyncio.get_running_loop().time()))
+            events.append((f"{name} start", time.monotonic()))
+            busy_until = time.process_time() + 0.02
+            while time.process_time() < busy_until:
+                pass
+            events.append((f"{name} end", time.monotonic()))
 
     async def main() -> None:
         await asyncio.gather(one("a"), one("b"))
 
     asyncio.run(main())
     assert [e for e, _ in events] == ["a start", "a end", "b start", "b end"]
-    assert events[2][1] - events[1][1] >= 0.019
+    assert events[2][1] - events[1][1] >= 0.015
+
+
+def test_waiting_on_io_is_not_charged() -> None:
+    pacer = Pacer(1, burst_ms=0)
+
+    async def main() -> None:
+        async with pacer.turn():
+            await asyncio.sleep(0.2)  # ClickHouse answering slowly: no CPU of this process
+
+    asyncio.run(main())
+    assert pacer.delay_s() < 1.0  # charged 0.2 s at 1 % it would be 20 s
 
 
 def test_too_many_waiting_pages_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
