@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     # The web dashboard (/dash): a sign-in lasts this long (the session key's TTL in Redis), then the
     # API key is asked for again.
     dash_session_ttl_s: int = Field(43_200, ge=60)
+    # The most of a worker's time dashboard pages take together (redirector/dash/pacing.py): past it,
+    # pages wait for their turn and redirects never do. 100: pages only take turns.
+    dash_max_share_pct: int = Field(5, ge=1, le=100)
 
     @field_validator("trusted_proxies", mode="before")
     @classmethod

@@ -23,6 +23,7 @@ from core.clickhouse import ClickHouseError
 from core.errors import ApiError
 from redirector.auth import Principal
 from redirector.dash import csrf
+from redirector.dash.pacing import Busy
 from redirector.dash.session import COOKIE, Session
 from redirector.dash.site import nav
 
@@ -76,28 +77,41 @@ def sign_in_redirect(request: Request) -> Response:
     return RedirectResponse(f"/dash/login?next={quote(target, safe='')}", status_code=303)
 
 
-def page(*kinds: str) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
-    """Serve `handler` to signed-in users of these kinds ("creator", "merchant"); the admin always."""
+def page(*kinds: str, paced: bool = True) -> Callable[[Handler], Callable[[Request], Awaitable[Response]]]:
+    """Serve `handler` to signed-in users of these kinds ("creator", "merchant"); the admin always. A paced
+    page waits for its turn (pacing.py); `paced=False` is for what a page loads many of at once (its QR
+    images), which keeps the API's own limit instead."""
 
     def wrap(handler: Handler) -> Callable[[Request], Awaitable[Response]]:
         async def endpoint(request: Request) -> Response:
             ctx: AppState = request.app.state.ctx
+            if not paced:
+                return await _signed_in(request, ctx, handler, kinds)
             try:
-                session = await ctx.dash.sessions.find(request.cookies.get(COOKIE))
-            except RedisError as exc:
-                log.warning("dashboard session unavailable: %s", exc)
-                return ctx.dash.renderer.html("unavailable.html", {}, 503)
-            if session is None:
-                return sign_in_redirect(request)
-            view = Page(request, ctx, session)
-            if not (session.principal.is_admin or session.principal.kind in kinds):
-                return view.error(403, "This page is not part of your account.")
-            return await _serve(handler, view)
+                async with ctx.dash.pacer.turn():
+                    return await _signed_in(request, ctx, handler, kinds)
+            except Busy:
+                context = {"status_code": 503, "message": "The dashboard is busy; try again in a moment."}
+                return ctx.dash.renderer.html("error.html", context, 503)
 
         endpoint.__name__ = handler.__name__
         return endpoint
 
     return wrap
+
+
+async def _signed_in(request: Request, ctx: AppState, handler: Handler, kinds: tuple[str, ...]) -> Response:
+    try:
+        session = await ctx.dash.sessions.find(request.cookies.get(COOKIE))
+    except RedisError as exc:
+        log.warning("dashboard session unavailable: %s", exc)
+        return ctx.dash.renderer.html("unavailable.html", {}, 503)
+    if session is None:
+        return sign_in_redirect(request)
+    view = Page(request, ctx, session)
+    if not (session.principal.is_admin or session.principal.kind in kinds):
+        return view.error(403, "This page is not part of your account.")
+    return await _serve(handler, view)
 
 
 async def _serve(handler: Handler, view: Page) -> Response:

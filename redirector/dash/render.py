@@ -37,6 +37,9 @@ class Renderer:
             undefined=StrictUndefined,  # a typo in a template fails its test instead of showing nothing
             trim_blocks=True,
             lstrip_blocks=True,
+            # Templates ship in the package: compiled once, never checked on disk again (with the default,
+            # every page stat()ed its templates on the event loop).
+            auto_reload=False,
         )
         self.env.filters["money"] = money
         self.env.filters["count"] = lambda n: f"{int(n):,}"

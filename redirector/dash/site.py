@@ -1,5 +1,5 @@
-"""What the dashboard keeps in the app state (`ctx.dash`), made once at start-up: the session store and
-the template renderer. Also each kind of user's navigation and home page."""
+"""What the dashboard keeps in the app state (`ctx.dash`), made once at start-up: the session store,
+the template renderer and the pacer. Also each kind of user's navigation and home page."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from redis.asyncio import Redis
 from core.keys import Keys
 from core.settings import Settings
 from redirector.auth import Principal
+from redirector.dash.pacing import Pacer
 from redirector.dash.render import Renderer
 from redirector.dash.session import Sessions
 
@@ -25,6 +26,7 @@ class Dashboard:
     sessions: Sessions
     renderer: Renderer
     queries: asyncio.Semaphore  # the gate of Page.query
+    pacer: Pacer  # whose turn it is: one page at a time, within dash_max_share_pct of the worker
 
     @classmethod
     def build(cls, settings: Settings, redis: Redis, keys: Keys) -> Dashboard:
@@ -32,6 +34,7 @@ class Dashboard:
             Sessions(redis, keys, settings.dash_session_ttl_s, settings.admin_token),
             Renderer(),
             asyncio.Semaphore(MAX_CONCURRENT_DASH_QUERIES),
+            Pacer(settings.dash_max_share_pct),
         )
 
 

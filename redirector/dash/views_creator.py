@@ -154,7 +154,7 @@ async def disable_link(view: Page) -> Response:
     return RedirectResponse(f"/dash/creators/{creator_id}/links", status_code=303)
 
 
-@page("creator")
+@page("creator", paced=False)
 async def link_qr(view: Page) -> Response:
     """The link's QR code (the same drawing as GET /api/links/{code}/qr.svg), for the links page."""
     creator_id = creator_of(view)
