@@ -77,14 +77,16 @@ def link_totals_sync(backend: Backend, code: str) -> dict[str, int]:
 def links_totals(backend: Backend, codes: Sequence[str]) -> dict[str, dict[str, int]]:
     """All-time totals of each link from the daily rollup (zeros for a link without clicks)."""
     out = {code: {"clicks": 0, "unique": 0, "bots": 0} for code in codes}
-    for chunk in id_chunks(list(codes)):
-        rows = backend.execute(
-            "SELECT code, sum(clicks), sum(unique_clicks), sum(bot_clicks) "
-            f"FROM {backend.database}.clicks_daily WHERE code IN %(codes)s GROUP BY code",
-            {"codes": tuple(chunk)},
-        )
-        for code, clicks, unique, bots in rows:
-            out[code] = {"clicks": int(clicks), "unique": int(unique), "bots": int(bots)}
+    rows = chunked_rows(
+        backend,
+        "SELECT code, sum(clicks), sum(unique_clicks), sum(bot_clicks) "
+        f"FROM {backend.database}.clicks_daily WHERE code IN %(codes)s GROUP BY code",
+        {},
+        list(codes),
+        "codes",
+    )
+    for code, clicks, unique, bots in rows:
+        out[code] = {"clicks": int(clicks), "unique": int(unique), "bots": int(bots)}
     return out
 
 
@@ -230,15 +232,17 @@ def links_breakdown(
     if dimension not in ("country", "device", "referer_host"):
         raise ValueError(f"unknown dimension {dimension!r}")
     out: dict[str, int] = {}
-    for chunk in id_chunks(codes):
-        rows = backend.execute(
-            f"SELECT {dimension}, sum(clicks) - sum(bot_clicks) FROM {backend.database}.clicks_daily_dims "
-            "WHERE code IN %(codes)s AND day >= toDate(%(first)s) AND day <= toDate(%(last)s) "
-            f"GROUP BY {dimension}",
-            {"codes": tuple(chunk), "first": first.isoformat(), "last": last.isoformat()},
-        )
-        for value, human in rows:
-            out[value] = out.get(value, 0) + int(human)
+    rows = chunked_rows(
+        backend,
+        f"SELECT {dimension}, sum(clicks) - sum(bot_clicks) FROM {backend.database}.clicks_daily_dims "
+        "WHERE code IN %(codes)s AND day >= toDate(%(first)s) AND day <= toDate(%(last)s) "
+        f"GROUP BY {dimension}",
+        {"first": first.isoformat(), "last": last.isoformat()},
+        codes,
+        "codes",
+    )
+    for value, human in rows:
+        out[value] = out.get(value, 0) + int(human)
     return out
 
 
@@ -364,18 +368,25 @@ def id_chunks(ids: Sequence[str], max_bytes: int = IN_LIST_BYTES) -> Iterable[Se
         yield ids[start:]
 
 
+def chunked_rows(backend: Backend, sql: str, params: dict, ids: Sequence[str], name: str) -> Iterable[tuple]:
+    """The rows of `sql` run once per `id_chunks(ids)`, each slice bound to the parameter `name`: every
+    query over a list of string ids goes through here, so none can pass the server's query size limit."""
+    for chunk in id_chunks(ids):
+        yield from backend.execute(sql, {**params, name: tuple(chunk)})
+
+
 def order_events(backend: Backend, merchant_id: str, order_ids: Sequence[str]) -> list[OrderEventRow]:
     """Every stored event of these orders (as many queries as `id_chunks` makes: pass ids sorted, so
     each reads a narrow range of the table's order-id sort key)."""
-    out = []
-    for chunk in id_chunks(order_ids):
-        rows = backend.execute(
-            f"SELECT {_select(OrderEventRow)} FROM {backend.database}.order_events "
-            "WHERE merchant_id = %(merchant_id)s AND order_id IN %(order_ids)s",
-            {"merchant_id": merchant_id, "order_ids": tuple(chunk)},
-        )
-        out.extend(OrderEventRow.read(row) for row in rows)
-    return out
+    rows = chunked_rows(
+        backend,
+        f"SELECT {_select(OrderEventRow)} FROM {backend.database}.order_events "
+        "WHERE merchant_id = %(merchant_id)s AND order_id IN %(order_ids)s",
+        {"merchant_id": merchant_id},
+        order_ids,
+        "order_ids",
+    )
+    return [OrderEventRow.read(row) for row in rows]
 
 
 def clicks_by_id(
@@ -414,15 +425,15 @@ def ledger_for_orders(backend: Backend, merchant_id: str, order_ids: Sequence[st
     """The stored net per (order, entry id), with one row's explanation, for `ledger.difference` (chunked
     like `order_events`)."""
     summed = {"amount_minor": "sum", "orders": "sum", "order_id": "", "entry_id": ""}
-    out = []
-    for chunk in id_chunks(order_ids):
-        rows = backend.execute(
-            f"SELECT {_select(CommissionRow, summed, default='any')} FROM {backend.database}.commissions "
-            "WHERE merchant_id = %(merchant_id)s AND order_id IN %(order_ids)s GROUP BY order_id, entry_id",
-            {"merchant_id": merchant_id, "order_ids": tuple(chunk)},
-        )
-        out.extend(CommissionRow.read(row) for row in rows)
-    return out
+    rows = chunked_rows(
+        backend,
+        f"SELECT {_select(CommissionRow, summed, default='any')} FROM {backend.database}.commissions "
+        "WHERE merchant_id = %(merchant_id)s AND order_id IN %(order_ids)s GROUP BY order_id, entry_id",
+        {"merchant_id": merchant_id},
+        order_ids,
+        "order_ids",
+    )
+    return [CommissionRow.read(row) for row in rows]
 
 
 def order_explanation(backend: Backend, merchant_id: str, order_id: str) -> list[CommissionRow]:
@@ -650,28 +661,28 @@ def batch_lines(backend: Backend, merchant_id: str, batch_id: str) -> dict[str, 
 def payout_line_counts(backend: Backend, merchant_id: str, payout_ids: Sequence[str]) -> dict[tuple, int]:
     """(payout_id, sign) → stored lines: tells a resumed batch or failure what was already written.
     Asked in chunks: a batch may hold tens of thousands of payouts (18.16 caps a query at 256 KiB)."""
-    out: dict[tuple, int] = {}
-    for chunk in id_chunks(payout_ids):
-        rows = backend.execute(
-            f"SELECT payout_id, sign, count() FROM {backend.database}.payout_lines "
-            "WHERE merchant_id = %(m)s AND payout_id IN %(ids)s GROUP BY payout_id, sign",
-            {"m": merchant_id, "ids": tuple(chunk)},
-        )
-        out.update({(p, int(sign)): int(n) for p, sign, n in rows})
-    return out
+    rows = chunked_rows(
+        backend,
+        f"SELECT payout_id, sign, count() FROM {backend.database}.payout_lines "
+        "WHERE merchant_id = %(m)s AND payout_id IN %(ids)s GROUP BY payout_id, sign",
+        {"m": merchant_id},
+        payout_ids,
+        "ids",
+    )
+    return {(p, int(sign)): int(n) for p, sign, n in rows}
 
 
 def payout_transfers(backend: Backend, merchant_id: str, order_ids: Sequence[str]) -> set[tuple[str, str]]:
     """(order_id, entry_id) of the payout transfer rows already in the ledger for these payouts."""
-    out: set[tuple[str, str]] = set()
-    for chunk in id_chunks(order_ids):
-        rows = backend.execute(
-            f"SELECT DISTINCT order_id, entry_id FROM {backend.database}.commissions "
-            "WHERE merchant_id = %(m)s AND order_id IN %(ids)s AND kind = 'payout'",
-            {"m": merchant_id, "ids": tuple(chunk)},
-        )
-        out.update((o, e) for o, e in rows)
-    return out
+    rows = chunked_rows(
+        backend,
+        f"SELECT DISTINCT order_id, entry_id FROM {backend.database}.commissions "
+        "WHERE merchant_id = %(m)s AND order_id IN %(ids)s AND kind = 'payout'",
+        {"m": merchant_id},
+        order_ids,
+        "ids",
+    )
+    return {(o, e) for o, e in rows}
 
 
 def payout_lines(backend: Backend, merchant_id: str, payout_id: str) -> list[PayoutLineRow]:
@@ -721,12 +732,12 @@ def orders_booked_by_run(
 ) -> set[str]:
     """Which of these orders have ledger rows from attributor run `run_id`: tells whether a run that
     stopped between its insert and its event emission had its rows stored (events_out recovery)."""
-    out: set[str] = set()
-    for chunk in id_chunks(order_ids):
-        rows = backend.execute(
-            f"SELECT DISTINCT order_id FROM {backend.database}.commissions "
-            "WHERE merchant_id = %(merchant_id)s AND order_id IN %(order_ids)s AND run_id = %(run_id)s",
-            {"merchant_id": merchant_id, "order_ids": tuple(chunk), "run_id": run_id},
-        )
-        out.update(row[0] for row in rows)
-    return out
+    rows = chunked_rows(
+        backend,
+        f"SELECT DISTINCT order_id FROM {backend.database}.commissions "
+        "WHERE merchant_id = %(merchant_id)s AND order_id IN %(order_ids)s AND run_id = %(run_id)s",
+        {"merchant_id": merchant_id, "run_id": run_id},
+        order_ids,
+        "order_ids",
+    )
+    return {row[0] for row in rows}
