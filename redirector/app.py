@@ -139,6 +139,14 @@ class ClicktrailApp:
                 return await self.ctx.redirect.method_not_allowed(scope, send)
         await self.api(scope, receive, send)
 
+    def answer_now(self, method: str, path: str, query: bytes, headers: list, client, reply) -> bool:
+        """The HTTP protocol's shortcut for a GET or HEAD of a cached plain link (protocol.py,
+        RedirectHandler.answer_now); False sends the request through `__call__` as usual."""
+        ctx = self.ctx
+        if ctx is None or path.count("/") != 1 or path[1:] in _NOT_CODES:
+            return False
+        return ctx.redirect.answer_now(method, path[1:], query, headers, client, reply)
+
 
 def create_app(settings: Settings | None = None) -> ClicktrailApp:
     return ClicktrailApp(settings or Settings.load())

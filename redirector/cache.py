@@ -47,7 +47,8 @@ class LinkCache:
         self.hits = 0
         self.misses = 0
 
-    def get(self, code: str, now_ns: int) -> tuple[bool, Link | None]:
+    def get(self, code: str, now_ns: int, counted: bool = True) -> tuple[bool, Link | None]:
+        """(hit, link). `counted=False`: the caller counts the outcome itself (`hits`, `misses`)."""
         now_ms = now_ns // 1_000_000
         if now_ms > self._now_ms:
             self._now_ms = now_ms
@@ -56,7 +57,7 @@ class LinkCache:
         if entry is None:
             record = packed.get(code)
             if record is None:
-                self.misses += 1
+                self.misses += counted
                 return False, None
             expires_ms, link = unpack(code, record)
             entry = [expires_ms, link, packed.epoch]
@@ -66,9 +67,9 @@ class LinkCache:
             entry[2] = packed.epoch
         expires_ms = entry[0]
         if expires_ms < now_ms or expires_ms - self._ttl_ms <= self._fresh_after_ms:
-            self.misses += 1
+            self.misses += counted
             return False, None
-        self.hits += 1
+        self.hits += counted
         return True, entry[1]
 
     def put(self, code: str, link: Link | None, now_ns: int) -> None:

@@ -12,6 +12,14 @@ callback per header. A connection reading a head only notes the time and joins a
 server walks that set every `header_timeout_s / SWEEPS_PER_DEADLINE`, so a slow head is refused between
 1 and 1.1 deadlines after it began. The head size is found with one `bytes.find` per read.
 
+It also answers the common redirect itself: a GET or HEAD of a link already in the worker's cache goes
+to `answer_now` of the app (app.py, redirect.py), which queues the click and calls back with the location
+once the click is durable; the 302 is then written here. That skips what uvicorn builds per ASGI request
+(a scope, a cycle with its event, a task, two messages and their header checks), about a third of the
+worker's CPU per redirect. Anything else, and any request the app declines, takes the ASGI path unchanged.
+A `_Pending` request stands in uvicorn's `cycle` slot, so uvicorn's own code for pipelining, a lost
+connection and graceful shutdown treats it as a response in progress.
+
 Wired into uvicorn as `http=functools.partial(HeaderTimeoutProtocol, header_timeout_s=...)` (server.py);
 the partial pickles by reference, so it works with `--workers N` too.
 """
@@ -21,6 +29,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 # Far above any real browser or bot head (typically < 8 KiB) and nginx's default of 4 x 8 KiB buffers.
@@ -43,6 +52,9 @@ def _closing_response(status: str, text: str) -> bytes:
     return head.encode() + body
 
 
+_FOUND = b"HTTP/1.1 302 Found\r\n"
+_FOUND_HEADERS = b"cache-control: private, no-store\r\ncontent-length: 0\r\n"
+_CLOSE = b"connection: close\r\n"
 _TIMEOUT_RESPONSE = _closing_response("408 Request Timeout", "request head not received in time")
 _TOO_LARGE_RESPONSE = _closing_response("431 Request Header Fields Too Large", "request head too large")
 
@@ -74,6 +86,27 @@ class _HeadSweeper:
             self._handle = self._loop.call_later(self._interval_s, self._sweep)
 
 
+class _Pending:
+    """A redirect answered by `answer_now`, in uvicorn's `cycle` slot: the attributes uvicorn reads and
+    writes there (a lost connection, shutdown, a pipelined request, a body on a GET)."""
+
+    __slots__ = ("body", "disconnected", "keep_alive", "more_body", "response_complete")
+
+    def __init__(self, keep_alive: bool) -> None:
+        self.keep_alive = keep_alive
+        self.response_complete = False
+        self.disconnected = False
+        self.more_body = True
+        self.body = b""
+
+    @property
+    def message_event(self) -> _Pending:
+        return self  # uvicorn wakes the app on body or disconnect; here no app waits
+
+    def set(self) -> None:
+        pass
+
+
 class HeaderTimeoutProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, header_timeout_s: float = DEFAULT_HEADER_TIMEOUT_S, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -87,6 +120,9 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         self._head_bytes = 0  # bytes of the current head received so far
         self._refused = False
         self._linger: asyncio.TimerHandle | None = None
+        # Only when uvicorn serves the app itself: a middleware around it (proxy headers, trace logging)
+        # must see every request, so then there is no shortcut.
+        self._answer_now = getattr(self.app, "answer_now", None)
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -120,7 +156,55 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
     def on_headers_complete(self) -> None:
         self._in_head = False
         self._sweeper.reading.pop(self, None)
-        super().on_headers_complete()
+        if self._answer_now is None or not self._answered_now():
+            super().on_headers_complete()
+
+    def _answered_now(self) -> bool:
+        parser = self.parser
+        method = parser.get_method()
+        if method != b"GET" and method != b"HEAD":
+            return False
+        cycle = self.cycle
+        if (cycle is not None and not cycle.response_complete) or parser.get_http_version() != "1.1":
+            return False  # pipelined behind a response in progress, or HTTP/1.0: uvicorn's own handling
+        if parser.should_upgrade():
+            return False
+        url = httptools.parse_url(self.url)
+        raw_path = url.path
+        if b"%" in raw_path or self.root_path:
+            return False
+        pending = _Pending(parser.should_keep_alive())
+        answered = self._answer_now(
+            method.decode(),
+            raw_path.decode("ascii"),
+            url.query or b"",
+            self.headers,
+            self.client,
+            lambda location: self._found(pending, location),
+        )
+        if answered:
+            self.cycle = pending  # type: ignore[assignment]
+        return answered
+
+    def _found(self, pending: _Pending, location: bytes) -> None:
+        """The click is durable: write the 302 (unless the client has gone), as uvicorn would have."""
+        pending.response_complete = True
+        transport = self.transport
+        if pending.disconnected or transport.is_closing():
+            return
+        head = [_FOUND]
+        for name, value in self.server_state.default_headers:
+            head += (name, b": ", value, b"\r\n")
+        head += (b"location: ", location, b"\r\n", _FOUND_HEADERS)
+        if not pending.keep_alive:  # the client asked to close, or the server is shutting down
+            head += (_CLOSE, b"\r\n")
+            transport.write(b"".join(head))
+            self.server_state.total_requests += 1
+            transport.close()
+            return
+        head.append(b"\r\n")
+        transport.write(b"".join(head))
+        self.on_response_complete()
 
     def head_timed_out(self) -> None:
         if self._in_head and not self.transport.is_closing():

@@ -127,7 +127,16 @@ class Recorder:
             asyncio.create_task(self._maintain_loop(), name="recorder-maintain"),
         ]
 
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
     async def record(self, click: Click) -> None:
+        await self.enqueue(click)
+
+    def enqueue(self, click: Click) -> SharedFuture:
+        """Queue `click` for the next group commit; the future is done once it is durable (or counted
+        lost). Its result is always None: a failed write is spooled, never raised to the viewer."""
         if self._closing:
             raise RuntimeError("recorder is closed")
         self._open.append(click)
@@ -135,7 +144,7 @@ class Recorder:
         if done is None:
             done = self._open_done = SharedFuture()
         self._wakeup.set()
-        await done
+        return done
 
     async def close(self) -> None:
         """Flush what is buffered, stop the background work, release the spool (replayed by the next

@@ -112,24 +112,8 @@ class RedirectHandler:
         if link.disabled:
             return await self._finish(send, method, 410, _GONE, started)
 
-        user_agent = referer = forwarded_for = country = ""
-        country_header = self._country_header
-        for name, value in scope["headers"]:
-            if name == b"user-agent":
-                user_agent = value.decode("latin-1")
-            elif name == b"referer":
-                referer = value.decode("latin-1")
-            elif name == b"x-forwarded-for":
-                forwarded_for = value.decode("latin-1")
-            elif name == country_header:
-                country = value.decode("latin-1")
-        client = scope.get("client")
-        address = self._client_address
-        peer = client[0] if client else ""
-        ip = address.client_ip(peer, forwarded_for) if address.has_proxies else peer
-        # Only a trusted proxy may tell us the country.
-        country = "" if address.has_proxies and not address.is_trusted(peer) else country[:2].upper()
-        ip_hash, ip_prefix = address.reduce(ip)
+        viewer = self._viewer(scope["headers"], scope.get("client"))
+        user_agent, referer, ip, ip_hash, ip_prefix, country = viewer
         # Only links that ask for it look at the user agent here (plain redirects pay one comparison).
         inapp = (link.open_in == OPEN_IN_BROWSER and method == "GET" and inapp_of(user_agent)) or ""
         now_ms = clock.now_ms()
@@ -160,12 +144,7 @@ class RedirectHandler:
                 inapp,
             )
         )
-        query = scope["query_string"]
-        if len(query) > MAX_PASS_THROUGH_QUERY_BYTES:
-            query = b""
-            self._stats.fallbacks[QUERY_TOO_LONG] += 1
-        param = target.click_param
-        location = build_location(target.url, pass_through_query(query, param), param, click_id)
+        location = self._location(target, scope["query_string"], click_id)
         # An in-app browser on an open_in=browser link gets the escape page (escape.py) instead of the 302;
         # its click is recorded above all the same.
         status, headers, body = (
@@ -178,6 +157,81 @@ class RedirectHandler:
         stats = self._stats
         stats.responses[(method, status)] += 1
         stats.latency.observe(time.perf_counter() - started)
+
+    def answer_now(self, method: str, code: str, query: bytes, headers: list, client, reply) -> bool:
+        """The common case without an ASGI request: a plain link already in this worker's cache, a 302.
+        The click is queued for the next group commit and `reply(location)` runs once it is durable, from
+        the commit's callback (so no task and no coroutine per request). False, with nothing done, for
+        anything else (a miss, a smart link, an in-app escape page, a 404/410): the caller then takes the
+        ASGI path, `__call__`, which answers every case the same way it always has."""
+        if not (CODE_MIN_CHARS <= len(code) <= CODE_MAX_CHARS and CODE_CHARS.issuperset(code)):
+            return False
+        link = self._resolver.cached(code)
+        if link is None or link.disabled or link.smart is not None:
+            return False
+        started = time.perf_counter()
+        user_agent, referer, _, ip_hash, ip_prefix, country = self._viewer(headers, client)
+        if link.open_in == OPEN_IN_BROWSER and method == "GET" and inapp_of(user_agent):
+            return False
+        recorder = self._recorder
+        if recorder.closing:
+            return False
+        self._resolver.served_from_cache()
+        now_ms = clock.now_ms()
+        click_id = self._ids.new(now_ms)
+        location = self._location(link, query, click_id).encode()
+        click = Click(
+            click_id,
+            now_ms,
+            code,
+            link.creator_id,
+            link.merchant_id or "",
+            link.host,
+            method == "HEAD",
+            user_agent,
+            referer,
+            ip_hash,
+            ip_prefix,
+            country,
+        )
+        stats = self._stats
+
+        def durable(_) -> None:
+            reply(location)
+            stats.responses[(method, 302)] += 1
+            stats.latency.observe(time.perf_counter() - started)
+
+        recorder.enqueue(click).add_done_callback(durable)
+        return True
+
+    def _viewer(self, headers: list, client) -> tuple[str, str, str, int, str, str]:
+        """What a click keeps of its viewer: user agent, referer, client IP, its keyed hash and prefix, and
+        the country a trusted proxy named."""
+        user_agent = referer = forwarded_for = country = ""
+        country_header = self._country_header
+        for name, value in headers:
+            if name == b"user-agent":
+                user_agent = value.decode("latin-1")
+            elif name == b"referer":
+                referer = value.decode("latin-1")
+            elif name == b"x-forwarded-for":
+                forwarded_for = value.decode("latin-1")
+            elif name == country_header:
+                country = value.decode("latin-1")
+        address = self._client_address
+        peer = client[0] if client else ""
+        ip = address.client_ip(peer, forwarded_for) if address.has_proxies else peer
+        # Only a trusted proxy may tell us the country.
+        country = "" if address.has_proxies and not address.is_trusted(peer) else country[:2].upper()
+        ip_hash, ip_prefix = address.reduce(ip)
+        return user_agent, referer, ip, ip_hash, ip_prefix, country
+
+    def _location(self, target: Link | Target, query: bytes, click_id: str) -> str:
+        if len(query) > MAX_PASS_THROUGH_QUERY_BYTES:
+            query = b""
+            self._stats.fallbacks[QUERY_TOO_LONG] += 1
+        param = target.click_param
+        return build_location(target.url, pass_through_query(query, param), param, click_id)
 
     async def _route(
         self, send, method, link, now_ms, user_agent, ip, ip_hash, country, started

@@ -43,6 +43,15 @@ class LinkResolver:
                 asyncio.get_running_loop().call_soon(self._dispatch)
         return await future
 
+    def cached(self, code: str) -> Link | None:
+        """The link if this worker's cache holds it, fresh; None on a miss or a cached "no such link". Not
+        counted as a hit or a miss: a caller that serves the link counts it (`served_from_cache`); one that
+        does not goes on to `resolve`, which counts."""
+        return self._cache.get(code, time.monotonic_ns(), counted=False)[1]
+
+    def served_from_cache(self) -> None:
+        self._cache.hits += 1
+
     def _dispatch(self) -> None:
         self._scheduled = False
         waiting, self._waiting = self._waiting, {}
