@@ -83,6 +83,11 @@ class Keys:
         hashed); never in a transaction or script with another key."""
         return f"{self.spread}link:{code}"
 
+    def link_pattern(self) -> str:
+        """A SCAN pattern matching every link record (`link(code)`): the prefix's glob characters escaped."""
+        escaped = "".join("\\" + c if c in "*?[]\\" else c for c in self.spread)
+        return f"{escaped}link:*"
+
     def creator_links(self, creator_id: str) -> str:
         """Sorted set of a creator's codes, scored by creation time (ms)."""
         return f"{self.prefix}creator:{creator_id}:links"

@@ -281,6 +281,13 @@ class LinkStore:
             payloads = await self._redis.mget([self._keys.link(code) for code in codes])
         return [None if p is None else _decode_or_corrupt(p) for p in payloads]
 
+    async def codes(self, page: int = 5_000):
+        """Every stored code (SCAN: no order, and a code stored meanwhile may or may not be seen). On a
+        cluster, every primary's."""
+        start = len(self._keys.link(""))
+        async for key in self._redis.scan_iter(match=self._keys.link_pattern(), count=page):
+            yield key[start:].decode()
+
     async def create(self, link: Link) -> bool:
         """Store a new link; False if the code is taken (disabled codes stay taken)."""
         keys = self._keys

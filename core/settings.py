@@ -46,6 +46,10 @@ class Settings(BaseSettings):
     # Changes reach the caches through the link-change stream within about a second (linkwatch.py);
     # the TTL only bounds how long an unchanged entry is trusted before it is read again.
     link_cache_ttl_ms: int = Field(600_000, ge=0)
+    # At start-up each worker reads links into its cache until this many seconds have passed or the cache
+    # is nearly full (redirector/preload.py), so a fresh worker does not read its first million requests
+    # from Redis one miss at a time; /readyz says "warming" meanwhile. 0 turns it off.
+    link_cache_preload_max_s: int = Field(60, ge=0)
     default_click_param: str = DEFAULT_CLICK_PARAM
     # A connection whose request head is not complete this long after it began is closed (408): uvicorn
     # has no header-read timeout, so slow clients (slowloris) would otherwise hold connections forever.

@@ -261,7 +261,7 @@ def _answer_schemas() -> dict[str, dict]:
     earnings_row = _obj({"currency": STR, "clicks": INT, "orders": INT}, ("currency",))
     return {
         "Health": _req(status={"const": "ok"}),
-        "Ready": _req(ready=BOOL, recording={"enum": ["redis", "spool"]}, spool_writable=BOOL),
+        "Ready": _req(ready=BOOL, recording={"enum": ["redis", "spool"]}, spool_writable=BOOL, warming=BOOL),
         "MerchantCreated": {
             "allOf": [
                 {"$ref": REF.format(name="Merchant")},

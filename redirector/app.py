@@ -37,16 +37,19 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Ready when a click can be recorded durably: Redis takes writes, or the spool can."""
+    """Ready when a click can be recorded durably (Redis takes writes, or the spool can) and the link cache
+    has been warmed (preload.py)."""
     ctx: AppState = request.app.state.ctx
     spool_ok = os.access(
         ctx.settings.spool_dir if ctx.settings.spool_dir.exists() else ctx.settings.data_dir, os.W_OK
     )
-    ready = ctx.recorder.live or spool_ok
+    warming = not ctx.preload.done
+    ready = (ctx.recorder.live or spool_ok) and not warming
     body = {
         "ready": ready,
         "recording": "redis" if ctx.recorder.live else "spool",
         "spool_writable": spool_ok,
+        "warming": warming,
     }
     return json_response(body, status=200 if ready else 503)
 

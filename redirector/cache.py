@@ -112,6 +112,10 @@ class LinkCache:
         self._packed.clear()
 
     @property
+    def max_bytes(self) -> int:
+        return self._max_bytes
+
+    @property
     def bytes(self) -> int:
         """The packed records' share of the budget (the hot tier is outside it)."""
         return self._packed.bytes

@@ -69,22 +69,37 @@ class LinkResolver:
             return
         try:
             now_ns = time.monotonic_ns()
-            fallbacks = self._stats.fallbacks
             for code, stored in zip(codes, links, strict=True):
                 if isinstance(stored, CorruptLink):
                     self._fail(code, waiting[code], stored)  # that code only: served stale, or a 503
                     continue
-                link = stored
-                if stored is not None:
-                    link, reasons = servable(stored)
-                    fallbacks.update(reasons)
-                self._cache.put(code, link, now_ns)
-                waiting[code].set_result(link)
+                waiting[code].set_result(self._keep(code, stored, now_ns))
         finally:
             # Whatever went wrong above, no request is left waiting for ever on this batch.
             for code, future in waiting.items():
                 if not future.done():
                     self._fail(code, future, RuntimeError("link lookup failed"))
+
+    async def warm(self, codes: list[str]) -> int:
+        """Read `codes` into the cache ahead of their requests (preload.py): the number of links cached."""
+        links = await self._store.get_many(codes)
+        now_ns = time.monotonic_ns()
+        kept = 0
+        for code, stored in zip(codes, links, strict=True):
+            if stored is not None and not isinstance(stored, CorruptLink):  # a bad record waits for a request
+                self._keep(code, stored, now_ns, counted=False)  # fallbacks count requests, not reads ahead
+                kept += 1
+        return kept
+
+    def _keep(self, code: str, stored: Link | None, now_ns: int, counted: bool = True) -> Link | None:
+        """A link read from Redis, made servable and cached (None: no such link, cached as such)."""
+        link = stored
+        if stored is not None:
+            link, reasons = servable(stored)
+            if counted:
+                self._stats.fallbacks.update(reasons)
+        self._cache.put(code, link, now_ns)
+        return link
 
     def _fail(self, code: str, future: SharedFuture, exc: Exception) -> None:
         """A stale cached copy if there is one, else LookupFailed (a 503) for the requests waiting."""

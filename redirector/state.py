@@ -37,6 +37,7 @@ from redirector.dash.site import Dashboard
 from redirector.geo import CountryLookup
 from redirector.linkwatch import LinkWatcher
 from redirector.metrics import SNAPSHOT_INTERVAL_S, RedirectCollector, SnapshotDir, make_registry, snapshot
+from redirector.preload import Preload
 from redirector.recorder import Recorder
 from redirector.redirect import RedirectHandler
 from redirector.resolver import LinkResolver
@@ -64,6 +65,7 @@ class AppState:
     redirect: RedirectHandler
     registry: CollectorRegistry
     watcher: LinkWatcher
+    preload: Preload  # the link cache's warm-up at start-up (preload.py)
     # The attribution side's stores, made once (its handlers reach them here, like everything else).
     owners: OwnerResolver
     merchants: MerchantStore
@@ -110,8 +112,9 @@ class AppState:
             min_replicas_acked=settings.redis_min_replicas_acked,
             wait_timeout_ms=max(1, settings.redis_write_timeout_ms // 2),
         )
+        resolver = LinkResolver(LinkStore(lookup_redis, keys), cache, redirect_stats)
         redirect = RedirectHandler(
-            LinkResolver(LinkStore(lookup_redis, keys), cache, redirect_stats),
+            resolver,
             recorder,
             ids,
             ClientAddress(settings.secret_bytes, settings.trusted_proxies),
@@ -140,6 +143,7 @@ class AppState:
             redirect=redirect,
             registry=registry,
             watcher=LinkWatcher(redis, keys, cache),
+            preload=Preload(links, resolver, cache, settings.link_cache_preload_max_s),
             owners=owner_resolver(keys, settings.default_click_param),
             merchants=MerchantStore(redis, keys),
             rates=RateStore(redis, keys),
@@ -166,6 +170,8 @@ class AppState:
     async def start(self) -> None:
         await self.recorder.start()
         self._tasks.append(asyncio.create_task(self.watcher.run(), name="link-watch"))
+        # After the watcher: a link changed while the preload reads it is dropped again by the watcher.
+        self._tasks.append(asyncio.create_task(self.preload.run(), name="link-preload"))
         self._tasks.append(asyncio.create_task(self._publish_metrics(), name="metrics-snapshot"))
         self._tasks.append(asyncio.create_task(self._watch_lag(), name="stream-lag"))
         self.registry.register(StatsCollector(lambda: self._attribution_stats))

@@ -143,6 +143,7 @@ def test_single_node_names_are_unchanged() -> None:
     )
     assert keys.click_streams == ["ct:clicks"]
     assert keys.link("abc") == "ct:link:abc"
+    assert keys.link_pattern() == "ct:link:*"
     assert (keys.orders, keys.orders_dead) == ("ct:orders", "ct:orders:dead")
     assert keys.webhook_seen("m", "w") == "ct:webhook:m:w"
     assert keys.attribution_lock == "ct:attribution:lock"
@@ -158,7 +159,7 @@ def test_every_key_method_is_covered_here() -> None:
         if not name.startswith("_") and (inspect.isfunction(member) or isinstance(member, property))
     }
     checked = {
-        "link", "creator_links", "host_links", "link_events", "api_key", "clicks", "clicks_dead",
+        "link", "link_pattern", "creator_links", "host_links", "link_events", "api_key", "clicks", "clicks_dead",
         "recorder_seq", "click_stream", "click_seq", "click_dead", "click_streams", "merchant", "merchants",
         "domain_owner", "domain_subdomains", "domain_index", "domain_transfers", "merchant_secrets",
         "catalog", "catalog_index", "rates", "webhook_seen", "orders", "orders_dead", "attribution_lock",
