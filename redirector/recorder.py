@@ -22,6 +22,7 @@ import logging
 import os
 import secrets
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 from redis.asyncio import Redis
@@ -112,6 +113,7 @@ class Recorder:
         self._replayed_to = 0
         self._open: list[Click] = []
         self._open_done: SharedFuture | None = None
+        self._open_calls: list[Callable[[], None]] = []
         self._wakeup = asyncio.Event()
         self._closing = False
         self._tasks: list[asyncio.Task] = []
@@ -132,11 +134,7 @@ class Recorder:
         return self._closing
 
     async def record(self, click: Click) -> None:
-        await self.enqueue(click)
-
-    def enqueue(self, click: Click) -> SharedFuture:
-        """Queue `click` for the next group commit; the future is done once it is durable (or counted
-        lost). Its result is always None: a failed write is spooled, never raised to the viewer."""
+        """Returns once `click` is durable (or counted lost: a failed write is spooled, never raised)."""
         if self._closing:
             raise RuntimeError("recorder is closed")
         self._open.append(click)
@@ -144,7 +142,16 @@ class Recorder:
         if done is None:
             done = self._open_done = SharedFuture()
         self._wakeup.set()
-        return done
+        await done
+
+    def submit(self, click: Click, durable: Callable[[], None]) -> None:
+        """`record` without a coroutine: `durable()` is called, from the commit, once the click is durable
+        (or counted lost). The protocol's shortcut (protocol.py) answers its 302 from there."""
+        if self._closing:
+            raise RuntimeError("recorder is closed")
+        self._open.append(click)
+        self._open_calls.append(durable)
+        self._wakeup.set()
 
     async def close(self) -> None:
         """Flush what is buffered, stop the background work, release the spool (replayed by the next
@@ -173,8 +180,8 @@ class Recorder:
             await self._wakeup.wait()
             self._wakeup.clear()
             while self._open:
-                clicks, done = self._open, self._open_done
-                self._open, self._open_done = [], None
+                clicks, done, calls = self._open, self._open_done, self._open_calls
+                self._open, self._open_done, self._open_calls = [], None, []
                 try:
                     for start in range(0, len(clicks), self._max_batch):
                         await self._commit(clicks[start : start + self._max_batch])
@@ -182,7 +189,9 @@ class Recorder:
                     self._stats.lost += len(clicks)
                     log.exception("click batch could not be recorded")
                 finally:
-                    done.set_result(None)
+                    if done is not None:
+                        done.set_result(None)
+                    _call_each(calls)
             if self._closing:
                 return
 
@@ -267,6 +276,14 @@ class Recorder:
                 log.warning("replayed the spool of dead recorder %s", recorder_id)
             finally:
                 os.close(fd)
+
+
+def _call_each(calls: list[Callable[[], None]]) -> None:
+    for call in calls:
+        try:
+            call()
+        except Exception:  # one failed answer must not keep the rest of the batch from theirs
+            log.exception("answering a recorded click failed")
 
 
 def _read_chunk(path: Path, offset: int) -> list[tuple[int, int, bytes]]:

@@ -160,8 +160,8 @@ class RedirectHandler:
 
     def answer_now(self, method: str, code: str, query: bytes, headers: list, client, reply) -> bool:
         """The common case without an ASGI request: a plain link already in this worker's cache, a 302.
-        The click is queued for the next group commit and `reply(location)` runs once it is durable, from
-        the commit's callback (so no task and no coroutine per request). False, with nothing done, for
+        The click is queued for the next group commit and `reply(location)` runs once it is durable, called
+        by the commit (so no task and no coroutine per request). False, with nothing done, for
         anything else (a miss, a smart link, an in-app escape page, a 404/410): the caller then takes the
         ASGI path, `__call__`, which answers every case the same way it always has."""
         if not (CODE_MIN_CHARS <= len(code) <= CODE_MAX_CHARS and CODE_CHARS.issuperset(code)):
@@ -196,12 +196,12 @@ class RedirectHandler:
         )
         stats = self._stats
 
-        def durable(_) -> None:
+        def durable() -> None:
             reply(location)
             stats.responses[(method, 302)] += 1
             stats.latency.observe(time.perf_counter() - started)
 
-        recorder.enqueue(click).add_done_callback(durable)
+        recorder.submit(click, durable)
         return True
 
     def _viewer(self, headers: list, client) -> tuple[str, str, str, int, str, str]:

@@ -159,12 +159,12 @@ def test_every_key_method_is_covered_here() -> None:
         if not name.startswith("_") and (inspect.isfunction(member) or isinstance(member, property))
     }
     checked = {
-        "link", "link_pattern", "creator_links", "host_links", "link_events", "api_key", "clicks", "clicks_dead",
-        "recorder_seq", "click_stream", "click_seq", "click_dead", "click_streams", "merchant", "merchants",
-        "domain_owner", "domain_subdomains", "domain_index", "domain_transfers", "merchant_secrets",
-        "catalog", "catalog_index", "rates", "webhook_seen", "orders", "orders_dead", "attribution_lock",
-        "attribution_cursor", "all_patterns", "link_events_dead", "unique_clicks", "of", "link_clicks",
-        *CONTROL_SINGLES, "events", "event_seen", "endpoints", "owner_endpoints", "endpoint",
+        "link", "link_pattern", "creator_links", "host_links", "link_events", "api_key", "clicks",
+        "clicks_dead", "recorder_seq", "click_stream", "click_seq", "click_dead", "click_streams", "merchant",
+        "merchants", "domain_owner", "domain_subdomains", "domain_index", "domain_transfers",
+        "merchant_secrets", "catalog", "catalog_index", "rates", "webhook_seen", "orders", "orders_dead",
+        "attribution_lock", "attribution_cursor", "all_patterns", "link_events_dead", "unique_clicks", "of",
+        "link_clicks", *CONTROL_SINGLES, "events", "event_seen", "endpoints", "owner_endpoints", "endpoint",
         "endpoint_queue", "endpoint_dead",
     }  # fmt: skip
     assert methods - checked == set(), "new key family: add it to ATOMIC_GROUPS or the spread tests"
