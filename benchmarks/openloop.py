@@ -104,12 +104,16 @@ class OpenLoopClient:
         self.scheduled = self.in_flight = self.lost_requests = self.max_queue = 0
         self.all_done = asyncio.Event()
         self.schedule_over = False
+        # The client's own stalls: how late its scheduler woke (ms thresholds as the server's), and worst.
+        self.wake_at = 0.0
+        self.late_wakes = dict.fromkeys(STALL_THRESHOLDS_MS, 0)
+        self.latest_wake_s = 0.0
 
     async def run(self, connections: int) -> None:
         loop = asyncio.get_running_loop()
         for _ in range(connections):
             await loop.create_connection(lambda: _Conn(self), self.host, self.port)
-        self.t0 = loop.time() + 0.05
+        self.t0 = self.wake_at = loop.time() + 0.05
         self.total = int(self.rate * self.duration_s)
         loop.call_at(self.t0, self._tick, loop)
         cpu0, wall0 = time.process_time(), time.monotonic()
@@ -123,10 +127,12 @@ class OpenLoopClient:
         """Issue every request whose scheduled time has come, then wake at the next one (at most every
         TICK_S: a wake-up per request would cost the client more CPU than the requests themselves)."""
         now = loop.time()
+        self._count_late(now - self.wake_at)
         while self.scheduled < self.total:
             at = self.t0 + self.scheduled / self.rate
             if at > now:
-                loop.call_at(max(at, now + TICK_S), self._tick, loop)
+                self.wake_at = max(at, now + TICK_S)
+                loop.call_at(self.wake_at, self._tick, loop)
                 return
             self.scheduled += 1
             if self.idle:
@@ -136,6 +142,12 @@ class OpenLoopClient:
                 self.max_queue = max(self.max_queue, len(self.queue))
         self.schedule_over = True
         self._maybe_done()
+
+    def _count_late(self, late_s: float) -> None:
+        self.latest_wake_s = max(self.latest_wake_s, late_s)
+        for ms in STALL_THRESHOLDS_MS:
+            if late_s > ms / 1000:
+                self.late_wakes[ms] += 1
 
     def _send(self, conn: _Conn, scheduled: float) -> None:
         conn.scheduled, conn.sent = scheduled, time.monotonic()
@@ -208,6 +220,8 @@ async def _worker(args) -> None:
         "ids": client.ids,
         "cpu_s": client.cpu_s,
         "wall_s": client.wall_s,
+        "late_wakes": client.late_wakes,
+        "latest_wake_s": client.latest_wake_s,
     }
     Path(args.worker_out).write_text(json.dumps(raw))
 
@@ -379,6 +393,12 @@ def run_openloop(
         "client_cores": round(sum(raw["cpu_s"] / raw["wall_s"] for raw in raws), 2),
         # The server's loop lag and GC pauses over the run (None: it does not export them).
         "stalls": stalls,
+        # The client's own: scheduler wake-ups later than each threshold (its requests then go late and
+        # count as latency though the server did nothing wrong), and the latest (libuv timers: 1 ms grain).
+        "client_stalls": {
+            **{f"over_{ms}ms": sum(raw["late_wakes"][str(ms)] for raw in raws) for ms in STALL_THRESHOLDS_MS},
+            "max_ms": round(max(raw["latest_wake_s"] for raw in raws) * 1000, 3),
+        },
         "command": " ".join(["python", *cmds[0][1:]]) + (f"  (x {procs} processes)" if procs > 1 else ""),
     }
 

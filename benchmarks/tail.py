@@ -76,6 +76,7 @@ def _runs(args, work: Path, url: str, extra_env: dict) -> list[dict]:
                 f"machine {point['cores_used'].get('machine_busy')}, "
                 f"run-queue wait {point['run_queue_wait']}, "
                 f"clicks {point['check']['passed']}; " + stall_row(point.get("stalls")),
+                f"; client {point['client_stalls']}",
                 file=sys.stderr,
             )
     return runs
