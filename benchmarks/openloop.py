@@ -301,6 +301,13 @@ def stall_figures(before: dict, after: dict) -> dict | None:
     return out
 
 
+def server_cpu_us(point: dict) -> float | None:
+    """The server's CPU per answered request over an open-loop run (scenarios.measure_open_loop): against
+    wrk's figure at the maximum it says how near its own capacity an offered rate put the worker."""
+    cores, answered = point.get("cores_used", {}).get("server"), point.get("answered_per_s")
+    return round(cores / answered * 1e6, 1) if cores and answered else None
+
+
 def stall_row(stalls: dict | None) -> str:
     """One line of the stall figures, for logs."""
     if not stalls:

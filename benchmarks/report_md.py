@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from benchmarks.openloop import CLIENT_PROCS
+from benchmarks.openloop import CLIENT_PROCS, server_cpu_us
 from benchmarks.redirect import format_table
 from core.settings import Settings
 
@@ -307,12 +307,14 @@ def _stall_table(points: list[dict]) -> list[str]:
         "",
         "Server event loop over each run: a 10 ms timer's lateness (`clicktrail_event_loop_lag_seconds`; "
         "p99 and max are histogram bucket bounds), GC pauses by generation (`clicktrail_gc_pause_seconds`), "
-        "clicks per recorder write, and the share of the run the server's main thread was runnable but "
-        "waiting for a core (/proc schedstat: the other processes on the 2 cores had them).",
+        "clicks per recorder write, the share of the run the server's main thread was runnable but "
+        "waiting for a core (/proc schedstat: the other processes on the 2 cores had them), and the server's "
+        "CPU per answered request.",
         "",
         "| offered/s | share | lag >1 ms | >5 ms | >20 ms | lag p99 ≤ ms | lag max ≤ ms | lag total ms | "
-        "GC gen0 / gen1 / gen2 (count, ms) | clicks per write | server run-queue wait |",
-        "|" + "---|" * 11,
+        "GC gen0 / gen1 / gen2 (count, ms) | clicks per write | server run-queue wait | "
+        "server µs CPU/request |",
+        "|" + "---|" * 12,
     ]
     for p in points:
         st = p.get("stalls")
@@ -325,7 +327,7 @@ def _stall_table(points: list[dict]) -> list[str]:
             f"{st['over_5ms']} | {st['over_20ms']} | {_fmt(st['lag_p99_le_ms'], 'g')} | "
             f"{_fmt(st['lag_max_le_ms'], 'g')} | "
             f"{st['lag_total_ms']} | {gcs} | {_fmt(st.get('clicks_per_write'), ',.1f')} | "
-            f"{'n/a' if wait is None else f'{wait:.0%}'} |"
+            f"{'n/a' if wait is None else f'{wait:.0%}'} | {_fmt(server_cpu_us(p), ',.1f')} |"
         )
     return lines
 

@@ -16,7 +16,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.openloop import stall_row
+from benchmarks.openloop import server_cpu_us, stall_row
 from benchmarks.redis_server import private_redis
 from benchmarks.scenarios import measure_open_loop
 from benchmarks.systems import BenchOptions, measure_clicktrail, seed_links
@@ -48,9 +48,12 @@ def _runs(args, work: Path, url: str, extra_env: dict) -> list[dict]:
     seed_links(url, LINKS)
     maximum = args.rate
     if maximum is None:
-        maximum = measure_clicktrail(
+        closed = measure_clicktrail(
             work / "max", redis_url=url, workers=1, links=LINKS, opts=opts, extra_env=extra_env
-        )["requests_per_s"]
+        )
+        maximum = closed["requests_per_s"]
+        server_us = closed["cores_used"].get("server", 0) / maximum * 1e6
+        print(f"wrk: server {server_us:.0f} µs CPU per request at the maximum", file=sys.stderr)
     print(f"maximum {maximum:,.0f} req/s; env {extra_env or '-'}", file=sys.stderr)
     for n in range(args.repeat):
         for share in args.shares:
@@ -71,6 +74,7 @@ def _runs(args, work: Path, url: str, extra_env: dict) -> list[dict]:
             print(
                 f"{share:.0%} {point['offered_rate_per_s']:,.0f}/s load {load[0]:.2f}: "
                 f"p50 {lat.get('p50')} p99 {lat.get('p99')} max {lat.get('max')} ms, "
+                f"server {server_cpu_us(point)} µs CPU per request, "
                 f"service p99 {point['service_ms'].get('p99')} ms, queue {point['max_client_queue']}, "
                 f"cores server {point['cores_used'].get('server')} redis {point['cores_used'].get('redis')} "
                 f"machine {point['cores_used'].get('machine_busy')}, "
