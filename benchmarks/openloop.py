@@ -11,7 +11,9 @@ scheduled and the client waits up to DRAIN_TIMEOUT_S for every one scheduled bef
 asyncio protocols on uvloop rather than streams: the client must cost far less CPU than the server it
 drives on the same cores (its own cores used are reported), and it runs as CLIENT_PROCS processes, each
 with its share of the rate and connections. Prints one JSON line: latencies in ms from the scheduled time
-(`latency_ms`) and from the actual send (`service_ms`), statuses, unanswered requests, client cores.
+(`latency_ms`) and from the actual send (`service_ms`), statuses, unanswered requests, client cores, and
+(`stalls`) the server's event-loop lag and GC pauses over the run: its /metrics histograms scraped before
+and after, subtracted.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ import time
 from collections import deque
 from pathlib import Path
 
+from prometheus_client.parser import text_string_to_metric_families
+
+from benchmarks import procs
 from benchmarks.codes import code_for
 
 # Requests still unanswered this long after the schedule ended are counted as timeouts.
@@ -40,6 +45,11 @@ PREBUILT_MAX = 100_000
 # Client processes sharing the rate: one Python process tops out below clicktrail's maximum.
 CLIENT_PROCS = 2
 PERCENTILES = {"p50": 0.50, "p90": 0.90, "p99": 0.99, "p99.9": 0.999}
+# Loop lags counted as stalls from these, in ms (each is a bound of clicktrail_event_loop_lag_seconds).
+STALL_THRESHOLDS_MS = (1, 5, 20)
+LAG_METRIC = "clicktrail_event_loop_lag_seconds"
+GC_METRIC = "clicktrail_gc_pause_seconds"
+BATCH_METRIC = "clicktrail_click_batch_size"  # the recorder's group commit: writes and clicks per write
 
 
 class _Conn(asyncio.Protocol):
@@ -94,12 +104,16 @@ class OpenLoopClient:
         self.scheduled = self.in_flight = self.lost_requests = self.max_queue = 0
         self.all_done = asyncio.Event()
         self.schedule_over = False
+        # The client's own stalls: how late its scheduler woke (ms thresholds as the server's), and worst.
+        self.wake_at = 0.0
+        self.late_wakes = dict.fromkeys(STALL_THRESHOLDS_MS, 0)
+        self.latest_wake_s = 0.0
 
     async def run(self, connections: int) -> None:
         loop = asyncio.get_running_loop()
         for _ in range(connections):
             await loop.create_connection(lambda: _Conn(self), self.host, self.port)
-        self.t0 = loop.time() + 0.05
+        self.t0 = self.wake_at = loop.time() + 0.05
         self.total = int(self.rate * self.duration_s)
         loop.call_at(self.t0, self._tick, loop)
         cpu0, wall0 = time.process_time(), time.monotonic()
@@ -113,10 +127,12 @@ class OpenLoopClient:
         """Issue every request whose scheduled time has come, then wake at the next one (at most every
         TICK_S: a wake-up per request would cost the client more CPU than the requests themselves)."""
         now = loop.time()
+        self._count_late(now - self.wake_at)
         while self.scheduled < self.total:
             at = self.t0 + self.scheduled / self.rate
             if at > now:
-                loop.call_at(max(at, now + TICK_S), self._tick, loop)
+                self.wake_at = max(at, now + TICK_S)
+                loop.call_at(self.wake_at, self._tick, loop)
                 return
             self.scheduled += 1
             if self.idle:
@@ -126,6 +142,12 @@ class OpenLoopClient:
                 self.max_queue = max(self.max_queue, len(self.queue))
         self.schedule_over = True
         self._maybe_done()
+
+    def _count_late(self, late_s: float) -> None:
+        self.latest_wake_s = max(self.latest_wake_s, late_s)
+        for ms in STALL_THRESHOLDS_MS:
+            if late_s > ms / 1000:
+                self.late_wakes[ms] += 1
 
     def _send(self, conn: _Conn, scheduled: float) -> None:
         conn.scheduled, conn.sent = scheduled, time.monotonic()
@@ -198,8 +220,108 @@ async def _worker(args) -> None:
         "ids": client.ids,
         "cpu_s": client.cpu_s,
         "wall_s": client.wall_s,
+        "late_wakes": client.late_wakes,
+        "latest_wake_s": client.latest_wake_s,
     }
     Path(args.worker_out).write_text(json.dumps(raw))
+
+
+def scrape_histograms(port: int) -> dict:
+    """The server's stall histograms now: {(metric, generation or ""): {"buckets": {le: cumulative},
+    "count": n, "sum": s}}; empty if the server does not export them (or /metrics fails)."""
+    try:
+        text = procs.http_get(port, "/metrics", timeout_s=5)[2].decode()
+    except OSError:
+        return {}
+    found: dict = {}
+    for family in text_string_to_metric_families(text):
+        if family.name not in (LAG_METRIC, GC_METRIC, BATCH_METRIC):
+            continue
+        for sample in family.samples:
+            key = f"{family.name}{sample.labels.get('generation', '')}"
+            series = found.setdefault(key, {"buckets": {}, "count": 0, "sum": 0.0})
+            if sample.name.endswith("_bucket"):
+                series["buckets"][float(sample.labels["le"])] = sample.value
+            elif sample.name.endswith("_count"):
+                series["count"] = sample.value
+            elif sample.name.endswith("_sum"):
+                series["sum"] = sample.value
+    return found
+
+
+def _delta(before: dict, after: dict) -> dict:
+    old = before or {"buckets": {}, "count": 0, "sum": 0.0}
+    return {
+        "buckets": {le: n - old["buckets"].get(le, 0) for le, n in after["buckets"].items()},
+        "count": after["count"] - old["count"],
+        "sum": after["sum"] - old["sum"],
+    }
+
+
+def _upper_bound_ms(series: dict, q: float) -> float | None:
+    """The bucket bound (ms) under which a share `q` of the observations fall; None if none, inf if the
+    last bucket (the histogram has no finer figure: a bound, not an estimate)."""
+    if not series["count"]:
+        return None
+    for le, cumulative in sorted(series["buckets"].items()):
+        if cumulative >= q * series["count"]:
+            return round(le * 1000, 3)
+    return None
+
+
+def stall_figures(before: dict, after: dict) -> dict | None:
+    """What the server's loop and collector did between two scrapes (scrape_histograms)."""
+    if LAG_METRIC not in after:
+        return None
+    lag = _delta(before.get(LAG_METRIC), after[LAG_METRIC])
+    out = {
+        "probes": int(lag["count"]),
+        # Probe wake-ups later than each threshold: each is a loop held that long (at least).
+        **{
+            f"over_{ms}ms": int(lag["count"] - lag["buckets"].get(ms / 1000, 0)) for ms in STALL_THRESHOLDS_MS
+        },
+        "lag_total_ms": round(lag["sum"] * 1000, 1),
+        "lag_p99_le_ms": _upper_bound_ms(lag, 0.99),
+        "lag_max_le_ms": _upper_bound_ms(lag, 1.0),
+        "gc": {},
+    }
+    if BATCH_METRIC in after:
+        writes = _delta(before.get(BATCH_METRIC), after[BATCH_METRIC])
+        out["recorder_writes"] = int(writes["count"])
+        out["clicks_per_write"] = round(writes["sum"] / writes["count"], 1) if writes["count"] else None
+    for generation in ("0", "1", "2"):
+        key = GC_METRIC + generation
+        if key in after:
+            pauses = _delta(before.get(key), after[key])
+            out["gc"][generation] = {
+                "collections": int(pauses["count"]),
+                "pause_total_ms": round(pauses["sum"] * 1000, 1),
+                "pause_max_le_ms": _upper_bound_ms(pauses, 1.0),
+            }
+    return out
+
+
+def server_cpu_us(point: dict) -> float | None:
+    """The server's CPU per answered request over an open-loop run (scenarios.measure_open_loop): against
+    wrk's figure at the maximum it says how near its own capacity an offered rate put the worker."""
+    cores, answered = point.get("cores_used", {}).get("server"), point.get("answered_per_s")
+    return round(cores / answered * 1e6, 1) if cores and answered else None
+
+
+def stall_row(stalls: dict | None) -> str:
+    """One line of the stall figures, for logs."""
+    if not stalls:
+        return "stalls: not exported"
+    over = " ".join(f">{ms}ms {stalls[f'over_{ms}ms']}" for ms in STALL_THRESHOLDS_MS)
+    gcs = " ".join(
+        f"gen{g} {v['collections']}x {v['pause_total_ms']}ms (max<={v['pause_max_le_ms']})"
+        for g, v in stalls["gc"].items()
+    )
+    return (
+        f"stalls of {stalls['probes']} probes: {over}, p99<={stalls['lag_p99_le_ms']} "
+        f"max<={stalls['lag_max_le_ms']} ms, total {stalls['lag_total_ms']} ms; gc {gcs}; "
+        f"recorder {stalls.get('recorder_writes')} writes of {stalls.get('clicks_per_write')} clicks"
+    )
 
 
 def run_openloop(
@@ -243,11 +365,13 @@ def run_openloop(
             ]
             for n, out in enumerate(outs)
         ]
+        before = scrape_histograms(port)
         workers = [subprocess.Popen(cmd, cwd=root, stderr=subprocess.PIPE, text=True) for cmd in cmds]
         for worker in workers:
             _, err = worker.communicate(timeout=duration_s + DRAIN_TIMEOUT_S + 60)
             if worker.returncode != 0:
                 raise RuntimeError(f"open-loop client failed ({worker.returncode}): {err.strip()[-2000:]}")
+        stalls = stall_figures(before, scrape_histograms(port))
         raws = [json.loads(out.read_text()) for out in outs]
     latencies = [x / 1e6 for raw in raws for x in raw["latency_us"]]
     statuses: dict[int, int] = {}
@@ -274,6 +398,14 @@ def run_openloop(
         "ids_written": sum(len(raw["ids"]) for raw in raws),
         # CPU of the client processes over the schedule (and the drain after it), in cores.
         "client_cores": round(sum(raw["cpu_s"] / raw["wall_s"] for raw in raws), 2),
+        # The server's loop lag and GC pauses over the run (None: it does not export them).
+        "stalls": stalls,
+        # The client's own: scheduler wake-ups later than each threshold (its requests then go late and
+        # count as latency though the server did nothing wrong), and the latest (libuv timers: 1 ms grain).
+        "client_stalls": {
+            **{f"over_{ms}ms": sum(raw["late_wakes"][str(ms)] for raw in raws) for ms in STALL_THRESHOLDS_MS},
+            "max_ms": round(max(raw["latest_wake_s"] for raw in raws) * 1000, 3),
+        },
         "command": " ".join(["python", *cmds[0][1:]]) + (f"  (x {procs} processes)" if procs > 1 else ""),
     }
 
@@ -312,6 +444,7 @@ def main(argv: list[str] | None = None) -> int:
         ids_file=args.ids_file,
         procs=args.procs,
     )
+    print(stall_row(figures["stalls"]), file=sys.stderr)
     print(json.dumps(figures))
     return 0
 

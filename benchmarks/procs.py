@@ -89,6 +89,20 @@ def group_cpu_s(pgid: int) -> float:
     return total / os.sysconf("SC_CLK_TCK")
 
 
+def group_run_delay_s(pgid: int) -> float:
+    """Seconds the main threads of a process group's live processes have waited, runnable, for a core
+    (/proc/PID/schedstat, second field): time an event loop lost to other processes, not to its own work."""
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            if int(fields[2]) == pgid:
+                total += int((stat.parent / "schedstat").read_text().split()[1])
+        except (OSError, IndexError, ValueError):
+            continue  # gone meanwhile
+    return total / 1e9
+
+
 def machine_cpu_s() -> tuple[float, float]:
     """(busy, total) CPU seconds of the whole machine since boot, summed over all cores (/proc/stat)."""
     values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
@@ -107,6 +121,7 @@ class CpuMeter:
     def start(self) -> None:
         self._t0 = time.monotonic()
         self._groups0 = {name: group_cpu_s(pgid) for name, pgid in self.groups.items()}
+        self._delays0 = {name: group_run_delay_s(pgid) for name, pgid in self.groups.items()}
         self._machine0 = machine_cpu_s()
 
     def stop(self) -> dict:
@@ -118,6 +133,10 @@ class CpuMeter:
         }
         cores["machine_busy"] = round((busy1 - self._machine0[0]) / wall, 2)
         cores["machine_cores"] = os.cpu_count()
+        self.run_queue_wait = {
+            name: round((group_run_delay_s(pgid) - self._delays0[name]) / wall, 3)
+            for name, pgid in self.groups.items()
+        }
         return cores
 
 

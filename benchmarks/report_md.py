@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from benchmarks.openloop import CLIENT_PROCS
+from benchmarks.openloop import CLIENT_PROCS, server_cpu_us
 from benchmarks.redirect import format_table
 from core.settings import Settings
 
@@ -294,7 +294,42 @@ def _open_loop_section(result: dict, img) -> list[str]:
             f"{p['service_ms']['p99']} | {p['max_client_queue']} | {p['client_cores']} | "
             f"{p['cores_used'].get('server')} | {'OK' if p['check']['passed'] else 'FAILED'} |"
         )
+    lines += _stall_table(ol["points"])
     return [*lines, "", _stated(result, ol["points"][0]["command"] if ol["points"] else "")]
+
+
+def _stall_table(points: list[dict]) -> list[str]:
+    """The server's own view of each run (redirector/stall.py, scraped before and after): how often and how
+    long its event loop was held, its GC pauses, and how long it waited for a core it had no share of."""
+    if not any(p.get("stalls") for p in points):
+        return []
+    lines = [
+        "",
+        "Server event loop over each run: a 10 ms timer's lateness (`clicktrail_event_loop_lag_seconds`; "
+        "p99 and max are histogram bucket bounds), GC pauses by generation (`clicktrail_gc_pause_seconds`), "
+        "clicks per recorder write, the share of the run the server's main thread was runnable but "
+        "waiting for a core (/proc schedstat: the other processes on the 2 cores had them), and the server's "
+        "CPU per answered request.",
+        "",
+        "| offered/s | share | lag >1 ms | >5 ms | >20 ms | lag p99 ≤ ms | lag max ≤ ms | lag total ms | "
+        "GC gen0 / gen1 / gen2 (count, ms) | clicks per write | server run-queue wait | "
+        "server µs CPU/request |",
+        "|" + "---|" * 12,
+    ]
+    for p in points:
+        st = p.get("stalls")
+        if not st:
+            continue
+        gcs = " / ".join(f"{g['collections']}, {g['pause_total_ms']}" for g in st["gc"].values())
+        wait = p.get("run_queue_wait", {}).get("server")
+        lines.append(
+            f"| {p['offered_rate_per_s']:,} | {p['share_of_max']:.0%} | {st['over_1ms']} | "
+            f"{st['over_5ms']} | {st['over_20ms']} | {_fmt(st['lag_p99_le_ms'], 'g')} | "
+            f"{_fmt(st['lag_max_le_ms'], 'g')} | "
+            f"{st['lag_total_ms']} | {gcs} | {_fmt(st.get('clicks_per_write'), ',.1f')} | "
+            f"{'n/a' if wait is None else f'{wait:.0%}'} | {_fmt(server_cpu_us(p), ',.1f')} |"
+        )
+    return lines
 
 
 def _growth_section(result: dict, img) -> list[str]:

@@ -48,12 +48,15 @@ def measure_open_loop(
     duration_s: float,
     connections: int,
     opts: BenchOptions,
+    extra_env: dict[str, str] | None = None,
 ) -> dict:
     """One worker, `rate` requests/s offered for `duration_s`, every request answered or counted."""
     _clear_clicks(redis_url)
     ids_file = work / "ids.txt"
-    with clicktrail_server(work, redis_url=redis_url, workers=1, click_param=opts.click_param) as srv:
-        meter = procs.CpuMeter({"server": srv.proc.pid})
+    with clicktrail_server(
+        work, redis_url=redis_url, workers=1, click_param=opts.click_param, extra_env=extra_env
+    ) as srv:
+        meter = procs.CpuMeter({"server": srv.proc.pid, "redis": _redis_pid(redis_url)})
         meter.start()
         figures = run_openloop(
             srv.port,
@@ -66,6 +69,8 @@ def measure_open_loop(
             ids_file=ids_file,
         )
         figures["cores_used"] = meter.stop()
+        # Share of the run each main thread was runnable but waited for a core (others had both).
+        figures["run_queue_wait"] = meter.run_queue_wait
     figures["statuses"] = {int(k): v for k, v in figures["statuses"].items()}
     # The shape check_clicks expects from wrk: the client waits for every answer, so nothing is abandoned
     # unless it was unanswered (counted as a timeout) or its connection was lost.

@@ -26,6 +26,7 @@ from core.errors import (
 from core.settings import Settings
 from redirector import api, openapi, qr
 from redirector.dash import routes as dash_routes
+from redirector.stall import StallMonitor
 from redirector.state import AppState
 
 # First path segments that never are link codes.
@@ -125,11 +126,16 @@ class ClicktrailApp:
         # Everything made so far (modules, settings, clients) lives as long as the process: keep it out of
         # the collector's full passes, which otherwise rescan it all while requests wait.
         gc.freeze()
+        # Stalls of this worker's loop and its GC pauses on /metrics (stall.py): the open-loop tail's cause.
+        stalls = StallMonitor()
+        ctx.registry.register(stalls)
+        stalls.start()
         app.state.ctx = ctx
         self.ctx = ctx
         try:
             yield
         finally:
+            await stalls.close()
             await ctx.close()
 
     async def __call__(self, scope, receive, send) -> None:

@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 from benchmarks.redirect import BenchOptions, format_table, run_benchmark
+from benchmarks.redis_server import private_redis
+from benchmarks.scenarios import measure_open_loop
+from benchmarks.systems import seed_links
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -74,3 +77,22 @@ def test_dashboard_scenario_loads_pages_while_checking_clicks(tmp_path: Path) ->
     assert len(run["dash"]["rounds"]) == 1 and run["dash"]["baseline_requests_per_s"] > 0
     assert "d/c" in run["ratios"]
     assert "+dashboard" in format_table(result)
+
+
+def test_open_loop_run_reports_the_servers_stalls(tmp_path: Path) -> None:
+    """Report section 2's measurement (benchmarks/scenarios.measure_open_loop): every click checked, and the
+    server's loop lag and GC pauses scraped around the run, with the client's own late wake-ups."""
+    with private_redis(tmp_path / "redis") as url:
+        seed_links(url, 200)
+        point = measure_open_loop(
+            tmp_path, redis_url=url, links=200, rate=500, duration_s=1.5, connections=8, opts=BenchOptions()
+        )
+    assert point["check"]["passed"], point["check"]
+    stalls = point["stalls"]
+    # A 10 ms probe over the run and its drain: about 100 per second of it.
+    assert stalls["probes"] >= 100, stalls
+    assert stalls["over_1ms"] >= stalls["over_5ms"] >= stalls["over_20ms"] >= 0
+    assert set(stalls["gc"]) == {"0", "1", "2"}
+    assert stalls["recorder_writes"] > 0 and stalls["clicks_per_write"] >= 1
+    assert {"over_1ms", "over_5ms", "over_20ms", "max_ms"} <= point["client_stalls"].keys()
+    assert 0 <= point["run_queue_wait"]["server"] < 1
