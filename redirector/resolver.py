@@ -87,17 +87,17 @@ class LinkResolver:
         kept = 0
         for code, stored in zip(codes, links, strict=True):
             if stored is not None and not isinstance(stored, CorruptLink):  # a bad record waits for a request
-                self._keep(code, stored, now_ns, counted=False)  # fallbacks count requests, not reads ahead
+                self._keep(code, stored, now_ns)
                 kept += 1
         return kept
 
-    def _keep(self, code: str, stored: Link | None, now_ns: int, counted: bool = True) -> Link | None:
-        """A link read from Redis, made servable and cached (None: no such link, cached as such)."""
+    def _keep(self, code: str, stored: Link | None, now_ns: int) -> Link | None:
+        """A link read from Redis, made servable and cached (None: no such link, cached as such). What had
+        to be mended is counted here, once per link as it enters the cache."""
         link = stored
         if stored is not None:
             link, reasons = servable(stored)
-            if counted:
-                self._stats.fallbacks.update(reasons)
+            self._stats.fallbacks.update(reasons)
         self._cache.put(code, link, now_ns)
         return link
 
