@@ -14,6 +14,7 @@ import re
 import time
 from collections import deque
 from collections.abc import Hashable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import compress, repeat
 from operator import attrgetter, floordiv, not_
 from typing import Annotated
@@ -66,6 +67,11 @@ class ClickHandler:
     def __init__(self, enricher: Enricher, unique: UniqueClicks) -> None:
         self._enricher = enricher
         self._unique = unique
+        # The unique flag waits on a Redis script (as long as the rest of a batch's build): it runs in this
+        # thread while the consumer builds the other columns and reads and decodes the next batch; the
+        # writer waits for it before the insert (core/streams.py). One call at a time, in stream order.
+        self._flagger = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unique-clicks")
+        self._flagging: Future | None = None
 
     def decode(self, entry_id: str, fields: dict[bytes, bytes]) -> list[IngestClick]:
         clicks = decode_payload(
@@ -83,7 +89,7 @@ class ClickHandler:
     def existing(self, backend: Backend, records: list[IngestClick]) -> set[Hashable]:
         return set(queries.existing_click_ids(backend, [(c.click_id, c.ts_ms) for c in records]))
 
-    def build(self, records: list[IngestClick]) -> list[Sequence]:
+    def build(self, records: list[IngestClick]) -> list[Sequence | Future]:
         """The columns of `clicks`, column by column: C-level maps over the batch (no Python frame and no
         tracked allocation per click), enrichment memoised by value. String columns hold str or, where
         the value is memoised or shared by an entry, its UTF-8 bytes: the native insert (clickhouse-driver)
@@ -92,6 +98,14 @@ class ClickHandler:
         names = ("click_id", "ts_ms", "code", "user_agent", "is_head", "ip_hash", "ip_prefix")
         click_id, ts_ms, code, user_agent, is_head, ip_hash, ip_prefix = (_column(records, n) for n in names)
         is_bot, bot_reason, device, browser, os, user_agent_utf8 = enricher.agent_columns(user_agent, is_head)
+        # The previous batch's call first: a visitor's first click must be flagged before its later ones,
+        # and after a failed call no later batch's call may run before the failed batch is read again.
+        previous, self._flagging = self._flagging, None
+        if previous is not None:
+            previous.result()
+        self._flagging = self._flagger.submit(
+            self._unique_column, is_bot, code, ts_ms, ip_hash, user_agent, click_id
+        )
         return [
             click_id,
             list(map(floordiv, ts_ms, repeat(1000))),
@@ -103,7 +117,7 @@ class ClickHandler:
             is_head,
             is_bot,
             bot_reason,
-            self._unique_column(is_bot, code, ts_ms, ip_hash, user_agent, click_id),
+            self._flagging,  # is_unique
             enricher.countries(_column(records, "country"), ip_prefix),
             device,
             browser,
