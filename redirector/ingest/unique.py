@@ -16,6 +16,7 @@ import redis
 from core.clickid import ID_CHARS
 from core.keys import Keys
 from redirector.ingest.enrich import UA_CACHE_SIZE
+from redirector.ingest.memo import Memo
 
 # The unique-click flag. One script call per chunk of clicks of one clock hour, all chunks of a batch in
 # one pipeline. KEYS: the hour's UNIQUE_SHARDS hashes. ARGV: expire-at (unix s); the clicks' fields, one
@@ -132,8 +133,8 @@ class UniqueClicks:
             bypass=LISTPACK_BYPASS_BYTES,
         )
         self._script = client.register_script(script)
-        self._agent_digest = lru_cache(maxsize=UA_CACHE_SIZE)(_digest)
-        self._code_digest = lru_cache(maxsize=CODE_CACHE_SIZE)(_digest)
+        self._agent_digest = Memo(_digest, UA_CACHE_SIZE)
+        self._code_digest = Memo(_digest, CODE_CACHE_SIZE)
 
     def first_in_hour(
         self,
@@ -157,8 +158,8 @@ class UniqueClicks:
             codes, ts_ms, ip_hashes, user_agents, click_ids, hours = (
                 [column[i] for i in order] for column in columns
             )
-        links = list(map(self._code_digest, codes))
-        agents = list(map(self._agent_digest, user_agents))
+        links = self._code_digest.column(codes)
+        agents = self._agent_digest.column(user_agents)
         # Rounded up, so that an hour's keys are re-extended once a minute, not at every call.
         expire_from_s = -(-now_s // EXPIRE_STEP_S) * EXPIRE_STEP_S
         positions: list[int] = []  # on a cluster: the click of each reply byte, see _queue_per_shard
