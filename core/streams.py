@@ -113,8 +113,10 @@ class Handler(Protocol):
         """Keys of those `records` that ClickHouse holds already."""
         ...
 
-    def build(self, records: list[Any]) -> list[list[Any]]:
-        """Column-oriented rows for `columns` (enrichment happens here)."""
+    def build(self, records: list[Any]) -> list[Sequence[Any] | Future]:
+        """Column-oriented rows for `columns` (enrichment happens here). A column may be a Future: the
+        writer waits for it just before the insert, so that work a handler waits on elsewhere (a Redis
+        script) overlaps the reading of the next batch; its error fails the batch as any other."""
         ...
 
 
@@ -314,9 +316,10 @@ class StreamConsumer:
         self._settle()
         self._inflight = self._writer.submit(self._write, batch, len(records), columns)
 
-    def _write(self, batch: _Batch, count: int, columns: list[list[Any]]) -> None:
+    def _write(self, batch: _Batch, count: int, columns: list[Any]) -> None:
         handler, name = self._handler, self._handler.name
         if count:
+            columns = [column.result() if isinstance(column, Future) else column for column in columns]
             self._checkpoint("before_insert")
             if time.monotonic() - batch.read_at > self._lease_s:
                 # Another consumer may claim these entries before our insert ends: let the pending list

@@ -2,7 +2,7 @@
 family, os (the maintained `ua-parser`, see useragent.py), referer host, country, (the unique-click flag is
 unique.py's).
 
-The ingester enriches a batch column by column: user-agent traits are memoised (bounded LRU) per user
+The ingester enriches a batch column by column: user-agent traits are memoised (bounded, memo.py) per user
 agent, countries per header value and per IP prefix, referer hosts per referer, and each column is one
 C-level map over the batch, so a batch pays the regular expressions once per distinct value and no Python
 frame per click. The unique flag costs one Redis pipeline per batch (see UniqueClicks). Bots are never
@@ -25,6 +25,7 @@ from geoip2fast import GeoIP2Fast
 
 from core.geo import GEOIP_DATA_FILE
 from core.validate import is_country
+from redirector.ingest.memo import Memo
 from redirector.ingest.useragent import UserAgents
 
 # Link-preview fetchers of chat and social apps: they fetch the link when it is shared, not when a person
@@ -149,14 +150,14 @@ class Enricher:
         bots = bots or BotPatterns()
         agents = agents or UserAgents()
         self._traits = lru_cache(maxsize=UA_CACHE_SIZE)(lambda agent: classify(agent, bots, agents))
-        self._agent_row = lru_cache(maxsize=UA_CACHE_SIZE)(self._agent_row_of)
+        self._agent_row = Memo(self._agent_row_of, UA_CACHE_SIZE)
         self._head_row = lru_cache(maxsize=UA_CACHE_SIZE)(self._head_row_of)
         self._prefix_country = lru_cache(maxsize=PREFIX_CACHE_SIZE)(self._lookup_country)
         self.referer_host = lru_cache(maxsize=REFERER_CACHE_SIZE)(referer_host)
         # The column methods' memos hold the values UTF-8 encoded (see agent_columns).
-        self._trusted_country_utf8 = lru_cache(maxsize=COUNTRY_CACHE_SIZE)(_encoded(_trusted_country))
-        self._prefix_country_utf8 = lru_cache(maxsize=PREFIX_CACHE_SIZE)(_encoded(self._prefix_country))
-        self._referer_host_utf8 = lru_cache(maxsize=REFERER_CACHE_SIZE)(_encoded(self.referer_host))
+        self._trusted_country_utf8 = Memo(_encoded(_trusted_country), COUNTRY_CACHE_SIZE)
+        self._prefix_country_utf8 = Memo(_encoded(self._prefix_country), PREFIX_CACHE_SIZE)
+        self._referer_host_utf8 = Memo(_encoded(self.referer_host), REFERER_CACHE_SIZE)
 
     def traits(self, user_agent: str, is_head: bool) -> Traits:
         found = self._traits(user_agent)
@@ -175,21 +176,21 @@ class Enricher:
 
     def agent_columns(self, user_agents: Sequence[str], heads: Sequence[bool]) -> list[list]:
         """The columns is_bot (0/1), bot_reason, device, browser, os and user_agent of a batch."""
-        rows = list(map(self._agent_row, user_agents))
+        rows = self._agent_row.column(user_agents)
         if any(heads):
             for index in compress(range(len(rows)), heads):
                 rows[index] = self._head_row(rows[index])
         return [list(map(itemgetter(column), rows)) for column in range(6)]
 
     def countries(self, stored: Sequence[str], ip_prefixes: Sequence[str]) -> list[bytes]:
-        trusted = list(map(self._trusted_country_utf8, stored))
+        trusted = self._trusted_country_utf8.column(stored)
         if all(trusted):
             return trusted
-        located = map(self._prefix_country_utf8, ip_prefixes)
+        located = map(self._prefix_country_utf8.__getitem__, ip_prefixes)
         return [header or prefix for header, prefix in zip(trusted, located, strict=True)]
 
     def referer_hosts(self, referers: Sequence[str]) -> list[bytes]:
-        return list(map(self._referer_host_utf8, referers))
+        return self._referer_host_utf8.column(referers)
 
     def _agent_row_of(self, user_agent: str) -> tuple[int, bytes, bytes, bytes, bytes, bytes]:
         found = self._traits(user_agent)

@@ -1,0 +1,136 @@
+"""The rows the ingester stores, column by column, equal what a plain per-click reading of the enrichment
+rules gives for the same clicks: the columnar, memoised and overlapped build path (clicks.py) must never
+change a stored value. A mixed stream: many user agents (people, previews, crawlers, none, HEAD), IPv4 and
+IPv6 prefixes, trusted and malformed country headers, referers good and bad, smart variants, in-app
+browsers, repeat visitors, and batches that cross an hour boundary."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import redis
+from prometheus_client import CollectorRegistry
+
+from core.clickhouse import NativeClickHouse
+from core.clickid import ClickIds
+from core.keys import INGEST_GROUP, Keys
+from core.migrate import migrate
+from core.rows import ClickRow
+from core.settings import Settings
+from core.streaminfo import StreamMetrics
+from core.streams import ConsumerConfig, StreamConsumer
+from redirector.click import Click, encode_batch
+from redirector.ingest.clicks import ClickHandler
+from redirector.ingest.enrich import Enricher, referer_host
+from redirector.ingest.unique import UniqueClicks
+
+pytestmark = [pytest.mark.redis, pytest.mark.clickhouse]
+
+HOUR_MS = 3_600_000
+AGENTS = (
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) Version/17.1 Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Windows NT 10.0; Win64; x64) Chrome/120.0.0.0 Safari/537.36",
+    "Mozilla/5.0 (iPad; CPU OS 16_6 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/16.6 "
+    "Mobile/15E148 Safari/604.1",
+    "Mozilla/5.0 (Linux; Android 13; SM-S908B) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/119.0 Mobile "
+    "Safari/537.36",
+    "Mozilla/5.0 (iPhone; CPU iPhone OS 17_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Mobile/15E148 Instagram 307.0.0.34.111 (iPhone14,5; iOS 17_1; en_US; en; scale=3.00; 1170x2532)",
+    "facebookexternalhit/1.1 (+http://www.facebook.com/externalhit_uatext.php)",
+    "Mozilla/5.0 (compatible; Googlebot/2.1; +http://www.google.com/bot.html)",
+    "WhatsApp/2.23.20.0",
+    "",
+    "   ",
+    "curl/8.4.0",
+    "Mozilla/5.0 (X11; Linux x86_64; rv:121.0) Gecko/20100101 Firefox/121.0 é",
+)
+PREFIXES = ("81.2.69.0/24", "2a02:c7c:5000::/48", "8.8.8.0/24", "", "not-a-prefix", "2001:db8:1::/48")
+COUNTRIES = ("", "DE", "FR", "xx", "")
+REFERERS = ("", "https://www.tiktok.com/@c", "http://Instagram.com/p/1", "not a url", "http://[bad")
+INAPP = ("", "instagram", "tiktok")
+
+
+def mixed_clicks(ids: ClickIds, count: int, start_ms: int) -> list[Click]:
+    clicks = []
+    for i in range(count):
+        ts_ms = start_ms + i * 1_301  # ~13 minutes per 600 clicks: batches cross hour boundaries
+        clicks.append(
+            Click(
+                click_id=ids.new(ts_ms),
+                ts_ms=ts_ms,
+                code=f"link{i % 7}",
+                creator_id=f"cr{i % 3}",
+                merchant_id="" if i % 4 == 0 else f"m{i % 2}",
+                dest_host="shop.example" if i % 5 else "other.example",
+                is_head=i % 17 == 0,
+                user_agent=AGENTS[(i * 5) % len(AGENTS)],
+                referer=REFERERS[i % len(REFERERS)],
+                ip_hash=(i * 7919) % 53 + (2**64 - 60 if i % 11 == 0 else 0),
+                ip_prefix=PREFIXES[i % len(PREFIXES)],
+                country=COUNTRIES[i % len(COUNTRIES)],
+                variant=(i % 4) - 1,
+                inapp=INAPP[i % len(INAPP)],
+            )
+        )
+    return clicks
+
+
+def expected_rows(clicks: list[Click], entry_of: dict[str, str]) -> list[tuple]:
+    """Click by click, straight from the enrichment rules (no column maps, no batch-level memo)."""
+    enricher = Enricher()
+    seen: set[tuple] = set()
+    rows = []
+    for c in clicks:
+        traits = enricher.traits(c.user_agent, c.is_head)
+        visit = (c.code, c.ip_hash, c.user_agent, c.ts_ms // HOUR_MS)
+        unique = int(not traits.is_bot and visit not in seen)
+        if unique:
+            seen.add(visit)
+        rows.append(
+            (
+                c.click_id, c.ts_ms // 1000, c.ts_ms, c.code, c.creator_id, c.merchant_id, c.dest_host,
+                int(c.is_head), int(traits.is_bot), traits.bot_reason, unique,
+                enricher.country(c.country, c.ip_prefix), traits.device, traits.browser, traits.os,
+                referer_host(c.referer), c.user_agent, c.ip_hash, c.ip_prefix, entry_of[c.click_id],
+                c.variant, c.inapp,
+            )
+        )  # fmt: skip
+    return sorted(rows)
+
+
+def stored_rows(ch: NativeClickHouse) -> list[tuple]:
+    columns = ", ".join("toUInt32(ts)" if name == "ts" else name for name in ClickRow.columns())
+    return sorted(ch.execute(f"SELECT {columns} FROM {ch.database}.clicks"))
+
+
+@pytest.mark.parametrize("batch_size", [700, 100_000])
+def test_stored_rows_equal_the_rules_click_by_click(
+    settings: Settings, redis_client: redis.Redis, clickhouse: NativeClickHouse, batch_size: int
+) -> None:
+    migrate(clickhouse, log=lambda _line: None)
+    keys = Keys(settings.redis_prefix)
+    ids = ClickIds(settings.secret_bytes)
+    clicks = mixed_clicks(ids, 3_000, start_ms=(1_700_000_000_000 // HOUR_MS) * HOUR_MS - 5 * HOUR_MS)
+    entry_of = {}
+    for start in range(0, len(clicks), 250):
+        part = clicks[start : start + 250]
+        entry_id = redis_client.xadd(keys.clicks, {"v": b"1", "r": b"t", "s": b"0", "c": encode_batch(part)})
+        entry_of.update((c.click_id, entry_id.decode()) for c in part)
+    client = redis.Redis.from_url(settings.redis_url)
+    config = ConsumerConfig(
+        stream=keys.clicks, dead_stream=keys.clicks_dead, group=INGEST_GROUP, consumer="rows",
+        batch_size=batch_size, flush_interval_ms=200,
+    )  # fmt: skip
+    handler = ClickHandler(Enricher(), UniqueClicks(client, keys))
+    consumer = StreamConsumer(client, clickhouse, handler, config, StreamMetrics(CollectorRegistry()))
+    consumer.ensure_group()
+    try:
+        assert consumer.run(threading.Event(), once=True) is True
+    finally:
+        client.close()
+    stored = stored_rows(clickhouse)
+    expected = expected_rows(clicks, entry_of)
+    assert len(stored) == len(expected) == len(clicks)
+    for name, index in zip(ClickRow.columns(), range(len(expected[0])), strict=True):
+        assert [row[index] for row in stored] == [row[index] for row in expected], name
