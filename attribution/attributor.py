@@ -228,7 +228,7 @@ class Attributor:
         order_ids: list[str],
         all_events: dict[str, list[ledger.OrderEvent]],
         all_created: dict[str, ledger.OrderEvent | None],
-        all_stored: dict[str, dict[str, ledger.Entry]],
+        all_stored: dict[str, ledger.Net],
         now_ms: int,
         run_id: str,
         summary: Summary,
@@ -364,11 +364,13 @@ class Attributor:
         credit = decision.credit if decision is not None else None
         return trace.Explained(body, credit.creator_id if credit else "")
 
-    async def _stored(self, merchant_id: str, order_ids: list[str]) -> dict[str, dict[str, ledger.Entry]]:
-        """The stored net ledger of these orders, per order and entry id (held for the run, like events)."""
-        stored: dict[str, dict[str, ledger.Entry]] = defaultdict(dict)
+    async def _stored(self, merchant_id: str, order_ids: list[str]) -> dict[str, ledger.Net]:
+        """The stored net ledger of these orders, per order, entry id and status (held for the run, like
+        events)."""
+        stored: dict[str, ledger.Net] = defaultdict(dict)
         for row in await asyncio.to_thread(queries.ledger_for_orders, self._backend, merchant_id, order_ids):
-            stored[row.order_id][row.entry_id] = ledger.Entry(**{f: getattr(row, f) for f in ENTRY_FIELDS})
+            entry = ledger.Entry(**{f: getattr(row, f) for f in ENTRY_FIELDS})
+            stored[row.order_id][ledger.key(entry)] = entry
         return stored
 
 

@@ -4,8 +4,8 @@ How an append-only ledger stays right (the design the attributor relies on):
 
 - Each run computes the *desired* ledger of an order from all its events, deterministically: every entry
   has an `entry_id` built only from the events' content (`acc:<line>`, `rev:<webhook-id>:<line>`,
-  `apr:<line>:pending`...). It then reads what is stored (net amount per entry id) and appends only the
-  difference. A rerun, or the same events seen twice or in another order, finds nothing to append.
+  `apr:<line>:pending`...). It then reads what is stored (net amount per entry id and status) and appends
+  only the difference. A rerun, or the same events seen twice or in another order, finds nothing to append.
 - `sum(amount_minor)` is the balance. Status is a column, not an update: when an order's `lock_days` have
   passed, the approval is booked as a *transfer*: an `approval` row of `-P` with status `pending` and one of
   `+P` with status `approved`, where P is the line's net pending amount. The total is unchanged and
@@ -450,14 +450,28 @@ def _reversed_lines(change: OrderEvent, order: OrderEvent, remaining_qty: list[i
             yield position, 0, "refund_exceeds_order"
 
 
-def difference(wanted: list[Entry], stored: dict[str, Entry]) -> list[Entry]:
-    """Rows to append so that the stored net per entry id equals `wanted`. `stored` holds, per entry id,
-    one stored row with `amount_minor` and `orders` replaced by their sums."""
+# What `difference` compares: the net of an entry id *per status*. A row's status is not always fixed by
+# its id: a refund of a held order is booked `review` until an approval decided before it is known, then
+# `pending`; one near the lock is `pending` or `approved` by which created event is earliest. Compared by
+# id alone, the stored row kept its first status (the amounts agree) and the balances never moved.
+Key = tuple[str, str]
+Net = dict[Key, "Entry"]
+
+
+def key(entry: Entry) -> Key:
+    return (entry.entry_id, entry.status)
+
+
+def difference(wanted: list[Entry], stored: Net) -> list[Entry]:
+    """Rows to append so that the stored net per (entry id, status) equals `wanted`. `stored` holds, per
+    key, one stored row with `amount_minor` and `orders` replaced by their sums. An entry whose status
+    changed gets two rows, the old status negated and the new one booked (one at most is `approved`, so
+    the payout key (order, entry id, run) stays unique)."""
     out: list[Entry] = []
     seen = set()
     for entry in wanted:
-        seen.add(entry.entry_id)
-        have = stored.get(entry.entry_id)
+        seen.add(key(entry))
+        have = stored.get(key(entry))
         if have is None:
             out.append(entry)
             continue
@@ -465,18 +479,19 @@ def difference(wanted: list[Entry], stored: dict[str, Entry]) -> list[Entry]:
         delta_orders = entry.orders - have.orders
         if delta_minor or delta_orders:
             out.append(replace(entry, amount_minor=delta_minor, orders=delta_orders))
-    for entry_id, have in stored.items():
-        if entry_id not in seen and (have.amount_minor or have.orders):
+    for stored_key, have in stored.items():
+        if stored_key not in seen and (have.amount_minor or have.orders):
             out.append(replace(have, amount_minor=-have.amount_minor, orders=-have.orders))
     return out
 
 
-def net(entries: list[Entry]) -> dict[str, Entry]:
-    """Fold rows into one per entry id with summed amount and orders (what `difference` compares)."""
-    sums: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    first: dict[str, Entry] = {}
+def net(entries: list[Entry]) -> Net:
+    """Fold rows into one per (entry id, status) with summed amount and orders (what `difference`
+    compares)."""
+    sums: dict[Key, list[int]] = defaultdict(lambda: [0, 0])
+    first: dict[Key, Entry] = {}
     for entry in entries:
-        first.setdefault(entry.entry_id, entry)
-        sums[entry.entry_id][0] += entry.amount_minor
-        sums[entry.entry_id][1] += entry.orders
+        first.setdefault(key(entry), entry)
+        sums[key(entry)][0] += entry.amount_minor
+        sums[key(entry)][1] += entry.orders
     return {k: replace(first[k], amount_minor=s[0], orders=s[1]) for k, s in sums.items()}

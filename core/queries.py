@@ -422,13 +422,14 @@ def _click_span_params(click_ids: Sequence[str], bounds_s: Sequence[int], from_s
 
 
 def ledger_for_orders(backend: Backend, merchant_id: str, order_ids: Sequence[str]) -> list[CommissionRow]:
-    """The stored net per (order, entry id), with one row's explanation, for `ledger.difference` (chunked
-    like `order_events`)."""
-    summed = {"amount_minor": "sum", "orders": "sum", "order_id": "", "entry_id": ""}
+    """The stored net per (order, entry id, status), with one row's explanation, for `ledger.difference`
+    (chunked like `order_events`)."""
+    summed = {"amount_minor": "sum", "orders": "sum", "order_id": "", "entry_id": "", "status": ""}
     rows = chunked_rows(
         backend,
         f"SELECT {_select(CommissionRow, summed, default='any')} FROM {backend.database}.commissions "
-        "WHERE merchant_id = %(merchant_id)s AND order_id IN %(order_ids)s GROUP BY order_id, entry_id",
+        "WHERE merchant_id = %(merchant_id)s AND order_id IN %(order_ids)s "
+        "GROUP BY order_id, entry_id, status",
         {"merchant_id": merchant_id},
         order_ids,
         "order_ids",

@@ -18,7 +18,7 @@ from attribution.webhooks import Acceptor
 from core import queries
 from core.clickid import ClickIds
 from core.keys import Keys
-from tests.integration.attributionhelp import add_merchant, ingest_orders, insert_clicks, iso
+from tests.integration.attributionhelp import add_merchant, deliver, ingest_orders, insert_clicks, iso
 
 MINUTE, HOUR, DAY = 60_000, 3_600_000, 86_400_000
 T0 = int(datetime(2026, 11, 2, 10, tzinfo=UTC).timestamp() * 1000)
@@ -106,6 +106,51 @@ def test_reassigned_code_and_ip_rule(settings, backend) -> None:
         await ReviewStore(r, keys).decide("m1", "O-farm", "reject", T0 + 41 * DAY)
         await attributor.run_once(now_ms=T0 + 41 * DAY)
         assert net(backend)["O-farm"][0] == 0
+        await r.aclose()
+
+    asyncio.run(scenario())
+
+
+def by_status(backend, order_id: str) -> dict[str, int]:
+    rows = backend.execute(
+        f"SELECT status, sum(amount_minor) FROM {backend.database}.commissions "
+        "WHERE order_id = %(o)s GROUP BY status",
+        {"o": order_id},
+    )
+    return {status: int(amount) for status, amount in rows if amount}
+
+
+def test_a_refund_booked_in_review_moves_to_pending_when_an_earlier_approval_is_known(settings, backend):
+    """The stored ledger is compared per (entry id, status): the refund's row keeps its id but not its
+    status, so the run that learns of the approval moves it out of `review`."""
+    keys = Keys(settings.redis_prefix)
+    ids = ClickIds(settings.secret_bytes)
+
+    async def scenario():
+        r = Redis.from_url(settings.redis_url)
+        review = ReviewRules(min_click_to_order_s=3600)  # an order within the hour of its click is held
+        await add_merchant(r, keys, "m1", ["shop.m1.example"], T0 - DAY, default_bps=1000, review=review)
+        click = ids.new(T0)
+        insert_clicks(backend, [(click, T0, "alice", "m1", "shop.m1.example", 0, 0)])
+        shoes = [("SKU-1", "shoes", 5990, 2)]
+        assert await deliver(r, keys, "m1", "w1", "order.created", "O-1", click, T0 + 10 * MINUTE, shoes) == 0
+        refund = [("SKU-1", "shoes", 5990, 1)]
+        assert await deliver(r, keys, "m1", "w2", "order.refunded", "O-1", click, T0 + 2 * HOUR, refund) == 0
+        await asyncio.to_thread(ingest_orders, settings.redis_url, keys, backend)
+        attributor = Attributor(r, keys, backend, ids)
+        await attributor.run_once(now_ms=T0 + 3 * HOUR)
+        assert by_status(backend, "O-1") == {"review": 1198 - 599}  # held, refund included
+        # decided before the refund happened (a run that read the decisions before it was written)
+        await ReviewStore(r, keys).decide("m1", "O-1", "approve", T0 + HOUR)
+        await attributor.run_once(now_ms=T0 + 4 * HOUR)
+        assert by_status(backend, "O-1") == {"pending": 1198 - 599}
+        # what the next run compares against: the refund's net in each status it was booked in
+        refund_rows = [r for r in queries.ledger_for_orders(backend, "m1", ["O-1"]) if ":rev:" in r.entry_id]
+        assert sorted((r.entry_id, r.status, r.amount_minor) for r in refund_rows) == [
+            ("review:rev:w2:0", "pending", -599),
+            ("review:rev:w2:0", "review", 0),
+        ]
+        assert (await attributor.run_once(now_ms=T0 + 5 * HOUR)).rows == 0
         await r.aclose()
 
     asyncio.run(scenario())

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from attribution import codes, ledger, review, rules
@@ -147,6 +147,8 @@ EVENTS = [
     event("w4", CANCELLED, T0 + 30, ()),
     event("w5", REFUNDED, rules.lock_ms(T0, 30) + 5, [Item("SKU-1", 5990, 1)]),
     event("w6", CREATED, T0 + 40, [Item("SKU-9", 100, 1)]),  # conflicting re-creation
+    event("w0", CREATED, T0 - DAY),  # the same order created a day before: the lock is a day earlier
+    event("w7", REFUNDED, rules.lock_ms(T0, 30) - DAY // 2, [Item("SKU-2", 1999, 1)]),  # so approved
 ]
 
 
@@ -160,6 +162,8 @@ def _net(rows: list[ledger.Entry]) -> dict[str, tuple[int, int]]:
     run_after=st.lists(st.booleans(), min_size=14, max_size=14),
     now_offsets=st.lists(st.integers(0, 70 * DAY), min_size=14, max_size=14),
 )
+# a refund near the lock booked pending, then the order's earlier creation arrives: it is approved
+@example(arrival=[0, 7, 6], run_after=[False, True] + [False] * 12, now_offsets=[0] * 14)
 def test_final_ledger_equals_in_order_replay(arrival, run_after, now_offsets) -> None:
     final_now = T0 + 80 * DAY
     delivered = sorted(set(arrival))
@@ -179,6 +183,9 @@ def test_final_ledger_equals_in_order_replay(arrival, run_after, now_offsets) ->
         ledger.desired(seen, CLICK if has_order else None, TERMS, final_now), ledger.net(stored)
     )
     assert {k: v for k, v in _net(stored).items() if v != (0, 0) or k in expected} == expected
+    # and per status (what the nets above are keyed by too, since an entry's status can change)
+    final = ledger.desired([EVENTS[i] for i in delivered], CLICK, TERMS, final_now)
+    assert _balances(stored) == _balances(final)
     # and once more: nothing left to append
     assert (
         ledger.difference(
@@ -328,6 +335,14 @@ def _balances(rows: list[ledger.Entry]) -> Counter:
     decided_offset=st.integers(0, 70 * DAY),
     review_on=st.booleans(),
 )
+# found by chance: a refund booked in review, then an approval decided before it (RULE_TABLE below)
+@example(
+    steps=[("event", 0), ("event", 1), ("run", 0)],
+    priority="click",
+    verdict="approve",
+    decided_offset=0,
+    review_on=True,
+)
 def test_codes_and_review_interleaved_give_the_final_ledger(
     steps, priority, verdict, decided_offset, review_on
 ) -> None:
@@ -377,3 +392,59 @@ def test_codes_and_review_interleaved_give_the_final_ledger(
         held = {k[2] for k in _balances(stored)}
         if priority == "click" and verdict is None and review_on:
             assert held <= {"review"}  # the lock never approves a held accrual
+
+
+# --- the rule `difference` broke: it compared the stored net per entry id, not per (entry id, status) ----
+HELD = _terms("click", 0)  # every click credit held for review, no codes
+LOCK = rules.lock_ms(T0, 30)
+APPROVE_AT_T0 = review.Decision(review.APPROVE, T0)
+REJECT_AT_T0 = review.Decision(review.REJECT, T0)
+REFUND_1 = event("w2", REFUNDED, T0 + 10, [Item("SKU-2", 1999, 1)])  # 160 of line 1
+REFUND_2 = event("w3", REFUNDED, T0 + 20, [Item("SKU-2", 1999, 2)])  # the rest of line 1: 320
+LATE_REFUND = event("w5", REFUNDED, LOCK + 5, [Item("SKU-1", 5990, 1)])  # after the lock: approved
+EARLIER_COPY = event("w0", CREATED, T0 - DAY)  # the same order created a day before: the lock is earlier
+NEAR_LOCK_REFUND = event("w7", REFUNDED, LOCK - DAY // 2, [Item("SKU-1", 5990, 1)])
+
+
+@pytest.mark.parametrize(
+    ("first_events", "first_verdict", "events", "verdict", "terms"),
+    [
+        # a refund booked `review` while held, then an approval decided before it: the refund is `pending`
+        ([event("w1", CREATED, T0), REFUND_1], None, [], APPROVE_AT_T0, HELD),
+        # partial refunds, both booked `review` first, then the approval from before them
+        ([event("w1", CREATED, T0), REFUND_1, REFUND_2], None, [], APPROVE_AT_T0, HELD),
+        # a refund after the lock booked `review` while held: once approved (before it), it is `approved`
+        ([event("w1", CREATED, T0), LATE_REFUND], None, [], APPROVE_AT_T0, HELD),
+        # the approval known, a refund arriving later: booked `pending` at once (nothing to move)
+        ([event("w1", CREATED, T0)], APPROVE_AT_T0, [REFUND_1], APPROVE_AT_T0, HELD),
+        # a rejection decided before the refund: the refund's row goes, the rejection reverses it all
+        ([event("w1", CREATED, T0), REFUND_1], None, [], REJECT_AT_T0, HELD),
+        # a decision after the refund: the refund stays `review`, the decision moves what is left
+        ([event("w1", CREATED, T0), REFUND_1], None, [], review.Decision(review.APPROVE, T0 + 11), HELD),
+        # not held: a refund near the lock is `pending`, until a copy of the order created earlier arrives,
+        # whose earlier lock makes it `approved`
+        ([event("w1", CREATED, T0), NEAR_LOCK_REFUND], None, [EARLIER_COPY], None, TERMS),
+    ],
+    ids=[
+        "approve-before-refund",
+        "approve-before-partial-refunds",
+        "approve-before-refund-after-lock",
+        "approve-known-then-refund",
+        "reject-before-refund",
+        "approve-after-refund",
+        "earlier-created-moves-the-lock",
+    ],
+)
+def test_a_row_whose_status_changes_is_moved_not_kept(first_events, first_verdict, events, verdict, terms):
+    """An entry's status is not fixed by its id: `difference` compares the net per (entry id, status), so
+    a row booked in one status and wanted in another is reversed there and booked in the new one."""
+    final_now = T0 + 80 * DAY
+    stored = ledger.desired(first_events, CLICK, terms, T0 + DAY, first_verdict)
+    wanted = ledger.desired([*first_events, *events], CLICK, terms, final_now, verdict)
+    appended = ledger.difference(wanted, ledger.net(stored))
+    stored += appended
+    assert _balances(stored) == _balances(wanted)
+    assert ledger.difference(wanted, ledger.net(stored)) == []
+    # payouts key a row by (order, entry id, run): one run appends at most one `approved` row per entry id
+    approved = [e.entry_id for e in appended if e.status == "approved"]
+    assert len(approved) == len(set(approved))
