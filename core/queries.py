@@ -368,11 +368,43 @@ def id_chunks(ids: Sequence[str], max_bytes: int = IN_LIST_BYTES) -> Iterable[Se
         yield ids[start:]
 
 
+# clickhouse-driver's escapes for a string literal (util/escape.py escape_chars_map), as one table.
+_LITERAL_ESCAPES = str.maketrans(
+    {
+        "\b": "\\b",
+        "\f": "\\f",
+        "\r": "\\r",
+        "\n": "\\n",
+        "\t": "\\t",
+        "\0": "\\0",
+        "\a": "\\a",
+        "\v": "\\v",
+        "\\": "\\\\",
+        "'": "\\'",
+    }
+)
+
+
+class InList:
+    """A tuple of string ids already written as the SQL literal the driver would make of it: the driver
+    escapes a string a character at a time in Python (a tenth of an attributor run for its IN lists),
+    `str.translate` does the same in C. The driver passes an object of a type it does not know through
+    unchanged, and the query's `%` formatting then takes its `str`."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, ids: Iterable[str]) -> None:
+        self.text = "(" + ", ".join(["'" + i.translate(_LITERAL_ESCAPES) + "'" for i in ids]) + ")"
+
+    def __str__(self) -> str:
+        return self.text
+
+
 def chunked_rows(backend: Backend, sql: str, params: dict, ids: Sequence[str], name: str) -> Iterable[tuple]:
     """The rows of `sql` run once per `id_chunks(ids)`, each slice bound to the parameter `name`: every
     query over a list of string ids goes through here, so none can pass the server's query size limit."""
     for chunk in id_chunks(ids):
-        yield from backend.execute(sql, {**params, name: tuple(chunk)})
+        yield from backend.execute(sql, {**params, name: InList(chunk)})
 
 
 def order_events(backend: Backend, merchant_id: str, order_ids: Sequence[str]) -> list[OrderEventRow]:
@@ -417,7 +449,7 @@ def _click_span_params(click_ids: Sequence[str], bounds_s: Sequence[int], from_s
         "bounds_s": sorted(set(bounds_s)),
         "from_s": from_s,
         "to_s": to_s,
-        "click_ids": tuple(click_ids),
+        "click_ids": InList(click_ids),
     }
 
 
