@@ -32,7 +32,7 @@ from redis.asyncio import Redis
 
 from attribution import events_out, ledger, review, rules, trace
 from attribution.codes import CodeStore
-from attribution.events import event_of
+from attribution.events import event_of_facts
 from attribution.merchants import MerchantStore, policy_snapshot
 from attribution.outbox import Outbox
 from attribution.rates import RateStore
@@ -221,8 +221,8 @@ class Attributor:
     async def _events(self, merchant_id: str, order_ids: list[str]) -> dict[str, list[ledger.OrderEvent]]:
         """All events of the given orders (held in memory for the run: a few hundred bytes an order)."""
         events: dict[str, list[ledger.OrderEvent]] = defaultdict(list)
-        for row in await asyncio.to_thread(queries.order_events, self._backend, merchant_id, order_ids):
-            event = event_of(row)
+        for row in await asyncio.to_thread(queries.order_event_facts, self._backend, merchant_id, order_ids):
+            event = event_of_facts(row)
             events[event.order_id].append(event)
         return events
 

@@ -421,6 +421,39 @@ def order_events(backend: Backend, merchant_id: str, order_ids: Sequence[str]) -
     return [OrderEventRow.read(row) for row in rows]
 
 
+# The columns of order_events the ledger reads (attribution/events.py `event_of_facts`), in that order.
+ORDER_EVENT_FACTS = (
+    "merchant_id",
+    "webhook_id",
+    "event_type",
+    "order_id",
+    "click_id",
+    "currency",
+    "occurred_ms",
+    "item_sku",
+    "item_category",
+    "item_unit_price_minor",
+    "item_quantity",
+    "discount_codes",
+)
+
+
+def order_event_facts(backend: Backend, merchant_id: str, order_ids: Sequence[str]) -> list[tuple]:
+    """`order_events` reduced to ORDER_EVENT_FACTS, as plain tuples (chunked like it): the attributor
+    reads every event of 100,000s of orders a run, and decoding the columns it never uses (and a row
+    contract per event) was a tenth of its time."""
+    return list(
+        chunked_rows(
+            backend,
+            f"SELECT {', '.join(ORDER_EVENT_FACTS)} FROM {backend.database}.order_events "
+            "WHERE merchant_id = %(merchant_id)s AND order_id IN %(order_ids)s",
+            {"merchant_id": merchant_id},
+            order_ids,
+            "order_ids",
+        )
+    )
+
+
 def clicks_by_id(
     backend: Backend, click_ids: Sequence[str], bounds_s: Sequence[int], from_s: int, to_s: int
 ) -> list[tuple[str, int, str, str, str, int, int]]:
