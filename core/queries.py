@@ -394,7 +394,8 @@ class InList:
     __slots__ = ("text",)
 
     def __init__(self, ids: Iterable[str]) -> None:
-        self.text = "(" + ", ".join(["'" + i.translate(_LITERAL_ESCAPES) + "'" for i in ids]) + ")"
+        escaped = [i.translate(_LITERAL_ESCAPES) for i in ids]
+        self.text = "('" + "', '".join(escaped) + "')" if escaped else "()"
 
     def __str__(self) -> str:
         return self.text
