@@ -87,6 +87,32 @@ def event_of(row: OrderEventRow) -> OrderEvent:
     )
 
 
+def event_of_facts(row: tuple) -> OrderEvent:
+    """`event_of` for a row of queries.ORDER_EVENT_FACTS (numbers that a backend returns as text, chdb's
+    64-bit integers, converted)."""
+    (
+        merchant_id,
+        webhook_id,
+        kind,
+        order_id,
+        click_id,
+        currency,
+        occurred_ms,
+        skus,
+        cats,
+        prices,
+        qtys,
+        codes,
+    ) = row
+    items = tuple(
+        Item(sku, int(price), int(quantity), category)
+        for sku, category, price, quantity in zip(skus, cats, prices, qtys, strict=True)
+    )
+    return OrderEvent(
+        merchant_id, webhook_id, kind, order_id, click_id, currency, int(occurred_ms), items, tuple(codes)
+    )
+
+
 class OrderEventsHandler:
     name = "orders"
     table = "order_events"

@@ -71,6 +71,10 @@ def subjects(creator_id: str | None, merchant_id: str | None) -> tuple[str, ...]
     return tuple(f"{kind}:{who}" for kind, who in (("creator", creator_id), ("merchant", merchant_id)) if who)
 
 
+def _line_order(row: CommissionRow) -> tuple[str, str]:
+    return (row.entry_id, row.status)
+
+
 def commission_events(rows: Iterable[CommissionRow]) -> list[Event]:
     """One event per (order, kind, creator) among ledger rows booked together (one attributor chunk).
     The id covers the run and the entry ids, so a rerun that books nothing emits nothing, and the same
@@ -80,9 +84,14 @@ def commission_events(rows: Iterable[CommissionRow]) -> list[Event]:
         if row.kind in KIND_EVENT:
             groups[(row.merchant_id, row.order_id, row.kind, row.creator_id)].append(row)
     events = []
+    subjects_of: dict[tuple[str, str], tuple[str, ...]] = {}  # a run books many orders of one creator
     for (merchant_id, order_id, kind, creator_id), group in sorted(groups.items()):
-        group.sort(key=lambda r: (r.entry_id, r.status))
+        if len(group) > 1:
+            group.sort(key=_line_order)
         kind_type = KIND_EVENT[kind]
+        owners = subjects_of.get((creator_id, merchant_id))
+        if owners is None:
+            owners = subjects_of[(creator_id, merchant_id)] = subjects(creator_id, merchant_id)
         # An approval is a transfer (-P pending, +P approved): announce the approved side.
         shown = [r for r in group if kind != "approval" or r.status == "approved"]
         run_id = group[0].run_id
@@ -91,7 +100,7 @@ def commission_events(rows: Iterable[CommissionRow]) -> list[Event]:
             Event(
                 id=event_id(kind_type, merchant_id, order_id, creator_id, run_id, *entry_ids),
                 type=kind_type,
-                subjects=subjects(creator_id, merchant_id),
+                subjects=owners,
                 occurred_ms=group[0].booked_ms,
                 data={
                     "merchant_id": merchant_id,

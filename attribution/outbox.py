@@ -114,15 +114,18 @@ class Outbox:
         self._dead_letter = redis.register_script(_DEAD_LETTER)
 
     # --- emitting ----------------------------------------------------------------------------------
-    async def emit(self, events: Iterable[Event], now_ms: int) -> int:
-        """Append each event once (by id); returns how many were new."""
+    async def emit(self, events: Iterable[Event], now_ms: int, encoded: list[bytes] | None = None) -> int:
+        """Append each event once (by id); returns how many were new. `encoded`: the events already
+        encoded (events_out.encode), in the same order."""
         keys = self._keys
         minid = max(0, now_ms - self._retention_ms)
         pending = list(events)
+        if encoded is None:
+            encoded = [events_out.encode(e) for e in pending]
         appended = 0
         for start in range(0, len(pending), EMIT_BATCH):
             batch = pending[start : start + EMIT_BATCH]
-            args = [self._retention_ms, minid, *(events_out.encode(e) for e in batch)]
+            args = [self._retention_ms, minid, *encoded[start : start + EMIT_BATCH]]
             seen = [keys.event_seen(e.id) for e in batch]
             appended += int(await self._emit(keys=[keys.events, *seen], args=args))
         return appended
@@ -137,11 +140,12 @@ class Outbox:
         event = events_out.link_event("link.updated", link, self._public_url)
         await self.emit([event], clock_ms() if now_ms is None else now_ms)
 
-    async def stage(self, events: list[Event]) -> None:
+    async def stage(self, events: list[Event], encoded: list[bytes] | None = None) -> None:
         if events:
-            await self._redis.hset(
-                self._keys.events_staged, mapping={e.id: events_out.encode(e) for e in events}
-            )
+            if encoded is None:
+                encoded = [events_out.encode(e) for e in events]
+            mapping = {e.id: raw for e, raw in zip(events, encoded, strict=True)}
+            await self._redis.hset(self._keys.events_staged, mapping=mapping)
 
     async def staged(self) -> list[Event]:
         return [events_out.decode(v) for v in (await self._redis.hgetall(self._keys.events_staged)).values()]

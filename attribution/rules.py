@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import msgspec
+
 from attribution import money
 
 BPS_DENOMINATOR = money.BPS_DENOMINATOR
@@ -52,8 +54,9 @@ class RateVersion:
     creators: dict[str, int] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
-class AppliedRate:
+# msgspec Structs, not frozen dataclasses: the attributor makes one or more per order, and a frozen
+# dataclass's __init__ costs several times a Struct's (py-spy, benchmarks/attribution.py).
+class AppliedRate(msgspec.Struct, frozen=True):
     rate_bps: int
     rule: str  # "creator", "sku", "category" or "default": which rule won, for disputes
     version: int
@@ -65,6 +68,8 @@ def version_at(versions: list[RateVersion], at_ms: int) -> RateVersion:
     if not versions:
         raise ValueError("a merchant always has at least one rate version")
     chosen = versions[0]
+    if len(versions) == 1:
+        return chosen  # a merchant whose rates never changed: nothing to sort (once per order booked)
     for candidate in sorted(versions, key=lambda v: (v.effective_ms, v.version)):
         if candidate.effective_ms <= at_ms:
             chosen = candidate
@@ -85,8 +90,7 @@ def rate_for(version: RateVersion, creator_id: str, sku: str, category: str) -> 
 # --- click eligibility ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class ClickFacts:
+class ClickFacts(msgspec.Struct, frozen=True):
     """What the attributor knows of the click an order carries (None fields: not found)."""
 
     click_id: str

@@ -368,11 +368,44 @@ def id_chunks(ids: Sequence[str], max_bytes: int = IN_LIST_BYTES) -> Iterable[Se
         yield ids[start:]
 
 
+# clickhouse-driver's escapes for a string literal (util/escape.py escape_chars_map), as one table.
+_LITERAL_ESCAPES = str.maketrans(
+    {
+        "\b": "\\b",
+        "\f": "\\f",
+        "\r": "\\r",
+        "\n": "\\n",
+        "\t": "\\t",
+        "\0": "\\0",
+        "\a": "\\a",
+        "\v": "\\v",
+        "\\": "\\\\",
+        "'": "\\'",
+    }
+)
+
+
+class InList:
+    """A tuple of string ids already written as the SQL literal the driver would make of it: the driver
+    escapes a string a character at a time in Python (a tenth of an attributor run for its IN lists),
+    `str.translate` does the same in C. The driver passes an object of a type it does not know through
+    unchanged, and the query's `%` formatting then takes its `str`."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, ids: Iterable[str]) -> None:
+        escaped = [i.translate(_LITERAL_ESCAPES) for i in ids]
+        self.text = "('" + "', '".join(escaped) + "')" if escaped else "()"
+
+    def __str__(self) -> str:
+        return self.text
+
+
 def chunked_rows(backend: Backend, sql: str, params: dict, ids: Sequence[str], name: str) -> Iterable[tuple]:
     """The rows of `sql` run once per `id_chunks(ids)`, each slice bound to the parameter `name`: every
     query over a list of string ids goes through here, so none can pass the server's query size limit."""
     for chunk in id_chunks(ids):
-        yield from backend.execute(sql, {**params, name: tuple(chunk)})
+        yield from backend.execute(sql, {**params, name: InList(chunk)})
 
 
 def order_events(backend: Backend, merchant_id: str, order_ids: Sequence[str]) -> list[OrderEventRow]:
@@ -387,6 +420,39 @@ def order_events(backend: Backend, merchant_id: str, order_ids: Sequence[str]) -
         "order_ids",
     )
     return [OrderEventRow.read(row) for row in rows]
+
+
+# The columns of order_events the ledger reads (attribution/events.py `event_of_facts`), in that order.
+ORDER_EVENT_FACTS = (
+    "merchant_id",
+    "webhook_id",
+    "event_type",
+    "order_id",
+    "click_id",
+    "currency",
+    "occurred_ms",
+    "item_sku",
+    "item_category",
+    "item_unit_price_minor",
+    "item_quantity",
+    "discount_codes",
+)
+
+
+def order_event_facts(backend: Backend, merchant_id: str, order_ids: Sequence[str]) -> list[tuple]:
+    """`order_events` reduced to ORDER_EVENT_FACTS, as plain tuples (chunked like it): the attributor
+    reads every event of 100,000s of orders a run, and decoding the columns it never uses (and a row
+    contract per event) was a tenth of its time."""
+    return list(
+        chunked_rows(
+            backend,
+            f"SELECT {', '.join(ORDER_EVENT_FACTS)} FROM {backend.database}.order_events "
+            "WHERE merchant_id = %(merchant_id)s AND order_id IN %(order_ids)s",
+            {"merchant_id": merchant_id},
+            order_ids,
+            "order_ids",
+        )
+    )
 
 
 def clicks_by_id(
@@ -417,7 +483,7 @@ def _click_span_params(click_ids: Sequence[str], bounds_s: Sequence[int], from_s
         "bounds_s": sorted(set(bounds_s)),
         "from_s": from_s,
         "to_s": to_s,
-        "click_ids": tuple(click_ids),
+        "click_ids": InList(click_ids),
     }
 
 

@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 
 from attribution import report
 from attribution.attributor import Attributor
+from attribution.events import event_of, event_of_facts
 from attribution.rates import RateStore, RatesUpdate
 from core import queries
 from core.clickid import ClickIds
@@ -396,3 +397,54 @@ def test_the_attributors_reads_take_thousands_of_the_longest_order_ids(backend) 
     assert sorted(e.order_id for e in queries.order_events(backend, "m1", long_ids)) == picked
     assert sorted(r.order_id for r in queries.ledger_for_orders(backend, "m1", long_ids)) == picked
     assert queries.orders_booked_by_run(backend, "m1", long_ids, "run1") == set(picked)
+
+
+def test_the_lean_event_read_gives_the_events_of_the_full_rows(backend) -> None:
+    """The attributor reads only the columns the ledger needs (queries.order_event_facts); on either
+    ClickHouse every event must be the one the full row contract gives: items in order, 64-bit amounts at
+    the money bounds, codes, refunds without items, quotes and backslashes in the ids."""
+    at_ms = T0 + HOUR
+    shapes = [
+        (
+            "order.created",
+            ["SKU-1", "SKU-2", "SKU-1"],
+            ["shoes", "", "a'b"],
+            [5990, 10**12, 1],
+            [1, 3, 10**6],
+            [],
+        ),
+        ("order.refunded", ["SKU-2"], [""], [10**12], [2], []),
+        ("order.cancelled", [], [], [], [], []),
+        ("order.created", ["S\\K'U"], ["x"], [0], [1], ["Spring", "o'clock"]),
+    ]
+    events = [
+        OrderEventRow(
+            "m1",
+            f"w{n}'\\",
+            kind,
+            f"O-{n % 2}'",
+            "c" * 30 if n % 2 else "",
+            "EUR" if n != 1 else "USD",
+            (at_ms + n) // 1000,
+            at_ms + n,
+            at_ms,
+            at_ms,
+            skus,
+            cats,
+            prices,
+            qtys,
+            "",
+            "",
+            codes,
+        )
+        for n, (kind, skus, cats, prices, qtys, codes) in enumerate(shapes)
+    ]
+    backend.insert("order_events", OrderEventRow.columns(), columnar(events))
+    ids = ["O-0'", "O-1'", "O-9"]
+    full = sorted((event_of(r) for r in queries.order_events(backend, "m1", ids)), key=lambda e: e.webhook_id)
+    lean = sorted(
+        (event_of_facts(r) for r in queries.order_event_facts(backend, "m1", ids)), key=lambda e: e.webhook_id
+    )
+    assert len(full) == len(shapes)
+    assert lean == full
+    assert all(type(i.unit_price_minor) is int and type(i.quantity) is int for e in lean for i in e.items)
