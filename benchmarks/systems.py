@@ -16,6 +16,7 @@ import secrets
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +39,8 @@ CREATOR_ID = "bench"
 SEED_CHUNK = 10_000
 # How long to wait for every clicktrail worker to subscribe to link changes before starting anyway.
 WORKER_READY_TIMEOUT_S = 30
+# Above the preload's own default limit (CLICKTRAIL_LINK_CACHE_PRELOAD_MAX_S, 60 s).
+WARM_TIMEOUT_S = 90
 # Workers publish their counters to their peers every second: wait this long before scraping /metrics.
 METRICS_SETTLE_S = 1.5
 
@@ -187,7 +190,9 @@ def clicktrail_server(
     served = Served(port, procs.start(cmd, log_path=work / "serve.log", env=env, cwd=ROOT), env, data_dir)
     try:
         procs.wait_http(served.proc, port, "/readyz")
-        served.all_ready = _wait_clicktrail_workers(served.proc, redis_url, workers)
+        served.all_ready = _wait_clicktrail_workers(served.proc, redis_url, workers) and _wait_warm(
+            served.proc, port, workers
+        )
         served.probe_ids.append(_probe(port, click_param))
         yield served
     finally:
@@ -296,6 +301,34 @@ def _wait_clicktrail_workers(proc, redis_url: str, workers: int) -> bool:
         return False
     finally:
         client.close()
+
+
+def _wait_warm(proc, port: int, workers: int) -> bool:
+    """Every worker has preloaded its link cache (the gauge `clicktrail_link_cache_warming` is 0 with all
+    workers reporting): a run measures warm workers, as a deployment's steady state. False if not in time
+    (the preload stops by itself after CLICKTRAIL_LINK_CACHE_PRELOAD_MAX_S)."""
+
+    def warm() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://{procs.LOOPBACK}:{port}/metrics", timeout=2) as answer:
+                text = answer.read().decode()
+        except OSError:
+            return False
+        values = dict(
+            line.split(" ", 1)
+            for line in text.splitlines()
+            if line.startswith(("clicktrail_workers ", "clicktrail_link_cache_warming "))
+        )
+        return (
+            float(values.get("clicktrail_workers", 0)) >= workers
+            and float(values.get("clicktrail_link_cache_warming", 1)) == 0
+        )
+
+    try:
+        procs.wait_until(proc, warm, "every worker's link cache preload", timeout_s=WARM_TIMEOUT_S)
+        return True
+    except TimeoutError:
+        return False
 
 
 def _redis_pid(redis_url: str) -> int:

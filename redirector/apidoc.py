@@ -95,7 +95,7 @@ OPERATIONS: dict[tuple[str, str], Op] = {
     ),
     ("GET", "/healthz"): Op("Liveness", PUBLIC, answer="Health", tags=("operations",)),
     ("GET", "/readyz"): Op(
-        "Readiness: a click can be recorded (Redis or the spool) and the link cache is warm",
+        "Readiness: a click can be recorded (Redis or the spool)",
         PUBLIC,
         answer="Ready",
         errors=(503,),

@@ -38,19 +38,19 @@ async def healthz(request: Request) -> Response:
 
 
 async def readyz(request: Request) -> Response:
-    """Ready when a click can be recorded durably (Redis takes writes, or the spool can) and the link cache
-    has been warmed (preload.py)."""
+    """Ready when a click can be recorded durably: Redis takes writes, or the spool can. `warming` says
+    whether this worker is still preloading its link cache (preload.py): it answers meanwhile, some
+    redirects at the cost of a Redis read, so it does not make the worker unready."""
     ctx: AppState = request.app.state.ctx
     spool_ok = os.access(
         ctx.settings.spool_dir if ctx.settings.spool_dir.exists() else ctx.settings.data_dir, os.W_OK
     )
-    warming = not ctx.preload.done
-    ready = (ctx.recorder.live or spool_ok) and not warming
+    ready = ctx.recorder.live or spool_ok
     body = {
         "ready": ready,
         "recording": "redis" if ctx.recorder.live else "spool",
         "spool_writable": spool_ok,
-        "warming": warming,
+        "warming": not ctx.preload.done,
     }
     return json_response(body, status=200 if ready else 503)
 

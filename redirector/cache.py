@@ -21,10 +21,17 @@ from redirector.packed import PackedLinks, pack, unpack
 HOT_LINKS = 4096
 
 
+# Codes whose latest change is remembered one by one; past this many, all of them count as changed.
+CHANGES_KEPT = 4_096
+
+
 class LinkCache:
     """Invalidation drops a code from both tiers whatever it holds."""
 
     __slots__ = (
+        "_changed",
+        "_changed_floor",
+        "_changes",
         "_fresh_after_ms",
         "_hot",
         "_hot_links",
@@ -44,8 +51,19 @@ class LinkCache:
         self._ttl_ms = ttl_ms
         self._now_ms = 0  # the latest time the cache was told (expire_all uses it: no second clock)
         self._fresh_after_ms = -1  # entries fetched at or before this are not fresh (expire_all)
+        # Changes (invalidate, clear, expire_all) are numbered, so a read from Redis that began before one
+        # is not cached after it (`put(read_at=)`): the watcher may drop a code while a read of its old
+        # record is in flight, and that record must not outlive the drop.
+        self._changes = 0
+        self._changed: dict[str, int] = {}  # code -> its latest change, the most recent CHANGES_KEPT
+        self._changed_floor = 0  # a read that began before this change number is treated as stale
         self.hits = 0
         self.misses = 0
+
+    @property
+    def changes(self) -> int:
+        """The change counter, to note before reading links from Redis (`put(read_at=)`)."""
+        return self._changes
 
     def get(self, code: str, now_ns: int, counted: bool = True) -> tuple[bool, Link | None]:
         """(hit, link). `counted=False`: the caller counts the outcome itself (`hits`, `misses`)."""
@@ -72,8 +90,11 @@ class LinkCache:
         self.hits += counted
         return True, entry[1]
 
-    def put(self, code: str, link: Link | None, now_ns: int) -> None:
+    def put(self, code: str, link: Link | None, now_ns: int, read_at: int | None = None) -> None:
+        """Cache `link`; with `read_at` (`changes` before it was read), not if the code changed since."""
         if self._max_bytes <= 0:
+            return
+        if read_at is not None and (read_at < self._changed_floor or self._changed.get(code, -1) > read_at):
             return
         now_ms = now_ns // 1_000_000
         self._now_ms = max(self._now_ms, now_ms)
@@ -102,14 +123,27 @@ class LinkCache:
         """Keep the entries (as stale fallbacks) but make every one fresh-checked again: called when the
         invalidation channel reconnects, since messages sent meanwhile were lost."""
         self._fresh_after_ms = self._now_ms
+        self._change_all()
 
     def invalidate(self, code: str) -> None:
         self._hot.pop(code, None)
         self._packed.drop(code)
+        self._changes += 1
+        changed = self._changed
+        if len(changed) >= CHANGES_KEPT:
+            self._change_all()  # forget the list: every read in flight counts as stale instead
+        else:
+            changed[code] = self._changes
 
     def clear(self) -> None:
         self._hot.clear()
         self._packed.clear()
+        self._change_all()
+
+    def _change_all(self) -> None:
+        self._changes += 1
+        self._changed.clear()
+        self._changed_floor = self._changes
 
     @property
     def max_bytes(self) -> int:

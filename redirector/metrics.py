@@ -31,7 +31,9 @@ SNAPSHOT_MAX_AGE_S = 30.0
 OUTCOMES = ("committed", "spooled", "replayed", "lost")
 
 
-def snapshot(redirects: RedirectStats, recorder: RecorderStats, cache: LinkCache, live: bool) -> dict:
+def snapshot(
+    redirects: RedirectStats, recorder: RecorderStats, cache: LinkCache, live: bool, warming: bool = False
+) -> dict:
     return {
         "responses": [[m, s, n] for (m, s), n in redirects.responses.items()],
         "latency": [redirects.latency.counts, redirects.latency.total],
@@ -43,6 +45,8 @@ def snapshot(redirects: RedirectStats, recorder: RecorderStats, cache: LinkCache
         "live": int(live),
         "cache": [cache.hits, cache.misses, len(cache), cache.bytes],
         "workers": 1,
+        "shortcut": redirects.shortcut,
+        "warming": int(warming),
     }
 
 
@@ -68,6 +72,8 @@ def merge(snapshots: list[dict]) -> dict:
         total["cache"] = [a + b for a, b in zip_longest(total["cache"], snap["cache"], fillvalue=0)]
         for name in ("lookup_errors", "live", "workers"):
             total[name] += snap[name]
+        for name in ("shortcut", "warming"):  # absent in a peer of an older version
+            total[name] = total.get(name, 0) + snap.get(name, 0)
     return total
 
 
@@ -189,6 +195,16 @@ class RedirectCollector:
         lookups.add_metric(["miss"], misses)
         yield lookups
         yield GaugeMetricFamily("clicktrail_link_cache_entries", "Links cached", value=entries)
+        yield GaugeMetricFamily(
+            "clicktrail_link_cache_warming",
+            "Workers still preloading their link cache (CLICKTRAIL_LINK_CACHE_PRELOAD_MAX_S)",
+            value=snap.get("warming", 0),
+        )
+        yield CounterMetricFamily(
+            "clicktrail_redirects_shortcut",
+            "302s answered by the HTTP protocol itself for a cached plain link, without an ASGI request",
+            value=snap.get("shortcut", 0),
+        )
         yield GaugeMetricFamily(
             "clicktrail_link_cache_bytes",
             "Bytes of packed links cached, as counted against CLICKTRAIL_LINK_CACHE_BYTES",

@@ -5,9 +5,10 @@ first minutes is a miss read from Redis (coalesced, but still a round trip and a
 worker answers at about half the rate of a warm one. Here each worker reads the stored links in pages
 (SCAN, then one MGET per page, the resolver's own miss path) until the cache is nearly full or
 `link_cache_preload_max_s` has passed. It runs beside the server: redirects are answered meanwhile (misses
-as usual) and /readyz answers 503 `warming` until it is done, so a load balancer that checks readiness
-sends traffic to warm workers only. A change made while it runs reaches the cache through the link-change
-stream as always (linkwatch.py); a failure stops it with a warning, never the worker."""
+as usual); /readyz says `"warming": true` and the gauge `clicktrail_link_cache_warming` counts the workers
+still at it (a benchmark waits for 0). A change made while it runs is not lost: a record read before the
+watcher dropped its code is not cached (LinkCache.put's `read_at`). A failure stops it with a warning,
+never the worker."""
 
 from __future__ import annotations
 

@@ -167,6 +167,8 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         cycle = self.cycle
         if (cycle is not None and not cycle.response_complete) or parser.get_http_version() != "1.1":
             return False  # pipelined behind a response in progress, or HTTP/1.0: uvicorn's own handling
+        if self.flow.write_paused:
+            return False  # a client not reading its answers: uvicorn's path waits for the drain
         if parser.should_upgrade():
             return False
         url = httptools.parse_url(self.url)
@@ -174,14 +176,18 @@ class HeaderTimeoutProtocol(HttpToolsProtocol):
         if b"%" in raw_path or self.root_path:
             return False
         pending = _Pending(parser.should_keep_alive())
-        answered = self._answer_now(
-            method.decode(),
-            raw_path.decode("ascii"),
-            url.query or b"",
-            self.headers,
-            self.client,
-            lambda location: self._found(pending, location),
-        )
+        try:
+            answered = self._answer_now(
+                method.decode(),
+                raw_path.decode("ascii"),
+                url.query or b"",
+                self.headers,
+                self.client,
+                lambda location: self._found(pending, location),
+            )
+        except Exception:  # inside the parser's callback a bug would become uvicorn's 400: take the ASGI path
+            self.logger.exception("the redirect shortcut failed; answering through ASGI")
+            return False
         if answered:
             self.cycle = pending  # type: ignore[assignment]
         return answered

@@ -198,6 +198,7 @@ class RedirectHandler:
 
         def durable() -> None:
             reply(location)
+            stats.shortcut += 1
             stats.responses[(method, 302)] += 1
             stats.latency.observe(time.perf_counter() - started)
 

@@ -61,6 +61,7 @@ class LinkResolver:
 
     async def _fetch(self, waiting: dict[str, SharedFuture]) -> None:
         codes = list(waiting)
+        read_at = self._cache.changes
         try:
             links = await self._store.get_many(codes)
         except (RedisError, OSError) as exc:
@@ -73,7 +74,7 @@ class LinkResolver:
                 if isinstance(stored, CorruptLink):
                     self._fail(code, waiting[code], stored)  # that code only: served stale, or a 503
                     continue
-                waiting[code].set_result(self._keep(code, stored, now_ns))
+                waiting[code].set_result(self._keep(code, stored, now_ns, read_at))
         finally:
             # Whatever went wrong above, no request is left waiting for ever on this batch.
             for code, future in waiting.items():
@@ -82,23 +83,24 @@ class LinkResolver:
 
     async def warm(self, codes: list[str]) -> int:
         """Read `codes` into the cache ahead of their requests (preload.py): the number of links cached."""
+        read_at = self._cache.changes
         links = await self._store.get_many(codes)
         now_ns = time.monotonic_ns()
         kept = 0
         for code, stored in zip(codes, links, strict=True):
             if stored is not None and not isinstance(stored, CorruptLink):  # a bad record waits for a request
-                self._keep(code, stored, now_ns)
+                self._keep(code, stored, now_ns, read_at)
                 kept += 1
         return kept
 
-    def _keep(self, code: str, stored: Link | None, now_ns: int) -> Link | None:
+    def _keep(self, code: str, stored: Link | None, now_ns: int, read_at: int) -> Link | None:
         """A link read from Redis, made servable and cached (None: no such link, cached as such). What had
         to be mended is counted here, once per link as it enters the cache."""
         link = stored
         if stored is not None:
             link, reasons = servable(stored)
             self._stats.fallbacks.update(reasons)
-        self._cache.put(code, link, now_ns)
+        self._cache.put(code, link, now_ns, read_at)  # not if the code changed while it was read
         return link
 
     def _fail(self, code: str, future: SharedFuture, exc: Exception) -> None:

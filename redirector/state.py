@@ -124,8 +124,10 @@ class AppState:
         )
         snapshots = SnapshotDir(settings.data_dir / "metrics", recorder.recorder_id)
 
+        preload = Preload(links, resolver, cache, settings.link_cache_preload_max_s)
+
         def own_snapshot() -> dict:
-            return snapshot(redirect_stats, recorder_stats, cache, recorder.live)
+            return snapshot(redirect_stats, recorder_stats, cache, recorder.live, not preload.done)
 
         registry = make_registry()
         registry.register(RedirectCollector(own_snapshot, snapshots.peers))
@@ -143,7 +145,7 @@ class AppState:
             redirect=redirect,
             registry=registry,
             watcher=LinkWatcher(redis, keys, cache),
-            preload=Preload(links, resolver, cache, settings.link_cache_preload_max_s),
+            preload=preload,
             owners=owner_resolver(keys, settings.default_click_param),
             merchants=MerchantStore(redis, keys),
             rates=RateStore(redis, keys),

@@ -42,10 +42,11 @@ class Histogram:
 
 
 class RedirectStats:
-    __slots__ = ("fallbacks", "latency", "lookup_errors", "responses")
+    __slots__ = ("fallbacks", "latency", "lookup_errors", "responses", "shortcut")
 
     def __init__(self) -> None:
         self.responses: Counter[tuple[str, int]] = Counter()  # (method, status) → count
+        self.shortcut = 0  # of those, 302s answered by the HTTP protocol itself (protocol.py)
         self.latency = Histogram(LATENCY_BUCKETS_S)
         self.lookup_errors = 0
         # Stored links corrected before they were cached, by reason (linkcheck.py).

@@ -273,6 +273,7 @@ def test_clicktrail_answers_a_cached_link_as_it_answered_the_first_request(setti
     assert _metric(metrics, 'clicktrail_link_cache_total{result="miss"}') == 1
     assert _metric(metrics, 'clicktrail_redirects_total{method="GET",status="302"}') == 2
     assert _metric(metrics, 'clicktrail_redirects_total{method="HEAD",status="302"}') == 1
+    assert _metric(metrics, "clicktrail_redirects_shortcut_total") == 2  # the two served from the cache
 
     async def stored() -> list[str]:
         client = Redis.from_url(settings.redis_url)

@@ -111,7 +111,7 @@ def test_no_preload_when_turned_off(settings, redis_client) -> None:
     assert warm.done and warm.links == 0 and len(cache) == 0
 
 
-def test_readyz_says_warming_until_the_preload_is_done(settings) -> None:
+def test_readyz_and_metrics_say_warming_until_the_preload_is_done(settings) -> None:
     from tests.integration.apphelp import running_app
 
     async def scenario() -> None:
@@ -122,8 +122,54 @@ def test_readyz_says_warming_until_the_preload_is_done(settings) -> None:
                 await asyncio.sleep(0.05)
             ready = await client.get("/readyz")
             assert ready.status_code == 200 and ready.json()["warming"] is False
-            app.ctx.preload.done = False  # as while it runs
+            assert "clicktrail_link_cache_warming 0.0" in (await client.get("/metrics")).text
+            app.ctx.preload.done = False  # as while it runs: still ready (it records clicks), but warming
             warming = await client.get("/readyz")
-            assert warming.status_code == 503 and warming.json()["warming"] is True
+            assert warming.status_code == 200 and warming.json()["warming"] is True
+            assert "clicktrail_link_cache_warming 1.0" in (await client.get("/metrics")).text
+
+    asyncio.run(scenario())
+
+
+class PausingStore(LinkStore):
+    """Reads Redis for real, then holds the answer until the test lets it go (a reply in flight)."""
+
+    def __init__(self, redis: Redis, keys: Keys) -> None:
+        super().__init__(redis, keys)
+        self.read = asyncio.Event()
+        self.go_on = asyncio.Event()
+
+    async def get_many(self, codes: list[str]):
+        links = await super().get_many(codes)
+        self.read.set()
+        await self.go_on.wait()
+        return links
+
+
+@pytest.mark.parametrize("path", ["preload", "miss"])
+def test_a_link_changed_while_its_record_is_read_is_not_cached_stale(settings, redis_client, path) -> None:
+    """The watcher drops a changed code; a read of its old record still in flight must not put it back
+    (it would be served for the cache's whole TTL)."""
+
+    async def scenario() -> None:
+        redis = Redis.from_url(settings.redis_url)
+        try:
+            keys = Keys.of(settings)
+            await store(redis, keys, ["changing", "steady"])
+            cache = LinkCache(2**20, 600_000)
+            paused = PausingStore(redis, keys)
+            resolver = LinkResolver(paused, cache, RedirectStats())
+            if path == "preload":
+                reading = asyncio.create_task(resolver.warm(["changing", "steady"]))
+            else:
+                reading = asyncio.gather(resolver.resolve("changing"), resolver.resolve("steady"))
+            await asyncio.wait_for(paused.read.wait(), 5)
+            cache.invalidate("changing")  # what the watcher does on the change event
+            paused.go_on.set()
+            await reading
+            assert cached(cache, "changing") is None  # read again on its next request
+            assert cached(cache, "steady") == link("steady")
+        finally:
+            await redis.aclose()
 
     asyncio.run(scenario())

@@ -27,3 +27,22 @@ def test_long_id_lists_stay_under_the_query_size_limit(clickhouse) -> None:
     assert len(totals) == MANY and totals[codes[-1]] == {"clicks": 0, "unique": 0, "bots": 0}
     day = date(2026, 12, 1)
     assert queries.links_breakdown(clickhouse, codes, "country", day, day) == {}
+
+
+def test_a_full_attribution_chunk_of_click_ids_fits_the_query_size_limit(clickhouse) -> None:
+    """ORDERS_PER_CHUNK ids whose clicks fall at distinct seconds of one day: the click lookups carry the
+    ids and their day bounds; both must stay under the limit (two raw bounds per id did not)."""
+    from attribution.attributor import CLICK_TIME_SLACK_MS, ORDERS_PER_CHUNK
+    from core.clickid import ClickIds, timestamp_ms
+
+    migrate(clickhouse, log=lambda _line: None)
+    ids = ClickIds(b"k" * 32)
+    day_start_ms = 1_764_547_200_000  # 2025-12-01 00:00 UTC
+    click_ids = [ids.new(day_start_ms + n * 17_000) for n in range(ORDERS_PER_CHUNK)]  # a new second each
+    bounds = set()
+    for click_id in click_ids:
+        ts_ms = timestamp_ms(click_id)
+        bounds.update(((ts_ms - CLICK_TIME_SLACK_MS) // 1000, (ts_ms + CLICK_TIME_SLACK_MS) // 1000 + 1))
+    span = (sorted(click_ids), sorted(bounds), min(bounds), max(bounds))
+    assert queries.clicks_by_id(clickhouse, *span) == []
+    assert queries.click_details(clickhouse, *span) == []
