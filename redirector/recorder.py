@@ -179,33 +179,21 @@ class Recorder:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            durable = None  # the batch written last: answered once the next one is on its way
             while self._open:
                 clicks, done, calls = self._open, self._open_done, self._open_calls
                 self._open, self._open_done, self._open_calls = [], None, []
-                writing = asyncio.ensure_future(self._write(clicks))
-                if durable is not None:
-                    # Let the next write go out first, so that Redis works on it while the worker answers
-                    # the viewers of the last one (answering a batch takes longer than Redis's round trip).
-                    await asyncio.sleep(0)
-                    _answer(*durable)
                 try:
-                    await writing
+                    for start in range(0, len(clicks), self._max_batch):
+                        await self._commit(clicks[start : start + self._max_batch])
+                except Exception:  # a bug here must cost clicks (counted), never hang the viewers
+                    self._stats.lost += len(clicks)
+                    log.exception("click batch could not be recorded")
                 finally:
-                    durable = (done, calls)
-            if durable is not None:
-                _answer(*durable)
+                    if done is not None:
+                        done.set_result(None)
+                    _call_each(calls)
             if self._closing:
                 return
-
-    async def _write(self, clicks: list[Click]) -> None:
-        """One group commit's clicks, in batches of at most max_batch; never raises."""
-        try:
-            for start in range(0, len(clicks), self._max_batch):
-                await self._commit(clicks[start : start + self._max_batch])
-        except Exception:  # a bug here must cost clicks (counted), never hang the viewers
-            self._stats.lost += len(clicks)
-            log.exception("click batch could not be recorded")
 
     async def _commit(self, clicks: list[Click]) -> None:
         seq = batch_seq(next(self._batches), self._shards)
@@ -290,10 +278,7 @@ class Recorder:
                 os.close(fd)
 
 
-def _answer(done: SharedFuture | None, calls: list[Callable[[], None]]) -> None:
-    """A batch is durable (or counted lost): wake its `record` callers and call its `submit` callbacks."""
-    if done is not None:
-        done.set_result(None)
+def _call_each(calls: list[Callable[[], None]]) -> None:
     for call in calls:
         try:
             call()
