@@ -124,7 +124,11 @@ def measure_memory(
     warm_opts = BenchOptions(duration_s=duration_s, connections=opts.connections, threads=opts.threads,
                              seed=opts.seed, click_param=opts.click_param)  # fmt: skip
     # A budget that holds every link whatever its packed size, so the figure is per link cached.
-    extra_env = {"CLICKTRAIL_LINK_CACHE_BYTES": str(links * MEMORY_BUDGET_BYTES_PER_LINK)}
+    # No preload: the worker starts with an empty cache (the RSS baseline) and the requests fill it.
+    extra_env = {
+        "CLICKTRAIL_LINK_CACHE_BYTES": str(links * MEMORY_BUDGET_BYTES_PER_LINK),
+        "CLICKTRAIL_LINK_CACHE_PRELOAD_MAX_S": "0",
+    }
     ids_file = work / "wrk-ids.txt"
     try:
         with clicktrail_server(work, redis_url=redis_url, workers=1, click_param=opts.click_param,
