@@ -77,6 +77,38 @@ def build_location(url: str, query: str, click_param: str, click_id: str) -> str
     return f"{url}{sep}{click_param}={click_id}{fragment}"
 
 
+def new_click(
+    click_id: str,
+    now_ms: int,
+    code: str,
+    link: Link,
+    target: Link | Target,
+    method: str,
+    viewer: tuple[str, str, str, int, str, str],
+    variant: int = -1,
+    inapp: str = "",
+) -> Click:
+    """The click of one redirect: `viewer` as RedirectHandler._viewer gives it, `target` the link itself or
+    the destination a smart link chose."""
+    user_agent, referer, _, ip_hash, ip_prefix, country = viewer
+    return Click(
+        click_id,
+        now_ms,
+        code,
+        link.creator_id,
+        target.merchant_id or "",
+        target.host,
+        method == "HEAD",
+        user_agent,
+        referer,
+        ip_hash,
+        ip_prefix,
+        country,
+        variant,
+        inapp,
+    )
+
+
 class RedirectHandler:
     def __init__(
         self,
@@ -113,7 +145,7 @@ class RedirectHandler:
             return await self._finish(send, method, 410, _GONE, started)
 
         viewer = self._viewer(scope["headers"], scope.get("client"))
-        user_agent, referer, ip, ip_hash, ip_prefix, country = viewer
+        user_agent, _, ip, ip_hash, _, country = viewer  # what smart routing reads
         # Only links that ask for it look at the user agent here (plain redirects pay one comparison).
         inapp = (link.open_in == OPEN_IN_BROWSER and method == "GET" and inapp_of(user_agent)) or ""
         now_ms = clock.now_ms()
@@ -127,22 +159,7 @@ class RedirectHandler:
             return
         click_id = self._ids.new(now_ms)
         await self._recorder.record(
-            Click(
-                click_id,
-                now_ms,
-                code,
-                link.creator_id,
-                target.merchant_id or "",
-                target.host,
-                method == "HEAD",
-                user_agent,
-                referer,
-                ip_hash,
-                ip_prefix,
-                country,
-                variant,
-                inapp,
-            )
+            new_click(click_id, now_ms, code, link, target, method, viewer, variant, inapp)
         )
         location = self._location(target, scope["query_string"], click_id)
         # An in-app browser on an open_in=browser link gets the escape page (escape.py) instead of the 302;
@@ -170,7 +187,8 @@ class RedirectHandler:
         if link is None or link.disabled or link.smart is not None:
             return False
         started = time.perf_counter()
-        user_agent, referer, _, ip_hash, ip_prefix, country = self._viewer(headers, client)
+        viewer = self._viewer(headers, client)
+        user_agent = viewer[0]
         if link.open_in == OPEN_IN_BROWSER and method == "GET" and inapp_of(user_agent):
             return False
         recorder = self._recorder
@@ -180,20 +198,7 @@ class RedirectHandler:
         now_ms = clock.now_ms()
         click_id = self._ids.new(now_ms)
         location = self._location(link, query, click_id).encode()
-        click = Click(
-            click_id,
-            now_ms,
-            code,
-            link.creator_id,
-            link.merchant_id or "",
-            link.host,
-            method == "HEAD",
-            user_agent,
-            referer,
-            ip_hash,
-            ip_prefix,
-            country,
-        )
+        click = new_click(click_id, now_ms, code, link, link, method, viewer)
         stats = self._stats
 
         def durable() -> None:
