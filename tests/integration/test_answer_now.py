@@ -154,6 +154,22 @@ def test_what_the_shortcut_does_not_take_goes_the_asgi_path(request_bytes: bytes
     asyncio.run(scenario())
 
 
+class FailingShortcutApp(ShortcutApp):
+    def answer_now(self, method, path, query, headers, client, reply) -> bool:
+        raise RuntimeError("a bug in the shortcut")
+
+
+@in_loop
+async def test_a_shortcut_that_fails_leaves_the_request_to_the_asgi_path() -> None:
+    """Inside the parser's callback an exception would become uvicorn's 400 and a closed connection."""
+    async with server(FailingShortcutApp()) as (port, _, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        for _ in range(2):  # the connection stays usable
+            writer.write(get("/qcode"))
+            assert (await read_response(reader))[0] == b"HTTP/1.1 404 Not Found"  # the ASGI app's answer
+        writer.close()
+
+
 @in_loop
 async def test_connection_close_is_answered_with_close_and_the_socket_closed() -> None:
     app = ShortcutApp()
