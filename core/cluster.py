@@ -19,11 +19,19 @@ not change.
   sent again, and no target has it twice. A block whose every attempt failed is kept and sent again,
   unchanged, before the ingester's next key check (`settle_failed_inserts`) and before any other insert
   of the table: the key check alone would see its clicks stored and skip them, leaving a rollup short.
+- A replica that loses ZooKeeper *while committing* a part answers "Unknown status" (code 319) and keeps
+  the part locally, active and readable, though ZooKeeper may never have recorded it. The block is sent
+  again (above) and stored as a part ZooKeeper knows, so that replica now holds those rows twice, and
+  18.16 checks such a part at most once, 5 minutes later (or at the next restart). So after the next
+  insert on that shard succeeds, every replicated table of the database on that replica is compared
+  with its parts in ZooKeeper, and a table holding parts ZooKeeper does not know is restarted (`SYSTEM
+  RESTART REPLICA`), which sets them aside as `ignored_` in `detached/` (`drop_orphan_parts`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -34,6 +42,8 @@ from urllib.parse import urlsplit
 
 from core.clickhouse import Backend, ClickHouseError, NativeClickHouse
 from core.clusterddl import ENTRANCES, Planner, local_name, shard_index
+
+log = logging.getLogger(__name__)
 
 # Every query: read each shard from its first live replica in `remote_servers` order, never the local
 # replica just because it is local, so reads follow the replica that inserts go to. A statement that
@@ -46,6 +56,16 @@ READ_SETTINGS = {"load_balancing": "in_order", "prefer_localhost_replica": 0, "i
 # every block.
 REPLICA_PENALTY_S = 10.0
 CONNECT_TIMEOUT_S = 2
+# ClickHouse's UNKNOWN_STATUS_OF_INSERT: the replica lost ZooKeeper while committing the part; the part
+# stays active on that replica whether or not ZooKeeper recorded it.
+UNKNOWN_STATUS_OF_INSERT = 319
+# A part ZooKeeper does not know is looked at twice, this far apart, before its table is restarted. A
+# committed part is active only after ZooKeeper recorded it, so this is a margin, not the guard.
+ORPHAN_RECHECK_S = 0.5
+# ClickHouse refuses to attach a table (and RESTART REPLICA would leave it detached) when the rows of the
+# parts ZooKeeper does not know pass `replicated_max_ratio_of_wrong_parts` (0.5) of its rows: stay well
+# below that and leave a larger share to ClickHouse's own part check.
+ORPHAN_ROWS_MAX_SHARE = 0.4
 
 
 @dataclass(frozen=True)
@@ -100,6 +120,8 @@ class ClusterClickHouse:
         self._keys: dict[str, str | None] | None = None
         self._unfinished: list[_Unfinished] = []
         self._settle_lock = threading.Lock()
+        # Replicas that answered "Unknown status": checked for parts ZooKeeper does not know.
+        self._in_doubt: set[Replica] = set()
 
     def _client(self, hosts: Sequence[str]) -> Any:
         host, _, port = hosts[0].rpartition(":")
@@ -244,10 +266,70 @@ class ClusterClickHouse:
         for replica in self.replicas_in_order(shard):
             try:
                 self.execute_on(replica, sql, block, columnar=True)
-                return
             except ClickHouseError as exc:
+                if getattr(exc.__cause__, "code", None) == UNKNOWN_STATUS_OF_INSERT:
+                    self._in_doubt.add(replica)
                 errors.append(f"{replica.address}: {exc}")
+                continue
+            # The shard takes inserts again, so ZooKeeper is back: a replica in doubt can be checked.
+            for suspect in [r for r in self._in_doubt if r.shard == shard]:
+                with contextlib.suppress(ClickHouseError):  # still unreachable: at the next success
+                    self.drop_orphan_parts(suspect)
+                    self._in_doubt.discard(suspect)
+            return
         raise ClickHouseError(f"no replica of shard {shard + 1} took the block: {'; '.join(errors)}")
+
+    def drop_orphan_parts(self, replica: Replica) -> dict[str, list[str]]:
+        """Set aside, on `replica`, the active parts of the database's replicated tables that ZooKeeper
+        does not list for it (left by an insert that answered "Unknown status"), by restarting each such
+        table on that replica. Returns the parts set aside, per table; a table whose unknown parts hold
+        more than ORPHAN_ROWS_MAX_SHARE of its rows is left to ClickHouse's own check (logged)."""
+        tables = self.execute_on(
+            replica,
+            "SELECT table, zookeeper_path, replica_name FROM system.replicas WHERE database = %(db)s",
+            {"db": self.database},
+        )
+        dropped: dict[str, list[str]] = {}
+        for table, zookeeper_path, replica_name in tables:
+            listed = f"{zookeeper_path}/replicas/{replica_name}/parts"
+            orphans = self._unlisted_parts(replica, table, listed)
+            if not orphans:
+                continue
+            time.sleep(ORPHAN_RECHECK_S)
+            again = self._unlisted_parts(replica, table, listed)
+            orphans = {name: rows for name, rows in orphans.items() if name in again}
+            if not orphans:
+                continue
+            total = self.execute_on(
+                replica,
+                "SELECT sum(rows) FROM system.parts WHERE database = %(db)s AND table = %(t)s AND active",
+                {"db": self.database, "t": table},
+            )[0][0]
+            if sum(orphans.values()) > ORPHAN_ROWS_MAX_SHARE * int(total):
+                log.warning("%s %s.%s: parts unknown to ZooKeeper hold too many of its rows to restart it: "
+                            "%s (ClickHouse's part check sets them aside after 5 minutes)",
+                            replica.address, self.database, table, sorted(orphans))  # fmt: skip
+                continue
+            self.execute_on(replica, f"SYSTEM RESTART REPLICA {self.database}.{table}")
+            log.warning("%s %s.%s: set aside parts ZooKeeper does not know (an insert answered 'Unknown "
+                        "status' and was sent again): %s", replica.address, self.database, table,
+                        sorted(orphans))  # fmt: skip
+            dropped[table] = sorted(orphans)
+        return dropped
+
+    def _unlisted_parts(self, replica: Replica, table: str, listed_path: str) -> dict[str, int]:
+        """Active parts of `table` on `replica` (name: rows) that its ZooKeeper parts list lacks."""
+        local = self.execute_on(
+            replica,
+            "SELECT name, rows FROM system.parts WHERE database = %(db)s AND table = %(t)s AND active",
+            {"db": self.database, "t": table},
+        )
+        if not local:
+            return {}
+        listed = {row[0] for row in self.execute_on(
+            replica, "SELECT name FROM system.zookeeper WHERE path = %(p)s", {"p": listed_path}
+        )}  # fmt: skip
+        return {str(name): int(rows) for name, rows in local if name not in listed}
 
 
 _READS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "EXISTS"})

@@ -170,6 +170,8 @@ CLUSTER_NAME = os.environ.get("CLICKTRAIL_TEST_CLUSTER", "clicktrail")
 CLUSTER_ALT_HOSTS = os.environ.get(
     "CLICKTRAIL_TEST_CLUSTER_ALT_HOSTS", "127.0.0.1:9102,127.0.0.1:9103,127.0.0.1:9104"
 )
+# Its ZooKeeper, for tests that change what ZooKeeper records (zkCli.sh of Debian's zookeeper package).
+CLUSTER_ZOOKEEPER = os.environ.get("CLICKTRAIL_TEST_CLUSTER_ZOOKEEPER", "127.0.0.1:2181")
 
 
 @pytest.fixture(scope="session")

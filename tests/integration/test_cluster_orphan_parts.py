@@ -1,0 +1,125 @@
+"""A replica that lost ZooKeeper while committing a part answers "Unknown status" (code 319) and keeps
+the part, active, whether or not ZooKeeper recorded it; the client sends the block again, so that replica
+holds its rows twice until ClickHouse 18.16 checks the part (at most once, 5 minutes later). The cluster
+backend sets such parts aside (`ClusterClickHouse.drop_orphan_parts`) after the shard next takes an
+insert. The state is made deterministic here: a part's entry is deleted from the replica's parts list in
+ZooKeeper, which leaves exactly what a failed commit leaves (an active part ZooKeeper does not list)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+from clickhouse_driver import errors
+
+from core import queries
+from core.clickhouse import ClickHouseError
+from core.cluster import ClusterClickHouse, Replica
+from core.migrate import migrate
+from tests.conftest import CLUSTER_ZOOKEEPER
+from tests.integration import test_schema as schema
+
+pytestmark = [pytest.mark.clickhouse, pytest.mark.cluster]
+ZKCLI = "/usr/share/zookeeper/bin/zkCli.sh"
+
+
+@pytest.fixture
+def cluster(cluster_backend: ClusterClickHouse) -> ClusterClickHouse:
+    migrate(cluster_backend, log=lambda _line: None)
+    return cluster_backend
+
+
+def make_table(cluster: ClusterClickHouse, replica: Replica, table: str, blocks: list[int]) -> list[str]:
+    """A replicated table on `replica` alone, one part per block of `blocks` rows; returns the parts."""
+    db = cluster.database
+    cluster.execute_on(
+        replica,
+        f"CREATE TABLE {db}.{table} (x UInt64) ENGINE = "
+        f"ReplicatedMergeTree('/clickhouse/tables/orphans/{db}/{table}', 'r') ORDER BY x",
+    )
+    for n, rows in enumerate(blocks):
+        sql = f"INSERT INTO {db}.{table} SELECT {n * 1000} + number FROM numbers({rows})"
+        cluster.execute_on(replica, sql)
+    return [r[0] for r in cluster.execute_on(replica, active_parts_sql(cluster, table))]
+
+
+def active_parts_sql(cluster: ClusterClickHouse, table: str) -> str:
+    return (
+        f"SELECT name FROM system.parts WHERE database = '{cluster.database}' AND table = '{table}' "
+        "AND active ORDER BY name"
+    )
+
+
+def unlist(cluster: ClusterClickHouse, table: str, part: str) -> None:
+    """What a commit that lost ZooKeeper leaves: the part active on the replica, not in its list."""
+    path = f"/clickhouse/tables/orphans/{cluster.database}/{table}/replicas/r/parts/{part}"
+    subprocess.run(
+        [ZKCLI, "-server", CLUSTER_ZOOKEEPER, "deleteall", path], check=True, capture_output=True, timeout=60
+    )
+
+
+def count(cluster: ClusterClickHouse, replica: Replica, table: str) -> int:
+    return int(cluster.execute_on(replica, f"SELECT count() FROM {cluster.database}.{table}")[0][0])
+
+
+def test_a_part_zookeeper_does_not_list_is_set_aside(cluster: ClusterClickHouse) -> None:
+    replica = cluster.shards()[0][0]
+    parts = make_table(cluster, replica, "orphans_one", [10, 3, 4])
+    unlist(cluster, "orphans_one", parts[1])
+    assert count(cluster, replica, "orphans_one") == 17
+
+    assert cluster.drop_orphan_parts(replica) == {"orphans_one": [parts[1]]}
+
+    assert count(cluster, replica, "orphans_one") == 14
+    assert [r[0] for r in cluster.execute_on(replica, active_parts_sql(cluster, "orphans_one"))] == [
+        parts[0],
+        parts[2],
+    ]
+    # 18.16 has no system.detached_parts: the servers are local, so their directories are read.
+    data_path = cluster.execute_on(
+        replica,
+        f"SELECT data_path FROM system.tables WHERE database = '{cluster.database}' AND name = 'orphans_one'",
+    )[0][0]
+    assert [p.name for p in (Path(data_path) / "detached").iterdir()] == [f"ignored_{parts[1]}"]
+    # The restarted table takes inserts again; the clicks' tables, all listed, were left as they were.
+    cluster.execute_on(replica, f"INSERT INTO {cluster.database}.orphans_one SELECT 99999")
+    assert count(cluster, replica, "orphans_one") == 15
+    assert cluster.drop_orphan_parts(replica) == {}
+
+
+def test_unlisted_parts_holding_too_many_rows_are_left_to_clickhouse(cluster: ClusterClickHouse) -> None:
+    """ClickHouse refuses to attach a table whose unknown parts hold half its rows: RESTART REPLICA would
+    leave it detached. Such a table is left alone."""
+    replica = cluster.shards()[1][0]
+    parts = make_table(cluster, replica, "orphans_many", [3, 10])
+    unlist(cluster, "orphans_many", parts[1])
+    assert cluster.drop_orphan_parts(replica) == {}
+    assert count(cluster, replica, "orphans_many") == 13
+
+
+def test_an_unknown_status_answer_has_its_replica_checked_after_the_next_insert(
+    cluster: ClusterClickHouse,
+) -> None:
+    """The server's 319 answer is the one thing simulated (ZooKeeper cannot be made to drop a commit on
+    cue): the first insert on shard 1's first replica raises it, the block goes to the other replica, and
+    that success has the first replica's unknown part set aside."""
+    first = cluster.shards()[0][0]
+    parts = make_table(cluster, first, "orphans_doubt", [10, 2])
+    unlist(cluster, "orphans_doubt", parts[1])
+    real_execute_on = cluster.execute_on
+    answered: list[str] = []
+
+    def execute_on(replica: Replica, sql: str, params=None, columnar: bool = False):
+        if sql.startswith("INSERT") and replica == first and not answered:
+            answered.append(replica.address)
+            server = errors.ServerException("DB::Exception: Unknown status, client must retry.", code=319)
+            raise ClickHouseError(str(server)) from server
+        return real_execute_on(replica, sql, params, columnar=columnar)
+
+    cluster.execute_on = execute_on  # type: ignore[method-assign]
+    schema.insert_clicks(cluster, schema.SAMPLE)
+    assert answered == [first.address]
+    assert count(cluster, first, "orphans_doubt") == 10
+    assert not cluster._in_doubt
+    assert queries.click_count(cluster) == len(schema.SAMPLE)
