@@ -134,6 +134,9 @@ class OrderEventsHandler:
             present.update((merchant_id, w) for w in found)
         return present
 
+    def close(self) -> None:
+        """Nothing of its own to end."""
+
     def build(self, records: list[OrderEventRow]) -> list[list[Any]]:
         # ingested_ms is the attributor's cursor: when this row became visible (approximately).
         now_ms = clock.now_ms()

@@ -119,6 +119,11 @@ class Handler(Protocol):
         script) overlaps the reading of the next batch; its error fails the batch as any other."""
         ...
 
+    def close(self) -> None:
+        """Called once the consumer stopped and its last batch was written: end the handler's own
+        threads."""
+        ...
+
 
 @dataclass(frozen=True)
 class ConsumerConfig:
@@ -381,6 +386,7 @@ class StreamConsumer:
             self._failed("clickhouse" if not isinstance(exc, redis.RedisError) else "redis", exc)
             ok = False
         self._writer.shutdown(wait=True)
+        self._handler.close()
         with contextlib.suppress(redis.RedisError):
             self._refresh_lag(force=True)
         return ok

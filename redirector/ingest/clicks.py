@@ -146,6 +146,10 @@ class ClickHandler:
             utf8["inapp"].column(map(attrgetter("inapp"), records)),
         ]
 
+    def close(self) -> None:
+        """Ends the flag thread (the consumer has written its last batch, so no call is pending)."""
+        self._flagger.shutdown(wait=True)
+
     def _unique_column(self, is_bot: Sequence[int], *columns: Sequence) -> list[int]:
         """is_unique: 0 for bots; for people, the first click of its visitor on its link in its hour."""
         now_s = int(time.time())

@@ -39,6 +39,9 @@ class LinkEventHandler:
     def existing(self, backend: Backend, records: list[LinkEvent]) -> set[Hashable]:
         return set(queries.existing_link_versions(backend, [(r.code, r.updated_at_ms) for r in records]))
 
+    def close(self) -> None:
+        """Nothing of its own to end."""
+
     def build(self, records: list[LinkEvent]) -> list[list]:
         return [
             [r.code for r in records],

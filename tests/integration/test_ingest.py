@@ -175,6 +175,14 @@ def test_n_clicks_become_n_rows(redis_client, keys, ids, ch, consumer_factory) -
     assert registry.get_sample_value("clicktrail_stream_lag_entries", {"stream": "clicks"}) == 0
 
 
+def test_a_stopped_consumer_leaves_no_flag_thread(redis_client, keys, ids, ch, consumer_factory) -> None:
+    """Shutdown in order: the last batch is written, then the handler's unique-flag thread ends."""
+    fill(redis_client, keys, make_clicks(ids, 50, start_ms=int(time.time() * 1000) - HOUR_MS))
+    before = {t for t in threading.enumerate() if t.name.startswith("unique-clicks")}
+    assert drain(consumer_factory()) is True
+    assert [t for t in threading.enumerate() if t.name.startswith("unique-clicks") and t not in before] == []
+
+
 def test_unique_script_edges(redis_client, keys, ids) -> None:
     """The unique-click script on its own: first click wins within one call and across calls, a replayed
     click keeps its answer, a batch across an hour boundary keeps its order, and a call far larger than
