@@ -13,8 +13,8 @@ id. So before a link is cached:
 - and the same for every destination of a smart link (rules, variants, expired_url), whose derived
   fields (variant weight sums, whether a rule names a country) are made right too.
 
-Each correction is returned as a reason, counted in `clicktrail_redirect_fallbacks_total{reason}`. A clean
-link comes back as the very same object."""
+Each correction is returned as a reason, counted in `clicktrail_redirect_fallbacks_total{reason}` each time
+the link is read into a worker's cache (resolver.py). A clean link comes back as the very same object."""
 
 from __future__ import annotations
 

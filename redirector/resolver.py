@@ -95,7 +95,8 @@ class LinkResolver:
 
     def _keep(self, code: str, stored: Link | None, now_ns: int, read_at: int) -> Link | None:
         """A link read from Redis, made servable and cached (None: no such link, cached as such). What had
-        to be mended is counted here, once per link as it enters the cache."""
+        to be mended is counted here, each time the link is read into the cache (again after its TTL, or
+        by the preload and a miss racing at start-up): a rate of mended reads, not a count of links."""
         link = stored
         if stored is not None:
             link, reasons = servable(stored)
