@@ -26,7 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
+from redis.exceptions import NoScriptError, RedisError
 
 from core.keys import MAX_CLICK_SHARDS, Keys
 from core.redisclient import eval_replicated
@@ -34,6 +34,7 @@ from redirector import spool
 from redirector.click import SCHEMA_VERSION, Click, decode_batch, encode_batch
 from redirector.futures import SharedFuture
 from redirector.stats import RecorderStats
+from redirector.writeline import WriteLine
 
 log = logging.getLogger("clicktrail.recorder")
 
@@ -99,6 +100,9 @@ class Recorder:
         self._redis = redis
         self._keys = keys
         self._script = redis.register_script(APPEND_SCRIPT)
+        # The append on a connection of its own, a fraction of redis-py's cost per call (writeline.py);
+        # None on a cluster, TLS or a Unix socket.
+        self._line = WriteLine.of(redis)
         self._spool_dir = spool_dir
         self._spool = spool.SpoolWriter(spool_dir, self.recorder_id)
         self._stats = stats
@@ -172,6 +176,8 @@ class Recorder:
                 with contextlib.suppress(RedisError):
                     for shard in range(self._shards):
                         await self._redis.hdel(self._keys.click_seq(shard), self.recorder_id)
+        if self._line is not None:
+            self._line.close()
         self._spool.close()
 
     # --- group commit -------------------------------------------------------
@@ -227,6 +233,9 @@ class Recorder:
             return await eval_replicated(
                 self._redis, APPEND_SCRIPT, keys, args, self._min_replicas, self._wait_timeout_ms
             )
+        if self._line is not None:
+            with contextlib.suppress(NoScriptError):  # then loaded by redis-py's call below
+                return await self._line.evalsha(self._script.sha, keys, args)
         return await self._script(keys=keys, args=args)
 
     # --- replay ---------------------------------------------------------------
