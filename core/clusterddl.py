@@ -51,6 +51,13 @@ SHARD_KEYS = {
 # good. Views of a `Null` table are deduplicated each by its own part: the same block again gives every
 # target the part it missed and none twice. core/cluster.py inserts there and retries such blocks.
 ENTRANCES = {"clicks": "clicks_in"}
+# But a view's part is deduplicated by its *content*: two different blocks whose rollup rows happen to be
+# equal (one click each on the same link and day, say) made one part, and the second click was missing
+# from the rollup for good. So each view of an entrance also writes, into a column of its target's local
+# table, the sum of a hash of the source rows' keys it aggregates: the same block again gives the same
+# sum (a retry is still dropped), another block another sum. The column is summed by merges like the
+# others and means nothing; readers never need it, and the `Distributed` tables do not carry it.
+SALT_COLUMN = "block_salt"
 _ENTRANCE_NAMES = frozenset(name for e in ENTRANCES.values() for name in (e, e + "_mv"))
 _MERGE_TREES = frozenset(
     {
@@ -345,12 +352,20 @@ class Planner:
         if self.catalog.kinds.get(target) != "table":
             raise UnknownShape(statement, f"view target {target} is not a table created by a migration")
         select = self._select(statement, match[5])
+        salt: list[Step] = []
+        source = re.search(rf"\b{re.escape(db)}\.(\w+)\b", match[5])  # the one table (see _select)
+        if source and source[1] in ENTRANCES:  # see SALT_COLUMN
+            select = _salted(statement, select, SHARD_KEYS[source[1]])
+            local = local_name(target)
+            salt = [Step("shard", f"ALTER TABLE {db}.{local} ADD COLUMN {SALT_COLUMN} UInt64 DEFAULT 0",
+                         local, SALT_COLUMN)]  # fmt: skip
         return [
+            *salt,
             Step(
                 "cluster",
                 f"CREATE MATERIALIZED VIEW IF NOT EXISTS {db}.{view} ON CLUSTER {self.cluster} "
                 f"TO {db}.{local_name(target)} AS {select}",
-            )
+            ),
         ]
 
     def _view_engine(self, statement: str, match: re.Match) -> list[Step]:
@@ -392,6 +407,17 @@ class Planner:
                 for t in on_every_node
             ),
         ]
+
+
+def _salted(statement: str, select: str, key: str) -> str:
+    """`select`, an aggregating view's SELECT, also giving SALT_COLUMN: the sum of its rows' key hashes."""
+    # A view passing rows on needs no salt (distinct rows make distinct parts), but has no sum to add it to.
+    if not re.search(r"\bGROUP\s+BY\b", select, re.I):
+        raise UnknownShape(statement, "a view of a table with an entrance must aggregate (GROUP BY)")
+    source = re.search(r"\sFROM\b", select, re.I)
+    assert source is not None  # _select found the one table it reads
+    salt = f", sum(cityHash64(toString({key}))) AS {SALT_COLUMN}"
+    return select[: source.start()] + salt + select[source.start() :]
 
 
 def state_table_sql(database: str, cluster: str, table: str) -> str:

@@ -149,6 +149,19 @@ def test_a_retried_block_is_stored_once(cluster: ClusterClickHouse) -> None:
     assert set(queries.rollup_totals(cluster).values()) == {(6, 4, 1)}
 
 
+def test_blocks_whose_rollup_rows_are_equal_are_all_counted(cluster: ClusterClickHouse) -> None:
+    """One click per insert, each on the same link, day and shard: every rollup row of those inserts is
+    the same, and a view's part is deduplicated by content. Without the views' block salt (SALT_COLUMN)
+    the rollups counted one click of the four (found by a ZooKeeper stress run: 18,000 of 41,500)."""
+    same_shard = [f"salt-{n:04d}" for n in range(200) if shard_index(f"salt-{n:04d}", [1, 1]) == 0][:4]
+    for n, click_id in enumerate(same_shard):
+        schema.insert_clicks(cluster, [schema.click_row(click_id, schema.DAY1_MS + n, "abc1234")])
+    assert queries.click_count(cluster) == 4
+    assert set(queries.rollup_totals(cluster).values()) == {(4, 4, 0)}
+    schema.insert_clicks(cluster, [schema.click_row(same_shard[0], schema.DAY1_MS, "abc1234")])  # a retry
+    assert set(queries.rollup_totals(cluster).values()) == {(4, 4, 0)}
+
+
 def test_inserts_and_queries_fail_over(cluster: ClusterClickHouse, ch_cluster_settings) -> None:
     shards = cluster.shards()
     dead = [Replica(s, "127.0.0.1", free_port()) for s in range(len(shards))]

@@ -104,13 +104,21 @@ def plan(statement: str, extra: tuple[str, ...] = ()) -> list[tuple[str, str, st
         (
             BASE[2],
             [
+                # and also writes the block's salt, so that two blocks with equal sums stay two parts
+                (
+                    "shard",
+                    "ALTER TABLE d.daily_local ADD COLUMN block_salt UInt64 DEFAULT 0",
+                    "daily_local",
+                    "block_salt",
+                ),
                 (
                     "cluster",
                     "CREATE MATERIALIZED VIEW IF NOT EXISTS d.daily_mv ON CLUSTER c TO d.daily_local AS "
-                    "SELECT toDate(ts) AS day, count() AS n FROM d.clicks_in_local GROUP BY day",
+                    "SELECT toDate(ts) AS day, count() AS n, sum(cityHash64(toString(click_id))) AS block_salt "
+                    "FROM d.clicks_in_local GROUP BY day",
                     "",
                     "",
-                )
+                ),
             ],
         ),
         (  # engine arguments follow the ZooKeeper path and replica name
@@ -236,6 +244,10 @@ def test_known_shapes(statement: str, expected: list) -> None:
         (
             "CREATE MATERIALIZED VIEW IF NOT EXISTS d.j TO d.nowhere AS SELECT 1 AS n FROM d.clicks",
             "d.nowhere"[2:],
+        ),
+        (  # a view of a table with an entrance has no sum to carry its block's salt
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS d.j TO d.daily AS SELECT toDate(ts) AS day, n FROM d.clicks",
+            "must aggregate",
         ),
         ("ALTER TABLE d.clicks ADD COLUMN a String, ADD COLUMN b String", "one column"),
         ("ALTER TABLE d.ghost ADD COLUMN a String", "ghost"),
