@@ -4,6 +4,7 @@ permutations and duplications of an order's events."""
 from __future__ import annotations
 
 from collections import Counter
+from unittest import mock
 
 import msgspec
 import pytest
@@ -528,3 +529,31 @@ def test_a_create_dated_later_than_the_booked_one_moves_nothing(late) -> None:
     events = [FIRST, later]
     appended = ledger.difference(ledger.desired(events, click_of(events), TERMS, T0), ledger.net(first))
     assert [(e.kind, e.amount_minor, e.reason) for e in appended] == [(ledger.KIND_FLAG, 0, "order_conflict")]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    arrival=st.lists(st.sampled_from(range(8)), min_size=1, max_size=12),  # EVENTS without w8, w9
+    run_after=st.lists(st.booleans(), min_size=12, max_size=12),
+    now_offsets=st.lists(st.integers(0, 70 * DAY), min_size=12, max_size=12),
+)
+def test_a_ledger_booked_under_the_old_key_is_left_as_it_is(arrival, run_after, now_offsets) -> None:
+    """Upgrading re-books nothing: a ledger that runs compared per (entry id, status) built from events
+    that never moved the credit gets nothing appended by the next run under the new key."""
+
+    def old_key(entry: ledger.Entry) -> tuple[str, str]:
+        return (entry.entry_id, entry.status)  # what `key` was
+
+    stored: list[ledger.Entry] = []
+    seen: list[OrderEvent] = []
+    clock = T0
+    with mock.patch.object(ledger, "key", old_key):
+        for step, index in enumerate(arrival):
+            seen.append(EVENTS[index])
+            if run_after[step]:
+                clock = max(clock, T0 + now_offsets[step])
+                wanted = ledger.desired(seen, click_of(seen), TERMS, clock)
+                stored += ledger.difference(wanted, ledger.net(stored))
+        clock += DAY  # the last run before the upgrade
+        stored += ledger.difference(ledger.desired(seen, click_of(seen), TERMS, clock), ledger.net(stored))
+    assert ledger.difference(ledger.desired(seen, click_of(seen), TERMS, clock), ledger.net(stored)) == []
