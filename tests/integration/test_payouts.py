@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from attribution import explain, payouts
+from attribution import events_out, explain, payouts
 from attribution.attributor import Attributor
 from attribution.payoutbook import PayoutBook, WrongState
 from core import queries
@@ -196,6 +196,16 @@ def moved_credit_after_payout(settings, backend, move: str) -> None:
             "credited elsewhere now (another creator, click or currency): an order.created dated earlier "
             "arrived later."
         )
+        # what the run announced: a reversal to alice (not a negative accrual or approval), a booking
+        # and an approval to the new credit
+        announced = events_out.commission_events([x for x in rows if x.booked_ms == T0 + 5 * HOUR])
+        types = sorted((e.data["creator_id"], e.data["click_id"] == first, e.type) for e in announced)
+        assert types == sorted([
+            ("alice", True, "commission.reversed"),
+            (new_creator, False, "commission.booked"),
+            (new_creator, False, "commission.approved"),
+        ])  # fmt: skip
+        assert [e.data["amount_minor"] for e in announced if e.type == "commission.reversed"] == [-1198]
         net: dict[tuple[str, str], tuple[int, int]] = {}
         for x in rows:
             amount, orders = net.get((x.creator_id, x.click_id), (0, 0))

@@ -463,7 +463,8 @@ def test_a_row_whose_status_changes_is_moved_not_kept(first_events, first_verdic
     stored += appended
     assert _balances(stored) == _balances(wanted)
     assert ledger.difference(wanted, ledger.net(stored)) == []
-    # payouts key a row by (order, entry id, run): one run appends at most one `approved` row per entry id
+    # payouts key a row by (order, entry id, run, creator, currency): one run appends at most one `approved`
+    # row per entry id of one credit
     approved = [e.entry_id for e in appended if e.status == "approved"]
     assert len(approved) == len(set(approved))
 
