@@ -391,8 +391,8 @@ class Attributor:
         return trace.Explained(body, credit.creator_id if credit else "")
 
     async def _stored(self, merchant_id: str, order_ids: list[str]) -> dict[str, ledger.Net]:
-        """The stored net ledger of these orders, per order, entry id and status (held for the run, like
-        events)."""
+        """The stored net ledger of these orders, per order and `ledger.key` (entry id, status, creator,
+        currency, click), held for the run like events."""
         stored: dict[str, ledger.Net] = defaultdict(dict)
         for row in await asyncio.to_thread(queries.ledger_for_orders, self._backend, merchant_id, order_ids):
             entry = ledger.Entry(**{f: getattr(row, f) for f in ENTRY_FIELDS})

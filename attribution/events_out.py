@@ -71,8 +71,9 @@ def subjects(creator_id: str | None, merchant_id: str | None) -> tuple[str, ...]
     return tuple(f"{kind}:{who}" for kind, who in (("creator", creator_id), ("merchant", merchant_id)) if who)
 
 
-def _line_order(row: CommissionRow) -> tuple[str, str]:
-    return (row.entry_id, row.status)
+def _line_order(row: CommissionRow) -> tuple[str, str, str]:
+    # the click too: a run that moves an order's click books an entry id twice for one creator
+    return (row.entry_id, row.status, row.click_id)
 
 
 def commission_events(rows: Iterable[CommissionRow]) -> list[Event]:

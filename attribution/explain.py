@@ -18,11 +18,14 @@ REASONS = {
     "order_before_click": "the order was placed before the click",
     "expired": "the order came after the attribution window closed",
     "no_active_code": "the order's discount code was not assigned to anyone at the time",
-    "order_conflict": "the order id was sent again with different items, so it is not counted",
+    "order_conflict": "the order id was sent again with different items, click id or currency, so it is not "
+    "counted",
     "currency_mismatch": "a refund or cancel came in another currency than its order and was not applied",
     "amount_out_of_range": "the order's amounts are beyond the supported bounds",
     "rejected": "the merchant rejected the order in review",
     "approved": "the merchant approved the order in review",
+    "credit_moved": "the order is credited elsewhere now (another creator, click or currency): an "
+    "order.created dated earlier arrived later",
 }
 KINDS = {
     "accrual": "Commission",

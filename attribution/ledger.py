@@ -4,8 +4,11 @@ How an append-only ledger stays right (the design the attributor relies on):
 
 - Each run computes the *desired* ledger of an order from all its events, deterministically: every entry
   has an `entry_id` built only from the events' content (`acc:<line>`, `rev:<webhook-id>:<line>`,
-  `apr:<line>:pending`...). It then reads what is stored (net amount per entry id and status) and appends
-  only the difference. A rerun, or the same events seen twice or in another order, finds nothing to append.
+  `apr:<line>:pending`...). It then reads what is stored (net amount per entry id, status and credit:
+  creator, currency and click) and appends only the difference. A rerun, or the same events seen twice or
+  in another order, finds nothing to append. When the credit moves (an earlier-dated create arriving late
+  with another click id or currency), the old credit's rows are reversed (kind `reversal`, reason
+  `credit_moved`) and the new ones booked in the same run.
 - `sum(amount_minor)` is the balance. Status is a column, not an update: when an order's `lock_days` have
   passed, the approval is booked as a *transfer*: an `approval` row of `-P` with status `pending` and one of
   `+P` with status `approved`, where P is the line's net pending amount. The total is unchanged and
@@ -455,25 +458,38 @@ def _reversed_lines(change: OrderEvent, order: OrderEvent, remaining_qty: list[i
             yield position, 0, "refund_exceeds_order"
 
 
-# What `difference` compares: the net of an entry id *per status*. A row's status is not always fixed by
-# its id: a refund of a held order is booked `review` until an approval decided before it is known, then
-# `pending`; one near the lock is `pending` or `approved` by which created event is earliest. Compared by
-# id alone, the stored row kept its first status (the amounts agree) and the balances never moved.
-Key = tuple[str, str]
+# What `difference` compares: the net of an entry id per status and per credit (creator, currency and the
+# credited click). A row's status is not always fixed by its id: a refund of a held order is booked `review`
+# until an approval decided before it is known, then `pending`; one near the lock is `pending` or `approved`
+# by which created event is earliest. Nor is its credit: an order created twice with another click id (so
+# maybe another creator) or currency is credited by the earlier-dated create, which may arrive last; the
+# same entry ids then belong to another credit, often with the same amounts. Compared by id (and status)
+# alone, the stored rows kept their first status or credit (the amounts agree) and nothing moved.
+Key = tuple[str, str, str, str, str]
 Net = dict[Key, "Entry"]
+# Why a stored row is reversed because the order's credit moved (its entry id is booked for another one).
+REASON_CREDIT_MOVED = "credit_moved"
 
 
 def key(entry: Entry) -> Key:
-    return (entry.entry_id, entry.status)
+    return (entry.entry_id, entry.status, entry.creator_id, entry.currency, entry.click_id)
 
 
 def difference(wanted: list[Entry], stored: Net) -> list[Entry]:
-    """Rows to append so that the stored net per (entry id, status) equals `wanted`. `stored` holds, per
-    key, one stored row with `amount_minor` and `orders` replaced by their sums. An entry whose status
-    changed gets two rows, the old status negated and the new one booked (one at most is `approved`, so
-    the payout key (order, entry id, run) stays unique)."""
+    """Rows to append so that the stored net per `key` equals `wanted`. `stored` holds, per key, one stored
+    row with `amount_minor` and `orders` replaced by their sums. An entry whose status or credit changed
+    gets two rows, the old key negated and the new one booked. A row reversed because the order is now
+    credited to another (creator, currency, click) is a `reversal` that says so (`credit_moved`): the old
+    creator is told of a reversal (events_out.py), not of a negative accrual or approval.
+
+    Payouts identify a row by (order, entry id, run, creator, currency): of the two rows one run books for
+    one entry id, at most one is `approved` when only the status changed, and they differ in creator or
+    currency when those changed. When only the click did (same creator and currency) both may be
+    `approved`: rows of one run, creator and currency are booked at one time and paid by one payout, so a
+    batch links and releases them together (attribution/payouts.py)."""
     out: list[Entry] = []
     seen = set()
+    credits = {(e.creator_id, e.currency, e.click_id) for e in wanted if e.kind == "accrual"}
     for entry in wanted:
         seen.add(key(entry))
         have = stored.get(key(entry))
@@ -486,13 +502,16 @@ def difference(wanted: list[Entry], stored: Net) -> list[Entry]:
             out.append(replace(entry, amount_minor=delta_minor, orders=delta_orders))
     for stored_key, have in stored.items():
         if stored_key not in seen and (have.amount_minor or have.orders):
-            out.append(replace(have, amount_minor=-have.amount_minor, orders=-have.orders))
+            gone = replace(have, amount_minor=-have.amount_minor, orders=-have.orders)
+            if credits and (have.creator_id, have.currency, have.click_id) not in credits:
+                gone = replace(gone, kind="reversal", reason=REASON_CREDIT_MOVED)
+            out.append(gone)
     return out
 
 
 def net(entries: list[Entry]) -> Net:
-    """Fold rows into one per (entry id, status) with summed amount and orders (what `difference`
-    compares)."""
+    """Fold rows into one per `key` (entry id, status, credit) with summed amount and orders (what
+    `difference` compares)."""
     sums: dict[Key, list[int]] = defaultdict(lambda: [0, 0])
     first: dict[Key, Entry] = {}
     for entry in entries:

@@ -3,7 +3,11 @@ each step books. The I/O around them is attribution/payoutbook.py.
 
 - A ledger row is *payable* when its status is `approved`, it is not itself a payout transfer, its amount
   is not zero, it was booked before the batch's `until`, and no live payout pays it. Rows are identified by
-  (order_id, entry_id, run_id): one attributor run appends at most one row per entry of an order.
+  (order_id, entry_id, run_id, creator_id, currency): one attributor run appends an entry of an order once
+  per credit, and when the order's credit moves to another creator or currency it books the old credit's
+  reversal and the new credit's row under the same entry id (attribution/ledger.py `difference`). Should
+  only the click move (same creator and currency), the two rows share the identity; they are booked at
+  one time for one (creator, currency), so a batch links and releases both together.
 - A batch groups the payable rows per (creator, currency); a group whose sum is positive and at least
   `min_amount_minor` becomes one payout paying every row of the group (reversals included: they net
   against the accruals). A group that is zero or negative (a reversal after an earlier payout) or below the
@@ -62,8 +66,8 @@ class Line:
     booked_ms: int = 0
 
     @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.order_id, self.entry_id, self.run_id)
+    def key(self) -> tuple[str, str, str, str, str]:
+        return (self.order_id, self.entry_id, self.run_id, self.creator_id, self.currency)
 
 
 @dataclass(frozen=True, slots=True)

@@ -494,14 +494,15 @@ def _click_span_params(click_ids: Sequence[str], bounds_s: Sequence[int], from_s
 
 
 def ledger_for_orders(backend: Backend, merchant_id: str, order_ids: Sequence[str]) -> list[CommissionRow]:
-    """The stored net per (order, entry id, status), with one row's explanation, for `ledger.difference`
-    (chunked like `order_events`)."""
-    summed = {"amount_minor": "sum", "orders": "sum", "order_id": "", "entry_id": "", "status": ""}
+    """The stored net per order and `ledger.key` (entry id, status, creator, currency, click), with one
+    row's explanation, for `ledger.difference` (chunked like `order_events`)."""
+    grouped = ("order_id", "entry_id", "status", "creator_id", "currency", "click_id")
+    summed = {"amount_minor": "sum", "orders": "sum", **dict.fromkeys(grouped, "")}
     rows = chunked_rows(
         backend,
         f"SELECT {_select(CommissionRow, summed, default='any')} FROM {backend.database}.commissions "
         "WHERE merchant_id = %(merchant_id)s AND order_id IN %(order_ids)s "
-        "GROUP BY order_id, entry_id, status",
+        f"GROUP BY {', '.join(grouped)}",
         {"merchant_id": merchant_id},
         order_ids,
         "order_ids",
@@ -647,6 +648,12 @@ def has_column(backend: Backend, table: str, column: str) -> bool:
     return bool(int(rows[0][0]))
 
 
+# What identifies a ledger row to payouts (attribution/payouts.py Line.key): one attributor run books an
+# entry id of an order once per credit, and a moved credit books it for the old creator or currency (the
+# reversal) and the new one in the same run.
+_LINE_KEY = "order_id, entry_id, run_id, creator_id, currency"
+
+
 def _candidates(db: str) -> str:
     """The ledger rows a batch may pay (attribution/payouts.py): approved, not a payout transfer, not zero,
     booked before `until_ms`, and not paid by a live payout of another batch (the rows this batch has
@@ -658,9 +665,9 @@ def _candidates(db: str) -> str:
     one node it is the same as `IN`."""
     return (
         "merchant_id = %(m)s AND status = 'approved' AND kind != 'payout' AND amount_minor != 0 "
-        "AND booked_ms < %(until_ms)s AND (order_id, entry_id, run_id) GLOBAL NOT IN ("
-        f"SELECT order_id, entry_id, run_id FROM {db}.payout_lines WHERE merchant_id = %(m)s "
-        "GROUP BY order_id, entry_id, run_id HAVING sum(sign) > 0 AND countIf(batch_id = %(batch)s) = 0)"
+        f"AND booked_ms < %(until_ms)s AND ({_LINE_KEY}) GLOBAL NOT IN ("
+        f"SELECT {_LINE_KEY} FROM {db}.payout_lines WHERE merchant_id = %(m)s "
+        f"GROUP BY {_LINE_KEY} HAVING sum(sign) > 0 AND countIf(batch_id = %(batch)s) = 0)"
     )
 
 
@@ -707,8 +714,8 @@ def link_payable(
         "AND (creator_id, currency) GLOBAL IN ("
         f"SELECT creator_id, currency FROM {db}.commissions WHERE {candidates} "
         "GROUP BY creator_id, currency HAVING sum(amount_minor) > 0 AND sum(amount_minor) >= %(min)s) "
-        "AND (order_id, entry_id, run_id) GLOBAL NOT IN ("
-        f"SELECT order_id, entry_id, run_id FROM {db}.payout_lines "
+        f"AND ({_LINE_KEY}) GLOBAL NOT IN ("
+        f"SELECT {_LINE_KEY} FROM {db}.payout_lines "
         "WHERE merchant_id = %(m)s AND batch_id = %(batch)s)",
         {
             "m": merchant_id,
@@ -762,7 +769,7 @@ def payout_lines(backend: Backend, merchant_id: str, payout_id: str) -> list[Pay
     """The ledger rows one payout pays (its sign +1 lines), by order and entry."""
     rows = backend.execute(
         f"SELECT {_select(PayoutLineRow)} FROM {backend.database}.payout_lines "
-        "WHERE merchant_id = %(m)s AND payout_id = %(p)s AND sign = 1 ORDER BY order_id, entry_id, run_id",
+        f"WHERE merchant_id = %(m)s AND payout_id = %(p)s AND sign = 1 ORDER BY {_LINE_KEY}",
         {"m": merchant_id, "p": payout_id},
     )
     return [PayoutLineRow.read(row) for row in rows]

@@ -109,7 +109,8 @@ COLUMNS: dict[str, dict[str, str]] = {
         "payout_id": "the payout that pays (or, with sign -1, releases) this ledger row",
         "batch_id": "the payout batch (one per merchant and `until`)",
         "currency": "ISO 4217 currency of the payout and of the row",
-        "order_id": "order of the ledger row paid (with entry_id and run_id: the row's identity)",
+        "order_id": "order of the ledger row paid (with entry_id, run_id, creator_id and currency: the row's "
+        "identity)",
         "entry_id": "entry id of the ledger row paid",
         "run_id": "run that booked the ledger row paid",
         "sign": "+1 when the payout takes the row, -1 when a failed payout releases it (`sum()` it)",

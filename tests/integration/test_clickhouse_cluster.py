@@ -255,6 +255,12 @@ def test_payouts_on_the_cluster(ch_cluster_settings, cluster: ClusterClickHouse)
     payout_tests.test_batches_net_reversals_and_pay_failed_rows_again(ch_cluster_settings, cluster)
 
 
+def test_payouts_of_a_moved_credit_on_the_cluster(ch_cluster_settings, cluster: ClusterClickHouse) -> None:
+    """A paid order whose credit moves to another creator: the payout identity (order, entry, run,
+    creator, currency) in the GLOBAL NOT IN subqueries of the `Distributed` tables."""
+    payout_tests.moved_credit_after_payout(ch_cluster_settings, cluster, "creator")
+
+
 ROLLUPS = ("clicks_daily", "creator_clicks_daily", "merchant_clicks_daily", "clicks_daily_dims")
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from redis.asyncio import Redis
 
-from attribution import payouts
+from attribution import events_out, explain, payouts
 from attribution.attributor import Attributor
 from attribution.payoutbook import PayoutBook, WrongState
 from core import queries
@@ -37,10 +37,13 @@ def balances(backend) -> dict[tuple[str, str, str], int]:
 
 
 def paid_twice(backend) -> int:
-    """Ledger rows linked to more than one live payout (must be none)."""
+    """Ledger rows linked to more than one live payout (must be none). A row is (order, entry, run,
+    creator, currency) and its amount: when only an order's click moves, one run books an entry's reversal
+    of the old click and its row for the new one, for the same creator and currency, of opposite signs."""
+    key = "order_id, entry_id, run_id, creator_id, currency, amount_minor"
     rows = backend.execute(
-        f"SELECT count() FROM (SELECT order_id, entry_id, run_id, sum(sign) AS s "
-        f"FROM {backend.database}.payout_lines GROUP BY order_id, entry_id, run_id HAVING s > 1)"
+        f"SELECT count() FROM (SELECT {key}, sum(sign) AS s "
+        f"FROM {backend.database}.payout_lines GROUP BY {key} HAVING s > 1)"
     )
     return int(rows[0][0])
 
@@ -143,6 +146,114 @@ def test_batches_net_reversals_and_pay_failed_rows_again(settings, backend) -> N
         await r.aclose()
 
     asyncio.run(scenario())
+
+
+def moved_credit_after_payout(settings, backend, move: str) -> None:
+    """An order booked, approved and paid to alice; then its create dated earlier arrives, through bob's
+    click (`creator`) or an earlier click of alice's (`click`). The run books the reversal under the old
+    credit and the row under the new one: alice's next batch nets the reversal against her new earnings,
+    bob's pays him; a rerun books nothing."""
+    keys = Keys(settings.redis_prefix)
+    ids = ClickIds(settings.secret_bytes)
+    new_creator = "bob" if move == "creator" else "alice"
+
+    async def scenario():
+        r = Redis.from_url(settings.redis_url)
+        await add_merchant(r, keys, "m1", ["shop.m1.example"], T0 - DAY, default_bps=1000, lock_days=0)
+        first, earlier = ids.new(T0 + 1), ids.new(T0)
+        insert_clicks(backend, [
+            (first, T0 + 1, "alice", "m1", "shop.m1.example", 0, 0),
+            (earlier, T0, new_creator, "m1", "shop.m1.example", 0, 0),
+        ])  # fmt: skip
+        await deliver(r, keys, "m1", "w2", "order.created", "O-1", first, T0 + 2 * HOUR, SHOE)
+        ingest_orders(settings.redis_url, keys, backend)
+        attributor = Attributor(r, keys, backend, ids)
+        await attributor.run_once(now_ms=T0 + 3 * HOUR)
+        book = PayoutBook(r, keys, lambda: backend)
+        paid, _ = await book.create_batch("m1", T0 + 3 * HOUR + 1, 0, T0 + 4 * HOUR)
+        assert [(p.creator_id, p.amount_minor) for p in paid.planned] == [("alice", 1198)]
+        assert (await book.confirm(paid.planned[0].payout_id, T0 + 4 * HOUR)).status == "paid"
+
+        # the same order created an hour earlier arrives late
+        await deliver(r, keys, "m1", "w1", "order.created", "O-1", earlier, T0 + HOUR, SHOE)
+        ingest_orders(settings.redis_url, keys, backend)
+        await attributor.run_once(now_ms=T0 + 5 * HOUR)
+        rows = queries.order_explanation(backend, "m1", "O-1")
+        # each of alice's rows (the accrual and its approval transfer) reversed, saying why
+        moved = sorted(
+            (x.entry_id, x.kind, x.creator_id, x.click_id, x.status, x.amount_minor, x.orders)
+            for x in rows
+            if x.reason == "credit_moved"
+        )
+        assert moved == [
+            ("acc:0", "reversal", "alice", first, "pending", -1198, -1),
+            ("apr:0:approved", "reversal", "alice", first, "approved", -1198, 0),
+            ("apr:0:pending", "reversal", "alice", first, "pending", 1198, 0),
+        ]
+        reversal = next(x for x in rows if x.reason == "credit_moved" and x.entry_id == "acc:0")
+        assert explain.sentence(reversal) == (
+            "Reversal for 2 × SKU-1 at 10 % of 119.80 EUR (default rate, version 1): the order is "
+            "credited elsewhere now (another creator, click or currency): an order.created dated earlier "
+            "arrived later."
+        )
+        # what the run announced: a reversal to alice (not a negative accrual or approval), a booking
+        # and an approval to the new credit
+        announced = events_out.commission_events([x for x in rows if x.booked_ms == T0 + 5 * HOUR])
+        types = sorted((e.data["creator_id"], e.data["click_id"] == first, e.type) for e in announced)
+        assert types == sorted([
+            ("alice", True, "commission.reversed"),
+            (new_creator, False, "commission.booked"),
+            (new_creator, False, "commission.approved"),
+        ])  # fmt: skip
+        assert [e.data["amount_minor"] for e in announced if e.type == "commission.reversed"] == [-1198]
+        net: dict[tuple[str, str], tuple[int, int]] = {}
+        for x in rows:
+            amount, orders = net.get((x.creator_id, x.click_id), (0, 0))
+            net[(x.creator_id, x.click_id)] = (amount + x.amount_minor, orders + x.orders)
+        assert {k: v for k, v in net.items() if k[0]} == {
+            ("alice", first): (0, 0),
+            (new_creator, earlier): (1198, 1),
+        }
+        ledger_rows = backend.execute(f"SELECT count() FROM {backend.database}.commissions")[0][0]
+        await attributor.run_once(now_ms=T0 + 6 * HOUR)  # nothing changed: nothing appended
+        assert backend.execute(f"SELECT count() FROM {backend.database}.commissions")[0][0] == ledger_rows
+
+        # bob's batch pays him O-1; alice's reversal (-1198, or netted to 0 by the new click's row) is
+        # carried, and must still be payable when she earns again: her next batch nets it
+        bobs, _ = await book.create_batch("m1", T0 + 6 * HOUR, 0, T0 + 6 * HOUR)
+        assert [(p.creator_id, p.amount_minor, p.lines) for p in bobs.planned] == (
+            [("bob", 1198, 1)] if move == "creator" else []
+        )
+        await deliver(r, keys, "m1", "w3", "order.created", "O-2", first, T0 + 6 * HOUR, SHOE * 2)
+        ingest_orders(settings.redis_url, keys, backend)
+        await attributor.run_once(now_ms=T0 + 7 * HOUR)
+        batch, _ = await book.create_batch("m1", T0 + 7 * HOUR + 1, 0, T0 + 8 * HOUR)
+        planned = {p.creator_id: (p.amount_minor, p.lines) for p in batch.planned}
+        if move == "creator":
+            # alice: O-2's two lines (2 × 1198) less the reversal of O-1 paid to her
+            assert planned == {"alice": (2 * 1198 - 1198, 3)}
+        else:
+            # one creator and currency: O-2, the reversal under the old click and the row of the new one
+            assert planned == {"alice": (2 * 1198, 4)}
+        for payout in [*bobs.planned, *batch.planned]:
+            assert (await book.confirm(payout.payout_id, T0 + 8 * HOUR)).status == "paid"
+        assert paid_twice(backend) == 0
+        if move == "creator":
+            expected = {("alice", "EUR", "paid"): 2 * 1198, ("bob", "EUR", "paid"): 1198}
+        else:
+            expected = {("alice", "EUR", "paid"): 3 * 1198}
+        assert balances(backend) == expected
+        again, _ = await book.create_batch("m1", T0 + 9 * HOUR, 0, T0 + 9 * HOUR)
+        assert again.planned == []
+        analyst_queries_run(backend)
+        await r.aclose()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("move", ["creator", "click"])
+def test_a_late_earlier_create_moves_a_paid_credit(settings, backend, move) -> None:
+    moved_credit_after_payout(settings, backend, move)
 
 
 def test_a_batch_cut_short_is_finished_by_the_next_request(settings, backend, monkeypatch) -> None:

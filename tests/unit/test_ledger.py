@@ -4,7 +4,9 @@ permutations and duplications of an order's events."""
 from __future__ import annotations
 
 from collections import Counter
+from unittest import mock
 
+import msgspec
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -140,6 +142,27 @@ def test_difference_appends_nothing_on_rerun_and_negates_what_is_gone() -> None:
 
 
 # --- property: any arrival order, any duplication, runs in between: the in-order replay ---------------
+# Two more clicks the same order id may be created again with: another creator's, and an earlier one of
+# alice's. The create dated earliest credits the order, whichever arrives first.
+DAVE_CLICK = rules.ClickFacts(
+    "d" * 30, True, True, found=True, ts_ms=T0 - 3 * DAY, creator_id="dave", merchant_id="m1"
+)
+ALICE_EARLIER = rules.ClickFacts(
+    "e" * 30, True, True, found=True, ts_ms=T0 - 4 * DAY, creator_id="alice", merchant_id="m1"
+)
+CLICKS = {c.click_id: c for c in (CLICK, DAVE_CLICK, ALICE_EARLIER)}
+
+
+def created_via(webhook_id: str, click: rules.ClickFacts, currency: str, at_ms: int, items=ITEMS):
+    return OrderEvent("m1", webhook_id, CREATED, "A-1", click.click_id, currency, at_ms, tuple(items))
+
+
+def click_of(events: list[OrderEvent]) -> rules.ClickFacts | None:
+    """What the attributor looks up: the click of the create that wins the fold (None: parked)."""
+    created = ledger.fold(events).created
+    return CLICKS[created.click_id] if created is not None else None
+
+
 EVENTS = [
     event("w1", CREATED, T0),
     event("w2", REFUNDED, T0 + 10, [Item("SKU-2", 1999, 1)]),
@@ -149,6 +172,8 @@ EVENTS = [
     event("w6", CREATED, T0 + 40, [Item("SKU-9", 100, 1)]),  # conflicting re-creation
     event("w0", CREATED, T0 - DAY),  # the same order created a day before: the lock is a day earlier
     event("w7", REFUNDED, rules.lock_ms(T0, 30) - DAY // 2, [Item("SKU-2", 1999, 1)]),  # so approved
+    created_via("w8", DAVE_CLICK, "EUR", T0 - 2 * DAY),  # created earlier through another creator's click
+    created_via("w9", ALICE_EARLIER, "USD", T0 - 3 * DAY),  # earlier still, alice's other click, in USD
 ]
 
 
@@ -166,8 +191,8 @@ def _net(rows: list[ledger.Entry]) -> dict[str, tuple[int, int]]:
 @example(arrival=[0, 7, 6], run_after=[False, True] + [False] * 12, now_offsets=[0] * 14)
 def test_final_ledger_equals_in_order_replay(arrival, run_after, now_offsets) -> None:
     final_now = T0 + 80 * DAY
-    delivered = sorted(set(arrival))
-    expected = _net(ledger.desired([EVENTS[i] for i in delivered], CLICK, TERMS, final_now))
+    delivered = [EVENTS[i] for i in sorted(set(arrival))]
+    expected = _net(ledger.desired(delivered, click_of(delivered), TERMS, final_now))
     stored: list[ledger.Entry] = []
     seen: list[OrderEvent] = []
     clock = T0
@@ -175,24 +200,16 @@ def test_final_ledger_equals_in_order_replay(arrival, run_after, now_offsets) ->
         seen.append(EVENTS[index])
         if run_after[step]:
             clock = max(clock, T0 + now_offsets[step])  # time only moves forward
-            has_order = any(e.type == CREATED for e in seen)
-            wanted = ledger.desired(seen, CLICK if has_order else None, TERMS, clock)
+            wanted = ledger.desired(seen, click_of(seen), TERMS, clock)
             stored += ledger.difference(wanted, ledger.net(stored))
-    has_order = any(e.type == CREATED for e in seen)
-    stored += ledger.difference(
-        ledger.desired(seen, CLICK if has_order else None, TERMS, final_now), ledger.net(stored)
-    )
+    stored += ledger.difference(ledger.desired(seen, click_of(seen), TERMS, final_now), ledger.net(stored))
     assert {k: v for k, v in _net(stored).items() if v != (0, 0) or k in expected} == expected
-    # and per status (what the nets above are keyed by too, since an entry's status can change)
-    final = ledger.desired([EVENTS[i] for i in delivered], CLICK, TERMS, final_now)
+    # and per status and credit (what the nets above are keyed by too: an entry's status can change, and
+    # so can its creator, currency and click)
+    final = ledger.desired(delivered, click_of(delivered), TERMS, final_now)
     assert _balances(stored) == _balances(final)
     # and once more: nothing left to append
-    assert (
-        ledger.difference(
-            ledger.desired(seen, CLICK if has_order else None, TERMS, final_now), ledger.net(stored)
-        )
-        == []
-    )
+    assert ledger.difference(ledger.desired(seen, click_of(seen), TERMS, final_now), ledger.net(stored)) == []
 
 
 # --- currencies, and what the ledger refuses to book: amounts past the bounds -----------------------
@@ -352,10 +369,8 @@ def test_codes_and_review_interleaved_give_the_final_ledger(
     stored: list[ledger.Entry] = []
 
     def run(now_ms: int) -> list[ledger.Entry]:
-        has_order = any(e.type == CREATED for e in delivered)
-        wanted = ledger.desired(
-            delivered, CLICK if has_order else None, _terms(priority, ops_done, review_on), now_ms, decided
-        )
+        terms = _terms(priority, ops_done, review_on)
+        wanted = ledger.desired(delivered, click_of(delivered), terms, now_ms, decided)
         return ledger.difference(wanted, ledger.net(stored))
 
     for kind, value in steps:
@@ -373,9 +388,10 @@ def test_codes_and_review_interleaved_give_the_final_ledger(
     assert run(final_now) == []  # and a rerun appends nothing
     # the same balances as one run over everything, whatever happened in between
     has_order = any(e.type == CREATED for e in delivered)
+    all_events = sorted(set(delivered), key=lambda e: e.webhook_id)
     once = ledger.desired(
-        sorted(set(delivered), key=lambda e: e.webhook_id),
-        CLICK if has_order else None,
+        all_events,
+        click_of(all_events),
         _terms(priority, len(CODE_OPS), review_on),
         final_now,
         decision,
@@ -387,8 +403,10 @@ def test_codes_and_review_interleaved_give_the_final_ledger(
         moved[e.kind] += e.amount_minor
     assert sum(_balances(stored).values()) == moved["accrual"] + moved["reversal"]
     if has_order:
+        # one creator at the end: the code's (bob) or the winning create's click's (alice or dave); a
+        # create dated before the code's span (w9) is credited through its click whatever the priority
         creators = {k[0] for k in _balances(stored)}
-        assert creators <= ({"bob"} if priority == "code" else {"alice"})
+        assert len(creators) <= 1 and creators <= {"bob", "alice", "dave"}
         held = {k[2] for k in _balances(stored)}
         if priority == "click" and verdict is None and review_on:
             assert held <= {"review"}  # the lock never approves a held accrual
@@ -445,6 +463,98 @@ def test_a_row_whose_status_changes_is_moved_not_kept(first_events, first_verdic
     stored += appended
     assert _balances(stored) == _balances(wanted)
     assert ledger.difference(wanted, ledger.net(stored)) == []
-    # payouts key a row by (order, entry id, run): one run appends at most one `approved` row per entry id
+    # payouts key a row by (order, entry id, run, creator, currency): one run appends at most one `approved`
+    # row per entry id of one credit
     approved = [e.entry_id for e in appended if e.status == "approved"]
     assert len(approved) == len(set(approved))
+
+
+# --- the rule `difference` broke next: it compared per (entry id, status), not per credit ----------------
+# An order created again with another click id or currency is credited by the create dated earliest; when
+# that one arrives after the other was booked, the same entry ids (often the same amounts) belong to
+# another creator, currency or click: the old credit's rows are reversed and the new ones booked.
+FIRST = event("w1", CREATED, T0)
+VIA_DAVE = created_via("w8", DAVE_CLICK, "EUR", T0 - 2 * DAY)
+IN_USD = created_via("v1", CLICK, "USD", T0 - DAY // 2)
+VIA_ALICE_EARLIER = created_via("w9", ALICE_EARLIER, "EUR", T0 - 3 * DAY)
+DAVE_OTHER_ITEMS = created_via("w8", DAVE_CLICK, "EUR", T0 - 2 * DAY, [Item("SKU-1", 5990, 1, "shoes")])
+PAST_LOCK = rules.lock_ms(T0, 30) + DAY
+
+
+@pytest.mark.parametrize(
+    ("first_events", "booked_at", "late", "moved_to"),
+    [
+        ([FIRST], T0, VIA_DAVE, ("dave", "EUR", "d" * 30)),  # another creator
+        ([FIRST], T0, IN_USD, ("alice", "USD", "c" * 30)),  # another currency
+        ([FIRST], T0, VIA_ALICE_EARLIER, ("alice", "EUR", "e" * 30)),  # the same creator, another click
+        ([FIRST], PAST_LOCK, VIA_DAVE, ("dave", "EUR", "d" * 30)),  # the first credit already approved
+        ([FIRST, REFUND_1], PAST_LOCK, VIA_DAVE, ("dave", "EUR", "d" * 30)),  # its refund moves too
+        ([FIRST], PAST_LOCK, IN_USD, ("alice", "USD", "c" * 30)),
+        ([FIRST], T0, DAVE_OTHER_ITEMS, ("dave", "EUR", "d" * 30)),  # other items too: a conflict
+    ],
+    ids=["creator", "currency", "click", "creator-approved", "refunded", "currency-approved", "items"],
+)
+def test_a_row_whose_credit_changes_is_moved_not_kept(first_events, booked_at, late, moved_to) -> None:
+    final_now = PAST_LOCK + DAY
+    stored = ledger.desired(first_events, click_of(first_events), TERMS, booked_at)
+    events = [*first_events, late]
+    wanted = ledger.desired(events, click_of(events), TERMS, final_now)
+    appended = ledger.difference(wanted, ledger.net(stored))
+    stored += appended
+    assert _balances(stored) == _balances(wanted)  # the same as one run over everything
+    assert ledger.difference(wanted, ledger.net(stored)) == []
+    # every row with money is the new credit's, or nets to zero with the old credit's reversal
+    credit = Counter()
+    for e in stored:
+        credit[(e.creator_id, e.currency, e.click_id)] += e.amount_minor
+        credit[("orders", e.creator_id, e.currency, e.click_id)] += e.orders
+    assert {k for k, v in credit.items() if v} == {moved_to, ("orders", *moved_to)}
+    # each row reversed because of the move is a reversal under the old credit that says why
+    reversed_ = [e for e in appended if (e.creator_id, e.currency, e.click_id) != moved_to and e.amount_minor]
+    assert reversed_ and {(e.kind, e.reason) for e in reversed_} == {("reversal", ledger.REASON_CREDIT_MOVED)}
+    # payouts key a row by (order, entry id, run, creator, currency): one run appends at most one
+    # `approved` row per key, but for a move of the click alone (the same payout pays both rows)
+    approved = [(e.entry_id, e.creator_id, e.currency) for e in appended if e.status == "approved"]
+    if moved_to[:2] != ("alice", "EUR"):
+        assert len(approved) == len(set(approved))
+
+
+@pytest.mark.parametrize("late", [VIA_DAVE, IN_USD, VIA_ALICE_EARLIER], ids=["creator", "currency", "click"])
+def test_a_create_dated_later_than_the_booked_one_moves_nothing(late) -> None:
+    """The other direction: the create that arrives second is dated later, so the credit stays where it
+    was booked (a zero `order_conflict` flag is all it adds), and a stored ledger with nothing new is
+    left as it is."""
+    later = msgspec.structs.replace(late, occurred_ms=T0 + 1)
+    first = ledger.desired([FIRST], CLICK, TERMS, T0)
+    assert ledger.difference(first, ledger.net(first)) == []
+    events = [FIRST, later]
+    appended = ledger.difference(ledger.desired(events, click_of(events), TERMS, T0), ledger.net(first))
+    assert [(e.kind, e.amount_minor, e.reason) for e in appended] == [(ledger.KIND_FLAG, 0, "order_conflict")]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    arrival=st.lists(st.sampled_from(range(8)), min_size=1, max_size=12),  # EVENTS without w8, w9
+    run_after=st.lists(st.booleans(), min_size=12, max_size=12),
+    now_offsets=st.lists(st.integers(0, 70 * DAY), min_size=12, max_size=12),
+)
+def test_a_ledger_booked_under_the_old_key_is_left_as_it_is(arrival, run_after, now_offsets) -> None:
+    """Upgrading re-books nothing: a ledger that runs compared per (entry id, status) built from events
+    that never moved the credit gets nothing appended by the next run under the new key."""
+
+    def old_key(entry: ledger.Entry) -> tuple[str, str]:
+        return (entry.entry_id, entry.status)  # what `key` was
+
+    stored: list[ledger.Entry] = []
+    seen: list[OrderEvent] = []
+    clock = T0
+    with mock.patch.object(ledger, "key", old_key):
+        for step, index in enumerate(arrival):
+            seen.append(EVENTS[index])
+            if run_after[step]:
+                clock = max(clock, T0 + now_offsets[step])
+                wanted = ledger.desired(seen, click_of(seen), TERMS, clock)
+                stored += ledger.difference(wanted, ledger.net(stored))
+        clock += DAY  # the last run before the upgrade
+        stored += ledger.difference(ledger.desired(seen, click_of(seen), TERMS, clock), ledger.net(stored))
+    assert ledger.difference(ledger.desired(seen, click_of(seen), TERMS, clock), ledger.net(stored)) == []

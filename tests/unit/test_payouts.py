@@ -102,6 +102,9 @@ EVENTS = [
     _ev("w7", CREATED, "O-4", "alice", "EUR", T0 + 5 * DAY, (HATS,)),
     _ev("w8", REFUNDED, "O-4", "alice", "USD", T0 + 6 * DAY, (HATS,)),  # another currency: flagged only
     _ev("w9", CANCELLED, "O-4", "alice", "EUR", T0 + 60 * DAY),
+    # O-3 created earlier through alice's click: whenever it arrives, O-3 is alice's, and a payout of
+    # bob's for it is netted by the reversal in his next batch
+    _ev("w10", CREATED, "O-3", "alice", "EUR", T0 + DAY, (HATS,)),
 ]
 
 
@@ -113,8 +116,9 @@ class Row:
     booked_ms: int
 
     @property
-    def key(self) -> tuple[str, str, str]:
-        return (self.order_id, self.entry.entry_id, self.run_id)
+    def key(self) -> tuple[str, str, str, str, str]:
+        e = self.entry
+        return (self.order_id, e.entry_id, self.run_id, e.creator_id, e.currency)
 
 
 @dataclass
@@ -219,7 +223,8 @@ def expected_totals() -> Counter:
     for e in EVENTS:
         by_order[e.order_id].append(e)
     for events in by_order.values():
-        click = CLICKS["alice" if events[0].click_id[0] == "a" else "bob"]
+        created = ledger.fold(events).created
+        click = CLICKS["alice" if created.click_id[0] == "a" else "bob"]
         for entry in ledger.desired(events, click, TERMS, T0 + 200 * DAY):
             out[(entry.creator_id, entry.currency)] += entry.amount_minor
     return +out
