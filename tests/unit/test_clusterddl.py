@@ -114,8 +114,8 @@ def plan(statement: str, extra: tuple[str, ...] = ()) -> list[tuple[str, str, st
                 (
                     "cluster",
                     "CREATE MATERIALIZED VIEW IF NOT EXISTS d.daily_mv ON CLUSTER c TO d.daily_local AS "
-                    "SELECT toDate(ts) AS day, count() AS n, sum(cityHash64(toString(click_id))) AS block_salt "
-                    "FROM d.clicks_in_local GROUP BY day",
+                    "SELECT toDate(ts) AS day, count() AS n, "
+                    "sum(cityHash64(toString(click_id))) AS block_salt FROM d.clicks_in_local GROUP BY day",
                     "",
                     "",
                 ),
@@ -246,7 +246,8 @@ def test_known_shapes(statement: str, expected: list) -> None:
             "d.nowhere"[2:],
         ),
         (  # a view of a table with an entrance has no sum to carry its block's salt
-            "CREATE MATERIALIZED VIEW IF NOT EXISTS d.j TO d.daily AS SELECT toDate(ts) AS day, n FROM d.clicks",
+            "CREATE MATERIALIZED VIEW IF NOT EXISTS d.j TO d.daily AS "
+            "SELECT toDate(ts) AS day, n FROM d.clicks",
             "must aggregate",
         ),
         ("ALTER TABLE d.clicks ADD COLUMN a String, ADD COLUMN b String", "one column"),
