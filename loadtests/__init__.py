@@ -17,6 +17,7 @@ from loadtests.pipeline_faults import clickhouse_stop, ingester_kill, worker_kil
 from loadtests.redis_faults import persistence, redis_kill, redis_pause
 from loadtests.slow_clients import slow_clients
 from loadtests.webhook_flood import webhook_flood
+from loadtests.zookeeper_flaps import zookeeper_flaps
 
 SCENARIOS: dict[str, Callable] = {
     "persistence": persistence,
@@ -36,4 +37,5 @@ SCENARIOS: dict[str, Callable] = {
     # On the local ClickHouse cluster (scripts/cluster-clickhouse.sh): docs/cluster.md.
     "replica_kill": replica_kill,
     "zookeeper_stop": zookeeper_stop,
+    "zookeeper_flaps": zookeeper_flaps,
 }

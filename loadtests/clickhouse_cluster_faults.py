@@ -69,6 +69,10 @@ class ClusterNodes:
         """The private cluster's four servers and ZooKeeper hold memory the shared machine needs."""
         _script("stop")
 
+    def zookeeper(self, action: str) -> None:
+        """`start` or `stop` the private cluster's ZooKeeper."""
+        _script(f"zookeeper-{action}")
+
     def reset(self) -> None:
         client = self.client()
         try:
