@@ -31,7 +31,7 @@ from core.streams import Poison, decode_payload
 from redirector.click import SCHEMA_VERSION, Click
 from redirector.ingest.enrich import Enricher
 from redirector.ingest.memo import Memo
-from redirector.ingest.unique import UniqueClicks
+from redirector.ingest.unique import UniqueClicks, scatter
 
 # One regular-expression call checks the characters of all the ids of an entry (lengths are the decoder's).
 _ID_CHARS_RE = re.compile(r"[A-Za-z0-9_-]*")
@@ -140,7 +140,7 @@ class ClickHandler:
             enricher.referer_hosts(_column(records, "referer")),
             user_agent_utf8,
             ip_hash,
-            ip_prefix,
+            list(map(str.encode, ip_prefix)),  # many distinct values: encoded, not memoised
             _column(records, "entry_id"),
             _column(records, "variant"),
             utf8["inapp"].column(map(attrgetter("inapp"), records)),
@@ -157,7 +157,4 @@ class ClickHandler:
             return self._unique.first_in_hour(*columns, now_s)
         people = list(map(not_, is_bot))
         flags = self._unique.first_in_hour(*(list(compress(c, people)) for c in columns), now_s)
-        unique = [0] * len(is_bot)
-        for index, flag in zip(compress(range(len(is_bot)), people), flags, strict=True):
-            unique[index] = flag
-        return unique
+        return scatter(flags, compress(range(len(is_bot)), people), len(is_bot))

@@ -6,10 +6,11 @@ from __future__ import annotations
 import hashlib
 import struct
 from bisect import bisect_right
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from itertools import chain, repeat
-from operator import floordiv
+from operator import floordiv, itemgetter
 
 import redis
 
@@ -152,12 +153,15 @@ class UniqueClicks:
             return []
         hours = list(map(floordiv, ts_ms, repeat(HOUR_MS)))
         order = None
-        if min(hours) != max(hours):  # rare: a batch across an hour boundary; sorted, it is in runs
+        # A batch across an hour boundary is sent in runs of one hour. In stream order (a backlog read
+        # after an outage: every batch spans hours) its hours are in order already and the runs are
+        # there; otherwise the columns are reordered by hour (a stable sort keeps each visitor's clicks
+        # in stream order), in C-level picks: a Python loop per click here cost 0.3 us of the 8.
+        if min(hours) != max(hours) and hours != sorted(hours):
             order = sorted(range(count), key=hours.__getitem__)
+            pick = itemgetter(*order)
             columns = (codes, ts_ms, ip_hashes, user_agents, click_ids, hours)
-            codes, ts_ms, ip_hashes, user_agents, click_ids, hours = (
-                [column[i] for i in order] for column in columns
-            )
+            codes, ts_ms, ip_hashes, user_agents, click_ids, hours = (pick(column) for column in columns)
         links = self._code_digest.column(codes)
         agents = self._agent_digest.column(user_agents)
         # Rounded up, so that an hour's keys are re-extended once a minute, not at every call.
@@ -181,16 +185,13 @@ class UniqueClicks:
                 start = end
             replies = pipe.execute()
         flags = list(b"".join(replies).translate(_FLAGS))
+        if len(flags) != count:
+            raise RuntimeError(f"the unique-click script answered {len(flags)} flags for {count} clicks")
         if positions:
-            regrouped, flags = flags, [0] * count
-            for index, flag in zip(positions, regrouped, strict=True):
-                flags[index] = flag
+            flags = scatter(flags, positions, count)
         if order is None:
             return flags
-        unsorted = [0] * count
-        for index, flag in zip(order, flags, strict=True):
-            unsorted[index] = flag
-        return unsorted
+        return scatter(flags, order, count)
 
     def _queue_per_shard(
         self, pipe: redis.Redis, hour: int, fields: bytes, ids: str, expire_at: int, start: int
@@ -213,6 +214,14 @@ class UniqueClicks:
 
     def _shard_keys(self, hour: int) -> list[str]:
         return [self._keys.unique_clicks(hour, shard) for shard in range(UNIQUE_SHARDS)]
+
+
+def scatter(values: Sequence[int], indexes: Iterable[int], count: int) -> list[int]:
+    """A list of `count` zeros with `values[k]` at `indexes[k]`, set in one C-level pass (consumed by a
+    zero-length deque), not a Python loop per value."""
+    out = [0] * count
+    deque(map(out.__setitem__, indexes, values), maxlen=0)
+    return out
 
 
 def _digest(text: str) -> bytes:

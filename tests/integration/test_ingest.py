@@ -205,6 +205,16 @@ def test_unique_script_edges(redis_client, keys, ids) -> None:
     ]
     assert flags(batch) == [1, 1, 0, 1]
     assert flags(batch[::-1]) == [1, 0, 1, 1]  # replayed (another order): the same answers
+    # Across the boundary in hour order (a backlog in stream order: no reordering), a bot-free visitor
+    # on another link: first of each hour, then repeats.
+    d1, d2 = ids.new(hour_ms + 20), ids.new(hour_ms + 21)
+    e1, e2 = ids.new(hour_ms + HOUR_MS + 20), ids.new(hour_ms + HOUR_MS + 21)
+    in_order = [("link2", t, 8, PHONE, i) for t, i in ((hour_ms + 20, d1), (hour_ms + 21, d2))]
+    in_order += [
+        ("link2", t, 8, PHONE, i) for t, i in ((hour_ms + HOUR_MS + 20, e1), (hour_ms + HOUR_MS + 21, e2))
+    ]
+    assert flags(in_order) == [1, 0, 1, 0]
+    assert flags(in_order) == [1, 0, 1, 0]  # replayed
     assert flags([("link0", hour_ms + 9, 7, PHONE, ids.new(hour_ms + 9))]) == [0]  # a later call
     # One visitor on many links: every field lands in one shard, in several script chunks.
     many = [(f"code{i}", hour_ms + 10, 99, DESKTOP, ids.new(hour_ms + 10)) for i in range(5_000)]
