@@ -13,25 +13,21 @@ not change.
   is dropped by ClickHouse's replicated block deduplication (the block's hash is kept in ZooKeeper for
   the shard), and so are the blocks its materialized views derive from it; the ingester's key check
   (core/streams.py) covers a retry whose block differs.
-- Clicks go in through their entrance (`clicks_in_local`, core/clusterddl.py ENTRANCES), whose views write
-  `clicks_local` and every rollup, each deduplicated on its own: a block that failed part-way (ZooKeeper
+- Clicks and the ledger go in through their entrances (`clicks_in_local`, `commissions_in_local`:
+  core/clusterddl.py ENTRANCES), whose views write the table and every rollup, each deduplicated on its
+  own: a block that failed part-way (ZooKeeper
   lost after some targets stored their part, before the others did) is complete after the same block is
   sent again, and no target has it twice. A block whose every attempt failed is kept and sent again,
-  unchanged, before the ingester's next key check (`settle_failed_inserts`) and before any other insert
-  of the table: the key check alone would see its clicks stored and skip them, leaving a rollup short.
-- A replica that loses ZooKeeper *while committing* a part answers "Unknown status" (code 319) and keeps
-  the part locally, active and readable, though ZooKeeper may never have recorded it. The block is sent
-  again (above) and stored as a part ZooKeeper knows, so that replica now holds those rows twice, and
-  18.16 checks such a part at most once, 5 minutes later (or at the next restart). So after the next
-  insert on that shard succeeds, every replicated table of the database on that replica is compared
-  with its parts in ZooKeeper, and a table holding parts ZooKeeper does not know is restarted (`SYSTEM
-  RESTART REPLICA`), which sets them aside as `ignored_` in `detached/` (`drop_orphan_parts`).
+  unchanged, before the ingester's next key check and the attributor's next ledger read
+  (`settle_failed_inserts`) and before any other insert of the table: the key check alone would see its
+  clicks stored and skip them, leaving a rollup short.
+- A replica that loses ZooKeeper *while committing* a part may keep it though ZooKeeper never recorded
+  it, and then reads the re-sent block's rows twice: core/orphanparts.py sets such parts aside.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -42,8 +38,7 @@ from urllib.parse import urlsplit
 
 from core.clickhouse import Backend, ClickHouseError, NativeClickHouse
 from core.clusterddl import ENTRANCES, Planner, local_name, shard_index
-
-log = logging.getLogger(__name__)
+from core.orphanparts import OrphanParts
 
 # Every query: read each shard from its first live replica in `remote_servers` order, never the local
 # replica just because it is local, so reads follow the replica that inserts go to. A statement that
@@ -56,16 +51,6 @@ READ_SETTINGS = {"load_balancing": "in_order", "prefer_localhost_replica": 0, "i
 # every block.
 REPLICA_PENALTY_S = 10.0
 CONNECT_TIMEOUT_S = 2
-# ClickHouse's UNKNOWN_STATUS_OF_INSERT: the replica lost ZooKeeper while committing the part; the part
-# stays active on that replica whether or not ZooKeeper recorded it.
-UNKNOWN_STATUS_OF_INSERT = 319
-# A part ZooKeeper does not know is looked at twice, this far apart, before its table is restarted. A
-# committed part is active only after ZooKeeper recorded it, so this is a margin, not the guard.
-ORPHAN_RECHECK_S = 0.5
-# ClickHouse refuses to attach a table (and RESTART REPLICA would leave it detached) when the rows of the
-# parts ZooKeeper does not know pass `replicated_max_ratio_of_wrong_parts` (0.5) of its rows: stay well
-# below that and leave a larger share to ClickHouse's own part check.
-ORPHAN_ROWS_MAX_SHARE = 0.4
 
 
 @dataclass(frozen=True)
@@ -120,8 +105,7 @@ class ClusterClickHouse:
         self._keys: dict[str, str | None] | None = None
         self._unfinished: list[_Unfinished] = []
         self._settle_lock = threading.Lock()
-        # Replicas that answered "Unknown status": checked for parts ZooKeeper does not know.
-        self._in_doubt: set[Replica] = set()
+        self.orphans = OrphanParts(self)  # replicas that answered "Unknown status", and their repair
 
     def _client(self, hosts: Sequence[str]) -> Any:
         host, _, port = hosts[0].rpartition(":")
@@ -188,7 +172,8 @@ class ClusterClickHouse:
     def settle_failed_inserts(self) -> None:
         """Send again, as it was, every block of a table with an entrance whose insert failed in this
         process: each target takes its part if it missed it and drops it as a duplicate otherwise. Raises
-        while ClickHouse still refuses; the ingester calls this before its key check (core/streams.py)."""
+        while ClickHouse still refuses; the ingester calls this before its key check (core/streams.py), the
+        attributor and the payout book before they read the ledger."""
         with self._settle_lock:
             while self._unfinished:
                 block = self._unfinished[0]
@@ -267,69 +252,13 @@ class ClusterClickHouse:
             try:
                 self.execute_on(replica, sql, block, columnar=True)
             except ClickHouseError as exc:
-                if getattr(exc.__cause__, "code", None) == UNKNOWN_STATUS_OF_INSERT:
-                    self._in_doubt.add(replica)
+                self.orphans.answered(replica, exc)
                 errors.append(f"{replica.address}: {exc}")
                 continue
-            # The shard takes inserts again, so ZooKeeper is back: a replica in doubt can be checked.
-            for suspect in [r for r in self._in_doubt if r.shard == shard]:
-                with contextlib.suppress(ClickHouseError):  # still unreachable: at the next success
-                    self.drop_orphan_parts(suspect)
-                    self._in_doubt.discard(suspect)
+            # The shard takes inserts again, so ZooKeeper is back: repair what a 319 may have left.
+            self.orphans.shard_took_insert(shard)
             return
         raise ClickHouseError(f"no replica of shard {shard + 1} took the block: {'; '.join(errors)}")
-
-    def drop_orphan_parts(self, replica: Replica) -> dict[str, list[str]]:
-        """Set aside, on `replica`, the active parts of the database's replicated tables that ZooKeeper
-        does not list for it (left by an insert that answered "Unknown status"), by restarting each such
-        table on that replica. Returns the parts set aside, per table; a table whose unknown parts hold
-        more than ORPHAN_ROWS_MAX_SHARE of its rows is left to ClickHouse's own check (logged)."""
-        tables = self.execute_on(
-            replica,
-            "SELECT table, zookeeper_path, replica_name FROM system.replicas WHERE database = %(db)s",
-            {"db": self.database},
-        )
-        dropped: dict[str, list[str]] = {}
-        for table, zookeeper_path, replica_name in tables:
-            listed = f"{zookeeper_path}/replicas/{replica_name}/parts"
-            orphans = self._unlisted_parts(replica, table, listed)
-            if not orphans:
-                continue
-            time.sleep(ORPHAN_RECHECK_S)
-            again = self._unlisted_parts(replica, table, listed)
-            orphans = {name: rows for name, rows in orphans.items() if name in again}
-            if not orphans:
-                continue
-            total = self.execute_on(
-                replica,
-                "SELECT sum(rows) FROM system.parts WHERE database = %(db)s AND table = %(t)s AND active",
-                {"db": self.database, "t": table},
-            )[0][0]
-            if sum(orphans.values()) > ORPHAN_ROWS_MAX_SHARE * int(total):
-                log.warning("%s %s.%s: parts unknown to ZooKeeper hold too many of its rows to restart it: "
-                            "%s (ClickHouse's part check sets them aside after 5 minutes)",
-                            replica.address, self.database, table, sorted(orphans))  # fmt: skip
-                continue
-            self.execute_on(replica, f"SYSTEM RESTART REPLICA {self.database}.{table}")
-            log.warning("%s %s.%s: set aside parts ZooKeeper does not know (an insert answered 'Unknown "
-                        "status' and was sent again): %s", replica.address, self.database, table,
-                        sorted(orphans))  # fmt: skip
-            dropped[table] = sorted(orphans)
-        return dropped
-
-    def _unlisted_parts(self, replica: Replica, table: str, listed_path: str) -> dict[str, int]:
-        """Active parts of `table` on `replica` (name: rows) that its ZooKeeper parts list lacks."""
-        local = self.execute_on(
-            replica,
-            "SELECT name, rows FROM system.parts WHERE database = %(db)s AND table = %(t)s AND active",
-            {"db": self.database, "t": table},
-        )
-        if not local:
-            return {}
-        listed = {row[0] for row in self.execute_on(
-            replica, "SELECT name FROM system.zookeeper WHERE path = %(p)s", {"p": listed_path}
-        )}  # fmt: skip
-        return {str(name): int(rows) for name, rows in local if name not in listed}
 
 
 _READS = frozenset({"SELECT", "WITH", "SHOW", "DESCRIBE", "EXISTS"})

@@ -1,9 +1,10 @@
 """A replica that lost ZooKeeper while committing a part answers "Unknown status" (code 319) and keeps
 the part, active, whether or not ZooKeeper recorded it; the client sends the block again, so that replica
 holds its rows twice until ClickHouse 18.16 checks the part (at most once, 5 minutes later). The cluster
-backend sets such parts aside (`ClusterClickHouse.drop_orphan_parts`) after the shard next takes an
-insert. The state is made deterministic here: a part's entry is deleted from the replica's parts list in
-ZooKeeper, which leaves exactly what a failed commit leaves (an active part ZooKeeper does not list)."""
+backend sets such parts aside (core/orphanparts.py) after the shard next takes an insert, by restarting
+the table on that replica, and attaches a table again that a failed restart left detached. The state is
+made deterministic here: a part's entry is deleted from the replica's parts list in ZooKeeper, which
+leaves exactly what a failed commit leaves (an active part ZooKeeper does not list)."""
 
 from __future__ import annotations
 
@@ -69,7 +70,7 @@ def test_a_part_zookeeper_does_not_list_is_set_aside(cluster: ClusterClickHouse)
     unlist(cluster, "orphans_one", parts[1])
     assert count(cluster, replica, "orphans_one") == 17
 
-    assert cluster.drop_orphan_parts(replica) == {"orphans_one": [parts[1]]}
+    assert cluster.orphans.drop(replica) == {"orphans_one": [parts[1]]}
 
     assert count(cluster, replica, "orphans_one") == 14
     assert [r[0] for r in cluster.execute_on(replica, active_parts_sql(cluster, "orphans_one"))] == [
@@ -85,7 +86,7 @@ def test_a_part_zookeeper_does_not_list_is_set_aside(cluster: ClusterClickHouse)
     # The restarted table takes inserts again; the clicks' tables, all listed, were left as they were.
     cluster.execute_on(replica, f"INSERT INTO {cluster.database}.orphans_one SELECT 99999")
     assert count(cluster, replica, "orphans_one") == 15
-    assert cluster.drop_orphan_parts(replica) == {}
+    assert cluster.orphans.drop(replica) == {}
 
 
 def test_unlisted_parts_holding_too_many_rows_are_left_to_clickhouse(cluster: ClusterClickHouse) -> None:
@@ -94,7 +95,7 @@ def test_unlisted_parts_holding_too_many_rows_are_left_to_clickhouse(cluster: Cl
     replica = cluster.shards()[1][0]
     parts = make_table(cluster, replica, "orphans_many", [3, 10])
     unlist(cluster, "orphans_many", parts[1])
-    assert cluster.drop_orphan_parts(replica) == {}
+    assert cluster.orphans.drop(replica) == {}
     assert count(cluster, replica, "orphans_many") == 13
 
 
@@ -121,5 +122,18 @@ def test_an_unknown_status_answer_has_its_replica_checked_after_the_next_insert(
     schema.insert_clicks(cluster, schema.SAMPLE)
     assert answered == [first.address]
     assert count(cluster, first, "orphans_doubt") == 10
-    assert not cluster._in_doubt
+    assert not cluster.orphans.in_doubt
     assert queries.click_count(cluster) == len(schema.SAMPLE)
+
+
+def test_a_table_a_failed_restart_left_detached_is_attached_again(cluster: ClusterClickHouse) -> None:
+    """A restart is a detach and an attach; ZooKeeper lost in between leaves the table detached on that
+    replica (a zookeeper_flaps run saw clicks_local gone from a node). The detach is done by hand here:
+    the next insert on the shard attaches it again."""
+    first = cluster.shards()[0][0]
+    make_table(cluster, first, "orphans_detached", [5])
+    cluster.execute_on(first, f"DETACH TABLE {cluster.database}.orphans_detached")
+    cluster.orphans.detached.add((first, "orphans_detached"))
+    schema.insert_clicks(cluster, schema.SAMPLE)
+    assert count(cluster, first, "orphans_detached") == 5
+    assert not cluster.orphans.detached

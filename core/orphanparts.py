@@ -1,0 +1,147 @@
+"""Parts a replica keeps though ZooKeeper never recorded them, and how the cluster backend sets them aside.
+
+When ZooKeeper goes away *while* a replica commits a part, ClickHouse 18.16 answers "Unknown status,
+client must retry" (code 319) and keeps the part active on that replica, whether or not ZooKeeper
+recorded it. The client sends the block again (core/cluster.py), so the block is stored as a part
+ZooKeeper knows and that replica reads its rows twice; 18.16 checks such a part once, 5 minutes later,
+and sets it aside only then or at the next restart. So the backend remembers each replica that answered
+319 (`answered`), and after the next insert on its shard succeeds (ZooKeeper is back: `shard_took_insert`)
+it compares every replicated table of the database on that replica with the parts ZooKeeper lists for it.
+A table with active parts ZooKeeper does not list (looked at twice, ORPHAN_RECHECK_S apart) is restarted
+on that replica (`SYSTEM RESTART REPLICA`), which moves them to `detached/` as `ignored_...`.
+
+A restart is a detach and an attach on the server. An attach refused (ZooKeeper lost again in between,
+or too many unknown parts: ORPHAN_ROWS_MAX_SHARE) leaves the table detached on that replica, so a table
+found missing after a failed restart is attached again (`ATTACH TABLE`, from its metadata on the node's
+disk), now and after each later insert on its shard until that works. docs/cluster.md has the story."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from core.clickhouse import ClickHouseError
+
+if TYPE_CHECKING:
+    from core.cluster import ClusterClickHouse, Replica
+
+log = logging.getLogger("core.cluster")
+
+# ClickHouse's UNKNOWN_STATUS_OF_INSERT: the replica lost ZooKeeper while committing the part; the part
+# stays active on that replica whether or not ZooKeeper recorded it.
+UNKNOWN_STATUS_OF_INSERT = 319
+# A part ZooKeeper does not know is looked at twice, this far apart, before its table is restarted. A
+# committed part is active only after ZooKeeper recorded it, so this is a margin, not the guard.
+ORPHAN_RECHECK_S = 0.5
+# ClickHouse refuses to attach a table whose parts unknown to ZooKeeper hold more than
+# `replicated_max_ratio_of_wrong_parts` (0.5) of its rows: stay well below and leave a larger share to
+# ClickHouse's own part check.
+ORPHAN_ROWS_MAX_SHARE = 0.4
+
+
+class OrphanParts:
+    """The replicas in doubt of one cluster backend, and the tables a failed restart left detached."""
+
+    def __init__(self, backend: ClusterClickHouse) -> None:
+        self._backend = backend
+        self.in_doubt: set[Replica] = set()
+        self.detached: set[tuple[Replica, str]] = set()
+
+    def answered(self, replica: Replica, exc: ClickHouseError) -> None:
+        """An insert on `replica` failed with `exc`: remember the replica if the part may be there."""
+        if getattr(exc.__cause__, "code", None) == UNKNOWN_STATUS_OF_INSERT:
+            self.in_doubt.add(replica)
+
+    def shard_took_insert(self, shard: int) -> None:
+        """ZooKeeper answers for `shard` again: attach what a failed restart left detached, then set aside
+        the unknown parts of its replicas in doubt. What fails is tried again after the next insert."""
+        for replica, table in [d for d in self.detached if d[0].shard == shard]:
+            try:
+                self._attach(replica, table)
+            except ClickHouseError:
+                continue
+        for replica in [r for r in self.in_doubt if r.shard == shard]:
+            try:
+                self.drop(replica)
+            except ClickHouseError:
+                continue
+            self.in_doubt.discard(replica)
+
+    def drop(self, replica: Replica) -> dict[str, list[str]]:
+        """Set aside, on `replica`, the active parts of the database's replicated tables that ZooKeeper
+        does not list for it, by restarting each such table there. Returns the parts set aside, per
+        table; a table whose unknown parts hold more than ORPHAN_ROWS_MAX_SHARE of its rows is left to
+        ClickHouse's own check (logged)."""
+        db = self._backend.database
+        tables = self._backend.execute_on(
+            replica,
+            "SELECT table, zookeeper_path, replica_name FROM system.replicas WHERE database = %(db)s",
+            {"db": db},
+        )
+        dropped: dict[str, list[str]] = {}
+        for table, zookeeper_path, replica_name in tables:
+            listed = f"{zookeeper_path}/replicas/{replica_name}/parts"
+            orphans = self._unlisted(replica, table, listed)
+            if not orphans:
+                continue
+            time.sleep(ORPHAN_RECHECK_S)
+            again = self._unlisted(replica, table, listed)
+            orphans = {name: rows for name, rows in orphans.items() if name in again}
+            if not orphans:
+                continue
+            total = self._backend.execute_on(
+                replica,
+                "SELECT sum(rows) FROM system.parts WHERE database = %(db)s AND table = %(t)s AND active",
+                {"db": db, "t": table},
+            )[0][0]
+            if sum(orphans.values()) > ORPHAN_ROWS_MAX_SHARE * int(total):
+                log.warning("%s %s.%s: parts unknown to ZooKeeper hold too many of its rows to restart it: "
+                            "%s (ClickHouse's part check sets them aside after 5 minutes)",
+                            replica.address, db, table, sorted(orphans))  # fmt: skip
+                continue
+            self._restart(replica, table)
+            log.warning("%s %s.%s: set aside parts ZooKeeper does not know (an insert answered 'Unknown "
+                        "status' and was sent again): %s",
+                        replica.address, db, table, sorted(orphans))  # fmt: skip
+            dropped[table] = sorted(orphans)
+        return dropped
+
+    def _restart(self, replica: Replica, table: str) -> None:
+        try:
+            self._backend.execute_on(replica, f"SYSTEM RESTART REPLICA {self._backend.database}.{table}")
+        except ClickHouseError:
+            if not self._exists(replica, table):  # detached, not attached again
+                self.detached.add((replica, table))
+                self._attach(replica, table)
+            raise
+
+    def _attach(self, replica: Replica, table: str) -> None:
+        db = self._backend.database
+        if not self._exists(replica, table):
+            self._backend.execute_on(replica, f"ATTACH TABLE {db}.{table}")
+            log.warning("%s %s.%s: attached again after a restart that failed", replica.address, db, table)
+        self.detached.discard((replica, table))
+
+    def _exists(self, replica: Replica, table: str) -> bool:
+        rows = self._backend.execute_on(
+            replica,
+            "SELECT count() FROM system.tables WHERE database = %(db)s AND name = %(t)s",
+            {"db": self._backend.database, "t": table},
+        )
+        return bool(int(rows[0][0]))
+
+    def _unlisted(self, replica: Replica, table: str, listed_path: str) -> dict[str, int]:
+        """Active parts of `table` on `replica` (name: rows) that its ZooKeeper parts list lacks."""
+        db = self._backend.database
+        local = self._backend.execute_on(
+            replica,
+            "SELECT name, rows FROM system.parts WHERE database = %(db)s AND table = %(t)s AND active",
+            {"db": db, "t": table},
+        )
+        if not local:
+            return {}
+        listed = {row[0] for row in self._backend.execute_on(
+            replica, "SELECT name FROM system.zookeeper WHERE path = %(p)s", {"p": listed_path}
+        )}  # fmt: skip
+        return {str(name): int(rows) for name, rows in local if name not in listed}
