@@ -50,14 +50,18 @@ SHARD_KEYS = {
 # that failed between the table's part and a rollup's part (ZooKeeper lost) left that rollup short for
 # good. Views of a `Null` table are deduplicated each by its own part: the same block again gives every
 # target the part it missed and none twice. core/cluster.py inserts there and retries such blocks.
-ENTRANCES = {"clicks": "clicks_in"}
+ENTRANCES = {"clicks": "clicks_in", "commissions": "commissions_in"}
 # But a view's part is deduplicated by its *content*: two different blocks whose rollup rows happen to be
 # equal (one click each on the same link and day, say) made one part, and the second click was missing
 # from the rollup for good. So each view of an entrance also writes, into a column of its target's local
-# table, the sum of a hash of the source rows' keys it aggregates: the same block again gives the same
-# sum (a retry is still dropped), another block another sum. The column is summed by merges like the
-# others and means nothing; readers never need it, and the `Distributed` tables do not carry it.
+# table, the sum of a hash of the source rows' identities it aggregates (SALTED_ROWS): the same block again
+# gives the same sum (a retry is still dropped), another block another sum. The column is summed by merges
+# like the others and means nothing; readers never need it.
 SALT_COLUMN = "block_salt"
+# Per table with an entrance: a hash that tells its rows apart, within a block and between blocks (a
+# ledger row is one entry of one order booked by one run; two rows of one entry in one run differ only
+# in status or credit, and they are never in two blocks).
+SALTED_ROWS = {"clicks": "cityHash64(click_id)", "commissions": "cityHash64(order_id, entry_id, run_id)"}
 _ENTRANCE_NAMES = frozenset(name for e in ENTRANCES.values() for name in (e, e + "_mv"))
 _MERGE_TREES = frozenset(
     {
@@ -355,7 +359,7 @@ class Planner:
         salt: list[Step] = []
         source = re.search(rf"\b{re.escape(db)}\.(\w+)\b", match[5])  # the one table (see _select)
         if source and source[1] in ENTRANCES:  # see SALT_COLUMN
-            select = _salted(statement, select, SHARD_KEYS[source[1]])
+            select = _salted(statement, select, SALTED_ROWS[source[1]])
             local = local_name(target)
             salt = [Step("shard", f"ALTER TABLE {db}.{local} ADD COLUMN {SALT_COLUMN} UInt64 DEFAULT 0",
                          local, SALT_COLUMN)]  # fmt: skip
@@ -379,6 +383,9 @@ class Planner:
             raise UnknownShape(statement, "no AS SELECT after the engine")
         rest = _clauses(statement, tail[: as_select.start()])
         select = self._select(statement, as_select[1])
+        source = re.search(rf"\b{re.escape(db)}\.(\w+)\b", as_select[1])  # the one table (see _select)
+        if source and source[1] in ENTRANCES:  # see SALT_COLUMN: the view's own table gets the column
+            select = _salted(statement, select, SALTED_ROWS[source[1]])
         return [
             Step(
                 "cluster",
@@ -409,14 +416,14 @@ class Planner:
         ]
 
 
-def _salted(statement: str, select: str, key: str) -> str:
-    """`select`, an aggregating view's SELECT, also giving SALT_COLUMN: the sum of its rows' key hashes."""
+def _salted(statement: str, select: str, row_hash: str) -> str:
+    """`select`, an aggregating view's SELECT, also giving SALT_COLUMN: the sum of its rows' hashes."""
     # A view passing rows on needs no salt (distinct rows make distinct parts), but has no sum to add it to.
     if not re.search(r"\bGROUP\s+BY\b", select, re.I):
         raise UnknownShape(statement, "a view of a table with an entrance must aggregate (GROUP BY)")
     source = re.search(r"\sFROM\b", select, re.I)
     assert source is not None  # _select found the one table it reads
-    salt = f", sum(cityHash64(toString({key}))) AS {SALT_COLUMN}"
+    salt = f", sum({row_hash}) AS {SALT_COLUMN}"
     return select[: source.start()] + salt + select[source.start() :]
 
 

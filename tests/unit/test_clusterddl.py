@@ -115,7 +115,7 @@ def plan(statement: str, extra: tuple[str, ...] = ()) -> list[tuple[str, str, st
                     "cluster",
                     "CREATE MATERIALIZED VIEW IF NOT EXISTS d.daily_mv ON CLUSTER c TO d.daily_local AS "
                     "SELECT toDate(ts) AS day, count() AS n, "
-                    "sum(cityHash64(toString(click_id))) AS block_salt FROM d.clicks_in_local GROUP BY day",
+                    "sum(cityHash64(click_id)) AS block_salt FROM d.clicks_in_local GROUP BY day",
                     "",
                     "",
                 ),
@@ -170,8 +170,8 @@ def plan(statement: str, extra: tuple[str, ...] = ()) -> list[tuple[str, str, st
                     "cluster",
                     "CREATE MATERIALIZED VIEW IF NOT EXISTS d.totals_local ON CLUSTER c "
                     f"ENGINE = ReplicatedSummingMergeTree({ZK % 'totals_local'}) PARTITION BY toYYYYMM(day) "
-                    "ORDER BY (day) AS SELECT toDate(ts) AS day, sum(n) AS n "
-                    "FROM d.clicks_in_local GROUP BY day",
+                    "ORDER BY (day) AS SELECT toDate(ts) AS day, sum(n) AS n, "
+                    "sum(cityHash64(click_id)) AS block_salt FROM d.clicks_in_local GROUP BY day",
                     "",
                     "",
                 ),
