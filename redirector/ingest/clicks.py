@@ -84,6 +84,7 @@ class ClickHandler:
         # writer waits for it before the insert (core/streams.py). One call at a time, in stream order.
         self._flagger = ThreadPoolExecutor(max_workers=1, thread_name_prefix="unique-clicks")
         self._flagging: Future | None = None
+        self._flagged_from = (0, 0)  # the stream id of the first entry of the batch last flagged
         names = ("code", "creator_id", "merchant_id", "dest_host", "inapp")
         # UTF-8 bytes, which clickhouse-driver writes a third cheaper than a str it must encode.
         self._utf8 = {name: Memo(str.encode, UTF8_MEMO_SIZE) for name in names}
@@ -116,11 +117,18 @@ class ClickHandler:
         # The previous batch's call first: a visitor's first click must be flagged before its later ones,
         # and after a failed call no later batch's call may run before the failed batch is read again.
         previous, self._flagging = self._flagging, None
-        if previous is not None:
-            previous.result()
-        self._flagging = self._flagger.submit(
-            self._unique_column, is_bot, code, ts_ms, ip_hash, user_agent, click_id
-        )
+        start = _stream_id(records[0].entry_id)
+        if previous is not None and previous.exception() is not None and start > self._flagged_from:
+            # A batch after the failed one: it gets the failed call as its flags. The writer raises that
+            # failure for the failed batch before this one is handed to it (core/streams.py `_store`
+            # settles first), so this batch is never written and the failure is counted once; raising it
+            # here too counted it twice.
+            flagging = previous
+        else:
+            flagging = self._flagging = self._flagger.submit(
+                self._unique_column, is_bot, code, ts_ms, ip_hash, user_agent, click_id
+            )
+            self._flagged_from = start
         return [
             _ids_utf8(len(click_id)).unpack("".join(click_id).encode()),
             list(map(floordiv, ts_ms, repeat(1000))),
@@ -132,7 +140,7 @@ class ClickHandler:
             is_head,
             is_bot,
             bot_reason,
-            self._flagging,  # is_unique
+            flagging,  # is_unique
             enricher.countries(_column(records, "country"), ip_prefix),
             device,
             browser,
@@ -158,3 +166,9 @@ class ClickHandler:
         people = list(map(not_, is_bot))
         flags = self._unique.first_in_hour(*(list(compress(c, people)) for c in columns), now_s)
         return scatter(flags, compress(range(len(is_bot)), people), len(is_bot))
+
+
+def _stream_id(entry_id: bytes) -> tuple[int, int]:
+    """A stream entry id (`<ms>-<seq>`) in the order Redis gives it."""
+    ms, _, seq = entry_id.partition(b"-")
+    return int(ms), int(seq or 0)

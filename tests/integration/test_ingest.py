@@ -183,6 +183,54 @@ def test_a_stopped_consumer_leaves_no_flag_thread(redis_client, keys, ids, ch, c
     assert [t for t in threading.enumerate() if t.name.startswith("unique-clicks") and t not in before] == []
 
 
+class _FlagCallLost(UniqueClicks):
+    """The unique-flag script call whose reply is lost once (the first call): a dropped connection."""
+
+    calls = 0
+
+    def first_in_hour(self, *args):
+        self.calls += 1
+        if self.calls == 1:
+            raise redis.ConnectionError("flag call lost")
+        return super().first_in_hour(*args)
+
+
+def test_a_failed_flag_call_is_counted_once_and_every_flag_is_right(
+    settings, redis_client, keys, ids, ch
+) -> None:
+    """The first batch's flag call fails while the next batch is being read: that failure is counted
+    once (the next batch's build raised it again, a second count), nothing is written twice, and each
+    visitor's first click on a link in an hour is the one flagged unique."""
+    fill(redis_client, keys, make_clicks(ids, 3_000, start_ms=int(time.time() * 1000) - HOUR_MS))
+    client = redis.Redis.from_url(settings.redis_url)
+    registry = CollectorRegistry()
+    metrics = StreamMetrics(registry)
+    config = ConsumerConfig(stream=keys.clicks, dead_stream=keys.clicks_dead, group=INGEST_GROUP,
+                            consumer="c1", batch_size=1_000, flush_interval_ms=200)  # fmt: skip
+    handler = ClickHandler(Enricher(), _FlagCallLost(client, keys))
+    try:
+        consumer = StreamConsumer(client, ch, handler, config, metrics)
+        consumer.ensure_group()
+        assert consumer.run(threading.Event(), once=True) is False  # ends at the error
+        handler = ClickHandler(Enricher(), UniqueClicks(client, keys))  # the first one was closed
+        consumer = StreamConsumer(client, ch, handler, config, metrics)
+        assert consumer.run(threading.Event(), once=True) is True
+    finally:
+        client.close()
+    errors = registry.get_sample_value(
+        "clicktrail_stream_errors_total", {"stream": "clicks", "kind": "redis"}
+    )
+    assert errors == 1
+    assert queries.click_count(ch) == 3_000
+    assert len(set(ch.execute(f"SELECT click_id FROM {ch.database}.clicks"))) == 3_000
+    wrong = ch.execute(
+        "SELECT count() FROM (SELECT argMin(is_unique, ts_ms) AS first, sum(is_unique) AS flagged "
+        f"FROM {ch.database}.clicks WHERE NOT is_bot "
+        "GROUP BY code, ip_hash, user_agent, toStartOfHour(ts)) WHERE first != 1 OR flagged != 1"
+    )
+    assert wrong == [(0,)]
+
+
 def test_unique_script_edges(redis_client, keys, ids) -> None:
     """The unique-click script on its own: first click wins within one call and across calls, a replayed
     click keeps its answer, a batch across an hour boundary keeps its order, and a call far larger than
