@@ -156,9 +156,6 @@ class Attributor:
             raise Busy("the attributor lock could not be replicated; try again")
 
     async def _run(self, now_ms: int, progress, stop: asyncio.Event | None) -> Summary:
-        # On a cluster, a ledger block an earlier run failed to insert is sent again, unchanged, before
-        # anything reads what is stored: read first, its rows would be booked again (core/cluster.py).
-        await asyncio.to_thread(self._backend.settle_failed_inserts)
         await self._announce_staged(now_ms)
         cursor = int(await self._redis.get(self._keys.attribution_cursor) or 0)
         new = await asyncio.to_thread(

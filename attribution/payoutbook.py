@@ -120,8 +120,6 @@ class PayoutBook:
             backend = self._backend()
 
             def link() -> dict[str, tuple[int, int]]:
-                # A ledger block that failed earlier is finished before the ledger is read (core/cluster.py).
-                backend.settle_failed_inserts()
                 with_by = queries.has_column(backend, "commissions", "attributed_by")
                 queries.link_payable(
                     backend,
@@ -232,9 +230,7 @@ class PayoutBook:
         if not rows:
             return
         orders = sorted({r.order_id for r in rows})
-        backend = self._backend()
-        await asyncio.to_thread(backend.settle_failed_inserts)  # before the read: see `_book`'s link
-        stored = await asyncio.to_thread(queries.payout_transfers, backend, merchant_id, orders)
+        stored = await asyncio.to_thread(queries.payout_transfers, self._backend(), merchant_id, orders)
         await self._insert(
             "commissions", CommissionRow, [r for r in rows if (r.order_id, r.entry_id) not in stored]
         )

@@ -13,14 +13,13 @@ not change.
   is dropped by ClickHouse's replicated block deduplication (the block's hash is kept in ZooKeeper for
   the shard), and so are the blocks its materialized views derive from it; the ingester's key check
   (core/streams.py) covers a retry whose block differs.
-- Clicks and the ledger go in through their entrances (`clicks_in_local`, `commissions_in_local`:
-  core/clusterddl.py ENTRANCES), whose views write the table and every rollup, each deduplicated on its
-  own: a block that failed part-way (ZooKeeper
-  lost after some targets stored their part, before the others did) is complete after the same block is
-  sent again, and no target has it twice. A block whose every attempt failed is kept and sent again,
-  unchanged, before the ingester's next key check and the attributor's next ledger read
-  (`settle_failed_inserts`) and before any other insert of the table: the key check alone would see its
-  clicks stored and skip them, leaving a rollup short.
+- Clicks go in through their entrance (`clicks_in_local`, core/clusterddl.py ENTRANCES), whose views
+  write `clicks_local` and every rollup, each deduplicated on its own: a block that failed part-way
+  (ZooKeeper lost after some targets stored their part, before the others did) is complete after the
+  same block is sent again, and no target has it twice. A block of the ingester's tables whose every
+  attempt failed is kept and sent again, unchanged, before the ingester's next key check
+  (`settle_failed_inserts`, KEPT_WHEN_FAILED) and before any other insert of the table: the key check
+  alone would see its clicks stored and skip them, leaving a rollup short.
 - A replica that loses ZooKeeper *while committing* a part may keep it though ZooKeeper never recorded
   it, and then reads the re-sent block's rows twice: core/orphanparts.py sets such parts aside.
 """
@@ -51,6 +50,13 @@ READ_SETTINGS = {"load_balancing": "in_order", "prefer_localhost_replica": 0, "i
 # every block.
 REPLICA_PENALTY_S = 10.0
 CONNECT_TIMEOUT_S = 2
+# The tables whose failed blocks are kept and sent again, unchanged, before the ingester's next key check
+# and before any other insert of the table: those the ingester writes, whose stream group keeps a failed
+# batch with the process that read it (core/streams.py). The key check alone can be fooled: a replica
+# that answered "Unknown status" shows the block's rows (core/orphanparts.py) until they are set aside,
+# and a clicks block stored part-way has its rows in `clicks` and not in every rollup. Not the ledger:
+# another attributor may book its orders meanwhile (core/clusterddl.py ENTRANCES).
+KEPT_WHEN_FAILED = frozenset({*ENTRANCES, "links", "order_events"})
 
 
 @dataclass(frozen=True)
@@ -94,6 +100,8 @@ class ClusterClickHouse:
         self._timeout_s = insert_timeout_s
         self._driver_errors = (errors.Error, OSError, EOFError)
         self._network_errors = (errors.NetworkError, errors.SocketTimeoutError, OSError, EOFError)
+        # Replicas that answered "Unknown status" (or lost the connection) to an insert, and their repair.
+        self.orphans = OrphanParts(self, self._network_errors)
         self._client_class = Client
         hosts = [f"{parts.hostname}:{parts.port or 9000}", *alt_hosts]
         self._entry = self._client(hosts)
@@ -105,7 +113,6 @@ class ClusterClickHouse:
         self._keys: dict[str, str | None] | None = None
         self._unfinished: list[_Unfinished] = []
         self._settle_lock = threading.Lock()
-        self.orphans = OrphanParts(self)  # replicas that answered "Unknown status", and their repair
 
     def _client(self, hosts: Sequence[str]) -> Any:
         host, _, port = hosts[0].rpartition(":")
@@ -155,7 +162,7 @@ class ClusterClickHouse:
         key = self.shard_keys().get(table)
         if key is None:
             raise ClickHouseError(f"{table} has no sharding key: only materialized views write it")
-        if table in ENTRANCES:
+        if table in KEPT_WHEN_FAILED:
             self.settle_failed_inserts()
         shards = self.shards()
         per_shard: list[list[int]] = [[] for _ in shards]
@@ -170,21 +177,24 @@ class ClusterClickHouse:
         return len(data[0])
 
     def settle_failed_inserts(self) -> None:
-        """Send again, as it was, every block of a table with an entrance whose insert failed in this
+        """Send again, as it was, every block of a table in KEPT_WHEN_FAILED whose insert failed in this
         process: each target takes its part if it missed it and drops it as a duplicate otherwise. Raises
-        while ClickHouse still refuses; the ingester calls this before its key check (core/streams.py), the
-        attributor and the payout book before they read the ledger."""
+        while ClickHouse still refuses; the ingester calls this before its key check (core/streams.py)."""
         with self._settle_lock:
             while self._unfinished:
                 block = self._unfinished[0]
                 self._on_shard(block.shard, self._insert_sql(block), block.block)
                 self._unfinished.pop(0)
+        # Also when no insert comes (an idle ingester): replicas in doubt are looked at (orphanparts.py).
+        if self.orphans.in_doubt or self.orphans.detached:  # (so the topology was read: an insert failed)
+            for shard in range(len(self.shards())):
+                self.orphans.shard_took_insert(shard)
 
     def _write_block(self, block: _Unfinished) -> None:
         try:
             self._on_shard(block.shard, self._insert_sql(block), block.block)
         except ClickHouseError:
-            if block.table in ENTRANCES:
+            if block.table in KEPT_WHEN_FAILED:
                 self._unfinished.append(block)
             raise
 

@@ -50,7 +50,10 @@ SHARD_KEYS = {
 # that failed between the table's part and a rollup's part (ZooKeeper lost) left that rollup short for
 # good. Views of a `Null` table are deduplicated each by its own part: the same block again gives every
 # target the part it missed and none twice. core/cluster.py inserts there and retries such blocks.
-ENTRANCES = {"clicks": "clicks_in", "commissions": "commissions_in"}
+# Not the ledger: a block kept after a failed insert lives in one process's memory, and another
+# attributor taking the lock meanwhile would book the same orders again under its own run (an entrance
+# without the kept block would re-book them too, with `commissions_daily` holding the failed block's part).
+ENTRANCES = {"clicks": "clicks_in"}
 # But a view's part is deduplicated by its *content*: two different blocks whose rollup rows happen to be
 # equal (one click each on the same link and day, say) made one part, and the second click was missing
 # from the rollup for good. So each view of an entrance also writes, into a column of its target's local
@@ -58,10 +61,8 @@ ENTRANCES = {"clicks": "clicks_in", "commissions": "commissions_in"}
 # gives the same sum (a retry is still dropped), another block another sum. The column is summed by merges
 # like the others and means nothing; readers never need it.
 SALT_COLUMN = "block_salt"
-# Per table with an entrance: a hash that tells its rows apart, within a block and between blocks (a
-# ledger row is one entry of one order booked by one run; two rows of one entry in one run differ only
-# in status or credit, and they are never in two blocks).
-SALTED_ROWS = {"clicks": "cityHash64(click_id)", "commissions": "cityHash64(order_id, entry_id, run_id)"}
+# Per table with an entrance: a hash that tells its rows apart, within a block and between blocks.
+SALTED_ROWS = {"clicks": "cityHash64(click_id)"}
 _ENTRANCE_NAMES = frozenset(name for e in ENTRANCES.values() for name in (e, e + "_mv"))
 _MERGE_TREES = frozenset(
     {
@@ -359,7 +360,9 @@ class Planner:
         salt: list[Step] = []
         source = re.search(rf"\b{re.escape(db)}\.(\w+)\b", match[5])  # the one table (see _select)
         if source and source[1] in ENTRANCES:  # see SALT_COLUMN
-            select = _salted(statement, select, SALTED_ROWS[source[1]])
+            select = _salted(
+                statement, select, SALTED_ROWS[source[1]], f"{db}.{local_name(ENTRANCES[source[1]])}"
+            )
             local = local_name(target)
             salt = [Step("shard", f"ALTER TABLE {db}.{local} ADD COLUMN {SALT_COLUMN} UInt64 DEFAULT 0",
                          local, SALT_COLUMN)]  # fmt: skip
@@ -385,7 +388,9 @@ class Planner:
         select = self._select(statement, as_select[1])
         source = re.search(rf"\b{re.escape(db)}\.(\w+)\b", as_select[1])  # the one table (see _select)
         if source and source[1] in ENTRANCES:  # see SALT_COLUMN: the view's own table gets the column
-            select = _salted(statement, select, SALTED_ROWS[source[1]])
+            select = _salted(
+                statement, select, SALTED_ROWS[source[1]], f"{db}.{local_name(ENTRANCES[source[1]])}"
+            )
         return [
             Step(
                 "cluster",
@@ -416,13 +421,14 @@ class Planner:
         ]
 
 
-def _salted(statement: str, select: str, row_hash: str) -> str:
-    """`select`, an aggregating view's SELECT, also giving SALT_COLUMN: the sum of its rows' hashes."""
+def _salted(statement: str, select: str, row_hash: str, feeder: str) -> str:
+    """`select`, an aggregating view's SELECT reading `feeder` (db.table), also giving SALT_COLUMN: the
+    sum of its rows' hashes, added before the FROM of that table (not a FROM inside an expression)."""
     # A view passing rows on needs no salt (distinct rows make distinct parts), but has no sum to add it to.
     if not re.search(r"\bGROUP\s+BY\b", select, re.I):
         raise UnknownShape(statement, "a view of a table with an entrance must aggregate (GROUP BY)")
-    source = re.search(r"\sFROM\b", select, re.I)
-    assert source is not None  # _select found the one table it reads
+    source = re.search(rf"\sFROM\s+{re.escape(feeder)}\b", select, re.I)
+    assert source is not None  # _select put the feeder there
     salt = f", sum({row_hash}) AS {SALT_COLUMN}"
     return select[: source.start()] + salt + select[source.start() :]
 

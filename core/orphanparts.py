@@ -10,14 +10,23 @@ it compares every replicated table of the database on that replica with the part
 A table with active parts ZooKeeper does not list (looked at twice, ORPHAN_RECHECK_S apart) is restarted
 on that replica (`SYSTEM RESTART REPLICA`), which moves them to `detached/` as `ignored_...`.
 
+Only what such a commit can leave is set aside: parts of level 0 (inserted, never merged) written since
+shortly before the answer. An insert that timed out on the client may have ended the same way on the
+server, so a network error on an insert puts its replica in doubt too; the check costs a few small
+queries when every part is known. A replica in doubt is looked at most once per RETRY_S (a dead one
+costs a connect timeout each time), after an insert on its shard or while the ingester is idle, and the
+work is done by one thread at a time (the others go on).
+
 A restart is a detach and an attach on the server. An attach refused (ZooKeeper lost again in between,
-or too many unknown parts: ORPHAN_ROWS_MAX_SHARE) leaves the table detached on that replica, so a table
-found missing after a failed restart is attached again (`ATTACH TABLE`, from its metadata on the node's
-disk), now and after each later insert on its shard until that works. docs/cluster.md has the story."""
+or too many unknown parts: ORPHAN_ROWS_MAX_SHARE) leaves the table detached on that replica, so every
+table is noted before its restart and kept noted until it is seen attached; a missing one is attached
+again (`ATTACH TABLE`, from its metadata on the node's disk) after each later insert on its shard until
+that works. docs/cluster.md has the story."""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -38,41 +47,67 @@ ORPHAN_RECHECK_S = 0.5
 # `replicated_max_ratio_of_wrong_parts` (0.5) of its rows: stay well below and leave a larger share to
 # ClickHouse's own part check.
 ORPHAN_ROWS_MAX_SHARE = 0.4
+# A replica in doubt is looked at no more often than this (each failure is logged once per look).
+RETRY_S = 10.0
+# Parts written this long before the failed insert's answer may still be its own (server and client clocks).
+WRITTEN_MARGIN_S = 60
 
 
 class OrphanParts:
-    """The replicas in doubt of one cluster backend, and the tables a failed restart left detached."""
+    """The replicas in doubt of one cluster backend, and the tables a restart may have left detached."""
 
-    def __init__(self, backend: ClusterClickHouse) -> None:
+    def __init__(self, backend: ClusterClickHouse, network_errors: tuple[type[BaseException], ...]) -> None:
         self._backend = backend
-        self.in_doubt: set[Replica] = set()
+        self._network_errors = network_errors
+        self.in_doubt: dict[Replica, float] = {}  # replica -> when (unix s) its first doubtful answer came
         self.detached: set[tuple[Replica, str]] = set()
+        self._next_look: dict[Replica, float] = {}
+        self._lock = threading.Lock()
 
     def answered(self, replica: Replica, exc: ClickHouseError) -> None:
         """An insert on `replica` failed with `exc`: remember the replica if the part may be there."""
-        if getattr(exc.__cause__, "code", None) == UNKNOWN_STATUS_OF_INSERT:
-            self.in_doubt.add(replica)
+        cause = exc.__cause__
+        unknown = getattr(cause, "code", None) == UNKNOWN_STATUS_OF_INSERT
+        if unknown or isinstance(cause, self._network_errors):
+            self.in_doubt.setdefault(replica, time.time())  # one dict step: no lock needed
 
     def shard_took_insert(self, shard: int) -> None:
-        """ZooKeeper answers for `shard` again: attach what a failed restart left detached, then set aside
-        the unknown parts of its replicas in doubt. What fails is tried again after the next insert."""
-        for replica, table in [d for d in self.detached if d[0].shard == shard]:
-            try:
-                self._attach(replica, table)
-            except ClickHouseError:
-                continue
-        for replica in [r for r in self.in_doubt if r.shard == shard]:
-            try:
-                self.drop(replica)
-            except ClickHouseError:
-                continue
-            self.in_doubt.discard(replica)
+        """ZooKeeper answers for `shard` again (an insert went in, or the ingester is idle): attach what a
+        failed restart left detached, then set aside the unknown parts of its replicas in doubt. Replicas
+        looked at less than RETRY_S ago wait; so does this call while another thread works."""
+        if not (self.in_doubt or self.detached) or not self._lock.acquire(blocking=False):
+            return
+        try:
+            now = time.monotonic()
+            # Copies first (other threads may add to them); then the replicas due a look.
+            replicas = list(self.in_doubt) + [d[0] for d in list(self.detached)]
+            due = {
+                r for r in replicas
+                if r.shard == shard and self._next_look.get(r, 0.0) <= now
+            }  # fmt: skip
+            for replica in due:
+                self._next_look[replica] = now + RETRY_S
+                self._look(replica)
+        finally:
+            self._lock.release()
 
-    def drop(self, replica: Replica) -> dict[str, list[str]]:
-        """Set aside, on `replica`, the active parts of the database's replicated tables that ZooKeeper
-        does not list for it, by restarting each such table there. Returns the parts set aside, per
-        table; a table whose unknown parts hold more than ORPHAN_ROWS_MAX_SHARE of its rows is left to
-        ClickHouse's own check (logged)."""
+    def _look(self, replica: Replica) -> None:
+        try:
+            for _, table in [d for d in self.detached if d[0] == replica]:
+                self._attach(replica, table)
+            since_s = self.in_doubt.get(replica)
+            if since_s is not None:
+                self.drop(replica, since_s=since_s)
+                self.in_doubt.pop(replica, None)
+        except ClickHouseError as exc:
+            log.warning("%s: parts unknown to ZooKeeper not checked yet (again in %.0f s): %s",
+                        replica.address, RETRY_S, str(exc)[:300])  # fmt: skip
+
+    def drop(self, replica: Replica, since_s: float = 0.0) -> dict[str, list[str]]:
+        """Set aside, on `replica`, the active parts of level 0 written since `since_s` (unix s, less
+        WRITTEN_MARGIN_S) of the database's replicated tables that ZooKeeper does not list for it, by
+        restarting each such table there. Returns the parts set aside, per table; a table whose unknown
+        parts hold more than ORPHAN_ROWS_MAX_SHARE of its rows is left to ClickHouse's own check (logged)."""
         db = self._backend.database
         tables = self._backend.execute_on(
             replica,
@@ -82,11 +117,12 @@ class OrphanParts:
         dropped: dict[str, list[str]] = {}
         for table, zookeeper_path, replica_name in tables:
             listed = f"{zookeeper_path}/replicas/{replica_name}/parts"
-            orphans = self._unlisted(replica, table, listed)
+            after_s = int(since_s - WRITTEN_MARGIN_S)
+            orphans = self._unlisted(replica, table, listed, after_s)
             if not orphans:
                 continue
             time.sleep(ORPHAN_RECHECK_S)
-            again = self._unlisted(replica, table, listed)
+            again = self._unlisted(replica, table, listed, after_s)
             orphans = {name: rows for name, rows in orphans.items() if name in again}
             if not orphans:
                 continue
@@ -108,15 +144,16 @@ class OrphanParts:
         return dropped
 
     def _restart(self, replica: Replica, table: str) -> None:
+        # Noted first: if the restart fails between its detach and its attach, even the check of whether
+        # the table is there may fail with it, and the table must not be forgotten.
+        self.detached.add((replica, table))
         try:
             self._backend.execute_on(replica, f"SYSTEM RESTART REPLICA {self._backend.database}.{table}")
-        except ClickHouseError:
-            if not self._exists(replica, table):  # detached, not attached again
-                self.detached.add((replica, table))
-                self._attach(replica, table)
-            raise
+        finally:
+            self._attach(replica, table)
 
     def _attach(self, replica: Replica, table: str) -> None:
+        """Attach `table` on `replica` if it is not there; forget it once it is seen attached."""
         db = self._backend.database
         if not self._exists(replica, table):
             self._backend.execute_on(replica, f"ATTACH TABLE {db}.{table}")
@@ -131,13 +168,15 @@ class OrphanParts:
         )
         return bool(int(rows[0][0]))
 
-    def _unlisted(self, replica: Replica, table: str, listed_path: str) -> dict[str, int]:
-        """Active parts of `table` on `replica` (name: rows) that its ZooKeeper parts list lacks."""
+    def _unlisted(self, replica: Replica, table: str, listed_path: str, after_s: int) -> dict[str, int]:
+        """Active parts of level 0 of `table` on `replica` written at or after `after_s` (name: rows) that
+        its ZooKeeper parts list lacks."""
         db = self._backend.database
         local = self._backend.execute_on(
             replica,
-            "SELECT name, rows FROM system.parts WHERE database = %(db)s AND table = %(t)s AND active",
-            {"db": db, "t": table},
+            "SELECT name, rows FROM system.parts WHERE database = %(db)s AND table = %(t)s AND active "
+            "AND level = 0 AND toUInt32(modification_time) >= %(after)s",
+            {"db": db, "t": table, "after": max(0, after_s)},
         )
         if not local:
             return {}

@@ -199,6 +199,8 @@ class StreamConsumer:
         batch = self._read_recovered() or self._read_fresh(block_ms)
         if batch is None:
             self._settle()
+            # Idle: finish what a failed insert left (a cluster's kept blocks and replicas in doubt).
+            self._backend.settle_failed_inserts()
             # The writer may have handed its batch back (lease): that is work left, not idleness.
             return 1 if self._own_pending else 0
         if batch.entry_ids:

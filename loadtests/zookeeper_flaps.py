@@ -4,14 +4,15 @@ on the private cluster of clickhouse_cluster_faults.py.
 
 A one-long outage (`zookeeper_stop`) mostly finds the tables read-only before an insert begins; short
 outages timed to strike while inserts commit reach the two states that only a commit cut by ZooKeeper
-leaves: a part kept on one replica that ZooKeeper never recorded ("Unknown status", core/cluster.py
-`drop_orphan_parts`), and retried blocks whose rollup rows repeat another block's (core/clusterddl.py
+leaves: a part kept on one replica that ZooKeeper never recorded ("Unknown status",
+core/orphanparts.py), and retried blocks whose rollup rows repeat another block's (core/clusterddl.py
 `SALT_COLUMN`). This run found both. Checks: every row a writer saw stored is stored once, both replicas
 of each shard agree, every rollup equals the raw clicks; figures: the 319 answers the servers logged and
 the parts set aside."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import random
@@ -38,6 +39,8 @@ DOWN_S = 1.0
 # Bounds: no flap waits longer than this for the tables to take inserts again, no writer retries longer.
 PROGRESS_WAIT_S = 90
 WRITER_GIVE_UP_S = 300
+# After the last block, a writer settles its replicas in doubt for at most this long.
+SETTLE_WAIT_S = 45
 DAY_MS = 1_764_201_600_000  # the rows' day (any: one partition)
 
 
@@ -52,10 +55,10 @@ def zookeeper_flaps(run: Run) -> Verdict:
     admin = ClusterClickHouse(url, CLUSTER, alt_hosts=alt, insert_timeout_s=120)
     warnings = _CountedWarnings()
     logging.getLogger("core.cluster").addHandler(warnings)
+    writers = _Writers(url, alt)
     try:
         migrate(admin, log=lambda _line: None)
         logged_before = _unknown_status_logged()
-        writers = _Writers(url, alt)
         writers.start()
         for _ in range(flaps):
             mark = writers.stored_count()
@@ -76,6 +79,7 @@ def zookeeper_flaps(run: Run) -> Verdict:
         verdict.figures["orphan_parts_set_aside"] = warnings.set_aside
         verdict.figures["flaps"] = flaps
     finally:
+        writers.stop()  # (again: if a flap failed, the writers must not outlive the scenario)
         logging.getLogger("core.cluster").removeHandler(warnings)
         admin.close()
         nodes.stop()
@@ -123,7 +127,8 @@ class _Writers:
     def stop(self) -> list[str]:
         self._halt.set()
         for thread in self._threads:
-            thread.join(WRITER_GIVE_UP_S)
+            if thread.is_alive():
+                thread.join(WRITER_GIVE_UP_S)
         return [t.name for t in self._threads if t.is_alive()]
 
     def _write(self, n: int) -> None:
@@ -146,6 +151,12 @@ class _Writers:
                 given_up_at = None
                 with self._lock:
                     self.stored.extend(row.click_id for row in rows)
+            # As an idle ingester does: finish what a failed insert left (replicas in doubt), bounded.
+            deadline = time.monotonic() + SETTLE_WAIT_S
+            while (backend.orphans.in_doubt or backend.orphans.detached) and time.monotonic() < deadline:
+                with contextlib.suppress(ClickHouseError):
+                    backend.settle_failed_inserts()
+                time.sleep(1.0)
         finally:
             backend.close()
 

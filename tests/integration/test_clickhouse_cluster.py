@@ -5,7 +5,6 @@ and queries fail over, the whole path from link to earnings runs on the cluster,
 
 from __future__ import annotations
 
-import asyncio
 import re
 import threading
 import time
@@ -15,7 +14,6 @@ from urllib.parse import urlsplit
 
 import pytest
 import redis
-import redis.asyncio
 from prometheus_client import CollectorRegistry
 
 from core import queries
@@ -312,50 +310,3 @@ def test_a_block_that_failed_part_way_is_finished_in_every_rollup(
     for table in ("clicks", "clicks_variants_daily", *ROLLUPS):
         sync(cluster, table)
     assert_exact(cluster, clicks)
-
-
-def test_a_ledger_block_cut_part_way_is_finished_and_booked_once(
-    cluster: ClusterClickHouse, ch_cluster_settings
-) -> None:
-    """The ledger goes in through its entrance too. A view that throws on the order stands where ZooKeeper
-    would be lost: after `commissions_daily` stored its part (views run in the order of their names),
-    before `commissions_in_mv` wrote the ledger. The next run sends the kept block again before it reads
-    the ledger: read first, it would find nothing stored and book the order a second time."""
-    from attribution.attributor import Attributor
-    from tests.integration.attributionhelp import add_merchant, deliver, ingest_orders, insert_clicks
-
-    hour, day = 3_600_000, 86_400_000
-    t0 = int(time.time() * 1000) - 2 * day
-    db, on = cluster.database, f"ON CLUSTER {CLUSTER_NAME}"
-    keys = Keys(ch_cluster_settings.redis_prefix)
-    ids = ClickIds(ch_cluster_settings.secret_bytes)
-    click_id = ids.new(t0)
-
-    async def scenario() -> None:
-        r = redis.asyncio.Redis.from_url(ch_cluster_settings.redis_url)
-        try:
-            await add_merchant(r, keys, "m1", ["shop.m1.example"], t0 - day)
-            insert_clicks(cluster, [(click_id, t0, "alice", "m1", "shop.m1.example", 0, 0)])
-            items = [("S", "", 1000, 3)]
-            await deliver(r, keys, "m1", "w1", "order.created", "A-1", click_id, t0 + hour, items)
-            await asyncio.to_thread(ingest_orders, ch_cluster_settings.redis_url, keys, cluster)
-            cluster.execute(f"CREATE TABLE {db}.fault_local {on} (x UInt8) ENGINE = Null()")
-            cluster.execute(
-                f"CREATE MATERIALIZED VIEW {db}.commissions_fault_mv {on} TO {db}.fault_local AS "
-                f"SELECT throwIf(order_id = 'A-1') AS x FROM {db}.commissions_in_local"
-            )
-            with pytest.raises(Exception, match="no replica"):
-                await Attributor(r, keys, cluster, ids).run_once(now_ms=t0 + 2 * hour)
-            cluster.execute(f"DROP TABLE {db}.commissions_fault_mv {on}")
-            await r.delete(keys.attribution_lock)  # held a while after a failed run
-            await Attributor(r, keys, cluster, ids).run_once(now_ms=t0 + 2 * hour)
-        finally:
-            await r.aclose()
-
-    asyncio.run(scenario())
-    ledger = cluster.execute(
-        f"SELECT entry_id, sum(amount_minor), count() FROM {db}.commissions GROUP BY entry_id"
-    )
-    assert [tuple(row) for row in ledger] == [("acc:0", 240, 1)]  # 1000 x 3 x 8 % (the default), once
-    daily = cluster.execute(f"SELECT sum(amount_minor) FROM {db}.commissions_daily")
-    assert int(daily[0][0]) == 240

@@ -137,3 +137,31 @@ def test_a_table_a_failed_restart_left_detached_is_attached_again(cluster: Clust
     schema.insert_clicks(cluster, schema.SAMPLE)
     assert count(cluster, first, "orphans_detached") == 5
     assert not cluster.orphans.detached
+
+
+def test_a_failed_block_of_an_ingester_table_is_kept_and_sent_again(cluster: ClusterClickHouse) -> None:
+    """Every replica of the shard answers 319 to a block of `links` (an ingester table, no entrance): the
+    block is kept and sent again, unchanged, by the settle that precedes the ingester's key check. The
+    key check alone could find its rows on the replica that kept them and skip them, and that part is
+    then set aside: the rows lost."""
+    from core.rows import LinkRow
+
+    real_execute_on = cluster.execute_on
+    refused: list[str] = []
+
+    def execute_on(replica: Replica, sql: str, params=None, columnar: bool = False):
+        if sql.startswith("INSERT") and "links" in sql and len(refused) < len(cluster.shards()[0]):
+            refused.append(replica.address)
+            server = errors.ServerException("DB::Exception: Unknown status, client must retry.", code=319)
+            raise ClickHouseError(str(server)) from server
+        return real_execute_on(replica, sql, params, columnar=columnar)
+
+    cluster.execute_on = execute_on  # type: ignore[method-assign]
+    row = LinkRow("kept001", "https://shop.example/p", "cr1", "m1", "shop.example", 1, 1_000, 0, 1_000, "")
+    columns = LinkRow.columns()
+    with pytest.raises(ClickHouseError, match="no replica"):
+        cluster.insert("links", columns, [[getattr(row, c)] for c in columns])
+    assert len(refused) == len(cluster.shards()[0])
+    cluster.settle_failed_inserts()
+    stored = cluster.execute(f"SELECT count() FROM {cluster.database}.links WHERE code = 'kept001'")
+    assert stored == [(1,)]

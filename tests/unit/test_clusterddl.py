@@ -262,6 +262,15 @@ def test_unknown_shapes_are_refused_by_name(statement: str, why: str) -> None:
     assert norm(statement)[:40] in str(info.value)
 
 
+def test_the_salt_goes_before_the_from_of_the_table_not_one_in_an_expression() -> None:
+    view = (
+        "CREATE MATERIALIZED VIEW IF NOT EXISTS d.hourly_mv TO d.daily AS SELECT toDate(ts) AS day, "
+        "count() AS n, EXTRACT(HOUR FROM ts) AS h FROM d.clicks GROUP BY day, h"
+    )
+    (_, _, _, _), (_, sql, _, _) = plan(view)
+    assert "EXTRACT(HOUR FROM ts) AS h, sum(cityHash64(click_id)) AS block_salt FROM d.clicks_in_local" in sql
+
+
 def test_a_table_without_a_usable_key_is_refused() -> None:
     bad = (
         "CREATE TABLE IF NOT EXISTS d.odd (at DateTime, v Float64) ENGINE = MergeTree() ORDER BY (toDate(at))"
