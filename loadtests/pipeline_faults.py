@@ -204,6 +204,10 @@ def ingester_kill(run: Run) -> Verdict:
     return verdict
 
 
+# How long a killed worker's replacement may take to appear.
+REPLACE_WAIT_S = 15
+
+
 def worker_kill(run: Run) -> Verdict:
     """`serve --workers 2` under load; one worker SIGKILLed: every click whose 302 reached the client is
     stored exactly once (a click recorded by the dying worker but never answered may be stored too)."""
@@ -225,6 +229,10 @@ def worker_kill(run: Run) -> Verdict:
             return stats, victim
 
         stats, victim = run_async(main())
+        # The supervisor notices a dead worker within a second; on a loaded machine give it a bounded while
+        # (a snapshot right after the load read one worker in a CI run, the new one not spawned yet).
+        with contextlib.suppress(RuntimeError):
+            _wait_workers(system, 2, timeout_s=REPLACE_WAIT_S)
         workers_after = system.worker_pids()
         verdict.figures.update(
             workers_before=workers_before, killed=victim, workers_after=workers_after, load=stats.summary()
