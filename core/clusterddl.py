@@ -352,17 +352,23 @@ class Planner:
         feeder = local_name(ENTRANCES.get(source, source))
         return re.sub(rf"\b{re.escape(self.database)}\.{source}\b", f"{self.database}.{feeder}", select)
 
+    def _view_select(self, statement: str, select: str) -> tuple[str, bool]:
+        """A view's SELECT on the cluster (`_select`) and whether it was salted: a view of a table with an
+        entrance also writes SALT_COLUMN."""
+        source = re.search(rf"\b{re.escape(self.database)}\.(\w+)\b", select)  # the one table
+        rewritten = self._select(statement, select)
+        if not (source and source[1] in ENTRANCES):
+            return rewritten, False
+        feeder = f"{self.database}.{local_name(ENTRANCES[source[1]])}"
+        return _salted(statement, rewritten, SALTED_ROWS[source[1]], feeder), True
+
     def _view_to(self, statement: str, match: re.Match) -> list[Step]:
         db, view, target = self.database, match[2], match[4]
         if self.catalog.kinds.get(target) != "table":
             raise UnknownShape(statement, f"view target {target} is not a table created by a migration")
-        select = self._select(statement, match[5])
+        select, salted = self._view_select(statement, match[5])
         salt: list[Step] = []
-        source = re.search(rf"\b{re.escape(db)}\.(\w+)\b", match[5])  # the one table (see _select)
-        if source and source[1] in ENTRANCES:  # see SALT_COLUMN
-            select = _salted(
-                statement, select, SALTED_ROWS[source[1]], f"{db}.{local_name(ENTRANCES[source[1]])}"
-            )
+        if salted:  # the target's local table needs the column (a view with storage gets it from its SELECT)
             local = local_name(target)
             salt = [Step("shard", f"ALTER TABLE {db}.{local} ADD COLUMN {SALT_COLUMN} UInt64 DEFAULT 0",
                          local, SALT_COLUMN)]  # fmt: skip
@@ -385,12 +391,7 @@ class Planner:
         if not as_select:
             raise UnknownShape(statement, "no AS SELECT after the engine")
         rest = _clauses(statement, tail[: as_select.start()])
-        select = self._select(statement, as_select[1])
-        source = re.search(rf"\b{re.escape(db)}\.(\w+)\b", as_select[1])  # the one table (see _select)
-        if source and source[1] in ENTRANCES:  # see SALT_COLUMN: the view's own table gets the column
-            select = _salted(
-                statement, select, SALTED_ROWS[source[1]], f"{db}.{local_name(ENTRANCES[source[1]])}"
-            )
+        select, _ = self._view_select(statement, as_select[1])
         return [
             Step(
                 "cluster",
