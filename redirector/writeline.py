@@ -97,6 +97,7 @@ class WriteLine:
         self._connect_timeout_s = connect_timeout_s or timeout_s
         self._line: _Line | None = None
         self._connecting: asyncio.Lock | None = None
+        self._closed = False
 
     @classmethod
     def of(cls, client: Any) -> WriteLine | None:
@@ -125,6 +126,7 @@ class WriteLine:
         return await self._call((b"EVALSHA", sha, len(keys), *keys, *args))
 
     def close(self) -> None:
+        self._closed = True
         if self._line is not None:
             self._line.fail(RedisConnectionError("closed"))
             self._line = None
@@ -152,6 +154,8 @@ class WriteLine:
     async def _connect(self) -> _Line:
         if self._connecting is None:
             self._connecting = asyncio.Lock()
+        if self._closed:
+            raise RedisConnectionError("the write line is closed")
         async with self._connecting:  # two calls at once (commit and replay) open one connection
             line = self._line
             if line is not None and line.transport is not None:
@@ -171,5 +175,8 @@ class WriteLine:
             except Exception:
                 line.fail(RedisConnectionError("closed"))
                 raise
+            if self._closed:  # closed while it connected: the connection must not outlive the close
+                line.fail(RedisConnectionError("closed"))
+                raise RedisConnectionError("the write line is closed")
             self._line = line
             return line

@@ -126,3 +126,28 @@ def test_the_recorder_stores_every_click_after_redis_lost_its_scripts(private_re
         await admin.aclose()
 
     asyncio.run(scenario())
+
+
+def test_a_line_closed_while_it_connects_keeps_no_connection(private_redis) -> None:
+    async def scenario():
+        client = redis.asyncio.Redis(port=private_redis.port)
+        sha = await client.script_load(ECHO)
+        before = {c["id"] for c in await client.client_list()}
+        line = WriteLine.of(client)
+        call = asyncio.ensure_future(line.evalsha(sha, ["k"], ["a", 1]))
+        await asyncio.sleep(0)  # the call is connecting
+        line.close()
+        with pytest.raises(RedisConnectionError):
+            await call
+        assert line._line is None
+        with pytest.raises(RedisConnectionError):
+            await line.evalsha(sha, ["k"], ["a", 1])
+        for _ in range(50):  # the server sees the aborted connection go on its next loop turn
+            clients = [c for c in await client.client_list() if c["id"] not in before]
+            if not clients:
+                break
+            await asyncio.sleep(0.02)
+        assert clients == [], [(c["id"], c["cmd"], c["age"]) for c in clients]
+        await client.aclose()
+
+    asyncio.run(scenario())
