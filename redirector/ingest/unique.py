@@ -220,6 +220,9 @@ def scatter(values: Sequence[int], indexes: Iterable[int], count: int) -> list[i
     """A list of `count` zeros with `values[k]` at `indexes[k]`, set in one C-level pass (consumed by a
     zero-length deque), not a Python loop per value."""
     out = [0] * count
+    indexes = list(indexes)
+    if len(indexes) != len(values):  # map() would stop at the shorter one without a word
+        raise ValueError(f"scatter: {len(values)} values for {len(indexes)} places")
     deque(map(out.__setitem__, indexes, values), maxlen=0)
     return out
 

@@ -21,3 +21,9 @@ from redirector.ingest.unique import scatter
 )
 def test_scatter(values: list[int], indexes, count: int, expected: list[int]) -> None:
     assert scatter(values, indexes, count) == expected
+
+
+@pytest.mark.parametrize(("values", "indexes"), [([1, 0], [0]), ([1], [0, 2]), ([1], iter([]))])
+def test_values_and_places_of_different_lengths_are_refused(values: list[int], indexes) -> None:
+    with pytest.raises(ValueError, match="scatter"):
+        scatter(values, indexes, 3)
