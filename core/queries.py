@@ -766,10 +766,11 @@ def payout_transfers(backend: Backend, merchant_id: str, order_ids: Sequence[str
 
 
 def payout_lines(backend: Backend, merchant_id: str, payout_id: str) -> list[PayoutLineRow]:
-    """The ledger rows one payout pays (its sign +1 lines), by order and entry."""
+    """The ledger rows one payout pays (its sign +1 lines), by order and entry (and by amount: a credit
+    moved between two clicks books two rows of one line key, -P and +P)."""
     rows = backend.execute(
         f"SELECT {_select(PayoutLineRow)} FROM {backend.database}.payout_lines "
-        f"WHERE merchant_id = %(m)s AND payout_id = %(p)s AND sign = 1 ORDER BY {_LINE_KEY}",
+        f"WHERE merchant_id = %(m)s AND payout_id = %(p)s AND sign = 1 ORDER BY {_LINE_KEY}, amount_minor",
         {"m": merchant_id, "p": payout_id},
     )
     return [PayoutLineRow.read(row) for row in rows]
