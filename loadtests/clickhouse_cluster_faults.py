@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from clickhouse_driver import Client
+from clickhouse_driver.errors import ServerException
 
 from core.cluster import READ_SETTINGS
 from loadtests.common import WARMUP_S, Run, check_answers, drain_and_count, load, run_async
@@ -42,6 +43,10 @@ KILLED_NODE = 1  # shard 1, replica r1: first in remote_servers order, so insert
 # a short timeout lets the smoke run drain within its seconds.
 SMOKE_ENV = {"CLICKTRAIL_CLICKHOUSE_INSERT_TIMEOUT_S": "2"}
 SAMPLE_EVERY_S = 0.5
+# ClickHouse answers while a replica has no live ZooKeeper session: KEEPER_EXCEPTION, NO_ZOOKEEPER,
+# TABLE_IS_READ_ONLY; a catch-up retries them for at most SYNC_WAIT_S.
+ZOOKEEPER_CODES = frozenset({999, 225, 242})
+SYNC_WAIT_S = 60
 
 
 def _script(*args: str) -> None:
@@ -88,7 +93,7 @@ class ClusterNodes:
             for port in shard:
                 client = Client("127.0.0.1", port=port, database=DATABASE)
                 try:
-                    client.execute("SYSTEM SYNC REPLICA clicks_local")
+                    sync_replica(client, "clicks_local")
                     row.append(int(client.execute("SELECT count() FROM clicks_local")[0][0]))
                 finally:
                     client.disconnect()
@@ -111,6 +116,21 @@ class ClusterNodes:
         finally:
             client.disconnect()
         return len(set(totals.values())) == 1, totals
+
+
+def sync_replica(client: Client, table: str, wait_s: float = SYNC_WAIT_S, pause_s: float = 0.5) -> None:
+    """SYSTEM SYNC REPLICA, again while the replica has no ZooKeeper session yet: right after ZooKeeper
+    came back, 18.16 answers with the expired session (Code 999 "Session expired") or read-only until its
+    restarting thread opens a new one, a few seconds later."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            client.execute(f"SYSTEM SYNC REPLICA {table}")
+            return
+        except ServerException as exc:
+            if exc.code not in ZOOKEEPER_CODES or time.monotonic() > deadline:
+                raise
+            time.sleep(pause_s)
 
 
 def _system(run: Run) -> tuple[System, ClusterNodes]:
