@@ -131,9 +131,13 @@ async def attribute(url: str, keys: Keys, backend: NativeClickHouse, ids: ClickI
     codes = CodeStore(r, keys)
     for n in range(CODES):
         await codes.put("m1", f"CODE{n}", f"creator{n * 7 % 20000}", 500 if n % 2 else None, T0_MS - DAY_MS)
+    attributor = Attributor(r, keys, backend, ids)
+    stages = Stages(attributor)
     started = time.perf_counter()
-    summary = await Attributor(r, keys, backend, ids).run_once(now_ms=T0_MS + SPAN_DAYS * DAY_MS)
+    cpu_started = time.process_time()
+    summary = await attributor.run_once(now_ms=T0_MS + SPAN_DAYS * DAY_MS)
     elapsed = time.perf_counter() - started
+    stages.done(elapsed, time.process_time() - cpu_started)
     rerun_started = time.perf_counter()
     rerun = await Attributor(r, keys, backend, ids).run_once(now_ms=T0_MS + SPAN_DAYS * DAY_MS)
     rerun_s = time.perf_counter() - rerun_started
@@ -144,7 +148,78 @@ async def attribute(url: str, keys: Keys, backend: NativeClickHouse, ids: ClickI
         f"SELECT uniqExact(order_id) FROM {backend.database}.commissions WHERE attributed_by = 'code'"
     )[0][0]
     print(f"rerun (nothing to append): {rerun_s:.2f} s; credited by code: {int(by_code):,} orders")
-    return elapsed, summary.orders
+    return elapsed, summary.orders, stages.figures()
+
+
+class Stages:
+    """Wall and CPU seconds (this process, every thread: the driver decodes in the query threads) of each
+    step of one attributor run, found by wrapping the attributor's own steps on this one instance. The
+    steps run one after another, so their process CPU does not overlap; wall minus CPU is the wait for
+    ClickHouse and Redis. `rest` is the run minus the steps (new orders, terms, cursor)."""
+
+    STEPS = (
+        ("events", "read the orders' events", "_events"),
+        ("stored", "read the stored ledger", "_stored"),
+        ("lookup", "clicks and review verdicts", "_lookup"),
+        ("book", "ledger rules (pure)", "_book"),
+        ("write", "events built, staged, inserted, emitted", "_write"),
+    )
+    INNER = (
+        ("insert", "the commissions insert", "_backend", "insert"),
+        ("outbox", "Redis: stage, emit, unstage", "_outbox", "stage"),
+        ("outbox", "", "_outbox", "emit"),
+        ("outbox", "", "_outbox", "unstage"),
+    )
+
+    def __init__(self, attributor: Attributor) -> None:
+        self.wall: dict[str, float] = {}
+        self.cpu: dict[str, float] = {}
+        for name, _, method in self.STEPS:
+            self._wrap(attributor, method, name)
+        for name, _, owner, method in self.INNER:
+            self._wrap(getattr(attributor, owner), method, name)
+
+    def _wrap(self, owner: object, method: str, name: str) -> None:
+        inner = getattr(owner, method)
+        self.wall.setdefault(name, 0.0)
+        self.cpu.setdefault(name, 0.0)
+
+        def add(wall0: float, cpu0: float) -> None:
+            self.wall[name] += time.perf_counter() - wall0
+            self.cpu[name] += time.process_time() - cpu0
+
+        if asyncio.iscoroutinefunction(inner):
+
+            async def timed_async(*args, **kwargs):
+                wall0, cpu0 = time.perf_counter(), time.process_time()
+                try:
+                    return await inner(*args, **kwargs)
+                finally:
+                    add(wall0, cpu0)
+
+            setattr(owner, method, timed_async)
+        else:
+
+            def timed(*args, **kwargs):
+                wall0, cpu0 = time.perf_counter(), time.process_time()
+                try:
+                    return inner(*args, **kwargs)
+                finally:
+                    add(wall0, cpu0)
+
+            setattr(owner, method, timed)
+
+    def done(self, wall_s: float, cpu_s: float) -> None:
+        steps = [name for name, _, _ in self.STEPS]
+        self.wall["rest"] = wall_s - sum(self.wall[n] for n in steps)
+        self.cpu["rest"] = cpu_s - sum(self.cpu[n] for n in steps)
+        # write's own share: the commission events built and encoded (insert and outbox are inside it).
+        for table in (self.wall, self.cpu):
+            table["write"] -= table["insert"] + table["outbox"]
+        self.wall["run"], self.cpu["run"] = wall_s, cpu_s
+
+    def figures(self) -> dict[str, dict[str, float]]:
+        return {n: {"wall_s": round(self.wall[n], 3), "cpu_s": round(self.cpu[n], 3)} for n in self.wall}
 
 
 def run(
@@ -171,7 +246,7 @@ def run(
         load_s = time.perf_counter() - started
         log(f"loaded {clicks:,} clicks, {orders:,} orders in {load_s:.1f} s")
         join_s = bare_join_s(backend)
-        elapsed, attributed = asyncio.run(attribute(redis_url, keys, backend, ids))
+        elapsed, attributed, stages = asyncio.run(attribute(redis_url, keys, backend, ids))
     finally:
         cleanup = NativeClickHouse(clickhouse_url)  # a fresh connection: the old one may be mid-query
         cleanup.execute(f"DROP DATABASE IF EXISTS {backend.database}")
@@ -190,6 +265,7 @@ def run(
         "attributor_s": round(elapsed, 3),
         "orders_per_s": round(attributed / elapsed),
         "ratio_to_bare_join": round(elapsed / join_s, 1),
+        "stages": stages,
     }
 
 
@@ -206,6 +282,8 @@ def main() -> None:
         f"bare join: {figures['bare_join_s']:.2f} s; attributor: {figures['attributor_s']:.2f} s = "
         f"{figures['orders_per_s']:,} orders/s = {figures['ratio_to_bare_join']:.1f} x the bare join"
     )
+    for name, t in figures["stages"].items():
+        print(f"  {name:<8} wall {t['wall_s']:7.2f} s  cpu {t['cpu_s']:7.2f} s")
 
 
 if __name__ == "__main__":

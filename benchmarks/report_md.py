@@ -391,7 +391,30 @@ def _growth_section(result: dict, img) -> list[str]:
                 f"{r['bare_join_s']} | {r['attributor_s']} | {r['orders_per_s']:,} | "
                 f"{r['ratio_to_bare_join']} |"
             )
+        lines += _attribution_stages(result["attribution"]["runs"])
     return [*lines, "", _stated(result)]
+
+
+def _attribution_stages(runs: list[dict]) -> list[str]:
+    """Where each run's seconds went (benchmarks/attribution.py `Stages`): wall and this process's CPU of
+    each step, and the steps' sum next to three times the bare join (the issue's target)."""
+    runs = [r for r in runs if "stages" in r]
+    if not runs:
+        return []
+    names = list(runs[0]["stages"])
+    lines = [
+        "",
+        "Where the attributor's seconds go, per step (wall / CPU of the attributor's process, every thread; "
+        "wall minus CPU is the wait for ClickHouse and Redis):",
+        "",
+        "| step | " + " | ".join(f"{r['clicks']:,} clicks: wall / CPU s" for r in runs) + " |",
+        "|---|" + "---|" * len(runs),
+    ]
+    for name in names:
+        cells = [f"{r['stages'][name]['wall_s']} / {r['stages'][name]['cpu_s']}" for r in runs]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines.append("| 3 x bare join | " + " | ".join(f"{3 * r['bare_join_s']:.3f}" for r in runs) + " |")
+    return lines
 
 
 def _memory_section(result: dict, img) -> list[str]:

@@ -38,9 +38,16 @@ def test_report_smoke_writes_markdown_charts_and_passes_click_checks(tmp_path: P
     assert set(result["memory"]["warm_cache_runs"]) == {"uniform", "zipf:1.1"}
     assert result["ingest"]["throughput"]["stored"] == result["ingest"]["throughput"]["clicks"]
     assert len(result["attribution"]["runs"]) == 2
+    for run in result["attribution"]["runs"]:
+        stages = run["stages"]
+        # Each step was timed inside the run: every order was booked and its rows inserted.
+        assert stages["book"]["cpu_s"] > 0 and stages["insert"]["wall_s"] > 0, stages
+        assert all(t["wall_s"] >= 0 for name, t in stages.items() if name != "rest"), stages
+        assert stages["run"]["wall_s"] == run["attributor_s"], stages
 
     text = out.read_text()
     assert "## Headline" in text and "Click checks: 10 of 10 passed" in text
+    assert "| 3 x bare join |" in text
     for name in CHARTS:
         png = tmp_path / "report" / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
