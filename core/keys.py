@@ -114,6 +114,12 @@ class Keys:
         """Hash of an API key's scope, addressed by the key's SHA-256 (the key itself is never stored)."""
         return f"{self.prefix}apikey:{key_hash}"
 
+    def auth_failures(self, client: str) -> str:
+        """Counter of refused tokens (API bearer tokens and dashboard sign-ins) from one client address
+        (its keyed hash, hex), with the TTL of the throttle's window (redirector/throttle.py). Written
+        alone and read on every call with a token: spread over the slots, one address per key."""
+        return f"{self.spread}authfail:{client}"
+
     def dash_session(self, session_hash: str) -> str:
         """Hash of one dashboard sign-in (kind, subject_id, csrf, credential, created_ms) with a TTL,
         addressed by the SHA-256 of the session cookie (the cookie itself is never stored). `credential`

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     data_dir: Path = DEFAULT_DATA_DIR
     log_level: str = "warning"
 
+    # Credential guessing (redirector/throttle.py): this many refused tokens (API or dashboard sign-in)
+    # from one client address within the window, and that address gets 429 until the window ends.
+    auth_max_failures: int = Field(20, ge=1)
+    auth_failure_window_s: int = Field(900, ge=1)
+
     # Redirect path.
     # Bytes of packed links per worker (redirector/packed.py: about 200 bytes a link plus its URL's length
     # beyond 33, so the default holds about a million); 0 caches nothing.

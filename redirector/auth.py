@@ -8,15 +8,18 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
+from prometheus_client import Counter
 from redis.asyncio import Redis
 from starlette.requests import Request
 
 from core.errors import ApiError
 from core.keys import Keys
+from redirector.throttle import CredentialThrottle
 
 KEY_PREFIX = "ctk_"
 KEY_RANDOM_BYTES = 32
 SCOPES = ("creator", "merchant")
+FORWARDED = "x-forwarded-for"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,18 +50,55 @@ def key_digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+# Refusals of credentials by reason (`Authenticator.refusals`, exported as clicktrail_auth_refusals_total).
+REFUSAL_REASONS = ("missing", "invalid", "throttled")
+
+
 class Authenticator:
-    def __init__(self, redis: Redis, keys: Keys, admin_token: str | None) -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        keys: Keys,
+        admin_token: str | None,
+        throttle: CredentialThrottle,
+        refusals: Counter,
+    ) -> None:
         self._redis = redis
         self._keys = keys
         self._admin_token = admin_token.encode() if admin_token else None
+        self._throttle = throttle
+        self.refusals = refusals
 
     async def authenticate(self, request: Request) -> Principal:
         header = request.headers.get("authorization", "")
         scheme, _, token = header.partition(" ")
+        token = token.strip()
         if scheme.lower() != "bearer" or not token:
+            self.refusals.labels("missing").inc()
             raise ApiError(401, "unauthorized", "missing bearer token")
-        return await self.principal(token.strip())
+        return await self.checked(token, request)
+
+    async def checked(self, token: str, request: Request) -> Principal:
+        """`principal(token)` for a request, within the guessing limit of its client address
+        (redirector/throttle.py): 429 with Retry-After past it, for any token; a refused token counts."""
+        throttle = self._throttle
+        peer = request.client.host if request.client else ""
+        client = throttle.client(peer, request.headers.get(FORWARDED))
+        wait_s = await throttle.wait_s(client)
+        if wait_s:
+            self.refusals.labels("throttled").inc()
+            raise ApiError(
+                429,
+                "too_many_failures",
+                f"too many refused credentials from this address; retry in {wait_s} s",
+                {"retry-after": str(wait_s)},
+            )
+        try:
+            return await self.principal(token)
+        except ApiError:
+            self.refusals.labels("invalid").inc()
+            await throttle.failed(client)
+            raise
 
     async def principal(self, token: str) -> Principal:
         """Whose token this is (the admin's or an API key's); 401 for anything else. The dashboard's

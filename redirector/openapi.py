@@ -101,6 +101,7 @@ _ERRORS = {
     410: "the link is disabled or expired",
     413: "body too large",
     422: "a field is invalid (the message names it)",
+    429: "too many refused credentials from this address; retry after Retry-After seconds",
     503: "a store cannot be reached now; retry (see Retry-After)",
 }
 
@@ -126,7 +127,7 @@ def _responses(op: Op) -> dict:
         }
     statuses = set(op.errors)
     if op.auth:
-        statuses.add(401)
+        statuses |= {401, 429}
     if op.body is not None:
         statuses |= {400, 413}
     if op.webhook:

@@ -8,7 +8,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -43,6 +43,7 @@ from redirector.redirect import RedirectHandler
 from redirector.resolver import LinkResolver
 from redirector.smartroute import SmartRouter
 from redirector.stats import RecorderStats, RedirectStats
+from redirector.throttle import CredentialThrottle
 
 log = logging.getLogger("clicktrail.server")
 
@@ -102,6 +103,7 @@ class AppState:
         links = LinkStore(redis, keys)
         cache = LinkCache(settings.link_cache_bytes, settings.link_cache_ttl_ms)
         redirect_stats, recorder_stats = RedirectStats(), RecorderStats()
+        address = ClientAddress(settings.secret_bytes, settings.trusted_proxies)
         recorder = Recorder(
             recorder_redis,
             keys,
@@ -117,7 +119,7 @@ class AppState:
             resolver,
             recorder,
             ids,
-            ClientAddress(settings.secret_bytes, settings.trusted_proxies),
+            address,
             redirect_stats,
             settings.country_header,
             SmartRouter(ClickLimit(recorder_redis, keys), CountryLookup()),
@@ -140,7 +142,20 @@ class AppState:
             ids=ids,
             links=links,
             cache=cache,
-            auth=Authenticator(redis, keys, settings.admin_token),
+            auth=Authenticator(
+                redis,
+                keys,
+                settings.admin_token,
+                CredentialThrottle(
+                    redis, keys, address, settings.auth_max_failures, settings.auth_failure_window_s
+                ),
+                Counter(
+                    "clicktrail_auth_refusals",
+                    "API tokens and dashboard sign-ins refused, by reason (missing, invalid, throttled)",
+                    ["reason"],
+                    registry=registry,
+                ),
+            ),
             recorder=recorder,
             redirect=redirect,
             registry=registry,

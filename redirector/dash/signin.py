@@ -24,9 +24,6 @@ from redirector.dash.session import (
 )
 from redirector.dash.site import home
 
-# A key longer than this is not one: refused without a lookup.
-MAX_KEY_CHARS = 512
-
 
 def _next_path(value: str | None) -> str | None:
     """A `next` to return to after sign-in: a dashboard path on this server only (never another site)."""
@@ -36,11 +33,14 @@ def _next_path(value: str | None) -> str | None:
     return value if not parts.scheme and not parts.netloc else None
 
 
-def _login_page(request: Request, status: int = 200, error: str = "") -> Response:
+def _login_page(
+    request: Request, status: int = 200, error: str = "", headers: dict[str, str] | None = None
+) -> Response:
     ctx = request.app.state.ctx
     token = secrets.token_urlsafe(CSRF_BYTES)
     context = {"csrf_token": token, "error": error, "next": _next_path(request.query_params.get("next"))}
     response = ctx.dash.renderer.html("login.html", context, status)
+    response.headers.update(headers or {})
     secure = is_secure(request, ctx.settings.public_url)
     set_cookie(response, LOGIN_COOKIE, token, LOGIN_COOKIE_TTL_S, secure)
     return response
@@ -70,15 +70,17 @@ async def login(request: Request) -> Response:
     if not key:
         return _login_page(request, 422, "Enter your API key.")
     try:
-        if len(key) > MAX_KEY_CHARS:
-            raise ApiError(401, "unauthorized", "invalid API key")
-        principal = await ctx.auth.principal(key)
+        principal = await ctx.auth.checked(key, request)
         session = await ctx.dash.sessions.open(principal, key)
         # Signing in again (as someone else, say) ends the session the browser had: one cookie, one user.
         previous = await ctx.dash.sessions.find(request.cookies.get(COOKIE))
         if previous is not None:
             await ctx.dash.sessions.close(previous)
-    except ApiError:
+    except ApiError as exc:
+        if exc.status == 429:
+            minutes = -(-int(exc.headers["retry-after"]) // 60)
+            message = f"Too many refused keys from your address. Try again in {minutes} min."
+            return _login_page(request, 429, message, exc.headers)
         return _login_page(request, 401, "That key is not valid. Check it and try again.")
     except RedisError:
         return _login_page(request, 503, "Sign-in is unavailable right now (Redis cannot be reached).")

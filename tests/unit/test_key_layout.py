@@ -94,8 +94,9 @@ def test_click_shards_cover_every_primary() -> None:
         lambda k, i: k.link(f"code{i}"),
         lambda k, i: k.unique_clicks(493_000, i % 64),
         lambda k, i: k.link_clicks(f"code{i}"),
+        lambda k, i: k.auth_failures(f"{i:016x}"),
     ],
-    ids=["link", "unique_clicks", "link_clicks"],
+    ids=["link", "unique_clicks", "link_clicks", "auth_failures"],
 )
 def test_hot_families_spread_over_all_primaries(family) -> None:
     keys = [family(CLUSTER, i) for i in range(200)]
@@ -165,7 +166,7 @@ def test_every_key_method_is_covered_here() -> None:
         "merchant_secrets", "catalog", "catalog_index", "rates", "webhook_seen", "orders", "orders_dead",
         "attribution_lock", "attribution_cursor", "all_patterns", "link_events_dead", "unique_clicks", "of",
         "link_clicks", *CONTROL_SINGLES, "events", "event_seen", "endpoints", "owner_endpoints", "endpoint",
-        "endpoint_queue", "endpoint_dead",
+        "endpoint_queue", "endpoint_dead", "auth_failures",
     }  # fmt: skip
     assert methods - checked == set(), "new key family: add it to ATOMIC_GROUPS or the spread tests"
 

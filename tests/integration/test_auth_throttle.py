@@ -1,0 +1,158 @@
+"""Credential guessing is limited per client address (redirector/throttle.py), through the real app on the
+real Redis: past the limit every call carrying a token answers 429 with Retry-After, a valid token too;
+calls without a token are not counted; another address is not affected; the dashboard's sign-in shares the
+count; behind a trusted proxy the forwarded client is the one counted, and without one a forged
+X-Forwarded-For changes nothing; the count ends with its window; refusals are counted by reason."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import httpx
+import pytest
+
+from tests.integration.apphelp import ADMIN, running_app
+from tests.integration.dashhelp import ADMIN_TOKEN, sign_in
+
+pytestmark = [pytest.mark.redis]
+
+LIMIT = 3
+# Refused tokens of every kind count alike: an unknown key, a wrong admin token, a key-shaped string with
+# odd characters, one far too long.
+BAD_TOKENS = ["ctk_" + "A" * 43, "admin-test-token-", "ctk_\u00e9\u00ff", "x" * 5000, "ADMIN-TEST-TOKEN"]
+
+
+def limited(settings, window_s: int = 600, **extra):
+    return settings.model_copy(
+        update={"auth_max_failures": LIMIT, "auth_failure_window_s": window_s, **extra}
+    )
+
+
+def bearer(token: str) -> dict[str, bytes]:
+    return {"authorization": f"Bearer {token}".encode("latin-1")}  # a header is bytes: non-ASCII too
+
+
+def other_client(app, host: str) -> httpx.AsyncClient:
+    transport = httpx.ASGITransport(app=app, client=(host, 4444))
+    return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+
+def refusals(app) -> dict[str, float]:
+    return {
+        sample.labels["reason"]: sample.value
+        for metric in app.ctx.registry.collect()
+        if metric.name == "clicktrail_auth_refusals"
+        for sample in metric.samples
+        if sample.name.endswith("_total")
+    }
+
+
+@pytest.mark.parametrize("first_bad", range(len(BAD_TOKENS)))
+def test_past_the_limit_every_token_gets_429_even_a_valid_one(settings, redis_client, first_bad) -> None:
+    async def scenario():
+        async with running_app(limited(settings)) as (app, client):
+            for n in range(LIMIT):
+                token = BAD_TOKENS[(first_bad + n) % len(BAD_TOKENS)]
+                refused = await client.get("/api/fx", headers=bearer(token))
+                assert refused.status_code == 401, (token, refused.text)
+            assert (await client.get("/api/fx", headers=ADMIN)).status_code == 429
+            blocked = await client.get("/api/fx", headers=bearer(BAD_TOKENS[first_bad]))
+            assert blocked.status_code == 429
+            assert blocked.json()["error"]["code"] == "too_many_failures"
+            assert 0 < int(blocked.headers["retry-after"]) <= 600
+            # without a token: not a guess, the usual 401, and it does not count
+            assert (await client.get("/api/fx")).status_code == 401
+            async with other_client(app, "198.51.100.9") as elsewhere:
+                assert (await elsewhere.get("/api/fx", headers=ADMIN)).status_code == 200
+            assert refusals(app) == {"invalid": LIMIT, "throttled": 2, "missing": 1}
+
+    asyncio.run(scenario())
+
+
+def test_the_count_is_kept_under_a_hash_of_the_address_with_the_windows_ttl(settings, redis_client) -> None:
+    async def scenario():
+        async with running_app(limited(settings, window_s=120)) as (_, client):
+            await client.get("/api/fx", headers=bearer("wrong"))
+            await asyncio.sleep(1.1)
+            await client.get("/api/fx", headers=bearer("wrong again"))
+
+    asyncio.run(scenario())
+    keys = list(redis_client.scan_iter(match=settings.redis_prefix + "authfail:*"))
+    assert len(keys) == 1 and b"203.0.113" not in keys[0]
+    assert int(redis_client.get(keys[0])) == 2
+    # the first refusal started the window; the second did not push its end out
+    assert 110 <= redis_client.ttl(keys[0]) <= 119
+
+
+def test_an_accepted_token_does_not_reset_the_count(settings, redis_client) -> None:
+    async def scenario():
+        async with running_app(limited(settings)) as (_, client):
+            for _ in range(LIMIT - 1):
+                assert (await client.get("/api/fx", headers=bearer("guess"))).status_code == 401
+                assert (await client.get("/api/fx", headers=ADMIN)).status_code == 200
+            assert (await client.get("/api/fx", headers=bearer("guess"))).status_code == 401
+            assert (await client.get("/api/fx", headers=ADMIN)).status_code == 429
+
+    asyncio.run(scenario())
+
+
+def test_the_count_ends_with_its_window(settings, redis_client) -> None:
+    async def scenario():
+        async with running_app(limited(settings, window_s=1)) as (_, client):
+            for _ in range(LIMIT):
+                await client.get("/api/fx", headers=bearer("guess"))
+            assert (await client.get("/api/fx", headers=ADMIN)).status_code == 429
+            deadline = time.monotonic() + 5
+            while (await client.get("/api/fx", headers=ADMIN)).status_code == 429:
+                assert time.monotonic() < deadline, "the window never ended"
+                await asyncio.sleep(0.2)
+
+    asyncio.run(scenario())
+
+
+def test_the_dashboard_sign_in_shares_the_count_and_answers_429_with_its_page(settings, redis_client) -> None:
+    async def scenario():
+        async with running_app(limited(settings)) as (_, client):
+            assert (await client.get("/api/fx", headers=bearer("guess"))).status_code == 401
+            for _ in range(LIMIT - 1):
+                assert (await sign_in(client, "ctk_guess")).status_code == 401
+            page = await sign_in(client, ADMIN_TOKEN)
+            assert page.status_code == 429 and page.headers["content-type"].startswith("text/html")
+            assert "Too many refused keys" in page.text and int(page.headers["retry-after"]) > 0
+            assert "ct_dash=" not in page.headers.get("set-cookie", "")
+            assert (await client.get("/api/fx", headers=ADMIN)).status_code == 429
+
+    asyncio.run(scenario())
+    assert list(redis_client.scan_iter(match=settings.redis_prefix + "dash:session:*")) == []
+
+
+def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_count(settings, redis_client) -> None:
+    proxied = limited(settings, trusted_proxies=["203.0.113.0/24"])
+
+    async def scenario():
+        async with running_app(proxied) as (_, client):
+            guesser = {"x-forwarded-for": "192.0.2.50"}
+            for _ in range(LIMIT):
+                await client.get("/api/fx", headers={**bearer("guess"), **guesser})
+            assert (await client.get("/api/fx", headers={**ADMIN, **guesser})).status_code == 429
+            # the guesser's own forged hop in front changes nothing: the right-most untrusted one counts
+            forged = {"x-forwarded-for": "10.9.9.9, 192.0.2.50"}
+            assert (await client.get("/api/fx", headers={**ADMIN, **forged})).status_code == 429
+            for viewer in ("192.0.2.51", "2001:db8::1"):
+                answer = await client.get("/api/fx", headers={**ADMIN, "x-forwarded-for": viewer})
+                assert answer.status_code == 200, viewer
+
+    asyncio.run(scenario())
+
+
+def test_without_a_trusted_proxy_a_forwarded_header_does_not_evade_the_count(settings, redis_client) -> None:
+    async def scenario():
+        async with running_app(limited(settings)) as (_, client):
+            for n in range(LIMIT):
+                forged = {"x-forwarded-for": f"192.0.2.{n}"}
+                await client.get("/api/fx", headers={**bearer("guess"), **forged})
+            answer = await client.get("/api/fx", headers={**ADMIN, "x-forwarded-for": "192.0.2.200"})
+            assert answer.status_code == 429
+
+    asyncio.run(scenario())
