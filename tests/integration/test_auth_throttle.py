@@ -156,3 +156,18 @@ def test_without_a_trusted_proxy_a_forwarded_header_does_not_evade_the_count(set
             assert answer.status_code == 429
 
     asyncio.run(scenario())
+
+
+@pytest.mark.cluster
+def test_the_limit_holds_on_a_redis_cluster(cluster_settings, cluster_redis) -> None:
+    async def scenario():
+        async with running_app(limited(cluster_settings)) as (app, client):
+            for _ in range(LIMIT):
+                assert (await client.get("/api/fx", headers=bearer("guess"))).status_code == 401
+            assert (await client.get("/api/fx", headers=ADMIN)).status_code == 429
+            async with other_client(app, "198.51.100.9") as elsewhere:
+                assert (await elsewhere.get("/api/fx", headers=ADMIN)).status_code == 200
+
+    asyncio.run(scenario())
+    counts = list(cluster_redis.scan_iter(match=cluster_settings.redis_prefix + "authfail:*"))
+    assert len(counts) == 1 and 0 < cluster_redis.ttl(counts[0]) <= 600
