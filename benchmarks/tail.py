@@ -3,6 +3,7 @@ the maximum measured with wrk (or given), then the open-loop client at each shar
 with the server's event-loop stall and GC pause histograms per run. For before/after comparisons of a fix:
 
     .venv/bin/python -m benchmarks.tail --shares 0.75 --repeat 3 [--rate 20000] [--env CLICKTRAIL_X=1]
+        [--connections 512]
 
 Prints one table row per run (and the load average when it started) and the JSON of every run at the end.
 """
@@ -32,6 +33,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per open-loop run")
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--env", action="append", default=[], help="NAME=VALUE for the server")
+    parser.add_argument(
+        "--connections", type=int, default=CONNECTIONS, help=f"client connections (default {CONNECTIONS})"
+    )
     args = parser.parse_args(argv)
     extra_env = dict(item.split("=", 1) for item in args.env)
     with tempfile.TemporaryDirectory(prefix="clicktrail-tail-") as tmp:
@@ -64,7 +68,7 @@ def _runs(args, work: Path, url: str, extra_env: dict) -> list[dict]:
                 links=LINKS,
                 rate=round(maximum * share),
                 duration_s=args.duration,
-                connections=CONNECTIONS,
+                connections=args.connections,
                 opts=opts,
                 extra_env=extra_env,
             )
