@@ -6,15 +6,19 @@ does not clear the count, or one key of the guesser's own would reset it between
 without any token is not a guess and is not counted.
 
 The address is the one the redirect path uses (`ClientAddress`: behind trusted proxies, the right-most
-untrusted X-Forwarded-For hop), kept only as its keyed hash. Clients whose peer is not an IP address (a
-Unix socket with no trusted proxy in front) share one count."""
+untrusted X-Forwarded-For hop), an IPv6 client counted by its /64, kept only as its keyed hash. Clients
+whose peer is not an IP address (a Unix socket with no trusted proxy in front) share one count."""
 
 from __future__ import annotations
+
+import ipaddress
 
 from redis.asyncio import Redis
 
 from core.keys import Keys
 from redirector.clientip import ClientAddress
+
+IPV6_BLOCK_BITS = 64
 
 
 class CredentialThrottle:
@@ -28,8 +32,16 @@ class CredentialThrottle:
         self.window_s = window_s
 
     def client(self, peer: str, forwarded_for: str | None) -> str:
-        """The count's name for a request: the keyed hash of its client address, in hex."""
-        digest, _ = self._address.reduce(self._address.client_ip(peer, forwarded_for))
+        """The count's name for a request: the keyed hash of its client address, in hex. An IPv6 client
+        counts by its /64, the block one subscriber gets: per address, it would have 2^64 fresh counts."""
+        address = self._address.client_ip(peer, forwarded_for)
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            ip = None
+        if ip is not None and ip.version == 6 and ip.ipv4_mapped is None:
+            address = str(ipaddress.ip_network(f"{ip}/{IPV6_BLOCK_BITS}", strict=False).network_address)
+        digest, _ = self._address.reduce(address)
         return f"{digest:016x}"
 
     async def wait_s(self, client: str) -> int:

@@ -1,0 +1,59 @@
+"""Which requests share one guessing count (redirector/throttle.py `CredentialThrottle.client`): one per
+IPv4 address, one per IPv6 /64 (a subscriber's block), an IPv4-mapped IPv6 address as its IPv4 one, the
+forwarded client only behind a trusted proxy."""
+
+from __future__ import annotations
+
+import pytest
+
+from core.keys import Keys
+from redirector.clientip import ClientAddress
+from redirector.throttle import CredentialThrottle
+
+PROXY = "10.0.0.1"
+
+
+def throttle(proxies: list[str] | None = None) -> CredentialThrottle:
+    address = ClientAddress(b"s" * 32, proxies or [])
+    return CredentialThrottle(None, Keys("ct:"), address, 20, 900)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:ffff"),
+        ("2001:db8:1:2:aaaa::7", "2001:DB8:1:2::"),
+        ("::ffff:192.0.2.7", "192.0.2.7"),
+        ("192.0.2.7", "192.0.2.7"),
+        ("unix-socket", "not-an-ip"),
+    ],
+)
+def test_one_count(a: str, b: str) -> None:
+    assert throttle().client(a, None) == throttle().client(b, None)
+
+
+@pytest.mark.parametrize(
+    "a, b",
+    [
+        ("192.0.2.7", "192.0.2.8"),
+        ("2001:db8:1:2::1", "2001:db8:1:3::1"),
+        ("2001:db8:1:2::1", "2001:db8:2:2::1"),
+        ("192.0.2.7", "2001:db8::c000:207"),
+    ],
+)
+def test_separate_counts(a: str, b: str) -> None:
+    assert throttle().client(a, None) != throttle().client(b, None)
+
+
+def test_the_forwarded_client_counts_only_behind_a_trusted_proxy() -> None:
+    trusted = throttle([PROXY + "/32"])
+    assert trusted.client(PROXY, "192.0.2.1") != trusted.client(PROXY, "192.0.2.2")
+    assert trusted.client(PROXY, "192.0.2.1") == trusted.client("192.0.2.1", None)
+    untrusted = throttle()
+    assert untrusted.client(PROXY, "192.0.2.1") == untrusted.client(PROXY, "192.0.2.2")
+
+
+def test_the_name_is_a_hash_not_the_address() -> None:
+    name = throttle().client("192.0.2.7", None)
+    assert len(name) == 16 and set(name) <= set("0123456789abcdef")
+    assert name != throttle().client("192.0.2.8", None)
