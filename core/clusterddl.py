@@ -75,6 +75,12 @@ _MERGE_TREES = frozenset(
     }
 )
 _KEY_TYPES = re.compile(r"^(String|U?Int(8|16|32|64))$")
+# Every replicated table may be restarted with any share of its rows in parts ZooKeeper never recorded
+# (core/orphanparts.py sets such parts aside that way): ClickHouse's default (0.5) refuses to attach a
+# table above half, which is where an insert cut by ZooKeeper leaves a small or young table. The check
+# guards against a replica pointed at the wrong ZooKeeper path; those parts would go to `detached/`, not
+# away.
+REPLICA_SETTINGS = "replicated_max_ratio_of_wrong_parts = 1"
 _CLAUSES = re.compile(r"^(PARTITION\s+BY|ORDER\s+BY|PRIMARY\s+KEY|SAMPLE\s+BY|TTL|SETTINGS)\b", re.I)
 _NAME = r"(\w+)\.(\w+)"
 _CREATE_TABLE = re.compile(rf"^CREATE\s+TABLE\s+IF\s+NOT\s+EXISTS\s+{_NAME}\s*\(", re.I)
@@ -204,14 +210,18 @@ def _engine(statement: str, name: str, args: str, db: str, table: str) -> str:
 
 
 def _clauses(statement: str, rest: str) -> str:
+    """The table's clauses after its engine, with REPLICA_SETTINGS added to its SETTINGS (SETTINGS comes
+    last in a MergeTree definition)."""
     rest = rest.strip()
     if (rest and not _CLAUSES.match(rest)) or re.search(r"\bAS\s+SELECT\b", rest, re.I):
         raise UnknownShape(statement, "unexpected text after the engine")
-    return rest
+    if re.search(r"\bSETTINGS\b", rest, re.I):
+        return f"{rest}, {REPLICA_SETTINGS}"
+    return f"{rest} SETTINGS {REPLICA_SETTINGS}".strip()
 
 
 def _first_sort_column(rest: str) -> str | None:
-    match = re.search(r"\bORDER\s+BY\s*\(?\s*(\w+)\s*([,)]|$)", rest, re.I)
+    match = re.search(r"\bORDER\s+BY\s*\(?\s*(\w+)\s*([,)]|$|\s)", rest, re.I)
     return match[1] if match else None
 
 
@@ -441,5 +451,5 @@ def state_table_sql(database: str, cluster: str, table: str) -> str:
         f"CREATE TABLE IF NOT EXISTS {database}.{table} ON CLUSTER {cluster} "
         "(version UInt32, name String, applied_at DateTime) "
         f"ENGINE = ReplicatedMergeTree('/clickhouse/tables/all/{database}/{table}', '{{shard}}-{{replica}}') "
-        "ORDER BY version"
+        f"ORDER BY version SETTINGS {REPLICA_SETTINGS}"
     )

@@ -17,8 +17,14 @@ queries when every part is known. A replica in doubt is looked at most once per 
 costs a connect timeout each time), after an insert on its shard or while the ingester is idle, and the
 work is done by one thread at a time (the others go on).
 
+ClickHouse refuses to attach a table whose unknown parts hold more than its
+`replicated_max_ratio_of_wrong_parts` of its rows (0.5 by default), which a young table cut by ZooKeeper
+easily reaches. Tables made by core/clusterddl.py set it to 1, and any share is set aside; on older
+tables a larger share than ORPHAN_ROWS_MAX_SHARE is left, and its replica stays in doubt and is looked
+at again as the table grows.
+
 A restart is a detach and an attach on the server. An attach refused (ZooKeeper lost again in between,
-or too many unknown parts: ORPHAN_ROWS_MAX_SHARE) leaves the table detached on that replica, so every
+or too many unknown parts) leaves the table detached on that replica, so every
 table is noted before its restart and kept noted until it is seen attached; a missing one is attached
 again (`ATTACH TABLE`, from its metadata on the node's disk) after each later insert on its shard until
 that works. docs/cluster.md has the story."""
@@ -26,6 +32,7 @@ that works. docs/cluster.md has the story."""
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -47,6 +54,7 @@ ORPHAN_RECHECK_S = 0.5
 # `replicated_max_ratio_of_wrong_parts` (0.5) of its rows: stay well below and leave a larger share to
 # ClickHouse's own part check.
 ORPHAN_ROWS_MAX_SHARE = 0.4
+_ANY_SHARE = re.compile(r"\breplicated_max_ratio_of_wrong_parts\s*=\s*1\b")
 # A replica in doubt is looked at no more often than this (each failure is logged once per look).
 RETRY_S = 10.0
 # Parts written this long before the failed insert's answer may still be its own (server and client clocks).
@@ -61,6 +69,8 @@ class OrphanParts:
         self._network_errors = network_errors
         self.in_doubt: dict[Replica, float] = {}  # replica -> when (unix s) its first doubtful answer came
         self.detached: set[tuple[Replica, str]] = set()
+        # Tables of a replica whose unknown parts held too many of their rows at its last look.
+        self.waiting: dict[Replica, list[str]] = {}
         self._next_look: dict[Replica, float] = {}
         self._lock = threading.Lock()
 
@@ -98,7 +108,8 @@ class OrphanParts:
             since_s = self.in_doubt.get(replica)
             if since_s is not None:
                 self.drop(replica, since_s=since_s)
-                self.in_doubt.pop(replica, None)
+                if not self.waiting.get(replica):  # else: looked at again, as the tables grow
+                    self.in_doubt.pop(replica, None)
         except ClickHouseError as exc:
             log.warning("%s: parts unknown to ZooKeeper not checked yet (again in %.0f s): %s",
                         replica.address, RETRY_S, str(exc)[:300])  # fmt: skip
@@ -106,8 +117,8 @@ class OrphanParts:
     def drop(self, replica: Replica, since_s: float = 0.0) -> dict[str, list[str]]:
         """Set aside, on `replica`, the active parts of level 0 written since `since_s` (unix s, less
         WRITTEN_MARGIN_S) of the database's replicated tables that ZooKeeper does not list for it, by
-        restarting each such table there. Returns the parts set aside, per table; a table whose unknown
-        parts hold more than ORPHAN_ROWS_MAX_SHARE of its rows is left to ClickHouse's own check (logged)."""
+        restarting each such table there. Returns the parts set aside, per table. A table whose unknown
+        parts hold more of its rows than `_max_share` allows is left (logged, and listed in `waiting`)."""
         db = self._backend.database
         tables = self._backend.execute_on(
             replica,
@@ -115,6 +126,7 @@ class OrphanParts:
             {"db": db},
         )
         dropped: dict[str, list[str]] = {}
+        kept: list[str] = []
         for table, zookeeper_path, replica_name in tables:
             listed = f"{zookeeper_path}/replicas/{replica_name}/parts"
             after_s = int(since_s - WRITTEN_MARGIN_S)
@@ -126,22 +138,39 @@ class OrphanParts:
             orphans = {name: rows for name, rows in orphans.items() if name in again}
             if not orphans:
                 continue
-            total = self._backend.execute_on(
-                replica,
-                "SELECT sum(rows) FROM system.parts WHERE database = %(db)s AND table = %(t)s AND active",
-                {"db": db, "t": table},
-            )[0][0]
-            if sum(orphans.values()) > ORPHAN_ROWS_MAX_SHARE * int(total):
+            if sum(orphans.values()) > self._max_share(replica, table) * self._rows(replica, table):
                 log.warning("%s %s.%s: parts unknown to ZooKeeper hold too many of its rows to restart it: "
-                            "%s (ClickHouse's part check sets them aside after 5 minutes)",
+                            "%s (looked at again later, as the table grows; ClickHouse's own part check "
+                            "sets them aside after 5 minutes)",
                             replica.address, db, table, sorted(orphans))  # fmt: skip
+                kept.append(table)
                 continue
             self._restart(replica, table)
             log.warning("%s %s.%s: set aside parts ZooKeeper does not know (an insert answered 'Unknown "
                         "status' and was sent again): %s",
                         replica.address, db, table, sorted(orphans))  # fmt: skip
             dropped[table] = sorted(orphans)
+        self.waiting[replica] = kept
         return dropped
+
+    def _rows(self, replica: Replica, table: str) -> int:
+        rows = self._backend.execute_on(
+            replica,
+            "SELECT sum(rows) FROM system.parts WHERE database = %(db)s AND table = %(t)s AND active",
+            {"db": self._backend.database, "t": table},
+        )
+        return int(rows[0][0])
+
+    def _max_share(self, replica: Replica, table: str) -> float:
+        """The share of `table`'s rows its unknown parts may hold for a restart: any, when the table was
+        made with core/clusterddl.py REPLICA_SETTINGS; else ORPHAN_ROWS_MAX_SHARE (ClickHouse's 0.5 would
+        refuse the attach)."""
+        engine = self._backend.execute_on(
+            replica,
+            "SELECT engine_full FROM system.tables WHERE database = %(db)s AND name = %(t)s",
+            {"db": self._backend.database, "t": table},
+        )
+        return 1.0 if engine and _ANY_SHARE.search(engine[0][0]) else ORPHAN_ROWS_MAX_SHARE
 
     def _restart(self, replica: Replica, table: str) -> None:
         # Noted first: if the restart fails between its detach and its attach, even the check of whether
