@@ -115,9 +115,10 @@ class Keys:
         return f"{self.prefix}apikey:{key_hash}"
 
     def auth_failures(self, client: str) -> str:
-        """Counter of refused tokens (API bearer tokens and dashboard sign-ins) from one client address
-        (its keyed hash, hex), with the TTL of the throttle's window (redirector/throttle.py). Written
-        alone and read on every call with a token: spread over the slots, one address per key."""
+        """Counter of wrong admin-token attempts (bearer tokens and dashboard sign-ins that are not API
+        keys) from one client address (its keyed hash, hex), with the TTL of the throttle's window
+        (redirector/throttle.py). Written alone, by one script; spread over the slots, one address per
+        key."""
         return f"{self.spread}authfail:{client}"
 
     def dash_session(self, session_hash: str) -> str:

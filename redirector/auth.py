@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from starlette.requests import Request
 
 from core.errors import ApiError
@@ -68,6 +69,8 @@ class Authenticator:
         self._admin_token = admin_token.encode() if admin_token else None
         self._throttle = throttle
         self.refusals = refusals
+        for reason in REFUSAL_REASONS:  # every series exported from the start, at 0, for rates and alerts
+            refusals.labels(reason)
 
     async def authenticate(self, request: Request) -> Principal:
         header = request.headers.get("authorization", "")
@@ -79,32 +82,52 @@ class Authenticator:
         return await self.checked(token, request)
 
     async def checked(self, token: str, request: Request) -> Principal:
-        """`principal(token)` for a request, within the guessing limit of its client address
-        (redirector/throttle.py): 429 with Retry-After past it, for any token; a refused token counts."""
+        """`principal(token)` for a request. A token that is not an API key is an attempt at the admin
+        token, limited per client address (redirector/throttle.py): 429 with Retry-After past the limit.
+        503 while Redis cannot be reached (the key's record and the count live there)."""
+        try:
+            if not token.startswith(KEY_PREFIX):
+                return await self._admin_attempt(token, request)
+            try:
+                return await self._api_key(token)
+            except ApiError:
+                self.refusals.labels("invalid").inc()
+                raise
+        except RedisError:
+            message = "credentials cannot be checked now (Redis cannot be reached); retry"
+            raise ApiError(503, "redis_unavailable", message, {"retry-after": "1"}) from None
+
+    async def _admin_attempt(self, token: str, request: Request) -> Principal:
         throttle = self._throttle
         peer = request.client.host if request.client else ""
-        client = throttle.client(peer, request.headers.get(FORWARDED))
-        wait_s = await throttle.wait_s(client)
-        if wait_s:
-            self.refusals.labels("throttled").inc()
-            raise ApiError(
-                429,
-                "too_many_failures",
-                f"too many refused credentials from this address; retry in {wait_s} s",
-                {"retry-after": str(wait_s)},
-            )
+        client = throttle.client(peer, ",".join(request.headers.getlist(FORWARDED)))
         try:
-            return await self.principal(token)
+            principal = self._admin(token)
         except ApiError:
-            self.refusals.labels("invalid").inc()
-            await throttle.failed(client)
-            raise
+            wait_s = await throttle.refused(client)
+            if not wait_s:
+                self.refusals.labels("invalid").inc()
+                raise
+        else:
+            wait_s = await throttle.wait_s(client)
+            if not wait_s:
+                return principal
+        self.refusals.labels("throttled").inc()
+        raise ApiError(
+            429,
+            "too_many_failures",
+            f"too many attempts at the admin token from this address; retry in {wait_s} s",
+            {"retry-after": str(wait_s)},
+        )
 
     async def principal(self, token: str) -> Principal:
         """Whose token this is (the admin's or an API key's); 401 for anything else. The dashboard's
         sign-in form calls it with the key typed in, so both ways in share one lookup."""
         if token.startswith(KEY_PREFIX):
             return await self._api_key(token)
+        return self._admin(token)
+
+    def _admin(self, token: str) -> Principal:
         if self._admin_token is None:
             raise ApiError(
                 401, "unauthorized", "the admin API is disabled until CLICKTRAIL_ADMIN_TOKEN is set"

@@ -127,13 +127,20 @@ def _responses(op: Op) -> dict:
         }
     statuses = set(op.errors)
     if op.auth:
-        statuses |= {401, 429}
+        statuses |= {401, 429, 503}  # 503: the credentials cannot be checked while Redis is out of reach
     if op.body is not None:
         statuses |= {400, 413}
     if op.webhook:
         statuses |= {400, 401, 413}
     for status in sorted(statuses):
         responses[str(status)] = _error(_ERRORS[status])
+    if "429" in responses:
+        responses["429"]["headers"] = {
+            "Retry-After": {
+                "description": "seconds until the address may try again",
+                "schema": {"type": "integer"},
+            }
+        }
     return responses
 
 

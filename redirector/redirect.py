@@ -220,8 +220,9 @@ class RedirectHandler:
                 user_agent = value.decode("latin-1")
             elif name == b"referer":
                 referer = value.decode("latin-1")
-            elif name == b"x-forwarded-for":
-                forwarded_for = value.decode("latin-1")
+            elif name == b"x-forwarded-for":  # several lines are one list, in order (a proxy may add one)
+                hops = value.decode("latin-1")
+                forwarded_for = f"{forwarded_for},{hops}" if forwarded_for else hops
             elif name == country_header:
                 country = value.decode("latin-1")
         address = self._client_address

@@ -1,13 +1,21 @@
-"""Refused credentials per client address, for the API's bearer tokens and the dashboard's sign-in alike
-(both go through `Authenticator.checked`). Past `max_failures` refused tokens from one address within
-`window_s`, that address gets 429 with Retry-After until the window ends, for every token, a valid one
-too: a limit that let a valid token through would tell a guesser which guess was right. An accepted token
-does not clear the count, or one key of the guesser's own would reset it between guesses. A request
-without any token is not a guess and is not counted.
+"""Guesses at the admin token, per client address. The admin token is the operator's choice and can be
+guessed; API keys (`ctk_` + 256 random bits) cannot, so they are not limited here: a limit on them would
+only lock out the neighbours of a client that keeps retrying a revoked key.
+
+Every other token (a bearer token on the API, or a dashboard sign-in) is compared at once, in memory. A
+wrong one is counted for its address, in one Redis script that also reads the count back: once it is
+past `max_failures` within `window_s`, the answer is 429 with Retry-After instead of 401. A right one
+only reads the count: 429 too while the count is at the limit (a limit that let the right token through
+would tell a guesser which guess was right). So an operator's own calls never fill the count, however
+many run at once, and an accepted token does not clear it. Concurrent guesses are counted in the order
+Redis runs their scripts, so the right token can only be let through ahead of the limit's worth of wrong
+ones.
 
 The address is the one the redirect path uses (`ClientAddress`: behind trusted proxies, the right-most
-untrusted X-Forwarded-For hop), an IPv6 client counted by its /64, kept only as its keyed hash. Clients
-whose peer is not an IP address (a Unix socket with no trusted proxy in front) share one count."""
+untrusted X-Forwarded-For hop, every X-Forwarded-For line joined in order), with any port removed; an
+IPv6 client counts by its /48 (a site's block: per address or per /64, one tunnel's /48 would be 65,536
+fresh counts). It is kept only as its keyed hash. Clients whose address is not an IP address (a Unix
+socket with no trusted proxy in front) share one count."""
 
 from __future__ import annotations
 
@@ -18,23 +26,59 @@ from redis.asyncio import Redis
 from core.keys import Keys
 from redirector.clientip import ClientAddress
 
-IPV6_BLOCK_BITS = 64
+IPV6_BLOCK_BITS = 48
+
+# KEYS[1]: the count; ARGV[1]: the window in seconds, ARGV[2]: the limit. A count found without a TTL gets
+# one in both scripts, so no count can refuse forever.
+# One refusal more (the window starts with the first); returns the seconds to wait, 0 within the limit.
+_REFUSED = """
+local n = redis.call('INCR', KEYS[1])
+local ttl = redis.call('TTL', KEYS[1])
+if ttl < 0 then
+    redis.call('EXPIRE', KEYS[1], ARGV[1])
+    ttl = tonumber(ARGV[1])
+end
+if n <= tonumber(ARGV[2]) then return 0 end
+return math.max(ttl, 1)
+"""
+# The seconds a right token must wait: 0 below the limit.
+_WAIT = """
+local n = tonumber(redis.call('GET', KEYS[1]) or '0')
+if n < tonumber(ARGV[2]) then return 0 end
+local ttl = redis.call('TTL', KEYS[1])
+if ttl < 0 then
+    redis.call('EXPIRE', KEYS[1], ARGV[1])
+    ttl = tonumber(ARGV[1])
+end
+return math.max(ttl, 1)
+"""
+
+
+def bare_address(address: str) -> str:
+    """An X-Forwarded-For hop without its port: `[2001:db8::1]:443` → `2001:db8::1`, `192.0.2.1:5678` →
+    `192.0.2.1` (some proxies send ports); anything else as it is."""
+    address = address.strip()
+    if address.startswith("["):
+        return address[1 : address.find("]")] if "]" in address else address
+    if address.count(":") == 1:
+        return address.split(":", 1)[0]
+    return address
 
 
 class CredentialThrottle:
     def __init__(
         self, redis: Redis, keys: Keys, address: ClientAddress, max_failures: int, window_s: int
     ) -> None:
-        self._redis = redis
         self._keys = keys
         self._address = address
         self.max_failures = max_failures
         self.window_s = window_s
+        self._refused = redis.register_script(_REFUSED)
+        self._wait = redis.register_script(_WAIT)
 
     def client(self, peer: str, forwarded_for: str | None) -> str:
-        """The count's name for a request: the keyed hash of its client address, in hex. An IPv6 client
-        counts by its /64, the block one subscriber gets: per address, it would have 2^64 fresh counts."""
-        address = self._address.client_ip(peer, forwarded_for)
+        """The count's name for a request: the keyed hash of its client address (or block), in hex."""
+        address = bare_address(self._address.client_ip(peer, forwarded_for))
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
@@ -44,22 +88,12 @@ class CredentialThrottle:
         digest, _ = self._address.reduce(address)
         return f"{digest:016x}"
 
-    async def wait_s(self, client: str) -> int:
-        """0 when `client` may present a token; else the seconds until its window ends."""
-        key = self._keys.auth_failures(client)
-        async with self._redis.pipeline(transaction=False) as pipe:
-            pipe.get(key)
-            pipe.ttl(key)
-            count, ttl_s = await pipe.execute()
-        if count is None or int(count) < self.max_failures:
-            return 0
-        return max(1, int(ttl_s))  # (a key without TTL cannot be left by `failed`; still a wait, never 0)
+    async def refused(self, client: str) -> int:
+        """Count a wrong token: 0 while within the limit, else the seconds until the window ends."""
+        args = [self.window_s, self.max_failures]
+        return int(await self._refused(keys=[self._keys.auth_failures(client)], args=args))
 
-    async def failed(self, client: str) -> None:
-        """Count one refused token; the first refusal of a window starts it (EXPIRE NX: later ones do not
-        push its end further out)."""
-        key = self._keys.auth_failures(client)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, self.window_s, nx=True)
-            await pipe.execute()
+    async def wait_s(self, client: str) -> int:
+        """For a right token: 0 below the limit, else the seconds until the window ends."""
+        args = [self.window_s, self.max_failures]
+        return int(await self._wait(keys=[self._keys.auth_failures(client)], args=args))

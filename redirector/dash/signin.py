@@ -77,10 +77,14 @@ async def login(request: Request) -> Response:
         if previous is not None:
             await ctx.dash.sessions.close(previous)
     except ApiError as exc:
-        if exc.status == 429:
-            minutes = -(-int(exc.headers["retry-after"]) // 60)
-            message = f"Too many refused keys from your address. Try again in {minutes} min."
-            return _login_page(request, 429, message, exc.headers)
+        if exc.status in (429, 503):
+            headers = exc.headers or {}
+            if exc.status == 503:
+                message = "Sign-in is unavailable right now (Redis cannot be reached)."
+            else:
+                minutes = -(-int(headers.get("retry-after", "60")) // 60)
+                message = f"Too many refused keys from your address. Try again in {minutes} min."
+            return _login_page(request, exc.status, message, headers)
         return _login_page(request, 401, "That key is not valid. Check it and try again.")
     except RedisError:
         return _login_page(request, 503, "Sign-in is unavailable right now (Redis cannot be reached).")

@@ -1,8 +1,11 @@
-"""Credential guessing is limited per client address (redirector/throttle.py), through the real app on the
-real Redis: past the limit every call carrying a token answers 429 with Retry-After, a valid token too;
-calls without a token are not counted; another address is not affected; the dashboard's sign-in shares the
-count; behind a trusted proxy the forwarded client is the one counted, and without one a forged
-X-Forwarded-For changes nothing; the count ends with its window; refusals are counted by reason."""
+"""Guesses at the admin token are limited per client address (redirector/throttle.py), through the real app
+on the real Redis: past the limit every attempt that is not an API key answers 429 with Retry-After, the
+right admin token too; of concurrent guesses no more than the limit get a 401; right tokens, however many
+at once, never fill the count; API keys are never limited (256 random bits); calls without a token are not
+counted; another address is not affected; the dashboard's sign-in shares the count; behind a trusted proxy
+the forwarded client is the one counted (every X-Forwarded-For line, in order), and without one a forged
+header changes nothing; the count ends with its window; Redis out of reach answers 503; refusals are
+counted by reason; the same on a Redis Cluster."""
 
 from __future__ import annotations
 
@@ -13,14 +16,14 @@ import httpx
 import pytest
 
 from tests.integration.apphelp import ADMIN, running_app
-from tests.integration.dashhelp import ADMIN_TOKEN, sign_in
+from tests.integration.dashhelp import ADMIN_TOKEN, issue_key, sign_in
 
 pytestmark = [pytest.mark.redis]
 
 LIMIT = 3
-# Refused tokens of every kind count alike: an unknown key, a wrong admin token, a key-shaped string with
-# odd characters, one far too long.
-BAD_TOKENS = ["ctk_" + "A" * 43, "admin-test-token-", "ctk_\u00e9\u00ff", "x" * 5000, "ADMIN-TEST-TOKEN"]
+# Attempts at the admin token of every kind count alike: near misses, a case variant, one far too long,
+# non-ASCII, one with spaces inside.
+BAD_TOKENS = ["admin-test-token-", "ADMIN-TEST-TOKEN", "x" * 5000, "\u00e9\u00ff", "admin test token"]
 
 
 def limited(settings, window_s: int = 600, **extra):
@@ -49,9 +52,13 @@ def refusals(app) -> dict[str, float]:
 
 
 @pytest.mark.parametrize("first_bad", range(len(BAD_TOKENS)))
-def test_past_the_limit_every_token_gets_429_even_a_valid_one(settings, redis_client, first_bad) -> None:
+def test_past_the_limit_every_admin_attempt_gets_429_the_right_one_too(
+    settings, redis_client, first_bad
+) -> None:
     async def scenario():
         async with running_app(limited(settings)) as (app, client):
+            key = await issue_key(client, creator_id="alice")
+            assert refusals(app) == {"missing": 0, "invalid": 0, "throttled": 0}
             for n in range(LIMIT):
                 token = BAD_TOKENS[(first_bad + n) % len(BAD_TOKENS)]
                 refused = await client.get("/api/fx", headers=bearer(token))
@@ -61,13 +68,39 @@ def test_past_the_limit_every_token_gets_429_even_a_valid_one(settings, redis_cl
             assert blocked.status_code == 429
             assert blocked.json()["error"]["code"] == "too_many_failures"
             assert 0 < int(blocked.headers["retry-after"]) <= 600
-            # without a token: not a guess, the usual 401, and it does not count
+            # API keys are not guessable, so not limited: the right one works, a wrong one is a 401
+            assert (await client.get("/api/fx", headers=bearer(key))).status_code == 200
+            assert (await client.get("/api/fx", headers=bearer("ctk_" + "A" * 43))).status_code == 401
+            # without a token: not a guess, the usual 401
             assert (await client.get("/api/fx")).status_code == 401
             async with other_client(app, "198.51.100.9") as elsewhere:
                 assert (await elsewhere.get("/api/fx", headers=ADMIN)).status_code == 200
-            assert refusals(app) == {"invalid": LIMIT, "throttled": 2, "missing": 1}
+            assert refusals(app) == {"invalid": LIMIT + 1, "throttled": 2, "missing": 1}
 
     asyncio.run(scenario())
+
+
+def test_concurrent_guesses_get_no_more_comparisons_than_the_limit(settings, redis_client) -> None:
+    async def scenario():
+        async with running_app(limited(settings)) as (app, client):
+            answers = await asyncio.gather(
+                *(client.get("/api/fx", headers=bearer(f"guess-{n}")) for n in range(40))
+            )
+            statuses = sorted(a.status_code for a in answers)
+            assert statuses == [401] * LIMIT + [429] * (40 - LIMIT)
+            assert refusals(app)["invalid"] == LIMIT
+
+    asyncio.run(scenario())
+
+
+def test_concurrent_right_tokens_never_fill_the_count(settings, redis_client) -> None:
+    async def scenario():
+        async with running_app(limited(settings)) as (_, client):
+            answers = await asyncio.gather(*(client.get("/api/fx", headers=ADMIN) for _ in range(40)))
+            assert {a.status_code for a in answers} == {200}
+
+    asyncio.run(scenario())
+    assert list(redis_client.scan_iter(match=settings.redis_prefix + "authfail:*")) == []
 
 
 def test_the_count_is_kept_under_a_hash_of_the_address_with_the_windows_ttl(settings, redis_client) -> None:
@@ -85,14 +118,29 @@ def test_the_count_is_kept_under_a_hash_of_the_address_with_the_windows_ttl(sett
     assert 110 <= redis_client.ttl(keys[0]) <= 119
 
 
-def test_an_accepted_token_does_not_reset_the_count(settings, redis_client) -> None:
+def test_right_tokens_take_no_place_and_do_not_clear_the_count(settings, redis_client) -> None:
     async def scenario():
         async with running_app(limited(settings)) as (_, client):
             for _ in range(LIMIT - 1):
                 assert (await client.get("/api/fx", headers=bearer("guess"))).status_code == 401
+            for _ in range(10):  # an operator's own calls never fill the count
                 assert (await client.get("/api/fx", headers=ADMIN)).status_code == 200
             assert (await client.get("/api/fx", headers=bearer("guess"))).status_code == 401
             assert (await client.get("/api/fx", headers=ADMIN)).status_code == 429
+
+    asyncio.run(scenario())
+
+
+def test_a_count_without_a_ttl_gets_one(settings, redis_client) -> None:
+    """A count left without a TTL (restored from a backup, PERSIST by hand) would refuse forever."""
+
+    async def scenario():
+        async with running_app(limited(settings, window_s=60)) as (_, client):
+            await client.get("/api/fx", headers=bearer("guess"))
+            (key,) = redis_client.scan_iter(match=settings.redis_prefix + "authfail:*")
+            redis_client.set(key, 100)  # no TTL
+            assert (await client.get("/api/fx", headers=ADMIN)).status_code == 429
+            assert 0 < redis_client.ttl(key) <= 60
 
     asyncio.run(scenario())
 
@@ -114,17 +162,19 @@ def test_the_count_ends_with_its_window(settings, redis_client) -> None:
 def test_the_dashboard_sign_in_shares_the_count_and_answers_429_with_its_page(settings, redis_client) -> None:
     async def scenario():
         async with running_app(limited(settings)) as (_, client):
+            key = await issue_key(client, creator_id="alice")
             assert (await client.get("/api/fx", headers=bearer("guess"))).status_code == 401
             for _ in range(LIMIT - 1):
-                assert (await sign_in(client, "ctk_guess")).status_code == 401
+                assert (await sign_in(client, "not-the-admin-token")).status_code == 401
             page = await sign_in(client, ADMIN_TOKEN)
             assert page.status_code == 429 and page.headers["content-type"].startswith("text/html")
             assert "Too many refused keys" in page.text and int(page.headers["retry-after"]) > 0
             assert "ct_dash=" not in page.headers.get("set-cookie", "")
             assert (await client.get("/api/fx", headers=ADMIN)).status_code == 429
+            assert (await sign_in(client, key)).status_code == 303  # an API key still signs in
 
     asyncio.run(scenario())
-    assert list(redis_client.scan_iter(match=settings.redis_prefix + "dash:session:*")) == []
+    assert len(list(redis_client.scan_iter(match=settings.redis_prefix + "dash:session:*"))) == 1
 
 
 def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_count(settings, redis_client) -> None:
@@ -136,10 +186,17 @@ def test_behind_a_trusted_proxy_each_forwarded_client_has_its_own_count(settings
             for _ in range(LIMIT):
                 await client.get("/api/fx", headers={**bearer("guess"), **guesser})
             assert (await client.get("/api/fx", headers={**ADMIN, **guesser})).status_code == 429
-            # the guesser's own forged hop in front changes nothing: the right-most untrusted one counts
-            forged = {"x-forwarded-for": "10.9.9.9, 192.0.2.50"}
-            assert (await client.get("/api/fx", headers={**ADMIN, **forged})).status_code == 429
-            for viewer in ("192.0.2.51", "2001:db8::1"):
+            # the guesser's own forged hops change nothing: the right-most untrusted one counts, over
+            # every line (a proxy that adds a line of its own leaves the guesser's line first), ports too
+            for forged in (
+                [("x-forwarded-for", "10.9.9.9, 192.0.2.50")],
+                [("x-forwarded-for", "10.9.9.9"), ("x-forwarded-for", "192.0.2.50")],
+                [("x-forwarded-for", "10.9.9.9"), ("x-forwarded-for", "192.0.2.50, 203.0.113.9")],
+                [("x-forwarded-for", "192.0.2.50:31337")],
+            ):
+                answer = await client.get("/api/fx", headers=[*ADMIN.items(), *forged])
+                assert answer.status_code == 429, forged
+            for viewer in ("192.0.2.51", "2001:db8::1", "[2001:db8:1::1]:443"):
                 answer = await client.get("/api/fx", headers={**ADMIN, "x-forwarded-for": viewer})
                 assert answer.status_code == 200, viewer
 
@@ -158,6 +215,23 @@ def test_without_a_trusted_proxy_a_forwarded_header_does_not_evade_the_count(set
     asyncio.run(scenario())
 
 
+def test_redis_out_of_reach_answers_503_never_500(settings, private_redis) -> None:
+    own = limited(settings, redis_url=private_redis.url)
+
+    async def scenario():
+        async with running_app(own) as (_, client):
+            key = await issue_key(client, creator_id="alice")
+            private_redis.kill()
+            for token in (ADMIN_TOKEN, "guess", key, "ctk_" + "A" * 43):
+                answer = await client.get("/api/fx", headers=bearer(token))
+                assert answer.status_code == 503, (token, answer.text)
+                assert answer.json()["error"]["code"] == "redis_unavailable"
+                assert answer.headers["retry-after"] == "1"
+            private_redis.start()
+
+    asyncio.run(scenario())
+
+
 @pytest.mark.cluster
 def test_the_limit_holds_on_a_redis_cluster(cluster_settings, cluster_redis) -> None:
     async def scenario():
@@ -166,7 +240,8 @@ def test_the_limit_holds_on_a_redis_cluster(cluster_settings, cluster_redis) -> 
                 assert (await client.get("/api/fx", headers=bearer("guess"))).status_code == 401
             assert (await client.get("/api/fx", headers=ADMIN)).status_code == 429
             async with other_client(app, "198.51.100.9") as elsewhere:
-                assert (await elsewhere.get("/api/fx", headers=ADMIN)).status_code == 200
+                for _ in range(5):
+                    assert (await elsewhere.get("/api/fx", headers=ADMIN)).status_code == 200
 
     asyncio.run(scenario())
     counts = list(cluster_redis.scan_iter(match=cluster_settings.redis_prefix + "authfail:*"))

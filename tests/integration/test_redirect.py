@@ -136,3 +136,26 @@ def test_metrics_count_redirects_and_clicks(settings) -> None:
 
 def test_keys_prefix_isolated(settings) -> None:
     assert Keys(settings.redis_prefix).clicks.startswith("ct:test:")
+
+
+@pytest.mark.parametrize(
+    "lines, prefix",
+    [
+        # a proxy that adds its own line: the client is in the first, the last holds only proxies
+        (["192.0.2.9", "203.0.113.5"], "192.0.2.0/24"),
+        (["198.51.100.1", "192.0.2.9, 203.0.113.5"], "192.0.2.0/24"),
+        (["192.0.2.9"], "192.0.2.0/24"),
+        (["203.0.113.5", "203.0.113.6"], "203.0.113.0/24"),  # only proxies: the peer
+    ],
+)
+def test_every_forwarded_for_line_counts_in_order(settings, lines: list[str], prefix: str) -> None:
+    trusted = settings.model_copy(update={"trusted_proxies": ["203.0.113.0/24"]})  # the test client's
+
+    async def scenario():
+        async with running_app(trusted) as (app, client):
+            link = await make_link(client, "c1", "https://shop.example.com/p")
+            headers = [("x-forwarded-for", line) for line in lines]
+            assert (await client.get(f"/{link['code']}", headers=headers)).status_code == 302
+            assert [c.ip_prefix for c in await stream_clicks(app)] == [prefix]
+
+    asyncio.run(scenario())

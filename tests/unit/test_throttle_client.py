@@ -1,6 +1,6 @@
 """Which requests share one guessing count (redirector/throttle.py `CredentialThrottle.client`): one per
-IPv4 address, one per IPv6 /64 (a subscriber's block), an IPv4-mapped IPv6 address as its IPv4 one, the
-forwarded client only behind a trusted proxy."""
+IPv4 address, one per IPv6 /48 (a site's block), an IPv4-mapped IPv6 address as its IPv4 one, ports
+removed, the forwarded client only behind a trusted proxy."""
 
 from __future__ import annotations
 
@@ -8,14 +8,19 @@ import pytest
 
 from core.keys import Keys
 from redirector.clientip import ClientAddress
-from redirector.throttle import CredentialThrottle
+from redirector.throttle import CredentialThrottle, bare_address
 
 PROXY = "10.0.0.1"
 
 
 def throttle(proxies: list[str] | None = None) -> CredentialThrottle:
     address = ClientAddress(b"s" * 32, proxies or [])
-    return CredentialThrottle(None, Keys("ct:"), address, 20, 900)  # type: ignore[arg-type]
+    return CredentialThrottle(_NoRedis(), Keys("ct:"), address, 20, 900)  # type: ignore[arg-type]
+
+
+class _NoRedis:
+    def register_script(self, script: str) -> None:
+        return None
 
 
 @pytest.mark.parametrize(
@@ -23,6 +28,9 @@ def throttle(proxies: list[str] | None = None) -> CredentialThrottle:
     [
         ("2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:ffff"),
         ("2001:db8:1:2:aaaa::7", "2001:DB8:1:2::"),
+        ("2001:db8:1:2::1", "2001:db8:1:ffff::1"),  # one /48: 65,536 /64s
+        ("[2001:db8:1::1]:443", "2001:db8:1::2"),
+        ("192.0.2.7:5678", "192.0.2.7"),
         ("::ffff:192.0.2.7", "192.0.2.7"),
         ("192.0.2.7", "192.0.2.7"),
         ("unix-socket", "not-an-ip"),
@@ -36,8 +44,8 @@ def test_one_count(a: str, b: str) -> None:
     "a, b",
     [
         ("192.0.2.7", "192.0.2.8"),
-        ("2001:db8:1:2::1", "2001:db8:1:3::1"),
         ("2001:db8:1:2::1", "2001:db8:2:2::1"),
+        ("2001:db8:1::1", "2001:db9:1::1"),
         ("192.0.2.7", "2001:db8::c000:207"),
     ],
 )
@@ -57,3 +65,19 @@ def test_the_name_is_a_hash_not_the_address() -> None:
     name = throttle().client("192.0.2.7", None)
     assert len(name) == 16 and set(name) <= set("0123456789abcdef")
     assert name != throttle().client("192.0.2.8", None)
+
+
+@pytest.mark.parametrize(
+    "hop, bare",
+    [
+        ("192.0.2.1", "192.0.2.1"),
+        (" 192.0.2.1:5678 ", "192.0.2.1"),
+        ("[2001:db8::1]:443", "2001:db8::1"),
+        ("[2001:db8::1]", "2001:db8::1"),
+        ("2001:db8::1", "2001:db8::1"),
+        ("unknown", "unknown"),
+        ("[broken", "[broken"),
+    ],
+)
+def test_a_hop_loses_its_port(hop: str, bare: str) -> None:
+    assert bare_address(hop) == bare
