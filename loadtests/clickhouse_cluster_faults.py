@@ -88,12 +88,13 @@ class ClusterNodes:
     def local_counts(self) -> list[list[int]]:
         """count() of `clicks_local` on every replica, per shard, after each replica caught up."""
         counts = []
+        deadline = time.monotonic() + SYNC_WAIT_S  # one wait for all the replicas, not one each
         for shard in SHARDS:
             row = []
             for port in shard:
                 client = Client("127.0.0.1", port=port, database=DATABASE)
                 try:
-                    sync_replica(client, "clicks_local")
+                    sync_replica(client, "clicks_local", deadline - time.monotonic())
                     row.append(int(client.execute("SELECT count() FROM clicks_local")[0][0]))
                 finally:
                     client.disconnect()
