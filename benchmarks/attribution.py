@@ -153,73 +153,93 @@ async def attribute(url: str, keys: Keys, backend: NativeClickHouse, ids: ClickI
 
 class Stages:
     """Wall and CPU seconds (this process, every thread: the driver decodes in the query threads) of each
-    step of one attributor run, found by wrapping the attributor's own steps on this one instance. The
-    steps run one after another, so their process CPU does not overlap; wall minus CPU is the wait for
-    ClickHouse and Redis. `rest` is the run minus the steps (new orders, terms, cursor)."""
+    step of one attributor run, found by wrapping the attributor's own steps on this one instance (and
+    unwrapped by `done`). The steps run one after another, so their process CPU does not overlap; wall
+    minus CPU is the wait for ClickHouse, Redis or a free core. `insert` and `outbox` are the parts of
+    `write` spent in those calls (counted only inside `write`), and `write` keeps the rest of it."""
 
     STEPS = (
         ("events", "read the orders' events", "_events"),
         ("stored", "read the stored ledger", "_stored"),
         ("lookup", "clicks and review verdicts", "_lookup"),
         ("book", "ledger rules (pure)", "_book"),
-        ("write", "events built, staged, inserted, emitted", "_write"),
+        ("write", "commission events built and encoded", "_write"),
     )
     INNER = (
         ("insert", "the commissions insert", "_backend", "insert"),
-        ("outbox", "Redis: stage, emit, unstage", "_outbox", "stage"),
-        ("outbox", "", "_outbox", "emit"),
-        ("outbox", "", "_outbox", "unstage"),
+        ("outbox", "Redis: stage, emit, unstage the events", "_outbox", "stage"),
+        ("outbox", "Redis: stage, emit, unstage the events", "_outbox", "emit"),
+        ("outbox", "Redis: stage, emit, unstage the events", "_outbox", "unstage"),
     )
+    OTHERS = (("rest", "the rest (new orders, terms, folds, staged events, cursor)"), ("run", "the run"))
 
     def __init__(self, attributor: Attributor) -> None:
         self.wall: dict[str, float] = {}
         self.cpu: dict[str, float] = {}
-        for name, _, method in self.STEPS:
-            self._wrap(attributor, method, name)
-        for name, _, owner, method in self.INNER:
-            self._wrap(getattr(attributor, owner), method, name)
+        self.what: dict[str, str] = {}
+        self._current = ""  # the step running now
+        self._wrapped: list[tuple[object, str]] = []
+        for name, what, method in self.STEPS:
+            self._wrap(attributor, method, name, what, step=True)
+        for name, what, owner, method in self.INNER:
+            self._wrap(getattr(attributor, owner), method, name, what, step=False)
 
-    def _wrap(self, owner: object, method: str, name: str) -> None:
+    def _wrap(self, owner: object, method: str, name: str, what: str, step: bool) -> None:
         inner = getattr(owner, method)
         self.wall.setdefault(name, 0.0)
         self.cpu.setdefault(name, 0.0)
+        self.what[name] = what
+        self._wrapped.append((owner, method))
 
-        def add(wall0: float, cpu0: float) -> None:
-            self.wall[name] += time.perf_counter() - wall0
-            self.cpu[name] += time.process_time() - cpu0
+        def begin() -> tuple[float, float, str]:
+            before = self._current
+            if step:
+                self._current = name
+            return time.perf_counter(), time.process_time(), before
+
+        def end(wall0: float, cpu0: float, before: str) -> None:
+            if step or self._current == "write":
+                self.wall[name] += time.perf_counter() - wall0
+                self.cpu[name] += time.process_time() - cpu0
+            self._current = before
 
         if asyncio.iscoroutinefunction(inner):
 
             async def timed_async(*args, **kwargs):
-                wall0, cpu0 = time.perf_counter(), time.process_time()
+                started = begin()
                 try:
                     return await inner(*args, **kwargs)
                 finally:
-                    add(wall0, cpu0)
+                    end(*started)
 
             setattr(owner, method, timed_async)
         else:
 
             def timed(*args, **kwargs):
-                wall0, cpu0 = time.perf_counter(), time.process_time()
+                started = begin()
                 try:
                     return inner(*args, **kwargs)
                 finally:
-                    add(wall0, cpu0)
+                    end(*started)
 
             setattr(owner, method, timed)
 
     def done(self, wall_s: float, cpu_s: float) -> None:
+        for owner, method in self._wrapped:
+            delattr(owner, method)  # the instance's wrapper goes; the class's method shows again
         steps = [name for name, _, _ in self.STEPS]
         self.wall["rest"] = wall_s - sum(self.wall[n] for n in steps)
         self.cpu["rest"] = cpu_s - sum(self.cpu[n] for n in steps)
-        # write's own share: the commission events built and encoded (insert and outbox are inside it).
         for table in (self.wall, self.cpu):
             table["write"] -= table["insert"] + table["outbox"]
         self.wall["run"], self.cpu["run"] = wall_s, cpu_s
+        self.what.update(dict(self.OTHERS))
 
-    def figures(self) -> dict[str, dict[str, float]]:
-        return {n: {"wall_s": round(self.wall[n], 3), "cpu_s": round(self.cpu[n], 3)} for n in self.wall}
+    def figures(self) -> dict[str, dict]:
+        return {
+            n: {"wall_s": round(self.wall[n], 3), "cpu_s": round(self.cpu[n], 3), "what": self.what[n]}
+            for n in self.wall
+        }
 
 
 def run(

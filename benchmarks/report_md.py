@@ -405,14 +405,15 @@ def _attribution_stages(runs: list[dict]) -> list[str]:
     lines = [
         "",
         "Where the attributor's seconds go, per step (wall / CPU of the attributor's process, every thread; "
-        "wall minus CPU is the wait for ClickHouse and Redis):",
+        "wall minus CPU is the wait for ClickHouse, Redis or a free core):",
         "",
         "| step | " + " | ".join(f"{r['clicks']:,} clicks: wall / CPU s" for r in runs) + " |",
         "|---|" + "---|" * len(runs),
     ]
     for name in names:
         cells = [f"{r['stages'][name]['wall_s']} / {r['stages'][name]['cpu_s']}" for r in runs]
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        what = runs[0]["stages"][name].get("what", name)
+        lines.append(f"| {what} | " + " | ".join(cells) + " |")
     lines.append("| 3 x bare join | " + " | ".join(f"{3 * r['bare_join_s']:.3f}" for r in runs) + " |")
     return lines
 
