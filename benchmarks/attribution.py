@@ -135,9 +135,11 @@ async def attribute(url: str, keys: Keys, backend: NativeClickHouse, ids: ClickI
     stages = Stages(attributor)
     started = time.perf_counter()
     cpu_started = time.process_time()
-    summary = await attributor.run_once(now_ms=T0_MS + SPAN_DAYS * DAY_MS)
-    elapsed = time.perf_counter() - started
-    stages.done(elapsed, time.process_time() - cpu_started)
+    try:
+        summary = await attributor.run_once(now_ms=T0_MS + SPAN_DAYS * DAY_MS)
+    finally:  # unwrapped even if the run fails: the backend is shared with the clean-up
+        elapsed = time.perf_counter() - started
+        stages.done(elapsed, time.process_time() - cpu_started)
     rerun_started = time.perf_counter()
     rerun = await Attributor(r, keys, backend, ids).run_once(now_ms=T0_MS + SPAN_DAYS * DAY_MS)
     rerun_s = time.perf_counter() - rerun_started

@@ -215,13 +215,19 @@ def _clauses(statement: str, rest: str) -> str:
     rest = rest.strip()
     if (rest and not _CLAUSES.match(rest)) or re.search(r"\bAS\s+SELECT\b", rest, re.I):
         raise UnknownShape(statement, "unexpected text after the engine")
-    if re.search(r"\bSETTINGS\b", rest, re.I):
+    if not rest:
+        raise UnknownShape(statement, "no ORDER BY: the engine's old syntax takes no SETTINGS")
+    if re.search(r"\bPOPULATE\b", rest, re.I):
+        raise UnknownShape(statement, "POPULATE")
+    if re.search(r"\breplicated_max_ratio_of_wrong_parts\b", rest, re.I):
+        raise UnknownShape(statement, "replicated_max_ratio_of_wrong_parts is the planner's to set")
+    if re.search(r"\bSETTINGS\s+\w+\s*=", rest, re.I):
         return f"{rest}, {REPLICA_SETTINGS}"
-    return f"{rest} SETTINGS {REPLICA_SETTINGS}".strip()
+    return f"{rest} SETTINGS {REPLICA_SETTINGS}"
 
 
 def _first_sort_column(rest: str) -> str | None:
-    match = re.search(r"\bORDER\s+BY\s*\(?\s*(\w+)\s*([,)]|$|\s)", rest, re.I)
+    match = re.search(r"\bORDER\s+BY\s*\(?\s*(\w+)\s*([,)]|$|\s+SETTINGS\b)", rest, re.I)
     return match[1] if match else None
 
 

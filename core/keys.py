@@ -117,8 +117,8 @@ class Keys:
     def auth_failures(self, client: str) -> str:
         """Counter of wrong admin-token attempts (bearer tokens and dashboard sign-ins that are not API
         keys) from one client address (its keyed hash, hex), with the TTL of the throttle's window
-        (redirector/throttle.py). Written alone, by one script; spread over the slots, one address per
-        key."""
+        (redirector/throttle.py). Written alone, by the throttle's scripts (one key each); spread over the
+        slots, one address per key."""
         return f"{self.spread}authfail:{client}"
 
     def dash_session(self, session_hash: str) -> str:

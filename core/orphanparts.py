@@ -55,6 +55,9 @@ ORPHAN_RECHECK_S = 0.5
 # ClickHouse's own part check.
 ORPHAN_ROWS_MAX_SHARE = 0.4
 _ANY_SHARE = re.compile(r"\breplicated_max_ratio_of_wrong_parts\s*=\s*1\b")
+# A replica whose tables wait (`waiting`) stays in doubt this long after its doubtful answer, at most:
+# ClickHouse's own check of such a part comes 5 minutes after it.
+WAIT_AT_MOST_S = 900
 # A replica in doubt is looked at no more often than this (each failure is logged once per look).
 RETRY_S = 10.0
 # Parts written this long before the failed insert's answer may still be its own (server and client clocks).
@@ -110,6 +113,12 @@ class OrphanParts:
                 self.drop(replica, since_s=since_s)
                 if not self.waiting.get(replica):  # else: looked at again, as the tables grow
                     self.in_doubt.pop(replica, None)
+                elif time.time() - since_s > WAIT_AT_MOST_S:
+                    tables = ", ".join(self.waiting[replica])
+                    log.error("%s: unknown parts of %s still hold too many rows after %.0f min: left "
+                              "to ClickHouse's own part check",
+                              replica.address, tables, WAIT_AT_MOST_S / 60)  # fmt: skip
+                    self.in_doubt.pop(replica, None)
         except ClickHouseError as exc:
             log.warning("%s: parts unknown to ZooKeeper not checked yet (again in %.0f s): %s",
                         replica.address, RETRY_S, str(exc)[:300])  # fmt: skip
@@ -139,10 +148,11 @@ class OrphanParts:
             if not orphans:
                 continue
             if sum(orphans.values()) > self._max_share(replica, table) * self._rows(replica, table):
-                log.warning("%s %s.%s: parts unknown to ZooKeeper hold too many of its rows to restart it: "
-                            "%s (looked at again later, as the table grows; ClickHouse's own part check "
-                            "sets them aside after 5 minutes)",
-                            replica.address, db, table, sorted(orphans))  # fmt: skip
+                if table not in self.waiting.get(replica, []):  # once, not at every look
+                    log.warning("%s %s.%s: parts unknown to ZooKeeper hold too many of its rows to restart "
+                                "it: %s (looked at again later, as the table grows; ClickHouse's own part "
+                                "check sets them aside after 5 minutes)",
+                                replica.address, db, table, sorted(orphans))  # fmt: skip
                 kept.append(table)
                 continue
             self._restart(replica, table)

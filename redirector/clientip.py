@@ -2,7 +2,7 @@
 /48 (IPv6) network. The full IP never leaves this module.
 
 `X-Forwarded-For` counts only when the TCP peer is a configured trusted proxy; then the client is the
-right-most address in the header that is not itself a trusted proxy."""
+right-most address in the header that is not itself a trusted proxy (ports removed)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,17 @@ IPV6_PREFIX_BITS = 48
 # Peers and clients repeat (proxies, NATs, a viewer's several clicks): memoising keeps the per-request cost
 # at a dictionary lookup. Bounded so a flood of distinct addresses cannot grow it.
 _MEMO_ENTRIES = 65_536
+
+
+def bare_address(hop: str) -> str:
+    """An X-Forwarded-For hop without its port: `[2001:db8::1]:443` → `2001:db8::1`, `192.0.2.1:5678` →
+    `192.0.2.1` (some proxies send ports); anything else as it is, stripped."""
+    hop = hop.strip()
+    if hop.startswith("["):
+        return hop[1 : hop.find("]")] if "]" in hop else hop
+    if hop.count(":") == 1:
+        return hop.split(":", 1)[0]
+    return hop
 
 
 class ClientAddress:
@@ -30,7 +41,7 @@ class ClientAddress:
         if not forwarded_for or not self._proxies or not self.is_trusted(peer):
             return peer
         for candidate in reversed(forwarded_for.split(",")):
-            candidate = candidate.strip()
+            candidate = bare_address(candidate)
             if candidate and not self.is_trusted(candidate):
                 return candidate
         return peer

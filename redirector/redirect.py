@@ -213,18 +213,22 @@ class RedirectHandler:
     def _viewer(self, headers: list, client) -> tuple[str, str, str, int, str, str]:
         """What a click keeps of its viewer: user agent, referer, client IP, its keyed hash and prefix, and
         the country a trusted proxy named."""
-        user_agent = referer = forwarded_for = country = ""
+        user_agent = referer = country = ""
+        forwarded = None  # every X-Forwarded-For line, in order: one list (a proxy may add a line)
         country_header = self._country_header
         for name, value in headers:
             if name == b"user-agent":
                 user_agent = value.decode("latin-1")
             elif name == b"referer":
                 referer = value.decode("latin-1")
-            elif name == b"x-forwarded-for":  # several lines are one list, in order (a proxy may add one)
-                hops = value.decode("latin-1")
-                forwarded_for = f"{forwarded_for},{hops}" if forwarded_for else hops
+            elif name == b"x-forwarded-for":
+                if forwarded is None:
+                    forwarded = [value]
+                else:
+                    forwarded.append(value)
             elif name == country_header:
                 country = value.decode("latin-1")
+        forwarded_for = b",".join(forwarded).decode("latin-1") if forwarded else ""
         address = self._client_address
         peer = client[0] if client else ""
         ip = address.client_ip(peer, forwarded_for) if address.has_proxies else peer

@@ -12,8 +12,8 @@ Redis runs their scripts, so the right token can only be let through ahead of th
 ones.
 
 The address is the one the redirect path uses (`ClientAddress`: behind trusted proxies, the right-most
-untrusted X-Forwarded-For hop, every X-Forwarded-For line joined in order), with any port removed; an
-IPv6 client counts by its /48 (a site's block: per address or per /64, one tunnel's /48 would be 65,536
+untrusted X-Forwarded-For hop, every X-Forwarded-For line joined in order, ports removed); an IPv6
+client counts by its /48 (a site's block: per address or per /64, one tunnel's /48 would be 65,536
 fresh counts). It is kept only as its keyed hash. Clients whose address is not an IP address (a Unix
 socket with no trusted proxy in front) share one count."""
 
@@ -54,17 +54,6 @@ return math.max(ttl, 1)
 """
 
 
-def bare_address(address: str) -> str:
-    """An X-Forwarded-For hop without its port: `[2001:db8::1]:443` → `2001:db8::1`, `192.0.2.1:5678` →
-    `192.0.2.1` (some proxies send ports); anything else as it is."""
-    address = address.strip()
-    if address.startswith("["):
-        return address[1 : address.find("]")] if "]" in address else address
-    if address.count(":") == 1:
-        return address.split(":", 1)[0]
-    return address
-
-
 class CredentialThrottle:
     def __init__(
         self, redis: Redis, keys: Keys, address: ClientAddress, max_failures: int, window_s: int
@@ -78,7 +67,7 @@ class CredentialThrottle:
 
     def client(self, peer: str, forwarded_for: str | None) -> str:
         """The count's name for a request: the keyed hash of its client address (or block), in hex."""
-        address = bare_address(self._address.client_ip(peer, forwarded_for))
+        address = self._address.client_ip(peer, forwarded_for)
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:

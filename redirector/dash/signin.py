@@ -83,7 +83,10 @@ async def login(request: Request) -> Response:
                 message = "Sign-in is unavailable right now (Redis cannot be reached)."
             else:
                 minutes = -(-int(headers.get("retry-after", "60")) // 60)
-                message = f"Too many refused keys from your address. Try again in {minutes} min."
+                message = (
+                    "Too many wrong attempts at the admin token from your address. "
+                    f"Try again in {minutes} min."
+                )
             return _login_page(request, exc.status, message, headers)
         return _login_page(request, 401, "That key is not valid. Check it and try again.")
     except RedisError:

@@ -168,7 +168,8 @@ def test_the_dashboard_sign_in_shares_the_count_and_answers_429_with_its_page(se
                 assert (await sign_in(client, "not-the-admin-token")).status_code == 401
             page = await sign_in(client, ADMIN_TOKEN)
             assert page.status_code == 429 and page.headers["content-type"].startswith("text/html")
-            assert "Too many refused keys" in page.text and int(page.headers["retry-after"]) > 0
+            assert "Too many wrong attempts at the admin token" in page.text
+            assert int(page.headers["retry-after"]) > 0
             assert "ct_dash=" not in page.headers.get("set-cookie", "")
             assert (await client.get("/api/fx", headers=ADMIN)).status_code == 429
             assert (await sign_in(client, key)).status_code == 303  # an API key still signs in
@@ -227,6 +228,8 @@ def test_redis_out_of_reach_answers_503_never_500(settings, private_redis) -> No
                 assert answer.status_code == 503, (token, answer.text)
                 assert answer.json()["error"]["code"] == "redis_unavailable"
                 assert answer.headers["retry-after"] == "1"
+                page = await sign_in(client, token)
+                assert page.status_code == 503 and "Redis cannot be reached" in page.text, token
             private_redis.start()
 
     asyncio.run(scenario())

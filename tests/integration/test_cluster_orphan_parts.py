@@ -9,6 +9,7 @@ leaves exactly what a failed commit leaves (an active part ZooKeeper does not li
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,7 @@ from core.clickhouse import ClickHouseError
 from core.cluster import ClusterClickHouse, Replica
 from core.clusterddl import REPLICA_SETTINGS
 from core.migrate import migrate
+from core.orphanparts import WAIT_AT_MOST_S
 from tests.conftest import CLUSTER_ZOOKEEPER
 from tests.integration import test_schema as schema
 
@@ -102,6 +104,15 @@ def test_unlisted_parts_holding_too_many_rows_are_left_to_clickhouse(cluster: Cl
     assert cluster.orphans.drop(replica) == {}
     assert count(cluster, replica, "orphans_many") == 13
     assert cluster.orphans.waiting[replica] == ["orphans_many"]
+    # A replica whose table waits stays in doubt and is looked at again; after WAIT_AT_MOST_S, no more.
+    cluster.orphans.in_doubt[replica] = time.time()
+    cluster.orphans.shard_took_insert(replica.shard)
+    assert replica in cluster.orphans.in_doubt
+    cluster.orphans.in_doubt[replica] = time.time() - WAIT_AT_MOST_S - 1
+    cluster.orphans._next_look.clear()  # (the look of RETRY_S ago would make it wait)
+    cluster.orphans.shard_took_insert(replica.shard)
+    assert replica not in cluster.orphans.in_doubt
+    assert count(cluster, replica, "orphans_many") == 13
 
 
 def test_a_table_made_by_the_planner_is_restarted_whatever_share_its_unlisted_parts_hold(

@@ -146,9 +146,12 @@ def test_keys_prefix_isolated(settings) -> None:
         (["198.51.100.1", "192.0.2.9, 203.0.113.5"], "192.0.2.0/24"),
         (["192.0.2.9"], "192.0.2.0/24"),
         (["203.0.113.5", "203.0.113.6"], "203.0.113.0/24"),  # only proxies: the peer
+        (["192.0.2.9:5678"], "192.0.2.0/24"),  # hops with ports, a trusted one too
+        (["192.0.2.9, 203.0.113.5:80"], "192.0.2.0/24"),
+        (["[2001:db8::9]:443"], "2001:db8::/48"),
     ],
 )
-def test_every_forwarded_for_line_counts_in_order(settings, lines: list[str], prefix: str) -> None:
+def test_forwarded_for_lines_count_in_order_without_ports(settings, lines: list[str], prefix: str) -> None:
     trusted = settings.model_copy(update={"trusted_proxies": ["203.0.113.0/24"]})  # the test client's
 
     async def scenario():

@@ -339,3 +339,16 @@ def test_every_replicated_table_may_be_restarted_with_unknown_parts(clauses: str
     statement = f"CREATE TABLE IF NOT EXISTS d.t (x UInt8, d Date) ENGINE = MergeTree() {clauses}"
     (local, *_) = plan(statement)
     assert local[1].endswith(planned), local[1]
+
+
+@pytest.mark.parametrize(
+    "clauses",
+    [
+        "",  # the old syntax, MergeTree(date, key, 8192): no SETTINGS may follow
+        "ORDER BY x POPULATE",
+        "ORDER BY x SETTINGS replicated_max_ratio_of_wrong_parts = 0.5",
+    ],
+)
+def test_shapes_the_setting_cannot_join_are_refused(clauses: str) -> None:
+    with pytest.raises(UnknownShape):
+        plan(f"CREATE TABLE IF NOT EXISTS d.t (x UInt8, d Date) ENGINE = MergeTree() {clauses}")

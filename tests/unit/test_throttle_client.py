@@ -7,10 +7,11 @@ from __future__ import annotations
 import pytest
 
 from core.keys import Keys
-from redirector.clientip import ClientAddress
-from redirector.throttle import CredentialThrottle, bare_address
+from redirector.clientip import ClientAddress, bare_address
+from redirector.throttle import CredentialThrottle
 
 PROXY = "10.0.0.1"
+PROXY_NET = "10.0.0.0/8"
 
 
 def throttle(proxies: list[str] | None = None) -> CredentialThrottle:
@@ -29,8 +30,6 @@ class _NoRedis:
         ("2001:db8:1:2::1", "2001:db8:1:2:ffff:ffff:ffff:ffff"),
         ("2001:db8:1:2:aaaa::7", "2001:DB8:1:2::"),
         ("2001:db8:1:2::1", "2001:db8:1:ffff::1"),  # one /48: 65,536 /64s
-        ("[2001:db8:1::1]:443", "2001:db8:1::2"),
-        ("192.0.2.7:5678", "192.0.2.7"),
         ("::ffff:192.0.2.7", "192.0.2.7"),
         ("192.0.2.7", "192.0.2.7"),
         ("unix-socket", "not-an-ip"),
@@ -51,6 +50,21 @@ def test_one_count(a: str, b: str) -> None:
 )
 def test_separate_counts(a: str, b: str) -> None:
     assert throttle().client(a, None) != throttle().client(b, None)
+
+
+@pytest.mark.parametrize(
+    "hops, client",
+    [
+        ("[2001:db8:1::1]:443", "2001:db8:1::2"),
+        ("192.0.2.7:5678", "192.0.2.7"),
+        ("192.0.2.7, 10.0.0.5:80", "192.0.2.7"),  # a trusted hop with a port is still trusted
+        ("192.0.2.7, [10.0.0.5]:80", "192.0.2.7"),
+    ],
+)
+def test_forwarded_hops_count_without_their_ports(hops: str, client: str) -> None:
+    trusted = throttle([PROXY_NET])
+    assert trusted.client(PROXY, hops) == trusted.client(client, None)
+    assert trusted.client(PROXY, hops) != trusted.client("192.0.2.99", None)
 
 
 def test_the_forwarded_client_counts_only_behind_a_trusted_proxy() -> None:
