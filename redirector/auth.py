@@ -82,9 +82,10 @@ class Authenticator:
         return await self.checked(token, request)
 
     async def checked(self, token: str, request: Request) -> Principal:
-        """`principal(token)` for a request. A token that is not an API key is an attempt at the admin
-        token, limited per client address (redirector/throttle.py): 429 with Retry-After past the limit.
-        503 while Redis cannot be reached (the key's record and the count live there)."""
+        """Whose token this is (401 for none of ours), for a request. A token that is not an API key is an
+        attempt at the admin token, limited per client address (redirector/throttle.py): 429 with
+        Retry-After past the limit. 503 while Redis cannot be reached (the key's record and the count live
+        there)."""
         try:
             if not token.startswith(KEY_PREFIX):
                 return await self._admin_attempt(token, request)
@@ -119,13 +120,6 @@ class Authenticator:
             f"too many attempts at the admin token from this address; retry in {wait_s} s",
             {"retry-after": str(wait_s)},
         )
-
-    async def principal(self, token: str) -> Principal:
-        """Whose token this is (the admin's or an API key's); 401 for anything else. The dashboard's
-        sign-in form calls it with the key typed in, so both ways in share one lookup."""
-        if token.startswith(KEY_PREFIX):
-            return await self._api_key(token)
-        return self._admin(token)
 
     def _admin(self, token: str) -> Principal:
         if self._admin_token is None:

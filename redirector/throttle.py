@@ -28,28 +28,20 @@ from redirector.clientip import ClientAddress
 
 IPV6_BLOCK_BITS = 48
 
-# KEYS[1]: the count; ARGV[1]: the window in seconds, ARGV[2]: the limit. A count found without a TTL gets
-# one in both scripts, so no count can refuse forever.
-# One refusal more (the window starts with the first); returns the seconds to wait, 0 within the limit.
-_REFUSED = """
-local n = redis.call('INCR', KEYS[1])
+# KEYS[1]: the count; ARGV[1]: the window in seconds, ARGV[2]: the limit, ARGV[3]: 1 to count a wrong
+# token (the window starts with the first), 0 to read the count for a right one. Returns the seconds to
+# wait: 0 while this attempt is within the limit. A count found without a TTL gets one, so no count can
+# refuse forever.
+_ATTEMPT = """
+local counted = ARGV[3] == '1'
+local n = tonumber(redis.call(counted and 'INCR' or 'GET', KEYS[1]) or '0')
 local ttl = redis.call('TTL', KEYS[1])
-if ttl < 0 then
+if ttl == -1 then  -- a count without a TTL (-2: no count at all)
     redis.call('EXPIRE', KEYS[1], ARGV[1])
     ttl = tonumber(ARGV[1])
 end
+if not counted then n = n + 1 end  -- the right token's place, were it counted
 if n <= tonumber(ARGV[2]) then return 0 end
-return math.max(ttl, 1)
-"""
-# The seconds a right token must wait: 0 below the limit.
-_WAIT = """
-local n = tonumber(redis.call('GET', KEYS[1]) or '0')
-if n < tonumber(ARGV[2]) then return 0 end
-local ttl = redis.call('TTL', KEYS[1])
-if ttl < 0 then
-    redis.call('EXPIRE', KEYS[1], ARGV[1])
-    ttl = tonumber(ARGV[1])
-end
 return math.max(ttl, 1)
 """
 
@@ -62,8 +54,7 @@ class CredentialThrottle:
         self._address = address
         self.max_failures = max_failures
         self.window_s = window_s
-        self._refused = redis.register_script(_REFUSED)
-        self._wait = redis.register_script(_WAIT)
+        self._script = redis.register_script(_ATTEMPT)
 
     def client(self, peer: str, forwarded_for: str | None) -> str:
         """The count's name for a request: the keyed hash of its client address (or block), in hex."""
@@ -79,10 +70,12 @@ class CredentialThrottle:
 
     async def refused(self, client: str) -> int:
         """Count a wrong token: 0 while within the limit, else the seconds until the window ends."""
-        args = [self.window_s, self.max_failures]
-        return int(await self._refused(keys=[self._keys.auth_failures(client)], args=args))
+        return await self._attempt(client, counted=True)
 
     async def wait_s(self, client: str) -> int:
         """For a right token: 0 below the limit, else the seconds until the window ends."""
-        args = [self.window_s, self.max_failures]
-        return int(await self._wait(keys=[self._keys.auth_failures(client)], args=args))
+        return await self._attempt(client, counted=False)
+
+    async def _attempt(self, client: str, counted: bool) -> int:
+        args = [self.window_s, self.max_failures, int(counted)]
+        return int(await self._script(keys=[self._keys.auth_failures(client)], args=args))

@@ -1,5 +1,5 @@
 """Sign-in with an API key (or the admin token) and sign-out. The key is checked by the API's own lookup
-(`Authenticator.principal`), so a key signs in to exactly the scope it has on the API."""
+(`Authenticator.checked`), so a key signs in to exactly the scope it has on the API."""
 
 from __future__ import annotations
 

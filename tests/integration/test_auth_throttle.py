@@ -17,6 +17,7 @@ import pytest
 
 from tests.integration.apphelp import ADMIN, running_app
 from tests.integration.dashhelp import ADMIN_TOKEN, issue_key, sign_in
+from tests.integration.test_total_parsing import HOSTILE_HEADERS
 
 pytestmark = [pytest.mark.redis]
 
@@ -249,3 +250,34 @@ def test_the_limit_holds_on_a_redis_cluster(cluster_settings, cluster_redis) -> 
     asyncio.run(scenario())
     counts = list(cluster_redis.scan_iter(match=cluster_settings.redis_prefix + "authfail:*"))
     assert len(counts) == 1 and 0 < cluster_redis.ttl(counts[0]) <= 600
+
+
+def test_hostile_forwarded_for_values_never_answer_5xx(settings, redis_client) -> None:
+    """Every hostile header value of test_total_parsing as the X-Forwarded-For the count is keyed by,
+    behind a trusted proxy, alone and after a hop, with the right and a wrong admin token."""
+    proxied = limited(settings, trusted_proxies=["203.0.113.0/24"], auth_max_failures=1_000_000)
+
+    async def scenario():
+        async with running_app(proxied) as (_, client):
+            for value in HOSTILE_HEADERS:
+                for hops in (value, b"192.0.2.1, " + value, value + b", 203.0.113.9"):
+                    for token, status in ((ADMIN_TOKEN, 200), ("guess", 401)):
+                        answer = await client.get(
+                            "/api/fx", headers={**bearer(token), "x-forwarded-for": hops}
+                        )
+                        assert answer.status_code == status, (hops, token, answer.text)
+
+    asyncio.run(scenario())
+
+
+def test_hostile_sign_in_keys_answer_a_page_never_5xx(settings, redis_client) -> None:
+    async def scenario():
+        async with running_app(limited(settings, auth_max_failures=1_000_000)) as (_, client):
+            for value in HOSTILE_HEADERS:
+                key = value.decode("latin-1")
+                for typed in (key, "ctk_" + key, " " + key + " "):
+                    page = await sign_in(client, typed)
+                    assert page.status_code in (401, 422), (typed, page.status_code)
+                    assert page.headers["content-type"].startswith("text/html")
+
+    asyncio.run(scenario())
