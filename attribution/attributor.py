@@ -33,6 +33,7 @@ from redis.asyncio import Redis
 
 from attribution import events_out, ledger, review, rules, trace
 from attribution.codes import CodeStore
+from attribution.collector import full_collections_held
 from attribution.events import event_of_facts
 from attribution.merchants import MerchantStore, policy_snapshot
 from attribution.outbox import Outbox
@@ -128,7 +129,8 @@ class Attributor:
         if self._min_replicas:
             await self._confirm_lock(token)
         try:
-            summary = await self._run(now_ms, progress, stop)
+            with full_collections_held():
+                summary = await self._run(now_ms, progress, stop)
         except BaseException:
             # An insert this run gave up on may still land on the server: keep other runs out until it
             # has, or they could read the ledger without it and append the same difference again.

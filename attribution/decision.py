@@ -25,7 +25,7 @@ NO_REVIEW = ReviewRules()
 
 
 # Structs, not frozen dataclasses: one or two of each per order booked (their __init__ is much cheaper).
-class Credit(msgspec.Struct, frozen=True):
+class Credit(msgspec.Struct, frozen=True, gc=False):
     creator_id: str
     attributed_by: str  # click or code
     code: str = ""  # the code that credited it, as the merchant spelled it

@@ -52,14 +52,14 @@ KIND_FLAG = "flag"
 REASON_CURRENCY_MISMATCH = "currency_mismatch"
 
 
-class Item(msgspec.Struct, frozen=True):
+class Item(msgspec.Struct, frozen=True, gc=False):
     sku: str
     unit_price_minor: int
     quantity: int
     category: str = ""
 
 
-class OrderEvent(msgspec.Struct, frozen=True):
+class OrderEvent(msgspec.Struct, frozen=True, gc=False):
     merchant_id: str
     webhook_id: str
     type: str
@@ -86,7 +86,7 @@ class Terms:
 
 # A Struct, not a frozen dataclass: a run builds and copies several per order, and a dataclass's frozen
 # __init__ alone took a tenth of an attributor run's CPU (py-spy, benchmarks/attribution.py).
-class Entry(msgspec.Struct, frozen=True):
+class Entry(msgspec.Struct, frozen=True, gc=False):
     entry_id: str
     kind: str  # accrual, reversal, approval, none, flag
     status: str  # pending, approved

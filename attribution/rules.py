@@ -56,7 +56,7 @@ class RateVersion:
 
 # msgspec Structs, not frozen dataclasses: the attributor makes one or more per order, and a frozen
 # dataclass's __init__ costs several times a Struct's (py-spy, benchmarks/attribution.py).
-class AppliedRate(msgspec.Struct, frozen=True):
+class AppliedRate(msgspec.Struct, frozen=True, gc=False):
     rate_bps: int
     rule: str  # "creator", "sku", "category" or "default": which rule won, for disputes
     version: int
@@ -90,7 +90,7 @@ def rate_for(version: RateVersion, creator_id: str, sku: str, category: str) -> 
 # --- click eligibility ------------------------------------------------------------------------------
 
 
-class ClickFacts(msgspec.Struct, frozen=True):
+class ClickFacts(msgspec.Struct, frozen=True, gc=False):
     """What the attributor knows of the click an order carries (None fields: not found)."""
 
     click_id: str

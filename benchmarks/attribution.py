@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import secrets
 import time
 
@@ -123,7 +124,9 @@ def bare_join_s(backend: NativeClickHouse) -> float:
     return time.perf_counter() - started
 
 
-async def attribute(url: str, keys: Keys, backend: NativeClickHouse, ids: ClickIds) -> tuple[float, int]:
+async def attribute(
+    url: str, keys: Keys, backend: NativeClickHouse, ids: ClickIds
+) -> tuple[float, int, dict, dict]:
     r = Redis.from_url(url)
     merchant = Merchant("m1", "m1", ["shop.m1.example"], "EUR", 800, created_at_ms=T0_MS - DAY_MS)
     await MerchantStore(r, keys).create(merchant)
@@ -133,6 +136,7 @@ async def attribute(url: str, keys: Keys, backend: NativeClickHouse, ids: ClickI
         await codes.put("m1", f"CODE{n}", f"creator{n * 7 % 20000}", 500 if n % 2 else None, T0_MS - DAY_MS)
     attributor = Attributor(r, keys, backend, ids)
     stages = Stages(attributor)
+    collections = Collections()
     started = time.perf_counter()
     cpu_started = time.process_time()
     try:
@@ -140,6 +144,7 @@ async def attribute(url: str, keys: Keys, backend: NativeClickHouse, ids: ClickI
     finally:  # unwrapped even if the run fails: the backend is shared with the clean-up
         elapsed = time.perf_counter() - started
         stages.done(elapsed, time.process_time() - cpu_started)
+        collections.done()
     rerun_started = time.perf_counter()
     rerun = await Attributor(r, keys, backend, ids).run_once(now_ms=T0_MS + SPAN_DAYS * DAY_MS)
     rerun_s = time.perf_counter() - rerun_started
@@ -150,7 +155,32 @@ async def attribute(url: str, keys: Keys, backend: NativeClickHouse, ids: ClickI
         f"SELECT uniqExact(order_id) FROM {backend.database}.commissions WHERE attributed_by = 'code'"
     )[0][0]
     print(f"rerun (nothing to append): {rerun_s:.2f} s; credited by code: {int(by_code):,} orders")
-    return elapsed, summary.orders, stages.figures()
+    return elapsed, summary.orders, stages.figures(), collections.figures()
+
+
+class Collections:
+    """The garbage collector's passes during one run, per generation (2: full), from `gc.callbacks`:
+    how many and their summed pause (attribution/collector.py holds full ones off during a run, and makes
+    one at its end, which is counted here)."""
+
+    def __init__(self) -> None:
+        self.count = [0, 0, 0]
+        self.seconds = [0.0, 0.0, 0.0]
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.count[info["generation"]] += 1
+            self.seconds[info["generation"]] += time.perf_counter() - self._started
+
+    def done(self) -> None:
+        gc.callbacks.remove(self._callback)
+
+    def figures(self) -> dict[str, dict]:
+        return {str(g): {"count": self.count[g], "s": round(self.seconds[g], 3)} for g in range(3)}
 
 
 class Stages:
@@ -268,7 +298,7 @@ def run(
         load_s = time.perf_counter() - started
         log(f"loaded {clicks:,} clicks, {orders:,} orders in {load_s:.1f} s")
         join_s = bare_join_s(backend)
-        elapsed, attributed, stages = asyncio.run(attribute(redis_url, keys, backend, ids))
+        elapsed, attributed, stages, collected = asyncio.run(attribute(redis_url, keys, backend, ids))
     finally:
         cleanup = NativeClickHouse(clickhouse_url)  # a fresh connection: the old one may be mid-query
         cleanup.execute(f"DROP DATABASE IF EXISTS {backend.database}")
@@ -288,6 +318,7 @@ def run(
         "orders_per_s": round(attributed / elapsed),
         "ratio_to_bare_join": round(elapsed / join_s, 1),
         "stages": stages,
+        "gc": collected,
     }
 
 
@@ -306,6 +337,8 @@ def main() -> None:
     )
     for name, t in figures["stages"].items():
         print(f"  {name:<8} wall {t['wall_s']:7.2f} s  cpu {t['cpu_s']:7.2f} s")
+    passes = ", ".join(f"gen{g} {c['count']} in {c['s']:.2f} s" for g, c in figures["gc"].items())
+    print(f"  gc       {passes}")
 
 
 if __name__ == "__main__":

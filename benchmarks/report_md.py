@@ -415,6 +415,19 @@ def _attribution_stages(runs: list[dict]) -> list[str]:
         what = runs[0]["stages"][name].get("what", name)
         lines.append(f"| {what} | " + " | ".join(cells) + " |")
     lines.append("| 3 x bare join | " + " | ".join(f"{3 * r['bare_join_s']:.3f}" for r in runs) + " |")
+    collected = [r for r in runs if "gc" in r]
+    if collected:
+        lines += [
+            "",
+            "Garbage collector passes during the run (count, summed pause; full passes are held off while a "
+            "run holds its working set, attribution/collector.py, and one is made at its end):",
+            "",
+            "| clicks | young (gen 0) | middle (gen 1) | full (gen 2) |",
+            "|---|---|---|---|",
+        ]
+        for r in collected:
+            cells = [f"{r['gc'][g]['count']}, {r['gc'][g]['s']} s" for g in ("0", "1", "2")]
+            lines.append(f"| {r['clicks']:,} | " + " | ".join(cells) + " |")
     return lines
 
 

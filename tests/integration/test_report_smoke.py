@@ -44,10 +44,11 @@ def test_report_smoke_writes_markdown_charts_and_passes_click_checks(tmp_path: P
         assert stages["book"]["cpu_s"] > 0 and stages["insert"]["wall_s"] > 0, stages
         assert all(t["wall_s"] >= 0 for name, t in stages.items() if name != "rest"), stages
         assert stages["run"]["wall_s"] == run["attributor_s"], stages
+        assert run["gc"]["2"]["count"] >= 1, run["gc"]  # the one full pass at the run's end
 
     text = out.read_text()
     assert "## Headline" in text and "Click checks: 10 of 10 passed" in text
-    assert "| 3 x bare join |" in text
+    assert "| 3 x bare join |" in text and "| full (gen 2) |" in text
     for name in CHARTS:
         png = tmp_path / "report" / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
