@@ -23,6 +23,7 @@ id once) and drops the others, whose rows it then books and announces itself.
 from __future__ import annotations
 
 import asyncio
+import operator
 import secrets
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -66,6 +67,8 @@ DAY_MS = 86_400_000
 
 # The ledger entry's fields are commissions columns of the same names (core/rows.py CommissionRow).
 ENTRY_FIELDS = ledger.Entry.__struct_fields__
+# A stored row's fields in Entry's order, positional: a keyword dict per row was a tenth of a rerun's CPU.
+_entry_fields_of = operator.attrgetter(*ENTRY_FIELDS)
 
 
 class Busy(RuntimeError):
@@ -386,7 +389,7 @@ class Attributor:
         verdict = (await self._reviews.many(merchant_id, [order_id])).get(order_id)
         decision, wanted = ledger.explain(events, click, terms, now_ms, verdict)
         stored_rows = await asyncio.to_thread(queries.order_explanation, self._backend, merchant_id, order_id)
-        stored = [ledger.Entry(**{f: getattr(r, f) for f in ENTRY_FIELDS}) for r in stored_rows]
+        stored = [ledger.Entry(*_entry_fields_of(r)) for r in stored_rows]
         to_append = ledger.difference(wanted, ledger.net(stored))
         body = trace.render(order_id, events, click, terms, decision, verdict, wanted, stored, to_append)
         credit = decision.credit if decision is not None else None
@@ -397,7 +400,7 @@ class Attributor:
         currency, click), held for the run like events."""
         stored: dict[str, ledger.Net] = defaultdict(dict)
         for row in await asyncio.to_thread(queries.ledger_for_orders, self._backend, merchant_id, order_ids):
-            entry = ledger.Entry(**{f: getattr(row, f) for f in ENTRY_FIELDS})
+            entry = ledger.Entry(*_entry_fields_of(row))
             stored[row.order_id][ledger.key(entry)] = entry
         return stored
 
