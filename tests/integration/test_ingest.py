@@ -565,3 +565,30 @@ def test_a_link_event_clickhouse_cannot_hold_is_dead_lettered_not_retried(
     assert drain(consumer_factory("l", links=True)) is True
     assert [row[0] for row in ch.execute(f"SELECT code FROM {ch.database}.links")] == ["good001"]
     assert [f[b"dead_reason"] for _, f in redis_client.xrange(keys.link_events_dead)] == [b"invalid_link"]
+
+
+class _SettleCounted(NativeClickHouse):
+    """The real backend, counting when the consumer asks it to finish failed inserts."""
+
+    settled = 0
+
+    def settle_failed_inserts(self) -> None:
+        self.settled += 1
+        super().settle_failed_inserts()
+
+
+def test_an_idle_consumer_lets_the_backend_finish_failed_inserts(
+    redis_client, keys, ids, ch, consumer_factory, settings
+) -> None:
+    # A cluster backend keeps a block that failed part-way, and a replica in doubt, until it is asked to
+    # settle them (core/cluster.py): with no traffic after the fault, only the idle step asks.
+    backend = _SettleCounted(settings.clickhouse_url)
+    consumer = consumer_factory(backend=backend, flush_interval_ms=10)
+    fill(redis_client, keys, make_clicks(ids, 300, start_ms=int(time.time() * 1000) - HOUR_MS))
+    assert consumer.step(block_ms=10) == 3  # entries of 100 clicks
+    assert backend.settled == 0  # a fresh batch has nothing to finish first
+    assert consumer.step(block_ms=10) == 0
+    assert backend.settled == 1
+    assert consumer.step(block_ms=10) == 0
+    assert backend.settled == 2
+    assert queries.click_count(ch) == 300
