@@ -426,7 +426,7 @@ def _attribution_stages(runs: list[dict]) -> list[str]:
             "|---|---|---|---|",
         ]
         for r in collected:
-            cells = [f"{r['gc'][g]['count']}, {r['gc'][g]['s']} s" for g in ("0", "1", "2")]
+            cells = [f"{r['gc'][g]['count']:,}, {r['gc'][g]['s']} s" for g in ("0", "1", "2")]
             lines.append(f"| {r['clicks']:,} | " + " | ".join(cells) + " |")
     return lines
 

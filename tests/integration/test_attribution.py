@@ -5,6 +5,7 @@ lock, exact cents, reruns that append nothing, and the queries that explain and 
 from __future__ import annotations
 
 import asyncio
+import gc
 from datetime import UTC, date, datetime
 
 import pytest
@@ -12,6 +13,7 @@ from redis.asyncio import Redis
 
 from attribution import report
 from attribution.attributor import Attributor
+from attribution.collector import HELD_THRESHOLD, HOLDS, holding
 from attribution.events import event_of, event_of_facts
 from attribution.rates import RateStore, RatesUpdate
 from core import queries
@@ -109,8 +111,13 @@ def test_attribution_books_the_exact_ledger(settings, backend) -> None:
         await asyncio.to_thread(ingest_orders, settings.redis_url, keys, backend)
         attributor = Attributor(r, keys, backend, ids)
 
-        first = await attributor.run_once(now_ms=T0 + 4 * HOUR)
+        thresholds = []  # while the chunks book: full collections are held off (attribution/collector.py)
+        first = await attributor.run_once(
+            now_ms=T0 + 4 * HOUR, progress=lambda *_: thresholds.append(gc.get_threshold()[2])
+        )
         assert first.outcomes["credited"] == 3 and first.outcomes["parked"] == 1
+        assert thresholds and (not HOLDS or set(thresholds) == {HELD_THRESHOLD})
+        assert holding() == 0 and gc.get_threshold()[2] != HELD_THRESHOLD
         books = ledger_by_order(backend)
         # 5990×2×10 % = 1198, 1999×3×8 % = 479.76 → 480, refund 1999×1×8 % = 159.92 → 160
         assert books["A-1"] == (1198 + 480 - 160, "alice")

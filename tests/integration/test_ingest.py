@@ -570,7 +570,9 @@ def test_a_link_event_clickhouse_cannot_hold_is_dead_lettered_not_retried(
 class _SettleCounted(NativeClickHouse):
     """The real backend, counting when the consumer asks it to finish failed inserts."""
 
-    settled = 0
+    def __init__(self, url: str) -> None:
+        super().__init__(url)
+        self.settled = 0
 
     def settle_failed_inserts(self) -> None:
         self.settled += 1
