@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import gc
 import secrets
 import time
 
@@ -31,6 +30,7 @@ from core.clickid import ClickIds
 from core.keys import Keys
 from core.migrate import migrate
 from core.rows import OrderEventRow
+from redirector.stall import GcPauses
 
 DAY_MS = 86_400_000
 T0_MS = 1_790_000_000_000  # a fixed start, so runs are comparable
@@ -136,7 +136,8 @@ async def attribute(
         await codes.put("m1", f"CODE{n}", f"creator{n * 7 % 20000}", 500 if n % 2 else None, T0_MS - DAY_MS)
     attributor = Attributor(r, keys, backend, ids)
     stages = Stages(attributor)
-    collections = Collections()
+    pauses = GcPauses()  # the run's collections, by generation (attribution/collector.py holds full ones)
+    pauses.start()
     started = time.perf_counter()
     cpu_started = time.process_time()
     try:
@@ -144,7 +145,7 @@ async def attribute(
     finally:  # unwrapped even if the run fails: the backend is shared with the clean-up
         elapsed = time.perf_counter() - started
         stages.done(elapsed, time.process_time() - cpu_started)
-        collections.done()
+        pauses.close()
     rerun_started = time.perf_counter()
     rerun = await Attributor(r, keys, backend, ids).run_once(now_ms=T0_MS + SPAN_DAYS * DAY_MS)
     rerun_s = time.perf_counter() - rerun_started
@@ -155,32 +156,10 @@ async def attribute(
         f"SELECT uniqExact(order_id) FROM {backend.database}.commissions WHERE attributed_by = 'code'"
     )[0][0]
     print(f"rerun (nothing to append): {rerun_s:.2f} s; credited by code: {int(by_code):,} orders")
-    return elapsed, summary.orders, stages.figures(), collections.figures()
-
-
-class Collections:
-    """The garbage collector's passes during one run, per generation (2: full), from `gc.callbacks`:
-    how many and their summed pause (attribution/collector.py holds full ones off during a run, and makes
-    one at its end, which is counted here)."""
-
-    def __init__(self) -> None:
-        self.count = [0, 0, 0]
-        self.seconds = [0.0, 0.0, 0.0]
-        self._started = 0.0
-        gc.callbacks.append(self._callback)
-
-    def _callback(self, phase: str, info: dict) -> None:
-        if phase == "start":
-            self._started = time.perf_counter()
-        else:
-            self.count[info["generation"]] += 1
-            self.seconds[info["generation"]] += time.perf_counter() - self._started
-
-    def done(self) -> None:
-        gc.callbacks.remove(self._callback)
-
-    def figures(self) -> dict[str, dict]:
-        return {str(g): {"count": self.count[g], "s": round(self.seconds[g], 3)} for g in range(3)}
+    collected = {
+        str(g): {"count": sum(h.counts), "s": round(h.total, 3)} for g, h in pauses.by_generation.items()
+    }
+    return elapsed, summary.orders, stages.figures(), collected
 
 
 class Stages:

@@ -34,26 +34,48 @@ LAG_BUCKETS_S = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1
 GENERATIONS = (0, 1, 2)
 
 
+class GcPauses:
+    """Garbage-collector pauses of this process by generation (2: full), from `gc.callbacks`: start(),
+    close(). The worker's StallMonitor exports them; benchmarks/attribution.py counts a run's with it."""
+
+    def __init__(self) -> None:
+        self.by_generation = {generation: Histogram(LAG_BUCKETS_S) for generation in GENERATIONS}
+        self._started = 0.0
+
+    def start(self) -> None:
+        gc.callbacks.append(self._on_gc)
+
+    def close(self) -> None:
+        if self._on_gc in gc.callbacks:
+            gc.callbacks.remove(self._on_gc)
+
+    def _on_gc(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self.by_generation[info["generation"]].observe(time.perf_counter() - self._started)
+
+
 class StallMonitor:
     """The loop-lag probe and the GC pause hook of one process: start() in the worker's loop, close()."""
 
     def __init__(self, interval_s: float = LAG_INTERVAL_S) -> None:
         self.interval_s = interval_s
         self.lag = Histogram(LAG_BUCKETS_S)
-        self.gc_pauses = {generation: Histogram(LAG_BUCKETS_S) for generation in GENERATIONS}
+        self._gc = GcPauses()
+        self.gc_pauses = self._gc.by_generation
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
-        self._asked = self._gc_started = 0.0
+        self._asked = 0.0
 
     def start(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._asked = time.perf_counter()
         self._timer = self._loop.call_later(self.interval_s, self._tick)
-        gc.callbacks.append(self._on_gc)
+        self._gc.start()
 
     async def close(self) -> None:
-        if self._on_gc in gc.callbacks:
-            gc.callbacks.remove(self._on_gc)
+        self._gc.close()
         if self._timer is not None:
             self._timer.cancel()
 
@@ -63,12 +85,6 @@ class StallMonitor:
         self.lag.observe(max(0.0, now - self._asked - self.interval_s))
         self._asked = now
         self._timer = self._loop.call_later(self.interval_s, self._tick)
-
-    def _on_gc(self, phase: str, info: dict) -> None:
-        if phase == "start":
-            self._gc_started = time.perf_counter()
-        else:
-            self.gc_pauses[info["generation"]].observe(time.perf_counter() - self._gc_started)
 
     def collect(self) -> Iterator[Metric]:
         yield _histogram(
