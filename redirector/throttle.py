@@ -19,14 +19,10 @@ socket with no trusted proxy in front) share one count."""
 
 from __future__ import annotations
 
-import ipaddress
-
 from redis.asyncio import Redis
 
 from core.keys import Keys
 from redirector.clientip import ClientAddress
-
-IPV6_BLOCK_BITS = 48
 
 # KEYS[1]: the count; ARGV[1]: the window in seconds, ARGV[2]: the limit, ARGV[3]: 1 to count a wrong
 # token (the window starts with the first), 0 to read the count for a right one. Returns the seconds to
@@ -57,15 +53,12 @@ class CredentialThrottle:
         self._script = redis.register_script(_ATTEMPT)
 
     def client(self, peer: str, forwarded_for: str | None) -> str:
-        """The count's name for a request: the keyed hash of its client address (or block), in hex."""
-        address = self._address.client_ip(peer, forwarded_for)
-        try:
-            ip = ipaddress.ip_address(address)
-        except ValueError:
-            ip = None
-        if ip is not None and ip.version == 6 and ip.ipv4_mapped is None:
-            address = str(ipaddress.ip_network(f"{ip}/{IPV6_BLOCK_BITS}", strict=False).network_address)
-        digest, _ = self._address.reduce(address)
+        """The count's name for a request: the keyed hash of its client address, in hex; of an IPv6 client,
+        of its block (the /48 network that `ClientAddress.reduce` gives, as its network address)."""
+        reduce = self._address.reduce
+        digest, network = reduce(self._address.client_ip(peer, forwarded_for))
+        if ":" in network:  # IPv6 and not IPv4-mapped (reduce gives those their IPv4 /24)
+            digest, _ = reduce(network.split("/", 1)[0])
         return f"{digest:016x}"
 
     async def refused(self, client: str) -> int:
