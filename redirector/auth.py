@@ -87,13 +87,9 @@ class Authenticator:
         Retry-After past the limit. 503 while Redis cannot be reached (the key's record and the count live
         there)."""
         try:
-            if not token.startswith(KEY_PREFIX):
-                return await self._admin_attempt(token, request)
-            try:
+            if token.startswith(KEY_PREFIX):
                 return await self._api_key(token)
-            except ApiError:
-                self.refusals.labels("invalid").inc()
-                raise
+            return await self._admin_attempt(token, request)
         except RedisError:
             message = "credentials cannot be checked now (Redis cannot be reached); retry"
             raise ApiError(503, "redis_unavailable", message, {"retry-after": "1"}) from None
@@ -133,6 +129,7 @@ class Authenticator:
     async def _api_key(self, token: str) -> Principal:
         record = await self._redis.hgetall(self._keys.api_key(key_digest(token)))
         if not record:
+            self.refusals.labels("invalid").inc()
             raise ApiError(401, "unauthorized", "invalid API key")
         return Principal(record[b"scope"].decode(), record[b"subject_id"].decode())
 

@@ -24,6 +24,8 @@ from redirector.dash.session import (
 )
 from redirector.dash.site import home
 
+UNAVAILABLE = "Sign-in is unavailable right now (Redis cannot be reached)."
+
 
 def _next_path(value: str | None) -> str | None:
     """A `next` to return to after sign-in: a dashboard path on this server only (never another site)."""
@@ -77,20 +79,17 @@ async def login(request: Request) -> Response:
         if previous is not None:
             await ctx.dash.sessions.close(previous)
     except ApiError as exc:
-        if exc.status in (429, 503):
-            headers = exc.headers or {}
-            if exc.status == 503:
-                message = "Sign-in is unavailable right now (Redis cannot be reached)."
-            else:
-                minutes = -(-int(headers.get("retry-after", "60")) // 60)
-                message = (
-                    "Too many wrong attempts at the admin token from your address. "
-                    f"Try again in {minutes} min."
-                )
-            return _login_page(request, exc.status, message, headers)
+        if exc.status == 429:
+            minutes = -(-int((exc.headers or {}).get("retry-after", "60")) // 60)
+            message = (
+                f"Too many wrong attempts at the admin token from your address. Try again in {minutes} min."
+            )
+            return _login_page(request, 429, message, exc.headers)
+        if exc.status == 503:
+            return _login_page(request, 503, UNAVAILABLE, exc.headers)
         return _login_page(request, 401, "That key is not valid. Check it and try again.")
-    except RedisError:
-        return _login_page(request, 503, "Sign-in is unavailable right now (Redis cannot be reached).")
+    except RedisError:  # the session calls after the check
+        return _login_page(request, 503, UNAVAILABLE)
     target = _next_path(form.get("next")) or home(principal)
     response = RedirectResponse(target, status_code=303)
     secure = is_secure(request, ctx.settings.public_url)
