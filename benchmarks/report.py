@@ -7,6 +7,8 @@ benchmarks/REPORT.md with PNG charts in benchmarks/report/ (raw figures: benchma
 Sections, in order (each later one uses figures of the earlier ones):
   1. redirect    benchmarks/redirect.py: nginx static 302 vs bare ASGI 302 vs clicktrail, per links and
                  workers, wrk (closed loop), with the exact click check;
+  1b. paired     benchmarks/paired.py: the redirect's two ratios of issue 16 (clicktrail / bare ASGI, many
+                 links / few links) from two servers up at once, wrk alternating between them in slices;
   2. open_loop   clicktrail (1 worker, 1k links) at 25/50/75/90 % of its maximum (wrk, measured again first),
                  open-loop client (openloop.py), latency from the scheduled send;
   3. backlog     clicktrail with an empty stream vs a stream holding N unconsumed clicks;
@@ -30,7 +32,7 @@ import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benchmarks import attribution, ingest
+from benchmarks import attribution, ingest, paired
 from benchmarks.redirect import machine, run_benchmark
 from benchmarks.redis_server import private_redis
 from benchmarks.report_md import click_checks, render
@@ -57,6 +59,10 @@ class Mode:
     ingest_clicks: int
     lag_s: float
     attribution: tuple[tuple[int, int], ...]  # (clicks, orders) per table size
+    paired_links: tuple[int, int] = (1000, 1_000_000)  # (few, many) of benchmarks/paired.py
+    paired_slices: int = 10  # wrk slices per side
+    paired_slice_s: float = 2
+    paired_repeat: int = 3  # issue 16: "in each of three runs"
 
 
 MODES = {
@@ -83,9 +89,26 @@ MODES = {
         100_000,
         5,
         ((500_000, 5_000), (2_000_000, 5_000)),
+        (1000, 100_000),
+        4,
+        1,
+        2,
     ),
     "smoke": Mode(
-        "smoke", 1, (200,), (1,), 1.5, 5_000, 5_000, 10_000, 2, ((50_000, 1_000), (200_000, 1_000))
+        "smoke",
+        1,
+        (200,),
+        (1,),
+        1.5,
+        5_000,
+        5_000,
+        10_000,
+        2,
+        ((50_000, 1_000), (200_000, 1_000)),
+        (200, 2_000),
+        2,
+        1,
+        1,
     ),
 }
 
@@ -100,6 +123,7 @@ def run_report(mode: Mode, command: str, save, log=print, work_root: Path | None
         work = Path(tmp)
         sections = (
             ("redirect", lambda: _redirect(mode, opts, work, log)),
+            ("paired", lambda: _paired(mode, opts, work, log)),
             ("open_loop", lambda: _open_loop(mode, opts, work, result, log)),
             ("backlog", lambda: _backlog(mode, opts, work, log)),
             ("memory", lambda: _memory(mode, opts, work, result, log)),
@@ -131,6 +155,14 @@ def _redirect(mode: Mode, opts: BenchOptions, work: Path, log) -> dict:
     redirect = run_benchmark(list(mode.links), list(mode.workers), opts, work_root=work, log=log)
     redirect.pop("machine")  # the report's own, taken at its start
     return redirect
+
+
+def _paired(mode: Mode, opts: BenchOptions, work: Path, log) -> dict:
+    few, many = mode.paired_links
+    return paired.run_all(
+        paired.PAIRS, few, many, opts, slices=mode.paired_slices, slice_s=mode.paired_slice_s,
+        repeat=mode.paired_repeat, work_root=work, log=log,
+    )  # fmt: skip
 
 
 def _max_rps(result: dict, links: int) -> float:

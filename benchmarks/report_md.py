@@ -70,6 +70,16 @@ def click_checks(result: dict) -> list[tuple[str, bool]]:
                     run["clicktrail"]["check"]["passed"],
                 )
             )
+    for name, runs in result.get("paired", {}).get("pairs", {}).items():
+        for n, run in enumerate(runs, 1):
+            for side in ("a", "b"):
+                if "check" in run[side]:
+                    checks.append(
+                        (
+                            f"paired {name} run {n}: {run[side]['system']} {run[side]['links']:,} links",
+                            run[side]["check"]["passed"],
+                        )
+                    )
     if "max_run" in result.get("open_loop", {}):
         checks.append(("open loop: maximum (wrk)", result["open_loop"]["max_run"]["check"]["passed"]))
     for point in result.get("open_loop", {}).get("points", []):
@@ -104,6 +114,28 @@ def _links_rows(result: dict, small: int, large: int) -> list[tuple[str, str, st
     return rows
 
 
+def _paired_rows(result: dict) -> list[tuple[str, str, str]]:
+    """The paired ratios (benchmarks/paired.py): every run's, as issue 16 counts them."""
+    pr = result.get("paired")
+    if not pr:
+        return []
+    rows = []
+    for name, runs in pr["pairs"].items():
+        if not runs:
+            continue
+        a, b = runs[0]["a"], runs[0]["b"]
+        rows.append(
+            (
+                f"paired {name}: {a['system']} {a['links']:,} links / {b['system']} {b['links']:,} links, "
+                f"{len(runs)} run(s) of {pr['slices']} slices x {pr['slice_s']:g} s each side",
+                " / ".join(f"{run['ratio']:.2f}" for run in runs),
+                "same minutes for both sides (wrk alternating A B B A ...); per server CPU-second "
+                + " / ".join(_fmt(run["ratio_per_server_cpu_s"], ".2f") for run in runs),
+            )
+        )
+    return rows
+
+
 def headline(result: dict) -> list[tuple[str, str, str]]:
     """(figure, value, what it is compared with) rows: the ratios that matter."""
     rows = []
@@ -120,6 +152,7 @@ def headline(result: dict) -> list[tuple[str, str, str]]:
             )
         )
     rows += _links_rows(result, small, large)
+    rows += _paired_rows(result)
     two = _redirect_run(result, small, 2)
     if run and two and "clicktrail" in two:
         ratio = two["clicktrail"]["requests_per_s"] / run["clicktrail"]["requests_per_s"]
@@ -227,7 +260,9 @@ def render(result: dict, out: Path, charts: list[Path]) -> str:
     ]
     for name, error in result.get("errors", {}).items():
         lines += ["", f"**Section {name} FAILED:** `{error}`"]
-    lines += _redirect_section(result, img) + _open_loop_section(result, img) + _growth_section(result, img)
+    lines += _targets_section(result)
+    lines += _redirect_section(result, img) + _paired_section(result)
+    lines += _open_loop_section(result, img) + _growth_section(result, img)
     lines += _memory_section(result, img) + _ingest_section(result)
     lines += ["", "## How to read these figures", "", *NOTES, "", "## Sections' wall time", ""]
     lines.append(", ".join(f"{k} {v} s" for k, v in result.get("section_seconds", {}).items()))
@@ -260,6 +295,140 @@ def _redirect_section(result: dict, img) -> list[str]:
         "",
         _stated(result, wrk_cmd),
     ]
+
+
+def _paired_section(result: dict) -> list[str]:
+    pr = result.get("paired")
+    if not pr:
+        return []
+    lines = [
+        "",
+        "## 1b. Paired ratios (two servers up at once)",
+        "",
+        f"benchmarks/paired.py: both servers of a pair run side by side (one worker each; a clicktrail side "
+        f"has its own private Redis) and wrk ({pr['connections']} connections, {pr['mix']} codes) drives "
+        f"them in {pr['slices']} slices of {pr['slice_s']:g} s each, in the order A B B A A B ..., both "
+        "slices of a pair with the same seed: the minute-to-minute swing of this machine falls on both "
+        "sides of a ratio alike, which section 1's systems, measured one after the other, cannot give. "
+        "Each run starts fresh servers; every clicktrail side's clicks are checked over all its slices.",
+        "",
+        "| pair | run | A req/s | B req/s | A / B | per server CPU-s | slices' A / B (min-max) | "
+        "A p99 ms (median of slices) | B p99 ms | target | clicks |",
+        "|" + "---|" * 11,
+    ]
+    for name, runs in pr["pairs"].items():
+        for n, run in enumerate(runs, 1):
+            a, b, sl = run["a"], run["b"], [x for x in run["slice_ratios"] if x is not None]
+            label = f"{name}: {a['system']} {a['links']:,} / {b['system']} {b['links']:,}"
+            lines.append(
+                f"| {label} | {n} | {a['requests_per_s']:,.0f} | {b['requests_per_s']:,.0f} | "
+                f"**{_fmt(run['ratio'], '.3f')}** | {_fmt(run['ratio_per_server_cpu_s'], '.3f')} | "
+                f"{min(sl, default=0):.2f}-{max(sl, default=0):.2f} | {a['p99_ms']['median']} | "
+                f"{b['p99_ms']['median']} | >= {run['target']}: {'met' if run['met'] else 'NOT met'} | "
+                f"{'OK' if run['clicks_checked'] else 'FAILED'} |"
+            )
+    command = next((r["a"]["command"] for runs in pr["pairs"].values() for r in runs), "")
+    return [*lines, "", _stated(result, command)]
+
+
+def _targets_section(result: dict) -> list[str]:
+    """Issue 16's targets, each with this run's figure, whether it is met, and where it is not, the
+    figures of this run that say why (the profiles behind them: docs/performance.md)."""
+    rows = [row for row in _target_rows(result) if row]
+    if not rows:
+        return []
+    lines = [
+        "",
+        "## Targets (issue 16)",
+        "",
+        "| target | this run | met | where not: this run's figures behind it |",
+        "|---|---|---|---|",
+    ]
+    lines += [
+        f"| {t} | {v} | {'**met**' if ok else 'not met'} | {'' if ok else why} |" for t, v, ok, why in rows
+    ]
+    return lines
+
+
+def _target_rows(result: dict) -> list[tuple[str, str, bool, str] | None]:
+    pairs = result.get("paired", {}).get("pairs", {})
+    rows: list[tuple[str, str, bool, str] | None] = []
+    for name, wanted in (("c/b", "redirect >= 0.70 x bare ASGI in each of three runs (paired)"),
+                         ("many/few", "redirect with many links >= 0.85 x few links (paired)")):  # fmt: skip
+        runs = pairs.get(name)
+        if not runs:
+            rows.append(None)
+            continue
+        met = all(run["met"] for run in runs) and (len(runs) >= 3 or name != "c/b")
+        why = "per server CPU-second: " + " / ".join(_fmt(r["ratio_per_server_cpu_s"], ".2f") for r in runs)
+        rows.append((wanted, " / ".join(f"{r['ratio']:.2f}" for r in runs), met, why))
+    memory = result.get("memory")
+    if memory:
+        per_link = memory["rss_bytes_per_cached_link"]
+        rows.append(("<= 250 B per cached link", f"{per_link:,.0f} B", per_link <= 250, ""))
+    rows.append(_open_loop_target(result))
+    ingest = result.get("ingest", {}).get("throughput")
+    if ingest:
+        raw_us = ingest["raw_tsv_s"] / ingest["clicks"] * 1e6
+        why = (
+            f"the ingester's CPU {ingest['ingest_cpu_us_per_click']} µs per click against {raw_us:.1f} µs of "
+            f"wall per click for the whole raw insert; {ingest['ratio_to_raw_arrival_order']} x the raw "
+            "insert of the rows in arrival order"
+        )
+        rows.append(
+            (
+                "ingest >= 0.50 x raw insert",
+                f"{ingest['ratio_to_raw']:.2f}",
+                ingest["ratio_to_raw"] >= 0.5,
+                why,
+            )
+        )
+    runs = result.get("attribution", {}).get("runs", [])
+    if runs:
+        met = all(r["ratio_to_bare_join"] <= 3 for r in runs)
+        why = "; ".join(_attribution_why(r) for r in runs if "stages" in r)
+        rows.append(
+            (
+                "attribution <= 3 x bare join at both sizes",
+                " / ".join(f"{r['ratio_to_bare_join']} x" for r in runs),
+                met,
+                why,
+            )
+        )
+    return rows
+
+
+def _attribution_why(run: dict) -> str:
+    stages = run["stages"]
+    rules_cpu_s = stages["book"]["cpu_s"] + stages["write"]["cpu_s"]
+    return (
+        f"{run['clicks']:,} clicks: the attributor's own CPU {stages['run']['cpu_s']:.1f} s, of which the "
+        f"ledger rules and their events {rules_cpu_s:.1f} s, against 3 x the join "
+        f"{3 * run['bare_join_s']:.1f} s"
+    )
+
+
+def _open_loop_target(result: dict) -> tuple[str, str, bool, str] | None:
+    ol = result.get("open_loop", {})
+    point = next((p for p in ol.get("points", []) if p["share_of_max"] == 0.75), None)
+    if point is None:
+        return None
+    p99 = point["latency_ms"]["p99"]
+    max_run = ol.get("max_run", {})
+    at_max = (
+        round(max_run["cores_used"]["server"] / ol["max_requests_per_s"] * 1e6, 1)
+        if max_run.get("cores_used", {}).get("server") and ol.get("max_requests_per_s")
+        else None
+    )
+    stalls = point.get("stalls") or {}
+    why = (
+        f"the worker {point['cores_used'].get('server')} of a core busy at 75 %: "
+        f"{_fmt(server_cpu_us(point), '.1f')} µs CPU per request against {_fmt(at_max, '.1f')} at wrk's "
+        "maximum; the client "
+        f"{point['client_cores']} cores; loop stalls over 20 ms: {stalls.get('over_20ms', 'n/a')}; "
+        f"service p99 (from the actual send) {point['service_ms']['p99']} ms"
+    )
+    return ("open-loop p99 <= 15 ms at 75 % of the maximum", f"{p99} ms", p99 <= 15, why)
 
 
 def _open_loop_section(result: dict, img) -> list[str]:

@@ -72,21 +72,30 @@ def measure_nginx(work: Path, *, workers: int, links: int, opts: BenchOptions) -
 
 
 # --- (b) bare ASGI ----------------------------------------------------------------------------------
-def measure_bare(work: Path, *, workers: int, links: int, opts: BenchOptions) -> dict:
+@contextlib.contextmanager
+def bare_server(work: Path, *, workers: int, links: int, opts: BenchOptions) -> Iterator[Served]:
+    """The bare ASGI app on a free loopback port, every worker started and one 302 probed; stopped on exit
+    (its exit code recorded in the Served)."""
     port = procs.free_port()
     cmd = [sys.executable, "-m", "benchmarks.bare_asgi", "--host", procs.LOOPBACK, "--port", str(port),
            "--workers", str(workers), "--http", opts.bare_http]  # fmt: skip
     ready_dir = work / "ready"
     ready_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, BENCH_LINKS=str(links), BENCH_READY_DIR=str(ready_dir), PYTHONPATH=str(ROOT))
-    proc = procs.start(cmd, log_path=work / "bare.log", env=env, cwd=ROOT)
+    served = Served(port, procs.start(cmd, log_path=work / "bare.log", env=env, cwd=ROOT), env, work)
     try:
-        procs.wait_until(proc, lambda: len(list(ready_dir.iterdir())) >= workers, "every bare worker")
-        procs.wait_http(proc, port, "/" + code_for(0), ok=(302,))
-        figures = _wrk(port, links, opts, cpu={"server": proc.pid})
+        procs.wait_until(served.proc, lambda: len(list(ready_dir.iterdir())) >= workers, "every bare worker")
+        procs.wait_http(served.proc, port, "/" + code_for(0), ok=(302,))
+        served.all_ready = True
+        yield served
     finally:
-        exit_code = procs.stop(proc)
-    figures["exit_code"] = exit_code
+        served.exit_code = procs.stop(served.proc)
+
+
+def measure_bare(work: Path, *, workers: int, links: int, opts: BenchOptions) -> dict:
+    with bare_server(work, workers=workers, links=links, opts=opts) as srv:
+        figures = _wrk(srv.port, links, opts, cpu={"server": srv.proc.pid})
+    figures["exit_code"] = srv.exit_code
     return figures
 
 

@@ -18,7 +18,7 @@ CHARTS = ("redirect-throughput.png", "redirect-latency.png", "open-loop-latency.
           "memory.png")  # fmt: skip
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(300)
 def test_report_smoke_writes_markdown_charts_and_passes_click_checks(tmp_path: Path) -> None:
     out = tmp_path / "REPORT.md"
     status = main(["--smoke", "--out", str(out), "--json-dir", str(tmp_path / "out")])
@@ -28,11 +28,18 @@ def test_report_smoke_writes_markdown_charts_and_passes_click_checks(tmp_path: P
     assert result["errors"] == {}
     assert status == 0
     checks = click_checks(result)
-    # redirect (uniform and Zipf codes), the open-loop maximum and four rates, the two backlog runs and the
-    # memory warm-up (with the runs on its full cache)
-    assert len(checks) == 10, checks
+    # redirect (uniform and Zipf codes), the paired runs' three clicktrail sides (c/b, and both sides of
+    # many/few), the open-loop maximum and four rates, the two backlog runs and the memory warm-up (with the
+    # runs on its full cache)
+    assert len(checks) == 13, checks
     assert all(ok for _, ok in checks), checks
     assert {p["share_of_max"] for p in result["open_loop"]["points"]} == {0.25, 0.5, 0.75, 0.9}
+    pairs = result["paired"]["pairs"]
+    assert set(pairs) == {"c/b", "many/few"}
+    for (run,) in pairs.values():
+        # Both sides were driven in every slice, and each side's rate is of its own requests.
+        assert len(run["a"]["slices_requests_per_s"]) == len(run["b"]["slices_requests_per_s"]) == 2
+        assert run["a"]["requests"] > 0 and run["b"]["requests"] > 0 and run["ratio"] > 0
     assert result["memory"]["cache_entries"] == result["memory"]["links"]
     assert result["memory"]["clicks_buffered"] > 0
     assert set(result["memory"]["warm_cache_runs"]) == {"uniform", "zipf:1.1"}
@@ -47,7 +54,8 @@ def test_report_smoke_writes_markdown_charts_and_passes_click_checks(tmp_path: P
         assert run["gc"]["2"]["count"] >= 1, run["gc"]  # the one full pass at the run's end
 
     text = out.read_text()
-    assert "## Headline" in text and "Click checks: 10 of 10 passed" in text
+    assert "## Headline" in text and "Click checks: 13 of 13 passed" in text
+    assert "## Targets (issue 16)" in text and "## 1b. Paired ratios" in text
     assert "| 3 x bare join |" in text and "| full (gen 2) |" in text
     for name in CHARTS:
         png = tmp_path / "report" / name
