@@ -10,6 +10,9 @@
    `clickhouse-client` into a second database with the same schema (same table, same materialized views),
    in table order (`ratio_to_raw`, the headline) and in arrival order (`ratio_to_raw_arrival_order`:
    ClickHouse sorts every block by the table's key, cheaper on rows already in that order). Target: ≥ 0.5.
+   The ingester and the table-order insert each run twice, in the order ingest, raw, raw, ingest (the
+   second ingest drains fresh clicks into another database), and the ratio is of their summed times: this
+   machine's speed moves by a third between minutes, so each side gets an early and a late run.
    CPU per click: the ingesters', the private Redis's, and the whole machine's during each path (the
    machine is shared, so that last figure includes whatever else ran).
 2. Redis memory per buffered click (`MEMORY USAGE` of the pre-filled stream / N): the cost of a backlog.
@@ -172,7 +175,9 @@ def raw_insert(backend: NativeClickHouse, raw: NativeClickHouse, order_by: str) 
     return raw_s, raw_machine_s
 
 
-def throughput(client, backend, raw, keys, ids, count, batch_size, ingesters, agents) -> dict:
+def _drain_all(client, backend, keys, ids, count, batch_size, ingesters, agents) -> dict:
+    """Fill the stream with `count` fresh clicks, then time `ingesters` processes draining it into
+    `backend`: wall and CPU seconds (the ingesters', Redis's, the machine's) and the stream's size."""
     start_ms = int(time.time() * 1000) - 6 * 3_600_000
     clicks = make_clicks(ids, count, start_ms, 6 * 3_600_000 / count, agents)
     fill(client, keys.clicks, clicks, PER_ENTRY)
@@ -193,38 +198,67 @@ def throughput(client, backend, raw, keys, ids, count, batch_size, ingesters, ag
     for worker in workers:
         worker.join()
         assert worker.exitcode == 0
-    ingest_s = time.perf_counter() - started
+    wall_s = time.perf_counter() - started
     cpu_after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    ingest_machine_s, redis_s = machine_busy_s() - machine_before, redis_cpu_s(client) - redis_before
-    # CPU the ingesters used (robust on a shared machine, unlike the wall time): the single-core ceiling.
-    ingest_cpu_s = (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime)
-    stored = queries.click_count(backend)
-    totals = queries.rollup_totals(backend)
-    raw_s, raw_machine_s = raw_insert(backend, raw[0], "")
+    return {
+        "wall_s": wall_s,
+        # CPU the ingesters used (robust on a shared machine, unlike the wall time): the single-core ceiling.
+        "cpu_s": (cpu_after.ru_utime + cpu_after.ru_stime) - (cpu_before.ru_utime + cpu_before.ru_stime),
+        "machine_s": machine_busy_s() - machine_before,
+        "redis_s": redis_cpu_s(client) - redis_before,
+        "stream_bytes": stream_bytes,
+    }
+
+
+def throughput(client, backends, raw, keys, ids, count, batch_size, ingesters, agents) -> dict:
+    """The ingester and the raw insert in the order I R R I (then the raw insert in arrival order): this
+    machine's speed moves by a third between minutes, so each side gets one early and one late run, and
+    the ratio is of their sums. The second ingest drains fresh clicks (new ids: the same ones would be
+    dropped as seen) into a second database; both raw runs insert the first ingest's rows."""
+    first = _drain_all(client, backends[0], keys, ids, count, batch_size, ingesters, agents)
+    stored = queries.click_count(backends[0])
+    totals = queries.rollup_totals(backends[0])
+    raw_runs = [raw_insert(backends[0], raw[n], "") for n in (0, 2)]
+    second = _drain_all(client, backends[1], keys, ids, count, batch_size, ingesters, agents)
+    assert queries.click_count(backends[1]) == stored
     # The same rows in the order they arrived (the stream's, which is ts_ms order here): ClickHouse sorts
     # each block by the table's key, which costs more on arrival order than on table order.
-    arrival_s, _ = raw_insert(backend, raw[1], "ORDER BY ts_ms")
+    arrival_s, _ = raw_insert(backends[0], raw[1], "ORDER BY ts_ms")
+    ingests = (first, second)
+    ingest_s = sum(run["wall_s"] for run in ingests)
+    raw_s = sum(wall for wall, _ in raw_runs)
+    clicks = 2 * count
+
+    def per_click_us(seconds: float, n: int = clicks) -> float:
+        return round(seconds / n * 1e6, 1)
+
     return {
         "clicks": count,
         "batch_size": batch_size,
         "ingesters": ingesters,
         "stored": stored,
         "rollups_agree": len(set(totals.values())) == 1,
-        "ingest_s": round(ingest_s, 2),
-        "ingest_clicks_per_s": round(count / ingest_s),
-        "ingest_cpu_us_per_click": round(ingest_cpu_s / count * 1e6, 1),
-        "ingest_redis_cpu_us_per_click": round(redis_s / count * 1e6, 1),
+        "order": "ingest, raw, raw, ingest (then raw in arrival order)",
+        "ingest_s_runs": [round(run["wall_s"], 2) for run in ingests],
+        "raw_tsv_s_runs": [round(wall, 2) for wall, _ in raw_runs],
+        "ingest_s": round(ingest_s / 2, 2),
+        "ingest_clicks_per_s": round(clicks / ingest_s),
+        "ingest_cpu_us_per_click": per_click_us(sum(run["cpu_s"] for run in ingests)),
+        "ingest_redis_cpu_us_per_click": per_click_us(sum(run["redis_s"] for run in ingests)),
         # Every process on the machine (ClickHouse, Redis, the ingesters, and whatever else runs there):
         # the CPU each path costs in all, next to the cores the machine has.
-        "ingest_machine_cpu_us_per_click": round(ingest_machine_s / count * 1e6, 1),
-        "raw_machine_cpu_us_per_click": round(raw_machine_s / count * 1e6, 1),
+        "ingest_machine_cpu_us_per_click": per_click_us(sum(run["machine_s"] for run in ingests)),
+        "raw_machine_cpu_us_per_click": per_click_us(sum(machine for _, machine in raw_runs)),
         "cores": os.cpu_count(),
-        "raw_tsv_s": round(raw_s, 2),
-        "raw_clicks_per_s": round(count / raw_s),
+        "raw_tsv_s": round(raw_s / 2, 2),
+        "raw_clicks_per_s": round(clicks / raw_s),
         "ratio_to_raw": round(raw_s / ingest_s, 3),
+        "ratio_to_raw_runs": [
+            round(wall / run["wall_s"], 3) for (wall, _), run in zip(raw_runs, ingests, strict=True)
+        ],
         "raw_arrival_order_clicks_per_s": round(count / arrival_s),
-        "ratio_to_raw_arrival_order": round(arrival_s / ingest_s, 3),
-        "redis_bytes_per_buffered_click": round(stream_bytes / count, 1),
+        "ratio_to_raw_arrival_order": round(arrival_s / (ingest_s / 2), 3),
+        "redis_bytes_per_buffered_click": round(first["stream_bytes"] / count, 1),
     }
 
 
@@ -292,17 +326,26 @@ def run(
     batch_size = batch_size or Settings().ingest_batch_size
     run_id = secrets.token_hex(3)
     backend = NativeClickHouse(CLICKHOUSE_URL, database=f"ct_bench_ingest_{run_id}")
-    raw = [NativeClickHouse(CLICKHOUSE_URL, database=f"ct_bench_raw{n}_{run_id}") for n in (1, 2)]
+    second = NativeClickHouse(CLICKHOUSE_URL, database=f"ct_bench_ingest2_{run_id}")
+    raw = [NativeClickHouse(CLICKHOUSE_URL, database=f"ct_bench_raw{n}_{run_id}") for n in (1, 2, 3)]
     ids = ClickIds(secrets.token_bytes(16))
     keys = Keys("ct:bench:")
     try:
-        for db in (backend, *raw):
+        for db in (backend, second, *raw):
             migrate(db, log=lambda _line: None)
         with tempfile.TemporaryDirectory() as work, private_redis(Path(work)) as url:
             client = redis.Redis.from_url(url)
             figures = {
                 "throughput": throughput(
-                    client, backend, raw, keys, ids, clicks, batch_size, ingesters, agent_mix(distinct_agents)
+                    client,
+                    (backend, second),
+                    raw,
+                    keys,
+                    ids,
+                    clicks,
+                    batch_size,
+                    ingesters,
+                    agent_mix(distinct_agents),
                 ),
                 "distinct_agents": distinct_agents,
             }
@@ -312,7 +355,7 @@ def run(
             )
             client.close()
     finally:
-        for db in (backend, *raw):
+        for db in (backend, second, *raw):
             db.execute(f"DROP DATABASE IF EXISTS {db.database}")
             db.close()
     return figures
