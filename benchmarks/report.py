@@ -13,7 +13,8 @@ Sections, in order (each later one uses figures of the earlier ones):
                  open-loop client (openloop.py), latency from the scheduled send;
   3. backlog     clicktrail with an empty stream vs a stream holding N unconsumed clicks;
   4. memory      RSS of one worker with every link cached; Redis bytes per buffered click;
-  5. ingest      benchmarks/ingest.py: ingester vs raw clickhouse-client insert, lag at 5,000 clicks/s;
+  5. ingest      benchmarks/ingest.py: ingester (one, then two) vs raw clickhouse-client insert, lag at
+                 5,000 clicks/s;
   6. attribution benchmarks/attribution.py at two clicks-table sizes, each vs a bare ClickHouse join.
 A section that fails is recorded with its error; the others still run. The JSON is written after every
 section, so an interrupted run can still be rendered (--from-json). Exit status 1 if any section failed
@@ -236,10 +237,11 @@ def _memory(mode: Mode, opts: BenchOptions, work: Path, result: dict, log) -> di
 
 def _ingest(mode: Mode, log) -> dict:
     log(f"  {mode.ingest_clicks:,} clicks, then {mode.lag_s:g} s of lag at 5,000 clicks/s ...")
-    return ingest.run(mode.ingest_clicks, mode.lag_s) | {
-        "clicks": mode.ingest_clicks,
-        "lag_seconds": mode.lag_s,
-    }
+    figures = ingest.run(mode.ingest_clicks, mode.lag_s)
+    # Two ingesters (the consumer group scales out; this machine has two cores): throughput only.
+    log(f"  {mode.ingest_clicks:,} clicks, two ingesters ...")
+    figures["two_ingesters"] = ingest.run(mode.ingest_clicks, 0, ingesters=2)["throughput"]
+    return figures | {"clicks": mode.ingest_clicks, "lag_seconds": mode.lag_s}
 
 
 def _attribution(mode: Mode, log) -> dict:

@@ -43,7 +43,9 @@ def test_report_smoke_writes_markdown_charts_and_passes_click_checks(tmp_path: P
     assert result["memory"]["cache_entries"] == result["memory"]["links"]
     assert result["memory"]["clicks_buffered"] > 0
     assert set(result["memory"]["warm_cache_runs"]) == {"uniform", "zipf:1.1"}
-    assert result["ingest"]["throughput"]["stored"] == result["ingest"]["throughput"]["clicks"]
+    for throughput in (result["ingest"]["throughput"], result["ingest"]["two_ingesters"]):
+        assert throughput["stored"] == throughput["clicks"]
+        assert len(throughput["ingest_s_runs"]) == len(throughput["raw_tsv_s_runs"]) == 2
     assert len(result["attribution"]["runs"]) == 2
     for run in result["attribution"]["runs"]:
         stages = run["stages"]
