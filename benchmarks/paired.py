@@ -160,7 +160,7 @@ def _totals(side: Side) -> dict:
         "seconds": round(seconds, 3),
         "requests_per_s": round(requests / seconds, 1) if seconds else 0.0,
         "requests_per_server_cpu_s": round(requests / server_cpu_s) if server_cpu_s else None,
-        "p99_ms": {"median": statistics.median(p99s), "max": max(p99s)} if p99s else None,
+        "p99_ms": {"median": round(statistics.median(p99s), 3), "max": max(p99s)} if p99s else None,
         "slices_requests_per_s": [s["requests_per_s"] for s in side.slices],
         "non_2xx_3xx": sum(s["non_2xx_3xx"] for s in side.slices),
         "exit_code": side.exit_code,

@@ -323,8 +323,8 @@ def _paired_section(result: dict) -> list[str]:
             lines.append(
                 f"| {label} | {n} | {a['requests_per_s']:,.0f} | {b['requests_per_s']:,.0f} | "
                 f"**{_fmt(run['ratio'], '.3f')}** | {_fmt(run['ratio_per_server_cpu_s'], '.3f')} | "
-                f"{min(sl, default=0):.2f}-{max(sl, default=0):.2f} | {a['p99_ms']['median']} | "
-                f"{b['p99_ms']['median']} | >= {run['target']}: {'met' if run['met'] else 'NOT met'} | "
+                f"{min(sl, default=0):.2f}-{max(sl, default=0):.2f} | {a['p99_ms']['median']:.1f} | "
+                f"{b['p99_ms']['median']:.1f} | >= {run['target']}: {'met' if run['met'] else 'NOT met'} | "
                 f"{'OK' if run['clicks_checked'] else 'FAILED'} |"
             )
     command = next((r["a"]["command"] for runs in pr["pairs"].values() for r in runs), "")
