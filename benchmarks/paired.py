@@ -51,6 +51,7 @@ OUT_DIR = Path(__file__).resolve().parent / "out"
 # Issue 16's targets for the two ratios (the c/b one in each of three runs).
 TARGETS = {"c/b": 0.70, "many/few": 0.85}
 PAIRS = tuple(TARGETS)
+SERVER_MODULE = "clicktrail.cli"
 
 
 @dataclass(frozen=True)
@@ -83,7 +84,9 @@ class Side:
 
 
 @contextlib.contextmanager
-def _side(work: Path, system: str, links: int, redis_url: str | None, opts: BenchOptions) -> Iterator[Side]:
+def _side(
+    work: Path, system: str, links: int, redis_url: str | None, opts: BenchOptions, module: str
+) -> Iterator[Side]:
     """The server of one side, started and warm; on exit it is stopped (SIGTERM: the recorder flushes) and a
     clicktrail side's clicks are checked against every slice's 302s."""
     if system == "bare":
@@ -94,7 +97,9 @@ def _side(work: Path, system: str, links: int, redis_url: str | None, opts: Benc
         return
     assert redis_url is not None
     _clear_clicks(redis_url)
-    with clicktrail_server(work, redis_url=redis_url, workers=1, click_param=opts.click_param) as srv:
+    with clicktrail_server(
+        work, redis_url=redis_url, workers=1, click_param=opts.click_param, module=module
+    ) as srv:
         cpu = {"server": srv.proc.pid, "redis": _redis_pid(redis_url)}
         side = Side(system, links, srv.port, cpu, ids_dir=work / "ids")
         side.ids_dir.mkdir(parents=True, exist_ok=True)
@@ -116,7 +121,15 @@ def _side(work: Path, system: str, links: int, redis_url: str | None, opts: Benc
 
 
 def run_pair(
-    work: Path, pair: Pair, opts: BenchOptions, *, slices: int, slice_s: float, repeat: int, log=print
+    work: Path,
+    pair: Pair,
+    opts: BenchOptions,
+    *,
+    slices: int,
+    slice_s: float,
+    repeat: int,
+    module: str = SERVER_MODULE,
+    log=print,
 ) -> list[dict]:
     """`repeat` paired runs of `pair`, each on fresh servers over Redis instances seeded once."""
     with contextlib.ExitStack() as stack:
@@ -130,8 +143,8 @@ def run_pair(
         for n in range(repeat):
             here = work / f"{pair.name.replace('/', '-')}-{n}"
             with (
-                _side(here / "a", *pair.a, urls.get(pair.a[1]), opts) as a,
-                _side(here / "b", *pair.b, urls.get(pair.b[1]), opts) as b,
+                _side(here / "a", *pair.a, urls.get(pair.a[1]), opts, module) as a,
+                _side(here / "b", *pair.b, urls.get(pair.b[1]), opts, module) as b,
             ):
                 _alternate(a, b, opts, slices, slice_s)
             runs.append(figures(pair, a, b, opts, slice_s))
@@ -225,16 +238,18 @@ def run_all(
     slice_s: float,
     repeat: int,
     work_root: Path | None = None,
+    module: str = SERVER_MODULE,
     log=print,
 ) -> dict:
     result: dict = {"few": few, "many": many, "slices": slices, "slice_s": slice_s, "repeat": repeat,
-                    "mix": opts.mix, "connections": opts.connections, "pairs": {}}  # fmt: skip
+                    "mix": opts.mix, "connections": opts.connections, "module": module,
+                    "pairs": {}}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="clicktrail-paired-", dir=work_root) as tmp:
         for pair in pairs_for(pair_names, few, many):
             log(f"[paired {pair.name}] {pair.a[0]} {pair.a[1]:,} links / {pair.b[0]} {pair.b[1]:,} links, "
                 f"{slices} slices of {slice_s:g} s each, {repeat} run(s) ...")  # fmt: skip
             result["pairs"][pair.name] = run_pair(
-                Path(tmp), pair, opts, slices=slices, slice_s=slice_s, repeat=repeat, log=log
+                Path(tmp), pair, opts, slices=slices, slice_s=slice_s, repeat=repeat, module=module, log=log
             )
     return result
 
@@ -249,6 +264,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="runs per pair, fresh servers each (default 3)")
     parser.add_argument("--connections", type=int, default=64, help="wrk connections (default 64)")
     parser.add_argument("--mix", default="uniform", help="uniform or zipf:S (default uniform)")
+    parser.add_argument(
+        "--server-module",
+        default=SERVER_MODULE,
+        help="module run as `python -m MODULE serve` for clicktrail sides (default clicktrail.cli; "
+        "benchmarks.dictcache: the experiment of one dict of decoded links)",
+    )
     args = parser.parse_args(argv)
     names = tuple(n.strip() for n in args.pairs.split(",") if n.strip())
     if not names or set(names) - set(PAIRS):
@@ -258,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = BenchOptions(connections=args.connections, mix=args.mix)
     result = run_all(
         names, args.few, args.many, opts, slices=args.slices, slice_s=args.slice_s, repeat=args.repeat,
-        log=lambda msg: print(msg, flush=True),
+        module=args.server_module, log=lambda msg: print(msg, flush=True),
     )  # fmt: skip
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     path = OUT_DIR / f"paired-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.json"

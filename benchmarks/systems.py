@@ -187,13 +187,20 @@ class Served:
 
 @contextlib.contextmanager
 def clicktrail_server(
-    work: Path, *, redis_url: str, workers: int, click_param: str, extra_env: dict[str, str] | None = None
+    work: Path,
+    *,
+    redis_url: str,
+    workers: int,
+    click_param: str,
+    extra_env: dict[str, str] | None = None,
+    module: str = "clicktrail.cli",
 ) -> Iterator[Served]:
     """Serve on a free loopback port, wait for every worker, probe one redirect; on exit stop it (SIGTERM:
-    the recorder flushes) and record its exit code. The stream is left as it is (see _clear_clicks)."""
+    the recorder flushes) and record its exit code. The stream is left as it is (see _clear_clicks).
+    `module`: the command line's module (benchmarks/dictcache.py: an experiment's patched server)."""
     data_dir = work / "data"
     port = procs.free_port()
-    cmd = [sys.executable, "-m", "clicktrail.cli", "serve", "--host", procs.LOOPBACK, "--port", str(port),
+    cmd = [sys.executable, "-m", module, "serve", "--host", procs.LOOPBACK, "--port", str(port),
            "--workers", str(workers)]  # fmt: skip
     env = clicktrail_env(redis_url, data_dir) | (extra_env or {})
     served = Served(port, procs.start(cmd, log_path=work / "serve.log", env=env, cwd=ROOT), env, data_dir)
