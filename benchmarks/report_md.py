@@ -347,6 +347,13 @@ def _targets_section(result: dict) -> list[str]:
     lines += [
         f"| {t} | {v} | {'**met**' if ok else 'not met'} | {'' if ok else why} |" for t, v, ok, why in rows
     ]
+    lines += [
+        "",
+        "The profiles and experiments behind these figures are in docs/performance.md: many links (a py-spy "
+        "profile, and the experiment of every link decoded in one dict, benchmarks/dictcache.py), the "
+        "open-loop tail (and its stall table below), ingest (benchmarks/ingest_stages.py, stage by stage) "
+        "and attribution (the step table below, and a py-spy profile).",
+    ]
     return lines
 
 
