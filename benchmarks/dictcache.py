@@ -40,6 +40,9 @@ def patch() -> None:
 
 
 def main() -> int:
+    # The patch lives in this process: more workers would be started afresh, each with the real cache.
+    if "--workers" in sys.argv and sys.argv[sys.argv.index("--workers") + 1 :][:1] != ["1"]:
+        sys.exit("this experiment serves one worker only (--workers 1)")
     patch()
     from clicktrail.cli import main as cli
 

@@ -62,7 +62,7 @@ class Mode:
     attribution: tuple[tuple[int, int], ...]  # (clicks, orders) per table size
     paired_links: tuple[int, int] = (1000, 1_000_000)  # (few, many) of benchmarks/paired.py
     paired_slices: int = 10  # wrk slices per side
-    paired_slice_s: float = 2
+    paired_slice_s: int = 2
     paired_repeat: int = 3  # issue 16: "in each of three runs"
 
 

@@ -9,6 +9,9 @@ from pathlib import Path
 
 from benchmarks.openloop import CLIENT_PROCS, server_cpu_us
 from benchmarks.redirect import format_table
+from benchmarks.report_targets import busy_cores as _busy_cores
+from benchmarks.report_targets import fmt as _fmt
+from benchmarks.report_targets import targets_section
 from core.settings import Settings
 
 # The link cache size of every run but the memory one: clicktrail's default.
@@ -92,10 +95,6 @@ def click_checks(result: dict) -> list[tuple[str, bool]]:
     return checks
 
 
-def _fmt(value, spec: str = ",.0f", suffix: str = "") -> str:
-    return "n/a" if value is None else f"{value:{spec}}{suffix}"
-
-
 def _links_rows(result: dict, small: int, large: int) -> list[tuple[str, str, str]]:
     """The many-links figure per code mix, each against the fewest links' run of the same mix."""
     rows = []
@@ -128,7 +127,7 @@ def _paired_rows(result: dict) -> list[tuple[str, str, str]]:
             (
                 f"paired {name}: {a['system']} {a['links']:,} links / {b['system']} {b['links']:,} links, "
                 f"{len(runs)} run(s) of {pr['slices']} slices x {pr['slice_s']:g} s each side",
-                " / ".join(f"{run['ratio']:.2f}" for run in runs),
+                " / ".join(_fmt(run["ratio"], ".3f") for run in runs),
                 "same minutes for both sides (wrk alternating A B B A ...); per server CPU-second "
                 + " / ".join(_fmt(run["ratio_per_server_cpu_s"], ".2f") for run in runs),
             )
@@ -260,7 +259,7 @@ def render(result: dict, out: Path, charts: list[Path]) -> str:
     ]
     for name, error in result.get("errors", {}).items():
         lines += ["", f"**Section {name} FAILED:** `{error}`"]
-    lines += _targets_section(result)
+    lines += targets_section(result)
     lines += _redirect_section(result, img) + _paired_section(result)
     lines += _open_loop_section(result, img) + _growth_section(result, img)
     lines += _memory_section(result, img) + _ingest_section(result)
@@ -329,120 +328,6 @@ def _paired_section(result: dict) -> list[str]:
             )
     command = next((r["a"]["command"] for runs in pr["pairs"].values() for r in runs), "")
     return [*lines, "", _stated(result, command)]
-
-
-def _targets_section(result: dict) -> list[str]:
-    """Issue 16's targets, each with this run's figure, whether it is met, and where it is not, the
-    figures of this run that say why (the profiles behind them: docs/performance.md)."""
-    rows = [row for row in _target_rows(result) if row]
-    if not rows:
-        return []
-    lines = [
-        "",
-        "## Targets (issue 16)",
-        "",
-        "| target | this run | met | where not: this run's figures behind it |",
-        "|---|---|---|---|",
-    ]
-    lines += [
-        f"| {t} | {v} | {'**met**' if ok else 'not met'} | {'' if ok else why} |" for t, v, ok, why in rows
-    ]
-    lines += [
-        "",
-        "The profiles and experiments behind these figures are in docs/performance.md: many links (a py-spy "
-        "profile, and the experiment of every link decoded in one dict, benchmarks/dictcache.py), the "
-        "open-loop tail (and its stall table below), ingest (benchmarks/ingest_stages.py, stage by stage) "
-        "and attribution (the step table below, and a py-spy profile).",
-    ]
-    return lines
-
-
-def _target_rows(result: dict) -> list[tuple[str, str, bool, str] | None]:
-    pairs = result.get("paired", {}).get("pairs", {})
-    rows: list[tuple[str, str, bool, str] | None] = []
-    for name, wanted in (("c/b", "redirect >= 0.70 x bare ASGI in each of three runs (paired)"),
-                         ("many/few", "redirect with many links >= 0.85 x few links (paired)")):  # fmt: skip
-        runs = pairs.get(name)
-        if not runs:
-            rows.append(None)
-            continue
-        met = all(run["met"] for run in runs) and (len(runs) >= 3 or name != "c/b")
-        why = "per server CPU-second: " + " / ".join(_fmt(r["ratio_per_server_cpu_s"], ".2f") for r in runs)
-        rows.append((wanted, " / ".join(f"{r['ratio']:.2f}" for r in runs), met, why))
-    memory = result.get("memory")
-    if memory:
-        per_link = memory["rss_bytes_per_cached_link"]
-        rows.append(("<= 250 B per cached link", f"{per_link:,.0f} B", per_link <= 250, ""))
-    rows.append(_open_loop_target(result))
-    rows.append(_ingest_target(result.get("ingest", {})))
-    runs = result.get("attribution", {}).get("runs", [])
-    if runs:
-        met = all(r["ratio_to_bare_join"] <= 3 for r in runs)
-        why = "; ".join(_attribution_why(r) for r in runs if "stages" in r)
-        rows.append(
-            (
-                "attribution <= 3 x bare join at both sizes",
-                " / ".join(f"{r['ratio_to_bare_join']} x" for r in runs),
-                met,
-                why,
-            )
-        )
-    return rows
-
-
-def _ingest_target(figures: dict) -> tuple[str, str, bool, str] | None:
-    one, two = figures.get("throughput"), figures.get("two_ingesters")
-    if not one:
-        return None
-    raw_us = one["raw_tsv_s"] / one["clicks"] * 1e6
-    why = (
-        f"one ingester: its CPU {one['ingest_cpu_us_per_click']} µs per click against {raw_us:.1f} µs of "
-        "wall per click for the whole raw insert; machine CPU per click "
-        f"{one['ingest_machine_cpu_us_per_click']} µs against the raw insert's "
-        f"{one['raw_machine_cpu_us_per_click']} µs"
-    )
-    value, best = f"{one['ratio_to_raw']:.2f}", one["ratio_to_raw"]
-    if two:
-        value += f" (two ingesters {two['ratio_to_raw']:.2f})"
-        best = max(best, two["ratio_to_raw"])
-        why += (
-            f"; two ingesters: {two['ingest_machine_cpu_us_per_click']} µs of machine CPU per click, "
-            f"{_busy_cores(two)} of {two['cores']} cores busy"
-        )
-    return ("ingest >= 0.50 x raw insert", value, best >= 0.5, why)
-
-
-def _attribution_why(run: dict) -> str:
-    stages = run["stages"]
-    rules_cpu_s = stages["book"]["cpu_s"] + stages["write"]["cpu_s"]
-    return (
-        f"{run['clicks']:,} clicks: the attributor's own CPU {stages['run']['cpu_s']:.1f} s, of which the "
-        f"ledger rules and their events {rules_cpu_s:.1f} s, against 3 x the join "
-        f"{3 * run['bare_join_s']:.1f} s"
-    )
-
-
-def _open_loop_target(result: dict) -> tuple[str, str, bool, str] | None:
-    ol = result.get("open_loop", {})
-    point = next((p for p in ol.get("points", []) if p["share_of_max"] == 0.75), None)
-    if point is None:
-        return None
-    p99 = point["latency_ms"]["p99"]
-    max_run = ol.get("max_run", {})
-    at_max = (
-        round(max_run["cores_used"]["server"] / ol["max_requests_per_s"] * 1e6, 1)
-        if max_run.get("cores_used", {}).get("server") and ol.get("max_requests_per_s")
-        else None
-    )
-    stalls = point.get("stalls") or {}
-    why = (
-        f"the worker {point['cores_used'].get('server')} of a core busy at 75 %: "
-        f"{_fmt(server_cpu_us(point), '.1f')} µs CPU per request against {_fmt(at_max, '.1f')} at wrk's "
-        "maximum; the client "
-        f"{point['client_cores']} cores; loop stalls over 20 ms: {stalls.get('over_20ms', 'n/a')}; "
-        f"service p99 (from the actual send) {point['service_ms']['p99']} ms"
-    )
-    return ("open-loop p99 <= 15 ms at 75 % of the maximum", f"{p99} ms", p99 <= 15, why)
 
 
 def _open_loop_section(result: dict, img) -> list[str]:
@@ -716,8 +601,3 @@ def _ingest_section(result: dict) -> list[str]:
         _stated(result),
     ]
     return lines
-
-
-def _busy_cores(throughput: dict) -> str:
-    """The machine's cores busy while the ingesters drained: CPU per click times clicks per second."""
-    return f"{throughput['ingest_machine_cpu_us_per_click'] * throughput['ingest_clicks_per_s'] / 1e6:.2f}"

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.paired import Pair, Side, figures, pairs_for
-from benchmarks.report_md import _target_rows
+from benchmarks.report_targets import _target_rows, targets_section
 from benchmarks.systems import BenchOptions
 
 PAIR = Pair("c/b", ("clicktrail", 1000), ("bare", 1000))
@@ -26,6 +26,7 @@ def side(system: str, slices: list[tuple[int, float, float]], check: bool | None
                 "requests_per_s": requests / seconds,
                 "cores_used": {"server": cores},
                 "latency_ms": {"p99": 5.0},
+                "load_average_before": [1.0, 1.0, 1.0],
                 "non_2xx_3xx": 0,
                 "command": "wrk",
             }
@@ -56,7 +57,7 @@ def test_a_sides_rate_is_its_requests_over_its_seconds() -> None:
     [
         (6_999, True, False, True),  # 0.6999: under the target
         (7_000, True, True, True),  # exactly the target
-        (9_000, False, True, False),  # fast, but a click check failed
+        (9_000, False, False, False),  # fast, but a click check failed: no figure of clicktrail
     ],
 )
 def test_target_and_click_check_per_run(a_requests: int, check: bool, met: bool, checked: bool) -> None:
@@ -78,7 +79,8 @@ def test_the_many_links_pair_is_left_out_when_many_is_few() -> None:
 def _paired_result(ratios: dict[str, list[float]]) -> dict:
     def run(name: str, ratio: float) -> dict:
         target = {"c/b": 0.70, "many/few": 0.85}[name]
-        return {"ratio": ratio, "ratio_per_server_cpu_s": ratio, "met": ratio >= target}
+        met = ratio is not None and ratio >= target
+        return {"ratio": ratio, "ratio_per_server_cpu_s": ratio, "met": met, "clicks_checked": True}
 
     return {"paired": {"pairs": {name: [run(name, r) for r in rs] for name, rs in ratios.items()}}}
 
@@ -91,8 +93,17 @@ def _paired_result(ratios: dict[str, list[float]]) -> dict:
         ({"c/b": [0.90, 0.90]}, False),  # fewer than the three runs the target names
         ({"many/few": [0.86]}, True),
         ({"many/few": [0.86, 0.84]}, False),
+        ({"c/b": [0.90, 0.90, None]}, False),  # a run with no figure (B answered nothing): rendered, not met
     ],
 )
 def test_a_paired_target_is_met_only_by_every_run(ratios: dict, met: bool) -> None:
     (row,) = [row for row in _target_rows(_paired_result(ratios)) if row]
     assert row[2] is met
+
+
+def test_a_run_whose_clicks_failed_is_named_in_the_targets_table() -> None:
+    result = _paired_result({"c/b": [0.90, 0.90, 0.90]})
+    result["paired"]["pairs"]["c/b"][1] |= {"clicks_checked": False, "met": False}
+    (row,) = [row for row in _target_rows(result) if row]
+    assert row[2] is False and "click check failed in run(s) 2" in row[3]
+    assert any("| not met |" in line for line in targets_section(result))
