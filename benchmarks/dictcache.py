@@ -6,9 +6,9 @@ cached code from one dict of decoded links, the cheapest lookup Python has.
 Why: with 1,000,000 links the worker spends about 40 % more CPU per redirect than with 1,000, and the
 profile puts only part of that in the link cache's lookup (docs/performance.md, "Many links"). Served
 through this module, both sides of the many/few pair look a link up with one dict access and no unpacking,
-so their ratio is what a million links cost the rest of the request path: if it stays under issue 16's
-0.85, no cache design can reach it in a Python worker. The hot tier (redirector/cache.py) is made large
-enough to hold every link decoded (about 700 bytes each, far past the 250 B a link the packed cache keeps),
+so their ratio is what a million links cost the rest of the request path (benchmarks/flatcache.py adds the
+unpacking back). The hot tier (redirector/cache.py) is made large
+enough to hold every link decoded (about 925 bytes each, far past the 250 B a link the packed cache keeps),
 and `get` answers a fresh link from it alone (with the real cache's freshness rule); everything else
 (misses, stale links, invalidation, the packed records behind it) is the real cache's.
 """

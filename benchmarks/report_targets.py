@@ -37,9 +37,10 @@ def targets_section(result: dict) -> list[str]:
     lines += [
         "",
         "The profiles and experiments behind these figures are in docs/performance.md: many links (a py-spy "
-        "profile, and the experiment of every link decoded in one dict, benchmarks/dictcache.py), the "
-        "open-loop tail (and its stall table below), ingest (benchmarks/ingest_stages.py, stage by stage) "
-        "and attribution (the step table below, and a py-spy profile).",
+        "profile, and two experiments: every link decoded in one dict, benchmarks/dictcache.py, and the "
+        "packed records in one flat dict, benchmarks/flatcache.py), the open-loop tail (and its stall table "
+        "below), ingest (benchmarks/ingest_stages.py, stage by stage) and attribution (the step table "
+        "below, and a py-spy profile).",
     ]
     return lines
 
