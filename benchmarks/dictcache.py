@@ -39,14 +39,19 @@ def patch() -> None:
     cache.LinkCache.__init__.__defaults__ = (DECODED_LINKS,)
 
 
-def main() -> int:
+def serve_patched(patch_cache) -> int:
+    """The `clicktrail` command line with the cache patched first (this experiment's, or another's)."""
     # The patch lives in this process: more workers would be started afresh, each with the real cache.
     if "--workers" in sys.argv and sys.argv[sys.argv.index("--workers") + 1 :][:1] != ["1"]:
         sys.exit("this experiment serves one worker only (--workers 1)")
-    patch()
+    patch_cache()
     from clicktrail.cli import main as cli
 
     return cli()
+
+
+def main() -> int:
+    return serve_patched(patch)
 
 
 if __name__ == "__main__":

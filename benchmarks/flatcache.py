@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import sys
 
+from benchmarks.dictcache import serve_patched
 from redirector import cache
 from redirector.packed import pack, unpack
 
@@ -63,13 +64,7 @@ def patch() -> None:
 
 
 def main() -> int:
-    # The patch lives in this process: more workers would be started afresh, each with the real cache.
-    if "--workers" in sys.argv and sys.argv[sys.argv.index("--workers") + 1 :][:1] != ["1"]:
-        sys.exit("this experiment serves one worker only (--workers 1)")
-    patch()
-    from clicktrail.cli import main as cli
-
-    return cli()
+    return serve_patched(patch)
 
 
 if __name__ == "__main__":
