@@ -36,6 +36,7 @@ from pathlib import Path
 
 from benchmarks.clickcheck import check_clicks, count_recorded, merge_runs
 from benchmarks.redis_server import private_redis
+from benchmarks.scenarios import group_rss_kb
 from benchmarks.systems import (
     REDIS_PREFIX,
     BenchOptions,
@@ -161,18 +162,7 @@ def _alternate(a: Side, b: Side, opts: BenchOptions, slices: int, slice_s: int) 
             ids_file = side.ids_dir / f"{n:04d}.txt" if side.ids_dir else None
             side.slices.append(_wrk(side.port, side.links, sliced, ids_file=ids_file, cpu=side.cpu))
     for side in (a, b):
-        side.rss_kb = _rss_kb(side.cpu["server"])
-
-
-def _rss_kb(pid: int) -> int | None:
-    """VmRSS of a process (/proc/<pid>/status): with one worker, the server's whole memory."""
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    except OSError:
-        return None
-    return None
+        side.rss_kb = group_rss_kb(side.cpu["server"])["leader"]
 
 
 def _totals(side: Side) -> dict:
