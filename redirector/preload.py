@@ -24,8 +24,8 @@ from redirector.resolver import LinkResolver
 log = logging.getLogger("clicktrail.links")
 
 PAGE_LINKS = 1_000
-# Stop this short of the budget: past it the cache drops its oldest generation for every page read, so
-# reading on would only churn.
+# Stop this short of the budget: past it the cache drops a link for every link read, so reading on would
+# only churn.
 FULL_SHARE = 0.9
 
 

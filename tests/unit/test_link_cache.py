@@ -177,3 +177,27 @@ def test_the_cache_is_bounded_by_bytes_not_links() -> None:
             cache.put(f"{name}{i}", msgspec.structs.replace(link, code=f"{name}{i}"), now_ns=0)
         assert cache.bytes <= budget
         assert (len(cache) >= 10) if name == "short" else (len(cache) <= 2)
+
+
+def test_a_link_is_kept_decoded_from_its_second_use_after_each_emptying(monkeypatch) -> None:
+    from redirector import cache as cache_module
+
+    decoded: list[str] = []
+
+    def counting_unpack(code: str, record: bytes):
+        decoded.append(code)
+        return unpack(code, record)
+
+    monkeypatch.setattr(cache_module, "unpack", counting_unpack)
+    cache = LinkCache(max_bytes=1 << 20, ttl_ms=10**6, hot_links=4)
+    for i in range(5):  # a put keeps its link decoded; the fifth empties the decoded tier
+        cache.put(f"c{i}", plain(code=f"c{i}"), now_ns=0)
+    for _ in range(4):
+        assert cache.get("c0", MS) == (True, plain(code="c0"))
+    assert decoded == ["c0", "c0"]  # decoded on its first two uses, then served decoded
+    for i in range(4):  # c4, c0 and two of these fill the tier; the third empties it
+        cache.put(f"d{i}", plain(code=f"d{i}"), now_ns=0)
+    decoded.clear()
+    for _ in range(3):
+        assert cache.get("c0", MS) == (True, plain(code="c0"))
+    assert decoded == ["c0", "c0"]  # its uses before the emptying do not count after it
