@@ -25,6 +25,7 @@ HOT_LINKS = 4096
 # were used is a byte per hash slot holding the number of the decoded tier's current period (1-255), so
 # nothing is ever zeroed; two codes sharing a slot only let one in a use early.
 SEEN_SLOTS = 1 << 20
+_SEEN_MASK = SEEN_SLOTS - 1
 
 
 # Codes whose latest change is remembered one by one; past this many, all of them count as changed.
@@ -83,13 +84,14 @@ class LinkCache:
         packed = self._packed
         entry = self._hot.get(code)
         if entry is None:
-            record = packed.get(code)
+            at = hash(code)
+            record = packed.find(code, at)
             if record is None:
                 self.misses += counted
                 return False, None
             expires_ms, link = unpack(code, record)
             if self._hot_links:
-                slot = hash(code) & (SEEN_SLOTS - 1)
+                slot = at & _SEEN_MASK
                 if self._seen[slot] == self._period:
                     self._keep_hot(code, [expires_ms, link, packed.epoch])
                 else:

@@ -137,7 +137,10 @@ class PackedLinks:
 
     def get(self, code: str) -> bytes | None:
         """The record, its use counted; None when not held."""
-        at = hash(code)
+        return self.find(code, hash(code))
+
+    def find(self, code: str, at: int) -> bytes | None:
+        """`get` with the code's hash already taken (`at`): the redirect path hashes a code once."""
         record = self._shards[at & self._mask].get(code)
         if record is not None:
             marks, slot = self._marks, at & self._mark_mask
