@@ -153,21 +153,23 @@ class PackedLinks:
         size = cost(code, record)
         if size > self._max_bytes:
             return  # only with a budget of a few records: such a record is read from Redis each time
-        at = hash(code)
-        own = self._shards[at & self._mask]
+        own = self._shards[hash(code) & self._mask]
+        if self._bytes + size > self._max_bytes:
+            # Room is made before the record goes in, so it is never the one dropped (in a shard of its own
+            # it would be the oldest).
+            self._evict(own, self._max_bytes - size)
         own[code] = record
         self._bytes += size
         self._put_since_epoch += size
         if self._put_since_epoch >= self._epoch_bytes:
             self._put_since_epoch = 0
             self.epoch += 1
-        if self._bytes > self._max_bytes:
-            self._evict(own)
 
-    def _evict(self, own: dict[str, bytes]) -> None:
+    def _evict(self, own: dict[str, bytes], limit: int) -> None:
+        """Drop records until at most `limit` bytes are held (`own`: the shard about to be put into)."""
         shards, marks, mark_mask = self._shards, self._marks, self._mark_mask
         chances = SECOND_CHANCES
-        while self._bytes > self._max_bytes:
+        while self._bytes > limit:
             turn = shards[self._hand]
             self._hand = (self._hand + 1) & self._mask
             shard = own if len(own) >= len(turn) else turn

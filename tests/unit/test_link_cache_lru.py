@@ -61,6 +61,7 @@ class Budget(RuleBasedStateMachine):
     def put(self, code: str, extra: int) -> None:
         self.kept[code] = record(code, extra)
         self.store.put(code, self.kept[code])
+        assert code in self.store  # room is made before a record goes in: never the one just put
 
     @rule(code=codes)
     def get(self, code: str) -> None:
