@@ -6,11 +6,14 @@ link's packed record with one dict access, then unpacks it as the real cache doe
 The companion of benchmarks/dictcache.py. That one keeps every link decoded (about 910 B a link in the
 worker) and so measures a lookup with no unpacking at all; this one keeps the packed records (the real
 cache's ~200 B a link, plus one dict entry each) in one flat dict beside the real cache and skips only the
-real packed tier's upkeep: the walk through its generations and the move of a used record to the
-youngest. Between the two they split the cost of a million links into finding a record and unpacking it:
-a packed cache that meets the 250 B a link target must unpack on every request of uniform traffic. The
-decoded tier of popular links, the freshness rule, misses and invalidation are the real cache's. One
-worker per process (the flat dict is the process's), which is what benchmarks.paired runs.
+real packed tier's upkeep. It was written against the generational packed tier that redirector/packed.py
+had before 2026-12-02 (its walk through the generations and its move of a used record to the youngest),
+and showed that upkeep, not the unpacking, was most of the cost of a million links; the rebuilt tier
+(one dict lookup and a use count) measures within a few hundredths of it (docs/performance.md, "Many
+links"). Unlike the real cache, its `get` keeps every link it decodes in the decoded tier (the real one
+admits a link on its second use since that tier was emptied); the freshness rule, misses and invalidation
+are the real cache's. One worker per process (the flat dict is the process's), which is what
+benchmarks.paired runs.
 """
 
 from __future__ import annotations

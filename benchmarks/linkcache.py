@@ -4,10 +4,12 @@
 
 Fills a LinkCache (redirector/cache.py) with `--links` links, then looks codes up uniformly at random in
 rounds, each code a fresh str object as the redirect path makes it (so its hash is not cached), putting a
-link back on a miss. Prints each round's mean time per lookup, its misses and the worst single lookup (a
-resize or an eviction stall shows there; the benchmark's own data is frozen out of the garbage collector,
-as the worker's start-up state is), and the process's RSS per cached link after the fill and after
-each round. With `--links` above what the budget holds, the rounds evict as they go.
+link back on a miss. Prints each round's mean time per request (the lookup, the loop's own timing, and on
+a miss the link's making and its put), its misses and the worst single request (a resize or an eviction
+stall shows there; the benchmark's own data is frozen out of the garbage collector, as the worker's
+start-up state is), and the growth of the process's RSS per cached link (its key, its record, the cache's
+arrays) after the fill and after each round. With `--links` above what the budget holds, the rounds evict
+as they go.
 
 A same-run comparison of two versions of the cache runs this once per version, one after the other, on a
 quiet machine: lookup times here move by a quarter between rounds.
@@ -43,10 +45,20 @@ def run(links: int, budget_mib: int, hot_links: int, rounds: int, lookups: int, 
     rng = random.Random(seed)
     codes = ["".join(rng.choices(CODE_CHARS, k=7)) for _ in range(links)]
     gc.freeze()  # as the worker does after start-up: full collections would not walk the codes list
+    try:
+        return _rounds(codes, budget_mib, hot_links, rounds, lookups, rng)
+    finally:
+        gc.unfreeze()  # a caller's later objects (a test run's) are collected as usual
+
+
+def _rounds(codes: list[str], budget_mib: int, hot_links: int, rounds: int, lookups: int,
+            rng: random.Random) -> list[dict]:  # fmt: skip
+    links = len(codes)
     before = rss_bytes()
     cache = LinkCache(budget_mib * 2**20, ttl_ms=TTL_MS, hot_links=hot_links)
     worst = 0.0
-    for code in codes:
+    for listed in codes:
+        code = ("/" + listed)[1:]  # the cache's own key object, as the worker's (counted in the RSS)
         link = sample_link(code, rng)
         started = time.perf_counter()
         cache.put(code, link, NOW_NS)
@@ -65,7 +77,7 @@ def run(links: int, budget_mib: int, hot_links: int, rounds: int, lookups: int, 
             worst = max(worst, time.perf_counter() - started)
         elapsed = time.perf_counter() - began
         del wanted
-        results.append({"round": number, "links": len(cache), "ns_per_lookup": elapsed / lookups * 1e9,
+        results.append({"round": number, "links": len(cache), "ns_per_request": elapsed / lookups * 1e9,
                         "miss_ratio": misses / lookups, "worst_ms": worst * 1e3,
                         "rss_b_per_link": (rss_bytes() - before) / max(len(cache), 1)})  # fmt: skip
     return results
@@ -87,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"fill: {row['links']:,} links cached, worst put {row['worst_ms']:.2f} ms, "
                   f"RSS {row['rss_b_per_link']:.0f} B a link")  # fmt: skip
         else:
-            print(f"round {row['round']}: {row['ns_per_lookup']:,.0f} ns a lookup, misses "
+            print(f"round {row['round']}: {row['ns_per_request']:,.0f} ns a request, misses "
                   f"{row['miss_ratio']:.3f}, worst {row['worst_ms']:.2f} ms, "
                   f"RSS {row['rss_b_per_link']:.0f} B a link")  # fmt: skip
     return 0

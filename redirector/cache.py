@@ -2,9 +2,10 @@
 code" answers it remembers too.
 
 Two tiers: every cached link is packed (packed.py: about 200 bytes a link, so a few hundred MiB hold
-millions), and the links served most recently are also kept decoded (`HOT_LINKS`), so that
-a popular link is not decoded again on every request. A link is fresh until its TTL ends or until
-`expire_all`; a link past that is still served by `stale` while Redis cannot be asked."""
+millions), and up to `HOT_LINKS` links are also kept decoded (a link just put, or used twice since that
+tier was last emptied), so that a popular link is not decoded again on every request. A link is fresh
+until its TTL ends or until `expire_all`; a link past that is still served by `stale` while Redis cannot
+be asked."""
 
 from __future__ import annotations
 
@@ -155,6 +156,7 @@ class LinkCache:
 
     def clear(self) -> None:
         self._hot.clear()
+        self._period = self._period % 255 + 1  # an emptying: earlier uses no longer count
         self._packed.clear()
         self._change_all()
 

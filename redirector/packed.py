@@ -6,25 +6,26 @@ costs its URL, its creator and a few bytes more. Its host is kept as a slice of 
 (the usual case). The code is the key, not part of the record; a "no such code" is a record of its expiry
 alone.
 
-Records live in shards, small dicts chosen by the code's hash: one big dict would stall the event loop for
-tens of milliseconds each time it grows or compacts past a million entries (measured), a small one
+Records live in shards, small dicts chosen by the code's hash: one big dict would stall the event loop
+for tens of milliseconds each time it grows or compacts past a million entries (measured), a small one
 for microseconds. Eviction is a counting CLOCK (second chances), not an exact LRU: a lookup only counts a
-use on the code's mark (up to `MAX_MARK`), it never moves the record, because moving a record to the
-back of its shard on every hit of uniform traffic left the dicts' tables full of deleted entries (about
-70 bytes a link more, measured at a million links) and saved no time. Each shard's insertion order is
-its queue. Whenever the total is over the budget, the front record of the fuller of two shards (the one
-just put into and the next in turn, which keeps the shards' sizes even) is dropped, unless its mark
-counts a use: then the other shard's front record goes instead if its mark counts none (a shard whose
-links are all in use keeps them), and if both count uses, the fuller's front loses one and goes to the
-back of its shard's queue (at most `SECOND_CHANCES` times per put, so a put never sweeps a whole cache
-of records in use). Counting up to three rather than marking once keeps the links used often through
-the sweeps of a shard fuller than most: with single marks, 16 shards missed up to 1.5 points more than
-an LRU on the popular workload of the tests, with counts 0.6. The marks are a byte per hash slot, not per
-record, so two codes may share one: a code may keep a neighbour's count (it stays a lap longer) or lose
-it to a neighbour's sweep; with a slot per 32 bytes of budget that is about one code in eight of a full
-cache. In the unit tests (tests/unit/test_link_cache_lru.py) the miss ratio stays within 0.2 to 1
-percentage point of an exact LRU's of the same byte size. Records drop one at a time as others come, so
-no eviction frees much at once and stalls the event loop."""
+use on the code's mark (up to `MAX_MARK`), it never moves the record, because moving a record to the back
+of its shard on every hit of uniform traffic left the dicts' tables full of deleted entries (about 70
+bytes a link more, measured at a million links) and saved no time. Each shard's insertion order is its
+queue. Whenever a put would take the total over the budget, room is made first: the front record of the
+fuller of two shards (the one about to be put into and the next in turn, which keeps the shards' sizes
+even) is dropped, unless its mark counts a use: then the other shard's front record goes instead if its
+mark counts none (a shard whose links are all in use keeps them), and if both count uses, the fuller's
+front loses one and goes to the back of its shard's queue (at most `SECOND_CHANCES` times per put, so a
+put never sweeps a whole cache of records in use). Counting up to three rather than marking once keeps
+the links used often through the sweeps of a shard fuller than most: with single marks, 16 shards missed
+up to 1.5 points more than an LRU on the popular workload of the tests, with counts 0.7 (over 20 hash
+seeds). The marks are a byte per hash slot, not per record, so two codes may share one: a code may keep a
+neighbour's count (it stays a lap longer) or lose it to a neighbour's sweep; with a slot per 32 bytes of
+budget that is about one code in eight of a full cache. In the unit tests
+(tests/unit/test_link_cache_lru.py) the miss ratio stays within 0.2 to 1 percentage point of an exact
+LRU's of the same byte size. Records drop one at a time as others come, so no eviction frees much at once
+and stalls the event loop."""
 
 from __future__ import annotations
 

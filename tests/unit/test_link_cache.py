@@ -113,7 +113,11 @@ def test_the_packed_tier_keeps_within_its_budget_and_drops_what_was_not_used() -
         assert len(store) == min(i + 1, len(store)) and store.bytes == len(store) * one
     assert store.get("code0000") is not None
     assert store.get("code0099") is not None  # the latest
-    assert store.get("code0001") is None  # neither recent nor used again
+    # Neither recent nor used again: dropped, unless a code shares code0000's mark (a byte per hash slot,
+    # so about one code in a thousand at this budget: then it looks in use as code0000 does).
+    mask = store._mark_mask
+    shared = {c for c in records if hash(c) & mask == hash("code0000") & mask}
+    assert all(code in shared for code in list(records)[1:90] if code in store)
     assert 5 <= len(store) <= 10
 
 

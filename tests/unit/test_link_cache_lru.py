@@ -29,7 +29,8 @@ ONE = cost("c0000", record("c0000"))  # every code of these tests has 5 characte
 
 
 def test_reading_everything_back_then_adding_keeps_the_budget() -> None:
-    # The review's counterexample: hits moved records to the youngest without ever starting a new one.
+    # An earlier review's counterexample (against the generational cache this replaced): reading every
+    # record back, then adding as many again, must keep the budget and keep the cache full.
     store = PackedLinks(16 * ONE)
     for round_ in range(10):
         codes = [f"r{round_}{i:03}" for i in range(16)]
@@ -140,8 +141,8 @@ def popular_and_new(popular: int, new_share: float, n: int, rng: random.Random) 
 
 CAPACITY = 1342
 # (workload, the miss ratio allowed above the LRU's): uniform traffic below the capacity must end up all
-# hits after its warm-up, as an LRU does; past the capacity and with a trickle of new codes the
-# generations may drop a little of what an LRU keeps (it tells the order apart by generations only).
+# hits after its warm-up, as an LRU does; past the capacity and with a trickle of new codes the counting
+# CLOCK may drop a little of what an LRU keeps (it knows uses, not their order, and shares mark slots).
 WORKLOADS = [
     ("uniform 0.5", lambda rng: uniform(0.5, CAPACITY, 40_000, rng), 0.002),
     ("uniform 0.75", lambda rng: uniform(0.75, CAPACITY, 40_000, rng), 0.002),
