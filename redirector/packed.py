@@ -45,6 +45,11 @@ SHARD_BYTES = 64 * 1024
 MARK_BYTES = 32
 # The most uses a mark counts: how many sweeps a link used often survives without being used again.
 MAX_MARK = 3
+# Upper bounds for a budget far beyond what a worker fills (LINK_CACHE_BYTES has none): the shards' list
+# and the marks are allocated whole at start-up and at each clear, so they must not grow with it. Past
+# them a shard holds more links and more codes share a mark.
+MAX_SHARDS = 1 << 16
+MAX_MARKS = 1 << 26  # 64 MiB: a slot per 32 bytes of a 2 GiB budget
 # How many records in use one put may send to the back of their queue before it drops one anyway.
 SECOND_CHANCES = 64
 # The epoch (see PackedLinks) advances each time this share of the budget has been put.
@@ -120,10 +125,10 @@ class PackedLinks:
 
     def __init__(self, max_bytes: int, shard_bytes: int = SHARD_BYTES) -> None:
         self._max_bytes = max_bytes
-        shards = _power_of_two_at_least(max_bytes // shard_bytes)
+        shards = min(_power_of_two_at_least(max_bytes // shard_bytes), MAX_SHARDS)
         self._shards: list[dict[str, bytes]] = [{} for _ in range(shards)]
         self._mask = shards - 1
-        marks = max(_power_of_two_at_least(max_bytes // MARK_BYTES), 1024)
+        marks = min(max(_power_of_two_at_least(max_bytes // MARK_BYTES), 1024), MAX_MARKS)
         self._marks = bytearray(marks)
         self._mark_mask = marks - 1
         self._hand = 0  # the next shard in turn to give up a record

@@ -205,3 +205,12 @@ def test_a_link_is_kept_decoded_from_its_second_use_after_each_emptying(monkeypa
     for _ in range(3):
         assert cache.get("c0", MS) == (True, plain(code="c0"))
     assert decoded == ["c0", "c0"]  # its uses before the emptying do not count after it
+
+
+def test_a_budget_far_past_any_worker_allocates_bounded_arrays() -> None:
+    from redirector.packed import MAX_MARKS, MAX_SHARDS
+
+    store = PackedLinks(max_bytes=1 << 50)  # a petabyte: only the bounds keep this from allocating it
+    assert len(store._shards) == MAX_SHARDS and len(store._marks) == MAX_MARKS
+    store.put("aaa", pack(plain(code="aaa"), 1))
+    assert store.get("aaa") is not None and len(store) == 1
