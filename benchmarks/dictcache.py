@@ -42,7 +42,13 @@ def patch() -> None:
 def serve_patched(patch_cache) -> int:
     """The `clicktrail` command line with the cache patched first (this experiment's, or another's)."""
     # The patch lives in this process: more workers would be started afresh, each with the real cache.
-    if "--workers" in sys.argv and sys.argv[sys.argv.index("--workers") + 1 :][:1] != ["1"]:
+    args = sys.argv[1:]
+    workers = [
+        "".join(args[n + 1 : n + 2]) if arg == "--workers" else arg.partition("=")[2]
+        for n, arg in enumerate(args)
+        if arg == "--workers" or arg.startswith("--workers=")
+    ]
+    if any(value != "1" for value in workers):
         sys.exit("this experiment serves one worker only (--workers 1)")
     patch_cache()
     from clicktrail.cli import main as cli

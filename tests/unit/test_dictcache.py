@@ -42,3 +42,29 @@ def test_every_cached_link_is_answered_by_the_experiment_and_only_while_fresh(ex
     done = subprocess.run([sys.executable, "-c", child], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "ok"
+
+
+class _Patched(Exception):
+    pass
+
+
+@pytest.mark.parametrize(
+    ("argv", "served"),
+    [
+        (["serve", "--workers", "1"], True),
+        (["serve", "--workers=1"], True),
+        (["serve"], True),
+        (["serve", "--workers", "2"], False),
+        (["serve", "--workers=4"], False),
+        (["serve", "--workers"], False),
+    ],
+)
+def test_the_experiments_refuse_more_than_one_worker(monkeypatch, argv: list[str], served: bool) -> None:
+    from benchmarks.dictcache import serve_patched
+
+    def patch() -> None:
+        raise _Patched  # reached: the patch would be applied and the command line run
+
+    monkeypatch.setattr(sys, "argv", ["clicktrail", *argv])
+    with pytest.raises(_Patched if served else SystemExit):
+        serve_patched(patch)
