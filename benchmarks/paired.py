@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from benchmarks import perfprofile
 from benchmarks.clickcheck import check_clicks, count_recorded, merge_runs
 from benchmarks.redis_server import private_redis
 from benchmarks.scenarios import group_rss_kb
@@ -131,9 +132,11 @@ def run_pair(
     slice_s: int,
     repeat: int,
     module: str = SERVER_MODULE,
+    profile: bool = False,
     log=print,
 ) -> list[dict]:
-    """`repeat` paired runs of `pair`, each on fresh servers over Redis instances seeded once."""
+    """`repeat` paired runs of `pair`, each on fresh servers over Redis instances seeded once; with
+    `profile`, each server sampled by perf while wrk drives the pair (perfprofile.py)."""
     with contextlib.ExitStack() as stack:
         urls: dict[int, str] = {}
         for system, links in (pair.a, pair.b):
@@ -144,14 +147,43 @@ def run_pair(
         runs = []
         for n in range(repeat):
             here = work / f"{pair.name.replace('/', '-')}-{n}"
+            recorded: dict[str, Path] = {}
+            profile_error = ""
             with (
                 _side(here / "a", *pair.a, urls.get(pair.a[1]), opts, module) as a,
                 _side(here / "b", *pair.b, urls.get(pair.b[1]), opts, module) as b,
+                contextlib.ExitStack() as sampling,
             ):
+                if profile:
+                    pids = {"a": a.cpu["server"], "b": b.cpu["server"]}
+                    try:
+                        recorded = sampling.enter_context(perfprofile.recording(pids, here / "perf"))
+                    except perfprofile.ProfileUnavailable as exc:
+                        profile_error = str(exc)
                 _alternate(a, b, opts, slices, slice_s)
             runs.append(figures(pair, a, b, opts, slice_s))
+            if profile:
+                _add_profile(runs[-1], recorded, profile_error)
             log(f"  {pair.name} run {n + 1}: {summary_line(runs[-1])}")
+            if "profile" in runs[-1]:
+                log(f"    profile: A {perfprofile.summary(profile_of([runs[-1]]))}")
+            elif "profile_error" in runs[-1]:
+                log(f"    no profile: {runs[-1]['profile_error']}")
     return runs
+
+
+def _add_profile(run: dict, recorded: dict[str, Path], error: str) -> None:
+    """The run's `profile` (each side's CPU by C function and its requests), or `profile_error`: a run
+    whose profile could not be taken keeps its figures."""
+    try:
+        if error:
+            raise perfprofile.ProfileUnavailable(error)
+        run["profile"] = {
+            side: perfprofile.side_profile(perfprofile.read(path), run[side]["requests"])
+            for side, path in recorded.items()
+        }
+    except perfprofile.ProfileUnavailable as exc:
+        run["profile_error"] = str(exc)
 
 
 def _alternate(a: Side, b: Side, opts: BenchOptions, slices: int, slice_s: int) -> None:
@@ -224,6 +256,14 @@ def figures(pair: Pair, a: Side, b: Side, opts: BenchOptions, slice_s: int) -> d
     }
 
 
+def profile_of(runs: list[dict]) -> dict:
+    """A's CPU a request against B's (perfprofile.compare) over the runs that were profiled."""
+    profiled = [run["profile"] for run in runs if "profile" in run]
+    return perfprofile.compare(
+        perfprofile.combined([p["a"] for p in profiled]), perfprofile.combined([p["b"] for p in profiled])
+    )
+
+
 def summary_line(run: dict) -> str:
     a, b = run["a"], run["b"]
     slices = run["slice_ratios"]
@@ -247,10 +287,11 @@ def run_all(
     repeat: int,
     work_root: Path | None = None,
     module: str = SERVER_MODULE,
+    profile: bool = False,
     log=print,
 ) -> dict:
     result: dict = {"few": few, "many": many, "slices": slices, "slice_s": slice_s, "repeat": repeat,
-                    "mix": opts.mix, "connections": opts.connections, "module": module,
+                    "mix": opts.mix, "connections": opts.connections, "module": module, "profile": profile,
                     "pairs": {}, "errors": {}}  # fmt: skip
     with tempfile.TemporaryDirectory(prefix="clicktrail-paired-", dir=work_root) as tmp:
         for pair in pairs_for(pair_names, few, many):
@@ -259,7 +300,7 @@ def run_all(
             try:
                 result["pairs"][pair.name] = run_pair(
                     Path(tmp), pair, opts, slices=slices, slice_s=slice_s, repeat=repeat, module=module,
-                    log=log,
+                    profile=profile, log=log,
                 )  # fmt: skip
             except (
                 Exception
@@ -287,6 +328,12 @@ def main(argv: list[str] | None = None) -> int:
         help="module run as `python -m MODULE serve` for clicktrail sides (default clicktrail.cli; "
         "benchmarks.dictcache: the experiment of one dict of decoded links)",
     )
+    parser.add_argument(
+        "--profile",
+        action="store_true",
+        help="sample both servers of each run with perf: where A's CPU a request goes beyond B's "
+        "(benchmarks/perfprofile.py)",
+    )
     args = parser.parse_args(argv)
     names = tuple(n.strip() for n in args.pairs.split(",") if n.strip())
     if not names or set(names) - set(PAIRS):
@@ -297,7 +344,7 @@ def main(argv: list[str] | None = None) -> int:
     opts = BenchOptions(connections=args.connections, mix=args.mix)
     result = run_all(
         names, args.few, args.many, opts, slices=args.slices, slice_s=args.slice_s, repeat=args.repeat,
-        module=args.server_module, log=lambda msg: print(msg, flush=True),
+        module=args.server_module, profile=args.profile, log=lambda msg: print(msg, flush=True),
     )  # fmt: skip
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     path = OUT_DIR / f"paired-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}.json"

@@ -37,6 +37,7 @@ from benchmarks import attribution, ingest, paired
 from benchmarks.redirect import machine, run_benchmark
 from benchmarks.redis_server import private_redis
 from benchmarks.report_md import click_checks, render
+from benchmarks.report_targets import CB_RUNS
 from benchmarks.scenarios import measure_backlog, measure_memory, measure_open_loop
 from benchmarks.systems import BenchOptions, measure_clicktrail, seed_links
 
@@ -63,7 +64,9 @@ class Mode:
     paired_links: tuple[int, int] = (1000, 1_000_000)  # (few, many) of benchmarks/paired.py
     paired_slices: int = 10  # wrk slices per side
     paired_slice_s: int = 2
-    paired_repeat: int = 3  # issue 16: "in each of three runs"
+    paired_repeat: int = CB_RUNS  # issue 16: "in each of three runs"
+    # perf samples both servers of every paired run: the same-run profile behind each ratio (perfprofile.py)
+    paired_profile: bool = True
 
 
 MODES = {
@@ -162,7 +165,7 @@ def _paired(mode: Mode, opts: BenchOptions, work: Path, log) -> dict:
     few, many = mode.paired_links
     return paired.run_all(
         paired.PAIRS, few, many, opts, slices=mode.paired_slices, slice_s=mode.paired_slice_s,
-        repeat=mode.paired_repeat, work_root=work, log=log,
+        repeat=mode.paired_repeat, work_root=work, profile=mode.paired_profile, log=log,
     )  # fmt: skip
 
 

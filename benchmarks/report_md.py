@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from benchmarks.openloop import CLIENT_PROCS, server_cpu_us
+from benchmarks.paired import profile_of
 from benchmarks.redirect import format_table
 from benchmarks.report_targets import busy_cores as _busy_cores
 from benchmarks.report_targets import fmt as _fmt
@@ -327,7 +328,43 @@ def _paired_section(result: dict) -> list[str]:
                 f"{'OK' if run['clicks_checked'] else 'FAILED'} |"
             )
     command = next((r["a"]["command"] for runs in pr["pairs"].values() for r in runs), "")
-    return [*lines, "", _stated(result, command)]
+    lines += ["", _stated(result, command)]
+    for name, runs in pr["pairs"].items():
+        lines += _profile_lines(name, runs)
+    return lines
+
+
+def _profile_lines(name: str, runs: list[dict]) -> list[str]:
+    """Where A's CPU a request goes beyond B's, from the perf profiles of the pair's runs."""
+    profiled = [n for n, run in enumerate(runs, 1) if "profile" in run]
+    errors = sorted({run["profile_error"] for run in runs if "profile_error" in run})
+    if not profiled:
+        return ["", f"No profile of {name}: {'; '.join(errors)}."] if errors else []
+    a, b = runs[0]["a"], runs[0]["b"]
+    compared = profile_of(runs)
+    lines = [
+        "",
+        f"### Profile of {name}: where {a['system']} {a['links']:,} links spends more CPU a request than "
+        f"{b['system']} {b['links']:,} links",
+        "",
+        "perf (benchmarks/perfprofile.py) sampled both servers through run(s) "
+        f"{', '.join(map(str, profiled))} at once with wrk; each side's CPU by C function is divided by "
+        "the requests it answered. The "
+        "interpreter loop is the Python code itself (py-spy names its lines: docs/performance.md).",
+        "",
+        "| group | A µs a request | B µs a request | A - B |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {g} | {x:.2f} | {y:.2f} | {x - y:+.2f} |" for g, x, y in compared["groups"]]
+    lines.append(f"| **all** | **{compared['a_us']:.2f}** | **{compared['b_us']:.2f}** | "
+                 f"**{compared['a_us'] - compared['b_us']:+.2f}** |")  # fmt: skip
+    lines += ["", "| function (shared object) | A µs | B µs | A - B |", "|---|---|---|---|"]
+    for function, x, y in compared["functions"]:
+        dso, _, symbol = function.partition(" ")
+        lines.append(f"| `{symbol}` ({dso}) | {x:.2f} | {y:.2f} | {x - y:+.2f} |")
+    if errors:
+        lines += ["", f"Runs without a profile: {'; '.join(errors)}."]
+    return lines
 
 
 def _open_loop_section(result: dict, img) -> list[str]:

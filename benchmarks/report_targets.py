@@ -3,7 +3,9 @@ figure, whether it is met, and where it is not, the figures of the same run that
 
 from __future__ import annotations
 
+from benchmarks import perfprofile
 from benchmarks.openloop import server_cpu_us
+from benchmarks.paired import profile_of
 
 # The redirect ratio's target holds only over this many paired runs, each at or above it.
 CB_RUNS = 3
@@ -59,6 +61,8 @@ def _target_rows(result: dict) -> list[tuple[str, str, bool, str] | None]:
         why = "per server CPU-second: " + " / ".join(fmt(r["ratio_per_server_cpu_s"], ".3f") for r in runs)
         if not enough:
             why = f"{len(runs)} run(s), fewer than the {CB_RUNS} the target names; " + why
+        if any("profile" in r for r in runs):
+            why += f"; perf profile (section 1b): A {perfprofile.summary(profile_of(runs))}"
         failed = [n for n, r in enumerate(runs, 1) if not r["clicks_checked"]]
         if failed:
             why = f"click check failed in run(s) {', '.join(map(str, failed))}; " + why

@@ -13,6 +13,8 @@ APT_PACKAGES+=(chromium chromium-driver)
 APT_PACKAGES+=(curl openssl nodejs)
 # promtool (`promtool check rules`, `promtool test rules` on deploy/prometheus/) comes with Debian's prometheus.
 APT_PACKAGES+=(prometheus)
+# The performance report's paired runs sample both servers with perf (benchmarks/perfprofile.py).
+APT_PACKAGES+=(linux-perf)
 missing=()
 for pkg in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -40,6 +40,11 @@ def test_report_smoke_writes_markdown_charts_and_passes_click_checks(tmp_path: P
         # Both sides were driven in every slice, and each side's rate is of its own requests.
         assert len(run["a"]["slices_requests_per_s"]) == len(run["b"]["slices_requests_per_s"]) == 2
         assert run["a"]["requests"] > 0 and run["b"]["requests"] > 0 and run["ratio"] > 0
+        # perf sampled both servers (bootstrap installs it): each side's profile is of its own requests.
+        for side in ("a", "b"):
+            profile = run["profile"][side]
+            assert profile["requests"] == run[side]["requests"]
+            assert any("_PyEval_EvalFrameDefault" in name for name in profile["functions"]), profile
     assert result["memory"]["cache_entries"] == result["memory"]["links"]
     assert result["memory"]["clicks_buffered"] > 0
     assert set(result["memory"]["warm_cache_runs"]) == {"uniform", "zipf:1.1"}
@@ -58,6 +63,7 @@ def test_report_smoke_writes_markdown_charts_and_passes_click_checks(tmp_path: P
     text = out.read_text()
     assert "## Headline" in text and "Click checks: 13 of 13 passed" in text
     assert "## Targets (issue 16)" in text and "## 1b. Paired ratios" in text
+    assert "### Profile of c/b" in text and "### Profile of many/few" in text
     assert "| 3 x bare join |" in text and "| full (gen 2) |" in text
     for name in CHARTS:
         png = tmp_path / "report" / name

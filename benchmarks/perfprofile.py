@@ -1,0 +1,217 @@
+"""Where a server's CPU goes, C function by C function, per request: the same-run profile behind a paired
+ratio (benchmarks/paired.py `--profile`, and the report's section 1b).
+
+    .venv/bin/python -m benchmarks.paired --pairs many/few --repeat 1 --profile
+
+Why perf and not py-spy: py-spy names the Python lines; a cost spread over the whole request path, such as
+the memory a million cached links put between the CPU and everything else, shows up only underneath them,
+in the interpreter loop, the dict lookups and the allocator. `perf record` (Debian's linux-perf) samples
+each server of a pair while wrk drives the pair (the CPU clock, `SAMPLE_HZ` times a second; the samples'
+periods are CPU nanoseconds), and the two profiles are divided by the requests each side answered, so they
+compare as microseconds of CPU a request: what A spends and B does not, function by function and in
+`GROUPS`. Sampling costs both sides alike and is well under 1 % of a core at this rate.
+
+No perf (or a kernel that refuses it) is not an error of the benchmark: the run is kept and the profile is
+replaced by the reason (`ProfileUnavailable`)."""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+SAMPLE_HZ = 499  # not a multiple of common timer rates, so the samples do not beat with them
+# perf attaches to a running process in a few milliseconds; the first wrk slice waits this long for it.
+ATTACH_S = 0.5
+STOP_TIMEOUT_S = 60.0
+# A side's profile keeps the functions with at least this share of its CPU; the rest are summed into one
+# row (`OTHER`), so the totals still add up and the JSON stays small.
+KEEP_SHARE = 0.0002
+OTHER = "(functions under 0.02 % each)"
+
+# (group, test on the shared object and the function), the first that matches wins.
+GROUPS: tuple[tuple[str, re.Pattern[str], re.Pattern[str]], ...] = tuple(
+    (name, re.compile(dso), re.compile(symbol))
+    for name, dso, symbol in (
+        ("kernel: network and system calls", r"^\[kernel", r""),
+        ("interpreter loop (running Python bytecode)", r"^libpython", r"^_PyEval_EvalFrameDefault$"),
+        ("dict and set lookups", r"^libpython", r"dict|unicodekeys|lookkey|^set_"),
+        ("bytearray reads and writes (the link cache's marks)", r"^libpython", r"^bytearray_"),
+        (
+            "memory: allocating and freeing objects",
+            r"^(libpython|libc\.)",
+            r"[Aa]lloc|Free|free|dealloc|_Py_NewReference|^_int_|^cfree$",
+        ),
+        ("msgspec: encoding, decoding, structs", r"^_core\.", r""),
+        ("BLAKE2b (click-id MAC, address hash)", r"^_blake2\.", r""),
+        ("event loop (uvloop)", r"^loop\.", r""),
+        ("HTTP parsing (httptools)", r"^(parser|url_parser)\.", r""),
+        ("Redis protocol (hiredis)", r"^hiredis\.", r""),
+        ("other interpreter C code", r"^libpython", r""),
+        ("C library", r"^libc\.", r""),
+    )
+)
+OTHER_GROUP = "other"
+
+# One line of `perf report --stdio -F period,sample,dso,sym`: "  6244488928   3116  libpython3.11.so.1.0
+# [.] _PyEval_EvalFrameDefault" (the symbol may hold spaces; an unresolved one is an address).
+_LINE = re.compile(r"^\s*(\d+)\s+(\d+)\s+(\S+)\s+\[.\]\s+(.*?)\s*$")
+
+
+class ProfileUnavailable(Exception):
+    """perf is not installed, or could not record or read a profile here."""
+
+
+def group_of(function: str) -> str:
+    """The group (`GROUPS`) of a function as `parse` names it: "<shared object> <symbol>"."""
+    dso, _, symbol = function.partition(" ")
+    for name, dso_re, symbol_re in GROUPS:
+        if dso_re.search(dso) and symbol_re.search(symbol):
+            return name
+    return OTHER_GROUP
+
+
+def parse(report: str) -> dict[str, int]:
+    """CPU nanoseconds by "<shared object> <symbol>" from the text `perf report` printed."""
+    functions: dict[str, int] = {}
+    for line in report.splitlines():
+        match = _LINE.match(line)
+        if match:
+            period, _, dso, symbol = match.groups()
+            key = f"{dso} {symbol}"
+            functions[key] = functions.get(key, 0) + int(period)
+    return functions
+
+
+def kept(functions: dict[str, int], share: float = KEEP_SHARE) -> dict[str, int]:
+    """`functions` with those under `share` of the total summed into `OTHER`."""
+    floor = sum(functions.values()) * share
+    out = {name: ns for name, ns in functions.items() if ns >= floor}
+    rest = sum(ns for name, ns in functions.items() if ns < floor)
+    if rest:
+        out[OTHER] = out.get(OTHER, 0) + rest
+    return out
+
+
+def _perf() -> str:
+    perf = shutil.which("perf")
+    if perf is None:
+        raise ProfileUnavailable("perf is not installed (Debian: linux-perf)")
+    return perf
+
+
+@contextlib.contextmanager
+def recording(pids: dict[str, int], work: Path) -> Iterator[dict[str, Path]]:
+    """Samples each process of `pids` (name -> pid) while the block runs; yields name -> its perf.data,
+    complete once the block has left."""
+    perf = _perf()
+    work.mkdir(parents=True, exist_ok=True)
+    paths = {name: work / f"perf-{name}.data" for name in pids}
+    procs: dict[str, subprocess.Popen] = {}
+    try:
+        for name, pid in pids.items():
+            command = [perf, "record", "-q", "-F", str(SAMPLE_HZ), "-e", "cpu-clock", "-p", str(pid),
+                       "-o", str(paths[name])]  # fmt: skip
+            procs[name] = subprocess.Popen(
+                command,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+        time.sleep(ATTACH_S)
+        for name, proc in procs.items():
+            if proc.poll() is not None:
+                raise ProfileUnavailable(f"perf record of {name} ended at once: {_stderr(proc)}")
+        yield paths
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGINT)  # perf writes its data and exits
+        for proc in procs.values():
+            try:
+                proc.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+def _stderr(proc: subprocess.Popen) -> str:
+    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+    return " ".join(err.split())[:300] or f"exit status {proc.returncode}"
+
+
+def read(path: Path) -> dict[str, int]:
+    """CPU nanoseconds by function of one recording (`kept`)."""
+    if not path.exists() or path.stat().st_size == 0:
+        raise ProfileUnavailable(f"no profile was written to {path.name}")
+    out = subprocess.run(
+        [_perf(), "report", "-i", str(path), "--stdio", "--no-children", "-F", "period,sample,dso,sym"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    functions = parse(out.stdout)
+    if out.returncode != 0 or not functions:
+        raise ProfileUnavailable(f"perf report found no samples in {path.name}: {out.stderr.strip()[:300]}")
+    return kept(functions)
+
+
+def side_profile(functions: dict[str, int], requests: int) -> dict:
+    """What a run keeps of one side: its functions' CPU and the requests it answered meanwhile."""
+    return {"requests": requests, "cpu_ns": sum(functions.values()), "functions": functions}
+
+
+def combined(profiles: list[dict]) -> dict:
+    """One side's profiles of several runs as one (their CPU and requests summed)."""
+    functions: dict[str, int] = {}
+    for profile in profiles:
+        for name, ns in profile["functions"].items():
+            functions[name] = functions.get(name, 0) + ns
+    return side_profile(functions, sum(p["requests"] for p in profiles))
+
+
+def per_request_us(profile: dict) -> dict[str, float]:
+    """Microseconds of CPU a request, by function."""
+    requests = profile["requests"]
+    if not requests:
+        return {}
+    return {name: ns / requests / 1000 for name, ns in profile["functions"].items()}
+
+
+def _by_group(us: dict[str, float]) -> dict[str, float]:
+    groups: dict[str, float] = {}
+    for name, value in us.items():
+        group = OTHER_GROUP if name == OTHER else group_of(name)
+        groups[group] = groups.get(group, 0.0) + value
+    return groups
+
+
+def compare(a: dict, b: dict, top: int = 10) -> dict:
+    """A's CPU a request against B's: in all, by group (largest difference first) and the `top`
+    functions that differ most."""
+    a_us, b_us = per_request_us(a), per_request_us(b)
+    a_groups, b_groups = _by_group(a_us), _by_group(b_us)
+
+    def rows(x: dict[str, float], y: dict[str, float]) -> list[tuple[str, float, float]]:
+        return sorted(((k, x.get(k, 0.0), y.get(k, 0.0)) for k in x.keys() | y.keys()),
+                      key=lambda row: (row[2] - row[1], row[0]))  # fmt: skip
+
+    functions = [row for row in rows(a_us, b_us) if row[0] != OTHER]
+    return {
+        "a_us": sum(a_us.values()),
+        "b_us": sum(b_us.values()),
+        "groups": rows(a_groups, b_groups),
+        "functions": functions[:top],
+    }
+
+
+def summary(comparison: dict, groups: int = 3) -> str:
+    """One line: how much more CPU a request A takes, and the groups that take most of it."""
+    extra = comparison["a_us"] - comparison["b_us"]
+    largest = ", ".join(f"{name} {a - b:+.1f}" for name, a, b in comparison["groups"][:groups])
+    a_us, b_us = comparison["a_us"], comparison["b_us"]
+    return f"{extra:+.1f} µs of CPU a request ({a_us:.1f} against {b_us:.1f}): {largest}"

@@ -1,0 +1,56 @@
+"""perf sampling a real process (benchmarks/perfprofile.py), as the report's paired runs use it: the CPU of
+a busy Python process is found in the interpreter, and a recording that cannot be made says why instead of
+yielding an empty profile."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from benchmarks import perfprofile
+
+BUSY = "import time\nend = time.monotonic() + 60\nwhile time.monotonic() < end:\n    sum(range(1000))\n"
+
+
+@pytest.mark.timeout(60)
+def test_a_busy_python_process_is_found_in_the_interpreter(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", BUSY])
+    try:
+        started = time.process_time()
+        with perfprofile.recording({"busy": proc.pid}, tmp_path) as paths:
+            time.sleep(1.0)
+        functions = perfprofile.read(paths["busy"])
+    finally:
+        proc.kill()
+        proc.wait()
+    assert time.process_time() - started < 1.0  # the test's own process was not the one sampled
+    total_s = sum(functions.values()) / 1e9
+    # 1.5 s of wall (the attach wait and the block), at most one core's worth.
+    assert 0.05 < total_s < 1.6, total_s
+    interpreter = sum(ns for name, ns in functions.items() if name.startswith("libpython"))
+    assert interpreter > 0.5 * total_s * 1e9, functions
+    assert any(name.endswith(" _PyEval_EvalFrameDefault") for name in functions), functions
+
+
+def test_without_perf_the_recording_says_so(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with (
+        pytest.raises(perfprofile.ProfileUnavailable, match="perf is not installed"),
+        perfprofile.recording({"x": 1}, tmp_path),
+    ):
+        pass
+
+
+@pytest.mark.timeout(60)
+def test_a_process_that_is_gone_gives_no_profile(tmp_path: Path) -> None:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()  # its pid is free now
+    with (
+        pytest.raises(perfprofile.ProfileUnavailable, match="perf record of gone ended at once"),
+        perfprofile.recording({"gone": proc.pid}, tmp_path),
+    ):
+        pytest.fail("the block ran without a recording")

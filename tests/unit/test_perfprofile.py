@@ -1,0 +1,193 @@
+"""The perf profile of a paired run (benchmarks/perfprofile.py): reading `perf report`'s text, grouping C
+functions, and comparing two servers' CPU a request, from hand-made figures."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks import perfprofile
+from benchmarks.paired import _add_profile, profile_of
+from benchmarks.perfprofile import OTHER, OTHER_GROUP, combined, compare, group_of, kept, parse, side_profile
+from benchmarks.report_md import _profile_lines
+from benchmarks.report_targets import _target_rows
+
+# As `perf report --stdio --no-children -F period,sample,dso,sym` prints it (a kernel function, an
+# unresolved address, a symbol with spaces, the same function twice).
+REPORT = """\
+# Samples: 11K of event 'cpu-clock'
+# Event count (approx.): 23464929672
+#
+#       Period       Samples  Shared Object                               Symbol
+# ............  ............  ..........................................  ..............
+#
+    6244488928          3116  libpython3.11.so.1.0                        [.] _PyEval_EvalFrameDefault
+     501002000           250  [kernel.kallsyms]                           [k] _raw_spin_unlock_irqrestore
+       4008000             2  [unknown]                                   [.] 0x00007f97f8e00000
+       2004000             1  libfoo.so                                   [.] operator new(unsigned long)
+       2004000             1  libpython3.11.so.1.0                        [.] _PyEval_EvalFrameDefault
+
+"""
+
+
+def test_parse_sums_nanoseconds_by_shared_object_and_symbol() -> None:
+    assert parse(REPORT) == {
+        "libpython3.11.so.1.0 _PyEval_EvalFrameDefault": 6_246_492_928,
+        "[kernel.kallsyms] _raw_spin_unlock_irqrestore": 501_002_000,
+        "[unknown] 0x00007f97f8e00000": 4_008_000,
+        "libfoo.so operator new(unsigned long)": 2_004_000,
+    }
+
+
+def test_parse_of_no_samples_is_empty() -> None:
+    assert parse("# Samples: 0\n#\n") == {}
+
+
+@pytest.mark.parametrize(
+    ("function", "group"),
+    [
+        ("libpython3.11.so.1.0 _PyEval_EvalFrameDefault", "interpreter loop (running Python bytecode)"),
+        ("[kernel.kallsyms] tcp_sendmsg_locked", "kernel: network and system calls"),
+        ("libpython3.11.so.1.0 unicodekeys_lookup_unicode", "dict and set lookups"),
+        ("libpython3.11.so.1.0 _Py_dict_lookup", "dict and set lookups"),
+        ("libpython3.11.so.1.0 set_lookkey", "dict and set lookups"),
+        ("libpython3.11.so.1.0 bytearray_subscript", "bytearray reads and writes (the link cache's marks)"),
+        ("libpython3.11.so.1.0 _PyObject_Malloc", "memory: allocating and freeing objects"),
+        ("libpython3.11.so.1.0 tupledealloc", "memory: allocating and freeing objects"),
+        ("libc.so.6 _int_malloc", "memory: allocating and freeing objects"),
+        ("libc.so.6 cfree", "memory: allocating and freeing objects"),
+        ("libc.so.6 __memchr_evex", "C library"),
+        ("_core.cpython-311-x86_64-linux-gnu.so mpack_encode", "msgspec: encoding, decoding, structs"),
+        (
+            "_blake2.cpython-311-x86_64-linux-gnu.so PyBlake2_blake2b_compress.isra.0",
+            "BLAKE2b (click-id MAC, address hash)",
+        ),
+        ("loop.cpython-311-x86_64-linux-gnu.so uv__io_poll", "event loop (uvloop)"),
+        ("parser.cpython-311-x86_64-linux-gnu.so llhttp__on_reset", "HTTP parsing (httptools)"),
+        ("url_parser.cpython-311-x86_64-linux-gnu.so http_parser_parse_url", "HTTP parsing (httptools)"),
+        ("hiredis.cpython-311-x86_64-linux-gnu.so Reader_feed", "Redis protocol (hiredis)"),
+        ("libpython3.11.so.1.0 _PyType_Lookup", "other interpreter C code"),
+        ("[vdso] __vdso_clock_gettime", OTHER_GROUP),
+        ("[unknown] 0x00007f97f8e00000", OTHER_GROUP),
+        # A dict-like name outside the interpreter is not the interpreter's lookup.
+        ("libfoo.so dict_get", OTHER_GROUP),
+    ],
+)
+def test_group_of(function: str, group: str) -> None:
+    assert group_of(function) == group
+
+
+def test_kept_sums_the_small_functions_into_one_row_and_keeps_the_total() -> None:
+    functions = {"x big": 9_000, "x mid": 990, "x small": 5, "x tiny": 5}
+    out = kept(functions, share=0.001)  # the floor: 10 ns
+    assert out == {"x big": 9_000, "x mid": 990, OTHER: 10}
+    assert sum(out.values()) == sum(functions.values())
+    assert kept({"x a": 1}) == {"x a": 1}
+
+
+def test_compare_divides_each_side_by_its_own_requests() -> None:
+    # A: 2,000 requests in 10 ms of interpreter and 2 ms of kernel; B: 4,000 requests in 12 ms and 8 ms.
+    a = side_profile(
+        {
+            "libpython3.11.so.1.0 _PyEval_EvalFrameDefault": 10_000_000,
+            "[kernel.kallsyms] tcp_ack": 2_000_000,
+            OTHER: 200_000,
+        },
+        2_000,
+    )
+    b = side_profile(
+        {"libpython3.11.so.1.0 _PyEval_EvalFrameDefault": 12_000_000, "[kernel.kallsyms] tcp_ack": 8_000_000},
+        4_000,
+    )
+    out = compare(a, b)
+    assert out["a_us"] == pytest.approx(6.1) and out["b_us"] == pytest.approx(5.0)
+    # Largest difference first: the interpreter (5 against 3 µs), the remainder row, then the kernel (1
+    # against 2).
+    assert [(g, round(x, 3), round(y, 3)) for g, x, y in out["groups"]] == [
+        ("interpreter loop (running Python bytecode)", 5.0, 3.0),
+        (OTHER_GROUP, 0.1, 0.0),
+        ("kernel: network and system calls", 1.0, 2.0),
+    ]
+    # The remainder row is no function.
+    assert [name for name, _, _ in out["functions"]] == [
+        "libpython3.11.so.1.0 _PyEval_EvalFrameDefault",
+        "[kernel.kallsyms] tcp_ack",
+    ]
+    assert perfprofile.summary(out, groups=1) == (
+        "+1.1 µs of CPU a request (6.1 against 5.0): interpreter loop (running Python bytecode) +2.0"
+    )
+
+
+def test_a_side_without_requests_has_no_cost_a_request() -> None:
+    out = compare(side_profile({"x a": 5}, 0), side_profile({"x a": 5}, 5))
+    assert out["a_us"] == 0 and out["b_us"] == pytest.approx(0.001)
+
+
+def test_runs_combine_by_summing_cpu_and_requests() -> None:
+    one = side_profile({"x a": 1_000_000, "x b": 1_000_000}, 1_000)
+    two = side_profile({"x a": 3_000_000}, 1_000)
+    both = combined([one, two])
+    assert both == {"requests": 2_000, "cpu_ns": 5_000_000, "functions": {"x a": 4_000_000, "x b": 1_000_000}}
+
+
+def _run(ratio: float, profiled: bool) -> dict:
+    run = {
+        "ratio": ratio,
+        "ratio_per_server_cpu_s": ratio,
+        "met": ratio >= 0.85,
+        "clicks_checked": True,
+        "a": {"system": "clicktrail", "links": 1_000_000, "requests": 1_000},
+        "b": {"system": "clicktrail", "links": 1_000, "requests": 1_250},
+    }
+    if profiled:
+        run["profile"] = {
+            "a": side_profile(
+                {
+                    "libpython3.11.so.1.0 bytearray_subscript": 1_000_000,
+                    "libpython3.11.so.1.0 _PyEval_EvalFrameDefault": 9_000_000,
+                },
+                1_000,
+            ),
+            "b": side_profile({"libpython3.11.so.1.0 _PyEval_EvalFrameDefault": 10_000_000}, 1_250),
+        }
+    else:
+        run["profile_error"] = "perf is not installed (Debian: linux-perf)"
+    return run
+
+
+def test_the_report_shows_the_profile_of_the_profiled_runs_and_why_the_others_have_none() -> None:
+    runs = [_run(0.80, True), _run(0.84, False), _run(0.86, True)]
+    assert profile_of(runs)["a_us"] == pytest.approx(10.0)  # 20 ms over 2,000 requests
+    text = "\n".join(_profile_lines("many/few", runs))
+    assert "### Profile of many/few: where clicktrail 1,000,000 links spends more CPU" in text
+    assert "run(s) 1, 3" in text
+    assert "| bytearray reads and writes (the link cache's marks) | 1.00 | 0.00 | +1.00 |" in text
+    assert "| interpreter loop (running Python bytecode) | 9.00 | 8.00 | +1.00 |" in text
+    assert "| **all** | **10.00** | **8.00** | **+2.00** |" in text
+    assert "| `bytearray_subscript` (libpython3.11.so.1.0) | 1.00 | 0.00 | +1.00 |" in text
+    assert "Runs without a profile: perf is not installed (Debian: linux-perf)." in text
+    (row,) = [r for r in _target_rows({"paired": {"pairs": {"many/few": runs}}}) if r]
+    assert "perf profile (section 1b): A +2.0 µs of CPU a request (10.0 against 8.0)" in row[3]
+
+
+def test_no_profile_at_all_says_why_and_the_targets_row_names_none() -> None:
+    runs = [_run(0.86, False)]
+    assert _profile_lines("c/b", runs) == [
+        "",
+        "No profile of c/b: perf is not installed (Debian: linux-perf).",
+    ]
+    assert _profile_lines("c/b", [{k: v for k, v in runs[0].items() if k != "profile_error"}]) == []
+    (row,) = [r for r in _target_rows({"paired": {"pairs": {"many/few": runs}}}) if r]
+    assert "perf profile" not in row[3]
+
+
+def test_a_run_whose_recording_failed_keeps_its_figures_and_says_why() -> None:
+    run = {"a": {"requests": 1}, "b": {"requests": 1}}
+    _add_profile(run, {}, "perf record of a ended at once: Permission denied")
+    assert run == {
+        "a": {"requests": 1},
+        "b": {"requests": 1},
+        "profile_error": "perf record of a ended at once: Permission denied",
+    }
+    run = {"a": {"requests": 1}, "b": {"requests": 1}}
+    _add_profile(run, {"a": perfprofile.Path("/nonexistent/perf-a.data")}, "")
+    assert run["profile_error"] == "no profile was written to perf-a.data"
