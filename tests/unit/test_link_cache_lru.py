@@ -12,7 +12,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from core.links import Link
 from redirector.cache import LinkCache
-from redirector.packed import SHARD_BYTES, PackedLinks, cost, pack
+from redirector.packed import MAX_MARK, SECOND_CHANCES, SHARD_BYTES, PackedLinks, cost, pack
 
 MS = 1_000_000  # ns
 
@@ -197,3 +197,27 @@ def test_evicting_keeps_the_shards_even() -> None:
         store.put(f"e{n}", record(f"e{n}"))
     sizes = [len(shard) for shard in store._shards]
     assert len(sizes) == 16 and max(sizes) - min(sizes) <= 12, sizes
+
+
+def test_a_put_gives_at_most_so_many_records_in_use_a_second_chance() -> None:
+    # Every record in use: unbounded, one put would send each to the back of the queue three times over
+    # before dropping one (a pause that grows with the cache). Each code has a mark slot of its own, so the
+    # marks count exactly the second chances given.
+    store = PackedLinks(200 * ONE, shard_bytes=1 << 40)  # one shard: its queue is the order of the puts
+    codes: list[str] = []
+    slots: set[int] = set()
+    for n in range(10_000):
+        code, slot = f"c{n:04}", hash(f"c{n:04}") & store._mark_mask
+        if slot not in slots and len(codes) < 200:
+            slots.add(slot)
+            codes.append(code)
+    for code in codes:
+        store.put(code, record(code))
+    for code in codes * MAX_MARK:
+        store.get(code)
+    marks_before = sum(store._marks)
+    store.put("n0000", record("n0000"))
+    assert marks_before - sum(store._marks) == SECOND_CHANCES
+    # The first SECOND_CHANCES went to the back with one use less; the next one, still in use, was dropped.
+    assert list(store._shards[0]) == [*codes[SECOND_CHANCES + 1 :], *codes[:SECOND_CHANCES], "n0000"]
+    assert store.bytes == 200 * ONE
