@@ -147,7 +147,7 @@ def run_pair(
         runs = []
         for n in range(repeat):
             here = work / f"{pair.name.replace('/', '-')}-{n}"
-            recorded: dict[str, Path] = {}
+            recorded: perfprofile.Recording | None = None
             profile_error = ""
             with (
                 _side(here / "a", *pair.a, urls.get(pair.a[1]), opts, module) as a,
@@ -172,15 +172,20 @@ def run_pair(
     return runs
 
 
-def _add_profile(run: dict, recorded: dict[str, Path], error: str) -> None:
+def _add_profile(run: dict, recorded: perfprofile.Recording | None, error: str) -> None:
     """The run's `profile` (each side's CPU by C function and its requests), or `profile_error`: a run
     whose profile could not be taken keeps its figures."""
     try:
-        if error:
-            raise perfprofile.ProfileUnavailable(error)
+        if error or recorded is None:
+            raise perfprofile.ProfileUnavailable(error or "not recorded")
+        if recorded.ended_early:
+            raise perfprofile.ProfileUnavailable(
+                f"perf of side(s) {', '.join(recorded.ended_early)} ended before the run did (a partial "
+                "profile is no figure a request)"
+            )
         run["profile"] = {
             side: perfprofile.side_profile(perfprofile.read(path), run[side]["requests"])
-            for side, path in recorded.items()
+            for side, path in recorded.paths.items()
         }
     except perfprofile.ProfileUnavailable as exc:
         run["profile_error"] = str(exc)

@@ -23,6 +23,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 SAMPLE_HZ = 499  # not a multiple of common timer rates, so the samples do not beat with them
@@ -34,25 +35,29 @@ STOP_TIMEOUT_S = 60.0
 KEEP_SHARE = 0.0002
 OTHER = "(functions under 0.02 % each)"
 
-# (group, test on the shared object and the function), the first that matches wins.
+# (group, test on the shared object and the function), the first that matches wins. The interpreter's
+# shared object is libpython, or the python binary itself when it is linked statically.
+_PYTHON = r"^(lib)?python\d"
 GROUPS: tuple[tuple[str, re.Pattern[str], re.Pattern[str]], ...] = tuple(
     (name, re.compile(dso), re.compile(symbol))
     for name, dso, symbol in (
-        ("kernel: network and system calls", r"^\[kernel", r""),
-        ("interpreter loop (running Python bytecode)", r"^libpython", r"^_PyEval_EvalFrameDefault$"),
-        ("dict and set lookups", r"^libpython", r"dict|unicodekeys|lookkey|^set_"),
-        ("bytearray reads and writes (the link cache's marks)", r"^libpython", r"^bytearray_"),
+        ("kernel: system calls, network, page faults, scheduling", r"^\[kernel", r""),
+        ("interpreter loop (running Python bytecode)", _PYTHON, r"^_PyEval_EvalFrameDefault$"),
+        # Lookups mostly, but also a dict's or set's insertion, resizing and freeing.
+        ("dict and set operations", _PYTHON, r"(?i)dict|unicodekeys|lookkey|^set_"),
+        ("bytearray reads and writes (the link cache's marks and slots)", _PYTHON, r"^bytearray_"),
         (
             "memory: allocating and freeing objects",
-            r"^(libpython|libc\.)",
-            r"[Aa]lloc|Free|free|dealloc|_Py_NewReference|^_int_|^cfree$",
+            r"^((lib)?python\d|libc\.)",
+            r"dealloc|[Mm]alloc|[Cc]alloc|Alloc$|_Free$|^free$|^cfree$|^_int_|^_Py_NewReference$|GC_Del$"
+            r"|GC_New|^tuple_alloc$|^unlink_chunk|^tcache",
         ),
         ("msgspec: encoding, decoding, structs", r"^_core\.", r""),
         ("BLAKE2b (click-id MAC, address hash)", r"^_blake2\.", r""),
         ("event loop (uvloop)", r"^loop\.", r""),
         ("HTTP parsing (httptools)", r"^(parser|url_parser)\.", r""),
         ("Redis protocol (hiredis)", r"^hiredis\.", r""),
-        ("other interpreter C code", r"^libpython", r""),
+        ("other interpreter C code", _PYTHON, r""),
         ("C library", r"^libc\.", r""),
     )
 )
@@ -98,6 +103,12 @@ def kept(functions: dict[str, int], share: float = KEEP_SHARE) -> dict[str, int]
     return out
 
 
+# What a recording or reading that went wrong raises, besides perf's own refusals.
+_FAILURES = (OSError, subprocess.SubprocessError, ValueError)
+# `perf report` reads a few MB; a debuginfod lookup (DEBUGINFOD_URLS) could wait on the network instead.
+REPORT_TIMEOUT_S = 300
+
+
 def _perf() -> str:
     perf = shutil.which("perf")
     if perf is None:
@@ -105,32 +116,44 @@ def _perf() -> str:
     return perf
 
 
+@dataclass
+class Recording:
+    """What `recording` yields: each name's perf.data (complete once the block has left), and the names
+    whose perf ended before the block did (its process exited, or perf died): their profiles cover only
+    part of the block, so they must not be divided by the block's requests."""
+
+    paths: dict[str, Path]
+    ended_early: list[str] = field(default_factory=list)
+
+
 @contextlib.contextmanager
-def recording(pids: dict[str, int], work: Path) -> Iterator[dict[str, Path]]:
-    """Samples each process of `pids` (name -> pid) while the block runs; yields name -> its perf.data,
-    complete once the block has left."""
+def recording(pids: dict[str, int], work: Path) -> Iterator[Recording]:
+    """Samples each process of `pids` (name -> pid) while the block runs."""
     perf = _perf()
-    work.mkdir(parents=True, exist_ok=True)
-    paths = {name: work / f"perf-{name}.data" for name in pids}
+    made = Recording({name: work / f"perf-{name}.data" for name in pids})
     procs: dict[str, subprocess.Popen] = {}
     try:
-        for name, pid in pids.items():
-            command = [perf, "record", "-q", "-F", str(SAMPLE_HZ), "-e", "cpu-clock", "-p", str(pid),
-                       "-o", str(paths[name])]  # fmt: skip
-            procs[name] = subprocess.Popen(
-                command,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.PIPE,
-            )
+        try:
+            work.mkdir(parents=True, exist_ok=True)
+            for name, pid in pids.items():
+                command = [perf, "record", "-q", "-F", str(SAMPLE_HZ), "-e", "cpu-clock", "-p", str(pid),
+                           "-o", str(made.paths[name])]  # fmt: skip
+                # perf's messages go to a file: a pipe nobody reads while it runs could fill and block it.
+                with open(work / f"perf-{name}.err", "wb") as err:
+                    procs[name] = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=err)
+        except _FAILURES as exc:
+            raise ProfileUnavailable(f"perf record could not start: {exc}") from exc
         time.sleep(ATTACH_S)
         for name, proc in procs.items():
             if proc.poll() is not None:
-                raise ProfileUnavailable(f"perf record of {name} ended at once: {_stderr(proc)}")
-        yield paths
+                raise ProfileUnavailable(f"perf record of {name} ended at once: {_stderr(work, name, proc)}")
+        yield made
     finally:
-        for proc in procs.values():
+        for name, proc in procs.items():
             if proc.poll() is None:
                 proc.send_signal(signal.SIGINT)  # perf writes its data and exits
+            else:
+                made.ended_early.append(name)
         for proc in procs.values():
             try:
                 proc.wait(timeout=STOP_TIMEOUT_S)
@@ -139,8 +162,11 @@ def recording(pids: dict[str, int], work: Path) -> Iterator[dict[str, Path]]:
                 proc.wait()
 
 
-def _stderr(proc: subprocess.Popen) -> str:
-    err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
+def _stderr(work: Path, name: str, proc: subprocess.Popen) -> str:
+    try:
+        err = (work / f"perf-{name}.err").read_bytes().decode(errors="replace")
+    except OSError:
+        err = ""
     return " ".join(err.split())[:300] or f"exit status {proc.returncode}"
 
 
@@ -148,12 +174,17 @@ def read(path: Path) -> dict[str, int]:
     """CPU nanoseconds by function of one recording (`kept`)."""
     if not path.exists() or path.stat().st_size == 0:
         raise ProfileUnavailable(f"no profile was written to {path.name}")
-    out = subprocess.run(
-        [_perf(), "report", "-i", str(path), "--stdio", "--no-children", "-F", "period,sample,dso,sym"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    try:
+        out = subprocess.run(
+            [_perf(), "report", "-i", str(path), "--stdio", "--no-children", "-F", "period,sample,dso,sym"],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            check=False,
+            timeout=REPORT_TIMEOUT_S,
+        )
+    except _FAILURES as exc:
+        raise ProfileUnavailable(f"perf report could not read {path.name}: {exc}") from exc
     functions = parse(out.stdout)
     if out.returncode != 0 or not functions:
         raise ProfileUnavailable(f"perf report found no samples in {path.name}: {out.stderr.strip()[:300]}")
@@ -191,8 +222,8 @@ def _by_group(us: dict[str, float]) -> dict[str, float]:
 
 
 def compare(a: dict, b: dict, top: int = 10) -> dict:
-    """A's CPU a request against B's: in all, by group (largest difference first) and the `top`
-    functions that differ most."""
+    """A's CPU a request against B's: in all, by group (most more in A first) and the `top` functions
+    in which A spends most more than B."""
     a_us, b_us = per_request_us(a), per_request_us(b)
     a_groups, b_groups = _by_group(a_us), _by_group(b_us)
 

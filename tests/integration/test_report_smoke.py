@@ -9,6 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.openloop import TICK_S
+from benchmarks.paired import profile_of
 from benchmarks.report import main
 from benchmarks.report_md import click_checks
 
@@ -45,6 +47,9 @@ def test_report_smoke_writes_markdown_charts_and_passes_click_checks(tmp_path: P
             profile = run["profile"][side]
             assert profile["requests"] == run[side]["requests"]
             assert any("_PyEval_EvalFrameDefault" in name for name in profile["functions"]), profile
+        # The interpreter is grouped as such (a Python linked statically names its binary, not libpython).
+        groups = {name for name, _, _ in profile_of([run])["groups"]}
+        assert "interpreter loop (running Python bytecode)" in groups, groups
     assert result["memory"]["cache_entries"] == result["memory"]["links"]
     assert result["memory"]["clicks_buffered"] > 0
     assert set(result["memory"]["warm_cache_runs"]) == {"uniform", "zipf:1.1"}
@@ -64,6 +69,7 @@ def test_report_smoke_writes_markdown_charts_and_passes_click_checks(tmp_path: P
     assert "## Headline" in text and "Click checks: 13 of 13 passed" in text
     assert "## Targets (issue 16)" in text and "## 1b. Paired ratios" in text
     assert "### Profile of c/b" in text and "### Profile of many/few" in text
+    assert f"wakes at most every {TICK_S * 1000:g} ms" in text
     assert "| 3 x bare join |" in text and "| full (gen 2) |" in text
     for name in CHARTS:
         png = tmp_path / "report" / name

@@ -3,13 +3,30 @@ functions, and comparing two servers' CPU a request, from hand-made figures."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from benchmarks import perfprofile
 from benchmarks.paired import _add_profile, profile_of
-from benchmarks.perfprofile import OTHER, OTHER_GROUP, combined, compare, group_of, kept, parse, side_profile
+from benchmarks.perfprofile import (
+    OTHER,
+    OTHER_GROUP,
+    Recording,
+    combined,
+    compare,
+    group_of,
+    kept,
+    parse,
+    side_profile,
+)
 from benchmarks.report_md import _profile_lines
 from benchmarks.report_targets import _target_rows
+
+KERNEL = "kernel: system calls, network, page faults, scheduling"
+DICTS = "dict and set operations"
+MARKS = "bytearray reads and writes (the link cache's marks and slots)"
+MEMORY = "memory: allocating and freeing objects"
 
 # As `perf report --stdio --no-children -F period,sample,dso,sym` prints it (a kernel function, an
 # unresolved address, a symbol with spaces, the same function twice).
@@ -46,15 +63,31 @@ def test_parse_of_no_samples_is_empty() -> None:
     ("function", "group"),
     [
         ("libpython3.11.so.1.0 _PyEval_EvalFrameDefault", "interpreter loop (running Python bytecode)"),
-        ("[kernel.kallsyms] tcp_sendmsg_locked", "kernel: network and system calls"),
-        ("libpython3.11.so.1.0 unicodekeys_lookup_unicode", "dict and set lookups"),
-        ("libpython3.11.so.1.0 _Py_dict_lookup", "dict and set lookups"),
-        ("libpython3.11.so.1.0 set_lookkey", "dict and set lookups"),
-        ("libpython3.11.so.1.0 bytearray_subscript", "bytearray reads and writes (the link cache's marks)"),
-        ("libpython3.11.so.1.0 _PyObject_Malloc", "memory: allocating and freeing objects"),
-        ("libpython3.11.so.1.0 tupledealloc", "memory: allocating and freeing objects"),
-        ("libc.so.6 _int_malloc", "memory: allocating and freeing objects"),
-        ("libc.so.6 cfree", "memory: allocating and freeing objects"),
+        ("[kernel.kallsyms] tcp_sendmsg_locked", KERNEL),
+        ("[kernel.kallsyms] exc_page_fault", KERNEL),
+        ("libpython3.11.so.1.0 unicodekeys_lookup_unicode", DICTS),
+        ("libpython3.11.so.1.0 _Py_dict_lookup", DICTS),
+        ("libpython3.11.so.1.0 PyDict_GetItemWithError", DICTS),
+        ("libpython3.11.so.1.0 _PyDict_LoadGlobal", DICTS),
+        ("libpython3.11.so.1.0 dict_dealloc", DICTS),  # a dict's own freeing counts with dicts
+        ("libpython3.11.so.1.0 set_lookkey", DICTS),
+        ("libpython3.11.so.1.0 bytearray_subscript", MARKS),
+        # A Python linked statically: its binary is the interpreter's shared object.
+        ("python3.11 _PyEval_EvalFrameDefault", "interpreter loop (running Python bytecode)"),
+        ("python3.11 _PyObject_Malloc", MEMORY),
+        ("libpython3.11.so.1.0 PyObject_GC_Del", MEMORY),
+        ("libpython3.11.so.1.0 PyObject_Free", MEMORY),
+        ("libpython3.11.so.1.0 PyType_GenericAlloc", MEMORY),
+        ("libc.so.6 free", MEMORY),
+        ("libc.so.6 unlink_chunk.constprop.0", MEMORY),
+        # Names that only look like memory work.
+        ("libpython3.11.so.1.0 gc_freeze", "other interpreter C code"),
+        ("libpython3.11.so.1.0 code_getfreevars", "other interpreter C code"),
+        ("libpython3.11.so.1.0 PyThread_allocate_lock", "other interpreter C code"),
+        ("libpython3.11.so.1.0 _PyObject_Malloc", MEMORY),
+        ("libpython3.11.so.1.0 tupledealloc", MEMORY),
+        ("libc.so.6 _int_malloc", MEMORY),
+        ("libc.so.6 cfree", MEMORY),
         ("libc.so.6 __memchr_evex", "C library"),
         ("_core.cpython-311-x86_64-linux-gnu.so mpack_encode", "msgspec: encoding, decoding, structs"),
         (
@@ -105,7 +138,7 @@ def test_compare_divides_each_side_by_its_own_requests() -> None:
     assert [(g, round(x, 3), round(y, 3)) for g, x, y in out["groups"]] == [
         ("interpreter loop (running Python bytecode)", 5.0, 3.0),
         (OTHER_GROUP, 0.1, 0.0),
-        ("kernel: network and system calls", 1.0, 2.0),
+        (KERNEL, 1.0, 2.0),
     ]
     # The remainder row is no function.
     assert [name for name, _, _ in out["functions"]] == [
@@ -160,7 +193,7 @@ def test_the_report_shows_the_profile_of_the_profiled_runs_and_why_the_others_ha
     text = "\n".join(_profile_lines("many/few", runs))
     assert "### Profile of many/few: where clicktrail 1,000,000 links spends more CPU" in text
     assert "run(s) 1, 3" in text
-    assert "| bytearray reads and writes (the link cache's marks) | 1.00 | 0.00 | +1.00 |" in text
+    assert f"| {MARKS} | 1.00 | 0.00 | +1.00 |" in text
     assert "| interpreter loop (running Python bytecode) | 9.00 | 8.00 | +1.00 |" in text
     assert "| **all** | **10.00** | **8.00** | **+2.00** |" in text
     assert "| `bytearray_subscript` (libpython3.11.so.1.0) | 1.00 | 0.00 | +1.00 |" in text
@@ -182,12 +215,19 @@ def test_no_profile_at_all_says_why_and_the_targets_row_names_none() -> None:
 
 def test_a_run_whose_recording_failed_keeps_its_figures_and_says_why() -> None:
     run = {"a": {"requests": 1}, "b": {"requests": 1}}
-    _add_profile(run, {}, "perf record of a ended at once: Permission denied")
+    _add_profile(run, None, "perf record of a ended at once: Permission denied")
     assert run == {
         "a": {"requests": 1},
         "b": {"requests": 1},
         "profile_error": "perf record of a ended at once: Permission denied",
     }
     run = {"a": {"requests": 1}, "b": {"requests": 1}}
-    _add_profile(run, {"a": perfprofile.Path("/nonexistent/perf-a.data")}, "")
+    _add_profile(run, Recording({"a": Path("/nonexistent/perf-a.data")}), "")
     assert run["profile_error"] == "no profile was written to perf-a.data"
+    # A side whose perf ended before the run did covers only part of it: no figure a request.
+    run = {"a": {"requests": 1}, "b": {"requests": 1}}
+    _add_profile(run, Recording({"a": Path("/nonexistent/perf-a.data")}, ended_early=["a"]), "")
+    assert run["profile_error"].startswith("perf of side(s) a ended before the run did")
+    run = {"a": {"requests": 1}}
+    _add_profile(run, None, "")
+    assert run == {"a": {"requests": 1}, "profile_error": "not recorded"}
