@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from benchmarks.openloop import CLIENT_PROCS, server_cpu_us
+from benchmarks.openloop import CLIENT_PROCS, TICK_S, server_cpu_us
 from benchmarks.paired import profile_of
 from benchmarks.redirect import format_table
 from benchmarks.report_targets import busy_cores as _busy_cores
@@ -382,8 +382,8 @@ def _open_loop_section(result: dict, img) -> list[str]:
         f"({CLIENT_PROCS} processes) sends each request at its scheduled time over {ol['connections']} "
         "keep-alive connections whatever the answers do, and measures latency from that scheduled time, "
         "so a stall shows as the queue behind it. The client runs on the same 2 cores as the server and its "
-        "Redis (its cores are listed); its scheduler wakes at most every 0.5 ms (libuv timers: 1 ms), which "
-        "the latency from the scheduled send includes; 'service' is "
+        f"Redis (its cores are listed); its scheduler wakes at most every {TICK_S * 1000:g} ms (uvloop's "
+        "timers count whole milliseconds), which the latency from the scheduled send includes; 'service' is "
         "from the actual send.",
         "",
         img("open-loop-latency.png"),

@@ -1,6 +1,10 @@
 """The open-loop client's scheduler (benchmarks/openloop.py) sleeps between its wake-ups under uvloop, whose
 clock and timers count whole milliseconds: a wake-up asked for less than a millisecond ahead could round to
-0 ms and fire at once, over and over, spinning a core that the server under test needs."""
+0 ms and fire at once, over and over, spinning a core that the server under test needs.
+
+The first test guards the rule at every clock value (whether 0.5 ms rounds to 0 depends on the clock's
+magnitude, so the uptime); the second shows the spin in a real loop, which only fails on the old value at
+the uptimes where it rounds to 0 (from 65,536 to 262,144 s, for example)."""
 
 from __future__ import annotations
 
