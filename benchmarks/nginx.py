@@ -3,7 +3,6 @@ and temp dirs in a work directory; `daemon off`, so it is a child process we sto
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -41,10 +40,7 @@ http {{
 
 
 def nginx_binary() -> str:
-    path = shutil.which("nginx") or ("/usr/sbin/nginx" if Path("/usr/sbin/nginx").exists() else None)
-    if path is None:
-        raise RuntimeError("nginx not found (Debian package `nginx-light`; scripts/bootstrap.sh installs it)")
-    return path
+    return procs.binary("nginx", "nginx-light", "/usr/sbin/nginx")
 
 
 def nginx_version() -> str:

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import contextlib
 import re
-import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from benchmarks import procs
 
 SAMPLE_HZ = 499  # not a multiple of common timer rates, so the samples do not beat with them
 # perf attaches to a running process in a few milliseconds; the first wrk slice waits this long for it.
@@ -110,10 +111,10 @@ REPORT_TIMEOUT_S = 300
 
 
 def _perf() -> str:
-    perf = shutil.which("perf")
-    if perf is None:
-        raise ProfileUnavailable("perf is not installed (Debian: linux-perf)")
-    return perf
+    try:
+        return procs.binary("perf", "linux-perf")
+    except procs.MissingTool as exc:
+        raise ProfileUnavailable(str(exc)) from exc
 
 
 @dataclass

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -19,6 +20,21 @@ START_TIMEOUT_S = 120.0
 # Graceful shutdown budget (a redirect server flushes its buffered clicks in it) before SIGKILL.
 STOP_TIMEOUT_S = 30.0
 POLL_INTERVAL_S = 0.05
+
+
+class MissingTool(RuntimeError):
+    """A program a benchmark runs is not installed."""
+
+
+def binary(name: str, package: str, *elsewhere: str) -> str:
+    """The path of program `name` (on PATH, else the first of `elsewhere` that exists); MissingTool,
+    naming the Debian package that brings it, when there is none."""
+    found = shutil.which(name) or next((path for path in elsewhere if Path(path).exists()), None)
+    if found is None:
+        raise MissingTool(
+            f"{name} is not installed (Debian package `{package}`; scripts/bootstrap.sh installs it)"
+        )
+    return found
 
 
 def free_port() -> int:

@@ -3,7 +3,6 @@ the shared Redis is never touched. Durability as in production: `appendonly yes`
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -23,9 +22,7 @@ def redis_version() -> str:
 @contextmanager
 def private_redis(work: Path, *, appendfsync: str = "everysec") -> Iterator[str]:
     """Yields the URL of a fresh redis-server on a free loopback port; stopped (and killed) on exit."""
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("redis-server not found (scripts/bootstrap.sh installs it)")
+    binary = procs.binary("redis-server", "redis-server")
     work.mkdir(parents=True, exist_ok=True)
     port = procs.free_port()
     cmd = [binary, "--bind", procs.LOOPBACK, "--port", str(port), "--dir", str(work), "--save", "",

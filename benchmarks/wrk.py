@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import os
 import resource
-import shutil
 import subprocess
 import time
 from pathlib import Path
+
+from benchmarks import procs
 
 SCRIPT = Path(__file__).with_name("redirect.lua")
 # A request not answered within this is counted by wrk as a timeout (and left out of the latencies).
@@ -24,10 +25,7 @@ WRK_GRACE_S = 30
 
 
 def wrk_binary() -> str:
-    path = shutil.which("wrk")
-    if path is None:
-        raise RuntimeError("wrk not found (Debian package `wrk`; scripts/bootstrap.sh installs it)")
-    return path
+    return procs.binary("wrk", "wrk")
 
 
 def wrk_version() -> str:
