@@ -41,16 +41,19 @@ def patch() -> None:
 
 def serve_patched(patch_cache) -> int:
     """The `clicktrail` command line with the cache patched first (this experiment's, or another's)."""
-    # The patch lives in this process: more workers would be started afresh, each with the real cache.
-    args = sys.argv[1:]
-    workers = [
-        "".join(args[n + 1 : n + 2]) if arg == "--workers" else arg.partition("=")[2]
-        for n, arg in enumerate(args)
-        if arg == "--workers" or arg.startswith("--workers=")
-    ]
-    if any(value != "1" for value in workers):
-        sys.exit("this experiment serves one worker only (--workers 1)")
     patch_cache()
+    from redirector import server
+
+    serve = server.serve
+
+    def one_worker(settings, *, host: str, port: int, workers: int) -> int:
+        # The patch lives in this process: more workers would be started afresh, each with the real cache.
+        # Checked on the count the command line parsed, whatever its spelling.
+        if workers != 1:
+            sys.exit("this experiment serves one worker only (--workers 1)")
+        return serve(settings, host=host, port=port, workers=workers)
+
+    server.serve = one_worker  # type: ignore[assignment]  # `clicktrail serve` looks it up when run
     from clicktrail.cli import main as cli
 
     return cli()

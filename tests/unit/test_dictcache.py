@@ -44,7 +44,7 @@ def test_every_cached_link_is_answered_by_the_experiment_and_only_while_fresh(ex
     assert done.stdout.strip() == "ok"
 
 
-class _Patched(Exception):
+class _Served(Exception):
     pass
 
 
@@ -54,6 +54,7 @@ class _Patched(Exception):
         (["serve", "--workers", "1"], True),
         (["serve", "--workers=1"], True),
         (["serve"], True),
+        (["serve", "--workers", "01"], True),  # one worker, however written
         (["serve", "--workers", "2"], False),
         (["serve", "--workers=4"], False),
         (["serve", "--workers"], False),
@@ -61,10 +62,13 @@ class _Patched(Exception):
 )
 def test_the_experiments_refuse_more_than_one_worker(monkeypatch, argv: list[str], served: bool) -> None:
     from benchmarks.dictcache import serve_patched
+    from redirector import server
 
-    def patch() -> None:
-        raise _Patched  # reached: the patch would be applied and the command line run
+    def serve(settings, *, host: str, port: int, workers: int) -> int:
+        raise _Served  # reached: the patched worker would be served
 
+    monkeypatch.setattr(server, "serve", serve)
     monkeypatch.setattr(sys, "argv", ["clicktrail", *argv])
-    with pytest.raises(_Patched if served else SystemExit):
-        serve_patched(patch)
+    monkeypatch.setenv("CLICKTRAIL_SECRET_KEY", "k" * 32)
+    with pytest.raises(_Served if served else SystemExit):
+        serve_patched(lambda: None)
