@@ -176,16 +176,11 @@ def _add_profile(run: dict, recorded: perfprofile.Recording | None, error: str) 
     """The run's `profile` (each side's CPU by C function and its requests), or `profile_error`: a run
     whose profile could not be taken keeps its figures."""
     try:
-        if error or recorded is None:
+        if recorded is None:
             raise perfprofile.ProfileUnavailable(error or "not recorded")
-        if recorded.ended_early:
-            raise perfprofile.ProfileUnavailable(
-                f"perf of side(s) {', '.join(recorded.ended_early)} ended before the run did (a partial "
-                "profile is no figure a request)"
-            )
         run["profile"] = {
-            side: perfprofile.side_profile(perfprofile.read(path), run[side]["requests"])
-            for side, path in recorded.paths.items()
+            side: perfprofile.side_profile(functions, run[side]["requests"])
+            for side, functions in recorded.read().items()
         }
     except perfprofile.ProfileUnavailable as exc:
         run["profile_error"] = str(exc)

@@ -126,6 +126,15 @@ class Recording:
     paths: dict[str, Path]
     ended_early: list[str] = field(default_factory=list)
 
+    def read(self) -> dict[str, dict[str, int]]:
+        """CPU nanoseconds by function of each name (`read`); ProfileUnavailable for a partial one."""
+        if self.ended_early:
+            raise ProfileUnavailable(
+                f"perf of {', '.join(self.ended_early)} ended before the run did (a partial profile is no "
+                "figure a request)"
+            )
+        return {name: read(path) for name, path in self.paths.items()}
+
 
 @contextlib.contextmanager
 def recording(pids: dict[str, int], work: Path) -> Iterator[Recording]:
@@ -194,7 +203,7 @@ def read(path: Path) -> dict[str, int]:
 
 def side_profile(functions: dict[str, int], requests: int) -> dict:
     """What a run keeps of one side: its functions' CPU and the requests it answered meanwhile."""
-    return {"requests": requests, "cpu_ns": sum(functions.values()), "functions": functions}
+    return {"requests": requests, "functions": functions}
 
 
 def combined(profiles: list[dict]) -> dict:

@@ -349,8 +349,8 @@ def _profile_lines(name: str, runs: list[dict]) -> list[str]:
         "",
         "perf (benchmarks/perfprofile.py) sampled both servers through run(s) "
         f"{', '.join(map(str, profiled))} at once with wrk; each side's CPU by C function is divided by "
-        "the requests it answered. The "
-        "interpreter loop is the Python code itself (py-spy names its lines: docs/performance.md).",
+        "the requests it answered. The interpreter loop is the Python code itself (py-spy names its "
+        "lines: docs/performance.md).",
         "",
         "| group | A µs a request | B µs a request | A - B |",
         "|---|---|---|---|",
