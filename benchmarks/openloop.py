@@ -32,7 +32,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks import procs
+from benchmarks import perfprofile, procs
 from benchmarks.codes import code_for
 
 # Requests still unanswered this long after the schedule ended are counted as timeouts.
@@ -54,6 +54,8 @@ STALL_THRESHOLDS_MS = (1, 5, 20)
 LAG_METRIC = "clicktrail_event_loop_lag_seconds"
 GC_METRIC = "clicktrail_gc_pause_seconds"
 BATCH_METRIC = "clicktrail_click_batch_size"  # the recorder's group commit: writes and clicks per write
+# Issue 16's tail target is the p99 at this share of the maximum; the report profiles the worker there.
+TARGET_SHARE = 0.75
 
 
 class _Conn(asyncio.Protocol):
@@ -310,6 +312,15 @@ def server_cpu_us(point: dict) -> float | None:
     wrk's figure at the maximum it says how near its own capacity an offered rate put the worker."""
     cores, answered = point.get("cores_used", {}).get("server"), point.get("answered_per_s")
     return round(cores / answered * 1e6, 1) if cores and answered else None
+
+
+def profile_against_max(point: dict, max_run: dict) -> dict | None:
+    """Where the worker's CPU a request in the open-loop run `point` goes beyond the same worker's under
+    wrk at its maximum (`max_run`), from their perf profiles (perfprofile.compare); None if either has
+    none."""
+    if "profile" not in point or "profile" not in max_run:
+        return None
+    return perfprofile.compare(point["profile"]["server"], max_run["profile"]["server"])
 
 
 def stall_row(stalls: dict | None) -> str:

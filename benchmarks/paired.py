@@ -147,43 +147,23 @@ def run_pair(
         runs = []
         for n in range(repeat):
             here = work / f"{pair.name.replace('/', '-')}-{n}"
-            recorded: perfprofile.Recording | None = None
-            profile_error = ""
             with (
                 _side(here / "a", *pair.a, urls.get(pair.a[1]), opts, module) as a,
                 _side(here / "b", *pair.b, urls.get(pair.b[1]), opts, module) as b,
-                contextlib.ExitStack() as sampling,
+                perfprofile.sampling_if(
+                    profile, {"a": a.cpu["server"], "b": b.cpu["server"]}, here / "perf"
+                ) as sampled,
             ):
-                if profile:
-                    pids = {"a": a.cpu["server"], "b": b.cpu["server"]}
-                    try:
-                        recorded = sampling.enter_context(perfprofile.recording(pids, here / "perf"))
-                    except perfprofile.ProfileUnavailable as exc:
-                        profile_error = str(exc)
                 _alternate(a, b, opts, slices, slice_s)
             runs.append(figures(pair, a, b, opts, slice_s))
-            if profile:
-                _add_profile(runs[-1], recorded, profile_error)
+            if sampled is not None:
+                runs[-1] |= sampled.result({side: runs[-1][side]["requests"] for side in ("a", "b")})
             log(f"  {pair.name} run {n + 1}: {summary_line(runs[-1])}")
             if "profile" in runs[-1]:
                 log(f"    profile: A {perfprofile.summary(profile_of([runs[-1]]))}")
             elif "profile_error" in runs[-1]:
                 log(f"    no profile: {runs[-1]['profile_error']}")
     return runs
-
-
-def _add_profile(run: dict, recorded: perfprofile.Recording | None, error: str) -> None:
-    """The run's `profile` (each side's CPU by C function and its requests), or `profile_error`: a run
-    whose profile could not be taken keeps its figures."""
-    try:
-        if recorded is None:
-            raise perfprofile.ProfileUnavailable(error or "not recorded")
-        run["profile"] = {
-            side: perfprofile.side_profile(functions, run[side]["requests"])
-            for side, functions in recorded.read().items()
-        }
-    except perfprofile.ProfileUnavailable as exc:
-        run["profile_error"] = str(exc)
 
 
 def _alternate(a: Side, b: Side, opts: BenchOptions, slices: int, slice_s: int) -> None:

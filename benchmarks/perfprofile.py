@@ -1,5 +1,6 @@
 """Where a server's CPU goes, C function by C function, per request: the same-run profile behind a paired
-ratio (benchmarks/paired.py `--profile`, and the report's section 1b).
+ratio (benchmarks/paired.py `--profile`, and the report's section 1b) and behind the open-loop tail (the
+worker at 75 % of its maximum against the same worker under wrk: `benchmarks.tail --profile`, section 2).
 
     .venv/bin/python -m benchmarks.paired --pairs many/few --repeat 1 --profile
 
@@ -176,6 +177,43 @@ def recording(pids: dict[str, int], work: Path) -> Iterator[Recording]:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@dataclass
+class Sampled:
+    """What `sampling` yields: the recording, or why there is none."""
+
+    recorded: Recording | None = None
+    error: str = ""
+
+    def result(self, requests: dict[str, int]) -> dict:
+        """`{"profile": {name: side_profile}}` with each name's requests answered meanwhile, or
+        `{"profile_error": why}`: a run whose profile could not be taken keeps its figures."""
+        try:
+            if self.recorded is None:
+                raise ProfileUnavailable(self.error or "not recorded")
+            functions = self.recorded.read()
+            return {"profile": {name: side_profile(functions[name], requests[name]) for name in functions}}
+        except ProfileUnavailable as exc:
+            return {"profile_error": str(exc)}
+
+
+@contextlib.contextmanager
+def sampling(pids: dict[str, int], work: Path) -> Iterator[Sampled]:
+    """`recording` for a benchmark that must run whether or not perf can sample: the block runs either
+    way, and `Sampled.result` says which."""
+    sampled = Sampled()
+    with contextlib.ExitStack() as stack:
+        try:
+            sampled.recorded = stack.enter_context(recording(pids, work))
+        except ProfileUnavailable as exc:
+            sampled.error = str(exc)
+        yield sampled
+
+
+def sampling_if(wanted: bool, pids: dict[str, int], work: Path) -> contextlib.AbstractContextManager:
+    """`sampling` when `wanted`, else a block that yields None (the benchmarks' `--profile` options)."""
+    return sampling(pids, work) if wanted else contextlib.nullcontext()
 
 
 def _stderr(work: Path, name: str, proc: subprocess.Popen) -> str:

@@ -34,6 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from benchmarks import attribution, ingest, paired
+from benchmarks.openloop import TARGET_SHARE
 from benchmarks.redirect import machine, run_benchmark
 from benchmarks.redis_server import private_redis
 from benchmarks.report_md import click_checks, render
@@ -43,7 +44,7 @@ from benchmarks.systems import BenchOptions, measure_clicktrail, seed_links
 
 HERE = Path(__file__).resolve().parent
 OUT_DIR = HERE / "out"
-OPEN_LOOP_SHARES = (0.25, 0.50, 0.75, 0.90)
+OPEN_LOOP_SHARES = (0.25, 0.50, TARGET_SHARE, 0.90)
 OPEN_LOOP_LINKS = 1000
 # Enough keep-alive connections that the client's pool is not the limit at 90 % of the maximum.
 OPEN_LOOP_CONNECTIONS = 128
@@ -65,8 +66,9 @@ class Mode:
     paired_slices: int = 10  # wrk slices per side
     paired_slice_s: int = 2
     paired_repeat: int = CB_RUNS  # issue 16: "in each of three runs"
-    # perf samples both servers of every paired run: the same-run profile behind each ratio (perfprofile.py)
-    paired_profile: bool = True
+    # perf samples both servers of every paired run (the same-run profile behind each ratio) and the open
+    # loop's worker at wrk's maximum and at the target's share of it (perfprofile.py)
+    profile: bool = True
 
 
 MODES = {
@@ -165,7 +167,7 @@ def _paired(mode: Mode, opts: BenchOptions, work: Path, log) -> dict:
     few, many = mode.paired_links
     return paired.run_all(
         paired.PAIRS, few, many, opts, slices=mode.paired_slices, slice_s=mode.paired_slice_s,
-        repeat=mode.paired_repeat, work_root=work, profile=mode.paired_profile, log=log,
+        repeat=mode.paired_repeat, work_root=work, profile=mode.profile, log=log,
     )  # fmt: skip
 
 
@@ -190,7 +192,12 @@ def _open_loop(mode: Mode, opts: BenchOptions, work: Path, result: dict, log) ->
         seed_links(redis_url, links)
         log(f"  maximum: clicktrail, 1 worker, {links:,} links, wrk ...")
         closed = measure_clicktrail(
-            work / "open-loop-max", redis_url=redis_url, workers=1, links=links, opts=opts
+            work / "open-loop-max",
+            redis_url=redis_url,
+            workers=1,
+            links=links,
+            opts=opts,
+            profile=mode.profile,
         )
         maximum = closed["requests_per_s"]
         for share in OPEN_LOOP_SHARES:
@@ -204,6 +211,7 @@ def _open_loop(mode: Mode, opts: BenchOptions, work: Path, result: dict, log) ->
                 duration_s=mode.open_loop_s,
                 connections=OPEN_LOOP_CONNECTIONS,
                 opts=opts,
+                profile=mode.profile and share == TARGET_SHARE,
             )
             points.append(point | {"share_of_max": share})
     return {

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from benchmarks.openloop import CLIENT_PROCS, TICK_S, server_cpu_us
+from benchmarks.openloop import CLIENT_PROCS, TARGET_SHARE, TICK_S, profile_against_max, server_cpu_us
 from benchmarks.paired import profile_of
 from benchmarks.redirect import format_table
 from benchmarks.report_targets import busy_cores as _busy_cores
@@ -341,7 +341,6 @@ def _profile_lines(name: str, runs: list[dict]) -> list[str]:
     if not profiled:
         return ["", f"No profile of {name}: {'; '.join(errors)}."] if errors else []
     a, b = runs[0]["a"], runs[0]["b"]
-    compared = profile_of(runs)
     lines = [
         "",
         f"### Profile of {name}: where {a['system']} {a['links']:,} links spends more CPU a request than "
@@ -351,10 +350,16 @@ def _profile_lines(name: str, runs: list[dict]) -> list[str]:
         f"{', '.join(map(str, profiled))} at once with wrk; each side's CPU by C function is divided by "
         "the requests it answered. The interpreter loop is the Python code itself (py-spy names its "
         "lines: docs/performance.md).",
-        "",
-        "| group | A µs a request | B µs a request | A - B |",
-        "|---|---|---|---|",
+        *_comparison_tables(profile_of(runs)),
     ]
+    if errors:
+        lines += ["", f"Runs without a profile: {'; '.join(errors)}."]
+    return lines
+
+
+def _comparison_tables(compared: dict) -> list[str]:
+    """A perfprofile.compare as two tables: by group, then the functions that differ most."""
+    lines = ["", "| group | A µs a request | B µs a request | A - B |", "|---|---|---|---|"]
     lines += [f"| {g} | {x:.2f} | {y:.2f} | {x - y:+.2f} |" for g, x, y in compared["groups"]]
     lines.append(f"| **all** | **{compared['a_us']:.2f}** | **{compared['b_us']:.2f}** | "
                  f"**{compared['a_us'] - compared['b_us']:+.2f}** |")  # fmt: skip
@@ -362,9 +367,31 @@ def _profile_lines(name: str, runs: list[dict]) -> list[str]:
     for function, x, y in compared["functions"]:
         dso, _, symbol = function.partition(" ")
         lines.append(f"| `{symbol}` ({dso}) | {x:.2f} | {y:.2f} | {x - y:+.2f} |")
-    if errors:
-        lines += ["", f"Runs without a profile: {'; '.join(errors)}."]
     return lines
+
+
+def _open_loop_profile_lines(ol: dict) -> list[str]:
+    """Where the worker's CPU a request at the target's share goes beyond its CPU at wrk's maximum."""
+    point = next((p for p in ol["points"] if p["share_of_max"] == TARGET_SHARE), None)
+    max_run = ol.get("max_run", {})
+    if point is None:
+        return []
+    compared = profile_against_max(point, max_run)
+    if compared is None:
+        errors = [run["profile_error"] for run in (max_run, point) if "profile_error" in run]
+        return ["", f"No profile of the open loop: {'; '.join(errors)}."] if errors else []
+    return [
+        "",
+        f"### Profile of the open loop: where the worker at {TARGET_SHARE:.0%} of its maximum spends more "
+        "CPU a request than under wrk at the maximum",
+        "",
+        "perf (benchmarks/perfprofile.py) sampled the worker through wrk's run at the maximum (B) and "
+        f"through the open-loop run at {TARGET_SHARE:.0%} (A), two servers of the same settings one after "
+        "the other; each run's CPU by C function is divided by the requests it answered. Requests that "
+        "arrive one at a time cost more each than wrk's 64 connections kept busy: the worker's share of "
+        "a core at a share of the maximum is that share times this ratio.",
+        *_comparison_tables(compared),
+    ]
 
 
 def _open_loop_section(result: dict, img) -> list[str]:
@@ -400,6 +427,7 @@ def _open_loop_section(result: dict, img) -> list[str]:
             f"{p['cores_used'].get('server')} | {'OK' if p['check']['passed'] else 'FAILED'} |"
         )
     lines += _stall_table(ol["points"])
+    lines += _open_loop_profile_lines(ol)
     return [*lines, "", _stated(result, ol["points"][0]["command"] if ol["points"] else "")]
 
 

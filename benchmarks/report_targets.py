@@ -4,7 +4,7 @@ figure, whether it is met, and where it is not, the figures of the same run that
 from __future__ import annotations
 
 from benchmarks import perfprofile
-from benchmarks.openloop import server_cpu_us
+from benchmarks.openloop import TARGET_SHARE, profile_against_max, server_cpu_us
 from benchmarks.paired import profile_of
 
 # The redirect ratio's target holds only over this many paired runs, each at or above it.
@@ -122,7 +122,7 @@ def _attribution_why(run: dict) -> str:
 
 def _open_loop_target(result: dict) -> tuple[str, str, bool, str] | None:
     ol = result.get("open_loop", {})
-    point = next((p for p in ol.get("points", []) if p["share_of_max"] == 0.75), None)
+    point = next((p for p in ol.get("points", []) if p["share_of_max"] == TARGET_SHARE), None)
     if point is None:
         return None
     p99 = point["latency_ms"]["p99"]
@@ -140,4 +140,10 @@ def _open_loop_target(result: dict) -> tuple[str, str, bool, str] | None:
         f"{point['client_cores']} cores; loop stalls over 20 ms: {stalls.get('over_20ms', 'n/a')}; "
         f"service p99 (from the actual send) {point['service_ms']['p99']} ms"
     )
+    compared = profile_against_max(point, max_run)
+    if compared is not None:
+        why += (
+            "; perf profile (section 2), the worker at 75 % against at the maximum: "
+            + perfprofile.summary(compared)
+        )
     return ("open-loop p99 <= 15 ms at 75 % of the maximum", f"{p99} ms", p99 <= 15, why)

@@ -25,7 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 import msgspec
 import redis
 
-from benchmarks import nginx, procs
+from benchmarks import nginx, perfprofile, procs
 from benchmarks.backlog import fill_backlog, trim_backlog
 from benchmarks.clickcheck import check_clicks, count_recorded
 from benchmarks.codes import code_for, destination_for
@@ -227,11 +227,14 @@ def measure_clicktrail(
     answer_status: int = 302,
     extra_env: dict[str, str] | None = None,
     during: Callable[[Served], contextlib.AbstractContextManager] | None = None,
+    profile: bool = False,
 ) -> dict:
     """Serve, probe one redirect, run wrk (collecting click ids), scrape /metrics, stop (SIGTERM: the
     recorder flushes), then match the recorded clicks against the 302s wrk received. With `backlog_clicks`,
     the stream holds that many unconsumed clicks before the server starts (removed again before the check).
-    `during(served)` is entered for the length of wrk's run (other load on the same server)."""
+    `during(served)` is entered for the length of wrk's run (other load on the same server). With
+    `profile` (one worker), perf samples the server through wrk's run (perfprofile.py: `profile`, or
+    `profile_error`)."""
     _clear_clicks(redis_url)
     backlog = fill_backlog(redis_url, REDIS_PREFIX, backlog_clicks) if backlog_clicks else None
     ids_file = work / "wrk-ids.txt"
@@ -240,8 +243,11 @@ def measure_clicktrail(
         work, redis_url=redis_url, workers=workers, click_param=opts.click_param, extra_env=extra_env
     ) as srv:
         cpu = {"server": srv.proc.pid, "redis": _redis_pid(redis_url)}
-        with during(srv) if during else contextlib.nullcontext():
+        sampling = perfprofile.sampling_if(profile, {"server": srv.proc.pid}, work / "perf")
+        with during(srv) if during else contextlib.nullcontext(), sampling as sampled:
             figures = _wrk(srv.port, links, opts, ids_file=ids_file, cpu=cpu, user_agent=user_agent)
+        if sampled is not None:
+            figures |= sampled.result({"server": figures["requests"]})
         time.sleep(METRICS_SETTLE_S if workers > 1 else 0)
         with contextlib.suppress(OSError):
             metrics_text = procs.http_get(srv.port, "/metrics", timeout_s=5)[2].decode()

@@ -3,9 +3,13 @@ the maximum measured with wrk (or given), then the open-loop client at each shar
 with the server's event-loop stall and GC pause histograms per run. For before/after comparisons of a fix:
 
     .venv/bin/python -m benchmarks.tail --shares 0.75 --repeat 3 [--rate 20000] [--env CLICKTRAIL_X=1]
-        [--connections 512]
+        [--connections 512] [--profile]
 
-Prints one table row per run (and the load average when it started) and the JSON of every run at the end.
+With `--profile`, perf samples the worker in wrk's run at the maximum and in each open-loop run, and each
+open-loop run's CPU a request is compared with the maximum's (perfprofile.py; not with `--rate`).
+
+Prints one table row per run (and the load average when it started), and at the end the JSON of wrk's run at
+the maximum (`max_run`, empty with `--rate`) and of every open-loop run (`runs`).
 """
 
 from __future__ import annotations
@@ -17,7 +21,8 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks.openloop import server_cpu_us, stall_row
+from benchmarks import perfprofile
+from benchmarks.openloop import profile_against_max, server_cpu_us, stall_row
 from benchmarks.redis_server import private_redis
 from benchmarks.scenarios import measure_open_loop
 from benchmarks.systems import BenchOptions, measure_clicktrail, seed_links
@@ -36,24 +41,34 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--connections", type=int, default=CONNECTIONS, help=f"client connections (default {CONNECTIONS})"
     )
+    parser.add_argument(
+        "--profile", action="store_true", help="perf: each run's CPU a request against the maximum's"
+    )
     args = parser.parse_args(argv)
     extra_env = dict(item.split("=", 1) for item in args.env)
     with tempfile.TemporaryDirectory(prefix="clicktrail-tail-") as tmp:
         work = Path(tmp)
         with private_redis(work / "redis") as url:
-            runs = _runs(args, work, url, extra_env)
-    print(json.dumps(runs))
+            closed, runs = _runs(args, work, url, extra_env)
+    print(json.dumps({"max_run": closed, "runs": runs}))
     return 0
 
 
-def _runs(args, work: Path, url: str, extra_env: dict) -> list[dict]:
+def _runs(args, work: Path, url: str, extra_env: dict) -> tuple[dict, list[dict]]:
     opts = BenchOptions(duration_s=3)
     runs = []
     seed_links(url, LINKS)
     maximum = args.rate
+    closed: dict = {}
     if maximum is None:
         closed = measure_clicktrail(
-            work / "max", redis_url=url, workers=1, links=LINKS, opts=opts, extra_env=extra_env
+            work / "max",
+            redis_url=url,
+            workers=1,
+            links=LINKS,
+            opts=opts,
+            extra_env=extra_env,
+            profile=args.profile,
         )
         maximum = closed["requests_per_s"]
         server_us = closed["cores_used"].get("server", 0) / maximum * 1e6
@@ -71,6 +86,7 @@ def _runs(args, work: Path, url: str, extra_env: dict) -> list[dict]:
                 connections=args.connections,
                 opts=opts,
                 extra_env=extra_env,
+                profile=args.profile,
             )
             point |= {"share_of_max": share, "load_average": [round(x, 2) for x in load]}
             runs.append(point)
@@ -87,7 +103,12 @@ def _runs(args, work: Path, url: str, extra_env: dict) -> list[dict]:
                 f"; client {point['client_stalls']}",
                 file=sys.stderr,
             )
-    return runs
+            if args.profile:
+                compared = profile_against_max(point, closed)
+                why = "; ".join(r["profile_error"] for r in (closed, point) if "profile_error" in r)
+                shown = perfprofile.summary(compared) if compared else f"none ({why or 'no maximum run'})"
+                print(f"  profile against the maximum: {shown}", file=sys.stderr)
+    return closed, runs
 
 
 if __name__ == "__main__":

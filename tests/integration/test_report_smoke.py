@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.openloop import TICK_S
+from benchmarks.openloop import TARGET_SHARE, TICK_S, profile_against_max
 from benchmarks.paired import profile_of
 from benchmarks.report import main
 from benchmarks.report_md import click_checks
@@ -35,7 +35,14 @@ def test_report_smoke_writes_markdown_charts_and_passes_click_checks(tmp_path: P
     # runs on its full cache)
     assert len(checks) == 13, checks
     assert all(ok for _, ok in checks), checks
-    assert {p["share_of_max"] for p in result["open_loop"]["points"]} == {0.25, 0.5, 0.75, 0.9}
+    ol = result["open_loop"]
+    assert {p["share_of_max"] for p in ol["points"]} == {0.25, 0.5, 0.75, 0.9}
+    # perf sampled the worker at wrk's maximum and at the target's share, each of its own requests.
+    (target,) = [p for p in ol["points"] if p["share_of_max"] == TARGET_SHARE]
+    assert target["profile"]["server"]["requests"] == target["answered"]
+    assert ol["max_run"]["profile"]["server"]["requests"] == ol["max_run"]["requests"]
+    assert not any("profile" in p for p in ol["points"] if p is not target)
+    assert profile_against_max(target, ol["max_run"])["a_us"] > 0
     pairs = result["paired"]["pairs"]
     assert set(pairs) == {"c/b", "many/few"}
     for (run,) in pairs.values():
@@ -69,6 +76,9 @@ def test_report_smoke_writes_markdown_charts_and_passes_click_checks(tmp_path: P
     assert "## Headline" in text and "Click checks: 13 of 13 passed" in text
     assert "## Targets (issue 16)" in text and "## 1b. Paired ratios" in text
     assert "### Profile of c/b" in text and "### Profile of many/few" in text
+    assert "### Profile of the open loop" in text
+    (row,) = [line for line in text.splitlines() if line.startswith("| open-loop p99")]
+    assert "perf profile (section 2)" in row, row
     assert f"wakes at most every {TICK_S * 1000:g} ms" in text
     assert "| 3 x bare join |" in text and "| full (gen 2) |" in text
     for name in CHARTS:

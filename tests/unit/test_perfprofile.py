@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from benchmarks import perfprofile
-from benchmarks.paired import _add_profile, profile_of
+from benchmarks.paired import profile_of
 from benchmarks.perfprofile import (
     OTHER,
     OTHER_GROUP,
     Recording,
+    Sampled,
     combined,
     compare,
     group_of,
@@ -20,7 +21,7 @@ from benchmarks.perfprofile import (
     parse,
     side_profile,
 )
-from benchmarks.report_md import _profile_lines
+from benchmarks.report_md import _open_loop_profile_lines, _profile_lines
 from benchmarks.report_targets import _target_rows
 
 KERNEL = "kernel: system calls, network, page faults, scheduling"
@@ -214,20 +215,85 @@ def test_no_profile_at_all_says_why_and_the_targets_row_names_none() -> None:
 
 
 def test_a_run_whose_recording_failed_keeps_its_figures_and_says_why() -> None:
-    run = {"a": {"requests": 1}, "b": {"requests": 1}}
-    _add_profile(run, None, "perf record of a ended at once: Permission denied")
-    assert run == {
-        "a": {"requests": 1},
-        "b": {"requests": 1},
-        "profile_error": "perf record of a ended at once: Permission denied",
-    }
-    run = {"a": {"requests": 1}, "b": {"requests": 1}}
-    _add_profile(run, Recording({"a": Path("/nonexistent/perf-a.data")}), "")
-    assert run["profile_error"] == "no profile was written to perf-a.data"
+    requests = {"a": 1, "b": 1}
+    failed = Sampled(None, "perf record of a ended at once: Permission denied")
+    assert failed.result(requests) == {"profile_error": "perf record of a ended at once: Permission denied"}
+    missing = Sampled(Recording({"a": Path("/nonexistent/perf-a.data")}))
+    assert missing.result(requests) == {"profile_error": "no profile was written to perf-a.data"}
     # A side whose perf ended before the run did covers only part of it: no figure a request.
-    run = {"a": {"requests": 1}, "b": {"requests": 1}}
-    _add_profile(run, Recording({"a": Path("/nonexistent/perf-a.data")}, ended_early=["a"]), "")
-    assert run["profile_error"].startswith("perf of a ended before the run did")
-    run = {"a": {"requests": 1}}
-    _add_profile(run, None, "")
-    assert run == {"a": {"requests": 1}, "profile_error": "not recorded"}
+    partial = Sampled(Recording({"a": Path("/nonexistent/perf-a.data")}, ended_early=["a"]))
+    assert partial.result(requests)["profile_error"].startswith("perf of a ended before the run did")
+    assert Sampled().result(requests) == {"profile_error": "not recorded"}
+
+
+def test_a_recording_read_gives_each_side_its_own_requests(monkeypatch) -> None:
+    recorded = Recording({"a": Path("a.data"), "b": Path("b.data")})
+    monkeypatch.setattr(perfprofile, "read", lambda path: {f"python {path.stem}": 1000})
+    assert Sampled(recorded).result({"a": 4, "b": 2}) == {
+        "profile": {
+            "a": {"requests": 4, "functions": {"python a": 1000}},
+            "b": {"requests": 2, "functions": {"python b": 1000}},
+        }
+    }
+
+
+REFUSED = "perf record of server ended at once: Permission denied"
+NO_SAMPLES = "perf report found no samples in perf-server.data"
+
+
+def _open_loop(target_profiled: bool, max_profiled: bool) -> dict:
+    """Section 2's figures as the report keeps them: wrk's run at the maximum and four open-loop runs."""
+    interpreter = "libpython3.11.so.1.0 _PyEval_EvalFrameDefault"
+    max_run = {"requests": 2_000, "cores_used": {"server": 1.0}}
+    if max_profiled:
+        max_run["profile"] = {"server": side_profile({interpreter: 60_000_000}, 2_000)}
+    else:
+        max_run["profile_error"] = REFUSED
+    points = []
+    for share in (0.25, 0.5, 0.75, 0.9):
+        point = {
+            "share_of_max": share,
+            "answered": 1_500,
+            "answered_per_s": 150,
+            "latency_ms": {"p99": 20.0},
+            "service_ms": {"p99": 5.0},
+            "cores_used": {"server": 0.006},
+            "client_cores": 0.4,
+        }
+        if share == 0.75 and target_profiled:
+            loop = "loop.cpython-311-x86_64-linux-gnu.so uv__io_poll"
+            point["profile"] = {"server": side_profile({interpreter: 54_000_000, loop: 6_000_000}, 1_500)}
+        elif share == 0.75:
+            point["profile_error"] = NO_SAMPLES
+        points.append(point)
+    return {"links": 1_000, "max_requests_per_s": 200, "max_run": max_run, "points": points}
+
+
+def test_the_open_loop_profile_compares_the_target_run_with_the_maximum() -> None:
+    ol = _open_loop(True, True)
+    text = "\n".join(_open_loop_profile_lines(ol))
+    assert "### Profile of the open loop: where the worker at 75% of its maximum" in text
+    # 60 ms over 1,500 requests against 60 ms over 2,000
+    assert "| **all** | **40.00** | **30.00** | **+10.00** |" in text
+    assert "| event loop (uvloop) | 4.00 | 0.00 | +4.00 |" in text
+    assert "| interpreter loop (running Python bytecode) | 36.00 | 30.00 | +6.00 |" in text
+    (row,) = [r for r in _target_rows({"open_loop": ol}) if r]
+    assert row[0].startswith("open-loop p99") and not row[2]
+    assert "perf profile (section 2), the worker at 75 % against at the maximum: +10.0 µs" in row[3]
+
+
+@pytest.mark.parametrize(
+    ("target_profiled", "max_profiled", "said"),
+    [
+        (False, True, f"No profile of the open loop: {NO_SAMPLES}."),
+        (True, False, f"No profile of the open loop: {REFUSED}."),
+        (False, False, f"No profile of the open loop: {REFUSED}; {NO_SAMPLES}."),
+    ],
+)
+def test_an_open_loop_without_both_profiles_says_why_and_its_row_names_none(
+    target_profiled: bool, max_profiled: bool, said: str
+) -> None:
+    ol = _open_loop(target_profiled, max_profiled)
+    assert _open_loop_profile_lines(ol) == ["", said]
+    (row,) = [r for r in _target_rows({"open_loop": ol}) if r]
+    assert "perf profile" not in row[3]
