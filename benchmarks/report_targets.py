@@ -38,11 +38,12 @@ def targets_section(result: dict) -> list[str]:
     ]
     lines += [
         "",
-        "The profiles and experiments behind these figures are in docs/performance.md: many links (a py-spy "
-        "profile, and two experiments: every link decoded in one dict, benchmarks/dictcache.py, and the "
-        "packed records in one flat dict, benchmarks/flatcache.py), the open-loop tail (and its stall table "
-        "below), ingest (benchmarks/ingest_stages.py, stage by stage) and attribution (the step table "
-        "below, and a py-spy profile).",
+        "This run's perf profiles are in sections 1b (the paired ratios) and 2 (the open loop). The "
+        "experiments behind these figures are in docs/performance.md: many links (every link decoded in one "
+        "dict, benchmarks/dictcache.py, and the packed records in one flat dict, benchmarks/flatcache.py), "
+        "the open-loop tail (its stall table below, and the group commit's cadence), ingest "
+        "(benchmarks/ingest_stages.py, stage by stage) and attribution (the step table below, and a py-spy "
+        "profile).",
     ]
     return lines
 
