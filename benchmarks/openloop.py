@@ -32,7 +32,7 @@ from pathlib import Path
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from benchmarks import perfprofile, procs
+from benchmarks import procs
 from benchmarks.codes import code_for
 
 # Requests still unanswered this long after the schedule ended are counted as timeouts.
@@ -314,13 +314,22 @@ def server_cpu_us(point: dict) -> float | None:
     return round(cores / answered * 1e6, 1) if cores and answered else None
 
 
-def profile_against_max(point: dict, max_run: dict) -> dict | None:
-    """Where the worker's CPU a request in the open-loop run `point` goes beyond the same worker's under
-    wrk at its maximum (`max_run`), from their perf profiles (perfprofile.compare); None if either has
-    none."""
-    if "profile" not in point or "profile" not in max_run:
-        return None
-    return perfprofile.compare(point["profile"]["server"], max_run["profile"]["server"])
+def target_point(open_loop: dict) -> dict | None:
+    """The run at the target's share among report section 2's points (`points`), if any."""
+    return next((p for p in open_loop.get("points", []) if p["share_of_max"] == TARGET_SHARE), None)
+
+
+def profiled_runs(open_loop: dict) -> tuple[dict, dict, bool] | None:
+    """(the open-loop run, wrk's run at the maximum, whether they are the target's own runs) whose perf
+    profiles section 2 compares. Since the runs made for it (`profile_runs`), the target's figures are not
+    taken under sampling; a report from before sampled its own maximum and 75 % runs."""
+    made = open_loop.get("profile_runs")
+    if made:
+        return made["point"], made["max_run"], False
+    point = target_point(open_loop)
+    if point is not None and ("profile" in point or "profile_error" in point):
+        return point, open_loop.get("max_run", {}), True
+    return None
 
 
 def stall_row(stalls: dict | None) -> str:

@@ -34,8 +34,8 @@ from pathlib import Path
 from benchmarks import procs
 
 SAMPLE_HZ = 499  # not a multiple of common timer rates, so the samples do not beat with them
-# The first wrk slice waits this long for perf to attach (measured: 2.30 s of CPU sampled in a 2.0 s block
-# after this wait, so sampling starts well within it).
+# A recorded block starts this long after perf does, so that perf has attached (measured: 2.30 s of CPU
+# sampled in a 2.0 s block after this wait, so sampling starts well within it).
 ATTACH_S = 0.5
 STOP_TIMEOUT_S = 60.0
 # A side's profile keeps the functions with at least this share of its CPU; the rest are summed into one
@@ -211,9 +211,24 @@ def sampling(pids: dict[str, int], work: Path) -> Iterator[Sampled]:
         yield sampled
 
 
-def sampling_if(wanted: bool, pids: dict[str, int], work: Path) -> contextlib.AbstractContextManager:
+def sampling_if(
+    wanted: bool, pids: dict[str, int], work: Path
+) -> contextlib.AbstractContextManager[Sampled | None]:
     """`sampling` when `wanted`, else a block that yields None (the benchmarks' `--profile` options)."""
     return sampling(pids, work) if wanted else contextlib.nullcontext()
+
+
+def errors(*runs: dict) -> list[str]:
+    """Why each of these runs has no profile, in order (runs without `profile_error` say nothing)."""
+    return [run["profile_error"] for run in runs if "profile_error" in run]
+
+
+def compare_runs(a: dict, b: dict) -> dict | None:
+    """`compare` of two runs of one sampled server each (their `profile`'s "server" side: a wrk run, an
+    open-loop run); None if either has no profile."""
+    if "profile" not in a or "profile" not in b:
+        return None
+    return compare(a["profile"]["server"], b["profile"]["server"])
 
 
 def _stderr(work: Path, name: str, proc: subprocess.Popen) -> str:

@@ -4,7 +4,7 @@ figure, whether it is met, and where it is not, the figures of the same run that
 from __future__ import annotations
 
 from benchmarks import perfprofile
-from benchmarks.openloop import TARGET_SHARE, profile_against_max, server_cpu_us
+from benchmarks.openloop import TARGET_SHARE, profiled_runs, server_cpu_us, target_point
 from benchmarks.paired import profile_of
 
 # The redirect ratio's target holds only over this many paired runs, each at or above it.
@@ -123,7 +123,7 @@ def _attribution_why(run: dict) -> str:
 
 def _open_loop_target(result: dict) -> tuple[str, str, bool, str] | None:
     ol = result.get("open_loop", {})
-    point = next((p for p in ol.get("points", []) if p["share_of_max"] == TARGET_SHARE), None)
+    point = target_point(ol)
     if point is None:
         return None
     p99 = point["latency_ms"]["p99"]
@@ -134,17 +134,19 @@ def _open_loop_target(result: dict) -> tuple[str, str, bool, str] | None:
         else None
     )
     stalls = point.get("stalls") or {}
+    share = f"{TARGET_SHARE * 100:g} %"
     why = (
-        f"the worker {point['cores_used'].get('server')} of a core busy at 75 %: "
+        f"the worker {point['cores_used'].get('server')} of a core busy at {share}: "
         f"{fmt(server_cpu_us(point), '.1f')} µs CPU per request against {fmt(at_max, '.1f')} at wrk's "
         "maximum; the client "
         f"{point['client_cores']} cores; loop stalls over 20 ms: {stalls.get('over_20ms', 'n/a')}; "
         f"service p99 (from the actual send) {point['service_ms']['p99']} ms"
     )
-    compared = profile_against_max(point, max_run)
+    runs = profiled_runs(ol)
+    compared = perfprofile.compare_runs(runs[0], runs[1]) if runs else None
     if compared is not None:
         why += (
-            "; perf profile (section 2), the worker at 75 % against at the maximum: "
+            f"; perf profile (section 2), the worker at {share} against at the maximum: "
             + perfprofile.summary(compared)
         )
-    return ("open-loop p99 <= 15 ms at 75 % of the maximum", f"{p99} ms", p99 <= 15, why)
+    return (f"open-loop p99 <= 15 ms at {share} of the maximum", f"{p99} ms", p99 <= 15, why)

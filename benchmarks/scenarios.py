@@ -55,28 +55,30 @@ def measure_open_loop(
     `profile`, perf samples the worker through the run (perfprofile.py: `profile`, or `profile_error`)."""
     _clear_clicks(redis_url)
     ids_file = work / "ids.txt"
-    with clicktrail_server(
-        work, redis_url=redis_url, workers=1, click_param=opts.click_param, extra_env=extra_env
-    ) as srv:
-        # The meter inside the sampled block: perf's attach wait is no part of the run's CPU figures.
-        with perfprofile.sampling_if(profile, {"server": srv.proc.pid}, work / "perf") as sampled:
-            meter = procs.CpuMeter({"server": srv.proc.pid, "redis": _redis_pid(redis_url)})
-            meter.start()
-            figures = run_openloop(
-                srv.port,
-                rate=rate,
-                duration_s=duration_s,
-                links=links,
-                connections=connections,
-                seed=opts.seed,
-                click_param=opts.click_param,
-                ids_file=ids_file,
-            )
-            figures["cores_used"] = meter.stop()
-            # Share of the run each main thread was runnable but waited for a core (others had both).
-            figures["run_queue_wait"] = meter.run_queue_wait
-        if sampled is not None:
-            figures |= sampled.result({"server": figures["answered"]})
+    # The meter inside the sampled block: perf's attach wait is no part of the run's CPU figures.
+    with (
+        clicktrail_server(
+            work, redis_url=redis_url, workers=1, click_param=opts.click_param, extra_env=extra_env
+        ) as srv,
+        perfprofile.sampling_if(profile, {"server": srv.proc.pid}, work / "perf") as sampled,
+    ):
+        meter = procs.CpuMeter({"server": srv.proc.pid, "redis": _redis_pid(redis_url)})
+        meter.start()
+        figures = run_openloop(
+            srv.port,
+            rate=rate,
+            duration_s=duration_s,
+            links=links,
+            connections=connections,
+            seed=opts.seed,
+            click_param=opts.click_param,
+            ids_file=ids_file,
+        )
+        figures["cores_used"] = meter.stop()
+        # Share of the run each main thread was runnable but waited for a core (others had both).
+        figures["run_queue_wait"] = meter.run_queue_wait
+    if sampled is not None:  # read once the server has stopped: `perf report` takes seconds of CPU
+        figures |= sampled.result({"server": figures["answered"]})
     figures["statuses"] = {int(k): v for k, v in figures["statuses"].items()}
     # The shape check_clicks expects from wrk: the client waits for every answer, so nothing is abandoned
     # unless it was unanswered (counted as a timeout) or its connection was lost.

@@ -235,6 +235,8 @@ def measure_clicktrail(
     `during(served)` is entered for the length of wrk's run (other load on the same server). With
     `profile` (one worker), perf samples the server through wrk's run (perfprofile.py: `profile`, or
     `profile_error`)."""
+    if profile and workers != 1:
+        raise ValueError("profile samples one worker's process: workers must be 1")
     _clear_clicks(redis_url)
     backlog = fill_backlog(redis_url, REDIS_PREFIX, backlog_clicks) if backlog_clicks else None
     ids_file = work / "wrk-ids.txt"
@@ -246,11 +248,11 @@ def measure_clicktrail(
         sampling = perfprofile.sampling_if(profile, {"server": srv.proc.pid}, work / "perf")
         with during(srv) if during else contextlib.nullcontext(), sampling as sampled:
             figures = _wrk(srv.port, links, opts, ids_file=ids_file, cpu=cpu, user_agent=user_agent)
-        if sampled is not None:
-            figures |= sampled.result({"server": figures["requests"]})
         time.sleep(METRICS_SETTLE_S if workers > 1 else 0)
         with contextlib.suppress(OSError):
             metrics_text = procs.http_get(srv.port, "/metrics", timeout_s=5)[2].decode()
+    if sampled is not None:  # read once the server has stopped: `perf report` takes seconds of CPU
+        figures |= sampled.result({"server": figures["requests"]})
     figures["exit_code"] = srv.exit_code
     figures["all_workers_ready"] = srv.all_ready
     figures["server_metrics"] = summarize_metrics(metrics_text)

@@ -6,7 +6,8 @@ with the server's event-loop stall and GC pause histograms per run. For before/a
         [--connections 512] [--profile]
 
 With `--profile`, perf samples the worker in wrk's run at the maximum and in each open-loop run, and each
-open-loop run's CPU a request is compared with the maximum's (perfprofile.py; not with `--rate`).
+open-loop run's CPU a request is compared with the maximum's (perfprofile.py; so not with `--rate`). Unlike
+the report's section 2, the runs it prints are the sampled ones.
 
 Prints one table row per run (and the load average when it started), and at the end the JSON of wrk's run at
 the maximum (`max_run`, empty with `--rate`) and of every open-loop run (`runs`).
@@ -22,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 from benchmarks import perfprofile
-from benchmarks.openloop import profile_against_max, server_cpu_us, stall_row
+from benchmarks.openloop import server_cpu_us, stall_row
 from benchmarks.redis_server import private_redis
 from benchmarks.scenarios import measure_open_loop
 from benchmarks.systems import BenchOptions, measure_clicktrail, seed_links
@@ -45,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
         "--profile", action="store_true", help="perf: each run's CPU a request against the maximum's"
     )
     args = parser.parse_args(argv)
+    if args.profile and args.rate is not None:
+        parser.error("--profile compares each run with wrk's run at the maximum: leave out --rate")
     extra_env = dict(item.split("=", 1) for item in args.env)
     with tempfile.TemporaryDirectory(prefix="clicktrail-tail-") as tmp:
         work = Path(tmp)
@@ -104,9 +107,9 @@ def _runs(args, work: Path, url: str, extra_env: dict) -> tuple[dict, list[dict]
                 file=sys.stderr,
             )
             if args.profile:
-                compared = profile_against_max(point, closed)
-                why = "; ".join(r["profile_error"] for r in (closed, point) if "profile_error" in r)
-                shown = perfprofile.summary(compared) if compared else f"none ({why or 'no maximum run'})"
+                compared = perfprofile.compare_runs(point, closed)
+                why = "; ".join(perfprofile.errors(closed, point))
+                shown = perfprofile.summary(compared) if compared else f"none ({why})"
                 print(f"  profile against the maximum: {shown}", file=sys.stderr)
     return closed, runs
 

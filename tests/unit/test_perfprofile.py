@@ -21,7 +21,7 @@ from benchmarks.perfprofile import (
     parse,
     side_profile,
 )
-from benchmarks.report_md import _open_loop_profile_lines, _profile_lines
+from benchmarks.report_md import _open_loop_profile_lines, _profile_lines, click_checks
 from benchmarks.report_targets import _target_rows
 
 KERNEL = "kernel: system calls, network, page faults, scheduling"
@@ -226,6 +226,36 @@ def test_a_run_whose_recording_failed_keeps_its_figures_and_says_why() -> None:
     assert Sampled().result(requests) == {"profile_error": "not recorded"}
 
 
+def test_without_perf_a_sampled_block_still_runs_and_its_result_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    ran = False
+    with perfprofile.sampling({"server": 1}, tmp_path) as sampled:
+        ran = True
+    assert ran
+    result = sampled.result({"server": 10})
+    assert list(result) == ["profile_error"]
+    assert result["profile_error"].startswith("perf is not installed"), result
+
+
+def test_an_error_in_a_sampled_block_is_not_swallowed(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with (
+        pytest.raises(perfprofile.ProfileUnavailable, match="raised by the block"),
+        perfprofile.sampling({"server": 1}, tmp_path),
+    ):
+        raise perfprofile.ProfileUnavailable("raised by the block")
+    with pytest.raises(ZeroDivisionError), perfprofile.sampling_if(True, {"server": 1}, tmp_path):
+        _ = 1 / 0
+
+
+def test_sampling_not_wanted_yields_nothing_and_runs_no_perf(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(perfprofile, "recording", lambda *args: pytest.fail("perf was started"))
+    with perfprofile.sampling_if(False, {"server": 1}, tmp_path) as sampled:
+        assert sampled is None
+
+
 def test_a_recording_read_gives_each_side_its_own_requests(monkeypatch) -> None:
     recorded = Recording({"a": Path("a.data"), "b": Path("b.data")})
     monkeypatch.setattr(perfprofile, "read", lambda path: {f"python {path.stem}": 1000})
@@ -239,47 +269,71 @@ def test_a_recording_read_gives_each_side_its_own_requests(monkeypatch) -> None:
 
 REFUSED = "perf record of server ended at once: Permission denied"
 NO_SAMPLES = "perf report found no samples in perf-server.data"
+INTERPRETER = "libpython3.11.so.1.0 _PyEval_EvalFrameDefault"
 
 
-def _open_loop(target_profiled: bool, max_profiled: bool) -> dict:
-    """Section 2's figures as the report keeps them: wrk's run at the maximum and four open-loop runs."""
-    interpreter = "libpython3.11.so.1.0 _PyEval_EvalFrameDefault"
-    max_run = {"requests": 2_000, "cores_used": {"server": 1.0}}
-    if max_profiled:
-        max_run["profile"] = {"server": side_profile({interpreter: 60_000_000}, 2_000)}
+def _max_run(profiled: bool | None) -> dict:
+    """wrk's run at the maximum: sampled (True), sampling failed (False), or not sampled (None)."""
+    run = {"requests": 2_000, "cores_used": {"server": 1.0}, "check": {"passed": True}}
+    if profiled:
+        run["profile"] = {"server": side_profile({INTERPRETER: 60_000_000}, 2_000)}
+    elif profiled is False:
+        run["profile_error"] = REFUSED
+    return run
+
+
+def _point(share: float, profiled: bool | None) -> dict:
+    point = {
+        "share_of_max": share,
+        "offered_rate_per_s": round(200 * share),
+        "answered": 1_500,
+        "answered_per_s": 150,
+        "latency_ms": {"p99": 20.0},
+        "service_ms": {"p99": 5.0},
+        "cores_used": {"server": 0.006},
+        "client_cores": 0.4,
+        "check": {"passed": True},
+    }
+    if profiled:
+        loop = "loop.cpython-311-x86_64-linux-gnu.so uv__io_poll"
+        point["profile"] = {"server": side_profile({INTERPRETER: 54_000_000, loop: 6_000_000}, 1_500)}
+    elif profiled is False:
+        point["profile_error"] = NO_SAMPLES
+    return point
+
+
+def _open_loop(target_profiled: bool, max_profiled: bool, own_runs: bool = True) -> dict:
+    """Section 2's figures as the report keeps them: wrk's run at the maximum, four open-loop runs and
+    perf's own two runs (`own_runs`), or, as reports before them, the maximum and 75 % runs sampled."""
+    shares = (0.25, 0.5, 0.75, 0.9)
+    if own_runs:
+        ol = {"max_run": _max_run(None), "points": [_point(share, None) for share in shares]}
+        ol["profile_runs"] = {"max_run": _max_run(max_profiled), "point": _point(0.75, target_profiled)}
     else:
-        max_run["profile_error"] = REFUSED
-    points = []
-    for share in (0.25, 0.5, 0.75, 0.9):
-        point = {
-            "share_of_max": share,
-            "answered": 1_500,
-            "answered_per_s": 150,
-            "latency_ms": {"p99": 20.0},
-            "service_ms": {"p99": 5.0},
-            "cores_used": {"server": 0.006},
-            "client_cores": 0.4,
-        }
-        if share == 0.75 and target_profiled:
-            loop = "loop.cpython-311-x86_64-linux-gnu.so uv__io_poll"
-            point["profile"] = {"server": side_profile({interpreter: 54_000_000, loop: 6_000_000}, 1_500)}
-        elif share == 0.75:
-            point["profile_error"] = NO_SAMPLES
-        points.append(point)
-    return {"links": 1_000, "max_requests_per_s": 200, "max_run": max_run, "points": points}
+        points = [_point(share, target_profiled if share == 0.75 else None) for share in shares]
+        ol = {"max_run": _max_run(max_profiled), "points": points}
+    return ol | {"links": 1_000, "max_requests_per_s": 200}
 
 
-def test_the_open_loop_profile_compares_the_target_run_with_the_maximum() -> None:
-    ol = _open_loop(True, True)
+@pytest.mark.parametrize("own_runs", [True, False])
+def test_the_open_loop_profile_compares_the_target_share_with_the_maximum(own_runs: bool) -> None:
+    ol = _open_loop(True, True, own_runs)
     text = "\n".join(_open_loop_profile_lines(ol))
     assert "### Profile of the open loop: where the worker at 75% of its maximum" in text
+    said = "no figure above was taken under sampling" if own_runs else "taken under sampling"
+    assert said in text
+    assert ("in two runs of its own" in text) is own_runs
     # 60 ms over 1,500 requests against 60 ms over 2,000
     assert "| **all** | **40.00** | **30.00** | **+10.00** |" in text
     assert "| event loop (uvloop) | 4.00 | 0.00 | +4.00 |" in text
     assert "| interpreter loop (running Python bytecode) | 36.00 | 30.00 | +6.00 |" in text
     (row,) = [r for r in _target_rows({"open_loop": ol}) if r]
-    assert row[0].startswith("open-loop p99") and not row[2]
+    assert row[0] == "open-loop p99 <= 15 ms at 75 % of the maximum" and not row[2]
     assert "perf profile (section 2), the worker at 75 % against at the maximum: +10.0 µs" in row[3]
+    perfs_runs = [name for name, _ in click_checks({"open_loop": ol}) if "perf's runs" in name]
+    assert perfs_runs == (
+        ["open loop, perf's runs: maximum (wrk)", "open loop, perf's runs: 150/s"] if own_runs else []
+    )
 
 
 @pytest.mark.parametrize(
@@ -295,5 +349,13 @@ def test_an_open_loop_without_both_profiles_says_why_and_its_row_names_none(
 ) -> None:
     ol = _open_loop(target_profiled, max_profiled)
     assert _open_loop_profile_lines(ol) == ["", said]
+    (row,) = [r for r in _target_rows({"open_loop": ol}) if r]
+    assert "perf profile" not in row[3]
+
+
+def test_an_open_loop_never_sampled_shows_no_profile_section() -> None:
+    ol = _open_loop(True, True)
+    del ol["profile_runs"]
+    assert _open_loop_profile_lines(ol) == []
     (row,) = [r for r in _target_rows({"open_loop": ol}) if r]
     assert "perf profile" not in row[3]
