@@ -143,10 +143,9 @@ class CpuMeter:
     def stop(self) -> dict:
         wall = time.monotonic() - self._t0
         busy1, _ = machine_cpu_s()
-        cores = {
-            name: round((group_cpu_s(pgid) - self._groups0[name]) / wall, 2)
-            for name, pgid in self.groups.items()
-        }
+        # CPU seconds as well as cores: a figure per request must not depend on this window's edges.
+        self.cpu_s = {name: group_cpu_s(pgid) - self._groups0[name] for name, pgid in self.groups.items()}
+        cores = {name: round(seconds / wall, 2) for name, seconds in self.cpu_s.items()}
         cores["machine_busy"] = round((busy1 - self._machine0[0]) / wall, 2)
         cores["machine_cores"] = os.cpu_count()
         self.run_queue_wait = {

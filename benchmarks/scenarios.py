@@ -75,6 +75,7 @@ def measure_open_loop(
             ids_file=ids_file,
         )
         figures["cores_used"] = meter.stop()
+        figures["server_cpu_s"] = round(meter.cpu_s["server"], 3)
         # Share of the run each main thread was runnable but waited for a core (others had both).
         figures["run_queue_wait"] = meter.run_queue_wait
     if sampled is not None:  # read once the server has stopped: `perf report` takes seconds of CPU

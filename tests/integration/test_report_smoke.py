@@ -41,6 +41,8 @@ def test_report_smoke_writes_markdown_charts_and_passes_click_checks(tmp_path: P
     assert {p["share_of_max"] for p in ol["points"]} == {0.25, 0.5, 0.75, 0.9}
     # perf sampled the worker in runs of its own (wrk at the maximum, the open loop at the target's share),
     # each profile of its own run's requests; no run the target is judged by was sampled.
+    # The server's CPU a request is of its CPU seconds, not of the meter's window (openloop.server_cpu_us).
+    assert all(p["server_cpu_s"] > 0 for p in ol["points"])
     made = ol["profile_runs"]
     assert made["point"]["share_of_max"] == TARGET_SHARE
     assert made["point"]["profile"]["server"]["requests"] == made["point"]["answered"]
