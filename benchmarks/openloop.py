@@ -307,17 +307,18 @@ def stall_figures(before: dict, after: dict) -> dict | None:
     return out
 
 
-def server_cpu_us(point: dict) -> float | None:
-    """The server's CPU per answered request over an open-loop run (scenarios.measure_open_loop): against
-    wrk's figure at the maximum it says how near its own capacity an offered rate put the worker. From the
-    server's CPU seconds where the run kept them: the meter's window also holds the clients' start and the
-    percentiles' reckoning, so its cores over the clients' answered rate read about 4 % low (older report
-    JSONs keep only those)."""
-    cpu_s, answered = point.get("server_cpu_s"), point.get("answered")
+def server_cpu_us(run: dict) -> float | None:
+    """The server's CPU per answered request over an open-loop run (scenarios.measure_open_loop) or a wrk
+    run (systems.measure_clicktrail): the two side by side say how near its own capacity an offered rate
+    put the worker. From the server's CPU seconds where the open-loop run kept them: the meter's window
+    also holds the clients' start and the percentiles' reckoning, so its cores over the clients' answered
+    rate read about 4 % low (older report JSONs keep only those)."""
+    cpu_s, answered = run.get("server_cpu_s"), run.get("answered")
     if cpu_s and answered:
         return round(cpu_s / answered * 1e6, 1)
-    cores, answered_per_s = point.get("cores_used", {}).get("server"), point.get("answered_per_s")
-    return round(cores / answered_per_s * 1e6, 1) if cores and answered_per_s else None
+    cores = run.get("cores_used", {}).get("server")
+    rate = run.get("answered_per_s", run.get("requests_per_s"))
+    return round(cores / rate * 1e6, 1) if cores and rate else None
 
 
 def target_point(open_loop: dict) -> dict | None:

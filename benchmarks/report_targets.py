@@ -127,12 +127,7 @@ def _open_loop_target(result: dict) -> tuple[str, str, bool, str] | None:
     if point is None:
         return None
     p99 = point["latency_ms"]["p99"]
-    max_run = ol.get("max_run", {})
-    at_max = (
-        round(max_run["cores_used"]["server"] / ol["max_requests_per_s"] * 1e6, 1)
-        if max_run.get("cores_used", {}).get("server") and ol.get("max_requests_per_s")
-        else None
-    )
+    at_max = server_cpu_us(ol.get("max_run", {}))
     stalls = point.get("stalls") or {}
     share = f"{TARGET_SHARE * 100:g} %"
     why = (

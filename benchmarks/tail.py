@@ -74,8 +74,7 @@ def _runs(args, work: Path, url: str, extra_env: dict) -> tuple[dict, list[dict]
             profile=args.profile,
         )
         maximum = closed["requests_per_s"]
-        server_us = closed["cores_used"].get("server", 0) / maximum * 1e6
-        print(f"wrk: server {server_us:.0f} µs CPU per request at the maximum", file=sys.stderr)
+        print(f"wrk: server {server_cpu_us(closed)} µs CPU per request at the maximum", file=sys.stderr)
     print(f"maximum {maximum:,.0f} req/s; env {extra_env or '-'}", file=sys.stderr)
     for n in range(args.repeat):
         for share in args.shares:

@@ -1,5 +1,5 @@
-"""The server's CPU a request over an open-loop run (benchmarks/openloop.py `server_cpu_us`), and the CPU
-seconds the meter keeps for it (benchmarks/procs.py `CpuMeter`)."""
+"""The server's CPU a request over an open-loop or a wrk run (benchmarks/openloop.py `server_cpu_us`), and
+the CPU seconds the meter keeps for it (benchmarks/procs.py `CpuMeter`)."""
 
 from __future__ import annotations
 
@@ -22,6 +22,8 @@ METER = {"cores_used": {"server": 0.87}, "answered_per_s": 21_928}
         ({"server_cpu_s": 9.09, "answered": 219_280, **METER}, 41.5),
         # a run from before the seconds were kept: the meter's cores over the answered rate
         ({"answered": 219_280, **METER}, 39.7),
+        # wrk's run at the maximum (the same report): its cores over the requests' rate
+        ({"cores_used": {"server": 0.97}, "requests_per_s": 29_385}, 33.0),
         ({"server_cpu_s": 0.0, "answered": 0, "cores_used": {}, "answered_per_s": 0}, None),
         ({}, None),
     ],
