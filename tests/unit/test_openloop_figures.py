@@ -3,7 +3,8 @@ the CPU seconds the meter keeps for it (benchmarks/procs.py `CpuMeter`)."""
 
 from __future__ import annotations
 
-import os
+import subprocess
+import sys
 import time
 
 import pytest
@@ -32,15 +33,43 @@ def test_cpu_a_request_prefers_the_servers_cpu_seconds(point: dict, us: float | 
     assert server_cpu_us(point) == us
 
 
+# A child in its own process group burns a fixed amount of its own CPU time, between two lines on its stdin:
+# the meter's seconds must be that amount however busy the machine is (a wall-clock busy loop is not, on a
+# loaded CI machine).
+BURN = """
+import sys, time
+sys.stdin.readline()
+t0 = time.process_time()
+while time.process_time() - t0 < 0.3:
+    pass
+print("burnt", flush=True)
+sys.stdin.readline()
+"""
+
+
 def test_the_meter_keeps_cpu_seconds_beside_cores() -> None:
-    meter = CpuMeter({"self": os.getpgid(0)})
-    meter.start()
-    began = time.monotonic()
-    end = began + 0.4
-    while time.monotonic() < end:
-        sum(range(1000))
-    cores = meter.stop()
-    wall_s = time.monotonic() - began
-    # The busy loop ran on this process (in this process group) for most of the window.
-    assert 0.2 <= meter.cpu_s["self"] <= wall_s + 0.05, meter.cpu_s
-    assert cores["self"] == pytest.approx(meter.cpu_s["self"] / wall_s, abs=0.05)
+    child = subprocess.Popen(
+        [sys.executable, "-c", BURN], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    try:
+        meter = CpuMeter({"child": child.pid})
+        outer_began = time.monotonic()
+        meter.start()
+        inner_began = time.monotonic()
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.stdout.readline() == "burnt\n"
+        inner_s = time.monotonic() - inner_began
+        cores = meter.stop()
+        outer_s = time.monotonic() - outer_began
+        child.stdin.write("bye\n")
+        child.stdin.flush()
+        assert child.wait(timeout=10) == 0
+    finally:
+        child.kill()
+    assert 0.29 <= meter.cpu_s["child"] <= 0.4, meter.cpu_s
+    # The cores are those seconds over the meter's window, which lies between the two clocks taken here
+    # (reading /proc at start and stop takes a few milliseconds); rounded to two places.
+    seconds = meter.cpu_s["child"]
+    assert seconds / outer_s - 0.006 <= cores["child"] <= seconds / inner_s + 0.006, (cores, inner_s, outer_s)
