@@ -23,10 +23,10 @@ up to 1.5 points more than an LRU on the popular workload of the tests, with cou
 seeds). The marks are a byte per hash slot, not per record, so two codes may share one: a code may keep a
 neighbour's count (it stays a lap longer) or lose it to a neighbour's sweep; with a slot per 32 bytes of
 budget that is about one code in eight of a full cache. In the unit tests
-(tests/unit/test_link_cache_lru.py) the miss ratio stays within 0.7 percentage points of an exact LRU's
-of the same byte size, and within 1.15 with the decoded tier in front, over 100 hash seeds (the shards and
-mark slots follow the process's string hash). Records drop one at a time as others come, so no eviction
-frees much at once and stalls the event loop."""
+(tests/unit/test_link_cache_lru.py) the miss ratio is typically 0 to 0.3 percentage points above an exact
+LRU's of the same byte size; over 340 hash seeds (the shards and mark slots follow the process's string
+hash) the worst was 1.12 points, and 1.48 with the decoded tier in front. Records drop one at a time as
+others come, so no eviction frees much at once and stalls the event loop."""
 
 from __future__ import annotations
 

@@ -2,8 +2,13 @@
 sequence of operations (the reviewer's counterexample, a state machine), and the hit rate is close to an
 OrderedDict LRU of the same byte size, including popular links served from the decoded tier."""
 
+import json
+import os
 import random
+import subprocess
+import sys
 from collections import OrderedDict
+from pathlib import Path
 
 import pytest
 from hypothesis import settings
@@ -140,17 +145,26 @@ def popular_and_new(popular: int, new_share: float, n: int, rng: random.Random) 
 
 
 CAPACITY = 1342
-# (workload, the miss ratio allowed above the LRU's): uniform traffic below the capacity must end up all
-# hits after its warm-up, as an LRU does; past the capacity and with a trickle of new codes the counting
-# CLOCK may drop a little of what an LRU keeps (it knows uses, not their order, and shares mark slots).
+# The shards and the mark slots follow the string hash, which follows PYTHONHASHSEED (random per process
+# unless set): measured under the test process's own seed, the popular workloads failed about one run in a
+# hundred. Each case is measured under these pinned seeds instead, in children, so its result is the same in
+# every run. Over seeds 0-339 the worst excess over the LRU was 1.12 points for the packed tier alone and
+# 1.48 with the decoded tier in front; the typical one is 0-0.3 points.
+HASH_SEEDS = (0, 1, 2, 3, 4, 5)
+WORST_POPULAR = 0.015  # a pinned seed may be one of the worst
+MEAN_BOUND = 0.005  # over the pinned seeds: what a change of the policy would move
+# (workload, the worst miss ratio allowed above the LRU's under a pinned seed): uniform traffic below the
+# capacity must end up all hits after its warm-up, as an LRU does; past the capacity and with a trickle of
+# new codes the counting CLOCK may drop a little of what an LRU keeps (it knows uses, not their order, and
+# shares mark slots).
 WORKLOADS = [
     ("uniform 0.5", lambda rng: uniform(0.5, CAPACITY, 40_000, rng), 0.002),
     ("uniform 0.75", lambda rng: uniform(0.75, CAPACITY, 40_000, rng), 0.002),
     ("uniform 0.9", lambda rng: uniform(0.9, CAPACITY, 40_000, rng), 0.002),
     ("uniform 0.99", lambda rng: uniform(0.99, CAPACITY, 40_000, rng), 0.002),
     ("uniform 1.2", lambda rng: uniform(1.2, CAPACITY, 40_000, rng), 0.01),
-    ("popular 1200 + 2% new", lambda rng: popular_and_new(1200, 0.02, 40_000, rng), 0.01),
-    ("popular 600 + 10% new", lambda rng: popular_and_new(600, 0.10, 40_000, rng), 0.01),
+    ("popular 1200 + 2% new", lambda rng: popular_and_new(1200, 0.02, 40_000, rng), WORST_POPULAR),
+    ("popular 600 + 10% new", lambda rng: popular_and_new(600, 0.10, 40_000, rng), WORST_POPULAR),
 ]
 
 
@@ -158,38 +172,76 @@ WORKLOADS = [
 # many links a shard as at the default budget with ~200 B links), and 16 shards of about 84 links.
 SHARDINGS = [1 << 40, SHARD_BYTES, SHARD_BYTES // 4]
 
-
-@pytest.mark.parametrize("shard_bytes", SHARDINGS)
-@pytest.mark.parametrize(("name", "workload", "bound"), WORKLOADS, ids=[w[0] for w in WORKLOADS])
-def test_the_packed_tier_misses_about_as_often_as_an_lru(
-    name: str, workload, bound: float, shard_bytes: int
-) -> None:
-    codes = workload(random.Random(7))
-    lru = lru_misses(codes, CAPACITY) / len(codes)
-    packed = packed_misses(codes, CAPACITY, shard_bytes) / len(codes)
-    assert packed <= lru + bound, (name, packed, lru)
-
-
 DECODED = [
     ("popular 1200 + 2% new", 1200, 0.02),
     ("popular 300 + 50% new", 300, 0.50),  # the decoded tier outlives the packed tier's capacity
 ]
+HOT_LINKS = [0, 64, 4096]
 
 
-@pytest.mark.parametrize("hot_links", [0, 64, 4096])
+def excess_misses() -> dict[str, float]:
+    """Each case's miss ratio minus the LRU's, in this process (under its hash seed)."""
+    excess = {}
+    for name, workload, _ in WORKLOADS:
+        codes = workload(random.Random(7))
+        lru = lru_misses(codes, CAPACITY) / len(codes)
+        for shard_bytes in SHARDINGS:
+            excess[f"packed {name} {shard_bytes}"] = (
+                packed_misses(codes, CAPACITY, shard_bytes) / len(codes) - lru
+            )
+    for name, popular, new_share in DECODED:
+        codes = popular_and_new(popular, new_share, 40_000, random.Random(11))
+        lru = lru_misses(codes, CAPACITY) / len(codes)
+        for hot_links in HOT_LINKS:
+            excess[f"decoded {name} {hot_links}"] = (
+                cache_misses(codes, CAPACITY, hot_links) / len(codes) - lru
+            )
+    return excess
+
+
+CHILD = "import json, tests.unit.test_link_cache_lru as t; print(json.dumps(t.excess_misses()))"
+
+
+@pytest.fixture(scope="module")
+def excess_by_seed() -> list[dict[str, float]]:
+    root = Path(__file__).resolve().parents[2]
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", CHILD], cwd=root, stdout=subprocess.PIPE, text=True,
+            env={**os.environ, "PYTHONHASHSEED": str(seed)},
+        )
+        for seed in HASH_SEEDS
+    ]  # fmt: skip
+    results = []
+    for child in children:
+        out, _ = child.communicate(timeout=300)
+        assert child.returncode == 0
+        results.append(json.loads(out))
+    return results
+
+
+def _check(excess_by_seed: list[dict[str, float]], case: str, worst: float) -> None:
+    excess = [by_case[case] for by_case in excess_by_seed]
+    assert max(excess) <= worst, (case, excess)
+    assert sum(excess) / len(excess) <= min(worst, MEAN_BOUND), (case, excess)
+
+
+@pytest.mark.parametrize("shard_bytes", SHARDINGS)
+@pytest.mark.parametrize(("name", "workload", "bound"), WORKLOADS, ids=[w[0] for w in WORKLOADS])
+def test_the_packed_tier_misses_about_as_often_as_an_lru(
+    excess_by_seed: list[dict[str, float]], name: str, workload, bound: float, shard_bytes: int
+) -> None:
+    _check(excess_by_seed, f"packed {name} {shard_bytes}", bound)
+
+
+@pytest.mark.parametrize("hot_links", HOT_LINKS)
 @pytest.mark.parametrize(("name", "popular", "new_share"), DECODED, ids=[w[0] for w in DECODED])
 def test_popular_links_served_decoded_stay_in_the_packed_tier(
-    name: str, popular: int, new_share: float, hot_links: int
+    excess_by_seed: list[dict[str, float]], name: str, popular: int, new_share: float, hot_links: int
 ) -> None:
     # Popular links are hit in the decoded tier; the packed tier must not let them age out as new codes
     # come, or every emptying of the decoded tier sends them all back to Redis at once.
-    # The shards and mark slots follow the process's string hash, so the margin is that of the worst of many
-    # hash seeds: over PYTHONHASHSEED 0-99 with "popular 1200 + 2% new" and 0 or 64 hot links, this missed
-    # at most 1.07 points more than the LRU (median 0.15); CI's seed once gave 1.15, past an older 1 point.
-    codes = popular_and_new(popular, new_share, 40_000, random.Random(11))
-    misses = cache_misses(codes, CAPACITY, hot_links) / len(codes)
-    lru = lru_misses(codes, CAPACITY) / len(codes)
-    assert misses <= lru + 0.015, (name, misses, lru)
+    _check(excess_by_seed, f"decoded {name} {hot_links}", WORST_POPULAR)
 
 
 def test_evicting_keeps_the_shards_even() -> None:
