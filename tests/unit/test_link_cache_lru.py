@@ -212,32 +212,33 @@ def excess_by_seed() -> list[dict[str, float]]:
         )
         for seed in HASH_SEEDS
     ]  # fmt: skip
-    results = []
-    for child in children:
-        out, _ = child.communicate(timeout=300)
-        assert child.returncode == 0
-        results.append(json.loads(out))
-    return results
+    try:
+        outs = [child.communicate(timeout=300)[0] for child in children]
+    finally:
+        for child in children:
+            child.kill()  # a child left running when another failed or timed out
+    assert [child.returncode for child in children] == [0] * len(children)
+    return [json.loads(out) for out in outs]
 
 
 def _check(excess_by_seed: list[dict[str, float]], case: str, worst: float) -> None:
     excess = [by_case[case] for by_case in excess_by_seed]
     assert max(excess) <= worst, (case, excess)
-    assert sum(excess) / len(excess) <= min(worst, MEAN_BOUND), (case, excess)
+    assert sum(excess) / len(excess) <= MEAN_BOUND, (case, excess)
 
 
 @pytest.mark.parametrize("shard_bytes", SHARDINGS)
-@pytest.mark.parametrize(("name", "workload", "bound"), WORKLOADS, ids=[w[0] for w in WORKLOADS])
+@pytest.mark.parametrize(("name", "bound"), [(w[0], w[2]) for w in WORKLOADS], ids=[w[0] for w in WORKLOADS])
 def test_the_packed_tier_misses_about_as_often_as_an_lru(
-    excess_by_seed: list[dict[str, float]], name: str, workload, bound: float, shard_bytes: int
+    excess_by_seed: list[dict[str, float]], name: str, bound: float, shard_bytes: int
 ) -> None:
     _check(excess_by_seed, f"packed {name} {shard_bytes}", bound)
 
 
 @pytest.mark.parametrize("hot_links", HOT_LINKS)
-@pytest.mark.parametrize(("name", "popular", "new_share"), DECODED, ids=[w[0] for w in DECODED])
+@pytest.mark.parametrize("name", [d[0] for d in DECODED])
 def test_popular_links_served_decoded_stay_in_the_packed_tier(
-    excess_by_seed: list[dict[str, float]], name: str, popular: int, new_share: float, hot_links: int
+    excess_by_seed: list[dict[str, float]], name: str, hot_links: int
 ) -> None:
     # Popular links are hit in the decoded tier; the packed tier must not let them age out as new codes
     # come, or every emptying of the decoded tier sends them all back to Redis at once.
