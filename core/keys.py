@@ -114,6 +114,11 @@ class Keys:
         """Hash of an API key's scope, addressed by the key's SHA-256 (the key itself is never stored)."""
         return f"{self.prefix}apikey:{key_hash}"
 
+    def api_keys_of(self, scope: str, subject_id: str) -> str:
+        """Set of the key hashes issued to one creator or merchant (scope "creator" or "merchant"): what
+        lets the admin list a subject's keys and revoke one. Written with the key, in one transaction."""
+        return f"{self.prefix}apikeys:{scope}:{subject_id}"
+
     def auth_failures(self, client: str) -> str:
         """Counter of wrong admin-token attempts (bearer tokens and dashboard sign-ins that are not API
         keys) from one client address (its keyed hash, hex), with the TTL of the throttle's window

@@ -19,6 +19,7 @@ from core.errors import ApiError, json_response, read_json
 from core.links import Link, iso_ms, link_json, next_version_ms
 from core.urls import Destination
 from redirector import linkfields
+from redirector.auth import KEY_ID, SCOPES, KeyRecord, key_digest
 from redirector.state import AppState
 
 log = logging.getLogger("clicktrail.api")
@@ -204,9 +205,49 @@ async def create_key(request: Request):
     scope = "creator" if "creator_id" in body else "merchant"
     subject_id = body[f"{scope}_id"]
     key, created = await issue_key(ctx, scope, subject_id)
-    return json_response(
-        {"key": key, "scope": scope, f"{scope}_id": subject_id, "created_at": iso_ms(created)}, status=201
-    )
+    record = KeyRecord(key_digest(key), scope, subject_id, created)
+    return json_response({"key": key, **key_json(record)}, status=201)
+
+
+def key_json(record: KeyRecord) -> dict:
+    """An issued key as the API shows it: its id (the key's SHA-256), never the key."""
+    return {
+        "id": record.id,
+        "scope": record.scope,
+        f"{record.scope}_id": record.subject_id,
+        "created_at": iso_ms(record.created_at_ms),
+    }
+
+
+async def list_keys(request: Request):
+    ctx = _ctx(request)
+    principal = await ctx.auth.authenticate(request)
+    principal.require_admin()
+    given = [scope for scope in SCOPES if f"{scope}_id" in request.query_params]
+    if len(given) != 1:
+        raise ApiError(422, "invalid_scope", 'give exactly one of "creator_id" or "merchant_id"')
+    scope = given[0]
+    subject_id = check_id(request.query_params[f"{scope}_id"], f"{scope}_id")
+    return json_response({"keys": [key_json(r) for r in await ctx.auth.keys_of(scope, subject_id)]})
+
+
+async def revoke_key(request: Request):
+    ctx = _ctx(request)
+    principal = await ctx.auth.authenticate(request)
+    principal.require_admin()
+    record = await revoke(ctx, request.path_params["key_id"])
+    return json_response(key_json(record))
+
+
+async def revoke(ctx: AppState, key_id: str) -> KeyRecord:
+    """Revoke a key by its id: the API and the dashboard's revoke button both come here (the caller
+    checked the admin scope)."""
+    if not KEY_ID.fullmatch(key_id):
+        raise ApiError(422, "invalid_key_id", "a key id is the key's SHA-256: 64 lowercase hex digits")
+    record = await ctx.auth.revoke(key_id)
+    if record is None:
+        raise ApiError(404, "unknown_key", "no key has this id (never issued, or revoked already)")
+    return record
 
 
 async def issue_key(ctx: AppState, scope: str, subject_id: object) -> tuple[str, int]:
@@ -222,6 +263,8 @@ async def issue_key(ctx: AppState, scope: str, subject_id: object) -> tuple[str,
 def routes() -> list[Route]:
     return [
         Route("/api/keys", create_key, methods=["POST"]),
+        Route("/api/keys", list_keys, methods=["GET"]),
+        Route("/api/keys/{key_id}", revoke_key, methods=["DELETE"]),
         Route("/api/links", create_link, methods=["POST"]),
         Route("/api/links", list_links, methods=["GET"]),
         Route("/api/links/{code}", get_link, methods=["GET"]),

@@ -113,6 +113,30 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         errors=(403, 404, 422),
         tags=("keys",),
     ),
+    ("GET", "/api/keys"): Op(
+        "The keys of one creator or one merchant (their ids, never the keys)",
+        ADMIN,
+        answer={
+            "type": "object",
+            "required": ["keys"],
+            "properties": {"keys": {"type": "array", "items": {"$ref": "#/components/schemas/KeyInfo"}}},
+        },
+        errors=(403, 422),
+        query=(
+            Param("creator_id", ID_Q, "the creator (give this or merchant_id)"),
+            Param("merchant_id", ID_Q, "the merchant (give this or creator_id)"),
+        ),
+        description="Oldest first. Keys issued before clicktrail kept a per-subject index are not listed; "
+        "revoke one of those by its id, the SHA-256 of the key in lowercase hex.",
+        tags=("keys",),
+    ),
+    ("DELETE", "/api/keys/{key_id}"): Op(
+        "Revoke an API key (its next request answers 401)",
+        ADMIN,
+        answer="KeyInfo",
+        errors=(403, 404, 422),
+        tags=("keys",),
+    ),
     ("POST", "/api/links"): Op(
         "Create a short link",
         CREATOR,

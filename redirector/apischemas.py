@@ -39,12 +39,14 @@ NO_CONTROL = "^[^\\u0000-\\u001f\\u007f]*$"
 BPS = {"type": "integer", "minimum": 0, "maximum": rates.MAX_RATE_BPS}
 CATEGORY = {"type": "string", "minLength": 1, "maxLength": validate.MAX_CATEGORY_CHARS, "pattern": NO_CONTROL}
 # Path parameters by name, as the handlers check them (a value outside answers 404, 400 or 422).
+KEY_ID = {"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "the key's SHA-256, hex"}
 PATH_PARAMETERS: dict[str, dict] = {
     "merchant_id": ID,
     "creator_id": ID,
     "code": CODE,
     "order_id": {"type": "string", "minLength": 1, "maxLength": 128, "pattern": NO_CONTROL},
     "endpoint_id": {"type": "string", "pattern": "^ep_[0-9a-f]{24}$"},
+    "key_id": KEY_ID,
     "payout_id": {"type": "string", "minLength": 1},
 }
 # What the handlers check beyond the structs' types, by field name, wherever the field appears in a
@@ -343,11 +345,16 @@ def components() -> dict[str, dict]:
         "Key": _obj(
             {
                 "key": {"type": "string"},
+                "id": KEY_ID,
                 "scope": {"enum": ["creator", "merchant"]},
                 **endpoint_owner,
                 "created_at": TIME,
             },
-            ("key", "scope", "created_at"),
+            ("key", "id", "scope", "created_at"),
+        ),
+        "KeyInfo": _obj(
+            {"id": KEY_ID, "scope": {"enum": ["creator", "merchant"]}, **endpoint_owner, "created_at": TIME},
+            ("id", "scope", "created_at"),
         ),
         "EndpointCreate": {
             **_obj(

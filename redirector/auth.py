@@ -1,10 +1,13 @@
 """Bearer-token authentication: the operator's admin token, and API keys the admin issues, each scoped
-to exactly one creator or one merchant. A key is shown once; Redis keeps only its SHA-256."""
+to exactly one creator or one merchant. A key is shown once; Redis keeps only its SHA-256, which is also
+the key's id: what the admin lists per creator or merchant and revokes (a revoked key fails its next
+request, since every request reads the key's record)."""
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -21,6 +24,8 @@ KEY_PREFIX = "ctk_"
 KEY_RANDOM_BYTES = 32
 SCOPES = ("creator", "merchant")
 FORWARDED = "x-forwarded-for"
+# A key's id: the SHA-256 of the key, lowercase hex (`key_digest`).
+KEY_ID = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +54,25 @@ class Principal:
 
 def key_digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """An issued key as stored: never the key itself, only its id (`key_digest`)."""
+
+    id: str
+    scope: str  # "creator" or "merchant"
+    subject_id: str
+    created_at_ms: int
+
+
+def _key_record(key_id: str, fields: dict[bytes, bytes]) -> KeyRecord:
+    return KeyRecord(
+        key_id,
+        fields[b"scope"].decode(),
+        fields[b"subject_id"].decode(),
+        int(fields.get(b"created_at_ms", b"0")),
+    )
 
 
 # Refusals of credentials by reason (`Authenticator.refusals`, exported as clicktrail_auth_refusals_total).
@@ -137,8 +161,45 @@ class Authenticator:
         """Create a key for one creator or merchant; the caller shows it once."""
         assert scope in SCOPES
         key = KEY_PREFIX + secrets.token_urlsafe(KEY_RANDOM_BYTES)
-        await self._redis.hset(
-            self._keys.api_key(key_digest(key)),
-            mapping={"scope": scope, "subject_id": subject_id, "created_at_ms": now_ms},
-        )
+        key_id = key_digest(key)
+        # With its subject's index in one transaction (one slot on a cluster: core/keys.py), so that no
+        # usable key is missing from its subject's list.
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                self._keys.api_key(key_id),
+                mapping={"scope": scope, "subject_id": subject_id, "created_at_ms": now_ms},
+            )
+            pipe.sadd(self._keys.api_keys_of(scope, subject_id), key_id)
+            await pipe.execute()
         return key
+
+    async def keys_of(self, scope: str, subject_id: str) -> list[KeyRecord]:
+        """The live keys of one creator or merchant, oldest first. Keys issued before the per-subject
+        index existed are not listed (revoke such a key by its id, the SHA-256 of the key)."""
+        assert scope in SCOPES
+        key_ids = sorted(
+            k.decode() for k in await self._redis.smembers(self._keys.api_keys_of(scope, subject_id))
+        )
+        if not key_ids:
+            return []
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key_id in key_ids:
+                pipe.hgetall(self._keys.api_key(key_id))
+            stored = await pipe.execute()
+        found = [_key_record(k, fields) for k, fields in zip(key_ids, stored, strict=True) if fields]
+        return sorted(found, key=lambda r: (r.created_at_ms, r.id))
+
+    async def revoke(self, key_id: str) -> KeyRecord | None:
+        """Delete a key (its next request answers 401) and take it off its subject's list; None when no
+        key has this id (never issued, or revoked already)."""
+        assert KEY_ID.fullmatch(key_id)
+        fields = await self._redis.hgetall(self._keys.api_key(key_id))
+        if not fields:
+            return None
+        record = _key_record(key_id, fields)
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self._keys.api_key(key_id))
+            pipe.srem(self._keys.api_keys_of(record.scope, record.subject_id), key_id)
+            deleted, _ = await pipe.execute()
+        # Two revocations at once: the one whose DEL found the key reports it.
+        return record if deleted else None

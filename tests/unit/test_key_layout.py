@@ -58,6 +58,11 @@ ATOMIC_GROUPS = {
         k.endpoint_queue("ep_1"),
         k.endpoint_dead("ep_1"),
     ],
+    "API key with its subject's index, issue and revoke (redirector/auth.py)": lambda k: [
+        k.api_key("ab" * 32),
+        k.api_keys_of("creator", "alice"),
+        k.api_keys_of("merchant", "m1"),
+    ],
     "endpoint registration (attribution/endpoints.py)": lambda k: [
         k.endpoints,
         k.owner_endpoints("creator:alice"),
@@ -160,9 +165,9 @@ def test_every_key_method_is_covered_here() -> None:
         if not name.startswith("_") and (inspect.isfunction(member) or isinstance(member, property))
     }
     checked = {
-        "link", "link_pattern", "creator_links", "host_links", "link_events", "api_key", "clicks",
-        "clicks_dead", "recorder_seq", "click_stream", "click_seq", "click_dead", "click_streams", "merchant",
-        "merchants", "domain_owner", "domain_subdomains", "domain_index", "domain_transfers",
+        "link", "link_pattern", "creator_links", "host_links", "link_events", "api_key", "api_keys_of",
+        "clicks", "clicks_dead", "recorder_seq", "click_stream", "click_seq", "click_dead", "click_streams",
+        "merchant", "merchants", "domain_owner", "domain_subdomains", "domain_index", "domain_transfers",
         "merchant_secrets", "catalog", "catalog_index", "rates", "webhook_seen", "orders", "orders_dead",
         "attribution_lock", "attribution_cursor", "all_patterns", "link_events_dead", "unique_clicks", "of",
         "link_clicks", *CONTROL_SINGLES, "events", "event_seen", "endpoints", "owner_endpoints", "endpoint",
