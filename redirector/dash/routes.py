@@ -40,6 +40,7 @@ def routes() -> list[BaseRoute]:
         Route("/dash/admin/creator", views_admin.creator, methods=["GET"]),
         Route("/dash/admin/keys", views_admin.keys, methods=["GET"]),
         Route("/dash/admin/keys", views_admin.create_key, methods=["POST"]),
+        Route("/dash/admin/keys/revoke", views_admin.revoke_key, methods=["POST"]),
         *merchant_routes(),
         Mount("/dash/static", StaticFiles(directory=STATIC_DIR), name="dash-static"),
         # Last: any other /dash path is an HTML 404, not the API's JSON one.

@@ -1,5 +1,6 @@
 """The admin's pages: system health (ingestion lag, the spool, dead letters: the figures /metrics and the
-API already have), merchants, and API keys (issued through the API's own function, shown once)."""
+API already have), merchants, and API keys (issued, listed and revoked through the API's own functions;
+a new key is shown once)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from starlette.responses import RedirectResponse, Response
 from core import validate
 from core.errors import ApiError
 from redirector import api, spool
+from redirector.auth import SCOPES
 from redirector.dash.page import Page, page
 
 
@@ -77,13 +79,34 @@ async def creator(view: Page) -> Response:
 
 
 def _keys_page(view: Page, status: int = 200, **extra) -> Response:
-    context = {"key": "", "scope": "creator", "subject_id": "", "error": ""}
+    context = {"key": "", "scope": "creator", "subject_id": "", "error": "", "listed": None, "revoked": None}
     return view.render("admin_keys.html", status=status, **(context | extra))
 
 
 @page()
 async def keys(view: Page) -> Response:
-    return _keys_page(view)
+    """The issue form, and with `?scope=&subject_id=` the keys of that creator or merchant."""
+    query = view.request.query_params
+    if "subject_id" not in query:
+        return _keys_page(view)
+    scope, subject_id = query.get("scope", ""), query["subject_id"].strip()
+    if scope not in SCOPES:
+        return _keys_page(view, 400, error="Choose whether to list a creator's or a merchant's keys.")
+    if not validate.is_id(subject_id):
+        error = "The id must be 1-64 characters of A-Z a-z 0-9 _ -."
+        return _keys_page(view, 400, error=error, scope=scope, subject_id=subject_id)
+    listed = [api.key_json(r) for r in await view.ctx.auth.keys_of(scope, subject_id)]
+    return _keys_page(view, scope=scope, subject_id=subject_id, listed=listed)
+
+
+@page()
+async def revoke_key(view: Page) -> Response:
+    """Revoke by id (the API's own function: an unknown or malformed id is its 404 or 422 page), then
+    the rest of that subject's keys."""
+    record = await api.revoke(view.ctx, view.form.get("key_id", ""))
+    listed = [api.key_json(r) for r in await view.ctx.auth.keys_of(record.scope, record.subject_id)]
+    revoked = api.key_json(record)
+    return _keys_page(view, scope=record.scope, subject_id=record.subject_id, listed=listed, revoked=revoked)
 
 
 @page()

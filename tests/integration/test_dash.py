@@ -743,6 +743,64 @@ def test_admin_pages_health_merchants_and_keys(settings, redis_client, clickhous
     run(scenario())
 
 
+def test_the_admin_lists_and_revokes_keys_on_the_keys_page(settings, redis_client, clickhouse) -> None:
+    """The keys page lists a subject's keys by id and revokes one with the API's own function: the key
+    fails its next API call and its dashboard session ends; bad lookups and revocations get a page."""
+
+    def listed(html: str) -> list[str]:
+        return re.findall(r'<tr data-key-id="([0-9a-f]{64})">', html)
+
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            first = await issue_key(client, creator_id="dora")
+            second = await issue_key(client, creator_id="dora")
+            await sign_in(client, first)
+            assert (await client.get("/dash/creators/dora")).status_code == 200
+            dora_session = client.cookies.get("ct_dash")
+            client.cookies.clear()  # not signed out: the session stays open in Redis
+            await sign_in(client, ADMIN_TOKEN)
+            admin_session = client.cookies.get("ct_dash")
+            client.cookies.set("ct_dash", dora_session, path="/dash")  # the control: it opens her page
+            assert (await client.get("/dash/creators/dora")).status_code == 200
+            client.cookies.set("ct_dash", admin_session, path="/dash")
+            page = await client.get("/dash/admin/keys?scope=creator&subject_id=dora")
+            assert page.status_code == 200
+            assert sorted(listed(page.text)) == sorted([key_digest(first), key_digest(second)])
+            assert first not in page.text and second not in page.text  # ids only, never the keys
+            merchant = await client.get("/dash/admin/keys?scope=merchant&subject_id=dora")
+            assert merchant.status_code == 200 and listed(merchant.text) == []
+
+            revoked = await post_form(
+                client,
+                "/dash/admin/keys?scope=creator&subject_id=dora",
+                "/dash/admin/keys/revoke",
+                {"key_id": key_digest(first)},
+            )
+            assert revoked.status_code == 200 and 'id="revoked"' in revoked.text
+            assert listed(revoked.text) == [key_digest(second)]
+            links = "/api/links?creator_id=dora"
+            assert (await client.get(links, headers={"authorization": f"Bearer {first}"})).status_code == 401
+            assert (await client.get(links, headers={"authorization": f"Bearer {second}"})).status_code == 200
+            for key_id, status in ((key_digest(first), 404), ("nothex", 422), ("", 422), ("A" * 64, 422)):
+                refused = await post_form(
+                    client, "/dash/admin/keys", "/dash/admin/keys/revoke", {"key_id": key_id}
+                )
+                assert refused.status_code == status, (key_id, refused.status_code)
+            for query, word in (
+                ("scope=root&subject_id=x", "creator&#39;s or a merchant"),
+                ("scope=creator&subject_id=a%20b", "1-64 characters"),
+                ("scope=creator&subject_id=", "1-64 characters"),
+            ):
+                refused = await client.get(f"/dash/admin/keys?{query}")
+                assert refused.status_code == 400 and word in refused.text, (query, refused.text[-600:])
+            # The revoked key's dashboard session ends at its next request.
+            client.cookies.set("ct_dash", dora_session, path="/dash")
+            gone = await client.get("/dash/creators/dora")
+            assert gone.status_code == 303 and gone.headers["location"].startswith("/dash/login")
+
+    run(scenario())
+
+
 def test_dash_is_a_reserved_code(settings, redis_client, clickhouse) -> None:
     async def scenario():
         async with running_app(settings) as (_, client):
