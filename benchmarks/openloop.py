@@ -326,6 +326,13 @@ def target_point(open_loop: dict) -> dict | None:
     return next((p for p in open_loop.get("points", []) if p["share_of_max"] == TARGET_SHARE), None)
 
 
+def target_points(open_loop: dict) -> list[dict]:
+    """Every run at the target's share that the target is judged by: section 2's point, then the runs
+    made again right after it (`target_repeats`; a report from before them has the one)."""
+    first = target_point(open_loop)
+    return ([first] if first is not None else []) + list(open_loop.get("target_repeats", []))
+
+
 def profiled_runs(open_loop: dict) -> tuple[dict, dict, bool] | None:
     """(the open-loop run, wrk's run at the maximum, whether they are the target's own runs) whose perf
     profiles section 2 compares. Since the runs made for it (`profile_runs`), the target's figures are not

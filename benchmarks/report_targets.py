@@ -4,7 +4,7 @@ figure, whether it is met, and where it is not, the figures of the same run that
 from __future__ import annotations
 
 from benchmarks import perfprofile
-from benchmarks.openloop import TARGET_SHARE, profiled_runs, server_cpu_us, target_point
+from benchmarks.openloop import TARGET_SHARE, profiled_runs, server_cpu_us, target_points
 from benchmarks.paired import profile_of
 
 # The redirect ratio's target holds only over this many paired runs, each at or above it.
@@ -122,16 +122,19 @@ def _attribution_why(run: dict) -> str:
 
 
 def _open_loop_target(result: dict) -> tuple[str, str, bool, str] | None:
+    """Met only when every run at the target's share is; the figures behind it are the worst run's."""
     ol = result.get("open_loop", {})
-    point = target_point(ol)
-    if point is None:
+    points = target_points(ol)
+    if not points:
         return None
-    p99 = point["latency_ms"]["p99"]
+    p99s = [p["latency_ms"]["p99"] for p in points]
+    point = max(points, key=lambda p: p["latency_ms"]["p99"])
     at_max = server_cpu_us(ol.get("max_run", {}))
     stalls = point.get("stalls") or {}
     share = f"{TARGET_SHARE * 100:g} %"
+    worst = f"the worst of {len(points)} runs: " if len(points) > 1 else ""
     why = (
-        f"the worker {point['cores_used'].get('server')} of a core busy at {share}: "
+        f"{worst}the worker {point['cores_used'].get('server')} of a core busy at {share}: "
         f"{fmt(server_cpu_us(point), '.1f')} µs CPU per request against {fmt(at_max, '.1f')} at wrk's "
         "maximum; the client "
         f"{point['client_cores']} cores; loop stalls over 20 ms: {stalls.get('over_20ms', 'n/a')}; "
@@ -144,4 +147,9 @@ def _open_loop_target(result: dict) -> tuple[str, str, bool, str] | None:
             f"; perf profile (section 2), the worker at {share} against at the maximum: "
             + perfprofile.summary(compared)
         )
-    return (f"open-loop p99 <= 15 ms at {share} of the maximum", f"{p99} ms", p99 <= 15, why)
+    if len(points) > 1:
+        each = " / ".join(f"{fmt(server_cpu_us(p), '.1f')}" for p in points)
+        why += f"; the worker's µs CPU per request in each run: {each}"
+    runs = f" in each of {len(points)} runs" if len(points) > 1 else ""
+    value = " / ".join(f"{p99}" for p99 in p99s) + " ms"
+    return (f"open-loop p99 <= 15 ms at {share} of the maximum{runs}", value, all(p <= 15 for p in p99s), why)

@@ -33,12 +33,18 @@ def test_report_smoke_writes_markdown_charts_and_passes_click_checks(tmp_path: P
     assert status == 0
     checks = click_checks(result)
     # redirect (uniform and Zipf codes), the paired runs' three clicktrail sides (c/b, and both sides of
-    # many/few), the open-loop maximum and four rates, perf's two open-loop runs, the two backlog runs and
-    # the memory warm-up (with the runs on its full cache)
-    assert len(checks) == 15, checks
+    # many/few), the open-loop maximum, four rates and the target's share again, perf's two open-loop runs,
+    # the two backlog runs and the memory warm-up (with the runs on its full cache)
+    assert len(checks) == 16, checks
     assert all(ok for _, ok in checks), checks
     ol = result["open_loop"]
     assert {p["share_of_max"] for p in ol["points"]} == {0.25, 0.5, 0.75, 0.9}
+    (again,) = ol["target_repeats"]
+    assert again["share_of_max"] == TARGET_SHARE and again["answered"] > 0
+    assert (
+        again["offered_rate_per_s"]
+        == next(p for p in ol["points"] if p["share_of_max"] == TARGET_SHARE)["offered_rate_per_s"]
+    )
     # perf sampled the worker in runs of its own (wrk at the maximum, the open loop at the target's share),
     # each profile of its own run's requests; no run the target is judged by was sampled.
     # The server's CPU a request is of its CPU seconds, not of the meter's window (openloop.server_cpu_us).
@@ -79,13 +85,15 @@ def test_report_smoke_writes_markdown_charts_and_passes_click_checks(tmp_path: P
         assert run["gc"]["2"]["count"] >= 1, run["gc"]  # the one full pass at the run's end
 
     text = out.read_text()
-    assert "## Headline" in text and "Click checks: 15 of 15 passed" in text
+    assert "## Headline" in text and "Click checks: 16 of 16 passed" in text
     assert "## Targets (issue 16)" in text and "## 1b. Paired ratios" in text
     assert "### Profile of c/b" in text and "### Profile of many/few" in text
     assert "### Profile of the open loop" in text
     # (the table shows a row's figures only when its target is not met)
     (row,) = [r for r in _target_rows(result) if r and r[0].startswith("open-loop p99")]
     assert "perf profile (section 2)" in row[3], row
+    assert "in each of 2 runs" in row[0]
+    assert f"The target's share ({TARGET_SHARE:.0%}) run 1 more time(s) right after" in text
     assert f"wakes at most every {TICK_S * 1000:g} ms" in text
     assert "| 3 x bare join |" in text and "| full (gen 2) |" in text
     for name in CHARTS:
