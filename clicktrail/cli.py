@@ -200,6 +200,32 @@ def deliver(settings: Settings, once: bool, metrics_port: int) -> None:
 
 
 @main.group()
+def keys() -> None:
+    """API keys (issue, list and revoke them with the API or the dashboard: docs/api.md)."""
+
+
+@keys.command("reindex")
+@click.pass_obj
+def keys_reindex(settings: Settings) -> None:
+    """Put every stored API key on its creator's or merchant's list, so that the admin can list and revoke
+    it (keys issued before 2026-12-02 are on none; safe to run again)."""
+    import asyncio
+
+    from core.keys import Keys
+    from core.redisclient import async_client
+    from redirector.auth import reindex_keys
+
+    async def run() -> int:
+        client = async_client(settings, timeout_s=5.0, retries=3)
+        try:
+            return await reindex_keys(client, Keys.of(settings))
+        finally:
+            await client.aclose()
+
+    click.echo(f"{asyncio.run(run())} key(s) put on their creator's or merchant's list")
+
+
+@main.group()
 def webhook() -> None:
     """Tools for merchants integrating order webhooks."""
 

@@ -114,6 +114,12 @@ class Keys:
         """Hash of an API key's scope, addressed by the key's SHA-256 (the key itself is never stored)."""
         return f"{self.prefix}apikey:{key_hash}"
 
+    def api_key_pattern(self) -> str:
+        """A SCAN pattern matching every API key record (`api_key(hash)`): the prefix's glob characters
+        escaped."""
+        escaped = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix)
+        return f"{escaped}apikey:*"
+
     def api_keys_of(self, scope: str, subject_id: str) -> str:
         """Set of the key hashes issued to one creator or merchant (scope "creator" or "merchant"): what
         lets the admin list a subject's keys and revoke one. Written with the key, in one transaction."""

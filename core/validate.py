@@ -27,6 +27,8 @@ _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 HOST_PATTERN = rf"\A(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})+\Z"
 # One label of a destination host name (destination hosts are checked label by label).
 HOST_LABEL_PATTERN = r"\A(?!-)[a-z0-9-]{1,63}(?<!-)\Z"
+# An API key's id: the key's SHA-256, lowercase hex (redirector/auth.py).
+KEY_ID_PATTERN = r"\A[0-9a-f]{64}\Z"
 
 ID_RE = re.compile(ID_PATTERN)
 CURRENCY_RE = re.compile(CURRENCY_PATTERN)
@@ -36,6 +38,7 @@ TIMESTAMP_S_RE = re.compile(TIMESTAMP_S_PATTERN)
 CONTENT_LENGTH_RE = re.compile(CONTENT_LENGTH_PATTERN)
 HOST_RE = re.compile(HOST_PATTERN)
 HOST_LABEL_RE = re.compile(HOST_LABEL_PATTERN)
+KEY_ID_RE = re.compile(KEY_ID_PATTERN)
 
 # Link codes: a character set rather than a regex, because the redirect checks every request's path
 # against it (a frozenset test is cheaper than a regex call).
@@ -52,6 +55,10 @@ def fullmatch(pattern: re.Pattern[str], value: object) -> bool:
 
 def is_id(value: object) -> bool:
     return fullmatch(ID_RE, value)
+
+
+def is_key_id(value: object) -> bool:
+    return fullmatch(KEY_ID_RE, value)
 
 
 def is_currency(value: object) -> bool:

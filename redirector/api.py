@@ -19,7 +19,7 @@ from core.errors import ApiError, json_response, read_json
 from core.links import Link, iso_ms, link_json, next_version_ms
 from core.urls import Destination
 from redirector import linkfields
-from redirector.auth import KEY_ID, SCOPES, KeyRecord, key_digest
+from redirector.auth import SCOPES, KeyRecord, key_digest
 from redirector.state import AppState
 
 log = logging.getLogger("clicktrail.api")
@@ -242,7 +242,7 @@ async def revoke_key(request: Request):
 async def revoke(ctx: AppState, key_id: str) -> KeyRecord:
     """Revoke a key by its id: the API and the dashboard's revoke button both come here (the caller
     checked the admin scope)."""
-    if not KEY_ID.fullmatch(key_id):
+    if not validate.is_key_id(key_id):
         raise ApiError(422, "invalid_key_id", "a key id is the key's SHA-256: 64 lowercase hex digits")
     record = await ctx.auth.revoke(key_id)
     if record is None:

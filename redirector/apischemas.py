@@ -39,7 +39,7 @@ NO_CONTROL = "^[^\\u0000-\\u001f\\u007f]*$"
 BPS = {"type": "integer", "minimum": 0, "maximum": rates.MAX_RATE_BPS}
 CATEGORY = {"type": "string", "minLength": 1, "maxLength": validate.MAX_CATEGORY_CHARS, "pattern": NO_CONTROL}
 # Path parameters by name, as the handlers check them (a value outside answers 404, 400 or 422).
-KEY_ID = {"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "the key's SHA-256, hex"}
+KEY_ID = {"type": "string", "pattern": ecma(validate.KEY_ID_PATTERN), "description": "the key's SHA-256, hex"}
 PATH_PARAMETERS: dict[str, dict] = {
     "merchant_id": ID,
     "creator_id": ID,

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import secrets
 from dataclasses import dataclass
 
@@ -16,6 +15,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 from starlette.requests import Request
 
+from core import validate
 from core.errors import ApiError
 from core.keys import Keys
 from redirector.throttle import CredentialThrottle
@@ -24,8 +24,6 @@ KEY_PREFIX = "ctk_"
 KEY_RANDOM_BYTES = 32
 SCOPES = ("creator", "merchant")
 FORWARDED = "x-forwarded-for"
-# A key's id: the SHA-256 of the key, lowercase hex (`key_digest`).
-KEY_ID = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,13 +64,31 @@ class KeyRecord:
     created_at_ms: int
 
 
-def _key_record(key_id: str, fields: dict[bytes, bytes]) -> KeyRecord:
+def _key_record(key_id: str, fields: dict[bytes, bytes]) -> KeyRecord | None:
+    """The stored record, or None when it is not one `issue` wrote (a record edited by hand): such a
+    record authenticates nothing and is listed nowhere."""
+    scope = fields.get(b"scope", b"").decode(errors="replace")
+    subject_id = fields.get(b"subject_id", b"").decode(errors="replace")
+    if scope not in SCOPES or not validate.is_id(subject_id):
+        return None
+    created = fields.get(b"created_at_ms", b"")
     return KeyRecord(
-        key_id,
-        fields[b"scope"].decode(),
-        fields[b"subject_id"].decode(),
-        int(fields.get(b"created_at_ms", b"0")),
+        key_id, scope, subject_id, int(created) if created.isdigit() and len(created) < 19 else 0
     )
+
+
+async def reindex_keys(redis: Redis, keys: Keys) -> int:
+    """Put every stored key on its subject's list (`clicktrail keys reindex`: keys issued before the lists
+    existed); returns how many were added. Safe to run again and while keys are issued or revoked: a key
+    revoked meanwhile may be put back on a list, which the next listing takes off (it has no record)."""
+    added = 0
+    start = len(keys.api_key(""))
+    async for name in redis.scan_iter(match=keys.api_key_pattern(), count=1_000):
+        key_id = name[start:].decode(errors="replace")
+        record = _key_record(key_id, await redis.hgetall(name)) if validate.is_key_id(key_id) else None
+        if record is not None:
+            added += await redis.sadd(keys.api_keys_of(record.scope, record.subject_id), key_id)
+    return added
 
 
 # Refusals of credentials by reason (`Authenticator.refusals`, exported as clicktrail_auth_refusals_total).
@@ -151,11 +167,12 @@ class Authenticator:
         raise ApiError(401, "unauthorized", "invalid token")
 
     async def _api_key(self, token: str) -> Principal:
-        record = await self._redis.hgetall(self._keys.api_key(key_digest(token)))
-        if not record:
+        key_id = key_digest(token)
+        record = _key_record(key_id, await self._redis.hgetall(self._keys.api_key(key_id)))
+        if record is None:
             self.refusals.labels("invalid").inc()
             raise ApiError(401, "unauthorized", "invalid API key")
-        return Principal(record[b"scope"].decode(), record[b"subject_id"].decode())
+        return Principal(record.scope, record.subject_id)
 
     async def issue(self, scope: str, subject_id: str, now_ms: int) -> str:
         """Create a key for one creator or merchant; the caller shows it once."""
@@ -175,28 +192,39 @@ class Authenticator:
 
     async def keys_of(self, scope: str, subject_id: str) -> list[KeyRecord]:
         """The live keys of one creator or merchant, oldest first. Keys issued before the per-subject
-        index existed are not listed (revoke such a key by its id, the SHA-256 of the key)."""
+        lists existed are listed once `clicktrail keys reindex` has run (`reindex_keys`)."""
         assert scope in SCOPES
-        key_ids = sorted(
-            k.decode() for k in await self._redis.smembers(self._keys.api_keys_of(scope, subject_id))
-        )
-        if not key_ids:
+        index = self._keys.api_keys_of(scope, subject_id)
+        members = sorted(await self._redis.smembers(index))
+        if not members:
             return []
+        key_ids = [m.decode(errors="replace") for m in members]
         async with self._redis.pipeline(transaction=False) as pipe:
             for key_id in key_ids:
                 pipe.hgetall(self._keys.api_key(key_id))
             stored = await pipe.execute()
-        found = [_key_record(k, fields) for k, fields in zip(key_ids, stored, strict=True) if fields]
+        found, stale = [], []
+        for member, key_id, fields in zip(members, key_ids, stored, strict=True):
+            record = _key_record(key_id, fields) if validate.is_key_id(key_id) else None
+            if record is not None and (record.scope, record.subject_id) == (scope, subject_id):
+                found.append(record)
+            else:  # its record deleted or edited by hand: it authenticates nothing, so off the list
+                stale.append(member)
+        if stale:
+            await self._redis.srem(index, *stale)
         return sorted(found, key=lambda r: (r.created_at_ms, r.id))
 
     async def revoke(self, key_id: str) -> KeyRecord | None:
         """Delete a key (its next request answers 401) and take it off its subject's list; None when no
-        key has this id (never issued, or revoked already)."""
-        assert KEY_ID.fullmatch(key_id)
+        key has this id (never issued, revoked already, or a record edited by hand, which is deleted)."""
+        assert validate.is_key_id(key_id)
         fields = await self._redis.hgetall(self._keys.api_key(key_id))
         if not fields:
             return None
         record = _key_record(key_id, fields)
+        if record is None:  # edited by hand: it authenticates nothing already; removed, and answered as gone
+            await self._redis.delete(self._keys.api_key(key_id))
+            return None
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.delete(self._keys.api_key(key_id))
             pipe.srem(self._keys.api_keys_of(record.scope, record.subject_id), key_id)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from urllib.parse import urlencode
 
 from starlette.responses import RedirectResponse, Response
 
@@ -79,34 +80,51 @@ async def creator(view: Page) -> Response:
 
 
 def _keys_page(view: Page, status: int = 200, **extra) -> Response:
-    context = {"key": "", "scope": "creator", "subject_id": "", "error": "", "listed": None, "revoked": None}
+    context = {
+        # the issue form
+        "key": "",
+        "scope": "creator",
+        "subject_id": "",
+        "error": "",
+        # the list form and the list
+        "find_scope": "creator",
+        "find_subject": "",
+        "find_error": "",
+        "listed": None,
+        "revoked": "",
+    }
     return view.render("admin_keys.html", status=status, **(context | extra))
 
 
 @page()
 async def keys(view: Page) -> Response:
-    """The issue form, and with `?scope=&subject_id=` the keys of that creator or merchant."""
+    """The issue form, and with `?scope=&subject_id=` the keys of that creator or merchant (with
+    `&revoked=` naming a key just revoked there)."""
     query = view.request.query_params
-    if "subject_id" not in query:
+    if "subject_id" not in query and "scope" not in query:
         return _keys_page(view)
-    scope, subject_id = query.get("scope", ""), query["subject_id"].strip()
+    scope, subject_id = query.get("scope", ""), query.get("subject_id", "").strip()
+    shown = {"find_scope": scope if scope in SCOPES else "creator", "find_subject": subject_id}
     if scope not in SCOPES:
-        return _keys_page(view, 400, error="Choose whether to list a creator's or a merchant's keys.")
+        error = "Choose whether to list a creator's or a merchant's keys."
+        return _keys_page(view, 400, find_error=error, **shown)
     if not validate.is_id(subject_id):
-        error = "The id must be 1-64 characters of A-Z a-z 0-9 _ -."
-        return _keys_page(view, 400, error=error, scope=scope, subject_id=subject_id)
+        return _keys_page(view, 400, find_error="The id must be 1-64 characters of A-Z a-z 0-9 _ -.", **shown)
     listed = [api.key_json(r) for r in await view.ctx.auth.keys_of(scope, subject_id)]
-    return _keys_page(view, scope=scope, subject_id=subject_id, listed=listed)
+    revoked = query.get("revoked", "")
+    # Named only as a key that is not live any more: the link cannot make a live key look revoked.
+    if not validate.is_key_id(revoked) or any(k["id"] == revoked for k in listed):
+        revoked = ""
+    return _keys_page(view, listed=listed, revoked=revoked, **shown)
 
 
 @page()
 async def revoke_key(view: Page) -> Response:
     """Revoke by id (the API's own function: an unknown or malformed id is its 404 or 422 page), then
-    the rest of that subject's keys."""
+    back to that subject's keys (a redirect: reloading the page does not send the revocation again)."""
     record = await api.revoke(view.ctx, view.form.get("key_id", ""))
-    listed = [api.key_json(r) for r in await view.ctx.auth.keys_of(record.scope, record.subject_id)]
-    revoked = api.key_json(record)
-    return _keys_page(view, scope=record.scope, subject_id=record.subject_id, listed=listed, revoked=revoked)
+    query = urlencode({"scope": record.scope, "subject_id": record.subject_id, "revoked": record.id})
+    return RedirectResponse(f"/dash/admin/keys?{query}", status_code=303)
 
 
 @page()

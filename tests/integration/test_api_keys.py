@@ -7,7 +7,9 @@ import asyncio
 import hashlib
 
 import pytest
+from click.testing import CliRunner
 
+from clicktrail import cli
 from core.keys import Keys
 from tests.integration.apphelp import ADMIN, running_app
 
@@ -46,6 +48,7 @@ def test_the_admin_lists_and_revokes_keys(settings, redis_client) -> None:
     async def scenario():
         async with running_app(settings) as (_, client):
             first = await issue(client, creator_id="alice")
+            await asyncio.sleep(0.005)  # a later millisecond: the list is oldest first
             second = await issue(client, creator_id="alice")
             bob = await issue(client, creator_id="bob")
             for issued in (first, second, bob):
@@ -53,9 +56,9 @@ def test_the_admin_lists_and_revokes_keys(settings, redis_client) -> None:
             assert len(key_records(redis_client, settings)) == 5  # three records, two subjects' indexes
             alice = await listed(client, creator_id="alice")
             # Oldest first, ids only: no answer but the issuing one carries a key.
-            assert {k["id"] for k in alice} == {first["id"], second["id"]}
+            assert [k["id"] for k in alice] == [first["id"], second["id"]]
             assert all(set(k) == {"id", "scope", "creator_id", "created_at"} for k in alice)
-            assert [k["created_at"] for k in alice] == sorted(k["created_at"] for k in alice)
+            assert [k["created_at"] for k in alice] == [first["created_at"], second["created_at"]]
             assert [k["id"] for k in await listed(client, creator_id="bob")] == [bob["id"]]
             assert await listed(client, creator_id="nobody") == []
 
@@ -139,8 +142,16 @@ def test_only_the_admin_lists_and_revokes(settings, redis_client) -> None:
     async def scenario():
         async with running_app(settings) as (_, client):
             alice = await issue(client, creator_id="alice")
+            assert (await client.post("/api/merchants", json=MERCHANT, headers=ADMIN)).status_code == 201
+            shop = await issue(client, merchant_id="brand1")
             path = f"/api/keys/{alice['id']}"
-            for headers, status in ((bearer(alice["key"]), 403), ({}, 401), (bearer("ctk_unknown"), 401)):
+            refusals = (
+                (bearer(alice["key"]), 403),
+                (bearer(shop["key"]), 403),
+                ({}, 401),
+                (bearer("ctk_x"), 401),
+            )
+            for headers, status in refusals:
                 assert (await client.get("/api/keys?creator_id=alice", headers=headers)).status_code == status
                 assert (await client.delete(path, headers=headers)).status_code == status
             # Refused calls changed nothing: the key still works and is still listed.
@@ -153,14 +164,17 @@ def test_only_the_admin_lists_and_revokes(settings, redis_client) -> None:
 
 
 def test_a_key_whose_record_is_gone_is_not_listed(settings, redis_client) -> None:
-    """An index entry left without its record (deleted by hand, as the docs once said to revoke) is
-    skipped, and revoking that id answers 404."""
+    """A list entry left without its record (the record deleted by hand) is skipped and taken off the
+    list, and revoking that id answers 404."""
 
     async def scenario():
         async with running_app(settings) as (_, client):
             alice = await issue(client, creator_id="alice")
-            redis_client.delete(Keys.of(settings).api_key(alice["id"]))
+            keys = Keys.of(settings)
+            redis_client.delete(keys.api_key(alice["id"]))
+            assert redis_client.scard(keys.api_keys_of("creator", "alice")) == 1
             assert await listed(client, creator_id="alice") == []
+            assert redis_client.scard(keys.api_keys_of("creator", "alice")) == 0  # taken off the list
             assert (await client.delete(f"/api/keys/{alice['id']}", headers=ADMIN)).status_code == 404
 
     asyncio.run(scenario())
@@ -179,5 +193,116 @@ def test_keys_are_listed_and_revoked_on_a_redis_cluster(cluster_settings, cluste
             assert {k["id"] for k in await listed(client, creator_id="alice")} == {
                 k["id"] for k in issued[1:]
             }
+            assert (await client.post("/api/merchants", json=MERCHANT, headers=ADMIN)).status_code == 201
+            shop = await issue(client, merchant_id="brand1")
+            assert [k["id"] for k in await listed(client, merchant_id="brand1")] == [shop["id"]]
+            assert len(key_records(cluster_redis, cluster_settings)) == 3 + 2  # records, two lists
+            for key in (*issued[1:], shop):
+                assert (await client.delete(f"/api/keys/{key['id']}", headers=ADMIN)).status_code == 200
+            assert key_records(cluster_redis, cluster_settings) == []
+
+    asyncio.run(scenario())
+
+
+def test_one_of_many_simultaneous_revocations_wins(settings, redis_client) -> None:
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            alice = await issue(client, creator_id="alice")
+            path = f"/api/keys/{alice['id']}"
+            answers = await asyncio.gather(*(client.delete(path, headers=ADMIN) for _ in range(12)))
+            assert sorted(a.status_code for a in answers) == [200] + [404] * 11
+            assert key_records(redis_client, settings) == []
+
+    asyncio.run(scenario())
+
+
+# Records `POST /api/keys` never writes (edited by hand), each under the id of a key someone holds.
+HAND_EDITED = [
+    {"created_at_ms": "1"},
+    {"scope": "admin", "subject_id": "alice", "created_at_ms": "1"},
+    {"scope": "creator", "created_at_ms": "1"},
+    {"scope": "creator", "subject_id": "a b", "created_at_ms": "1"},
+    {"scope": "creator", "subject_id": "", "created_at_ms": "1"},
+    {"scope": "Creator", "subject_id": "alice"},
+    {"scope": b"\xff\xfe", "subject_id": "alice"},
+]
+
+
+@pytest.mark.parametrize("fields", HAND_EDITED, ids=[str(n) for n in range(len(HAND_EDITED))])
+def test_a_hand_edited_key_record_authenticates_nothing_and_is_never_a_5xx(
+    settings, redis_client, fields
+) -> None:
+    key = "ctk_" + "h" * 43
+    key_id = hashlib.sha256(key.encode()).hexdigest()
+    keys = Keys.of(settings)
+    redis_client.hset(keys.api_key(key_id), mapping=fields)
+    redis_client.sadd(keys.api_keys_of("creator", "alice"), key_id)
+
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            refused = await client.get("/api/links?creator_id=alice", headers=bearer(key))
+            assert refused.status_code == 401, refused.text
+            assert await listed(client, creator_id="alice") == []
+            assert redis_client.scard(keys.api_keys_of("creator", "alice")) == 0
+            gone = await client.delete(f"/api/keys/{key_id}", headers=ADMIN)
+            assert gone.status_code == 404 and gone.json()["error"]["code"] == "unknown_key"
+            assert not redis_client.exists(keys.api_key(key_id))
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("created", ["x", "", "-1", "9" * 30])
+def test_a_record_with_an_unreadable_issue_time_is_a_key_issued_at_the_epoch(
+    settings, redis_client, created
+) -> None:
+    key = "ctk_" + "t" * 43
+    key_id = hashlib.sha256(key.encode()).hexdigest()
+    keys = Keys.of(settings)
+    record = {"scope": "creator", "subject_id": "alice", "created_at_ms": created}
+    redis_client.hset(keys.api_key(key_id), mapping=record)
+    redis_client.sadd(keys.api_keys_of("creator", "alice"), key_id)
+
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            assert (await client.get("/api/links?creator_id=alice", headers=bearer(key))).status_code == 200
+            (shown,) = await listed(client, creator_id="alice")
+            assert shown["id"] == key_id and shown["created_at"] == "1970-01-01T00:00:00.000Z"
+            assert (await client.delete(f"/api/keys/{key_id}", headers=ADMIN)).status_code == 200
+
+    asyncio.run(scenario())
+
+
+def _id(key: str) -> str:
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+def test_reindex_lists_keys_issued_before_the_lists(settings, redis_client, monkeypatch) -> None:
+    """Records as releases before 2026-12-02 wrote them (on no list): `clicktrail keys reindex` puts each
+    valid one on its subject's list, once; a hand-edited record stays on none."""
+    keys = Keys.of(settings)
+    old = [("creator", "alice"), ("creator", "alice"), ("merchant", "brand1"), ("creator", "bob")]
+    for n, (scope, subject_id) in enumerate(old):
+        record = {"scope": scope, "subject_id": subject_id, "created_at_ms": str(1_000 + n)}
+        redis_client.hset(keys.api_key(_id(f"ctk_old{n}")), mapping=record)
+    redis_client.hset(keys.api_key("ab" * 32), mapping={"scope": "root"})
+    redis_client.hset(keys.api_key("not-an-id"), mapping={"scope": "creator", "subject_id": "eve"})
+    monkeypatch.setenv("CLICKTRAIL_REDIS_URL", settings.redis_url)
+    monkeypatch.setenv("CLICKTRAIL_REDIS_PREFIX", settings.redis_prefix)
+    monkeypatch.setenv("CLICKTRAIL_SECRET_KEY", "reindex-test")
+    monkeypatch.setenv("CLICKTRAIL_DATA_DIR", str(settings.data_dir))
+    runner = CliRunner()
+    first = runner.invoke(cli.main, ["keys", "reindex"])
+    assert first.exit_code == 0, first.output
+    assert first.output.startswith("4 key(s)"), first.output
+    assert runner.invoke(cli.main, ["keys", "reindex"]).output.startswith("0 key(s)")  # safe to run again
+    assert redis_client.smembers(keys.api_keys_of("creator", "eve")) == set()
+
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            alice = [k["id"] for k in await listed(client, creator_id="alice")]
+            assert alice == [_id("ctk_old0"), _id("ctk_old1")]
+            assert [k["id"] for k in await listed(client, merchant_id="brand1")] == [_id("ctk_old2")]
+            assert (await client.delete(f"/api/keys/{_id('ctk_old3')}", headers=ADMIN)).status_code == 200
+            assert await listed(client, creator_id="bob") == []
 
     asyncio.run(scenario())

@@ -776,8 +776,19 @@ def test_the_admin_lists_and_revokes_keys_on_the_keys_page(settings, redis_clien
                 "/dash/admin/keys/revoke",
                 {"key_id": key_digest(first)},
             )
-            assert revoked.status_code == 200 and 'id="revoked"' in revoked.text
-            assert listed(revoked.text) == [key_digest(second)]
+            # Post, then redirect: reloading the page shows the list again and revokes nothing.
+            assert revoked.status_code == 303, revoked.text
+            after = revoked.headers["location"]
+            assert after == f"/dash/admin/keys?scope=creator&subject_id=dora&revoked={key_digest(first)}"
+            for _ in range(2):
+                page = await client.get(after)
+                assert page.status_code == 200 and 'id="revoked"' in page.text
+                assert listed(page.text) == [key_digest(second)]
+            # A link naming a live key as revoked does not say so.
+            live = await client.get(
+                f"/dash/admin/keys?scope=creator&subject_id=dora&revoked={key_digest(second)}"
+            )
+            assert live.status_code == 200 and 'id="revoked"' not in live.text
             links = "/api/links?creator_id=dora"
             assert (await client.get(links, headers={"authorization": f"Bearer {first}"})).status_code == 401
             assert (await client.get(links, headers={"authorization": f"Bearer {second}"})).status_code == 200
@@ -786,13 +797,23 @@ def test_the_admin_lists_and_revokes_keys_on_the_keys_page(settings, redis_clien
                     client, "/dash/admin/keys", "/dash/admin/keys/revoke", {"key_id": key_id}
                 )
                 assert refused.status_code == status, (key_id, refused.status_code)
-            for query, word in (
-                ("scope=root&subject_id=x", "creator&#39;s or a merchant"),
-                ("scope=creator&subject_id=a%20b", "1-64 characters"),
-                ("scope=creator&subject_id=", "1-64 characters"),
+            # A bad lookup: its error and its typed id on the list form, not on the issue form.
+            for query, word, typed in (
+                ("scope=root&subject_id=x", "creator&#39;s or a merchant", "x"),
+                ("scope=creator&subject_id=a%20b", "1-64 characters", "a b"),
+                ("scope=creator&subject_id=", "1-64 characters", ""),
+                ("scope=creator", "1-64 characters", ""),
+                ("subject_id=dora", "creator&#39;s or a merchant", "dora"),
+                ("scope=merchant&subject_id=" + "x" * 65, "1-64 characters", "x" * 65),
             ):
                 refused = await client.get(f"/dash/admin/keys?{query}")
                 assert refused.status_code == 400 and word in refused.text, (query, refused.text[-600:])
+                assert 'id="find-error"' in refused.text and 'id="form-error"' not in refused.text, query
+                assert (
+                    f'id="find-subject" name="subject_id" type="text" required value="{typed}"'
+                    in refused.text
+                )
+                assert 'id="subject_id" name="subject_id" type="text" required value=""' in refused.text
             # The revoked key's dashboard session ends at its next request.
             client.cookies.set("ct_dash", dora_session, path="/dash")
             gone = await client.get("/dash/creators/dora")

@@ -150,6 +150,10 @@ def test_single_node_names_are_unchanged() -> None:
     assert keys.click_streams == ["ct:clicks"]
     assert keys.link("abc") == "ct:link:abc"
     assert keys.link_pattern() == "ct:link:*"
+    assert keys.api_key_pattern() == "ct:apikey:*"
+    # glob characters of a prefix are escaped; the cluster's control tag keeps every API key on one node
+    assert Keys("t[1]*:").api_key_pattern() == "t\\[1\\]\\*:apikey:*"
+    assert CLUSTER.api_key_pattern() == "ct:{ct:}apikey:*"
     assert (keys.orders, keys.orders_dead) == ("ct:orders", "ct:orders:dead")
     assert keys.webhook_seen("m", "w") == "ct:webhook:m:w"
     assert keys.attribution_lock == "ct:attribution:lock"
@@ -165,7 +169,8 @@ def test_every_key_method_is_covered_here() -> None:
         if not name.startswith("_") and (inspect.isfunction(member) or isinstance(member, property))
     }
     checked = {
-        "link", "link_pattern", "creator_links", "host_links", "link_events", "api_key", "api_keys_of",
+        "link", "link_pattern", "creator_links", "host_links", "link_events", "api_key", "api_key_pattern",
+        "api_keys_of",
         "clicks", "clicks_dead", "recorder_seq", "click_stream", "click_seq", "click_dead", "click_streams",
         "merchant", "merchants", "domain_owner", "domain_subdomains", "domain_index", "domain_transfers",
         "merchant_secrets", "catalog", "catalog_index", "rates", "webhook_seen", "orders", "orders_dead",
