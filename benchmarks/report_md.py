@@ -464,8 +464,9 @@ def _repeat_table(ol: dict) -> list[str]:
         return []
     lines = [
         "",
-        f"The target's share ({TARGET_SHARE:.0%}) run {len(points) - 1} more time(s) right after, at the "
-        "same offered rate on fresh servers (issue 16's open-loop target is met only if every run's p99 is):",
+        f"The target's share ({TARGET_SHARE:.0%}) was run {len(points) - 1} more "
+        f"time{'s' if len(points) > 2 else ''} right after, at the same offered rate on fresh servers (issue "
+        "16's open-loop target is met only if every run's p99 is):",
         "",
         "| run | offered/s | p50 ms | p99 ms | max ms | service p99 ms | max client queue | client cores | "
         "server cores | server µs CPU/request | clicks |",

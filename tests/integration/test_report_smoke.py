@@ -93,7 +93,7 @@ def test_report_smoke_writes_markdown_charts_and_passes_click_checks(tmp_path: P
     (row,) = [r for r in _target_rows(result) if r and r[0].startswith("open-loop p99")]
     assert "perf profile (section 2)" in row[3], row
     assert "in each of 2 runs" in row[0]
-    assert f"The target's share ({TARGET_SHARE:.0%}) run 1 more time(s) right after" in text
+    assert f"The target's share ({TARGET_SHARE:.0%}) was run 1 more time right after" in text
     assert f"wakes at most every {TICK_S * 1000:g} ms" in text
     assert "| 3 x bare join |" in text and "| full (gen 2) |" in text
     for name in CHARTS:
