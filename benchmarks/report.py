@@ -200,36 +200,27 @@ def _open_loop(mode: Mode, opts: BenchOptions, work: Path, result: dict, log) ->
             work / "open-loop-max", redis_url=redis_url, workers=1, links=links, opts=opts
         )
         maximum = closed["requests_per_s"]
+
+        def run_at(share: float, name: str) -> dict:
+            point = measure_open_loop(
+                work / name,
+                redis_url=redis_url,
+                links=links,
+                rate=round(maximum * share),
+                duration_s=mode.open_loop_s,
+                connections=OPEN_LOOP_CONNECTIONS,
+                opts=opts,
+            )
+            return point | {"share_of_max": share}
+
         for share in OPEN_LOOP_SHARES:
-            rate = round(maximum * share)
-            log(f"  open loop at {rate:,}/s ({share:.0%} of {maximum:,.0f}) ...")
-            point = measure_open_loop(
-                work / f"open-loop-{share}",
-                redis_url=redis_url,
-                links=links,
-                rate=rate,
-                duration_s=mode.open_loop_s,
-                connections=OPEN_LOOP_CONNECTIONS,
-                opts=opts,
-            )
-            points.append(point | {"share_of_max": share})
+            log(f"  open loop at {round(maximum * share):,}/s ({share:.0%} of {maximum:,.0f}) ...")
+            points.append(run_at(share, f"open-loop-{share}"))
         repeats = []
-        for n in range(mode.target_repeats):
-            rate = round(maximum * TARGET_SHARE)
-            log(
-                f"  open loop at {rate:,}/s again: run {n + 2} of {mode.target_repeats + 1} at "
-                f"{TARGET_SHARE:.0%} ..."
-            )
-            point = measure_open_loop(
-                work / f"open-loop-{TARGET_SHARE}-again-{n + 1}",
-                redis_url=redis_url,
-                links=links,
-                rate=rate,
-                duration_s=mode.open_loop_s,
-                connections=OPEN_LOOP_CONNECTIONS,
-                opts=opts,
-            )
-            repeats.append(point | {"share_of_max": TARGET_SHARE})
+        for n in range(2, mode.target_repeats + 2):
+            rate, runs = round(maximum * TARGET_SHARE), mode.target_repeats + 1
+            log(f"  open loop at {rate:,}/s again: run {n} of {runs} at {TARGET_SHARE:.0%} ...")
+            repeats.append(run_at(TARGET_SHARE, f"open-loop-{TARGET_SHARE}-run-{n}"))
         if mode.profile:
             log(f"  profile: wrk at the maximum, then the open loop at {TARGET_SHARE:.0%} ...")
             profile_runs = _open_loop_profile_runs(mode, opts, work, redis_url, links, maximum)

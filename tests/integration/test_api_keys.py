@@ -10,16 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 from clicktrail import cli
+from core.clock import now_ms
 from core.keys import Keys
 from tests.integration.apphelp import ADMIN, running_app
-
-MERCHANT = {
-    "merchant_id": "brand1",
-    "name": "Brand One",
-    "domains": ["shop.brand1.example"],
-    "currency": "EUR",
-    "default_rate_bps": 800,
-}
+from tests.integration.attributionhelp import add_merchant
 
 
 async def issue(client, **subject: str) -> dict:
@@ -38,6 +32,15 @@ async def listed(client, **subject: str) -> list[dict]:
     return response.json()["keys"]
 
 
+def planted(redis_client, settings, key: str, fields: dict) -> tuple[str, str]:
+    """A key record written straight into Redis (not by `POST /api/keys`), on alice's list."""
+    key_id = hashlib.sha256(key.encode()).hexdigest()
+    keys = Keys.of(settings)
+    redis_client.hset(keys.api_key(key_id), mapping=fields)
+    redis_client.sadd(keys.api_keys_of("creator", "alice"), key_id)
+    return key, key_id
+
+
 def key_records(redis_client, settings) -> list[bytes]:
     """Every API key record and per-subject index under the test's prefix."""
     pattern = settings.redis_prefix + "*apikey*"
@@ -46,7 +49,7 @@ def key_records(redis_client, settings) -> list[bytes]:
 
 def test_the_admin_lists_and_revokes_keys(settings, redis_client) -> None:
     async def scenario():
-        async with running_app(settings) as (_, client):
+        async with running_app(settings) as (app, client):
             first = await issue(client, creator_id="alice")
             await asyncio.sleep(0.005)  # a later millisecond: the list is oldest first
             second = await issue(client, creator_id="alice")
@@ -78,7 +81,7 @@ def test_the_admin_lists_and_revokes_keys(settings, redis_client) -> None:
             assert again.status_code == 404 and again.json()["error"]["code"] == "unknown_key"
 
             # A merchant's keys, listed apart from the creators' of the same id.
-            assert (await client.post("/api/merchants", json=MERCHANT, headers=ADMIN)).status_code == 201
+            await add_merchant(app.ctx.redis, app.ctx.keys, "brand1", ["shop.brand1.example"], now_ms())
             shop = await issue(client, merchant_id="brand1")
             assert await listed(client, creator_id="brand1") == []
             assert [k["merchant_id"] for k in await listed(client, merchant_id="brand1")] == ["brand1"]
@@ -140,9 +143,9 @@ def test_listing_needs_exactly_one_valid_subject(settings, params, code) -> None
 
 def test_only_the_admin_lists_and_revokes(settings, redis_client) -> None:
     async def scenario():
-        async with running_app(settings) as (_, client):
+        async with running_app(settings) as (app, client):
             alice = await issue(client, creator_id="alice")
-            assert (await client.post("/api/merchants", json=MERCHANT, headers=ADMIN)).status_code == 201
+            await add_merchant(app.ctx.redis, app.ctx.keys, "brand1", ["shop.brand1.example"], now_ms())
             shop = await issue(client, merchant_id="brand1")
             path = f"/api/keys/{alice['id']}"
             refusals = (
@@ -183,7 +186,7 @@ def test_a_key_whose_record_is_gone_is_not_listed(settings, redis_client) -> Non
 @pytest.mark.cluster
 def test_keys_are_listed_and_revoked_on_a_redis_cluster(cluster_settings, cluster_redis) -> None:
     async def scenario():
-        async with running_app(cluster_settings) as (_, client):
+        async with running_app(cluster_settings) as (app, client):
             issued = [await issue(client, creator_id="alice") for _ in range(3)]
             assert {k["id"] for k in await listed(client, creator_id="alice")} == {k["id"] for k in issued}
             assert (await client.delete(f"/api/keys/{issued[0]['id']}", headers=ADMIN)).status_code == 200
@@ -193,7 +196,7 @@ def test_keys_are_listed_and_revoked_on_a_redis_cluster(cluster_settings, cluste
             assert {k["id"] for k in await listed(client, creator_id="alice")} == {
                 k["id"] for k in issued[1:]
             }
-            assert (await client.post("/api/merchants", json=MERCHANT, headers=ADMIN)).status_code == 201
+            await add_merchant(app.ctx.redis, app.ctx.keys, "brand1", ["shop.brand1.example"], now_ms())
             shop = await issue(client, merchant_id="brand1")
             assert [k["id"] for k in await listed(client, merchant_id="brand1")] == [shop["id"]]
             assert len(key_records(cluster_redis, cluster_settings)) == 3 + 2  # records, two lists
@@ -232,11 +235,8 @@ HAND_EDITED = [
 def test_a_hand_edited_key_record_authenticates_nothing_and_is_never_a_5xx(
     settings, redis_client, fields
 ) -> None:
-    key = "ctk_" + "h" * 43
-    key_id = hashlib.sha256(key.encode()).hexdigest()
+    key, key_id = planted(redis_client, settings, "ctk_" + "h" * 43, fields)
     keys = Keys.of(settings)
-    redis_client.hset(keys.api_key(key_id), mapping=fields)
-    redis_client.sadd(keys.api_keys_of("creator", "alice"), key_id)
 
     async def scenario():
         async with running_app(settings) as (_, client):
@@ -255,12 +255,8 @@ def test_a_hand_edited_key_record_authenticates_nothing_and_is_never_a_5xx(
 def test_a_record_with_an_unreadable_issue_time_is_a_key_issued_at_the_epoch(
     settings, redis_client, created
 ) -> None:
-    key = "ctk_" + "t" * 43
-    key_id = hashlib.sha256(key.encode()).hexdigest()
-    keys = Keys.of(settings)
     record = {"scope": "creator", "subject_id": "alice", "created_at_ms": created}
-    redis_client.hset(keys.api_key(key_id), mapping=record)
-    redis_client.sadd(keys.api_keys_of("creator", "alice"), key_id)
+    key, key_id = planted(redis_client, settings, "ctk_" + "t" * 43, record)
 
     async def scenario():
         async with running_app(settings) as (_, client):
