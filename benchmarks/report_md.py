@@ -473,11 +473,11 @@ def _repeat_table(ol: dict) -> list[str]:
         "|" + "---|" * 11,
     ]
     for n, p in enumerate(points, start=1):
-        lat = p["latency_ms"]
+        lat, service = p.get("latency_ms", {}), p.get("service_ms", {})
         lines.append(
-            f"| {n} | {p['offered_rate_per_s']:,} | {lat['p50']} | {lat['p99']} | {lat['max']} | "
-            f"{p['service_ms']['p99']} | {p['max_client_queue']} | {p['client_cores']} | "
-            f"{p['cores_used'].get('server')} | {_fmt(server_cpu_us(p), '.1f')} | "
+            f"| {n} | {p['offered_rate_per_s']:,} | {lat.get('p50', 'n/a')} | {lat.get('p99', 'n/a')} | "
+            f"{lat.get('max', 'n/a')} | {service.get('p99', 'n/a')} | {p['max_client_queue']} | "
+            f"{p['client_cores']} | {p['cores_used'].get('server')} | {_fmt(server_cpu_us(p), '.1f')} | "
             f"{'OK' if p['check']['passed'] else 'FAILED'} |"
         )
     return lines

@@ -208,7 +208,7 @@ def keys() -> None:
 @click.pass_obj
 def keys_reindex(settings: Settings) -> None:
     """Put every stored API key on its creator's or merchant's list, so that the admin can list and revoke
-    it (keys issued before 2026-12-02 are on none; safe to run again)."""
+    it (keys issued by a release before the lists are on none; safe to run again)."""
     import asyncio
 
     from core.keys import Keys

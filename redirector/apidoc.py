@@ -126,8 +126,8 @@ OPERATIONS: dict[tuple[str, str], Op] = {
             Param("creator_id", ID_Q, "the creator (give this or merchant_id)"),
             Param("merchant_id", ID_Q, "the merchant (give this or creator_id)"),
         ),
-        description="Oldest first. Keys issued before clicktrail kept a per-subject index are not listed; "
-        "revoke one of those by its id, the SHA-256 of the key in lowercase hex.",
+        description="Oldest first. Keys issued by a release before the per-subject lists are listed once "
+        "`clicktrail keys reindex` has run; a key's id is its SHA-256 in lowercase hex.",
         tags=("keys",),
     ),
     ("DELETE", "/api/keys/{key_id}"): Op(

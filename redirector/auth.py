@@ -78,11 +78,12 @@ def _key_record(key_id: str, fields: dict[bytes, bytes]) -> KeyRecord | None:
 
 
 async def reindex_keys(redis: Redis, keys: Keys) -> int:
-    """Put every stored key on its subject's list (`clicktrail keys reindex`: keys issued before the lists
-    existed); returns how many were added. Safe to run again and while keys are issued or revoked: a key
-    revoked meanwhile may be put back on a list, which the next listing takes off (it has no record)."""
+    """Put every stored key on its subject's list (`clicktrail keys reindex`: keys issued by a release
+    before the lists are on none); returns how many were added. Safe to run again and while keys are
+    issued or revoked: a key revoked meanwhile may be put back on a list, which the next listing takes
+    off (it has no record)."""
     added = 0
-    start = len(keys.api_key(""))
+    start = len(keys.api_key("").encode())  # names come back as bytes
     async for name in redis.scan_iter(match=keys.api_key_pattern(), count=1_000):
         key_id = name[start:].decode(errors="replace")
         record = _key_record(key_id, await redis.hgetall(name)) if validate.is_key_id(key_id) else None
@@ -191,8 +192,8 @@ class Authenticator:
         return key
 
     async def keys_of(self, scope: str, subject_id: str) -> list[KeyRecord]:
-        """The live keys of one creator or merchant, oldest first. Keys issued before the per-subject
-        lists existed are listed once `clicktrail keys reindex` has run (`reindex_keys`)."""
+        """The live keys of one creator or merchant, oldest first. Keys issued by a release before the
+        per-subject lists are listed once `clicktrail keys reindex` has run (`reindex_keys`)."""
         assert scope in SCOPES
         index = self._keys.api_keys_of(scope, subject_id)
         members = sorted(await self._redis.smembers(index))
@@ -208,8 +209,12 @@ class Authenticator:
             record = _key_record(key_id, fields) if validate.is_key_id(key_id) else None
             if record is not None and (record.scope, record.subject_id) == (scope, subject_id):
                 found.append(record)
-            else:  # its record deleted or edited by hand: it authenticates nothing, so off the list
-                stale.append(member)
+                continue
+            # Only a hand edit puts such an entry here: no record, an unusable one (it authenticates
+            # nothing), or another subject's key, which moves to its own list so that it stays revocable.
+            stale.append(member)
+            if record is not None:
+                await self._redis.sadd(self._keys.api_keys_of(record.scope, record.subject_id), key_id)
         if stale:
             await self._redis.srem(index, *stale)
         return sorted(found, key=lambda r: (r.created_at_ms, r.id))

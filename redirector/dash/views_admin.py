@@ -80,13 +80,13 @@ async def creator(view: Page) -> Response:
 
 
 def _keys_page(view: Page, status: int = 200, **extra) -> Response:
+    # Two forms on one page, each with its own values and error, so that a bad lookup never fills in
+    # the issue form (and the other way round).
     context = {
-        # the issue form
         "key": "",
         "scope": "creator",
         "subject_id": "",
         "error": "",
-        # the list form and the list
         "find_scope": "creator",
         "find_subject": "",
         "find_error": "",
@@ -112,8 +112,10 @@ async def keys(view: Page) -> Response:
         return _keys_page(view, 400, find_error="The id must be 1-64 characters of A-Z a-z 0-9 _ -.", **shown)
     listed = [api.key_json(r) for r in await view.ctx.auth.keys_of(scope, subject_id)]
     revoked = query.get("revoked", "")
-    # Named only as a key that is not live any more: the link cannot make a live key look revoked.
-    if not validate.is_key_id(revoked) or any(k["id"] == revoked for k in listed):
+    # The link only names the id: the page says it is revoked only when no key has it (so a crafted link
+    # cannot make any live key, of this subject or another, look revoked).
+    ctx = view.ctx
+    if not validate.is_key_id(revoked) or await ctx.redis.exists(ctx.keys.api_key(revoked)):
         revoked = ""
     return _keys_page(view, listed=listed, revoked=revoked, **shown)
 

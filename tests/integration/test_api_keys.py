@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from clicktrail import cli
 from core.clock import now_ms
 from core.keys import Keys
+from redirector.auth import reindex_keys
 from tests.integration.apphelp import ADMIN, running_app
 from tests.integration.attributionhelp import add_merchant
 
@@ -203,6 +204,13 @@ def test_keys_are_listed_and_revoked_on_a_redis_cluster(cluster_settings, cluste
             for key in (*issued[1:], shop):
                 assert (await client.delete(f"/api/keys/{key['id']}", headers=ADMIN)).status_code == 200
             assert key_records(cluster_redis, cluster_settings) == []
+            # A key from a release before the lists, found by a reindex over every primary.
+            key_id = hashlib.sha256(b"ctk_before").hexdigest()
+            record = {"scope": "creator", "subject_id": "carol", "created_at_ms": "1"}
+            cluster_redis.hset(app.ctx.keys.api_key(key_id), mapping=record)
+            assert await listed(client, creator_id="carol") == []
+            assert await reindex_keys(app.ctx.redis, app.ctx.keys) == 1
+            assert [k["id"] for k in await listed(client, creator_id="carol")] == [key_id]
 
     asyncio.run(scenario())
 
@@ -300,5 +308,25 @@ def test_reindex_lists_keys_issued_before_the_lists(settings, redis_client, monk
             assert [k["id"] for k in await listed(client, merchant_id="brand1")] == [_id("ctk_old2")]
             assert (await client.delete(f"/api/keys/{_id('ctk_old3')}", headers=ADMIN)).status_code == 200
             assert await listed(client, creator_id="bob") == []
+
+    asyncio.run(scenario())
+
+
+def test_another_subjects_key_on_a_list_moves_to_its_own(settings, redis_client) -> None:
+    """Only a hand edit puts bob's key on alice's list: alice's listing does not show it, and moves it to
+    bob's list, where it can still be revoked."""
+    key, key_id = planted(
+        redis_client, settings, "ctk_" + "b" * 43, {"scope": "creator", "subject_id": "bob"}
+    )
+    keys = Keys.of(settings)
+
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            assert await listed(client, creator_id="alice") == []
+            assert redis_client.smembers(keys.api_keys_of("creator", "alice")) == set()
+            assert [k["id"] for k in await listed(client, creator_id="bob")] == [key_id]
+            assert (await client.get("/api/links?creator_id=bob", headers=bearer(key))).status_code == 200
+            assert (await client.delete(f"/api/keys/{key_id}", headers=ADMIN)).status_code == 200
+            assert key_records(redis_client, settings) == []
 
     asyncio.run(scenario())

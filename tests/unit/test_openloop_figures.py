@@ -99,14 +99,15 @@ def _section(target_p99s: list[float], cpu_s: list[float] | None = None, passed:
     cpu_s = cpu_s or [9.0] * len(target_p99s)
     points = [_run(0.25, 3.0), _run(0.5, 5.0), _run(0.75, target_p99s[0], cpu_s[0]), _run(0.9, 30.0)]
     again = [_run(0.75, p, c, passed) for p, c in zip(target_p99s[1:], cpu_s[1:], strict=True)]
-    return {
+    section = {
         "max_run": {"cores_used": {"server": 0.9}, "requests_per_s": 40_000, "check": {"passed": True}},
         "points": points,
-        "target_repeats": again,
         "links": 1_000,
         "max_requests_per_s": 40_000,
         "connections": 128,
     }
+    # A report from before the repeats has no `target_repeats` at all.
+    return section | ({"target_repeats": again} if again else {})
 
 
 def _open_loop_row(open_loop: dict) -> tuple:
@@ -150,3 +151,13 @@ def test_each_repeat_is_click_checked_and_shown_in_section_2() -> None:
     rows = [line for line in _repeat_table(open_loop) if line.startswith("| ") and "FAILED" in line]
     assert [row.split(" | ")[3] for row in rows] == ["20.0", "30.0"]
     assert _repeat_table(_section([10.0])) == []  # one run: section 2's table has it already
+
+
+def test_a_run_that_answered_nothing_fails_the_target_and_is_shown_as_such() -> None:
+    open_loop = _section([10.0, 12.0])
+    open_loop["target_repeats"][0] |= {"latency_ms": {}, "service_ms": {}, "answered": 0}
+    _, value, met, why = _open_loop_row(open_loop)
+    assert (value, met) == ("10.0 / n/a ms", False)
+    assert "service p99 (from the actual send) n/a ms" in why  # the worst run is the silent one
+    (row,) = [line for line in _repeat_table(open_loop) if line.startswith("| 2 |")]
+    assert row.startswith("| 2 | 30,000 | n/a | n/a | n/a | n/a |")
