@@ -40,6 +40,11 @@ INGEST_GROUP = "ingest"
 MAX_CLICK_SHARDS = 1024
 
 
+def _glob_escaped(prefix: str) -> str:
+    """`prefix` as a literal in a SCAN pattern: its glob characters escaped."""
+    return "".join("\\" + c if c in "*?[]\\" else c for c in prefix)
+
+
 @dataclass(frozen=True, slots=True)
 class Keys:
     prefix: str = "ct:"
@@ -85,8 +90,7 @@ class Keys:
 
     def link_pattern(self) -> str:
         """A SCAN pattern matching every link record (`link(code)`): the prefix's glob characters escaped."""
-        escaped = "".join("\\" + c if c in "*?[]\\" else c for c in self.spread)
-        return f"{escaped}link:*"
+        return f"{_glob_escaped(self.spread)}link:*"
 
     def creator_links(self, creator_id: str) -> str:
         """Sorted set of a creator's codes, scored by creation time (ms)."""
@@ -117,8 +121,7 @@ class Keys:
     def api_key_pattern(self) -> str:
         """A SCAN pattern matching every API key record (`api_key(hash)`): the prefix's glob characters
         escaped."""
-        escaped = "".join("\\" + c if c in "*?[]\\" else c for c in self.prefix)
-        return f"{escaped}apikey:*"
+        return f"{_glob_escaped(self.prefix)}apikey:*"
 
     def api_keys_of(self, scope: str, subject_id: str) -> str:
         """Set of the key hashes issued to one creator or merchant (scope "creator" or "merchant"): what
