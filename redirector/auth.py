@@ -77,6 +77,11 @@ def _key_record(key_id: str, fields: dict[bytes, bytes]) -> KeyRecord | None:
     )
 
 
+async def live_key(redis: Redis, keys: Keys, key_id: str) -> KeyRecord | None:
+    """The key with this id if it can be used: the one check behind API calls and dashboard sessions."""
+    return _key_record(key_id, await redis.hgetall(keys.api_key(key_id)))
+
+
 async def reindex_keys(redis: Redis, keys: Keys) -> int:
     """Put every stored key on its subject's list (`clicktrail keys reindex`: keys issued by a release
     before the lists are on none); returns how many were added. Safe to run again and while keys are
@@ -168,8 +173,7 @@ class Authenticator:
         raise ApiError(401, "unauthorized", "invalid token")
 
     async def _api_key(self, token: str) -> Principal:
-        key_id = key_digest(token)
-        record = _key_record(key_id, await self._redis.hgetall(self._keys.api_key(key_id)))
+        record = await live_key(self._redis, self._keys, key_digest(token))
         if record is None:
             self.refusals.labels("invalid").inc()
             raise ApiError(401, "unauthorized", "invalid API key")

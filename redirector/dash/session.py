@@ -4,8 +4,9 @@ itself is never stored. Sign-out deletes the session, so a copied cookie stops w
 
 A session lasts no longer than the credential that opened it: it records the API key's SHA-256 (the
 address of the key's record, not the key) or a fingerprint of the admin token, and every request checks
-that the key's record still exists, or that the admin token is still the one configured. Deleting a key or
-rotating CLICKTRAIL_ADMIN_TOKEN ends its sessions at their next request."""
+that the key is still usable for the same subject (the API's check, `auth.live_key`), or that the admin
+token is still the one configured. Revoking a key or rotating CLICKTRAIL_ADMIN_TOKEN ends its sessions at
+their next request."""
 
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ from redis.asyncio import Redis
 from starlette.requests import Request
 from starlette.responses import Response
 
+from core import validate
 from core.keys import Keys
-from redirector.auth import KEY_PREFIX, Principal, key_digest
+from redirector.auth import KEY_PREFIX, Principal, key_digest, live_key
 
 COOKIE = "ct_dash"
 # The sign-in form's own CSRF token lives in a short cookie of its own (double submit): there is no
@@ -97,7 +99,13 @@ class Sessions:
         if record[b"kind"] == b"admin":
             return bool(self._admin) and hmac.compare_digest(credential, self._admin)
         # The key's record lives in another hash slot than the session's: a second call, not a pipeline.
-        return bool(credential) and await self._redis.exists(self._keys.api_key(credential)) == 1
+        # The API's own check: a revoked key, or a record edited into another subject's or an unusable
+        # one, ends the session.
+        key = await live_key(self._redis, self._keys, credential) if validate.is_key_id(credential) else None
+        return key is not None and (key.scope, key.subject_id) == (
+            record[b"kind"].decode(),
+            record[b"subject_id"].decode(),
+        )
 
     async def close(self, session: Session) -> None:
         await self._redis.delete(self._keys.dash_session(_digest(session.cookie)))

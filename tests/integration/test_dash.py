@@ -186,6 +186,29 @@ def test_a_session_ends_when_its_key_is_deleted(settings, redis_client, clickhou
     run(scenario())
 
 
+@pytest.mark.parametrize(
+    "edit",
+    [{"subject_id": "mallory"}, {"scope": "merchant"}, {"scope": "root"}, {"subject_id": "a b"}],
+    ids=["other-subject", "other-scope", "no-scope", "bad-subject"],
+)
+def test_a_session_ends_when_its_key_record_is_edited_by_hand(
+    settings, redis_client, clickhouse, edit
+) -> None:
+    """The session checks the key as the API does (`auth.live_key`): a record edited into an unusable
+    one, or into another subject's, ends the sessions it opened."""
+
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            alice = await issue_key(client, creator_id="alice")
+            await sign_in(client, alice)
+            assert (await client.get("/dash/creators/alice")).status_code == 200
+            redis_client.hset(Keys.of(settings).api_key(key_digest(alice)), mapping=edit)
+            gone = await client.get("/dash/creators/alice")
+            assert gone.status_code == 303 and gone.headers["location"].startswith("/dash/login")
+
+    run(scenario())
+
+
 def test_a_session_ends_when_the_admin_token_is_rotated(settings, redis_client, clickhouse) -> None:
     async def scenario():
         async with running_app(settings) as (_, client):
