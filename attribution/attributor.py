@@ -161,6 +161,10 @@ class Attributor:
             raise Busy("the attributor lock could not be replicated; try again")
 
     async def _run(self, now_ms: int, progress, stop: asyncio.Event | None) -> Summary:
+        # On a cluster, rows of a commit ZooKeeper never recorded (an insert that failed with "Unknown
+        # status", maybe in a run of another process) are set aside first: read as stored, they would
+        # keep this run from booking rows that vanish later, and announce their events.
+        await asyncio.to_thread(self._backend.settle_unknown_parts)
         await self._announce_staged(now_ms)
         cursor = int(await self._redis.get(self._keys.attribution_cursor) or 0)
         new = await asyncio.to_thread(

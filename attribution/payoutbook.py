@@ -90,6 +90,7 @@ class PayoutBook:
         """The batch of (merchant, until): made now (True) or the one made before (False)."""
         key = self._keys.payouts(merchant_id)
         async with self._lock():
+            await self._settle()
             unfinished = await self._redis.hget(key, OPEN_FIELD)
             if unfinished and int(unfinished) != until_ms:
                 # A batch cut short plans rows that are still unlinked: finish it before another batch
@@ -192,6 +193,7 @@ class PayoutBook:
             if payout.status not in (payouts.STATUS_IN_PAYOUT, busy):
                 public = payouts.PUBLIC_STATUS.get(payout.status, payout.status)
                 raise WrongState(f"payout {payout_id} is {public}: it cannot be {done} now")
+            await self._settle()
             await self._save(msgspec.structs.replace(payout, status=busy, updated_ms=now_ms))
             if step == payouts.FAIL:
                 await self._release_lines(payout, now_ms)
@@ -221,6 +223,12 @@ class PayoutBook:
         )
 
     # --- ClickHouse writes ---------------------------------------------------------------------------
+    async def _settle(self) -> None:
+        """Before the reads that decide what to write (the payable ledger, the lines and transfers
+        stored): on a cluster, rows of a commit ZooKeeper never recorded are set aside, or this raises.
+        Read as stored, a transfer there would never be written, and then vanish (core/orphanparts.py)."""
+        await asyncio.to_thread(self._backend().settle_unknown_parts)
+
     async def _insert(self, table: str, row_type, rows: list) -> None:
         if rows:
             backend = self._backend()

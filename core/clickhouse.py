@@ -35,6 +35,11 @@ class Backend(Protocol):
         """Finish what failed inserts left half-done, or raise (a cluster's rollups: core/cluster.py)."""
         ...
 
+    def settle_unknown_parts(self) -> None:
+        """Before a read whose rows are taken as the truth (the stored ledger): set aside rows a failed
+        commit may have left where ZooKeeper never recorded them, or raise (core/orphanparts.py)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -69,6 +74,9 @@ class NativeClickHouse:
 
     def settle_failed_inserts(self) -> None:
         """Nothing: a non-replicated table has no block deduplication that could skip its views."""
+
+    def settle_unknown_parts(self) -> None:
+        """Nothing: without ZooKeeper, a part the server keeps is a part it has."""
 
     @contextlib.contextmanager
     def _errors(self) -> Iterator[None]:
@@ -138,6 +146,9 @@ class ChdbClickHouse:
         return len(data[0])
 
     def settle_failed_inserts(self) -> None:
+        """Nothing: as `NativeClickHouse`."""
+
+    def settle_unknown_parts(self) -> None:
         """Nothing: as `NativeClickHouse`."""
 
     def close(self) -> None:

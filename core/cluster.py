@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 
 from core.clickhouse import Backend, ClickHouseError, NativeClickHouse
 from core.clusterddl import ENTRANCES, Planner, local_name, shard_index
-from core.orphanparts import OrphanParts
+from core.orphanparts import SWEPT_SINCE_S, OrphanParts
 
 # Every query: read each shard from its first live replica in `remote_servers` order, never the local
 # replica just because it is local, so reads follow the replica that inserts go to. A statement that
@@ -189,6 +189,14 @@ class ClusterClickHouse:
         if self.orphans.in_doubt or self.orphans.detached:  # (so the topology was read: an insert failed)
             for shard in range(len(self.shards())):
                 self.orphans.shard_took_insert(shard)
+
+    def settle_unknown_parts(self) -> None:
+        """Before a read taken as the truth: set aside, on every replica, the parts ZooKeeper never
+        recorded (orphanparts.py `sweep`), or raise while one may be left. A few small queries per
+        replica and table when there is none."""
+        left = self.orphans.sweep(time.time() - SWEPT_SINCE_S)
+        if left:
+            raise ClickHouseError(f"parts unknown to ZooKeeper may be left: {'; '.join(left)}")
 
     def _write_block(self, block: _Unfinished) -> None:
         try:

@@ -62,6 +62,9 @@ WAIT_AT_MOST_S = 900
 RETRY_S = 10.0
 # Parts written this long before the failed insert's answer may still be its own (server and client clocks).
 WRITTEN_MARGIN_S = 60
+# A sweep (a reader's check of every replica) looks at parts written this recently: ClickHouse's own
+# check sets such a part aside 5 minutes after it was written, so older ones are not left.
+SWEPT_SINCE_S = WAIT_AT_MOST_S
 
 
 class OrphanParts:
@@ -122,6 +125,38 @@ class OrphanParts:
         except ClickHouseError as exc:
             log.warning("%s: parts unknown to ZooKeeper not checked yet (again in %.0f s): %s",
                         replica.address, RETRY_S, str(exc)[:300])  # fmt: skip
+
+    def sweep(self, since_s: float) -> list[str]:
+        """Look now at every replica of the cluster, not only those in doubt: attach the tables a failed
+        restart left detached and set aside the unknown parts written since `since_s` (or since the
+        replica's doubtful answer, if earlier). For a process about to read rows as the truth (the
+        attributor's stored ledger, a payout batch's lines): a replica it reads may have been left so by
+        another process, or by itself before a restart, which no `in_doubt` here remembers. Returns
+        what is still in doubt: replicas whose look failed on a live server, and tables left waiting
+        (unknown parts holding too many of their rows to restart them). A replica that cannot be
+        reached is skipped: reads go to the next one, and ClickHouse sets unknown parts aside itself
+        when a server starts."""
+        left: list[str] = []
+        with self._lock:  # waits for a look another thread is making
+            for replica in [r for shard in self._backend.shards() for r in shard]:
+                try:
+                    for _, table in [d for d in self.detached if d[0] == replica]:
+                        self._attach(replica, table)
+                    self.drop(replica, since_s=min(since_s, self.in_doubt.get(replica, since_s)))
+                except ClickHouseError as exc:
+                    if isinstance(exc.__cause__, self._network_errors):
+                        log.warning("%s: not reachable, its parts not looked at: %s",
+                                    replica.address, str(exc)[:300])  # fmt: skip
+                    else:
+                        left.append(f"{replica.address}: {str(exc)[:300]}")
+                    continue
+                waiting = self.waiting.get(replica)
+                if waiting:
+                    tables = ", ".join(waiting)
+                    left.append(f"{replica.address}: unknown parts hold too many rows of {tables}")
+                else:
+                    self.in_doubt.pop(replica, None)
+        return left
 
     def drop(self, replica: Replica, since_s: float = 0.0) -> dict[str, list[str]]:
         """Set aside, on `replica`, the active parts of level 0 written since `since_s` (unix s, less

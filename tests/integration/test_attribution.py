@@ -195,6 +195,9 @@ class _FailingInserts:
     def settle_failed_inserts(self) -> None:
         pass
 
+    def settle_unknown_parts(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 

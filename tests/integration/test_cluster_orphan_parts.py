@@ -8,21 +8,27 @@ leaves exactly what a failed commit leaves (an active part ZooKeeper does not li
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 from clickhouse_driver import errors
+from redis.asyncio import Redis
 
+from attribution.attributor import Attributor
 from core import queries
 from core.clickhouse import ClickHouseError
+from core.clickid import ClickIds
 from core.cluster import ClusterClickHouse, Replica
 from core.clusterddl import REPLICA_SETTINGS
+from core.keys import Keys
 from core.migrate import migrate
 from core.orphanparts import WAIT_AT_MOST_S
-from tests.conftest import CLUSTER_ZOOKEEPER
+from tests.conftest import CLUSTER_NAME, CLUSTER_ZOOKEEPER, free_port
 from tests.integration import test_schema as schema
+from tests.integration.attributionhelp import add_merchant, deliver, ingest_orders, insert_clicks
 
 pytestmark = [pytest.mark.clickhouse, pytest.mark.cluster]
 ZKCLI = "/usr/share/zookeeper/bin/zkCli.sh"
@@ -104,6 +110,9 @@ def test_unlisted_parts_holding_too_many_rows_are_left_to_clickhouse(cluster: Cl
     assert cluster.orphans.drop(replica) == {}
     assert count(cluster, replica, "orphans_many") == 13
     assert cluster.orphans.waiting[replica] == ["orphans_many"]
+    # A reader that takes rows as the truth waits meanwhile (the attributor's run fails, to be retried).
+    with pytest.raises(ClickHouseError, match="unknown parts hold too many rows of orphans_many"):
+        cluster.settle_unknown_parts()
     # A replica whose table waits stays in doubt and is looked at again; after WAIT_AT_MOST_S, no more.
     cluster.orphans.in_doubt[replica] = time.time()
     cluster.orphans.shard_took_insert(replica.shard)
@@ -208,3 +217,198 @@ def test_every_replicated_table_the_migrations_made_may_be_restarted_so(cluster:
         )
         assert len(engines) >= 10, engines
         assert [n for n, e in engines if REPLICA_SETTINGS not in e] == [], engines
+
+
+def test_a_reader_sets_aside_what_no_insert_of_its_own_left_and_skips_a_replica_it_cannot_reach(
+    cluster: ClusterClickHouse,
+) -> None:
+    """`settle_unknown_parts` looks at every replica, not only those this process saw answer 319 (a
+    restarted attributor remembers none); an unreachable replica serves no reads and is skipped."""
+    first = cluster.shards()[0][0]
+    parts = make_table(cluster, first, "orphans_sweep", [10, 2], f"SETTINGS {REPLICA_SETTINGS}")
+    unlist(cluster, "orphans_sweep", parts[1])
+    assert not cluster.orphans.in_doubt
+    dead = Replica(0, "127.0.0.1", free_port())
+    cluster.shards()[0].append(dead)
+    try:
+        cluster.settle_unknown_parts()
+    finally:
+        cluster.shards()[0].remove(dead)
+    assert count(cluster, first, "orphans_sweep") == 10
+    cluster.settle_unknown_parts()  # nothing left: no error
+
+
+class OrphanThenRefuse:
+    """An "Unknown status" commit, made so: the first insert into `table` is stored on the replica it
+    goes to, its entry and its block's hash deleted from ZooKeeper (and the partner's fetches stopped, as
+    if ZooKeeper's log never had it), and answered with 319; its partner answers 319 too, so the
+    insert fails. Later inserts go through."""
+
+    def __init__(self, cluster: ClusterClickHouse, table: str) -> None:
+        self.cluster, self.table = cluster, table
+        self.orphaned: list[tuple[Replica, str]] = []
+        self._real = cluster.execute_on
+        self._shard: int | None = None
+        self._replicas = [r for shard in cluster.shards() for r in shard]
+
+    def __enter__(self) -> OrphanThenRefuse:
+        for replica in self._replicas:
+            self._real(replica, f"SYSTEM STOP FETCHES {self.cluster.database}.{self.table}")
+        self.cluster.execute_on = self._execute_on  # type: ignore[method-assign]
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        self.cluster.execute_on = self._real  # type: ignore[method-assign]
+
+    def restore_fetches(self) -> None:
+        for replica in self._replicas:
+            self._real(replica, f"SYSTEM START FETCHES {self.cluster.database}.{self.table}")
+
+    def _execute_on(self, replica: Replica, sql: str, params=None, columnar: bool = False):
+        db = self.cluster.database
+        if not sql.startswith(f"INSERT INTO {db}.{self.table} ") or self._shard not in (None, replica.shard):
+            return self._real(replica, sql, params, columnar=columnar)
+        if self._shard is None:
+            self._shard = replica.shard
+            parts_sql = active_parts_sql(self.cluster, self.table)
+            before = {r[0] for r in self._real(replica, parts_sql)}
+            self._real(replica, sql, params, columnar=columnar)
+            (part,) = {r[0] for r in self._real(replica, parts_sql)} - before
+            zookeeper_path, name = self._real(
+                replica,
+                "SELECT zookeeper_path, replica_name FROM system.replicas "
+                "WHERE database = %(db)s AND table = %(t)s",
+                {"db": db, "t": self.table},
+            )[0]
+            # Neither its place in the list nor its block's hash: the same block sent again is stored.
+            block = self._real(
+                replica,
+                "SELECT name FROM system.zookeeper WHERE path = %(p)s AND value = %(part)s",
+                {"p": f"{zookeeper_path}/blocks", "part": part},
+            )
+            assert len(block) == 1, block
+            paths = [f"{zookeeper_path}/replicas/{name}/parts/{part}"]
+            paths += [f"{zookeeper_path}/blocks/{b[0]}" for b in block]
+            for path in paths:
+                subprocess.run([ZKCLI, "-server", CLUSTER_ZOOKEEPER, "deleteall", path],
+                               check=True, capture_output=True, timeout=60)  # fmt: skip
+            self.orphaned.append((replica, part))
+        elif len(self.orphaned) > 1 or not any(r == replica for r in self.cluster.shards()[self._shard]):
+            return self._real(replica, sql, params, columnar=columnar)
+        server = errors.ServerException("DB::Exception: Unknown status, client must retry.", code=319)
+        raise ClickHouseError(str(server)) from server
+
+
+HOUR_MS, T0_MS, ORDERS = 3_600_000, 1_793_491_200_000, 40  # 2026-11-01
+
+
+async def book_orders(settings, cluster: ClusterClickHouse, r: Redis, **merchant) -> list[str]:
+    """ORDERS orders of 1,000 minor units, each with its own click of alice's, stored and ingested."""
+    ids = ClickIds(settings.secret_bytes)
+    keys = Keys(settings.redis_prefix)
+    clicks = [ids.new(T0_MS + n) for n in range(ORDERS)]
+    rows = [(c, T0_MS + n, "alice", "m1", "shop.m1.example", 0, 0) for n, c in enumerate(clicks)]
+    insert_clicks(cluster, rows)
+    await add_merchant(r, keys, "m1", ["shop.m1.example"], T0_MS - 86_400_000, **merchant)
+    for n, click_id in enumerate(clicks):
+        at = T0_MS + HOUR_MS + n
+        await deliver(r, keys, "m1", f"w{n}", "order.created", f"O-{n}", click_id, at, [("S", "", 1000, 1)])
+    await asyncio.to_thread(ingest_orders, settings.redis_url, keys, cluster)
+    return clicks
+
+
+def fresh_backend(settings) -> ClusterClickHouse:
+    """Another process's backend: it knows nothing of the answers the test's backend had."""
+    return ClusterClickHouse(settings.clickhouse_url, CLUSTER_NAME, alt_hosts=settings.clickhouse_alt_hosts)
+
+
+def accruals(cluster: ClusterClickHouse) -> dict[str, int]:
+    rows = cluster.execute(
+        f"SELECT order_id, sum(amount_minor) FROM {cluster.database}.commissions "
+        "WHERE kind = 'accrual' GROUP BY order_id"
+    )
+    return {r[0]: int(r[1]) for r in rows}
+
+
+@pytest.mark.redis
+def test_a_ledger_part_an_unknown_status_left_is_set_aside_before_the_next_run_reads(
+    cluster: ClusterClickHouse, ch_cluster_settings
+) -> None:
+    """The attributor's commissions insert answers 319 on both replicas of a shard, the first having kept
+    the part though ZooKeeper never recorded it; the run fails. The next run is another process, which
+    knows nothing of that answer: it must not read those rows as booked. Read so, it books only the
+    other shard's orders, and once the part is set aside (ClickHouse's own check, 5 minutes later) the
+    ledger lacks the first shard's orders, whose events were announced for rows that do not exist."""
+    settings = ch_cluster_settings
+    keys, ids = Keys(settings.redis_prefix), ClickIds(settings.secret_bytes)
+    now_ms = T0_MS + 2 * HOUR_MS
+
+    async def scenario() -> None:
+        r = Redis.from_url(settings.redis_url)
+        await book_orders(settings, cluster, r)
+        fault = OrphanThenRefuse(cluster, "commissions_local")
+        fresh = fresh_backend(settings)
+        try:
+            with fault, pytest.raises(ClickHouseError, match="no replica of shard"):
+                await Attributor(r, keys, cluster, ids).run_once(now_ms=now_ms)
+            assert len(fault.orphaned) == 1
+            await r.delete(keys.attribution_lock)  # the failed run's hold has passed
+            summary = await Attributor(r, keys, fresh, ids).run_once(now_ms=now_ms)
+            assert summary.outcomes["credited"] == ORDERS
+            assert summary.events == ORDERS  # each order's accrual announced once, by this run
+            # What ClickHouse's own check would do: set aside whatever ZooKeeper does not list.
+            replica, _ = fault.orphaned[0]
+            fresh.orphans.drop(replica)
+            assert accruals(cluster) == {f"O-{n}": 80 for n in range(ORDERS)}
+            assert (await Attributor(r, keys, fresh, ids).run_once(now_ms=now_ms)).rows == 0
+        finally:
+            fresh.close()
+            fault.restore_fetches()
+            await r.aclose()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.redis
+def test_a_payout_transfer_an_unknown_status_left_is_written_by_the_next_confirm(
+    cluster: ClusterClickHouse, ch_cluster_settings
+) -> None:
+    """Confirming a payout writes its transfer rows (in_payout to paid) into the ledger, after reading
+    which of them are stored. Their insert answers 319, the part kept unrecorded; the confirm fails. Its
+    retry, from another process, must write them: read as stored, they would never be, and the payout
+    would stay in_payout in the ledger once the part is set aside, while its record says paid."""
+    from attribution.payoutbook import PayoutBook
+    from tests.integration.test_payouts import balances
+
+    settings = ch_cluster_settings
+    keys, ids = Keys(settings.redis_prefix), ClickIds(settings.secret_bytes)
+
+    async def scenario() -> None:
+        r = Redis.from_url(settings.redis_url)
+        await book_orders(settings, cluster, r, lock_days=0)
+        await Attributor(r, keys, cluster, ids).run_once(now_ms=T0_MS + 2 * HOUR_MS)
+        batch, _ = await PayoutBook(r, keys, lambda: cluster).create_batch(
+            "m1", T0_MS + 2 * HOUR_MS + 1, 0, T0_MS + 3 * HOUR_MS
+        )
+        (payout,) = batch.planned
+        assert payout.amount_minor == ORDERS * 80
+        fault = OrphanThenRefuse(cluster, "commissions_local")
+        fresh = fresh_backend(settings)
+        try:
+            with fault, pytest.raises(ClickHouseError, match="no replica of shard"):
+                await PayoutBook(r, keys, lambda: cluster).confirm(payout.payout_id, T0_MS + 4 * HOUR_MS)
+            assert len(fault.orphaned) == 1
+            await r.delete(keys.attribution_lock)  # the failed write's hold has passed
+            confirmed = await PayoutBook(r, keys, lambda: fresh).confirm(
+                payout.payout_id, T0_MS + 4 * HOUR_MS
+            )
+            assert confirmed.status == "paid"
+            replica, _ = fault.orphaned[0]
+            fresh.orphans.drop(replica)
+            assert balances(cluster) == {("alice", "EUR", "paid"): ORDERS * 80}
+        finally:
+            fresh.close()
+            fault.restore_fetches()
+            await r.aclose()
+
+    asyncio.run(scenario())
