@@ -27,6 +27,7 @@ from clickhouse_driver import Client
 from clickhouse_driver.errors import ServerException
 
 from core.cluster import READ_SETTINGS
+from core.clusterddl import local_name
 from loadtests.common import WARMUP_S, Run, check_answers, drain_and_count, load, run_async
 from loadtests.load import LoadStats
 from loadtests.system import DATABASE, System
@@ -47,6 +48,14 @@ SAMPLE_EVERY_S = 0.5
 # TABLE_IS_READ_ONLY; a catch-up retries them for at most SYNC_WAIT_S.
 ZOOKEEPER_CODES = frozenset({999, 225, 242})
 SYNC_WAIT_S = 60
+# The raw clicks and each rollup, with what a replica's local table of it sums to: equal when exact.
+CLICK_TABLES = (
+    ("clicks", "count()"),
+    ("clicks_daily", "sum(clicks)"),
+    ("creator_clicks_daily", "sum(clicks)"),
+    ("merchant_clicks_daily", "sum(clicks)"),
+    ("clicks_daily_dims", "sum(clicks)"),
+)
 
 
 def _script(*args: str) -> None:
@@ -85,34 +94,33 @@ class ClusterNodes:
         finally:
             client.disconnect()
 
-    def local_counts(self) -> list[list[int]]:
-        """count() of `clicks_local` on every replica, per shard, after each replica caught up."""
-        counts = []
+    def replica_totals(self) -> list[list[dict[str, int]]]:
+        """Each replica's clicks and rollup sums (its own local tables), per shard, once it caught up with
+        every one of them: a rollup read before its replica fetched a part another replica committed
+        looks short, though nothing is lost."""
+        totals = []
         deadline = time.monotonic() + SYNC_WAIT_S  # one wait for all the replicas, not one each
         for shard in SHARDS:
             row = []
             for port in shard:
                 client = Client("127.0.0.1", port=port, database=DATABASE)
                 try:
-                    sync_replica(client, "clicks_local", deadline - time.monotonic())
-                    row.append(int(client.execute("SELECT count() FROM clicks_local")[0][0]))
+                    for table, _ in CLICK_TABLES:
+                        sync_replica(client, local_name(table), deadline - time.monotonic())
+                    row.append({
+                        table: int(client.execute(f"SELECT {expr} FROM {local_name(table)}")[0][0] or 0)
+                        for table, expr in CLICK_TABLES
+                    })  # fmt: skip
                 finally:
                     client.disconnect()
-            counts.append(row)
-        return counts
+            totals.append(row)
+        return totals
 
     def rollups_agree(self) -> tuple[bool, dict]:
         client = self.client(DATABASE)
         try:
             totals = {
-                name: int(client.execute(f"SELECT {expr} FROM {name}")[0][0])
-                for name, expr in (
-                    ("clicks", "count()"),
-                    ("clicks_daily", "sum(clicks)"),
-                    ("creator_clicks_daily", "sum(clicks)"),
-                    ("merchant_clicks_daily", "sum(clicks)"),
-                    ("clicks_daily_dims", "sum(clicks)"),
-                )
+                name: int(client.execute(f"SELECT {expr} FROM {name}")[0][0]) for name, expr in CLICK_TABLES
             }
         finally:
             client.disconnect()
@@ -149,16 +157,27 @@ def _system(run: Run) -> tuple[System, ClusterNodes]:
 
 
 def _cluster_checks(verdict: Verdict, nodes: ClusterNodes) -> None:
-    counts = nodes.local_counts()
-    verdict.figures["clicks_local_per_replica"] = counts
-    verdict.check(
-        "both replicas of each shard hold the same rows",
-        all(len(set(shard)) == 1 for shard in counts),
-        f"clicks_local count per replica, per shard: {counts}",
-    )
+    replica_checks(verdict, nodes.replica_totals())
     agree, totals = nodes.rollups_agree()
     verdict.figures["rollup_totals"] = totals
     verdict.check("rollups agree with the raw clicks", agree, f"{totals}")
+
+
+def replica_checks(verdict: Verdict, totals: list[list[dict[str, int]]]) -> None:
+    """Both replicas of each shard hold the same clicks and rollups, and on each replica every rollup
+    sums to its clicks (read after every replica caught up: `replica_totals`)."""
+    counts = [[replica["clicks"] for replica in shard] for shard in totals]
+    verdict.figures["clicks_local_per_replica"] = counts
+    verdict.check(
+        "both replicas of each shard hold the same rows",
+        all(shard[0] == other for shard in totals for other in shard[1:]),
+        f"clicks and rollup sums per replica, per shard: {totals}",
+    )
+    verdict.check(
+        "every replica's rollups agree with its clicks",
+        all(len(set(replica.values())) == 1 for shard in totals for replica in shard),
+        f"clicks and rollup sums per replica, per shard: {totals}",
+    )
 
 
 class BacklogSampler(threading.Thread):

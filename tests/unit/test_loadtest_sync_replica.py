@@ -1,13 +1,14 @@
 """The load tests' replica catch-up waits out a replica that has no ZooKeeper session yet (a CI run of
 zookeeper_flaps failed on Code 999 "Session expired" right after the last flap) and passes on every
-other error at once."""
+other error at once; the checks after a fault compare every replica's clicks and rollups."""
 
 from __future__ import annotations
 
 import pytest
 from clickhouse_driver.errors import ServerException
 
-from loadtests.clickhouse_cluster_faults import sync_replica
+from loadtests.clickhouse_cluster_faults import CLICK_TABLES, replica_checks, sync_replica
+from loadtests.verdict import Verdict
 
 
 class _Replica:
@@ -52,3 +53,28 @@ def test_a_replica_that_never_gets_its_session_fails_after_the_wait() -> None:
     with pytest.raises(ServerException):
         sync_replica(replica, "clicks_local", wait_s=0.05, pause_s=0.01)  # type: ignore[arg-type]
     assert replica.calls > 1
+
+
+def _replica(clicks: int, dims: int | None = None) -> dict[str, int]:
+    totals = {table: clicks for table, _ in CLICK_TABLES}
+    totals["clicks_daily_dims"] = clicks if dims is None else dims
+    return totals
+
+
+@pytest.mark.parametrize(
+    "totals, replicas_agree, rollups_agree",
+    [
+        ([[_replica(6_020), _replica(6_020)], [_replica(5_980), _replica(5_980)]], True, True),
+        # one rollup short on one replica (a part it has not fetched, or lost): both checks say so
+        ([[_replica(6_020), _replica(6_020, 5_765)], [_replica(5_980), _replica(5_980)]], False, False),
+        # short on both replicas alike: lost, though the replicas agree
+        ([[_replica(6_020, 5_765), _replica(6_020, 5_765)], [_replica(5_980), _replica(5_980)]], True, False),
+        # the raw clicks differ between replicas, each replica's rollups matching its own clicks
+        ([[_replica(6_020), _replica(6_000)], [_replica(5_980), _replica(5_980)]], False, True),
+    ],
+)
+def test_every_replica_table_is_compared(totals, replicas_agree: bool, rollups_agree: bool) -> None:
+    verdict = Verdict("zookeeper_flaps", "smoke")
+    replica_checks(verdict, totals)
+    assert [c.ok for c in verdict.checks] == [replicas_agree, rollups_agree]
+    assert verdict.figures["clicks_local_per_replica"] == [[r["clicks"] for r in s] for s in totals]
