@@ -330,3 +330,43 @@ def test_another_subjects_key_on_a_list_moves_to_its_own(settings, redis_client)
             assert key_records(redis_client, settings) == []
 
     asyncio.run(scenario())
+
+
+def test_a_key_and_its_subjects_list_are_written_in_one_transaction(settings, redis_client) -> None:
+    """What Redis is sent when a key is issued, as MONITOR shows it: the record and the list entry
+    between one client's MULTI and EXEC, so that no crash can leave a usable key off its list."""
+    import threading
+
+    import redis
+
+    keys = Keys.of(settings)
+    sentinel = f"end-of-{settings.redis_prefix}"
+    commands: list[tuple[str, str]] = []  # (client address, command)
+    ready = threading.Event()
+
+    def watch() -> None:
+        with redis.Redis.from_url(settings.redis_url).monitor() as monitor:
+            ready.set()
+            for seen in monitor.listen():
+                commands.append((seen["client_address"] + ":" + seen["client_port"], seen["command"]))
+                if sentinel in seen["command"]:
+                    return
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    assert ready.wait(10)  # (set once Redis answered MONITOR's OK)
+
+    async def scenario() -> str:
+        async with running_app(settings) as (_app, client):
+            return (await issue(client, creator_id="alice"))["id"]
+
+    key_id = asyncio.run(scenario())
+    redis_client.echo(sentinel)
+    watcher.join(10)
+    record, index = keys.api_key(key_id), keys.api_keys_of("creator", "alice")
+    writes = [(c, cmd) for c, cmd in commands if record in cmd or index in cmd]
+    assert [cmd.split()[0] for _, cmd in writes] == ["HSET", "SADD"], writes
+    (client,) = {c for c, _ in writes}
+    own = [cmd.split()[0] for c, cmd in commands if c == client]
+    start = own.index("MULTI")
+    assert own[start : start + 4] == ["MULTI", "HSET", "SADD", "EXEC"], own
