@@ -161,11 +161,16 @@ class MerchantStore:
         raw = await self._redis.get(self._keys.merchant(merchant_id))
         return None if raw is None else msgspec.json.decode(raw, type=Merchant)
 
-    async def all(self) -> list[Merchant]:
-        """Every merchant, by id (the admin's list: merchants are few, read in one MGET)."""
+    async def page(self, after: str, limit: int) -> tuple[list[Merchant], int, str]:
+        """The admin's list: up to `limit` merchants by id after `after`, how many there are, and the id
+        to continue after ("" on the last page). The ids are read whole (a few bytes each); only the
+        page's records are read and decoded."""
         ids = sorted(m.decode() for m in await self._redis.smembers(self._keys.merchants))
-        found = await self._redis.mget([self._keys.merchant(i) for i in ids]) if ids else []
-        return [msgspec.json.decode(raw, type=Merchant) for raw in found if raw is not None]
+        later = [i for i in ids if i > after]
+        shown = later[:limit]
+        found = await self._redis.mget([self._keys.merchant(i) for i in shown]) if shown else []
+        merchants = [msgspec.json.decode(raw, type=Merchant) for raw in found if raw is not None]
+        return merchants, len(ids), shown[-1] if len(later) > limit else ""
 
     async def create(
         self,

@@ -16,6 +16,9 @@ from redirector import api, spool
 from redirector.auth import SCOPES
 from redirector.dash.page import Page, page
 
+# The merchants page lists this many at a time (an installation may have thousands).
+MERCHANTS_SHOWN = 100
+
 
 def spool_files(directory: Path) -> tuple[int, int]:
     """(files, bytes) in the spool directory: clicks waiting there for Redis (every worker's, and orphans
@@ -64,7 +67,10 @@ async def health(view: Page) -> Response:
 
 @page()
 async def merchants(view: Page) -> Response:
-    return view.render("admin_merchants.html", merchants=await view.ctx.merchants.all())
+    """MERCHANTS_SHOWN merchants by id after `?after=`: the page stays small however many there are."""
+    after = view.request.query_params.get("after", "")
+    shown, total, next_after = await view.ctx.merchants.page(after, MERCHANTS_SHOWN)
+    return view.render("admin_merchants.html", merchants=shown, total=total, next_after=next_after)
 
 
 @page()

@@ -766,6 +766,38 @@ def test_admin_pages_health_merchants_and_keys(settings, redis_client, clickhous
     run(scenario())
 
 
+def test_the_admin_merchant_list_is_paged(settings, redis_client, clickhouse, monkeypatch) -> None:
+    """MERCHANTS_SHOWN at a time by id, with the count and a link to the next page; any `after` is only
+    a place in that order: past the last id it shows none, before the first the first page."""
+    from redirector.dash import views_admin
+
+    monkeypatch.setattr(views_admin, "MERCHANTS_SHOWN", 4)
+
+    async def scenario():
+        async with running_app(settings) as (app, client):
+            ids = [f"m{n:02d}" for n in range(10)]
+            for merchant_id in reversed(ids):
+                await add_merchant(app.ctx.redis, app.ctx.keys, merchant_id, [f"{merchant_id}.example"], 1)
+            await sign_in(client, ADMIN_TOKEN)
+            seen, path = [], "/dash/admin/merchants"
+            for _ in range(3):
+                shown = await client.get(path)
+                assert shown.status_code == 200 and "10 merchants in all." in shown.text
+                seen.append([row[0] for row in _table(shown.text, "merchants")])
+                found = re.search(r'href="(\?after=[^"]+)">Next merchants', shown.text)
+                path = f"/dash/admin/merchants{found.group(1)}" if found else ""
+            assert seen == [ids[:4], ids[4:8], ids[8:]] and path == ""
+            for after in ("m09", "zzz", "m09\x00", "x" * 2_000, "\u00e9"):
+                past = await client.get("/dash/admin/merchants", params={"after": after})
+                assert past.status_code == 200 and "No merchants after these." in past.text
+            for after in ("", "\x00", "A", "<script>"):
+                first = await client.get("/dash/admin/merchants", params={"after": after})
+                assert [row[0] for row in _table(first.text, "merchants")] == ids[:4]
+                assert "<script>" not in first.text
+
+    run(scenario())
+
+
 def test_the_admin_lists_and_revokes_keys_on_the_keys_page(settings, redis_client, clickhouse) -> None:
     """The keys page lists a subject's keys by id and revokes one with the API's own function: the key
     fails its next API call and its dashboard session ends; bad lookups and revocations get a page."""
