@@ -140,11 +140,7 @@ async def _run_recorded(
 
 def _serve_metrics(settings: Settings, keys: Keys, port: int) -> SyncRedis:
     """Serve the run statistics on `port` (a thread of prometheus_client's): each scrape reads the hash."""
-    client = (
-        sync_client(settings)
-        if settings.redis_cluster
-        else SyncRedis.from_url(settings.redis_url, socket_timeout=STATS_READ_TIMEOUT_S)
-    )
+    client = sync_client(settings, timeout_s=STATS_READ_TIMEOUT_S)
     registry = CollectorRegistry()
     last: dict = {}
 

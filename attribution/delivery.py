@@ -36,6 +36,7 @@ from attribution.guard import AddressRefused, GuardedBackend
 from attribution.outbox import Outbox
 from core.clock import now_ms as clock_ms
 from core.keys import Keys
+from core.redisclient import failover_client
 from core.settings import Settings
 
 log = logging.getLogger("clicktrail.deliver")
@@ -100,7 +101,7 @@ class Deliverer:
     def __init__(self, settings: Settings, redis: Redis, metrics: DeliveryMetrics) -> None:
         self._settings = settings
         self._redis = redis
-        self._keys = Keys(settings.redis_prefix)
+        self._keys = Keys.of(settings)
         self._outbox = Outbox(redis, self._keys, settings.events_retention_days, settings.public_url)
         self._store = EndpointStore(redis, self._keys)
         self._metrics = metrics
@@ -305,7 +306,9 @@ async def run_deliver(settings: Settings, once: bool, metrics_port: int) -> int:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    redis = Redis.from_url(settings.redis_url)
+    # Through core/redisclient like every process: on a Redis Cluster, a plain client sent every command
+    # to the first node and took each MOVED answer for "Redis unavailable", forever.
+    redis = failover_client(settings)
     try:
         await Deliverer(settings, redis, DeliveryMetrics(registry)).run(stop, once=once)
     finally:

@@ -69,17 +69,18 @@ def async_client(
     )
 
 
-def sync_client(settings: Settings) -> redis.Redis:
+def sync_client(settings: Settings, timeout_s: float | None = None) -> redis.Redis:
     """A blocking client for the ingester and the command-line tools: on a cluster it rides out a
-    failover (retries with back-off for a few seconds)."""
+    failover (retries with back-off for a few seconds). With `timeout_s`, each call gives up after it."""
     if settings.redis_cluster:
         url, others = seed_nodes(settings.redis_url)
         return RedisCluster.from_url(
             url,
             startup_nodes=[ClusterNode(host, port) for host, port in others],
             retry=Retry(ExponentialBackoff(cap=FAILOVER_BACKOFF_CAP_S, base=0.05), FAILOVER_RETRIES),
+            socket_timeout=timeout_s,
         )
-    return redis.Redis.from_url(settings.redis_url)
+    return redis.Redis.from_url(settings.redis_url, socket_timeout=timeout_s)
 
 
 def failover_client(settings: Settings, timeout_s: float = 5.0) -> redis.asyncio.Redis:

@@ -15,7 +15,13 @@ import httpx
 import pytest
 import redis
 
+from attribution import events_out
+from attribution.endpoints import EndpointStore, new_endpoint
+from attribution.outbox import Outbox
+from core.clock import now_ms
 from core.keys import Keys
+from core.links import Link
+from core.redisclient import failover_client
 from tests.conftest import free_port
 from tests.integration.receivers import Receiver, fast
 from tests.integration.servehelp import settings_env
@@ -121,5 +127,36 @@ def test_sigterm_finishes_the_request_in_flight_and_takes_no_more(settings, redi
             client.close()
         finally:
             await receiver.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.cluster
+def test_deliver_on_a_redis_cluster(cluster_settings, cluster_redis) -> None:
+    """`clicktrail deliver` with CLICKTRAIL_REDIS_CLUSTER: it took a plain client and the single-node key
+    names, so every command went to the first node, each MOVED answer read as "Redis unavailable", and
+    nothing was ever delivered."""
+    settings = fast(cluster_settings)
+
+    async def scenario():
+        receiver = await Receiver().start()
+        redis = failover_client(settings)
+        keys = Keys.of(settings)
+        try:
+            endpoint = new_endpoint("creator:alice", receiver.url, ("link.updated",), "", now_ms() - 1000)
+            assert await EndpointStore(redis, keys).create(endpoint)
+            outbox, ids = Outbox(redis, keys), []
+            for n in range(5):
+                link = Link(f"code{n}", "https://shop.example.com/", "alice", "shop.example.com", 1_000,
+                            updated_at_ms=1_000 + n)  # fmt: skip
+                event = events_out.link_event("link.updated", link, "http://x")
+                assert await outbox.emit([event], now_ms()) == 1
+                ids.append(event.id)
+            proc = start_deliver(settings, "--once")
+            assert await exited(proc, 30) == 0, proc.stdout.read().decode()
+            assert collapse(receiver.ids()) == ids
+        finally:
+            await receiver.close()
+            await redis.aclose()
 
     asyncio.run(scenario())
