@@ -44,7 +44,7 @@ async def attribute(settings: Settings, every_s: float | None, metrics_port: int
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    redis = failover_client(settings)
+    redis = failover_client(settings, role="attribute")
     backend = connect(settings)
     keys = Keys.of(settings)
     outbox = Outbox(redis, keys, settings.events_retention_days)
@@ -76,7 +76,7 @@ async def attribute(settings: Settings, every_s: float | None, metrics_port: int
 
 async def explain(settings: Settings, merchant_id: str, order_id: str, as_json: bool) -> int:
     """`clicktrail attribute --explain`: the order's trace (attribution/trace.py); books nothing."""
-    redis = failover_client(settings)
+    redis = failover_client(settings, role="explain")
     backend = connect(settings)
     try:
         attributor = Attributor(redis, Keys.of(settings), backend, ClickIds(settings.secret_bytes))
@@ -140,7 +140,7 @@ async def _run_recorded(
 
 def _serve_metrics(settings: Settings, keys: Keys, port: int) -> SyncRedis:
     """Serve the run statistics on `port` (a thread of prometheus_client's): each scrape reads the hash."""
-    client = sync_client(settings, timeout_s=STATS_READ_TIMEOUT_S)
+    client = sync_client(settings, timeout_s=STATS_READ_TIMEOUT_S, role="attribute-metrics")
     registry = CollectorRegistry()
     last: dict = {}
 

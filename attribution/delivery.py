@@ -308,7 +308,7 @@ async def run_deliver(settings: Settings, once: bool, metrics_port: int) -> int:
         loop.add_signal_handler(signum, stop.set)
     # Through core/redisclient like every process: on a Redis Cluster, a plain client sent every command
     # to the first node and took each MOVED answer for "Redis unavailable", forever.
-    redis = failover_client(settings)
+    redis = failover_client(settings, role="deliver")
     try:
         await Deliverer(settings, redis, DeliveryMetrics(registry)).run(stop, once=once)
     finally:

@@ -90,7 +90,6 @@ class PayoutBook:
         """The batch of (merchant, until): made now (True) or the one made before (False)."""
         key = self._keys.payouts(merchant_id)
         async with self._lock():
-            await self._settle()
             unfinished = await self._redis.hget(key, OPEN_FIELD)
             if unfinished and int(unfinished) != until_ms:
                 # A batch cut short plans rows that are still unlinked: finish it before another batch
@@ -104,6 +103,7 @@ class PayoutBook:
                     batch = await self._book(batch, now_ms, resumed=True)
                 return batch, False
             batch_id = payouts.batch_id_of(merchant_id, until_ms)
+            await self._settle()
             totals = await asyncio.to_thread(
                 queries.payable_totals, self._backend(), merchant_id, until_ms, batch_id
             )
@@ -117,6 +117,8 @@ class PayoutBook:
     async def _book(self, batch: Batch, now_ms: int, resumed: bool) -> Batch:
         """Write what of the batch is missing: its lines (linked inside ClickHouse), its transfers, then the
         payout records. Raises PlanMismatch, booking no transfer, if the lines do not add up to the plan."""
+        if resumed:  # (a new batch was settled just before its plan was read)
+            await self._settle()
         if batch.planned:
             backend = self._backend()
 

@@ -216,7 +216,7 @@ def keys_reindex(settings: Settings) -> None:
     from redirector.auth import reindex_keys
 
     async def run() -> int:
-        client = async_client(settings, timeout_s=5.0, retries=3)
+        client = async_client(settings, timeout_s=5.0, retries=3, role="keys")
         try:
             return await reindex_keys(client, Keys.of(settings))
         finally:

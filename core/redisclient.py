@@ -25,6 +25,9 @@ from core.settings import Settings
 FAILOVER_RETRIES = 8
 FAILOVER_BACKOFF_CAP_S = 1.0
 CONNECT_TIMEOUT_MAX_S = 2.0
+# Every connection names its process and role (CLIENT SETNAME, sent once per connection): `CLIENT LIST`
+# then tells a redirect worker's recorder from an ingester or the attributor. No spaces (Redis refuses).
+CLIENT_NAME_PREFIX = "clicktrail-"
 
 
 def seed_nodes(url: str) -> tuple[str, list[tuple[str, int]]]:
@@ -40,17 +43,26 @@ def seed_nodes(url: str) -> tuple[str, list[tuple[str, int]]]:
     return urlunsplit(parts._replace(netloc=auth + first)), others
 
 
+def client_name(role: str) -> str:
+    """The name a connection of this role gives itself: `clicktrail-serve-recorder` and the like."""
+    if not role or any(c.isspace() for c in role):
+        raise ValueError(f"a Redis client name has no spaces: {role!r}")
+    return CLIENT_NAME_PREFIX + role
+
+
 def async_client(
-    settings: Settings, timeout_s: float, retries: int, *, retry_on_timeout: bool = False
+    settings: Settings, timeout_s: float, retries: int, *, role: str, retry_on_timeout: bool = False
 ) -> redis.asyncio.Redis:
     """A client whose every call gives up after `timeout_s`, retried `retries` times on a dropped
     connection (and on a timeout if asked). On a cluster, MOVED/ASK are followed as well, and a call
-    that still fails after the retries refreshes the slot map for the next one."""
+    that still fails after the retries refreshes the slot map for the next one. Its connections are
+    named after `role` (`client_name`)."""
     also = [RedisTimeoutError] if retry_on_timeout else []
     backoff = ExponentialBackoff(cap=0.5, base=0.02) if retries else NoBackoff()
     common = {
         "socket_timeout": timeout_s,
         "socket_connect_timeout": min(timeout_s, CONNECT_TIMEOUT_MAX_S),
+        "client_name": client_name(role),
     }
     if settings.redis_cluster:
         url, others = seed_nodes(settings.redis_url)
@@ -69,25 +81,26 @@ def async_client(
     )
 
 
-def sync_client(settings: Settings, timeout_s: float | None = None) -> redis.Redis:
+def sync_client(settings: Settings, timeout_s: float | None = None, *, role: str) -> redis.Redis:
     """A blocking client for the ingester and the command-line tools: on a cluster it rides out a
-    failover (retries with back-off for a few seconds). With `timeout_s`, each call gives up after it."""
+    failover (retries with back-off for a few seconds). With `timeout_s`, each call gives up after it.
+    Its connections are named after `role`."""
+    common = {"socket_timeout": timeout_s, "client_name": client_name(role)}
     if settings.redis_cluster:
         url, others = seed_nodes(settings.redis_url)
         return RedisCluster.from_url(
             url,
             startup_nodes=[ClusterNode(host, port) for host, port in others],
             retry=Retry(ExponentialBackoff(cap=FAILOVER_BACKOFF_CAP_S, base=0.05), FAILOVER_RETRIES),
-            socket_timeout=timeout_s,
+            **common,
         )
-    return redis.Redis.from_url(settings.redis_url, socket_timeout=timeout_s)
+    return redis.Redis.from_url(settings.redis_url, **common)
 
 
-def failover_client(settings: Settings, timeout_s: float = 5.0) -> redis.asyncio.Redis:
+def failover_client(settings: Settings, timeout_s: float = 5.0, *, role: str) -> redis.asyncio.Redis:
     """The API's and the attributor's async client: retries briefly, long enough for a failover."""
-    if settings.redis_cluster:
-        return async_client(settings, timeout_s, FAILOVER_RETRIES, retry_on_timeout=True)
-    return async_client(settings, timeout_s, 3, retry_on_timeout=True)
+    retries = FAILOVER_RETRIES if settings.redis_cluster else 3
+    return async_client(settings, timeout_s, retries, role=role, retry_on_timeout=True)
 
 
 class ReplicasBehind(RedisError):

@@ -93,12 +93,14 @@ class AppState:
         keys = Keys.of(settings)
         # The API's client retries briefly: after a Redis restart every pooled connection is dead once
         # (on a cluster: long enough to ride out a failover).
-        redis = failover_client(settings)
+        redis = failover_client(settings, role="serve-api")
         # The redirect path's clients fail fast, so a Redis that hangs never holds a viewer: a slow write
         # is spooled rather than retried; a slow lookup serves the cached copy or a 503 (one retry only
         # for a dropped connection).
-        recorder_redis = async_client(settings, settings.redis_write_timeout_ms / 1000, 0)
-        lookup_redis = async_client(settings, settings.redis_lookup_timeout_ms / 1000, 1)
+        recorder_redis = async_client(
+            settings, settings.redis_write_timeout_ms / 1000, 0, role="serve-recorder"
+        )
+        lookup_redis = async_client(settings, settings.redis_lookup_timeout_ms / 1000, 1, role="serve-lookup")
         ids = ClickIds(settings.secret_bytes)
         links = LinkStore(redis, keys)
         cache = LinkCache(settings.link_cache_bytes, settings.link_cache_ttl_ms)

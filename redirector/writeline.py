@@ -89,8 +89,10 @@ class WriteLine:
         password: str | None = None,
         timeout_s: float = DEFAULT_TIMEOUT_S,
         connect_timeout_s: float | None = None,
+        client_name: str | None = None,
     ) -> None:
         self._address = (host, port)
+        self._client_name = client_name
         self._auth = [username, password or ""] if username else [password] if password else []
         self._db = db
         self._timeout_s = timeout_s
@@ -118,6 +120,8 @@ class WriteLine:
             password=kwargs.get("password"),
             timeout_s=timeout_s,
             connect_timeout_s=kwargs.get("socket_connect_timeout") or timeout_s,
+            # Told apart from the client's own pooled connections in CLIENT LIST.
+            client_name=f"{kwargs['client_name']}-line" if kwargs.get("client_name") else None,
         )
 
     async def evalsha(self, sha: str, keys: list[str], args: list[Any]) -> Any:
@@ -172,6 +176,8 @@ class WriteLine:
                     await self._send(line, (b"AUTH", *self._auth))
                 if self._db:
                     await self._send(line, (b"SELECT", self._db))
+                if self._client_name:
+                    await self._send(line, (b"CLIENT", b"SETNAME", self._client_name))
             except Exception:
                 line.fail(RedisConnectionError("closed"))
                 raise

@@ -66,7 +66,7 @@ def run_streams(
     metrics = StreamMetrics(registry)
     consumers, closers = [], []
     for spec in specs:
-        client = sync_client(settings)
+        client = sync_client(settings, role="ingest")
         backend = connect(settings)
         closers += [client.close, backend.close]
         config = ConsumerConfig(

@@ -140,7 +140,7 @@ def test_deliver_on_a_redis_cluster(cluster_settings, cluster_redis) -> None:
 
     async def scenario():
         receiver = await Receiver().start()
-        redis = failover_client(settings)
+        redis = failover_client(settings, role="test")
         keys = Keys.of(settings)
         try:
             endpoint = new_endpoint("creator:alice", receiver.url, ("link.updated",), "", now_ms() - 1000)

@@ -60,7 +60,7 @@ async def ingest_and_attribute(settings, clickhouse):
     """Everything recorded so far into ClickHouse, then one attribution batch; returns its summary."""
     await asyncio.sleep(0.3)  # let the recorder's group commit reach Redis
     await asyncio.to_thread(ingest_once, settings)
-    r = failover_client(settings)
+    r = failover_client(settings, role="test")
     try:
         return await Attributor(r, Keys.of(settings), clickhouse, ClickIds(settings.secret_bytes)).run_once()
     finally:

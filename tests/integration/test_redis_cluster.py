@@ -148,7 +148,7 @@ def test_attributor_lock_waits_for_replicas(
     keys = Keys.of(cluster_settings)
 
     async def scenario() -> None:
-        client = failover_client(cluster_settings)
+        client = failover_client(cluster_settings, role="test")
         attributor = Attributor(
             client, keys, clickhouse, ClickIds(cluster_settings.secret_bytes), min_replicas_acked=replicas
         )
@@ -167,7 +167,7 @@ def test_attributor_lock_waits_for_replicas(
 
 def test_a_url_naming_several_nodes_survives_a_dead_first_one(cluster_settings) -> None:
     settings = cluster_settings.model_copy(update={"redis_url": "redis://127.0.0.1:1,127.0.0.1:7002/0"})
-    client = sync_client(settings)
+    client = sync_client(settings, role="test")
     try:
         assert client.ping()
         assert len(client.get_primaries()) == 3
@@ -175,7 +175,7 @@ def test_a_url_naming_several_nodes_survives_a_dead_first_one(cluster_settings) 
         client.close()
 
     async def scenario() -> None:
-        async_one = failover_client(settings)
+        async_one = failover_client(settings, role="test")
         try:
             assert await async_one.ping()
         finally:
