@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -30,6 +31,21 @@ from tests.integration.test_events_out import add_endpoint, emit_links
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
 
+STARTED: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def no_process_left() -> Iterator[None]:
+    """A test that fails while its `deliver` runs must not leave it running (a `--once` that never ends
+    outlived its test by 18 minutes so)."""
+    yield
+    while STARTED:
+        proc = STARTED.pop()
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
 def start_deliver(settings, *args: str) -> subprocess.Popen:
     env = settings_env(settings)
     env.update(
@@ -41,7 +57,9 @@ def start_deliver(settings, *args: str) -> subprocess.Popen:
         CLICKTRAIL_DELIVER_POLL_INTERVAL_MS="20",
     )
     command = [sys.executable, "-m", "clicktrail.cli", "deliver", *args]
-    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    STARTED.append(proc)
+    return proc
 
 
 def collapse(ids: list[str]) -> list[str]:
