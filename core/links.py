@@ -323,6 +323,8 @@ class LinkStore:
         creator and host indexes of new hosts are added in the same transaction."""
         keys = self._keys
         key = keys.link(old.code)
+        if keys.cluster:
+            return await self._compare_and_replace_spread(old, new)
         async with self._redis.pipeline(transaction=True) as pipe:
             try:
                 await pipe.watch(key)
@@ -339,6 +341,32 @@ class LinkStore:
                 return True
             except WatchError:
                 return False
+
+    async def _compare_and_replace_spread(self, old: Link, new: Link) -> bool:
+        """`compare_and_replace` on a cluster, where the record and the indexes are in different slots:
+        the host indexes first (an entry for a PATCH that then loses its race only makes a later claim
+        look at a link it leaves as it is), the record in a transaction WATCHing it alone, its event
+        after it (as `replace`)."""
+        keys = self._keys
+        key = keys.link(old.code)
+        async with self._redis.pipeline(transaction=False) as indexes:
+            for host in link_hosts(new):
+                for name in host_candidates(host):
+                    indexes.sadd(keys.host_links(name), new.code)
+            await indexes.execute()
+        async with self._redis.pipeline(transaction=True) as pipe:
+            try:
+                await pipe.watch(key)
+                stored = await pipe.get(key)
+                if stored is None or _decode_or_corrupt(stored) != old:
+                    return False
+                pipe.multi()
+                pipe.set(key, encode_link(new))
+                await pipe.execute()
+            except WatchError:
+                return False
+        await self._redis.xadd(keys.link_events, link_event(new))
+        return True
 
     async def disable(self, code: str) -> Link | None:
         link = await self.get(code)
@@ -427,12 +455,12 @@ class LinkStore:
                     link = None if payload is None else _decode_or_corrupt(payload)
                     if not isinstance(link, Link):
                         return 0
-                    owner = (await resolve(self._redis, [link.host]))[link.host]
-                    if (link.merchant_id, link.click_param) == owner:
+                    # Every host the link can send to (main, rules, variants), as `reconcile` does.
+                    owners = await resolve(self._redis, sorted(link_hosts(link)))
+                    owned = with_owners(link, owners)
+                    if owned is link:
                         return 0
-                    link = msgspec.structs.replace(
-                        link, merchant_id=owner[0], click_param=owner[1], updated_at_ms=now_ms()
-                    )
+                    link = msgspec.structs.replace(owned, updated_at_ms=next_version_ms(link))
                     pipe.multi()
                     pipe.set(key, encode_link(link))
                     await pipe.execute()

@@ -263,3 +263,40 @@ def test_a_claim_never_overwrites_a_change_made_while_it_ran(settings) -> None:
             assert (link.disabled, link.merchant_id, link.click_param) == (True, "m9", "ref")
 
     asyncio.run(scenario())
+
+
+def test_a_registration_claims_every_host_a_link_sends_to(settings) -> None:
+    """A smart link whose variant and rule go to other hosts than its main URL, and a link PATCHed onto a
+    new host: a merchant registering those hosts claims each target on them, and only those (the main
+    URL keeps its own owner). On a Redis Cluster the claim looked at the main host alone, and the PATCH
+    answered 500."""
+
+    async def scenario():
+        async with running_app(settings) as (app, client):
+            await register(client, merchant("main", "main.example"))
+            smart = await make_link(
+                client,
+                "alice",
+                "https://main.example/p",
+                variants=[{"url": "https://main.example/a", "weight": 1},
+                          {"url": "https://later.example/b", "weight": 1}],
+                rules=[{"when": {"os": ["ios"]}, "url": "https://later.example/i"}],
+            )  # fmt: skip
+            moved = (await make_link(client, "bob", "https://main.example/q"))["code"]
+            patched = await client.patch(
+                f"/api/links/{moved}", json={"url": "https://shop.later.example/q"}, headers=ADMIN
+            )
+            assert patched.status_code == 200, patched.text
+            assert patched.json()["merchant_id"] is None  # nobody owns later.example yet
+
+            later = await register(client, merchant("later", "later.example"))
+            assert later["claimed_links"] == 2
+            link = await app.ctx.links.get(smart["code"])
+            assert link.merchant_id == "main"
+            assert [v.target.merchant_id for v in link.smart.variants] == ["main", "later"]
+            assert [r.target.merchant_id for r in link.smart.rules] == ["later"]
+            assert await owner_of_link(app, moved) == "later"
+            again = await client.patch(f"/api/links/{moved}", json={"max_clicks": 9}, headers=ADMIN)
+            assert again.status_code == 200 and again.json()["merchant_id"] == "later"
+
+    asyncio.run(scenario())

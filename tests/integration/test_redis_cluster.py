@@ -18,7 +18,9 @@ from core.migrate import migrate
 from core.redisclient import failover_client, sync_client
 from redirector.click import encode_batch
 from redirector.recorder import count_clicks
+from tests.integration import test_domain_ownership as ownership
 from tests.integration import test_end_to_end
+from tests.integration import test_smart_links as smart
 from tests.integration.apphelp import ADMIN, make_link, running_app
 from tests.integration.crashhelp import CLI, ingest_env, kill_at
 from tests.integration.test_end_to_end import ingest_once
@@ -28,6 +30,23 @@ pytestmark = [pytest.mark.redis, pytest.mark.clickhouse]
 
 CLAIM_IDLE_MS = 6_000
 SURVIVOR_RUNS = 3
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        ownership.test_a_registration_claims_every_host_a_link_sends_to,
+        ownership.test_a_claim_never_overwrites_a_change_made_while_it_ran,
+        ownership.test_two_overlapping_registrations_at_once_one_wins,
+        smart.test_patch_changes_a_link_and_clears_fields,
+        smart.test_patch_refusals,
+    ],
+    ids=lambda case: case.__name__.removeprefix("test_"),
+)
+def test_links_and_domains_on_the_cluster(case, cluster_settings, cluster_redis) -> None:
+    """The one-node tests of link writes that are not one transaction on a cluster (the record and the
+    indexes are in different slots): PATCH, and a merchant's claim of every host a link sends to."""
+    case(cluster_settings)
 
 
 def test_click_to_commission_on_the_cluster(cluster_settings, clickhouse, cluster_redis) -> None:
