@@ -40,7 +40,7 @@ from attribution.merchants import MerchantStore, policy_snapshot
 from attribution.outbox import Outbox
 from attribution.rates import RateStore
 from core import clickid, queries
-from core.clickhouse import Backend
+from core.clickhouse import Backend, PartsInDoubt
 from core.clock import now_ms as clock_ms
 from core.keys import Keys
 from core.redisclient import ReplicasBehind, eval_replicated
@@ -134,6 +134,11 @@ class Attributor:
         try:
             with full_collections_held():
                 summary = await self._run(now_ms, progress, stop)
+        except PartsInDoubt:
+            # Refused before reading or writing anything (`_run`'s first step): no insert can land later.
+            if (await self._redis.get(self._keys.attribution_lock)) == token.encode():
+                await self._redis.delete(self._keys.attribution_lock)
+            raise
         except BaseException:
             # An insert this run gave up on may still land on the server: keep other runs out until it
             # has, or they could read the ledger without it and append the same difference again.

@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 from attribution import report, runstats, trace
 from attribution.attributor import Attributor, Busy, Summary
 from attribution.outbox import Outbox
-from core.clickhouse import ClickHouseError
+from core.clickhouse import ClickHouseError, PartsInDoubt
 from core.clickid import ClickIds
 from core.cluster import connect
 from core.keys import Keys
@@ -123,6 +123,10 @@ async def _run_recorded(
         await recorded("busy")
         click.echo(f"skipped: {exc}", err=True)
         return 0 if every_s else 75  # EX_TEMPFAIL: cron may simply try again
+    except PartsInDoubt as exc:  # a cluster replica still to be put right: nothing read, nothing written
+        await recorded("failed")
+        click.echo(f"skipped: {exc}", err=True)
+        return 0 if every_s else 75
     except Exception:
         await recorded("failed")
         raise

@@ -28,7 +28,7 @@ import msgspec
 from attribution import money, payouts
 from attribution.payouts import Batch, Payout, PlannedPayout
 from core import queries
-from core.clickhouse import Backend
+from core.clickhouse import Backend, PartsInDoubt
 from core.keys import Keys
 from core.rows import CommissionRow, PayoutLineRow, columnar
 
@@ -258,7 +258,7 @@ class PayoutBook:
             waited_ms += LOCK_POLL_MS
         try:
             yield
-        except (WrongState, money.AmountOutOfRange):
+        except (WrongState, money.AmountOutOfRange, PartsInDoubt):
             await self._unlock(key, token)  # refused before writing anything
             raise
         except BaseException:

@@ -22,6 +22,11 @@ class ClickHouseError(Exception):
     exception is the cause)."""
 
 
+class PartsInDoubt(ClickHouseError):
+    """Rows a replica may hold though ZooKeeper never recorded them could not be set aside yet
+    (`Backend.settle_unknown_parts`): a reader of the ledger waits, having read and written nothing."""
+
+
 class Backend(Protocol):
     database: str
 

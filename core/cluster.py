@@ -35,7 +35,7 @@ from operator import itemgetter
 from typing import Any
 from urllib.parse import urlsplit
 
-from core.clickhouse import Backend, ClickHouseError, NativeClickHouse
+from core.clickhouse import Backend, ClickHouseError, NativeClickHouse, PartsInDoubt
 from core.clusterddl import ENTRANCES, Planner, local_name, shard_index
 from core.orphanparts import SWEPT_SINCE_S, OrphanParts
 
@@ -196,7 +196,7 @@ class ClusterClickHouse:
         replica and table when there is none."""
         left = self.orphans.sweep(time.time() - SWEPT_SINCE_S)
         if left:
-            raise ClickHouseError(f"parts unknown to ZooKeeper may be left: {'; '.join(left)}")
+            raise PartsInDoubt(f"parts unknown to ZooKeeper may be left: {'; '.join(left)}")
 
     def _write_block(self, block: _Unfinished) -> None:
         try:

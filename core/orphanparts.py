@@ -62,9 +62,10 @@ WAIT_AT_MOST_S = 900
 RETRY_S = 10.0
 # Parts written this long before the failed insert's answer may still be its own (server and client clocks).
 WRITTEN_MARGIN_S = 60
-# A sweep (a reader's check of every replica) looks at parts written this recently: ClickHouse's own
-# check sets such a part aside 5 minutes after it was written, so older ones are not left.
-SWEPT_SINCE_S = WAIT_AT_MOST_S
+# A sweep (a reader's check of every replica) looks at parts written this recently. ClickHouse's own
+# check of such a part comes 5 minutes after the answer, but needs ZooKeeper: after a long outage it
+# comes only once ZooKeeper is back, so the window is far longer than the check's delay.
+SWEPT_SINCE_S = 86_400
 
 
 class OrphanParts:
@@ -144,7 +145,7 @@ class OrphanParts:
                         self._attach(replica, table)
                     self.drop(replica, since_s=min(since_s, self.in_doubt.get(replica, since_s)))
                 except ClickHouseError as exc:
-                    if isinstance(exc.__cause__, self._network_errors):
+                    if isinstance(exc.__cause__, self._network_errors) and not self._served(replica):
                         log.warning("%s: not reachable, its parts not looked at: %s",
                                     replica.address, str(exc)[:300])  # fmt: skip
                     else:
@@ -153,16 +154,27 @@ class OrphanParts:
                 waiting = self.waiting.get(replica)
                 if waiting:
                     tables = ", ".join(waiting)
-                    left.append(f"{replica.address}: unknown parts hold too many rows of {tables}")
+                    left.append(f"{replica.address}: unknown parts left in {tables} (see the log)")
                 else:
                     self.in_doubt.pop(replica, None)
         return left
 
+    def _served(self, replica: Replica) -> bool:
+        """Whether the node queries go to reaches `replica`: then reads through the `Distributed` tables
+        may come from it, though this process cannot look at it (a partition between the two)."""
+        try:
+            self._backend.execute(f"SELECT count() FROM remote('{replica.address}', system.one)")
+        except ClickHouseError:
+            return False
+        return True
+
     def drop(self, replica: Replica, since_s: float = 0.0) -> dict[str, list[str]]:
         """Set aside, on `replica`, the active parts of level 0 written since `since_s` (unix s, less
         WRITTEN_MARGIN_S) of the database's replicated tables that ZooKeeper does not list for it, by
-        restarting each such table there. Returns the parts set aside, per table. A table whose unknown
-        parts hold more of its rows than `_max_share` allows is left (logged, and listed in `waiting`)."""
+        restarting each such table there. Returns the parts set aside, per table. A table is left (logged,
+        and listed in `waiting`) when its unknown parts hold more of its rows than `_max_share` allows,
+        or when ZooKeeper also lacks parts no cut commit leaves (merged or older ones: its state is lost,
+        and the restart would set those aside too)."""
         db = self._backend.database
         tables = self._backend.execute_on(
             replica,
@@ -181,6 +193,19 @@ class OrphanParts:
             again = self._unlisted(replica, table, listed, after_s)
             orphans = {name: rows for name, rows in orphans.items() if name in again}
             if not orphans:
+                continue
+            # A restart sets aside *every* part ZooKeeper does not list, not only these. A commit cut by
+            # ZooKeeper leaves level-0 parts only, written lately; any other unlisted part (merged, or
+            # older) means ZooKeeper lost state (restored from a snapshot, a path made anew), and a
+            # restart would take the table back in time: left to the operator.
+            beyond = sorted(set(self._unlisted(replica, table, listed, None)) - set(orphans))
+            if beyond:
+                if table not in self.waiting.get(replica, []):
+                    log.error("%s %s.%s: ZooKeeper does not list parts an insert cut by it cannot have "
+                              "left: %s (and %s): its state may be lost; the table is not restarted, and "
+                              "readers of the ledger wait",
+                              replica.address, db, table, beyond[:5], sorted(orphans))  # fmt: skip
+                kept.append(table)
                 continue
             if sum(orphans.values()) > self._max_share(replica, table) * self._rows(replica, table):
                 if table not in self.waiting.get(replica, []):  # once, not at every look
@@ -242,15 +267,18 @@ class OrphanParts:
         )
         return bool(int(rows[0][0]))
 
-    def _unlisted(self, replica: Replica, table: str, listed_path: str, after_s: int) -> dict[str, int]:
+    def _unlisted(
+        self, replica: Replica, table: str, listed_path: str, after_s: int | None
+    ) -> dict[str, int]:
         """Active parts of level 0 of `table` on `replica` written at or after `after_s` (name: rows) that
-        its ZooKeeper parts list lacks."""
+        its ZooKeeper parts list lacks; with `after_s` None, every active part it lacks."""
         db = self._backend.database
+        which = "" if after_s is None else "AND level = 0 AND toUInt32(modification_time) >= %(after)s"
         local = self._backend.execute_on(
             replica,
-            "SELECT name, rows FROM system.parts WHERE database = %(db)s AND table = %(t)s AND active "
-            "AND level = 0 AND toUInt32(modification_time) >= %(after)s",
-            {"db": db, "t": table, "after": max(0, after_s)},
+            "SELECT name, rows FROM system.parts "
+            f"WHERE database = %(db)s AND table = %(t)s AND active {which}",
+            {"db": db, "t": table, "after": max(0, after_s or 0)},
         )
         if not local:
             return {}

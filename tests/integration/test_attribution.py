@@ -17,6 +17,7 @@ from attribution.collector import HELD_THRESHOLD, HOLDS, holding
 from attribution.events import event_of, event_of_facts
 from attribution.rates import RateStore, RatesUpdate
 from core import queries
+from core.clickhouse import PartsInDoubt
 from core.clickid import ClickIds
 from core.keys import Keys
 from core.rows import CommissionRow, OrderEventRow, columnar
@@ -200,6 +201,39 @@ class _FailingInserts:
 
     def close(self) -> None:
         pass
+
+
+class _PartsInDoubt(_FailingInserts):
+    """A cluster whose sweep for parts ZooKeeper never recorded cannot finish (core/orphanparts.py)."""
+
+    def settle_unknown_parts(self) -> None:
+        raise PartsInDoubt("127.0.0.1:9101: a replica in doubt")
+
+
+def test_a_refusal_for_parts_in_doubt_gives_the_ledger_lock_back(settings, backend) -> None:
+    """Refused before reading or writing anything, a run or a payout step must not hold the ledger for
+    FAILED_RUN_HOLD_MS as a failed write does; `attribute --every` takes it as a skipped turn."""
+    from attribution.commands import _run_recorded
+    from attribution.payoutbook import PayoutBook
+
+    keys = Keys(settings.redis_prefix)
+
+    async def scenario():
+        r = Redis.from_url(settings.redis_url)
+        doubtful = _PartsInDoubt(backend)
+        attributor = Attributor(r, keys, doubtful, ClickIds(settings.secret_bytes))
+        with pytest.raises(PartsInDoubt):
+            await attributor.run_once(now_ms=T0)
+        assert not await r.exists(keys.attribution_lock)
+        with pytest.raises(PartsInDoubt):
+            await PayoutBook(r, keys, lambda: doubtful).create_batch("m1", T0, 0, T0)
+        assert not await r.exists(keys.attribution_lock)
+        assert await _run_recorded(attributor, r, keys, asyncio.Event(), 5.0) == 0  # --every: next turn
+        assert await _run_recorded(attributor, r, keys, asyncio.Event(), None) == 75  # once: EX_TEMPFAIL
+        assert not await r.exists(keys.attribution_lock)
+        await r.aclose()
+
+    asyncio.run(scenario())
 
 
 def test_one_run_at_a_time_and_a_failed_run_keeps_the_others_out(settings, backend) -> None:

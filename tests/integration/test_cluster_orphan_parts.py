@@ -19,7 +19,7 @@ from redis.asyncio import Redis
 
 from attribution.attributor import Attributor
 from core import queries
-from core.clickhouse import ClickHouseError
+from core.clickhouse import ClickHouseError, PartsInDoubt
 from core.clickid import ClickIds
 from core.cluster import ClusterClickHouse, Replica
 from core.clusterddl import REPLICA_SETTINGS
@@ -111,7 +111,7 @@ def test_unlisted_parts_holding_too_many_rows_are_left_to_clickhouse(cluster: Cl
     assert count(cluster, replica, "orphans_many") == 13
     assert cluster.orphans.waiting[replica] == ["orphans_many"]
     # A reader that takes rows as the truth waits meanwhile (the attributor's run fails, to be retried).
-    with pytest.raises(ClickHouseError, match="unknown parts hold too many rows of orphans_many"):
+    with pytest.raises(ClickHouseError, match="unknown parts left in orphans_many"):
         cluster.settle_unknown_parts()
     # A replica whose table waits stays in doubt and is looked at again; after WAIT_AT_MOST_S, no more.
     cluster.orphans.in_doubt[replica] = time.time()
@@ -238,6 +238,45 @@ def test_a_reader_sets_aside_what_no_insert_of_its_own_left_and_skips_a_replica_
     cluster.settle_unknown_parts()  # nothing left: no error
 
 
+def test_a_replica_only_this_process_cannot_reach_is_in_doubt(cluster: ClusterClickHouse) -> None:
+    """Reads go through the node queries are sent to: a replica that node reaches may serve them, so a
+    sweep that cannot look at it (a partition between this process and it) refuses rather than skips."""
+    first = cluster.shards()[0][0]
+    real_execute_on = cluster.execute_on
+
+    def execute_on(replica: Replica, sql: str, params=None, columnar: bool = False):
+        if replica == first:
+            lost = errors.NetworkError("Code: 210. Connection refused (127.0.0.1:9101)")
+            raise ClickHouseError(str(lost)) from lost
+        return real_execute_on(replica, sql, params, columnar=columnar)
+
+    cluster.execute_on = execute_on  # type: ignore[method-assign]
+    try:
+        with pytest.raises(PartsInDoubt, match=first.address):
+            cluster.settle_unknown_parts()
+    finally:
+        cluster.execute_on = real_execute_on  # type: ignore[method-assign]
+    cluster.settle_unknown_parts()
+
+
+def test_a_table_whose_merged_parts_zookeeper_lost_is_not_restarted(cluster: ClusterClickHouse) -> None:
+    """A restart sets aside every part ZooKeeper does not list. When it lacks a merged part too (its
+    state was lost: restored from a snapshot), restarting for a new unlisted part would take the table
+    back in time: the sweep refuses, and every row stays."""
+    replica = cluster.shards()[1][0]
+    db = cluster.database
+    make_table(cluster, replica, "orphans_lost", [100, 100, 100], f"SETTINGS {REPLICA_SETTINGS}")
+    cluster.execute_on(replica, f"OPTIMIZE TABLE {db}.orphans_lost FINAL")
+    cluster.execute_on(replica, f"INSERT INTO {db}.orphans_lost SELECT 9000 + number FROM numbers(5)")
+    parts = [r[0] for r in cluster.execute_on(replica, active_parts_sql(cluster, "orphans_lost"))]
+    assert len(parts) == 2 and parts[0].endswith("_1"), parts  # the merged part and the new one
+    for part in parts:
+        unlist(cluster, "orphans_lost", part)
+    with pytest.raises(PartsInDoubt, match="orphans_lost"):
+        cluster.settle_unknown_parts()
+    assert count(cluster, replica, "orphans_lost") == 305
+
+
 class OrphanThenRefuse:
     """An "Unknown status" commit, made so: the first insert into `table` is stored on the replica it
     goes to, its entry and its block's hash deleted from ZooKeeper (and the partner's fetches stopped, as
@@ -249,6 +288,7 @@ class OrphanThenRefuse:
         self.orphaned: list[tuple[Replica, str]] = []
         self._real = cluster.execute_on
         self._shard: int | None = None
+        self._refused: set[Replica] = set()
         self._replicas = [r for shard in cluster.shards() for r in shard]
 
     def __enter__(self) -> OrphanThenRefuse:
@@ -293,8 +333,9 @@ class OrphanThenRefuse:
                 subprocess.run([ZKCLI, "-server", CLUSTER_ZOOKEEPER, "deleteall", path],
                                check=True, capture_output=True, timeout=60)  # fmt: skip
             self.orphaned.append((replica, part))
-        elif len(self.orphaned) > 1 or not any(r == replica for r in self.cluster.shards()[self._shard]):
+        elif replica in self._refused:  # the failed insert is over: what comes later goes through
             return self._real(replica, sql, params, columnar=columnar)
+        self._refused.add(replica)
         server = errors.ServerException("DB::Exception: Unknown status, client must retry.", code=319)
         raise ClickHouseError(str(server)) from server
 
