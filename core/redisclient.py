@@ -25,8 +25,9 @@ from core.settings import Settings
 FAILOVER_RETRIES = 8
 FAILOVER_BACKOFF_CAP_S = 1.0
 CONNECT_TIMEOUT_MAX_S = 2.0
-# Every connection names its process and role (CLIENT SETNAME, sent once per connection): `CLIENT LIST`
-# then tells a redirect worker's recorder from an ingester or the attributor. No spaces (Redis refuses).
+# With `redis_client_names`, every connection names its process and role (CLIENT SETNAME, sent once per
+# connection): `CLIENT LIST` then tells a redirect worker's recorder from an ingester or the attributor.
+# No spaces (Redis refuses).
 CLIENT_NAME_PREFIX = "clicktrail-"
 
 
@@ -55,14 +56,14 @@ def async_client(
 ) -> redis.asyncio.Redis:
     """A client whose every call gives up after `timeout_s`, retried `retries` times on a dropped
     connection (and on a timeout if asked). On a cluster, MOVED/ASK are followed as well, and a call
-    that still fails after the retries refreshes the slot map for the next one. Its connections are
-    named after `role` (`client_name`)."""
+    that still fails after the retries refreshes the slot map for the next one. With
+    `redis_client_names`, its connections are named after `role` (`client_name`)."""
     also = [RedisTimeoutError] if retry_on_timeout else []
     backoff = ExponentialBackoff(cap=0.5, base=0.02) if retries else NoBackoff()
     common = {
         "socket_timeout": timeout_s,
         "socket_connect_timeout": min(timeout_s, CONNECT_TIMEOUT_MAX_S),
-        "client_name": client_name(role),
+        "client_name": client_name(role) if settings.redis_client_names else None,
     }
     if settings.redis_cluster:
         url, others = seed_nodes(settings.redis_url)
@@ -84,8 +85,11 @@ def async_client(
 def sync_client(settings: Settings, timeout_s: float | None = None, *, role: str) -> redis.Redis:
     """A blocking client for the ingester and the command-line tools: on a cluster it rides out a
     failover (retries with back-off for a few seconds). With `timeout_s`, each call gives up after it.
-    Its connections are named after `role`."""
-    common = {"socket_timeout": timeout_s, "client_name": client_name(role)}
+    With `redis_client_names`, its connections are named after `role`."""
+    common = {
+        "socket_timeout": timeout_s,
+        "client_name": client_name(role) if settings.redis_client_names else None,
+    }
     if settings.redis_cluster:
         url, others = seed_nodes(settings.redis_url)
         return RedisCluster.from_url(

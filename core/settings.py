@@ -79,6 +79,9 @@ class Settings(BaseSettings):
     # A redirect answers only after this many replicas hold its click (Redis WAIT after each batch),
     # else the batch goes to the spool; 0 answers once the primary has it.
     redis_min_replicas_acked: int = Field(0, ge=0)
+    # Name every connection after its process and role (CLIENT SETNAME; core/redisclient.py). Off by
+    # default: a Redis user whose ACL lacks +client|setname would have every connection refused.
+    redis_client_names: bool = False
 
     # Ingestion.
     # Each ClickHouse insert has a fixed cost (50-110 ms on 18.16): 100k clicks per insert measured 1.5x

@@ -1,5 +1,6 @@
-"""Every Redis connection names its process and role (CLIENT SETNAME), on one node and on a cluster, so that
-`CLIENT LIST` tells a redirect worker's recorder from its lookups, the API, an ingester or the attributor."""
+"""With CLICKTRAIL_REDIS_CLIENT_NAMES, every Redis connection names its process and role (CLIENT SETNAME), on
+one node and on a cluster, so that `CLIENT LIST` tells a redirect worker's recorder from its lookups, the
+API, an ingester or the attributor; without it (the default), none does."""
 
 from __future__ import annotations
 
@@ -28,6 +29,10 @@ def test_a_role_is_one_word(role: str) -> None:
         client_name(role)
 
 
+def named(settings):
+    return settings.model_copy(update={"redis_client_names": True})
+
+
 def _factories_name_their_connections(settings, admin) -> None:
     async def scenario() -> None:
         one = async_client(settings, 1.0, 0, role="test-async")
@@ -51,12 +56,26 @@ def _factories_name_their_connections(settings, admin) -> None:
 
 
 def test_factories_name_their_connections(settings, redis_client) -> None:
-    _factories_name_their_connections(settings, redis_client)
+    _factories_name_their_connections(named(settings), redis_client)
 
 
 @pytest.mark.cluster
 def test_factories_name_their_connections_on_a_cluster(cluster_settings, cluster_redis) -> None:
-    _factories_name_their_connections(cluster_settings, cluster_redis)
+    _factories_name_their_connections(named(cluster_settings), cluster_redis)
+
+
+def test_no_connection_is_named_by_default(settings, redis_client) -> None:
+    """A Redis user whose ACL lacks +client|setname would have every named connection refused."""
+
+    async def scenario() -> None:
+        client = failover_client(settings, role="test-unnamed")
+        try:
+            await client.set(settings.redis_prefix + "n0", 0)
+            assert await client.client_getname() is None
+        finally:
+            await client.aclose()
+
+    asyncio.run(scenario())
 
 
 def test_a_redirect_worker_names_each_of_its_connections(settings, redis_client, clickhouse) -> None:
@@ -68,7 +87,7 @@ def test_a_redirect_worker_names_each_of_its_connections(settings, redis_client,
     migrate(clickhouse, log=lambda *_: None)
 
     async def scenario() -> set[str]:
-        async with running_app(settings) as (_app, client):
+        async with running_app(named(settings)) as (_app, client):
             link = await make_link(client, "alice", "https://shop.example.com/p")
             assert (await client.get(f"/{link['code']}")).status_code == 302
             return names(redis_client)
