@@ -70,7 +70,9 @@ async def merchants(view: Page) -> Response:
     """MERCHANTS_SHOWN merchants by id after `?after=`: the page stays small however many there are."""
     after = view.request.query_params.get("after", "")
     shown, total, next_after = await view.ctx.merchants.page(after, MERCHANTS_SHOWN)
-    return view.render("admin_merchants.html", merchants=shown, total=total, next_after=next_after)
+    return view.render(
+        "admin_merchants.html", merchants=shown, total=total, next_after=next_after, paged=bool(after)
+    )
 
 
 @page()

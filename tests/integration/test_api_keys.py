@@ -363,10 +363,11 @@ def test_a_key_and_its_subjects_list_are_written_in_one_transaction(settings, re
     key_id = asyncio.run(scenario())
     redis_client.echo(sentinel)
     watcher.join(10)
+    assert not watcher.is_alive()
     record, index = keys.api_key(key_id), keys.api_keys_of("creator", "alice")
     writes = [(c, cmd) for c, cmd in commands if record in cmd or index in cmd]
     assert [cmd.split()[0] for _, cmd in writes] == ["HSET", "SADD"], writes
     (client,) = {c for c, _ in writes}
-    own = [cmd.split()[0] for c, cmd in commands if c == client]
-    start = own.index("MULTI")
-    assert own[start : start + 4] == ["MULTI", "HSET", "SADD", "EXEC"], own
+    own = [cmd for c, cmd in commands if c == client]
+    at = next(n for n, cmd in enumerate(own) if cmd.startswith("HSET") and record in cmd)
+    assert [cmd.split()[0] for cmd in own[at - 1 : at + 3]] == ["MULTI", "HSET", "SADD", "EXEC"], own

@@ -790,6 +790,12 @@ def test_the_admin_merchant_list_is_paged(settings, redis_client, clickhouse, mo
             for after in ("m09", "zzz", "m09\x00", "x" * 2_000, "\u00e9"):
                 past = await client.get("/dash/admin/merchants", params={"after": after})
                 assert past.status_code == 200 and "No merchants after these." in past.text
+                assert 'href="?">First merchants' in past.text
+            # A page whose records are all gone (ids left in the set) still leads on to the next one.
+            for merchant_id in ids[4:8]:
+                redis_client.delete(app.ctx.keys.merchant(merchant_id))
+            hollow = await client.get("/dash/admin/merchants", params={"after": ids[3]})
+            assert "No merchants after these." in hollow.text and f"?after={ids[7]}" in hollow.text
             for after in ("", "\x00", "A", "<script>"):
                 first = await client.get("/dash/admin/merchants", params={"after": after})
                 assert [row[0] for row in _table(first.text, "merchants")] == ids[:4]
