@@ -190,6 +190,10 @@ class ClusterClickHouse:
             for shard in range(len(self.shards())):
                 self.orphans.shard_took_insert(shard)
 
+    def credentials(self) -> dict[str, str]:
+        """The user and password of the URL, for queries that connect onward (`remote()`)."""
+        return {"user": self._user, "password": self._password}
+
     def settle_unknown_parts(self) -> None:
         """Before a read taken as the truth: set aside, on every replica, the parts ZooKeeper never
         recorded (orphanparts.py `sweep`), or raise while one may be left. A few small queries per

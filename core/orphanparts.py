@@ -62,6 +62,9 @@ WAIT_AT_MOST_S = 900
 RETRY_S = 10.0
 # Parts written this long before the failed insert's answer may still be its own (server and client clocks).
 WRITTEN_MARGIN_S = 60
+# ClickHouse's answers when a node could not connect to another: ALL_CONNECTION_TRIES_FAILED, NETWORK_ERROR,
+# SOCKET_TIMEOUT.
+NOT_CONNECTED_CODES = frozenset({279, 210, 209})
 # A sweep (a reader's check of every replica) looks at parts written this recently. ClickHouse's own
 # check of such a part comes 5 minutes after the answer, but needs ZooKeeper: after a long outage it
 # comes only once ZooKeeper is back, so the window is far longer than the check's delay.
@@ -161,11 +164,15 @@ class OrphanParts:
 
     def _served(self, replica: Replica) -> bool:
         """Whether the node queries go to reaches `replica`: then reads through the `Distributed` tables
-        may come from it, though this process cannot look at it (a partition between the two)."""
+        may come from it, though this process cannot look at it (a partition between the two). Only a
+        failure to connect says it does not; any other answer (a refused login...) counts as reached."""
         try:
-            self._backend.execute(f"SELECT count() FROM remote('{replica.address}', system.one)")
-        except ClickHouseError:
-            return False
+            self._backend.execute(
+                "SELECT count() FROM remote(%(address)s, system.one, %(user)s, %(password)s)",
+                {"address": replica.address, **self._backend.credentials()},
+            )
+        except ClickHouseError as exc:
+            return getattr(exc.__cause__, "code", None) not in NOT_CONNECTED_CODES
         return True
 
     def drop(self, replica: Replica, since_s: float = 0.0) -> dict[str, list[str]]:
