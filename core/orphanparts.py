@@ -65,6 +65,8 @@ WRITTEN_MARGIN_S = 60
 # ClickHouse's answers when a node could not connect to another: ALL_CONNECTION_TRIES_FAILED, NETWORK_ERROR,
 # SOCKET_TIMEOUT.
 NOT_CONNECTED_CODES = frozenset({279, 210, 209})
+# CANNOT_GET_CREATE_TABLE_QUERY: ATTACH of a table the node has no metadata of (never made there).
+NO_METADATA = 390
 # A sweep (a reader's check of every replica) looks at parts written this recently. ClickHouse's own
 # check of such a part comes 5 minutes after the answer, but needs ZooKeeper: after a long outage it
 # comes only once ZooKeeper is back, so the window is far longer than the check's delay.
@@ -142,6 +144,8 @@ class OrphanParts:
         when a server starts."""
         left: list[str] = []
         with self._lock:  # waits for a look another thread is making
+            for shard in self._backend.shards():
+                left += self._attach_missing(shard)
             for replica in [r for shard in self._backend.shards() for r in shard]:
                 try:
                     for _, table in [d for d in self.detached if d[0] == replica]:
@@ -160,6 +164,33 @@ class OrphanParts:
                     left.append(f"{replica.address}: unknown parts left in {tables} (see the log)")
                 else:
                     self.in_doubt.pop(replica, None)
+        return left
+
+    def _attach_missing(self, shard: list[Replica]) -> list[str]:
+        """Replicated tables one replica of `shard` lacks and another has: a restart cut between its
+        detach and its attach (by any process, this one's notes in `detached` are not needed) leaves a
+        table so, and the replica then takes none of its inserts. Attached again from the node's own
+        metadata; returns what could not be (a replica that does not answer is the sweep's to judge)."""
+        db = self._backend.database
+        sql = "SELECT name FROM system.tables WHERE database = %(db)s AND engine LIKE 'Replicated%%'"
+        held: dict[Replica, set[str]] = {}
+        for replica in shard:
+            try:
+                held[replica] = {str(r[0]) for r in self._backend.execute_on(replica, sql, {"db": db})}
+            except ClickHouseError:
+                continue
+        wanted = set().union(*held.values())
+        left = []
+        for replica, tables in held.items():
+            for table in sorted(wanted - tables):
+                try:
+                    self._backend.execute_on(replica, f"ATTACH TABLE {db}.{table}")
+                except ClickHouseError as exc:
+                    if getattr(exc.__cause__, "code", None) != NO_METADATA:  # else: not made there yet
+                        left.append(f"{replica.address}: {table} is detached: {str(exc)[:200]}")
+                    continue
+                log.warning("%s %s.%s: attached again (detached, as a restart cut short leaves a table)",
+                            replica.address, db, table)  # fmt: skip
         return left
 
     def _served(self, replica: Replica) -> bool:

@@ -26,7 +26,7 @@ from core.clusterddl import REPLICA_SETTINGS
 from core.keys import Keys
 from core.migrate import migrate
 from core.orphanparts import WAIT_AT_MOST_S
-from tests.conftest import CLUSTER_NAME, CLUSTER_ZOOKEEPER, free_port
+from tests.conftest import CLUSTER_ALT_HOSTS, CLUSTER_NAME, CLUSTER_URL, CLUSTER_ZOOKEEPER, free_port
 from tests.integration import test_schema as schema
 from tests.integration.attributionhelp import add_merchant, deliver, ingest_orders, insert_clicks
 
@@ -238,6 +238,23 @@ def test_a_reader_sets_aside_what_no_insert_of_its_own_left_and_skips_a_replica_
     cluster.settle_unknown_parts()  # nothing left: no error
 
 
+def test_a_table_another_process_left_detached_is_attached_by_the_sweep(cluster: ClusterClickHouse) -> None:
+    """A restart cut between its detach and its attach leaves the table detached on that replica; the
+    process that noted it may be gone. A reader's sweep finds it by its partner, which has it."""
+    first = cluster.shards()[0][0]
+    db = cluster.database
+    cluster.execute_on(first, f"DETACH TABLE {db}.commissions_local")
+    fresh = fresh_backend(cluster)
+    try:
+        fresh.settle_unknown_parts()
+    finally:
+        fresh.close()
+    listed = cluster.execute_on(
+        first, f"SELECT count() FROM system.tables WHERE database = '{db}' AND name = 'commissions_local'"
+    )
+    assert listed == [(1,)]
+
+
 def test_a_replica_only_this_process_cannot_reach_is_in_doubt(cluster: ClusterClickHouse) -> None:
     """Reads go through the node queries are sent to: a replica that node reaches may serve them, so a
     sweep that cannot look at it (a partition between this process and it) refuses rather than skips."""
@@ -358,9 +375,13 @@ async def book_orders(settings, cluster: ClusterClickHouse, r: Redis, **merchant
     return clicks
 
 
-def fresh_backend(settings) -> ClusterClickHouse:
-    """Another process's backend: it knows nothing of the answers the test's backend had."""
-    return ClusterClickHouse(settings.clickhouse_url, CLUSTER_NAME, alt_hosts=settings.clickhouse_alt_hosts)
+def fresh_backend(of) -> ClusterClickHouse:
+    """Another process's backend (of these settings, or of the same database as this backend): it knows
+    nothing of the answers the test's backend had."""
+    if isinstance(of, ClusterClickHouse):
+        url = CLUSTER_URL.rsplit("/", 1)[0] + "/" + of.database
+        return ClusterClickHouse(url, CLUSTER_NAME, alt_hosts=CLUSTER_ALT_HOSTS.split(","))
+    return ClusterClickHouse(of.clickhouse_url, CLUSTER_NAME, alt_hosts=of.clickhouse_alt_hosts)
 
 
 def accruals(cluster: ClusterClickHouse) -> dict[str, int]:
