@@ -138,10 +138,10 @@ class OrphanParts:
         replica's doubtful answer, if earlier). For a process about to read rows as the truth (the
         attributor's stored ledger, a payout batch's lines): a replica it reads may have been left so by
         another process, or by itself before a restart, which no `in_doubt` here remembers. Returns
-        what is still in doubt: replicas whose look failed on a live server, and tables left waiting
-        (unknown parts holding too many of their rows to restart them). A replica that cannot be
-        reached is skipped: reads go to the next one, and ClickHouse sets unknown parts aside itself
-        when a server starts."""
+        what is still in doubt: replicas whose look failed on a live server, tables left waiting
+        (`drop`), and tables that could not be attached again. A replica this process cannot reach is
+        skipped only if the node queries go to cannot connect to it either (`_served`): reads then go to
+        the next one, and ClickHouse sets unknown parts aside itself when a server starts."""
         left: list[str] = []
         with self._lock:  # waits for a look another thread is making
             for shard in self._backend.shards():
