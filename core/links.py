@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from itertools import accumulate
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 from redis.asyncio import Redis
@@ -297,12 +297,17 @@ class LinkStore:
         # The event also clears a "no such code" that a worker may have cached before the link existed.
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.zadd(keys.creator_links(link.creator_id), {link.code: link.created_at_ms})
-            for host in link_hosts(link):  # so a merchant registering a parent domain finds it
-                for name in host_candidates(host):
-                    pipe.sadd(keys.host_links(name), link.code)
+            self._index_hosts(pipe, link)
             pipe.xadd(keys.link_events, link_event(link))
             await pipe.execute()
         return True
+
+    def _index_hosts(self, pipe: Any, link: Link) -> None:
+        """Queue the host index entries of every host `link` sends to, and of their parent domains, so
+        that a merchant registering any of them finds it (`claim_host`)."""
+        for host in link_hosts(link):
+            for name in host_candidates(host):
+                pipe.sadd(self._keys.host_links(name), link.code)
 
     async def replace(self, link: Link) -> None:
         """Overwrite an existing link (disable, merchant claim) and tell every worker."""
@@ -320,11 +325,23 @@ class LinkStore:
     async def compare_and_replace(self, old: Link, new: Link) -> bool:
         """Store `new` over `old` (PATCH) and tell every worker, only if the stored record is still `old`
         (a disable, claim or other PATCH made meanwhile is never overwritten); False if it changed. The
-        creator and host indexes of new hosts are added in the same transaction."""
+        host indexes of new hosts are added in the same transaction. On a cluster, where the record and
+        the indexes are in different slots: the indexes first (an entry for a PATCH that then loses its
+        race only makes a later claim look at a link it leaves as it is), the record in a transaction
+        WATCHing it alone, its event after it (as `replace`)."""
         keys = self._keys
-        key = keys.link(old.code)
-        if keys.cluster:
-            return await self._compare_and_replace_spread(old, new)
+        if not keys.cluster:
+            return await self._replace_unchanged(old, new, with_indexes_and_event=True)
+        async with self._redis.pipeline(transaction=False) as indexes:
+            self._index_hosts(indexes, new)
+            await indexes.execute()
+        if not await self._replace_unchanged(old, new, with_indexes_and_event=False):
+            return False
+        await self._redis.xadd(keys.link_events, link_event(new))
+        return True
+
+    async def _replace_unchanged(self, old: Link, new: Link, with_indexes_and_event: bool) -> bool:
+        key = self._keys.link(old.code)
         async with self._redis.pipeline(transaction=True) as pipe:
             try:
                 await pipe.watch(key)
@@ -333,40 +350,13 @@ class LinkStore:
                     return False
                 pipe.multi()
                 pipe.set(key, encode_link(new))
-                for host in link_hosts(new):
-                    for name in host_candidates(host):
-                        pipe.sadd(keys.host_links(name), new.code)
-                pipe.xadd(keys.link_events, link_event(new))
+                if with_indexes_and_event:
+                    self._index_hosts(pipe, new)
+                    pipe.xadd(self._keys.link_events, link_event(new))
                 await pipe.execute()
                 return True
             except WatchError:
                 return False
-
-    async def _compare_and_replace_spread(self, old: Link, new: Link) -> bool:
-        """`compare_and_replace` on a cluster, where the record and the indexes are in different slots:
-        the host indexes first (an entry for a PATCH that then loses its race only makes a later claim
-        look at a link it leaves as it is), the record in a transaction WATCHing it alone, its event
-        after it (as `replace`)."""
-        keys = self._keys
-        key = keys.link(old.code)
-        async with self._redis.pipeline(transaction=False) as indexes:
-            for host in link_hosts(new):
-                for name in host_candidates(host):
-                    indexes.sadd(keys.host_links(name), new.code)
-            await indexes.execute()
-        async with self._redis.pipeline(transaction=True) as pipe:
-            try:
-                await pipe.watch(key)
-                stored = await pipe.get(key)
-                if stored is None or _decode_or_corrupt(stored) != old:
-                    return False
-                pipe.multi()
-                pipe.set(key, encode_link(new))
-                await pipe.execute()
-            except WatchError:
-                return False
-        await self._redis.xadd(keys.link_events, link_event(new))
-        return True
 
     async def disable(self, code: str) -> Link | None:
         link = await self.get(code)
