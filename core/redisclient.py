@@ -51,6 +51,13 @@ def client_name(role: str) -> str:
     return CLIENT_NAME_PREFIX + role
 
 
+def _name_for(settings: Settings, role: str) -> str | None:
+    """The connection name a factory passes to redis-py: the role is checked whether or not names are
+    on, so that turning them on cannot break a process that ran with them off."""
+    name = client_name(role)
+    return name if settings.redis_client_names else None
+
+
 def async_client(
     settings: Settings, timeout_s: float, retries: int, *, role: str, retry_on_timeout: bool = False
 ) -> redis.asyncio.Redis:
@@ -63,7 +70,7 @@ def async_client(
     common = {
         "socket_timeout": timeout_s,
         "socket_connect_timeout": min(timeout_s, CONNECT_TIMEOUT_MAX_S),
-        "client_name": client_name(role) if settings.redis_client_names else None,
+        "client_name": _name_for(settings, role),
     }
     if settings.redis_cluster:
         url, others = seed_nodes(settings.redis_url)
@@ -86,10 +93,7 @@ def sync_client(settings: Settings, timeout_s: float | None = None, *, role: str
     """A blocking client for the ingester and the command-line tools: on a cluster it rides out a
     failover (retries with back-off for a few seconds). With `timeout_s`, each call gives up after it.
     With `redis_client_names`, its connections are named after `role`."""
-    common = {
-        "socket_timeout": timeout_s,
-        "client_name": client_name(role) if settings.redis_client_names else None,
-    }
+    common = {"socket_timeout": timeout_s, "client_name": _name_for(settings, role)}
     if settings.redis_cluster:
         url, others = seed_nodes(settings.redis_url)
         return RedisCluster.from_url(

@@ -24,9 +24,12 @@ def names(client) -> set[str]:
 
 
 @pytest.mark.parametrize("role", ["", "serve recorder", "a\nb"])
-def test_a_role_is_one_word(role: str) -> None:
+def test_a_role_is_one_word(role: str, settings) -> None:
     with pytest.raises(ValueError):
         client_name(role)
+    # Names off (the default): still refused, so that turning them on cannot break a process.
+    with pytest.raises(ValueError):
+        sync_client(settings, role=role)
 
 
 def named(settings):
