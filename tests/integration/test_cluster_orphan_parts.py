@@ -63,12 +63,15 @@ def active_parts_sql(cluster: ClusterClickHouse, table: str) -> str:
     )
 
 
-def unlist(cluster: ClusterClickHouse, table: str, part: str) -> None:
-    """What a commit that lost ZooKeeper leaves: the part active on the replica, not in its list."""
-    path = f"/clickhouse/tables/orphans/{cluster.database}/{table}/replicas/r/parts/{part}"
+def zookeeper_delete(path: str) -> None:
     subprocess.run(
         [ZKCLI, "-server", CLUSTER_ZOOKEEPER, "deleteall", path], check=True, capture_output=True, timeout=60
     )
+
+
+def unlist(cluster: ClusterClickHouse, table: str, part: str) -> None:
+    """What a commit that lost ZooKeeper leaves: the part active on the replica, not in its list."""
+    zookeeper_delete(f"/clickhouse/tables/orphans/{cluster.database}/{table}/replicas/r/parts/{part}")
 
 
 def count(cluster: ClusterClickHouse, replica: Replica, table: str) -> int:
@@ -300,11 +303,11 @@ class OrphanThenRefuse:
     if ZooKeeper's log never had it), and answered with 319; its partner answers 319 too, so the
     insert fails. Later inserts go through."""
 
-    def __init__(self, cluster: ClusterClickHouse, table: str) -> None:
+    def __init__(self, cluster: ClusterClickHouse, table: str, shard: int | None = None) -> None:
         self.cluster, self.table = cluster, table
         self.orphaned: list[tuple[Replica, str]] = []
         self._real = cluster.execute_on
-        self._shard: int | None = None
+        self._shard = shard  # the shard struck (None: the first insert's); the others' inserts go in
         self._refused: set[Replica] = set()
         self._replicas = [r for shard in cluster.shards() for r in shard]
 
@@ -325,7 +328,7 @@ class OrphanThenRefuse:
         db = self.cluster.database
         if not sql.startswith(f"INSERT INTO {db}.{self.table} ") or self._shard not in (None, replica.shard):
             return self._real(replica, sql, params, columnar=columnar)
-        if self._shard is None:
+        if not self.orphaned:
             self._shard = replica.shard
             parts_sql = active_parts_sql(self.cluster, self.table)
             before = {r[0] for r in self._real(replica, parts_sql)}
@@ -347,8 +350,7 @@ class OrphanThenRefuse:
             paths = [f"{zookeeper_path}/replicas/{name}/parts/{part}"]
             paths += [f"{zookeeper_path}/blocks/{b[0]}" for b in block]
             for path in paths:
-                subprocess.run([ZKCLI, "-server", CLUSTER_ZOOKEEPER, "deleteall", path],
-                               check=True, capture_output=True, timeout=60)  # fmt: skip
+                zookeeper_delete(path)
             self.orphaned.append((replica, part))
         elif replica in self._refused:  # the failed insert is over: what comes later goes through
             return self._real(replica, sql, params, columnar=columnar)
@@ -468,6 +470,45 @@ def test_a_payout_transfer_an_unknown_status_left_is_written_by_the_next_confirm
             replica, _ = fault.orphaned[0]
             fresh.orphans.drop(replica)
             assert balances(cluster) == {("alice", "EUR", "paid"): ORDERS * 80}
+        finally:
+            fresh.close()
+            fault.restore_fetches()
+            await r.aclose()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.redis
+def test_a_payout_batch_plans_no_row_an_unknown_status_left(
+    cluster: ClusterClickHouse, ch_cluster_settings
+) -> None:
+    """The attributor's insert of approved rows answers 319, the part kept unrecorded on one shard. A
+    payout batch asked for next (another process: nothing remembers the answer) must plan only the rows
+    that are stored: planned from the part too, it moves more to `in_payout` than was ever approved, and
+    once the part is set aside the creator's approved balance is negative."""
+    from attribution.payoutbook import PayoutBook
+    from tests.integration.test_payouts import balances
+
+    settings = ch_cluster_settings
+    keys, ids = Keys(settings.redis_prefix), ClickIds(settings.secret_bytes)
+
+    async def scenario() -> None:
+        r = Redis.from_url(settings.redis_url)
+        await book_orders(settings, cluster, r, lock_days=0)
+        fault = OrphanThenRefuse(cluster, "commissions_local", shard=1)  # shard 1's rows are stored first
+        fresh = fresh_backend(settings)
+        try:
+            with fault, pytest.raises(ClickHouseError, match="no replica of shard 2"):
+                await Attributor(r, keys, cluster, ids).run_once(now_ms=T0_MS + 2 * HOUR_MS)
+            await r.delete(keys.attribution_lock)  # the failed run's hold has passed
+            batch, _ = await PayoutBook(r, keys, lambda: fresh).create_batch(
+                "m1", T0_MS + 2 * HOUR_MS + 1, 0, T0_MS + 3 * HOUR_MS
+            )
+            replica, _ = fault.orphaned[0]
+            fresh.orphans.drop(replica)
+            planned = sum(p.amount_minor for p in batch.planned)
+            assert 0 < planned < ORDERS * 80  # the other shard's orders only
+            assert balances(cluster) == {("alice", "EUR", "in_payout"): planned}
         finally:
             fresh.close()
             fault.restore_fetches()
