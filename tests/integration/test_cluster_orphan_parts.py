@@ -9,6 +9,7 @@ leaves exactly what a failed commit leaves (an active part ZooKeeper does not li
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import subprocess
 import time
 from pathlib import Path
@@ -18,6 +19,7 @@ from clickhouse_driver import errors
 from redis.asyncio import Redis
 
 from attribution.attributor import Attributor
+from attribution.payoutbook import PayoutBook
 from core import queries
 from core.clickhouse import ClickHouseError, PartsInDoubt
 from core.clickid import ClickIds
@@ -29,6 +31,7 @@ from core.orphanparts import WAIT_AT_MOST_S
 from tests.conftest import CLUSTER_ALT_HOSTS, CLUSTER_NAME, CLUSTER_URL, CLUSTER_ZOOKEEPER, free_port
 from tests.integration import test_schema as schema
 from tests.integration.attributionhelp import add_merchant, deliver, ingest_orders, insert_clicks
+from tests.integration.test_payouts import balances
 
 pytestmark = [pytest.mark.clickhouse, pytest.mark.cluster]
 ZKCLI = "/usr/share/zookeeper/bin/zkCli.sh"
@@ -386,6 +389,25 @@ def fresh_backend(of) -> ClusterClickHouse:
     return ClusterClickHouse(of.clickhouse_url, CLUSTER_NAME, alt_hosts=of.clickhouse_alt_hosts)
 
 
+@contextlib.contextmanager
+def lost_commit(cluster: ClusterClickHouse, settings, shard: int | None = None):
+    """The fault (OrphanThenRefuse on the ledger's table, not yet entered) and another process's backend
+    to retry with; both undone at the end."""
+    fault = OrphanThenRefuse(cluster, "commissions_local", shard=shard)
+    fresh = fresh_backend(settings)
+    try:
+        yield fault, fresh
+    finally:
+        fresh.close()
+        fault.restore_fetches()
+
+
+def set_aside(fault: OrphanThenRefuse, backend: ClusterClickHouse) -> None:
+    """What ClickHouse's own check would do later: set aside the part ZooKeeper does not list."""
+    replica, _ = fault.orphaned[0]
+    backend.orphans.drop(replica)
+
+
 def accruals(cluster: ClusterClickHouse) -> dict[str, int]:
     rows = cluster.execute(
         f"SELECT order_id, sum(amount_minor) FROM {cluster.database}.commissions "
@@ -410,24 +432,19 @@ def test_a_ledger_part_an_unknown_status_left_is_set_aside_before_the_next_run_r
     async def scenario() -> None:
         r = Redis.from_url(settings.redis_url)
         await book_orders(settings, cluster, r)
-        fault = OrphanThenRefuse(cluster, "commissions_local")
-        fresh = fresh_backend(settings)
         try:
-            with fault, pytest.raises(ClickHouseError, match="no replica of shard"):
-                await Attributor(r, keys, cluster, ids).run_once(now_ms=now_ms)
-            assert len(fault.orphaned) == 1
-            await r.delete(keys.attribution_lock)  # the failed run's hold has passed
-            summary = await Attributor(r, keys, fresh, ids).run_once(now_ms=now_ms)
-            assert summary.outcomes["credited"] == ORDERS
-            assert summary.events == ORDERS  # each order's accrual announced once, by this run
-            # What ClickHouse's own check would do: set aside whatever ZooKeeper does not list.
-            replica, _ = fault.orphaned[0]
-            fresh.orphans.drop(replica)
-            assert accruals(cluster) == {f"O-{n}": 80 for n in range(ORDERS)}
-            assert (await Attributor(r, keys, fresh, ids).run_once(now_ms=now_ms)).rows == 0
+            with lost_commit(cluster, settings) as (fault, fresh):
+                with fault, pytest.raises(ClickHouseError, match="no replica of shard"):
+                    await Attributor(r, keys, cluster, ids).run_once(now_ms=now_ms)
+                assert len(fault.orphaned) == 1
+                await r.delete(keys.attribution_lock)  # the failed run's hold has passed
+                summary = await Attributor(r, keys, fresh, ids).run_once(now_ms=now_ms)
+                assert summary.outcomes["credited"] == ORDERS
+                assert summary.events == ORDERS  # each order's accrual announced once, by this run
+                set_aside(fault, fresh)
+                assert accruals(cluster) == {f"O-{n}": 80 for n in range(ORDERS)}
+                assert (await Attributor(r, keys, fresh, ids).run_once(now_ms=now_ms)).rows == 0
         finally:
-            fresh.close()
-            fault.restore_fetches()
             await r.aclose()
 
     asyncio.run(scenario())
@@ -441,9 +458,6 @@ def test_a_payout_transfer_an_unknown_status_left_is_written_by_the_next_confirm
     which of them are stored. Their insert answers 319, the part kept unrecorded; the confirm fails. Its
     retry, from another process, must write them: read as stored, they would never be, and the payout
     would stay in_payout in the ledger once the part is set aside, while its record says paid."""
-    from attribution.payoutbook import PayoutBook
-    from tests.integration.test_payouts import balances
-
     settings = ch_cluster_settings
     keys, ids = Keys(settings.redis_prefix), ClickIds(settings.secret_bytes)
 
@@ -456,23 +470,19 @@ def test_a_payout_transfer_an_unknown_status_left_is_written_by_the_next_confirm
         )
         (payout,) = batch.planned
         assert payout.amount_minor == ORDERS * 80
-        fault = OrphanThenRefuse(cluster, "commissions_local")
-        fresh = fresh_backend(settings)
         try:
-            with fault, pytest.raises(ClickHouseError, match="no replica of shard"):
-                await PayoutBook(r, keys, lambda: cluster).confirm(payout.payout_id, T0_MS + 4 * HOUR_MS)
-            assert len(fault.orphaned) == 1
-            await r.delete(keys.attribution_lock)  # the failed write's hold has passed
-            confirmed = await PayoutBook(r, keys, lambda: fresh).confirm(
-                payout.payout_id, T0_MS + 4 * HOUR_MS
-            )
-            assert confirmed.status == "paid"
-            replica, _ = fault.orphaned[0]
-            fresh.orphans.drop(replica)
-            assert balances(cluster) == {("alice", "EUR", "paid"): ORDERS * 80}
+            with lost_commit(cluster, settings) as (fault, fresh):
+                with fault, pytest.raises(ClickHouseError, match="no replica of shard"):
+                    await PayoutBook(r, keys, lambda: cluster).confirm(payout.payout_id, T0_MS + 4 * HOUR_MS)
+                assert len(fault.orphaned) == 1
+                await r.delete(keys.attribution_lock)  # the failed write's hold has passed
+                confirmed = await PayoutBook(r, keys, lambda: fresh).confirm(
+                    payout.payout_id, T0_MS + 4 * HOUR_MS
+                )
+                assert confirmed.status == "paid"
+                set_aside(fault, fresh)
+                assert balances(cluster) == {("alice", "EUR", "paid"): ORDERS * 80}
         finally:
-            fresh.close()
-            fault.restore_fetches()
             await r.aclose()
 
     asyncio.run(scenario())
@@ -486,32 +496,26 @@ def test_a_payout_batch_plans_no_row_an_unknown_status_left(
     payout batch asked for next (another process: nothing remembers the answer) must plan only the rows
     that are stored: planned from the part too, it moves more to `in_payout` than was ever approved, and
     once the part is set aside the creator's approved balance is negative."""
-    from attribution.payoutbook import PayoutBook
-    from tests.integration.test_payouts import balances
-
     settings = ch_cluster_settings
     keys, ids = Keys(settings.redis_prefix), ClickIds(settings.secret_bytes)
 
     async def scenario() -> None:
         r = Redis.from_url(settings.redis_url)
         await book_orders(settings, cluster, r, lock_days=0)
-        fault = OrphanThenRefuse(cluster, "commissions_local", shard=1)  # shard 1's rows are stored first
-        fresh = fresh_backend(settings)
         try:
-            with fault, pytest.raises(ClickHouseError, match="no replica of shard 2"):
-                await Attributor(r, keys, cluster, ids).run_once(now_ms=T0_MS + 2 * HOUR_MS)
-            await r.delete(keys.attribution_lock)  # the failed run's hold has passed
-            batch, _ = await PayoutBook(r, keys, lambda: fresh).create_batch(
-                "m1", T0_MS + 2 * HOUR_MS + 1, 0, T0_MS + 3 * HOUR_MS
-            )
-            replica, _ = fault.orphaned[0]
-            fresh.orphans.drop(replica)
-            planned = sum(p.amount_minor for p in batch.planned)
-            assert 0 < planned < ORDERS * 80  # the other shard's orders only
-            assert balances(cluster) == {("alice", "EUR", "in_payout"): planned}
+            # Shard 1's rows are stored, shard 2's kept by a replica ZooKeeper does not know.
+            with lost_commit(cluster, settings, shard=1) as (fault, fresh):
+                with fault, pytest.raises(ClickHouseError, match="no replica of shard 2"):
+                    await Attributor(r, keys, cluster, ids).run_once(now_ms=T0_MS + 2 * HOUR_MS)
+                await r.delete(keys.attribution_lock)  # the failed run's hold has passed
+                batch, _ = await PayoutBook(r, keys, lambda: fresh).create_batch(
+                    "m1", T0_MS + 2 * HOUR_MS + 1, 0, T0_MS + 3 * HOUR_MS
+                )
+                set_aside(fault, fresh)
+                planned = sum(p.amount_minor for p in batch.planned)
+                assert 0 < planned < ORDERS * 80  # the other shard's orders only
+                assert balances(cluster) == {("alice", "EUR", "in_payout"): planned}
         finally:
-            fresh.close()
-            fault.restore_fetches()
             await r.aclose()
 
     asyncio.run(scenario())
