@@ -32,7 +32,7 @@ from core import queries
 from core import validate as checks
 from core.clickhouse import ClickHouseError
 from core.clock import now_ms as clock_ms
-from core.errors import ApiError, error_response, json_response, read_body, read_json
+from core.errors import ApiError, error_response, json_response, read_body, read_json, refuse_repeated_keys
 from core.redisclient import ReplicasBehind
 
 # A full PUT (5,000 products) with typical fields is 1-3 MiB; its bounds are found in one ~5 ms pass.
@@ -146,7 +146,10 @@ async def upsert_catalog(ctx, merchant_id: str, body: bytes) -> tuple[int, int]:
     store = ctx.catalog
     try:
         async with ctx.heavy_api:
-            products = await catalog.decode_products(catalog.split_body(body))
+            raws = catalog.split_body(body)
+            # Up to a few MB of JSON scanned a second time: off the loop, which redirects share.
+            await asyncio.to_thread(refuse_repeated_keys, body)
+            products = await catalog.decode_products(raws)
             version = await store.upsert(merchant_id, products, clock_ms())
     except msgspec.ValidationError as exc:  # a DecodeError too: caught first
         raise ApiError(422, "invalid", f"body must be a list of products: {exc}") from None

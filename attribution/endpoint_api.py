@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 from datetime import datetime
 
-import orjson
 from starlette.requests import Request
 from starlette.routing import Route
 
@@ -15,7 +14,7 @@ from attribution import debugger, endpoints
 from attribution.endpoints import Endpoint, EndpointError
 from core import validate
 from core.clock import now_ms as clock_ms
-from core.errors import ApiError, json_response, read_body, read_json
+from core.errors import ApiError, json_response, parse_json, read_body, read_json
 
 ENDPOINT_FIELDS = frozenset({"url", "events", "description", "creator_id", "merchant_id"})
 ENDPOINT_ID_RE = re.compile(r"ep_[0-9a-f]{24}")
@@ -135,10 +134,7 @@ def parse_since(raw: object) -> int | None:
 async def replay_endpoint(request: Request):
     ctx, endpoint = await _owned(request)
     raw = await read_body(request, MAX_REPLAY_BODY_BYTES)
-    try:
-        body = orjson.loads(raw) if raw.strip() else {}
-    except orjson.JSONDecodeError as exc:
-        raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
+    body = parse_json(raw) if raw.strip() else {}
     if not isinstance(body, dict) or set(body) - {"since"}:
         raise ApiError(422, "invalid", 'body must be {} or {"since": ...}')
     since_ms = parse_since(body.get("since"))

@@ -23,7 +23,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from attribution import codes, money
-from core import validate
+from core import repeats, validate
 from core.keys import Keys
 from core.redisclient import eval_replicated
 
@@ -124,6 +124,12 @@ OCCURRED_MAX = datetime(2105, 1, 1, tzinfo=UTC)
 def parse(body: bytes) -> WebhookBody:
     """Raises msgspec.ValidationError / DecodeError with a readable reason."""
     parsed = _decoder.decode(body)
+    try:
+        repeated = repeats.repeated_json_key(body)
+    except repeats.TooDeep:
+        raise msgspec.ValidationError("the body is nested too deeply") from None
+    if repeated is not None:
+        raise msgspec.ValidationError(f"the body names the key {repeated!r} twice in one object")
     if parsed.data.occurred_at.tzinfo is None:
         raise msgspec.ValidationError("data.occurred_at must carry a time zone (e.g. 2026-11-27T10:00:00Z)")
     if not OCCURRED_MIN <= parsed.data.occurred_at < OCCURRED_MAX:

@@ -10,7 +10,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from core import validate
+from core import repeats, validate
 
 
 class ApiError(Exception):
@@ -83,8 +83,24 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
 
 async def read_json(request: Request, max_bytes: int = 64 * 1024) -> object:
     """The request body as JSON: 413 when oversize, 400 when truncated or malformed."""
-    body = await read_body(request, max_bytes)
+    return parse_json(await read_body(request, max_bytes))
+
+
+def parse_json(body: bytes) -> object:
+    """A request body as JSON; 400 when malformed or when an object names a key twice (repeats.py)."""
     try:
-        return orjson.loads(body)
+        parsed = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
+    refuse_repeated_keys(body)
+    return parsed
+
+
+def refuse_repeated_keys(body: bytes) -> None:
+    """400 when a JSON body, already parsed, names a key twice in one object."""
+    try:
+        key = repeats.repeated_json_key(body)
+    except repeats.TooDeep:
+        raise ApiError(400, "malformed_json", "body is nested too deeply") from None
+    if key is not None:
+        raise ApiError(400, "repeated_key", f"body names the key {key!r} twice in one object")

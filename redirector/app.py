@@ -16,8 +16,10 @@ from starlette.routing import Route
 
 from attribution import api as attribution_api
 from attribution import endpoint_api
+from core import repeats
 from core.errors import (
     ApiError,
+    error_response,
     handle_api_error,
     handle_http_error,
     handle_unexpected_error,
@@ -146,7 +148,18 @@ class ClicktrailApp:
                     return await self.ctx.redirect(scope, receive, send)
                 # A code path exists for GET and HEAD only: 405 with Allow, not the router's 404.
                 return await self.ctx.redirect.method_not_allowed(scope, send)
+            repeated = repeats.repeated_query_key(scope["query_string"])
+            if repeated is not None:
+                return await self._repeated_parameter(path, repeated)(scope, receive, send)
         await self.api(scope, receive, send)
+
+    def _repeated_parameter(self, path: str, name: str) -> Response:
+        """400 for a query naming a parameter twice (core/repeats.py): an HTML page on the dashboard, as
+        its other refusals, JSON elsewhere. A redirect's query is the viewer's, passed on untouched."""
+        message = f"the query gives the parameter {name!r} twice"
+        if self.ctx is not None and (path == "/dash" or path.startswith("/dash/")):
+            return self.ctx.dash.renderer.html("error.html", {"status_code": 400, "message": message}, 400)
+        return error_response(400, "repeated_parameter", message)
 
     def answer_now(self, method: str, path: str, query: bytes, headers: list, client, reply) -> bool:
         """The HTTP protocol's shortcut for a GET or HEAD of a cached plain link (protocol.py,

@@ -93,7 +93,7 @@ def _error(description: str) -> dict:
 
 
 _ERRORS = {
-    400: "malformed request (bad JSON, bad query parameter)",
+    400: "malformed request (bad JSON, a bad query parameter, a parameter or JSON key given twice)",
     401: "no valid credentials",
     403: "the key may not act for this subject",
     404: "no such resource",
@@ -126,6 +126,9 @@ def _responses(op: Op) -> dict:
             "content": {"text/html": {"schema": {"type": "string"}}},
         }
     statuses = set(op.errors)
+    if op.answer != "redirect":
+        # A query naming a parameter twice (core/repeats.py); a redirect's query is passed on.
+        statuses.add(400)
     if op.auth:
         statuses |= {401, 429, 503}  # 503: the credentials cannot be checked while Redis is out of reach
     if op.body is not None:

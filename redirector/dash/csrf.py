@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 
+from core import repeats
 from core.errors import ApiError, read_body
 
 FIELD = "csrf_token"
@@ -37,7 +38,7 @@ def check(expected: str | None, form: dict[str, str]) -> None:
 
 async def read_form(request: Request) -> dict[str, str]:
     """An url-encoded form body, bounded in size and field count (stdlib parsing: Starlette's own needs
-    python-multipart and reads unbounded). A field sent twice keeps its first value."""
+    python-multipart and reads unbounded). A field sent twice is refused (core/repeats.py says why)."""
     content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
     if not content_type and request.headers.get("content-length", "0") == "0":
         return {}  # no form at all: refused by the token check, as a form without its token is
@@ -55,7 +56,7 @@ async def read_form(request: Request) -> dict[str, str]:
         )
     except (UnicodeDecodeError, ValueError):
         raise ApiError(400, "malformed_form", "the form is not valid url-encoded UTF-8") from None
-    form: dict[str, str] = {}
-    for name, value in pairs:
-        form.setdefault(name, value)
-    return form
+    repeated = repeats.repeated_name(pairs)
+    if repeated is not None:
+        raise ApiError(400, "repeated_field", f"the form sends the field {repeated!r} twice")
+    return dict(pairs)

@@ -8,6 +8,7 @@ import asyncio
 import time
 
 import msgspec
+import orjson
 import pytest
 from redis.asyncio import Redis
 
@@ -88,6 +89,26 @@ INVALID_BODIES = {
 }
 
 
+def _product_json(i: int) -> bytes:
+    return orjson.dumps(product("m1", i))
+
+
+# A key given twice, whichever copy a parser keeps (core/repeats.py): in the wrapper, in the last product.
+REPEATED_KEY_BODIES = {
+    "products_twice": b'{"products": [' + _product_json(1) + b'], "products": [' + _product_json(2) + b"]}",
+    "last_price_twice": b"["
+    + _product_json(1)
+    + b","
+    + _product_json(2).replace(b'"price_minor":', b'"price_minor":1,"price_minor":')
+    + b"]",
+    "last_sku_twice": b"["
+    + _product_json(1)
+    + b","
+    + _product_json(2).replace(b"{", b'{"sku":"X",', 1)
+    + b"]",
+}
+
+
 def test_catalog_puts_past_a_bound_are_refused_whole(settings, redis_client) -> None:
     async def scenario():
         async with running_app(settings) as (_, client):
@@ -103,6 +124,10 @@ def test_catalog_puts_past_a_bound_are_refused_whole(settings, redis_client) -> 
                 assert response.json()["error"]["code"] == "invalid"
             truncated = await client.put(url, content=b'[{"sku": ', headers=ADMIN)
             assert truncated.status_code == 400 and truncated.json()["error"]["code"] == "malformed_json"
+            for name, body in REPEATED_KEY_BODIES.items():
+                response = await client.put(url, content=body, headers=ADMIN)
+                assert response.status_code == 400, (name, response.text)
+                assert response.json()["error"]["code"] == "repeated_key", name
             assert await stored(settings, "m1") == (0, 0)
             full = [product("m1", i) for i in range(catalog.MAX_PRODUCTS_PER_PUT)]
             response = await client.put(url, json={"products": full}, headers=ADMIN)

@@ -116,6 +116,11 @@ def _refusals(secret: str) -> list[tuple[str, bytes, dict[str, str], int, str]]:
     schema = json.dumps({"type": "order.shipped", "data": {}}).encode()
     negative = BODY.replace(b"5990", b"-5990")
     oversize = b"{" + b" " * (webhooks.MAX_BODY_BYTES + 10) + b"}"
+    # A key given twice: parsers disagree on which copy counts (core/repeats.py), at any depth.
+    two_types = BODY.replace(b'"type": "order.created"', b'"type": "order.refunded", "type": "order.created"')
+    two_ids = BODY.replace(b'"order_id": "A-1001"', b'"order_id": "A-1001", "order_id": "A-9"')
+    two_prices = BODY.replace(b'"unit_price_minor": 5990', b'"unit_price_minor": 1, "unit_price_minor": 5990')
+    assert len({BODY, two_types, two_ids, two_prices}) == 4
     cases = [
         ("flipped_byte", bytes(flipped), good, 401, "bad_signature"),
         ("reserialised", reserialised, good, 401, "bad_signature"),
@@ -128,6 +133,9 @@ def _refusals(secret: str) -> list[tuple[str, bytes, dict[str, str], int, str]]:
         ("bad_schema", schema, signed(secret, schema), 400, "malformed"),
         ("negative_price", negative, signed(secret, negative), 400, "malformed"),
         ("oversize", oversize, signed(secret, oversize), 413, "too_large"),
+        ("type_twice", two_types, signed(secret, two_types), 400, "malformed"),
+        ("order_id_twice", two_ids, signed(secret, two_ids), 400, "malformed"),
+        ("item_price_twice", two_prices, signed(secret, two_prices), 400, "malformed"),
     ]
     for header in ("webhook-id", "webhook-timestamp", "webhook-signature"):
         cases.append(
