@@ -129,7 +129,7 @@ def parse(body: bytes) -> WebhookBody:
     except repeats.TooDeep:
         raise msgspec.ValidationError("the body is nested too deeply") from None
     if repeated is not None:
-        raise msgspec.ValidationError(f"the body names the key {repeated!r} twice in one object")
+        raise msgspec.ValidationError(f"the body names the key {repeats.shown(repeated)} twice in one object")
     if parsed.data.occurred_at.tzinfo is None:
         raise msgspec.ValidationError("data.occurred_at must carry a time zone (e.g. 2026-11-27T10:00:00Z)")
     if not OCCURRED_MIN <= parsed.data.occurred_at < OCCURRED_MAX:

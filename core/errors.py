@@ -103,4 +103,4 @@ def refuse_repeated_keys(body: bytes) -> None:
     except repeats.TooDeep:
         raise ApiError(400, "malformed_json", "body is nested too deeply") from None
     if key is not None:
-        raise ApiError(400, "repeated_key", f"body names the key {key!r} twice in one object")
+        raise ApiError(400, "repeated_key", f"body names the key {repeats.shown(key)} twice in one object")

@@ -12,6 +12,14 @@ import json
 from collections.abc import Iterable
 from urllib.parse import parse_qsl
 
+# A name is quoted in an error message up to this many characters (a query key may be kilobytes long).
+MAX_SHOWN_CHARS = 64
+
+
+def shown(name: str) -> str:
+    """A name as an error message quotes it."""
+    return repr(name if len(name) <= MAX_SHOWN_CHARS else name[:MAX_SHOWN_CHARS] + "...")
+
 
 def repeated_name(pairs: Iterable[tuple[str, object]]) -> str | None:
     """The first name that comes a second time among (name, value) pairs, or None."""

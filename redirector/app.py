@@ -156,7 +156,7 @@ class ClicktrailApp:
     def _repeated_parameter(self, path: str, name: str) -> Response:
         """400 for a query naming a parameter twice (core/repeats.py): an HTML page on the dashboard, as
         its other refusals, JSON elsewhere. A redirect's query is the viewer's, passed on untouched."""
-        message = f"the query gives the parameter {name!r} twice"
+        message = f"the query gives the parameter {repeats.shown(name)} twice"
         if self.ctx is not None and (path == "/dash" or path.startswith("/dash/")):
             return self.ctx.dash.renderer.html("error.html", {"status_code": 400, "message": message}, 400)
         return error_response(400, "repeated_parameter", message)

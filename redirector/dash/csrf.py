@@ -58,5 +58,5 @@ async def read_form(request: Request) -> dict[str, str]:
         raise ApiError(400, "malformed_form", "the form is not valid url-encoded UTF-8") from None
     repeated = repeats.repeated_name(pairs)
     if repeated is not None:
-        raise ApiError(400, "repeated_field", f"the form sends the field {repeated!r} twice")
+        raise ApiError(400, "repeated_field", f"the form sends the field {repeats.shown(repeated)} twice")
     return dict(pairs)

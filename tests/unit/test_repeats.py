@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.repeats import TooDeep, repeated_json_key, repeated_name, repeated_query_key
+from core.repeats import TooDeep, repeated_json_key, repeated_name, repeated_query_key, shown
 
 
 @pytest.mark.parametrize(
@@ -65,6 +65,11 @@ def test_json_deeper_than_the_scan_follows_is_too_deep() -> None:
     orjson.loads(body)
     with pytest.raises(TooDeep):
         repeated_json_key(body)
+
+
+def test_a_long_name_is_shown_cut() -> None:
+    assert shown("a") == "'a'"
+    assert shown("k" * 10_000) == repr("k" * 64 + "...")
 
 
 def test_repeated_name_of_pairs() -> None:
