@@ -4,8 +4,8 @@ creator, a merchant key for its merchant, the admin for either (naming which in 
 
 from __future__ import annotations
 
+import contextlib
 import re
-from datetime import datetime
 
 from starlette.requests import Request
 from starlette.routing import Route
@@ -13,6 +13,7 @@ from starlette.routing import Route
 from attribution import debugger, endpoints
 from attribution.endpoints import Endpoint, EndpointError
 from core import validate
+from core.clock import NotATime, iso_ms
 from core.clock import now_ms as clock_ms
 from core.errors import ApiError, json_response, parse_json, read_body, read_json
 
@@ -121,13 +122,11 @@ def parse_since(raw: object) -> int | None:
         return None
     if isinstance(raw, int) and not isinstance(raw, bool) and 0 <= raw < 2**47:
         return raw
-    if isinstance(raw, str) and len(raw) <= 64:
-        try:
-            parsed = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-        except ValueError:
-            parsed = None
-        if parsed is not None and parsed.tzinfo is not None and parsed.year >= 1970:
-            return int(parsed.timestamp() * 1000)
+    if isinstance(raw, str):
+        with contextlib.suppress(NotATime):
+            ms = iso_ms(raw)
+            if 0 <= ms < 2**47:  # the instant in UTC, as the integer form: a stream id's bounds
+                return ms
     raise ApiError(422, "invalid_since", "since must be milliseconds or an ISO 8601 time with a zone")
 
 

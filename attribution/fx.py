@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime
 from decimal import ROUND_HALF_EVEN, Context, Decimal
 
 import msgspec
 
 from attribution import currency, money
+from core.clock import NotATime, iso_ms
 
 # One PUT's pairs: far more than the ~180 circulating currencies is an input error.
 MAX_RATES_PER_VERSION = 200
@@ -77,12 +77,9 @@ class FxVersion:
 def parse_time_ms(value: str) -> int:
     """An ISO-8601 time with a zone (`Z` or an offset) as Unix milliseconds."""
     try:
-        parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
-    except ValueError:
-        raise InvalidFx(f"{value!r} is not an ISO-8601 time such as 2026-12-01T00:00:00Z") from None
-    if parsed.tzinfo is None:
-        raise InvalidFx(f"{value!r} has no time zone: add Z or an offset")
-    ms = int(parsed.timestamp() * 1000)
+        ms = iso_ms(value)
+    except NotATime as exc:
+        raise InvalidFx(f"{str(value)[:64]!r}: {exc}") from None
     if not MIN_EFFECTIVE_MS <= ms < MAX_EFFECTIVE_MS:
         raise InvalidFx(f"{value!r} is not between 1970 and 2100")
     return ms

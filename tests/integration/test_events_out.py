@@ -263,6 +263,22 @@ async def _dead_letter_then_replay(settings):
                 f"/api/endpoints/{endpoint['id']}/replay", json={"since": "yesterday"}, headers=alice
             )
             assert (bad.status_code, bad.json()["error"]["code"]) == (422, "invalid_since")
+            # Out of range in UTC though not in local time: refused before any dead letter moves (the old
+            # check of the local year moved them, then Redis refused the negative stream id: a 500).
+            receiver.status = 500
+            await emit_links(settings, "alice", 1, start_ms=int(time.time() * 1000))
+            async with running_deliverer(settings) as metrics:
+                deadline = time.monotonic() + 10
+                while metrics.dead.labels("http_5xx")._value.get() < 1:
+                    assert time.monotonic() < deadline
+                    await asyncio.sleep(0.05)
+            for since in ("1970-01-01T00:00:00+14:00", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59Z"):
+                bad = await client.post(
+                    f"/api/endpoints/{endpoint['id']}/replay", json={"since": since}, headers=alice
+                )
+                assert (bad.status_code, bad.json()["error"]["code"]) == (422, "invalid_since"), since
+            shown = (await client.get(f"/api/endpoints/{endpoint['id']}", headers=alice)).json()["delivery"]
+            assert shown["dead_lettered"] == 1 and shown["queued"] == 0
     finally:
         await receiver.close()
 

@@ -230,6 +230,10 @@ BAD_FIELDS = [
     ({"expires_at": "tomorrow"}, "invalid_field"),
     ({"expires_at": "2026-12-31T00:00:00"}, "invalid_field"),  # no time zone
     ({"expires_at": 1767139200}, "invalid_field"),
+    # Out of range once the offset applies (converted with astimezone(), these answered 500).
+    ({"expires_at": "0001-01-01T00:00:00+01:00"}, "invalid_field"),
+    ({"expires_at": "9999-12-31T23:59:59-01:00"}, "invalid_field"),
+    ({"expires_at": "1970-01-01T00:00:00+14:00"}, "invalid_field"),
     ({"max_clicks": 0}, "invalid_field"),
     ({"max_clicks": "5"}, "invalid_field"),
     ({"expired_url": "data:text/html,hi"}, "invalid_url.scheme"),

@@ -65,6 +65,10 @@ def test_a_missing_rate_names_the_currency() -> None:
         ({"base": "EUR", "rates": {"USD": "1"}, "effective_at": "2026-12-01T00:00:00"}, "time zone"),
         ({"base": "EUR", "rates": {"USD": "1"}, "effective_at": "yesterday"}, "ISO-8601"),
         ({"base": "EUR", "rates": {"USD": "1"}, "effective_at": "2200-01-01T00:00:00Z"}, "2100"),
+        # The instant in UTC is bounded, not the local fields: out of range once the offset applies.
+        ({"base": "EUR", "rates": {"USD": "1"}, "effective_at": "1970-01-01T00:00:00+14:00"}, "1970"),
+        ({"base": "EUR", "rates": {"USD": "1"}, "effective_at": "0001-01-01T00:00:00+01:00"}, "1970"),
+        ({"base": "EUR", "rates": {"USD": "1"}, "effective_at": "9999-12-31T23:59:59-01:00"}, "2100"),
         ({"base": "EUR", "rates": {f"X{i:02d}": "1" for i in range(201)}}, "at most"),
     ],
 )
