@@ -98,7 +98,10 @@ def split_body(body: bytes) -> list[msgspec.Raw]:
     """The products of a catalog body (`[...]` or `{"products": [...]}`), each still undecoded: finding
     their bounds is one fast pass, decoding them is done in chunks (`decode_products`). Raises
     msgspec.DecodeError (not JSON), msgspec.ValidationError (wrong shape) or CatalogTooLarge."""
-    raws = msgspec.json.decode(body, type=list[msgspec.Raw] | _Wrapped)
+    try:
+        raws = msgspec.json.decode(body, type=list[msgspec.Raw] | _Wrapped)
+    except RecursionError:  # arrays nested ~1,000 deep inside a product: msgspec's parser recurses
+        raise msgspec.DecodeError("JSON nested too deeply") from None
     raws = raws.products if isinstance(raws, _Wrapped) else raws
     if len(raws) > MAX_PRODUCTS_PER_PUT:
         raise CatalogTooLarge(

@@ -124,6 +124,11 @@ def test_catalog_puts_past_a_bound_are_refused_whole(settings, redis_client) -> 
                 assert response.json()["error"]["code"] == "invalid"
             truncated = await client.put(url, content=b'[{"sku": ', headers=ADMIN)
             assert truncated.status_code == 400 and truncated.json()["error"]["code"] == "malformed_json"
+            for depth in (2_000, 100_000):  # past the parser's recursion (a 500 before), within the size cap
+                deep = b"[" * depth + b"]" * depth
+                for body in (deep, b'{"products": ' + deep + b"}", b'[{"sku": ' + deep + b"}]"):
+                    response = await client.put(url, content=body, headers=ADMIN)
+                    assert response.status_code in (400, 422), (depth, body[:20], response.text)
             for name, body in REPEATED_KEY_BODIES.items():
                 response = await client.put(url, content=body, headers=ADMIN)
                 assert response.status_code == 400, (name, response.text)
