@@ -18,6 +18,7 @@ import msgspec
 from redis.asyncio import Redis
 
 from attribution.events_out import EVENT_TYPES
+from core import validate
 from core.keys import Keys
 from core.urls import UrlError, is_public_ip, validate_url
 
@@ -76,7 +77,7 @@ def check_events(raw: object) -> tuple[str, ...]:
 def check_description(raw: object) -> str:
     if raw is None:
         return ""
-    if not isinstance(raw, str) or len(raw) > MAX_DESCRIPTION_CHARS or any(ord(c) < 0x20 for c in raw):
+    if not isinstance(raw, str) or len(raw) > MAX_DESCRIPTION_CHARS or validate.has_control_chars(raw):
         raise EndpointError(
             "invalid_description", f"description must be text of at most {MAX_DESCRIPTION_CHARS} characters"
         )

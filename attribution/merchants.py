@@ -89,8 +89,11 @@ def validate(merchant: Merchant) -> Merchant:
     """Check a merchant from the API and normalise its domains (lower case, no trailing dot)."""
     if not check.is_id(merchant.merchant_id):
         raise InvalidMerchant("merchant_id must be 1-64 chars of [A-Za-z0-9_-]")
-    if not merchant.name.strip():
-        raise InvalidMerchant("name must not be empty")
+    name = merchant.name
+    if not name.strip() or len(name) > check.MAX_NAME_CHARS or check.has_control_chars(name):
+        raise InvalidMerchant(
+            f"name must be 1-{check.MAX_NAME_CHARS} characters, not all blank, without control characters"
+        )
     if not currency.is_iso(merchant.currency):  # a code money can be booked in, not three capitals
         raise InvalidMerchant("currency must be an ISO 4217 code such as EUR")
     try:

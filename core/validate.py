@@ -81,9 +81,15 @@ def is_host_label(value: object) -> bool:
     return fullmatch(HOST_LABEL_RE, value)
 
 
-# Characters no name or title we store may hold: C0 controls, DEL and the Unicode line separators (they
-# would break a CSV line, a log line or a header).
-CONTROL_CHARS_RE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029]")
+# Characters no name, id, title or description we store may hold: C0 controls, DEL and the Unicode line
+# separators (they would break a CSV line, a log line or a header). One class for every such field: a
+# value one entry point takes, another (a path, a form, the dashboard) must be able to name.
+CONTROL_CHARS = r"\x00-\x1f\x7f\u2028\u2029"
+CONTROL_CHARS_RE = re.compile(f"[{CONTROL_CHARS}]")
+# Text without those characters, for msgspec's `Meta(pattern=...)` (a search: hence \A and \Z).
+PLAIN_TEXT_PATTERN = rf"\A[^{CONTROL_CHARS}]*\Z"
+# A merchant's display name (the dashboard, the statements).
+MAX_NAME_CHARS = 200
 # A product category, as the catalog, the rate tables and search all bound it.
 MAX_CATEGORY_CHARS = 64
 

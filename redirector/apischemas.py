@@ -35,7 +35,9 @@ CURRENCY = {"enum": sorted({c.code for c in currency.Currency if currency.is_iso
 TIME = {"type": "string", "format": "date-time"}
 URL = {"type": "string", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\\\\\\s]+", "maxLength": 2048,
        "description": "absolute http(s) URL"}  # fmt: skip
-NO_CONTROL = "^[^\\u0000-\\u001f\\u007f]*$"
+# The same class as core/validate.py CONTROL_CHARS, as ECMA-262 writes it.
+_CONTROL = "\\u0000-\\u001f\\u007f\\u2028\\u2029"
+NO_CONTROL = f"^[^{_CONTROL}]*$"
 BPS = {"type": "integer", "minimum": 0, "maximum": rates.MAX_RATE_BPS}
 CATEGORY = {"type": "string", "minLength": 1, "maxLength": validate.MAX_CATEGORY_CHARS, "pattern": NO_CONTROL}
 # Path parameters by name, as the handlers check them (a value outside answers 404, 400 or 422).
@@ -57,7 +59,11 @@ CHECKED_FIELDS: dict[str, dict] = {
     "currency": CURRENCY,
     "base": CURRENCY,
     "currencies": {"type": ["array", "null"], "minItems": 1, "uniqueItems": True, "items": CURRENCY},
-    "name": {"type": "string", "pattern": "\\S"},
+    "name": {
+        "type": "string",
+        "maxLength": validate.MAX_NAME_CHARS,
+        "pattern": f"^[^{_CONTROL}]*[^{_CONTROL}\\s][^{_CONTROL}]*$",
+    },
     "domains": {
         "type": "array",
         "minItems": 1,

@@ -72,6 +72,8 @@ async def _endpoints_are_scoped_and_validated(settings):
             (alice, {**link_ev, "events": []}, 422, "invalid_events"),
             (alice, {**link_ev, "secret": "x"}, 422, "unknown_fields"),
             (alice, {**link_ev, "description": "a\nb"}, 422, "invalid_description"),
+            (alice, {**link_ev, "description": "a\x7fb"}, 422, "invalid_description"),
+            (alice, {**link_ev, "description": "a\u2028b"}, 422, "invalid_description"),
         ]
         for headers, body, status, code in refusals:
             response = await client.post("/api/endpoints", json=body, headers=headers)

@@ -73,6 +73,26 @@ def test_merchant_lifecycle(settings) -> None:
                 "/api/merchants", json={**MERCHANT, "merchant_id": "b3", "domains": ["x"]}, headers=ADMIN
             )
             assert bad.status_code == 422
+            # A display name is plain text of bounded length (core/validate.py CONTROL_CHARS), as every
+            # stored name is: it is shown on pages and in statements.
+            for name in (
+                "Evil\x00Name",
+                "a\r\nb",
+                "line\u2028sep",
+                "para\u2029sep",
+                "del\x7f",
+                "x" * 201,
+                "  ",
+            ):
+                refused = await client.post(
+                    "/api/merchants",
+                    json={**MERCHANT, "merchant_id": "b4", "domains": ["b4.example"], "name": name},
+                    headers=ADMIN,
+                )
+                assert refused.status_code == 422, (name, refused.text)
+            # none was stored: no key can be issued for it
+            no_key = await client.post("/api/keys", json={"merchant_id": "b4"}, headers=ADMIN)
+            assert no_key.status_code == 404
 
             brand = await key_for(client, merchant_id="brand1")
             alice = await key_for(client, creator_id="alice")

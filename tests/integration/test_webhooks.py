@@ -121,6 +121,12 @@ def _refusals(secret: str) -> list[tuple[str, bytes, dict[str, str], int, str]]:
     two_ids = BODY.replace(b'"order_id": "A-1001"', b'"order_id": "A-1001", "order_id": "A-9"')
     two_prices = BODY.replace(b'"unit_price_minor": 5990', b'"unit_price_minor": 1, "unit_price_minor": 5990')
     assert len({BODY, two_types, two_ids, two_prices}) == 4
+    # An order id, SKU, category or code a trace, review or page could not name (core/validate.py).
+    ctl_id = BODY.replace(b'"A-1001"', b'"A-1001\\u0000\\n"')
+    sep_id = BODY.replace(b'"A-1001"', b'"A\\u20281001"')
+    ctl_sku = BODY.replace(b'"SKU-1"', b'"SKU\\u007f1"')
+    ctl_category = BODY.replace(b'"shoes"', b'"sho\\u2029es"')
+    assert len({BODY, ctl_id, sep_id, ctl_sku, ctl_category}) == 5
     cases = [
         ("flipped_byte", bytes(flipped), good, 401, "bad_signature"),
         ("reserialised", reserialised, good, 401, "bad_signature"),
@@ -136,6 +142,10 @@ def _refusals(secret: str) -> list[tuple[str, bytes, dict[str, str], int, str]]:
         ("type_twice", two_types, signed(secret, two_types), 400, "malformed"),
         ("order_id_twice", two_ids, signed(secret, two_ids), 400, "malformed"),
         ("item_price_twice", two_prices, signed(secret, two_prices), 400, "malformed"),
+        ("order_id_control", ctl_id, signed(secret, ctl_id), 400, "malformed"),
+        ("order_id_separator", sep_id, signed(secret, sep_id), 400, "malformed"),
+        ("sku_control", ctl_sku, signed(secret, ctl_sku), 400, "malformed"),
+        ("category_separator", ctl_category, signed(secret, ctl_category), 400, "malformed"),
     ]
     for header in ("webhook-id", "webhook-timestamp", "webhook-signature"):
         cases.append(
