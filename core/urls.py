@@ -16,7 +16,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from dataclasses import dataclass
-from urllib.parse import quote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, urlsplit, urlunsplit
 
 import idna
 
@@ -30,6 +30,14 @@ _NUMBER_LABEL_RE = re.compile(r"[0-9]+|0x[0-9a-f]*")
 # (already-encoded input stays as it is).
 _SAFE_CHARS = "/?#[]@!$&'()*+,;=-._~%:"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+# Ports a browser will not connect to: the Fetch standard's "bad ports" (mail, ssh, IRC... reached by a
+# redirect), and 0, which no connection can use. A link sending viewers there would fail in every browser.
+BAD_PORTS = frozenset({
+    0, 1, 7, 9, 11, 13, 15, 17, 19, 20, 21, 22, 23, 25, 37, 42, 43, 53, 69, 77, 79, 87, 95, 101, 102, 103,
+    104, 109, 110, 111, 113, 115, 117, 119, 123, 135, 137, 139, 143, 161, 179, 389, 427, 465, 512, 513, 514,
+    515, 526, 530, 531, 532, 540, 548, 554, 556, 563, 587, 601, 636, 989, 990, 993, 995, 1719, 1720, 1723,
+    2049, 3659, 4045, 4190, 5060, 5061, 6000, 6566, 6665, 6666, 6667, 6668, 6669, 6679, 6697, 10080,
+})  # fmt: skip
 # Names that resolve to this machine or its local network, never to a public shop: RFC 6761 localhost,
 # RFC 6762 .local (mDNS), RFC 8375 home.arpa, ICANN's .internal, and the de-facto localdomain.
 LOCAL_NAME_SUFFIXES = ("localhost", "localdomain", "local", "internal", "home.arpa")
@@ -67,11 +75,7 @@ def validate_url(raw: object) -> Destination:
         raise UrlError("backslash", "backslash in the host part")
     if "@" in authority:
         raise UrlError("credentials", "credentials in the URL are not accepted")
-    try:
-        parts = urlsplit(raw)
-        port = parts.port
-    except ValueError as exc:
-        raise UrlError("malformed", f"malformed URL: {exc}") from None
+    parts, port = _split(raw)
     if "[" in authority and ":" not in (parts.hostname or ""):
         raise UrlError("host", "only an IPv6 address may stand in brackets")
     host = _normalise_host(parts.hostname or "")
@@ -85,6 +89,18 @@ def validate_url(raw: object) -> Destination:
     if len(url.encode()) > MAX_URL_BYTES:
         raise UrlError("too_long", f"url is over {MAX_URL_BYTES} bytes once normalised")
     return Destination(url=url, host=host)
+
+
+def _split(raw: str) -> tuple[SplitResult, int | None]:
+    """The URL's parts and its port, which must be one a browser connects to."""
+    try:
+        parts = urlsplit(raw)
+        port = parts.port
+    except ValueError as exc:
+        raise UrlError("malformed", f"malformed URL: {exc}") from None
+    if port in BAD_PORTS:
+        raise UrlError("port", f"port {port} is one browsers refuse to connect to")
+    return parts, port
 
 
 def _encode(part: str) -> str:

@@ -45,6 +45,8 @@ async def read_form(request: Request) -> dict[str, str]:
     if content_type != FORM_TYPE:
         raise ApiError(415, "unsupported_media_type", f"a dashboard form is sent as {FORM_TYPE}")
     body = await read_body(request, MAX_FORM_BYTES)
+    if body.count(b"&") >= MAX_FORM_FIELDS:  # parse_qsl's own refusal says only "ValueError"
+        raise ApiError(400, "malformed_form", f"the form has more than {MAX_FORM_FIELDS} fields")
     try:
         pairs = parse_qsl(
             body.decode("ascii"),

@@ -444,6 +444,8 @@ def test_malformed_form_bodies_are_4xx_pages(settings, redis_client, clickhouse)
                 answer = await client.post("/dash/admin/keys", content=body, headers=headers)
                 assert answer.status_code == status, (headers, body[:40], answer.status_code)
                 assert answer.headers["content-type"].startswith("text/html")
+            many = await client.post("/dash/admin/keys", content=cases[-1][1], headers=cases[-1][0])
+            assert "more than 100 fields" in many.text  # not "not valid url-encoded UTF-8"
             assert (await client.get("/dash/no/such/page")).status_code == 404
             for path in ("/dash/creators/" + "x" * 65, "/dash/creators/a%20b", "/dash/creators/alice?days=8"):
                 answer = await client.get(path)

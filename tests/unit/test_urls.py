@@ -8,6 +8,8 @@ ACCEPTED = [
     ("http://example.com", "http://example.com/", "example.com"),
     ("https://example.com:443/x", "https://example.com/x", "example.com"),
     ("https://example.com:8443/x", "https://example.com:8443/x", "example.com"),
+    ("http://example.com:8080/x", "http://example.com:8080/x", "example.com"),
+    ("https://example.com:65535/x", "https://example.com:65535/x", "example.com"),
     ("https://bücher.example/kaufen", "https://xn--bcher-kva.example/kaufen", "xn--bcher-kva.example"),
     ("https://example.com/ä ö".replace(" ", "%20"), "https://example.com/%C3%A4%20%C3%B6", "example.com"),
     ("https://example.com/p#frag", "https://example.com/p#frag", "example.com"),
@@ -59,6 +61,12 @@ REJECTED = [
     ("https://[1:2:3]/", "malformed"),
     ("https://" + "a" * 64 + ".com/", "host"),
     ("https://example.com:99999/", "malformed"),
+    # ports no browser connects to (Fetch's bad ports, and 0): the viewer's redirect would fail
+    ("https://example.com:0/", "port"),
+    ("https://example.com:00/", "port"),
+    ("http://example.com:25/", "port"),
+    ("https://example.com:6667/x", "port"),
+    ("https://example.com:10080/", "port"),
     ("https://example.com/" + "a" * MAX_URL_BYTES, "too_long"),
 ]
 
