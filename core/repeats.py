@@ -46,10 +46,10 @@ class _Repeated(Exception):
 
 
 def _refuse_repeats(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    key = repeated_name(pairs)
-    if key is not None:
-        raise _Repeated(key)
-    return dict(pairs)
+    obj = dict(pairs)
+    if len(obj) != len(pairs):  # the common case stays in C: no Python loop over the keys
+        raise _Repeated(repeated_name(pairs) or "")
+    return obj
 
 
 class TooDeep(ValueError):
