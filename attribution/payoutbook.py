@@ -91,11 +91,13 @@ class PayoutBook:
         key = self._keys.payouts(merchant_id)
         async with self._lock():
             unfinished = await self._redis.hget(key, OPEN_FIELD)
+            settled = False
             if unfinished and int(unfinished) != until_ms:
                 # A batch cut short plans rows that are still unlinked: finish it before another batch
                 # could link them.
                 raw = await self._redis.hget(key, f"batch:{int(unfinished)}")
                 await self._book(msgspec.json.decode(raw, type=Batch), now_ms, resumed=True)
+                settled = True  # swept before it read; what it wrote since was all recorded
             raw = await self._redis.hget(key, f"batch:{until_ms}")
             if raw is not None:
                 batch = msgspec.json.decode(raw, type=Batch)
@@ -103,7 +105,8 @@ class PayoutBook:
                     batch = await self._book(batch, now_ms, resumed=True)
                 return batch, False
             batch_id = payouts.batch_id_of(merchant_id, until_ms)
-            await self._settle()
+            if not settled:
+                await self._settle()
             totals = await asyncio.to_thread(
                 queries.payable_totals, self._backend(), merchant_id, until_ms, batch_id
             )

@@ -281,9 +281,18 @@ def test_a_batch_cut_short_is_finished_by_the_next_request(settings, backend, mo
             await book.create_batch("m1", T0 + 3 * HOUR, 0, T0 + 4 * HOUR)
         await r.delete(keys.attribution_lock)  # what the hold after a failed write expires into
         monkeypatch.setattr(book, "_insert", real)
+        sweeps = []
+        settle = book._settle
+
+        async def counted() -> None:
+            sweeps.append(1)
+            await settle()
+
+        monkeypatch.setattr(book, "_settle", counted)
         # a batch for a later `until` first finishes the one cut short: it must not take its rows
         later, _ = await book.create_batch("m1", T0 + 3 * HOUR + 1, 0, T0 + 5 * HOUR)
         assert later.planned == []
+        assert len(sweeps) == 1  # one sweep before the reads (a cluster's costs ~70 queries), not two
         batch, created = await book.create_batch("m1", T0 + 3 * HOUR, 0, T0 + 5 * HOUR)
         assert not created and batch.booked and [p.amount_minor for p in batch.planned] == [1198]
         for _ in range(2):
