@@ -24,6 +24,8 @@ REASONS = {
     "amount_out_of_range": "the order's amounts are beyond the supported bounds",
     "rejected": "the merchant rejected the order in review",
     "approved": "the merchant approved the order in review",
+    "refund_capped": "less than the refunded items' own commission: the line keeps what its remaining "
+    "quantity earns (the roundings of earlier partial refunds took the rest)",
     "credit_moved": "the order is credited elsewhere now (another creator, click or currency): an "
     "order.created dated earlier arrived later",
 }

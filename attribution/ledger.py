@@ -18,8 +18,11 @@ How an append-only ledger stays right (the design the attributor relies on):
   so the order's current explanation is its latest-booked rows (`argMax(reason, booked_ms)`).
 - Event precedence is by (occurred_ms, webhook_id), never arrival: a refund that arrives before its order
   is parked (nothing booked) until the order arrives; an order id created again with different items is
-  flagged (`order_conflict`) and never summed. Refund quantities are capped at what remains of a line;
-  refunding the whole remainder reverses exactly what remains, so a fully refunded line nets to zero.
+  flagged (`order_conflict`) and never summed. Refund quantities are capped at what remains of a line; a
+  refund reverses a line once, however many of its positions name the line's SKU. A partial refund takes
+  back its items' own commission, cut (reason `refund_capped`) where that would leave the line less than
+  its remaining quantity earns, so partial refunds never take back more than the accrual; a fully
+  refunded line nets to zero.
 - Commission is booked in the order's own currency (the webhook refuses a currency the merchant does not
   accept: attribution/currency.py). A refund or cancel whose currency differs from its order's books one
   zero `flag` row (`currency_mismatch`) and nothing else: it is not applied. An order whose amounts pass the
@@ -50,6 +53,9 @@ CREATED, REFUNDED, CANCELLED = "order.created", "order.refunded", "order.cancell
 # A zero row that records something wrong with an event; it never carries money.
 KIND_FLAG = "flag"
 REASON_CURRENCY_MISMATCH = "currency_mismatch"
+# A partial refund's reversal cut below its items' own commission, so that the line keeps what its remaining
+# quantity earns (`_reversal`).
+REASON_REFUND_CAPPED = "refund_capped"
 
 
 class Item(msgspec.Struct, frozen=True, gc=False):
@@ -364,7 +370,7 @@ def _change(
     if change.currency != order.currency:
         refunded = [(0, 0, REASON_CURRENCY_MISMATCH)]  # not applied: amounts in another currency
     else:
-        refunded = _reversed_lines(change, order, lines.remaining_qty)
+        refunded = _per_line(_reversed_lines(change, order, lines.remaining_qty))
     entries = []
     for index, quantity, flag in refunded:
         if flag:
@@ -387,6 +393,19 @@ def _change(
     return entries
 
 
+def _per_line(refunded) -> list[tuple[int, int, str | None]]:
+    """One (line, quantity) per order line: a refund may name one SKU in several positions, and its
+    reversal of a line is one entry (`rev:<webhook>:<line>`), whose id must not come twice."""
+    taken: dict[int, int] = {}
+    flags = []
+    for index, quantity, flag in refunded:
+        if flag:
+            flags.append((index, quantity, flag))
+        else:
+            taken[index] = taken.get(index, 0) + quantity
+    return [(index, quantity, None) for index, quantity in taken.items()] + flags
+
+
 def _reversal(
     change: OrderEvent,
     item: Item,
@@ -397,10 +416,14 @@ def _reversal(
     status: str,
     prefix: str = "",
 ) -> Entry:
-    if quantity == lines.remaining_qty[index]:
-        amount = lines.remaining_minor[index]  # the whole remainder: the line nets to exactly zero
-    else:
-        amount = rules.commission_minor(item.unit_price_minor, quantity, accrual.rate_bps)
+    # A refund takes back its items' own commission (rounded half-even, as the accrual was), but never so
+    # much that the line keeps less than its remaining quantity earns: rounded refund by refund, six
+    # refunds of one unit of a 7-unit line earning 10 (10.5) took 2 each, 12 with a unit still sold. A
+    # reversal cut so says why. The whole remainder nets the line to exactly zero.
+    still = lines.remaining_qty[index] - quantity
+    left = rules.commission_minor(item.unit_price_minor, still, accrual.rate_bps) if still else 0
+    own = rules.commission_minor(item.unit_price_minor, quantity, accrual.rate_bps)
+    amount = max(0, min(own, lines.remaining_minor[index] - left)) if still else lines.remaining_minor[index]
     lines.remaining_qty[index] -= quantity
     lines.remaining_minor[index] -= amount
     if status in ("pending", "review"):
@@ -412,7 +435,7 @@ def _reversal(
         status=status,
         amount_minor=-amount,
         orders=0,
-        reason="",
+        reason="" if amount == own or not still else REASON_REFUND_CAPPED,
         quantity=quantity,
         basis_minor=item.unit_price_minor * quantity,
         event_id=change.webhook_id,
@@ -491,8 +514,14 @@ def difference(wanted: list[Entry], stored: Net) -> list[Entry]:
     seen = set()
     credits = {(e.creator_id, e.currency, e.click_id) for e in wanted if e.kind == "accrual"}
     for entry in wanted:
-        seen.add(key(entry))
-        have = stored.get(key(entry))
+        entry_key = key(entry)
+        if entry_key in seen:
+            # One key twice: each copy would be compared with the whole stored net and every rerun would
+            # append again, growing without end. The rules give each key once (`_per_line`); should one
+            # ever come twice, its sum is what is wanted.
+            return difference(list(net(wanted).values()), stored)
+        seen.add(entry_key)
+        have = stored.get(entry_key)
         if have is None:
             out.append(entry)
             continue

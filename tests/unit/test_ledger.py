@@ -558,3 +558,84 @@ def test_a_ledger_booked_under_the_old_key_is_left_as_it_is(arrival, run_after, 
         clock += DAY  # the last run before the upgrade
         stored += ledger.difference(ledger.desired(seen, click_of(seen), TERMS, clock), ledger.net(stored))
     assert ledger.difference(ledger.desired(seen, click_of(seen), TERMS, clock), ledger.net(stored)) == []
+
+
+# --- a refund naming one line in several positions; refunds a unit at a time ---------------------------
+def test_a_refund_naming_one_sku_in_several_positions_is_one_reversal_and_a_rerun_appends_nothing() -> None:
+    """The same SKU three times in one refund reverses the line once, as a refund of 3 would. Booked as
+    three rows of one entry id, each rerun compared every copy with the stored sum and appended again:
+    the pending balance swung 599, 4193, -2995, ... and wrapped past Int64 in about 50 runs."""
+    order = event("w1", CREATED, T0, [Item("SKU-1", 5990, 4, "shoes")])  # 2396
+    thrice = event("w2", REFUNDED, T0 + 1, [Item("SKU-1", 5990, 1)] * 3)
+    once = event("w2", REFUNDED, T0 + 1, [Item("SKU-1", 5990, 3)])
+    booked = ledger.desired([order, thrice], CLICK, TERMS, now_ms=T0 + 2)
+    assert booked == ledger.desired([order, once], CLICK, TERMS, now_ms=T0 + 2)
+    assert [e.amount_minor for e in booked if e.kind == "reversal"] == [-1797]
+    stored = ledger.net(booked)
+    for _ in range(3):
+        assert ledger.difference(ledger.desired([order, thrice], CLICK, TERMS, now_ms=T0 + 2), stored) == []
+
+
+def test_difference_sums_a_key_given_twice_instead_of_appending_on_every_run() -> None:
+    row = ledger.Entry("rev:w2:0", "reversal", "pending", -599, creator_id="alice", currency="EUR")
+    wanted = [row, row, row]
+    first = ledger.difference(wanted, {})
+    assert [e.amount_minor for e in first] == [-1797]
+    assert ledger.difference(wanted, ledger.net(first)) == []
+
+
+def test_refunds_one_unit_at_a_time_never_take_back_more_than_the_accrual() -> None:
+    """7 × 15 at 10 % earns 10 (10.5, half-even). Each refund of one unit rounded on its own (1.5 -> 2)
+    took back 12 after six, with one unit still sold."""
+    order = event("w1", CREATED, T0, [Item("SKU-1", 15, 7, "shoes")])
+    refunds = [event(f"r{n}", REFUNDED, T0 + 1 + n, [Item("SKU-1", 15, 1)]) for n in range(7)]
+    kept = []
+    for done in range(1, 8):
+        entries = ledger.desired([order, *refunds[:done]], CLICK, TERMS, now_ms=T0 + 10)
+        kept.append(totals(entries)["pending"])
+        assert kept[-1] >= (rules.commission_minor(15, 7 - done, 1000) if done < 7 else 0), done
+    # each takes its own 2 (1.5) where the line keeps what 6, 5, 4, ... units earn (9, 7.5 -> 8, 6, 4.5 ->
+    # 4, 3, 1.5 -> 2), 1 where that would leave it less; the last takes the rest
+    assert kept == [9, 8, 6, 4, 3, 2, 0]
+    last = {e.entry_id: e for e in ledger.desired([order, *refunds], CLICK, TERMS, now_ms=T0 + 10)}
+    assert [last[f"rev:r{n}:0"].reason for n in range(7)] == ["refund_capped"] * 2 + [""] * 2 + [
+        "refund_capped"
+    ] * 2 + [""]
+
+
+@given(
+    quantity=st.integers(1, 40),
+    price=st.integers(1, 5000),
+    rate_bps=st.sampled_from([1, 333, 800, 1000, 1250, 5000, 10_000]),
+    refunds=st.lists(st.lists(st.integers(1, 6), min_size=1, max_size=4), min_size=1, max_size=8),
+    lock_passed=st.booleans(),
+)
+@settings(max_examples=300)
+def test_partial_refunds_keep_a_line_at_what_its_remaining_quantity_earns(
+    quantity, price, rate_bps, refunds, lock_passed
+) -> None:
+    """Whatever the refunds (each naming the SKU in one or several positions), a line keeps at least what
+    its remaining quantity earns and at most its accrual, exactly zero once all is refunded; a reversal
+    takes back at most its items' own commission, and says so when it takes less; every rerun appends
+    nothing."""
+    terms = ledger.Terms("m1", 30, 30, [rules.RateVersion(1, 0, rate_bps, {})], "EUR")
+    order = event("w1", CREATED, T0, [Item("SKU-1", price, quantity)])
+    changes = [
+        event(f"r{n}", REFUNDED, T0 + 1 + n, [Item("SKU-1", price, q) for q in positions])
+        for n, positions in enumerate(refunds)
+    ]
+    now_ms = rules.lock_ms(T0, 30) + 1 if lock_passed else T0 + 100
+    entries = ledger.desired([order, *changes], CLICK, terms, now_ms=now_ms)
+    remaining = max(0, quantity - sum(map(sum, refunds)))
+    kept = sum(e.amount_minor for e in entries)
+    earned = rules.commission_minor(price, quantity, rate_bps)
+    assert (rules.commission_minor(price, remaining, rate_bps) if remaining else 0) <= kept <= earned
+    assert kept == 0 or remaining
+    for e in (e for e in entries if e.kind == "reversal"):
+        own = rules.commission_minor(price, e.quantity, rate_bps)
+        assert e.amount_minor <= 0
+        if remaining:  # no reversal took a whole remainder (which may round past its own share)
+            assert -e.amount_minor <= own
+        if e.reason == ledger.REASON_REFUND_CAPPED:
+            assert -e.amount_minor < own
+    assert ledger.difference(entries, ledger.net(entries)) == []
