@@ -12,7 +12,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.routing import Route
 
-from attribution import audience, codes, figures, policy, report, review
+from attribution import audience, codes, figures, payouts, policy, report, review
 from attribution.merchants import Merchant, public_view
 from core import queries, validate
 from core.clickhouse import ClickHouseError
@@ -123,9 +123,16 @@ MAX_ORDER_ID_CHARS = 128
 
 def check_order_id(order_id: str) -> str:
     """An order id as a path names it (the API's trace and review, the dashboard's order page)."""
-    if not 1 <= len(order_id) <= MAX_ORDER_ID_CHARS or validate.has_control_chars(order_id):
+    if (
+        not 1 <= len(order_id) <= MAX_ORDER_ID_CHARS
+        or validate.has_control_chars(order_id)
+        or payouts.is_reserved_order_id(order_id)
+    ):
         raise ApiError(
-            400, "bad_order_id", f"order_id must be 1-{MAX_ORDER_ID_CHARS} chars without control characters"
+            400,
+            "bad_order_id",
+            f"order_id must be 1-{MAX_ORDER_ID_CHARS} chars without control characters, not starting with "
+            f"{payouts.ORDER_PREFIX!r}",
         )
     return order_id
 

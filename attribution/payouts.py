@@ -44,7 +44,14 @@ STEPS = {
     CONFIRM: (STATUS_IN_PAYOUT, STATUS_PAID),
     FAIL: (STATUS_IN_PAYOUT, "approved"),
 }
+# The pseudo order of a payout's transfer rows in `commissions` (`payout:<payout_id>`): no merchant's order
+# id may start so, or its ledger would be read as that payout's rows (the webhook and every order path
+# refuse it).
 ORDER_PREFIX = "payout:"
+
+
+def is_reserved_order_id(order_id: str) -> bool:
+    return order_id.startswith(ORDER_PREFIX)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,7 +22,7 @@ from typing import Annotated, Literal
 import msgspec
 from redis.asyncio import Redis
 
-from attribution import codes, money
+from attribution import codes, money, payouts
 from core import repeats, validate
 from core.keys import Keys
 from core.redisclient import eval_replicated
@@ -141,6 +141,10 @@ def parse(body: bytes) -> WebhookBody:
     if not OCCURRED_MIN <= parsed.data.occurred_at < OCCURRED_MAX:
         # Refused here, not at ingestion: a row ClickHouse's DateTime cannot hold would fail its insert.
         raise msgspec.ValidationError("data.occurred_at must lie between 1970 and 2105")
+    if payouts.is_reserved_order_id(parsed.data.order_id):
+        raise msgspec.ValidationError(
+            f"data.order_id must not start with {payouts.ORDER_PREFIX!r} (reserved)"
+        )
     if parsed.type in ("order.created", "order.refunded") and not parsed.data.items:
         raise msgspec.ValidationError(f"{parsed.type} must list its items")
     return parsed

@@ -323,7 +323,8 @@ def test_period_and_empty_merchant(settings, clickhouse, redis_client) -> None:
 
 
 # Order ids no order can have: control characters (C0, DEL, the Unicode line separators) and over-long.
-BAD_ORDER_IDS = ["A%00", "A%1F", "A%7F", "A%0A", "A%E2%80%A8", "A%E2%80%A9", "A" * 129]
+# ... and a payout's pseudo order (attribution/payouts.py ORDER_PREFIX): no order id of a merchant's
+BAD_ORDER_IDS = ["A%00", "A%1F", "A%7F", "A%0A", "A%E2%80%A8", "A%E2%80%A9", "A" * 129, "payout:m1.abc"]
 
 
 def test_a_bad_order_id_is_one_400_on_the_page_and_in_the_api(settings, clickhouse, redis_client) -> None:

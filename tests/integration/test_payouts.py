@@ -256,6 +256,48 @@ def test_a_late_earlier_create_moves_a_paid_credit(settings, backend, move) -> N
     moved_credit_after_payout(settings, backend, move)
 
 
+def test_an_order_named_like_a_payout_never_touches_its_transfers(settings, backend) -> None:
+    """An order event whose id is a payout's pseudo order (`payout:<id>`: refused by the webhook now, but
+    one could be in the stream from before): its run read the payout's transfer rows as the order's
+    ledger and reversed them, so the creator's paid amount went back to approved and the next batch paid
+    it again."""
+    keys = Keys(settings.redis_prefix)
+    ids = ClickIds(settings.secret_bytes)
+
+    async def scenario():
+        r = Redis.from_url(settings.redis_url)
+        await add_merchant(r, keys, "m1", ["shop.m1.example"], T0 - DAY, default_bps=1000, lock_days=0)
+        alice, bob = ids.new(T0), ids.new(T0 + 1)
+        insert_clicks(backend, [
+            (alice, T0, "alice", "m1", "shop.m1.example", 0, 0),
+            (bob, T0 + 1, "bob", "m1", "shop.m1.example", 0, 0),
+        ])  # fmt: skip
+        await deliver(r, keys, "m1", "w1", "order.created", "O-1", alice, T0 + HOUR, SHOE)
+        ingest_orders(settings.redis_url, keys, backend)
+        attributor = Attributor(r, keys, backend, ids)
+        await attributor.run_once(now_ms=T0 + 2 * HOUR)
+        book = PayoutBook(r, keys, lambda: backend)
+        batch, _ = await book.create_batch("m1", T0 + 2 * HOUR + 1, 0, T0 + 3 * HOUR)
+        (payout,) = batch.planned
+        await book.confirm(payout.payout_id, T0 + 3 * HOUR)
+        assert balances(backend) == {("alice", "EUR", "paid"): 1198}
+        # written to the stream as the webhook did before it refused such ids
+        named = payouts.ORDER_PREFIX + payout.payout_id
+        await deliver(r, keys, "m1", "w9", "order.created", named, bob, T0 + 4 * HOUR, HAT)
+        await deliver(r, keys, "m1", "w10", "order.cancelled", named, bob, T0 + 4 * HOUR + 1, [])
+        ingest_orders(settings.redis_url, keys, backend)
+        for hour in (5, 6):
+            await attributor.run_once(now_ms=T0 + hour * HOUR)
+        assert balances(backend).get(("alice", "EUR", "paid")) == 1198
+        assert ("alice", "EUR", "approved") not in balances(backend)
+        later, _ = await book.create_batch("m1", T0 + 6 * HOUR + 1, 0, T0 + 7 * HOUR)
+        assert [p.creator_id for p in later.planned] == []  # bob's order was cancelled; alice is paid
+        assert paid_twice(backend) == 0
+        await r.aclose()
+
+    asyncio.run(scenario())
+
+
 def test_a_batch_cut_short_is_finished_by_the_next_request(settings, backend, monkeypatch) -> None:
     keys = Keys(settings.redis_prefix)
     ids = ClickIds(settings.secret_bytes)

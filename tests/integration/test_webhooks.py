@@ -127,6 +127,8 @@ def _refusals(secret: str) -> list[tuple[str, bytes, dict[str, str], int, str]]:
     ctl_sku = BODY.replace(b'"SKU-1"', b'"SKU\\u007f1"')
     ctl_category = BODY.replace(b'"shoes"', b'"sho\\u2029es"')
     assert len({BODY, ctl_id, sep_id, ctl_sku, ctl_category}) == 5
+    # A payout's pseudo order (`payout:<id>`): read as this order's ledger, its transfers were reversed.
+    payout_id = BODY.replace(b'"A-1001"', b'"payout:brand1.0123abcd"')
     cases = [
         ("flipped_byte", bytes(flipped), good, 401, "bad_signature"),
         ("reserialised", reserialised, good, 401, "bad_signature"),
@@ -146,6 +148,7 @@ def _refusals(secret: str) -> list[tuple[str, bytes, dict[str, str], int, str]]:
         ("order_id_separator", sep_id, signed(secret, sep_id), 400, "malformed"),
         ("sku_control", ctl_sku, signed(secret, ctl_sku), 400, "malformed"),
         ("category_separator", ctl_category, signed(secret, ctl_category), 400, "malformed"),
+        ("payout_order_id", payout_id, signed(secret, payout_id), 400, "malformed"),
     ]
     for header in ("webhook-id", "webhook-timestamp", "webhook-signature"):
         cases.append(
