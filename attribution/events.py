@@ -42,6 +42,8 @@ def to_row(entry_id: str, fields: dict[bytes, bytes]) -> OrderEventRow:
         merchant_id, webhook_id, received_ms = fields[b"m"].decode(), fields[b"w"].decode(), int(fields[b"t"])
     except (KeyError, ValueError, UnicodeDecodeError, msgspec.MsgspecError):
         raise Poison("undecodable") from None
+    if not 0 <= received_ms < 2**64:  # a UInt64 column: out of it, the whole batch's insert would fail
+        raise Poison("undecodable")
     data = parsed.data
     occurred_ms = (data.occurred_at - EPOCH) // timedelta(milliseconds=1)  # exact: no float rounding
     items = data.items

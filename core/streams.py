@@ -301,7 +301,9 @@ class StreamConsumer:
     def _dead_letter(self, poison: list[tuple[str, dict, str]]) -> None:
         with self._redis.pipeline(transaction=True) as pipe:
             for entry_id, fields, reason in poison:
-                body = {b"dead_reason": reason.encode(), b"dead_entry": entry_id.encode(), **fields}
+                # Ours last: an entry replayed from a dead-letter stream carries the old pair, which must
+                # not stand for why and where this one failed.
+                body = {**fields, b"dead_reason": reason.encode(), b"dead_entry": entry_id.encode()}
                 pipe.xadd(self._cfg.dead_stream, body, maxlen=DEAD_LETTER_MAXLEN, approximate=True)
             pipe.xack(self._cfg.stream, self._cfg.group, *[p[0] for p in poison])
             pipe.execute()

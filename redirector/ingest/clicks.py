@@ -51,6 +51,7 @@ class IngestClick(Click, gc=False):
     click_id: Annotated[str, msgspec.Meta(min_length=ID_CHARS, max_length=ID_CHARS)]
     ts_ms: Annotated[int, msgspec.Meta(gt=0, lt=_MAX_TS_MS)]
     ip_hash: Annotated[int, msgspec.Meta(ge=0)]  # msgpack has no integers above 2**64 - 1
+    variant: Annotated[int, msgspec.Meta(ge=-(2**15), lt=2**15)] = -1  # an Int16 column
     entry_id: bytes = b""  # not in the payload: set by decode (UTF-8, as the insert sends it)
 
 

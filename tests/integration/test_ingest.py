@@ -365,22 +365,37 @@ def test_poison_goes_to_the_dead_letter_stream(redis_client, keys, ids, ch, cons
         msgspec.structs.replace(ok, click_id=ok.click_id[:-1] + "*"),  # right length, wrong characters
         msgspec.structs.replace(ok, ts_ms=2**32 * 1000),  # ts (DateTime) is 32-bit seconds
         msgspec.structs.replace(ok, ip_hash=-1),  # UInt64
+        msgspec.structs.replace(ok, variant=40_000),  # Int16: it blocked the stream behind it
+        msgspec.structs.replace(ok, variant=-40_000),
     ):
         redis_client.xadd(keys.clicks, {"v": b"1", "c": encode_batch([ok, bad])})
+    # an entry an operator put back from the dead-letter stream, its old reason and id still on it
+    replayed = redis_client.xadd(
+        keys.clicks, {"v": b"9", "c": b"x", "dead_reason": b"old", "dead_entry": b"1-1"}
+    )
     redis_client.xadd(keys.clicks, {"v": b"1", "c": encode_batch(good[100:])})
     registry = CollectorRegistry()
     assert drain(consumer_factory(registry=registry)) is True
     assert_exact(ch, good)
     dead = redis_client.xrange(keys.clicks_dead)
     reasons = [fields[b"dead_reason"].decode() for _, fields in dead]
-    shapes = 4 * ["invalid_click"]  # the short id; a bad character, a ts past 2106, a negative ip_hash
-    assert reasons == ["schema_version", "undecodable", "invalid_click", "missing_clicks", *shapes]
+    # the short id; a bad character, a ts past 2106, a negative ip_hash, a variant past Int16 either way
+    shapes = 6 * ["invalid_click"]
+    assert reasons == [
+        "schema_version",
+        "undecodable",
+        "invalid_click",
+        "missing_clicks",
+        *shapes,
+        "schema_version",
+    ]
     assert all(b"dead_entry" in fields for _, fields in dead)
+    assert dead[-1][1][b"dead_entry"] == replayed
     assert (
         registry.get_sample_value(
             "clicktrail_stream_dead_letters_total", {"stream": "clicks", "reason": "invalid_click"}
         )
-        == 5
+        == 7
     )
     assert redis_client.xpending(keys.clicks, INGEST_GROUP)["pending"] == 0
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 
+import msgspec
 import pytest
 import redis
 from prometheus_client import CollectorRegistry
@@ -21,7 +22,7 @@ from core.settings import Settings
 from core.streaminfo import StreamMetrics
 from core.streams import ConsumerConfig, StreamConsumer
 from redirector.click import Click, encode_batch
-from redirector.ingest.clicks import ClickHandler
+from redirector.ingest.clicks import ClickHandler, IngestClick
 from redirector.ingest.enrich import Enricher, referer_host
 from redirector.ingest.unique import UniqueClicks
 
@@ -134,3 +135,37 @@ def test_stored_rows_equal_the_rules_click_by_click(
     assert len(stored) == len(expected) == len(clicks)
     for name, index in zip(ClickRow.columns(), range(len(expected[0])), strict=True):
         assert [row[index] for row in stored] == [row[index] for row in expected], name
+
+
+_INT_RANGES = {
+    f"{sign}Int{bits}": ((-(2 ** (bits - 1)), 2 ** (bits - 1)) if sign == "" else (0, 2**bits))
+    for sign in ("", "U")
+    for bits in (8, 16, 32, 64)
+}
+
+
+def test_every_integer_the_click_decoder_takes_fits_its_column(clickhouse) -> None:
+    """An integer the decoder let through but the column cannot hold failed the whole batch's insert, for
+    ever: a click with `variant` 40,000 (an Int16) blocked the stream behind it. So each integer field of
+    the decoded click is bounded within its column's type, read from the migrated table itself (a new
+    column or a changed type is checked too)."""
+    migrate(clickhouse, log=lambda _line: None)
+    types = dict(
+        clickhouse.execute(
+            "SELECT name, type FROM system.columns WHERE database = %(db)s AND table = 'clicks'",
+            {"db": clickhouse.database},
+        )
+    )
+    checked = []
+    for field in msgspec.inspect.type_info(IngestClick).fields:
+        info = field.type
+        if not isinstance(info, msgspec.inspect.IntType) or field.name not in types:
+            continue
+        low, high = _INT_RANGES[types[field.name]]
+        given_low = info.ge if info.ge is not None else (info.gt + 1 if info.gt is not None else None)
+        given_high = info.le + 1 if info.le is not None else info.lt
+        # msgpack carries no integer outside [-2**63, 2**64): an unsigned 64-bit column needs only ge=0
+        assert given_low is not None and given_low >= low, (field.name, types[field.name], info)
+        assert (given_high is not None and given_high <= high) or high == 2**64, (field.name, info)
+        checked.append(field.name)
+    assert {"ts_ms", "ip_hash", "variant"} <= set(checked)
