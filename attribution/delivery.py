@@ -33,7 +33,7 @@ from attribution import backoff, events_out, webhooks
 from attribution.endpoints import Endpoint, EndpointStore
 from attribution.events_out import Event
 from attribution.guard import AddressRefused, GuardedBackend
-from attribution.outbox import Outbox
+from attribution.outbox import Outbox, Undecodable
 from core.clock import now_ms as clock_ms
 from core.keys import Keys
 from core.redisclient import failover_client
@@ -136,7 +136,10 @@ class Deliverer:
                             break
                         continue
                 except RedisError as exc:
-                    # Redis away: nothing can be taken or acknowledged; in-flight state stays in Redis.
+                    # Redis away: nothing can be taken or acknowledged; in-flight state stays in Redis. A
+                    # one-shot run says so and ends (exit 75 from the command): it waited for ever.
+                    if once:
+                        raise
                     log.warning("redis unavailable, retrying: %s", exc)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), self._poll_s)
@@ -184,7 +187,11 @@ class Deliverer:
         try:
             while not stop.is_set():
                 endpoint = await self._store.get(endpoint_id)
-                head = await self._outbox.head(endpoint_id) if endpoint else None
+                try:
+                    head = await self._outbox.head(endpoint_id) if endpoint else None
+                except Undecodable as bad:
+                    await self._give_up_on(endpoint_id, bad)
+                    continue
                 if endpoint is None or (head is None and once):
                     return
                 if head is None:
@@ -208,6 +215,12 @@ class Deliverer:
         finally:
             with contextlib.suppress(Exception):
                 await self._release(keys=lease, args=[self._token])
+
+    async def _give_up_on(self, endpoint_id: str, bad: Undecodable) -> None:
+        error = f"undecodable: {bad.reason}"[:MAX_ERROR_CHARS]
+        await self._outbox.dead_letter_raw(endpoint_id, bad.entry_id, bad.payload, error, clock_ms())
+        self._metrics.dead.labels("undecodable").inc()
+        log.error("entry %s of endpoint %s dead-lettered: %s", bad.entry_id, endpoint_id, error)
 
     async def _attempt(self, endpoint: Endpoint, event: Event) -> tuple[str | None, str]:
         """(None, status) when delivered, else (reason, detail)."""

@@ -100,6 +100,15 @@ return #dead
 """
 
 
+class Undecodable(Exception):
+    """The head of an endpoint's queue is not an event this code can read (written by hand, or by another
+    version): dead-lettered as it is, so that it blocks nothing behind it."""
+
+    def __init__(self, entry_id: str, payload: bytes, reason: str) -> None:
+        super().__init__(reason)
+        self.entry_id, self.payload, self.reason = entry_id, payload, reason
+
+
 class Outbox:
     def __init__(self, redis: Redis, keys: Keys, retention_days: int = 7, public_url: str = "") -> None:
         self._redis = redis
@@ -194,7 +203,11 @@ class Outbox:
             return None
         entry_id, fields = entries[0]
         values = {k: v.decode() for k, v in zip(STATE_FIELDS, state, strict=True) if v is not None}
-        return entry_id.decode(), events_out.decode(fields[b"e"]), values
+        try:
+            event = events_out.decode(fields[b"e"])
+        except (KeyError, msgspec.MsgspecError) as exc:
+            raise Undecodable(entry_id.decode(), fields.get(b"e", b""), str(exc)) from None
+        return entry_id.decode(), event, values
 
     async def delivered(self, endpoint_id: str, entry_id: str) -> None:
         async with self._redis.pipeline(transaction=True) as pipe:
@@ -209,13 +222,19 @@ class Outbox:
     async def dead_letter(
         self, endpoint_id: str, entry_id: str, event: Event, error: str, now_ms: int
     ) -> None:
+        await self.dead_letter_raw(endpoint_id, entry_id, events_out.encode(event), error, now_ms)
+
+    async def dead_letter_raw(
+        self, endpoint_id: str, entry_id: str, payload: bytes, error: str, now_ms: int
+    ) -> None:
+        """`dead_letter` of an entry as stored (one that does not decode is kept as it came)."""
         keys = self._keys
         ekeys = [
             keys.endpoint(endpoint_id),
             keys.endpoint_queue(endpoint_id),
             keys.endpoint_dead(endpoint_id),
         ]
-        args = [entry_id, MAX_DEAD_LETTERS, events_out.encode(event), error, now_ms]
+        args = [entry_id, MAX_DEAD_LETTERS, payload, error, now_ms]
         await self._dead_letter(keys=ekeys, args=args)
 
     async def counts(self, endpoint_id: str) -> tuple[int, int, dict[str, str]]:
@@ -246,11 +265,15 @@ class Outbox:
         entries = await self._redis.xrevrange(self._keys.endpoint_dead(endpoint_id), count=limit)
         out = []
         for _, fields in entries:
-            event = events_out.decode(fields[b"e"])
+            try:
+                event = events_out.decode(fields[b"e"])
+                event_id, event_type = event.id, event.type
+            except (KeyError, msgspec.MsgspecError):  # an entry that never decoded (Undecodable)
+                event_id, event_type = "", ""
             out.append(
                 {
-                    "event_id": event.id,
-                    "type": event.type,
+                    "event_id": event_id,
+                    "type": event_type,
                     "error": fields[b"error"].decode(),
                     "at_ms": int(fields[b"at_ms"]),
                 }

@@ -2,18 +2,83 @@
 
 from __future__ import annotations
 
+import logging
+import math
 import sys
 
 import click
 
 from core.settings import Settings
 
+# What a command ends with when a store cannot be reached: cron and supervisors may simply try again.
+EX_TEMPFAIL = 75
+# Bad settings (environment): the command cannot start.
+EX_CONFIG = 78
+PORT = click.IntRange(0, 65535)
 
-@click.group()
+
+class Unavailable(click.ClickException):
+    exit_code = EX_TEMPFAIL
+
+
+class BadSettings(click.ClickException):
+    exit_code = EX_CONFIG
+
+
+class _Main(click.Group):
+    """Every command's failure to reach Redis or ClickHouse is one line and exit 75, not a traceback:
+    an operator (or cron) sees what is down and that trying again may do."""
+
+    def invoke(self, ctx: click.Context):
+        from redis.exceptions import RedisError
+
+        from core.clickhouse import ClickHouseError
+
+        try:
+            return super().invoke(ctx)
+        except RedisError as exc:
+            raise Unavailable(f"Redis cannot be reached or refused: {_first_line(exc)}") from None
+        except ClickHouseError as exc:
+            raise Unavailable(
+                f"ClickHouse cannot be reached or refused the query: {_first_line(exc)}"
+            ) from None
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+
+
+class _OneLine(logging.Filter):
+    """clickhouse-driver logs each failed connection with its traceback; its one line says it all (the
+    command's own error, or the service's retry, follows)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
+    if value is not None and not math.isfinite(value):  # FloatRange lets NaN through (no comparison holds)
+        raise click.BadParameter("must be a finite number of seconds")
+    return value
+
+
+@click.group(cls=_Main)
 @click.pass_context
 def main(ctx: click.Context) -> None:
     """clicktrail: click redirects and creator attribution."""
-    ctx.obj = Settings.load()
+    from pydantic import ValidationError
+
+    logging.getLogger("clickhouse_driver.connection").addFilter(_OneLine())
+    try:
+        ctx.obj = Settings.load()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or 'settings'}: {e['msg']}" for e in exc.errors()
+        )
+        raise BadSettings(f"bad CLICKTRAIL_* settings: {problems}") from None
+    except OSError as exc:  # the data dir (its secret) cannot be made or read
+        raise BadSettings(f"CLICKTRAIL_DATA_DIR: {exc}") from None
 
 
 @main.command()
@@ -63,7 +128,7 @@ def _copy_to_cluster(settings: Settings, cluster: object, from_url: str) -> None
 
 @main.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--port", default=8000, show_default=True, type=PORT)
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 256))
 @click.pass_obj
 def serve(settings: Settings, host: str, port: int, workers: int) -> None:
@@ -76,7 +141,7 @@ def serve(settings: Settings, host: str, port: int, workers: int) -> None:
 @main.command()
 @click.option("--once", is_flag=True, help="Drain what the streams hold now, then exit (tests, cron).")
 @click.option("--consumer", default=None, help="Consumer name, unique among live ingesters [host-pid].")
-@click.option("--metrics-port", default=0, type=int, help="Serve Prometheus metrics on this port (0: off).")
+@click.option("--metrics-port", default=0, type=PORT, help="Serve Prometheus metrics on this port (0: off).")
 @click.pass_obj
 def ingest(settings: Settings, once: bool, consumer: str | None, metrics_port: int) -> None:
     """Move recorded clicks, link events and order events from Redis into ClickHouse, exactly once."""
@@ -105,6 +170,7 @@ def ingest(settings: Settings, once: bool, consumer: str | None, metrics_port: i
     "--every",
     "every_s",
     type=click.FloatRange(min=1),
+    callback=_finite,
     default=None,
     help="Run a batch every SECONDS until SIGTERM/SIGINT (default: one batch, then exit).",
 )
@@ -120,7 +186,7 @@ def ingest(settings: Settings, once: bool, consumer: str | None, metrics_port: i
 @click.option(
     "--metrics-port",
     default=0,
-    type=int,
+    type=PORT,
     help="Serve the attributor's run metrics (kept in Redis) on this port (0: off; the server exports them).",
 )
 @click.pass_obj
@@ -188,7 +254,7 @@ def report_links(settings: Settings, merchant_id: str, days: int, limit: int) ->
 
 @main.command()
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit (tests, cron).")
-@click.option("--metrics-port", default=0, type=int, help="Serve Prometheus metrics on this port (0: off).")
+@click.option("--metrics-port", default=0, type=PORT, help="Serve Prometheus metrics on this port (0: off).")
 @click.pass_obj
 def deliver(settings: Settings, once: bool, metrics_port: int) -> None:
     """Send emitted events to the registered endpoints (signed, at least once, in order per endpoint)."""
@@ -245,9 +311,13 @@ def webhook_send(url: str, merchant_id: str, secret: str, webhook_id: str | None
     body = body_file.read()
     target = f"{url.rstrip('/')}/webhooks/orders/{merchant_id}"
     try:
-        response = httpx.post(
-            target, content=body, headers=signed_request(secret, body, webhook_id), timeout=30
-        )
+        headers = signed_request(secret, body, webhook_id)
+    except ValueError:  # binascii.Error too: the part after whsec_ is not base64
+        raise click.BadParameter("not a webhook secret (whsec_ and base64)", param_hint="--secret") from None
+    try:
+        response = httpx.post(target, content=body, headers=headers, timeout=30)
+    except httpx.InvalidURL as exc:
+        raise click.BadParameter(str(exc), param_hint="--url") from None
     except httpx.HTTPError as exc:
         raise click.ClickException(f"cannot reach {target}: {exc}") from None
     click.echo(f"{response.status_code} {response.reason_phrase}")

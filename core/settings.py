@@ -158,6 +158,24 @@ class Settings(BaseSettings):
             raise ValueError("clickhouse_cluster must be a plain name (letters, digits, _)")
         return value
 
+    @field_validator("clickhouse_url")
+    @classmethod
+    def _check_clickhouse_url(cls, value: str) -> str:
+        # Anything else was read as the default server with the text for a database name: `migrate`
+        # created a database called `notaurl` on localhost.
+        parts = urlsplit(value)
+        if parts.scheme not in ("clickhouse", "clickhouses") or not parts.hostname:
+            raise ValueError("clickhouse_url must be clickhouse://user:password@host:port/database")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _check_redis_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
+            raise ValueError("redis_url must be redis://host:port/db, rediss://... or unix:///path")
+        return value
+
     @field_validator("redis_prefix")
     @classmethod
     def _check_prefix(cls, value: str) -> str:

@@ -416,6 +416,39 @@ def test_an_unreadable_stream_entry_is_skipped(settings, redis_client) -> None:
     asyncio.run(scenario())
 
 
+def test_an_unreadable_queue_head_or_endpoint_record_blocks_nothing(settings, redis_client) -> None:
+    """A queue head that is no event was read again every half second, its task died each time, and the
+    events behind it waited for ever (a one-shot run crashed); an endpoint record that does not decode
+    stopped the whole worker. Now the head is dead-lettered as it came (counted, shown without an id) and
+    the record left out."""
+    settings = fast(settings)
+    keys = Keys(settings.redis_prefix)
+
+    async def scenario():
+        receiver = await Receiver().start()
+        try:
+            endpoint_id = await add_endpoint(settings, "alice", receiver.url)
+            broken = await add_endpoint(settings, "alice", receiver.url)
+            redis_client.hset(keys.endpoint(broken), "record", b"{broken")
+            redis_client.xadd(keys.endpoint_queue(endpoint_id), {"e": b"{garbage"})
+            redis_client.xadd(keys.endpoint_queue(endpoint_id), {"x": b"no event field"})
+            ids = await emit_links(settings, "alice", 2)
+            async with running_deliverer(settings) as metrics:
+                await receiver.wait_for(2)
+                assert metrics.dead.labels("undecodable")._value.get() == 2
+            assert receiver.ids() == ids
+            redis = Redis.from_url(settings.redis_url)
+            try:
+                shown = await Outbox(redis, keys).dead_letters(endpoint_id, 10)
+            finally:
+                await redis.aclose()
+            assert [(d["event_id"], d["error"].split(":")[0]) for d in shown] == [("", "undecodable")] * 2
+        finally:
+            await receiver.close()
+
+    asyncio.run(scenario())
+
+
 async def _many_events_in_one_emit(settings):
     """One emit of more events than a script call takes: each id stored once, in the order given, whether
     it repeats inside the call, across the batch boundary, or was emitted before."""

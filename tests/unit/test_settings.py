@@ -33,6 +33,12 @@ def test_environment_is_read_with_the_prefix(monkeypatch, tmp_path) -> None:
         ("default_click_param", "ct_click\n"),
         ("default_click_param", "ct click"),
         ("default_click_param", "ct_click\r"),
+        # read as the default server with the text as a database name, `migrate` created it there
+        ("clickhouse_url", "notaurl"),
+        ("clickhouse_url", "http://127.0.0.1:8123/db"),
+        ("clickhouse_url", "clickhouse:///db"),
+        ("redis_url", "notaurl"),
+        ("redis_url", "http://127.0.0.1:6379/0"),
     ],
 )
 def test_bad_settings_fail_at_start(monkeypatch, tmp_path, field, value) -> None:

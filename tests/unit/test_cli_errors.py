@@ -1,0 +1,69 @@
+"""The command line's refusals: a bad option, bad settings or a store out of reach is one line and an exit
+code (2 usage, 78 settings, 75 try again), never a traceback. Stores are named on port 1 of loopback,
+where nothing listens."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from clicktrail.cli import EX_CONFIG, EX_TEMPFAIL, main
+
+NO_REDIS = {"CLICKTRAIL_REDIS_URL": "redis://127.0.0.1:1/0"}
+NO_CLICKHOUSE = {"CLICKTRAIL_CLICKHOUSE_URL": "clickhouse://default:@127.0.0.1:1/x"}
+
+
+def run(tmp_path, args: list[str], env: dict[str, str] | None = None):
+    env = {"CLICKTRAIL_DATA_DIR": str(tmp_path / "data"), **(env or {})}
+    return CliRunner().invoke(main, args, env=env)
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "code", "says"),
+    [
+        # FloatRange lets NaN through (no comparison holds): it ran a batch 20 times a second
+        (["attribute", "--every", "nan"], {}, 2, "finite"),
+        (["attribute", "--every", "inf"], {}, 2, "finite"),
+        # 99999 was served on 99999 mod 65536 while the log said 99999
+        (["serve", "--port", "99999"], {}, 2, "0<=x<=65535"),
+        (["ingest", "--metrics-port", "-1"], {}, 2, "0<=x<=65535"),
+        (["deliver", "--metrics-port", "70000"], {}, 2, "0<=x<=65535"),
+        (["attribute", "--metrics-port", "70000"], {}, 2, "0<=x<=65535"),
+        (["migrate"], {"CLICKTRAIL_INGEST_BATCH_SIZE": "abc"}, EX_CONFIG, "ingest_batch_size"),
+        (["migrate"], {"CLICKTRAIL_REDIS_PREFIX": ""}, EX_CONFIG, "redis_prefix"),
+        (["migrate"], {"CLICKTRAIL_CLICKHOUSE_URL": "notaurl"}, EX_CONFIG, "clickhouse_url"),
+        (["migrate"], {"CLICKTRAIL_DATA_DIR": "/proc/no/such"}, EX_CONFIG, "CLICKTRAIL_DATA_DIR"),
+        (["attribute"], NO_REDIS, EX_TEMPFAIL, "Redis cannot be reached"),
+        (["deliver", "--once"], NO_REDIS, EX_TEMPFAIL, "Redis cannot be reached"),  # it retried for ever
+        (["keys", "reindex"], NO_REDIS, EX_TEMPFAIL, "Redis cannot be reached"),
+        (["migrate"], NO_CLICKHOUSE, EX_TEMPFAIL, "ClickHouse cannot be reached"),
+        (["report", "links", "--merchant", "m1"], NO_CLICKHOUSE, EX_TEMPFAIL, "ClickHouse cannot be reached"),
+    ],
+)
+def test_refusals_are_one_line_and_an_exit_code(tmp_path, args, env, code, says) -> None:
+    result = run(tmp_path, args, env)
+    assert result.exit_code == code, (result.output, result.exception)
+    assert says in result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_webhook_send_names_a_bad_secret_or_url(tmp_path) -> None:
+    body = tmp_path / "order.json"
+    body.write_bytes(b"{}")
+    bad_secret = [
+        "webhook",
+        "send",
+        "--url",
+        "http://127.0.0.1:1",
+        "--merchant",
+        "m1",
+        "--secret",
+        "whsec_abc",
+    ]
+    result = run(tmp_path, [*bad_secret, str(body)])
+    assert result.exit_code == 2 and "--secret" in result.output, result.output
+    secret = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"
+    bad_url = ["webhook", "send", "--url", "http://[::1", "--merchant", "m1", "--secret", secret]
+    result = run(tmp_path, [*bad_url, str(body)])
+    assert result.exit_code == 2 and "--url" in result.output, result.output
