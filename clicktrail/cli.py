@@ -26,22 +26,34 @@ class BadSettings(click.ClickException):
 
 
 class _Main(click.Group):
-    """Every command's failure to reach Redis or ClickHouse is one line and exit 75, not a traceback:
-    an operator (or cron) sees what is down and that trying again may do."""
+    """A store out of reach is one line and exit 75, not a traceback: an operator (or cron) sees what is
+    down and that trying again may do. A store that refused the work (bad SQL, a wrong key type, an ACL)
+    is one line and exit 1: trying again would not help."""
 
     def invoke(self, ctx: click.Context):
-        from redis.exceptions import RedisError
+        from redis.exceptions import ClusterDownError, RedisError
+        from redis.exceptions import ConnectionError as RedisConnectionError
+        from redis.exceptions import TimeoutError as RedisTimeoutError
 
-        from core.clickhouse import ClickHouseError
+        from core.clickhouse import ClickHouseError, PartsInDoubt
 
         try:
             return super().invoke(ctx)
+        except (RedisConnectionError, RedisTimeoutError, ClusterDownError) as exc:
+            raise Unavailable(f"Redis cannot be reached: {_first_line(exc)}") from None
         except RedisError as exc:
-            raise Unavailable(f"Redis cannot be reached or refused: {_first_line(exc)}") from None
+            raise click.ClickException(f"Redis refused: {_first_line(exc)}") from None
         except ClickHouseError as exc:
-            raise Unavailable(
-                f"ClickHouse cannot be reached or refused the query: {_first_line(exc)}"
-            ) from None
+            if isinstance(exc, PartsInDoubt) or _unreachable(exc.__cause__):
+                raise Unavailable(f"ClickHouse cannot be reached: {_first_line(exc)}") from None
+            raise click.ClickException(f"ClickHouse refused: {_first_line(exc)}") from None
+
+
+def _unreachable(cause: BaseException | None) -> bool:
+    """Whether a ClickHouse error is the network's (connection, timeout), not the server's answer."""
+    from clickhouse_driver.errors import NetworkError, SocketTimeoutError
+
+    return isinstance(cause, NetworkError | SocketTimeoutError | OSError | EOFError)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -100,7 +100,7 @@ def refuse_repeated_keys(body: bytes) -> None:
     """400 when a JSON body, already parsed, names a key twice in one object."""
     try:
         key = repeats.repeated_json_key(body)
-    except repeats.TooDeep:
-        raise ApiError(400, "malformed_json", "body is nested too deeply") from None
+    except repeats.Unscannable as exc:
+        raise ApiError(400, "malformed_json", f"body is not valid JSON: {exc}") from None
     if key is not None:
         raise ApiError(400, "repeated_key", f"body names the key {repeats.shown(key)} twice in one object")

@@ -52,20 +52,24 @@ def _refuse_repeats(pairs: list[tuple[str, object]]) -> dict[str, object]:
     return obj
 
 
-class TooDeep(ValueError):
-    """JSON nested deeper than the scan below can follow (Python's recursion limit, about 1,000 levels)."""
+class Unscannable(ValueError):
+    """JSON the scan below cannot follow (nested past Python's recursion limit, about 1,000 levels), or
+    that Python's parser reads otherwise than the first parser did: refused, never let through unscanned."""
 
 
 def repeated_json_key(body: bytes | str) -> str | None:
     """The first object key given twice at any depth of a JSON document, or None. The document must
     already have parsed (orjson or msgspec): this second pass only looks for what those parsers hide by
-    keeping the last copy. Raises TooDeep for nesting Python's parser cannot follow."""
+    keeping the last copy. Numbers are not converted (a 5,000-digit integer, which Python refuses to
+    convert and msgspec skips where it ignores a value, must not end the scan). Raises Unscannable."""
     try:
-        json.loads(body, object_pairs_hook=_refuse_repeats)
+        json.loads(
+            body, object_pairs_hook=_refuse_repeats, parse_int=len, parse_float=len, parse_constant=len
+        )
     except _Repeated as exc:
         return exc.key
     except RecursionError:
-        raise TooDeep("JSON nested too deeply") from None
-    except ValueError:  # what the first parser took and this one does not: nothing of ours to add
-        return None
+        raise Unscannable("JSON nested too deeply") from None
+    except ValueError as exc:
+        raise Unscannable(f"JSON that cannot be scanned: {exc}") from None
     return None

@@ -85,7 +85,8 @@ COLUMNS: dict[str, dict[str, str]] = {
         "rate_bps": "the commission rate applied, in basis points (1/100 %)",
         "rate_rule": "which rate applied: creator, sku, category or default",
         "rate_version": "the merchant's rate version in force when the order happened",
-        "reason": "why an order earns nothing or was flagged (no_click, bot, expired, ...); `''` otherwise",
+        "reason": "why an order earns nothing or was flagged (no_click, bot, expired, ...), or why a row "
+        "moved or was cut (credit_moved, rejected, approved, refund_capped); `''` otherwise",
         "event_id": "the webhook_id of the event that caused the row",
         "effective_at": "when the row takes effect: the order, refund or approval time (UTC, seconds)",
         "effective_ms": "the same in milliseconds",

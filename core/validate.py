@@ -81,10 +81,11 @@ def is_host_label(value: object) -> bool:
     return fullmatch(HOST_LABEL_RE, value)
 
 
-# Characters no name, id, title or description we store may hold: C0 controls, DEL and the Unicode line
-# separators (they would break a CSV line, a log line or a header). One class for every such field: a
-# value one entry point takes, another (a path, a form, the dashboard) must be able to name.
-CONTROL_CHARS = r"\x00-\x1f\x7f\u2028\u2029"
+# Characters no name, id, title or description we store may hold: C0 and C1 controls (NEL, U+0085, ends a
+# line for `str.splitlines`), DEL and the Unicode line separators (they would break a CSV line, a log line
+# or a header). One class for every such field: a value one entry point takes, another (a path, a form,
+# the dashboard) must be able to name.
+CONTROL_CHARS = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
 CONTROL_CHARS_RE = re.compile(f"[{CONTROL_CHARS}]")
 # Text without those characters, for msgspec's `Meta(pattern=...)` (a search: hence \A and \Z).
 PLAIN_TEXT_PATTERN = rf"\A[^{CONTROL_CHARS}]*\Z"

@@ -36,7 +36,7 @@ TIME = {"type": "string", "format": "date-time"}
 URL = {"type": "string", "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\\\\\\s]+", "maxLength": 2048,
        "description": "absolute http(s) URL"}  # fmt: skip
 # The same class as core/validate.py CONTROL_CHARS, as ECMA-262 writes it.
-_CONTROL = "\\u0000-\\u001f\\u007f\\u2028\\u2029"
+_CONTROL = "\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029"
 NO_CONTROL = f"^[^{_CONTROL}]*$"
 BPS = {"type": "integer", "minimum": 0, "maximum": rates.MAX_RATE_BPS}
 CATEGORY = {"type": "string", "minLength": 1, "maxLength": validate.MAX_CATEGORY_CHARS, "pattern": NO_CONTROL}
@@ -215,6 +215,8 @@ def _checked(schema: object) -> object:
     if not isinstance(schema, dict):
         return schema
     out = {key: _checked(value) for key, value in schema.items()}
+    if isinstance(out.get("pattern"), str):  # msgspec writes Meta patterns as Python's (\A ... \Z)
+        out["pattern"] = ecma(out["pattern"])
     if isinstance(out.get("properties"), dict):
         out["properties"] = {
             name: {**prop, **CHECKED_FIELDS[name]} if name in CHECKED_FIELDS else prop

@@ -148,7 +148,10 @@ class ClicktrailApp:
                     return await self.ctx.redirect(scope, receive, send)
                 # A code path exists for GET and HEAD only: 405 with Allow, not the router's 404.
                 return await self.ctx.redirect.method_not_allowed(scope, send)
-            repeated = repeats.repeated_query_key(scope["query_string"])
+            # An order webhook reads no query, and each of its refusals is counted with its reason.
+            repeated = (
+                None if path.startswith("/webhooks/") else repeats.repeated_query_key(scope["query_string"])
+            )
             if repeated is not None:
                 return await self._repeated_parameter(path, repeated)(scope, receive, send)
         await self.api(scope, receive, send)

@@ -286,6 +286,10 @@ def test_an_order_named_like_a_payout_never_touches_its_transfers(settings, back
         await deliver(r, keys, "m1", "w9", "order.created", named, bob, T0 + 4 * HOUR, HAT)
         await deliver(r, keys, "m1", "w10", "order.cancelled", named, bob, T0 + 4 * HOUR + 1, [])
         ingest_orders(settings.redis_url, keys, backend)
+        stored = backend.execute(
+            f"SELECT count() FROM {backend.database}.order_events WHERE order_id = %(o)s", {"o": named}
+        )
+        assert stored[0][0] == 2  # ingested as accepted then, not dead-lettered by the webhook's new rule
         for hour in (5, 6):
             await attributor.run_once(now_ms=T0 + hour * HOUR)
         assert balances(backend).get(("alice", "EUR", "paid")) == 1198

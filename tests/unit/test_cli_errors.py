@@ -5,9 +5,11 @@ where nothing listens."""
 from __future__ import annotations
 
 import pytest
+import redis.exceptions
 from click.testing import CliRunner
 
-from clicktrail.cli import EX_CONFIG, EX_TEMPFAIL, main
+from clicktrail.cli import EX_CONFIG, EX_TEMPFAIL, _Main, main
+from core.clickhouse import ClickHouseError, PartsInDoubt
 
 NO_REDIS = {"CLICKTRAIL_REDIS_URL": "redis://127.0.0.1:1/0"}
 NO_CLICKHOUSE = {"CLICKTRAIL_CLICKHOUSE_URL": "clickhouse://default:@127.0.0.1:1/x"}
@@ -67,3 +69,49 @@ def test_webhook_send_names_a_bad_secret_or_url(tmp_path) -> None:
     bad_url = ["webhook", "send", "--url", "http://[::1", "--merchant", "m1", "--secret", secret]
     result = run(tmp_path, [*bad_url, str(body)])
     assert result.exit_code == 2 and "--url" in result.output, result.output
+
+
+def _server_exception() -> ClickHouseError:
+    from clickhouse_driver.errors import ServerException
+
+    try:
+        raise ClickHouseError("ServerException: Code: 62. Syntax error") from ServerException(
+            "Syntax error", 62
+        )
+    except ClickHouseError as exc:
+        return exc
+
+
+def _network_error() -> ClickHouseError:
+    from clickhouse_driver.errors import NetworkError
+
+    try:
+        raise ClickHouseError("NetworkError: Code: 210. Connection refused") from NetworkError("refused")
+    except ClickHouseError as exc:
+        return exc
+
+
+@pytest.mark.parametrize(
+    ("error", "code", "says"),
+    [
+        (redis.exceptions.ConnectionError("Error 111 connecting"), EX_TEMPFAIL, "Redis cannot be reached"),
+        (redis.exceptions.TimeoutError("Timeout reading"), EX_TEMPFAIL, "Redis cannot be reached"),
+        (redis.exceptions.ClusterDownError("CLUSTERDOWN"), EX_TEMPFAIL, "Redis cannot be reached"),
+        # the store answered: trying again would not help, and cron must not retry it for ever
+        (redis.exceptions.ResponseError("WRONGTYPE Operation"), 1, "Redis refused: WRONGTYPE"),
+        (redis.exceptions.NoPermissionError("NOPERM user"), 1, "Redis refused: NOPERM"),
+        (_network_error(), EX_TEMPFAIL, "ClickHouse cannot be reached"),
+        (PartsInDoubt("a replica in doubt"), EX_TEMPFAIL, "ClickHouse cannot be reached"),
+        (_server_exception(), 1, "ClickHouse refused: ServerException"),
+    ],
+)
+def test_a_store_out_of_reach_is_75_and_a_store_refusing_is_1(error, code, says) -> None:
+    group = _Main("t")
+
+    @group.command()
+    def work() -> None:
+        raise error
+
+    result = CliRunner().invoke(group, ["work"])
+    assert result.exit_code == code, (result.output, result.exception)
+    assert says in result.output and "Traceback" not in result.output

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import jsonschema_rs
 import pytest
 from openapi_spec_validator import validate
 from starlette.routing import Route
@@ -26,6 +27,24 @@ def test_the_document_is_valid_openapi_3_1() -> None:
     doc = openapi.document(api_routes())
     assert doc["openapi"].startswith("3.1")
     validate(doc)
+
+
+def _patterns(node: object) -> list[str]:
+    if isinstance(node, dict):
+        own = [node["pattern"]] if isinstance(node.get("pattern"), str) else []
+        return own + [p for value in node.values() for p in _patterns(value)]
+    if isinstance(node, list):
+        return [p for value in node for p in _patterns(value)]
+    return []
+
+
+def test_every_pattern_is_an_ecma_regex() -> None:
+    """JSON Schema patterns are ECMA-262: msgspec writes a Meta pattern as Python's `\\A ... \\Z`, which
+    an OpenAPI tool refuses or reads as literal A and Z (`"AxZ"` matched a currency)."""
+    patterns = _patterns(openapi.document(api_routes()))
+    assert len(patterns) > 10
+    for pattern in patterns:
+        jsonschema_rs.validator_for({"type": "string", "pattern": pattern})  # raises on a non-ECMA regex
 
 
 def test_docs_openapi_json_is_current() -> None:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.repeats import TooDeep, repeated_json_key, repeated_name, repeated_query_key, shown
+from core.repeats import Unscannable, repeated_json_key, repeated_name, repeated_query_key, shown
 
 
 @pytest.mark.parametrize(
@@ -60,10 +60,19 @@ def test_repeated_json_key(body: bytes, repeated: str | None) -> None:
     assert repeated_json_key(body) == repeated
 
 
+def test_a_number_python_will_not_convert_does_not_end_the_scan() -> None:
+    """Python refuses integers of over 4,300 digits; msgspec skips a value where it ignores the key. The
+    scan returned None at the first, and a catalog product was stored with the second price."""
+    huge = b"9" * 5_000
+    body = b'{"x": ' + huge + b', "products": [{"price_minor": 1, "price_minor": 2}]}'
+    assert repeated_json_key(body) == "price_minor"
+    assert repeated_json_key(b'{"x": ' + huge + b', "y": 1.' + huge + b"}") is None
+
+
 def test_json_deeper_than_the_scan_follows_is_too_deep() -> None:
     body = b"[" * 1020 + b"]" * 1020  # orjson takes up to 1,024 levels
     orjson.loads(body)
-    with pytest.raises(TooDeep):
+    with pytest.raises(Unscannable):
         repeated_json_key(body)
 
 

@@ -74,6 +74,26 @@ def test_our_signer_matches_the_official_one() -> None:
     assert webhooks.sign(SECRET, "msg_1", NOW_S, BODY) == headers()["webhook-signature"]
 
 
+@pytest.mark.parametrize(
+    "change",
+    [
+        (b'"order_id":"A-1"', b'"order_id":"A-1\\t"'),  # a control character in the order id
+        (b'"order_id":"A-1"', b'"order_id":"payout:m1.x"'),  # a payout's pseudo order id
+        (b'"sku":"S"', b'"sku":"S\\u2028"'),
+        (b'"type":"order.created"', b'"type":"order.created","type":"order.created"'),  # a key twice
+    ],
+)
+def test_a_rule_added_since_refuses_at_the_webhook_and_never_at_ingestion(change) -> None:
+    """An event accepted with 202 before a rule existed (or by a server not yet upgraded) is still in the
+    stream: ingested, not dead-lettered. Only the webhook applies the new rules."""
+    body = BODY.replace(*change)
+    assert body != BODY
+    with pytest.raises(msgspec.ValidationError):
+        webhooks.parse(body)
+    fields = {b"v": b"1", b"m": b"m1", b"w": b"msg_1", b"t": b"1764237600500", b"b": body}
+    assert events.to_row("1-0", fields).order_id.startswith(("A-1", "payout:"))
+
+
 def test_entry_decodes_to_exact_row() -> None:
     fields = {b"v": b"1", b"m": b"m1", b"w": b"msg_1", b"t": b"1764237600500", b"b": BODY}
     row = msgspec.structs.astuple(events.to_row("1-0", fields))
