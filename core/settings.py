@@ -164,7 +164,7 @@ class Settings(BaseSettings):
         # Anything else was read as the default server with the text for a database name: `migrate`
         # created a database called `notaurl` on localhost.
         parts = urlsplit(value)
-        if parts.scheme not in ("clickhouse", "clickhouses") or not parts.hostname:
+        if parts.scheme not in ("clickhouse", "clickhouses") or not parts.hostname or not _ports_ok(value):
             raise ValueError("clickhouse_url must be clickhouse://user:password@host:port/database")
         return value
 
@@ -174,6 +174,8 @@ class Settings(BaseSettings):
         parts = urlsplit(value)
         if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
             raise ValueError("redis_url must be redis://host:port/db, rediss://... or unix:///path")
+        if not _ports_ok(value):
+            raise ValueError("redis_url: each node is host or host:port, the port 1-65535")
         return value
 
     @field_validator("redis_prefix")
@@ -215,6 +217,16 @@ class Settings(BaseSettings):
     @property
     def spool_dir(self) -> Path:
         return self.data_dir / "spool"
+
+
+def _ports_ok(url: str) -> bool:
+    """Every node of a URL's authority (a Redis Cluster URL names several: `h1:7001,h2:7002`) has no port
+    or one in 1-65535: a port that is not one failed later, with a traceback."""
+    nodes = urlsplit(url).netloc.rsplit("@", 1)[-1].split(",")
+    try:
+        return all((port := urlsplit(f"//{node}").port) is None or 0 < port < 65536 for node in nodes)
+    except ValueError:
+        return False
 
 
 def _local_secret(data_dir: Path) -> str:

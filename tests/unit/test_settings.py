@@ -39,6 +39,10 @@ def test_environment_is_read_with_the_prefix(monkeypatch, tmp_path) -> None:
         ("clickhouse_url", "clickhouse:///db"),
         ("redis_url", "notaurl"),
         ("redis_url", "http://127.0.0.1:6379/0"),
+        ("redis_url", "redis://127.0.0.1:abc/0"),
+        ("redis_url", "redis://127.0.0.1:7001,127.0.0.1:x/0"),
+        ("clickhouse_url", "clickhouse://default:@127.0.0.1:abc/db"),
+        ("clickhouse_url", "clickhouse://default:@127.0.0.1:0/db"),
     ],
 )
 def test_bad_settings_fail_at_start(monkeypatch, tmp_path, field, value) -> None:
