@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from core.validate import DEFAULT_CLICK_PARAM, is_click_param
@@ -146,8 +146,7 @@ class Settings(BaseSettings):
     @classmethod
     def _check_alt_hosts(cls, value: list[str]) -> list[str]:
         for address in value:
-            host, _, port = address.rpartition(":")
-            if not host or not port.isascii() or not port.isdigit() or not 0 < int(port) < 65536:
+            if not _node_ok(address, port_required=True):
                 raise ValueError(f"clickhouse_alt_hosts: {address!r} is not host:port")
         return value
 
@@ -158,24 +157,17 @@ class Settings(BaseSettings):
             raise ValueError("clickhouse_cluster must be a plain name (letters, digits, _)")
         return value
 
-    @field_validator("clickhouse_url")
+    @field_validator("clickhouse_url", "redis_url")
     @classmethod
-    def _check_clickhouse_url(cls, value: str) -> str:
+    def _check_store_url(cls, value: str, info: ValidationInfo) -> str:
         # Anything else was read as the default server with the text for a database name: `migrate`
         # created a database called `notaurl` on localhost.
+        schemes, form = _STORE_URLS[info.field_name]
         parts = urlsplit(value)
-        if parts.scheme not in ("clickhouse", "clickhouses") or not parts.hostname or not _ports_ok(value):
-            raise ValueError("clickhouse_url must be clickhouse://user:password@host:port/database")
-        return value
-
-    @field_validator("redis_url")
-    @classmethod
-    def _check_redis_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in ("redis", "rediss", "unix") or not (parts.hostname or parts.path):
-            raise ValueError("redis_url must be redis://host:port/db, rediss://... or unix:///path")
-        if not _ports_ok(value):
-            raise ValueError("redis_url: each node is host or host:port, the port 1-65535")
+        nodes = parts.netloc.rsplit("@", 1)[-1].split(",")  # a Redis Cluster URL names several
+        located = parts.hostname or (info.field_name == "redis_url" and parts.path)  # unix:///path
+        if parts.scheme not in schemes or not located or not all(_node_ok(n) for n in nodes if n):
+            raise ValueError(f"{info.field_name} must be {form}, each port 1-65535")
         return value
 
     @field_validator("redis_prefix")
@@ -219,14 +211,22 @@ class Settings(BaseSettings):
         return self.data_dir / "spool"
 
 
-def _ports_ok(url: str) -> bool:
-    """Every node of a URL's authority (a Redis Cluster URL names several: `h1:7001,h2:7002`) has no port
-    or one in 1-65535: a port that is not one failed later, with a traceback."""
-    nodes = urlsplit(url).netloc.rsplit("@", 1)[-1].split(",")
+# The schemes each store's URL may have, and its form as an error message says it.
+_STORE_URLS = {
+    "clickhouse_url": (("clickhouse", "clickhouses"), "clickhouse://user:password@host:port/database"),
+    "redis_url": (("redis", "rediss", "unix"), "redis://host:port/db, rediss://... or unix:///path"),
+}
+
+
+def _node_ok(node: str, port_required: bool = False) -> bool:
+    """`host`, `host:port` or `[v6]:port` with the port in 1-65535: a port that is not one failed later,
+    with a traceback."""
     try:
-        return all((port := urlsplit(f"//{node}").port) is None or 0 < port < 65536 for node in nodes)
+        parts = urlsplit(f"//{node}")
+        port = parts.port
     except ValueError:
         return False
+    return bool(parts.hostname) and ((port is None and not port_required) or (port is not None and port > 0))
 
 
 def _local_secret(data_dir: Path) -> str:
