@@ -13,7 +13,7 @@ from starlette.routing import Route
 from attribution import debugger, endpoints
 from attribution.endpoints import Endpoint, EndpointError
 from core import validate
-from core.clock import NotATime, iso_ms
+from core.clock import NotATime, parse_iso_ms
 from core.clock import now_ms as clock_ms
 from core.errors import ApiError, json_response, parse_json, read_body, read_json
 
@@ -124,7 +124,7 @@ def parse_since(raw: object) -> int | None:
         return raw
     if isinstance(raw, str):
         with contextlib.suppress(NotATime):
-            ms = iso_ms(raw)
+            ms = parse_iso_ms(raw)
             if 0 <= ms < 2**47:  # the instant in UTC, as the integer form: a stream id's bounds
                 return ms
     raise ApiError(422, "invalid_since", "since must be milliseconds or an ISO 8601 time with a zone")

@@ -21,7 +21,7 @@ from decimal import ROUND_HALF_EVEN, Context, Decimal
 import msgspec
 
 from attribution import currency, money
-from core.clock import NotATime, iso_ms
+from core.clock import NotATime, parse_iso_ms
 
 # One PUT's pairs: far more than the ~180 circulating currencies is an input error.
 MAX_RATES_PER_VERSION = 200
@@ -77,7 +77,7 @@ class FxVersion:
 def parse_time_ms(value: str) -> int:
     """An ISO-8601 time with a zone (`Z` or an offset) as Unix milliseconds."""
     try:
-        ms = iso_ms(value)
+        ms = parse_iso_ms(value)
     except NotATime as exc:
         raise InvalidFx(f"{str(value)[:64]!r}: {exc}") from None
     if not MIN_EFFECTIVE_MS <= ms < MAX_EFFECTIVE_MS:

@@ -21,7 +21,7 @@ class NotATime(ValueError):
     """Text that is not an ISO-8601 time with a zone; the message says which part is wrong."""
 
 
-def iso_ms(value: object) -> int:
+def parse_iso_ms(value: object) -> int:
     """An ISO-8601 time with its zone (`Z` or an offset) as Unix milliseconds, exact (integer arithmetic,
     no float) and with the offset applied, so that a caller's range check is on the instant itself: a
     local year in range may be out of it in UTC (`0001-01-01T00:00:00+01:00`), and converting such a time

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import msgspec
 
 from core import validate
-from core.clock import NotATime, iso_ms
+from core.clock import NotATime, parse_iso_ms
 from core.errors import ApiError
 from core.links import (
     OPEN_IN_DEFAULT,
@@ -114,7 +114,7 @@ def parse_expires_at(value: object) -> int:
     """ISO-8601 with a time zone (`Z` or an offset) → Unix ms; a time in the past is allowed (the link
     expires at once)."""
     try:
-        ms = iso_ms(value)
+        ms = parse_iso_ms(value)
     except NotATime as exc:
         raise _invalid("expires_at", str(exc)) from None
     if not 0 < ms <= MAX_EXPIRES_AT_MS:

@@ -1,4 +1,4 @@
-"""core/clock.py iso_ms: an ISO-8601 time with its zone as exact Unix milliseconds of the instant in UTC."""
+"""core/clock.py parse_iso_ms: an ISO-8601 time with its zone as exact Unix ms of the instant in UTC."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from core.clock import NotATime, iso_ms
+from core.clock import NotATime, parse_iso_ms
 
 
 @pytest.mark.parametrize(
@@ -27,7 +27,7 @@ from core.clock import NotATime, iso_ms
     ],
 )
 def test_iso_ms(text: str, ms: int) -> None:
-    assert iso_ms(text) == ms
+    assert parse_iso_ms(text) == ms
 
 
 @pytest.mark.parametrize(
@@ -46,7 +46,7 @@ def test_iso_ms(text: str, ms: int) -> None:
 )
 def test_not_a_time(value: object, problem: str) -> None:
     with pytest.raises(NotATime, match=problem):
-        iso_ms(value)
+        parse_iso_ms(value)
 
 
 @given(
@@ -56,7 +56,7 @@ def test_not_a_time(value: object, problem: str) -> None:
 def test_the_same_instant_in_any_zone_is_the_same_ms(local: datetime, offset_min: int) -> None:
     moment = local.replace(tzinfo=timezone(timedelta(minutes=offset_min)))
     utc = moment.astimezone(UTC) if datetime(2, 1, 1) < local < datetime(9998, 1, 1) else None
-    ms = iso_ms(moment.isoformat())
+    ms = parse_iso_ms(moment.isoformat())
     assert ms == (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
     if utc is not None:
-        assert ms == iso_ms(utc.isoformat())
+        assert ms == parse_iso_ms(utc.isoformat())
