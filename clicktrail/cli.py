@@ -69,6 +69,9 @@ class _OneLine(logging.Filter):
         return True
 
 
+_ONE_LINE = _OneLine()
+
+
 def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
     if value is not None and not math.isfinite(value):  # FloatRange lets NaN through (no comparison holds)
         raise click.BadParameter("must be a finite number of seconds")
@@ -81,7 +84,9 @@ def main(ctx: click.Context) -> None:
     """clicktrail: click redirects and creator attribution."""
     from pydantic import ValidationError
 
-    logging.getLogger("clickhouse_driver.connection").addFilter(_OneLine())
+    logging.getLogger("clickhouse_driver.connection").addFilter(
+        _ONE_LINE
+    )  # once: the same filter is kept once
     try:
         ctx.obj = Settings.load()
     except ValidationError as exc:

@@ -115,3 +115,12 @@ def test_a_store_out_of_reach_is_75_and_a_store_refusing_is_1(error, code, says)
     result = CliRunner().invoke(group, ["work"])
     assert result.exit_code == code, (result.output, result.exception)
     assert says in result.output and "Traceback" not in result.output
+
+
+def test_the_drivers_traceback_filter_is_added_once(tmp_path) -> None:
+    """Each command run in one process (tests, a shell embedding the CLI) added another filter."""
+    import logging
+
+    for _ in range(3):
+        run(tmp_path, ["migrate"], NO_CLICKHOUSE)
+    assert len(logging.getLogger("clickhouse_driver.connection").filters) == 1
