@@ -84,9 +84,8 @@ def main(ctx: click.Context) -> None:
     """clicktrail: click redirects and creator attribution."""
     from pydantic import ValidationError
 
-    logging.getLogger("clickhouse_driver.connection").addFilter(
-        _ONE_LINE
-    )  # once: the same filter is kept once
+    # One instance: a logger keeps a filter once, and each command run in a process would add another.
+    logging.getLogger("clickhouse_driver.connection").addFilter(_ONE_LINE)
     try:
         ctx.obj = Settings.load()
     except ValidationError as exc:
