@@ -370,7 +370,7 @@ def _change(
     if change.currency != order.currency:
         refunded = [(0, 0, REASON_CURRENCY_MISMATCH)]  # not applied: amounts in another currency
     else:
-        refunded = _per_line(_reversed_lines(change, order, lines.remaining_qty))
+        refunded = _reversed_lines(change, order, lines.remaining_qty)
     entries = []
     for index, quantity, flag in refunded:
         if flag:
@@ -393,19 +393,6 @@ def _change(
     return entries
 
 
-def _per_line(refunded) -> list[tuple[int, int, str | None]]:
-    """One (line, quantity) per order line: a refund may name one SKU in several positions, and its
-    reversal of a line is one entry (`rev:<webhook>:<line>`), whose id must not come twice."""
-    taken: dict[int, int] = {}
-    flags = []
-    for index, quantity, flag in refunded:
-        if flag:
-            flags.append((index, quantity, flag))
-        else:
-            taken[index] = taken.get(index, 0) + quantity
-    return [(index, quantity, None) for index, quantity in taken.items()] + flags
-
-
 def _reversal(
     change: OrderEvent,
     item: Item,
@@ -421,9 +408,12 @@ def _reversal(
     # refunds of one unit of a 7-unit line earning 10 (10.5) took 2 each, 12 with a unit still sold. A
     # reversal cut so says why. The whole remainder nets the line to exactly zero.
     still = lines.remaining_qty[index] - quantity
-    left = rules.commission_minor(item.unit_price_minor, still, accrual.rate_bps) if still else 0
     own = rules.commission_minor(item.unit_price_minor, quantity, accrual.rate_bps)
-    amount = max(0, min(own, lines.remaining_minor[index] - left)) if still else lines.remaining_minor[index]
+    if still:
+        left = rules.commission_minor(item.unit_price_minor, still, accrual.rate_bps)
+        amount = max(0, min(own, lines.remaining_minor[index] - left))
+    else:
+        amount = lines.remaining_minor[index]  # the whole remainder: the line nets to exactly zero
     lines.remaining_qty[index] -= quantity
     lines.remaining_minor[index] -= amount
     if status in ("pending", "review"):
@@ -435,7 +425,7 @@ def _reversal(
         status=status,
         amount_minor=-amount,
         orders=0,
-        reason="" if amount == own or not still else REASON_REFUND_CAPPED,
+        reason=REASON_REFUND_CAPPED if still and amount < own else "",
         quantity=quantity,
         basis_minor=item.unit_price_minor * quantity,
         event_id=change.webhook_id,
@@ -461,14 +451,16 @@ def _approvals(
     return entries
 
 
-def _reversed_lines(change: OrderEvent, order: OrderEvent, remaining_qty: list[int]):
-    """(line index, quantity to reverse, flag) for one refund or cancel, against what remains."""
+def _reversed_lines(
+    change: OrderEvent, order: OrderEvent, remaining_qty: list[int]
+) -> list[tuple[int, int, str | None]]:
+    """(line index, quantity to reverse, flag) for one refund or cancel, against what remains: one per
+    line, however many of the refund's positions name its SKU (a line's reversal is one entry id,
+    `rev:<webhook>:<line>`, which must not come twice), then a flag per position refunding too much."""
     if change.type == CANCELLED:
-        for index, quantity in enumerate(remaining_qty):
-            if quantity:
-                yield index, quantity, None
-        return
+        return [(index, quantity, None) for index, quantity in enumerate(remaining_qty) if quantity]
     left = list(remaining_qty)
+    flags: list[tuple[int, int, str | None]] = []
     for position, item in enumerate(change.items):
         wanted = item.quantity
         for index, line in enumerate(order.items):
@@ -476,9 +468,10 @@ def _reversed_lines(change: OrderEvent, order: OrderEvent, remaining_qty: list[i
                 take = min(wanted, left[index])
                 left[index] -= take
                 wanted -= take
-                yield index, take, None
         if wanted:
-            yield position, 0, "refund_exceeds_order"
+            flags.append((position, 0, "refund_exceeds_order"))
+    had_left = enumerate(zip(remaining_qty, left, strict=True))
+    return [(index, had - now, None) for index, (had, now) in had_left if had != now] + flags
 
 
 # What `difference` compares: the net of an entry id per status and per credit (creator, currency and the
@@ -517,7 +510,7 @@ def difference(wanted: list[Entry], stored: Net) -> list[Entry]:
         entry_key = key(entry)
         if entry_key in seen:
             # One key twice: each copy would be compared with the whole stored net and every rerun would
-            # append again, growing without end. The rules give each key once (`_per_line`); should one
+            # append again, growing without end. The rules give each key once (`_reversed_lines`); should one
             # ever come twice, its sum is what is wanted.
             return difference(list(net(wanted).values()), stored)
         seen.add(entry_key)
