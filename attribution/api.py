@@ -350,6 +350,9 @@ async def _order_webhook(request: Request, ctx, merchant: Merchant, seen: debugg
         parsed = webhooks.parse(body)
     except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, "malformed", str(exc)) from None
+    ahead = webhooks.future_refusal(parsed, now_ms)
+    if ahead is not None:
+        raise ApiError(400, webhooks.OCCURRED_IN_FUTURE, f"an order cannot be dated in the future: {ahead}")
     problem = webhooks.amount_refusal(parsed)
     if problem is not None:
         raise ApiError(400, money.REASON_AMOUNT_OUT_OF_RANGE, f"cannot be booked exactly: {problem}")

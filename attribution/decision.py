@@ -58,13 +58,17 @@ def decide(
     order_codes: tuple[str, ...],
     spans_by_code: dict[str, list[codes.Span]],
     policy: Policy,
+    terms_ms: int | None = None,
 ) -> Decision:
+    """`terms_ms`: when the codes and rate versions are read (ledger.OrderEvent.terms_ms; default the
+    order's time); the click's window and the review rules measure from the order's own time."""
+    terms_ms = order_ms if terms_ms is None else terms_ms
     click_reason = rules.ineligibility(click, merchant_id, order_ms, window_days)
-    checks = codes.check_order_codes(order_codes, spans_by_code, order_ms) if order_codes else []
+    checks = codes.check_order_codes(order_codes, spans_by_code, terms_ms) if order_codes else []
     via_code = None
     if checks and (chosen := codes.first_active(checks)) is not None and chosen.span is not None:
         span = chosen.span
-        via_code = Credit(span.creator_id, BY_CODE, span.code, order_ms, span.rate_bps)
+        via_code = Credit(span.creator_id, BY_CODE, span.code, terms_ms, span.rate_bps)
     via_click = Credit(click.creator_id, BY_CLICK, "", click.ts_ms) if click_reason is None else None
     credit = pick(via_click, via_code, policy.attribution_priority)
     if credit is None:

@@ -86,6 +86,7 @@ def event_of(row: OrderEventRow) -> OrderEvent:
         row.occurred_ms,
         items,
         tuple(row.discount_codes),
+        row.received_ms,
     )
 
 
@@ -105,13 +106,23 @@ def event_of_facts(row: tuple) -> OrderEvent:
         prices,
         qtys,
         codes,
+        received_ms,
     ) = row
     items = tuple(
         Item(sku, int(price), int(quantity), category)
         for sku, category, price, quantity in zip(skus, cats, prices, qtys, strict=True)
     )
     return OrderEvent(
-        merchant_id, webhook_id, kind, order_id, click_id, currency, int(occurred_ms), items, tuple(codes)
+        merchant_id,
+        webhook_id,
+        kind,
+        order_id,
+        click_id,
+        currency,
+        int(occurred_ms),
+        items,
+        tuple(codes),
+        int(received_ms),
     )
 
 

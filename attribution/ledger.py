@@ -75,6 +75,17 @@ class OrderEvent(msgspec.Struct, frozen=True, gc=False):
     occurred_ms: int
     items: tuple[Item, ...] = ()
     discount_codes: tuple[str, ...] = ()
+    received_ms: int = 0  # when our webhook accepted it (0: not known, e.g. a test's event)
+
+    @property
+    def terms_ms(self) -> int:
+        """When the merchant's versioned terms (codes, rates, policy) are read for this order: its time,
+        but never after we received it. Every version takes effect when it is made, so an order dated
+        ahead of its receipt would see versions made after it was booked, and a rerun would move its
+        credit; read at its receipt, the answer is fixed once the order is here."""
+        if self.received_ms and self.received_ms < self.occurred_ms:
+            return self.received_ms
+        return self.occurred_ms
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,7 +202,7 @@ def explain(
         )
         for e in state.conflicts
     ]
-    policy = terms.policy.at(order.occurred_ms)
+    policy = terms.policy.at(order.terms_ms)
     decision = decide(
         click,
         terms.merchant_id,
@@ -200,6 +211,7 @@ def explain(
         order.discount_codes,
         terms.codes,
         policy,
+        order.terms_ms,
     )
     if decision.credit is None:
         reason = decision.outcome

@@ -16,7 +16,7 @@ import base64
 import binascii
 import hashlib
 import hmac
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 
 import msgspec
@@ -40,6 +40,7 @@ BAD_TIMESTAMP = "bad_timestamp"
 STALE_TIMESTAMP = "stale_timestamp"
 FUTURE_TIMESTAMP = "future_timestamp"
 BAD_SIGNATURE = "bad_signature"
+OCCURRED_IN_FUTURE = "occurred_in_future"
 
 
 def sign(secret: str, webhook_id: str, timestamp_s: int, body: bytes) -> str:
@@ -121,7 +122,8 @@ class WebhookBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 _decoder = msgspec.json.Decoder(WebhookBody)
 # The range of ClickHouse's DateTime (seconds since 1970 in a UInt32), with a year to spare.
-OCCURRED_MIN = datetime(1970, 1, 1, tzinfo=UTC)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+OCCURRED_MIN = _EPOCH
 OCCURRED_MAX = datetime(2105, 1, 1, tzinfo=UTC)
 
 
@@ -168,6 +170,17 @@ def read(body: bytes) -> WebhookBody:
     if parsed.type in ("order.created", "order.refunded") and not parsed.data.items:
         raise msgspec.ValidationError(f"{parsed.type} must list its items")
     return parsed
+
+
+def future_refusal(parsed: WebhookBody, now_ms: int) -> str | None:
+    """Why the event cannot be dated as it is (an `occurred_at` ahead of our clock by more than the
+    signature's own tolerance), or None. An order from the future would be judged by code, rate and
+    policy versions made after it was booked (ledger.OrderEvent.terms_ms); a sender's clock that runs
+    ahead is the one cause, and it is the sender's to fix."""
+    ahead_ms = (parsed.data.occurred_at - _EPOCH) // timedelta(milliseconds=1) - now_ms
+    if ahead_ms > TOLERANCE_S * 1000:
+        return f"data.occurred_at is {ahead_ms // 1000} s ahead of our clock (at most {TOLERANCE_S} s)"
+    return None
 
 
 def amount_refusal(parsed: WebhookBody) -> str | None:

@@ -436,6 +436,7 @@ ORDER_EVENT_FACTS = (
     "item_unit_price_minor",
     "item_quantity",
     "discount_codes",
+    "received_ms",
 )
 
 

@@ -143,6 +143,17 @@ def _refusals(secret: str) -> list[tuple[str, bytes, dict[str, str], int, str]]:
         ("oversize", oversize, signed(secret, oversize), 413, "too_large"),
         *((name, body, signed(secret, body), 400, "malformed") for name, body in bodies.items()),
     ]
+    # Signed, then refused as dated ahead of our clock by more than 5 minutes (400 occurred_in_future).
+    stamp = "%Y-%m-%dT%H:%M:%S"
+    ahead = {
+        "ten_minutes": (now + timedelta(minutes=10)).strftime(stamp) + "Z",
+        "a_day": (now + timedelta(days=1)).strftime(stamp) + ".5Z",
+        "year_2100": "2100-01-01T00:00:00Z",
+        "by_its_offset": now.strftime(stamp) + "-05:00",  # our wall time, five hours west: 5 h ahead
+    }
+    for name, at in ahead.items():
+        body = BODY.replace(b"2026-11-27T10:00:00Z", at.encode())
+        cases.append((f"occurred_{name}", body, signed(secret, body), 400, "occurred_in_future"))
     for header in ("webhook-id", "webhook-timestamp", "webhook-signature"):
         cases.append(
             (f"no_{header}", BODY, {k: v for k, v in good.items() if k != header}, 401, "missing_headers")
@@ -165,6 +176,26 @@ def test_each_refusal_stores_nothing_and_is_counted(settings, redis_client) -> N
             assert metric((await client.get("/metrics")).text, "unknown_merchant") == 1
             assert stream_len(settings, redis_client) == 0
             assert not redis_client.keys(settings.redis_prefix + "webhook:*")
+
+    asyncio.run(scenario())
+
+
+def test_an_order_dated_within_the_clock_tolerance_is_accepted(settings, redis_client) -> None:
+    """A sender's clock a little ahead of ours (the signature's own 5 minutes) is no refusal."""
+
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            secret = await make_merchant(client)
+            for n, ahead in enumerate((timedelta(0), timedelta(minutes=2), timedelta(minutes=4))):
+                at = (datetime.now(UTC) + ahead).strftime("%Y-%m-%dT%H:%M:%SZ")
+                body = BODY.replace(b"2026-11-27T10:00:00Z", at.encode()).replace(
+                    b"A-1001", f"A-{n}".encode()
+                )
+                response = await client.post(
+                    "/webhooks/orders/brand1", content=body, headers=signed(secret, body, msg_id=f"ahead-{n}")
+                )
+                assert response.status_code == 202, response.text
+            assert stream_len(settings, redis_client) == 3
 
     asyncio.run(scenario())
 

@@ -181,3 +181,24 @@ def test_more_items_than_an_order_may_list_is_malformed() -> None:
     assert webhooks.amount_refusal(webhooks.parse(_order(*[(1, 1)] * 1_000))) is None
     with pytest.raises(webhooks.msgspec.ValidationError, match="length <= 1000"):
         webhooks.parse(_order(*[(1, 1)] * 1_001))
+
+
+OCCURRED_MS = 1_795_773_600_123  # BODY's occurred_at, 2026-11-27T10:00:00.123Z
+
+
+@pytest.mark.parametrize(
+    ("now_ms", "refused"),
+    [
+        (OCCURRED_MS, False),
+        (OCCURRED_MS + 3_600_000, False),  # sent an hour late: the usual case
+        (OCCURRED_MS - 300_000, False),  # a sender's clock 5 minutes ahead: the signature's tolerance
+        (OCCURRED_MS - 301_000, True),
+        (OCCURRED_MS - 86_400_000, True),
+        (0, True),
+    ],
+)
+def test_an_order_dated_ahead_of_our_clock(now_ms: int, refused: bool) -> None:
+    reason = webhooks.future_refusal(webhooks.parse(BODY), now_ms)
+    assert (reason is not None) == refused, reason
+    # Never refused later: the stream's reader takes any date the table can hold.
+    assert webhooks.read(BODY).data.occurred_at
