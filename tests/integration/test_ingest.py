@@ -609,3 +609,58 @@ def test_an_idle_consumer_lets_the_backend_finish_failed_inserts(
     assert consumer.step(block_ms=10) == 0
     assert backend.settled == 2
     assert queries.click_count(ch) == 300
+
+
+class Unstorable(ClickHandler):
+    """A decoder that lets through what its column cannot hold (a variant of 40,000 in an Int16), for the
+    clicks of link `poison`: the class of bug the decoders' bounds close, met by the consumer itself."""
+
+    def build(self, records):
+        columns = super().build(records)
+        at = self.columns.index("variant")
+        columns[at] = [40_000 if r.code == "poison" else v for r, v in zip(records, columns[at], strict=True)]
+        return columns
+
+
+@pytest.mark.parametrize("batch_size", [1_000, 100])  # the entry refused among others, and alone
+def test_an_entry_clickhouse_refuses_is_dead_lettered_and_blocks_nothing(
+    redis_client, keys, ids, ch, settings, batch_size
+) -> None:
+    start_ms = int(time.time() * 1000) - HOUR_MS
+    good = make_clicks(ids, 1_000, start_ms)
+    # Visitors of their own, so that the unique flags the refused entry took leave the others' alone.
+    poison = [
+        msgspec.structs.replace(c, code="poison", ip_hash=9_000 + n)
+        for n, c in enumerate(make_clicks(ids, 100, start_ms + 1))
+    ]
+    fill(redis_client, keys, good[:400])
+    refused_id = redis_client.xadd(keys.clicks, {"v": b"1", "c": encode_batch(poison)})
+    fill(redis_client, keys, good[400:])
+    client = redis.Redis.from_url(settings.redis_url)
+    backend = NativeClickHouse(settings.clickhouse_url)
+    registry = CollectorRegistry()
+    config = ConsumerConfig(
+        keys.clicks, keys.clicks_dead, INGEST_GROUP, "c1", batch_size=batch_size, flush_interval_ms=200
+    )
+    handler = Unstorable(Enricher(), UniqueClicks(client, keys))
+    consumer = StreamConsumer(client, backend, handler, config, StreamMetrics(registry))
+    consumer.ensure_group()
+    started = time.monotonic()
+    try:
+        assert drain(consumer) is True  # one run (`ingest --once`) gets past it
+    finally:
+        client.close()
+        backend.close()
+    assert time.monotonic() - started < config.insert_timeout_s  # no wait for an insert that never ran
+    assert_exact(ch, good)
+    dead = redis_client.xrange(keys.clicks_dead)
+    assert [(f[b"dead_reason"], f[b"dead_entry"], f[b"c"]) for _, f in dead] == [
+        (b"insert_refused", refused_id, encode_batch(poison))
+    ]
+    assert (
+        registry.get_sample_value(
+            "clicktrail_stream_dead_letters_total", {"stream": "clicks", "reason": "insert_refused"}
+        )
+        == 1
+    )
+    assert redis_client.xpending(keys.clicks, INGEST_GROUP)["pending"] == 0
