@@ -79,6 +79,13 @@ class DeliveryMetrics:
             ["reason"],
             registry=registry,
         )
+        # The ingester's family and reasons, for the stream this process reads: one alert covers both.
+        self.stream_dead = Counter(
+            "clicktrail_stream_dead_letters",
+            "Entries dead-lettered, by reason",
+            ["stream", "reason"],
+            registry=registry,
+        )
         self.latency = Histogram(
             "clicktrail_event_delivery_seconds",
             "Duration of one delivery attempt",
@@ -166,7 +173,10 @@ class Deliverer:
         if not int(await self._renew(keys=[lease], args=[self._token, self._lease_ms])):
             return False
         moved = 0
-        while (count := await self._outbox.fan_out(self._store)) > 0:
+        dead = self._metrics.stream_dead
+        while (
+            count := await self._outbox.fan_out(self._store, lambda r: dead.labels("events", r).inc())
+        ) > 0:
             moved += count
         if moved:
             async with self._wake:

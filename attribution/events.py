@@ -32,18 +32,42 @@ from core.streams import Poison, StreamSpec
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
+# The entry's fields besides the version and the body (webhooks.Acceptor writes them), by the name their
+# dead-letter reasons give them: missing_<name>, invalid_<name>.
+_HEADER_FIELDS = ((b"m", "merchant_id"), (b"w", "webhook_id"), (b"t", "received_ms"))
+
+
 def to_row(entry_id: str, fields: dict[bytes, bytes]) -> OrderEventRow:
-    """One order_events row (ingested_ms filled at build time); raises Poison when undecodable."""
+    """One order_events row (ingested_ms filled at build time); raises Poison with the reason, in the
+    ingester's names (core/streams.decode_payload): `schema_version`, `missing_order` (no body),
+    `undecodable` (a body that is no JSON), `invalid_order` (JSON the stored-event schema refuses),
+    `missing_<field>` / `invalid_<field>` for merchant_id, webhook_id and received_ms."""
     if fields.get(b"v") != webhooks.STREAM_VERSION.encode():
-        raise Poison("unknown_version")
+        raise Poison("schema_version")
+    body = fields.get(b"b")
+    if body is None:
+        raise Poison("missing_order")
     try:
-        body = fields[b"b"]
         parsed = webhooks.read(body)  # not `parse`: a rule added since never drops an accepted event
-        merchant_id, webhook_id, received_ms = fields[b"m"].decode(), fields[b"w"].decode(), int(fields[b"t"])
-    except (KeyError, ValueError, UnicodeDecodeError, msgspec.MsgspecError):
+    except msgspec.ValidationError:
+        raise Poison("invalid_order") from None
+    except msgspec.DecodeError:
         raise Poison("undecodable") from None
-    if not 0 <= received_ms < 2**64:  # a UInt64 column: out of it, the whole batch's insert would fail
-        raise Poison("undecodable")
+    header = {}
+    for key, name in _HEADER_FIELDS:
+        raw = fields.get(key)
+        if raw is None:
+            raise Poison(f"missing_{name}")
+        try:
+            header[name] = raw.decode()
+        except UnicodeDecodeError:
+            raise Poison(f"invalid_{name}") from None
+    merchant_id, webhook_id, received = header["merchant_id"], header["webhook_id"], header["received_ms"]
+    # A UInt64 column: a time out of it failed the whole batch's insert, for ever. Anything but ASCII
+    # digits is no time the acceptor wrote (int() would also take '+5', ' 5' or '5_0').
+    if not (received.isascii() and received.isdigit()) or int(received) >= 2**64:
+        raise Poison("invalid_received_ms")
+    received_ms = int(received)
     data = parsed.data
     occurred_ms = (data.occurred_at - EPOCH) // timedelta(milliseconds=1)  # exact: no float rounding
     items = data.items

@@ -15,7 +15,7 @@ Guarantees (proved by tests/integration/test_events_out.py):
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import msgspec
 from redis.asyncio import Redis
@@ -26,6 +26,7 @@ from attribution.events_out import Event
 from core.clock import now_ms as clock_ms
 from core.keys import Keys
 from core.links import Link
+from core.streams import Poison
 
 log = logging.getLogger("clicktrail.events")
 
@@ -35,6 +36,7 @@ MAX_REPLAY_EVENTS = 10_000
 # Dead letters kept per endpoint; the oldest go first.
 MAX_DEAD_LETTERS = 10_000
 STATE_FIELDS = ("attempts", "first_attempt_ms", "next_attempt_ms", "last_error")
+_DEAD_FIELDS = (b"dead_reason", b"dead_entry")
 
 # KEYS: the stream, then one `event_seen` marker per event; ARGV: retention ms, MINID, then the events in
 # the same order. Each event is appended once (by its marker); returns how many were new. Many events per
@@ -87,6 +89,28 @@ redis.call('HDEL', KEYS[1], 'attempts', 'first_attempt_ms', 'next_attempt_ms', '
 return 1
 """
 
+# KEYS: the fan-out hash, the event stream's dead letters; ARGV: the entry id, the dead letters kept, the
+# reason, then the entry's fields (name, value, ...). Moves the cursor past the entry in the same step,
+# so a fan-out repeated after a crash never dead-letters it twice. Returns 1 if it was dead-lettered now.
+_FANOUT_DEAD = """
+local function parse(id)
+    local ms, seq = string.match(id, '^(%d+)-(%d+)$')
+    return tonumber(ms), tonumber(seq)
+end
+local a_ms, a_seq = parse(ARGV[1])
+local b_ms, b_seq = parse(redis.call('HGET', KEYS[1], 'cursor') or '0-0')
+if a_ms < b_ms or (a_ms == b_ms and a_seq <= b_seq) then return 0 end
+local body = {}
+for i = 4, #ARGV do body[#body + 1] = ARGV[i] end
+body[#body + 1] = 'dead_reason'
+body[#body + 1] = ARGV[3]
+body[#body + 1] = 'dead_entry'
+body[#body + 1] = ARGV[1]
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(body))
+redis.call('HSET', KEYS[1], 'cursor', ARGV[1])
+return 1
+"""
+
 _REPLAY_DEAD = """
 local dead = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', ARGV[1])
 for _, entry in ipairs(dead) do
@@ -109,6 +133,20 @@ class Undecodable(Exception):
         self.entry_id, self.payload, self.reason = entry_id, payload, reason
 
 
+def read_entry(fields: dict[bytes, bytes]) -> Event:
+    """The event of an event-stream entry, or Poison: `missing_event` (no `e` field), `invalid_event` (JSON
+    of another shape), `undecodable` (not JSON), the reasons the ingester gives its own streams."""
+    payload = fields.get(b"e")
+    if payload is None:
+        raise Poison("missing_event")
+    try:
+        return events_out.decode(payload)
+    except msgspec.ValidationError:
+        raise Poison("invalid_event") from None
+    except msgspec.DecodeError:
+        raise Poison("undecodable") from None
+
+
 class Outbox:
     def __init__(self, redis: Redis, keys: Keys, retention_days: int = 7, public_url: str = "") -> None:
         self._redis = redis
@@ -121,6 +159,7 @@ class Outbox:
         self._replay_dead = redis.register_script(_REPLAY_DEAD)
         self._retry_later = redis.register_script(_RETRY_LATER)
         self._dead_letter = redis.register_script(_DEAD_LETTER)
+        self._fanout_dead = redis.register_script(_FANOUT_DEAD)
 
     # --- emitting ----------------------------------------------------------------------------------
     async def emit(self, events: Iterable[Event], now_ms: int, encoded: list[bytes] | None = None) -> int:
@@ -164,9 +203,10 @@ class Outbox:
             await self._redis.hdel(self._keys.events_staged, *[e.id for e in events])
 
     # --- fan-out -----------------------------------------------------------------------------------
-    async def fan_out(self, store: EndpointStore) -> int:
+    async def fan_out(self, store: EndpointStore, dead_lettered: Callable[[str], None]) -> int:
         """Copy the next batch of stream entries into the queues of the endpoints that want them; returns
-        how many entries were read (0: caught up). The caller holds the fan-out lease."""
+        how many entries were read (0: caught up). An entry that is no event goes to `Keys.events_dead`
+        instead, and `dead_lettered(reason)` is called once for it. The caller holds the fan-out lease."""
         keys = self._keys
         cursor = (await self._redis.hget(keys.events_fanout, "cursor") or b"0-0").decode()
         entries = await self._redis.xrange(keys.events, f"({cursor}", "+", count=FANOUT_BATCH)
@@ -175,10 +215,12 @@ class Outbox:
         by_owner: dict[str, list[Endpoint]] = {}
         for stream_id, fields in entries:
             try:
-                event = events_out.decode(fields.get(b"e", b""))
-            except msgspec.MsgspecError as exc:
-                # Only our own code writes the stream; an entry it cannot read is skipped, never a block.
-                log.error("event stream entry %s skipped: %s", stream_id, exc)
+                event = read_entry(fields)
+            except Poison as exc:
+                # Kept with its reason, never a block: every entry behind it is fanned out as usual.
+                if await self._dead_letter_entry(stream_id, fields, exc.reason):
+                    dead_lettered(exc.reason)
+                    log.error("event stream entry %s dead-lettered: %s", stream_id.decode(), exc.reason)
                 continue
             for owner in event.subjects:
                 if owner not in by_owner:
@@ -191,6 +233,13 @@ class Outbox:
                         )
         await self._redis.hset(keys.events_fanout, "cursor", entries[-1][0])
         return len(entries)
+
+    async def _dead_letter_entry(self, stream_id: bytes, fields: dict[bytes, bytes], reason: str) -> bool:
+        # Ours last: an entry copied back from the dead letters by hand carries the old pair.
+        body = [item for name, value in fields.items() if name not in _DEAD_FIELDS for item in (name, value)]
+        keys = [self._keys.events_fanout, self._keys.events_dead]
+        args = [stream_id, MAX_DEAD_LETTERS, reason, *body]
+        return bool(int(await self._fanout_dead(keys=keys, args=args)))
 
     # --- one endpoint's queue ----------------------------------------------------------------------
     async def head(self, endpoint_id: str) -> tuple[str, Event, dict[str, str]] | None:
@@ -299,7 +348,10 @@ class Outbox:
         while len(wanted) < MAX_REPLAY_EVENTS:
             entries = await self._redis.xrange(keys.events, start, "+", count=FANOUT_BATCH)
             for _, fields in entries:
-                event = events_out.decode(fields[b"e"])
+                try:
+                    event = read_entry(fields)
+                except Poison:
+                    continue  # no event to send: the fan-out dead-letters and counts it, once
                 if endpoint.owner in event.subjects and event.type in endpoint.events:
                     wanted.append(fields[b"e"])
             if len(entries) < FANOUT_BATCH:

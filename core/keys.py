@@ -339,6 +339,13 @@ class Keys:
         return f"{self.prefix}events:fanout"
 
     @property
+    def events_dead(self) -> str:
+        """Stream: event-stream entries the fan-out could not read, as they came plus `dead_reason` and
+        `dead_entry`; added in one script with the move of `events_fanout`'s cursor past them (so each is
+        dead-lettered once)."""
+        return f"{self.prefix}events:dead"
+
+    @property
     def events_fanout_lease(self) -> str:
         """String with a TTL: the one delivery worker that fans events out now (one keeps them in order)."""
         return f"{self.prefix}events:fanout:lease"

@@ -151,7 +151,7 @@ async def _a_link_event_carries_what_the_api_shows(settings):
         assert patched.status_code == 200, patched.text
         shown.append((await client.get(f"/api/links/{link['code']}", headers=alice)).json())
         outbox, store = app.ctx.outbox, EndpointStore(app.ctx.redis, app.ctx.keys)
-        await outbox.fan_out(store)
+        await outbox.fan_out(store, dead_lettered=pytest.fail)
         sent = []
         while (head := await outbox.head(endpoint["id"])) is not None:
             sent.append(head[1])
@@ -397,21 +397,84 @@ def test_the_worker_rides_out_a_redis_restart(settings, private_redis) -> None:
     asyncio.run(scenario())
 
 
-def test_an_unreadable_stream_entry_is_skipped(settings, redis_client) -> None:
+# Event-stream entries that are no event, each with the reason it is dead-lettered under.
+UNREADABLE_EVENTS = [
+    ({"e": b"\xff not json"}, "undecodable"),
+    ({"e": b""}, "undecodable"),
+    ({"e": b'{"id": "evt_1", "type": "link.updated"'}, "undecodable"),
+    ({"e": b'{"id": 1}'}, "invalid_event"),
+    ({"e": b"[]"}, "invalid_event"),
+    (
+        {"e": b'{"id": "e", "type": "t", "subjects": "creator:alice", "occurred_ms": 1, "data": {}}'},
+        "invalid_event",
+    ),
+    ({"x": b"no event field"}, "missing_event"),
+    # copied back by hand from the dead letters: the reason and entry id are this failure's
+    ({"e": b"{", "dead_reason": b"old", "dead_entry": b"1-1"}, "undecodable"),
+]
+
+
+def test_an_unreadable_stream_entry_is_dead_lettered_with_its_reason(settings, redis_client) -> None:
+    """The fan-out skipped an entry it could not read with a log line only: nothing counted it and nothing
+    kept it past the stream's retention. Each is now dead-lettered once (`Keys.events_dead`, with its
+    reason and entry id) and counted by reason, and the events behind it are delivered in order."""
     settings = fast(settings)
+    keys = Keys(settings.redis_prefix)
 
     async def scenario():
         receiver = await Receiver().start()
         try:
             await add_endpoint(settings, "alice", receiver.url)
             first = await emit_links(settings, "alice", 1)
-            redis_client.xadd(Keys(settings.redis_prefix).events, {"e": b"\xff not json"})
+            bad_ids = [redis_client.xadd(keys.events, fields).decode() for fields, _ in UNREADABLE_EVENTS]
             later = await emit_links(settings, "alice", 1, start_ms=1_700_000_900_000)
-            async with running_deliverer(settings):
+            async with running_deliverer(settings) as metrics:
                 await receiver.wait_for(2)
+                counted = {
+                    reason: metrics.stream_dead.labels("events", reason)._value.get()
+                    for reason in ("undecodable", "invalid_event", "missing_event")
+                }
             assert receiver.ids() == first + later
+            assert counted == {"undecodable": 4, "invalid_event": 3, "missing_event": 1}
+            dead = redis_client.xrange(keys.events_dead)
+            assert [(f[b"dead_entry"].decode(), f[b"dead_reason"].decode()) for _, f in dead] == [
+                (entry_id, reason) for entry_id, (_, reason) in zip(bad_ids, UNREADABLE_EVENTS, strict=True)
+            ]
+            kept = [{k: v for k, v in f.items() if k not in (b"dead_reason", b"dead_entry")} for _, f in dead]
+            assert kept[:-1] == [
+                {k.encode(): v for k, v in fields.items()} for fields, _ in UNREADABLE_EVENTS[:-1]
+            ]
+            async with running_deliverer(settings) as metrics:  # a second worker: nothing twice
+                await asyncio.sleep(0.3)
+                assert metrics.stream_dead.labels("events", "undecodable")._value.get() == 0
+            assert redis_client.xlen(keys.events_dead) == len(UNREADABLE_EVENTS)
         finally:
             await receiver.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_replay_over_unreadable_stream_entries_requeues_the_events_around_them(
+    settings, redis_client
+) -> None:
+    """A replay with `since` decoded every stream entry from that time on and raised at the first one that
+    is no event: the endpoint's past events could never be replayed across it (a 500 every time)."""
+    keys = Keys(settings.redis_prefix)
+
+    async def scenario():
+        endpoint_id = await add_endpoint(settings, "alice", "http://127.0.0.1:9/")
+        first = await emit_links(settings, "alice", 1)
+        for fields, _ in UNREADABLE_EVENTS:
+            redis_client.xadd(keys.events, fields)
+        later = await emit_links(settings, "alice", 1, start_ms=1_700_000_900_000)
+        redis = Redis.from_url(settings.redis_url)
+        try:
+            endpoint = await EndpointStore(redis, keys).get(endpoint_id)
+            assert await Outbox(redis, keys).replay(endpoint, since_ms=0) == (0, 2)
+            queued = redis_client.xrange(keys.endpoint_queue(endpoint_id))
+            assert [events_out.decode(f[b"e"]).id for _, f in queued] == first + later
+        finally:
+            await redis.aclose()
 
     asyncio.run(scenario())
 

@@ -2,7 +2,9 @@
 rules gives for the same clicks: the columnar, memoised and overlapped build path (clicks.py) must never
 change a stored value. A mixed stream: many user agents (people, previews, crawlers, none, HEAD), IPv4 and
 IPv6 prefixes, trusted and malformed country headers, referers good and bad, smart variants, in-app
-browsers, repeat visitors, and batches that cross an hour boundary."""
+browsers, repeat visitors, and batches that cross an hour boundary. And for every stream → table decoder
+(clicks, links, order events), no integer it admits is one its column cannot hold (such an entry failed
+its batch's insert for ever, and blocked the stream behind it)."""
 
 from __future__ import annotations
 
@@ -13,17 +15,21 @@ import pytest
 import redis
 from prometheus_client import CollectorRegistry
 
+from attribution.events import OrderEventsHandler, order_stream_spec
 from core.clickhouse import NativeClickHouse
 from core.clickid import ClickIds
 from core.keys import INGEST_GROUP, Keys
+from core.links import LINK_EVENT_VERSION
 from core.migrate import migrate
 from core.rows import ClickRow
 from core.settings import Settings
 from core.streaminfo import StreamMetrics
-from core.streams import ConsumerConfig, StreamConsumer
+from core.streams import ConsumerConfig, Poison, StreamConsumer
 from redirector.click import Click, encode_batch
 from redirector.ingest.clicks import ClickHandler, IngestClick
 from redirector.ingest.enrich import Enricher, referer_host
+from redirector.ingest.links import LinkEventHandler
+from redirector.ingest.process import stream_specs
 from redirector.ingest.unique import UniqueClicks
 
 pytestmark = [pytest.mark.redis, pytest.mark.clickhouse]
@@ -169,3 +175,160 @@ def test_every_integer_the_click_decoder_takes_fits_its_column(clickhouse) -> No
         assert (given_high is not None and given_high <= high) or high == 2**64, (field.name, info)
         checked.append(field.name)
     assert {"ts_ms", "ip_hash", "variant"} <= set(checked)
+
+
+# --- the same class check for every other stream → table decoder ----------------------------------------
+def _column_types(clickhouse, table: str) -> dict[str, str]:
+    return dict(
+        clickhouse.execute(
+            "SELECT name, type FROM system.columns WHERE database = %(db)s AND table = %(table)s",
+            {"db": clickhouse.database, "table": table},
+        )
+    )
+
+
+def _bounds(column_type: str) -> tuple[int, int] | None:
+    """[low, high) of an integer column (DateTime: seconds in a UInt32), None for any other type."""
+    return (0, 2**32) if column_type == "DateTime" else _INT_RANGES.get(column_type)
+
+
+def _assert_every_integer_fits(clickhouse, handler, records: list) -> set[str]:
+    """Builds the handler's columns for `records` as the insert gets them and checks each integer value
+    (array elements too) against its column's type as the migrated server has it, then inserts them;
+    returns the integer columns checked, which must be every integer column of the table."""
+    types = _column_types(clickhouse, handler.table)
+    checked = set()
+    for name, values in zip(handler.columns, handler.build(records), strict=True):
+        inner = types[name].removeprefix("Array(").removesuffix(")")
+        bounds = _bounds(inner)
+        if bounds is None:
+            continue
+        flat = [v for row in values for v in row] if inner != types[name] else list(values)
+        low, high = bounds
+        outside = [v for v in flat if not low <= int(v) < high]
+        assert not outside, (handler.table, name, types[name], outside[:3])
+        checked.add(name)
+    every = {name for name, kind in types.items() if _bounds(kind.removeprefix("Array(").removesuffix(")"))}
+    assert checked == every, every - checked
+    # and the server takes them: the bounds above are its own
+    clickhouse.insert(handler.table, handler.columns, handler.build(records))
+    return checked
+
+
+ORDER_BODY = {
+    "type": "order.created",
+    "data": {
+        "order_id": "A-1",
+        "currency": "EUR",
+        "occurred_at": "2026-11-27T10:00:00.123Z",
+        "items": [{"sku": "S", "unit_price_minor": 5, "quantity": 1}],
+    },
+}
+ORDER_ENTRY = {b"v": b"1", b"m": b"m1", b"w": b"w", b"t": b"1764237600500"}
+# The integers an order entry carries, each at and past every bound its columns have (item_unit_price_minor
+# Int64, item_quantity UInt32, occurred_at DateTime, occurred_ms and received_ms UInt64), and past the
+# decoder's own limits.
+ORDER_EDGES = {
+    "unit_price_minor": [-(2**63) - 1, -1, 0, 10**12, 10**12 + 1, 2**63 - 1, 2**63, 2**64],
+    "quantity": [-1, 0, 1, 10**6, 10**6 + 1, 2**32 - 1, 2**32, 2**64],
+    "occurred_at": [
+        "1970-01-01T00:00:00Z",
+        "1970-01-01T00:00:00+00:01",
+        "1969-12-31T23:59:59.999Z",
+        "2104-12-31T23:59:59.999999Z",
+        "2104-12-31T23:59:59-14:00",
+        "2106-02-07T06:28:15Z",
+        "2106-02-07T06:28:16Z",
+        "9999-12-31T23:59:59Z",
+    ],
+    "received_ms": [-1, 0, 2**32 * 1000, 2**63, 2**64 - 1, 2**64, 2**65],
+}
+
+
+def _order_entry(field: str, value) -> dict[bytes, bytes]:
+    body = msgspec.json.decode(msgspec.json.encode(ORDER_BODY))
+    if field in ("unit_price_minor", "quantity"):
+        body["data"]["items"][0][field] = value
+    elif field == "occurred_at":
+        body["data"]["occurred_at"] = value
+    entry = {**ORDER_ENTRY, b"b": msgspec.json.encode(body)}
+    if field == "received_ms":
+        entry[b"t"] = str(value).encode()
+    return entry
+
+
+def test_every_integer_the_order_decoder_takes_fits_its_column(clickhouse) -> None:
+    """`test_every_integer_the_click_decoder_takes_fits_its_column` for the order stream: each integer an
+    entry carries, at and past every bound, either is dead-lettered (Poison) or builds into columns whose
+    every value fits the migrated `order_events` type. A received time past UInt64 once failed its
+    batch's insert for ever."""
+
+    migrate(clickhouse, log=lambda _line: None)
+    handler = OrderEventsHandler()
+    taken, records = [], []
+    for field, values in ORDER_EDGES.items():
+        for value in values:
+            try:
+                records += handler.decode("1-0", _order_entry(field, value))
+            except Poison:
+                continue
+            taken.append((field, value))
+    assert _assert_every_integer_fits(clickhouse, handler, records) == {
+        "occurred_at", "occurred_ms", "received_ms", "ingested_ms", "item_unit_price_minor", "item_quantity",
+    }  # fmt: skip
+    # not vacuous: the largest values the decoder admits reached the columns
+    assert {
+        ("unit_price_minor", 10**12),
+        ("quantity", 10**6),
+        ("occurred_at", "2104-12-31T23:59:59.999999Z"),
+        ("received_ms", 2**64 - 1),
+    } <= set(taken)
+
+
+LINK_EVENT = {
+    "code": "abc",
+    "url": "https://shop.example/",
+    "creator_id": "alice",
+    "merchant_id": "",
+    "host": "shop.example",
+    "created_at_ms": 1_700_000_000_000,
+    "disabled": False,
+    "updated_at_ms": 1_700_000_000_000,
+}
+# created_at (DateTime) is created_at_ms // 1000; both times are UInt64 columns too.
+LINK_EDGES = {
+    "created_at_ms": [-1, 0, 2**32 * 1000 - 1, 2**32 * 1000, 2**63, 2**64 - 1],
+    "updated_at_ms": [-1, 0, 2**32 * 1000 - 1, 2**32 * 1000, 2**63, 2**64 - 1],
+    "disabled": [True, False, 0, 1, 2, 256],
+}
+
+
+def test_every_integer_the_link_event_decoder_takes_fits_its_column(clickhouse) -> None:
+    """The same check for the link-event stream into `links`."""
+
+    migrate(clickhouse, log=lambda _line: None)
+    handler = LinkEventHandler()
+    taken, records = [], []
+    for field, values in LINK_EDGES.items():
+        for value in values:
+            entry = {b"v": LINK_EVENT_VERSION, b"l": msgspec.msgpack.encode({**LINK_EVENT, field: value})}
+            try:
+                records += handler.decode("1-0", entry)
+            except Poison:
+                continue
+            taken.append((field, value))
+    checked = _assert_every_integer_fits(clickhouse, handler, records)
+    assert checked == {"created_at", "created_at_ms", "disabled", "updated_at_ms"}
+    assert {("created_at_ms", 2**32 * 1000 - 1), ("updated_at_ms", 2**32 * 1000 - 1)} <= set(taken)
+
+
+def test_every_stream_table_has_its_integer_check(settings: Settings, redis_client: redis.Redis) -> None:
+    """A new stream → table decoder gets its own check above: the tables the ingester's streams fill are
+    exactly the three checked here."""
+    specs = [*stream_specs(settings), order_stream_spec(Keys.of(settings))]
+    tables = set()
+    for spec in specs:
+        handler = spec.make_handler(redis_client)
+        tables.add(handler.table)
+        handler.close()
+    assert tables == {"clicks", "links", "order_events"}

@@ -53,6 +53,7 @@ ATOMIC_GROUPS = {
     "unique-click script, one call on a cluster": lambda k: [k.unique_clicks(493_000, 17)],
     "reconcile of one link on a cluster (core/links.py)": lambda k: [k.link("Xy3kP9aQ")],
     "event emission script (attribution/outbox.py)": lambda k: [k.events, k.event_seen("evt_1")],
+    "fan-out dead-letter script (attribution/outbox.py)": lambda k: [k.events_fanout, k.events_dead],
     "endpoint delivery scripts (attribution/delivery.py)": lambda k: [
         k.endpoint("ep_1"),
         k.endpoint_queue("ep_1"),
@@ -121,6 +122,7 @@ CONTROL_SINGLES = {
     "payouts": lambda k: k.payouts("m1"),
     "events_staged": lambda k: k.events_staged,
     "events_fanout": lambda k: k.events_fanout,
+    "events_dead": lambda k: k.events_dead,
     "events_fanout_lease": lambda k: k.events_fanout_lease,
     "endpoint_lease": lambda k: k.endpoint_lease("ep_1"),
     "merchant_deliveries": lambda k: k.merchant_deliveries("m1"),

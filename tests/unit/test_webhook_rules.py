@@ -112,15 +112,33 @@ def test_entry_decodes_to_exact_row() -> None:
     assert row[10:14] == (["S"], [""], [5], [1])
 
 
+GOOD = {b"v": b"1", b"m": b"m1", b"w": b"x", b"t": b"1", b"b": BODY}
+
+
+def without(name: bytes) -> dict:
+    return {k: v for k, v in GOOD.items() if k != name}
+
+
 @pytest.mark.parametrize(
     ("fields", "reason"),
     [
-        ({b"v": b"9", b"b": BODY}, "unknown_version"),
-        ({b"v": b"1", b"m": b"m1", b"w": b"x", b"t": b"1", b"b": b"{"}, "undecodable"),
-        ({b"v": b"1", b"b": BODY}, "undecodable"),
+        ({**GOOD, b"v": b"9"}, "schema_version"),
+        (without(b"v"), "schema_version"),
+        (without(b"b"), "missing_order"),
+        ({**GOOD, b"b": b"{"}, "undecodable"),
+        ({**GOOD, b"b": b"\xff"}, "undecodable"),
+        ({**GOOD, b"b": b"[]"}, "invalid_order"),
+        ({**GOOD, b"b": BODY.replace(b'"quantity":1', b'"quantity":0')}, "invalid_order"),
+        (without(b"m"), "missing_merchant_id"),
+        ({**GOOD, b"m": b"\xff"}, "invalid_merchant_id"),
+        (without(b"w"), "missing_webhook_id"),
+        ({**GOOD, b"w": b"\xfe"}, "invalid_webhook_id"),
+        (without(b"t"), "missing_received_ms"),
         # received_ms is a UInt64 column: out of it, the batch's insert failed for ever
-        ({b"v": b"1", b"m": b"m1", b"w": b"x", b"t": b"-1", b"b": BODY}, "undecodable"),
-        ({b"v": b"1", b"m": b"m1", b"w": b"x", b"t": str(2**64).encode(), b"b": BODY}, "undecodable"),
+        ({**GOOD, b"t": b"-1"}, "invalid_received_ms"),
+        ({**GOOD, b"t": str(2**64).encode()}, "invalid_received_ms"),
+        ({**GOOD, b"t": b"+5"}, "invalid_received_ms"),
+        ({**GOOD, b"t": b""}, "invalid_received_ms"),
     ],
 )
 def test_poison_entries(fields: dict, reason: str) -> None:

@@ -1,0 +1,96 @@
+"""Order-stream entries the ingester cannot store are dead-lettered with the precise reason (the dead letter's
+`dead_reason` and the `clicktrail_stream_dead_letters_total` label), in the names the click and link
+streams use, and the entries around them are stored."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import redis
+from prometheus_client import CollectorRegistry
+
+from attribution.events import order_stream_spec
+from core.clickhouse import NativeClickHouse
+from core.keys import INGEST_GROUP, Keys
+from core.migrate import migrate
+from core.settings import Settings
+from core.streaminfo import StreamMetrics
+from core.streams import ConsumerConfig, StreamConsumer
+
+pytestmark = [pytest.mark.redis, pytest.mark.clickhouse]
+
+BODY = (
+    b'{"type":"order.created","data":{"order_id":"A-1","currency":"EUR",'
+    b'"occurred_at":"2026-11-27T10:00:00.123Z","items":[{"sku":"S","unit_price_minor":5,"quantity":1}]}}'
+)
+GOOD = {b"v": b"1", b"m": b"m1", b"w": b"w-good", b"t": b"1764237600500", b"b": BODY}
+
+
+def without(name: bytes) -> dict[bytes, bytes]:
+    return {k: v for k, v in GOOD.items() if k != name}
+
+
+# Every way an entry can fail, each with its reason. Before, all but the version were `undecodable` and
+# the version was `unknown_version` where the click and link streams say `schema_version`.
+POISON = [
+    ({**GOOD, b"v": b"2"}, "schema_version"),
+    (without(b"v"), "schema_version"),
+    (without(b"b"), "missing_order"),
+    ({**GOOD, b"b": b"{"}, "undecodable"),
+    ({**GOOD, b"b": b"\xff\xfe"}, "undecodable"),
+    ({**GOOD, b"b": b"[1, 2]"}, "invalid_order"),
+    ({**GOOD, b"b": BODY.replace(b"order.created", b"order.paid")}, "invalid_order"),
+    ({**GOOD, b"b": BODY.replace(b"2026-11-27", b"1969-12-31")}, "invalid_order"),
+    ({**GOOD, b"b": BODY.replace(b'"quantity":1', b'"quantity":0')}, "invalid_order"),
+    (without(b"m"), "missing_merchant_id"),
+    ({**GOOD, b"m": b"m\xff"}, "invalid_merchant_id"),
+    (without(b"w"), "missing_webhook_id"),
+    ({**GOOD, b"w": b"w\xc3"}, "invalid_webhook_id"),
+    (without(b"t"), "missing_received_ms"),
+    ({**GOOD, b"t": b"-1"}, "invalid_received_ms"),
+    ({**GOOD, b"t": str(2**64).encode()}, "invalid_received_ms"),
+    ({**GOOD, b"t": b"soon"}, "invalid_received_ms"),
+    ({**GOOD, b"t": b"1_0"}, "invalid_received_ms"),
+    # put back by hand from the dead letters: the reason and entry id are this failure's
+    ({**GOOD, b"v": b"0", b"dead_reason": b"old", b"dead_entry": b"1-1"}, "schema_version"),
+]
+
+
+def test_each_undecodable_order_entry_is_dead_lettered_with_its_reason(
+    settings: Settings, redis_client: redis.Redis, clickhouse: NativeClickHouse
+) -> None:
+    migrate(clickhouse, log=lambda _line: None)
+    keys = Keys(settings.redis_prefix)
+    redis_client.xadd(keys.orders, {**GOOD, b"w": b"w-first"})
+    poison_ids = [redis_client.xadd(keys.orders, fields).decode() for fields, _ in POISON]
+    redis_client.xadd(keys.orders, {**GOOD, b"w": b"w-last"})
+
+    spec = order_stream_spec(keys)
+    config = ConsumerConfig(
+        stream=spec.stream, dead_stream=spec.dead_stream, group=INGEST_GROUP, consumer="t",
+        batch_size=1000, flush_interval_ms=10,
+    )  # fmt: skip
+    registry = CollectorRegistry()
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        consumer = StreamConsumer(
+            client, clickhouse, spec.make_handler(client), config, StreamMetrics(registry)
+        )
+        assert consumer.run(threading.Event(), once=True) is True
+    finally:
+        client.close()
+
+    dead = redis_client.xrange(keys.orders_dead)
+    assert [(f[b"dead_entry"].decode(), f[b"dead_reason"].decode()) for _, f in dead] == [
+        (entry_id, reason) for entry_id, (_, reason) in zip(poison_ids, POISON, strict=True)
+    ]
+    for reason in {reason for _, reason in POISON}:
+        sample = {"stream": "orders", "reason": reason}
+        expected = sum(1 for _, r in POISON if r == reason)
+        assert registry.get_sample_value("clicktrail_stream_dead_letters_total", sample) == expected, reason
+    stored = clickhouse.execute(
+        f"SELECT webhook_id FROM {clickhouse.database}.order_events ORDER BY webhook_id"
+    )
+    assert stored == [("w-first",), ("w-last",)]
+    assert redis_client.xpending(keys.orders, INGEST_GROUP)["pending"] == 0
