@@ -345,7 +345,8 @@ async def _order_webhook(request: Request, ctx, merchant: Merchant, seen: debugg
     secrets = await ctx.merchants.active_secrets(merchant_id, now_ms)
     refusal = webhooks.verify(body, request.headers, secrets, now_ms // 1000)
     if refusal is not None:
-        raise ApiError(401, refusal, "webhook signature verification failed: " + refusal.replace("_", " "))
+        detail = webhooks.DETAILS.get(refusal, refusal.replace("_", " "))
+        raise ApiError(401, refusal, "webhook signature verification failed: " + detail)
     try:
         parsed = webhooks.parse(body)
     except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:

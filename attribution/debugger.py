@@ -19,6 +19,7 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from core import validate
 from core.keys import Keys
 
 log = logging.getLogger("clicktrail.webhooks")
@@ -56,6 +57,14 @@ def elide_values(message: str) -> str:
     return _QUOTED_RE.sub("'…'", message)[:MAX_MESSAGE_CHARS]
 
 
+def shown_webhook_id(webhook_id: str) -> str:
+    """The webhook-id as the debugger keeps it: one refused as `bad_webhook_id` escaped (`msg\\x85`), so
+    that the merchant sees which character it was and the page shows no control character."""
+    if not webhook_id or validate.is_webhook_id(webhook_id):
+        return webhook_id
+    return webhook_id.encode("unicode_escape").decode("ascii").replace(" ", "\\x20")
+
+
 _encoder = msgspec.json.Encoder()
 
 
@@ -65,7 +74,7 @@ class DeliveryLog:
         self._keys = keys
 
     async def record(self, merchant_id: str, delivery: Delivery) -> None:
-        delivery.webhook_id = delivery.webhook_id[:MAX_WEBHOOK_ID_CHARS]
+        delivery.webhook_id = shown_webhook_id(delivery.webhook_id)[:MAX_WEBHOOK_ID_CHARS]
         try:
             await self._redis.xadd(
                 self._keys.merchant_deliveries(merchant_id),

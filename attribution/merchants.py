@@ -35,7 +35,7 @@ from core.domains import (
 )
 from core.keys import Keys
 from core.links import OwnerResolver
-from core.urls import non_public_domain
+from core.urls import a_label_problem, non_public_domain
 
 log = logging.getLogger("clicktrail.merchants")
 
@@ -111,13 +111,20 @@ def validate(merchant: Merchant) -> Merchant:
         policy.check_review(merchant.review)
     except policy.InvalidField as exc:
         raise InvalidMerchant(str(exc)) from None
-    domains = sorted({d.strip().lower().rstrip(".") for d in merchant.domains})
+    return msgspec.structs.replace(merchant, domains=_domains(merchant.domains), currencies=currencies)
+
+
+def _domains(given: list[str]) -> list[str]:
+    """A merchant's domains, normalised (lower case, no trailing dot) and checked."""
+    domains = sorted({d.strip().lower().rstrip(".") for d in given})
     if not domains or not all(check.is_host(d) for d in domains):
         raise InvalidMerchant("domains must be a non-empty list of host names")
     for domain in domains:
+        if (problem := a_label_problem(domain)) is not None:
+            raise InvalidMerchant(f"domain {domain!r} is not a host name: {problem}")
         if (problem := non_public_domain(domain)) is not None:
             raise InvalidMerchant(f"{problem}: a merchant's domains are public names", "non_public_host")
-    return msgspec.structs.replace(merchant, domains=domains, currencies=currencies)
+    return domains
 
 
 def new_secret() -> str:

@@ -41,6 +41,13 @@ STALE_TIMESTAMP = "stale_timestamp"
 FUTURE_TIMESTAMP = "future_timestamp"
 BAD_SIGNATURE = "bad_signature"
 OCCURRED_IN_FUTURE = "occurred_in_future"
+BAD_WEBHOOK_ID = "bad_webhook_id"
+# What a refusal's message says besides its reason, where the reason alone does not tell the sender what
+# to change.
+DETAILS = {
+    BAD_WEBHOOK_ID: "webhook-id must be printable ASCII (no control characters, no other characters, "
+    "no space at either end)",
+}
 
 
 def sign(secret: str, webhook_id: str, timestamp_s: int, body: bytes) -> str:
@@ -58,6 +65,10 @@ def verify(body: bytes, headers, secrets: list[str], now_s: int) -> str | None:
     signatures = headers.get("webhook-signature")
     if not (webhook_id and timestamp and signatures) or len(webhook_id) > MAX_WEBHOOK_ID_CHARS:
         return MISSING_HEADERS
+    if not validate.is_webhook_id(webhook_id):
+        # Before the signature: an id past ASCII would mostly fail it (its bytes are read as Latin-1, most
+        # senders sign UTF-8), and `bad_signature` would hide the cause from the sender.
+        return BAD_WEBHOOK_ID
     timestamp_s = validate.timestamp_s(timestamp)
     if timestamp_s is None:  # ASCII digits only: "²".isdigit() is true, and int() refuses it
         return BAD_TIMESTAMP

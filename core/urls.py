@@ -1,8 +1,9 @@
 """Destination URL validation: a pure function, run once when a link is created (never per redirect).
 
 Accepts absolute http(s) URLs to a real host and returns them normalised (lower-case scheme and host,
-IDN hosts as punycode, default port dropped, characters outside URL syntax percent-encoded). Everything
-else is refused with a reason code that the API reports with a 422.
+IDN hosts as punycode, default port dropped, characters outside URL syntax percent-encoded). A host given
+in punycode meets the rules its Unicode form meets. Everything else is refused with a reason code that the
+API reports with a 422.
 
 Hosts that are not on the public internet are refused (`non_public_host`): names that resolve to this
 machine or its local network (`localhost`, `*.localhost`, `*.local`, ...) and IP literals outside the
@@ -123,6 +124,8 @@ def _normalise_host(host: str) -> str:
         raise UrlError("host", f"host is not a valid internationalised name: {exc}") from None
     if len(ascii_host) > MAX_HOST_CHARS:
         raise UrlError("host", "host name is too long")
+    if (problem := a_label_problem(ascii_host)) is not None:
+        raise UrlError("host", f"{host!r} is not a valid host name: {problem}")
     labels = ascii_host.split(".")
     if _NUMBER_LABEL_RE.fullmatch(labels[-1]):
         # A browser reads a host that ends in a number as an IPv4 address ("127.1", "0x7f.0.0.1").
@@ -137,6 +140,21 @@ def _normalise_host(host: str) -> str:
     if len(labels) < 2 or not all(map(is_host_label, labels)):
         raise UrlError("host", f"{host!r} is not a valid public host name")
     return ascii_host
+
+
+def a_label_problem(host: str) -> str | None:
+    """Why a lower-case ASCII host's punycode labels (`xn--...`) are not A-labels, or None. The labels of
+    a host given in Unicode are checked by `idna.encode`; those given already encoded passed unread, so
+    `xn--zz` (not punycode), `xn--abc-` (plain `abc`) or `xn--ls8h` (an emoji, which IDNA 2008 refuses in
+    its Unicode form too) were stored as hosts, and one name had two spellings. `idna.decode` checks both the
+    punycode and the IDNA rules of the label it decodes to, the same rules its Unicode form meets."""
+    for label in host.split("."):
+        if label.startswith("xn--"):
+            try:
+                idna.decode(label)
+            except (idna.IDNAError, UnicodeError) as exc:
+                return f"{label!r} is not a valid punycode (IDNA) label: {exc}"
+    return None
 
 
 def _public_ip_host(ip: ipaddress.IPv4Address | ipaddress.IPv6Address, raw: str) -> str:

@@ -27,6 +27,12 @@ _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
 HOST_PATTERN = rf"\A(?=.{{1,253}}\Z){_LABEL}(?:\.{_LABEL})+\Z"
 # One label of a destination host name (destination hosts are checked label by label).
 HOST_LABEL_PATTERN = r"\A(?!-)[a-z0-9-]{1,63}(?<!-)\Z"
+# An order webhook's `webhook-id` (opaque to Standard Webhooks: `msg_2KWPBgLlAfxdpx2AI54pPJ85f4W`):
+# printable ASCII, spaces inside only. A header's bytes past ASCII are read as Latin-1 here but signed as
+# whatever the sender encoded (UTF-8 by the Standard Webhooks libraries), so their characters are a guess;
+# spaces or tabs at either end are not part of a field value (RFC 9110): a parser or proxy drops them, and
+# the id received is no longer the one signed. Its length is checked apart (attribution/webhooks.py).
+WEBHOOK_ID_PATTERN = r"\A[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?\Z"
 # An API key's id: the key's SHA-256, lowercase hex (redirector/auth.py).
 KEY_ID_PATTERN = r"\A[0-9a-f]{64}\Z"
 
@@ -39,6 +45,7 @@ CONTENT_LENGTH_RE = re.compile(CONTENT_LENGTH_PATTERN)
 HOST_RE = re.compile(HOST_PATTERN)
 HOST_LABEL_RE = re.compile(HOST_LABEL_PATTERN)
 KEY_ID_RE = re.compile(KEY_ID_PATTERN)
+WEBHOOK_ID_RE = re.compile(WEBHOOK_ID_PATTERN)
 
 # Link codes: a character set rather than a regex, because the redirect checks every request's path
 # against it (a frozenset test is cheaper than a regex call).
@@ -59,6 +66,10 @@ def is_id(value: object) -> bool:
 
 def is_key_id(value: object) -> bool:
     return fullmatch(KEY_ID_RE, value)
+
+
+def is_webhook_id(value: object) -> bool:
+    return fullmatch(WEBHOOK_ID_RE, value)
 
 
 def is_currency(value: object) -> bool:

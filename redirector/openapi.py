@@ -42,7 +42,12 @@ SECURITY_SCHEMES = {
         "scheme": "bearer",
         "description": "An API key (`ctk_...`) issued for one creator: acts for that creator only.",
     },
-    "webhookId": {"type": "apiKey", "in": "header", "name": "webhook-id", "description": "unique per event"},
+    "webhookId": {
+        "type": "apiKey",
+        "in": "header",
+        "name": "webhook-id",
+        "description": "unique per event: 1-256 printable ASCII characters",
+    },
     "webhookTimestamp": {
         "type": "apiKey",
         "in": "header",

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from tests.integration.apphelp import ADMIN, make_link, running_app
+from tests.unit.test_urls import BAD_A_LABELS, GOOD_A_LABELS
 
 pytestmark = pytest.mark.redis
 
@@ -127,5 +128,26 @@ def test_custom_code_and_idn(settings) -> None:
             assert link["url"] == "https://xn--bcher-kva.example/buch"
             response = await client.get("/Buch_1")
             assert response.headers["location"].startswith("https://xn--bcher-kva.example/buch?ct_click=")
+
+    asyncio.run(scenario())
+
+
+def test_a_punycode_host_meets_the_rules_of_its_unicode_form(settings) -> None:
+    """A broken punycode label is a 422 naming it, nothing stored; a valid one and its Unicode form make
+    links to one host."""
+
+    async def scenario():
+        async with running_app(settings) as (app, client):
+            for label in BAD_A_LABELS:
+                body = {"url": f"https://shop.{label}.example/p", "creator_id": "c"}
+                response = await client.post("/api/links", json=body, headers=ADMIN)
+                assert response.status_code == 422, (label, response.text)
+                error = response.json()["error"]
+                assert error["code"] == "invalid_url.host" and label.lower() in error["message"], label
+            assert not await app.ctx.redis.keys(app.ctx.keys.prefix + "link:*")
+            for a_label, u_label in GOOD_A_LABELS:
+                given = await make_link(client, "c", f"https://shop.{a_label}.example/p")
+                typed = await make_link(client, "c", f"https://shop.{u_label}.example/p")
+                assert given["url"] == typed["url"] == f"https://shop.{a_label.lower()}.example/p"
 
     asyncio.run(scenario())

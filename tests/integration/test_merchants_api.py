@@ -12,6 +12,7 @@ from redis.asyncio import Redis
 from attribution.rates import RateStore
 from core.keys import Keys
 from tests.integration.apphelp import ADMIN, make_link, running_app
+from tests.unit.test_urls import BAD_A_LABELS
 
 pytestmark = pytest.mark.redis
 
@@ -137,6 +138,25 @@ def test_merchant_lifecycle(settings) -> None:
             (3, 500, {"SKU-1": 1500}, {"alice": 2000}),
         ]
         assert versions[0].effective_ms <= versions[1].effective_ms <= versions[2].effective_ms
+
+    asyncio.run(scenario())
+
+
+def test_a_domain_with_a_broken_punycode_label_is_refused_and_stores_nothing(settings) -> None:
+    async def scenario():
+        async with running_app(settings) as (app, client):
+            for i, label in enumerate(BAD_A_LABELS):
+                body = {**MERCHANT, "merchant_id": f"p{i}", "domains": [f"shop.{label}.example"]}
+                refused = await client.post("/api/merchants", json=body, headers=ADMIN)
+                assert refused.status_code == 422, (label, refused.text)
+                assert refused.json()["error"]["code"] == "invalid", label
+            assert not await app.ctx.redis.keys(app.ctx.keys.prefix + "merchant*")
+            assert not await app.ctx.redis.keys(app.ctx.keys.prefix + "domain*")
+            body = {**MERCHANT, "merchant_id": "p9", "domains": ["XN--BCHER-KVA.example"]}
+            created = await client.post("/api/merchants", json=body, headers=ADMIN)
+            assert created.status_code == 201 and created.json()["domains"] == ["xn--bcher-kva.example"]
+            link = await make_link(client, "alice", "https://bücher.example/buch")
+            assert link["merchant_id"] == "p9"
 
     asyncio.run(scenario())
 

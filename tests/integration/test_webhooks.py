@@ -200,6 +200,50 @@ def test_an_order_dated_within_the_clock_tolerance_is_accepted(settings, redis_c
     asyncio.run(scenario())
 
 
+# What a sender puts on the wire: Latin-1 bytes, or UTF-8 past U+00FF (the server reads Latin-1 either way).
+BAD_WIRE_IDS = [
+    b"msg\x00",
+    b"msg_1\n",
+    b"msg\x1b[31m",
+    b"msg\x7f",
+    b"msg\x85",
+    b"msg_\xe9",
+    b"msg_\xa0",
+    "msg\u2028".encode(),
+    "msg_\U0001f600".encode(),
+    b" msg_1",
+    b"msg_1 ",
+    b" ",
+]
+
+
+def test_a_webhook_id_the_rule_refuses_stores_nothing_and_is_shown_escaped(settings, redis_client) -> None:
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            secret = await make_merchant(client)
+            url = "/webhooks/orders/brand1"
+            for wire in BAD_WIRE_IDS:
+                read_as = wire.decode("latin-1")
+                # Signed over the id as the server reads it: only the id's rule refuses it.
+                headers = {**signed(secret, BODY, read_as), "webhook-id": wire}
+                before = metric((await client.get("/metrics")).text, "bad_webhook_id")
+                response = await client.post(url, content=BODY, headers=headers)
+                assert response.status_code == 401, (wire, response.text)
+                error = response.json()["error"]
+                assert error["code"] == "bad_webhook_id" and "printable ASCII" in error["message"], wire
+                assert metric((await client.get("/metrics")).text, "bad_webhook_id") == before + 1, wire
+            assert stream_len(settings, redis_client) == 0
+            assert not redis_client.keys(settings.redis_prefix + "webhook:*")
+            listed = await client.get("/api/merchants/brand1/deliveries?limit=200", headers=ADMIN)
+            deliveries = listed.json()["deliveries"][::-1]
+            assert [d["reason"] for d in deliveries] == ["bad_webhook_id"] * len(BAD_WIRE_IDS)
+            shown = [d["webhook_id"] for d in deliveries]
+            assert all(i.isascii() and i.isprintable() and " " not in i for i in shown), shown
+            assert shown[:2] == ["msg\\x00", "msg_1\\n"] and shown[-1] == "\\x20"
+
+    asyncio.run(scenario())
+
+
 def test_rotation_keeps_both_secrets_until_the_old_one_expires(settings, redis_client) -> None:
     async def scenario():
         async with running_app(settings) as (_, client):

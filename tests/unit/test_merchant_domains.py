@@ -5,6 +5,7 @@ import msgspec
 import pytest
 
 from attribution.merchants import InvalidMerchant, Merchant, validate
+from tests.unit.test_urls import BAD_A_LABELS, GOOD_A_LABELS
 
 BASE = Merchant("m1", "Shop", ["shop.example.com"], "EUR", 800)
 
@@ -42,6 +43,21 @@ def test_non_public_domains_are_refused(domain: str) -> None:
 )
 def test_public_domains_are_accepted(domains: list[str], normalised: list[str]) -> None:
     assert validate(msgspec.structs.replace(BASE, domains=domains)).domains == normalised
+
+
+@pytest.mark.parametrize("label", BAD_A_LABELS)
+@pytest.mark.parametrize("domain", ["{}.example", "shop.{}.example"])
+def test_a_broken_punycode_label_is_refused(label: str, domain: str) -> None:
+    with pytest.raises(InvalidMerchant) as info:
+        validate(msgspec.structs.replace(BASE, domains=["shop.example.com", domain.format(label)]))
+    assert info.value.code == "invalid"
+
+
+def test_valid_punycode_labels_are_accepted() -> None:
+    domains = [f"shop.{a_label}.example" for a_label, _ in GOOD_A_LABELS]
+    assert validate(msgspec.structs.replace(BASE, domains=domains)).domains == sorted(
+        {d.lower() for d in domains}
+    )
 
 
 @pytest.mark.parametrize("domain", ["localhost", "localhost.", "local", ""])

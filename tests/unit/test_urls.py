@@ -71,6 +71,44 @@ REJECTED = [
 ]
 
 
+# Punycode labels given as such (an ASCII host) meet the rules their Unicode form meets: refused when
+# the punycode is broken or its Unicode form is one IDNA refuses, however spelled.
+BAD_A_LABELS = [
+    "xn--",  # nothing encoded
+    "xn--abc-",  # plain "abc": an ASCII label is never encoded
+    "xn--zz",  # not punycode
+    "xn--0",
+    "xn--a",  # decodes to U+0080, a control character
+    "xn--9a",  # "£": not allowed in a name
+    "xn--ls8h",  # an emoji: IDNA 2008 refuses it, as it refuses "💩.example" typed in Unicode
+    "XN--ZZ",  # upper case is read as lower case, and refused alike
+]
+# (A-label, its Unicode form): both spellings name one host.
+GOOD_A_LABELS = [
+    ("xn--bcher-kva", "bücher"),
+    ("XN--BCHER-KVA", "BÜCHER"),
+    ("xn--fa-hia", "faß"),
+    ("xn--mgbh0fb", "مثال"),
+    ("xn--80ak6aa92e", "аррӏе"),  # one script (Cyrillic) whatever it looks like: IDNA allows it
+]
+
+
+@pytest.mark.parametrize("label", BAD_A_LABELS)
+@pytest.mark.parametrize("host", ["{}.example", "shop.{}.example", "{}.com."])
+def test_a_broken_punycode_label_is_refused(label: str, host: str) -> None:
+    with pytest.raises(UrlError) as info:
+        validate_url(f"https://{host.format(label)}/p")
+    assert info.value.reason == "host"
+    assert label.lower() in str(info.value)
+
+
+@pytest.mark.parametrize(("a_label", "u_label"), GOOD_A_LABELS)
+def test_a_punycode_label_names_the_host_its_unicode_form_names(a_label: str, u_label: str) -> None:
+    given = validate_url(f"https://shop.{a_label}.example/p")
+    assert given == validate_url(f"https://shop.{u_label}.example/p")
+    assert given.host == f"shop.{a_label.lower()}.example"
+
+
 @pytest.mark.parametrize(("raw", "reason"), REJECTED)
 def test_rejected(raw: object, reason: str) -> None:
     with pytest.raises(UrlError) as info:

@@ -70,6 +70,59 @@ def test_verify(body: bytes, hdrs: dict, secrets: list[str], expected: str | Non
     assert webhooks.verify(body, hdrs, secrets, NOW_S) == expected
 
 
+# Each kind a webhook-id must not hold (core/validate.py WEBHOOK_ID_PATTERN): C0, DEL, C1, the Unicode line
+# separators, other characters past ASCII (read as Latin-1, signed as the sender encoded them), and spaces
+# at either end (not part of a header's value: a proxy drops them). Signed as they stand, so only the rule
+# refuses them.
+BAD_WEBHOOK_IDS = (
+    "msg\x00",
+    "msg_1\n",
+    "\tmsg_1",
+    "msg\x1b[31m",
+    "msg\x7f",
+    "msg\x85",
+    "msg\x9b1",
+    "msg\u2028",
+    "msg\u2029x",
+    "msg_\xe9",
+    "msg_\xa0",
+    "msg\xad1",
+    "msg_\uff4d",
+    "msg_\U0001f600",
+    " ",
+    "   ",
+    " msg_1",
+    "msg_1 ",
+)
+GOOD_WEBHOOK_IDS = (
+    "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W",
+    "a",
+    "evt:1:2",
+    "rev:msg:0",
+    "{orders}",
+    "a.b.c",
+    "order 42 created",
+    "~!@#$%^&*()[]<>'\"\\/",
+    "x" * webhooks.MAX_WEBHOOK_ID_CHARS,
+)
+
+
+@pytest.mark.parametrize(
+    ("msg_id", "expected"),
+    [*((i, webhooks.BAD_WEBHOOK_ID) for i in BAD_WEBHOOK_IDS), *((i, None) for i in GOOD_WEBHOOK_IDS)],
+)
+def test_webhook_id_rule(msg_id: str, expected: str | None) -> None:
+    assert webhooks.verify(BODY, headers(msg_id=msg_id), [SECRET], NOW_S) == expected
+
+
+@pytest.mark.parametrize("msg_id", BAD_WEBHOOK_IDS)
+def test_a_webhook_id_refused_now_still_ingests(msg_id: str) -> None:
+    """Ids the rule refuses were accepted with 202 before it: those in the stream are ingested as stored."""
+    assert webhooks.verify(BODY, headers(msg_id=msg_id), [SECRET], NOW_S) == webhooks.BAD_WEBHOOK_ID
+    fields = {b"v": b"1", b"m": b"m1", b"w": msg_id.encode(), b"t": b"1764237600500", b"b": BODY}
+    assert events.to_row("1-0", fields).webhook_id == msg_id
+
+
 def test_our_signer_matches_the_official_one() -> None:
     assert webhooks.sign(SECRET, "msg_1", NOW_S, BODY) == headers()["webhook-signature"]
 

@@ -58,6 +58,11 @@ def raw_mac(key: bytes, content: bytes) -> str:
         ),
         (BODY, headers(webhook_signature=raw_mac(b"k" * 24, BODY)), ["HMAC of the body alone"]),
         (BODY, headers(msg_id="msg_2", webhook_id="msg_3"), ["no signature matches"]),
+        # signed as they stand: the id's characters are the one problem
+        *(
+            (BODY, headers(msg_id=bad), [f"webhook-id {bad!r}: webhook-id must be printable ASCII"])
+            for bad in ("msg\x00", "msg\x85", "msg\u2028", "msg_\xe9", "msg_1 ")
+        ),
     ],
 )
 def test_diagnosis(body, hdrs, expected):
