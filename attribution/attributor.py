@@ -82,6 +82,7 @@ class Summary:
     amount_minor: int = 0
     skipped_unknown_merchant: int = 0
     events: int = 0  # commission events emitted (events_out.py)
+    staged_dead_lettered: int = 0  # staged events of an earlier run that did not decode (Outbox.staged)
     stopped: bool = False  # ended early on a stop request; the cursor did not move
     outcomes: Counter = field(default_factory=Counter)
     kinds: Counter = field(default_factory=Counter)  # ledger rows appended, by kind
@@ -170,7 +171,7 @@ class Attributor:
         # status", maybe in a run of another process) are set aside first: read as stored, they would
         # keep this run from booking rows that vanish later, and announce their events.
         await asyncio.to_thread(self._backend.settle_unknown_parts)
-        await self._announce_staged(now_ms)
+        unreadable = await self._announce_staged(now_ms)
         cursor = int(await self._redis.get(self._keys.attribution_cursor) or 0)
         new = await asyncio.to_thread(
             queries.orders_with_new_events, self._backend, max(0, cursor - CURSOR_OVERLAP_MS)
@@ -193,7 +194,7 @@ class Attributor:
                 not int(accrual_ms) or rules.lock_ms(int(accrual_ms), merchant.lock_days) <= now_ms
             ):
                 todo[merchant_id].add(order_id)
-        summary = Summary()
+        summary = Summary(staged_dead_lettered=unreadable)
         total = sum(len(v) for v in todo.values())
         run_id = f"{now_ms}-{secrets.token_hex(4)}"
         for merchant_id, order_ids in sorted(todo.items()):
@@ -300,10 +301,11 @@ class Attributor:
         summary.events += await self._outbox.emit(announced, now_ms, encoded)
         await self._outbox.unstage(announced)
 
-    async def _announce_staged(self, now_ms: int) -> None:
+    async def _announce_staged(self, now_ms: int) -> int:
         """Emit the staged events of a run that stopped between its insert and its emission, if their
-        rows are stored; drop the others (this run books those rows again and announces them)."""
-        staged = await self._outbox.staged()
+        rows are stored; drop the others (this run books those rows again and announces them). Returns
+        how many staged values did not decode (dead-lettered by the outbox)."""
+        staged, unreadable = await self._outbox.staged()
         by_run: dict[tuple[str, str], list[events_out.Event]] = defaultdict(list)
         for event in staged:
             by_run[(event.data["merchant_id"], event.data["run_id"])].append(event)
@@ -314,6 +316,7 @@ class Attributor:
             )
             await self._outbox.emit([e for e in group if e.data["order_id"] in booked], now_ms)
         await self._outbox.unstage(staged)
+        return unreadable
 
     async def _click_facts(self, click_ids: set[str], details: bool = False) -> dict[str, rules.ClickFacts]:
         """What is known of each click id; with `details`, also its link code and the human clicks from

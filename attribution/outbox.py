@@ -37,6 +37,8 @@ MAX_REPLAY_EVENTS = 10_000
 MAX_DEAD_LETTERS = 10_000
 STATE_FIELDS = ("attempts", "first_attempt_ms", "next_attempt_ms", "last_error")
 _DEAD_FIELDS = (b"dead_reason", b"dead_entry")
+# The dead-letter reason of a staged event that does not decode (`Outbox.staged`).
+STAGED_UNDECODABLE = "undecodable_staged"
 
 # KEYS: the stream, then one `event_seen` marker per event; ARGV: retention ms, MINID, then the events in
 # the same order. Each event is appended once (by its marker); returns how many were new. Many events per
@@ -195,8 +197,26 @@ class Outbox:
             mapping = {e.id: raw for e, raw in zip(events, encoded, strict=True)}
             await self._redis.hset(self._keys.events_staged, mapping=mapping)
 
-    async def staged(self) -> list[Event]:
-        return [events_out.decode(v) for v in (await self._redis.hgetall(self._keys.events_staged)).values()]
+    async def staged(self) -> tuple[list[Event], int]:
+        """The staged events, and how many staged values did not decode (an event staged by a release
+        whose format this one cannot read): those go to the event dead letters as they came, with their
+        event id, so that one of them cannot fail every attributor run."""
+        events, unreadable = [], []
+        for event_id, raw in (await self._redis.hgetall(self._keys.events_staged)).items():
+            try:
+                events.append(events_out.decode(raw))
+            except msgspec.MsgspecError:
+                unreadable.append((event_id, raw))
+        if unreadable:
+            async with self._redis.pipeline(transaction=True) as pipe:
+                for event_id, raw in unreadable:
+                    body = {b"e": raw, b"dead_reason": STAGED_UNDECODABLE.encode(), b"dead_staged": event_id}
+                    pipe.xadd(self._keys.events_dead, body, maxlen=MAX_DEAD_LETTERS, approximate=True)
+                pipe.hdel(self._keys.events_staged, *[event_id for event_id, _ in unreadable])
+                await pipe.execute()
+            for event_id, _ in unreadable:
+                log.error("staged event %r dead-lettered: %s", event_id, STAGED_UNDECODABLE)
+        return events, len(unreadable)
 
     async def unstage(self, events: list[Event]) -> None:
         if events:

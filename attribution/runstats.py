@@ -9,8 +9,8 @@ the background, so a scrape never waits on Redis) and, for a deployment without 
 and survive restarts of every process (they reset only with Redis itself, which Prometheus's rate()
 treats as a counter reset).
 
-Hash fields: `runs:<result>`, `orders:<outcome>`, `rows:<kind>` (integers), `seconds` (float),
-`last_run_ms`, `last_success_ms`, `last_duration_ms`.
+Hash fields: `runs:<result>`, `orders:<outcome>`, `rows:<kind>`, `dead:<reason>` (integers), `seconds`
+(float), `last_run_ms`, `last_success_ms`, `last_duration_ms`.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ def increments(
     result: str,
     outcomes: Mapping[str, int],
     kinds: Mapping[str, int],
+    dead: Mapping[str, int] | None = None,
 ) -> dict[str, int]:
     """The integer counters one run adds to the hash (pure: the fields and their increments)."""
     if result not in RESULTS:
@@ -41,6 +42,7 @@ def increments(
     added = {f"runs:{result}": 1}
     added.update({f"orders:{k}": int(n) for k, n in outcomes.items() if n})
     added.update({f"rows:{k}": int(n) for k, n in kinds.items() if n})
+    added.update({f"dead:{k}": int(n) for k, n in (dead or {}).items() if n})
     return added
 
 
@@ -53,12 +55,13 @@ async def record(
     duration_s: float,
     outcomes: Mapping[str, int] | None = None,
     kinds: Mapping[str, int] | None = None,
+    dead: Mapping[str, int] | None = None,
 ) -> None:
     """Add one run to the hash, all fields in one MULTI (a scrape never sees half a run)."""
     key = keys.attribution_stats
     ended_ms = started_ms + round(duration_s * 1000)
     async with redis.pipeline(transaction=True) as pipe:
-        for name, n in increments(result, outcomes or {}, kinds or {}).items():
+        for name, n in increments(result, outcomes or {}, kinds or {}, dead).items():
             pipe.hincrby(key, name, n)
         pipe.hincrbyfloat(key, "seconds", duration_s)
         last = {"last_run_ms": ended_ms, "last_duration_ms": round(duration_s * 1000)}
@@ -95,6 +98,14 @@ def families(stats: Mapping[bytes | str, bytes | str]) -> Iterator[Metric]:
     for kind, n in _prefixed(fields, "rows:"):
         rows.add_metric([kind], n)
     yield rows
+    dead = CounterMetricFamily(
+        "clicktrail_attributor_dead_letters",
+        "Staged commission events of an earlier run that did not decode, moved to the event dead letters",
+        labels=["reason"],
+    )
+    for reason, n in _prefixed(fields, "dead:"):
+        dead.add_metric([reason], n)
+    yield dead
     yield CounterMetricFamily(
         "clicktrail_attributor_run_seconds",
         "Time spent in attributor runs",

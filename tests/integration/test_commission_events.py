@@ -76,11 +76,11 @@ def test_commission_events_once_per_booking_with_crash_recovery(settings, backen
         with pytest.raises(RuntimeError):
             await crashing.run_once(now_ms=T0 + 5 * HOUR)
         crashing._outbox.emit = real_emit
-        [staged] = await crashing._outbox.staged()
+        [staged], _ = await crashing._outbox.staged()
         assert staged.data["order_id"] == "A-2"
         await r.delete(keys.attribution_lock)  # the failed run's hold on the lock, expired
         summary = await attributor.run_once(now_ms=T0 + 6 * HOUR)
-        assert summary.rows == 0 and await crashing._outbox.staged() == []
+        assert summary.rows == 0 and await crashing._outbox.staged() == ([], 0)
         assert [e.id for e in await emitted(r, keys)].count(staged.id) == 1
 
         # A crash before the insert landed: the staged event is dropped, the rows booked and announced anew.
@@ -98,7 +98,7 @@ def test_commission_events_once_per_booking_with_crash_recovery(settings, backen
                 await failing.run_once(now_ms=T0 + 7 * HOUR)
         finally:
             backend.insert = real_insert
-        [never] = await failing._outbox.staged()
+        [never], _ = await failing._outbox.staged()
         await r.delete(keys.attribution_lock)
         summary = await attributor.run_once(now_ms=T0 + 8 * HOUR)
         assert summary.rows == 1 and summary.events == 1
@@ -112,6 +112,35 @@ def test_commission_events_once_per_booking_with_crash_recovery(settings, backen
         assert summary.events == 3 and sorted(e.data["amount_minor"] for e in approved) == [479, 958, 958]
         assert all(e.data["status"] == "approved" for e in approved)
         assert (await attributor.run_once(now_ms=at + 32 * DAY)).events == 0
+        await r.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_staged_event_that_does_not_decode_blocks_no_run(settings, backend):
+    """A staged value this release cannot read (staged by another one, or damaged): every run used to fail
+    on it before booking anything. It goes to the event dead letters as it came, once, and is counted; the
+    staged events around it are announced as before."""
+    keys = Keys(settings.redis_prefix)
+    ids = ClickIds(settings.secret_bytes)
+
+    async def scenario():
+        r = Redis.from_url(settings.redis_url)
+        await add_merchant(r, keys, "m1", ["shop.m1.example"], T0 - DAY)
+        click = ids.new(T0)
+        insert_clicks(backend, [(click, T0, "alice", "m1", "shop.m1.example", 0, 0)])
+        await deliver(r, keys, "m1", "w1", "order.created", "A-1", click, T0 + HOUR, [SHOES])
+        await asyncio.to_thread(ingest_orders, settings.redis_url, keys, backend)
+        unreadable = {b"evt_bad_json": b"{not json", b"evt_wrong_shape": b'{"id": 7}', b"evt_empty": b""}
+        await r.hset(keys.events_staged, mapping=unreadable)
+        attributor = Attributor(r, keys, backend, ids)
+        summary = await attributor.run_once(now_ms=T0 + 2 * HOUR)
+        assert summary.staged_dead_lettered == 3 and summary.rows == 1 and summary.events == 1
+        dead = {f[b"dead_staged"]: (f[b"e"], f[b"dead_reason"]) for _, f in await r.xrange(keys.events_dead)}
+        assert dead == {k: (v, b"undecodable_staged") for k, v in unreadable.items()}
+        assert await r.hlen(keys.events_staged) == 0
+        again = await attributor.run_once(now_ms=T0 + 3 * HOUR)
+        assert again.staged_dead_lettered == 0 and await r.xlen(keys.events_dead) == 3
         await r.aclose()
 
     asyncio.run(scenario())

@@ -68,6 +68,7 @@ def test_hash_fields_become_samples() -> None:
             b"orders:credited": b"7",
             b"orders:expired": b"2",
             b"rows:approval": b"4",
+            b"dead:undecodable_staged": b"2",
             b"seconds": b"12.5",
             b"last_run_ms": b"1764570000500",
             b"last_success_ms": b"1764570000000",
@@ -79,6 +80,7 @@ def test_hash_fields_become_samples() -> None:
     assert got[("clicktrail_attributor_orders_total", (("outcome", "credited"),))] == 7
     assert got[("clicktrail_attributor_orders_total", (("outcome", "expired"),))] == 2
     assert got[("clicktrail_attributor_ledger_rows_total", (("kind", "approval"),))] == 4
+    assert got[("clicktrail_attributor_dead_letters_total", (("reason", "undecodable_staged"),))] == 2
     assert got[("clicktrail_attributor_run_seconds_total", ())] == 12.5
     assert got[("clicktrail_attributor_last_run_duration_seconds", ())] == 1.5
     assert got[("clicktrail_attributor_last_run_timestamp_seconds", ())] == 1764570000.5
