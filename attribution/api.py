@@ -346,6 +346,7 @@ async def _order_webhook(request: Request, ctx, merchant: Merchant, seen: debugg
     refusal = webhooks.verify(body, request.headers, secrets, now_ms // 1000)
     if refusal is not None:
         raise ApiError(401, refusal, "webhook signature verification failed: " + refusal.replace("_", " "))
+    seen.signed = True
     try:
         parsed = webhooks.parse(body)
     except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:
