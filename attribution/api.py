@@ -347,6 +347,7 @@ async def _order_webhook(request: Request, ctx, merchant: Merchant, seen: debugg
     if refusal is not None:
         detail = webhooks.DETAILS.get(refusal, refusal.replace("_", " "))
         raise ApiError(401, refusal, "webhook signature verification failed: " + detail)
+    seen.signed = True
     try:
         parsed = webhooks.parse(body)
     except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as exc:

@@ -6,6 +6,11 @@ A record carries the result (accepted, duplicate, refused), the reason (the same
 SHA-256 and size. A body is never stored, and neither is any part of one: the message of a schema
 refusal names the field, with quoted values elided. Recording happens after the answer is decided and
 never changes it: a failed write is logged, the merchant's request is answered as it would have been.
+
+Anyone may POST to a merchant's webhook URL, so requests whose signature was not verified are kept in a
+capped stream of their own: however many unsigned requests arrive, they never push the records of signed
+deliveries (accepted, duplicate, or refused after the signature matched) out of the debugger. `latest`
+merges the two, newest first.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import time
 from dataclasses import asdict, dataclass
 
 import msgspec
@@ -42,6 +48,7 @@ class Delivery:
     message: str = ""
     size_bytes: int | None = None  # None when the body was not read (e.g. declared too large)
     body_sha256: str = ""  # "" unless the whole body was read
+    signed: bool = False  # the signature matched: kept apart from unsigned traffic, never shown
 
     def saw_body(self, body: bytes) -> None:
         self.size_bytes = len(body)
@@ -73,12 +80,22 @@ class DeliveryLog:
         self._redis = redis
         self._keys = keys
 
+    def _streams(self, merchant_id: str) -> tuple[str, str]:
+        return self._keys.merchant_deliveries(merchant_id), self._keys.merchant_unsigned_deliveries(
+            merchant_id
+        )
+
     async def record(self, merchant_id: str, delivery: Delivery) -> None:
         delivery.webhook_id = shown_webhook_id(delivery.webhook_id)[:MAX_WEBHOOK_ID_CHARS]
+        shown = asdict(delivery)
+        del shown["signed"]
+        signed_stream, unsigned_stream = self._streams(merchant_id)
+        # `t` orders the records of both streams when they are merged (their entry ids are per stream).
+        fields = {"d": _encoder.encode(shown), "t": time.time_ns()}
         try:
             await self._redis.xadd(
-                self._keys.merchant_deliveries(merchant_id),
-                {"d": _encoder.encode(asdict(delivery))},
+                signed_stream if delivery.signed else unsigned_stream,
+                fields,
                 maxlen=MAX_RECORDS,
                 approximate=False,
             )
@@ -86,8 +103,13 @@ class DeliveryLog:
             log.warning("cannot record a webhook delivery of %s: %s", merchant_id, exc)
 
     async def latest(self, merchant_id: str, limit: int, result: str | None = None) -> list[dict]:
-        """Newest first; with `result`, only those (among the latest MAX_RECORDS)."""
-        entries = await self._redis.xrevrange(self._keys.merchant_deliveries(merchant_id), count=MAX_RECORDS)
+        """Newest first; with `result`, only those (among the latest MAX_RECORDS signed and the latest
+        MAX_RECORDS unsigned)."""
+        entries = []
+        for stream in self._streams(merchant_id):
+            entries += await self._redis.xrevrange(stream, count=MAX_RECORDS)
+        # Records written before `t` existed (all in the signed stream) sort by their entry id's time.
+        entries.sort(key=lambda e: int(e[1].get(b"t") or int(e[0].split(b"-")[0]) * 1_000_000), reverse=True)
         out = []
         for _, fields in entries:
             record = msgspec.json.decode(fields[b"d"])

@@ -386,6 +386,11 @@ class Keys:
         refused body: its hash and size only). Written alone, after the outcome is known."""
         return f"{self.prefix}merchant:{merchant_id}:deliveries"
 
+    def merchant_unsigned_deliveries(self, merchant_id: str) -> str:
+        """Stream capped like `merchant_deliveries`: webhook requests refused before their signature
+        matched, which anyone can send, kept apart so that they never evict a signed delivery's record."""
+        return f"{self.prefix}merchant:{merchant_id}:deliveries:unsigned"
+
 
 @lru_cache(maxsize=4096)
 def _slot_range_tag(base: str, shard: int, shards: int) -> str:

@@ -117,6 +117,10 @@ class ClicktrailApp:
             },
             lifespan=self._lifespan,
         )
+        # Starlette answers a path that differs from a route by a trailing slash with a 307 to an absolute URL
+        # built from the request's Host header: whoever sets Host picks where the client is sent (and a
+        # cache keyed without Host stores it for everyone). No route of ours is reached that way: a 404.
+        self.api.router.redirect_slashes = False
         # Built once from the very routes served.
         self.api.state.openapi = openapi.dumps(openapi.document(self.api.routes, strict=False)).encode()
 

@@ -84,8 +84,10 @@ def test_every_outcome_is_shown_without_bodies(settings, redis_client):
             assert deliveries[10]["size_bytes"] == len(big) and deliveries[10]["body_sha256"] == ""
             assert deliveries[3]["message"] == "webhook signature verification failed: bad signature"
 
-            raw = redis_client.xrange(Keys(settings.redis_prefix).merchant_deliveries("brand1"))
-            assert MARKER.encode() not in b"".join(v for _, fields in raw for v in fields.values())
+            keys = Keys(settings.redis_prefix)
+            for stream in (keys.merchant_deliveries("brand1"), keys.merchant_unsigned_deliveries("brand1")):
+                raw = redis_client.xrange(stream)
+                assert raw and MARKER.encode() not in b"".join(v for _, f in raw for v in f.values())
             assert not list(redis_client.scan_iter(match=settings.redis_prefix + "merchant:nobody*"))
 
             refused = await client.get(
@@ -131,5 +133,51 @@ def test_the_record_keeps_the_latest_only(settings, redis_client: redis.Redis):
         )
         assert len(latest[0]["webhook_id"]) == 256
         await client.aclose()
+
+    asyncio.run(scenario())
+
+
+# Requests anyone can send to a merchant's webhook URL, refused before a signature matched.
+UNSIGNED = {
+    "missing_headers": lambda body, secret: {"webhook-id": "forged"},
+    "bad_timestamp": lambda body, secret: {**signed(secret, body, "forged"), "webhook-timestamp": "x"},
+    "stale_timestamp": lambda body, secret: signed(
+        secret, body, "forged", at=datetime.now(UTC) - timedelta(minutes=10)
+    ),
+    "bad_signature": lambda body, secret: signed("whsec_" + "A" * 32, body, "forged"),
+    "too_large": lambda body, secret: {"webhook-id": "forged", "content-length": str(300 * 1024)},
+    "bad_content_length": lambda body, secret: {"webhook-id": "forged", "content-length": "1e3"},
+}
+
+
+@pytest.mark.parametrize("reason", sorted(UNSIGNED))
+def test_unsigned_requests_never_evict_signed_records(settings, redis_client, monkeypatch, reason):
+    """An unsigned flood (anyone knows the URL) fills only its own capped record: the debugger still
+    shows the merchant's signed deliveries, and the latest unsigned refusals next to them."""
+    monkeypatch.setattr("attribution.debugger.MAX_RECORDS", 4)
+
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            secret = (await client.post("/api/merchants", json=MERCHANT, headers=ADMIN)).json()[
+                "webhook_secret"
+            ]
+            url = "/webhooks/orders/brand1"
+            good = order()
+            assert (
+                await client.post(url, content=good, headers=signed(secret, good, "real"))
+            ).status_code == 202
+            for _ in range(6):
+                headers = UNSIGNED[reason](good, secret)
+                body = b"" if "content-length" in headers else good
+                refused = await client.post(url, content=body, headers=headers)
+                assert refused.status_code in (400, 401, 413), refused.text
+            shown = {}
+            for query in ("limit=4", "limit=4&result=accepted"):
+                listed = await client.get(f"/api/merchants/brand1/deliveries?{query}", headers=ADMIN)
+                shown[query] = [(d["webhook_id"], d["reason"]) for d in listed.json()["deliveries"]]
+            assert shown == {
+                "limit=4": [("forged", reason)] * 4,
+                "limit=4&result=accepted": [("real", "accepted")],
+            }
 
     asyncio.run(scenario())

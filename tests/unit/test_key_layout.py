@@ -130,6 +130,7 @@ CONTROL_SINGLES = {
     "events_fanout_lease": lambda k: k.events_fanout_lease,
     "endpoint_lease": lambda k: k.endpoint_lease("ep_1"),
     "merchant_deliveries": lambda k: k.merchant_deliveries("m1"),
+    "merchant_unsigned_deliveries": lambda k: k.merchant_unsigned_deliveries("m1"),
     "attribution_stats": lambda k: k.attribution_stats,
     "dash_session": lambda k: k.dash_session("ab" * 32),
 }
