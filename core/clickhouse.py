@@ -11,7 +11,6 @@ ClickHouse (tests/integration/test_layers.py). Its errors, and network errors, r
 from __future__ import annotations
 
 import contextlib
-import struct
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
@@ -21,26 +20,6 @@ from urllib.parse import urlsplit, urlunsplit
 class ClickHouseError(Exception):
     """ClickHouse could not answer: refused, unreachable, timed out, or a server error (the driver's own
     exception is the cause)."""
-
-
-# TYPE_MISMATCH: the driver raises it itself, for a value out of its column's range, before sending the
-# block; the server, for a column it cannot convert, before writing any part. Nothing else is taken for
-# a data error: a view failing part-way through a block (an error of any code) left parts to finish.
-DATA_ERROR_CODES = frozenset({53})
-# What the driver raises for a Python value it cannot write into its column (a None or an int in a String
-# column, a str with a lone surrogate): raised while the block is serialised, so nothing was sent.
-_VALUE_ERRORS = (AttributeError, TypeError, ValueError, OverflowError, struct.error)
-
-
-def is_data_error(exc: BaseException) -> bool:
-    """Whether an insert failed on the values it carried, so that sending it again cannot succeed
-    (not a network error, a timeout or a busy server, which a retry outlives)."""
-    for cause in (exc, exc.__cause__):
-        if isinstance(cause, _VALUE_ERRORS) and not isinstance(cause, OSError):
-            return True
-        if getattr(cause, "code", None) in DATA_ERROR_CODES:
-            return True
-    return False
 
 
 class PartsInDoubt(ClickHouseError):

@@ -35,7 +35,7 @@ from operator import itemgetter
 from typing import Any
 from urllib.parse import urlsplit
 
-from core.clickhouse import Backend, ClickHouseError, NativeClickHouse, PartsInDoubt, is_data_error
+from core.clickhouse import Backend, ClickHouseError, NativeClickHouse, PartsInDoubt
 from core.clusterddl import ENTRANCES, Planner, local_name, shard_index
 from core.orphanparts import SWEPT_SINCE_S, OrphanParts
 
@@ -205,10 +205,8 @@ class ClusterClickHouse:
     def _write_block(self, block: _Unfinished) -> None:
         try:
             self._on_shard(block.shard, self._insert_sql(block), block.block)
-        except ClickHouseError as exc:
-            # A block refused for its values stored nothing and would be refused again: sent again
-            # before every insert, it would stop the table's ingestion for good.
-            if block.table in KEPT_WHEN_FAILED and not is_data_error(exc):
+        except ClickHouseError:
+            if block.table in KEPT_WHEN_FAILED:
                 self._unfinished.append(block)
             raise
 
@@ -276,8 +274,6 @@ class ClusterClickHouse:
             try:
                 self.execute_on(replica, sql, block, columnar=True)
             except ClickHouseError as exc:
-                if is_data_error(exc):
-                    raise  # the block's own values: every replica refuses it alike
                 self.orphans.answered(replica, exc)
                 errors.append(f"{replica.address}: {exc}")
                 continue

@@ -27,10 +27,6 @@ How:
   (and, with `retain_ms`, nothing younger than that, for readers outside the group).
 - Poison entries are copied to the dead-letter stream and acknowledged in one MULTI, so they are neither
   lost nor dead-lettered twice, and never block the stream.
-- An insert ClickHouse refuses for the values it carries (`clickhouse.is_data_error`: the decoder let
-  through something the table cannot hold) would fail the same way for ever, and every entry behind it
-  would wait. The consumer then takes its pending list again one entry a batch, through the check above,
-  and dead-letters the entry that is refused alone (reason `insert_refused`, the whole entry as it came).
 
 The lease assumption: a consumer that takes over a pending entry assumes its first owner is dead or has
 given up. So an owner never starts an insert later than `claim_idle_ms - insert_timeout_s` after it read
@@ -60,7 +56,7 @@ import msgspec
 import redis
 
 from core import clock
-from core.clickhouse import Backend, is_data_error
+from core.clickhouse import Backend
 from core.streaminfo import LAG_INTERVAL_S, StreamMetrics, stream_lag, trim_floor
 
 log = logging.getLogger(__name__)
@@ -74,8 +70,6 @@ FIRST_READ_COUNT = 10
 # Back-off after a Redis or ClickHouse error, doubling up to the max.
 ERROR_BACKOFF_MIN_S = 0.2
 ERROR_BACKOFF_MAX_S = 5.0
-# The dead-letter reason of an entry whose records ClickHouse refused on their own (see the docstring).
-INSERT_REFUSED = "insert_refused"
 
 
 class Poison(Exception):
@@ -184,8 +178,6 @@ class StreamConsumer:
         self._claim_cursor = "0-0"
         self._next_lag_at = 0.0
         self._records_per_entry = 0.0
-        # After an insert refused for its values: the pending list is taken one entry a batch, until empty.
-        self._one_by_one = False
         # One batch is written (insert, ack, trim) in this thread while the next is read and enriched:
         # the insert mostly waits on ClickHouse, the enrichment on Python.
         self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"write-{handler.name}")
@@ -225,10 +217,10 @@ class StreamConsumer:
         if self._own_pending:
             # One read per batch: our pending list is re-read from 0 after the ack, not paged.
             batch = _Batch(recovered=True)
-            self._add(batch, self._read("0", 1 if self._one_by_one else self._cfg.batch_size))
+            self._add(batch, self._read("0", self._cfg.batch_size))
             if batch.handled:
                 return batch
-            self._own_pending = self._one_by_one = False
+            self._own_pending = False
         if time.monotonic() >= self._next_claim_at:
             batch = _Batch(recovered=True)
             while len(batch.records) < self._cfg.batch_size:
@@ -258,8 +250,6 @@ class StreamConsumer:
 
     def _count(self, room: int) -> int:
         """Entries to ask for so that about `room` more records fit in the batch."""
-        if room == 1:
-            return 1
         if self._records_per_entry <= 0:
             return FIRST_READ_COUNT
         return max(1, min(READ_COUNT, int(room / self._records_per_entry)))
@@ -347,17 +337,7 @@ class StreamConsumer:
                 self._own_pending = True
                 return
             started = time.monotonic()
-            try:
-                self._backend.insert(handler.table, handler.columns, columns)
-            except Exception as exc:
-                if not is_data_error(exc):
-                    raise
-                if not (batch.recovered and len(batch.entry_ids) == 1):
-                    # The error does not say which entry carries the value: one entry a batch tells.
-                    self._one_by_one = self._own_pending = True
-                    raise
-                self._refused(batch.entry_ids[0], exc)
-                return
+            self._backend.insert(handler.table, handler.columns, columns)
             self._metrics.insert_seconds.labels(name).observe(time.monotonic() - started)
             self._metrics.records.labels(name, "inserted").inc(count)
         self._checkpoint("after_insert")
@@ -369,13 +349,6 @@ class StreamConsumer:
         if floor is not None:
             self._redis.xtrim(self._cfg.stream, minid=floor, approximate=False)
         self._checkpoint("after_trim")
-
-    def _refused(self, entry_id: str, exc: BaseException) -> None:
-        """Dead-letter an entry ClickHouse refused on its own, as it came (it is pending, so still in
-        the stream)."""
-        log.error("%s ingest: entry %s dead-lettered, ClickHouse refused it: %s", self.name, entry_id, exc)
-        found = self._redis.xrange(self._cfg.stream, entry_id, entry_id)
-        self._dead_letter([(entry_id, found[0][1] if found else {}, INSERT_REFUSED)])
 
     # --- loops -------------------------------------------------------------------------------------
     @property
@@ -390,7 +363,6 @@ class StreamConsumer:
             return False
         backoff_s = ERROR_BACKOFF_MIN_S
         ok = True
-        refusals = 0  # inserts refused for their values in a row
         while not stop.is_set():
             try:
                 self._refresh_lag()
@@ -400,16 +372,10 @@ class StreamConsumer:
                 wait_s = backoff_s
             except Exception as exc:  # ClickHouse (driver, socket) errors have no common base class
                 self._failed("clickhouse", exc)
-                refusals = refusals + 1 if self._one_by_one and is_data_error(exc) else 0
-                if refusals == 1:
-                    # Refused for its values: no insert runs on the server to wait out, and the entries
-                    # taken one at a time settle it now (once: in this run, not never).
-                    continue
                 # An insert we gave up on may still run on the server: let it end before the re-check.
                 wait_s = max(backoff_s, self._cfg.insert_timeout_s)
             else:
                 backoff_s = ERROR_BACKOFF_MIN_S
-                refusals = 0
                 if once and handled == 0:
                     break
                 continue

@@ -12,7 +12,6 @@ from itertools import chain
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import msgspec
 import pytest
 import redis
 from prometheus_client import CollectorRegistry
@@ -28,17 +27,14 @@ from core.migrate import STATE_TABLE, available, migrate
 from core.rows import ClickRow
 from core.streaminfo import StreamMetrics
 from core.streams import ConsumerConfig, StreamConsumer
-from redirector.click import encode_batch
-from redirector.ingest.enrich import Enricher
 from redirector.ingest.process import stream_specs
-from redirector.ingest.unique import UniqueClicks
 from tests.conftest import CLUSTER_NAME, free_port
 from tests.integration import test_end_to_end as e2e
 from tests.integration import test_ingest_crash as crash
 from tests.integration import test_payouts as payout_tests
 from tests.integration import test_schema as schema
 from tests.integration.crashhelp import CRASH_TUNING, ingest_env
-from tests.integration.test_ingest import HOUR_MS, Unstorable, assert_exact, fill, make_clicks
+from tests.integration.test_ingest import HOUR_MS, assert_exact, fill, make_clicks
 
 pytestmark = [pytest.mark.clickhouse, pytest.mark.cluster]
 README = Path(__file__).resolve().parents[2] / "README.md"
@@ -314,37 +310,3 @@ def test_a_block_that_failed_part_way_is_finished_in_every_rollup(
     for table in ("clicks", "clicks_variants_daily", *ROLLUPS):
         sync(cluster, table)
     assert_exact(cluster, clicks)
-
-
-def test_a_block_refused_for_its_values_is_not_kept_to_send_again(
-    cluster: ClusterClickHouse, ch_cluster_settings, redis_client
-) -> None:
-    """A block ClickHouse refuses for its values stored nothing and would be refused again: kept to be
-    sent before every later insert (as a block that failed part-way is), it stopped the clicks' ingestion
-    for good. The consumer dead-letters its entry (core/streams.py) and the rest is stored."""
-    keys = Keys(ch_cluster_settings.redis_prefix)
-    ids = ClickIds(ch_cluster_settings.secret_bytes)
-    start_ms = int(time.time() * 1000) - HOUR_MS
-    good = make_clicks(ids, 600, start_ms)
-    poison = [
-        msgspec.structs.replace(c, code="poison", ip_hash=9_000 + n)
-        for n, c in enumerate(make_clicks(ids, 100, start_ms + 1))
-    ]
-    fill(redis_client, keys, good[:300])
-    redis_client.xadd(keys.clicks, {"v": b"1", "c": encode_batch(poison)})
-    fill(redis_client, keys, good[300:])
-    spec = stream_specs(ch_cluster_settings)[0]
-    client = redis.Redis.from_url(ch_cluster_settings.redis_url)
-    config = ConsumerConfig(stream=spec.stream, dead_stream=spec.dead_stream, group=INGEST_GROUP,
-                            consumer="c1", batch_size=1_000, flush_interval_ms=10)  # fmt: skip
-    handler = Unstorable(Enricher(), UniqueClicks(client, keys))
-    consumer = StreamConsumer(client, cluster, handler, config, StreamMetrics(CollectorRegistry()))
-    consumer.ensure_group()
-    try:
-        assert consumer.run(threading.Event(), once=True)
-    finally:
-        client.close()
-    for table in ("clicks", "clicks_variants_daily", *ROLLUPS):
-        sync(cluster, table)
-    assert_exact(cluster, good)
-    assert [f[b"dead_reason"] for _, f in redis_client.xrange(keys.clicks_dead)] == [b"insert_refused"]
