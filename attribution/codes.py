@@ -2,8 +2,9 @@
 
 A code is kept as a history of *spans* (creator, rate, from, to), never rewritten: `PUT` closes the open
 span (if it differs) and opens a new one, `DELETE` closes it. The attributor matches an order's codes
-against the span active at the order's `occurred_at`, so a code reassigned later credits each order by its
-own time, and a rerun reads the same history (deterministic and idempotent).
+against the span active at the order's `occurred_at` (its first receipt, if earlier: ledger.Folded.terms_ms),
+so a code reassigned later credits each order by its own time, and a rerun reads the same history
+(deterministic and idempotent).
 
 Where they live: Redis, one hash per merchant (`Keys.merchant_codes`), normalised code → JSON list of
 spans. The attributor reads the whole hash once per merchant and run (codes per merchant are bounded);

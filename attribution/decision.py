@@ -9,6 +9,10 @@
   in effect at `occurred_at`) picks.
 - The review rules of that policy version are checked against the order's click when it belongs to the
   credited creator (a code order without such a click trips none).
+
+"At `occurred_at`" is, for the versioned terms (codes, rates, policy), `terms_ms`: the order's time, or
+its first receipt when that is earlier (ledger.Folded.terms_ms); the window and the review rules measure
+from the order's own time.
 """
 
 from __future__ import annotations
@@ -60,7 +64,7 @@ def decide(
     policy: Policy,
     terms_ms: int | None = None,
 ) -> Decision:
-    """`terms_ms`: when the codes and rate versions are read (ledger.OrderEvent.terms_ms; default the
+    """`terms_ms`: when the codes and rate versions are read (ledger.Folded.terms_ms; default the
     order's time); the click's window and the review rules measure from the order's own time."""
     terms_ms = order_ms if terms_ms is None else terms_ms
     click_reason = rules.ineligibility(click, merchant_id, order_ms, window_days)

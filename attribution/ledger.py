@@ -77,16 +77,6 @@ class OrderEvent(msgspec.Struct, frozen=True, gc=False):
     discount_codes: tuple[str, ...] = ()
     received_ms: int = 0  # when our webhook accepted it (0: not known, e.g. a test's event)
 
-    @property
-    def terms_ms(self) -> int:
-        """When the merchant's versioned terms (codes, rates, policy) are read for this order: its time,
-        but never after we received it. Every version takes effect when it is made, so an order dated
-        ahead of its receipt would see versions made after it was booked, and a rerun would move its
-        credit; read at its receipt, the answer is fixed once the order is here."""
-        if self.received_ms and self.received_ms < self.occurred_ms:
-            return self.received_ms
-        return self.occurred_ms
-
 
 @dataclass(frozen=True, slots=True)
 class Terms:
@@ -130,6 +120,19 @@ class Folded:
     created: OrderEvent | None
     conflicts: list[OrderEvent]
     changes: list[OrderEvent]  # refunds and cancels in (occurred_ms, webhook_id) order
+    received_ms: int = 0  # the first receipt of any event of the order (0: none known)
+
+    @property
+    def terms_ms(self) -> int:
+        """When the merchant's versioned terms (codes, rates, policy) are read for the order: its time,
+        but never after we first heard of it. Every version takes effect when it is made, so an order
+        dated ahead of its arrival would see versions made after it was booked, and a rerun would move
+        its credit. The first receipt of any of its events, not that of the event the fold keeps: a
+        second `order.created` received later (another webhook-id) must not move the time either."""
+        assert self.created is not None
+        if self.received_ms and self.received_ms < self.created.occurred_ms:
+            return self.received_ms
+        return self.created.occurred_ms
 
 
 _event_bytes = msgspec.msgpack.Encoder()
@@ -161,7 +164,8 @@ def fold(events: list[OrderEvent]) -> Folded:
         if (e.items, e.click_id, e.currency) != (created.items, created.click_id, created.currency)
     ]
     changes = [e for e in ordered if e.type in (REFUNDED, CANCELLED)]
-    return Folded(created, conflicts, changes)
+    received = [e.received_ms for e in events if e.received_ms]
+    return Folded(created, conflicts, changes, min(received) if received else 0)
 
 
 def desired(
@@ -202,7 +206,8 @@ def explain(
         )
         for e in state.conflicts
     ]
-    policy = terms.policy.at(order.terms_ms)
+    terms_ms = state.terms_ms
+    policy = terms.policy.at(terms_ms)
     decision = decide(
         click,
         terms.merchant_id,
@@ -211,7 +216,7 @@ def explain(
         order.discount_codes,
         terms.codes,
         policy,
-        order.terms_ms,
+        terms_ms,
     )
     if decision.credit is None:
         reason = decision.outcome

@@ -2,8 +2,9 @@
 creators (`attribution_priority`), and the review rules that hold suspicious accruals (`review`).
 
 Both are versioned like rates: every change is kept with its time in the merchant record (`policies`),
-and an order is judged by the version in effect at its `occurred_at`. So a rerun of the attributor, or a
-late event, never moves an order booked under earlier terms to another creator or status.
+and an order is judged by the version in effect at its `occurred_at` (its first receipt, if earlier:
+ledger.Folded.terms_ms). So a rerun of the attributor, or a late event, never moves an order booked under
+earlier terms to another creator or status.
 
 `PATCH /api/merchants/{id}` is a table of settable fields, each with its validator (`SETTABLE`): adding a
 field is one more entry.

@@ -80,6 +80,7 @@ def _event(event: ledger.OrderEvent) -> dict:
         "webhook_id": event.webhook_id,
         "type": event.type,
         "occurred_at": iso_ms(event.occurred_ms),
+        "received_at": iso_ms(event.received_ms) if event.received_ms else None,
         "currency": event.currency,
         "click_id": event.click_id,
         "discount_codes": list(event.discount_codes),

@@ -186,7 +186,7 @@ def read(body: bytes) -> WebhookBody:
 def future_refusal(parsed: WebhookBody, now_ms: int) -> str | None:
     """Why the event cannot be dated as it is (an `occurred_at` ahead of our clock by more than the
     signature's own tolerance), or None. An order from the future would be judged by code, rate and
-    policy versions made after it was booked (ledger.OrderEvent.terms_ms); a sender's clock that runs
+    policy versions made after it was booked (ledger.Folded.terms_ms); a sender's clock that runs
     ahead is the one cause, and it is the sender's to fix."""
     ahead_ms = (parsed.data.occurred_at - _EPOCH) // timedelta(milliseconds=1) - now_ms
     if ahead_ms > TOLERANCE_S * 1000:

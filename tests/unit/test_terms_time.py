@@ -1,14 +1,15 @@
 """When an order's versioned terms (codes, rates, policy) are read: at its time, but never after we received
-it (ledger.OrderEvent.terms_ms). Every version takes effect when it is made, so for an order dated ahead
+it (ledger.Folded.terms_ms). Every version takes effect when it is made, so for an order dated ahead
 of its receipt (stored before the webhook refused such dates, or within its 5 minutes) a version made
 after the booking could otherwise land before the order's time and move its credit on a rerun."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from attribution import codes, ledger, rules
-from attribution.ledger import CREATED, Item, OrderEvent
+from attribution.ledger import CREATED, REFUNDED, Item, OrderEvent
 from attribution.policy import Policy, Snapshot
 
 DAY = rules.MS_PER_DAY
@@ -86,14 +87,39 @@ def test_an_order_dated_before_its_receipt_still_reads_its_own_time(name: str) -
     )
 
 
+@pytest.mark.parametrize("name", sorted(CHANGES))
+def test_a_second_created_event_received_later_moves_nothing(name: str) -> None:
+    """The same order sent again under another webhook-id, received after the change: the fold keeps
+    that copy (its id sorts first), but the terms stay read at the order's first receipt."""
+    click, before, after = CHANGES[name]
+    first = _order(RECEIVED)
+    again = msgspec.structs.replace(first[0], webhook_id="w0", received_ms=CHANGED + 1)
+    assert ledger.fold([*first, again]).created == again
+    booked = _credit(ledger.desired(first, click, before, BOOKED))
+    assert _credit(ledger.desired([*first, again], click, after, CHANGED + 2)) == booked
+    assert _credit(ledger.desired([again, *first], click, after, CHANGED + 2)) == booked
+
+
+def _credit(entries: list[ledger.Entry]) -> list[tuple]:
+    """Who earns what, by which rule (the rows name the event they came from, which is the copy kept)."""
+    return [(e.kind, e.creator_id, e.amount_minor, e.rate_bps, e.rate_rule, e.code) for e in entries]
+
+
+def _refund(received_ms: int) -> OrderEvent:
+    return OrderEvent("m1", "r1", REFUNDED, "A-1", "c" * 30, "EUR", OCCURRED + 1, ITEMS, (), received_ms)
+
+
 @pytest.mark.parametrize(
-    ("occurred_ms", "received_ms", "expected"),
+    ("events", "expected"),
     [
-        (OCCURRED, RECEIVED, RECEIVED),
-        (RECEIVED, RECEIVED, RECEIVED),
-        (RECEIVED - 1, RECEIVED, RECEIVED - 1),
-        (OCCURRED, 0, OCCURRED),  # not known (an event built without it): its own time
+        (_order(RECEIVED), RECEIVED),
+        (_order(RECEIVED, occurred_ms=RECEIVED), RECEIVED),
+        (_order(RECEIVED, occurred_ms=RECEIVED - 1), RECEIVED - 1),  # sent late: its own time
+        (_order(0), OCCURRED),  # not known (an event built without it): its own time
+        ([*_order(RECEIVED), _refund(RECEIVED - 5)], RECEIVED - 5),  # its refund came first
+        ([*_order(RECEIVED), _refund(0)], RECEIVED),
+        ([_refund(RECEIVED + 5), *_order(RECEIVED)], RECEIVED),
     ],
 )
-def test_terms_time(occurred_ms: int, received_ms: int, expected: int) -> None:
-    assert _order(received_ms, occurred_ms)[0].terms_ms == expected
+def test_terms_time(events: list[OrderEvent], expected: int) -> None:
+    assert ledger.fold(events).terms_ms == expected
