@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 
 from attribution import report, runstats, trace
 from attribution.attributor import Attributor, Busy, Summary
-from attribution.outbox import STAGED_UNDECODABLE, Outbox
+from attribution.outbox import Outbox
 from core.clickhouse import ClickHouseError, PartsInDoubt
 from core.clickid import ClickIds
 from core.cluster import connect
@@ -113,7 +113,6 @@ async def _run_recorded(
                 duration_s=time.monotonic() - started,
                 outcomes=outcomes,
                 kinds=summary.kinds if summary else None,
-                dead={STAGED_UNDECODABLE: summary.staged_dead_lettered} if summary else None,
             )
         except RedisError as exc:  # the run itself is done: its statistics are not worth failing it
             log.warning("cannot record attributor run statistics: %s", exc)

@@ -39,6 +39,8 @@ STATE_FIELDS = ("attempts", "first_attempt_ms", "next_attempt_ms", "last_error")
 _DEAD_FIELDS = (b"dead_reason", b"dead_entry")
 # The dead-letter reason of a staged event that does not decode (`Outbox.staged`).
 STAGED_UNDECODABLE = "undecodable_staged"
+# What the next attributor run reads of a staged event (Attributor._announce_staged).
+STAGED_IDS = ("merchant_id", "run_id", "order_id")
 
 # KEYS: the stream, then one `event_seen` marker per event; ARGV: retention ms, MINID, then the events in
 # the same order. Each event is appended once (by its marker); returns how many were new. Many events per
@@ -198,21 +200,28 @@ class Outbox:
             await self._redis.hset(self._keys.events_staged, mapping=mapping)
 
     async def staged(self) -> tuple[list[Event], int]:
-        """The staged events, and how many staged values did not decode (an event staged by a release
-        whose format this one cannot read): those go to the event dead letters as they came, with their
-        event id, so that one of them cannot fail every attributor run."""
+        """The staged events, and how many staged values could not be announced (an event staged by a
+        release whose format this one cannot read: not an event, or one without the ids the next run
+        groups by): those go to the event dead letters as they came, with their event id, counted in
+        the attributor's statistics in the same transaction, so that one of them cannot fail every run."""
         events, unreadable = [], []
         for event_id, raw in (await self._redis.hgetall(self._keys.events_staged)).items():
             try:
-                events.append(events_out.decode(raw))
+                event = events_out.decode(raw)
             except msgspec.MsgspecError:
+                event = None
+            if event is not None and all(isinstance(event.data.get(k), str) for k in STAGED_IDS):
+                events.append(event)
+            else:
                 unreadable.append((event_id, raw))
         if unreadable:
+            keys = self._keys
             async with self._redis.pipeline(transaction=True) as pipe:
                 for event_id, raw in unreadable:
                     body = {b"e": raw, b"dead_reason": STAGED_UNDECODABLE.encode(), b"dead_staged": event_id}
-                    pipe.xadd(self._keys.events_dead, body, maxlen=MAX_DEAD_LETTERS, approximate=True)
-                pipe.hdel(self._keys.events_staged, *[event_id for event_id, _ in unreadable])
+                    pipe.xadd(keys.events_dead, body, maxlen=MAX_DEAD_LETTERS, approximate=True)
+                pipe.hdel(keys.events_staged, *[event_id for event_id, _ in unreadable])
+                pipe.hincrby(keys.attribution_stats, f"dead:{STAGED_UNDECODABLE}", len(unreadable))
                 await pipe.execute()
             for event_id, _ in unreadable:
                 log.error("staged event %r dead-lettered: %s", event_id, STAGED_UNDECODABLE)

@@ -10,7 +10,8 @@ and survive restarts of every process (they reset only with Redis itself, which 
 treats as a counter reset).
 
 Hash fields: `runs:<result>`, `orders:<outcome>`, `rows:<kind>`, `dead:<reason>` (integers), `seconds`
-(float), `last_run_ms`, `last_success_ms`, `last_duration_ms`.
+(float), `last_run_ms`, `last_success_ms`, `last_duration_ms`. `dead:` is added by the outbox itself, in
+the transaction that dead-letters (a run that fails afterwards still counts them).
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ def increments(
     result: str,
     outcomes: Mapping[str, int],
     kinds: Mapping[str, int],
-    dead: Mapping[str, int] | None = None,
 ) -> dict[str, int]:
     """The integer counters one run adds to the hash (pure: the fields and their increments)."""
     if result not in RESULTS:
@@ -42,7 +42,6 @@ def increments(
     added = {f"runs:{result}": 1}
     added.update({f"orders:{k}": int(n) for k, n in outcomes.items() if n})
     added.update({f"rows:{k}": int(n) for k, n in kinds.items() if n})
-    added.update({f"dead:{k}": int(n) for k, n in (dead or {}).items() if n})
     return added
 
 
@@ -55,13 +54,12 @@ async def record(
     duration_s: float,
     outcomes: Mapping[str, int] | None = None,
     kinds: Mapping[str, int] | None = None,
-    dead: Mapping[str, int] | None = None,
 ) -> None:
     """Add one run to the hash, all fields in one MULTI (a scrape never sees half a run)."""
     key = keys.attribution_stats
     ended_ms = started_ms + round(duration_s * 1000)
     async with redis.pipeline(transaction=True) as pipe:
-        for name, n in increments(result, outcomes or {}, kinds or {}, dead).items():
+        for name, n in increments(result, outcomes or {}, kinds or {}).items():
             pipe.hincrby(key, name, n)
         pipe.hincrbyfloat(key, "seconds", duration_s)
         last = {"last_run_ms": ended_ms, "last_duration_ms": round(duration_s * 1000)}

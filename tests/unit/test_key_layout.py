@@ -54,9 +54,10 @@ ATOMIC_GROUPS = {
     "reconcile of one link on a cluster (core/links.py)": lambda k: [k.link("Xy3kP9aQ")],
     "event emission script (attribution/outbox.py)": lambda k: [k.events, k.event_seen("evt_1")],
     "fan-out dead-letter script (attribution/outbox.py)": lambda k: [k.events_fanout, k.events_dead],
-    "staged events that do not decode, dead-lettered (attribution/outbox.py)": lambda k: [
+    "staged events that do not decode, dead-lettered and counted (attribution/outbox.py)": lambda k: [
         k.events_staged,
         k.events_dead,
+        k.attribution_stats,
     ],
     "endpoint delivery scripts (attribution/delivery.py)": lambda k: [
         k.endpoint("ep_1"),
