@@ -74,6 +74,8 @@ def route_operations(routes: Iterable[BaseRoute]) -> set[tuple[str, str]]:
     for route in routes:
         if not isinstance(route, Route) or route.path.startswith(EXCLUDED_PREFIXES):
             continue
+        if not route.include_in_schema:  # another spelling of a described route
+            continue
         found |= {(method, route.path) for method in route.methods or () if method not in IMPLICIT_METHODS}
     return found
 

@@ -354,3 +354,31 @@ def test_orders_that_cannot_be_booked_exactly_are_refused(settings, redis_client
             assert stream_len(settings, redis_client) == 1
 
     asyncio.run(scenario())
+
+
+def test_the_webhook_url_with_a_trailing_slash_is_the_same_endpoint(settings, redis_client) -> None:
+    """A merchant's stored URL may end in a slash: accepted, refused and counted as without it (other
+    routes answer a trailing slash with 404, never a redirect)."""
+
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            secret = await make_merchant(client)
+            url = "/webhooks/orders/brand1/"
+            accepted = await client.post(url, content=BODY, headers=signed(secret, BODY))
+            assert accepted.status_code == 202, accepted.text
+            again = await client.post(url, content=BODY, headers=signed(secret, BODY))
+            refused = await client.post(
+                url, content=BODY, headers={**signed(secret, BODY), "webhook-signature": "v1,AA=="}
+            )
+            assert (again.status_code, refused.status_code) == (200, 401)
+            text = (await client.get("/metrics")).text
+            assert (metric(text, "accepted"), metric(text, "duplicate"), metric(text, "bad_signature")) == (
+                1,
+                1,
+                1,
+            )
+            listed = await client.get("/api/merchants/brand1/deliveries", headers=ADMIN)
+            assert [d["result"] for d in listed.json()["deliveries"]] == ["refused", "duplicate", "accepted"]
+            assert stream_len(settings, redis_client) == 1
+
+    asyncio.run(scenario())
