@@ -35,7 +35,7 @@ from core.domains import (
 )
 from core.keys import Keys
 from core.links import OwnerResolver
-from core.urls import a_label_problem, non_public_domain
+from core.urls import UrlError, non_public_domain, to_ascii_host
 
 log = logging.getLogger("clicktrail.merchants")
 
@@ -116,12 +116,14 @@ def validate(merchant: Merchant) -> Merchant:
 
 def _domains(given: list[str]) -> list[str]:
     """A merchant's domains, normalised (lower case, no trailing dot) and checked."""
-    domains = sorted({d.strip().lower().rstrip(".") for d in given})
+    try:
+        # Spelled as links' hosts are (core/urls.py), so that a claim matches its links in either spelling.
+        domains = sorted({to_ascii_host(d.strip().rstrip(".")) for d in given})
+    except UrlError as exc:
+        raise InvalidMerchant(f"domains must be host names: {exc}") from None
     if not domains or not all(check.is_host(d) for d in domains):
         raise InvalidMerchant("domains must be a non-empty list of host names")
     for domain in domains:
-        if (problem := a_label_problem(domain)) is not None:
-            raise InvalidMerchant(f"domain {domain!r} is not a host name: {problem}")
         if (problem := non_public_domain(domain)) is not None:
             raise InvalidMerchant(f"{problem}: a merchant's domains are public names", "non_public_host")
     return domains

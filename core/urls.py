@@ -118,14 +118,9 @@ def _normalise_host(host: str) -> str:
             raise UrlError("host", f"{host!r} is not a valid IPv6 address") from None
         return _public_ip_host(ip, host)
     host = host.rstrip(".") if host.endswith(".") and not host.endswith("..") else host
-    try:
-        ascii_host = idna.encode(host, uts46=True).decode("ascii") if not host.isascii() else host.lower()
-    except idna.IDNAError as exc:
-        raise UrlError("host", f"host is not a valid internationalised name: {exc}") from None
+    ascii_host = to_ascii_host(host)
     if len(ascii_host) > MAX_HOST_CHARS:
         raise UrlError("host", "host name is too long")
-    if (problem := a_label_problem(ascii_host)) is not None:
-        raise UrlError("host", f"{host!r} is not a valid host name: {problem}")
     labels = ascii_host.split(".")
     if _NUMBER_LABEL_RE.fullmatch(labels[-1]):
         # A browser reads a host that ends in a number as an IPv4 address ("127.1", "0x7f.0.0.1").
@@ -142,18 +137,31 @@ def _normalise_host(host: str) -> str:
     return ascii_host
 
 
+def to_ascii_host(host: str) -> str:
+    """A host name as it is stored and compared (link destinations, merchant domains): lower-case ASCII,
+    a Unicode name as punycode. Raises UrlError("host") for a name IDNA refuses, in either spelling."""
+    try:
+        ascii_host = idna.encode(host, uts46=True).decode("ascii") if not host.isascii() else host.lower()
+    except idna.IDNAError as exc:
+        raise UrlError("host", f"host is not a valid internationalised name: {exc}") from None
+    if (problem := a_label_problem(ascii_host)) is not None:
+        raise UrlError("host", f"{host!r} is not a valid host name: {problem}")
+    return ascii_host
+
+
 def a_label_problem(host: str) -> str | None:
-    """Why a lower-case ASCII host's punycode labels (`xn--...`) are not A-labels, or None. The labels of
-    a host given in Unicode are checked by `idna.encode`; those given already encoded passed unread, so
-    `xn--zz` (not punycode), `xn--abc-` (plain `abc`) or `xn--ls8h` (an emoji, which IDNA 2008 refuses in
-    its Unicode form too) were stored as hosts, and one name had two spellings. `idna.decode` checks both the
-    punycode and the IDNA rules of the label it decodes to, the same rules its Unicode form meets."""
-    for label in host.split("."):
-        if label.startswith("xn--"):
-            try:
-                idna.decode(label)
-            except (idna.IDNAError, UnicodeError) as exc:
-                return f"{label!r} is not a valid punycode (IDNA) label: {exc}"
+    """Why a lower-case ASCII host holding punycode labels (`xn--...`) is not a name IDNA allows, or None.
+    A host given in Unicode has every label checked by `idna.encode`; one given already encoded passed
+    unread, so `xn--zz` (not punycode), `xn--abc-` (plain `abc`) or `xn--ls8h` (an emoji, refused in its
+    Unicode form too) were stored, and one name had two spellings with two verdicts. Decoding the whole
+    host checks every label by the rules its Unicode spelling meets (`ab--cd` beside a U-label included).
+    A host without such a label is left to the plain host-name rules, as before."""
+    if not any(label.startswith("xn--") for label in host.split(".")):
+        return None
+    try:
+        idna.decode(host)
+    except (idna.IDNAError, UnicodeError) as exc:
+        return f"not a valid internationalised name: {exc}"
     return None
 
 

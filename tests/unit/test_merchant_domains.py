@@ -5,7 +5,7 @@ import msgspec
 import pytest
 
 from attribution.merchants import InvalidMerchant, Merchant, validate
-from tests.unit.test_urls import BAD_A_LABELS, GOOD_A_LABELS
+from tests.unit.test_urls import BAD_A_LABELS, GOOD_A_LABELS, MIXED_SPELLINGS
 
 BASE = Merchant("m1", "Shop", ["shop.example.com"], "EUR", 800)
 
@@ -77,3 +77,18 @@ def test_a_main_currency_money_cannot_be_booked_in_is_refused(currency: str, cur
 @pytest.mark.parametrize("currency", ["EUR", "JPY", "BHD", "USD"])
 def test_bookable_main_currencies_are_accepted(currency: str) -> None:
     assert validate(msgspec.structs.replace(BASE, currency=currency, currencies=None)).currency == currency
+
+
+def test_a_domain_given_in_unicode_is_stored_as_its_links_hosts_are() -> None:
+    """Spelled as link destinations are (core/urls.py), so that a claim matches its links."""
+    domains = [f"shop.{u_label}.example" for _, u_label in GOOD_A_LABELS]
+    expected = sorted({f"shop.{a_label.lower()}.example" for a_label, _ in GOOD_A_LABELS})
+    assert validate(msgspec.structs.replace(BASE, domains=domains)).domains == expected
+
+
+@pytest.mark.parametrize("domain", MIXED_SPELLINGS)
+@pytest.mark.parametrize("spelling", ["bücher", "xn--bcher-kva"])
+def test_one_verdict_for_a_domain_in_either_spelling(domain: str, spelling: str) -> None:
+    with pytest.raises(InvalidMerchant) as info:
+        validate(msgspec.structs.replace(BASE, domains=[domain.format(spelling)]))
+    assert info.value.code == "invalid"

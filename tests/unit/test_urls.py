@@ -109,6 +109,20 @@ def test_a_punycode_label_names_the_host_its_unicode_form_names(a_label: str, u_
     assert given.host == f"shop.{a_label.lower()}.example"
 
 
+# Beside a U-label, every label meets IDNA's rules (`ab--cd`: hyphens in 3rd and 4th place), whichever
+# spelling the U-label is given in; a host of plain ASCII labels alone keeps the plain host-name rules.
+MIXED_SPELLINGS = ["{}.ab--cd.example", "ab--cd.{}.example"]
+
+
+@pytest.mark.parametrize("host", MIXED_SPELLINGS)
+@pytest.mark.parametrize("spelling", ["bücher", "xn--bcher-kva", "XN--BCHER-KVA"])
+def test_one_verdict_for_a_host_in_either_spelling(host: str, spelling: str) -> None:
+    with pytest.raises(UrlError) as info:
+        validate_url(f"https://{host.format(spelling)}/p")
+    assert info.value.reason == "host"
+    assert validate_url("https://ab--cd.example/p").host == "ab--cd.example"
+
+
 @pytest.mark.parametrize(("raw", "reason"), REJECTED)
 def test_rejected(raw: object, reason: str) -> None:
     with pytest.raises(UrlError) as info:
