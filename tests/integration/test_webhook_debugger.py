@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -147,7 +148,34 @@ UNSIGNED = {
     "bad_signature": lambda body, secret: signed("whsec_" + "A" * 32, body, "forged"),
     "too_large": lambda body, secret: {"webhook-id": "forged", "content-length": str(300 * 1024)},
     "bad_content_length": lambda body, secret: {"webhook-id": "forged", "content-length": "1e3"},
+    "bad_webhook_id": lambda body, secret: {**signed(secret, body, "forged\x7f"), "webhook-id": "forged\x7f"},
 }
+
+
+def test_the_two_records_merge_in_the_order_redis_took_them(settings, monkeypatch) -> None:
+    """Signed and unsigned records interleaved, written by hosts whose clocks disagree (`at_ms` runs
+    backwards here): the list is newest first in the order Redis took them (to its millisecond: the ids
+    of two streams do not order records of one millisecond)."""
+
+    backwards = iter(range(10**18, 0, -(10**9)))  # a writer's clock stepping back a second a record
+    monkeypatch.setattr(time, "time_ns", lambda: next(backwards))
+
+    async def scenario():
+        client = Redis.from_url(settings.redis_url)
+        log = DeliveryLog(client, Keys(settings.redis_prefix))
+        for i in range(8):
+            signed_ = i % 3 != 1
+            result = "accepted" if signed_ else "refused"
+            await log.record(
+                "brand1", Delivery(at_ms=10_000 - i, webhook_id=f"w{i}", result=result, signed=signed_)
+            )
+            await asyncio.sleep(0.003)
+        assert [d["webhook_id"] for d in await log.latest("brand1", 20)] == [
+            f"w{i}" for i in range(7, -1, -1)
+        ]
+        await client.aclose()
+
+    asyncio.run(scenario())
 
 
 @pytest.mark.parametrize("reason", sorted(UNSIGNED))
@@ -175,8 +203,9 @@ def test_unsigned_requests_never_evict_signed_records(settings, redis_client, mo
             for query in ("limit=4", "limit=4&result=accepted"):
                 listed = await client.get(f"/api/merchants/brand1/deliveries?{query}", headers=ADMIN)
                 shown[query] = [(d["webhook_id"], d["reason"]) for d in listed.json()["deliveries"]]
+            forged = "forged\\x7f" if reason == "bad_webhook_id" else "forged"  # shown escaped
             assert shown == {
-                "limit=4": [("forged", reason)] * 4,
+                "limit=4": [(forged, reason)] * 4,
                 "limit=4&result=accepted": [("real", "accepted")],
             }
 
