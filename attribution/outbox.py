@@ -36,7 +36,7 @@ MAX_REPLAY_EVENTS = 10_000
 # Dead letters kept per endpoint; the oldest go first.
 MAX_DEAD_LETTERS = 10_000
 STATE_FIELDS = ("attempts", "first_attempt_ms", "next_attempt_ms", "last_error")
-_DEAD_FIELDS = (b"dead_reason", b"dead_entry")
+_DEAD_FIELDS = (b"dead_reason", b"dead_entry", b"dead_staged")
 # The dead-letter reason of a staged event that does not decode (`Outbox.staged`).
 STAGED_UNDECODABLE = "undecodable_staged"
 # What the next attributor run reads of a staged event (Attributor._announce_staged).
