@@ -117,37 +117,13 @@ def event_of(row: OrderEventRow) -> OrderEvent:
 def event_of_facts(row: tuple) -> OrderEvent:
     """`event_of` for a row of queries.ORDER_EVENT_FACTS (numbers that a backend returns as text, chdb's
     64-bit integers, converted)."""
-    (
-        merchant_id,
-        webhook_id,
-        kind,
-        order_id,
-        click_id,
-        currency,
-        occurred_ms,
-        skus,
-        cats,
-        prices,
-        qtys,
-        codes,
-        received_ms,
-    ) = row
+    occurred_ms, skus, cats, prices, qtys, codes, received_ms = row[6:]
     items = tuple(
         Item(sku, int(price), int(quantity), category)
         for sku, category, price, quantity in zip(skus, cats, prices, qtys, strict=True)
     )
-    return OrderEvent(
-        merchant_id,
-        webhook_id,
-        kind,
-        order_id,
-        click_id,
-        currency,
-        int(occurred_ms),
-        items,
-        tuple(codes),
-        int(received_ms),
-    )
+    # The first six (merchant, webhook id, type, order, click id, currency) are the struct's own order.
+    return OrderEvent(*row[:6], int(occurred_ms), items, tuple(codes), int(received_ms))
 
 
 class OrderEventsHandler:

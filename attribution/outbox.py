@@ -58,8 +58,9 @@ return appended
 # Events per emit script call: bounds the time one call holds Redis (a few ms).
 EMIT_BATCH = 500
 
-_ENQUEUE = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+# Lua: returns 0 unless the stream id ARGV[1] lies past the `cursor` field of the hash KEYS[1] (so that an
+# entry already passed, by this worker before a crash or by another, is not handled twice).
+_PAST_CURSOR = """
 local function parse(id)
     local ms, seq = string.match(id, '^(%d+)-(%d+)$')
     return tonumber(ms), tonumber(seq)
@@ -67,10 +68,19 @@ end
 local a_ms, a_seq = parse(ARGV[1])
 local b_ms, b_seq = parse(redis.call('HGET', KEYS[1], 'cursor') or '0-0')
 if a_ms < b_ms or (a_ms == b_ms and a_seq <= b_seq) then return 0 end
+"""
+
+_ENQUEUE = (
+    """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+"""
+    + _PAST_CURSOR
+    + """
 redis.call('XADD', KEYS[2], '*', 'e', ARGV[2])
 redis.call('HSET', KEYS[1], 'cursor', ARGV[1])
 return 1
 """
+)
 
 _APPEND = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
@@ -96,14 +106,9 @@ return 1
 # KEYS: the fan-out hash, the event stream's dead letters; ARGV: the entry id, the dead letters kept, the
 # reason, then the entry's fields (name, value, ...). Moves the cursor past the entry in the same step,
 # so a fan-out repeated after a crash never dead-letters it twice. Returns 1 if it was dead-lettered now.
-_FANOUT_DEAD = """
-local function parse(id)
-    local ms, seq = string.match(id, '^(%d+)-(%d+)$')
-    return tonumber(ms), tonumber(seq)
-end
-local a_ms, a_seq = parse(ARGV[1])
-local b_ms, b_seq = parse(redis.call('HGET', KEYS[1], 'cursor') or '0-0')
-if a_ms < b_ms or (a_ms == b_ms and a_seq <= b_seq) then return 0 end
+_FANOUT_DEAD = (
+    _PAST_CURSOR
+    + """
 local body = {}
 for i = 4, #ARGV do body[#body + 1] = ARGV[i] end
 body[#body + 1] = 'dead_reason'
@@ -114,6 +119,7 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(body))
 redis.call('HSET', KEYS[1], 'cursor', ARGV[1])
 return 1
 """
+)
 
 _REPLAY_DEAD = """
 local dead = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', ARGV[1])
