@@ -345,7 +345,7 @@ async def _order_webhook(request: Request, ctx, merchant: Merchant, seen: debugg
     secrets = await ctx.merchants.active_secrets(merchant_id, now_ms)
     refusal = webhooks.verify(body, request.headers, secrets, now_ms // 1000)
     if refusal is not None:
-        detail = webhooks.DETAILS.get(refusal, refusal.replace("_", " "))
+        detail = webhooks.WEBHOOK_ID_RULE if refusal == webhooks.BAD_WEBHOOK_ID else refusal.replace("_", " ")
         raise ApiError(401, refusal, "webhook signature verification failed: " + detail)
     seen.signed = True
     try:

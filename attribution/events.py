@@ -16,21 +16,17 @@ from __future__ import annotations
 import hashlib
 from collections import defaultdict
 from collections.abc import Hashable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import msgspec
 
 from attribution import webhooks
 from attribution.ledger import Item, OrderEvent
-from core import clock, queries
+from core import clock, queries, validate
 from core.clickhouse import Backend
 from core.keys import Keys
 from core.rows import OrderEventRow, columnar
 from core.streams import Poison, StreamSpec
-
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
 
 # The entry's fields besides the version and the body (webhooks.Acceptor writes them), by the name their
 # dead-letter reasons give them: missing_<name>, invalid_<name>.
@@ -62,14 +58,13 @@ def to_row(entry_id: str, fields: dict[bytes, bytes]) -> OrderEventRow:
             header[name] = raw.decode()
         except UnicodeDecodeError:
             raise Poison(f"invalid_{name}") from None
-    merchant_id, webhook_id, received = header["merchant_id"], header["webhook_id"], header["received_ms"]
-    # A UInt64 column: a time out of it failed the whole batch's insert, for ever. Anything but ASCII
-    # digits is no time the acceptor wrote (int() would also take '+5', ' 5' or '5_0').
-    if not (received.isascii() and received.isdigit()) or int(received) >= 2**64:
+    merchant_id, webhook_id = header["merchant_id"], header["webhook_id"]
+    # A UInt64 column: a time out of it failed the whole batch's insert, for ever.
+    received_ms = validate.uint64(header["received_ms"])
+    if received_ms is None:
         raise Poison("invalid_received_ms")
-    received_ms = int(received)
     data = parsed.data
-    occurred_ms = (data.occurred_at - EPOCH) // timedelta(milliseconds=1)  # exact: no float rounding
+    occurred_ms = clock.datetime_ms(data.occurred_at)
     items = data.items
     return OrderEventRow(
         merchant_id=merchant_id,

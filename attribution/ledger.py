@@ -164,8 +164,8 @@ def fold(events: list[OrderEvent]) -> Folded:
         if (e.items, e.click_id, e.currency) != (created.items, created.click_id, created.currency)
     ]
     changes = [e for e in ordered if e.type in (REFUNDED, CANCELLED)]
-    received = [e.received_ms for e in events if e.received_ms]
-    return Folded(created, conflicts, changes, min(received) if received else 0)
+    received_ms = min((e.received_ms for e in events if e.received_ms), default=0)
+    return Folded(created, conflicts, changes, received_ms)
 
 
 def desired(

@@ -115,7 +115,7 @@ def diagnose(body: bytes, headers: dict[str, str], secret: str, now_s: int) -> l
     if len(webhook_id) > webhooks.MAX_WEBHOOK_ID_CHARS:
         return [f"webhook-id is {len(webhook_id)} characters, at most {webhooks.MAX_WEBHOOK_ID_CHARS}"]
     if not validate.is_webhook_id(webhook_id):
-        return [f"webhook-id {webhook_id[:40]!r}: {webhooks.DETAILS[webhooks.BAD_WEBHOOK_ID]}"]
+        return [f"webhook-id {webhook_id[:40]!r}: {webhooks.WEBHOOK_ID_RULE}"]
     if timestamp.isascii() and timestamp.isdigit() and len(timestamp) >= MILLISECONDS_DIGITS:
         return [f"webhook-timestamp {timestamp[:40]!r} looks like milliseconds: send whole seconds"]
     timestamp_s = validate.timestamp_s(timestamp)

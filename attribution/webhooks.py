@@ -16,14 +16,14 @@ import base64
 import binascii
 import hashlib
 import hmac
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 import msgspec
 from redis.asyncio import Redis
 
 from attribution import codes, money, payouts
-from core import repeats, validate
+from core import clock, repeats, validate
 from core.keys import Keys
 from core.redisclient import eval_replicated
 
@@ -44,10 +44,10 @@ OCCURRED_IN_FUTURE = "occurred_in_future"
 BAD_WEBHOOK_ID = "bad_webhook_id"
 # What a refusal's message says besides its reason, where the reason alone does not tell the sender what
 # to change.
-DETAILS = {
-    BAD_WEBHOOK_ID: "webhook-id must be printable ASCII (no control characters, no other characters, "
-    "no space at either end)",
-}
+# What a `bad_webhook_id` refusal says, so that the sender knows what to change.
+WEBHOOK_ID_RULE = (
+    "webhook-id must be printable ASCII (no control characters, no other characters, no space at either end)"
+)
 
 
 def sign(secret: str, webhook_id: str, timestamp_s: int, body: bytes) -> str:
@@ -133,8 +133,7 @@ class WebhookBody(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 _decoder = msgspec.json.Decoder(WebhookBody)
 # The range of ClickHouse's DateTime (seconds since 1970 in a UInt32), with a year to spare.
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-OCCURRED_MIN = _EPOCH
+OCCURRED_MIN = datetime(1970, 1, 1, tzinfo=UTC)
 OCCURRED_MAX = datetime(2105, 1, 1, tzinfo=UTC)
 
 
@@ -188,7 +187,7 @@ def future_refusal(parsed: WebhookBody, now_ms: int) -> str | None:
     signature's own tolerance), or None. An order from the future would be judged by code, rate and
     policy versions made after it was booked (ledger.Folded.terms_ms); a sender's clock that runs
     ahead is the one cause, and it is the sender's to fix."""
-    ahead_ms = (parsed.data.occurred_at - _EPOCH) // timedelta(milliseconds=1) - now_ms
+    ahead_ms = clock.datetime_ms(parsed.data.occurred_at) - now_ms
     if ahead_ms > TOLERANCE_S * 1000:
         return f"data.occurred_at is {ahead_ms // 1000} s ahead of our clock (at most {TOLERANCE_S} s)"
     return None

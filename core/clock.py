@@ -35,4 +35,9 @@ def parse_iso_ms(value: object) -> int:
         raise NotATime("must be an ISO-8601 time such as 2026-12-31T23:59:59Z") from None
     if moment.tzinfo is None:
         raise NotATime("needs a time zone (Z or +hh:mm)")
+    return datetime_ms(moment)
+
+
+def datetime_ms(moment: datetime) -> int:
+    """An aware datetime as Unix milliseconds, exact (integer arithmetic: no float rounding)."""
     return (moment - _EPOCH) // _MS

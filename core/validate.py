@@ -136,6 +136,19 @@ def query_int(value: object, low: int, high: int) -> int | None:
     return number if low <= number <= high else None
 
 
+# A UInt64 written as text by our own code (a stream entry's receive time): ASCII digits, at most 20.
+UINT64_RE = re.compile(r"\A[0-9]{1,20}\Z")
+
+
+def uint64(value: object) -> int | None:
+    """The integer of an unsigned 64-bit decimal, or None for anything else (`int()` would also take
+    '+5', ' 5' or '5_0')."""
+    if not fullmatch(UINT64_RE, value):
+        return None
+    number = int(value)
+    return number if number < 2**64 else None
+
+
 def content_length(value: object) -> int | None:
     """A Content-Length header's value, or None if it is not ASCII digits."""
     return int(value) if fullmatch(CONTENT_LENGTH_RE, value) else None
