@@ -17,44 +17,10 @@ from core.migrate import migrate
 from core.settings import Settings
 from core.streaminfo import StreamMetrics
 from core.streams import ConsumerConfig, StreamConsumer
+from tests.unit.test_webhook_rules import GOOD
+from tests.unit.test_webhook_rules import ORDER_POISON as POISON
 
 pytestmark = [pytest.mark.redis, pytest.mark.clickhouse]
-
-BODY = (
-    b'{"type":"order.created","data":{"order_id":"A-1","currency":"EUR",'
-    b'"occurred_at":"2026-11-27T10:00:00.123Z","items":[{"sku":"S","unit_price_minor":5,"quantity":1}]}}'
-)
-GOOD = {b"v": b"1", b"m": b"m1", b"w": b"w-good", b"t": b"1764237600500", b"b": BODY}
-
-
-def without(name: bytes) -> dict[bytes, bytes]:
-    return {k: v for k, v in GOOD.items() if k != name}
-
-
-# Every way an entry can fail, each with its reason. Before, all but the version were `undecodable` and
-# the version was `unknown_version` where the click and link streams say `schema_version`.
-POISON = [
-    ({**GOOD, b"v": b"2"}, "schema_version"),
-    (without(b"v"), "schema_version"),
-    (without(b"b"), "missing_order"),
-    ({**GOOD, b"b": b"{"}, "undecodable"),
-    ({**GOOD, b"b": b"\xff\xfe"}, "undecodable"),
-    ({**GOOD, b"b": b"[1, 2]"}, "invalid_order"),
-    ({**GOOD, b"b": BODY.replace(b"order.created", b"order.paid")}, "invalid_order"),
-    ({**GOOD, b"b": BODY.replace(b"2026-11-27", b"1969-12-31")}, "invalid_order"),
-    ({**GOOD, b"b": BODY.replace(b'"quantity":1', b'"quantity":0')}, "invalid_order"),
-    (without(b"m"), "missing_merchant_id"),
-    ({**GOOD, b"m": b"m\xff"}, "invalid_merchant_id"),
-    (without(b"w"), "missing_webhook_id"),
-    ({**GOOD, b"w": b"w\xc3"}, "invalid_webhook_id"),
-    (without(b"t"), "missing_received_ms"),
-    ({**GOOD, b"t": b"-1"}, "invalid_received_ms"),
-    ({**GOOD, b"t": str(2**64).encode()}, "invalid_received_ms"),
-    ({**GOOD, b"t": b"soon"}, "invalid_received_ms"),
-    ({**GOOD, b"t": b"1_0"}, "invalid_received_ms"),
-    # put back by hand from the dead letters: the reason and entry id are this failure's
-    ({**GOOD, b"v": b"0", b"dead_reason": b"old", b"dead_entry": b"1-1"}, "schema_version"),
-]
 
 
 def test_each_undecodable_order_entry_is_dead_lettered_with_its_reason(

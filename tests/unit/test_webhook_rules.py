@@ -172,28 +172,41 @@ def without(name: bytes) -> dict:
     return {k: v for k, v in GOOD.items() if k != name}
 
 
-@pytest.mark.parametrize(
-    ("fields", "reason"),
-    [
-        ({**GOOD, b"v": b"9"}, "schema_version"),
-        (without(b"v"), "schema_version"),
-        (without(b"b"), "missing_order"),
-        ({**GOOD, b"b": b"{"}, "undecodable"),
-        ({**GOOD, b"b": b"\xff"}, "undecodable"),
-        ({**GOOD, b"b": b"[]"}, "invalid_order"),
-        ({**GOOD, b"b": BODY.replace(b'"quantity":1', b'"quantity":0')}, "invalid_order"),
-        (without(b"m"), "missing_merchant_id"),
-        ({**GOOD, b"m": b"\xff"}, "invalid_merchant_id"),
-        (without(b"w"), "missing_webhook_id"),
-        ({**GOOD, b"w": b"\xfe"}, "invalid_webhook_id"),
-        (without(b"t"), "missing_received_ms"),
-        # received_ms is a UInt64 column: out of it, the batch's insert failed for ever
-        ({**GOOD, b"t": b"-1"}, "invalid_received_ms"),
-        ({**GOOD, b"t": str(2**64).encode()}, "invalid_received_ms"),
-        ({**GOOD, b"t": b"+5"}, "invalid_received_ms"),
-        ({**GOOD, b"t": b""}, "invalid_received_ms"),
-    ],
-)
+# Every way an order-stream entry can fail, each with its reason (also stored end to end by
+# tests/integration/test_order_dead_letters.py). Before, all but the version were `undecodable` and the
+# version was `unknown_version` where the click and link streams say `schema_version`.
+ORDER_POISON = [
+    ({**GOOD, b"v": b"9"}, "schema_version"),
+    (without(b"v"), "schema_version"),
+    (without(b"b"), "missing_order"),
+    ({**GOOD, b"b": b"{"}, "undecodable"),
+    ({**GOOD, b"b": b"\xff"}, "undecodable"),
+    ({**GOOD, b"b": b"\xff\xfe"}, "undecodable"),
+    ({**GOOD, b"b": b"[]"}, "invalid_order"),
+    ({**GOOD, b"b": b"[1, 2]"}, "invalid_order"),
+    ({**GOOD, b"b": BODY.replace(b"order.created", b"order.paid")}, "invalid_order"),
+    ({**GOOD, b"b": BODY.replace(b"2026-11-27", b"1969-12-31")}, "invalid_order"),
+    ({**GOOD, b"b": BODY.replace(b'"quantity":1', b'"quantity":0')}, "invalid_order"),
+    (without(b"m"), "missing_merchant_id"),
+    ({**GOOD, b"m": b"\xff"}, "invalid_merchant_id"),
+    ({**GOOD, b"m": b"m\xff"}, "invalid_merchant_id"),
+    (without(b"w"), "missing_webhook_id"),
+    ({**GOOD, b"w": b"\xfe"}, "invalid_webhook_id"),
+    ({**GOOD, b"w": b"w\xc3"}, "invalid_webhook_id"),
+    (without(b"t"), "missing_received_ms"),
+    # received_ms is a UInt64 column: out of it, the batch's insert failed for ever
+    ({**GOOD, b"t": b"-1"}, "invalid_received_ms"),
+    ({**GOOD, b"t": str(2**64).encode()}, "invalid_received_ms"),
+    ({**GOOD, b"t": b"+5"}, "invalid_received_ms"),
+    ({**GOOD, b"t": b""}, "invalid_received_ms"),
+    ({**GOOD, b"t": b"soon"}, "invalid_received_ms"),
+    ({**GOOD, b"t": b"1_0"}, "invalid_received_ms"),
+    # put back by hand from the dead letters: the reason and entry id are this failure's
+    ({**GOOD, b"v": b"0", b"dead_reason": b"old", b"dead_entry": b"1-1"}, "schema_version"),
+]
+
+
+@pytest.mark.parametrize(("fields", "reason"), ORDER_POISON)
 def test_poison_entries(fields: dict, reason: str) -> None:
     with pytest.raises(Poison) as caught:
         events.to_row("1-0", fields)
