@@ -154,3 +154,40 @@ def test_a_refund_booked_in_review_moves_to_pending_when_an_earlier_approval_is_
         await r.aclose()
 
     asyncio.run(scenario())
+
+
+def test_a_code_reassigned_after_a_future_dated_order_was_booked_moves_nothing(settings, backend) -> None:
+    """An order received dated two hours ahead (stored by a release before the webhook refused such
+    dates), booked, then its code reassigned before the order's own time: the rerun appends nothing,
+    through the stored events' receipt times (queries.ORDER_EVENT_FACTS → ledger.Folded.terms_ms)."""
+    keys = Keys(settings.redis_prefix)
+    ids = ClickIds(settings.secret_bytes)
+
+    async def scenario():
+        r = Redis.from_url(settings.redis_url)
+        await add_merchant(r, keys, "m1", ["shop.m1.example"], T0 - DAY, default_bps=1000)
+        store = CodeStore(r, keys)
+        await store.put("m1", "SPRING", "alice", None, T0)
+        received, occurred = T0 + HOUR, T0 + 3 * HOUR
+        body = orjson.dumps(
+            {
+                "type": "order.created",
+                "data": {"order_id": "O-ahead", "currency": "EUR", "occurred_at": iso(occurred),
+                         "items": SHOES, "discount_codes": ["spring"]},
+            }
+        )  # fmt: skip
+        assert await Acceptor(r, keys).accept("m1", "w-ahead", body, received) == 0
+        await asyncio.to_thread(ingest_orders, settings.redis_url, keys, backend)
+        attributor = Attributor(r, keys, backend, ids)
+        await attributor.run_once(now_ms=received + MINUTE)
+        booked = net(backend)
+        assert booked["O-ahead"] == (1198, "alice", "pending", "code", "SPRING", "")
+        rows = backend.execute(f"SELECT count() FROM {backend.database}.commissions")[0][0]
+        await store.put("m1", "SPRING", "bob", 2500, T0 + 2 * HOUR)  # before the order's own time
+        await r.delete(keys.attribution_cursor)  # the rerun reads the order again
+        summary = await attributor.run_once(now_ms=occurred + HOUR)
+        assert summary.rows == 0 and net(backend) == booked
+        assert backend.execute(f"SELECT count() FROM {backend.database}.commissions")[0][0] == rows
+        await r.aclose()
+
+    asyncio.run(scenario())

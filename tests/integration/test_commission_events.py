@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
+from unittest import mock
 
 import pytest
 from redis.asyncio import Redis
@@ -152,6 +153,28 @@ def test_a_staged_event_that_does_not_decode_blocks_no_run(settings, backend):
         assert await r.hget(keys.attribution_stats, "dead:undecodable_staged") == b"5"
         again = await attributor.run_once(now_ms=T0 + 3 * HOUR)
         assert again.staged_dead_lettered == 0 and await r.xlen(keys.events_dead) == 5
+        await r.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_staged_dead_letters_are_counted_when_the_run_fails_afterwards(settings, backend):
+    """The count is added in the transaction that moves them: a run that fails after its staged step
+    has moved them for good, and they are counted, not lost from the statistics."""
+    keys = Keys(settings.redis_prefix)
+
+    async def scenario():
+        r = Redis.from_url(settings.redis_url)
+        await r.hset(keys.events_staged, mapping={b"evt_a": b"{not json", b"evt_b": b""})
+        attributor = Attributor(r, keys, backend, ClickIds(settings.secret_bytes))
+        failing = mock.patch(
+            "attribution.attributor.queries.orders_with_new_events",
+            side_effect=RuntimeError("ClickHouse away"),
+        )
+        with failing, pytest.raises(RuntimeError):
+            await attributor.run_once(now_ms=T0)
+        assert await r.hget(keys.attribution_stats, "dead:undecodable_staged") == b"2"
+        assert await r.xlen(keys.events_dead) == 2 and await r.hlen(keys.events_staged) == 0
         await r.aclose()
 
     asyncio.run(scenario())
