@@ -19,6 +19,7 @@ import hashlib
 import logging
 import re
 from dataclasses import asdict, dataclass
+from typing import Annotated, Literal, get_args
 
 import msgspec
 from redis.asyncio import Redis
@@ -32,7 +33,8 @@ log = logging.getLogger("clicktrail.webhooks")
 MAX_RECORDS = 200
 MAX_WEBHOOK_ID_CHARS = 256
 MAX_MESSAGE_CHARS = 300
-RESULTS = ("accepted", "duplicate", "refused")
+Result = Literal["accepted", "duplicate", "refused"]
+RESULTS: tuple[str, ...] = get_args(Result)
 _QUOTED_RE = re.compile(r"'[^']*'|\"[^\"]*\"")
 
 
@@ -72,6 +74,39 @@ def shown_webhook_id(webhook_id: str) -> str:
 
 
 _encoder = msgspec.json.Encoder()
+
+
+# The latest time a record may carry: the last millisecond of year 9999, the last a page can write as a
+# date (core.links.iso_ms).
+MAX_AT_MS = 253_402_300_799_999
+
+
+class Shown(msgspec.Struct):
+    """A record as `latest` lists it: the fields `record` writes (a Delivery without `signed`), each of
+    its type (a field it does not know is dropped). A record that is not one (damaged, or written by
+    hand into either stream) is left out of the listing rather than failing it: one bad entry among the
+    400 kept made every listing, and the dashboard's deliveries page, a 500 until it aged out."""
+
+    at_ms: Annotated[int, msgspec.Meta(ge=0, le=MAX_AT_MS)]
+    webhook_id: str
+    result: Result
+    reason: str = ""
+    status: int = 0
+    code: str = ""
+    message: str = ""
+    size_bytes: int | None = None
+    body_sha256: str = ""
+
+
+_shown_decoder = msgspec.json.Decoder(Shown)
+
+
+def shown_record(fields: dict[bytes, bytes]) -> dict | None:
+    """The record of a stream entry as listed, or None when the entry holds none."""
+    try:
+        return msgspec.structs.asdict(_shown_decoder.decode(fields[b"d"]))
+    except (KeyError, msgspec.MsgspecError):
+        return None
 
 
 def _entry_order(entry: tuple[bytes, dict]) -> tuple[int, int]:
@@ -116,8 +151,11 @@ class DeliveryLog:
         # ids, so their order is the order Redis took the records in, whatever the writers' clocks.
         entries.sort(key=_entry_order, reverse=True)
         out = []
-        for _, fields in entries:
-            record = msgspec.json.decode(fields[b"d"])
+        for entry_id, fields in entries:
+            record = shown_record(fields)
+            if record is None:
+                log.warning("webhook delivery record %s of %s is unreadable: left out", entry_id, merchant_id)
+                continue
             if result is None or record["result"] == result:
                 out.append(record)
             if len(out) >= limit:

@@ -28,6 +28,18 @@ from core.keys import Keys
 from core.rows import OrderEventRow, columnar
 from core.streams import Poison, StreamSpec
 
+# A receipt time (the acceptor's clock) lies where an order's time may (webhooks.OCCURRED_MAX): the trace
+# shows it as a date, which a time past year 9999 is not (such a row made the order's trace a 500). The
+# UInt64 column itself held up to 2^64 - 1.
+RECEIVED_MAX_MS = clock.datetime_ms(webhooks.OCCURRED_MAX)
+
+
+def receipt_ms(stored: int) -> int:
+    """A stored receipt time as the ledger reads it: 0 (not known) for one no acceptor wrote, a row stored
+    before `to_row` bounded it."""
+    return stored if 0 <= stored < RECEIVED_MAX_MS else 0
+
+
 # The entry's fields besides the version and the body (webhooks.Acceptor writes them), by the name their
 # dead-letter reasons give them: missing_<name>, invalid_<name>.
 _HEADER_FIELDS = ((b"m", "merchant_id"), (b"w", "webhook_id"), (b"t", "received_ms"))
@@ -59,8 +71,9 @@ def to_row(entry_id: str, fields: dict[bytes, bytes]) -> OrderEventRow:
         except UnicodeDecodeError:
             raise Poison(f"invalid_{name}") from None
     merchant_id, webhook_id = header["merchant_id"], header["webhook_id"]
-    # A UInt64 column: a time out of it failed the whole batch's insert, for ever.
-    received_ms = validate.uint64(header["received_ms"])
+    # Anything but a few ASCII digits is no time the acceptor wrote: int() would also take '+5', ' 5' or
+    # '5_0', and raise ValueError on 4,300 digits or more (not Poison: the entry stopped the stream).
+    received_ms = validate.query_int(header["received_ms"], 0, RECEIVED_MAX_MS - 1)
     if received_ms is None:
         raise Poison("invalid_received_ms")
     data = parsed.data
@@ -105,7 +118,7 @@ def event_of(row: OrderEventRow) -> OrderEvent:
         row.occurred_ms,
         items,
         tuple(row.discount_codes),
-        row.received_ms,
+        receipt_ms(row.received_ms),
     )
 
 
@@ -118,7 +131,7 @@ def event_of_facts(row: tuple) -> OrderEvent:
         for sku, category, price, quantity in zip(skus, cats, prices, qtys, strict=True)
     )
     # The first six (merchant, webhook id, type, order, click id, currency) are the struct's own order.
-    return OrderEvent(*row[:6], int(occurred_ms), items, tuple(codes), int(received_ms))
+    return OrderEvent(*row[:6], int(occurred_ms), items, tuple(codes), receipt_ms(int(received_ms)))
 
 
 class OrderEventsHandler:

@@ -123,30 +123,18 @@ def timestamp_s(value: object) -> int | None:
     return int(value) if fullmatch(TIMESTAMP_S_RE, value) else None
 
 
-# A whole number in a query string (`limit`): ASCII digits, and few enough of them that int() never meets
-# its 4300-digit limit (which raises ValueError, a 500, instead of the 400 the caller means to give).
+# A whole number in a query string (`limit`) or a stream field: ASCII digits, and few enough of them that
+# int() never meets its 4300-digit limit (which raises ValueError, a 500 or a stuck stream, instead of the
+# refusal the caller means to give).
 QUERY_INT_RE = re.compile(r"\A[0-9]{1,19}\Z")
 
 
 def query_int(value: object, low: int, high: int) -> int | None:
-    """The integer of a query parameter within low..high, or None for anything else."""
+    """The integer of a query parameter (or stream field) within low..high, or None for anything else."""
     if not fullmatch(QUERY_INT_RE, value):
         return None
     number = int(value)
     return number if low <= number <= high else None
-
-
-# A UInt64 written as text by our own code (a stream entry's receive time): ASCII digits, at most 20.
-UINT64_RE = re.compile(r"\A[0-9]{1,20}\Z")
-
-
-def uint64(value: object) -> int | None:
-    """The integer of an unsigned 64-bit decimal, or None for anything else (`int()` would also take
-    '+5', ' 5' or '5_0')."""
-    if not fullmatch(UINT64_RE, value):
-        return None
-    number = int(value)
-    return number if number < 2**64 else None
 
 
 def content_length(value: object) -> int | None:

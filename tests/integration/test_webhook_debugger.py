@@ -210,3 +210,62 @@ def test_unsigned_requests_never_evict_signed_records(settings, redis_client, mo
             }
 
     asyncio.run(scenario())
+
+
+# Entries no release writes, planted in either record stream: each is left out of the listing.
+CORRUPT_RECORDS = {
+    "no_record_field": {b"x": b"1"},
+    "not_json": {b"d": b"\xff\xfe"},
+    "nan": {b"d": b'{"result": NaN}'},
+    "deeply_nested": {b"d": b"[" * 10_000 + b"]" * 10_000},
+    "an_array": {b"d": b"[1, 2]"},
+    "a_string": {b"d": b'"accepted"'},
+    "null": {b"d": b"null"},
+    "no_result": {b"d": b'{"at_ms": 1, "webhook_id": "w"}'},
+    "result_a_number": {b"d": b'{"at_ms": 1, "webhook_id": "w", "result": 1}'},
+    "unknown_result": {b"d": b'{"at_ms": 1, "webhook_id": "w", "result": "lost"}'},
+    "no_time": {b"d": b'{"webhook_id": "w", "result": "accepted"}'},
+    "time_past_year_9999": {b"d": b'{"at_ms": 253402300800000, "webhook_id": "w", "result": "accepted"}'},
+    "negative_time": {b"d": b'{"at_ms": -1, "webhook_id": "w", "result": "accepted"}'},
+    "time_a_float": {b"d": b'{"at_ms": 1.5, "webhook_id": "w", "result": "accepted"}'},
+    "id_a_number": {b"d": b'{"at_ms": 1, "webhook_id": 7, "result": "accepted"}'},
+}
+
+
+@pytest.mark.parametrize("stream", ["signed", "unsigned"])
+@pytest.mark.parametrize("corrupt", sorted(CORRUPT_RECORDS))
+def test_a_corrupt_record_is_left_out_of_the_listing(settings, redis_client, stream, corrupt) -> None:
+    """A record that is not one, in either stream: every listing (and the dashboard's page, which reads
+    `latest` too) answered 500 until the entry aged out. It is left out; the records around it are listed."""
+    keys = Keys(settings.redis_prefix)
+    key = (
+        keys.merchant_deliveries("brand1")
+        if stream == "signed"
+        else keys.merchant_unsigned_deliveries("brand1")
+    )
+
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            secret = (await client.post("/api/merchants", json=MERCHANT, headers=ADMIN)).json()[
+                "webhook_secret"
+            ]
+            url = "/webhooks/orders/brand1"
+            good = order()
+            sent = await client.post(url, content=good, headers=signed(secret, good, "real"))
+            assert sent.status_code == 202
+            redis_client.xadd(key, CORRUPT_RECORDS[corrupt])
+            assert (await client.post(url, content=good, headers={"webhook-id": "forged"})).status_code == 401
+            shown = {}
+            for query in ("", "?limit=1", "?limit=2", "?result=accepted", "?result=refused"):
+                listed = await client.get(f"/api/merchants/brand1/deliveries{query}", headers=ADMIN)
+                assert listed.status_code == 200, (query, listed.text)
+                shown[query] = [d["webhook_id"] for d in listed.json()["deliveries"]]
+            assert shown == {
+                "": ["forged", "real"],
+                "?limit=1": ["forged"],
+                "?limit=2": ["forged", "real"],
+                "?result=accepted": ["real"],
+                "?result=refused": ["forged"],
+            }
+
+    asyncio.run(scenario())

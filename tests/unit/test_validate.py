@@ -110,18 +110,6 @@ def test_query_int(raw, expected) -> None:
     assert validate.query_int(raw, 1, 200) == expected
 
 
-@pytest.mark.parametrize(
-    ("raw", "expected"),
-    [("0", 0), ("1764237600500", 1764237600500), (str(2**64 - 1), 2**64 - 1), ("0" * 20, 0)]
-    + [
-        (v, None)
-        for v in (str(2**64), "1" * 21, "", None, 5, "-1", "+5", " 5", "5 ", "5_0", "²", "１", "1e3")
-    ],
-)
-def test_uint64(raw, expected) -> None:
-    assert validate.uint64(raw) == expected
-
-
 BASE = merchants.Merchant("m1", "Shop", ["shop.example.com"], "EUR", 800)
 
 

@@ -9,7 +9,7 @@ import msgspec
 import pytest
 from standardwebhooks import Webhook
 
-from attribution import events, webhooks
+from attribution import events, trace, webhooks
 from core.streams import Poison
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -201,6 +201,14 @@ ORDER_POISON = [
     ({**GOOD, b"t": b""}, "invalid_received_ms"),
     ({**GOOD, b"t": b"soon"}, "invalid_received_ms"),
     ({**GOOD, b"t": b"1_0"}, "invalid_received_ms"),
+    # int() raised ValueError past 4,300 digits (not Poison): the entry stopped the order stream
+    ({**GOOD, b"t": b"9" * 5000}, "invalid_received_ms"),
+    ({**GOOD, b"t": "١٢".encode()}, "invalid_received_ms"),
+    # within UInt64, but no time a trace can show (a year past 9999 made it a 500) nor any clock's
+    ({**GOOD, b"t": str(2**64 - 1).encode()}, "invalid_received_ms"),
+    ({**GOOD, b"t": str(2**63).encode()}, "invalid_received_ms"),
+    ({**GOOD, b"t": b"253402300800000"}, "invalid_received_ms"),  # year 10000
+    ({**GOOD, b"t": str(events.RECEIVED_MAX_MS).encode()}, "invalid_received_ms"),  # 2105
     # put back by hand from the dead letters: the reason and entry id are this failure's
     ({**GOOD, b"v": b"0", b"dead_reason": b"old", b"dead_entry": b"1-1"}, "schema_version"),
 ]
@@ -211,6 +219,37 @@ def test_poison_entries(fields: dict, reason: str) -> None:
     with pytest.raises(Poison) as caught:
         events.to_row("1-0", fields)
     assert caught.value.reason == reason
+
+
+@pytest.mark.parametrize("received", [b"0", b"1", str(events.RECEIVED_MAX_MS - 1).encode()])
+def test_receipt_times_at_the_bounds_are_stored(received: bytes) -> None:
+    assert events.to_row("1-0", {**GOOD, b"t": received}).received_ms == int(received)
+
+
+ROW_FACTS = ("m1", "w1", "order.created", "A-1", "", "EUR", 1_764_237_600_000, ["S"], [""], [5], [1], [])
+
+
+@pytest.mark.parametrize(
+    ("stored", "read"),
+    [
+        (0, 0),
+        (1_764_237_600_500, 1_764_237_600_500),
+        (events.RECEIVED_MAX_MS - 1, events.RECEIVED_MAX_MS - 1),
+        # stored before the ingester bounded it: read as not known, as the trace then shows it (no 500)
+        (events.RECEIVED_MAX_MS, 0),
+        (253_402_300_800_000, 0),
+        (2**63, 0),
+        (2**64 - 1, 0),
+    ],
+)
+def test_a_stored_receipt_time_no_acceptor_wrote_reads_as_unknown(stored: int, read: int) -> None:
+    from_facts = events.event_of_facts((*ROW_FACTS, stored))
+    from_text = events.event_of_facts((*ROW_FACTS[:6], str(ROW_FACTS[6]), *ROW_FACTS[7:], str(stored)))
+    row = events.to_row("1-0", GOOD)
+    from_row = events.event_of(msgspec.structs.replace(row, received_ms=stored))
+    assert from_facts.received_ms == from_text.received_ms == from_row.received_ms == read
+    shown = trace._event(from_facts)["received_at"]
+    assert (shown is None) == (read == 0)
 
 
 @pytest.mark.parametrize(
