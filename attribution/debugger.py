@@ -109,15 +109,27 @@ def shown_record(fields: dict[bytes, bytes]) -> dict | None:
         return None
 
 
-def _entry_order(entry: tuple[bytes, dict]) -> tuple[int, int]:
+# KEYS: the stream the record goes to, the merchant's record counter. ARGV: the records kept, the record.
+_RECORD = """
+local n = redis.call('INCR', KEYS[2])
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[1], '*', 'd', ARGV[2], 'n', n)
+return n
+"""
+
+
+def _entry_order(entry: tuple[bytes, dict]) -> tuple[int, int, int]:
+    """A record's place among both streams' records: its number (`n`, 0 for records written before the
+    number), then its stream id (which orders one stream's records)."""
     ms, _, seq = entry[0].partition(b"-")
-    return int(ms), int(seq or 0)
+    number = entry[1].get(b"n", b"0")
+    return int(number) if number.isdigit() else 0, int(ms), int(seq or 0)
 
 
 class DeliveryLog:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self._redis = redis
         self._keys = keys
+        self._record = redis.register_script(_RECORD)
 
     def _streams(self, merchant_id: str) -> tuple[str, str]:
         return self._keys.merchant_deliveries(merchant_id), self._keys.merchant_unsigned_deliveries(
@@ -130,14 +142,10 @@ class DeliveryLog:
         shown = asdict(delivery)
         del shown["signed"]
         signed_stream, unsigned_stream = self._streams(merchant_id)
-        fields = {"d": _encoder.encode(shown)}
+        stream = signed_stream if delivery.signed else unsigned_stream
+        keys = [stream, self._keys.merchant_deliveries_seq(merchant_id)]
         try:
-            await self._redis.xadd(
-                signed_stream if delivery.signed else unsigned_stream,
-                fields,
-                maxlen=MAX_RECORDS,
-                approximate=False,
-            )
+            await self._record(keys=keys, args=[MAX_RECORDS, _encoder.encode(shown)])
         except RedisError as exc:
             log.warning("cannot record a webhook delivery of %s: %s", merchant_id, exc)
 
@@ -147,8 +155,8 @@ class DeliveryLog:
         entries = []
         for stream in self._streams(merchant_id):
             entries += await self._redis.xrevrange(stream, count=MAX_RECORDS)
-        # By entry id: both streams are on one Redis (one hash tag on a cluster), whose clock stamps the
-        # ids, so their order is the order Redis took the records in, whatever the writers' clocks.
+        # By record number: the order Redis took them in, across both streams, whatever the writers'
+        # clocks (both streams and the counter share one hash tag on a cluster).
         entries.sort(key=_entry_order, reverse=True)
         out = []
         for entry_id, fields in entries:

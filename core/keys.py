@@ -391,6 +391,12 @@ class Keys:
         matched, which anyone can send, kept apart so that they never evict a signed delivery's record."""
         return f"{self.prefix}merchant:{merchant_id}:deliveries:unsigned"
 
+    def merchant_deliveries_seq(self, merchant_id: str) -> str:
+        """Counter: the number of the merchant's last delivery record, in either stream, so that the
+        two are listed in the order Redis took them (stream ids do not order two streams' records of one
+        millisecond). Incremented in the script that appends the record."""
+        return f"{self.prefix}merchant:{merchant_id}:deliveries:seq"
+
 
 @lru_cache(maxsize=4096)
 def _slot_range_tag(base: str, shard: int, shards: int) -> str:

@@ -59,6 +59,11 @@ ATOMIC_GROUPS = {
         k.events_dead,
         k.attribution_stats,
     ],
+    "webhook delivery record script (attribution/debugger.py)": lambda k: [
+        k.merchant_deliveries("m1"),
+        k.merchant_unsigned_deliveries("m1"),
+        k.merchant_deliveries_seq("m1"),
+    ],
     "endpoint delivery scripts (attribution/delivery.py)": lambda k: [
         k.endpoint("ep_1"),
         k.endpoint_queue("ep_1"),
@@ -132,6 +137,7 @@ CONTROL_SINGLES = {
     "endpoint_lease": lambda k: k.endpoint_lease("ep_1"),
     "merchant_deliveries": lambda k: k.merchant_deliveries("m1"),
     "merchant_unsigned_deliveries": lambda k: k.merchant_unsigned_deliveries("m1"),
+    "merchant_deliveries_seq": lambda k: k.merchant_deliveries_seq("m1"),
     "attribution_stats": lambda k: k.attribution_stats,
     "dash_session": lambda k: k.dash_session("ab" * 32),
 }
