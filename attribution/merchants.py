@@ -118,7 +118,7 @@ def _domains(given: list[str]) -> list[str]:
     """A merchant's domains, normalised (lower case, no trailing dot) and checked."""
     try:
         # Spelled as links' hosts are (core/urls.py), so that a claim matches its links in either spelling.
-        domains = sorted({to_ascii_host(d.strip().rstrip(".")) for d in given})
+        domains = sorted({to_ascii_host(d.strip()) for d in given})
     except UrlError as exc:
         raise InvalidMerchant(f"domains must be host names: {exc}") from None
     if not domains or not all(check.is_host(d) for d in domains):

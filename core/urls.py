@@ -117,7 +117,6 @@ def _normalise_host(host: str) -> str:
         except ValueError:
             raise UrlError("host", f"{host!r} is not a valid IPv6 address") from None
         return _public_ip_host(ip, host)
-    host = host.rstrip(".") if host.endswith(".") and not host.endswith("..") else host
     ascii_host = to_ascii_host(host)
     if len(ascii_host) > MAX_HOST_CHARS:
         raise UrlError("host", "host name is too long")
@@ -139,13 +138,15 @@ def _normalise_host(host: str) -> str:
 
 def to_ascii_host(host: str) -> str:
     """A host name as it is stored and compared (link destinations, merchant domains): lower-case ASCII,
-    a Unicode name as punycode. Raises UrlError("host") for a name IDNA refuses, in either spelling."""
+    a Unicode name as punycode, one trailing dot (the root) dropped. Raises UrlError("host") for a name
+    IDNA refuses, in either spelling; the message shows at most the name's first 100 characters."""
+    host = host.removesuffix(".") if not host.endswith("..") else host
     try:
         ascii_host = idna.encode(host, uts46=True).decode("ascii") if not host.isascii() else host.lower()
     except idna.IDNAError as exc:
         raise UrlError("host", f"host is not a valid internationalised name: {exc}") from None
     if (problem := a_label_problem(ascii_host)) is not None:
-        raise UrlError("host", f"{host!r} is not a valid host name: {problem}")
+        raise UrlError("host", f"{host[:100]!r} is not a valid host name: {problem}")
     return ascii_host
 
 

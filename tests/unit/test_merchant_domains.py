@@ -5,6 +5,7 @@ import msgspec
 import pytest
 
 from attribution.merchants import InvalidMerchant, Merchant, validate
+from core.urls import UrlError, validate_url
 from tests.unit.test_urls import BAD_A_LABELS, GOOD_A_LABELS, MIXED_SPELLINGS
 
 BASE = Merchant("m1", "Shop", ["shop.example.com"], "EUR", 800)
@@ -92,3 +93,24 @@ def test_one_verdict_for_a_domain_in_either_spelling(domain: str, spelling: str)
     with pytest.raises(InvalidMerchant) as info:
         validate(msgspec.structs.replace(BASE, domains=[domain.format(spelling)]))
     assert info.value.code == "invalid"
+
+
+@pytest.mark.parametrize(("domain", "stored"), [("shop.example.", "shop.example"), ("shop.example..", None)])
+def test_a_domain_ends_in_one_dot_at_most_as_a_link_host_does(domain: str, stored: str | None) -> None:
+    """One trailing dot (the root) is dropped, as from a link's host; two are no host name (they were all
+    dropped from a domain while a link refused them)."""
+    given = msgspec.structs.replace(BASE, domains=[domain])
+    if stored is None:
+        with pytest.raises(InvalidMerchant):
+            validate(given)
+        with pytest.raises(UrlError):
+            validate_url(f"https://{domain}/")
+    else:
+        assert validate(given).domains == [stored] and validate_url(f"https://{domain}/").host == stored
+
+
+def test_a_refused_name_is_not_echoed_whole() -> None:
+    """A 60 KB name's refusal message used to repeat all of it."""
+    with pytest.raises(InvalidMerchant) as info:
+        validate(msgspec.structs.replace(BASE, domains=["xn--zz." + "a" * 60_000]))
+    assert len(str(info.value)) < 400
