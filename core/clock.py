@@ -41,3 +41,9 @@ def parse_iso_ms(value: object) -> int:
 def datetime_ms(moment: datetime) -> int:
     """An aware datetime as Unix milliseconds, exact (integer arithmetic: no float rounding)."""
     return (moment - _EPOCH) // _MS
+
+
+def ms_datetime(ms: int) -> datetime:
+    """Unix milliseconds as an aware datetime in UTC, exact (`datetime_ms`'s inverse). Raises
+    OverflowError outside years 1..9999."""
+    return _EPOCH + ms * _MS

@@ -8,7 +8,6 @@ worker tails it to drop the code from its cache (linkwatch.py).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from itertools import accumulate
 from typing import Annotated, Any
 
@@ -16,7 +15,7 @@ import msgspec
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-from core.clock import now_ms
+from core.clock import ms_datetime, now_ms
 from core.errors import ApiError
 from core.keys import Keys
 from core.urls import host_candidates
@@ -207,7 +206,9 @@ def smart_json(smart: Smart | None) -> str:
 
 
 def iso_ms(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    """Unix ms as ISO-8601 in UTC, exact: through a float, the last millisecond of a late year lost one
+    (253402300799999 read as ...59.998Z)."""
+    return ms_datetime(ms).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def link_json(link: Link, public_url: str) -> dict:

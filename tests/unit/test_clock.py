@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from core.clock import NotATime, parse_iso_ms
+from core.links import iso_ms
 
 
 @pytest.mark.parametrize(
@@ -60,3 +61,18 @@ def test_the_same_instant_in_any_zone_is_the_same_ms(local: datetime, offset_min
     assert ms == (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(milliseconds=1)
     if utc is not None:
         assert ms == parse_iso_ms(utc.isoformat())
+
+
+@pytest.mark.parametrize(
+    ("ms", "text"),
+    [
+        (0, "1970-01-01T00:00:00.000Z"),
+        (1, "1970-01-01T00:00:00.001Z"),
+        (-1, "1969-12-31T23:59:59.999Z"),
+        (1_764_237_600_123, "2025-11-27T10:00:00.123Z"),
+        (4_260_211_199_999, "2104-12-31T23:59:59.999Z"),
+        (253_402_300_799_999, "9999-12-31T23:59:59.999Z"),  # through a float: ...59.998Z
+    ],
+)
+def test_iso_ms_is_exact_and_the_inverse_of_parse_iso_ms(ms: int, text: str) -> None:
+    assert iso_ms(ms) == text and parse_iso_ms(text) == ms
