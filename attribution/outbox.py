@@ -208,15 +208,20 @@ class Outbox:
     async def staged(self) -> tuple[list[Event], int]:
         """The staged events, and how many staged values could not be announced (an event staged by a
         release whose format this one cannot read: not an event, or one without the ids the next run
-        groups by): those go to the event dead letters as they came, with their event id, counted in
-        the attributor's statistics in the same transaction, so that one of them cannot fail every run."""
+        groups by, or one filed under another id, which `unstage` would never remove): those go to the
+        event dead letters as they came, with their field, counted in the attributor's statistics in the
+        same transaction, so that one of them cannot fail every run, nor be read again by every run."""
         events, unreadable = [], []
         for event_id, raw in (await self._redis.hgetall(self._keys.events_staged)).items():
             try:
                 event = events_out.decode(raw)
             except msgspec.MsgspecError:
                 event = None
-            if event is not None and all(isinstance(event.data.get(k), str) for k in STAGED_IDS):
+            if (
+                event is not None
+                and event.id.encode() == event_id
+                and all(isinstance(event.data.get(k), str) for k in STAGED_IDS)
+            ):
                 events.append(event)
             else:
                 unreadable.append((event_id, raw))
