@@ -4,7 +4,7 @@ cannot be booked in) and accepts."""
 import msgspec
 import pytest
 
-from attribution.merchants import InvalidMerchant, Merchant, validate
+from attribution.merchants import MAX_DOMAINS_PER_MERCHANT, InvalidMerchant, Merchant, validate
 from core.urls import UrlError, validate_url
 from tests.unit.test_urls import BAD_A_LABELS, GOOD_A_LABELS, MIXED_SPELLINGS
 
@@ -114,3 +114,14 @@ def test_a_refused_name_is_not_echoed_whole() -> None:
     with pytest.raises(InvalidMerchant) as info:
         validate(msgspec.structs.replace(BASE, domains=["xn--zz." + "a" * 60_000]))
     assert len(str(info.value)) < 400
+
+
+def test_a_merchant_registers_at_most_so_many_domains() -> None:
+    """Each domain is normalised and checked on the event loop: 5,500 held it 122 ms."""
+    domains = [f"s{n}.shop.example" for n in range(MAX_DOMAINS_PER_MERCHANT + 1)]
+    assert (
+        len(validate(msgspec.structs.replace(BASE, domains=domains[:-1])).domains) == MAX_DOMAINS_PER_MERCHANT
+    )
+    with pytest.raises(InvalidMerchant) as info:
+        validate(msgspec.structs.replace(BASE, domains=domains))
+    assert info.value.code == "invalid" and "at most" in str(info.value)
