@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from attribution.debugger import MAX_RECORDS, Delivery, DeliveryLog
 from core.keys import Keys
 from tests.integration.apphelp import ADMIN, running_app
-from tests.integration.test_webhooks import MERCHANT, signed
+from tests.integration.test_webhooks import MERCHANT, make_merchant, signed
 
 pytestmark = pytest.mark.redis
 MARKER = "SECRET-MARKER-7Q"
@@ -205,9 +205,7 @@ def test_unsigned_requests_never_evict_signed_records(settings, redis_client, mo
 
     async def scenario():
         async with running_app(settings) as (_, client):
-            secret = (await client.post("/api/merchants", json=MERCHANT, headers=ADMIN)).json()[
-                "webhook_secret"
-            ]
+            secret = await make_merchant(client)
             url = "/webhooks/orders/brand1"
             good = order()
             assert (
@@ -265,9 +263,7 @@ def test_a_corrupt_record_is_left_out_of_the_listing(settings, redis_client, str
 
     async def scenario():
         async with running_app(settings) as (_, client):
-            secret = (await client.post("/api/merchants", json=MERCHANT, headers=ADMIN)).json()[
-                "webhook_secret"
-            ]
+            secret = await make_merchant(client)
             url = "/webhooks/orders/brand1"
             good = order()
             sent = await client.post(url, content=good, headers=signed(secret, good, "real"))
