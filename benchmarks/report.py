@@ -33,7 +33,7 @@ import traceback
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from benchmarks import attribution, ingest, paired
+from benchmarks import attribution, ingest, ingest_stages, paired
 from benchmarks.openloop import TARGET_SHARE
 from benchmarks.redirect import machine, run_benchmark
 from benchmarks.redis_server import private_redis
@@ -72,6 +72,10 @@ class Mode:
     # Open-loop runs at the target's share after the first (same maximum, same server settings): at 75 %
     # one run's p99 is a draw from a wide spread, so the target is judged by every one of them.
     target_repeats: int = 2
+    # Clicks of the ingester's stage profile (benchmarks/ingest_stages.py), in batches of the production
+    # size at most: the same-run profile behind the ingest target's row.
+    stage_clicks: int = 400_000
+    stage_rounds: int = 3
 
 
 MODES = {
@@ -103,6 +107,7 @@ MODES = {
         1,
         2,
         target_repeats=1,
+        stage_clicks=100_000,
     ),
     "smoke": Mode(
         "smoke",
@@ -120,6 +125,8 @@ MODES = {
         1,
         1,
         target_repeats=1,
+        stage_clicks=10_000,
+        stage_rounds=1,
     ),
 }
 
@@ -286,6 +293,11 @@ def _ingest(mode: Mode, log) -> dict:
     # Two ingesters (the consumer group scales out; this machine has two cores): throughput only.
     log(f"  {mode.ingest_clicks:,} clicks, two ingesters ...")
     figures["two_ingesters"] = ingest.run(mode.ingest_clicks, 0, ingesters=2)["throughput"]
+    # Where the ingester's CPU goes, stage by stage, and the insert alone: the profile behind the target.
+    log(f"  {mode.stage_clicks:,} clicks, the ingester stage by stage ...")
+    figures["stages"] = ingest_stages.run(
+        mode.stage_clicks, figures["throughput"]["batch_size"], mode.stage_rounds
+    )
     return figures | {"clicks": mode.ingest_clicks, "lag_seconds": mode.lag_s}
 
 

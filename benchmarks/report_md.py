@@ -18,9 +18,9 @@ from benchmarks.openloop import (
 )
 from benchmarks.paired import profile_of
 from benchmarks.redirect import format_table
+from benchmarks.report_targets import STAGE_NAMES, ingest_budget, targets_section
 from benchmarks.report_targets import busy_cores as _busy_cores
 from benchmarks.report_targets import fmt as _fmt
-from benchmarks.report_targets import targets_section
 from core.settings import Settings
 
 # The link cache size of every run but the memory one: clicktrail's default.
@@ -714,7 +714,49 @@ def _ingest_section(result: dict) -> list[str]:
         f"| lag at {lag['rate_clicks_per_s']:,} clicks/s for {result['ingest']['lag_seconds']:g} s | "
         f"p50 {lag['lag_p50_s']} s, p99 {lag['lag_p99_s']} s, max {lag['lag_max_s']} s |",
         f"| drain rate / load rate | {result['ingest']['drain_vs_load']} |",
-        "",
-        _stated(result),
     ]
+    lines += _ingest_stages(result["ingest"])
+    lines += ["", _stated(result)]
+    return lines
+
+
+def _ingest_stages(figures: dict) -> list[str]:
+    """The ingester's profile, stage by stage, and what 0.5 x the raw insert allows (the target's row)."""
+    stages, budget = figures.get("stages"), ingest_budget(figures)
+    if not stages or not budget:
+        return []
+    t, spent = figures["throughput"], stages["stages_us_per_click"]
+    lines = [
+        "",
+        f"Where an ingested click's CPU goes (benchmarks/ingest_stages.py, same run): {stages['clicks']:,} "
+        f"clicks in batches of {stages['batch_size']:,}, each stage alone, CPU of its thread a click "
+        "(median of the rounds); the unique flag's Redis script and the insert are measured apart.",
+        "",
+        "| stage | µs a click |",
+        "|---|---|",
+    ]
+    lines += [f"| {STAGE_NAMES.get(name, name)} | {us} |" for name, us in spent.items()]
+    lines += [
+        f"| **the stages' sum (Python under one GIL)** | **{budget['stages_us']}** |",
+        f"| the ingester's CPU in the drain above (every thread) | {t['ingest_cpu_us_per_click']} |",
+        f"| Redis's CPU in the drain above (the unique-flag script, reads, acks) | "
+        f"{t['ingest_redis_cpu_us_per_click']} |",
+        "",
+        "The insert alone (the built columns, nothing else running in the client), wall µs a click: "
+        + ", ".join(
+            f"{name.replace('_', ' ')} {us}" for name, us in stages["insert_wall_us_per_click"].items()
+        )
+        + ".",
+        "",
+        f"**Budget.** 0.5 x the raw insert allows {budget['one_wall_us']} µs of wall a click (twice the raw "
+        f"insert's). One ingester cannot go below the Python of its stages, {budget['stages_us']} µs a click "
+        f"(the largest: {STAGE_NAMES.get(budget['largest_stage'], budget['largest_stage'])}), since its "
+        "threads share one GIL.",
+    ]
+    if "machine_us" in budget:
+        lines[-1] += (
+            f" Ingesters in several processes share the machine's {figures['two_ingesters']['cores']} cores "
+            f"with Redis and ClickHouse: 0.5 allows {budget['machine_us']} µs of machine CPU a click, and "
+            f"two ingesters spent {budget['two_machine_us']} µs a click."
+        )
     return lines

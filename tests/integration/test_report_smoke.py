@@ -75,6 +75,11 @@ def test_report_smoke_writes_markdown_charts_and_passes_click_checks(tmp_path: P
     for throughput in (result["ingest"]["throughput"], result["ingest"]["two_ingesters"]):
         assert throughput["stored"] == throughput["clicks"]
         assert len(throughput["ingest_s_runs"]) == len(throughput["raw_tsv_s_runs"]) == 2
+    # The ingester's stage profile of the same run, and the budget the target's row reads from it.
+    stages = result["ingest"]["stages"]
+    assert set(stages["stages_us_per_click"]) == {"decode", "build", "unique_flag", "serialise"}
+    assert all(us > 0 for us in stages["stages_us_per_click"].values())
+    assert "**Budget.**" in out.read_text()
     assert len(result["attribution"]["runs"]) == 2
     for run in result["attribution"]["runs"]:
         stages = run["stages"]
