@@ -18,7 +18,7 @@ from benchmarks.openloop import (
 )
 from benchmarks.paired import profile_of
 from benchmarks.redirect import format_table
-from benchmarks.report_targets import STAGE_NAMES, ingest_budget, targets_section
+from benchmarks.report_targets import STAGE_NAMES, allowance_word, ingest_budget, targets_section
 from benchmarks.report_targets import busy_cores as _busy_cores
 from benchmarks.report_targets import fmt as _fmt
 from core.settings import Settings
@@ -749,14 +749,19 @@ def _ingest_stages(figures: dict) -> list[str]:
         + ".",
         "",
         f"**Budget.** 0.5 x the raw insert allows {budget['one_wall_us']} µs of wall a click (twice the raw "
-        f"insert's). One ingester cannot go below the Python of its stages, {budget['stages_us']} µs a click "
-        f"(the largest: {STAGE_NAMES.get(budget['largest_stage'], budget['largest_stage'])}), since its "
-        "threads share one GIL.",
+        "insert's). One ingester's threads share one GIL, so it cannot go below the Python of its stages, "
+        f"{budget['stages_us']} µs a click (the largest: "
+        f"{STAGE_NAMES.get(budget['largest_stage'], budget['largest_stage'])}): "
+        f"{allowance_word(budget['stages_us'], budget['one_wall_us'])}; in the drain it used "
+        f"{t['ingest_cpu_us_per_click']} µs of CPU a click.",
     ]
     if "machine_us" in budget:
+        two = figures["two_ingesters"]
         lines[-1] += (
-            f" Ingesters in several processes share the machine's {figures['two_ingesters']['cores']} cores "
-            f"with Redis and ClickHouse: 0.5 allows {budget['machine_us']} µs of machine CPU a click, and "
-            f"two ingesters spent {budget['two_machine_us']} µs a click."
+            f" Ingesters in several processes share the machine's {two['cores']} cores with Redis and "
+            f"ClickHouse: 0.5 allows {budget['machine_us']} µs of machine CPU a click, and two ingesters "
+            f"spent {budget['two_machine_us']} µs a click "
+            f"({allowance_word(budget['two_machine_us'], budget['machine_us'])}; "
+            f"{_busy_cores(two)} of {two['cores']} cores busy)."
         )
     return lines

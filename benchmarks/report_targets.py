@@ -145,17 +145,22 @@ def _ingest_target(figures: dict) -> tuple[str, str, bool, str] | None:
     if budget:
         spent = figures["stages"]["stages_us_per_click"]
         why += (
-            f"; the budget (section 5): 0.5 allows one ingester {budget['one_wall_us']} µs of wall a click, "
-            f"and its stages alone run {budget['stages_us']} µs of Python under its one GIL ("
+            f"; the budget (section 5): 0.5 allows one ingester {budget['one_wall_us']} µs of wall a click; "
+            f"its stages alone run {budget['stages_us']} µs of Python under its one GIL ("
             + ", ".join(f"{name} {spent[name]}" for name in spent)
-            + ")"
+            + f"), {allowance_word(budget['stages_us'], budget['one_wall_us'])}, and it used "
+            f"{one['ingest_cpu_us_per_click']} µs of CPU a click in the drain"
         )
         if "machine_us" in budget:
             why += (
-                f"; any number of ingesters: {budget['machine_us']} µs of machine CPU a click on "
+                f"; any number of ingesters: 0.5 allows {budget['machine_us']} µs of machine CPU a click on "
                 f"{two['cores']} cores, and two spent {budget['two_machine_us']}"
             )
     return ("ingest >= 0.50 x raw insert (one ingester, or two: the better counts)", value, best >= 0.5, why)
+
+
+def allowance_word(spent: float, allowed: float) -> str:
+    return "over the allowance" if spent > allowed else "within it"
 
 
 def _attribution_why(run: dict) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from benchmarks.report_md import _ingest_stages
-from benchmarks.report_targets import _ingest_target, ingest_budget
+from benchmarks.report_targets import _ingest_target, allowance_word, ingest_budget
 
 
 def _throughput(clicks: int, raw_s: float, machine_us: float, ratio: float) -> dict:
@@ -74,6 +74,8 @@ def test_the_target_row_and_section_state_the_budget_with_every_stage() -> None:
     assert (value, met) == ("0.30 (two ingesters 0.37)", False)
     assert "0.5 allows one ingester 4.71 µs of wall a click" in why
     assert "6.1 µs of Python" in why and "9.62 µs of machine CPU a click" in why
+    # The stages (6.1) pass the one-ingester allowance (4.71): the row says which side each figure is on.
+    assert "), over the allowance, and it used 6.2 µs of CPU a click in the drain" in why
     for name, us in STAGES["stages_us_per_click"].items():
         assert f"{name} {us}" in why
     text = "\n".join(_ingest_stages(figures))
@@ -81,3 +83,11 @@ def test_the_target_row_and_section_state_the_budget_with_every_stage() -> None:
     assert "driver blocks of 100000 6.76" in text and "two ingesters spent 12.6 µs a click" in text
     # A run without the profile (older JSON) renders as before: no stage table.
     assert _ingest_stages({"throughput": figures["throughput"]}) == []
+
+
+@pytest.mark.parametrize(
+    ("spent", "allowed", "word"),
+    [(6.1, 4.71, "over the allowance"), (4.29, 6.56, "within it"), (11.56, 11.56, "within it")],
+)
+def test_allowance_word(spent: float, allowed: float, word: str) -> None:
+    assert allowance_word(spent, allowed) == word
