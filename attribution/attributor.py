@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 import msgspec
 from redis.asyncio import Redis
 
-from attribution import events_out, ledger, review, rules, trace
+from attribution import codes, events_out, ledger, review, rules, trace
 from attribution.codes import CodeStore
 from attribution.collector import full_collections_held
 from attribution.events import event_of_facts
@@ -332,12 +332,7 @@ class Attributor:
                 lookup[click_id] = ts_ms
         if not lookup:
             return facts
-        # Each id's window of stored times: the ClickHouse query reads only the days of their ends.
-        bounds_s = set()
-        for ts_ms in lookup.values():
-            bounds_s.add((ts_ms - CLICK_TIME_SLACK_MS) // 1000)
-            bounds_s.add((ts_ms + CLICK_TIME_SLACK_MS) // 1000 + 1)
-        span = (sorted(lookup), sorted(bounds_s), min(bounds_s), max(bounds_s))
+        span = _click_span(lookup)
         rows = await asyncio.to_thread(queries.clicks_by_id, self._backend, *span)
         found = {r[0]: r for r in rows}
         owners = await self._merchants.owners(sorted({r[4] for r in found.values() if not r[3]}))
@@ -385,17 +380,21 @@ class Attributor:
         }
 
     async def explain(
-        self, merchant_id: str, order_id: str, now_ms: int | None = None
+        self, merchant_id: str, order_id: str, now_ms: int | None = None, reader: str | None = None
     ) -> trace.Explained | None:
         """The trace of one order (attribution/trace.py): what a run at `now_ms` decides for it, from the
         same functions, and what it would append. Books nothing, takes no lock. None: no such merchant or
-        no event of this order."""
+        no event of this order, or (`reader`: the creator asking, None for the merchant or an operator) an
+        order that cannot be credited to `reader`, known before the click's facts and the ledger are read
+        (`_may_credit`: a creator may read only its own orders' traces, and the others' cost no more)."""
         now_ms = clock_ms() if now_ms is None else now_ms
         terms = await self._terms(merchant_id)
         events = (await self._events(merchant_id, [order_id])).get(order_id, []) if terms else []
         if terms is None or not events:
             return None
         order = ledger.fold(events).created
+        if reader is not None and not await self._may_credit(terms, order, reader):
+            return None
         facts = await self._click_facts({order.click_id} if order else set(), details=True)
         click = facts.get(order.click_id) if order else None
         verdict = (await self._reviews.many(merchant_id, [order_id])).get(order_id)
@@ -407,6 +406,25 @@ class Attributor:
         credit = decision.credit if decision is not None else None
         return trace.Explained(body, credit.creator_id if credit else "")
 
+    async def _may_credit(
+        self, terms: ledger.Terms, order: ledger.OrderEvent | None, creator_id: str
+    ) -> bool:
+        """False when the order cannot be credited to `creator_id`, whatever its click's facts and review:
+        decision.decide credits the creator of the order's click or the creator of one of its codes, and
+        an order not received yet (only a refund or cancel) nobody. Its codes are in `terms` (Redis); its
+        click is one read of that creator's clicks of the click's days (queries.is_creators_click), where
+        the click facts scan the whole days. True does not mean credited: explain's caller checks that."""
+        if order is None:
+            return False
+        spans = (span for code in order.discount_codes for span in terms.codes.get(codes.normalise(code), ()))
+        if any(span.creator_id == creator_id for span in spans):
+            return True
+        ts_ms = clickid.timestamp_ms(order.click_id)
+        if ts_ms is None or not self._ids.verify(order.click_id):
+            return False  # never found (_click_facts): no click credits
+        span = _click_span({order.click_id: ts_ms})
+        return await asyncio.to_thread(queries.is_creators_click, self._backend, creator_id, *span)
+
     async def _stored(self, merchant_id: str, order_ids: list[str]) -> dict[str, ledger.Net]:
         """The stored net ledger of these orders, per order and `ledger.key` (entry id, status, creator,
         currency, click), held for the run like events."""
@@ -415,6 +433,16 @@ class Attributor:
             entry = ledger.Entry(*_entry_fields_of(row))
             stored[row.order_id][ledger.key(entry)] = entry
         return stored
+
+
+def _click_span(ts_by_id: dict[str, int]) -> tuple[list[str], list[int], int, int]:
+    """The ids and the window of stored times each may have (its embedded time, give or take the slack),
+    as the click queries take them: they read only the days of the windows' ends."""
+    bounds_s = set()
+    for ts_ms in ts_by_id.values():
+        bounds_s.add((ts_ms - CLICK_TIME_SLACK_MS) // 1000)
+        bounds_s.add((ts_ms + CLICK_TIME_SLACK_MS) // 1000 + 1)
+    return sorted(ts_by_id), sorted(bounds_s), min(bounds_s), max(bounds_s)
 
 
 def _day_chunks(

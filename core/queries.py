@@ -601,6 +601,24 @@ def click_details(
     return [(c, code, int(ip)) for c, code, ip in rows]
 
 
+def is_creators_click(
+    backend: Backend,
+    creator_id: str,
+    click_ids: Sequence[str],
+    bounds_s: Sequence[int],
+    from_s: int,
+    to_s: int,
+) -> bool:
+    """Whether one of the given ids (read like `clicks_by_id`) is a click of `creator_id`: the clicks' sort
+    key is (day, creator), so this reads that creator's part of the days, not the whole days."""
+    rows = backend.execute(
+        f"SELECT count() FROM {backend.database}.clicks WHERE {_CLICK_SPAN} "
+        "AND creator_id = %(creator_id)s AND click_id IN %(click_ids)s",
+        {**_click_span_params(click_ids, bounds_s, from_s, to_s), "creator_id": creator_id},
+    )
+    return bool(rows and rows[0][0])
+
+
 def human_clicks_per_ip_hour(
     backend: Backend, creator_ids: Sequence[str], ip_hashes: Sequence[int], hours: Sequence[int]
 ) -> dict[tuple[str, int, int], int]:

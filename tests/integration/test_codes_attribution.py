@@ -191,3 +191,38 @@ def test_a_code_reassigned_after_a_future_dated_order_was_booked_moves_nothing(s
         await r.aclose()
 
     asyncio.run(scenario())
+
+
+def test_a_trace_reader_not_credited_is_refused_alike_on_both(settings, backend) -> None:
+    """Attributor.explain's `reader` (the creator key's check behind the trace API), on 18.16 and a
+    current ClickHouse: the credited creator gets the trace the merchant gets; the creator of another
+    click, or of no click or code of the order, gets None (the HTTP test, test_trace_access.py, counts
+    the reads a refusal costs). A click just before midnight is found by the creator's read too."""
+    keys = Keys(settings.redis_prefix)
+    ids = ClickIds(settings.secret_bytes)
+
+    async def scenario():
+        r = Redis.from_url(settings.redis_url)
+        await add_merchant(r, keys, "m1", ["shop.m1.example"], T0 - DAY, default_bps=1000)
+        midnight = T0 - 10 * HOUR + DAY
+        late, other = ids.new(midnight - 1), ids.new(T0)
+        insert_clicks(
+            backend,
+            [
+                (late, midnight - 1, "alice", "m1", "shop.m1.example", 0, 0),
+                (other, T0, "bob", "m1", "shop.m1.example", 0, 0),
+            ],
+        )
+        await order(r, keys, "w1", "O-late", midnight + MINUTE, late)
+        await asyncio.to_thread(ingest_orders, settings.redis_url, keys, backend)
+        attributor = Attributor(r, keys, backend, ids)
+        merchants = await attributor.explain("m1", "O-late", now_ms=midnight + HOUR)
+        assert merchants.credited_creator == "alice"
+        alices = await attributor.explain("m1", "O-late", now_ms=midnight + HOUR, reader="alice")
+        assert alices == merchants
+        for reader in ("bob", "carol", ""):
+            assert await attributor.explain("m1", "O-late", now_ms=midnight + HOUR, reader=reader) is None
+        assert await attributor.explain("m1", "O-none", reader="alice") is None
+        await r.aclose()
+
+    asyncio.run(scenario())

@@ -31,6 +31,7 @@ from redirector.ingest.enrich import Enricher, referer_host
 from redirector.ingest.links import LinkEventHandler
 from redirector.ingest.process import stream_specs
 from redirector.ingest.unique import UniqueClicks
+from tests.chtypes import integer_column, unchecked_integer_columns
 
 pytestmark = [pytest.mark.redis, pytest.mark.clickhouse]
 
@@ -143,31 +144,21 @@ def test_stored_rows_equal_the_rules_click_by_click(
         assert [row[index] for row in stored] == [row[index] for row in expected], name
 
 
-_INT_RANGES = {
-    f"{sign}Int{bits}": ((-(2 ** (bits - 1)), 2 ** (bits - 1)) if sign == "" else (0, 2**bits))
-    for sign in ("", "U")
-    for bits in (8, 16, 32, 64)
-}
-
-
 def test_every_integer_the_click_decoder_takes_fits_its_column(clickhouse) -> None:
     """An integer the decoder let through but the column cannot hold failed the whole batch's insert, for
     ever: a click with `variant` 40,000 (an Int16) blocked the stream behind it. So each integer field of
     the decoded click is bounded within its column's type, read from the migrated table itself (a new
-    column or a changed type is checked too)."""
+    column or a changed type is checked too, a Nullable one as well: tests/chtypes.py)."""
     migrate(clickhouse, log=lambda _line: None)
-    types = dict(
-        clickhouse.execute(
-            "SELECT name, type FROM system.columns WHERE database = %(db)s AND table = 'clicks'",
-            {"db": clickhouse.database},
-        )
-    )
+    types = _column_types(clickhouse, "clicks")
     checked = []
     for field in msgspec.inspect.type_info(IngestClick).fields:
         info = field.type
         if not isinstance(info, msgspec.inspect.IntType) or field.name not in types:
             continue
-        low, high = _INT_RANGES[types[field.name]]
+        column = integer_column(types[field.name])
+        assert column is not None, (field.name, types[field.name])  # an integer into a column of no integer
+        low, high = column.low, column.high
         given_low = info.ge if info.ge is not None else (info.gt + 1 if info.gt is not None else None)
         given_high = info.le + 1 if info.le is not None else info.lt
         # msgpack carries no integer outside [-2**63, 2**64): an unsigned 64-bit column needs only ge=0
@@ -187,29 +178,21 @@ def _column_types(clickhouse, table: str) -> dict[str, str]:
     )
 
 
-def _bounds(column_type: str) -> tuple[int, int] | None:
-    """[low, high) of an integer column (DateTime: seconds in a UInt32), None for any other type."""
-    return (0, 2**32) if column_type == "DateTime" else _INT_RANGES.get(column_type)
-
-
 def _assert_every_integer_fits(clickhouse, handler, records: list) -> set[str]:
     """Builds the handler's columns for `records` as the insert gets them and checks each integer value
-    (array elements too) against its column's type as the migrated server has it, then inserts them;
-    returns the integer columns checked, which must be every integer column of the table."""
+    (array elements too, NULLs left out) against its column's type as the migrated server has it
+    (tests/chtypes.py), then inserts them; returns the integer columns checked, which must be every
+    integer column of the table."""
     types = _column_types(clickhouse, handler.table)
     checked = set()
     for name, values in zip(handler.columns, handler.build(records), strict=True):
-        inner = types[name].removeprefix("Array(").removesuffix(")")
-        bounds = _bounds(inner)
-        if bounds is None:
+        column = integer_column(types[name])
+        if column is None:
             continue
-        flat = [v for row in values for v in row] if inner != types[name] else list(values)
-        low, high = bounds
-        outside = [v for v in flat if not low <= int(v) < high]
+        outside = [v for v in column.values(values) if not column.low <= v < column.high]
         assert not outside, (handler.table, name, types[name], outside[:3])
         checked.add(name)
-    every = {name for name, kind in types.items() if _bounds(kind.removeprefix("Array(").removesuffix(")"))}
-    assert checked == every, every - checked
+    assert not unchecked_integer_columns(types, checked), unchecked_integer_columns(types, checked)
     # and the server takes them: the bounds above are its own
     clickhouse.insert(handler.table, handler.columns, handler.build(records))
     return checked

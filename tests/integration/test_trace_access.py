@@ -1,0 +1,119 @@
+"""Who may read an order's trace, through HTTP on ClickHouse 18.16, and what a refusal costs: a creator
+key is refused an order not credited to it with the answer it always had (403, an unknown order too),
+after reading only the order's events and at most that creator's clicks of the click's day, never the
+click's details, its IP's hour or the ledger (any creator could otherwise make the server do a trace's
+whole ClickHouse work for any order id)."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import UTC, datetime
+
+import pytest
+from redis.asyncio import Redis
+
+from attribution.attributor import Attributor
+from attribution.codes import CodeStore
+from core.clickid import ClickIds
+from core.keys import Keys
+from core.migrate import migrate
+from tests.integration.apphelp import ADMIN, running_app
+from tests.integration.attributionhelp import add_merchant, deliver, ingest_orders, insert_clicks
+from tests.integration.test_codes_attribution import order
+
+pytestmark = [pytest.mark.redis, pytest.mark.clickhouse]
+MINUTE, HOUR, DAY = 60_000, 3_600_000, 86_400_000
+T0 = int(datetime(2026, 11, 2, 10, tzinfo=UTC).timestamp() * 1000)
+URL = "/api/merchants/m1/orders/{}/trace"
+# (order, creator refused, the tables its request reads): O-parked is a refund before its order (credited
+# to nobody), O-unknown has no event at all (a creator is not told it apart from another's order).
+REFUSED = [
+    ("O-click", "bob", ["order_events", "clicks by creator"]),
+    ("O-code", "alice", ["order_events"]),
+    ("O-parked", "alice", ["order_events"]),
+    ("O-unknown", "carol", ["order_events"]),
+    ("O-both", "carol", ["order_events", "clicks by creator"]),
+]
+FORBIDDEN = {"error": {"code": "forbidden", "message": "a creator key sees only the orders credited to it"}}
+
+
+class Recorded:
+    """The app's ClickHouse, recording each query it runs."""
+
+    def __init__(self, real) -> None:
+        self._real = real
+        self.database = real.database
+        self.queries: list[str] = []
+
+    def execute(self, sql, params=None):
+        self.queries.append(sql)
+        return self._real.execute(sql, params)
+
+    def insert(self, table, columns, data):
+        return self._real.insert(table, columns, data)
+
+    def settle_failed_inserts(self) -> None:
+        self._real.settle_failed_inserts()
+
+    def settle_unknown_parts(self) -> None:
+        self._real.settle_unknown_parts()
+
+    def close(self) -> None:
+        pass  # the fixture's client, closed by the fixture
+
+    def tables(self) -> list[str]:
+        """The tables read, one per query, in order (a click read by creator is `clicks by creator`)."""
+        read = []
+        for sql in self.queries:
+            table = re.search(rf"FROM {self.database}\.(\w+)", sql).group(1)
+            read.append(f"{table} by creator" if "creator_id = %(creator_id)s" in sql else table)
+        return read
+
+
+def test_a_forbidden_creator_is_refused_before_the_traces_reads(settings, clickhouse) -> None:
+    migrate(clickhouse, log=lambda *_: None)
+    keys = Keys(settings.redis_prefix)
+    ids = ClickIds(settings.secret_bytes)
+
+    async def scenario():
+        r = Redis.from_url(settings.redis_url)
+        await add_merchant(r, keys, "m1", ["shop.m1.example"], T0 - DAY, default_bps=1000)
+        await CodeStore(r, keys).put("m1", "BOB10", "bob", None, T0)
+        click = ids.new(T0)
+        insert_clicks(clickhouse, [(click, T0, "alice", "m1", "shop.m1.example", 0, 0)])
+        await order(r, keys, "w1", "O-click", T0 + MINUTE, click)  # alice's click
+        await order(r, keys, "w2", "O-code", T0 + MINUTE, codes=["bob10"])  # bob's code, no click
+        await order(r, keys, "w3", "O-both", T0 + MINUTE, click, codes=["BOB10"])  # the click wins: alice
+        shoes = [("SKU-1", "shoes", 5990, 2)]
+        assert await deliver(r, keys, "m1", "w4", "order.refunded", "O-parked", click, T0, shoes) == 0
+        await asyncio.to_thread(ingest_orders, settings.redis_url, keys, clickhouse)
+        await Attributor(r, keys, clickhouse, ids).run_once(now_ms=T0 + HOUR)
+        await r.aclose()
+        async with running_app(settings) as (app, client):
+            bearer = {}
+            for creator in ("alice", "bob", "carol"):
+                issued = await client.post("/api/keys", json={"creator_id": creator}, headers=ADMIN)
+                bearer[creator] = {"authorization": f"Bearer {issued.json()['key']}"}
+            recorded = Recorded(clickhouse)
+            app.ctx._clickhouse = recorded
+
+            async def trace(order_id: str, headers: dict) -> tuple[int, dict, list[str]]:
+                recorded.queries.clear()
+                response = await client.get(URL.format(order_id), headers=headers)
+                return response.status_code, response.json(), recorded.tables()
+
+            # refused: the answer of old, after the events and at most the creator's own clicks
+            for order_id, creator, reads in REFUSED:
+                assert await trace(order_id, bearer[creator]) == (403, FORBIDDEN, reads), order_id
+            # owning the order's code is not being credited: bob is refused after the whole decision
+            status, body, _ = await trace("O-both", bearer["bob"])
+            assert (status, body) == (403, FORBIDDEN)
+            # the credited creator reads what the merchant reads; the merchant's side is unchanged
+            for order_id, creator in (("O-click", "alice"), ("O-code", "bob"), ("O-both", "alice")):
+                status, body, read = await trace(order_id, bearer[creator])
+                assert status == 200 and "commissions" in read
+                assert body == (await client.get(URL.format(order_id), headers=ADMIN)).json()
+            assert (await client.get(URL.format("O-unknown"), headers=ADMIN)).status_code == 404
+
+    asyncio.run(scenario())
