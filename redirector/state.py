@@ -162,7 +162,7 @@ class AppState:
             recorder=recorder,
             redirect=redirect,
             registry=registry,
-            watcher=LinkWatcher(redis, keys, cache),
+            watcher=LinkWatcher(redis, keys, cache, redirect_stats),
             preload=preload,
             owners=owner_resolver(keys, settings.default_click_param),
             merchants=MerchantStore(redis, keys),
