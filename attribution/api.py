@@ -46,7 +46,7 @@ MAX_CONCURRENT_HEAVY_API = 2
 
 
 # What this process drops, shown at 0 until it happens (`clicktrail_records_dropped_total{reason}`).
-DROP_REASONS = (UNREADABLE_ENDPOINT,)
+DROP_REASONS = (UNREADABLE_ENDPOINT, debugger.UNREADABLE_RECORD, debugger.RECORD_LOST)
 
 
 class Metrics:

@@ -173,7 +173,7 @@ class AppState:
             heavy_api=asyncio.Semaphore(MAX_CONCURRENT_HEAVY_API),
             outbox=Outbox(redis, keys, settings.events_retention_days, settings.public_url),
             endpoints=EndpointStore(redis, keys, attribution_metrics.drop),
-            webhook_log=DeliveryLog(redis, keys),
+            webhook_log=DeliveryLog(redis, keys, attribution_metrics.drop),
             dash=Dashboard.build(settings, redis, keys),
             _snapshots=snapshots,
             _own_snapshot=own_snapshot,
