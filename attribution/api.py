@@ -28,6 +28,7 @@ from attribution import (
 )
 from attribution.endpoints import UNREADABLE_ENDPOINT
 from attribution.merchants import DomainTaken, InvalidMerchant, Merchant, new_secret, public_view, validate
+from attribution.outbox import LINK_EVENT_LOST
 from attribution.rates import RatesUpdate
 from core import queries
 from core import validate as checks
@@ -46,7 +47,7 @@ MAX_CONCURRENT_HEAVY_API = 2
 
 
 # What this process drops, shown at 0 until it happens (`clicktrail_records_dropped_total{reason}`).
-DROP_REASONS = (UNREADABLE_ENDPOINT, debugger.UNREADABLE_RECORD, debugger.RECORD_LOST)
+DROP_REASONS = (UNREADABLE_ENDPOINT, debugger.UNREADABLE_RECORD, debugger.RECORD_LOST, LINK_EVENT_LOST)
 
 
 class Metrics:

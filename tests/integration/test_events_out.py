@@ -10,6 +10,7 @@ import time
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from standardwebhooks import Webhook
 
 from attribution import events_out
@@ -531,6 +532,25 @@ def test_an_unreadable_endpoint_record_is_left_out_of_listings_and_counted(setti
             assert (await client.get(f"/api/endpoints/{broken['id']}", headers=alice)).status_code == 404
             text = (await client.get("/metrics")).text
         assert 'clicktrail_records_dropped_total{reason="unreadable_endpoint"} 3.0' in text
+
+    asyncio.run(scenario())
+
+
+def test_a_link_event_lost_to_redis_is_counted(settings, redis_client) -> None:
+    """A link stored but its event not emitted (Redis failed in between) was a log line only: the
+    endpoints never hear of the link, and nothing on /metrics said so."""
+
+    async def scenario():
+        async with running_app(settings) as (app, client):
+
+            async def unreachable(link, now_ms):
+                raise RedisConnectionError("Connection refused")
+
+            app.ctx.outbox.link_created = unreachable
+            link = await make_link(client, "alice", "https://shop.example.com/p/1")
+            assert (await client.get(f"/api/links/{link['code']}", headers=ADMIN)).status_code == 200
+            text = (await client.get("/metrics")).text
+        assert 'clicktrail_records_dropped_total{reason="link_event_lost"} 1.0' in text
 
     asyncio.run(scenario())
 
