@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Annotated, Literal, get_args
 
@@ -33,6 +34,10 @@ log = logging.getLogger("clicktrail.webhooks")
 MAX_RECORDS = 200
 MAX_WEBHOOK_ID_CHARS = 256
 MAX_MESSAGE_CHARS = 300
+# Drop reasons (DeliveryLog's `dropped`): a stored record that is not one, left out of a listing; a
+# record that could not be written (Redis failed after the webhook was answered).
+UNREADABLE_RECORD = "unreadable_webhook_record"
+RECORD_LOST = "webhook_record_lost"
 Result = Literal["accepted", "duplicate", "refused"]
 RESULTS: tuple[str, ...] = get_args(Result)
 _QUOTED_RE = re.compile(r"'[^']*'|\"[^\"]*\"")
@@ -126,9 +131,13 @@ def _entry_order(entry: tuple[bytes, dict]) -> tuple[int, int, int]:
 
 
 class DeliveryLog:
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    """The records of one merchant's webhook deliveries. A record that could not be written, and each one
+    left out of a listing because it is not one, is counted by `dropped(reason)`."""
+
+    def __init__(self, redis: Redis, keys: Keys, dropped: Callable[[str], None]) -> None:
         self._redis = redis
         self._keys = keys
+        self._dropped = dropped
         self._record = redis.register_script(_RECORD)
 
     def _streams(self, merchant_id: str) -> tuple[str, str]:
@@ -147,6 +156,7 @@ class DeliveryLog:
         try:
             await self._record(keys=keys, args=[MAX_RECORDS, _encoder.encode(shown)])
         except RedisError as exc:
+            self._dropped(RECORD_LOST)
             log.warning("cannot record a webhook delivery of %s: %s", merchant_id, exc)
 
     async def latest(self, merchant_id: str, limit: int, result: str | None = None) -> list[dict]:
@@ -162,6 +172,7 @@ class DeliveryLog:
         for entry_id, fields in entries:
             record = shown_record(fields)
             if record is None:
+                self._dropped(UNREADABLE_RECORD)
                 log.warning("webhook delivery record %s of %s is unreadable: left out", entry_id, merchant_id)
                 continue
             if result is None or record["result"] == result:

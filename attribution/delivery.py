@@ -30,7 +30,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from attribution import backoff, events_out, webhooks
-from attribution.endpoints import Endpoint, EndpointStore
+from attribution.endpoints import UNREADABLE_ENDPOINT, Endpoint, EndpointStore
 from attribution.events_out import Event
 from attribution.guard import AddressRefused, GuardedBackend
 from attribution.outbox import Outbox, Undecodable
@@ -92,6 +92,17 @@ class DeliveryMetrics:
             buckets=LATENCY_BUCKETS_S,
             registry=registry,
         )
+        # The server's family (attribution/api.py), for the records this process drops.
+        self.dropped = Counter(
+            "clicktrail_records_dropped",
+            "Records dropped, by reason (stored records that do not decode count each time they are read)",
+            ["reason"],
+            registry=registry,
+        )
+        self.dropped.labels(UNREADABLE_ENDPOINT)
+
+    def drop(self, reason: str) -> None:
+        self.dropped.labels(reason).inc()
 
 
 def signed_headers(endpoint: Endpoint, event: Event, body: bytes, now_s: int) -> list[tuple[str, str]]:
@@ -110,7 +121,7 @@ class Deliverer:
         self._redis = redis
         self._keys = Keys.of(settings)
         self._outbox = Outbox(redis, self._keys, settings.events_retention_days, settings.public_url)
-        self._store = EndpointStore(redis, self._keys)
+        self._store = EndpointStore(redis, self._keys, metrics.drop)
         self._metrics = metrics
         self._token = secrets.token_hex(8)
         self._renew = redis.register_script(_RENEW)

@@ -13,6 +13,7 @@ import base64
 import ipaddress
 import logging
 import secrets
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 import msgspec
@@ -32,6 +33,8 @@ MAX_ENDPOINTS_PER_OWNER = 20
 ENDPOINT_ID_PREFIX = "ep_"
 SECRET_BYTES = 24  # Standard Webhooks recommends 24-64 random bytes
 RECORD_FIELD = "record"
+# The drop reason of a stored record that does not decode (EndpointStore's `dropped`).
+UNREADABLE_ENDPOINT = "unreadable_endpoint"
 
 
 class EndpointError(ValueError):
@@ -87,16 +90,6 @@ def check_description(raw: object) -> str:
     return raw
 
 
-def _decoded(endpoint_id: str, payload: bytes) -> Endpoint | None:
-    """A stored record, or None (logged) for one this code cannot read, written by hand or by another
-    version: it is left out, never allowed to stop the delivery of every other endpoint."""
-    try:
-        return _decoder.decode(payload)
-    except msgspec.MsgspecError as exc:
-        log.error("endpoint %s has an unreadable record, left out: %s", endpoint_id, exc)
-        return None
-
-
 def address_allowed(address: str, allow_private: bool) -> bool:
     """Whether the delivery worker may connect to this resolved address."""
     try:
@@ -138,11 +131,13 @@ _decoder = msgspec.json.Decoder(Endpoint)
 class EndpointStore:
     """Records in `Keys.endpoint`, indexed per owner and globally. The indexes are written after the
     record and removed before it, never in one transaction with it (different entities): a record
-    outside the index is invisible, and one in the index but gone is skipped."""
+    outside the index is invisible, and one in the index but gone is skipped. A record that does not decode
+    is left out too, and `dropped(UNREADABLE_ENDPOINT)` is called each time it is read."""
 
-    def __init__(self, redis: Redis, keys: Keys) -> None:
+    def __init__(self, redis: Redis, keys: Keys, dropped: Callable[[str], None]) -> None:
         self._redis = redis
         self._keys = keys
+        self._dropped = dropped
 
     async def create(self, endpoint: Endpoint) -> bool:
         """False when the owner has MAX_ENDPOINTS_PER_OWNER already."""
@@ -160,7 +155,7 @@ class EndpointStore:
 
     async def get(self, endpoint_id: str) -> Endpoint | None:
         payload = await self._redis.hget(self._keys.endpoint(endpoint_id), RECORD_FIELD)
-        return None if payload is None else _decoded(endpoint_id, payload)
+        return None if payload is None else self._decoded(endpoint_id, payload)
 
     async def of_owner(self, owner: str) -> list[Endpoint]:
         return await self._many(await self._redis.smembers(self._keys.owner_endpoints(owner)))
@@ -176,8 +171,18 @@ class EndpointStore:
             for endpoint_id in ids:
                 pipe.hget(self._keys.endpoint(endpoint_id), RECORD_FIELD)
             payloads = await pipe.execute()
-        found = (_decoded(i, p) for i, p in zip(ids, payloads, strict=True) if p is not None)
+        found = (self._decoded(i, p) for i, p in zip(ids, payloads, strict=True) if p is not None)
         return [endpoint for endpoint in found if endpoint is not None]
+
+    def _decoded(self, endpoint_id: str, payload: bytes) -> Endpoint | None:
+        """A stored record, or None (logged and counted) for one this code cannot read, written by hand or
+        by another version: it is left out, never allowed to stop the delivery of every other endpoint."""
+        try:
+            return _decoder.decode(payload)
+        except msgspec.MsgspecError as exc:
+            self._dropped(UNREADABLE_ENDPOINT)
+            log.error("endpoint %s has an unreadable record, left out: %s", endpoint_id, exc)
+            return None
 
     async def delete(self, endpoint: Endpoint) -> None:
         keys = self._keys

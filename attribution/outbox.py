@@ -39,6 +39,8 @@ STATE_FIELDS = ("attempts", "first_attempt_ms", "next_attempt_ms", "last_error")
 _DEAD_FIELDS = (b"dead_reason", b"dead_entry", b"dead_staged")
 # The dead-letter reason of a staged event that does not decode (`Outbox.staged`).
 STAGED_UNDECODABLE = "undecodable_staged"
+# The drop reason of a link event whose emission failed after its link was stored (redirector/api.py).
+LINK_EVENT_LOST = "link_event_lost"
 # What the next attributor run reads of a staged event (Attributor._announce_staged).
 STAGED_IDS = ("merchant_id", "run_id", "order_id")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+from collections.abc import Callable
 
 import msgspec
 from redis.exceptions import RedisError
@@ -12,6 +13,7 @@ from starlette.requests import Request
 from starlette.routing import Route
 
 from attribution.merchants import merchant_exists
+from attribution.outbox import LINK_EVENT_LOST
 from core import queries, validate
 from core.clickhouse import ClickHouseError
 from core.clock import now_ms
@@ -106,19 +108,21 @@ async def new_link(ctx: AppState, creator_id: str, body: dict) -> Link:
                 # A registration claimed the host between the lookup and the write: join its claim.
                 await ctx.links.reconcile([code], resolve)
                 link = await ctx.links.get(code) or link
-            await _announce(ctx.outbox.link_created, link)
+            await _announce(ctx.outbox.link_created, link, ctx.attribution_metrics.drop)
             return link
     if custom is not None:
         raise ApiError(409, "code_taken", f"code {custom!r} is already taken")
     raise ApiError(503, "code_space_exhausted", "could not find a free code; retry")
 
 
-async def _announce(emit, link: Link) -> None:
+async def _announce(emit, link: Link, dropped: Callable[[str], None]) -> None:
     """Emit a link event after the change is stored. The link's own write is not made to wait on, or
-    fail with, the event: an emission that fails is logged (the event is lost, see docs/webhooks.md)."""
+    fail with, the event: an emission that fails is logged and counted as `dropped(LINK_EVENT_LOST)` (the
+    event is lost, see docs/webhooks.md)."""
     try:
         await emit(link, now_ms())
     except RedisError as exc:
+        dropped(LINK_EVENT_LOST)
         log.error("link event for %s not emitted: %s", link.code, exc)
 
 
@@ -150,7 +154,7 @@ async def patch_link(request: Request):
             if await linkfields.owners_changed(changed, ctx.owners, ctx.redis):
                 await ctx.links.reconcile([changed.code], ctx.owners)  # a claim raced the write: join it
                 changed = await ctx.links.get(changed.code) or changed
-            await _announce(ctx.outbox.link_updated, changed)
+            await _announce(ctx.outbox.link_updated, changed, ctx.attribution_metrics.drop)
             return json_response(link_json(changed, ctx.settings.public_url))
         link = await ctx.links.get(link.code)
         if link is None:
@@ -182,7 +186,7 @@ async def disable_link(ctx: AppState, link: Link) -> Link:
     was_disabled = link.disabled
     link = await ctx.links.disable(link.code) or link
     if link.disabled and not was_disabled:
-        await _announce(ctx.outbox.link_updated, link)
+        await _announce(ctx.outbox.link_updated, link, ctx.attribution_metrics.drop)
     return link
 
 

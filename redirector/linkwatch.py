@@ -21,6 +21,7 @@ from redis.exceptions import RedisError, ResponseError
 from core.keys import Keys
 from core.links import LinkEvent
 from redirector.cache import LinkCache
+from redirector.stats import RedirectStats
 
 log = logging.getLogger("clicktrail.links")
 
@@ -28,6 +29,11 @@ WATCH_BLOCK_MS = 1_000
 WATCH_COUNT = 1_000
 RETRY_DELAY_S = 1.0
 _event_decoder = msgspec.msgpack.Decoder(LinkEvent)
+# Why the whole cache stopped being trusted (`RedirectStats.cache_flushes`): an entry whose link cannot be
+# told (the cache is emptied), or entries trimmed before they were read (every entry is revalidated).
+UNREADABLE_LINK_EVENT = "unreadable_link_event"
+TRIMMED = "trimmed"
+FLUSH_REASONS = (UNREADABLE_LINK_EVENT, TRIMMED)
 
 
 def _entry_id(raw: bytes | str) -> tuple[int, int]:
@@ -36,14 +42,14 @@ def _entry_id(raw: bytes | str) -> tuple[int, int]:
 
 
 class LinkWatcher:
-    def __init__(self, redis: Redis, keys: Keys, cache: LinkCache) -> None:
+    def __init__(self, redis: Redis, keys: Keys, cache: LinkCache, stats: RedirectStats) -> None:
         self._redis = redis
         self._stream = keys.link_events
         self._cache = cache
+        self._stats = stats
         self._last: tuple[int, int] | None = None
         self._ordinal = 0  # entries-added value of the entry `_last`
         self.invalidations = 0
-        self.gaps = 0
 
     async def run(self) -> None:
         while True:
@@ -67,6 +73,8 @@ class LinkWatcher:
                     code = _event_decoder.decode(fields[b"l"]).code
                 except (KeyError, msgspec.DecodeError):  # ValidationError is a DecodeError
                     self._cache.clear()  # cannot tell which link changed: trust none
+                    self._stats.cache_flushes[UNREADABLE_LINK_EVENT] += 1
+                    log.warning("link change %s is unreadable; emptied this worker's cache", entry_id)
                 else:
                     self._cache.invalidate(code)
                 self.invalidations += 1
@@ -86,7 +94,7 @@ class LinkWatcher:
             return
         oldest_kept = info["entries-added"] - info["length"] + 1
         if oldest_kept > self._ordinal + 1:
-            self.gaps += 1
+            self._stats.cache_flushes[TRIMMED] += 1
             log.warning("link changes were trimmed before this worker read them; revalidating its cache")
             self._cache.expire_all()
             self._last = _entry_id(info["last-generated-id"])

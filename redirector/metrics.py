@@ -22,6 +22,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 
 from redirector.cache import LinkCache
 from redirector.linkcheck import REASONS
+from redirector.linkwatch import FLUSH_REASONS
 from redirector.redirect import CLICK_LIMIT_UNAVAILABLE, LINK_EXPIRED, QUERY_TOO_LONG
 from redirector.stats import BATCH_BUCKETS, LATENCY_BUCKETS_S, RecorderStats, RedirectStats
 
@@ -39,6 +40,7 @@ def snapshot(
         "latency": [redirects.latency.counts, redirects.latency.total],
         "lookup_errors": redirects.lookup_errors,
         "fallbacks": dict(redirects.fallbacks),
+        "cache_flushes": dict(redirects.cache_flushes),
         "clicks": {outcome: getattr(recorder, outcome) for outcome in OUTCOMES},
         "batches": [recorder.batches.counts, recorder.batches.total],
         "redis_failures": dict(recorder.redis_failures),
@@ -65,9 +67,10 @@ def merge(snapshots: list[dict]) -> dict:
             total["clicks"][outcome] += snap["clicks"][outcome]
         for error, n in snap["redis_failures"].items():
             total["redis_failures"][error] = total["redis_failures"].get(error, 0) + n
-        fallbacks = total.setdefault("fallbacks", {})
-        for reason, n in snap.get("fallbacks", {}).items():  # absent in a peer of an older version
-            fallbacks[reason] = fallbacks.get(reason, 0) + n
+        for name in ("fallbacks", "cache_flushes"):  # absent in a peer of an older version
+            by_reason = total.setdefault(name, {})
+            for reason, n in snap.get(name, {}).items():
+                by_reason[reason] = by_reason.get(reason, 0) + n
         # A peer of an older version has no cache bytes: counted as 0.
         total["cache"] = [a + b for a, b in zip_longest(total["cache"], snap["cache"], fillvalue=0)]
         for name in ("lookup_errors", "live", "workers"):
@@ -195,6 +198,15 @@ class RedirectCollector:
         lookups.add_metric(["miss"], misses)
         yield lookups
         yield GaugeMetricFamily("clicktrail_link_cache_entries", "Links cached", value=entries)
+        flushes = CounterMetricFamily(
+            "clicktrail_link_cache_flushes",
+            "Times a worker stopped trusting its whole link cache, by reason: a link-change entry that "
+            "does not decode (cache emptied), changes trimmed before they were read (all revalidated)",
+            labels=["reason"],
+        )
+        for reason in FLUSH_REASONS:
+            flushes.add_metric([reason], snap.get("cache_flushes", {}).get(reason, 0))
+        yield flushes
         yield GaugeMetricFamily(
             "clicktrail_link_cache_warming",
             "Workers still preloading their link cache (CLICKTRAIL_LINK_CACHE_PRELOAD_MAX_S)",

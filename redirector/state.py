@@ -135,6 +135,7 @@ class AppState:
 
         registry = make_registry()
         registry.register(RedirectCollector(own_snapshot, snapshots.peers))
+        attribution_metrics = AttributionMetrics(registry)
         return cls(
             settings=settings,
             keys=keys,
@@ -161,18 +162,18 @@ class AppState:
             recorder=recorder,
             redirect=redirect,
             registry=registry,
-            watcher=LinkWatcher(redis, keys, cache),
+            watcher=LinkWatcher(redis, keys, cache, redirect_stats),
             preload=preload,
             owners=owner_resolver(keys, settings.default_click_param),
             merchants=MerchantStore(redis, keys),
             rates=RateStore(redis, keys),
             catalog=CatalogStore(redis, keys),
             acceptor=Acceptor(redis, keys, min_replicas_acked=settings.redis_min_replicas_acked),
-            attribution_metrics=AttributionMetrics(registry),
+            attribution_metrics=attribution_metrics,
             heavy_api=asyncio.Semaphore(MAX_CONCURRENT_HEAVY_API),
             outbox=Outbox(redis, keys, settings.events_retention_days, settings.public_url),
-            endpoints=EndpointStore(redis, keys),
-            webhook_log=DeliveryLog(redis, keys),
+            endpoints=EndpointStore(redis, keys, attribution_metrics.drop),
+            webhook_log=DeliveryLog(redis, keys, attribution_metrics.drop),
             dash=Dashboard.build(settings, redis, keys),
             _snapshots=snapshots,
             _own_snapshot=own_snapshot,

@@ -42,7 +42,7 @@ class Histogram:
 
 
 class RedirectStats:
-    __slots__ = ("fallbacks", "latency", "lookup_errors", "responses", "shortcut")
+    __slots__ = ("cache_flushes", "fallbacks", "latency", "lookup_errors", "responses", "shortcut")
 
     def __init__(self) -> None:
         self.responses: Counter[tuple[str, int]] = Counter()  # (method, status) → count
@@ -51,6 +51,8 @@ class RedirectStats:
         self.lookup_errors = 0
         # Stored links corrected before they were cached, by reason (linkcheck.py).
         self.fallbacks: Counter[str] = Counter()
+        # Times the link watcher stopped trusting the whole cache, by reason (linkwatch.py).
+        self.cache_flushes: Counter[str] = Counter()
 
 
 class RecorderStats:

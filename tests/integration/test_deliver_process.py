@@ -162,7 +162,7 @@ def test_deliver_on_a_redis_cluster(cluster_settings, cluster_redis) -> None:
         keys = Keys.of(settings)
         try:
             endpoint = new_endpoint("creator:alice", receiver.url, ("link.updated",), "", now_ms() - 1000)
-            assert await EndpointStore(redis, keys).create(endpoint)
+            assert await EndpointStore(redis, keys, pytest.fail).create(endpoint)
             outbox, ids = Outbox(redis, keys), []
             for n in range(5):
                 link = Link(f"code{n}", "https://shop.example.com/", "alice", "shop.example.com", 1_000,

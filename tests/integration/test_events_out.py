@@ -10,6 +10,7 @@ import time
 
 import pytest
 from redis.asyncio import Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 from standardwebhooks import Webhook
 
 from attribution import events_out
@@ -150,7 +151,7 @@ async def _a_link_event_carries_what_the_api_shows(settings):
         )
         assert patched.status_code == 200, patched.text
         shown.append((await client.get(f"/api/links/{link['code']}", headers=alice)).json())
-        outbox, store = app.ctx.outbox, EndpointStore(app.ctx.redis, app.ctx.keys)
+        outbox, store = app.ctx.outbox, app.ctx.endpoints
         await outbox.fan_out(store, dead_lettered=pytest.fail)
         sent = []
         while (head := await outbox.head(endpoint["id"])) is not None:
@@ -189,7 +190,7 @@ async def emit_links(settings, creator_id: str, count: int, start_ms: int = 1_70
 async def add_endpoint(settings, creator_id: str, url: str, events=("link.updated",)) -> str:
     redis = Redis.from_url(settings.redis_url)
     endpoint = new_endpoint(f"creator:{creator_id}", url, tuple(events), "", int(time.time() * 1000) - 1000)
-    assert await EndpointStore(redis, Keys(settings.redis_prefix)).create(endpoint)
+    assert await EndpointStore(redis, Keys(settings.redis_prefix), pytest.fail).create(endpoint)
     await redis.aclose()
     return endpoint.id
 
@@ -469,7 +470,7 @@ def test_a_replay_over_unreadable_stream_entries_requeues_the_events_around_them
         later = await emit_links(settings, "alice", 1, start_ms=1_700_000_900_000)
         redis = Redis.from_url(settings.redis_url)
         try:
-            endpoint = await EndpointStore(redis, keys).get(endpoint_id)
+            endpoint = await EndpointStore(redis, keys, pytest.fail).get(endpoint_id)
             assert await Outbox(redis, keys).replay(endpoint, since_ms=0) == (0, 2)
             queued = redis_client.xrange(keys.endpoint_queue(endpoint_id))
             assert [events_out.decode(f[b"e"]).id for _, f in queued] == first + later
@@ -499,6 +500,8 @@ def test_an_unreadable_queue_head_or_endpoint_record_blocks_nothing(settings, re
             async with running_deliverer(settings) as metrics:
                 await receiver.wait_for(2)
                 assert metrics.dead.labels("undecodable")._value.get() == 2
+                # Left out of the fan-out and its own task each time they read it: counted every time.
+                assert metrics.dropped.labels("unreadable_endpoint")._value.get() >= 2
             assert receiver.ids() == ids
             redis = Redis.from_url(settings.redis_url)
             try:
@@ -508,6 +511,46 @@ def test_an_unreadable_queue_head_or_endpoint_record_blocks_nothing(settings, re
             assert [(d["event_id"], d["error"].split(":")[0]) for d in shown] == [("", "undecodable")] * 2
         finally:
             await receiver.close()
+
+    asyncio.run(scenario())
+
+
+def test_an_unreadable_endpoint_record_is_left_out_of_listings_and_counted(settings, redis_client) -> None:
+    """The listings and the admin's page left a record that does not decode out with a log line only:
+    nothing on /metrics said an endpoint was missing. Each time one is left out it is counted now."""
+    keys = Keys(settings.redis_prefix)
+
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            alice = await key_for(client, creator_id="alice")
+            kept = await register(client, alice, "https://hooks.example.com/a", ["link.created"])
+            broken = await register(client, alice, "https://hooks.example.com/b", ["link.created"])
+            redis_client.hset(keys.endpoint(broken["id"]), "record", b"{broken")
+            for headers in (alice, ADMIN):
+                listed = (await client.get("/api/endpoints", headers=headers)).json()["endpoints"]
+                assert [e["id"] for e in listed] == [kept["id"]]
+            assert (await client.get(f"/api/endpoints/{broken['id']}", headers=alice)).status_code == 404
+            text = (await client.get("/metrics")).text
+        assert 'clicktrail_records_dropped_total{reason="unreadable_endpoint"} 3.0' in text
+
+    asyncio.run(scenario())
+
+
+def test_a_link_event_lost_to_redis_is_counted(settings, redis_client) -> None:
+    """A link stored but its event not emitted (Redis failed in between) was a log line only: the
+    endpoints never hear of the link, and nothing on /metrics said so."""
+
+    async def scenario():
+        async with running_app(settings) as (app, client):
+
+            async def unreachable(link, now_ms):
+                raise RedisConnectionError("Connection refused")
+
+            app.ctx.outbox.link_created = unreachable
+            link = await make_link(client, "alice", "https://shop.example.com/p/1")
+            assert (await client.get(f"/api/links/{link['code']}", headers=ADMIN)).status_code == 200
+            text = (await client.get("/metrics")).text
+        assert 'clicktrail_records_dropped_total{reason="link_event_lost"} 1.0' in text
 
     asyncio.run(scenario())
 

@@ -10,7 +10,8 @@ from redis.asyncio import Redis
 from core.keys import Keys
 from core.links import Link, LinkStore
 from redirector.cache import LinkCache
-from redirector.linkwatch import LinkWatcher
+from redirector.linkwatch import TRIMMED, UNREADABLE_LINK_EVENT, LinkWatcher
+from redirector.stats import RedirectStats
 
 pytestmark = pytest.mark.redis
 
@@ -33,7 +34,7 @@ def test_changes_and_creations_invalidate(settings, redis_client) -> None:
     async def scenario():
         redis, keys = Redis.from_url(settings.redis_url), Keys(settings.redis_prefix)
         store, cache = LinkStore(redis, keys), LinkCache(1 << 20, ttl_ms=600_000)
-        watcher = LinkWatcher(redis, keys, cache)
+        watcher = LinkWatcher(redis, keys, cache, RedirectStats())
         task = asyncio.create_task(watcher.run())
         await settle(lambda: watcher._last is not None)
         cache.put("newcode", None, 0)  # a viewer tried the code before the creator made it
@@ -55,11 +56,12 @@ def test_a_trim_past_unread_changes_revalidates_everything(settings, redis_clien
         redis, keys = Redis.from_url(settings.redis_url), Keys(settings.redis_prefix)
         store, cache = LinkStore(redis, keys), LinkCache(1 << 20, ttl_ms=600_000)
         await store.create(link("a1234"))
-        watcher = LinkWatcher(redis, keys, cache)
+        stats = RedirectStats()
+        watcher = LinkWatcher(redis, keys, cache, stats)
         await watcher._step()  # starts at the newest entry
         await redis.xtrim(keys.link_events, maxlen=0)  # trimming what was read is no gap
         await watcher._step()
-        assert watcher.gaps == 0
+        assert stats.cache_flushes[TRIMMED] == 0
         # Two changes land and are trimmed away before this watcher reads them.
         await store.create(link("b1234"))
         await store.disable("a1234")
@@ -67,8 +69,29 @@ def test_a_trim_past_unread_changes_revalidates_everything(settings, redis_clien
         await redis.xtrim(keys.link_events, minid=newest.decode().split("-")[0] + "-999999")
         cache.put("a1234", link("a1234"), now_ns=0)
         await watcher._step()
-        assert watcher.gaps == 1
+        assert stats.cache_flushes == {TRIMMED: 1}
         assert cache.get("a1234", now_ns=1)[0] is False  # no longer trusted: read again on next use
+        await redis.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_an_unreadable_change_empties_the_cache_and_is_counted(settings, redis_client) -> None:
+    """An entry whose link cannot be told emptied the whole cache with nothing counted but a generic
+    attribute no metric read: a flood of them made every worker read every link again, unseen."""
+
+    async def scenario():
+        redis, keys = Redis.from_url(settings.redis_url), Keys(settings.redis_prefix)
+        store, cache, stats = LinkStore(redis, keys), LinkCache(1 << 20, ttl_ms=600_000), RedirectStats()
+        watcher = LinkWatcher(redis, keys, cache, stats)
+        await watcher._step()  # starts at the newest entry
+        cache.put("a1234", link("a1234"), now_ns=0)
+        await redis.xadd(keys.link_events, {"l": b"\xc1 not msgpack"})
+        await redis.xadd(keys.link_events, {"x": b"no link field"})
+        await store.create(link("b1234"))  # a readable one behind them is still taken
+        await watcher._step()
+        assert cache.stale("a1234") is None and len(cache) == 0
+        assert stats.cache_flushes == {UNREADABLE_LINK_EVENT: 2}
         await redis.aclose()
 
     asyncio.run(scenario())

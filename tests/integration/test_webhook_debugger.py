@@ -123,7 +123,7 @@ def test_every_outcome_is_shown_without_bodies(settings, redis_client):
 def test_the_record_keeps_the_latest_only(settings, redis_client: redis.Redis):
     async def scenario():
         client = Redis.from_url(settings.redis_url)
-        log = DeliveryLog(client, Keys(settings.redis_prefix))
+        log = DeliveryLog(client, Keys(settings.redis_prefix), pytest.fail)
         for i in range(MAX_RECORDS + 25):
             await log.record("brand1", Delivery(at_ms=i, webhook_id=f"w{i}" + "x" * 300, result="accepted"))
         latest = await log.latest("brand1", MAX_RECORDS)
@@ -148,7 +148,7 @@ def test_records_written_before_their_number_list_as_the_oldest(settings) -> Non
         for name in ("old-1", "old-2"):
             record = {"at_ms": 1, "webhook_id": name, "result": "accepted"}
             await client.xadd(keys.merchant_deliveries("brand1"), {"d": json.dumps(record)})
-        log = DeliveryLog(client, keys)
+        log = DeliveryLog(client, keys, pytest.fail)
         await log.record("brand1", Delivery(at_ms=2, webhook_id="new-1", result="refused"))
         await log.record("brand1", Delivery(at_ms=3, webhook_id="new-2", result="accepted", signed=True))
         listed = [d["webhook_id"] for d in await log.latest("brand1", 10)]
@@ -182,7 +182,7 @@ def test_the_two_records_merge_in_the_order_redis_took_them(settings, monkeypatc
 
     async def scenario():
         client = Redis.from_url(settings.redis_url)
-        log = DeliveryLog(client, Keys(settings.redis_prefix))
+        log = DeliveryLog(client, Keys(settings.redis_prefix), pytest.fail)
         for i in range(8):
             signed_ = i % 3 != 1
             result = "accepted" if signed_ else "refused"
@@ -253,7 +253,8 @@ CORRUPT_RECORDS = {
 @pytest.mark.parametrize("corrupt", sorted(CORRUPT_RECORDS))
 def test_a_corrupt_record_is_left_out_of_the_listing(settings, redis_client, stream, corrupt) -> None:
     """A record that is not one, in either stream: every listing (and the dashboard's page, which reads
-    `latest` too) answered 500 until the entry aged out. It is left out; the records around it are listed."""
+    `latest` too) answered 500 until the entry aged out. It is left out; the records around it are listed.
+    Each time it is left out is counted (it was logged only)."""
     keys = Keys(settings.redis_prefix)
     key = (
         keys.merchant_deliveries("brand1")
@@ -282,5 +283,9 @@ def test_a_corrupt_record_is_left_out_of_the_listing(settings, redis_client, str
                 "?result=accepted": ["real"],
                 "?result=refused": ["forged"],
             }
+            # Counted each time a listing left it out: it has no record number, so it lists as the oldest
+            # and the two listings with a limit stop before it.
+            text = (await client.get("/metrics")).text
+            assert 'clicktrail_records_dropped_total{reason="unreadable_webhook_record"} 3.0' in text
 
     asyncio.run(scenario())
