@@ -26,9 +26,7 @@ from attribution import (
     search,
     webhooks,
 )
-from attribution.endpoints import UNREADABLE_ENDPOINT
 from attribution.merchants import DomainTaken, InvalidMerchant, Merchant, new_secret, public_view, validate
-from attribution.outbox import LINK_EVENT_LOST
 from attribution.rates import RatesUpdate
 from core import queries
 from core import validate as checks
@@ -46,10 +44,6 @@ log = logging.getLogger(__name__)
 MAX_CONCURRENT_HEAVY_API = 2
 
 
-# What this process drops, shown at 0 until it happens (`clicktrail_records_dropped_total{reason}`).
-DROP_REASONS = (UNREADABLE_ENDPOINT, debugger.UNREADABLE_RECORD, debugger.RECORD_LOST, LINK_EVENT_LOST)
-
-
 class Metrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.webhooks = Counter(
@@ -58,17 +52,6 @@ class Metrics:
             ["result"],
             registry=registry,
         )
-        self.dropped = Counter(
-            "clicktrail_records_dropped",
-            "Records dropped, by reason (stored records that do not decode count each time they are read)",
-            ["reason"],
-            registry=registry,
-        )
-        for reason in DROP_REASONS:
-            self.dropped.labels(reason)
-
-    def drop(self, reason: str) -> None:
-        self.dropped.labels(reason).inc()
 
 
 def _decode(data: object, kind):

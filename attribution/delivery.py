@@ -33,7 +33,7 @@ from attribution import backoff, events_out, webhooks
 from attribution.endpoints import UNREADABLE_ENDPOINT, Endpoint, EndpointStore
 from attribution.events_out import Event
 from attribution.guard import AddressRefused, GuardedBackend
-from attribution.outbox import Outbox, Undecodable
+from attribution.outbox import RECORDS_DROPPED_HELP, RECORDS_DROPPED_METRIC, Outbox, Undecodable
 from core.clock import now_ms as clock_ms
 from core.keys import Keys
 from core.redisclient import failover_client
@@ -92,13 +92,8 @@ class DeliveryMetrics:
             buckets=LATENCY_BUCKETS_S,
             registry=registry,
         )
-        # The server's family (attribution/api.py), for the records this process drops.
-        self.dropped = Counter(
-            "clicktrail_records_dropped",
-            "Records dropped, by reason (stored records that do not decode count each time they are read)",
-            ["reason"],
-            registry=registry,
-        )
+        # The server's family (redirector/metrics.py), for the records this process drops.
+        self.dropped = Counter(RECORDS_DROPPED_METRIC, RECORDS_DROPPED_HELP, ["reason"], registry=registry)
         self.dropped.labels(UNREADABLE_ENDPOINT)
 
     def drop(self, reason: str) -> None:

@@ -41,6 +41,12 @@ _DEAD_FIELDS = (b"dead_reason", b"dead_entry", b"dead_staged")
 STAGED_UNDECODABLE = "undecodable_staged"
 # The drop reason of a link event whose emission failed after its link was stored (redirector/api.py).
 LINK_EVENT_LOST = "link_event_lost"
+# The family every process counts its dropped records in (`serve`: redirector/metrics.py, summed over its
+# workers; `deliver`: attribution/delivery.py).
+RECORDS_DROPPED_METRIC = "clicktrail_records_dropped"
+RECORDS_DROPPED_HELP = (
+    "Records dropped, by reason (stored records that do not decode count each time they are read)"
+)
 # What the next attributor run reads of a staged event (Attributor._announce_staged).
 STAGED_IDS = ("merchant_id", "run_id", "order_id")
 

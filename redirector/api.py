@@ -108,7 +108,7 @@ async def new_link(ctx: AppState, creator_id: str, body: dict) -> Link:
                 # A registration claimed the host between the lookup and the write: join its claim.
                 await ctx.links.reconcile([code], resolve)
                 link = await ctx.links.get(code) or link
-            await _announce(ctx.outbox.link_created, link, ctx.attribution_metrics.drop)
+            await _announce(ctx.outbox.link_created, link, ctx.redirect_stats.drop)
             return link
     if custom is not None:
         raise ApiError(409, "code_taken", f"code {custom!r} is already taken")
@@ -154,7 +154,7 @@ async def patch_link(request: Request):
             if await linkfields.owners_changed(changed, ctx.owners, ctx.redis):
                 await ctx.links.reconcile([changed.code], ctx.owners)  # a claim raced the write: join it
                 changed = await ctx.links.get(changed.code) or changed
-            await _announce(ctx.outbox.link_updated, changed, ctx.attribution_metrics.drop)
+            await _announce(ctx.outbox.link_updated, changed, ctx.redirect_stats.drop)
             return json_response(link_json(changed, ctx.settings.public_url))
         link = await ctx.links.get(link.code)
         if link is None:
@@ -186,7 +186,7 @@ async def disable_link(ctx: AppState, link: Link) -> Link:
     was_disabled = link.disabled
     link = await ctx.links.disable(link.code) or link
     if link.disabled and not was_disabled:
-        await _announce(ctx.outbox.link_updated, link, ctx.attribution_metrics.drop)
+        await _announce(ctx.outbox.link_updated, link, ctx.redirect_stats.drop)
     return link
 
 

@@ -20,6 +20,9 @@ import orjson
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 
+from attribution.debugger import RECORD_LOST, UNREADABLE_RECORD
+from attribution.endpoints import UNREADABLE_ENDPOINT
+from attribution.outbox import LINK_EVENT_LOST, RECORDS_DROPPED_HELP, RECORDS_DROPPED_METRIC
 from redirector.cache import LinkCache
 from redirector.linkcheck import REASONS
 from redirector.linkwatch import FLUSH_REASONS
@@ -30,6 +33,8 @@ SNAPSHOT_INTERVAL_S = 1.0
 # A snapshot older than this belongs to a worker that is gone or hung: left out of the sum.
 SNAPSHOT_MAX_AGE_S = 30.0
 OUTCOMES = ("committed", "spooled", "replayed", "lost")
+# What a server worker drops (RedirectStats.drop), shown at 0 until it happens.
+DROP_REASONS = (UNREADABLE_ENDPOINT, UNREADABLE_RECORD, RECORD_LOST, LINK_EVENT_LOST)
 
 
 def snapshot(
@@ -41,6 +46,7 @@ def snapshot(
         "lookup_errors": redirects.lookup_errors,
         "fallbacks": dict(redirects.fallbacks),
         "cache_flushes": dict(redirects.cache_flushes),
+        "dropped": dict(redirects.dropped),
         "clicks": {outcome: getattr(recorder, outcome) for outcome in OUTCOMES},
         "batches": [recorder.batches.counts, recorder.batches.total],
         "redis_failures": dict(recorder.redis_failures),
@@ -67,7 +73,7 @@ def merge(snapshots: list[dict]) -> dict:
             total["clicks"][outcome] += snap["clicks"][outcome]
         for error, n in snap["redis_failures"].items():
             total["redis_failures"][error] = total["redis_failures"].get(error, 0) + n
-        for name in ("fallbacks", "cache_flushes"):  # absent in a peer of an older version
+        for name in ("fallbacks", "cache_flushes", "dropped"):  # absent in a peer of an older version
             by_reason = total.setdefault(name, {})
             for reason, n in snap.get(name, {}).items():
                 by_reason[reason] = by_reason.get(reason, 0) + n
@@ -207,6 +213,11 @@ class RedirectCollector:
         for reason in FLUSH_REASONS:
             flushes.add_metric([reason], snap.get("cache_flushes", {}).get(reason, 0))
         yield flushes
+        dropped = CounterMetricFamily(RECORDS_DROPPED_METRIC, RECORDS_DROPPED_HELP, labels=["reason"])
+        by_reason = snap.get("dropped", {})
+        for reason in sorted({*DROP_REASONS, *by_reason}):
+            dropped.add_metric([reason], by_reason.get(reason, 0))
+        yield dropped
         yield GaugeMetricFamily(
             "clicktrail_link_cache_warming",
             "Workers still preloading their link cache (CLICKTRAIL_LINK_CACHE_PRELOAD_MAX_S)",

@@ -64,6 +64,7 @@ class AppState:
     auth: Authenticator
     recorder: Recorder
     redirect: RedirectHandler
+    redirect_stats: RedirectStats  # the redirect path's counters, and this worker's dropped records
     registry: CollectorRegistry
     watcher: LinkWatcher
     preload: Preload  # the link cache's warm-up at start-up (preload.py)
@@ -162,6 +163,7 @@ class AppState:
             recorder=recorder,
             redirect=redirect,
             registry=registry,
+            redirect_stats=redirect_stats,
             watcher=LinkWatcher(redis, keys, cache, redirect_stats),
             preload=preload,
             owners=owner_resolver(keys, settings.default_click_param),
@@ -172,8 +174,8 @@ class AppState:
             attribution_metrics=attribution_metrics,
             heavy_api=asyncio.Semaphore(MAX_CONCURRENT_HEAVY_API),
             outbox=Outbox(redis, keys, settings.events_retention_days, settings.public_url),
-            endpoints=EndpointStore(redis, keys, attribution_metrics.drop),
-            webhook_log=DeliveryLog(redis, keys, attribution_metrics.drop),
+            endpoints=EndpointStore(redis, keys, redirect_stats.drop),
+            webhook_log=DeliveryLog(redis, keys, redirect_stats.drop),
             dash=Dashboard.build(settings, redis, keys),
             _snapshots=snapshots,
             _own_snapshot=own_snapshot,

@@ -42,7 +42,7 @@ class Histogram:
 
 
 class RedirectStats:
-    __slots__ = ("cache_flushes", "fallbacks", "latency", "lookup_errors", "responses", "shortcut")
+    __slots__ = ("cache_flushes", "dropped", "fallbacks", "latency", "lookup_errors", "responses", "shortcut")
 
     def __init__(self) -> None:
         self.responses: Counter[tuple[str, int]] = Counter()  # (method, status) → count
@@ -53,6 +53,12 @@ class RedirectStats:
         self.fallbacks: Counter[str] = Counter()
         # Times the link watcher stopped trusting the whole cache, by reason (linkwatch.py).
         self.cache_flushes: Counter[str] = Counter()
+        # Records this worker left out or lost (endpoint and debugger records, link events), by reason:
+        # kept here, not in a prometheus Counter, so that /metrics sums them over the workers.
+        self.dropped: Counter[str] = Counter()
+
+    def drop(self, reason: str) -> None:
+        self.dropped[reason] += 1
 
 
 class RecorderStats:

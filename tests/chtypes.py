@@ -24,7 +24,7 @@ DATETIME = re.compile(r"DateTime(\('[^']*'\))?")
 # Wrappers whose values are the wrapped type's (Nullable adds None); Array counts a level of lists.
 WRAPPER = re.compile(r"(Nullable|LowCardinality|Array)\((.*)\)")
 # A type naming an integer anywhere (outside quotes) that the above did not read.
-INTEGER_ISH = re.compile(r"Int\d+|DateTime|Bool|Interval")
+INTEGER_ISH = re.compile(r"Int\d+|DateTime|Time|Bool|Interval|Dynamic|JSON|Object")
 QUOTED = re.compile(r"'(?:[^'\\]|\\.)*'")
 
 

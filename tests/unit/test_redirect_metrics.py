@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from prometheus_client import generate_latest
 
+from attribution.endpoints import UNREADABLE_ENDPOINT
+from attribution.outbox import LINK_EVENT_LOST
 from redirector.cache import LinkCache
 from redirector.linkwatch import TRIMMED, UNREADABLE_LINK_EVENT
 from redirector.metrics import RedirectCollector, make_registry, snapshot
@@ -36,3 +38,24 @@ def test_link_cache_flushes_show_zero_before_any() -> None:
     text = exposition(snapshot(RedirectStats(), RecorderStats(), cache, live=True), [])
     for reason in (UNREADABLE_LINK_EVENT, TRIMMED):
         assert f'clicktrail_link_cache_flushes_total{{reason="{reason}"}} 0.0' in text
+
+
+def test_dropped_records_are_summed_over_workers_not_one_workers_figure() -> None:
+    """serve runs several workers and a scrape reaches one: a worker's own prometheus Counter would read
+    1, 0, 1, 0 ... as the scrapes alternate (a reset each time). Each worker's drops are in its snapshot."""
+    cache = LinkCache(1 << 20, ttl_ms=600_000)
+    mine, theirs = RedirectStats(), RedirectStats()
+    mine.drop(LINK_EVENT_LOST)
+    theirs.drop(UNREADABLE_ENDPOINT)
+    theirs.drop(UNREADABLE_ENDPOINT)
+    theirs.drop("a_reason_of_a_newer_release")
+    older = snapshot(RedirectStats(), RecorderStats(), cache, live=True)
+    del older["dropped"]
+    peers = [snapshot(theirs, RecorderStats(), cache, live=True), older]
+    for own, others in ((snapshot(mine, RecorderStats(), cache, live=True), peers),
+                        (peers[0], [snapshot(mine, RecorderStats(), cache, live=True), older])):  # fmt: skip
+        text = exposition(own, others)
+        assert 'clicktrail_records_dropped_total{reason="link_event_lost"} 1.0' in text
+        assert 'clicktrail_records_dropped_total{reason="unreadable_endpoint"} 2.0' in text
+        assert 'clicktrail_records_dropped_total{reason="a_reason_of_a_newer_release"} 1.0' in text
+        assert 'clicktrail_records_dropped_total{reason="webhook_record_lost"} 0.0' in text
