@@ -392,8 +392,9 @@ class Attributor:
         events = (await self._events(merchant_id, [order_id])).get(order_id, []) if terms else []
         if terms is None or not events:
             return None
-        order = ledger.fold(events).created
-        if reader is not None and not await self._may_credit(terms, order, reader):
+        folded = ledger.fold(events)
+        order = folded.created
+        if reader is not None and not await self._may_credit(terms, folded, reader):
             return None
         facts = await self._click_facts({order.click_id} if order else set(), details=True)
         click = facts.get(order.click_id) if order else None
@@ -406,18 +407,19 @@ class Attributor:
         credit = decision.credit if decision is not None else None
         return trace.Explained(body, credit.creator_id if credit else "")
 
-    async def _may_credit(
-        self, terms: ledger.Terms, order: ledger.OrderEvent | None, creator_id: str
-    ) -> bool:
+    async def _may_credit(self, terms: ledger.Terms, folded: ledger.Folded, creator_id: str) -> bool:
         """False when the order cannot be credited to `creator_id`, whatever its click's facts and review:
-        decision.decide credits the creator of the order's click or the creator of one of its codes, and
-        an order not received yet (only a refund or cancel) nobody. Its codes are in `terms` (Redis); its
-        click is one read of that creator's clicks of the click's days (queries.is_creators_click), where
-        the click facts scan the whole days. True does not mean credited: explain's caller checks that."""
+        decision.decide credits the creator of the order's click or of its first code active at the terms'
+        time (the same `codes.check_order_codes`), and an order not received yet (only a refund or cancel)
+        nobody. Its codes are in `terms` (Redis); its click is one read of that creator's clicks of the
+        click's days (queries.is_creators_click), where the click facts scan the whole days. True does not
+        mean credited: explain's caller checks that."""
+        order = folded.created
         if order is None:
             return False
-        spans = (span for code in order.discount_codes for span in terms.codes.get(codes.normalise(code), ()))
-        if any(span.creator_id == creator_id for span in spans):
+        checks = codes.check_order_codes(order.discount_codes, terms.codes, folded.terms_ms)
+        chosen = codes.first_active(checks)
+        if chosen is not None and chosen.span is not None and chosen.span.creator_id == creator_id:
             return True
         ts_ms = clickid.timestamp_ms(order.click_id)
         if ts_ms is None or not self._ids.verify(order.click_id):

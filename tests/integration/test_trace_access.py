@@ -34,6 +34,9 @@ REFUSED = [
     ("O-parked", "alice", ["order_events"]),
     ("O-unknown", "carol", ["order_events"]),
     ("O-both", "carol", ["order_events", "clicks by creator"]),
+    # bob held the code until the day of the order; it was carol's when the order came (decision.decide
+    # reads codes at the terms' time): owning it once credits nothing
+    ("O-moved", "bob", ["order_events"]),
 ]
 FORBIDDEN = {"error": {"code": "forbidden", "message": "a creator key sees only the orders credited to it"}}
 
@@ -80,11 +83,14 @@ def test_a_forbidden_creator_is_refused_before_the_traces_reads(settings, clickh
         r = Redis.from_url(settings.redis_url)
         await add_merchant(r, keys, "m1", ["shop.m1.example"], T0 - DAY, default_bps=1000)
         await CodeStore(r, keys).put("m1", "BOB10", "bob", None, T0)
+        await CodeStore(r, keys).put("m1", "MOVE10", "bob", None, T0 - DAY)
+        await CodeStore(r, keys).put("m1", "MOVE10", "carol", None, T0)
         click = ids.new(T0)
         insert_clicks(clickhouse, [(click, T0, "alice", "m1", "shop.m1.example", 0, 0)])
         await order(r, keys, "w1", "O-click", T0 + MINUTE, click)  # alice's click
         await order(r, keys, "w2", "O-code", T0 + MINUTE, codes=["bob10"])  # bob's code, no click
         await order(r, keys, "w3", "O-both", T0 + MINUTE, click, codes=["BOB10"])  # the click wins: alice
+        await order(r, keys, "w5", "O-moved", T0 + MINUTE, codes=["move10"])  # carol's code by then
         shoes = [("SKU-1", "shoes", 5990, 2)]
         assert await deliver(r, keys, "m1", "w4", "order.refunded", "O-parked", click, T0, shoes) == 0
         await asyncio.to_thread(ingest_orders, settings.redis_url, keys, clickhouse)
@@ -110,7 +116,8 @@ def test_a_forbidden_creator_is_refused_before_the_traces_reads(settings, clickh
             status, body, _ = await trace("O-both", bearer["bob"])
             assert (status, body) == (403, FORBIDDEN)
             # the credited creator reads what the merchant reads; the merchant's side is unchanged
-            for order_id, creator in (("O-click", "alice"), ("O-code", "bob"), ("O-both", "alice")):
+            credited = (("O-click", "alice"), ("O-code", "bob"), ("O-both", "alice"), ("O-moved", "carol"))
+            for order_id, creator in credited:
                 status, body, read = await trace(order_id, bearer[creator])
                 assert status == 200 and "commissions" in read
                 assert body == (await client.get(URL.format(order_id), headers=ADMIN)).json()
