@@ -136,7 +136,6 @@ class AppState:
 
         registry = make_registry()
         registry.register(RedirectCollector(own_snapshot, snapshots.peers))
-        attribution_metrics = AttributionMetrics(registry)
         return cls(
             settings=settings,
             keys=keys,
@@ -171,7 +170,7 @@ class AppState:
             rates=RateStore(redis, keys),
             catalog=CatalogStore(redis, keys),
             acceptor=Acceptor(redis, keys, min_replicas_acked=settings.redis_min_replicas_acked),
-            attribution_metrics=attribution_metrics,
+            attribution_metrics=AttributionMetrics(registry),
             heavy_api=asyncio.Semaphore(MAX_CONCURRENT_HEAVY_API),
             outbox=Outbox(redis, keys, settings.events_retention_days, settings.public_url),
             endpoints=EndpointStore(redis, keys, redirect_stats.drop),
