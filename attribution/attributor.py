@@ -388,13 +388,19 @@ class Attributor:
         order that cannot be credited to `reader`, known before the click's facts and the ledger are read
         (`_may_credit`: a creator may read only its own orders' traces, and the others' cost no more)."""
         now_ms = clock_ms() if now_ms is None else now_ms
-        terms = await self._terms(merchant_id)
-        events = (await self._events(merchant_id, [order_id])).get(order_id, []) if terms else []
-        if terms is None or not events:
+        if await self._merchants.get(merchant_id) is None:
+            return None
+        events = (await self._events(merchant_id, [order_id])).get(order_id, [])
+        if not events:
             return None
         folded = ledger.fold(events)
         order = folded.created
-        if reader is not None and not await self._may_credit(terms, folded, reader):
+        # Before the merchant's terms: decoding every rate version and code holds the event loop (150 ms
+        # for a merchant of 20 catalog versions of 50k SKUs), which a creator's refusal must not cost.
+        if reader is not None and not await self._may_credit(merchant_id, folded, reader):
+            return None
+        terms = await self._terms(merchant_id)
+        if terms is None:
             return None
         facts = await self._click_facts({order.click_id} if order else set(), details=True)
         click = facts.get(order.click_id) if order else None
@@ -407,17 +413,18 @@ class Attributor:
         credit = decision.credit if decision is not None else None
         return trace.Explained(body, credit.creator_id if credit else "")
 
-    async def _may_credit(self, terms: ledger.Terms, folded: ledger.Folded, creator_id: str) -> bool:
+    async def _may_credit(self, merchant_id: str, folded: ledger.Folded, creator_id: str) -> bool:
         """False when the order cannot be credited to `creator_id`, whatever its click's facts and review:
         decision.decide credits the creator of the order's click or of its first code active at the terms'
         time (the same `codes.check_order_codes`), and an order not received yet (only a refund or cancel)
-        nobody. Its codes are in `terms` (Redis); its click is one read of that creator's clicks of the
-        click's days (queries.is_creators_click), where the click facts scan the whole days. True does not
-        mean credited: explain's caller checks that."""
+        nobody. Its codes' spans are one HMGET (CodeStore.of); its click is one read of that creator's clicks
+        of this merchant or of none in the click's days (queries.is_creators_click), where the click facts
+        scan the whole days. True does not mean credited: explain's caller checks that."""
         order = folded.created
         if order is None:
             return False
-        checks = codes.check_order_codes(order.discount_codes, terms.codes, folded.terms_ms)
+        spans = await self._codes.of(merchant_id, order.discount_codes)
+        checks = codes.check_order_codes(order.discount_codes, spans, folded.terms_ms)
         chosen = codes.first_active(checks)
         if chosen is not None and chosen.span is not None and chosen.span.creator_id == creator_id:
             return True
@@ -425,7 +432,9 @@ class Attributor:
         if ts_ms is None or not self._ids.verify(order.click_id):
             return False  # never found (_click_facts): no click credits
         span = _click_span({order.click_id: ts_ms})
-        return await asyncio.to_thread(queries.is_creators_click, self._backend, creator_id, *span)
+        return await asyncio.to_thread(
+            queries.is_creators_click, self._backend, merchant_id, creator_id, *span
+        )
 
     async def _stored(self, merchant_id: str, order_ids: list[str]) -> dict[str, ledger.Net]:
         """The stored net ledger of these orders, per order and `ledger.key` (entry id, status, creator,

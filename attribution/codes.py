@@ -215,6 +215,14 @@ class CodeStore:
         raw = await self._redis.hget(self._keys.merchant_codes(merchant_id), normalise(code))
         return _spans.decode(raw) if raw else []
 
+    async def of(self, merchant_id: str, sent: Iterable[str]) -> dict[str, list[Span]]:
+        """Normalised code → its spans, for these codes only (one HMGET; unknown codes left out)."""
+        fields = sorted({normalise(code) for code in sent})
+        if not fields:
+            return {}
+        found = await self._redis.hmget(self._keys.merchant_codes(merchant_id), fields)
+        return {field: _spans.decode(raw) for field, raw in zip(fields, found, strict=True) if raw}
+
     async def all(self, merchant_id: str) -> dict[str, list[Span]]:
         """Normalised code → its spans, oldest first."""
         found = await self._redis.hgetall(self._keys.merchant_codes(merchant_id))

@@ -603,18 +603,26 @@ def click_details(
 
 def is_creators_click(
     backend: Backend,
+    merchant_id: str,
     creator_id: str,
     click_ids: Sequence[str],
     bounds_s: Sequence[int],
     from_s: int,
     to_s: int,
 ) -> bool:
-    """Whether one of the given ids (read like `clicks_by_id`) is a click of `creator_id`: the clicks' sort
-    key is (day, creator), so this reads that creator's part of the days, not the whole days."""
+    """Whether one of the given ids (read like `clicks_by_id`) is a click of `creator_id` that may earn
+    `merchant_id`'s order: recorded for that merchant, or for none yet (rules.ineligibility: a host's owner
+    claims its earlier clicks). The clicks' sort key is (day, creator), so this reads that creator's part
+    of the days, not the whole days."""
     rows = backend.execute(
         f"SELECT count() FROM {backend.database}.clicks WHERE {_CLICK_SPAN} "
-        "AND creator_id = %(creator_id)s AND click_id IN %(click_ids)s",
-        {**_click_span_params(click_ids, bounds_s, from_s, to_s), "creator_id": creator_id},
+        "AND creator_id = %(creator_id)s AND merchant_id IN (%(merchant_id)s, '') "
+        "AND click_id IN %(click_ids)s",
+        {
+            **_click_span_params(click_ids, bounds_s, from_s, to_s),
+            "creator_id": creator_id,
+            "merchant_id": merchant_id,
+        },
     )
     return bool(rows and rows[0][0])
 

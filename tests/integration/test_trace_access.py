@@ -13,8 +13,9 @@ from datetime import UTC, datetime
 import pytest
 from redis.asyncio import Redis
 
-from attribution.attributor import Attributor
+from attribution.attributor import Attributor, _click_span
 from attribution.codes import CodeStore
+from core import queries
 from core.clickid import ClickIds
 from core.keys import Keys
 from core.migrate import migrate
@@ -74,7 +75,7 @@ class Recorded:
         return read
 
 
-def test_a_forbidden_creator_is_refused_before_the_traces_reads(settings, clickhouse) -> None:
+def test_a_forbidden_creator_is_refused_before_the_traces_reads(settings, clickhouse, monkeypatch) -> None:
     migrate(clickhouse, log=lambda *_: None)
     keys = Keys(settings.redis_prefix)
     ids = ClickIds(settings.secret_bytes)
@@ -103,6 +104,16 @@ def test_a_forbidden_creator_is_refused_before_the_traces_reads(settings, clickh
                 bearer[creator] = {"authorization": f"Bearer {issued.json()['key']}"}
             recorded = Recorded(clickhouse)
             app.ctx._clickhouse = recorded
+            # The merchant's terms (every rate version and code, decoded on the event loop) are read only
+            # once the caller may see the trace.
+            terms_read: list[str] = []
+            real_terms = Attributor._terms
+
+            async def counted_terms(self, merchant_id):
+                terms_read.append(merchant_id)
+                return await real_terms(self, merchant_id)
+
+            monkeypatch.setattr(Attributor, "_terms", counted_terms)
 
             async def trace(order_id: str, headers: dict) -> tuple[int, dict, list[str]]:
                 recorded.queries.clear()
@@ -112,6 +123,7 @@ def test_a_forbidden_creator_is_refused_before_the_traces_reads(settings, clickh
             # refused: the answer of old, after the events and at most the creator's own clicks
             for order_id, creator, reads in REFUSED:
                 assert await trace(order_id, bearer[creator]) == (403, FORBIDDEN, reads), order_id
+            assert terms_read == []
             # owning the order's code is not being credited: bob is refused after the whole decision
             status, body, _ = await trace("O-both", bearer["bob"])
             assert (status, body) == (403, FORBIDDEN)
@@ -124,3 +136,29 @@ def test_a_forbidden_creator_is_refused_before_the_traces_reads(settings, clickh
             assert (await client.get(URL.format("O-unknown"), headers=ADMIN)).status_code == 404
 
     asyncio.run(scenario())
+
+
+def test_a_creators_click_counts_only_for_its_merchant_or_none(settings, clickhouse) -> None:
+    """rules.ineligibility: a click recorded for another merchant never earns this one's order; one
+    recorded before its host had an owner ('') may. The early check asks no more than that."""
+    migrate(clickhouse, log=lambda *_: None)
+    ids = ClickIds(settings.secret_bytes)
+    for_m1, for_none = ids.new(T0), ids.new(T0 + 1)
+    insert_clicks(
+        clickhouse,
+        [
+            (for_m1, T0, "bob", "m1", "shop.m1.example", 0, 0),
+            (for_none, T0 + 1, "bob", "", "x.example", 0, 0),
+        ],
+    )
+    for click, ts, merchant, creator, expected in [
+        (for_m1, T0, "m1", "bob", True),
+        (for_m1, T0, "m2", "bob", False),
+        (for_m1, T0, "m1", "alice", False),
+        (for_none, T0 + 1, "m2", "bob", True),
+    ]:
+        span = _click_span({click: ts})
+        assert queries.is_creators_click(clickhouse, merchant, creator, *span) is expected, (
+            merchant,
+            creator,
+        )
