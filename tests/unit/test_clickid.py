@@ -1,4 +1,6 @@
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from core.clickid import ID_CHARS, ClickIds, decode, timestamp_ms
 
@@ -55,3 +57,45 @@ def test_ids_have_the_documented_layout() -> None:
         raw = base64.urlsafe_b64decode(click_id + "==")
         assert base64.urlsafe_b64encode(raw).rstrip(b"=").decode() == click_id
         assert raw[14:] == hashlib.blake2b(raw[:14], key=key, digest_size=8).digest()
+
+
+def _reference_decode(click_id):
+    """The standard library's reading of an id, with its one canonical spelling (what `decode` must equal)."""
+    import base64
+    import binascii
+
+    if not isinstance(click_id, str) or len(click_id) != ID_CHARS:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(click_id + "==")
+    except (binascii.Error, ValueError):
+        return None
+    if len(raw) != 22 or base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != click_id:
+        return None
+    return raw
+
+
+_ID_ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+
+
+@given(
+    st.one_of(
+        st.text(alphabet=_ID_ALPHABET, min_size=30, max_size=30),
+        # one character off the alphabet: the standard alphabet's, padding, space, non-ASCII, control
+        st.tuples(
+            st.text(alphabet=_ID_ALPHABET, min_size=29, max_size=29),
+            st.sampled_from(["+", "/", "=", " ", "\n", ".", "é", "\x00", "\u2028", "Ａ"]),
+            st.integers(0, 29),
+        ).map(lambda t: t[0][: t[2]] + t[1] + t[0][t[2] :]),
+        st.text(min_size=28, max_size=32),
+    )
+)
+def test_decode_reads_exactly_what_the_standard_library_reads(text) -> None:
+    assert decode(text) == _reference_decode(text)
+
+
+@pytest.mark.parametrize("last", list(_ID_ALPHABET))
+def test_only_the_canonical_last_character_decodes(last) -> None:
+    """22 bytes leave the 30th character 4 spare bits: only the spelling with those bits zero is an id."""
+    click_id = ClickIds(SECRET).new(1_764_000_000_123)[:29] + last
+    assert (decode(click_id) is not None) == (_ID_ALPHABET.index(last) % 16 == 0)
