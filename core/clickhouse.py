@@ -11,6 +11,7 @@ ClickHouse (tests/integration/test_layers.py). Its errors, and network errors, r
 from __future__ import annotations
 
 import contextlib
+import queue
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
@@ -49,11 +50,18 @@ class Backend(Protocol):
 
 
 class NativeClickHouse:
-    """clickhouse-driver over the native protocol. Thread-safe through one lock: callers are few
-    (the ingester, the attributor, API handlers for totals) and each call is a whole query."""
+    """clickhouse-driver over the native protocol. Thread-safe: each call is a whole query on a
+    connection of its own, taken from up to `connections` (a driver connection runs one query at a
+    time). A second connection is opened only when two calls overlap, as when the attributor inserts
+    one chunk's ledger rows while it reads the next chunk's clicks."""
 
     def __init__(
-        self, url: str, database: str | None = None, insert_timeout_s: int = 20, alt_hosts: Sequence[str] = ()
+        self,
+        url: str,
+        database: str | None = None,
+        insert_timeout_s: int = 20,
+        alt_hosts: Sequence[str] = (),
+        connections: int = 2,
     ) -> None:
         parts = urlsplit(url)
         self.database = database or parts.path.strip("/") or "clicktrail"
@@ -64,18 +72,32 @@ class NativeClickHouse:
         from clickhouse_driver import Client, errors
 
         self._driver_errors = (errors.Error, OSError, EOFError)
-        self._client = Client.from_url(server_url)
-        self._client.connection.send_receive_timeout = insert_timeout_s
-        self._lock = threading.Lock()
+        self._clients = []
+        for _ in range(connections):
+            client = Client.from_url(server_url)  # connects on its first query
+            client.connection.send_receive_timeout = insert_timeout_s
+            self._clients.append(client)
+        # Last in, first out: while calls never overlap, they all use (and keep warm) one connection.
+        self._idle: queue.LifoQueue = queue.LifoQueue()
+        for client in reversed(self._clients):
+            self._idle.put(client)
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple]:
-        with self._lock, self._errors():
-            return self._client.execute(sql, params)
+        with self._client() as client, self._errors():
+            return client.execute(sql, params)
 
     def insert(self, table: str, columns: Sequence[str], data: Sequence[Sequence[Any]]) -> int:
         sql = f"INSERT INTO {self.database}.{table} ({', '.join(columns)}) VALUES"
-        with self._lock, self._errors():
-            return self._client.execute(sql, list(data), columnar=True)
+        with self._client() as client, self._errors():
+            return client.execute(sql, list(data), columnar=True)
+
+    @contextlib.contextmanager
+    def _client(self) -> Iterator[Any]:
+        client = self._idle.get()
+        try:
+            yield client
+        finally:
+            self._idle.put(client)
 
     def settle_failed_inserts(self) -> None:
         """Nothing: a non-replicated table has no block deduplication that could skip its views."""
@@ -91,8 +113,15 @@ class NativeClickHouse:
             raise ClickHouseError(f"{type(exc).__name__}: {exc}") from exc
 
     def close(self) -> None:
-        with self._lock, contextlib.suppress(*self._driver_errors):
-            self._client.disconnect()
+        """Disconnect every connection, once no call uses it (a later call connects again)."""
+        held = [self._idle.get() for _ in self._clients]
+        try:
+            for client in held:
+                with contextlib.suppress(*self._driver_errors):
+                    client.disconnect()
+        finally:
+            for client in held:
+                self._idle.put(client)
 
 
 def with_alt_hosts(query: str, alt_hosts: Sequence[str]) -> str:
