@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import operator
 import secrets
-from collections import Counter, defaultdict
+from collections import Counter, defaultdict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -63,12 +63,26 @@ FAILED_RUN_HOLD_MS = 120_000
 # The click id's embedded time and the stored click time come from the same clock reading; allow skew.
 CLICK_TIME_SLACK_MS = 5_000
 DAY_MS = 86_400_000
+# Chunks whose writes may overlap: one's ledger insert with another's Redis staging and emission.
+WRITES_IN_FLIGHT = 2
 
 
 # The ledger entry's fields are commissions columns of the same names (core/rows.py CommissionRow).
 ENTRY_FIELDS = ledger.Entry.__struct_fields__
 # A stored row's fields in Entry's order, positional: a keyword dict per row was a tenth of a rerun's CPU.
 _entry_fields_of = operator.attrgetter(*ENTRY_FIELDS)
+
+
+@dataclass
+class Booking:
+    """What a run holds while it books one merchant's orders: each order's folded events and stored
+    net ledger (taken out as its chunk is booked), and the run's terms, time and id."""
+
+    terms: ledger.Terms
+    folds: dict[str, ledger.Folded]
+    stored: dict[str, ledger.Net]
+    now_ms: int
+    run_id: str
 
 
 class Busy(RuntimeError):
@@ -202,24 +216,19 @@ class Attributor:
             if merchant is None:
                 summary.skipped_unknown_merchant += len(order_ids)
                 continue
+            # Read in order-id order (the events' and the ledger's sort key), not per click-time chunk: a
+            # chunk's ids are spread over the whole table, so each chunk's read would scan all of it.
             events = await self._events(merchant_id, sorted(order_ids))
-            # Read in order-id order (the ledger's sort key), not per click-time chunk: a chunk's ids are
-            # spread over the whole table, so each chunk's read would scan all of it.
+            folds = {o: ledger.fold(evs) for o, evs in events.items()}
             stored = await self._stored(merchant_id, sorted(order_ids))
-            created = {o: ledger.fold(evs).created for o, evs in events.items()}
+            click_ms = {o: _click_time(f.created) for o, f in folds.items()}
             # Chunks in click-time order: each chunk's click lookup then reads a few days, not all of them.
-            ordered = sorted(order_ids, key=lambda o: _click_time(created.get(o)))
-            for chunk in _day_chunks(ordered, created, self._chunk):
-                looked_up = await self._lookup(merchant, chunk, created)
-                rows = self._book(
-                    merchant, chunk, looked_up, events, created, stored, now_ms, run_id, summary
-                )
-                await self._write(rows, now_ms, summary)
-                if progress:
-                    progress(summary.orders + summary.skipped_unknown_merchant, total)
-                if stop is not None and stop.is_set():
-                    summary.stopped = True
-                    return summary
+            ordered = sorted(order_ids, key=lambda o: click_ms.get(o, 0))
+            chunks = _day_chunks(ordered, click_ms, self._chunk)
+            booking = Booking(merchant, folds, stored, now_ms, run_id)
+            if not await self._book_chunks(booking, chunks, summary, progress, total, stop):
+                summary.stopped = True
+                return summary
         await self._redis.set(self._keys.attribution_cursor, high_water)
         await self._reviews.revisited(decided)
         return summary
@@ -247,38 +256,80 @@ class Attributor:
             events[event.order_id].append(event)
         return events
 
+    async def _book_chunks(
+        self,
+        booking: Booking,
+        chunks: Iterator[list[str]],
+        summary: Summary,
+        progress,
+        total: int,
+        stop: asyncio.Event | None,
+    ) -> bool:
+        """Book one merchant's chunks, overlapping one chunk's rules with the next chunk's reads and the
+        writes of the chunks before (the ClickHouse and Redis waits were a third of a run). Each write
+        keeps its own order (stage, insert, emit, unstage); writes of different chunks touch different
+        orders, so up to WRITES_IN_FLIGHT overlap. False: stopped on `stop` after the chunk in hand, its
+        write done."""
+        chunk = next(chunks, None)
+        reading = asyncio.ensure_future(self._lookup(booking, chunk)) if chunk is not None else None
+        writing: deque[asyncio.Future] = deque()
+        stopped = False
+        try:
+            while chunk is not None and reading is not None:
+                looked_up = await reading
+                following = next(chunks, None)
+                reading = None
+                if following is not None:
+                    reading = asyncio.ensure_future(self._lookup(booking, following))
+                rows = self._book(booking, chunk, looked_up, summary)
+                if len(writing) >= WRITES_IN_FLIGHT:
+                    await writing.popleft()
+                writing.append(asyncio.ensure_future(self._write(rows, booking.now_ms, summary)))
+                if progress:
+                    progress(summary.orders + summary.skipped_unknown_merchant, total)
+                stopped = stop is not None and stop.is_set()
+                chunk = None if stopped else following
+            while writing:
+                await writing.popleft()
+            return not stopped
+        finally:
+            # On a failure, nothing of this run is left running once run_once returns: the failed-run
+            # hold on the lock counts from then (a write gives up only on its own timeout).
+            pending = [f for f in (reading, *writing) if f is not None and not f.done()]
+            if pending:
+                await asyncio.gather(*pending, return_exceptions=True)
+
     async def _lookup(
-        self, terms: ledger.Terms, order_ids: list[str], created: dict[str, ledger.OrderEvent | None]
+        self, booking: Booking, order_ids: list[str]
     ) -> tuple[dict[str, rules.ClickFacts], dict[str, review.Decision]]:
         """What a chunk's rules read besides its events and stored ledger: its clicks and review
         verdicts."""
-        click_ids = {c.click_id for o in order_ids if (c := created.get(o)) is not None}
+        folds = booking.folds
+        click_ids = {c.click_id for o in order_ids if (f := folds.get(o)) and (c := f.created)}
+        terms = booking.terms
         facts = await self._click_facts(click_ids, details=terms.policy.counts_ip_clicks)
         return facts, await self._reviews.many(terms.merchant_id, order_ids)
 
     def _book(
         self,
-        terms: ledger.Terms,
+        booking: Booking,
         order_ids: list[str],
         looked_up: tuple[dict[str, rules.ClickFacts], dict[str, review.Decision]],
-        all_events: dict[str, list[ledger.OrderEvent]],
-        all_created: dict[str, ledger.OrderEvent | None],
-        all_stored: dict[str, ledger.Net],
-        now_ms: int,
-        run_id: str,
         summary: Summary,
     ) -> list[CommissionRow]:
         """The pure part of a chunk: each order's desired ledger and the rows to append (no I/O)."""
         facts, verdicts = looked_up
+        terms, now_ms, run_id = booking.terms, booking.now_ms, booking.run_id
         merchant_id = terms.merchant_id
+        all_folds, all_stored = booking.folds, booking.stored
         rows = []
         outcomes, kinds = summary.outcomes, summary.kinds
         amount = 0
         for order_id in order_ids:
-            order = all_created.pop(order_id, None)
+            state = all_folds.pop(order_id, None) or ledger.fold([])
+            order = state.created
             click = facts.get(order.click_id) if order is not None else None
-            evs = all_events.pop(order_id, [])
-            wanted = ledger.desired(evs, click, terms, now_ms, verdicts.get(order_id))
+            wanted = ledger.explain_folded(state, click, terms, now_ms, verdicts.get(order_id))[1]
             outcomes[_outcome(wanted, order)] += 1
             for entry in ledger.difference(wanted, all_stored.pop(order_id, {})):
                 rows.append(_row(merchant_id, order_id, entry, now_ms, run_id))
@@ -456,14 +507,13 @@ def _click_span(ts_by_id: dict[str, int]) -> tuple[list[str], list[int], int, in
     return sorted(ts_by_id), sorted(bounds_s), min(bounds_s), max(bounds_s)
 
 
-def _day_chunks(
-    ordered: list[str], created: dict[str, ledger.OrderEvent | None], size: int
-) -> Iterator[list[str]]:
-    """`ordered` (in click-time order) cut into chunks of at most `size`, a new one at each click day."""
+def _day_chunks(ordered: list[str], click_ms: dict[str, int], size: int) -> Iterator[list[str]]:
+    """`ordered` (in click-time order, `click_ms`; 0 or absent: no click) cut into chunks of at most
+    `size`, a new one at each click day."""
     chunk: list[str] = []
     day = None
     for order_id in ordered:
-        order_day = _click_time(created.get(order_id)) // DAY_MS
+        order_day = click_ms.get(order_id, 0) // DAY_MS
         if chunk and (len(chunk) >= size or order_day != day):
             yield chunk
             chunk = []

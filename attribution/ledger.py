@@ -188,7 +188,17 @@ def explain(
     verdict: review.Decision | None = None,
 ) -> tuple[Decision | None, list[Entry]]:
     """`desired` with the decision it booked from (None: parked or refused before any decision)."""
-    state = fold(events)
+    return explain_folded(fold(events), click, terms, now_ms, verdict)
+
+
+def explain_folded(
+    state: Folded,
+    click: rules.ClickFacts | None,
+    terms: Terms,
+    now_ms: int,
+    verdict: review.Decision | None = None,
+) -> tuple[Decision | None, list[Entry]]:
+    """`explain` of events already folded (the attributor folds each order once, to order its chunks)."""
     order = state.created
     if order is None or click is None:
         return None, []  # parked: a refund or cancel before its order

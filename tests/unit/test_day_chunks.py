@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from attribution.attributor import DAY_MS, _day_chunks
+from attribution.attributor import DAY_MS, _click_time, _day_chunks
 from attribution.ledger import OrderEvent
 from core.clickid import ClickIds
 
@@ -13,13 +13,16 @@ IDS = ClickIds(b"test-secret")
 T0 = 20_000 * DAY_MS
 
 
-def created(at_ms: list[int | None]) -> dict[str, OrderEvent | None]:
-    out: dict[str, OrderEvent | None] = {}
+def click_times(at_ms: list[int | None]) -> dict[str, int]:
+    """Each order's click time as the run reads it from its order event's click id (None: no event)."""
+    out: dict[str, int] = {}
     for n, ms in enumerate(at_ms):
-        click_id = IDS.new(ms) if ms is not None else ""
-        out[f"o{n}"] = (
-            None if ms is None else OrderEvent("m1", f"w{n}", "order.created", f"o{n}", click_id, "EUR", ms)
+        order = (
+            None
+            if ms is None
+            else OrderEvent("m1", f"w{n}", "order.created", f"o{n}", IDS.new(ms), "EUR", ms)
         )
+        out[f"o{n}"] = _click_time(order)
     return out
 
 
@@ -35,7 +38,7 @@ def created(at_ms: list[int | None]) -> dict[str, OrderEvent | None]:
     ],
 )
 def test_chunks_cut_at_each_click_day_and_at_the_size(clicks, size, sizes) -> None:
-    orders = created(clicks)
+    orders = click_times(clicks)
     chunks = list(_day_chunks(list(orders), orders, size))
     assert [len(c) for c in chunks] == sizes
     assert [o for c in chunks for o in c] == list(orders)  # every order once, in order
