@@ -187,19 +187,22 @@ class Attributor:
         await asyncio.to_thread(self._backend.settle_unknown_parts)
         unreadable = await self._announce_staged(now_ms)
         cursor = int(await self._redis.get(self._keys.attribution_cursor) or 0)
-        new = await asyncio.to_thread(
-            queries.orders_with_new_events, self._backend, max(0, cursor - CURSOR_OVERLAP_MS)
+        # The three lists of orders to look at are independent reads: made at once (the backend runs
+        # two queries side by side).
+        new, decided, revisit = await asyncio.gather(
+            asyncio.to_thread(
+                queries.orders_with_new_events, self._backend, max(0, cursor - CURSOR_OVERLAP_MS)
+            ),
+            self._reviews.to_revisit(),  # orders a review decision arrived for
+            asyncio.to_thread(queries.orders_to_revisit, self._backend, now_ms - NO_CLICK_RETRY_MS),
         )
         todo: dict[str, set[str]] = defaultdict(set)
         high_water = cursor
         for merchant_id, order_id, ingested_ms in new:
             todo[merchant_id].add(order_id)
             high_water = max(high_water, ingested_ms)
-        decided = await self._reviews.to_revisit()  # orders a review decision arrived for
         for merchant_id, order_id in decided:
             todo[merchant_id].add(order_id)
-        retry_since_ms = now_ms - NO_CLICK_RETRY_MS
-        revisit = await asyncio.to_thread(queries.orders_to_revisit, self._backend, retry_since_ms)
         terms = {m: await self._terms(m) for m in {r[0] for r in revisit} | set(todo)}
         for merchant_id, order_id, accrual_ms in revisit:
             merchant = terms.get(merchant_id)
@@ -218,9 +221,11 @@ class Attributor:
                 continue
             # Read in order-id order (the events' and the ledger's sort key), not per click-time chunk: a
             # chunk's ids are spread over the whole table, so each chunk's read would scan all of it.
-            events = await self._events(merchant_id, sorted(order_ids))
+            wanted = sorted(order_ids)
+            events, stored = await asyncio.gather(
+                self._events(merchant_id, wanted), self._stored(merchant_id, wanted)
+            )
             folds = {o: ledger.fold(evs) for o, evs in events.items()}
-            stored = await self._stored(merchant_id, sorted(order_ids))
             click_ms = {o: _click_time(f.created) for o, f in folds.items()}
             # Chunks in click-time order: each chunk's click lookup then reads a few days, not all of them.
             ordered = sorted(order_ids, key=lambda o: click_ms.get(o, 0))
@@ -343,14 +348,19 @@ class Attributor:
         """Stage a chunk's commission events, insert its rows, emit the events, unstage them."""
         if not rows:
             return
-        announced = events_out.commission_events(rows)
-        encoded = [events_out.encode(e) for e in announced]
+        announced, encoded = self._announcement(rows)
         await self._outbox.stage(announced, encoded)
         insert = self._backend.insert
         await asyncio.to_thread(insert, "commissions", CommissionRow.columns(), columnar(rows))
         summary.rows += len(rows)
         summary.events += await self._outbox.emit(announced, now_ms, encoded)
         await self._outbox.unstage(announced)
+
+    @staticmethod
+    def _announcement(rows: list[CommissionRow]) -> tuple[list[events_out.Event], list[bytes]]:
+        """A chunk's commission events, and each encoded (pure)."""
+        announced = events_out.commission_events(rows)
+        return announced, [events_out.encode(e) for e in announced]
 
     async def _announce_staged(self, now_ms: int) -> int:
         """Emit the staged events of a run that stopped between its insert and its emission, if their

@@ -139,12 +139,12 @@ async def attribute(
     pauses = GcPauses()  # the run's collections, by generation (attribution/collector.py holds full ones)
     pauses.start()
     started = time.perf_counter()
-    cpu_started = time.process_time()
+    cpu_started, loop_cpu_started = time.process_time(), time.thread_time()  # the loop runs in this thread
     try:
         summary = await attributor.run_once(now_ms=T0_MS + SPAN_DAYS * DAY_MS)
     finally:  # unwrapped even if the run fails: the backend is shared with the clean-up
         elapsed = time.perf_counter() - started
-        stages.done(elapsed, time.process_time() - cpu_started)
+        stages.done(elapsed, time.process_time() - cpu_started, time.thread_time() - loop_cpu_started)
         pauses.close()
     rerun_started = time.perf_counter()
     rerun = await Attributor(r, keys, backend, ids).run_once(now_ms=T0_MS + SPAN_DAYS * DAY_MS)
@@ -163,61 +163,67 @@ async def attribute(
 
 
 class Stages:
-    """Wall and CPU seconds (this process, every thread: the driver decodes in the query threads) of each
-    step of one attributor run, found by wrapping the attributor's own steps on this one instance (and
-    unwrapped by `done`). The steps run one after another, so their process CPU does not overlap; wall
-    minus CPU is the wait for ClickHouse, Redis or a free core. `insert` and `outbox` are the parts of
-    `write` spent in those calls (counted only inside `write`), and `write` keeps the rest of it."""
+    """Where one attributor run's seconds go, found by wrapping the attributor's own steps on this one
+    instance (unwrapped by `done`). A run overlaps a chunk's rules with the next chunk's reads and the
+    writes of the chunks before, so a step's wall is the sum of its own spans and the steps' walls add
+    up to more than the run. CPU is counted where it can be told apart: a pure step's is the CPU of the
+    thread it runs in (the event loop's; the insert's, a worker thread's); the overlapping reads and
+    Redis calls get none of their own. The run's rows split its process CPU into the event loop's thread
+    (every Python step, the rules included, shares it and its one GIL) and the other threads."""
 
     STEPS = (
-        ("events", "read the orders' events", "_events"),
-        ("stored", "read the stored ledger", "_stored"),
-        ("lookup", "clicks and review verdicts", "_lookup"),
-        ("book", "ledger rules (pure)", "_book"),
-        ("write", "commission events built and encoded", "_write"),
+        ("events", "read the orders' events (beside the stored ledger's read)", "_events", False),
+        ("stored", "read the stored ledger (beside the events' read)", "_stored", False),
+        ("lookup", "clicks and review verdicts (overlapped)", "_lookup", False),
+        ("book", "ledger rules (pure)", "_book", True),
+        ("announce", "commission events built and encoded (pure)", "_announcement", True),
     )
+    OUTBOX = "Redis: stage, emit, unstage the events (overlapped)"
     INNER = (
-        ("insert", "the commissions insert", "_backend", "insert"),
-        ("outbox", "Redis: stage, emit, unstage the events", "_outbox", "stage"),
-        ("outbox", "Redis: stage, emit, unstage the events", "_outbox", "emit"),
-        ("outbox", "Redis: stage, emit, unstage the events", "_outbox", "unstage"),
+        (
+            "insert",
+            "the commissions insert (its worker thread: the driver's encoding)",
+            "_backend",
+            "insert",
+            "thread",
+        ),
+        ("outbox", OUTBOX, "_outbox", "stage", False),
+        ("outbox", OUTBOX, "_outbox", "emit", False),
+        ("outbox", OUTBOX, "_outbox", "unstage", False),
     )
-    OTHERS = (("rest", "the rest (new orders, terms, folds, staged events, cursor)"), ("run", "the run"))
+    OTHERS = (
+        ("run", "the run: wall / the process's CPU"),
+        ("loop", "of which the event loop's thread (every Python step above but the insert)"),
+        ("threads", "of which the other threads (the ClickHouse driver's reads and inserts)"),
+    )
 
     def __init__(self, attributor: Attributor) -> None:
         self.wall: dict[str, float] = {}
-        self.cpu: dict[str, float] = {}
+        self.cpu: dict[str, float | None] = {}
         self.what: dict[str, str] = {}
-        self._current = ""  # the step running now
         self._wrapped: list[tuple[object, str]] = []
-        for name, what, method in self.STEPS:
-            self._wrap(attributor, method, name, what, step=True)
-        for name, what, owner, method in self.INNER:
-            self._wrap(getattr(attributor, owner), method, name, what, step=False)
+        for name, what, method, cpu in self.STEPS:
+            self._wrap(attributor, method, name, what, cpu)
+        for name, what, owner, method, cpu in self.INNER:
+            self._wrap(getattr(attributor, owner), method, name, what, cpu)
 
-    def _wrap(self, owner: object, method: str, name: str, what: str, step: bool) -> None:
+    def _wrap(self, owner: object, method: str, name: str, what: str, cpu: bool) -> None:
         inner = getattr(owner, method)
         self.wall.setdefault(name, 0.0)
-        self.cpu.setdefault(name, 0.0)
+        self.cpu.setdefault(name, 0.0 if cpu else None)
         self.what[name] = what
         self._wrapped.append((owner, method))
+        clock = time.thread_time if cpu else None
 
-        def begin() -> tuple[float, float, str]:
-            before = self._current
-            if step:
-                self._current = name
-            return time.perf_counter(), time.process_time(), before
-
-        def end(wall0: float, cpu0: float, before: str) -> None:
-            if step or self._current == "write":
-                self.wall[name] += time.perf_counter() - wall0
-                self.cpu[name] += time.process_time() - cpu0
-            self._current = before
+        def end(wall0: float, cpu0: float) -> None:
+            self.wall[name] += time.perf_counter() - wall0
+            if clock is not None:
+                self.cpu[name] += clock() - cpu0
 
         if asyncio.iscoroutinefunction(inner):
 
             async def timed_async(*args, **kwargs):
-                started = begin()
+                started = time.perf_counter(), clock() if clock else 0.0
                 try:
                     return await inner(*args, **kwargs)
                 finally:
@@ -227,7 +233,7 @@ class Stages:
         else:
 
             def timed(*args, **kwargs):
-                started = begin()
+                started = time.perf_counter(), clock() if clock else 0.0
                 try:
                     return inner(*args, **kwargs)
                 finally:
@@ -235,20 +241,20 @@ class Stages:
 
             setattr(owner, method, timed)
 
-    def done(self, wall_s: float, cpu_s: float) -> None:
+    def done(self, wall_s: float, cpu_s: float, loop_cpu_s: float) -> None:
         for owner, method in self._wrapped:
             delattr(owner, method)  # the instance's wrapper goes; the class's method shows again
-        steps = [name for name, _, _ in self.STEPS]
-        self.wall["rest"] = wall_s - sum(self.wall[n] for n in steps)
-        self.cpu["rest"] = cpu_s - sum(self.cpu[n] for n in steps)
-        for table in (self.wall, self.cpu):
-            table["write"] -= table["insert"] + table["outbox"]
         self.wall["run"], self.cpu["run"] = wall_s, cpu_s
+        self.wall["loop"], self.cpu["loop"] = None, loop_cpu_s
+        self.wall["threads"], self.cpu["threads"] = None, cpu_s - loop_cpu_s
         self.what.update(dict(self.OTHERS))
 
     def figures(self) -> dict[str, dict]:
+        def rounded(value: float | None) -> float | None:
+            return None if value is None else round(value, 3)
+
         return {
-            n: {"wall_s": round(self.wall[n], 3), "cpu_s": round(self.cpu[n], 3), "what": self.what[n]}
+            n: {"wall_s": rounded(self.wall[n]), "cpu_s": rounded(self.cpu[n]), "what": self.what[n]}
             for n in self.wall
         }
 
@@ -315,7 +321,8 @@ def main() -> None:
         f"{figures['orders_per_s']:,} orders/s = {figures['ratio_to_bare_join']:.1f} x the bare join"
     )
     for name, t in figures["stages"].items():
-        print(f"  {name:<8} wall {t['wall_s']:7.2f} s  cpu {t['cpu_s']:7.2f} s")
+        wall, cpu = (f"{t[k]:7.2f} s" if t[k] is not None else "      -  " for k in ("wall_s", "cpu_s"))
+        print(f"  {name:<8} wall {wall}  cpu {cpu}")
     passes = ", ".join(f"gen{g} {c['count']} in {c['s']:.2f} s" for g, c in figures["gc"].items())
     print(f"  gc       {passes}")
 

@@ -580,6 +580,10 @@ def _growth_section(result: dict, img) -> list[str]:
     return [*lines, "", _stated(result)]
 
 
+def _or_dash(value: float | None) -> str:
+    return "–" if value is None else str(value)
+
+
 def _attribution_stages(runs: list[dict]) -> list[str]:
     """Where each run's seconds went (benchmarks/attribution.py `Stages`): wall and this process's CPU of
     each step, and the steps' sum next to three times the bare join (the issue's target)."""
@@ -589,14 +593,17 @@ def _attribution_stages(runs: list[dict]) -> list[str]:
     names = list(runs[0]["stages"])
     lines = [
         "",
-        "Where the attributor's seconds go, per step (wall / CPU of the attributor's process, every thread; "
-        "wall minus CPU is the wait for ClickHouse, Redis or a free core):",
+        "Where the attributor's seconds go, per step (benchmarks/attribution.py `Stages`). A run overlaps "
+        "a chunk's rules with the next chunk's reads and the writes of the chunks before, so a step's wall "
+        "is the sum of its own spans and the steps' walls add up to more than the run. CPU: of the step's "
+        "own thread for the pure steps and the insert, none for the overlapped reads and waits; the last "
+        "rows split the run's process CPU by thread:",
         "",
         "| step | " + " | ".join(f"{r['clicks']:,} clicks: wall / CPU s" for r in runs) + " |",
         "|---|" + "---|" * len(runs),
     ]
     for name in names:
-        cells = [f"{r['stages'][name]['wall_s']} / {r['stages'][name]['cpu_s']}" for r in runs]
+        cells = [" / ".join(_or_dash(r["stages"][name][k]) for k in ("wall_s", "cpu_s")) for r in runs]
         what = runs[0]["stages"][name].get("what", name)
         lines.append(f"| {what} | " + " | ".join(cells) + " |")
     lines.append("| 3 x bare join | " + " | ".join(f"{3 * r['bare_join_s']:.3f}" for r in runs) + " |")
