@@ -6,20 +6,21 @@ import gc
 
 import pytest
 
-from attribution.collector import HELD_THRESHOLD, HOLDS, full_collections_held, holding
+from attribution.collector import HELD_THRESHOLD, HELD_YOUNG, HOLDS, full_collections_held, holding
 
 pytestmark = pytest.mark.skipif(not HOLDS, reason="CPython 3.14+ ignores the oldest generation's threshold")
 
 DEFAULT = (700, 10, 10)
 
 
-def full_passes_while_keeping(objects: int) -> int:
-    """Full collections CPython starts by itself while `objects` long-lived containers pile up."""
+def full_passes_while_keeping(objects: int, generation: int = 2) -> int:
+    """Collections of `generation` CPython starts by itself while `objects` long-lived containers pile
+    up."""
     passes = 0
 
     def count(phase: str, info: dict) -> None:
         nonlocal passes
-        passes += phase == "start" and info["generation"] == 2
+        passes += phase == "start" and info["generation"] == generation
 
     kept = []
     gc.callbacks.append(count)
@@ -48,8 +49,23 @@ def test_a_growing_working_set_starts_full_collections_unless_held() -> None:
     gc.collect()
     with full_collections_held():
         assert full_passes_while_keeping(objects) == 0
-        assert gc.get_threshold() == (*DEFAULT[:2], HELD_THRESHOLD)
+        assert gc.get_threshold() == (HELD_YOUNG, DEFAULT[1], HELD_THRESHOLD)
     assert gc.get_threshold() == DEFAULT
+
+
+def test_young_collections_are_spaced_out_while_held() -> None:
+    objects = 200_000
+    assert full_passes_while_keeping(objects, generation=0) > objects // 1_000  # the control: every 700
+    gc.collect()
+    with full_collections_held():
+        assert full_passes_while_keeping(objects, generation=0) <= objects // HELD_YOUNG + 1
+
+
+def test_a_higher_young_threshold_of_the_process_is_kept_while_held() -> None:
+    gc.set_threshold(50_000, 10, 10)
+    with full_collections_held():
+        assert gc.get_threshold() == (50_000, 10, HELD_THRESHOLD)
+    assert gc.get_threshold() == (50_000, 10, 10)
 
 
 def test_overlapping_holds_give_the_thresholds_back_after_the_last() -> None:
@@ -57,7 +73,7 @@ def test_overlapping_holds_give_the_thresholds_back_after_the_last() -> None:
         first.enter_context(full_collections_held())
         second.enter_context(full_collections_held())
         first.close()  # runs need not end in the order they began
-        assert gc.get_threshold()[2] == HELD_THRESHOLD
+        assert gc.get_threshold() == (HELD_YOUNG, DEFAULT[1], HELD_THRESHOLD)
     assert gc.get_threshold() == DEFAULT
 
 
