@@ -8,7 +8,9 @@ the desired and the stored ledger (see ledger.py). Running it again appends noth
 
 Reads are set-based, not per order: the run's events and stored ledger in a few queries in order-id order
 (those tables' sort key), then the orders in chunks of click-time order, one click query per chunk over
-the days its ids name; the ledger rules run in Python per order, the chunk's rows go in one insert.
+the days its ids name; the ledger rules run in Python per order, the chunk's rows go in one insert. The
+chunks overlap (`_book_chunks`): while one chunk's rules run, the next chunk's clicks are read and the
+writes of the two chunks before go on (the backend runs two queries at once, core/clickhouse.py).
 
 One attributor runs at a time (a Redis lock): two concurrent runs could both append the same difference.
 The cursor advances only after the run's rows are inserted, so a crash repeats work, never skips it.
