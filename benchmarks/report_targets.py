@@ -175,10 +175,12 @@ def _attribution_why(run: dict) -> str:
             f"{3 * run['bare_join_s']:.1f} s"
         )
     rules_cpu_s = stages["book"]["cpu_s"] + stages["announce"]["cpu_s"]
+    busy = stages.get("machine", {}).get("wall_s")
     return (
         f"{run['clicks']:,} clicks: the attributor's event-loop thread, which every Python step shares, "
         f"used {stages['loop']['cpu_s']:.1f} s of CPU (the ledger rules and their events {rules_cpu_s:.1f} "
         f"s of it) in a {run['attributor_s']:.1f} s run, against 3 x the join {3 * run['bare_join_s']:.1f} s"
+        + (f"; the machine's cores {busy:.0%} busy over the run" if busy is not None else "")
     )
 
 

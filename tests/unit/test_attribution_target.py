@@ -1,0 +1,75 @@
+"""The report's attribution target row (benchmarks/report_targets.py): met only when every size is within
+3 x its join, and the reason names the figures of the run's step table, for reports saved before the
+steps overlapped (process CPU, rules and events) and after (the event loop's thread, the machine)."""
+
+from __future__ import annotations
+
+import pytest
+
+from benchmarks.report_targets import _target_rows
+
+
+def _step(wall_s: float | None, cpu_s: float | None) -> dict:
+    return {"wall_s": wall_s, "cpu_s": cpu_s, "what": ""}
+
+
+BEFORE = {"run": _step(15.2, 9.4), "book": _step(2.5, 2.5), "write": _step(2.3, 2.3)}
+AFTER = {
+    "run": _step(8.7, 6.8),
+    "book": _step(1.8, 1.6),
+    "announce": _step(1.7, 1.5),
+    "loop": _step(None, 5.6),
+    "threads": _step(None, 1.2),
+    "machine": _step(0.93, 16.2),
+}
+
+
+def _row(runs: list[dict]) -> tuple:
+    [row] = [r for r in _target_rows({"attribution": {"runs": runs}}) if r and r[0].startswith("attribution")]
+    return row
+
+
+def _run(clicks: int, ratio: float, join_s: float, stages: dict) -> dict:
+    return {
+        "clicks": clicks,
+        "ratio_to_bare_join": ratio,
+        "bare_join_s": join_s,
+        "attributor_s": 8.7,
+        "stages": stages,
+    }
+
+
+@pytest.mark.parametrize(
+    ("runs", "met", "said"),
+    [
+        (
+            [_run(10**7, 14.1, 1.08, BEFORE)],
+            False,
+            ["own CPU 9.4 s", "rules and their events 4.8 s", "3.2 s"],
+        ),
+        (
+            [_run(10**7, 12.9, 0.676, AFTER)],
+            False,
+            [
+                "thread, which every Python step shares, used 5.6 s",
+                "events 3.1 s",
+                "8.7 s run",
+                "2.0 s",
+                "93% busy",
+            ],
+        ),
+        ([_run(10**7, 2.9, 3.0, AFTER), _run(5 * 10**7, 3.0, 2.9, AFTER)], True, ["used 5.6 s"]),
+        ([_run(10**7, 2.9, 3.0, AFTER), _run(5 * 10**7, 3.1, 2.9, AFTER)], False, ["50,000,000 clicks"]),
+        (
+            [_run(10**7, 12.9, 0.676, {k: v for k, v in AFTER.items() if k != "machine"})],
+            False,
+            ["used 5.6 s"],
+        ),
+    ],
+)
+def test_the_attribution_row_states_the_runs_figures(runs, met, said) -> None:
+    _, shown, is_met, why = _row(runs)
+    assert is_met is met
+    assert shown == " / ".join(f"{r['ratio_to_bare_join']} x" for r in runs)
+    for words in said:
+        assert words in why, why
