@@ -53,7 +53,8 @@ class NativeClickHouse:
     """clickhouse-driver over the native protocol. Thread-safe: each call is a whole query on a
     connection of its own, taken from up to `connections` (a driver connection runs one query at a
     time). A second connection is opened only when two calls overlap, as when the attributor inserts
-    one chunk's ledger rows while it reads the next chunk's clicks."""
+    one chunk's ledger rows while it reads the next chunk's clicks. With standby hosts (`alt_hosts`):
+    one connection, so that every call reaches the same server."""
 
     def __init__(
         self,
@@ -72,12 +73,18 @@ class NativeClickHouse:
         from clickhouse_driver import Client, errors
 
         self._driver_errors = (errors.Error, OSError, EOFError)
+        # With standby hosts, each driver connection fails over on its own and two could end up on two
+        # servers: a read of the ledger on one would miss rows just inserted on the other, and a run
+        # would book them again. One connection keeps every call on one server.
+        if "alt_hosts=" in server_url:
+            connections = 1
         self._clients = []
         for _ in range(connections):
             client = Client.from_url(server_url)  # connects on its first query
             client.connection.send_receive_timeout = insert_timeout_s
             self._clients.append(client)
         # Last in, first out: while calls never overlap, they all use (and keep warm) one connection.
+        self._closing = threading.Lock()
         self._idle: queue.LifoQueue = queue.LifoQueue()
         for client in reversed(self._clients):
             self._idle.put(client)
@@ -114,6 +121,10 @@ class NativeClickHouse:
 
     def close(self) -> None:
         """Disconnect every connection, once no call uses it (a later call connects again)."""
+        with self._closing:  # two closes at once would each hold a connection the other waits for
+            self._close()
+
+    def _close(self) -> None:
         held = [self._idle.get() for _ in self._clients]
         try:
             for client in held:

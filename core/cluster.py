@@ -81,7 +81,7 @@ class Replica:
 
 
 class ClusterClickHouse:
-    """The Backend for a cluster. Thread-safe through one lock, like `NativeClickHouse`."""
+    """The Backend for a cluster. Thread-safe through one lock (its statements run one at a time)."""
 
     def __init__(
         self,
