@@ -25,6 +25,7 @@ id once) and drops the others, whose rows it then books and announces itself.
 from __future__ import annotations
 
 import asyncio
+import logging
 import operator
 import secrets
 from collections import Counter, defaultdict, deque
@@ -47,6 +48,8 @@ from core.clock import now_ms as clock_ms
 from core.keys import Keys
 from core.redisclient import ReplicasBehind, eval_replicated
 from core.rows import CommissionRow, columnar
+
+log = logging.getLogger(__name__)
 
 # Orders per chunk, and a chunk never spans two days of clicks: each chunk's click lookup scans the whole
 # days its ids name (the clicks' sort key starts with the day, not the id), so chunks that straddle days
@@ -191,7 +194,7 @@ class Attributor:
         cursor = int(await self._redis.get(self._keys.attribution_cursor) or 0)
         # The three lists of orders to look at are independent reads: made at once (the backend runs
         # two queries side by side).
-        new, decided, revisit = await asyncio.gather(
+        new, decided, revisit = await _gathered(
             asyncio.to_thread(
                 queries.orders_with_new_events, self._backend, max(0, cursor - CURSOR_OVERLAP_MS)
             ),
@@ -224,10 +227,11 @@ class Attributor:
             # Read in order-id order (the events' and the ledger's sort key), not per click-time chunk: a
             # chunk's ids are spread over the whole table, so each chunk's read would scan all of it.
             wanted = sorted(order_ids)
-            events, stored = await asyncio.gather(
+            events, stored = await _gathered(
                 self._events(merchant_id, wanted), self._stored(merchant_id, wanted)
             )
             folds = {o: ledger.fold(evs) for o, evs in events.items()}
+            del events  # each order's list lives on in its fold, taken out as its chunk is booked
             click_ms = {o: _click_time(f.created) for o, f in folds.items()}
             # Chunks in click-time order: each chunk's click lookup then reads a few days, not all of them.
             ordered = sorted(order_ids, key=lambda o: click_ms.get(o, 0))
@@ -288,23 +292,22 @@ class Attributor:
                 reading = None
                 if following is not None:
                     reading = asyncio.ensure_future(self._lookup(booking, following))
+                    await asyncio.sleep(0)  # the read starts (its query is sent) before the rules run
                 rows = self._book(booking, chunk, looked_up, summary)
                 if len(writing) >= WRITES_IN_FLIGHT:
-                    await writing.popleft()
+                    await _finished(writing)
                 writing.append(asyncio.ensure_future(self._write(rows, booking.now_ms, summary)))
                 if progress:
                     progress(summary.orders + summary.skipped_unknown_merchant, total)
                 stopped = stop is not None and stop.is_set()
                 chunk = None if stopped else following
             while writing:
-                await writing.popleft()
+                await _finished(writing)
             return not stopped
         finally:
-            # On a failure, nothing of this run is left running once run_once returns: the failed-run
-            # hold on the lock counts from then (a write gives up only on its own timeout).
-            pending = [f for f in (reading, *writing) if f is not None and not f.done()]
-            if pending:
-                await asyncio.gather(*pending, return_exceptions=True)
+            # On a failure or a cancellation, nothing of this run is left running once run_once returns:
+            # the failed-run hold on the lock counts from then (a write gives up only on its own timeout).
+            await _settled([f for f in (reading, *writing) if f is not None])
 
     async def _lookup(
         self, booking: Booking, order_ids: list[str]
@@ -355,7 +358,9 @@ class Attributor:
         insert = self._backend.insert
         await asyncio.to_thread(insert, "commissions", CommissionRow.columns(), columnar(rows))
         summary.rows += len(rows)
-        summary.events += await self._outbox.emit(announced, now_ms, encoded)
+        # Read after the await: another chunk's write may add to the count meanwhile.
+        emitted = await self._outbox.emit(announced, now_ms, encoded)
+        summary.events += emitted
         await self._outbox.unstage(announced)
 
     @staticmethod
@@ -507,6 +512,38 @@ class Attributor:
             entry = ledger.Entry(*_entry_fields_of(row))
             stored[row.order_id][ledger.key(entry)] = entry
         return stored
+
+
+async def _finished(writing: deque[asyncio.Future]) -> None:
+    """Wait for the oldest write and take it off; a cancellation of the run does not cancel the write
+    (it would stop between its insert and its emission), which then stays for `_settled`."""
+    await asyncio.shield(writing[0])
+    writing.popleft()
+
+
+async def _settled(started: list[asyncio.Future]) -> None:
+    """Wait for what a failing run started, through further cancellations, and log each failure (the
+    run raises one of them)."""
+    cancelled = False
+    while pending := [f for f in started if not f.done()]:
+        try:
+            await asyncio.shield(asyncio.gather(*pending, return_exceptions=True))
+        except asyncio.CancelledError:
+            cancelled = True
+    for future in started:
+        if not future.cancelled() and future.exception() is not None:
+            log.warning("attribution run: a chunk's read or write failed: %r", future.exception())
+    if cancelled:
+        raise asyncio.CancelledError
+
+
+async def _gathered(*reads):
+    """The reads' results, all of them done: a failure is raised once none of them runs any more."""
+    results = await asyncio.gather(*reads, return_exceptions=True)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return results
 
 
 def _click_span(ts_by_id: dict[str, int]) -> tuple[list[str], list[int], int, int]:

@@ -171,6 +171,69 @@ def test_a_stop_ends_after_the_chunk_in_hand_with_its_write_done(settings, backe
     asyncio.run(scenario())
 
 
+def test_every_chunks_events_are_counted_when_their_emissions_overlap(settings, backend) -> None:
+    """Two chunks' writes emit at the same time: the run's count of emitted events misses none."""
+    keys, ids = Keys(settings.redis_prefix), ClickIds(settings.secret_bytes)
+
+    async def scenario():
+        r = Redis.from_url(settings.redis_url)
+        await orders_on_six_days(settings, backend, r, keys, ids)
+        attributor = Attributor(r, keys, backend, ids)
+        real_emit = attributor._outbox.emit
+
+        async def slow_emit(*args, **kwargs):
+            await asyncio.sleep(0.2)  # longer than a chunk's rules and insert: the next emit overlaps
+            return await real_emit(*args, **kwargs)
+
+        attributor._outbox.emit = slow_emit
+        summary = await attributor.run_once(now_ms=T0 + 7 * DAY)
+        assert summary.events == summary.rows == ORDERS
+        assert await emitted_orders(r, keys) == [f"A-{n}" for n in range(ORDERS)]
+        await r.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_cancelled_run_finishes_the_writes_it_started(settings, backend) -> None:
+    """Cancelling a run (its task, as a shutdown would) never stops a write between its insert and its
+    emission: once the cancellation is raised, nothing of the run runs and no event is left staged."""
+    keys, ids = Keys(settings.redis_prefix), ClickIds(settings.secret_bytes)
+    slow = Recording(backend, insert_s=0.2)
+
+    async def scenario():
+        r = Redis.from_url(settings.redis_url)
+        await orders_on_six_days(settings, backend, r, keys, ids)
+        attributor = Attributor(r, keys, slow, ids)
+        run: asyncio.Task | None = None
+
+        def progress(done: int, total: int) -> None:
+            if done == 3 and run is not None:
+                # shortly after: the run then waits for the second chunk's write (inserts take 0.2 s)
+                asyncio.get_running_loop().call_later(0.05, run.cancel)
+
+        run = asyncio.ensure_future(attributor.run_once(now_ms=T0 + 7 * DAY, progress=progress))
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        calls, landed = slow.insert_calls, booked_orders(backend)
+        await asyncio.sleep(0.5)  # longer than an insert: a write still running would land meanwhile
+        assert (slow.insert_calls, booked_orders(backend)) == (calls, landed)
+        assert len(landed) >= 2 and all(n == 1 for _, n in landed)
+        assert await attributor._outbox.staged() == ([], 0)
+        assert await emitted_orders(r, keys) == [order for order, _ in landed]
+        await r.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_native_clickhouse_with_standby_hosts_keeps_one_connection(settings) -> None:
+    """Each driver connection fails over on its own: two could read and write on different servers."""
+    backend = NativeClickHouse(settings.clickhouse_url, alt_hosts=["127.0.0.1:9000"])
+    assert len(backend._clients) == 1
+    assert backend.execute("SELECT 1") == [(1,)]
+    backend.close()
+    assert len(NativeClickHouse(settings.clickhouse_url + "?alt_hosts=127.0.0.1:9000")._clients) == 1
+
+
 def test_native_clickhouse_runs_two_callers_queries_at_once(clickhouse) -> None:
     """One caller's long query does not hold up another's: the second runs while the first is still on
     the server (with one connection it would wait, and find the first finished)."""
