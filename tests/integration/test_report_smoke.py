@@ -90,7 +90,11 @@ def test_report_smoke_writes_markdown_charts_and_passes_click_checks(tmp_path: P
         assert stages["run"]["wall_s"] == run["attributor_s"], stages
         # the loop thread's CPU is part of the process's, and holds the pure steps run in it
         assert stages["book"]["cpu_s"] + stages["announce"]["cpu_s"] <= stages["loop"]["cpu_s"], stages
-        assert stages["loop"]["cpu_s"] + stages["threads"]["cpu_s"] == pytest.approx(stages["run"]["cpu_s"])
+        assert 0 < stages["loop"]["cpu_s"] <= stages["run"]["cpu_s"], stages
+        assert (
+            0 < stages["machine"]["wall_s"] <= 1
+            and stages["machine"]["cpu_s"] >= stages["run"]["cpu_s"] * 0.9
+        )
         assert run["gc"]["2"]["count"] >= 1, run["gc"]  # the one full pass at the run's end
 
     text = out.read_text()
