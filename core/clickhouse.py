@@ -15,7 +15,7 @@ import queue
 import threading
 from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 
 class ClickHouseError(Exception):
@@ -49,9 +49,13 @@ class Backend(Protocol):
     def close(self) -> None: ...
 
 
+# Driver connections of one NativeClickHouse: the attributor's reads beside its inserts (attributor.py).
+CONNECTIONS = 2
+
+
 class NativeClickHouse:
     """clickhouse-driver over the native protocol. Thread-safe: each call is a whole query on a
-    connection of its own, taken from up to `connections` (a driver connection runs one query at a
+    connection of its own, taken from up to CONNECTIONS (a driver connection runs one query at a
     time). A second connection is opened only when two calls overlap, as when the attributor inserts
     one chunk's ledger rows while it reads the next chunk's clicks. With standby hosts (`alt_hosts`):
     one connection, so that every call reaches the same server."""
@@ -62,22 +66,19 @@ class NativeClickHouse:
         database: str | None = None,
         insert_timeout_s: int = 20,
         alt_hosts: Sequence[str] = (),
-        connections: int = 2,
     ) -> None:
         parts = urlsplit(url)
         self.database = database or parts.path.strip("/") or "clicktrail"
         # Connect to `default` so that `migrate` can create the database; queries name it explicitly.
-        server_url = urlunsplit(
-            (parts.scheme, parts.netloc, "/default", with_alt_hosts(parts.query, alt_hosts), "")
-        )
+        query = with_alt_hosts(parts.query, alt_hosts)
+        server_url = urlunsplit((parts.scheme, parts.netloc, "/default", query, ""))
         from clickhouse_driver import Client, errors
 
         self._driver_errors = (errors.Error, OSError, EOFError)
         # With standby hosts, each driver connection fails over on its own and two could end up on two
         # servers: a read of the ledger on one would miss rows just inserted on the other, and a run
         # would book them again. One connection keeps every call on one server.
-        if "alt_hosts=" in server_url:
-            connections = 1
+        connections = 1 if parse_qs(query).get("alt_hosts") else CONNECTIONS
         self._clients = []
         for _ in range(connections):
             client = Client.from_url(server_url)  # connects on its first query
