@@ -286,7 +286,7 @@ class Attributor:
         writing: deque[asyncio.Future] = deque()
         stopped = False
         try:
-            while chunk is not None and reading is not None:
+            while reading is not None:
                 looked_up = await reading
                 following = next(chunks, None)
                 reading = None
@@ -300,7 +300,9 @@ class Attributor:
                 if progress:
                     progress(summary.orders + summary.skipped_unknown_merchant, total)
                 stopped = stop is not None and stop.is_set()
-                chunk = None if stopped else following
+                if stopped:
+                    break
+                chunk = following
             while writing:
                 await _finished(writing)
             return not stopped
