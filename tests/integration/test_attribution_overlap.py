@@ -30,13 +30,14 @@ SHOES = ("SKU-1", "shoes", 5990, 2)
 
 class Recording:
     """The test's ClickHouse, recording when each insert and each read ran; an insert sleeps `insert_s`,
-    and the `fail_at`-th insert (counted from 1) raises, as when the server dies mid-run."""
+    and the insert of `lost_order`'s rows raises, as when the server dies mid-run (by order, not by call:
+    two chunks' writes may reach their inserts in either order)."""
 
-    def __init__(self, real, insert_s: float = 0.0, fail_at: int = 0) -> None:
+    def __init__(self, real, insert_s: float = 0.0, lost_order: str = "") -> None:
         self._real = real
         self.database = real.database
         self._insert_s = insert_s
-        self._fail_at = fail_at
+        self._lost_order = lost_order
         self._lock = threading.Lock()
         self.inserts: list[tuple[float, float]] = []  # (start, end) of each insert that returned
         self.insert_calls = 0
@@ -51,10 +52,9 @@ class Recording:
     def insert(self, table, columns, data):
         with self._lock:
             self.insert_calls += 1
-            call = self.insert_calls
         started = time.monotonic()
         time.sleep(self._insert_s)
-        if call == self._fail_at:
+        if self._lost_order and self._lost_order in data[list(columns).index("order_id")]:
             raise ConnectionError("insert lost")
         done = self._real.insert(table, columns, data)
         with self._lock:
@@ -82,6 +82,21 @@ async def orders_on_six_days(settings, backend, r: Redis, keys: Keys, ids: Click
     await asyncio.to_thread(ingest_orders, settings.redis_url, keys, backend)
 
 
+def with_six_orders(settings, backend, body) -> None:
+    """`body(redis, keys, ids)` run against orders_on_six_days, on the test's Redis prefix."""
+    keys, ids = Keys(settings.redis_prefix), ClickIds(settings.secret_bytes)
+
+    async def scenario() -> None:
+        r = Redis.from_url(settings.redis_url)
+        try:
+            await orders_on_six_days(settings, backend, r, keys, ids)
+            await body(r, keys, ids)
+        finally:
+            await r.aclose()
+
+    asyncio.run(scenario())
+
+
 def booked_orders(backend) -> list[tuple[str, int]]:
     rows = backend.execute(
         f"SELECT order_id, count() FROM {backend.database}.commissions GROUP BY order_id ORDER BY order_id"
@@ -94,12 +109,9 @@ async def emitted_orders(r: Redis, keys: Keys) -> list[str]:
 
 
 def test_the_next_chunks_clicks_are_read_while_an_insert_is_in_flight(settings, backend) -> None:
-    keys, ids = Keys(settings.redis_prefix), ClickIds(settings.secret_bytes)
     recording = Recording(backend, insert_s=0.3)
 
-    async def scenario():
-        r = Redis.from_url(settings.redis_url)
-        await orders_on_six_days(settings, backend, r, keys, ids)
+    async def body(r: Redis, keys: Keys, ids: ClickIds) -> None:
         summary = await Attributor(r, keys, recording, ids).run_once(now_ms=T0 + 7 * DAY)
         assert summary.outcomes["credited"] == ORDERS and len(recording.inserts) == ORDERS
         # a click read started inside some insert's span: the reads did not wait for the writes
@@ -108,27 +120,52 @@ def test_the_next_chunks_clicks_are_read_while_an_insert_is_in_flight(settings, 
         spans = sorted(recording.inserts)
         assert any(b_start < a_end for (_, a_end), (b_start, _) in itertools.pairwise(spans))
         assert await emitted_orders(r, keys) == [f"A-{n}" for n in range(ORDERS)]
-        await r.aclose()
 
-    asyncio.run(scenario())
+    with_six_orders(settings, backend, body)
 
 
-@pytest.mark.parametrize("fail_at", [1, 2, 4, ORDERS])
+def test_the_next_chunks_read_is_under_way_before_a_chunks_rules_run(settings, backend) -> None:
+    """The rules hold the event loop: the next chunk's click read must be sent before they start, or
+    it waits for them."""
+
+    async def body(r: Redis, keys: Keys, ids: ClickIds) -> None:
+        attributor = Attributor(r, keys, backend, ids)
+        steps: list[tuple[str, str]] = []  # (step, the chunk's click id): one order and click a chunk
+        real_book, real_facts = attributor._book, attributor._click_facts
+
+        def book(booking, order_ids, *args):
+            [order_id] = order_ids
+            steps.append(("book", booking.folds[order_id].created.click_id))
+            return real_book(booking, order_ids, *args)
+
+        async def click_facts(click_ids, *args, **kwargs):
+            [click_id] = click_ids
+            steps.append(("read", click_id))
+            return await real_facts(click_ids, *args, **kwargs)
+
+        attributor._book, attributor._click_facts = book, click_facts
+        await attributor.run_once(now_ms=T0 + 7 * DAY)
+        booked = [click_id for step, click_id in steps if step == "book"]
+        assert len(booked) == ORDERS
+        for this, following in itertools.pairwise(booked):  # the next chunk's read, then this one's rules
+            assert steps.index(("read", following)) < steps.index(("book", this)), steps
+
+    with_six_orders(settings, backend, body)
+
+
+@pytest.mark.parametrize("lost", [0, 1, 3, ORDERS - 1])
 def test_an_insert_lost_mid_run_leaves_nothing_running_and_the_next_run_books_each_order_once(
-    settings, backend, fail_at
+    settings, backend, lost
 ) -> None:
-    keys, ids = Keys(settings.redis_prefix), ClickIds(settings.secret_bytes)
-    failing = Recording(backend, insert_s=0.05, fail_at=fail_at)
+    failing = Recording(backend, insert_s=0.05, lost_order=f"A-{lost}")
 
-    async def scenario():
-        r = Redis.from_url(settings.redis_url)
-        await orders_on_six_days(settings, backend, r, keys, ids)
+    async def body(r: Redis, keys: Keys, ids: ClickIds) -> None:
         with pytest.raises(ConnectionError):
             await Attributor(r, keys, failing, ids).run_once(now_ms=T0 + 7 * DAY)
         calls, landed = failing.insert_calls, booked_orders(backend)
         await asyncio.sleep(0.3)  # longer than an insert: any write still running would land meanwhile
         assert (failing.insert_calls, booked_orders(backend)) == (calls, landed)
-        assert all(n == 1 for _, n in landed) and f"A-{fail_at - 1}" not in dict(landed)
+        assert all(n == 1 for _, n in landed) and f"A-{lost}" not in dict(landed)
         assert FAILED_RUN_HOLD_MS - 10_000 < await r.pttl(keys.attribution_lock) <= FAILED_RUN_HOLD_MS
         await r.delete(keys.attribution_lock)  # the failed run's hold, expired
 
@@ -136,18 +173,14 @@ def test_an_insert_lost_mid_run_leaves_nothing_running_and_the_next_run_books_ea
         assert summary.rows == ORDERS - len(landed)
         assert booked_orders(backend) == [(f"A-{n}", 1) for n in range(ORDERS)]
         assert await emitted_orders(r, keys) == [f"A-{n}" for n in range(ORDERS)]  # each booking once
-        await r.aclose()
 
-    asyncio.run(scenario())
+    with_six_orders(settings, backend, body)
 
 
 def test_a_stop_ends_after_the_chunk_in_hand_with_its_write_done(settings, backend) -> None:
-    keys, ids = Keys(settings.redis_prefix), ClickIds(settings.secret_bytes)
     slow = Recording(backend, insert_s=0.1)
 
-    async def scenario():
-        r = Redis.from_url(settings.redis_url)
-        await orders_on_six_days(settings, backend, r, keys, ids)
+    async def body(r: Redis, keys: Keys, ids: ClickIds) -> None:
         stop = asyncio.Event()
 
         def progress(done: int, total: int) -> None:
@@ -166,18 +199,14 @@ def test_a_stop_ends_after_the_chunk_in_hand_with_its_write_done(settings, backe
         summary = await Attributor(r, keys, backend, ids).run_once(now_ms=T0 + 7 * DAY)
         assert not summary.stopped and summary.rows == ORDERS - 2
         assert booked_orders(backend) == [(f"A-{n}", 1) for n in range(ORDERS)]
-        await r.aclose()
 
-    asyncio.run(scenario())
+    with_six_orders(settings, backend, body)
 
 
 def test_every_chunks_events_are_counted_when_their_emissions_overlap(settings, backend) -> None:
     """Two chunks' writes emit at the same time: the run's count of emitted events misses none."""
-    keys, ids = Keys(settings.redis_prefix), ClickIds(settings.secret_bytes)
 
-    async def scenario():
-        r = Redis.from_url(settings.redis_url)
-        await orders_on_six_days(settings, backend, r, keys, ids)
+    async def body(r: Redis, keys: Keys, ids: ClickIds) -> None:
         attributor = Attributor(r, keys, backend, ids)
         real_emit = attributor._outbox.emit
 
@@ -189,20 +218,16 @@ def test_every_chunks_events_are_counted_when_their_emissions_overlap(settings, 
         summary = await attributor.run_once(now_ms=T0 + 7 * DAY)
         assert summary.events == summary.rows == ORDERS
         assert await emitted_orders(r, keys) == [f"A-{n}" for n in range(ORDERS)]
-        await r.aclose()
 
-    asyncio.run(scenario())
+    with_six_orders(settings, backend, body)
 
 
 def test_a_cancelled_run_finishes_the_writes_it_started(settings, backend) -> None:
     """Cancelling a run (its task, as a shutdown would) never stops a write between its insert and its
     emission: once the cancellation is raised, nothing of the run runs and no event is left staged."""
-    keys, ids = Keys(settings.redis_prefix), ClickIds(settings.secret_bytes)
     slow = Recording(backend, insert_s=0.2)
 
-    async def scenario():
-        r = Redis.from_url(settings.redis_url)
-        await orders_on_six_days(settings, backend, r, keys, ids)
+    async def body(r: Redis, keys: Keys, ids: ClickIds) -> None:
         attributor = Attributor(r, keys, slow, ids)
         run: asyncio.Task | None = None
 
@@ -220,9 +245,8 @@ def test_a_cancelled_run_finishes_the_writes_it_started(settings, backend) -> No
         assert len(landed) >= 2 and all(n == 1 for _, n in landed)
         assert await attributor._outbox.staged() == ([], 0)
         assert await emitted_orders(r, keys) == [order for order, _ in landed]
-        await r.aclose()
 
-    asyncio.run(scenario())
+    with_six_orders(settings, backend, body)
 
 
 def test_native_clickhouse_with_standby_hosts_keeps_one_connection(settings) -> None:
