@@ -298,3 +298,11 @@ def test_native_clickhouse_closes_every_connection(settings) -> None:
     backend.close()
     assert not any(c.connection.connected for c in backend._clients)
     assert backend.execute("SELECT 1") == [(1,)]  # a later call connects again
+
+
+def test_native_clickhouse_opens_its_second_connection_only_for_overlapping_calls(settings) -> None:
+    backend = NativeClickHouse(settings.clickhouse_url)
+    for _ in range(5):
+        backend.execute("SELECT 1")
+    assert sum(c.connection.connected for c in backend._clients) == 1  # calls in turn reuse one
+    backend.close()
