@@ -23,6 +23,7 @@ import asyncio
 import re
 import secrets
 import time
+from collections import defaultdict
 
 import redis as sync_redis
 from redis.asyncio import Redis
@@ -31,7 +32,7 @@ from attribution.attributor import Attributor
 from attribution.codes import CodeStore
 from attribution.merchants import Merchant, MerchantStore
 from attribution.rates import RateStore, RatesUpdate
-from benchmarks.procs import machine_cpu_s
+from benchmarks.procs import command_cpu_s, machine_cpu_s
 from core.clickhouse import NativeClickHouse
 from core.clickid import ClickIds
 from core.keys import Keys
@@ -119,16 +120,29 @@ def load(
         backend.insert("order_events", OrderEventRow.columns(), [list(c) for c in zip(*chunk, strict=True)])
 
 
-def bare_join_s(backend: NativeClickHouse) -> float:
+SERVERS = {"clickhouse": "clickhouse-serv", "redis": "redis-server"}  # command names (/proc/PID/stat)
+
+
+def servers_cpu_s() -> dict[str, float]:
+    """CPU seconds used so far by each server (every process of its name) and by the whole machine."""
+    return {name: command_cpu_s(command) for name, command in SERVERS.items()} | {
+        "machine": machine_cpu_s()[0]
+    }
+
+
+def bare_join_s(backend: NativeClickHouse) -> tuple[float, dict[str, float]]:
     """The same join done by ClickHouse alone, with the orders as the hash side (a hash of all clicks does
-    not fit the 18.16 server's memory limit at 50 M clicks)."""
+    not fit the 18.16 server's memory limit at 50 M clicks): its seconds, and the CPU seconds each server
+    and the machine used meanwhile."""
     db = backend.database
+    cpu_started = servers_cpu_s()
     started = time.perf_counter()
     backend.execute(
         f"SELECT count(), sum(cityHash64(creator_id)) FROM {db}.clicks "
         f"ANY INNER JOIN (SELECT click_id, order_id FROM {db}.order_events) USING click_id"
     )
-    return time.perf_counter() - started
+    elapsed = time.perf_counter() - started
+    return elapsed, {k: round(v - cpu_started[k], 3) for k, v in servers_cpu_s().items()}
 
 
 async def attribute(
@@ -143,18 +157,20 @@ async def attribute(
         await codes.put("m1", f"CODE{n}", f"creator{n * 7 % 20000}", 500 if n % 2 else None, T0_MS - DAY_MS)
     attributor = Attributor(r, keys, backend, ids)
     stages = Stages(attributor)
+    stages.watch(asyncio.get_running_loop())
     pauses = GcPauses()  # the run's collections, by generation (attribution/collector.py holds full ones)
     pauses.start()
     started = time.perf_counter()
     cpu_started, loop_cpu_started = time.process_time(), time.thread_time()  # the loop runs in this thread
-    (busy_started, all_started) = machine_cpu_s()
+    (busy_started, all_started), servers_started = machine_cpu_s(), servers_cpu_s()
     try:
         summary = await attributor.run_once(now_ms=T0_MS + SPAN_DAYS * DAY_MS)
     finally:  # unwrapped even if the run fails: the backend is shared with the clean-up
         elapsed = time.perf_counter() - started
-        busy, every = machine_cpu_s()
+        (busy, every), servers = machine_cpu_s(), servers_cpu_s()
         stages.done(elapsed, time.process_time() - cpu_started, time.thread_time() - loop_cpu_started)
         stages.machine(busy - busy_started, every - all_started)
+        stages.servers({name: servers[name] - servers_started[name] for name in SERVERS})
         pauses.close()
     rerun_started = time.perf_counter()
     rerun = await Attributor(r, keys, backend, ids).run_once(now_ms=T0_MS + SPAN_DAYS * DAY_MS)
@@ -169,7 +185,8 @@ async def attribute(
     collected = {
         str(g): {"count": sum(h.counts), "s": round(h.total, 3)} for g, h in pauses.by_generation.items()
     }
-    return elapsed, summary.orders, stages.figures(), collected
+    waits = {label: round(s, 3) for label, s in sorted(stages.waits.items(), key=lambda kv: -kv[1])}
+    return elapsed, summary.orders, stages.figures(), collected, waits
 
 
 class Stages:
@@ -197,6 +214,13 @@ class Stages:
             "insert",
             "thread",
         ),
+        (
+            "query",
+            "ClickHouse queries (their worker threads: the driver's decoding)",
+            "_backend",
+            "execute",
+            "thread",
+        ),
         ("outbox", OUTBOX, "_outbox", "stage", False),
         ("outbox", OUTBOX, "_outbox", "emit", False),
         ("outbox", OUTBOX, "_outbox", "unstage", False),
@@ -211,7 +235,12 @@ class Stages:
         self.wall: dict[str, float] = {}
         self.cpu: dict[str, float | None] = {}
         self.what: dict[str, str] = {}
+        # The event loop's idle seconds (blocked in its selector), by the steps in flight meanwhile: what
+        # the run was waiting on when it had no Python to run.
+        self.waits: dict[str, float] = defaultdict(float)
+        self._in_flight: dict[str, int] = defaultdict(int)
         self._wrapped: list[tuple[object, str]] = []
+        self._selector: tuple[object, object] | None = None
         for name, what, method, cpu in self.STEPS:
             self._wrap(attributor, method, name, what, cpu)
         for name, what, owner, method, cpu in self.INNER:
@@ -225,7 +254,14 @@ class Stages:
         self._wrapped.append((owner, method))
         clock = time.thread_time if cpu else None
 
+        in_flight = self._in_flight
+
+        def begin() -> tuple[float, float]:
+            in_flight[name] += 1
+            return time.perf_counter(), clock() if clock else 0.0
+
         def end(wall0: float, cpu0: float) -> None:
+            in_flight[name] -= 1
             self.wall[name] += time.perf_counter() - wall0
             if clock is not None:
                 self.cpu[name] += clock() - cpu0
@@ -233,7 +269,7 @@ class Stages:
         if asyncio.iscoroutinefunction(inner):
 
             async def timed_async(*args, **kwargs):
-                started = time.perf_counter(), clock() if clock else 0.0
+                started = begin()
                 try:
                     return await inner(*args, **kwargs)
                 finally:
@@ -243,7 +279,7 @@ class Stages:
         else:
 
             def timed(*args, **kwargs):
-                started = time.perf_counter(), clock() if clock else 0.0
+                started = begin()
                 try:
                     return inner(*args, **kwargs)
                 finally:
@@ -251,8 +287,25 @@ class Stages:
 
             setattr(owner, method, timed)
 
+    def watch(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Count the loop's idle time (its selector's blocking calls) by the steps in flight meanwhile."""
+        selector = loop._selector  # type: ignore[attr-defined]  # the default loop's; a benchmark's peek
+        select = selector.select
+        in_flight, waits = self._in_flight, self.waits
+
+        def timed_select(timeout=None):
+            started = time.perf_counter()
+            try:
+                return select(timeout)
+            finally:
+                waiting = "+".join(sorted(n for n, count in in_flight.items() if count > 0)) or "nothing"
+                waits[waiting] += time.perf_counter() - started
+
+        selector.select = timed_select
+        self._selector = (selector, "select")
+
     def done(self, wall_s: float, cpu_s: float, loop_cpu_s: float) -> None:
-        for owner, method in self._wrapped:
+        for owner, method in self._wrapped + ([self._selector] if self._selector else []):
             delattr(owner, method)  # the instance's wrapper goes; the class's method shows again
         self.wall["run"], self.cpu["run"] = wall_s, cpu_s
         self.wall["loop"], self.cpu["loop"] = None, loop_cpu_s
@@ -264,6 +317,12 @@ class Stages:
         a share of what its cores had, in the wall column's place."""
         self.wall["machine"], self.cpu["machine"] = (busy_s / total_s if total_s else None), busy_s
         self.what["machine"] = "the machine, every process: share of its cores busy / busy CPU s"
+
+    def servers(self, cpu_s: dict[str, float]) -> None:
+        """The servers' CPU seconds over the run (part of the machine's)."""
+        for name, seconds in cpu_s.items():
+            self.wall[name], self.cpu[name] = None, seconds
+            self.what[name] = f"of the machine's, the {name} server's (every process of its name)"
 
     def figures(self) -> dict[str, dict]:
         def rounded(value: float | None) -> float | None:
@@ -327,8 +386,8 @@ def run(
         else:
             log(f"reused the load of {clicks:,} clicks, {orders:,} orders in {backend.database}")
         load_s = time.perf_counter() - started
-        join_s = bare_join_s(backend)
-        elapsed, attributed, stages, collected = asyncio.run(attribute(redis_url, keys, backend, ids))
+        join_s, join_cpu_s = bare_join_s(backend)
+        elapsed, attributed, stages, collected, waits = asyncio.run(attribute(redis_url, keys, backend, ids))
     finally:
         if database is None:
             cleanup = NativeClickHouse(clickhouse_url)  # a fresh connection: the old one may be mid-query
@@ -345,11 +404,13 @@ def run(
         "code_share": code_share,
         "load_s": round(load_s, 1),
         "bare_join_s": round(join_s, 3),
+        "bare_join_cpu_s": join_cpu_s,
         "attributor_s": round(elapsed, 3),
         "orders_per_s": round(attributed / elapsed),
         "ratio_to_bare_join": round(elapsed / join_s, 1),
         "stages": stages,
         "gc": collected,
+        "waits": waits,
     }
 
 
@@ -374,6 +435,8 @@ def main() -> None:
         f"bare join: {figures['bare_join_s']:.2f} s; attributor: {figures['attributor_s']:.2f} s = "
         f"{figures['orders_per_s']:,} orders/s = {figures['ratio_to_bare_join']:.1f} x the bare join"
     )
+    join_cpu = ", ".join(f"{name} {cpu_s:.2f}" for name, cpu_s in figures["bare_join_cpu_s"].items())
+    print(f"  the join's CPU s: {join_cpu}")
     machine = figures["stages"].pop("machine")
     print(
         f"  machine  {machine['wall_s']:.0%} of the cores busy, {machine['cpu_s']:.2f} CPU s (every process)"
@@ -383,6 +446,9 @@ def main() -> None:
         print(f"  {name:<8} wall {wall}  cpu {cpu}")
     passes = ", ".join(f"gen{g} {c['count']} in {c['s']:.2f} s" for g, c in figures["gc"].items())
     print(f"  gc       {passes}")
+    print("  the event loop idle, by the steps in flight:")
+    for label, idle_s in figures["waits"].items():
+        print(f"    {idle_s:7.2f} s  {label}")
 
 
 if __name__ == "__main__":
