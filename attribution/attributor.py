@@ -356,14 +356,14 @@ class Attributor:
         if not rows:
             return
         announced, encoded = self._announcement(rows)
-        await self._outbox.stage(announced, encoded)
+        staged = await self._outbox.stage(announced, encoded)
         insert = self._backend.insert
         await asyncio.to_thread(insert, "commissions", CommissionRow.columns(), columnar(rows))
         summary.rows += len(rows)
         # Read after the await: another chunk's write may add to the count meanwhile.
         emitted = await self._outbox.emit(announced, now_ms, encoded)
         summary.events += emitted
-        await self._outbox.unstage(announced)
+        await self._outbox.unstage([staged])
 
     @staticmethod
     def _announcement(rows: list[CommissionRow]) -> tuple[list[events_out.Event], list[bytes]]:
@@ -375,9 +375,9 @@ class Attributor:
         """Emit the staged events of a run that stopped between its insert and its emission, if their
         rows are stored; drop the others (this run books those rows again and announces them). Returns
         how many staged values did not decode (dead-lettered by the outbox)."""
-        staged, unreadable = await self._outbox.staged()
+        staged = await self._outbox.staged()
         by_run: dict[tuple[str, str], list[events_out.Event]] = defaultdict(list)
-        for event in staged:
+        for event in staged.events:
             by_run[(event.data["merchant_id"], event.data["run_id"])].append(event)
         for (merchant_id, run_id), group in by_run.items():
             order_ids = sorted({e.data["order_id"] for e in group})
@@ -385,8 +385,8 @@ class Attributor:
                 queries.orders_booked_by_run, self._backend, merchant_id, order_ids, run_id
             )
             await self._outbox.emit([e for e in group if e.data["order_id"] in booked], now_ms)
-        await self._outbox.unstage(staged)
-        return unreadable
+        await self._outbox.unstage(staged.fields)
+        return staged.dead_lettered
 
     async def _click_facts(self, click_ids: set[str], details: bool = False) -> dict[str, rules.ClickFacts]:
         """What is known of each click id; with `details`, also its link code and the human clicks from

@@ -329,8 +329,10 @@ class Keys:
 
     @property
     def events_staged(self) -> str:
-        """Hash event id → event: commission events of ledger rows being inserted, kept until emitted, so
-        an attributor that dies between its insert and its emit has them announced by the next run."""
+        """Hash `chunk:<first event id>` → JSON array of events: the commission events of an attributor
+        chunk whose ledger rows are being inserted, kept until emitted, so that an attributor that dies
+        between its insert and its emit has them announced by the next run. (Earlier releases staged one
+        field per event: event id → event; those are still read.)"""
         return f"{self.prefix}events:staged"
 
     @property

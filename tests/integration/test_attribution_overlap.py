@@ -243,7 +243,7 @@ def test_a_cancelled_run_finishes_the_writes_it_started(settings, backend) -> No
         await asyncio.sleep(0.5)  # longer than an insert: a write still running would land meanwhile
         assert (slow.insert_calls, booked_orders(backend)) == (calls, landed)
         assert len(landed) >= 2 and all(n == 1 for _, n in landed)
-        assert await attributor._outbox.staged() == ([], 0)
+        assert await attributor._outbox.staged() == ([], [], 0)
         assert await emitted_orders(r, keys) == [order for order, _ in landed]
 
     with_six_orders(settings, backend, body)

@@ -77,11 +77,11 @@ def test_commission_events_once_per_booking_with_crash_recovery(settings, backen
         with pytest.raises(RuntimeError):
             await crashing.run_once(now_ms=T0 + 5 * HOUR)
         crashing._outbox.emit = real_emit
-        [staged], _ = await crashing._outbox.staged()
+        [staged] = (await crashing._outbox.staged()).events
         assert staged.data["order_id"] == "A-2"
         await r.delete(keys.attribution_lock)  # the failed run's hold on the lock, expired
         summary = await attributor.run_once(now_ms=T0 + 6 * HOUR)
-        assert summary.rows == 0 and await crashing._outbox.staged() == ([], 0)
+        assert summary.rows == 0 and await crashing._outbox.staged() == ([], [], 0)
         assert [e.id for e in await emitted(r, keys)].count(staged.id) == 1
 
         # A crash before the insert landed: the staged event is dropped, the rows booked and announced anew.
@@ -99,7 +99,7 @@ def test_commission_events_once_per_booking_with_crash_recovery(settings, backen
                 await failing.run_once(now_ms=T0 + 7 * HOUR)
         finally:
             backend.insert = real_insert
-        [never], _ = await failing._outbox.staged()
+        [never] = (await failing._outbox.staged()).events
         await r.delete(keys.attribution_lock)
         summary = await attributor.run_once(now_ms=T0 + 8 * HOUR)
         assert summary.rows == 1 and summary.events == 1
@@ -144,6 +144,11 @@ def test_a_staged_event_that_does_not_decode_blocks_no_run(settings, backend):
             b"evt_id_not_text": event % b'{"merchant_id": 1, "run_id": "r", "order_id": "A-9"}',
             # filed under another id than its own: unstaged by its id, it stayed and was read every run
             b"evt_filed_elsewhere": event % b'{"merchant_id": "m1", "run_id": "r", "order_id": "A-9"}',
+            # a chunk's value (this release's layout) that is not an array of such events
+            b"chunk:evt_bad_json": b"[{not json",
+            b"chunk:evt_not_array": event % b'{"merchant_id": "m1", "run_id": "r", "order_id": "A-9"}',
+            b"chunk:evt_one_without_ids": b"[%s,%s]"
+            % (event % b'{"merchant_id": "m1", "run_id": "r", "order_id": "A-9"}', event % b"{}"),
         }
         await r.hset(keys.events_staged, mapping=unreadable)
         attributor = Attributor(r, keys, backend, ids)
@@ -155,6 +160,45 @@ def test_a_staged_event_that_does_not_decode_blocks_no_run(settings, backend):
         assert await r.hget(keys.attribution_stats, "dead:undecodable_staged") == b"%d" % len(unreadable)
         again = await attributor.run_once(now_ms=T0 + 3 * HOUR)
         assert again.staged_dead_lettered == 0 and await r.xlen(keys.events_dead) == len(unreadable)
+        await r.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_events_staged_by_an_earlier_release_one_field_each_are_announced(settings, backend):
+    """Earlier releases staged one field per event (event id → event); a run of this one, after a crash
+    of theirs between insert and emit, announces those whose rows are stored, once, and unstages them."""
+    keys = Keys(settings.redis_prefix)
+    ids = ClickIds(settings.secret_bytes)
+
+    async def scenario():
+        r = Redis.from_url(settings.redis_url)
+        await add_merchant(r, keys, "m1", ["shop.m1.example"], T0 - DAY)
+        clicks = [ids.new(T0 + i) for i in range(2)]
+        insert_clicks(
+            backend, [(c, T0 + i, "alice", "m1", "shop.m1.example", 0, 0) for i, c in enumerate(clicks)]
+        )
+        for n, click in enumerate(clicks):
+            await deliver(r, keys, "m1", f"w{n}", "order.created", f"A-{n}", click, T0 + HOUR, [SHOES])
+        await asyncio.to_thread(ingest_orders, settings.redis_url, keys, backend)
+        crashing = Attributor(r, keys, backend, ids)
+
+        async def crash(*args, **kwargs):
+            raise RuntimeError("killed between insert and emit")
+
+        crashing._outbox.emit = crash
+        with pytest.raises(RuntimeError):
+            await crashing.run_once(now_ms=T0 + 2 * HOUR)
+        staged = await crashing._outbox.staged()
+        assert len(staged.events) == 2 and len(staged.fields) == 1  # one chunk, one field
+        # The same events, as the earlier layout held them.
+        await r.delete(keys.events_staged)
+        await r.hset(keys.events_staged, mapping={e.id: events_out.encode(e) for e in staged.events})
+        await r.delete(keys.attribution_lock)
+        summary = await Attributor(r, keys, backend, ids).run_once(now_ms=T0 + 3 * HOUR)
+        assert summary.rows == 0 and summary.staged_dead_lettered == 0
+        assert sorted(e.id for e in await emitted(r, keys)) == sorted(e.id for e in staged.events)
+        assert await r.hlen(keys.events_staged) == 0
         await r.aclose()
 
     asyncio.run(scenario())
