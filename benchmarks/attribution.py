@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import re
 import secrets
 import time
@@ -405,6 +406,7 @@ def run(
         "load_s": round(load_s, 1),
         "bare_join_s": round(join_s, 3),
         "bare_join_cpu_s": join_cpu_s,
+        "cores": os.cpu_count(),
         "attributor_s": round(elapsed, 3),
         "orders_per_s": round(attributed / elapsed),
         "ratio_to_bare_join": round(elapsed / join_s, 1),

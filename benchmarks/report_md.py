@@ -580,6 +580,9 @@ def _growth_section(result: dict, img) -> list[str]:
     return [*lines, "", _stated(result)]
 
 
+WAITS_SHOWN = 4
+
+
 def _or_dash(value: float | None) -> str:
     return "–" if value is None else str(value)
 
@@ -620,6 +623,26 @@ def _attribution_stages(runs: list[dict]) -> list[str]:
         for r in collected:
             cells = [f"{r['gc'][g]['count']:,}, {r['gc'][g]['s']} s" for g in ("0", "1", "2")]
             lines.append(f"| {r['clicks']:,} | " + " | ".join(cells) + " |")
+    return lines + _attribution_waits(runs)
+
+
+def _attribution_waits(runs: list[dict]) -> list[str]:
+    """When the event loop had nothing to run, what it waited on: its idle seconds by the steps in flight
+    (benchmarks/attribution.py `Stages.watch`), the largest first."""
+    runs = [r for r in runs if r.get("waits")]
+    if not runs:
+        return []
+    lines = [
+        "",
+        "The event loop's idle seconds (no Python to run), by the steps in flight meanwhile, largest first; "
+        "the rest of the run it ran Python or waited for the GIL:",
+        "",
+        "| clicks | idle s in all | the largest: steps in flight, s |",
+        "|---|---|---|",
+    ]
+    for r in runs:
+        largest = "; ".join(f"{label} {idle_s}" for label, idle_s in list(r["waits"].items())[:WAITS_SHOWN])
+        lines.append(f"| {r['clicks']:,} | {sum(r['waits'].values()):.2f} | {largest} |")
     return lines
 
 

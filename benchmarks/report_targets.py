@@ -176,11 +176,27 @@ def _attribution_why(run: dict) -> str:
         )
     rules_cpu_s = stages["book"]["cpu_s"] + stages["announce"]["cpu_s"]
     busy = stages.get("machine", {}).get("wall_s")
-    return (
+    why = (
         f"{run['clicks']:,} clicks: the attributor's event-loop thread, which every Python step shares, "
         f"used {stages['loop']['cpu_s']:.1f} s of CPU (the ledger rules and their events {rules_cpu_s:.1f} "
         f"s of it) in a {run['attributor_s']:.1f} s run, against 3 x the join {3 * run['bare_join_s']:.1f} s"
         + (f"; the machine's cores {busy:.0%} busy over the run" if busy is not None else "")
+    )
+    return why + _machine_budget(run)
+
+
+def _machine_budget(run: dict) -> str:
+    """The second floor: the run's CPU on every process (its own, ClickHouse's, Redis's) cannot take
+    less wall time than that CPU spread over all the machine's cores."""
+    stages, cores, join_cpu = run["stages"], run.get("cores"), run.get("bare_join_cpu_s")
+    if not cores or not join_cpu or "clickhouse" not in stages:
+        return ""  # a report saved before the servers' CPU was measured
+    allowed_s = cores * 3 * run["bare_join_s"]
+    return (
+        f"; the machine's CPU over the run {stages['machine']['cpu_s']:.1f} s (this process "
+        f"{stages['run']['cpu_s']:.1f}, ClickHouse {stages['clickhouse']['cpu_s']:.1f}, Redis "
+        f"{stages['redis']['cpu_s']:.1f}) against the {allowed_s:.1f} s its {cores} cores have in 3 x the "
+        f"join (the join alone: {join_cpu['clickhouse']:.1f} s of ClickHouse CPU)"
     )
 
 

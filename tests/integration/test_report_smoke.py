@@ -96,6 +96,11 @@ def test_report_smoke_writes_markdown_charts_and_passes_click_checks(tmp_path: P
             and stages["machine"]["cpu_s"] >= stages["run"]["cpu_s"] * 0.9
         )
         assert run["gc"]["2"]["count"] >= 1, run["gc"]  # the one full pass at the run's end
+        # The servers' CPU is part of the machine's; the loop's idle time is part of the run's wall.
+        assert stages["clickhouse"]["cpu_s"] > 0 and stages["redis"]["cpu_s"] >= 0, stages
+        assert stages["clickhouse"]["cpu_s"] + stages["run"]["cpu_s"] <= stages["machine"]["cpu_s"] * 1.1
+        assert run["bare_join_cpu_s"]["clickhouse"] > 0 and run["cores"] >= 1, run
+        assert 0 < sum(run["waits"].values()) < run["attributor_s"], run["waits"]
 
     text = out.read_text()
     assert "## Headline" in text and "Click checks: 16 of 16 passed" in text
@@ -109,6 +114,7 @@ def test_report_smoke_writes_markdown_charts_and_passes_click_checks(tmp_path: P
     assert f"The target's share ({TARGET_SHARE:.0%}) was run 1 more time right after" in text
     assert f"wakes at most every {TICK_S * 1000:g} ms" in text
     assert "| 3 x bare join |" in text and "| full (gen 2) |" in text
+    assert "| clicks | idle s in all | the largest: steps in flight, s |" in text
     for name in CHARTS:
         png = tmp_path / "report" / name
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name

@@ -24,6 +24,10 @@ AFTER = {
 }
 
 
+# With the servers' CPU (benchmarks/attribution.py `servers_cpu_s`) and the machine's cores.
+SERVERS = AFTER | {"clickhouse": _step(None, 5.0), "redis": _step(None, 1.5), "machine": _step(0.73, 15.2)}
+
+
 def _row(runs: list[dict]) -> tuple:
     [row] = [r for r in _target_rows({"attribution": {"runs": runs}}) if r and r[0].startswith("attribution")]
     return row
@@ -65,6 +69,16 @@ def _run(clicks: int, ratio: float, join_s: float, stages: dict) -> dict:
             False,
             ["used 5.6 s"],
         ),
+        (
+            [_run(5 * 10**7, 7.5, 1.41, SERVERS) | {"cores": 2, "bare_join_cpu_s": {"clickhouse": 2.75}}],
+            False,
+            [
+                "machine's CPU over the run 15.2 s",
+                "this process 6.8, ClickHouse 5.0, Redis 1.5",
+                "against the 8.5 s its 2 cores have in 3 x the join",
+                "the join alone: 2.8 s of ClickHouse CPU",
+            ],
+        ),
     ],
 )
 def test_the_attribution_row_states_the_runs_figures(runs, met, said) -> None:
@@ -73,3 +87,5 @@ def test_the_attribution_row_states_the_runs_figures(runs, met, said) -> None:
     assert shown == " / ".join(f"{r['ratio_to_bare_join']} x" for r in runs)
     for words in said:
         assert words in why, why
+    if not any("cores" in r for r in runs):
+        assert "machine's CPU over the run" not in why
