@@ -39,6 +39,7 @@ How an append-only ledger stays right (the design the attributor relies on):
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -89,6 +90,23 @@ class Terms:
     currency: str  # the merchant's main currency (commission is booked in each order's own currency)
     codes: dict[str, list[codes.Span]] = field(default_factory=dict)  # normalised code -> its spans
     policy: Snapshot = field(default_factory=Snapshot)  # every version of the priority and review rules
+    # `versions` by time and their start times, for `version_at`: sorted once per Terms (one run of one
+    # merchant) rather than once per credited order. Taken at construction, like the rest of the terms.
+    _by_time: tuple[rules.RateVersion, ...] = field(init=False, repr=False, compare=False)
+    _starts: tuple[int, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_time = tuple(sorted(self.versions, key=lambda v: (v.effective_ms, v.version)))
+        object.__setattr__(self, "_by_time", by_time)
+        object.__setattr__(self, "_starts", tuple(v.effective_ms for v in by_time))
+
+    def version_at(self, at_ms: int) -> rules.RateVersion:
+        """`rules.version_at(self.versions, at_ms)`: the latest version started at or before `at_ms` (in
+        (effective_ms, version) order), else the first stored."""
+        found = bisect_right(self._starts, at_ms)
+        if not found:
+            return rules.version_at(self.versions, at_ms)  # none started yet, or no version at all
+        return self._by_time[found - 1]
 
 
 # A Struct, not a frozen dataclass: a run builds and copies several per order, and a dataclass's frozen
@@ -276,7 +294,7 @@ def _credited(
         "attributed_by": credit.attributed_by,
         "code": credit.code,
     }
-    version = rules.version_at(terms.versions, credit.rate_at_ms)
+    version = terms.version_at(credit.rate_at_ms)
     accruals = _accruals(order, credit, version, common, prefix, "review" if held else "pending")
     lines = _Lines(
         remaining_qty=[item.quantity for item in order.items],
