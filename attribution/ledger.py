@@ -550,16 +550,17 @@ def difference(wanted: list[Entry], stored: Net) -> list[Entry]:
     batch links and releases them together (attribution/payouts.py)."""
     out: list[Entry] = []
     seen = set()
-    credits = {(e.creator_id, e.currency, e.click_id) for e in wanted if e.kind == "accrual"}
+    have_of = stored.get
     for entry in wanted:
-        entry_key = key(entry)
+        # `key(entry)` written out: this runs for every row of every order a run books
+        entry_key = (entry.entry_id, entry.status, entry.creator_id, entry.currency, entry.click_id)
         if entry_key in seen:
             # One key twice: each copy would be compared with the whole stored net and every rerun would
             # append again, growing without end. The rules give each key once (`_reversed_lines`); should one
             # ever come twice, its sum is what is wanted.
             return difference(list(net(wanted).values()), stored)
         seen.add(entry_key)
-        have = stored.get(entry_key)
+        have = have_of(entry_key)
         if have is None:
             out.append(entry)
             continue
@@ -567,8 +568,11 @@ def difference(wanted: list[Entry], stored: Net) -> list[Entry]:
         delta_orders = entry.orders - have.orders
         if delta_minor or delta_orders:
             out.append(replace(entry, amount_minor=delta_minor, orders=delta_orders))
+    credits = None  # the wanted credits, needed only once a stored row is gone (seldom)
     for stored_key, have in stored.items():
         if stored_key not in seen and (have.amount_minor or have.orders):
+            if credits is None:
+                credits = {(e.creator_id, e.currency, e.click_id) for e in wanted if e.kind == "accrual"}
             gone = replace(have, amount_minor=-have.amount_minor, orders=-have.orders)
             if credits and (have.creator_id, have.currency, have.click_id) not in credits:
                 gone = replace(gone, kind="reversal", reason=REASON_CREDIT_MOVED)
