@@ -287,6 +287,15 @@ def _credited(
     lock_at = rules.lock_ms(order.occurred_ms, terms.lock_days)
     held = bool(credit.review_reason)
     prefix = ("code:" if credit.attributed_by == "code" else "") + ("review:" if held else "")
+    version = terms.version_at(credit.rate_at_ms)
+    accruals = _accruals(order, credit, version, prefix, "review" if held else "pending")
+    pending_verdict = verdict if held else None  # a decision on an order not held changes nothing
+    if not state.changes and pending_verdict is None:
+        # Most orders: no refund, cancel or review decision to apply, so no line is followed (what the
+        # loop below would do with none, without building its bookkeeping).
+        if not held and now_ms >= lock_at:
+            return accruals + _approvals(accruals, [e.amount_minor for e in accruals], lock_at, prefix)
+        return accruals
     common = {
         "creator_id": credit.creator_id,
         "click_id": order.click_id,
@@ -294,14 +303,11 @@ def _credited(
         "attributed_by": credit.attributed_by,
         "code": credit.code,
     }
-    version = terms.version_at(credit.rate_at_ms)
-    accruals = _accruals(order, credit, version, common, prefix, "review" if held else "pending")
     lines = _Lines(
         remaining_qty=[item.quantity for item in order.items],
         remaining_minor=[entry.amount_minor for entry in accruals],
         pending_minor=[entry.amount_minor for entry in accruals],
     )
-    pending_verdict = verdict if held else None  # a decision on an order not held changes nothing
     entries = list(accruals)
     for change in state.changes:
         if pending_verdict is not None and change.occurred_ms >= pending_verdict.decided_ms:
@@ -363,17 +369,19 @@ class _Lines:
     pending_minor: list[int]  # the part still pending (or in review), which the approval transfers
 
 
-def _accruals(
-    order: OrderEvent, credit, version: rules.RateVersion, common: dict, prefix: str, status: str
-) -> list[Entry]:
+def _accruals(order: OrderEvent, credit, version: rules.RateVersion, prefix: str, status: str) -> list[Entry]:
     """One accrual per line, at the rate the creator earned under the version in effect at the click (or,
     for a code, at the order; a code's own rate overrides the tables)."""
     entries = []
+    creator_id = credit.creator_id
+    # A code's own rate is the same for every line.
+    code_rate = (
+        None if credit.rate_bps is None else rules.AppliedRate(credit.rate_bps, "code", version.version)
+    )
     for index, item in enumerate(order.items):
-        if credit.rate_bps is not None:
-            applied = rules.AppliedRate(credit.rate_bps, "code", version.version)
-        else:
-            applied = rules.rate_for(version, credit.creator_id, item.sku, item.category)
+        applied = (
+            rules.rate_for(version, creator_id, item.sku, item.category) if code_rate is None else code_rate
+        )
         # Positional, in Entry's field order: keyword arguments per line cost a measurable share of a run.
         entries.append(
             Entry(
@@ -382,9 +390,9 @@ def _accruals(
                 status,
                 rules.commission_minor(item.unit_price_minor, item.quantity, applied.rate_bps),
                 int(index == 0),
-                common["creator_id"],
-                common["click_id"],
-                common["currency"],
+                creator_id,
+                order.click_id,
+                order.currency,
                 item.sku,
                 item.quantity,
                 item.unit_price_minor * item.quantity,
@@ -394,8 +402,8 @@ def _accruals(
                 credit.review_reason,
                 order.webhook_id,
                 order.occurred_ms,
-                common["attributed_by"],
-                common["code"],
+                credit.attributed_by,
+                credit.code,
             )
         )
     return entries
