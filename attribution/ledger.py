@@ -270,7 +270,7 @@ def _order_row(entry_id: str, kind: str, reason: str, order: OrderEvent, click: 
 
 def _refusal(order: OrderEvent, terms: Terms) -> str | None:
     """Why an order cannot be booked at all, whatever its click."""
-    if money.amount_problem((i.unit_price_minor, i.quantity) for i in order.items) is not None:
+    if money.items_problem(order.items) is not None:
         return money.REASON_AMOUNT_OUT_OF_RANGE
     return None
 
