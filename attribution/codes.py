@@ -121,7 +121,10 @@ def check_order_codes(
 
 def first_active(checks: list[CodeCheck]) -> CodeCheck | None:
     """The code that credits: the first active one the order lists."""
-    return next((c for c in checks if c.status == "active"), None)
+    for check in checks:  # a loop, not a generator: once per order with a code the attributor books
+        if check.status == "active":
+            return check
+    return None
 
 
 def put_spans(spans: list[Span], code: str, creator_id: str, rate_bps: int | None, now_ms: int) -> list[Span]:

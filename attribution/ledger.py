@@ -223,17 +223,8 @@ def explain_folded(
     refusal = _refusal(order, terms)
     if refusal is not None:
         return None, [_order_row(f"flag:{refusal}", KIND_FLAG, refusal, order, click)]
-    flags = [
-        Entry(
-            f"flag:conflict:{e.webhook_id}",
-            KIND_FLAG,
-            "pending",
-            0,
-            reason="order_conflict",
-            event_id=e.webhook_id,
-        )
-        for e in state.conflicts
-    ]
+    # Guarded: most orders were created once, and a comprehension is a call even over nothing.
+    flags = _conflict_flags(state.conflicts) if state.conflicts else []
     terms_ms = state.terms_ms
     policy = terms.policy.at(terms_ms)
     decision = decide(
@@ -250,6 +241,21 @@ def explain_folded(
         reason = decision.outcome
         return decision, [_order_row(f"none:{reason}", "none", reason, order, click), *flags]
     return decision, _credited(state, decision, terms, now_ms, verdict) + flags
+
+
+def _conflict_flags(conflicts: list[OrderEvent]) -> list[Entry]:
+    """One zero flag per other `order.created` of the order that differs from the one booked."""
+    return [
+        Entry(
+            f"flag:conflict:{e.webhook_id}",
+            KIND_FLAG,
+            "pending",
+            0,
+            reason="order_conflict",
+            event_id=e.webhook_id,
+        )
+        for e in conflicts
+    ]
 
 
 def _order_row(entry_id: str, kind: str, reason: str, order: OrderEvent, click: rules.ClickFacts) -> Entry:
