@@ -334,17 +334,20 @@ class Attributor:
         terms, now_ms, run_id = booking.terms, booking.now_ms, booking.run_id
         merchant_id = terms.merchant_id
         all_folds, all_stored = booking.folds, booking.stored
-        rows = []
+        rows: list[CommissionRow] = []
         outcomes, kinds = summary.outcomes, summary.kinds
         amount = 0
+        # Bound once, not looked up per order: this loop's own lines were a tenth of its time (py-spy).
+        explain, difference, append = ledger.explain_folded, ledger.difference, rows.append
+        fold_of, stored_of, click_of, verdict_of = all_folds.pop, all_stored.pop, facts.get, verdicts.get
         for order_id in order_ids:
-            state = all_folds.pop(order_id, None) or ledger.fold([])
+            state = fold_of(order_id, None) or ledger.fold([])
             order = state.created
-            click = facts.get(order.click_id) if order is not None else None
-            wanted = ledger.explain_folded(state, click, terms, now_ms, verdicts.get(order_id))[1]
+            click = click_of(order.click_id) if order is not None else None
+            wanted = explain(state, click, terms, now_ms, verdict_of(order_id))[1]
             outcomes[_outcome(wanted, order)] += 1
-            for entry in ledger.difference(wanted, all_stored.pop(order_id, {})):
-                rows.append(_row(merchant_id, order_id, entry, now_ms, run_id))
+            for entry in difference(wanted, stored_of(order_id, {})):
+                append(_row(merchant_id, order_id, entry, now_ms, run_id))
                 kinds[entry.kind] += 1
                 amount += entry.amount_minor
         summary.orders += len(order_ids)
@@ -581,12 +584,16 @@ def _click_time(created: ledger.OrderEvent | None) -> int:
 def _outcome(wanted: list[ledger.Entry], order: ledger.OrderEvent | None) -> str:
     if order is None:
         return "parked"
-    for entry in wanted:
-        if entry.kind == "none" and entry.entry_id.startswith("none:"):
+    credited = False
+    for entry in wanted:  # one pass, no generators: once per order booked
+        kind = entry.kind
+        if kind == "none" and entry.entry_id.startswith("none:"):
             return entry.reason
-    if not any(entry.kind == "accrual" for entry in wanted):
+        if kind == "accrual":
+            credited = True
+    if not credited:
         # refused outright (currency_mismatch, amount_out_of_range): its one flag row says why
-        return next((entry.reason for entry in wanted), "refused")
+        return wanted[0].reason if wanted else "refused"
     return "credited"
 
 

@@ -15,7 +15,6 @@ commissions by code.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
 import msgspec
 from redis.asyncio import Redis
@@ -74,8 +73,9 @@ def active_span(spans: Iterable[Span], at_ms: int) -> Span | None:
     return None
 
 
-@dataclass(frozen=True, slots=True)
-class CodeCheck:
+# A Struct, not a frozen dataclass: one per code of every order the attributor books, and the frozen
+# dataclass's __init__ cost about 8 times a Struct's (timeit).
+class CodeCheck(msgspec.Struct, frozen=True, gc=False):
     """One code an order carried, as the attributor judged it."""
 
     code: str  # as the order sent it
@@ -121,7 +121,10 @@ def check_order_codes(
 
 def first_active(checks: list[CodeCheck]) -> CodeCheck | None:
     """The code that credits: the first active one the order lists."""
-    return next((c for c in checks if c.status == "active"), None)
+    for check in checks:  # a loop, not a generator: once per order with a code the attributor books
+        if check.status == "active":
+            return check
+    return None
 
 
 def put_spans(spans: list[Span], code: str, creator_id: str, rate_bps: int | None, now_ms: int) -> list[Span]:

@@ -39,6 +39,7 @@ How an append-only ledger stays right (the design the attributor relies on):
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -89,6 +90,23 @@ class Terms:
     currency: str  # the merchant's main currency (commission is booked in each order's own currency)
     codes: dict[str, list[codes.Span]] = field(default_factory=dict)  # normalised code -> its spans
     policy: Snapshot = field(default_factory=Snapshot)  # every version of the priority and review rules
+    # `versions` by time and their start times, for `version_at`: sorted once per Terms (one run of one
+    # merchant) rather than once per credited order. Taken at construction, like the rest of the terms.
+    _by_time: tuple[rules.RateVersion, ...] = field(init=False, repr=False, compare=False)
+    _starts: tuple[int, ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        by_time = tuple(sorted(self.versions, key=lambda v: (v.effective_ms, v.version)))
+        object.__setattr__(self, "_by_time", by_time)
+        object.__setattr__(self, "_starts", tuple(v.effective_ms for v in by_time))
+
+    def version_at(self, at_ms: int) -> rules.RateVersion:
+        """`rules.version_at(self.versions, at_ms)`: the latest version started at or before `at_ms` (in
+        (effective_ms, version) order), else the first stored."""
+        found = bisect_right(self._starts, at_ms)
+        if not found:
+            return rules.version_at(self.versions, at_ms)  # none started yet, or no version at all
+        return self._by_time[found - 1]
 
 
 # A Struct, not a frozen dataclass: a run builds and copies several per order, and a dataclass's frozen
@@ -205,17 +223,8 @@ def explain_folded(
     refusal = _refusal(order, terms)
     if refusal is not None:
         return None, [_order_row(f"flag:{refusal}", KIND_FLAG, refusal, order, click)]
-    flags = [
-        Entry(
-            f"flag:conflict:{e.webhook_id}",
-            KIND_FLAG,
-            "pending",
-            0,
-            reason="order_conflict",
-            event_id=e.webhook_id,
-        )
-        for e in state.conflicts
-    ]
+    # Guarded: most orders were created once, and a comprehension is a call even over nothing.
+    flags = _conflict_flags(state.conflicts) if state.conflicts else []
     terms_ms = state.terms_ms
     policy = terms.policy.at(terms_ms)
     decision = decide(
@@ -232,6 +241,21 @@ def explain_folded(
         reason = decision.outcome
         return decision, [_order_row(f"none:{reason}", "none", reason, order, click), *flags]
     return decision, _credited(state, decision, terms, now_ms, verdict) + flags
+
+
+def _conflict_flags(conflicts: list[OrderEvent]) -> list[Entry]:
+    """One zero flag per other `order.created` of the order that differs from the one booked."""
+    return [
+        Entry(
+            f"flag:conflict:{e.webhook_id}",
+            KIND_FLAG,
+            "pending",
+            0,
+            reason="order_conflict",
+            event_id=e.webhook_id,
+        )
+        for e in conflicts
+    ]
 
 
 def _order_row(entry_id: str, kind: str, reason: str, order: OrderEvent, click: rules.ClickFacts) -> Entry:
@@ -252,7 +276,7 @@ def _order_row(entry_id: str, kind: str, reason: str, order: OrderEvent, click: 
 
 def _refusal(order: OrderEvent, terms: Terms) -> str | None:
     """Why an order cannot be booked at all, whatever its click."""
-    if money.amount_problem((i.unit_price_minor, i.quantity) for i in order.items) is not None:
+    if money.items_problem(order.items) is not None:
         return money.REASON_AMOUNT_OUT_OF_RANGE
     return None
 
@@ -269,6 +293,15 @@ def _credited(
     lock_at = rules.lock_ms(order.occurred_ms, terms.lock_days)
     held = bool(credit.review_reason)
     prefix = ("code:" if credit.attributed_by == "code" else "") + ("review:" if held else "")
+    version = terms.version_at(credit.rate_at_ms)
+    accruals = _accruals(order, credit, version, prefix, "review" if held else "pending")
+    pending_verdict = verdict if held else None  # a decision on an order not held changes nothing
+    if not state.changes and pending_verdict is None:
+        # Most orders: no refund, cancel or review decision to apply, so no line is followed (what the
+        # loop below would do with none, without building its bookkeeping).
+        if not held and now_ms >= lock_at:
+            return accruals + _approvals(accruals, [e.amount_minor for e in accruals], lock_at, prefix)
+        return accruals
     common = {
         "creator_id": credit.creator_id,
         "click_id": order.click_id,
@@ -276,14 +309,11 @@ def _credited(
         "attributed_by": credit.attributed_by,
         "code": credit.code,
     }
-    version = rules.version_at(terms.versions, credit.rate_at_ms)
-    accruals = _accruals(order, credit, version, common, prefix, "review" if held else "pending")
     lines = _Lines(
         remaining_qty=[item.quantity for item in order.items],
         remaining_minor=[entry.amount_minor for entry in accruals],
         pending_minor=[entry.amount_minor for entry in accruals],
     )
-    pending_verdict = verdict if held else None  # a decision on an order not held changes nothing
     entries = list(accruals)
     for change in state.changes:
         if pending_verdict is not None and change.occurred_ms >= pending_verdict.decided_ms:
@@ -345,17 +375,19 @@ class _Lines:
     pending_minor: list[int]  # the part still pending (or in review), which the approval transfers
 
 
-def _accruals(
-    order: OrderEvent, credit, version: rules.RateVersion, common: dict, prefix: str, status: str
-) -> list[Entry]:
+def _accruals(order: OrderEvent, credit, version: rules.RateVersion, prefix: str, status: str) -> list[Entry]:
     """One accrual per line, at the rate the creator earned under the version in effect at the click (or,
     for a code, at the order; a code's own rate overrides the tables)."""
     entries = []
+    creator_id = credit.creator_id
+    # A code's own rate is the same for every line.
+    code_rate = (
+        None if credit.rate_bps is None else rules.AppliedRate(credit.rate_bps, "code", version.version)
+    )
     for index, item in enumerate(order.items):
-        if credit.rate_bps is not None:
-            applied = rules.AppliedRate(credit.rate_bps, "code", version.version)
-        else:
-            applied = rules.rate_for(version, credit.creator_id, item.sku, item.category)
+        applied = (
+            rules.rate_for(version, creator_id, item.sku, item.category) if code_rate is None else code_rate
+        )
         # Positional, in Entry's field order: keyword arguments per line cost a measurable share of a run.
         entries.append(
             Entry(
@@ -364,9 +396,9 @@ def _accruals(
                 status,
                 rules.commission_minor(item.unit_price_minor, item.quantity, applied.rate_bps),
                 int(index == 0),
-                common["creator_id"],
-                common["click_id"],
-                common["currency"],
+                creator_id,
+                order.click_id,
+                order.currency,
                 item.sku,
                 item.quantity,
                 item.unit_price_minor * item.quantity,
@@ -376,8 +408,8 @@ def _accruals(
                 credit.review_reason,
                 order.webhook_id,
                 order.occurred_ms,
-                common["attributed_by"],
-                common["code"],
+                credit.attributed_by,
+                credit.code,
             )
         )
     return entries
@@ -532,16 +564,17 @@ def difference(wanted: list[Entry], stored: Net) -> list[Entry]:
     batch links and releases them together (attribution/payouts.py)."""
     out: list[Entry] = []
     seen = set()
-    credits = {(e.creator_id, e.currency, e.click_id) for e in wanted if e.kind == "accrual"}
+    have_of = stored.get
     for entry in wanted:
-        entry_key = key(entry)
+        # `key(entry)` written out: this runs for every row of every order a run books
+        entry_key = (entry.entry_id, entry.status, entry.creator_id, entry.currency, entry.click_id)
         if entry_key in seen:
             # One key twice: each copy would be compared with the whole stored net and every rerun would
             # append again, growing without end. The rules give each key once (`_reversed_lines`); should one
             # ever come twice, its sum is what is wanted.
             return difference(list(net(wanted).values()), stored)
         seen.add(entry_key)
-        have = stored.get(entry_key)
+        have = have_of(entry_key)
         if have is None:
             out.append(entry)
             continue
@@ -549,8 +582,11 @@ def difference(wanted: list[Entry], stored: Net) -> list[Entry]:
         delta_orders = entry.orders - have.orders
         if delta_minor or delta_orders:
             out.append(replace(entry, amount_minor=delta_minor, orders=delta_orders))
+    credits = None  # the wanted credits, needed only once a stored row is gone (seldom)
     for stored_key, have in stored.items():
         if stored_key not in seen and (have.amount_minor or have.orders):
+            if credits is None:
+                credits = {(e.creator_id, e.currency, e.click_id) for e in wanted if e.kind == "accrual"}
             gone = replace(have, amount_minor=-have.amount_minor, orders=-have.orders)
             if credits and (have.creator_id, have.currency, have.click_id) not in credits:
                 gone = replace(gone, kind="reversal", reason=REASON_CREDIT_MOVED)

@@ -19,6 +19,7 @@ these numbers:
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Protocol
 
 INT64_MAX = 2**63 - 1
 # Per field: prices past 10^12 minor units (10 billion in a two-decimal currency) are input errors.
@@ -71,6 +72,27 @@ def amount_problem(lines: Iterable[tuple[int, int]]) -> str | None:
     """Why these lines cannot be booked exactly (the reason in words), or None when they can."""
     try:
         order_total_minor(lines)
+    except AmountOutOfRange as exc:
+        return str(exc)
+    return None
+
+
+class Line(Protocol):
+    unit_price_minor: int
+    quantity: int
+
+
+def items_problem(items: Iterable[Line]) -> str | None:
+    """`amount_problem` of an order's items read in place, line by line as `order_total_minor` checks its
+    pairs: the attributor checks every order it books, and building the pairs cost more than the check."""
+    total = 0
+    try:
+        for count, item in enumerate(items, start=1):
+            if count > MAX_ITEMS_PER_ORDER:
+                raise AmountOutOfRange(f"more than {MAX_ITEMS_PER_ORDER} items in one order")
+            total += line_total_minor(item.unit_price_minor, item.quantity)
+            if total > MAX_ORDER_TOTAL_MINOR:
+                raise AmountOutOfRange(f"order total exceeds {MAX_ORDER_TOTAL_MINOR} minor units")
     except AmountOutOfRange as exc:
         return str(exc)
     return None

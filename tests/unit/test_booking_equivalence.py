@@ -170,3 +170,31 @@ def test_fast_rows_equal_the_rows_built_by_name(
 @given(versions=versions_st, at_ms=st.integers(T0 - 50 * DAY, T0 + 10 * DAY))
 def test_rate_version_at_equals_the_sorted_scan(versions, at_ms):
     assert rules.version_at(versions, at_ms) == version_by_sorting(versions, at_ms)
+
+
+@given(versions=versions_st, at_ms=st.integers(T0 - 50 * DAY, T0 + 10 * DAY))
+def test_the_terms_version_lookup_equals_the_sorted_scan(versions, at_ms):
+    """Terms sorts its versions once, at construction: the lookup is the scan over the versions given."""
+    terms = ledger.Terms("m1", 30, 30, versions, "EUR")
+    assert terms.version_at(at_ms) is version_by_sorting(versions, at_ms)
+
+
+def test_two_terms_in_one_process_each_book_their_own_versions():
+    """What a Terms derives from its versions is its own: a second merchant's (or run's) terms with other
+    versions, built after the first one was used, book by theirs, and the first keeps booking by its own."""
+    events = [OrderEvent("m1", "w0", CREATED, "O-1", "c" * 30, "EUR", T0, (Item("SKU-1", 10_000, 1),))]
+    click = rules.ClickFacts(
+        "c" * 30, True, True, found=True, ts_ms=T0 - DAY, creator_id="a", merchant_id="m1"
+    )
+
+    def accrued(terms: ledger.Terms) -> tuple[int, int]:
+        accrual = ledger.desired(events, click, terms, T0)[0]
+        return accrual.amount_minor, accrual.rate_version
+
+    first = ledger.Terms(
+        "m1", 30, 30, [rules.RateVersion(1, 0, 800), rules.RateVersion(2, T0 - 2 * DAY, 900)], "EUR"
+    )
+    assert accrued(first) == (900, 2)
+    second = ledger.Terms("m1", 30, 30, [rules.RateVersion(1, 0, 500), rules.RateVersion(3, T0, 700)], "EUR")
+    assert accrued(second) == (500, 1)
+    assert accrued(first) == (900, 2)

@@ -66,6 +66,13 @@ def test_line_totals_out_of_bounds(price: int, quantity: int, message: str) -> N
 def test_order_totals(lines: list[tuple[int, int]], problem: str | None) -> None:
     found = money.amount_problem(lines)
     assert (found is None) if problem is None else (problem in found)
+    assert money.items_problem([Item("S", p, q) for p, q in lines]) == found
+
+
+@given(lines=st.lists(st.tuples(st.integers(-1, PRICE + 1), st.integers(0, QTY + 1)), max_size=12))
+def test_items_are_checked_as_their_pairs(lines: list[tuple[int, int]]) -> None:
+    """The attributor checks an order's items in place: the same verdict and words as for the pairs."""
+    assert money.items_problem(tuple(Item("S", p, q) for p, q in lines)) == money.amount_problem(lines)
 
 
 @pytest.mark.parametrize(
