@@ -226,6 +226,8 @@ class Outbox:
             return None
         if encoded is None:
             encoded = [events_out.encode(e) for e in events]
+        elif len(encoded) != len(events):
+            raise ValueError(f"{len(encoded)} encoded events for {len(events)} events")
         field = STAGED_CHUNK_PREFIX + events[0].id.encode()
         await self._redis.hset(self._keys.events_staged, field, b"[" + b",".join(encoded) + b"]")
         return field

@@ -99,7 +99,8 @@ def test_report_smoke_writes_markdown_charts_and_passes_click_checks(tmp_path: P
         # The servers' CPU is part of the machine's; the loop's idle time is part of the run's wall.
         assert stages["clickhouse"]["cpu_s"] > 0 and stages["redis"]["cpu_s"] >= 0, stages
         assert stages["clickhouse"]["cpu_s"] + stages["run"]["cpu_s"] <= stages["machine"]["cpu_s"] * 1.1
-        assert run["bare_join_cpu_s"]["clickhouse"] > 0 and run["cores"] >= 1, run
+        # (a join of the smoke's 50,000 clicks can take less than one 10 ms tick of CPU accounting)
+        assert run["bare_join_cpu_s"]["clickhouse"] >= 0 and run["cores"] >= 1, run
         assert 0 < sum(run["waits"].values()) < run["attributor_s"], run["waits"]
 
     text = out.read_text()
