@@ -19,7 +19,7 @@ these numbers:
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 INT64_MAX = 2**63 - 1
 # Per field: prices past 10^12 minor units (10 billion in a two-decimal currency) are input errors.
@@ -56,43 +56,44 @@ def line_total_minor(unit_price_minor: int, quantity: int) -> int:
     return total
 
 
-def order_total_minor(lines: Iterable[tuple[int, int]]) -> int:
-    """The sum of `(unit_price_minor, quantity)` lines, checked line by line and as a whole."""
-    total = 0
-    for count, (unit_price_minor, quantity) in enumerate(lines, start=1):
-        if count > MAX_ITEMS_PER_ORDER:
-            raise AmountOutOfRange(f"more than {MAX_ITEMS_PER_ORDER} items in one order")
-        total += line_total_minor(unit_price_minor, quantity)
-        if total > MAX_ORDER_TOTAL_MINOR:
-            raise AmountOutOfRange(f"order total exceeds {MAX_ORDER_TOTAL_MINOR} minor units")
-    return total
-
-
-def amount_problem(lines: Iterable[tuple[int, int]]) -> str | None:
-    """Why these lines cannot be booked exactly (the reason in words), or None when they can."""
-    try:
-        order_total_minor(lines)
-    except AmountOutOfRange as exc:
-        return str(exc)
-    return None
-
-
 class Line(Protocol):
     unit_price_minor: int
     quantity: int
 
 
-def items_problem(items: Iterable[Line]) -> str | None:
-    """`amount_problem` of an order's items read in place, line by line as `order_total_minor` checks its
-    pairs: the attributor checks every order it books, and building the pairs cost more than the check."""
+class _Pair(NamedTuple):
+    unit_price_minor: int
+    quantity: int
+
+
+def items_total_minor(items: Iterable[Line]) -> int:
+    """The sum of an order's lines, checked line by line and as a whole: the one loop every check of an
+    order's amounts goes through."""
     total = 0
+    for count, item in enumerate(items, start=1):
+        if count > MAX_ITEMS_PER_ORDER:
+            raise AmountOutOfRange(f"more than {MAX_ITEMS_PER_ORDER} items in one order")
+        total += line_total_minor(item.unit_price_minor, item.quantity)
+        if total > MAX_ORDER_TOTAL_MINOR:
+            raise AmountOutOfRange(f"order total exceeds {MAX_ORDER_TOTAL_MINOR} minor units")
+    return total
+
+
+def order_total_minor(lines: Iterable[tuple[int, int]]) -> int:
+    """`items_total_minor` of `(unit_price_minor, quantity)` pairs."""
+    return items_total_minor(map(_Pair._make, lines))
+
+
+def amount_problem(lines: Iterable[tuple[int, int]]) -> str | None:
+    """Why these lines cannot be booked exactly (the reason in words), or None when they can."""
+    return items_problem(map(_Pair._make, lines))
+
+
+def items_problem(items: Iterable[Line]) -> str | None:
+    """`amount_problem` of an order's items read in place: the attributor checks every order it books,
+    and building a pair per line cost more than the check."""
     try:
-        for count, item in enumerate(items, start=1):
-            if count > MAX_ITEMS_PER_ORDER:
-                raise AmountOutOfRange(f"more than {MAX_ITEMS_PER_ORDER} items in one order")
-            total += line_total_minor(item.unit_price_minor, item.quantity)
-            if total > MAX_ORDER_TOTAL_MINOR:
-                raise AmountOutOfRange(f"order total exceeds {MAX_ORDER_TOTAL_MINOR} minor units")
+        items_total_minor(items)
     except AmountOutOfRange as exc:
         return str(exc)
     return None
