@@ -639,3 +639,32 @@ def test_partial_refunds_keep_a_line_at_what_its_remaining_quantity_earns(
         if e.reason == ledger.REASON_REFUND_CAPPED:
             assert -e.amount_minor < own
     assert ledger.difference(entries, ledger.net(entries)) == []
+
+
+class _NoChangesButWalked(list):
+    """An empty list of changes that reads as non-empty: `_credited` then takes its general path (the
+    line bookkeeping) instead of the shortcut for orders with nothing to apply."""
+
+    def __bool__(self) -> bool:
+        return True
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    now_offset_days=st.integers(min_value=-1, max_value=40),
+    at_lock=st.booleans(),
+    items=st.lists(
+        st.builds(Item, st.sampled_from(["SKU-1", "SKU-2"]), st.integers(0, 10**6), st.integers(1, 50)),
+        min_size=1,
+        max_size=4,
+    ),
+)
+def test_an_order_with_nothing_to_apply_books_as_the_general_path_would(now_offset_days, at_lock, items):
+    """The shortcut for an order with no refund, cancel or review decision (`_credited`) gives the same
+    entries as walking its lines with no change: before its lock, at it, and after (approval transfer)."""
+    folded = ledger.fold([event("w1", CREATED, T0, items)])
+    now_ms = rules.lock_ms(T0, TERMS.lock_days) if at_lock else T0 + now_offset_days * DAY
+    shortcut = ledger.explain_folded(folded, CLICK, TERMS, now_ms)[1]
+    walked = ledger.Folded(folded.created, folded.conflicts, _NoChangesButWalked(), folded.received_ms)
+    assert shortcut == ledger.explain_folded(walked, CLICK, TERMS, now_ms)[1]
+    assert any(e.kind == "approval" for e in shortcut) == (now_ms >= rules.lock_ms(T0, TERMS.lock_days))
