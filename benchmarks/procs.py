@@ -11,7 +11,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 LOOPBACK = "127.0.0.1"
@@ -92,16 +92,27 @@ def http_get(port: int, path: str, timeout_s: float = 2.0) -> tuple[int, dict[st
         conn.close()
 
 
-def group_cpu_s(pgid: int) -> float:
-    """CPU seconds (user + system) used so far by the live processes of a process group."""
-    total = 0
+def _processes() -> Iterator[tuple[Path, str, list[str]]]:
+    """Each live process: its /proc/PID/stat path, command name and the fields after the name (field 3
+    on: state, ppid, pgrp, ... utime at [11], stime at [12])."""
     for stat in Path("/proc").glob("[0-9]*/stat"):
         try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
+            name, rest = stat.read_text().split(" (", 1)[1].rsplit(")", 1)
+        except (OSError, IndexError, ValueError):
             continue  # gone meanwhile
-        if int(fields[2]) == pgid:
-            total += int(fields[11]) + int(fields[12])
+        yield stat, name, rest.split()
+
+
+def group_cpu_s(pgid: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of a process group."""
+    total = sum(int(f[11]) + int(f[12]) for _, _, f in _processes() if int(f[2]) == pgid)
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+def command_cpu_s(command: str) -> float:
+    """CPU seconds (user + system) used so far by the live processes whose command name (/proc/PID/stat's
+    second field, 15 characters at most) starts with `command`, such as the ClickHouse or Redis server."""
+    total = sum(int(f[11]) + int(f[12]) for _, name, f in _processes() if name.startswith(command))
     return total / os.sysconf("SC_CLK_TCK")
 
 
@@ -109,29 +120,13 @@ def group_run_delay_s(pgid: int) -> float:
     """Seconds the main threads of a process group's live processes have waited, runnable, for a core
     (/proc/PID/schedstat, second field): time an event loop lost to other processes, not to its own work."""
     total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-            if int(fields[2]) == pgid:
+    for stat, _, fields in _processes():
+        if int(fields[2]) == pgid:
+            try:
                 total += int((stat.parent / "schedstat").read_text().split()[1])
-        except (OSError, IndexError, ValueError):
-            continue  # gone meanwhile
+            except (OSError, IndexError, ValueError):
+                continue  # gone meanwhile
     return total / 1e9
-
-
-def command_cpu_s(command: str) -> float:
-    """CPU seconds (user + system) used so far by the live processes whose command name (/proc/PID/stat's
-    second field, 15 characters at most) starts with `command`, such as the ClickHouse or Redis server."""
-    total = 0
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            name, rest = stat.read_text().split(" (", 1)[1].rsplit(")", 1)
-        except (OSError, IndexError, ValueError):
-            continue  # gone meanwhile
-        if name.startswith(command):
-            fields = rest.split()
-            total += int(fields[11]) + int(fields[12])
-    return total / os.sysconf("SC_CLK_TCK")
 
 
 def machine_cpu_s() -> tuple[float, float]:
