@@ -35,7 +35,7 @@ from operator import itemgetter
 from typing import Any
 from urllib.parse import urlsplit
 
-from core.clickhouse import Backend, ClickHouseError, NativeClickHouse, PartsInDoubt
+from core.clickhouse import Backend, ClickHouseError, NativeClickHouse, PartsInDoubt, ship_id_sets
 from core.clusterddl import ENTRANCES, Planner, local_name, shard_index
 from core.orphanparts import SWEPT_SINCE_S, OrphanParts
 
@@ -82,6 +82,8 @@ class Replica:
 
 class ClusterClickHouse:
     """The Backend for a cluster. Thread-safe through one lock (its statements run one at a time)."""
+
+    ships_id_sets = True
 
     def __init__(
         self,
@@ -141,13 +143,18 @@ class ClusterClickHouse:
     ) -> list[tuple]:
         """Run `sql` on the entry node. A read that fails because the node went away is run once more
         at once, on the next live node (the driver reconnects through the alt hosts); anything else is
-        the caller's to retry, since it may have run."""
+        the caller's to retry, since it may have run. An IdSet goes as an external table, which the
+        entry node sends on to every shard the query reads."""
+        params, tables = ship_id_sets(params)
         with self._lock:
             for attempt in range(2):
                 try:
                     with self._errors():
                         return self._entry.execute(
-                            sql, params, settings={**READ_SETTINGS, **(settings or {})}
+                            sql,
+                            params,
+                            settings={**READ_SETTINGS, **(settings or {})},
+                            external_tables=tables,
                         )
                 except ClickHouseError as exc:
                     if attempt or not (_is_read(sql) and isinstance(exc.__cause__, self._network_errors)):

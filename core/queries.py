@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from datetime import date, timedelta
 from typing import Any
 
-from core.clickhouse import Backend
+from core.clickhouse import Backend, IdSet
 from core.rows import CommissionRow, OrderEventRow, PayoutLineRow, Row
 
 # Click ids per existence query (fixed-length ids: a few hundred KB at most). Lists of ids of any length
@@ -368,44 +368,16 @@ def id_chunks(ids: Sequence[str], max_bytes: int = IN_LIST_BYTES) -> Iterable[Se
         yield ids[start:]
 
 
-# clickhouse-driver's escapes for a string literal (util/escape.py escape_chars_map), as one table.
-_LITERAL_ESCAPES = str.maketrans(
-    {
-        "\b": "\\b",
-        "\f": "\\f",
-        "\r": "\\r",
-        "\n": "\\n",
-        "\t": "\\t",
-        "\0": "\\0",
-        "\a": "\\a",
-        "\v": "\\v",
-        "\\": "\\\\",
-        "'": "\\'",
-    }
-)
-
-
-class InList:
-    """A tuple of string ids already written as the SQL literal the driver would make of it: the driver
-    escapes a string a character at a time in Python (a tenth of an attributor run for its IN lists),
-    `str.translate` does the same in C. The driver passes an object of a type it does not know through
-    unchanged, and the query's `%` formatting then takes its `str`."""
-
-    __slots__ = ("text",)
-
-    def __init__(self, ids: Iterable[str]) -> None:
-        escaped = [i.translate(_LITERAL_ESCAPES) for i in ids]
-        self.text = "('" + "', '".join(escaped) + "')" if escaped else "()"
-
-    def __str__(self) -> str:
-        return self.text
-
-
 def chunked_rows(backend: Backend, sql: str, params: dict, ids: Sequence[str], name: str) -> Iterable[tuple]:
-    """The rows of `sql` run once per `id_chunks(ids)`, each slice bound to the parameter `name`: every
-    query over a list of string ids goes through here, so none can pass the server's query size limit."""
+    """The rows of `sql` with the parameter `name` bound to `ids`: every query over a list of string ids
+    goes through here, so none can pass the server's query size limit. A backend that ships id sets as
+    external tables runs it once; otherwise it runs once per `id_chunks(ids)`, each slice a literal."""
+    if backend.ships_id_sets:
+        if ids:
+            yield from backend.execute(sql, {**params, name: IdSet(ids)})
+        return
     for chunk in id_chunks(ids):
-        yield from backend.execute(sql, {**params, name: InList(chunk)})
+        yield from backend.execute(sql, {**params, name: IdSet(chunk)})
 
 
 def order_events(backend: Backend, merchant_id: str, order_ids: Sequence[str]) -> list[OrderEventRow]:
@@ -463,7 +435,7 @@ def clicks_by_id(
     only the time range they span and, within it, only the days of `bounds_s` (see `_click_days`)."""
     rows = backend.execute(
         "SELECT click_id, ts_ms, creator_id, merchant_id, dest_host, is_bot, is_head "
-        f"FROM {backend.database}.clicks WHERE {_CLICK_SPAN} AND click_id IN %(click_ids)s",
+        f"FROM {backend.database}.clicks {_CLICKS_OF_IDS}",
         _click_span_params(click_ids, bounds_s, from_s, to_s),
     )
     return [(c, int(ts), cr, m, h, int(bot), int(head)) for c, ts, cr, m, h, bot, head in rows]
@@ -477,6 +449,10 @@ _CLICK_SPAN = (
     "toDate(ts) IN (SELECT DISTINCT toDate(toDateTime(arrayJoin(%(bounds_s)s)))) "
     "AND ts >= toDateTime(%(from_s)s) AND ts <= toDateTime(%(to_s)s)"
 )
+# The clicks of a set of ids within their span. PREWHERE reads the ids' column first and the rest only
+# where one matched. 18.16 moves a literal list there by itself but not a set sent as an external table
+# (IdSet): without it, a run's click reads at 50 M clicks took 2.9 s instead of 1.45 s.
+_CLICKS_OF_IDS = f"PREWHERE click_id IN %(click_ids)s WHERE {_CLICK_SPAN}"
 
 
 # Bounds only choose days, and every time zone in use is a whole number of quarter hours from UTC, so a
@@ -490,7 +466,7 @@ def _click_span_params(click_ids: Sequence[str], bounds_s: Sequence[int], from_s
         "bounds_s": sorted({bound - bound % DAY_BOUND_STEP_S for bound in bounds_s}),
         "from_s": from_s,
         "to_s": to_s,
-        "click_ids": InList(click_ids),
+        "click_ids": IdSet(click_ids),
     }
 
 
@@ -594,8 +570,7 @@ def click_details(
     """(click_id, link code, ip_hash) of the given ids, read like `clicks_by_id`: what a review rule and
     a trace need beyond the attribution facts."""
     rows = backend.execute(
-        f"SELECT click_id, code, ip_hash FROM {backend.database}.clicks WHERE {_CLICK_SPAN} "
-        "AND click_id IN %(click_ids)s",
+        f"SELECT click_id, code, ip_hash FROM {backend.database}.clicks {_CLICKS_OF_IDS}",
         _click_span_params(click_ids, bounds_s, from_s, to_s),
     )
     return [(c, code, int(ip)) for c, code, ip in rows]

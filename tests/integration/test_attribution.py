@@ -186,6 +186,7 @@ class _FailingInserts:
     def __init__(self, real) -> None:
         self._real = real
         self.database = real.database
+        self.ships_id_sets = real.ships_id_sets
 
     def execute(self, sql, params=None):
         return self._real.execute(sql, params)

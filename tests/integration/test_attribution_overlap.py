@@ -36,6 +36,7 @@ class Recording:
     def __init__(self, real, insert_s: float = 0.0, lost_order: str = "") -> None:
         self._real = real
         self.database = real.database
+        self.ships_id_sets = real.ships_id_sets
         self._insert_s = insert_s
         self._lost_order = lost_order
         self._lock = threading.Lock()

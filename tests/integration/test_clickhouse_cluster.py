@@ -30,6 +30,7 @@ from core.streams import ConsumerConfig, StreamConsumer
 from redirector.ingest.process import stream_specs
 from tests.conftest import CLUSTER_NAME, free_port
 from tests.integration import test_end_to_end as e2e
+from tests.integration import test_id_sets as id_sets
 from tests.integration import test_ingest_crash as crash
 from tests.integration import test_payouts as payout_tests
 from tests.integration import test_schema as schema
@@ -53,6 +54,12 @@ def replicas(cluster: ClusterClickHouse) -> list[Replica]:
 def sync(cluster: ClusterClickHouse, table: str) -> None:
     for replica in replicas(cluster):
         cluster.execute_on(replica, f"SYSTEM SYNC REPLICA {cluster.database}.{local_name(table)}")
+
+
+def test_id_sets_reach_every_shard(cluster: ClusterClickHouse) -> None:
+    """A set sent as an external table goes from the node asked to both shards of order_events."""
+    assert cluster.ships_id_sets
+    id_sets.assert_id_sets_select_exactly(cluster, after_insert=lambda: sync(cluster, "order_events"))
 
 
 def test_migrations_run_twice_and_every_node_knows(cluster: ClusterClickHouse) -> None:

@@ -48,6 +48,7 @@ class Recorded:
     def __init__(self, real) -> None:
         self._real = real
         self.database = real.database
+        self.ships_id_sets = real.ships_id_sets
         self.queries: list[str] = []
 
     def execute(self, sql, params=None):

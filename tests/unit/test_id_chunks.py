@@ -8,7 +8,8 @@ from clickhouse_driver.util.escape import escape_params
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.queries import IN_LIST_BYTES, InList, id_chunks
+from core.clickhouse import IdSet
+from core.queries import IN_LIST_BYTES, id_chunks
 
 
 def quoted_bytes(ids) -> int:
@@ -43,14 +44,47 @@ def test_id_chunks(ids, max_bytes, sizes) -> None:
         assert len(chunks) <= 10  # short ids go many thousands at once
 
 
-# --- InList: the IN list literal written by str.translate is the driver's, byte for byte -------------------
+# --- IdSet: the IN list literal written by str.translate is the driver's, byte for byte -------------------
 @settings(max_examples=500, deadline=None)
 @given(ids=st.lists(st.text(alphabet=st.sampled_from("ab%'\\\"\b\f\r\n\t\0\a\v\x01é😀 ()"), max_size=12)))
-def test_in_list_is_the_literal_the_driver_writes(ids) -> None:
+def test_an_id_set_as_text_is_the_literal_the_driver_writes(ids) -> None:
     from clickhouse_driver.util.escape import escape_param
 
-    assert str(InList(ids)) == escape_param(tuple(ids), None)
+    assert str(IdSet(ids)) == escape_param(tuple(ids), None)
     # and it goes through the driver's parameter escaping untouched (both backends format with it)
-    escaped = escape_params({"ids": InList(ids)}, None)
+    escaped = escape_params({"ids": IdSet(ids)}, None)
     expected = "SELECT " + escape_param(tuple(ids), None)
     assert "SELECT %(ids)s" % escaped == expected  # noqa: UP031 - how both backends substitute parameters
+
+
+# --- ship_id_sets: which parameters become external tables, under which names ----------------------------
+@pytest.mark.parametrize(
+    ("params", "literal", "tables"),
+    [
+        (None, None, {}),
+        ({}, {}, {}),
+        ({"m": "m1", "n": 3}, {"m": "'m1'", "n": "3"}, {}),
+        ({"o": IdSet(["a", "b'"])}, {"o": "_ids_o"}, {"_ids_o": ["a", "b'"]}),
+        ({"o": IdSet([])}, {"o": "()"}, {}),  # an empty table would end the external data: a literal
+        (
+            {"m": "m1", "o": IdSet(("x",)), "c": IdSet(iter(["y", "z"]))},
+            {"m": "'m1'", "o": "_ids_o", "c": "_ids_c"},
+            {"_ids_o": ["x"], "_ids_c": ["y", "z"]},
+        ),
+    ],
+)
+def test_ship_id_sets(params, literal, tables) -> None:
+    from core.clickhouse import ship_id_sets
+
+    before = dict(params) if params else params
+    shipped, external = ship_id_sets(params)
+    assert params == before  # the caller's dict is left as it was
+    if literal is None:
+        assert shipped is None and external is None
+        return
+    # What the query text gets, through the driver's substitution (table names go in unquoted).
+    assert {k: str(v) for k, v in escape_params(shipped, None).items()} == literal
+    assert {t["name"]: [row[0] for row in t["data"]] for t in external or []} == tables
+    for table in external or []:
+        assert table["structure"] == [("id", "String")]
+    assert (external is None) == (not tables)
