@@ -53,9 +53,9 @@ log = logging.getLogger(__name__)
 
 # Orders per chunk, and a chunk never spans two days of clicks: each chunk's click lookup scans the whole
 # days its ids name (the clicks' sort key starts with the day, not the id), so chunks that straddle days
-# read each day two or three times (at 10 M clicks that scanning was most of a run's ClickHouse time). 5,000
-# fixed-length click ids are a 170 KB IN list, within 18.16's 256 KiB query limit with the day bounds
-# (queries.DAY_BOUND_STEP_S: at most 96 a day).
+# read each day two or three times (at 10 M clicks that scanning was most of a run's ClickHouse time). The
+# ids go as an external table (core.clickhouse.IdSet); where they cannot (chdb), 5,000 fixed-length click
+# ids are a 170 KB IN list, within the 256 KiB query limit with the day bounds (queries.DAY_BOUND_STEP_S).
 ORDERS_PER_CHUNK = 5_000
 # Inserts by a slow consumer become visible after faster ones; re-reading this much history costs only
 # time (the ledger difference is empty) and covers any insert that takes less than the insert timeout.

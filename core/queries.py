@@ -309,10 +309,15 @@ def _select(row: type[Row], aggregates: dict[str, str] | None = None, default: s
 
 
 def stored_webhook_ids(backend: Backend, merchant_id: str, webhook_ids: Sequence[str]) -> set[str]:
-    rows = backend.execute(
+    """Which of a merchant's webhook ids are stored: the orders ingester's check of a recovered batch,
+    up to a batch of ids (100,000 by default) of up to 256 characters each."""
+    rows = chunked_rows(
+        backend,
         f"SELECT DISTINCT webhook_id FROM {backend.database}.order_events "
         "WHERE merchant_id = %(merchant_id)s AND webhook_id IN %(webhook_ids)s",
-        {"merchant_id": merchant_id, "webhook_ids": tuple(webhook_ids)},
+        {"merchant_id": merchant_id},
+        webhook_ids,
+        "webhook_ids",
     )
     return {row[0] for row in rows}
 
@@ -369,9 +374,10 @@ def id_chunks(ids: Sequence[str], max_bytes: int = IN_LIST_BYTES) -> Iterable[Se
 
 
 def chunked_rows(backend: Backend, sql: str, params: dict, ids: Sequence[str], name: str) -> Iterable[tuple]:
-    """The rows of `sql` with the parameter `name` bound to `ids`: every query over a list of string ids
-    goes through here, so none can pass the server's query size limit. A backend that ships id sets as
-    external tables runs it once; otherwise it runs once per `id_chunks(ids)`, each slice a literal."""
+    """The rows of `sql` with the parameter `name` bound to `ids`, for a query over a list of string ids
+    of any length: none can pass the server's query size limit. A backend that ships id sets as external
+    tables runs it once; otherwise it runs once per `id_chunks(ids)`, each slice a literal. (A list of
+    bounded length, such as a chunk's click ids, is passed as an IdSet directly.)"""
     if backend.ships_id_sets:
         if ids:
             yield from backend.execute(sql, {**params, name: IdSet(ids)})
@@ -620,8 +626,9 @@ def human_clicks_per_ip_hour(
             "days": tuple(days),
             "from_s": min(hours) * 3600,
             "to_s": (max(hours) + 1) * 3600,
-            "creators": tuple(creator_ids),
-            "hashes": tuple(ip_hashes),
+            # A chunk's 5,000 clicks may name 5,000 creators and hashes, past a literal's 256 KiB.
+            "creators": IdSet(creator_ids),
+            "hashes": IdSet(ip_hashes, "UInt64"),
         },
     )
     wanted = set(hours)

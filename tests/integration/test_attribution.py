@@ -384,7 +384,8 @@ def test_clicks_stored_across_midnight_from_their_ids_time_are_found(settings, b
 
 def test_the_attributors_reads_take_thousands_of_the_longest_order_ids(backend) -> None:
     """Order ids may be 128 characters: 2,000 of them in one IN list passed 18.16's 256 KiB query limit (a
-    syntax error that stopped every run). The reads cut their lists by size, and find every row."""
+    syntax error that stopped every run). The reads send them as an external table (18.16) or cut their
+    literal lists by size (chdb), and find every row."""
     long_ids = sorted(f"{n:0>4}-" + "o" * 123 for n in range(2_100))
     picked = [long_ids[0], long_ids[1_000], long_ids[-1]]
     at_ms = T0 + HOUR

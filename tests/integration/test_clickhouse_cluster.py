@@ -60,6 +60,9 @@ def test_id_sets_reach_every_shard(cluster: ClusterClickHouse) -> None:
     """A set sent as an external table goes from the node asked to both shards of order_events."""
     assert cluster.ships_id_sets
     id_sets.assert_id_sets_select_exactly(cluster, after_insert=lambda: sync(cluster, "order_events"))
+    local = f"{cluster.database}.{local_name('order_events')}"
+    held = [cluster.execute_on(shard[0], f"SELECT count() FROM {local}")[0][0] for shard in cluster.shards()]
+    assert len(held) == 2 and all(held), held  # the ids found were read on both shards
 
 
 def test_migrations_run_twice_and_every_node_knows(cluster: ClusterClickHouse) -> None:

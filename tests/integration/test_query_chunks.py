@@ -1,6 +1,7 @@
-"""Queries taking a list of ids split it by the ids' size (queries.id_chunks), so a long list of long ids
-never exceeds ClickHouse 18.16's 256 KiB max_query_size: each is asked with 5,000 ids of the longest kind
-(128-character order ids, 64-character codes), and answers instead of failing."""
+"""Queries taking a long list of ids never pass ClickHouse 18.16's 256 KiB max_query_size: each is asked
+with 5,000 ids of the longest kind (128-character order ids, 64-character codes, 256-character webhook
+ids) and answers instead of failing. On 18.16 the ids go as an external table (core.clickhouse.IdSet);
+the literal lists cut by size (queries.id_chunks) are chdb's (tests/integration/test_id_sets.py)."""
 
 from __future__ import annotations
 
@@ -46,3 +47,44 @@ def test_a_full_attribution_chunk_of_click_ids_fits_the_query_size_limit(clickho
     span = (sorted(click_ids), sorted(bounds), min(bounds), max(bounds))
     assert queries.clicks_by_id(clickhouse, *span) == []
     assert queries.click_details(clickhouse, *span) == []
+
+
+def test_a_recovered_batch_of_the_longest_webhook_ids_is_checked(clickhouse) -> None:
+    """The orders ingester asks which webhook ids of a recovered batch are stored: up to a batch of ids of
+    up to 256 characters (5,000 of them are 1.3 MB as a literal list)."""
+    migrate(clickhouse, log=lambda _line: None)
+    ids = [f"{n:05d}" + "w" * 251 for n in range(MANY)]
+    stored = ids[::997]
+    orders = [f"o{n}" for n in range(len(stored))]
+    clickhouse.insert(
+        "order_events",
+        ("merchant_id", "webhook_id", "event_type", "order_id"),
+        [["m1"] * len(stored), stored, ["created"] * len(stored), orders],
+    )
+    assert queries.stored_webhook_ids(clickhouse, "m1", ids) == set(stored)
+    assert queries.stored_webhook_ids(clickhouse, "m2", ids) == set()
+
+
+def test_a_chunk_of_clicks_of_many_creators_and_addresses_is_counted(clickhouse) -> None:
+    """The review rule's count of human clicks per (creator, IP hash, hour) for a chunk of 5,000 clicks,
+    each of another creator (64 characters) and address: the hashes go as a UInt64 set."""
+    from tests.integration.test_schema import click_row, insert_clicks
+
+    migrate(clickhouse, log=lambda _line: None)
+    creators = [f"{n:064d}" for n in range(MANY)]
+    hashes = [2**64 - 1 - n for n in range(MANY)]
+    hour = 490_250
+    at_ms = hour * 3_600_000
+    insert_clicks(
+        clickhouse,
+        [
+            click_row("c1", at_ms, "a", creator_id=creators[0], ip_hash=hashes[0]),
+            click_row("c2", at_ms + 60_000, "a", creator_id=creators[0], ip_hash=hashes[0]),
+            click_row("c3", at_ms + 61_000, "a", creator_id=creators[0], ip_hash=hashes[0], is_bot=1),
+            click_row("c4", at_ms + 3_599_000, "a", creator_id=creators[-1], ip_hash=hashes[-1]),
+            click_row("c5", at_ms + 3_600_000, "a", creator_id=creators[-1], ip_hash=hashes[-1]),  # next hour
+            click_row("c6", at_ms, "a", creator_id=creators[1], ip_hash=7),  # a hash not asked for
+        ],
+    )
+    counts = queries.human_clicks_per_ip_hour(clickhouse, creators, hashes, [hour])
+    assert counts == {(creators[0], hashes[0], hour): 2, (creators[-1], hashes[-1], hour): 1}

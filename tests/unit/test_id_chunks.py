@@ -58,6 +58,10 @@ def test_an_id_set_as_text_is_the_literal_the_driver_writes(ids) -> None:
 
 
 # --- ship_id_sets: which parameters become external tables, under which names ----------------------------
+def shipped_type(params, table_name: str) -> str:
+    return params[table_name.removeprefix("_ids_")].column_type
+
+
 @pytest.mark.parametrize(
     ("params", "literal", "tables"),
     [
@@ -66,6 +70,7 @@ def test_an_id_set_as_text_is_the_literal_the_driver_writes(ids) -> None:
         ({"m": "m1", "n": 3}, {"m": "'m1'", "n": "3"}, {}),
         ({"o": IdSet(["a", "b'"])}, {"o": "_ids_o"}, {"_ids_o": ["a", "b'"]}),
         ({"o": IdSet([])}, {"o": "()"}, {}),  # an empty table would end the external data: a literal
+        ({"h": IdSet([7, 2**64 - 1], "UInt64")}, {"h": "_ids_h"}, {"_ids_h": [7, 2**64 - 1]}),
         (
             {"m": "m1", "o": IdSet(("x",)), "c": IdSet(iter(["y", "z"]))},
             {"m": "'m1'", "o": "_ids_o", "c": "_ids_c"},
@@ -86,5 +91,22 @@ def test_ship_id_sets(params, literal, tables) -> None:
     assert {k: str(v) for k, v in escape_params(shipped, None).items()} == literal
     assert {t["name"]: [row[0] for row in t["data"]] for t in external or []} == tables
     for table in external or []:
-        assert table["structure"] == [("id", "String")]
+        assert table["structure"] == [("id", shipped_type(params, table["name"]))]
     assert (external is None) == (not tables)
+
+
+@pytest.mark.parametrize(
+    ("ids", "literal"),
+    [([], "()"), ([0], "(0)"), ([1, 2**64 - 1], "(1, 18446744073709551615)"), ((True, 5), "(1, 5)")],
+)
+def test_an_integer_id_set_as_text(ids, literal) -> None:
+    assert str(IdSet(ids, "UInt64")) == literal
+
+
+def test_an_id_set_of_another_type_or_under_an_odd_name_is_refused() -> None:
+    from core.clickhouse import ship_id_sets
+
+    with pytest.raises(ValueError, match="String or UInt64"):
+        IdSet(["a"], "Array(String)")
+    with pytest.raises(ValueError, match="plain name"):
+        ship_id_sets({"ids) OR (1": IdSet(["a"])})
