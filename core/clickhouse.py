@@ -87,9 +87,6 @@ class IdSet:
         self.ids = ids if isinstance(ids, list | tuple) else list(ids)
         self.column_type = column_type
 
-    def __len__(self) -> int:
-        return len(self.ids)
-
     def __str__(self) -> str:
         if not self.ids:
             return "()"
