@@ -31,6 +31,7 @@ import secrets
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import msgspec
 from redis.asyncio import Redis
@@ -39,6 +40,7 @@ from attribution import codes, events_out, ledger, review, rules, trace
 from attribution.codes import CodeStore
 from attribution.collector import full_collections_held
 from attribution.events import event_of_facts
+from attribution.lanes import Lanes, deal
 from attribution.merchants import MerchantStore, policy_snapshot
 from attribution.outbox import Outbox
 from attribution.rates import RateStore
@@ -90,6 +92,12 @@ class Booking:
     run_id: str
 
 
+class _Stop(Protocol):
+    """A stop request: the run's asyncio.Event, or in a lane's worker the event it shares with the run."""
+
+    def is_set(self) -> bool: ...
+
+
 class Busy(RuntimeError):
     """Another attributor holds the lock."""
 
@@ -105,6 +113,29 @@ class Summary:
     stopped: bool = False  # ended early on a stop request; the cursor did not move
     outcomes: Counter = field(default_factory=Counter)
     kinds: Counter = field(default_factory=Counter)  # ledger rows appended, by kind
+
+
+@dataclass
+class _Run:
+    """What every chunk of a run (or of a lane of it) books under: its time and id, the summary it adds
+    to, its progress report and its stop request."""
+
+    now_ms: int
+    run_id: str
+    summary: Summary
+    progress: object
+    total: int
+    stop: _Stop | None
+
+
+def _add(summary: Summary, part: Summary) -> None:
+    """A lane's summary added to the run's (attribution/lanes.py)."""
+    summary.orders += part.orders
+    summary.rows += part.rows
+    summary.amount_minor += part.amount_minor
+    summary.events += part.events
+    summary.outcomes.update(part.outcomes)
+    summary.kinds.update(part.kinds)
 
 
 # With `min_replicas_acked`: the lock counts as held once this many replicas have it (a lock only on a
@@ -127,7 +158,9 @@ class Attributor:
         chunk: int = ORDERS_PER_CHUNK,
         min_replicas_acked: int = 0,
         outbox: Outbox | None = None,
+        lanes: Lanes | None = None,
     ) -> None:
+        self._lanes = lanes
         self._min_replicas = min_replicas_acked
         self._redis = redis
         self._keys = keys
@@ -218,31 +251,74 @@ class Attributor:
                 todo[merchant_id].add(order_id)
         summary = Summary(staged_dead_lettered=unreadable)
         total = sum(len(v) for v in todo.values())
-        run_id = f"{now_ms}-{secrets.token_hex(4)}"
+        run = _Run(now_ms, f"{now_ms}-{secrets.token_hex(4)}", summary, progress, total, stop)
         for merchant_id, order_ids in sorted(todo.items()):
             merchant = terms.get(merchant_id)
             if merchant is None:
                 summary.skipped_unknown_merchant += len(order_ids)
                 continue
-            # Read in order-id order (the events' and the ledger's sort key), not per click-time chunk: a
-            # chunk's ids are spread over the whole table, so each chunk's read would scan all of it.
-            wanted = sorted(order_ids)
-            events, stored = await _gathered(
-                self._events(merchant_id, wanted), self._stored(merchant_id, wanted)
-            )
-            folds = {o: ledger.fold(evs) for o, evs in events.items()}
-            del events  # each order's list lives on in its fold, taken out as its chunk is booked
-            click_ms = {o: _click_time(f.created) for o, f in folds.items()}
-            # Chunks in click-time order: each chunk's click lookup then reads a few days, not all of them.
-            ordered = sorted(order_ids, key=lambda o: click_ms.get(o, 0))
-            chunks = _day_chunks(ordered, click_ms, self._chunk)
-            booking = Booking(merchant, folds, stored, now_ms, run_id)
-            if not await self._book_chunks(booking, chunks, summary, progress, total, stop):
+            if not await self._book_merchant(merchant, sorted(order_ids), run):
                 summary.stopped = True
                 return summary
         await self._redis.set(self._keys.attribution_cursor, high_water)
         await self._reviews.revisited(decided)
         return summary
+
+    async def _book_merchant(self, terms: ledger.Terms, order_ids: list[str], run: _Run) -> bool:
+        """Book one merchant's orders (sorted), in lanes when there are workers and more than a chunk of
+        orders (attribution/lanes.py). False: stopped."""
+        lanes = self._lanes
+        if lanes is None or len(order_ids) <= self._chunk:
+            return await self._book_orders(terms, order_ids, run)
+        click_ids = await asyncio.to_thread(
+            queries.order_click_ids, self._backend, terms.merchant_id, order_ids
+        )
+        click_ms = {o: clickid.timestamp_ms(c) or 0 for o, c in click_ids.items()}
+        ordered = sorted(order_ids, key=lambda o: click_ms.get(o, 0))
+        own, *others = deal(_day_chunks(ordered, click_ms, self._chunk), lanes.count)
+        others = [sorted(lane) for lane in others if lane]
+        if not others:
+            return await self._book_orders(terms, sorted(own), run)
+        elsewhere = asyncio.ensure_future(lanes.book(others, terms, run.now_ms, run.run_id, run.stop))
+        try:
+            completed = await self._book_orders(terms, sorted(own), run) if own else True
+        except BaseException:
+            lanes.stop()
+            await _settled([elsewhere])
+            raise
+        if not completed:
+            lanes.stop()
+        for part in await elsewhere:
+            _add(run.summary, part)
+            completed = completed and not part.stopped
+        return completed
+
+    async def book_lane(
+        self, terms: ledger.Terms, order_ids: list[str], now_ms: int, run_id: str, stop: _Stop | None
+    ) -> Summary:
+        """Book a lane of a run held by another process (attribution/lanes.py: a worker's part): these
+        orders (sorted), as that run would, under its id and time. Takes no lock, moves no cursor."""
+        summary = Summary()
+        if not await self._book_orders(terms, order_ids, _Run(now_ms, run_id, summary, None, 0, stop)):
+            summary.stopped = True
+        return summary
+
+    async def _book_orders(self, terms: ledger.Terms, order_ids: list[str], run: _Run) -> bool:
+        """Book these orders of one merchant (sorted), chunk by chunk. False: stopped."""
+        merchant_id = terms.merchant_id
+        # Read in order-id order (the events' and the ledger's sort key), not per click-time chunk: a
+        # chunk's ids are spread over the whole table, so each chunk's read would scan all of it.
+        events, stored = await _gathered(
+            self._events(merchant_id, order_ids), self._stored(merchant_id, order_ids)
+        )
+        folds = {o: ledger.fold(evs) for o, evs in events.items()}
+        del events  # each order's list lives on in its fold, taken out as its chunk is booked
+        click_ms = {o: _click_time(f.created) for o, f in folds.items()}
+        # Chunks in click-time order: each chunk's click lookup then reads a few days, not all of them.
+        ordered = sorted(order_ids, key=lambda o: click_ms.get(o, 0))
+        chunks = _day_chunks(ordered, click_ms, self._chunk)
+        booking = Booking(terms, folds, stored, run.now_ms, run.run_id)
+        return await self._book_chunks(booking, chunks, run.summary, run.progress, run.total, run.stop)
 
     async def _terms(self, merchant_id: str) -> ledger.Terms | None:
         merchant = await self._merchants.get(merchant_id)
@@ -274,7 +350,7 @@ class Attributor:
         summary: Summary,
         progress,
         total: int,
-        stop: asyncio.Event | None,
+        stop: _Stop | None,
     ) -> bool:
         """Book one merchant's chunks, overlapping one chunk's rules with the next chunk's reads and the
         writes of the chunks before (the ClickHouse and Redis waits were a third of a run). Each write

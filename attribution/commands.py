@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import sys
 import time
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 
 import click
@@ -21,6 +23,7 @@ from redis.exceptions import RedisError
 
 from attribution import report, runstats, trace
 from attribution.attributor import Attributor, Busy, Summary
+from attribution.lanes import Lanes
 from attribution.outbox import Outbox
 from core.clickhouse import ClickHouseError, PartsInDoubt
 from core.clickid import ClickIds
@@ -47,15 +50,11 @@ async def attribute(settings: Settings, every_s: float | None, metrics_port: int
     redis = failover_client(settings, role="attribute")
     backend = connect(settings)
     keys = Keys.of(settings)
-    outbox = Outbox(redis, keys, settings.events_retention_days)
-    attributor = Attributor(
-        redis,
-        keys,
-        backend,
-        ClickIds(settings.secret_bytes),
-        min_replicas_acked=settings.redis_min_replicas_acked,
-        outbox=outbox,
-    )
+    lanes = None
+    if settings.attribution_workers > 1:
+        lanes = Lanes(functools.partial(lane_attributor, settings), settings.attribution_workers)
+        await asyncio.to_thread(lanes.start)
+    attributor = _attributor(settings, redis, backend, lanes)
     stats_redis = _serve_metrics(settings, keys, metrics_port) if metrics_port else None
     status = 0
     try:
@@ -67,11 +66,38 @@ async def attribute(settings: Settings, every_s: float | None, metrics_port: int
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), max(0.0, every_s - (time.monotonic() - started)))
     finally:
+        if lanes is not None:
+            await asyncio.to_thread(lanes.close)
         await redis.aclose()
         backend.close()
         if stats_redis is not None:
             stats_redis.close()
     return status
+
+
+def _attributor(settings: Settings, redis: Redis, backend, lanes: Lanes | None = None) -> Attributor:
+    keys = Keys.of(settings)
+    return Attributor(
+        redis,
+        keys,
+        backend,
+        ClickIds(settings.secret_bytes),
+        min_replicas_acked=settings.redis_min_replicas_acked,
+        outbox=Outbox(redis, keys, settings.events_retention_days),
+        lanes=lanes,
+    )
+
+
+@contextlib.asynccontextmanager
+async def lane_attributor(settings: Settings) -> AsyncIterator[Attributor]:
+    """The attributor of a lane's worker process (attribution/lanes.py), over connections of its own."""
+    redis = failover_client(settings, role="attribute")
+    backend = connect(settings)
+    try:
+        yield _attributor(settings, redis, backend)
+    finally:
+        await redis.aclose()
+        backend.close()
 
 
 async def explain(settings: Settings, merchant_id: str, order_id: str, as_json: bool) -> int:

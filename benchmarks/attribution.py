@@ -20,17 +20,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import functools
 import os
 import re
 import secrets
 import time
 from collections import defaultdict
+from collections.abc import AsyncIterator
 
 import redis as sync_redis
 from redis.asyncio import Redis
 
 from attribution.attributor import Attributor
 from attribution.codes import CodeStore
+from attribution.lanes import Lanes
 from attribution.merchants import Merchant, MerchantStore
 from attribution.rates import RateStore, RatesUpdate
 from benchmarks.procs import command_cpu_s, machine_cpu_s
@@ -49,6 +53,7 @@ CLICKHOUSE_URL = "clickhouse://default:@127.0.0.1:9000/default"
 REDIS_URL = "redis://127.0.0.1:6379/0"
 CODES = 1_000
 CODE_SHARE = 0.3
+SECRET = b"bench-secret"
 
 
 def carries_code(n: int, share: float) -> bool:
@@ -146,8 +151,20 @@ def bare_join_s(backend: NativeClickHouse) -> tuple[float, dict[str, float]]:
     return elapsed, {k: round(v - cpu_started[k], 3) for k, v in servers_cpu_s().items()}
 
 
+@contextlib.asynccontextmanager
+async def lane_attributor(redis_url: str, clickhouse_url: str, keys: Keys) -> AsyncIterator[Attributor]:
+    """The attributor of a lane's worker process (attribution/lanes.py), over connections of its own."""
+    r = Redis.from_url(redis_url)
+    backend = NativeClickHouse(clickhouse_url)
+    try:
+        yield Attributor(r, keys, backend, ClickIds(SECRET))
+    finally:
+        await r.aclose()
+        backend.close()
+
+
 async def attribute(
-    url: str, keys: Keys, backend: NativeClickHouse, ids: ClickIds
+    url: str, keys: Keys, backend: NativeClickHouse, ids: ClickIds, lanes: Lanes | None = None
 ) -> tuple[float, int, dict, dict]:
     r = Redis.from_url(url)
     merchant = Merchant("m1", "m1", ["shop.m1.example"], "EUR", 800, created_at_ms=T0_MS - DAY_MS)
@@ -156,7 +173,7 @@ async def attribute(
     codes = CodeStore(r, keys)
     for n in range(CODES):
         await codes.put("m1", f"CODE{n}", f"creator{n * 7 % 20000}", 500 if n % 2 else None, T0_MS - DAY_MS)
-    attributor = Attributor(r, keys, backend, ids)
+    attributor = Attributor(r, keys, backend, ids, lanes=lanes)
     stages = Stages(attributor)
     stages.watch(asyncio.get_running_loop())
     pauses = GcPauses()  # the run's collections, by generation (attribution/collector.py holds full ones)
@@ -174,7 +191,7 @@ async def attribute(
         stages.servers({name: servers[name] - servers_started[name] for name in SERVERS})
         pauses.close()
     rerun_started = time.perf_counter()
-    rerun = await Attributor(r, keys, backend, ids).run_once(now_ms=T0_MS + SPAN_DAYS * DAY_MS)
+    rerun = await Attributor(r, keys, backend, ids, lanes=lanes).run_once(now_ms=T0_MS + SPAN_DAYS * DAY_MS)
     rerun_s = time.perf_counter() - rerun_started
     await r.aclose()
     assert summary.outcomes["credited"] == summary.orders, summary.outcomes
@@ -358,6 +375,7 @@ def run(
     log=print,
     code_share: float = CODE_SHARE,
     database: str | None = None,
+    workers: int = 1,
 ) -> dict:
     """Load `clicks` clicks and `orders` orders into a throw-away database (or reuse `database`'s load),
     time the bare join and one attributor run; returns the figures. The Redis prefix is removed at the
@@ -370,7 +388,8 @@ def run(
         clickhouse_url.rsplit("/", 1)[0] + f"/{database or 'ct_bench_attr_' + tag}", insert_timeout_s=1800
     )
     keys = Keys(f"ct:bench:{tag}:")
-    ids = ClickIds(b"bench-secret")
+    ids = ClickIds(SECRET)
+    lanes = None
     try:
         started = time.perf_counter()
         if database is None or not loaded(backend, clicks, orders, code_share):
@@ -388,7 +407,17 @@ def run(
             log(f"reused the load of {clicks:,} clicks, {orders:,} orders in {backend.database}")
         load_s = time.perf_counter() - started
         join_s, join_cpu_s = bare_join_s(backend)
-        elapsed, attributed, stages, collected, waits = asyncio.run(attribute(redis_url, keys, backend, ids))
+        if workers > 1:
+            db_url = clickhouse_url.rsplit("/", 1)[0] + f"/{backend.database}"
+            lanes = Lanes(functools.partial(lane_attributor, redis_url, db_url, keys), workers)
+            lanes.start()  # before the clock: the CLI starts its workers once, not per run
+        try:
+            elapsed, attributed, stages, collected, waits = asyncio.run(
+                attribute(redis_url, keys, backend, ids, lanes)
+            )
+        finally:
+            if lanes is not None:
+                lanes.close()
     finally:
         if database is None:
             cleanup = NativeClickHouse(clickhouse_url)  # a fresh connection: the old one may be mid-query
@@ -407,6 +436,7 @@ def run(
         "bare_join_s": round(join_s, 3),
         "bare_join_cpu_s": join_cpu_s,
         "cores": os.cpu_count(),
+        "workers": workers,
         "attributor_s": round(elapsed, 3),
         "orders_per_s": round(attributed / elapsed),
         "ratio_to_bare_join": round(elapsed / join_s, 1),
@@ -424,6 +454,7 @@ def main() -> None:
     parser.add_argument("--redis", default=REDIS_URL)
     parser.add_argument("--code-share", type=float, default=CODE_SHARE, help="orders carrying a code")
     parser.add_argument("--database", help="keep the load in this database, or reuse the one kept there")
+    parser.add_argument("--workers", type=int, default=1, help="CLICKTRAIL_ATTRIBUTION_WORKERS")
     args = parser.parse_args()
     figures = run(
         args.clicks,
@@ -432,6 +463,7 @@ def main() -> None:
         args.redis,
         code_share=args.code_share,
         database=args.database,
+        workers=args.workers,
     )
     print(
         f"bare join: {figures['bare_join_s']:.2f} s; attributor: {figures['attributor_s']:.2f} s = "

@@ -434,6 +434,22 @@ def order_event_facts(backend: Backend, merchant_id: str, order_ids: Sequence[st
     )
 
 
+def order_click_ids(backend: Backend, merchant_id: str, order_ids: Sequence[str]) -> dict[str, str]:
+    """The click id each order's `order.created` event names (the least, if two such events differ; ""
+    for none), for orders that have one: what the attributor deals its lanes by, before any lane reads
+    the orders' events (attribution/lanes.py). Two short columns, not every event's facts."""
+    rows = chunked_rows(
+        backend,
+        f"SELECT order_id, min(click_id) FROM {backend.database}.order_events "
+        "WHERE merchant_id = %(merchant_id)s AND order_id IN %(order_ids)s "
+        "AND event_type = 'order.created' GROUP BY order_id",
+        {"merchant_id": merchant_id},
+        order_ids,
+        "order_ids",
+    )
+    return dict(rows)
+
+
 def clicks_by_id(
     backend: Backend, click_ids: Sequence[str], bounds_s: Sequence[int], from_s: int, to_s: int
 ) -> list[tuple[str, int, str, str, str, int, int]]:

@@ -92,6 +92,9 @@ class Settings(BaseSettings):
     # timeout by a wide margin: see the ingester's docstring.
     ingest_claim_idle_ms: int = Field(60_000, ge=1_000)
     clickhouse_insert_timeout_s: int = Field(20, ge=1)
+    # Processes an attributor run books in (attribution/lanes.py): 1 books on one thread; 2 used both
+    # cores of a 2-core machine that also runs ClickHouse and Redis (docs/performance.md).
+    attribution_workers: int = Field(1, ge=1, le=16)
 
     # ClickHouse cluster mode (docs/cluster.md): a cluster name from the servers' remote_servers (empty:
     # one node), and other `host:port` nodes to fail over to (comma-separated in the environment).

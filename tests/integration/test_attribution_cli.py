@@ -71,11 +71,13 @@ def test_attribute_and_report(settings, clickhouse, redis_client) -> None:
     assert [line.split() for line in top.stdout.splitlines()[2:]] == [["codealice", "alice", "1", "0"]]
 
 
-def test_attribute_every_stops_on_sigterm(settings, clickhouse, redis_client) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_attribute_every_stops_on_sigterm(settings, clickhouse, redis_client, workers) -> None:
+    """With workers (attribution/lanes.py) too: they ignore the signal, and the command ends them."""
     migrate(clickhouse, log=lambda *_: None)
     proc = subprocess.Popen(
         [CLI, "attribute", "--every", "1"],
-        env=settings_env(settings),
+        env=settings_env(settings) | {"CLICKTRAIL_ATTRIBUTION_WORKERS": str(workers)},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -83,8 +85,16 @@ def test_attribute_every_stops_on_sigterm(settings, clickhouse, redis_client) ->
     try:
         first = proc.stdout.readline()
         assert first.startswith("attributed 0 orders"), first + proc.stderr.read()
+        tasks = Path(f"/proc/{proc.pid}/task").glob("*/children")  # any thread may have started one
+        children = [c for task in tasks for c in task.read_text().split()]
+        # the lanes' worker (and multiprocessing's resource tracker) beside the command, or nothing
+        assert (len(children) >= workers) if workers > 1 else not children
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=10) == 0
+        deadline = time.monotonic() + 5
+        while (left := [c for c in children if Path(f"/proc/{c}").exists()]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not left, f"processes left behind: {left}"
     finally:
         if proc.poll() is None:
             proc.kill()
