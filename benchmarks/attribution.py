@@ -367,6 +367,13 @@ def loaded(backend: NativeClickHouse, clicks: int, orders: int, code_share: floa
     return True
 
 
+def drop_database(database: str, clickhouse_url: str = CLICKHOUSE_URL) -> None:
+    """Drop a load (a run's throw-away database, or one kept with `database`)."""
+    cleanup = NativeClickHouse(clickhouse_url)  # a fresh connection: a run's may be mid-query
+    cleanup.execute(f"DROP DATABASE IF EXISTS {database}")
+    cleanup.close()
+
+
 def run(
     clicks: int,
     orders: int,
@@ -420,9 +427,7 @@ def run(
                 lanes.close()
     finally:
         if database is None:
-            cleanup = NativeClickHouse(clickhouse_url)  # a fresh connection: the old one may be mid-query
-            cleanup.execute(f"DROP DATABASE IF EXISTS {backend.database}")
-            cleanup.close()
+            drop_database(backend.database, clickhouse_url)
         backend.close()
         client = sync_redis.Redis.from_url(redis_url)
         for key in client.scan_iter(match=keys.all_patterns()):

@@ -111,7 +111,10 @@ def growth_chart(result: dict, out: Path) -> Path:
         )
     if result.get("attribution"):
         runs = result["attribution"]["runs"]
-        labels = [f"{r['clicks'] / 1e6:g}M clicks" for r in runs]
+        labels = [
+            f"{r['clicks'] / 1e6:g}M clicks" + (f"\n{w} workers" if (w := r.get("workers", 1)) > 1 else "")
+            for r in runs
+        ]
         ax = axes[2]
         xs = range(len(runs))
         bars = ax.bar(

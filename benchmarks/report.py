@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -301,11 +302,24 @@ def _ingest(mode: Mode, log) -> dict:
     return figures | {"clicks": mode.ingest_clicks, "lag_seconds": mode.lag_s}
 
 
+# Each size is attributed by one process, then on the same load with lanes (attribution/lanes.py).
+ATTRIBUTION_WORKERS = (1, 2)
+
+
 def _attribution(mode: Mode, log) -> dict:
     runs = []
     for clicks, orders in mode.attribution:
-        log(f"  {orders:,} orders against {clicks:,} clicks ...")
-        runs.append(attribution.run(clicks, orders, log=lambda msg: log("  " + msg)))
+        database = f"ct_report_attr_{secrets.token_hex(3)}"  # kept between its runs, dropped after
+        try:
+            for workers in ATTRIBUTION_WORKERS:
+                log(f"  {orders:,} orders against {clicks:,} clicks, {workers} worker(s) ...")
+                runs.append(
+                    attribution.run(
+                        clicks, orders, log=lambda msg: log("  " + msg), database=database, workers=workers
+                    )
+                )
+        finally:
+            attribution.drop_database(database)
     return {"runs": runs}
 
 

@@ -18,7 +18,7 @@ from benchmarks.openloop import (
 )
 from benchmarks.paired import profile_of
 from benchmarks.redirect import format_table
-from benchmarks.report_targets import STAGE_NAMES, allowance_word, ingest_budget, targets_section
+from benchmarks.report_targets import STAGE_NAMES, allowance_word, ingest_budget, targets_section, workers_of
 from benchmarks.report_targets import busy_cores as _busy_cores
 from benchmarks.report_targets import fmt as _fmt
 from core.settings import Settings
@@ -239,7 +239,7 @@ def headline(result: dict) -> list[tuple[str, str, str]]:
     for r in result.get("attribution", {}).get("runs", []):
         rows.append(
             (
-                f"attribution, {r['orders']:,} orders vs {r['clicks']:,} clicks",
+                f"attribution, {r['orders']:,} orders vs {_run_label(r)}",
                 f"{r['orders_per_s']:,} orders/s",
                 f"{r['ratio_to_bare_join']} x the time of the bare ClickHouse join ({r['bare_join_s']} s)",
             )
@@ -566,13 +566,14 @@ def _growth_section(result: dict, img) -> list[str]:
             "**Clicks table size**: benchmarks/attribution.py (one `Attributor.run_once`) at two sizes of "
             "the clicks table, each next to a bare ClickHouse join of the same tables.",
             "",
-            "| clicks | orders | with a code | load s | bare join s | attributor s | orders/s "
+            "| clicks | workers | orders | with a code | load s | bare join s | attributor s | orders/s "
             "| x bare join |",
-            "|---|---|---|---|---|---|---|---|",
+            "|---|---|---|---|---|---|---|---|---|",
         ]
         for r in result["attribution"]["runs"]:
             lines.append(
-                f"| {r['clicks']:,} | {r['orders']:,} | {r.get('code_share', 0):.0%} | {r['load_s']} | "
+                f"| {r['clicks']:,} | {workers_of(r)} | {r['orders']:,} | {r.get('code_share', 0):.0%} | "
+                f"{r['load_s']} | "
                 f"{r['bare_join_s']} | {r['attributor_s']} | {r['orders_per_s']:,} | "
                 f"{r['ratio_to_bare_join']} |"
             )
@@ -585,6 +586,12 @@ WAITS_SHOWN = 4
 
 def _or_dash(value: float | None) -> str:
     return "–" if value is None else str(value)
+
+
+def _run_label(run: dict) -> str:
+    """An attribution run's size, and its workers when it ran in lanes (attribution/lanes.py)."""
+    workers = workers_of(run)
+    return f"{run['clicks']:,} clicks" + (f", {workers} workers" if workers > 1 else "")
 
 
 def _attribution_stages(runs: list[dict]) -> list[str]:
@@ -602,7 +609,7 @@ def _attribution_stages(runs: list[dict]) -> list[str]:
         "own thread for the pure steps and the insert, none for the overlapped reads and waits; the last "
         "rows split the run's process CPU by thread:",
         "",
-        "| step | " + " | ".join(f"{r['clicks']:,} clicks: wall / CPU s" for r in runs) + " |",
+        "| step | " + " | ".join(f"{_run_label(r)}: wall / CPU s" for r in runs) + " |",
         "|---|" + "---|" * len(runs),
     ]
     for name in names:
@@ -622,7 +629,7 @@ def _attribution_stages(runs: list[dict]) -> list[str]:
         ]
         for r in collected:
             cells = [f"{r['gc'][g]['count']:,}, {r['gc'][g]['s']} s" for g in ("0", "1", "2")]
-            lines.append(f"| {r['clicks']:,} | " + " | ".join(cells) + " |")
+            lines.append(f"| {_run_label(r)} | " + " | ".join(cells) + " |")
     return lines + _attribution_waits(runs)
 
 
@@ -642,7 +649,7 @@ def _attribution_waits(runs: list[dict]) -> list[str]:
     ]
     for r in runs:
         largest = "; ".join(f"{label} {idle_s}" for label, idle_s in list(r["waits"].items())[:WAITS_SHOWN])
-        lines.append(f"| {r['clicks']:,} | {sum(r['waits'].values()):.2f} | {largest} |")
+        lines.append(f"| {_run_label(r)} | {sum(r['waits'].values()):.2f} | {largest} |")
     return lines
 
 

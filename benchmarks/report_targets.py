@@ -76,17 +76,30 @@ def _target_rows(result: dict) -> list[tuple[str, str, bool, str] | None]:
     rows.append(_ingest_target(result.get("ingest", {})))
     runs = result.get("attribution", {}).get("runs", [])
     if runs:
-        met = all(r["ratio_to_bare_join"] <= 3 for r in runs)
+        # Each size is run with one process and, since lanes (attribution/lanes.py), with workers: as
+        # with the ingesters, the better of a size's runs counts.
+        sizes: dict[int, list[dict]] = {}
+        for run in runs:
+            sizes.setdefault(run["clicks"], []).append(run)
+        met = all(min(r["ratio_to_bare_join"] for r in same) <= 3 for same in sizes.values())
         why = "; ".join(_attribution_why(r) for r in runs if "stages" in r)
-        rows.append(
-            (
-                "attribution <= 3 x bare join at both sizes",
-                " / ".join(f"{r['ratio_to_bare_join']} x" for r in runs),
-                met,
-                why,
-            )
-        )
+        shown = " / ".join(_attribution_shown(same) for same in sizes.values())
+        rows.append(("attribution <= 3 x bare join at both sizes", shown, met, why))
     return rows
+
+
+def workers_of(run: dict) -> int:
+    return run.get("workers", 1)  # reports saved before lanes ran one process
+
+
+def _attribution_shown(same_size: list[dict]) -> str:
+    first, *others = same_size
+    shown = f"{first['ratio_to_bare_join']} x"
+    if others:
+        shown += (
+            " (" + ", ".join(f"{workers_of(r)} workers {r['ratio_to_bare_join']} x" for r in others) + ")"
+        )
+    return shown
 
 
 STAGE_NAMES = {
@@ -176,6 +189,14 @@ def _attribution_why(run: dict) -> str:
         )
     rules_cpu_s = stages["book"]["cpu_s"] + stages["announce"]["cpu_s"]
     busy = stages.get("machine", {}).get("wall_s")
+    if workers_of(run) > 1:
+        # The run's steps are timed in its own lane only; what the lanes share is the machine.
+        return (
+            f"{run['clicks']:,} clicks with {workers_of(run)} workers: a {run['attributor_s']:.1f} s run "
+            f"against 3 x the join {3 * run['bare_join_s']:.1f} s"
+            + (f"; the machine's cores {busy:.0%} busy over the run" if busy is not None else "")
+            + _machine_budget(run)
+        )
     why = (
         f"{run['clicks']:,} clicks: the attributor's event-loop thread, which every Python step shares, "
         f"used {stages['loop']['cpu_s']:.1f} s of CPU (the ledger rules and their events {rules_cpu_s:.1f} "
@@ -193,7 +214,7 @@ def _machine_budget(run: dict) -> str:
         return ""  # a report saved before the servers' CPU was measured
     allowed_s = cores * 3 * run["bare_join_s"]
     return (
-        f"; the machine's CPU over the run {stages['machine']['cpu_s']:.1f} s (this process "
+        f"; the machine's CPU over the run {stages['machine']['cpu_s']:.1f} s (the run's process "
         f"{stages['run']['cpu_s']:.1f}, ClickHouse {stages['clickhouse']['cpu_s']:.1f}, Redis "
         f"{stages['redis']['cpu_s']:.1f}) against the {allowed_s:.1f} s its {cores} cores have in 3 x the "
         f"join (the join alone: {join_cpu['clickhouse']:.1f} s of ClickHouse CPU)"

@@ -10,11 +10,13 @@ from pathlib import Path
 import pytest
 
 from benchmarks import perfprofile
+from benchmarks.attribution import CLICKHOUSE_URL
 from benchmarks.openloop import TARGET_SHARE, TICK_S
 from benchmarks.paired import profile_of
 from benchmarks.report import main
 from benchmarks.report_md import click_checks
 from benchmarks.report_targets import _target_rows
+from core.clickhouse import NativeClickHouse
 
 pytestmark = [pytest.mark.redis, pytest.mark.clickhouse, pytest.mark.slow]
 
@@ -80,7 +82,11 @@ def test_report_smoke_writes_markdown_charts_and_passes_click_checks(tmp_path: P
     assert set(stages["stages_us_per_click"]) == {"decode", "build", "unique_flag", "serialise"}
     assert all(us > 0 for us in stages["stages_us_per_click"].values())
     assert "**Budget.**" in out.read_text()
-    assert len(result["attribution"]["runs"]) == 2
+    # each size by one process, then on the same load with lanes; the load dropped afterwards
+    runs = result["attribution"]["runs"]
+    assert [r["workers"] for r in runs] == [1, 2, 1, 2] and runs[0]["clicks"] == runs[1]["clicks"]
+    left = NativeClickHouse(CLICKHOUSE_URL).execute("SELECT name FROM system.databases")
+    assert not [name for (name,) in left if name.startswith("ct_report_attr_")]
     for run in result["attribution"]["runs"]:
         stages = run["stages"]
         # Each step was timed inside the run: every order was booked and its rows inserted.

@@ -82,7 +82,7 @@ def _run(clicks: int, ratio: float, join_s: float, stages: dict) -> dict:
             False,
             [
                 "machine's CPU over the run 15.2 s",
-                "this process 6.8, ClickHouse 5.0, Redis 1.5",
+                "the run's process 6.8, ClickHouse 5.0, Redis 1.5",
                 "against the 8.5 s its 2 cores have in 3 x the join",
                 "the join alone: 2.8 s of ClickHouse CPU",
             ],
@@ -97,3 +97,43 @@ def test_the_attribution_row_states_the_runs_figures(runs, met, said) -> None:
         assert words in why, why
     if not any("cores" in r and "redis" in r["stages"] for r in runs):
         assert "machine's CPU over the run" not in why
+
+
+LANES = SERVERS | {"machine": _step(0.91, 9.6)}
+
+
+@pytest.mark.parametrize(
+    ("ratios", "met", "shown"),
+    [
+        (
+            [(10**7, 1, 10.4), (10**7, 2, 8.0), (5 * 10**7, 1, 4.1), (5 * 10**7, 2, 3.5)],
+            False,
+            "10.4 x (2 workers 8.0 x) / 4.1 x (2 workers 3.5 x)",
+        ),
+        (
+            [(10**7, 1, 3.2), (10**7, 2, 2.9), (5 * 10**7, 1, 3.1), (5 * 10**7, 2, 2.8)],
+            True,
+            "3.2 x (2 workers 2.9 x) / 3.1 x (2 workers 2.8 x)",
+        ),
+        (
+            [(10**7, 1, 2.9), (10**7, 2, 3.2), (5 * 10**7, 1, 3.1), (5 * 10**7, 2, 3.3)],
+            False,
+            "2.9 x (2 workers 3.2 x) / 3.1 x (2 workers 3.3 x)",
+        ),
+        (
+            [(10**7, 1, 2.9), (10**7, 2, 3.2), (5 * 10**7, 1, 2.8), (5 * 10**7, 2, 3.3)],
+            True,
+            "2.9 x (2 workers 3.2 x) / 2.8 x (2 workers 3.3 x)",
+        ),
+    ],
+)
+def test_each_size_counts_its_better_run_with_or_without_workers(ratios, met, shown) -> None:
+    runs = [
+        _run(clicks, ratio, 1.68, LANES)
+        | {"workers": workers, "cores": 2, "bare_join_cpu_s": {"clickhouse": 2.4}}
+        for clicks, workers, ratio in ratios
+    ]
+    _, is_shown, is_met, why = _row(runs)
+    assert (is_shown, is_met) == (shown, met)
+    assert "10,000,000 clicks with 2 workers: a 8.7 s run against 3 x the join 5.0 s" in why
+    assert "the machine's cores 91% busy over the run; the machine's CPU over the run 9.6 s" in why
