@@ -14,6 +14,8 @@ writes of the two chunks before go on (the backend runs two queries at once, cor
 
 One attributor runs at a time (a Redis lock): two concurrent runs could both append the same difference.
 The cursor advances only after the run's rows are inserted, so a crash repeats work, never skips it.
+With lanes (lanes.py, `CLICKTRAIL_ATTRIBUTION_WORKERS`), worker processes book some of a run's orders,
+disjoint whole click days of them, under the run's id, lock and cursor (`_book_merchant`, `book_lane`).
 
 Commission events (events_out.py) are announced at least once for every booked row group: a chunk's
 events are staged in Redis before its insert, emitted after it, then unstaged. A run that dies in between
