@@ -301,8 +301,9 @@ class Attributor:
         """Book a lane of a run held by another process (attribution/lanes.py: a worker's part): these
         orders (sorted), as that run would, under its id and time. Takes no lock, moves no cursor."""
         summary = Summary()
-        if not await self._book_orders(terms, order_ids, _Run(now_ms, run_id, summary, None, 0, stop)):
-            summary.stopped = True
+        with full_collections_held():  # the lane holds its working set as a run does
+            if not await self._book_orders(terms, order_ids, _Run(now_ms, run_id, summary, None, 0, stop)):
+                summary.stopped = True
         return summary
 
     async def _book_orders(self, terms: ledger.Terms, order_ids: list[str], run: _Run) -> bool:

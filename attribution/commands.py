@@ -53,11 +53,13 @@ async def attribute(settings: Settings, every_s: float | None, metrics_port: int
     lanes = None
     if settings.attribution_workers > 1:
         lanes = Lanes(functools.partial(lane_attributor, settings), settings.attribution_workers)
-        await asyncio.to_thread(lanes.start)
-    attributor = _attributor(settings, redis, backend, lanes)
-    stats_redis = _serve_metrics(settings, keys, metrics_port) if metrics_port else None
+    stats_redis = None
     status = 0
     try:
+        if lanes is not None:
+            await asyncio.to_thread(lanes.start)
+        attributor = _attributor(settings, redis, backend, lanes)
+        stats_redis = _serve_metrics(settings, keys, metrics_port) if metrics_port else None
         while not stop.is_set():
             started = time.monotonic()
             status = await _run_recorded(attributor, redis, keys, stop, every_s)

@@ -10,18 +10,26 @@ read, its chunks booked, staged, inserted and announced), over Redis and ClickHo
 own. The lanes hold disjoint orders, and the ledger is a difference per order, so they cannot book the
 same row twice. Only the run holds the lock, and it moves the cursor only once every lane is done.
 
-A stop reaches the workers through a shared event: each ends after the chunk in hand, as the run does. A
-failing lane fails the run once the other lanes are done (their chunks are whole either way); a worker
-that dies takes the pool with it, and the next run starts a new one. Workers ignore SIGINT and SIGTERM:
-the process that holds the lock stops them between chunks instead of a signal stopping them inside one.
+A stop reaches the workers through a shared flag: each lane ends after the chunk in hand, as the run
+does. A failing lane sets that flag for the others, and the run fails once every lane has ended (their
+chunks are whole either way). A worker that dies breaks the pool, which fails every lane at once while
+the other workers may be inside theirs: the run stops them and waits for them before it fails, and the
+next run starts new workers (also when one died between runs). Workers ignore SIGINT and SIGTERM, so
+that the process holding the lock stops them between chunks rather than a signal inside one; a worker
+whose parent has died (SIGKILL leaves no chance to close the pool) ends by itself after its lane.
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import multiprocessing
+import multiprocessing.connection
+import os
 import signal
+import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractAsyncContextManager
@@ -34,7 +42,13 @@ if TYPE_CHECKING:
 # Builds, inside a worker process, an attributor over connections of its own (closed on exit). Passed
 # to the worker pickled: a module-level function, or a functools.partial of one with picklable arguments.
 Connect = Callable[[], AbstractAsyncContextManager["Attributor"]]
+# One worker a core is the most that helps (on 2 cores a third lane added CPU, not speed); 16 bounds a
+# typo's cost, not a measured limit.
 MAX_WORKERS = 16
+# How often a worker whose parent died looks whether its lane has ended.
+PARENT_GONE_POLL_S = 0.1
+
+log = logging.getLogger(__name__)
 
 
 def deal(chunks: Iterator[list[str]], lanes: int) -> list[list[str]]:
@@ -45,6 +59,23 @@ def deal(chunks: Iterator[list[str]], lanes: int) -> list[list[str]]:
     for index, chunk in enumerate(chunks):
         dealt[index % lanes] += chunk
     return dealt
+
+
+class _Flag:
+    """A stop flag shared with the workers: one byte, no lock (a multiprocessing.Event takes a lock to
+    read, and a worker killed holding it would block the run's event loop at its next `set`)."""
+
+    def __init__(self, context) -> None:
+        self._byte = context.RawValue("b", 0)
+
+    def set(self) -> None:
+        self._byte.value = 1
+
+    def clear(self) -> None:
+        self._byte.value = 0
+
+    def is_set(self) -> bool:
+        return self._byte.value == 1
 
 
 class Lanes:
@@ -58,12 +89,11 @@ class Lanes:
         self._connect = connect
         # spawn, not fork: the parent has threads (the driver's, asyncio's) whose locks a fork would copy.
         self._context = multiprocessing.get_context("spawn")
-        self._stop = self._context.Event()
+        self._stop = _Flag(self._context)
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
 
     def start(self) -> None:
-        """Start the workers now and wait until each has imported the attributor (a first run otherwise
-        pays for it)."""
+        """Start the workers now (a first run otherwise waits for them to start and import)."""
         pool = self._executor()
         for future in [pool.submit(_ready) for _ in range(self.count - 1)]:
             future.result()
@@ -80,30 +110,63 @@ class Lanes:
     async def book(
         self, lanes: list[list[str]], terms: Terms, now_ms: int, run_id: str, stop: asyncio.Event | None
     ) -> list[Summary]:
-        """Book each lane in a worker; their summaries once all are done (the first failure raised
-        then). A cancellation stops the lanes after their chunks in hand and waits for them."""
+        """Book each lane in a worker; their summaries once all are done. A failing lane stops the
+        others after their chunks in hand, and the first failure in lane order is raised once every
+        lane has ended (the others are logged). A cancellation stops the lanes likewise and waits."""
         self._stop.clear()
-        pool = self._executor()
-        try:
-            futures = [
-                asyncio.wrap_future(pool.submit(_book_lane, terms, lane, now_ms, run_id)) for lane in lanes
-            ]
-        except BrokenProcessPool:
-            self._pool = None
-            raise
-        everything = asyncio.gather(*futures, return_exceptions=True)
+        futures: list[asyncio.Future] = []
         forward = asyncio.ensure_future(_forward(stop, self._stop)) if stop is not None else None
         try:
-            results = await _through_cancellation(everything, self._stop)
+            try:
+                for lane in lanes:
+                    futures.append(self._submit(lane, terms, now_ms, run_id, first=not futures))
+            except BrokenProcessPool:
+                self._stop.set()
+                await _through_cancellation(asyncio.gather(*futures, return_exceptions=True), self._stop)
+                await self._discard()
+                raise
+            results = await _through_cancellation(
+                asyncio.gather(*futures, return_exceptions=True), self._stop
+            )
         finally:
             if forward is not None:
                 forward.cancel()
-        for result in results:
-            if isinstance(result, BrokenProcessPool):
-                self._pool = None
-            if isinstance(result, BaseException):
-                raise result
+        failures = [r for r in results if isinstance(r, BaseException)]
+        if any(isinstance(r, BrokenProcessPool) for r in failures):
+            await self._discard()
+        for failure in failures[1:]:
+            log.warning("attribution run: another lane failed too: %r", failure)
+        if failures:
+            raise failures[0]
         return results
+
+    def _submit(self, lane: list[str], terms: Terms, now_ms: int, run_id: str, first: bool) -> asyncio.Future:
+        try:
+            future = self._executor().submit(_book_lane, terms, lane, now_ms, run_id)
+        except BrokenProcessPool:
+            if not first:
+                raise
+            # A worker died between runs (its pool broke while idle): nothing of this run has started, so
+            # a new pool takes the lane.
+            log.warning("attribution lanes: a worker died since the last run; starting new workers")
+            self._pool = None
+            future = self._executor().submit(_book_lane, terms, lane, now_ms, run_id)
+        future.add_done_callback(self._stop_on_failure)
+        return asyncio.wrap_future(future)
+
+    def _stop_on_failure(self, future: concurrent.futures.Future) -> None:
+        # Runs in the pool's thread: a lane that failed stops the others (their chunks stay whole).
+        if not future.cancelled() and future.exception() is not None:
+            self._stop.set()
+
+    async def _discard(self) -> None:
+        """A broken pool (a worker died): every future failed at once, but the other workers may still be
+        inside a lane, and they ignore the pool's SIGTERM. Stopped, they end after their chunk in hand;
+        the shutdown waits for that, so that the run fails only once nothing of it runs."""
+        self._stop.set()
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await asyncio.to_thread(pool.shutdown, wait=True)
 
     def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:
@@ -116,12 +179,12 @@ class Lanes:
         return self._pool
 
 
-async def _forward(stop: asyncio.Event, shared: Any) -> None:
+async def _forward(stop: asyncio.Event, shared: _Flag) -> None:
     await stop.wait()
     shared.set()
 
 
-async def _through_cancellation(everything: asyncio.Future, shared_stop: Any) -> list:
+async def _through_cancellation(everything: asyncio.Future, shared_stop: _Flag) -> list:
     """`everything`'s results; cancelled meanwhile, the lanes are asked to stop and waited for (a worker
     cannot be cancelled inside a chunk), then the cancellation goes on."""
     cancelled = False
@@ -144,10 +207,24 @@ async def _through_cancellation(everything: asyncio.Future, shared_stop: Any) ->
 _worker: dict[str, Any] = {}
 
 
-def _start_worker(connect: Connect, stop: Any) -> None:
+def _start_worker(connect: Connect, stop: _Flag) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _worker["connect"], _worker["stop"] = connect, stop
+    _worker.update(connect=connect, stop=stop, busy=False)
+    threading.Thread(target=_end_with_parent, args=(stop,), daemon=True).start()
+
+
+def _end_with_parent(stop: _Flag) -> None:
+    """A worker outlives a parent that was killed (its pool's queues stay open in the other workers, and
+    it ignores SIGTERM): once the parent is gone, the lane in hand ends after its chunk, then the worker."""
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+    multiprocessing.connection.wait([parent.sentinel])
+    stop.set()
+    while _worker["busy"]:
+        time.sleep(PARENT_GONE_POLL_S)
+    os._exit(0)
 
 
 def _ready() -> bool:
@@ -157,7 +234,11 @@ def _ready() -> bool:
 
 
 def _book_lane(terms: Terms, order_ids: list[str], now_ms: int, run_id: str) -> Summary:
-    return asyncio.run(_book_lane_async(terms, order_ids, now_ms, run_id))
+    _worker["busy"] = True
+    try:
+        return asyncio.run(_book_lane_async(terms, order_ids, now_ms, run_id))
+    finally:
+        _worker["busy"] = False
 
 
 async def _book_lane_async(terms: Terms, order_ids: list[str], now_ms: int, run_id: str) -> Summary:

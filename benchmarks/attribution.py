@@ -54,6 +54,8 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 CODES = 1_000
 CODE_SHARE = 0.3
 SECRET = b"bench-secret"
+# Generating tens of millions of rows on a shared 2-core box takes minutes: a long receive timeout.
+INSERT_TIMEOUT_S = 1800
 
 
 def carries_code(n: int, share: float) -> bool:
@@ -155,7 +157,7 @@ def bare_join_s(backend: NativeClickHouse) -> tuple[float, dict[str, float]]:
 async def lane_attributor(redis_url: str, clickhouse_url: str, keys: Keys) -> AsyncIterator[Attributor]:
     """The attributor of a lane's worker process (attribution/lanes.py), over connections of its own."""
     r = Redis.from_url(redis_url)
-    backend = NativeClickHouse(clickhouse_url)
+    backend = NativeClickHouse(clickhouse_url, insert_timeout_s=INSERT_TIMEOUT_S)
     try:
         yield Attributor(r, keys, backend, ClickIds(SECRET))
     finally:
@@ -390,9 +392,9 @@ def run(
     if database is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", database):
         raise ValueError(f"--database {database!r}: letters, digits and underscores only")
     tag = secrets.token_hex(3)
-    # Generating tens of millions of rows on a shared 2-core box takes minutes: a long receive timeout.
     backend = NativeClickHouse(
-        clickhouse_url.rsplit("/", 1)[0] + f"/{database or 'ct_bench_attr_' + tag}", insert_timeout_s=1800
+        clickhouse_url.rsplit("/", 1)[0] + f"/{database or 'ct_bench_attr_' + tag}",
+        insert_timeout_s=INSERT_TIMEOUT_S,
     )
     keys = Keys(f"ct:bench:{tag}:")
     ids = ClickIds(SECRET)

@@ -93,7 +93,7 @@ def workers_of(run: dict) -> int:
 
 
 def _attribution_shown(same_size: list[dict]) -> str:
-    first, *others = same_size
+    first, *others = sorted(same_size, key=workers_of)
     shown = f"{first['ratio_to_bare_join']} x"
     if others:
         shown += (

@@ -102,6 +102,39 @@ def test_attribute_every_stops_on_sigterm(settings, clickhouse, redis_client, wo
     assert not redis_client.exists(settings.redis_prefix + "attribution:lock")
 
 
+def test_workers_end_when_the_command_is_killed(settings, clickhouse, redis_client) -> None:
+    """SIGKILL leaves the command no chance to close its workers, and they ignore SIGTERM: each ends
+    by itself once its parent has gone (attribution/lanes.py)."""
+    migrate(clickhouse, log=lambda *_: None)
+    proc = subprocess.Popen(
+        [CLI, "attribute", "--every", "1"],
+        env=settings_env(settings) | {"CLICKTRAIL_ATTRIBUTION_WORKERS": "2"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        first = proc.stdout.readline()
+        assert first.startswith("attributed 0 orders"), first + proc.stderr.read()
+        tasks = Path(f"/proc/{proc.pid}/task").glob("*/children")
+        children = [c for task in tasks for c in task.read_text().split()]
+        assert children
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while (left := [c for c in children if _alive(c)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not left, f"processes left behind: {left}"
+
+
+def _alive(pid: str) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
 @pytest.mark.parametrize(
     ("args", "status", "said"),
     [

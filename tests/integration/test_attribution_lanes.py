@@ -9,11 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import os
 from collections.abc import AsyncIterator
+from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 from redis.asyncio import Redis
 
+from attribution import collector
 from attribution.attributor import FAILED_RUN_HOLD_MS, Attributor
 from attribution.commands import lane_attributor
 from attribution.lanes import Lanes
@@ -51,6 +54,23 @@ async def failing_lane(settings: Settings, lost_order: str) -> AsyncIterator[Att
     """A worker's attributor whose insert of `lost_order`'s rows fails, as when the server dies."""
     async with lane_attributor(settings) as attributor:
         attributor._backend = Recording(attributor._backend, lost_order=lost_order)
+        yield attributor
+
+
+class _Dying(Recording):
+    """A worker's ClickHouse whose insert of `lost_order`'s rows ends the worker's process at once, as
+    an out-of-memory kill would; its other inserts take `insert_s`."""
+
+    def insert(self, table, columns, data):
+        if self._lost_order in data[list(columns).index("order_id")]:
+            os._exit(3)
+        return super().insert(table, columns, data)
+
+
+@contextlib.asynccontextmanager
+async def dying_lane(settings: Settings, lost_order: str) -> AsyncIterator[Attributor]:
+    async with lane_attributor(settings) as attributor:
+        attributor._backend = _Dying(attributor._backend, insert_s=0.3, lost_order=lost_order)
         yield attributor
 
 
@@ -173,6 +193,53 @@ def test_a_failing_lane_fails_the_run_and_the_next_run_books_each_order_once(set
         lanes.close()
 
 
+def test_a_worker_that_dies_fails_the_run_only_once_the_other_lanes_have_stopped(settings, backend) -> None:
+    """Its pool fails every lane at once, while the other worker may be inside a lane: the run fails
+    only once that lane has stopped after its chunk in hand, so nothing lands after it has failed."""
+    dying = Lanes(functools.partial(dying_lane, settings, "A-1"), 3)
+    lanes = Lanes(functools.partial(lane_attributor, settings), 3)
+
+    async def body(r: Redis, keys: Keys, ids: ClickIds) -> None:
+        with pytest.raises(BrokenProcessPool):
+            await Attributor(r, keys, backend, ids, chunk=1, lanes=dying).run_once(now_ms=NOW)
+        landed = booked_orders(backend)
+        await asyncio.sleep(1.0)  # longer than the slow worker's insert: a write still running would land
+        assert booked_orders(backend) == landed
+        assert "A-1" not in dict(landed) and set(dict(landed).values()) == {1}
+        assert FAILED_RUN_HOLD_MS - 10_000 < await r.pttl(keys.attribution_lock) <= FAILED_RUN_HOLD_MS
+        await r.delete(keys.attribution_lock)
+
+        summary = await Attributor(r, keys, backend, ids, chunk=1, lanes=lanes).run_once(now_ms=NOW)
+        assert summary.rows == ORDERS - len(landed)
+        assert booked_orders(backend) == [(f"A-{n}", 1) for n in range(ORDERS)]
+        assert await emitted_orders(r, keys) == [f"A-{n}" for n in range(ORDERS)]
+
+    try:
+        with_orders(settings, backend, body)
+    finally:
+        dying.close()
+        lanes.close()
+
+
+def test_a_worker_that_died_between_runs_is_replaced(settings, backend) -> None:
+    lanes = Lanes(functools.partial(lane_attributor, settings), 2)
+
+    async def body(r: Redis, keys: Keys, ids: ClickIds) -> None:
+        lanes.start()
+        [worker] = list(lanes._pool._processes.values())
+        worker.kill()
+        worker.join(5)
+        await asyncio.sleep(0.2)  # the pool notices: it is broken before the run submits
+        summary = await Attributor(r, keys, backend, ids, chunk=1, lanes=lanes).run_once(now_ms=NOW)
+        assert summary.rows == ORDERS and not summary.stopped
+        assert booked_orders(backend) == [(f"A-{n}", 1) for n in range(ORDERS)]
+
+    try:
+        with_orders(settings, backend, body)
+    finally:
+        lanes.close()
+
+
 def test_a_run_with_lanes_and_no_more_than_a_chunk_books_in_its_own_process(settings, backend) -> None:
     """Six orders and chunks of 5,000: nothing to deal, no worker started."""
     lanes = Lanes(functools.partial(lane_attributor, settings), 2)
@@ -185,6 +252,30 @@ def test_a_run_with_lanes_and_no_more_than_a_chunk_books_in_its_own_process(sett
         with_orders(settings, backend, body)
     finally:
         lanes.close()
+
+
+def test_a_lane_holds_full_collections_as_a_run_does(settings, backend) -> None:
+    """A worker's lane holds its orders' events and ledger as a run does: without the hold, full
+    collections would walk that working set again and again (attribution/collector.py)."""
+
+    async def body(r: Redis, keys: Keys, ids: ClickIds) -> None:
+        attributor = Attributor(r, keys, backend, ids)
+        held: list[int] = []
+        book_orders = attributor._book_orders
+
+        async def holding_book_orders(*args):
+            held.append(collector.holding())
+            return await book_orders(*args)
+
+        attributor._book_orders = holding_book_orders
+        terms = await attributor._terms("m1")
+        summary = await attributor.book_lane(terms, ["A-0", "A-1"], NOW, "lane", None)
+        assert (summary.orders, summary.rows, summary.stopped) == (2, 2, False)
+        assert held == [1] and collector.holding() == 0
+        assert booked_orders(backend) == [("A-0", 1), ("A-1", 1)]
+        assert await r.get(keys.attribution_cursor) is None  # a lane moves no cursor
+
+    with_orders(settings, backend, body)
 
 
 @pytest.mark.parametrize("workers", [0, 1, 17])
