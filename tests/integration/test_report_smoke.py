@@ -88,6 +88,8 @@ def test_report_smoke_writes_markdown_charts_and_passes_click_checks(tmp_path: P
     left = NativeClickHouse(CLICKHOUSE_URL).execute("SELECT name FROM system.databases")
     assert not [name for (name,) in left if name.startswith("ct_report_attr_")]
     for run in result["attribution"]["runs"]:
+        # the baseline is the fastest of the joins timed on the settled load
+        assert len(run["bare_join_runs_s"]) == 3 and run["bare_join_s"] == min(run["bare_join_runs_s"])
         stages = run["stages"]
         # Each step was timed inside the run: every order was booked and its rows inserted.
         assert stages["book"]["cpu_s"] > 0 and stages["insert"]["wall_s"] > 0, stages
