@@ -33,7 +33,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import AbstractAsyncContextManager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from attribution.attributor import Attributor, Summary
@@ -49,6 +49,7 @@ MAX_WORKERS = 16
 PARENT_GONE_POLL_S = 0.1
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def deal(chunks: Iterator[list[str]], lanes: int) -> list[list[str]]:
@@ -166,7 +167,11 @@ class Lanes:
         self._stop.set()
         pool, self._pool = self._pool, None
         if pool is not None:
-            await asyncio.to_thread(pool.shutdown, wait=True)
+            # Cancelled meanwhile, the run must still not end before its workers have: to_thread's thread
+            # goes on regardless, so the cancellation waits for it.
+            await _through_cancellation(
+                asyncio.ensure_future(asyncio.to_thread(pool.shutdown, wait=True)), self._stop
+            )
 
     def _executor(self) -> concurrent.futures.ProcessPoolExecutor:
         if self._pool is None:
@@ -184,7 +189,7 @@ async def _forward(stop: asyncio.Event, shared: _Flag) -> None:
     shared.set()
 
 
-async def _through_cancellation(everything: asyncio.Future, shared_stop: _Flag) -> list:
+async def _through_cancellation(everything: asyncio.Future[T], shared_stop: _Flag) -> T:
     """`everything`'s results; cancelled meanwhile, the lanes are asked to stop and waited for (a worker
     cannot be cancelled inside a chunk), then the cancellation goes on."""
     cancelled = False
