@@ -87,6 +87,16 @@ def _run(clicks: int, ratio: float, join_s: float, stages: dict) -> dict:
                 "the join alone: 2.8 s of ClickHouse CPU",
             ],
         ),
+        (  # the pure steps' floor: 1.6 + 1.5 s of CPU over 2 cores, against 3 x each join
+            [_run(10**7, 18.4, 0.245, SERVERS) | {"cores": 2, "bare_join_cpu_s": {"clickhouse": 0.5}}],
+            False,
+            ["split evenly over the 2 cores, take 1.55 s against 3 x the join 0.73 s (over the allowance)"],
+        ),
+        (
+            [_run(5 * 10**7, 4.5, 1.41, SERVERS) | {"cores": 2, "bare_join_cpu_s": {"clickhouse": 2.75}}],
+            False,
+            ["split evenly over the 2 cores, take 1.55 s against 3 x the join 4.23 s (within it)"],
+        ),
     ],
 )
 def test_the_attribution_row_states_the_runs_figures(runs, met, said) -> None:
