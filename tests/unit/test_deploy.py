@@ -5,6 +5,7 @@ see it fire and stay quiet. (Whether the metrics they name exist: tests/integrat
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -102,3 +103,17 @@ def test_every_alert_is_tested_firing_and_quiet() -> None:
     for rule in alert_rules():
         assert rule["labels"]["severity"] in {"critical", "warning", "info"}, rule["alert"]
         assert rule["annotations"]["summary"] and rule["annotations"]["description"], rule["alert"]
+
+
+# A counter of things left out, lost or given up: each must page someone, not only sit on a graph.
+LOSS_WORDS = ("dropped", "dead_letter", "lost", "lookup_errors")
+
+
+def test_every_counter_of_dropped_or_lost_records_has_an_alert() -> None:
+    documented = re.findall(
+        r"^\| `(clicktrail_[a-z_]+)`", (ROOT / "docs" / "operations.md").read_text(), re.M
+    )
+    losses = {name for name in documented if any(word in name for word in LOSS_WORDS)}
+    assert {"clicktrail_records_dropped_total", "clicktrail_attributor_dead_letters_total"} <= losses
+    exprs = " ".join(rule["expr"] for rule in alert_rules())
+    assert {name for name in losses if name not in exprs} == set(), "counters of losses without an alert"
