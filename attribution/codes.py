@@ -14,6 +14,7 @@ commissions by code.
 
 from __future__ import annotations
 
+import string
 from collections.abc import Iterable
 
 import msgspec
@@ -55,9 +56,16 @@ class TooManyCodes(ValueError):
     pass
 
 
+# Only ASCII letters change case: a stored code is ASCII (`check_code`), and Unicode's upper case maps
+# some other letters onto ASCII ones ("ſ" to "S", "ı" to "I", "ﬀ" to "FF"), which made an order's
+# "ſale10" the merchant's SALE10 and credited its creator for a code the shop never applied.
+_ASCII_UPPER = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)
+
+
 def normalise(code: str) -> str:
-    """Codes match case-insensitively: `alice10` is `ALICE10`."""
-    return code.upper()
+    """Codes match case-insensitively in ASCII: `alice10` is `ALICE10`; any other letter stays as sent, so
+    a code with one never matches a stored code."""
+    return code.upper() if code.isascii() else code.translate(_ASCII_UPPER)
 
 
 def check_code(code: str) -> str:

@@ -238,3 +238,34 @@ def test_a_merchant_stored_before_these_fields_reads_with_defaults() -> None:
     assert (merchant.attribution_priority, merchant.review) == ("click", ReviewRules(0, 0))
     assert policy_snapshot(merchant).at(T0) == Policy(0)
     assert not policy_snapshot(merchant).counts_ip_clicks
+
+
+def _folds_into_ascii(char: str) -> bool:
+    return any(c.isascii() for c in char.upper())
+
+
+# Every code point whose Unicode upper case holds an ASCII letter (found, not listed by hand: "ſ", "ı",
+# "ﬀ", "ﬅ" and the others), each in an order code that would otherwise be a stored one.
+FOLDING = [chr(n) for n in range(0x80, 0x110000) if not 0xD800 <= n <= 0xDFFF and _folds_into_ascii(chr(n))]
+
+
+def test_the_class_of_letters_that_upper_case_into_ascii_is_found() -> None:
+    assert {"ſ", "ı", "ﬀ", "ﬅ"} <= set(FOLDING)
+
+
+@pytest.mark.parametrize("char", FOLDING)
+def test_a_non_ascii_letter_never_matches_a_stored_code(char: str) -> None:
+    sent = f"x{char}10"
+    stored = codes.normalise(sent.upper())  # what `sent` would have matched through Unicode's upper case
+    assert codes.normalise(sent) != stored
+    assert (
+        codes.check_order_codes([sent], {stored: [Span(stored, "mallory", 0, 0)]}, T0)[0].status == "unknown"
+    )
+
+
+@pytest.mark.parametrize(
+    ("sent", "normalised"),
+    [("alice10", "ALICE10"), ("Bob_1-x", "BOB_1-X"), ("ALICE10", "ALICE10"), ("é10", "é10"), ("aé", "Aé")],
+)
+def test_ascii_letters_match_in_either_case(sent: str, normalised: str) -> None:
+    assert codes.normalise(sent) == normalised
