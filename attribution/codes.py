@@ -182,6 +182,11 @@ def view(spans: list[Span]) -> dict:
 _spans = msgspec.json.Decoder(list[Span])
 
 
+def decode_all(raw: dict[bytes, bytes]) -> dict[str, list[Span]]:
+    """`CodeStore.raw_all`'s answer decoded: normalised code → its spans."""
+    return {k.decode(): _spans.decode(v) for k, v in raw.items()}
+
+
 class CodeStore:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self._redis = redis
@@ -236,5 +241,8 @@ class CodeStore:
 
     async def all(self, merchant_id: str) -> dict[str, list[Span]]:
         """Normalised code → its spans, oldest first."""
-        found = await self._redis.hgetall(self._keys.merchant_codes(merchant_id))
-        return {k.decode(): _spans.decode(v) for k, v in found.items()}
+        return decode_all(await self.raw_all(merchant_id))
+
+    async def raw_all(self, merchant_id: str) -> dict[bytes, bytes]:
+        """Every code's stored spans as stored, for `decode_all` off the event loop."""
+        return await self._redis.hgetall(self._keys.merchant_codes(merchant_id))

@@ -113,8 +113,14 @@ async def code_endpoint(request: Request):
 
 async def list_codes(request: Request):
     ctx, merchant_id, _ = await _merchant(request)
-    found = await codes.CodeStore(ctx.redis, ctx.keys).all(merchant_id)
-    return json_response({"codes": [codes.view(found[k]) for k in sorted(found)]})
+    raw = await codes.CodeStore(ctx.redis, ctx.keys).raw_all(merchant_id)
+    # Up to 10,000 codes decoded and viewed in a thread: on the loop they held the server's redirects.
+    return json_response({"codes": await asyncio.to_thread(_codes_view, raw)})
+
+
+def _codes_view(raw: dict[bytes, bytes]) -> list[dict]:
+    found = codes.decode_all(raw)
+    return [codes.view(found[k]) for k in sorted(found)]
 
 
 # --- review and trace ------------------------------------------------------------------------------------

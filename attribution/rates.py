@@ -102,14 +102,22 @@ def initial_version(previous_raw: bytes | None, now_ms: int, update: RatesUpdate
     return msgspec.json.encode(version)
 
 
+def decode_versions(raw: list[bytes]) -> list[RateVersion]:
+    return [msgspec.json.decode(r, type=StoredVersion).rule() for r in raw]
+
+
 class RateStore:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self._redis = redis
         self._keys = keys
 
     async def versions(self, merchant_id: str) -> list[RateVersion]:
-        raw = await self._redis.lrange(self._keys.rates(merchant_id), 0, -1)
-        return [msgspec.json.decode(r, type=StoredVersion).rule() for r in raw]
+        return decode_versions(await self.raw_versions(merchant_id))
+
+    async def raw_versions(self, merchant_id: str) -> list[bytes]:
+        """The stored versions as stored, oldest first, for `decode_versions` off the event loop (a big
+        catalog's versions take milliseconds each to decode)."""
+        return await self._redis.lrange(self._keys.rates(merchant_id), 0, -1)
 
     async def current(self, merchant_id: str) -> RateVersion | None:
         raw = await self._redis.lindex(self._keys.rates(merchant_id), -1)

@@ -128,15 +128,16 @@ async def put_rates(view: Page) -> Response:
 
 async def _codes_page(view: Page, merchant: Merchant, status: int = 200, **extra) -> Response:
     """CODES_SHOWN codes in order after `?after=` (a merchant may have 10,000: the page stays small)."""
-    found = await codes.CodeStore(view.ctx.redis, view.ctx.keys).all(merchant.merchant_id)
-    after = view.request.query_params.get("after", "")
+    found = await codes.CodeStore(view.ctx.redis, view.ctx.keys).raw_all(merchant.merchant_id)
+    after = view.request.query_params.get("after", "").encode("utf-8", "surrogatepass")
     names = [k for k in sorted(found) if k > after]
     shown = names[:CODES_SHOWN]
+    # Only the page's codes are decoded: all of a merchant's 10,000 held the loop the redirects share.
     context = {
         "merchant": merchant,
-        "codes": [codes.view(found[k]) for k in shown],
+        "codes": [codes.view(spans) for spans in codes.decode_all({k: found[k] for k in shown}).values()],
         "total": len(found),
-        "next_after": shown[-1] if len(names) > CODES_SHOWN else "",
+        "next_after": shown[-1].decode() if len(names) > CODES_SHOWN else "",
         "entered": extra.pop("entered", {}),
         "error": "",
         "notice": "",
