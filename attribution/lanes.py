@@ -123,23 +123,31 @@ class Lanes:
                     futures.append(self._submit(lane, terms, now_ms, run_id, first=not futures))
             except BrokenProcessPool:
                 self._stop.set()
-                await _through_cancellation(asyncio.gather(*futures, return_exceptions=True), self._stop)
-                await self._discard()
+                try:
+                    await self._ended(futures)
+                finally:
+                    await self._discard()
                 raise
-            results = await _through_cancellation(
-                asyncio.gather(*futures, return_exceptions=True), self._stop
-            )
+            results = await self._ended(futures)
         finally:
             if forward is not None:
                 forward.cancel()
         failures = [r for r in results if isinstance(r, BaseException)]
-        if any(isinstance(r, BrokenProcessPool) for r in failures):
-            await self._discard()
         for failure in failures[1:]:
             log.warning("attribution run: another lane failed too: %r", failure)
         if failures:
             raise failures[0]
         return results
+
+    async def _ended(self, futures: list[asyncio.Future]) -> list:
+        """The lanes' results or failures once every lane has ended. A pool broken meanwhile is discarded
+        (its surviving workers waited for) even when the run was cancelled first, as the run must not end
+        while a worker of it still books."""
+        try:
+            return await _through_cancellation(asyncio.gather(*futures, return_exceptions=True), self._stop)
+        finally:
+            if any(_broke(future) for future in futures):
+                await self._discard()
 
     def _submit(self, lane: list[str], terms: Terms, now_ms: int, run_id: str, first: bool) -> asyncio.Future:
         try:
@@ -182,6 +190,10 @@ class Lanes:
                 initargs=(self._connect, self._stop),
             )
         return self._pool
+
+
+def _broke(future: asyncio.Future) -> bool:
+    return future.done() and not future.cancelled() and isinstance(future.exception(), BrokenProcessPool)
 
 
 async def _forward(stop: asyncio.Event, shared: _Flag) -> None:

@@ -4,9 +4,11 @@ pool) are still going asks them to stop and ends only once they have."""
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import multiprocessing
 import threading
 import time
+from concurrent.futures.process import BrokenProcessPool
 
 import pytest
 
@@ -94,3 +96,41 @@ def test_a_run_cancelled_while_a_broken_pool_shuts_down_ends_after_its_workers()
 
 def _never_connects():
     raise AssertionError("no worker is started here")
+
+
+class _PoolThatBreaks(_SlowShutdown):
+    """A pool whose lanes run until `die` breaks it (a worker killed): every lane fails at once, and the
+    surviving worker ends its chunk only within the shutdown."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.futures: list[concurrent.futures.Future] = []
+
+    def submit(self, *args) -> concurrent.futures.Future:
+        future: concurrent.futures.Future = concurrent.futures.Future()
+        self.futures.append(future)
+        return future
+
+    def die(self) -> None:
+        for future in self.futures:
+            future.set_exception(BrokenProcessPool("a worker died"))
+
+
+@pytest.mark.parametrize("lanes", [2, 3])
+def test_a_run_cancelled_before_its_pool_broke_still_ends_after_its_workers(lanes: int) -> None:
+    booking = Lanes(_never_connects, 3)
+    pool = booking._pool = _PoolThatBreaks()  # type: ignore[assignment]
+
+    async def main() -> None:
+        run = asyncio.ensure_future(booking.book([["o"]] * lanes, None, 0, "run", None))  # type: ignore[arg-type]
+        await asyncio.sleep(0.05)
+        run.cancel()  # waits for the lanes: they are asked to stop
+        await asyncio.sleep(0.05)
+        assert not run.done() and booking._stop.is_set()
+        pool.die()
+        with pytest.raises(asyncio.CancelledError):
+            await run
+        assert pool.ended.is_set(), "the run ended while a worker of its broken pool still booked"
+
+    asyncio.run(main())
+    assert booking._pool is None
