@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterator, Mapping
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from redis.asyncio import Redis
 
+from attribution.outbox import STAGED_UNDECODABLE
 from core.keys import Keys
 
 # How a run ended. "stopped": a stop request ended it early (its booked rows stay, the cursor did not move).
@@ -101,7 +102,10 @@ def families(stats: Mapping[bytes | str, bytes | str]) -> Iterator[Metric]:
         "Staged commission events of an earlier run that did not decode, moved to the event dead letters",
         labels=["reason"],
     )
-    for reason, n in _prefixed(fields, "dead:"):
+    # Exported at 0 before the first: a series that appears at N shows no increase, and the alert on it
+    # would miss the first dead letter, the one that says a release staged what this one cannot read.
+    dead_by_reason = {STAGED_UNDECODABLE: 0, **dict(_prefixed(fields, "dead:"))}
+    for reason, n in dead_by_reason.items():
         dead.add_metric([reason], n)
     yield dead
     yield CounterMetricFamily(

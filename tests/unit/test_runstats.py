@@ -58,6 +58,8 @@ def test_never_run_exports_every_family_at_zero() -> None:
     assert got[("clicktrail_attributor_run_seconds_total", ())] == 0
     names = {f.name for f in families({})}
     assert {"clicktrail_attributor_orders", "clicktrail_attributor_ledger_rows"} <= names
+    # at 0 before the first, so that the alert on its increase sees the first one
+    assert got[("clicktrail_attributor_dead_letters_total", (("reason", "undecodable_staged"),))] == 0
 
 
 def test_hash_fields_become_samples() -> None:
