@@ -565,8 +565,9 @@ def _growth_section(result: dict, img) -> list[str]:
             "",
             "**Clicks table size**: benchmarks/attribution.py (one `Attributor.run_once`) at two sizes of "
             "the clicks table, each next to a bare ClickHouse join of the same tables: the fastest of three "
-            "joins, timed once ClickHouse has finished merging the load (joins timed during those merges ran "
-            "up to 2.6 x slower). 'bare joins s' lists the three.",
+            "joins, timed once ClickHouse has finished merging the load (a join timed during those merges "
+            "ran up to 2.2 x slower). 'bare joins s' lists the three; a load that did not settle in time is "
+            "marked.",
             "",
             "| clicks | workers | orders | with a code | load s | bare joins s | bare join s | attributor s "
             "| orders/s | x bare join |",
@@ -575,7 +576,8 @@ def _growth_section(result: dict, img) -> list[str]:
         for r in result["attribution"]["runs"]:
             lines.append(
                 f"| {r['clicks']:,} | {workers_of(r)} | {r['orders']:,} | {r.get('code_share', 0):.0%} | "
-                f"{r['load_s']} | {' / '.join(str(s) for s in r.get('bare_join_runs_s', []))} | "
+                f"{r['load_s']} | {' / '.join(str(s) for s in r.get('bare_join_runs_s', []))}"
+                f"{'' if r.get('settled', True) else ' (merges still running)'} | "
                 f"{r['bare_join_s']} | {r['attributor_s']} | {r['orders_per_s']:,} | "
                 f"{r['ratio_to_bare_join']} |"
             )
