@@ -3,14 +3,39 @@ router's own errors (no route, wrong method) and unhandled ones are rendered the
 
 from __future__ import annotations
 
+import logging
 from http import HTTPStatus
 
 import orjson
+from redis.exceptions import (
+    ClusterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    RedisError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from core import repeats, validate
+from core.redisclient import ReplicasBehind
+
+log = logging.getLogger("clicktrail.api")
+# Redis states that pass (down or restarting, a failover, memory full, replicas behind): the same request
+# can succeed later, so it is told to retry. Anything else Redis refuses (a key of the wrong type, written
+# by hand or by another program) is the server's fault and stays a 500, named and logged.
+REDIS_TRANSIENT = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    OutOfMemoryError,
+    ReadOnlyError,
+    ClusterDownError,
+    TryAgainError,
+    ReplicasBehind,
+)
 
 
 class ApiError(Exception):
@@ -49,6 +74,18 @@ async def handle_http_error(request: Request, exc: Exception) -> Response:
     else:
         message = exc.detail
     return error_response(exc.status_code, _status_code_name(exc.status_code), message, exc.headers)
+
+
+async def handle_redis_error(request: Request, exc: Exception) -> Response:
+    """Redis failing in the middle of a request that did not catch it: a JSON 503 with Retry-After when the
+    failure passes, else a JSON 500 naming the storage (never Starlette's bare 500)."""
+    assert isinstance(exc, RedisError)
+    if isinstance(exc, REDIS_TRANSIENT):
+        log.warning("%s %s: Redis cannot serve it now: %r", request.method, request.url.path, exc)
+        message = "Redis cannot serve this request now; retry"
+        return error_response(503, "redis_unavailable", message, {"retry-after": "1"})
+    log.error("%s %s: Redis refused: %r", request.method, request.url.path, exc)
+    return error_response(500, "storage_error", "the stored data could not be read or written (logged)")
 
 
 async def handle_unexpected_error(request: Request, exc: Exception) -> Response:

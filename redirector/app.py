@@ -8,6 +8,7 @@ import gc
 import os
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from redis.exceptions import RedisError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -22,6 +23,7 @@ from core.errors import (
     error_response,
     handle_api_error,
     handle_http_error,
+    handle_redis_error,
     handle_unexpected_error,
     json_response,
 )
@@ -113,6 +115,7 @@ class ClicktrailApp:
             exception_handlers={
                 ApiError: handle_api_error,
                 HTTPException: handle_http_error,
+                RedisError: handle_redis_error,
                 Exception: handle_unexpected_error,
             },
             lifespan=self._lifespan,
