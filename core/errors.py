@@ -78,7 +78,7 @@ async def handle_http_error(request: Request, exc: Exception) -> Response:
 
 async def handle_redis_error(request: Request, exc: Exception) -> Response:
     """Redis failing in the middle of a request that did not catch it: a JSON 503 with Retry-After when the
-    failure passes, else a JSON 500 naming the storage (never Starlette's bare 500)."""
+    failure passes, else a JSON 500 naming the storage (not the generic internal_error)."""
     assert isinstance(exc, RedisError)
     if isinstance(exc, REDIS_TRANSIENT):
         log.warning("%s %s: Redis cannot serve it now: %r", request.method, request.url.path, exc)

@@ -1,6 +1,6 @@
 """Redis refusing a request's command after the caller was let in (its memory full, a key of the wrong type):
 a JSON 503 with Retry-After while the refusal can pass, a JSON 500 that names the storage when it cannot,
-never Starlette's bare 500, and nothing half-written."""
+never the generic 500, and nothing half-written."""
 
 from __future__ import annotations
 
