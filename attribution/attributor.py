@@ -32,7 +32,7 @@ import operator
 import secrets
 from collections import Counter, defaultdict, deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import msgspec
@@ -282,8 +282,13 @@ class Attributor:
         if not others:
             return await self._book_orders(terms, sorted(own), run)
         elsewhere = asyncio.ensure_future(lanes.book(others, terms, run.now_ms, run.run_id, run.stop))
+        # The run's progress counts the workers' lanes as they go, not only once the merchant is done.
+        report = run.progress
+        own_run = replace(
+            run, progress=(lambda done, total: report(done + lanes.booked(), total)) if report else None
+        )
         try:
-            completed = await self._book_orders(terms, sorted(own), run) if own else True
+            completed = await self._book_orders(terms, sorted(own), own_run) if own else True
         except BaseException:
             lanes.stop()
             await _settled([elsewhere])
@@ -293,16 +298,26 @@ class Attributor:
         for part in await elsewhere:
             _add(run.summary, part)
             completed = completed and not part.stopped
+        if report:
+            report(run.summary.orders + run.summary.skipped_unknown_merchant, run.total)
         return completed
 
     async def book_lane(
-        self, terms: ledger.Terms, order_ids: list[str], now_ms: int, run_id: str, stop: _Stop | None
+        self,
+        terms: ledger.Terms,
+        order_ids: list[str],
+        now_ms: int,
+        run_id: str,
+        stop: _Stop | None,
+        progress=None,
     ) -> Summary:
         """Book a lane of a run held by another process (attribution/lanes.py: a worker's part): these
-        orders (sorted), as that run would, under its id and time. Takes no lock, moves no cursor."""
+        orders (sorted), as that run would, under its id and time. Takes no lock, moves no cursor.
+        `progress(done, total)`: after each chunk, the lane's orders booked so far."""
         summary = Summary()
+        run = _Run(now_ms, run_id, summary, progress, len(order_ids), stop)
         with full_collections_held():  # the lane holds its working set as a run does
-            if not await self._book_orders(terms, order_ids, _Run(now_ms, run_id, summary, None, 0, stop)):
+            if not await self._book_orders(terms, order_ids, run):
                 summary.stopped = True
         return summary
 

@@ -91,6 +91,9 @@ class Lanes:
         # spawn, not fork: the parent has threads (the driver's, asyncio's) whose locks a fork would copy.
         self._context = multiprocessing.get_context("spawn")
         self._stop = _Flag(self._context)
+        # Orders each lane has booked so far in the run (slot i: the i-th lane given to a worker), for the
+        # run's progress report; written by one worker each, read without a lock (a count a chunk stale).
+        self._booked = self._context.RawArray("q", MAX_WORKERS)
         self._pool: concurrent.futures.ProcessPoolExecutor | None = None
 
     def start(self) -> None:
@@ -108,6 +111,10 @@ class Lanes:
         """Ask every lane in the workers to end after the chunk in hand."""
         self._stop.set()
 
+    def booked(self) -> int:
+        """Orders the workers' lanes of the run in hand have booked so far (their progress)."""
+        return sum(self._booked)
+
     async def book(
         self, lanes: list[list[str]], terms: Terms, now_ms: int, run_id: str, stop: asyncio.Event | None
     ) -> list[Summary]:
@@ -115,12 +122,13 @@ class Lanes:
         others after their chunks in hand, and the first failure in lane order is raised once every
         lane has ended (the others are logged). A cancellation stops the lanes likewise and waits."""
         self._stop.clear()
+        self._booked[:] = [0] * MAX_WORKERS
         futures: list[asyncio.Future] = []
         forward = asyncio.ensure_future(_forward(stop, self._stop)) if stop is not None else None
         try:
             try:
-                for lane in lanes:
-                    futures.append(self._submit(lane, terms, now_ms, run_id, first=not futures))
+                for slot, lane in enumerate(lanes):
+                    futures.append(self._submit(lane, terms, now_ms, run_id, slot))
             except BrokenProcessPool:
                 self._stop.set()
                 try:
@@ -149,17 +157,17 @@ class Lanes:
             if any(_broke(future) for future in futures):
                 await self._discard()
 
-    def _submit(self, lane: list[str], terms: Terms, now_ms: int, run_id: str, first: bool) -> asyncio.Future:
+    def _submit(self, lane: list[str], terms: Terms, now_ms: int, run_id: str, slot: int) -> asyncio.Future:
         try:
-            future = self._executor().submit(_book_lane, terms, lane, now_ms, run_id)
+            future = self._executor().submit(_book_lane, terms, lane, now_ms, run_id, slot)
         except BrokenProcessPool:
-            if not first:
+            if slot:
                 raise
             # A worker died between runs (its pool broke while idle): nothing of this run has started, so
             # a new pool takes the lane.
             log.warning("attribution lanes: a worker died since the last run; starting new workers")
             self._pool = None
-            future = self._executor().submit(_book_lane, terms, lane, now_ms, run_id)
+            future = self._executor().submit(_book_lane, terms, lane, now_ms, run_id, slot)
         future.add_done_callback(self._stop_on_failure)
         return asyncio.wrap_future(future)
 
@@ -187,7 +195,7 @@ class Lanes:
                 self.count - 1,
                 mp_context=self._context,
                 initializer=_start_worker,
-                initargs=(self._connect, self._stop),
+                initargs=(self._connect, self._stop, self._booked),
             )
         return self._pool
 
@@ -224,10 +232,10 @@ async def _through_cancellation(everything: asyncio.Future[T], shared_stop: _Fla
 _worker: dict[str, Any] = {}
 
 
-def _start_worker(connect: Connect, stop: _Flag) -> None:
+def _start_worker(connect: Connect, stop: _Flag, booked) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    _worker.update(connect=connect, stop=stop, busy=False)
+    _worker.update(connect=connect, stop=stop, booked=booked, busy=False)
     threading.Thread(target=_end_with_parent, args=(stop,), daemon=True).start()
 
 
@@ -250,14 +258,21 @@ def _ready() -> bool:
     return True
 
 
-def _book_lane(terms: Terms, order_ids: list[str], now_ms: int, run_id: str) -> Summary:
+def _book_lane(terms: Terms, order_ids: list[str], now_ms: int, run_id: str, slot: int) -> Summary:
     _worker["busy"] = True
     try:
-        return asyncio.run(_book_lane_async(terms, order_ids, now_ms, run_id))
+        return asyncio.run(_book_lane_async(terms, order_ids, now_ms, run_id, slot))
     finally:
         _worker["busy"] = False
 
 
-async def _book_lane_async(terms: Terms, order_ids: list[str], now_ms: int, run_id: str) -> Summary:
+async def _book_lane_async(
+    terms: Terms, order_ids: list[str], now_ms: int, run_id: str, slot: int
+) -> Summary:
+    booked = _worker["booked"]
+
+    def progress(done: int, _total: int) -> None:
+        booked[slot] = done
+
     async with _worker["connect"]() as attributor:
-        return await attributor.book_lane(terms, order_ids, now_ms, run_id, _worker["stop"])
+        return await attributor.book_lane(terms, order_ids, now_ms, run_id, _worker["stop"], progress)

@@ -139,6 +139,27 @@ def test_lanes_book_the_ledger_and_events_one_process_books(settings, backend) -
         lanes.close()
 
 
+def test_the_runs_progress_counts_the_workers_lanes(settings, backend) -> None:
+    lanes = Lanes(functools.partial(lane_attributor, settings), 3)
+
+    async def body(r: Redis, keys: Keys, ids: ClickIds) -> None:
+        reports: list[tuple[int, int]] = []
+        attributor = Attributor(r, keys, backend, ids, chunk=1, lanes=lanes)
+        summary = await attributor.run_once(
+            now_ms=NOW, progress=lambda done, total: reports.append((done, total))
+        )
+        assert summary.orders == ORDERS
+        # the run's own lane booked 2 of the 6 orders: its reports count the workers' 4 as well
+        assert reports[-1] == (ORDERS, ORDERS), reports
+        assert all(total == ORDERS and 0 < done <= ORDERS for done, total in reports), reports
+        assert [done for done, _ in reports] == sorted(done for done, _ in reports), reports
+
+    try:
+        with_orders(settings, backend, body)
+    finally:
+        lanes.close()
+
+
 def test_a_stop_reaches_the_workers_and_the_next_run_books_the_rest_once(settings, backend) -> None:
     lanes = Lanes(functools.partial(lane_attributor, settings), 2)
 
