@@ -12,11 +12,10 @@ from dataclasses import dataclass
 
 from prometheus_client import Counter
 from redis.asyncio import Redis
-from redis.exceptions import RedisError
 from starlette.requests import Request
 
 from core import validate
-from core.errors import ApiError
+from core.errors import REDIS_TRANSIENT, ApiError
 from core.keys import Keys
 from redirector.throttle import CredentialThrottle
 
@@ -136,7 +135,7 @@ class Authenticator:
             if token.startswith(KEY_PREFIX):
                 return await self._api_key(token)
             return await self._admin_attempt(token, request)
-        except RedisError:
+        except REDIS_TRANSIENT:  # another refusal (a key of the wrong type) is the API's named 500
             message = "credentials cannot be checked now (Redis cannot be reached); retry"
             raise ApiError(503, "redis_unavailable", message, {"retry-after": "1"}) from None
 

@@ -20,7 +20,7 @@ from starlette.responses import RedirectResponse, Response
 from attribution.report import SumOutOfRange
 from core import validate
 from core.clickhouse import ClickHouseError
-from core.errors import ApiError
+from core.errors import REDIS_TRANSIENT, ApiError
 from redirector.auth import Principal
 from redirector.dash import csrf
 from redirector.dash.pacing import Busy
@@ -129,6 +129,9 @@ async def _serve(handler: Handler, view: Page) -> Response:
     except ClickHouseError as exc:
         log.warning("dashboard figures unavailable: %s", exc)
         return view.error(503, "The figures are read from ClickHouse, which cannot be reached now.")
-    except RedisError as exc:
+    except REDIS_TRANSIENT as exc:
         log.warning("dashboard data unavailable: %s", exc)
         return view.error(503, "Redis cannot be reached now; try again in a moment.")
+    except RedisError as exc:  # as the API's storage_error (core/errors.py): retrying will not mend it
+        log.error("dashboard data unreadable: %r", exc)
+        return view.error(500, "Stored data could not be read or written; the error is logged.")

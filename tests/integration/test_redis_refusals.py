@@ -10,8 +10,8 @@ from redis.asyncio import Redis
 
 from core.keys import Keys
 from tests.integration.apphelp import ADMIN, make_link, running_app
-from tests.integration.dashhelp import issue_key
-from tests.integration.merchantdash import merchant
+from tests.integration.dashhelp import issue_key, sign_in
+from tests.integration.merchantdash import merchant, setup
 
 
 def _bearer(key: str) -> dict[str, str]:
@@ -72,5 +72,36 @@ def test_a_key_of_the_wrong_type_is_a_named_500_for_that_record_only(settings) -
             assert answer.status_code == 500, answer.text
             assert answer.json()["error"]["code"] == "storage_error"
             assert (await client.get(f"/api/links/{fine['code']}", headers=creator)).status_code == 200
+
+    asyncio.run(scenario())
+
+
+def test_an_api_key_record_of_the_wrong_type_is_the_named_500_not_a_retry(settings) -> None:
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            alice = _bearer(await issue_key(client, creator_id="alice"))
+            r = Redis.from_url(settings.redis_url)
+            [record] = [key async for key in r.scan_iter(match=Keys(settings.redis_prefix).api_key("*"))]
+            await r.delete(record)
+            await r.set(record, b"written by another program")
+            await r.aclose()
+            answer = await client.get("/api/fx", headers=alice)
+            assert answer.status_code == 500, answer.text
+            assert answer.json()["error"]["code"] == "storage_error"
+            assert (await client.get("/api/fx", headers=ADMIN)).status_code == 200
+
+    asyncio.run(scenario())
+
+
+def test_a_dashboard_page_over_a_key_of_the_wrong_type_is_a_500_page_not_a_retry(settings) -> None:
+    async def scenario():
+        async with running_app(settings) as (_, client):
+            made = await setup(client)
+            assert (await sign_in(client, made["brand"])).status_code == 303
+            r = Redis.from_url(settings.redis_url)
+            await r.set(Keys(settings.redis_prefix).merchant_codes("brand"), b"written by another program")
+            await r.aclose()
+            page = await client.get("/dash/merchants/brand/codes")
+            assert page.status_code == 500 and "the error is logged" in page.text, page.text[:300]
 
     asyncio.run(scenario())
