@@ -239,10 +239,6 @@ class CodeStore:
         found = await self._redis.hmget(self._keys.merchant_codes(merchant_id), fields)
         return {field: _spans.decode(raw) for field, raw in zip(fields, found, strict=True) if raw}
 
-    async def all(self, merchant_id: str) -> dict[str, list[Span]]:
-        """Normalised code → its spans, oldest first."""
-        return decode_all(await self.raw_all(merchant_id))
-
     async def raw_all(self, merchant_id: str) -> dict[bytes, bytes]:
         """Every code's stored spans as stored, for `decode_all` off the event loop."""
         return await self._redis.hgetall(self._keys.merchant_codes(merchant_id))
