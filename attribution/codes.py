@@ -14,7 +14,6 @@ commissions by code.
 
 from __future__ import annotations
 
-import string
 from collections.abc import Iterable
 
 import msgspec
@@ -56,16 +55,11 @@ class TooManyCodes(ValueError):
     pass
 
 
-# Only ASCII letters change case: a stored code is ASCII (`check_code`), and Unicode's upper case maps
-# some other letters onto ASCII ones ("ſ" to "S", "ı" to "I", "ﬀ" to "FF"), which made an order's
-# "ſale10" the merchant's SALE10 and credited its creator for a code the shop never applied.
-_ASCII_UPPER = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)
-
-
 def normalise(code: str) -> str:
     """Codes match case-insensitively in ASCII: `alice10` is `ALICE10`; any other letter stays as sent, so
-    a code with one never matches a stored code."""
-    return code.upper() if code.isascii() else code.translate(_ASCII_UPPER)
+    a code with one never matches a stored code (a stored code is ASCII, `check_code`). `str.upper` made an
+    order's "ſale10" the merchant's SALE10 and credited its creator for a code the shop never applied."""
+    return validate.ascii_upper(code)
 
 
 def check_code(code: str) -> str:

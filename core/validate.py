@@ -8,6 +8,7 @@ refuse anything that is not a `str`. Nothing else in the project writes its own 
 from __future__ import annotations
 
 import re
+import string
 
 # Creator, merchant and other ids: they end up in Redis keys and ClickHouse rows.
 ID_PATTERN = r"\A[A-Za-z0-9_-]{1,64}\Z"
@@ -82,6 +83,22 @@ def is_click_param(value: object) -> bool:
 
 def is_country(value: object) -> bool:
     return fullmatch(COUNTRY_RE, value)
+
+
+# Only ASCII letters change case: Unicode's upper case maps some other letters onto ASCII ones ("ſ" to
+# "S", "ı" to "I", "ß" to "SS", "ﬀ" to "FF"), so `str.upper` can turn text that is not a code, a currency
+# or a country into one that is ("uſd" into USD, a header's "ß" into SS, South Sudan).
+_ASCII_UPPER = str.maketrans(string.ascii_lowercase, string.ascii_uppercase)
+
+
+def ascii_upper(text: str) -> str:
+    return text.upper() if text.isascii() else text.translate(_ASCII_UPPER)
+
+
+def country_or_empty(text: str) -> str:
+    """A country code given in any case (a proxy's header), upper-cased; "" if it is not two ASCII letters."""
+    code = ascii_upper(text)
+    return code if fullmatch(COUNTRY_RE, code) else ""
 
 
 def is_host(value: object) -> bool:

@@ -13,7 +13,7 @@ from redis.exceptions import RedisError
 from core import clock
 from core.clickid import ClickIds
 from core.links import OPEN_IN_BROWSER, Link, Target
-from core.validate import CODE_CHARS, CODE_MAX_CHARS, CODE_MIN_CHARS
+from core.validate import CODE_CHARS, CODE_MAX_CHARS, CODE_MIN_CHARS, country_or_empty
 from redirector.click import Click
 from redirector.clientip import ClientAddress
 from redirector.escape import escape_response
@@ -232,8 +232,9 @@ class RedirectHandler:
         address = self._client_address
         peer = client[0] if client else ""
         ip = address.client_ip(peer, forwarded_for) if address.has_proxies else peer
-        # Only a trusted proxy may tell us the country.
-        country = "" if address.has_proxies and not address.is_trusted(peer) else country[:2].upper()
+        if country:  # only a trusted proxy may tell us the country, and only as two ASCII letters
+            trusted = not address.has_proxies or address.is_trusted(peer)
+            country = country_or_empty(country[:2]) if trusted else ""
         ip_hash, ip_prefix = address.reduce(ip)
         return user_agent, referer, ip, ip_hash, ip_prefix, country
 

@@ -16,6 +16,7 @@ from attribution.merchants import Merchant
 from core.clock import now_ms as clock_ms
 from core.errors import ApiError
 from core.links import iso_ms
+from core.validate import ascii_upper
 from redirector.dash.page import Page, page
 from redirector.dash.views_merchant import merchant_of
 
@@ -51,7 +52,7 @@ def refused(what: str, exc: Exception, done: str = "saved") -> str:
 def product_body(form: dict[str, str]) -> bytes:
     """The product form as the catalog PUT's JSON body (one product): the API's decoder checks the rest."""
     product: dict = {name: form.get(name, "").strip() for name in ("sku", "title", "url", "category")}
-    product["currency"] = form.get("currency", "").strip().upper()
+    product["currency"] = ascii_upper(form.get("currency", "").strip())
     product["price_minor"] = whole(form, "price_minor")
     rate = whole(form, "rate_bps", optional=True)
     if rate is not None:

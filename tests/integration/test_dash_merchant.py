@@ -207,6 +207,9 @@ BAD_INPUT = [
     ("/catalog", {"price_minor": "99999999999999999999"}, "price_minor"),
     ("/catalog", {"url": "javascript:alert(1)"}, "url must be http(s)"),
     ("/catalog", {"currency": "EURO"}, "currency must be an ISO 4217 code"),
+    # Unicode's upper case would make these USD and IDR (validate.ascii_upper)
+    ("/catalog", {"currency": "u\u017fd"}, "currency must be an ISO 4217 code"),
+    ("/catalog", {"currency": "\u0131dr"}, "currency must be an ISO 4217 code"),
     ("/catalog", {"sku": ""}, "sku"),
     ("/catalog", {"sku": "S\x01"}, "no control chars"),
     ("/catalog", {"sku": "S" * 200}, "sku"),

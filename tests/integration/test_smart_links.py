@@ -281,3 +281,32 @@ def test_patch_refusals(settings) -> None:
             assert other.status_code == 403
 
     asyncio.run(scenario())
+
+
+# A trusted proxy's country header as bytes: Latin-1 past ASCII (how the server reads a header), among
+# them "ß", whose Unicode upper case "SS" is a country (South Sudan), and "ÿ", "µ" whose upper case is not
+# Latin-1 at all; each counts as no header, so the offline lookup decides (the test client's address: none).
+NOT_COUNTRIES = [b"\xdf", b"\xdfa", b"a\xdf", b"\xff\xff", b"\xb5s", b"D1", b"1D", b"-", b" D", b"\xc4\xb1"]
+
+
+def test_a_country_header_that_is_not_two_ascii_letters_counts_as_none(settings) -> None:
+    settings = settings.model_copy(update={"country_header": "CF-IPCountry"})
+    rules = [
+        {"when": {"country": ["SS"]}, "url": "https://shop.example.com/ss"},
+        {"when": {"country": ["DE"]}, "url": "https://shop.example.com/de"},
+    ]
+
+    async def scenario():
+        async with running_app(settings) as (app, client):
+            code = (await make_link(client, "alice", "https://shop.example.com/p", rules=rules))["code"]
+            for header in NOT_COUNTRIES:
+                status, location = await go(client, code, **{"cf-ipcountry": header})
+                assert status == 302 and urlsplit(location).path == "/p", (header, location)
+            assert app.ctx.redirect._router.countries.loaded  # asked, as for a viewer without the header
+            for header, path in [(b"de", "/de"), (b"Ss", "/ss"), (b"DEU", "/de")]:  # the first two letters
+                status, location = await go(client, code, **{"cf-ipcountry": header})
+                assert status == 302 and urlsplit(location).path == path, (header, location)
+            clicks = await stream_clicks(app)
+            assert [c.country for c in clicks] == [""] * len(NOT_COUNTRIES) + ["DE", "SS", "DE"]
+
+    asyncio.run(scenario())

@@ -10,6 +10,7 @@ from attribution import merchants, webhooks
 from core import validate
 from core.errors import ApiError
 from redirector.api import check_id
+from tests.unit.folding import FOLDING
 
 # Each valid value, and what an attacker appends or prepends to it.
 NEAR_MISSES = ["\n", "\r\n", "\r", "\x00", " ", "\t", "\x0b", "\u2028"]
@@ -165,3 +166,30 @@ def test_webhook_currency_accepts_a_real_code() -> None:
         b'"occurred_at":"2026-11-27T10:00:00Z"}}'
     )
     assert webhooks.parse(body).data.currency == "EUR"
+
+
+@pytest.mark.parametrize(
+    ("text", "upper"),
+    [("", ""), ("de", "DE"), ("Eur", "EUR"), ("a-b_9", "A-B_9"), ("é", "é"), ("uſd", "UſD"), ("ıdr", "ıDR")],
+)
+def test_ascii_upper_changes_ascii_letters_only(text: str, upper: str) -> None:
+    assert validate.ascii_upper(text) == upper
+
+
+@pytest.mark.parametrize("char", FOLDING)
+def test_no_letter_upper_cases_into_a_currency_or_a_country(char: str) -> None:
+    """Each letter whose Unicode upper case is ASCII ("ß" is "SS", South Sudan): never a valid value."""
+    assert validate.ascii_upper(f"x{char}") == f"X{char}"
+    for text in (char, f"{char}s", f"s{char}"):
+        assert validate.country_or_empty(text) == ""
+    for text in (f"u{char}d", f"{char}dr", f"us{char}", f"e{char}"):
+        assert not validate.is_currency(validate.ascii_upper(text))
+
+
+@pytest.mark.parametrize(
+    ("header", "country"),
+    [("DE", "DE"), ("de", "DE"), ("dE", "DE"), ("", ""), ("D", ""), ("DEU", ""), ("D1", ""), ("T1", ""),
+     (" D", ""), ("D\n", ""), ("\xc4\xb1", "")],
+)  # fmt: skip
+def test_country_or_empty(header: str, country: str) -> None:
+    assert validate.country_or_empty(header) == country
