@@ -49,7 +49,6 @@ class LinkWatcher:
         self._stats = stats
         self._last: tuple[int, int] | None = None
         self._ordinal = 0  # entries-added value of the entry `_last`
-        self.invalidations = 0
 
     async def run(self) -> None:
         while True:
@@ -77,7 +76,7 @@ class LinkWatcher:
                     log.warning("link change %s is unreadable; emptied this worker's cache", entry_id)
                 else:
                     self._cache.invalidate(code)
-                self.invalidations += 1
+                self._stats.link_changes += 1
                 self._last = _entry_id(entry_id)
                 self._ordinal += 1
         await self._check_gap()

@@ -46,6 +46,7 @@ def snapshot(
         "lookup_errors": redirects.lookup_errors,
         "fallbacks": dict(redirects.fallbacks),
         "cache_flushes": dict(redirects.cache_flushes),
+        "link_changes": redirects.link_changes,
         "dropped": dict(redirects.dropped),
         "clicks": {outcome: getattr(recorder, outcome) for outcome in OUTCOMES},
         "batches": [recorder.batches.counts, recorder.batches.total],
@@ -81,7 +82,7 @@ def merge(snapshots: list[dict]) -> dict:
         total["cache"] = [a + b for a, b in zip_longest(total["cache"], snap["cache"], fillvalue=0)]
         for name in ("lookup_errors", "live", "workers"):
             total[name] += snap[name]
-        for name in ("shortcut", "warming"):  # absent in a peer of an older version
+        for name in ("shortcut", "warming", "link_changes"):  # absent in a peer of an older version
             total[name] = total.get(name, 0) + snap.get(name, 0)
     return total
 
@@ -213,6 +214,11 @@ class RedirectCollector:
         for reason in FLUSH_REASONS:
             flushes.add_metric([reason], snap.get("cache_flushes", {}).get(reason, 0))
         yield flushes
+        yield CounterMetricFamily(
+            "clicktrail_link_changes_read",
+            "Entries of the link-change stream read by the workers' link watchers (each drops its code)",
+            value=snap.get("link_changes", 0),
+        )
         dropped = CounterMetricFamily(RECORDS_DROPPED_METRIC, RECORDS_DROPPED_HELP, labels=["reason"])
         by_reason = snap.get("dropped", {})
         for reason in sorted({*DROP_REASONS, *by_reason}):

@@ -42,7 +42,10 @@ class Histogram:
 
 
 class RedirectStats:
-    __slots__ = ("cache_flushes", "dropped", "fallbacks", "latency", "lookup_errors", "responses", "shortcut")
+    __slots__ = (
+        "cache_flushes", "dropped", "fallbacks", "latency", "link_changes", "lookup_errors", "responses",
+        "shortcut",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.responses: Counter[tuple[str, int]] = Counter()  # (method, status) → count
@@ -53,6 +56,8 @@ class RedirectStats:
         self.fallbacks: Counter[str] = Counter()
         # Times the link watcher stopped trusting the whole cache, by reason (linkwatch.py).
         self.cache_flushes: Counter[str] = Counter()
+        # Entries of the link-change stream the link watcher read (each dropped its code from the cache).
+        self.link_changes = 0
         # Records this worker left out or lost (endpoint and debugger records, link events), by reason:
         # kept here, not in a prometheus Counter, so that /metrics sums them over the workers.
         self.dropped: Counter[str] = Counter()

@@ -34,7 +34,8 @@ def test_changes_and_creations_invalidate(settings, redis_client) -> None:
     async def scenario():
         redis, keys = Redis.from_url(settings.redis_url), Keys(settings.redis_prefix)
         store, cache = LinkStore(redis, keys), LinkCache(1 << 20, ttl_ms=600_000)
-        watcher = LinkWatcher(redis, keys, cache, RedirectStats())
+        stats = RedirectStats()
+        watcher = LinkWatcher(redis, keys, cache, stats)
         task = asyncio.create_task(watcher.run())
         await settle(lambda: watcher._last is not None)
         cache.put("newcode", None, 0)  # a viewer tried the code before the creator made it
@@ -45,6 +46,7 @@ def test_changes_and_creations_invalidate(settings, redis_client) -> None:
         cache.put("newcode", link("newcode"), 0)
         await store.disable("newcode")
         await settle(lambda: cache.stale("newcode") is None)
+        assert stats.link_changes == 2  # the creation and the change, each read once
         task.cancel()
         await redis.aclose()
 
@@ -92,6 +94,7 @@ def test_an_unreadable_change_empties_the_cache_and_is_counted(settings, redis_c
         await watcher._step()
         assert cache.stale("a1234") is None and len(cache) == 0
         assert stats.cache_flushes == {UNREADABLE_LINK_EVENT: 2}
+        assert stats.link_changes == 3  # unreadable or not, every entry read is counted
         await redis.aclose()
 
     asyncio.run(scenario())

@@ -40,6 +40,17 @@ def test_link_cache_flushes_show_zero_before_any() -> None:
         assert f'clicktrail_link_cache_flushes_total{{reason="{reason}"}} 0.0' in text
 
 
+def test_link_changes_read_are_summed_over_workers() -> None:
+    cache = LinkCache(1 << 20, ttl_ms=600_000)
+    mine, theirs = RedirectStats(), RedirectStats()
+    mine.link_changes, theirs.link_changes = 5, 2
+    older = snapshot(RedirectStats(), RecorderStats(), cache, live=True)
+    del older["link_changes"]
+    own = snapshot(mine, RecorderStats(), cache, live=True)
+    text = exposition(own, [snapshot(theirs, RecorderStats(), cache, live=True), older])
+    assert "clicktrail_link_changes_read_total 7.0" in text
+
+
 def test_dropped_records_are_summed_over_workers_not_one_workers_figure() -> None:
     """serve runs several workers and a scrape reaches one: a worker's own prometheus Counter would read
     1, 0, 1, 0 ... as the scrapes alternate (a reset each time). Each worker's drops are in its snapshot."""
