@@ -2,13 +2,15 @@
 
 One run: take the orders that received events since the cursor (minus an overlap that covers inserts
 made visible late), plus orders whose ledger may change with time alone (lock passed, or a click not
-ingested yet); per order, fold all its events, find its click (a scan of the days named by the click id's
-embedded time, after the id's MAC verified), apply the pure rules and append only the difference between
-the desired and the stored ledger (see ledger.py). Running it again appends nothing.
+ingested yet); per order, fold all its events, find its click (clicklookup.py: a scan of the days named
+by the click id's embedded time, after the id's MAC verified), apply the pure rules and append only the
+difference between the desired and the stored ledger (booking.py, ledger.py). Running it again appends
+nothing.
 
 Reads are set-based, not per order: the run's events and stored ledger in a few queries in order-id order
-(those tables' sort key), then the orders in chunks of click-time order, one click query per chunk over
-the days its ids name; the ledger rules run in Python per order, the chunk's rows go in one insert. The
+(those tables' sort key), then the orders in chunks of click-time order (chunks.py), one click query per
+chunk over the days its ids name; the ledger rules run in Python per order, the chunk's rows go in one
+insert. The
 chunks overlap (`_book_chunks`): while one chunk's rules run, the next chunk's clicks are read and the
 writes of the two chunks before go on (the backend runs two queries at once, core/clickhouse.py).
 
@@ -28,20 +30,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import operator
 import secrets
-from collections import Counter, defaultdict, deque
+from collections import defaultdict, deque
 from collections.abc import Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Protocol
 
-import msgspec
 from redis.asyncio import Redis
 
 from attribution import codes, events_out, ledger, review, rules, trace
+from attribution.booking import Booking, Summary, add, book_chunk, entry_fields_of
+from attribution.chunks import ORDERS_PER_CHUNK, click_time, day_chunks
+from attribution.clicklookup import ClickLookup
 from attribution.codes import CodeStore
 from attribution.collector import full_collections_held
 from attribution.events import event_of_facts
+from attribution.inflight import finished, gathered, settled
 from attribution.lanes import Lanes, deal
 from attribution.merchants import Merchant, MerchantStore, policy_snapshot
 from attribution.outbox import Outbox
@@ -55,12 +59,6 @@ from core.rows import CommissionRow, columnar
 
 log = logging.getLogger(__name__)
 
-# Orders per chunk, and a chunk never spans two days of clicks: each chunk's click lookup scans the whole
-# days its ids name (the clicks' sort key starts with the day, not the id), so chunks that straddle days
-# read each day two or three times (at 10 M clicks that scanning was most of a run's ClickHouse time). The
-# ids go as an external table (core.clickhouse.IdSet); where they cannot (chdb), 5,000 fixed-length click
-# ids are a 170 KB IN list, within the 256 KiB query limit with the day bounds (queries.DAY_BOUND_STEP_S).
-ORDERS_PER_CHUNK = 5_000
 # Inserts by a slow consumer become visible after faster ones; re-reading this much history costs only
 # time (the ledger difference is empty) and covers any insert that takes less than the insert timeout.
 CURSOR_OVERLAP_MS = 10 * 60_000
@@ -69,29 +67,8 @@ NO_CLICK_RETRY_MS = 2 * 86_400_000
 LOCK_TTL_MS = 30 * 60_000
 # After a failed run the lock is held this long: well past the ClickHouse insert timeout (20 s default).
 FAILED_RUN_HOLD_MS = 120_000
-# The click id's embedded time and the stored click time come from the same clock reading; allow skew.
-CLICK_TIME_SLACK_MS = 5_000
-DAY_MS = 86_400_000
 # Chunks whose writes may overlap: one's ledger insert with another's Redis staging and emission.
 WRITES_IN_FLIGHT = 2
-
-
-# The ledger entry's fields are commissions columns of the same names (core/rows.py CommissionRow).
-ENTRY_FIELDS = ledger.Entry.__struct_fields__
-# A stored row's fields in Entry's order, positional: a keyword dict per row was a tenth of a rerun's CPU.
-_entry_fields_of = operator.attrgetter(*ENTRY_FIELDS)
-
-
-@dataclass
-class Booking:
-    """What a run holds while it books one merchant's orders: each order's folded events and stored
-    net ledger (taken out as its chunk is booked), and the run's terms, time and id."""
-
-    terms: ledger.Terms
-    folds: dict[str, ledger.Folded]
-    stored: dict[str, ledger.Net]
-    now_ms: int
-    run_id: str
 
 
 class _Stop(Protocol):
@@ -102,19 +79,6 @@ class _Stop(Protocol):
 
 class Busy(RuntimeError):
     """Another attributor holds the lock."""
-
-
-@dataclass
-class Summary:
-    orders: int = 0
-    rows: int = 0
-    amount_minor: int = 0
-    skipped_unknown_merchant: int = 0
-    events: int = 0  # commission events emitted (events_out.py)
-    staged_dead_lettered: int = 0  # staged events of an earlier run that did not decode (Outbox.staged)
-    stopped: bool = False  # ended early on a stop request; the cursor did not move
-    outcomes: Counter = field(default_factory=Counter)
-    kinds: Counter = field(default_factory=Counter)  # ledger rows appended, by kind
 
 
 @dataclass
@@ -130,16 +94,6 @@ class _Run:
     stop: _Stop | None
 
 
-def _add(summary: Summary, part: Summary) -> None:
-    """A lane's summary added to the run's (attribution/lanes.py)."""
-    summary.orders += part.orders
-    summary.rows += part.rows
-    summary.amount_minor += part.amount_minor
-    summary.events += part.events
-    summary.outcomes.update(part.outcomes)
-    summary.kinds.update(part.kinds)
-
-
 # With `min_replicas_acked`: the lock counts as held once this many replicas have it (a lock only on a
 # primary that fails over would let a second attributor in). KEYS: the lock. ARGV: token, TTL (ms).
 _CONFIRM_LOCK = """
@@ -151,6 +105,9 @@ LOCK_WAIT_TIMEOUT_MS = 2_000
 
 
 class Attributor:
+    # The pure part of a chunk (booking.py), an attribute so that a test or the benchmark can wrap it.
+    _book = staticmethod(book_chunk)
+
     def __init__(
         self,
         redis: Redis,
@@ -167,9 +124,9 @@ class Attributor:
         self._redis = redis
         self._keys = keys
         self._backend = backend
-        self._ids = ids
         self._chunk = chunk
         self._merchants = MerchantStore(redis, keys)
+        self._clicks = ClickLookup(backend, ids, self._merchants)
         self._rates = RateStore(redis, keys)
         self._codes = CodeStore(redis, keys)
         self._reviews = review.ReviewStore(redis, keys)
@@ -229,7 +186,7 @@ class Attributor:
         cursor = int(await self._redis.get(self._keys.attribution_cursor) or 0)
         # The three lists of orders to look at are independent reads: made at once (the backend runs
         # two queries side by side).
-        new, decided, revisit = await _gathered(
+        new, decided, revisit = await gathered(
             asyncio.to_thread(
                 queries.orders_with_new_events, self._backend, max(0, cursor - CURSOR_OVERLAP_MS)
             ),
@@ -277,7 +234,7 @@ class Attributor:
         )
         click_ms = {o: clickid.timestamp_ms(c) or 0 for o, c in click_ids.items()}
         ordered = sorted(order_ids, key=lambda o: click_ms.get(o, 0))
-        own, *others = deal(_day_chunks(ordered, click_ms, self._chunk), lanes.count)
+        own, *others = deal(day_chunks(ordered, click_ms, self._chunk), lanes.count)
         others = [sorted(lane) for lane in others if lane]
         if not others:
             return await self._book_orders(terms, sorted(own), run)
@@ -291,12 +248,12 @@ class Attributor:
             completed = await self._book_orders(terms, sorted(own), own_run) if own else True
         except BaseException:
             lanes.stop()
-            await _settled([elsewhere])
+            await settled([elsewhere])
             raise
         if not completed:
             lanes.stop()
         for part in await elsewhere:
-            _add(run.summary, part)
+            add(run.summary, part)
             completed = completed and not part.stopped
         if report:
             report(run.summary.orders + run.summary.skipped_unknown_merchant, run.total)
@@ -326,15 +283,15 @@ class Attributor:
         merchant_id = terms.merchant_id
         # Read in order-id order (the events' and the ledger's sort key), not per click-time chunk: a
         # chunk's ids are spread over the whole table, so each chunk's read would scan all of it.
-        events, stored = await _gathered(
+        events, stored = await gathered(
             self._events(merchant_id, order_ids), self._stored(merchant_id, order_ids)
         )
         folds = {o: ledger.fold(evs) for o, evs in events.items()}
         del events  # each order's list lives on in its fold, taken out as its chunk is booked
-        click_ms = {o: _click_time(f.created) for o, f in folds.items()}
+        click_ms = {o: click_time(f.created) for o, f in folds.items()}
         # Chunks in click-time order: each chunk's click lookup then reads a few days, not all of them.
         ordered = sorted(order_ids, key=lambda o: click_ms.get(o, 0))
-        chunks = _day_chunks(ordered, click_ms, self._chunk)
+        chunks = day_chunks(ordered, click_ms, self._chunk)
         booking = Booking(terms, folds, stored, run.now_ms, run.run_id)
         return await self._book_chunks(booking, chunks, run.summary, run.progress, run.total, run.stop)
 
@@ -385,7 +342,7 @@ class Attributor:
                     await asyncio.sleep(0)  # the read starts (its query is sent) before the rules run
                 rows = self._book(booking, chunk, looked_up, summary)
                 if len(writing) >= WRITES_IN_FLIGHT:
-                    await _finished(writing)
+                    await finished(writing)
                 writing.append(asyncio.ensure_future(self._write(rows, booking.now_ms, summary)))
                 if progress:
                     progress(summary.orders + summary.skipped_unknown_merchant, total)
@@ -394,12 +351,12 @@ class Attributor:
                     break
                 chunk = following
             while writing:
-                await _finished(writing)
+                await finished(writing)
             return not stopped
         finally:
             # On a failure or a cancellation, nothing of this run is left running once run_once returns:
             # the failed-run hold on the lock counts from then (a write gives up only on its own timeout).
-            await _settled([f for f in (reading, *writing) if f is not None])
+            await settled([f for f in (reading, *writing) if f is not None])
 
     async def _lookup(
         self, booking: Booking, order_ids: list[str]
@@ -409,40 +366,8 @@ class Attributor:
         folds = booking.folds
         click_ids = {c.click_id for o in order_ids if (f := folds.get(o)) and (c := f.created)}
         terms = booking.terms
-        facts = await self._click_facts(click_ids, details=terms.policy.counts_ip_clicks)
+        facts = await self._clicks.facts(click_ids, details=terms.policy.counts_ip_clicks)
         return facts, await self._reviews.many(terms.merchant_id, order_ids)
-
-    def _book(
-        self,
-        booking: Booking,
-        order_ids: list[str],
-        looked_up: tuple[dict[str, rules.ClickFacts], dict[str, review.Decision]],
-        summary: Summary,
-    ) -> list[CommissionRow]:
-        """The pure part of a chunk: each order's desired ledger and the rows to append (no I/O)."""
-        facts, verdicts = looked_up
-        terms, now_ms, run_id = booking.terms, booking.now_ms, booking.run_id
-        merchant_id = terms.merchant_id
-        all_folds, all_stored = booking.folds, booking.stored
-        rows: list[CommissionRow] = []
-        outcomes, kinds = summary.outcomes, summary.kinds
-        amount = 0
-        # Bound once, not looked up per order: this loop's own lines were a tenth of its time (py-spy).
-        explain, difference, append = ledger.explain_folded, ledger.difference, rows.append
-        fold_of, stored_of, click_of, verdict_of = all_folds.pop, all_stored.pop, facts.get, verdicts.get
-        for order_id in order_ids:
-            state = fold_of(order_id, None) or ledger.fold([])
-            order = state.created
-            click = click_of(order.click_id) if order is not None else None
-            wanted = explain(state, click, terms, now_ms, verdict_of(order_id))[1]
-            outcomes[_outcome(wanted, order)] += 1
-            for entry in difference(wanted, stored_of(order_id, {})):
-                append(_row(merchant_id, order_id, entry, now_ms, run_id))
-                kinds[entry.kind] += 1
-                amount += entry.amount_minor
-        summary.orders += len(order_ids)
-        summary.amount_minor += amount
-        return rows
 
     async def _write(self, rows: list[CommissionRow], now_ms: int, summary: Summary) -> None:
         """Stage a chunk's commission events, insert its rows, emit the events, unstage them."""
@@ -481,67 +406,6 @@ class Attributor:
         await self._outbox.unstage(staged.fields)
         return staged.dead_lettered
 
-    async def _click_facts(self, click_ids: set[str], details: bool = False) -> dict[str, rules.ClickFacts]:
-        """What is known of each click id; with `details`, also its link code and the human clicks from
-        its IP hash on its creator's links in its hour (review rules and the trace need them)."""
-        facts: dict[str, rules.ClickFacts] = {}
-        lookup: dict[str, int] = {}
-        for click_id in click_ids:
-            ts_ms = clickid.timestamp_ms(click_id)
-            if ts_ms is None or not self._ids.verify(click_id):
-                # Never query for an id we did not mint: its embedded time is not to be trusted.
-                facts[click_id] = rules.ClickFacts(click_id, ts_ms is not None, False)
-            else:
-                lookup[click_id] = ts_ms
-        if not lookup:
-            return facts
-        span = _click_span(lookup)
-        rows = await asyncio.to_thread(queries.clicks_by_id, self._backend, *span)
-        found = {r[0]: r for r in rows}
-        owners = await self._merchants.owners(sorted({r[4] for r in found.values() if not r[3]}))
-        for click_id in lookup:
-            row = found.get(click_id)
-            if row is None:
-                facts[click_id] = rules.ClickFacts(click_id, True, True, found=False)
-                continue
-            _, ts_ms, creator_id, merchant_id, dest_host, is_bot, is_head = row
-            facts[click_id] = rules.ClickFacts(
-                click_id,
-                True,
-                True,
-                found=True,
-                ts_ms=ts_ms,
-                creator_id=creator_id,
-                merchant_id=merchant_id,
-                dest_host=dest_host,
-                host_owner=owners.get(dest_host, ""),
-                is_bot=bool(is_bot),
-                is_head=bool(is_head),
-            )
-        if details and found:
-            facts.update(await self._click_details(facts, span))
-        return facts
-
-    async def _click_details(self, facts: dict[str, rules.ClickFacts], span: tuple) -> dict:
-        extra = await asyncio.to_thread(queries.click_details, self._backend, *span)
-        ip_of = {click_id: ip_hash for click_id, _, ip_hash in extra}
-        hour_of = {c: facts[c].ts_ms // review.HOUR_MS for c in ip_of}
-        counts = await asyncio.to_thread(
-            queries.human_clicks_per_ip_hour,
-            self._backend,
-            sorted({facts[c].creator_id for c in ip_of}),
-            sorted(set(ip_of.values())),
-            sorted(set(hour_of.values())),
-        )
-        return {
-            click_id: msgspec.structs.replace(
-                facts[click_id],
-                code=code,
-                ip_hour_clicks=counts.get((facts[click_id].creator_id, ip_hash, hour_of[click_id]), 0),
-            )
-            for click_id, code, ip_hash in extra
-        }
-
     async def explain(
         self, merchant_id: str, order_id: str, now_ms: int | None = None, reader: str | None = None
     ) -> trace.Explained | None:
@@ -565,12 +429,12 @@ class Attributor:
         terms = await self._terms(merchant_id)
         if terms is None:
             return None
-        facts = await self._click_facts({order.click_id} if order else set(), details=True)
+        facts = await self._clicks.facts({order.click_id} if order else set(), details=True)
         click = facts.get(order.click_id) if order else None
         verdict = (await self._reviews.many(merchant_id, [order_id])).get(order_id)
         decision, wanted = ledger.explain(events, click, terms, now_ms, verdict)
         stored_rows = await asyncio.to_thread(queries.order_explanation, self._backend, merchant_id, order_id)
-        stored = [ledger.Entry(*_entry_fields_of(r)) for r in stored_rows]
+        stored = [ledger.Entry(*entry_fields_of(r)) for r in stored_rows]
         to_append = ledger.difference(wanted, ledger.net(stored))
         body = trace.render(order_id, events, click, terms, decision, verdict, wanted, stored, to_append)
         credit = decision.credit if decision is not None else None
@@ -591,64 +455,16 @@ class Attributor:
         chosen = codes.first_active(checks)
         if chosen is not None and chosen.span is not None and chosen.span.creator_id == creator_id:
             return True
-        ts_ms = clickid.timestamp_ms(order.click_id)
-        if ts_ms is None or not self._ids.verify(order.click_id):
-            return False  # never found (_click_facts): no click credits
-        span = _click_span({order.click_id: ts_ms})
-        return await asyncio.to_thread(
-            queries.is_creators_click, self._backend, merchant_id, creator_id, *span
-        )
+        return await self._clicks.is_creators(merchant_id, creator_id, order.click_id)
 
     async def _stored(self, merchant_id: str, order_ids: list[str]) -> dict[str, ledger.Net]:
         """The stored net ledger of these orders, per order and `ledger.key` (entry id, status, creator,
         currency, click), held for the run like events."""
         stored: dict[str, ledger.Net] = defaultdict(dict)
         for row in await asyncio.to_thread(queries.ledger_for_orders, self._backend, merchant_id, order_ids):
-            entry = ledger.Entry(*_entry_fields_of(row))
+            entry = ledger.Entry(*entry_fields_of(row))
             stored[row.order_id][ledger.key(entry)] = entry
         return stored
-
-
-async def _finished(writing: deque[asyncio.Future]) -> None:
-    """Wait for the oldest write and take it off; a cancellation of the run does not cancel the write
-    (it would stop between its insert and its emission), which then stays for `_settled`."""
-    await asyncio.shield(writing[0])
-    writing.popleft()
-
-
-async def _settled(started: list[asyncio.Future]) -> None:
-    """Wait for what a failing run started, through further cancellations, and log each failure (the
-    run raises one of them)."""
-    cancelled = False
-    while pending := [f for f in started if not f.done()]:
-        try:
-            await asyncio.shield(asyncio.gather(*pending, return_exceptions=True))
-        except asyncio.CancelledError:
-            cancelled = True
-    for future in started:
-        if not future.cancelled() and future.exception() is not None:
-            log.warning("attribution run: a chunk's read or write failed: %r", future.exception())
-    if cancelled:
-        raise asyncio.CancelledError
-
-
-async def _gathered(*reads):
-    """The reads' results, all of them done: a failure is raised once none of them runs any more."""
-    results = await asyncio.gather(*reads, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
-    return results
-
-
-def _click_span(ts_by_id: dict[str, int]) -> tuple[list[str], list[int], int, int]:
-    """The ids and the window of stored times each may have (its embedded time, give or take the slack),
-    as the click queries take them: they read only the days of the windows' ends."""
-    bounds_s = set()
-    for ts_ms in ts_by_id.values():
-        bounds_s.add((ts_ms - CLICK_TIME_SLACK_MS) // 1000)
-        bounds_s.add((ts_ms + CLICK_TIME_SLACK_MS) // 1000 + 1)
-    return sorted(ts_by_id), sorted(bounds_s), min(bounds_s), max(bounds_s)
 
 
 def _decoded_terms(
@@ -662,71 +478,4 @@ def _decoded_terms(
         merchant.currency,
         codes=codes.decode_all(raw_codes),
         policy=policy_snapshot(merchant),
-    )
-
-
-def _day_chunks(ordered: list[str], click_ms: dict[str, int], size: int) -> Iterator[list[str]]:
-    """`ordered` (in click-time order, `click_ms`; 0 or absent: no click) cut into chunks of at most
-    `size`, a new one at each click day."""
-    chunk: list[str] = []
-    day = None
-    for order_id in ordered:
-        order_day = click_ms.get(order_id, 0) // DAY_MS
-        if chunk and (len(chunk) >= size or order_day != day):
-            yield chunk
-            chunk = []
-        chunk.append(order_id)
-        day = order_day
-    if chunk:
-        yield chunk
-
-
-def _click_time(created: ledger.OrderEvent | None) -> int:
-    return (clickid.timestamp_ms(created.click_id) or 0) if created else 0
-
-
-def _outcome(wanted: list[ledger.Entry], order: ledger.OrderEvent | None) -> str:
-    if order is None:
-        return "parked"
-    credited = False
-    for entry in wanted:  # one pass, no generators: once per order booked
-        kind = entry.kind
-        if kind == "none" and entry.entry_id.startswith("none:"):
-            return entry.reason
-        if kind == "accrual":
-            credited = True
-    if not credited:
-        # refused outright (currency_mismatch, amount_out_of_range): its one flag row says why
-        return wanted[0].reason if wanted else "refused"
-    return "credited"
-
-
-def _row(merchant_id: str, order_id: str, entry: ledger.Entry, now_ms: int, run_id: str) -> CommissionRow:
-    # Positional (the commissions columns' order): keyword arguments built per row cost a tenth of a run.
-    e = entry
-    return CommissionRow(
-        merchant_id,
-        order_id,
-        e.entry_id,
-        e.kind,
-        e.status,
-        e.amount_minor,
-        e.orders,
-        e.currency,
-        e.creator_id,
-        e.click_id,
-        e.sku,
-        e.quantity,
-        e.basis_minor,
-        e.rate_bps,
-        e.rate_rule,
-        e.rate_version,
-        e.reason,
-        e.event_id,
-        e.effective_ms // 1000,
-        e.effective_ms,
-        now_ms,
-        run_id,
-        e.attributed_by,
-        e.code,
     )

@@ -22,7 +22,8 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from attribution import report, runstats, trace
-from attribution.attributor import Attributor, Busy, Summary
+from attribution.attributor import Attributor, Busy
+from attribution.booking import Summary
 from attribution.lanes import Lanes
 from attribution.outbox import Outbox
 from core.clickhouse import ClickHouseError, PartsInDoubt

@@ -36,7 +36,8 @@ from contextlib import AbstractAsyncContextManager
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from attribution.attributor import Attributor, Summary
+    from attribution.attributor import Attributor
+    from attribution.booking import Summary
     from attribution.ledger import Terms
 
 # Builds, inside a worker process, an attributor over connections of its own (closed on exit). Passed

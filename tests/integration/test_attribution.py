@@ -343,7 +343,7 @@ def test_what_cannot_be_booked_is_flagged_and_skew_is_forgiven(settings, backend
 def test_clicks_stored_across_midnight_from_their_ids_time_are_found(settings, backend) -> None:
     """The click lookup reads only the days of each id's time window: a click stored on the other side of
     midnight from its id's time (within CLICK_TIME_SLACK_MS) is found, in one run with clicks weeks apart."""
-    from attribution.attributor import CLICK_TIME_SLACK_MS
+    from attribution.clicklookup import CLICK_TIME_SLACK_MS
 
     keys = Keys(settings.redis_prefix)
     ids = ClickIds(settings.secret_bytes)

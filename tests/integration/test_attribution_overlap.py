@@ -132,7 +132,7 @@ def test_the_next_chunks_read_is_under_way_before_a_chunks_rules_run(settings, b
     async def body(r: Redis, keys: Keys, ids: ClickIds) -> None:
         attributor = Attributor(r, keys, backend, ids)
         steps: list[tuple[str, str]] = []  # (step, the chunk's click id): one order and click a chunk
-        real_book, real_facts = attributor._book, attributor._click_facts
+        real_book, real_facts = attributor._book, attributor._clicks.facts
 
         def book(booking, order_ids, *args):
             [order_id] = order_ids
@@ -144,7 +144,7 @@ def test_the_next_chunks_read_is_under_way_before_a_chunks_rules_run(settings, b
             steps.append(("read", click_id))
             return await real_facts(click_ids, *args, **kwargs)
 
-        attributor._book, attributor._click_facts = book, click_facts
+        attributor._book, attributor._clicks.facts = book, click_facts
         await attributor.run_once(now_ms=T0 + 7 * DAY)
         booked = [click_id for step, click_id in steps if step == "book"]
         assert len(booked) == ORDERS

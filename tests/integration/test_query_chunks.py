@@ -33,7 +33,8 @@ def test_long_id_lists_stay_under_the_query_size_limit(clickhouse) -> None:
 def test_a_full_attribution_chunk_of_click_ids_fits_the_query_size_limit(clickhouse) -> None:
     """ORDERS_PER_CHUNK ids whose clicks fall at distinct seconds of one day: the click lookups carry the
     ids and their day bounds; both must stay under the limit (two raw bounds per id did not)."""
-    from attribution.attributor import CLICK_TIME_SLACK_MS, ORDERS_PER_CHUNK
+    from attribution.chunks import ORDERS_PER_CHUNK
+    from attribution.clicklookup import CLICK_TIME_SLACK_MS
     from core.clickid import ClickIds, timestamp_ms
 
     migrate(clickhouse, log=lambda _line: None)

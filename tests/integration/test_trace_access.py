@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 import pytest
 from redis.asyncio import Redis
 
-from attribution.attributor import Attributor, _click_span
+from attribution.attributor import Attributor
+from attribution.clicklookup import click_span
 from attribution.codes import CodeStore
 from core import queries
 from core.clickid import ClickIds
@@ -158,7 +159,7 @@ def test_a_creators_click_counts_only_for_its_merchant_or_none(settings, clickho
         (for_m1, T0, "m1", "alice", False),
         (for_none, T0 + 1, "m2", "bob", True),
     ]:
-        span = _click_span({click: ts})
+        span = click_span({click: ts})
         assert queries.is_creators_click(clickhouse, merchant, creator, *span) is expected, (
             merchant,
             creator,

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from attribution import codes, ledger, rules
-from attribution.attributor import ENTRY_FIELDS, _entry_fields_of, _row
+from attribution.booking import ENTRY_FIELDS, entry_fields_of, row
 from attribution.decision import Decision
 from attribution.ledger import CANCELLED, CREATED, REFUNDED, Item, OrderEvent
 from attribution.policy import Policy, ReviewRules, Snapshot
@@ -159,9 +159,9 @@ def test_fast_rows_equal_the_rows_built_by_name(
     )
     decision, wanted = ledger.explain(events, click, terms, NOW_MS)
     for entry in wanted:
-        assert _row("m1", "O-1", entry, NOW_MS, "r1") == row_by_name("m1", "O-1", entry, NOW_MS, "r1")
+        assert row("m1", "O-1", entry, NOW_MS, "r1") == row_by_name("m1", "O-1", entry, NOW_MS, "r1")
         # and read back as the run reads its stored ledger (positionally): the same entry
-        assert ledger.Entry(*_entry_fields_of(_row("m1", "O-1", entry, NOW_MS, "r1"))) == entry
+        assert ledger.Entry(*entry_fields_of(row("m1", "O-1", entry, NOW_MS, "r1"))) == entry
     if decision is not None and decision.credit is not None:
         accruals = [e for e in wanted if e.kind == "accrual"]
         assert accruals == accruals_by_name(events[0], decision, terms)

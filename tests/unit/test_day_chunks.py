@@ -1,11 +1,11 @@
-"""attributor._day_chunks: the run's orders (in click-time order) cut at each click day and at the chunk
+"""chunks.day_chunks: the run's orders (in click-time order) cut at each click day and at the chunk
 size, so that no chunk's click lookup scans days another chunk scans too."""
 
 from __future__ import annotations
 
 import pytest
 
-from attribution.attributor import DAY_MS, _click_time, _day_chunks
+from attribution.chunks import DAY_MS, click_time, day_chunks
 from attribution.ledger import OrderEvent
 from core.clickid import ClickIds
 
@@ -22,7 +22,7 @@ def click_times(at_ms: list[int | None]) -> dict[str, int]:
             if ms is None
             else OrderEvent("m1", f"w{n}", "order.created", f"o{n}", IDS.new(ms), "EUR", ms)
         )
-        out[f"o{n}"] = _click_time(order)
+        out[f"o{n}"] = click_time(order)
     return out
 
 
@@ -39,6 +39,6 @@ def click_times(at_ms: list[int | None]) -> dict[str, int]:
 )
 def test_chunks_cut_at_each_click_day_and_at_the_size(clicks, size, sizes) -> None:
     orders = click_times(clicks)
-    chunks = list(_day_chunks(list(orders), orders, size))
+    chunks = list(day_chunks(list(orders), orders, size))
     assert [len(c) for c in chunks] == sizes
     assert [o for c in chunks for o in c] == list(orders)  # every order once, in order
