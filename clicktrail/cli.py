@@ -30,6 +30,17 @@ class _Main(click.Group):
     down and that trying again may do. A store that refused the work (bad SQL, a wrong key type, an ACL)
     is one line and exit 1: trying again would not help."""
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        # Python reads arguments with surrogateescape: bytes that are not UTF-8 arrive as lone surrogates,
+        # which no UTF-8 encode takes (a query parameter, a Redis name, an HTTP header), and each failed
+        # with a traceback far from the argument, or (`ingest --consumer`) was retried for ever.
+        for arg in args:
+            try:
+                arg.encode()
+            except UnicodeEncodeError:
+                raise click.UsageError(f"{arg!r}: an argument must be UTF-8 text") from None
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context):
         from redis.exceptions import ClusterDownError, RedisError
         from redis.exceptions import ConnectionError as RedisConnectionError
@@ -323,7 +334,16 @@ def webhook_send(url: str, merchant_id: str, secret: str, webhook_id: str | None
     import httpx
 
     from attribution.webhook_tool import signed_request
+    from attribution.webhooks import MAX_WEBHOOK_ID_CHARS, WEBHOOK_ID_RULE
+    from core import validate
 
+    # Checked here as the server would: unchecked, an id past ASCII failed in httpx with a traceback.
+    if not validate.is_id(merchant_id):
+        raise click.BadParameter("1-64 characters of A-Z a-z 0-9 _ -", param_hint="--merchant")
+    if webhook_id is not None and not (
+        validate.is_webhook_id(webhook_id) and len(webhook_id) <= MAX_WEBHOOK_ID_CHARS
+    ):
+        raise click.BadParameter(WEBHOOK_ID_RULE, param_hint="--id")
     body = body_file.read()
     target = f"{url.rstrip('/')}/webhooks/orders/{merchant_id}"
     try:
@@ -346,7 +366,7 @@ def webhook_send(url: str, merchant_id: str, secret: str, webhook_id: str | None
 @click.option(
     "--headers",
     "headers_file",
-    type=click.File("r"),
+    type=click.File("rb"),
     default=None,
     help="The request's headers, one 'Name: value' a line [BODY_FILE is then the whole request].",
 )
@@ -359,7 +379,8 @@ def webhook_verify(secret: str, headers_file, body_file) -> None:
 
     raw = body_file.read()
     if headers_file is not None:
-        headers, body = parse_headers(headers_file.read()), raw
+        # Latin-1, as HTTP reads a header and as a whole request's head is read: any bytes decode.
+        headers, body = parse_headers(headers_file.read().decode("latin-1")), raw
     else:
         headers, body = split_request(raw)
     problems = diagnose(body, headers, secret, int(time.time()))

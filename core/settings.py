@@ -124,6 +124,18 @@ class Settings(BaseSettings):
     # pages wait for their turn and redirects never do. 100: pages only take turns.
     dash_max_share_pct: int = Field(5, ge=1, le=100)
 
+    @field_validator("*")
+    @classmethod
+    def _check_utf8(cls, value: object, info: ValidationInfo) -> object:
+        # Python reads the environment with surrogateescape: bytes that are not UTF-8 arrive as lone
+        # surrogates, which no UTF-8 encode takes. Unchecked, they failed far from the setting: a 500 on
+        # every link answer (public_url, after the link was stored), a traceback at start-up (admin_token),
+        # or an ingester retrying for ever (a Redis URL).
+        for text in value if isinstance(value, list) else [value]:
+            if isinstance(text, str) and not _encodes(text):
+                raise ValueError(f"{info.field_name} holds bytes that are not UTF-8")
+        return value
+
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_proxies(cls, value: object) -> object:
@@ -219,6 +231,14 @@ _STORE_URLS = {
     "clickhouse_url": (("clickhouse", "clickhouses"), "clickhouse://user:password@host:port/database"),
     "redis_url": (("redis", "rediss", "unix"), "redis://host:port/db, rediss://... or unix:///path"),
 }
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _node_ok(node: str, port_required: bool = False) -> bool:

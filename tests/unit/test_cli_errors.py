@@ -124,3 +124,54 @@ def test_the_drivers_traceback_filter_is_added_once(tmp_path) -> None:
     for _ in range(3):
         run(tmp_path, ["migrate"], NO_CLICKHOUSE)
     assert len(logging.getLogger("clickhouse_driver.connection").filters) == 1
+
+
+SECRET = "whsec_" + "QUJDREVGR0hJSktMTU5PUFFSU1RVVldY"
+
+
+# Arguments are read with surrogateescape: bytes that are not UTF-8 arrive as lone surrogates, which failed
+# with a traceback where they were first encoded (a query parameter, an HTTP request, a Redis name) or, for
+# `ingest --consumer`, were retried for ever as a "clickhouse error". Stores on port 1: never reached.
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["report", "earnings", "--creator", "c\udcff"],
+        ["report", "links", "--merchant", "m\udcff"],
+        ["ingest", "--once", "--consumer", "w\udcff"],
+        ["attribute", "--explain", "m1", "o\udc80"],
+        ["webhook", "send", "--url", "http://127.0.0.1:1/\udcff", "--merchant", "m1", "--secret", SECRET,
+         "-"],
+        ["webhook", "send", "--url", "http://127.0.0.1:1", "--merchant", "m1", "--secret", SECRET,
+         "--id", "w\udcff", "-"],
+        ["serve", "--host", "127.0.0.\udcff"],
+    ],
+)  # fmt: skip
+def test_an_argument_that_is_not_utf8_is_a_usage_error(tmp_path, args) -> None:
+    result = run(tmp_path, args, {**NO_REDIS, **NO_CLICKHOUSE})
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert "must be UTF-8 text" in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--merchant", "m é"), ("--merchant", "m/1"), ("--id", "wé"), ("--id", " w"), ("--id", "w" * 257)],
+)
+def test_webhook_send_checks_the_merchant_and_the_id_as_the_server_does(tmp_path, option, value) -> None:
+    """Unchecked, an id past ASCII failed inside httpx with a traceback."""
+    body = tmp_path / "order.json"
+    body.write_bytes(b"{}")
+    args = {"--url": "http://127.0.0.1:1", "--merchant": "m1", "--secret": SECRET, option: value}
+    result = run(tmp_path, ["webhook", "send", *[x for kv in args.items() for x in kv], str(body)])
+    assert result.exit_code == 2 and option in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_webhook_verify_reads_a_headers_file_of_any_bytes(tmp_path) -> None:
+    headers = tmp_path / "headers.txt"
+    headers.write_bytes(b"webhook-id: msg_\xff\xfe\nwebhook-timestamp: 1\nwebhook-signature: v1,abc\n")
+    body = tmp_path / "body.json"
+    body.write_bytes(b"{}")
+    result = run(tmp_path, ["webhook", "verify", "--secret", SECRET, "--headers", str(headers), str(body)])
+    assert result.exit_code == 1 and "FAIL" in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)

@@ -86,3 +86,38 @@ def test_a_replaced_variable_stops_the_start(monkeypatch, tmp_path, value) -> No
     monkeypatch.setenv("CLICKTRAIL_LINK_CACHE_SIZE", value)
     with pytest.raises(ValueError, match="CLICKTRAIL_LINK_CACHE_BYTES"):
         Settings.load(data_dir=tmp_path)
+
+
+def _text_fields() -> list[str]:
+    """Every setting read as text (str, optional str, a list of str), found from the model, not listed."""
+    return sorted(
+        name
+        for name, info in Settings.model_fields.items()
+        if "str" in str(info.annotation) and name != "data_dir"
+    )
+
+
+# A valid value of each text setting, the bytes that are not UTF-8 then appended to it.
+VALID_TEXT = {
+    "redis_url": "redis://127.0.0.1:6379/0",
+    "clickhouse_url": "clickhouse://default:@127.0.0.1:9000/db",
+    "trusted_proxies": "10.0.0.0/8",
+    "clickhouse_alt_hosts": "127.0.0.1:9001",
+    "redis_prefix": "ct:",
+    "default_click_param": "ct_click",
+}
+
+
+def test_the_text_settings_are_found() -> None:
+    assert {"public_url", "admin_token", "secret_key", "redis_url", "trusted_proxies"} <= set(_text_fields())
+
+
+@pytest.mark.parametrize("field", _text_fields())
+@pytest.mark.parametrize("bad", ["\udcff", "\udc80x", "a\udcc3"])  # surrogateescape: U+DC80-U+DCFF
+def test_a_text_setting_that_is_not_utf8_stops_the_start(monkeypatch, tmp_path, field, bad) -> None:
+    """The environment is read with surrogateescape: bytes that are not UTF-8 arrive as lone surrogates,
+    which failed far from the setting (a 500 on every link answer for public_url, after the link was
+    stored; a start-up traceback for admin_token)."""
+    monkeypatch.setenv(f"CLICKTRAIL_{field.upper()}", VALID_TEXT.get(field, "text") + bad)
+    with pytest.raises(ValidationError, match=field):
+        Settings.load(data_dir=tmp_path)
