@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import msgspec
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from attribution import merchants, webhooks
 from core import validate
@@ -193,3 +195,11 @@ def test_no_letter_upper_cases_into_a_currency_or_a_country(char: str) -> None:
 )  # fmt: skip
 def test_country_or_empty(header: str, country: str) -> None:
     assert validate.country_or_empty(header) == country
+
+
+@given(st.text(max_size=4) | st.text(alphabet=st.characters(max_codepoint=0xFF), min_size=2, max_size=2))
+def test_country_or_empty_is_the_country_pattern_once_upper_cased(text: str) -> None:
+    """country_or_empty checks without the regex (it runs on every redirect with the header): the same
+    answer as COUNTRY_PATTERN on the ASCII upper case, for any text."""
+    upper = validate.ascii_upper(text)
+    assert validate.country_or_empty(text) == (upper if validate.is_country(upper) else "")
