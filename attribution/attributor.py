@@ -437,6 +437,8 @@ class Attributor:
         stored = [ledger.Entry(*entry_fields_of(r)) for r in stored_rows]
         to_append = ledger.difference(wanted, ledger.net(stored))
         body = trace.render(order_id, events, click, terms, decision, verdict, wanted, stored, to_append)
+        if reader is not None:
+            body = trace.for_creator(body, reader)
         credit = decision.credit if decision is not None else None
         return trace.Explained(body, credit.creator_id if credit else "")
 

@@ -67,6 +67,32 @@ def render(
     }
 
 
+# What a click's entry says of the click itself, left out where its reader may not see it.
+CLICK_DETAILS = ("ts", "code", "creator_id", "is_bot")
+# What a code's entry says of its owner's terms.
+CODE_TERMS = ("creator_id", "rate_bps", "active_from_ms", "active_to_ms")
+
+
+def for_creator(trace: dict, creator_id: str) -> dict:
+    """The trace as the creator it credits may read it: another creator's codes keep their code, status
+    and whether they were credited, not their owner, rate or span (the merchant's terms for that creator,
+    which a creator key never reads); another creator's click keeps its checks, not its details; the
+    ledger keeps the order's rows of this creator and of nobody (another creator's rows, say the
+    reversal of a credit that moved, are that creator's money)."""
+
+    def others(owner: str | None) -> bool:
+        return owner is not None and owner not in ("", creator_id)
+
+    click = trace["click"]
+    if others(click.get("creator_id")):
+        click = click | dict.fromkeys(CLICK_DETAILS)
+    return trace | {
+        "click": click,
+        "codes": [c | dict.fromkeys(CODE_TERMS) if others(c["creator_id"]) else c for c in trace["codes"]],
+        "ledger": [row for row in trace["ledger"] if not others(row["creator_id"])],
+    }
+
+
 def outcome(order: ledger.OrderEvent | None, decision: Decision | None, wanted: list[ledger.Entry]) -> str:
     if order is None:
         return "parked"
@@ -102,18 +128,22 @@ def _click(click: rules.ClickFacts | None, terms: ledger.Terms, order: ledger.Or
             ("click_id", "mac_ok", "found", "ts", "code", "creator_id", "is_bot", "owner_ok", "in_window")
         ) | {"click_id": click.click_id if click else None, "found": False}
     found = click.found
+    owner_ok = ((click.merchant_id or click.host_owner) == terms.merchant_id) if found else None
+    # A click on another merchant's link (or a host nobody owns) is refused for that alone: who made it,
+    # through which link and when are that merchant's business, not this one's.
+    shown = found and owner_ok
     in_window = None
-    if found and order is not None:
+    if shown and order is not None:
         in_window = rules.window_reason(click.ts_ms, order.occurred_ms, terms.window_days) is None
     return {
         "click_id": click.click_id,
         "mac_ok": click.well_formed and click.mac_valid,
         "found": found,
-        "ts": iso_ms(click.ts_ms) if found else None,
-        "code": (click.code or None) if found else None,
-        "creator_id": click.creator_id if found else None,
-        "is_bot": (click.is_bot or click.is_head) if found else None,
-        "owner_ok": ((click.merchant_id or click.host_owner) == terms.merchant_id) if found else None,
+        "ts": iso_ms(click.ts_ms) if shown else None,
+        "code": (click.code or None) if shown else None,
+        "creator_id": click.creator_id if shown else None,
+        "is_bot": (click.is_bot or click.is_head) if shown else None,
+        "owner_ok": owner_ok,
         "in_window": in_window,
     }
 

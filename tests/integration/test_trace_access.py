@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 import pytest
 from redis.asyncio import Redis
 
+from attribution import trace
 from attribution.attributor import Attributor
 from attribution.clicklookup import click_span
 from attribution.codes import CodeStore
@@ -117,24 +118,32 @@ def test_a_forbidden_creator_is_refused_before_the_traces_reads(settings, clickh
 
             monkeypatch.setattr(Attributor, "_terms", counted_terms)
 
-            async def trace(order_id: str, headers: dict) -> tuple[int, dict, list[str]]:
+            async def traced(order_id: str, headers: dict) -> tuple[int, dict, list[str]]:
                 recorded.queries.clear()
                 response = await client.get(URL.format(order_id), headers=headers)
                 return response.status_code, response.json(), recorded.tables()
 
             # refused: the answer of old, after the events and at most the creator's own clicks
             for order_id, creator, reads in REFUSED:
-                assert await trace(order_id, bearer[creator]) == (403, FORBIDDEN, reads), order_id
+                assert await traced(order_id, bearer[creator]) == (403, FORBIDDEN, reads), order_id
             assert terms_read == []
             # owning the order's code is not being credited: bob is refused after the whole decision
-            status, body, _ = await trace("O-both", bearer["bob"])
+            status, body, _ = await traced("O-both", bearer["bob"])
             assert (status, body) == (403, FORBIDDEN)
-            # the credited creator reads what the merchant reads; the merchant's side is unchanged
+            # the credited creator reads what the merchant reads, but another creator's terms
             credited = (("O-click", "alice"), ("O-code", "bob"), ("O-both", "alice"), ("O-moved", "carol"))
             for order_id, creator in credited:
-                status, body, read = await trace(order_id, bearer[creator])
+                status, body, read = await traced(order_id, bearer[creator])
                 assert status == 200 and "commissions" in read
-                assert body == (await client.get(URL.format(order_id), headers=ADMIN)).json()
+                full = (await client.get(URL.format(order_id), headers=ADMIN)).json()
+                assert body == (full if order_id != "O-both" else trace.for_creator(full, creator))
+            # O-both: alice's click won over bob's code; she reads that the code was there, not bob's rate
+            [bobs] = (await client.get(URL.format("O-both"), headers=ADMIN)).json()["codes"]
+            [as_alice] = (await client.get(URL.format("O-both"), headers=bearer["alice"])).json()["codes"]
+            assert (bobs["creator_id"], bobs["status"]) == ("bob", "active")
+            assert as_alice == bobs | dict.fromkeys(
+                ("creator_id", "rate_bps", "active_from_ms", "active_to_ms")
+            )
             assert (await client.get(URL.format("O-unknown"), headers=ADMIN)).status_code == 404
 
     asyncio.run(scenario())
@@ -164,3 +173,65 @@ def test_a_creators_click_counts_only_for_its_merchant_or_none(settings, clickho
             merchant,
             creator,
         )
+
+
+def test_a_trace_shows_neither_another_creators_click_and_terms_nor_another_merchants_click(
+    settings, clickhouse
+) -> None:
+    """Found by an authorization sweep: alice, credited by her code over bob's click (the merchant puts
+    codes first), read bob's click (his link, its time); credited with bob's code also on the order, she
+    read bob's negotiated rate, which a creator key is refused everywhere else; and a merchant sending an
+    order with a click on another merchant's link read who made that click, through which link, when."""
+    migrate(clickhouse, log=lambda *_: None)
+    keys = Keys(settings.redis_prefix)
+    ids = ClickIds(settings.secret_bytes)
+    details = ("ts", "code", "creator_id", "is_bot")
+
+    async def scenario():
+        r = Redis.from_url(settings.redis_url)
+        await add_merchant(r, keys, "m1", ["shop.m1.example"], T0 - DAY, attribution_priority="code")
+        await add_merchant(r, keys, "m2", ["shop.m2.example"], T0 - DAY)
+        await CodeStore(r, keys).put("m1", "ALICE10", "alice", None, T0)
+        await CodeStore(r, keys).put("m1", "BOB77", "bob", 777, T0)
+        bobs, on_m2 = ids.new(T0), ids.new(T0 + 1)
+        insert_clicks(
+            clickhouse,
+            [
+                (bobs, T0, "bob", "m1", "shop.m1.example", 0, 0),
+                (on_m2, T0 + 1, "bob", "m2", "shop.m2.example", 0, 0),
+            ],
+        )
+        await order(r, keys, "w1", "O-prio", T0 + MINUTE, bobs, codes=["ALICE10"])
+        await order(r, keys, "w2", "O-codes", T0 + MINUTE, codes=["ALICE10", "BOB77"])
+        await order(r, keys, "w3", "O-foreign", T0 + MINUTE, on_m2)
+        await asyncio.to_thread(ingest_orders, settings.redis_url, keys, clickhouse)
+        await Attributor(r, keys, clickhouse, ids).run_once(now_ms=T0 + HOUR)
+        await r.aclose()
+        async with running_app(settings) as (_, client):
+            issued = await client.post("/api/keys", json={"creator_id": "alice"}, headers=ADMIN)
+            alice = {"authorization": f"Bearer {issued.json()['key']}"}
+
+            async def read(order_id: str, headers: dict) -> dict:
+                response = await client.get(URL.format(order_id), headers=headers)
+                assert response.status_code == 200, response.text
+                return response.json()
+
+            full, mine = await read("O-prio", ADMIN), await read("O-prio", alice)
+            assert full["outcome"] == mine["outcome"] == "credited"
+            assert full["click"]["creator_id"] == "bob" and full["click"]["ts"]
+            assert mine["click"] == full["click"] | dict.fromkeys(details)
+            full, mine = await read("O-codes", ADMIN), await read("O-codes", alice)
+            assert [(c["code"], c["creator_id"], c["rate_bps"]) for c in full["codes"]] == [
+                ("ALICE10", "alice", None),
+                ("BOB77", "bob", 777),
+            ]
+            assert [(c["code"], c["creator_id"], c["rate_bps"], c["status"]) for c in mine["codes"]] == [
+                ("ALICE10", "alice", None, "active"),
+                ("BOB77", None, None, "active"),
+            ]
+            foreign = await read("O-foreign", ADMIN)
+            assert foreign["outcome"] == "foreign_merchant"
+            assert (foreign["click"]["found"], foreign["click"]["owner_ok"]) == (True, False)
+            assert [foreign["click"][name] for name in details] == [None] * 4
+
+    asyncio.run(scenario())
