@@ -13,8 +13,13 @@ that the lines add up to the plan before it books the transfers.
 Crash safety: a batch first stores its plan (`booked: false`), then writes the missing payout lines, the
 missing transfers, and last the payout records with `booked: true`. A repeated request finds the plan and
 finishes it: rows the batch linked already are not linked again, transfers already stored are not
-written again. A confirmation or
-failure first marks the payout `paying`/`failing`, then writes what is missing, then `paid`/`failed`."""
+written again. A confirmation or failure first marks the payout `paying`/`failing` (and names it in
+`STEP_FIELD`), then writes what is missing, then `paid`/`failed`.
+
+Every write first finishes what a write cut short left (`_finish_cut_short`: the open batch, the step
+under way), whatever it was asked to do: a failure that released its rows but had not yet written its
+transfers, read by a new batch, had the rows paid twice; a batch cut short, finished after a failure had
+released rows it did not plan, linked them too and could never be finished."""
 
 from __future__ import annotations
 
@@ -47,6 +52,8 @@ class LedgerBusy(RuntimeError):
 
 # The field of `Keys.payouts` naming the `until_ms` of a batch planned but not booked yet ('' when none).
 OPEN_FIELD = "open"
+# The field naming the payout whose confirmation or failure began and did not end ('' when none).
+STEP_FIELD = "step"
 
 
 class PlanMismatch(RuntimeError):
@@ -90,14 +97,8 @@ class PayoutBook:
         """The batch of (merchant, until): made now (True) or the one made before (False)."""
         key = self._keys.payouts(merchant_id)
         async with self._lock():
-            unfinished = await self._redis.hget(key, OPEN_FIELD)
-            settled = False
-            if unfinished and int(unfinished) != until_ms:
-                # A batch cut short plans rows that are still unlinked: finish it before another batch
-                # could link them.
-                raw = await self._redis.hget(key, f"batch:{int(unfinished)}")
-                await self._book(msgspec.json.decode(raw, type=Batch), now_ms, resumed=True)
-                settled = True  # swept before it read; what it wrote since was all recorded
+            # Swept then, before it read; what it wrote since was all recorded.
+            settled = await self._finish_cut_short(merchant_id, now_ms, until_ms)
             raw = await self._redis.hget(key, f"batch:{until_ms}")
             if raw is not None:
                 batch = msgspec.json.decode(raw, type=Batch)
@@ -116,6 +117,28 @@ class PayoutBook:
                 key, mapping={f"batch:{until_ms}": msgspec.json.encode(batch), OPEN_FIELD: until_ms}
             )
             return await self._book(batch, now_ms, resumed=False), True
+
+    async def _finish_cut_short(self, merchant_id: str, now_ms: int, until_ms: int | None = None) -> bool:
+        """Finish the batch and the confirmation or failure that writes cut short left, before another
+        write reads the ledger (the batch of `until_ms` is left to its own request). True if any was
+        (the ledger was swept then). Under the lock."""
+        key = self._keys.payouts(merchant_id)
+        unfinished, stepping = await self._redis.hmget(key, [OPEN_FIELD, STEP_FIELD])
+        finished = False
+        if unfinished and int(unfinished) != until_ms:
+            # A batch cut short plans rows that are still unlinked: finish it before another batch could
+            # link them, or a failure release rows it would then link beyond its plan.
+            raw = await self._redis.hget(key, f"batch:{int(unfinished)}")
+            await self._book(msgspec.json.decode(raw, type=Batch), now_ms, resumed=True)
+            finished = True
+        if stepping:
+            # A failure cut short may have released its rows without the transfers that take them back
+            # out of `in_payout`: a batch reading them now would pay them twice.
+            payout = await self.get(stepping.decode())
+            if payout is not None and payout.status in _STEP_OF:
+                await self._write_step(payout, _STEP_OF[payout.status], now_ms)
+                finished = True
+        return finished
 
     async def _book(self, batch: Batch, now_ms: int, resumed: bool) -> Batch:
         """Write what of the batch is missing: its lines (linked inside ClickHouse), its transfers, then the
@@ -184,29 +207,32 @@ class PayoutBook:
 
     async def _step(self, payout_id: str, step: str, now_ms: int) -> Payout | None:
         """in_payout → paid (confirm) or → failed (fail). Idempotent; WrongState from the other end."""
-        busy, done = (
-            (payouts.STATUS_PAYING, payouts.STATUS_PAID)
-            if step == payouts.CONFIRM
-            else (payouts.STATUS_FAILING, payouts.STATUS_FAILED)
-        )
+        busy, done = _STATES[step]
         async with self._lock():
             payout = await self.get(payout_id)
             if payout is None:
                 return None
+            if await self._finish_cut_short(payout.merchant_id, now_ms):
+                payout = await self.get(payout_id) or payout  # this very step may be what was finished
             if payout.status == done:
                 return payout
             if payout.status not in (payouts.STATUS_IN_PAYOUT, busy):
                 public = payouts.PUBLIC_STATUS.get(payout.status, payout.status)
                 raise WrongState(f"payout {payout_id} is {public}: it cannot be {done} now")
-            await self._settle()
-            await self._save(msgspec.structs.replace(payout, status=busy, updated_ms=now_ms))
-            if step == payouts.FAIL:
-                await self._release_lines(payout, now_ms)
-            pair = _transfer_row(payout.merchant_id, _planned_of(payout), step, payout.batch_id, now_ms)
-            await self._insert_missing_transfers(payout.merchant_id, list(pair))
-            finished = msgspec.structs.replace(payout, status=done, updated_ms=now_ms)
-            await self._save(finished)
-            return finished
+            return await self._write_step(payout, step, now_ms)
+
+    async def _write_step(self, payout: Payout, step: str, now_ms: int) -> Payout:
+        """Mark the step under way, write what of it is missing, mark it done (under the lock)."""
+        busy, done = _STATES[step]
+        await self._settle()
+        await self._save(msgspec.structs.replace(payout, status=busy, updated_ms=now_ms), stepping=True)
+        if step == payouts.FAIL:
+            await self._release_lines(payout, now_ms)
+        pair = _transfer_row(payout.merchant_id, _planned_of(payout), step, payout.batch_id, now_ms)
+        await self._insert_missing_transfers(payout.merchant_id, list(pair))
+        finished = msgspec.structs.replace(payout, status=done, updated_ms=now_ms)
+        await self._save(finished, stepping=False)
+        return finished
 
     async def _release_lines(self, payout: Payout, now_ms: int) -> None:
         backend = self._backend()
@@ -222,9 +248,14 @@ class PayoutBook:
         ]
         await self._insert("payout_lines", PayoutLineRow, released)
 
-    async def _save(self, payout: Payout) -> None:
+    async def _save(self, payout: Payout, stepping: bool) -> None:
+        """The payout's record, and in the same write whether its step is under way (`STEP_FIELD`)."""
         await self._redis.hset(
-            self._keys.payouts(payout.merchant_id), f"payout:{payout.payout_id}", msgspec.json.encode(payout)
+            self._keys.payouts(payout.merchant_id),
+            mapping={
+                f"payout:{payout.payout_id}": msgspec.json.encode(payout),
+                STEP_FIELD: payout.payout_id if stepping else "",
+            },
         )
 
     # --- ClickHouse writes ---------------------------------------------------------------------------
@@ -273,6 +304,14 @@ class PayoutBook:
     async def _unlock(self, key: str, token: str) -> None:
         if (await self._redis.get(key)) == token.encode():
             await self._redis.delete(key)
+
+
+# Each step's state while under way and once done, and the step a state under way belongs to.
+_STATES = {
+    payouts.CONFIRM: (payouts.STATUS_PAYING, payouts.STATUS_PAID),
+    payouts.FAIL: (payouts.STATUS_FAILING, payouts.STATUS_FAILED),
+}
+_STEP_OF = {busy: step for step, (busy, _) in _STATES.items()}
 
 
 def _planned_of(payout: Payout) -> PlannedPayout:

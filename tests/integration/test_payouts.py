@@ -353,6 +353,95 @@ def test_a_batch_cut_short_is_finished_by_the_next_request(settings, backend, mo
     asyncio.run(scenario())
 
 
+async def _paid_batch(r, keys, ids, backend, redis_url: str) -> tuple[PayoutBook, str]:
+    """m1 (10 %, no lock), alice's O-1 (1198) booked and paid by a batch up to T0 + 3 h: the book and
+    that payout's id."""
+    await add_merchant(r, keys, "m1", ["shop.m1.example"], T0 - DAY, default_bps=1000, lock_days=0)
+    click = ids.new(T0)
+    insert_clicks(backend, [(click, T0, "alice", "m1", "shop.m1.example", 0, 0)])
+    await deliver(r, keys, "m1", "w1", "order.created", "O-1", click, T0 + HOUR, SHOE)
+    ingest_orders(redis_url, keys, backend)
+    await Attributor(r, keys, backend, ids).run_once(now_ms=T0 + 2 * HOUR)
+    book = PayoutBook(r, keys, lambda: backend)
+    batch, _ = await book.create_batch("m1", T0 + 3 * HOUR, 0, T0 + 3 * HOUR)
+    [paying] = batch.planned
+    return book, paying.payout_id
+
+
+def test_a_failure_while_a_batch_is_cut_short_finishes_the_batch_first(
+    settings, backend, monkeypatch
+) -> None:
+    """Found by an adversarial pass: a batch cut short after its plan, then a payout's failure, which
+    released rows the batch had not planned; the batch's finishing linked them too, so every later request
+    raised PlanMismatch and the merchant could never pay again. Every write finishes the batch first."""
+    keys = Keys(settings.redis_prefix)
+    ids = ClickIds(settings.secret_bytes)
+
+    async def scenario():
+        r = Redis.from_url(settings.redis_url)
+        book, first = await _paid_batch(r, keys, ids, backend, settings.redis_url)
+        hat_click = ids.new(T0 + 3 * HOUR)
+        insert_clicks(backend, [(hat_click, T0 + 3 * HOUR, "alice", "m1", "shop.m1.example", 0, 0)])
+        await deliver(r, keys, "m1", "w2", "order.created", "O-2", hat_click, T0 + 3 * HOUR, HAT)
+        ingest_orders(settings.redis_url, keys, backend)
+        await Attributor(r, keys, backend, ids).run_once(now_ms=T0 + 4 * HOUR)
+        real = queries.link_payable
+
+        def lost(*args, **kwargs):
+            raise ConnectionError("ClickHouse went away before the lines were written")
+
+        monkeypatch.setattr(queries, "link_payable", lost)
+        with pytest.raises(ConnectionError):
+            await book.create_batch("m1", T0 + 5 * HOUR, 0, T0 + 5 * HOUR)
+        monkeypatch.setattr(queries, "link_payable", real)
+        await r.delete(keys.attribution_lock)  # what the hold after a failed write expires into
+        failed = await book.fail(first, T0 + 6 * HOUR)
+        assert failed is not None and failed.status == payouts.STATUS_FAILED
+        cut_short, created = await book.create_batch("m1", T0 + 5 * HOUR, 0, T0 + 7 * HOUR)
+        assert not created and cut_short.booked and [p.amount_minor for p in cut_short.planned] == [250]
+        again, _ = await book.create_batch("m1", T0 + 7 * HOUR, 0, T0 + 7 * HOUR)
+        assert [p.amount_minor for p in again.planned] == [1198]  # the failed payout's row, paid again
+        assert balances(backend) == {("alice", "EUR", "in_payout"): 1448}
+        assert paid_twice(backend) == 0
+        await r.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_failure_cut_short_is_finished_before_a_batch_reads_the_ledger(
+    settings, backend, monkeypatch
+) -> None:
+    """Found by an adversarial pass: a failure that released its payout's rows but died before the
+    transfers that take them back out of `in_payout`; a batch then paid the rows again (in_payout 2396,
+    approved -1198 for 1198 earned)."""
+    keys = Keys(settings.redis_prefix)
+    ids = ClickIds(settings.secret_bytes)
+
+    async def scenario():
+        r = Redis.from_url(settings.redis_url)
+        book, first = await _paid_batch(r, keys, ids, backend, settings.redis_url)
+        real = book._insert_missing_transfers
+
+        async def lost(*args):
+            raise ConnectionError("ClickHouse went away after the lines were released")
+
+        monkeypatch.setattr(book, "_insert_missing_transfers", lost)
+        with pytest.raises(ConnectionError):
+            await book.fail(first, T0 + 4 * HOUR)
+        monkeypatch.setattr(book, "_insert_missing_transfers", real)
+        await r.delete(keys.attribution_lock)
+        assert (await book.get(first)).status == payouts.STATUS_FAILING
+        batch, _ = await book.create_batch("m1", T0 + 5 * HOUR, 0, T0 + 5 * HOUR)
+        assert (await book.get(first)).status == payouts.STATUS_FAILED  # finished first
+        assert [p.amount_minor for p in batch.planned] == [1198]
+        assert balances(backend) == {("alice", "EUR", "in_payout"): 1198}
+        assert paid_twice(backend) == 0
+        assert (await book.fail(first, T0 + 6 * HOUR)).status == payouts.STATUS_FAILED  # idempotent still
+        await r.aclose()
+
+    asyncio.run(scenario())
+
+
 @pytest.mark.clickhouse
 @pytest.mark.redis
 def test_payout_benchmark_smoke(settings) -> None:
