@@ -3,15 +3,17 @@ shared resources from `request.app.state.ctx`; the rules are fx.py and payouts.p
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import msgspec
+import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from attribution import currency, fx, money, statement
-from attribution.payoutbook import LedgerBusy, PayoutBook, WrongState
+from attribution.payoutbook import LedgerBusy, PayoutBook, WrongState, decode_payouts
 from attribution.payouts import Batch, Payout
 from core.clickhouse import ClickHouseError
 from core.clock import now_ms as clock_ms
@@ -111,7 +113,7 @@ async def create_payouts(request: Request):
     book = payout_book(ctx)
     try:
         batch, created = await book.create_batch(merchant_id, until_ms, body.min_amount_minor, now_ms)
-        records = await book.payouts_of(batch)
+        raw_records = await book.raw_payouts_of(batch)
     except LedgerBusy as exc:
         return _unavailable("ledger_busy", str(exc))
     except ClickHouseError as exc:
@@ -119,7 +121,14 @@ async def create_payouts(request: Request):
         return _unavailable("clickhouse_unavailable", "the ledger cannot be reached now; repeat this request")
     except money.AmountOutOfRange as exc:
         raise ApiError(422, "sum_out_of_range", str(exc)) from None
-    return json_response(_batch_view(batch, records), 201 if created else 200)
+    # In a thread: a batch of 50,000 creators took 0.1-0.6 s to decode and encode, which the redirects
+    # that share the event loop waited for (the thread lets them in between, every switch interval).
+    answer = await asyncio.to_thread(_batch_answer, batch, raw_records)
+    return Response(answer, status_code=201 if created else 200, media_type="application/json")
+
+
+def _batch_answer(batch: Batch, raw_records: list[bytes]) -> bytes:
+    return orjson.dumps(_batch_view(batch, decode_payouts(raw_records)))
 
 
 def _batch_view(batch: Batch, records: list[Payout]) -> dict:
@@ -157,13 +166,16 @@ async def get_payout(request: Request):
 
 async def get_statement(request: Request):
     ctx, payout = await _payout_for(request, write=False)
+    book = payout_book(ctx)
     try:
-        lines = await payout_book(ctx).lines(payout)
+        # Off the event loop: 200,000 lines took 0.5 s to render (2.4 us a line), which the redirects that
+        # share it waited for.
+        csv = await book.rendered_lines(payout, statement.render)
     except ClickHouseError as exc:
         log.warning("statement of %s unavailable: %s", payout.payout_id, exc)
         return _unavailable("clickhouse_unavailable", "statements are read from ClickHouse; retry later")
     return Response(
-        statement.render(lines),
+        csv,
         media_type="text/csv; charset=utf-8",
         headers={"content-disposition": f'attachment; filename="{payout.payout_id}.csv"'},
     )

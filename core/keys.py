@@ -285,10 +285,11 @@ class Keys:
     def payouts(self, merchant_id: str) -> str:
         """Hash of one merchant's payout batches (`batch:<until_ms>` → JSON plan) and payouts
         (`payout:<payout_id>` → JSON record with its status), `open`: the until of a batch planned but
-        not booked yet, and `step`: the payout whose confirmation or failure is under way. Every change
-        is one HSET of this key alone: a batch and its payouts change together because they share it.
-        Changed only while holding `attribution_lock` (the ledger's writer lock), never in a transaction
-        with any other key."""
+        not booked yet, and `step`: the payout whose confirmation or failure is under way. A booking
+        writes its payouts' records in slices of a thousand, then the batch booked with `open` cleared in
+        one HSET (until then the next payout request writes them all again); a step's record and `step`
+        change in one HSET. Changed only while holding `attribution_lock` (the ledger's writer lock), never
+        in a transaction with any other key."""
         return f"{self.prefix}merchant:{merchant_id}:payouts"
 
     @property
