@@ -129,11 +129,21 @@ class CorruptLink(Exception):
     """A stored link record that does not decode as a Link."""
 
 
+def decode_links(payloads: list[bytes]) -> list[Link]:
+    """The links of stored records; a record that cannot be decoded is left out."""
+    return [link for link in map(_decode_or_corrupt, payloads) if isinstance(link, Link)]
+
+
 def _decode_or_corrupt(payload: bytes) -> Link | CorruptLink:
     try:
         return _decoder.decode(payload)
     except msgspec.MsgspecError as exc:
         return CorruptLink(str(exc))
+
+
+# Link records read per command where many are read at once: a thousand links near the size limit (64 KB
+# each) in one MGET were a 64 MB reply parsed in one piece on the event loop.
+LINKS_PER_READ = 100
 
 
 # What ClickHouse's DateTime can hold: an event outside it is dead-lettered by the ingester at decode time
@@ -272,15 +282,26 @@ class LinkStore:
     async def get_many(self, codes: list[str]) -> list[Link | CorruptLink | None]:
         """Each code's link, None when there is none, or CorruptLink for a record that cannot be decoded
         (one bad record must not fail the lookups batched with it)."""
+        payloads = await self._raw_many(codes)
+        return [None if p is None else _decode_or_corrupt(p) for p in payloads]
+
+    async def _raw_many(self, codes: list[str]) -> list[bytes | None]:
         if self._keys.cluster:
             # Link records are spread over the slots: one pipeline, sent as one batch per node.
             async with self._redis.pipeline() as pipe:
                 for code in codes:
                     pipe.get(self._keys.link(code))
-                payloads = await pipe.execute()
-        else:
-            payloads = await self._redis.mget([self._keys.link(code) for code in codes])
-        return [None if p is None else _decode_or_corrupt(p) for p in payloads]
+                return await pipe.execute()
+        return await self._redis.mget([self._keys.link(code) for code in codes])
+
+    async def raw_by_creator(self, creator_id: str, limit: int) -> list[bytes]:
+        """The stored records of a creator's newest `limit` links (`decode_links`), read LINKS_PER_READ at a
+        time: decoded by the caller, off the event loop where they may be large."""
+        codes = await self.codes_of(creator_id, limit)
+        raws: list[bytes | None] = []
+        for start in range(0, len(codes), LINKS_PER_READ):
+            raws += await self._raw_many(codes[start : start + LINKS_PER_READ])
+        return [raw for raw in raws if raw is not None]
 
     async def codes(self, page: int = 5_000):
         """Every stored code (SCAN: no order, and a code stored meanwhile may or may not be seen). On a
