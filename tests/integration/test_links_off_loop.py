@@ -58,3 +58,19 @@ def test_a_list_of_large_links_does_not_hold_the_event_loop(settings) -> None:
         assert hold_s < work_s / 3, (hold_s, work_s)
 
     asyncio.run(scenario())
+
+
+def test_the_list_reads_its_slices_on_a_redis_cluster(cluster_settings, cluster_redis) -> None:
+    """On a cluster the records are spread over the slots: each slice is one pipeline."""
+
+    async def scenario() -> None:
+        async with running_app(cluster_settings) as (app, client):
+            for n in range(250):  # three slices, the last one short
+                assert await app.ctx.links.create(Link(f"c{n:05d}", URL, "alice", "shop.example.com", n + 1))
+            response = await client.get("/api/links?creator_id=alice", headers=ADMIN)
+            assert response.status_code == 200
+            assert [link["code"] for link in response.json()["links"]] == [
+                f"c{n:05d}" for n in reversed(range(250))
+            ]
+
+    asyncio.run(scenario())
