@@ -39,7 +39,7 @@ def patch() -> None:
             if record is None:
                 return real_get(self, code, now_ns, counted)
             expires_ms, link = unpack(code, record)
-            entry = [expires_ms, link, self._packed.epoch]
+            entry = [expires_ms, link, self._packed.epoch, len(record)]
             self._keep_hot(code, entry)
         expires_ms = entry[0]  # fresh as the real cache tells it
         if now_ns // 1_000_000 <= expires_ms and expires_ms - self._ttl_ms > self._fresh_after_ms:

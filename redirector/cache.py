@@ -13,13 +13,16 @@ from core.links import Link
 from redirector.packed import PackedLinks, pack, unpack
 
 # Decoded links kept besides their packed records: real traffic is skewed (a few links get most
-# requests), and decoding one costs about a microsecond. About 700 bytes each, outside the byte budget.
+# requests), and decoding one costs about a microsecond. About 700 bytes each, outside the byte budget, and
+# never more than HOT_RECORD_BYTES of packed records in all: a link near the size limit (a smart link of
+# many rules, 64 KB packed) takes about 136 KB decoded, and 4,096 of them took a worker from 130 to 690 MB.
 # Emptied when full rather than kept in LRU order: an ordered dict's upkeep on every uniform-traffic miss
 # cost more than decoding again the few popular links that an emptying drops (they return at once).
 # An entry is [expires_ms, link, the packed tier's epoch when the link was last marked used there]: a hit
 # marks the packed record used again only when that epoch has passed (often enough that the packed tier's
 # sweep always finds it marked), so popular links served from here are not dropped below.
 HOT_LINKS = 4096
+HOT_RECORD_BYTES = 8 * 2**20
 # A link decoded from the packed tier joins the decoded tier only on its second use since the decoded tier
 # was last emptied: under uniform traffic over a million links, keeping every decoded link cost about
 # 1.8 us a request (allocating, then freeing 4,096 links at each emptying) and saved nothing. Which codes
@@ -42,6 +45,7 @@ class LinkCache:
         "_changes",
         "_fresh_after_ms",
         "_hot",
+        "_hot_bytes",
         "_hot_links",
         "_max_bytes",
         "_now_ms",
@@ -54,7 +58,8 @@ class LinkCache:
     )  # fmt: skip
 
     def __init__(self, max_bytes: int, ttl_ms: int, hot_links: int = HOT_LINKS) -> None:
-        self._hot: dict[str, list] = {}  # code -> [expires_ms, link, epoch]
+        self._hot: dict[str, list] = {}  # code -> [expires_ms, link, epoch, its packed record's bytes]
+        self._hot_bytes = 0  # the packed bytes of the decoded tier's links (may count a replaced one too)
         self._hot_links = hot_links if max_bytes > 0 else 0
         self._max_bytes = max_bytes
         self._packed = PackedLinks(max_bytes)
@@ -94,7 +99,7 @@ class LinkCache:
             if self._hot_links:
                 slot = at & _SEEN_MASK
                 if self._seen[slot] == self._period:
-                    self._keep_hot(code, [expires_ms, link, packed.epoch])
+                    self._keep_hot(code, [expires_ms, link, packed.epoch, len(record)])
                 else:
                     self._seen[slot] = self._period
         else:
@@ -118,17 +123,20 @@ class LinkCache:
         self._now_ms = max(self._now_ms, now_ms)
         expires_ms = now_ms + self._ttl_ms
         packed = self._packed
-        packed.put(code, pack(link, expires_ms))
-        self._keep_hot(code, [expires_ms, link, packed.epoch])
+        record = pack(link, expires_ms)
+        packed.put(code, record)
+        self._keep_hot(code, [expires_ms, link, packed.epoch, len(record)])
 
     def _keep_hot(self, code: str, entry: list) -> None:
         hot = self._hot
-        if len(hot) >= self._hot_links:
+        if len(hot) >= self._hot_links or self._hot_bytes + entry[3] > HOT_RECORD_BYTES:
             if self._hot_links <= 0:
                 return
             hot.clear()
+            self._hot_bytes = 0
             self._period = self._period % 255 + 1
         hot[code] = entry
+        self._hot_bytes += entry[3]
 
     def stale(self, code: str) -> Link | None:
         """A cached link however old: served only while Redis cannot be asked."""
@@ -145,7 +153,9 @@ class LinkCache:
         self._change_all()
 
     def invalidate(self, code: str) -> None:
-        self._hot.pop(code, None)
+        entry = self._hot.pop(code, None)
+        if entry is not None:
+            self._hot_bytes -= entry[3]
         self._packed.drop(code)
         self._changes += 1
         changed = self._changed
@@ -156,6 +166,7 @@ class LinkCache:
 
     def clear(self) -> None:
         self._hot.clear()
+        self._hot_bytes = 0
         self._period = self._period % 255 + 1  # an emptying: earlier uses no longer count
         self._packed.clear()
         self._change_all()

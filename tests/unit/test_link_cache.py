@@ -214,3 +214,36 @@ def test_a_budget_far_past_any_worker_allocates_bounded_arrays() -> None:
     assert len(store._shards) == MAX_SHARDS and len(store._marks) == MAX_MARKS
     store.put("aaa", pack(plain(code="aaa"), 1))
     assert store.get("aaa") is not None and len(store) == 1
+
+
+def _big(n: int) -> Link:
+    """A link near the size limit: every rule with a URL near MAX_URL_BYTES (about 40 KB packed)."""
+    url = "https://shop.example.com/p?" + "x" * (MAX_URL_BYTES - 40)
+    rules = tuple(Rule(Target(f"{url}{r}", "shop.example.com"), country=("DE",)) for r in range(20))
+    return plain(code=f"big{n:05d}", url=url, smart=planned(Smart(rules=rules)))
+
+
+@pytest.mark.parametrize("via", ["put", "second use"])
+def test_the_decoded_tier_holds_a_bounded_number_of_packed_bytes(via) -> None:
+    """Found by an adversarial pass: 4,096 decoded links near the size limit (136 KB each decoded) took a
+    worker from 130 to 690 MB outside the byte budget. Small links keep the tier's count bound."""
+    from redirector import cache as cache_module
+
+    cache = LinkCache(512 * 2**20, ttl_ms=600_000)
+    links = [_big(n) for n in range(600)]
+    record_bytes = len(pack(links[0], 0))
+    assert record_bytes > 30_000
+    for link in links:
+        if via == "put":
+            cache.put(link.code, link, now_ns=MS)
+        else:
+            cache._packed.put(link.code, pack(link, 600_000))  # cached by another worker's path: packed only
+            for _ in range(2):
+                assert cache.get(link.code, now_ns=MS)[1] == link
+        held = sum(entry[3] for entry in cache._hot.values())
+        assert held <= cache_module.HOT_RECORD_BYTES
+    assert 0 < len(cache._hot) <= cache_module.HOT_RECORD_BYTES // record_bytes
+    small = LinkCache(512 * 2**20, ttl_ms=600_000)
+    for n in range(5000):
+        small.put(f"s{n:06d}", plain(code=f"s{n:06d}"), now_ns=MS)
+    assert len(small._hot) == 5000 - 4096  # emptied once, at the count bound, as before
