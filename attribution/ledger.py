@@ -18,7 +18,9 @@ How an append-only ledger stays right (the design the attributor relies on):
   so the order's current explanation is its latest-booked rows (`argMax(reason, booked_ms)`).
 - Event precedence is by (occurred_ms, webhook_id), never arrival: a refund that arrives before its order
   is parked (nothing booked) until the order arrives; an order id created again with different items is
-  flagged (`order_conflict`) and never summed. Refund quantities are capped at what remains of a line; a
+  flagged (`order_conflict`) and never summed. An event under a webhook-id the order already used for
+  another event (past the webhook's 7-day idempotency window) is not applied and flagged
+  (`webhook_id_reused`). Refund quantities are capped at what remains of a line; a
   refund reverses a line once, however many of its positions name the line's SKU. A partial refund takes
   back its items' own commission, cut (reason `refund_capped`) where that would leave the line less than
   its remaining quantity earns, so partial refunds never take back more than the accrual; a fully
@@ -139,6 +141,9 @@ class Folded:
     conflicts: list[OrderEvent]
     changes: list[OrderEvent]  # refunds and cancels in (occurred_ms, webhook_id) order
     received_ms: int = 0  # the first receipt of any event of the order (0: none known)
+    # Events left out because another event of the order came under the same webhook-id (`in_fold_order`)
+    # and says something else: one flag row each names them.
+    reused: list[OrderEvent] = field(default_factory=list)
 
     @property
     def terms_ms(self) -> int:
@@ -174,6 +179,7 @@ def in_fold_order(events: list[OrderEvent]) -> list[OrderEvent]:
 
 def fold(events: list[OrderEvent]) -> Folded:
     ordered = in_fold_order(events)
+    reused = _reused(events, ordered) if len(ordered) < len(events) else []
     created_events = [e for e in ordered if e.type == CREATED]
     created = created_events[0] if created_events else None
     conflicts = [
@@ -183,7 +189,19 @@ def fold(events: list[OrderEvent]) -> Folded:
     ]
     changes = [e for e in ordered if e.type in (REFUNDED, CANCELLED)]
     received_ms = min((e.received_ms for e in events if e.received_ms), default=0)
-    return Folded(created, conflicts, changes, received_ms)
+    return Folded(created, conflicts, changes, received_ms, reused)
+
+
+def _reused(events: list[OrderEvent], kept: list[OrderEvent]) -> list[OrderEvent]:
+    """One event of each webhook-id that `in_fold_order` left out and that differs from the one it kept
+    (its receipt time aside: a retry sent again after the acceptor's 7 days is the same event)."""
+    by_id = {e.webhook_id: e for e in kept}
+    out: dict[str, OrderEvent] = {}
+    for event in events:
+        chosen = by_id[event.webhook_id]
+        if event is not chosen and replace(event, received_ms=0) != replace(chosen, received_ms=0):
+            out.setdefault(event.webhook_id, event)
+    return list(out.values())
 
 
 def desired(
@@ -225,6 +243,8 @@ def explain_folded(
         return None, [_order_row(f"flag:{refusal}", KIND_FLAG, refusal, order, click)]
     # Guarded: most orders were created once, and a comprehension is a call even over nothing.
     flags = _conflict_flags(state.conflicts) if state.conflicts else []
+    if state.reused:
+        flags += _reused_flags(state.reused)
     terms_ms = state.terms_ms
     policy = terms.policy.at(terms_ms)
     decision = decide(
@@ -255,6 +275,22 @@ def _conflict_flags(conflicts: list[OrderEvent]) -> list[Entry]:
             event_id=e.webhook_id,
         )
         for e in conflicts
+    ]
+
+
+def _reused_flags(reused: list[OrderEvent]) -> list[Entry]:
+    """One zero flag per webhook-id sent again with another event past the acceptor's idempotency window
+    (within it the webhook answers 409): the event the fold left out is named, never silently dropped."""
+    return [
+        Entry(
+            f"flag:reused:{e.webhook_id}",
+            KIND_FLAG,
+            "pending",
+            0,
+            reason="webhook_id_reused",
+            event_id=e.webhook_id,
+        )
+        for e in reused
     ]
 
 

@@ -668,3 +668,31 @@ def test_an_order_with_nothing_to_apply_books_as_the_general_path_would(now_offs
     walked = ledger.Folded(folded.created, folded.conflicts, _NoChangesButWalked(), folded.received_ms)
     assert shortcut == ledger.explain_folded(walked, CLICK, TERMS, now_ms)[1]
     assert any(e.kind == "approval" for e in shortcut) == (now_ms >= rules.lock_ms(T0, TERMS.lock_days))
+
+
+REUSED_AFTER_9_DAYS = msgspec.structs.replace(event("w1", CREATED, T0), received_ms=T0 + 9 * DAY)
+REFUND_1 = event("w2", REFUNDED, T0 + 1, [Item("SKU-1", 5990, 1)])
+
+
+@pytest.mark.parametrize(
+    ("events", "flagged"),
+    [
+        # past the acceptor's 7 days a cancel came under the create's webhook-id: not applied, but flagged
+        ([event("w1", CREATED, T0), event("w1", CANCELLED, T0 + DAY, ())], ["w1"]),
+        ([event("w1", CREATED, T0), event("w1", REFUNDED, T0 + 1, [Item("SKU-1", 5990, 1)])], ["w1"]),
+        # the same create sent again after the 7 days (received later): the same event, no flag
+        ([event("w1", CREATED, T0), REUSED_AFTER_9_DAYS], []),
+        # a refund's id reused twice: one flag for it; the refund the fold keeps is applied
+        ([event("w1", CREATED, T0), REFUND_1, event("w2", CANCELLED, T0 + 2, ()),
+          event("w2", REFUNDED, T0 + 3, [Item("SKU-2", 1999, 1)])], ["w2"]),
+        ([event("w1", CREATED, T0), event("w2", CANCELLED, T0 + 1, ())], []),
+    ],
+)  # fmt: skip
+def test_an_event_under_a_reused_webhook_id_is_flagged_not_dropped_silently(events, flagged) -> None:
+    """Found by an adversarial pass: past the webhook's idempotency window a sender reused a webhook-id
+    for another event; the fold keeps one event per id, and the other vanished without a trace."""
+    entries = ledger.desired(events, CLICK, TERMS, now_ms=T0 + 2 * DAY)
+    flags = [(e.entry_id, e.event_id, e.amount_minor) for e in entries if e.reason == "webhook_id_reused"]
+    assert flags == [(f"flag:reused:{w}", w, 0) for w in flagged]
+    kept = ledger.desired(ledger.in_fold_order(events), CLICK, TERMS, now_ms=T0 + 2 * DAY)
+    assert [e for e in entries if e.reason != "webhook_id_reused"] == kept  # the fold's rows, unchanged
