@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route
 
 from attribution import audience, codes, figures, payouts, policy, report, review
@@ -17,7 +18,7 @@ from attribution.merchants import Merchant, public_view
 from core import queries, validate
 from core.clickhouse import ClickHouseError
 from core.clock import now_ms as clock_ms
-from core.errors import ApiError, json_response, read_json
+from core.errors import ApiError, json_list, json_response, read_json
 
 log = logging.getLogger(__name__)
 MAX_RATE_BPS = 10_000
@@ -114,13 +115,14 @@ async def code_endpoint(request: Request):
 async def list_codes(request: Request):
     ctx, merchant_id, _ = await _merchant(request)
     raw = await codes.CodeStore(ctx.redis, ctx.keys).raw_all(merchant_id)
-    # Up to 10,000 codes decoded and viewed in a thread: on the loop they held the server's redirects.
-    return json_response({"codes": await asyncio.to_thread(_codes_view, raw)})
+    # Up to 10,000 codes decoded, viewed and encoded in a thread: on the loop they held the server's
+    # redirects (10,000 codes of 20 assignments are 25 MB of JSON: 90-205 ms).
+    return Response(await asyncio.to_thread(_codes_answer, raw), media_type="application/json")
 
 
-def _codes_view(raw: dict[bytes, bytes]) -> list[dict]:
+def _codes_answer(raw: dict[bytes, bytes]) -> bytes:
     found = codes.decode_all(raw)
-    return [codes.view(found[k]) for k in sorted(found)]
+    return json_list("codes", (codes.view(found[k]) for k in sorted(found)))
 
 
 # --- review and trace ------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from attribution.payoutbook import LedgerBusy, PayoutBook, WrongState, decode_pa
 from attribution.payouts import Batch, Payout
 from core.clickhouse import ClickHouseError
 from core.clock import now_ms as clock_ms
-from core.errors import ApiError, error_response, json_response, read_json
+from core.errors import ApiError, error_response, json_list, json_response, read_json
 from core.links import iso_ms
 
 log = logging.getLogger(__name__)
@@ -65,8 +65,12 @@ async def get_fx(request: Request):
     """Every FX version, oldest first (any authenticated caller: rates are not secret)."""
     ctx = request.app.state.ctx
     await ctx.auth.authenticate(request)
-    versions = await fx.FxStore(ctx.redis, ctx.keys).versions()
-    return json_response({"versions": [v.as_dict() for v in versions]})
+    raws = await fx.FxStore(ctx.redis, ctx.keys).raw_versions()
+    return Response(await asyncio.to_thread(_fx_answer, raws), media_type="application/json")
+
+
+def _fx_answer(raws: list[bytes]) -> bytes:
+    return json_list("versions", (v.as_dict() for v in fx.decode_versions(raws)))
 
 
 async def converted(ctx, rows: list, target: str, now_ms: int) -> dict:
@@ -75,7 +79,8 @@ async def converted(ctx, rows: list, target: str, now_ms: int) -> dict:
     if not currency.is_iso(target):
         raise ApiError(400, "bad_currency", f"in={target!r} is not an ISO 4217 currency code such as EUR")
     totals = {r.currency: {f: getattr(r, f) for f in CONVERTED_FIELDS} for r in rows if r.currency}
-    in_effect = fx.rates_at(await fx.FxStore(ctx.redis, ctx.keys).versions(), target, now_ms)
+    raws = await fx.FxStore(ctx.redis, ctx.keys).raw_versions()
+    in_effect = await asyncio.to_thread(lambda: fx.rates_at(fx.decode_versions(raws), target, now_ms))
     try:
         fields, used = fx.convert_totals(totals, target, {c: rate for c, (rate, _) in in_effect.items()})
     except fx.MissingRate as exc:

@@ -9,7 +9,6 @@ import secrets
 from collections.abc import Callable
 
 import msgspec
-import orjson
 from redis.exceptions import RedisError
 from starlette.requests import Request
 from starlette.responses import Response
@@ -20,7 +19,7 @@ from attribution.outbox import LINK_EVENT_LOST
 from core import queries, validate
 from core.clickhouse import ClickHouseError
 from core.clock import now_ms
-from core.errors import ApiError, json_response, read_json
+from core.errors import ApiError, json_list, json_response, read_json
 from core.links import Link, decode_links, iso_ms, link_json, next_version_ms
 from core.urls import Destination
 from redirector import linkfields
@@ -208,10 +207,7 @@ async def list_links(request: Request):
 
 
 def _links_answer(raws: list[bytes], public_url: str) -> bytes:
-    """`{"links": [...]}` as orjson would dump it whole, dumped a link at a time: one dump of the whole
-    answer is one C call, which holds the GIL (so the event loop) for its whole length."""
-    parts = [orjson.dumps(link_json(link, public_url)) for link in decode_links(raws)]
-    return b'{"links":[' + b",".join(parts) + b"]}"
+    return json_list("links", (link_json(link, public_url) for link in decode_links(raws)))
 
 
 async def create_key(request: Request):
