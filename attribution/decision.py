@@ -77,11 +77,16 @@ def decide(
     credit = pick(via_click, via_code, policy.attribution_priority)
     if credit is None:
         return Decision(click_reason, policy, checks)
-    # The rules judge the click only when it is the credited creator's: another creator's click says
-    # nothing about this one.
+    # The rules judge the click only when it is the credited creator's and this merchant's: another
+    # creator's click says nothing about this one, and a click on another merchant's link (an order
+    # credited by code) neither holds this order nor is told in its trace.
     if policy.review == NO_REVIEW:
         return Decision(click_reason, policy, checks, [], credit)
-    judged = click if click.found and click.creator_id == credit.creator_id else None
+    judged = (
+        click
+        if click.found and click.creator_id == credit.creator_id and rules.is_merchants(click, merchant_id)
+        else None
+    )
     rule_checks = review.check(policy.review, judged, order_ms)
     held = review.held_reason(rule_checks)
     if held:

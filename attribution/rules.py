@@ -126,21 +126,26 @@ def ineligibility(click: ClickFacts, merchant_id: str, order_ms: int, window_day
 
     A click recorded before its host had an owner (merchant_id '') counts for the merchant that owns the
     host now: that is how a merchant that registers a domain later claims earlier clicks. A click that
-    was recorded for another merchant never moves."""
+    was recorded for another merchant never moves. Another merchant's click is refused for that before
+    anything else about it is told (a preview, a bot): what it was is that merchant's business."""
     if not click.click_id:
         return REASON_NO_CLICK_ID
     if not (click.well_formed and click.mac_valid):
         return REASON_INVALID_CLICK_ID
     if not click.found:
         return REASON_NO_CLICK
+    if not is_merchants(click, merchant_id):
+        return REASON_FOREIGN_MERCHANT
     if click.is_head:
         return REASON_PREVIEW
     if click.is_bot:
         return REASON_BOT
-    owner = click.merchant_id or click.host_owner
-    if owner != merchant_id:
-        return REASON_FOREIGN_MERCHANT
     return window_reason(click.ts_ms, order_ms, window_days)
+
+
+def is_merchants(click: ClickFacts, merchant_id: str) -> bool:
+    """Whether a found click counts for `merchant_id`: recorded for it, or for nobody on a host it owns."""
+    return (click.merchant_id or click.host_owner) == merchant_id
 
 
 def window_reason(click_ms: int, order_ms: int, window_days: int) -> str | None:

@@ -128,7 +128,7 @@ def _click(click: rules.ClickFacts | None, terms: ledger.Terms, order: ledger.Or
             ("click_id", "mac_ok", "found", "ts", "code", "creator_id", "is_bot", "owner_ok", "in_window")
         ) | {"click_id": click.click_id if click else None, "found": False}
     found = click.found
-    owner_ok = ((click.merchant_id or click.host_owner) == terms.merchant_id) if found else None
+    owner_ok = rules.is_merchants(click, terms.merchant_id) if found else None
     # A click on another merchant's link (or a host nobody owns) is refused for that alone: who made it,
     # through which link and when are that merchant's business, not this one's.
     shown = found and owner_ok

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from attribution import codes, decision, policy, review, rules
@@ -140,6 +141,20 @@ def test_review_judges_only_the_credited_creators_click() -> None:
     assert made.credit.creator_id == "bob" and made.credit.review_reason == ""
     made = decision.decide(_click(T0), "m1", 30, T0 + 1, (), SPANS, held)
     assert made.credit.review_reason == "min_click_to_order_s"
+
+
+def test_review_does_not_judge_a_click_on_another_merchants_link() -> None:
+    """Found in review: bob's click on m2's link and bob's code on an m1 order credited him by code, and
+    the click (m2's) held his m1 credit, its time and IP count shown in m1's trace."""
+    held = Policy(0, "code", ReviewRules(min_click_to_order_s=3600, max_clicks_per_ip_hour=1))
+    on_m2 = msgspec.structs.replace(_click(T0, ip_clicks=9), merchant_id="m2", creator_id="bob")
+    made = decision.decide(on_m2, "m1", 30, T0 + 1, ("bob10",), SPANS, held)
+    assert made.credit.creator_id == "bob" and made.credit.attributed_by == "code"
+    assert made.credit.review_reason == ""
+    assert [(c.rule, c.observed, c.tripped) for c in made.review] == [
+        ("min_click_to_order_s", None, False),
+        ("max_clicks_per_ip_hour", None, False),
+    ]
 
 
 @pytest.mark.parametrize(

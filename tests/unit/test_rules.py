@@ -122,6 +122,14 @@ def _click(**overrides) -> ClickFacts:
         (_click(merchant_id="", host_owner="m1"), 11 * DAY, None),
         (_click(merchant_id="", host_owner=""), 11 * DAY, rules.REASON_FOREIGN_MERCHANT),
         (_click(merchant_id="", host_owner="m2"), 11 * DAY, rules.REASON_FOREIGN_MERCHANT),
+        # another merchant's preview or bot click: refused as that merchant's, not told what it was
+        (_click(merchant_id="m2", is_bot=True), 11 * DAY, rules.REASON_FOREIGN_MERCHANT),
+        (_click(merchant_id="m2", is_head=True), 11 * DAY, rules.REASON_FOREIGN_MERCHANT),
+        (
+            _click(merchant_id="", host_owner="", is_bot=True, is_head=True),
+            11 * DAY,
+            rules.REASON_FOREIGN_MERCHANT,
+        ),
     ],
 )
 def test_ineligibility(click: ClickFacts, order_ms: int, reason: str | None) -> None:
