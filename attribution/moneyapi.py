@@ -13,7 +13,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from attribution import currency, fx, money, statement
-from attribution.payoutbook import LedgerBusy, PayoutBook, WrongState, decode_payouts
+from attribution.payoutbook import LedgerBusy, PayoutBook, PlanMismatch, WrongState, decode_payouts
 from attribution.payouts import Batch, Payout
 from core.clickhouse import ClickHouseError
 from core.clock import now_ms as clock_ms
@@ -126,10 +126,19 @@ async def create_payouts(request: Request):
         return _unavailable("clickhouse_unavailable", "the ledger cannot be reached now; repeat this request")
     except money.AmountOutOfRange as exc:
         raise ApiError(422, "sum_out_of_range", str(exc)) from None
+    except PlanMismatch as exc:
+        raise _unfinishable(exc) from None
     # In a thread: a batch of 50,000 creators took 0.1-0.6 s to decode and encode, which the redirects
     # that share the event loop waited for (the thread lets them in between, every switch interval).
     answer = await asyncio.to_thread(_batch_answer, batch, raw_records)
     return Response(answer, status_code=201 if created else 200, media_type="application/json")
+
+
+def _unfinishable(exc: PlanMismatch) -> ApiError:
+    """A batch cut short that cannot be finished (its lines do not add up to its plan: the ledger changed
+    under the lock, a bug): every payout write of the merchant waits for it, so an operator must look."""
+    log.error("payout batch cannot be finished: %s", exc)
+    return ApiError(409, "batch_cannot_finish", f"{exc}; an operator must look at this batch (docs/money.md)")
 
 
 def _batch_answer(batch: Batch, raw_records: list[bytes]) -> bytes:
@@ -194,6 +203,8 @@ async def _step(request: Request, confirm: bool):
         done = await step(payout.payout_id, clock_ms())
     except WrongState as exc:
         raise ApiError(409, "wrong_state", str(exc)) from None
+    except PlanMismatch as exc:
+        raise _unfinishable(exc) from None
     except LedgerBusy as exc:
         return _unavailable("ledger_busy", str(exc))
     except ClickHouseError as exc:

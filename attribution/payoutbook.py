@@ -139,14 +139,17 @@ class PayoutBook:
             await self._redis.hset(key, mapping={f"batch:{until_ms}": encoded, OPEN_FIELD: until_ms})
             return await self._book(batch, now_ms, resumed=False), True
 
-    async def _finish_cut_short(self, merchant_id: str, now_ms: int, until_ms: int | None = None) -> bool:
+    async def _finish_cut_short(
+        self, merchant_id: str, now_ms: int, until_ms: int | None = None, batch: bool = True
+    ) -> bool:
         """Finish the batch and the confirmation or failure that writes cut short left, before another
-        write reads the ledger (the batch of `until_ms` is left to its own request). True if any was
-        (the ledger was swept then). Under the lock."""
+        write reads the ledger (the batch of `until_ms` is left to its own request; `batch=False`: no
+        batch, for a confirmation, which releases no rows a batch could take). True if any was (the
+        ledger was swept then). Under the lock."""
         key = self._keys.payouts(merchant_id)
         unfinished, stepping = await self._redis.hmget(key, [OPEN_FIELD, STEP_FIELD])
         finished = False
-        if unfinished and int(unfinished) != until_ms:
+        if batch and unfinished and int(unfinished) != until_ms:
             # A batch cut short plans rows that are still unlinked: finish it before another batch could
             # link them, or a failure release rows it would then link beyond its plan.
             raw = await self._redis.hget(key, f"batch:{int(unfinished)}")
@@ -192,6 +195,8 @@ class PayoutBook:
         # Encoded in a thread: a batch of 50,000 payouts took 0.1-0.5 s, which held the event loop.
         records, booking = await asyncio.to_thread(_booked_records, booked, now_ms)
         key = self._keys.payouts(batch.merchant_id)
+        if resumed:
+            records = await self._not_stepped(key, records)
         # The records in slices (one HSET of 20,000 fields held the loop 20 ms to pack), then the batch
         # booked: a write cut short in between leaves the batch open, and whatever request comes next
         # writes them all again before anything else (`_finish_cut_short`).
@@ -199,6 +204,25 @@ class PayoutBook:
             await self._redis.hset(key, mapping=dict(records[start : start + RECORDS_PER_WRITE]))
         await self._redis.hset(key, mapping=booking)
         return booked
+
+    async def _not_stepped(self, key: str, records: list[tuple[str, bytes]]) -> list[tuple[str, bytes]]:
+        """The records of a resumed batch that may be written: not those already confirmed or failed (or
+        under way), which an earlier release's confirm, not finishing the open batch first, may have
+        stepped while the batch was cut short between its slices."""
+        stored: list[bytes | None] = []
+        for start in range(0, len(records), RECORDS_PER_WRITE):
+            stored += await self._redis.hmget(
+                key, [name for name, _ in records[start : start + RECORDS_PER_WRITE]]
+            )
+
+        def keep() -> list[tuple[str, bytes]]:
+            return [
+                record
+                for record, raw in zip(records, stored, strict=True)
+                if raw is None or msgspec.json.decode(raw, type=Payout).status == payouts.STATUS_IN_PAYOUT
+            ]
+
+        return await asyncio.to_thread(keep)
 
     # --- confirm and fail --------------------------------------------------------------------------
     async def confirm(self, payout_id: str, now_ms: int) -> Payout | None:
@@ -214,7 +238,7 @@ class PayoutBook:
             payout = await self.get(payout_id)
             if payout is None:
                 return None
-            if await self._finish_cut_short(payout.merchant_id, now_ms):
+            if await self._finish_cut_short(payout.merchant_id, now_ms, batch=step == payouts.FAIL):
                 payout = await self.get(payout_id) or payout  # this very step may be what was finished
             if payout.status == done:
                 return payout
@@ -296,8 +320,10 @@ class PayoutBook:
             waited_ms += LOCK_POLL_MS
         try:
             yield
-        except (WrongState, money.AmountOutOfRange, PartsInDoubt):
-            await self._unlock(key, token)  # refused before writing anything
+        except (WrongState, money.AmountOutOfRange, PartsInDoubt, PlanMismatch):
+            # Refused before writing anything, or (PlanMismatch) after a link that has landed: nothing
+            # in flight to wait for, and a hold would stop every merchant's attribution runs meanwhile.
+            await self._unlock(key, token)
             raise
         except BaseException:
             if (await self._redis.get(key)) == token.encode():

@@ -311,10 +311,11 @@ OPERATIONS: dict[tuple[str, str], Op] = {
         ok=201,
         answer="PayoutBatch",
         body="PayoutRequest",
-        errors=(403, 404, 422, 503),
+        errors=(403, 404, 409, 422, 503),
         tags=("payouts",),
         also_ok=(200,),
-        description="201 for a new batch, 200 when the same batch already exists.",
+        description="201 for a new batch, 200 when the same batch already exists. 409 "
+        "`batch_cannot_finish`: a batch cut short cannot be finished; an operator must look.",
     ),
     # --- catalog, earnings, money
     ("GET", "/api/catalog"): Op(

@@ -10,12 +10,13 @@ import re
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
 import pytest
 from redis.asyncio import Redis
 
 from attribution import events_out, explain, payouts
 from attribution.attributor import Attributor
-from attribution.payoutbook import PayoutBook, WrongState
+from attribution.payoutbook import PayoutBook, PlanMismatch, WrongState
 from core import queries
 from core.clickid import ClickIds
 from core.keys import Keys
@@ -495,5 +496,81 @@ def test_a_batch_and_an_attributor_run_exclude_each_other(settings, clickhouse, 
 
     async def _set(event: asyncio.Event) -> None:
         event.set()
+
+    asyncio.run(scenario())
+
+
+def test_a_batch_that_cannot_finish_blocks_neither_confirms_nor_attribution(settings, backend) -> None:
+    """Review: every payout write finishes the open batch first, so a batch whose lines can never match
+    its plan (the state the bug above left) failed every confirm too, and held the ledger's lock (every
+    merchant's attribution runs) 2 minutes a try. A confirm releases no rows: it does not wait for it."""
+    keys = Keys(settings.redis_prefix)
+    ids = ClickIds(settings.secret_bytes)
+
+    async def scenario():
+        r = Redis.from_url(settings.redis_url)
+        book, first = await _paid_batch(r, keys, ids, backend, settings.redis_url)
+        until = T0 + 5 * HOUR
+        stuck = payouts.Batch(
+            payouts.batch_id_of("m1", until), "m1", until, 0, T0 + 5 * HOUR,
+            [payouts.PlannedPayout("m1.00000000000000000000", "alice", "EUR", 999, 1)],
+        )  # fmt: skip
+        await r.hset(
+            keys.payouts("m1"), mapping={f"batch:{until}": msgspec.json.encode(stuck), "open": until}
+        )
+        with pytest.raises(PlanMismatch):
+            await book.fail(first, T0 + 6 * HOUR)
+        assert await r.get(keys.attribution_lock) is None  # released: nothing was in flight
+        confirmed = await book.confirm(first, T0 + 6 * HOUR)
+        assert confirmed is not None and confirmed.status == payouts.STATUS_PAID
+        assert balances(backend) == {("alice", "EUR", "paid"): 1198}
+        await r.aclose()
+
+    asyncio.run(scenario())
+
+
+def test_a_resumed_batch_keeps_a_payout_stepped_meanwhile(settings, backend, monkeypatch) -> None:
+    """Review: a batch is booked in slices of records, then marked booked; one cut short in between is
+    finished by the next request, which wrote every record `in_payout` again, over a payout a release
+    that does not finish the batch first (one running beside this one in an upgrade) had confirmed."""
+    from attribution import payoutbook
+
+    keys = Keys(settings.redis_prefix)
+    ids = ClickIds(settings.secret_bytes)
+
+    async def scenario():
+        r = Redis.from_url(settings.redis_url)
+        await add_merchant(r, keys, "m1", ["shop.m1.example"], T0 - DAY, default_bps=1000, lock_days=0)
+        for n, creator in enumerate(("alice", "bob")):
+            click = ids.new(T0 + n)
+            insert_clicks(backend, [(click, T0 + n, creator, "m1", "shop.m1.example", 0, 0)])
+            await deliver(r, keys, "m1", f"w{n}", "order.created", f"O-{n}", click, T0 + HOUR, SHOE)
+        ingest_orders(settings.redis_url, keys, backend)
+        await Attributor(r, keys, backend, ids).run_once(now_ms=T0 + 2 * HOUR)
+        book = PayoutBook(r, keys, lambda: backend)
+        monkeypatch.setattr(payoutbook, "RECORDS_PER_WRITE", 1)
+        real_hset, writes = r.hset, []
+
+        async def cut(*args, **kwargs):
+            writes.append(1)
+            if len(writes) == 3:  # the plan, the first record, then the second record is lost
+                raise ConnectionError("Redis went away between the slices")
+            return await real_hset(*args, **kwargs)
+
+        monkeypatch.setattr(r, "hset", cut)
+        with pytest.raises(ConnectionError):
+            await book.create_batch("m1", T0 + 3 * HOUR, 0, T0 + 3 * HOUR)
+        monkeypatch.setattr(r, "hset", real_hset)
+        await r.delete(keys.attribution_lock)
+        [written] = [f for f in await r.hkeys(keys.payouts("m1")) if f.startswith(b"payout:")]
+        record = msgspec.json.decode(await r.hget(keys.payouts("m1"), written), type=payouts.Payout)
+        paid = msgspec.structs.replace(record, status=payouts.STATUS_PAID)  # what the other release did
+        await r.hset(keys.payouts("m1"), written, msgspec.json.encode(paid))
+        batch, created = await book.create_batch("m1", T0 + 3 * HOUR, 0, T0 + 4 * HOUR)
+        assert not created and batch.booked and len(batch.planned) == 2
+        assert (await book.get(record.payout_id)).status == payouts.STATUS_PAID
+        others = [p.payout_id for p in batch.planned if p.payout_id != record.payout_id]
+        assert [(await book.get(p)).status for p in others] == [payouts.STATUS_IN_PAYOUT]
+        await r.aclose()
 
     asyncio.run(scenario())
