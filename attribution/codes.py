@@ -181,6 +181,11 @@ def decode_all(raw: dict[bytes, bytes]) -> dict[str, list[Span]]:
     return {k.decode(): _spans.decode(v) for k, v in raw.items()}
 
 
+def decode_spans(raw: bytes) -> list[Span]:
+    """One code's stored spans (a value of `CodeStore.raw_all`)."""
+    return _spans.decode(raw)
+
+
 class CodeStore:
     def __init__(self, redis: Redis, keys: Keys) -> None:
         self._redis = redis

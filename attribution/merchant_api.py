@@ -121,8 +121,9 @@ async def list_codes(request: Request):
 
 
 def _codes_answer(raw: dict[bytes, bytes]) -> bytes:
-    found = codes.decode_all(raw)
-    return json_list("codes", (codes.view(found[k]) for k in sorted(found)))
+    # A code at a time, decoded, viewed and dumped: freeing every code's spans and view at once at the end
+    # held the GIL, so the event loop, 30 ms for 10,000 codes of 20 assignments (UTF-8 keeps code order).
+    return json_list("codes", (codes.view(codes.decode_spans(raw[k])) for k in sorted(raw)))
 
 
 # --- review and trace ------------------------------------------------------------------------------------

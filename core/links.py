@@ -7,7 +7,7 @@ worker tails it to drop the code from its cache (linkwatch.py).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from itertools import accumulate
 from typing import Annotated, Any
 
@@ -129,9 +129,12 @@ class CorruptLink(Exception):
     """A stored link record that does not decode as a Link."""
 
 
-def decode_links(payloads: list[bytes]) -> list[Link]:
-    """The links of stored records; a record that cannot be decoded is left out."""
-    return [link for link in map(_decode_or_corrupt, payloads) if isinstance(link, Link)]
+def decode_links(payloads: list[bytes]) -> Iterator[Link]:
+    """The links of stored records, one at a time (a caller that drops each when done never frees them
+    all at once); a record that cannot be decoded is left out."""
+    for link in map(_decode_or_corrupt, payloads):
+        if isinstance(link, Link):
+            yield link
 
 
 def _decode_or_corrupt(payload: bytes) -> Link | CorruptLink:
