@@ -20,8 +20,8 @@ REASONS = {
     "no_active_code": "the order's discount code was not assigned to anyone at the time",
     "order_conflict": "the order id was sent again with different items, click id or currency, so it is not "
     "counted",
-    "webhook_id_reused": "an event came under a webhook-id this order already used for another event, after "
-    "the 7 days in which the webhook refuses that, and was not applied: send it under a new webhook-id",
+    "webhook_id_reused": "two events of this order came under one webhook-id (reused after the 7 days in "
+    "which the webhook refuses that): only the one dated first counts; send each event under its own id",
     "currency_mismatch": "a refund or cancel came in another currency than its order and was not applied",
     "amount_out_of_range": "the order's amounts are beyond the supported bounds",
     "rejected": "the merchant rejected the order in review",

@@ -18,9 +18,10 @@ How an append-only ledger stays right (the design the attributor relies on):
   so the order's current explanation is its latest-booked rows (`argMax(reason, booked_ms)`).
 - Event precedence is by (occurred_ms, webhook_id), never arrival: a refund that arrives before its order
   is parked (nothing booked) until the order arrives; an order id created again with different items is
-  flagged (`order_conflict`) and never summed. An event under a webhook-id the order already used for
-  another event (past the webhook's 7-day idempotency window) is not applied and flagged
-  (`webhook_id_reused`). Refund quantities are capped at what remains of a line; a
+  flagged (`order_conflict`) and never summed. Of two events of an order under one webhook-id (reused past
+  the webhook's 7-day idempotency window) the one dated first counts and the other is flagged
+  (`webhook_id_reused`); order_events keeps one row per (order, webhook-id), so a merge may later leave
+  only the one received last. Refund quantities are capped at what remains of a line; a
   refund reverses a line once, however many of its positions name the line's SKU. A partial refund takes
   back its items' own commission, cut (reason `refund_capped`) where that would leave the line less than
   its remaining quantity earns, so partial refunds never take back more than the accrual; a fully
