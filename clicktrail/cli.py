@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import sys
 
 import click
@@ -38,6 +39,8 @@ class _Main(click.Group):
             try:
                 arg.encode()
             except UnicodeEncodeError:
+                if os.path.exists(arg):
+                    continue  # a file's name may be any bytes (a BODY_FILE, --headers): opened, never sent
                 raise click.UsageError(f"{arg!r}: an argument must be UTF-8 text") from None
         return super().parse_args(ctx, args)
 

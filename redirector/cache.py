@@ -59,7 +59,7 @@ class LinkCache:
 
     def __init__(self, max_bytes: int, ttl_ms: int, hot_links: int = HOT_LINKS) -> None:
         self._hot: dict[str, list] = {}  # code -> [expires_ms, link, epoch, its packed record's bytes]
-        self._hot_bytes = 0  # the packed bytes of the decoded tier's links (may count a replaced one too)
+        self._hot_bytes = 0  # the packed bytes of the decoded tier's links
         self._hot_links = hot_links if max_bytes > 0 else 0
         self._max_bytes = max_bytes
         self._packed = PackedLinks(max_bytes)
@@ -125,6 +125,9 @@ class LinkCache:
         packed = self._packed
         record = pack(link, expires_ms)
         packed.put(code, record)
+        replaced = self._hot.pop(code, None)
+        if replaced is not None:  # a refresh of a hot link: its bytes are counted once
+            self._hot_bytes -= replaced[3]
         self._keep_hot(code, [expires_ms, link, packed.epoch, len(record)])
 
     def _keep_hot(self, code: str, entry: list) -> None:

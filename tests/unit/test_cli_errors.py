@@ -4,6 +4,8 @@ where nothing listens."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import redis.exceptions
 from click.testing import CliRunner
@@ -175,3 +177,15 @@ def test_webhook_verify_reads_a_headers_file_of_any_bytes(tmp_path) -> None:
     result = run(tmp_path, ["webhook", "verify", "--secret", SECRET, "--headers", str(headers), str(body)])
     assert result.exit_code == 1 and "FAIL" in result.output, result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_a_file_whose_name_is_not_utf8_may_still_be_named(tmp_path) -> None:
+    """Review: the UTF-8 check refused BODY_FILE and --headers files whose names are other bytes, which
+    POSIX allows; such a file is opened, its name never sent anywhere."""
+    name = os.fsdecode(bytes(tmp_path / "order") + b"\xff.json")
+    with open(name, "wb") as body:
+        body.write(b"{}")
+    result = run(tmp_path, ["webhook", "verify", "--secret", SECRET, name])
+    assert result.exit_code == 1 and "FAIL" in result.output, result.output  # read and diagnosed
+    result = run(tmp_path, ["webhook", "verify", "--secret", SECRET, name + "-missing"])
+    assert result.exit_code == 2 and "must be UTF-8 text" in result.output

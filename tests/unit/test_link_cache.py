@@ -247,3 +247,15 @@ def test_the_decoded_tier_holds_a_bounded_number_of_packed_bytes(via) -> None:
     for n in range(5000):
         small.put(f"s{n:06d}", plain(code=f"s{n:06d}"), now_ns=MS)
     assert len(small._hot) == 5000 - 4096  # emptied once, at the count bound, as before
+
+
+def test_refreshing_a_hot_link_counts_its_bytes_once() -> None:
+    """Review: a put over a link already in the decoded tier (a TTL refresh) added its bytes again, so
+    the tier emptied itself early, over and over."""
+    cache = LinkCache(512 * 2**20, ttl_ms=600_000)
+    link = _big(0)
+    for n in range(1000):
+        cache.put(link.code, link, now_ns=(n + 1) * MS)
+    assert len(cache._hot) == 1 and cache._hot_bytes == sum(entry[3] for entry in cache._hot.values())
+    cache.invalidate(link.code)
+    assert cache._hot_bytes == 0
