@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import sys
 
 import click
@@ -26,23 +25,40 @@ class BadSettings(click.ClickException):
     exit_code = EX_CONFIG
 
 
+class _TextCommand(click.Command):
+    """Every text option and argument must be UTF-8. Python reads arguments with surrogateescape: bytes
+    that are not UTF-8 arrive as lone surrogates, which no UTF-8 encode takes (a query parameter, a Redis
+    name, an HTTP header), and each failed with a traceback far from the argument, or (`ingest
+    --consumer`) was retried for ever. A file's name (click.File, click.Path) may be any bytes: it is
+    opened, never sent anywhere."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        rest = super().parse_args(ctx, args)
+        for param in self.get_params(ctx):
+            if isinstance(param.type, click.File | click.Path):
+                continue
+            value = ctx.params.get(param.name or "")
+            for text in value if isinstance(value, tuple | list) else (value,):
+                if isinstance(text, str) and not _encodes(text):
+                    raise click.BadParameter("must be UTF-8 text", ctx=ctx, param=param)
+        return rest
+
+
+def _encodes(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 class _Main(click.Group):
     """A store out of reach is one line and exit 75, not a traceback: an operator (or cron) sees what is
     down and that trying again may do. A store that refused the work (bad SQL, a wrong key type, an ACL)
     is one line and exit 1: trying again would not help."""
 
-    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        # Python reads arguments with surrogateescape: bytes that are not UTF-8 arrive as lone surrogates,
-        # which no UTF-8 encode takes (a query parameter, a Redis name, an HTTP header), and each failed
-        # with a traceback far from the argument, or (`ingest --consumer`) was retried for ever.
-        for arg in args:
-            try:
-                arg.encode()
-            except UnicodeEncodeError:
-                if os.path.exists(arg):
-                    continue  # a file's name may be any bytes (a BODY_FILE, --headers): opened, never sent
-                raise click.UsageError(f"{arg!r}: an argument must be UTF-8 text") from None
-        return super().parse_args(ctx, args)
+    command_class = _TextCommand
+    group_class = type  # a subgroup (`webhook`) is a _Main too, its commands _TextCommands
 
     def invoke(self, ctx: click.Context):
         from redis.exceptions import ClusterDownError, RedisError
