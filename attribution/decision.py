@@ -8,7 +8,7 @@
 - When both exist and name different creators, the merchant's `attribution_priority` (the policy version
   in effect at `occurred_at`) picks.
 - The review rules of that policy version are checked against the order's click when it belongs to the
-  credited creator (a code order without such a click trips none).
+  credited creator and to this merchant (a code order without such a click trips none).
 
 "At `occurred_at`" is, for the versioned terms (codes, rates, policy), `terms_ms`: the order's time, or
 its first receipt when that is earlier (ledger.Folded.terms_ms); the window and the review rules measure

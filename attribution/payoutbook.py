@@ -16,10 +16,11 @@ finishes it: rows the batch linked already are not linked again, transfers alrea
 written again. A confirmation or failure first marks the payout `paying`/`failing` (and names it in
 `STEP_FIELD`), then writes what is missing, then `paid`/`failed`.
 
-Every write first finishes what a write cut short left (`_finish_cut_short`: the open batch, the step
-under way), whatever it was asked to do: a failure that released its rows but had not yet written its
-transfers, read by a new batch, had the rows paid twice; a batch cut short, finished after a failure had
-released rows it did not plan, linked them too and could never be finished."""
+Every write first finishes what a write cut short left (`_finish_cut_short`), whatever it was asked to
+do: the step under way, and (for a batch or a failure, which release or take rows) the open batch. A
+failure that released its rows but had not yet written its transfers, read by a new batch, had the rows
+paid twice; a batch cut short, finished after a failure had released rows it did not plan, linked them
+too and could never be finished (PlanMismatch: answered `409 batch_cannot_finish`, the lock released)."""
 
 from __future__ import annotations
 
