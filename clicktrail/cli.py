@@ -9,6 +9,7 @@ import sys
 import click
 
 from core.settings import Settings
+from core.validate import is_utf8
 
 # What a command ends with when a store cannot be reached: cron and supervisors may simply try again.
 EX_TEMPFAIL = 75
@@ -39,17 +40,9 @@ class _TextCommand(click.Command):
                 continue
             value = ctx.params.get(param.name or "")
             for text in value if isinstance(value, tuple | list) else (value,):
-                if isinstance(text, str) and not _encodes(text):
+                if isinstance(text, str) and not is_utf8(text):
                     raise click.BadParameter("must be UTF-8 text", ctx=ctx, param=param)
         return rest
-
-
-def _encodes(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 class _Main(click.Group):

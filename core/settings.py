@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from core.validate import DEFAULT_CLICK_PARAM, is_click_param
+from core.validate import DEFAULT_CLICK_PARAM, is_click_param, is_utf8
 
 # Where local state lives when nothing else is configured: beside the checkout, never in $HOME, so that
 # two checkouts on one machine do not share a spool or a secret.
@@ -132,7 +132,7 @@ class Settings(BaseSettings):
         # every link answer (public_url, after the link was stored), a traceback at start-up (admin_token),
         # or an ingester retrying for ever (a Redis URL).
         for text in value if isinstance(value, list) else [value]:
-            if isinstance(text, str) and not _encodes(text):
+            if isinstance(text, str) and not is_utf8(text):
                 raise ValueError(f"{info.field_name} holds bytes that are not UTF-8")
         return value
 
@@ -231,14 +231,6 @@ _STORE_URLS = {
     "clickhouse_url": (("clickhouse", "clickhouses"), "clickhouse://user:password@host:port/database"),
     "redis_url": (("redis", "rediss", "unix"), "redis://host:port/db, rediss://... or unix:///path"),
 }
-
-
-def _encodes(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _node_ok(node: str, port_required: bool = False) -> bool:

@@ -123,6 +123,16 @@ MAX_NAME_CHARS = 200
 MAX_CATEGORY_CHARS = 64
 
 
+def is_utf8(text: str) -> bool:
+    """Whether `text` encodes as UTF-8: not when it holds lone surrogates, which is how Python reads bytes
+    that are not UTF-8 in the environment and the arguments (surrogateescape)."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def has_control_chars(value: str) -> bool:
     return CONTROL_CHARS_RE.search(value) is not None
 
