@@ -177,9 +177,6 @@ class FxStore:
         length = await self._redis.rpush(self._keys.fx_rates, record)
         return FxVersion(int(length), base, rates, effective_ms, now_ms)
 
-    async def versions(self) -> list[FxVersion]:
-        return decode_versions(await self.raw_versions())
-
     async def raw_versions(self) -> list[bytes]:
         """Every version as stored, for `decode_versions` off the event loop: versions are never removed,
         and a year of hourly updates of 30 rates took 30-55 ms to decode."""

@@ -161,7 +161,7 @@ class PayoutBook:
             # out of `in_payout`: a batch reading them now would pay them twice.
             payout = await self.get(stepping.decode())
             if payout is not None and payout.status in _STEP_OF:
-                await self._write_step(payout, _STEP_OF[payout.status], now_ms)
+                await self._write_step(payout, _STEP_OF[payout.status], now_ms, swept=finished)
                 finished = True
         return finished
 
@@ -239,19 +239,22 @@ class PayoutBook:
             payout = await self.get(payout_id)
             if payout is None:
                 return None
-            if await self._finish_cut_short(payout.merchant_id, now_ms, batch=step == payouts.FAIL):
+            swept = await self._finish_cut_short(payout.merchant_id, now_ms, batch=step == payouts.FAIL)
+            if swept:
                 payout = await self.get(payout_id) or payout  # this very step may be what was finished
             if payout.status == done:
                 return payout
             if payout.status not in (payouts.STATUS_IN_PAYOUT, busy):
                 public = payouts.PUBLIC_STATUS.get(payout.status, payout.status)
                 raise WrongState(f"payout {payout_id} is {public}: it cannot be {done} now")
-            return await self._write_step(payout, step, now_ms)
+            return await self._write_step(payout, step, now_ms, swept)
 
-    async def _write_step(self, payout: Payout, step: str, now_ms: int) -> Payout:
-        """Mark the step under way, write what of it is missing, mark it done (under the lock)."""
+    async def _write_step(self, payout: Payout, step: str, now_ms: int, swept: bool) -> Payout:
+        """Mark the step under way, write what of it is missing, mark it done (under the lock). `swept`:
+        the ledger was swept since the lock was taken (a cluster's sweep is about 70 queries)."""
         busy, done = _STATES[step]
-        await self._settle()
+        if not swept:
+            await self._settle()
         await self._save(msgspec.structs.replace(payout, status=busy, updated_ms=now_ms), stepping=True)
         if step == payouts.FAIL:
             await self._release_lines(payout, now_ms)

@@ -396,8 +396,17 @@ def test_a_failure_while_a_batch_is_cut_short_finishes_the_batch_first(
             await book.create_batch("m1", T0 + 5 * HOUR, 0, T0 + 5 * HOUR)
         monkeypatch.setattr(queries, "link_payable", real)
         await r.delete(keys.attribution_lock)  # what the hold after a failed write expires into
+        sweeps = []
+        settle = book._settle
+
+        async def counted() -> None:
+            sweeps.append(1)
+            await settle()
+
+        monkeypatch.setattr(book, "_settle", counted)
         failed = await book.fail(first, T0 + 6 * HOUR)
         assert failed is not None and failed.status == payouts.STATUS_FAILED
+        assert len(sweeps) == 1  # the batch's finishing swept the ledger; the failure did not again
         cut_short, created = await book.create_batch("m1", T0 + 5 * HOUR, 0, T0 + 7 * HOUR)
         assert not created and cut_short.booked and [p.amount_minor for p in cut_short.planned] == [250]
         again, _ = await book.create_batch("m1", T0 + 7 * HOUR, 0, T0 + 7 * HOUR)
