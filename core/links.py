@@ -297,10 +297,12 @@ class LinkStore:
                 return await pipe.execute()
         return await self._redis.mget([self._keys.link(code) for code in codes])
 
-    async def raw_by_creator(self, creator_id: str, limit: int) -> list[bytes]:
-        """The stored records of a creator's newest `limit` links (`decode_links`), read LINKS_PER_READ at a
-        time: decoded by the caller, off the event loop where they may be large."""
-        codes = await self.codes_of(creator_id, limit)
+    async def raw_by_creator(self, creator_id: str, limit: int, offset: int = 0) -> list[bytes]:
+        """The stored records of a creator's links, newest first, `limit` of them after skipping the
+        `offset` newest (`decode_links`), read LINKS_PER_READ at a time: a caller with many decodes them
+        off the event loop, where they may be large."""
+        key = self._keys.creator_links(creator_id)
+        codes = [c.decode() for c in await self._redis.zrevrange(key, offset, offset + limit - 1)]
         raws: list[bytes | None] = []
         for start in range(0, len(codes), LINKS_PER_READ):
             raws += await self._raw_many(codes[start : start + LINKS_PER_READ])
@@ -393,13 +395,8 @@ class LinkStore:
         return link
 
     async def by_creator(self, creator_id: str, limit: int = 1000, offset: int = 0) -> list[Link]:
-        """A creator's links, newest first: `limit` of them after skipping the `offset` newest."""
-        key = self._keys.creator_links(creator_id)
-        codes = await self._redis.zrevrange(key, offset, offset + limit - 1)
-        if not codes:
-            return []
-        found = await self.get_many([c.decode() for c in codes])
-        return [link for link in found if isinstance(link, Link)]
+        """`raw_by_creator` decoded here: for a page of a few links (the dashboard's)."""
+        return list(decode_links(await self.raw_by_creator(creator_id, limit, offset)))
 
     async def codes_of(self, creator_id: str, limit: int | None = None) -> list[str]:
         """The codes of a creator, newest first, all or the newest `limit` (no link record is read)."""
