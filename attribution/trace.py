@@ -135,14 +135,17 @@ def _click(click: rules.ClickFacts | None, terms: ledger.Terms, order: ledger.Or
     in_window = None
     if shown and order is not None:
         in_window = rules.window_reason(click.ts_ms, order.occurred_ms, terms.window_days) is None
+    details = (
+        {"ts": iso_ms(click.ts_ms), "code": click.code or None, "creator_id": click.creator_id,
+         "is_bot": click.is_bot or click.is_head}
+        if shown
+        else dict.fromkeys(CLICK_DETAILS)
+    )  # fmt: skip
     return {
         "click_id": click.click_id,
         "mac_ok": click.well_formed and click.mac_valid,
         "found": found,
-        "ts": iso_ms(click.ts_ms) if shown else None,
-        "code": (click.code or None) if shown else None,
-        "creator_id": click.creator_id if shown else None,
-        "is_bot": (click.is_bot or click.is_head) if shown else None,
+        **details,
         "owner_ok": owner_ok,
         "in_window": in_window,
     }
