@@ -101,12 +101,17 @@ class PayoutBook:
         """The batch's payout records as stored (`decode_payouts`): a batch may pay tens of thousands."""
         if not batch.planned:
             return []
-        key = self._keys.payouts(batch.merchant_id)
         fields = [f"payout:{p.payout_id}" for p in batch.planned]
-        raws = []
+        raws = await self._read_fields(self._keys.payouts(batch.merchant_id), fields)
+        return [raw for raw in raws if raw is not None]
+
+    async def _read_fields(self, key: str, fields: list[str]) -> list[bytes | None]:
+        """HMGET in slices of RECORDS_PER_WRITE: a batch's tens of thousands of fields in one command held
+        the event loop to pack and parse."""
+        raws: list[bytes | None] = []
         for start in range(0, len(fields), RECORDS_PER_WRITE):
             raws += await self._redis.hmget(key, fields[start : start + RECORDS_PER_WRITE])
-        return [raw for raw in raws if raw is not None]
+        return raws
 
     # --- batches -----------------------------------------------------------------------------------
     async def create_batch(
@@ -210,11 +215,7 @@ class PayoutBook:
         """The records of a resumed batch that may be written: not those already confirmed or failed (or
         under way), which an earlier release's confirm, not finishing the open batch first, may have
         stepped while the batch was cut short between its slices."""
-        stored: list[bytes | None] = []
-        for start in range(0, len(records), RECORDS_PER_WRITE):
-            stored += await self._redis.hmget(
-                key, [name for name, _ in records[start : start + RECORDS_PER_WRITE]]
-            )
+        stored = await self._read_fields(key, [name for name, _ in records])
 
         def keep() -> list[tuple[str, bytes]]:
             return [
