@@ -243,9 +243,9 @@ def explain_folded(
     if refusal is not None:
         return None, [_order_row(f"flag:{refusal}", KIND_FLAG, refusal, order, click)]
     # Guarded: most orders were created once, and a comprehension is a call even over nothing.
-    flags = _conflict_flags(state.conflicts) if state.conflicts else []
+    flags = _event_flags(state.conflicts, "conflict", "order_conflict") if state.conflicts else []
     if state.reused:
-        flags += _reused_flags(state.reused)
+        flags += _event_flags(state.reused, "reused", "webhook_id_reused")
     terms_ms = state.terms_ms
     policy = terms.policy.at(terms_ms)
     decision = decide(
@@ -264,34 +264,13 @@ def explain_folded(
     return decision, _credited(state, decision, terms, now_ms, verdict) + flags
 
 
-def _conflict_flags(conflicts: list[OrderEvent]) -> list[Entry]:
-    """One zero flag per other `order.created` of the order that differs from the one booked."""
+def _event_flags(events: list[OrderEvent], name: str, reason: str) -> list[Entry]:
+    """One zero flag per event left out of the booking, naming it: another `order.created` of the order
+    that differs from the one booked (`conflict`, `order_conflict`), or another event under a webhook-id
+    the order already used, past the acceptor's idempotency window (`reused`, `webhook_id_reused`)."""
     return [
-        Entry(
-            f"flag:conflict:{e.webhook_id}",
-            KIND_FLAG,
-            "pending",
-            0,
-            reason="order_conflict",
-            event_id=e.webhook_id,
-        )
-        for e in conflicts
-    ]
-
-
-def _reused_flags(reused: list[OrderEvent]) -> list[Entry]:
-    """One zero flag per webhook-id sent again with another event past the acceptor's idempotency window
-    (within it the webhook answers 409): the event the fold left out is named, never silently dropped."""
-    return [
-        Entry(
-            f"flag:reused:{e.webhook_id}",
-            KIND_FLAG,
-            "pending",
-            0,
-            reason="webhook_id_reused",
-            event_id=e.webhook_id,
-        )
-        for e in reused
+        Entry(f"flag:{name}:{e.webhook_id}", KIND_FLAG, "pending", 0, reason=reason, event_id=e.webhook_id)
+        for e in events
     ]
 
 
