@@ -17,7 +17,7 @@ from attribution.payoutbook import LedgerBusy, PayoutBook, PlanMismatch, WrongSt
 from attribution.payouts import Batch, Payout
 from core.clickhouse import ClickHouseError
 from core.clock import now_ms as clock_ms
-from core.errors import ApiError, error_response, json_list, json_response, read_json
+from core.errors import ApiError, error_response, json_list, json_pieces_response, json_response, read_json
 from core.links import iso_ms
 
 log = logging.getLogger(__name__)
@@ -66,10 +66,10 @@ async def get_fx(request: Request):
     ctx = request.app.state.ctx
     await ctx.auth.authenticate(request)
     raws = await fx.FxStore(ctx.redis, ctx.keys).raw_versions()
-    return Response(await asyncio.to_thread(_fx_answer, raws), media_type="application/json")
+    return json_pieces_response(await asyncio.to_thread(_fx_answer, raws))
 
 
-def _fx_answer(raws: list[bytes]) -> bytes:
+def _fx_answer(raws: list[bytes]) -> list[bytes]:
     return json_list("versions", (v.as_dict() for v in fx.decode_versions(raws)))
 
 

@@ -11,7 +11,6 @@ from collections.abc import Callable
 import msgspec
 from redis.exceptions import RedisError
 from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route
 
 from attribution.merchants import merchant_exists
@@ -19,7 +18,7 @@ from attribution.outbox import LINK_EVENT_LOST
 from core import queries, validate
 from core.clickhouse import ClickHouseError
 from core.clock import now_ms
-from core.errors import ApiError, json_list, json_response, read_json
+from core.errors import ApiError, json_list, json_pieces_response, json_response, read_json
 from core.links import Link, decode_links, iso_ms, link_json, next_version_ms
 from core.urls import Destination
 from redirector import linkfields
@@ -202,11 +201,10 @@ async def list_links(request: Request):
     raws = await ctx.links.raw_by_creator(creator_id, MAX_LISTED_LINKS)
     # Off the event loop: a thousand links near the size limit are 64 MB of JSON, whose decoding and
     # encoding held the loop, and the redirects that share it, 0.25-0.4 s.
-    body = await asyncio.to_thread(_links_answer, raws, ctx.settings.public_url)
-    return Response(body, media_type="application/json")
+    return json_pieces_response(await asyncio.to_thread(_links_answer, raws, ctx.settings.public_url))
 
 
-def _links_answer(raws: list[bytes], public_url: str) -> bytes:
+def _links_answer(raws: list[bytes], public_url: str) -> list[bytes]:
     return json_list("links", (link_json(link, public_url) for link in decode_links(raws)))
 
 
