@@ -227,7 +227,8 @@ class Keys:
         return f"{self.prefix}merchant:{merchant_id}:catalog:index"
 
     def rates(self, merchant_id: str) -> str:
-        """List of complete rate versions (JSON), appended on every change, never rewritten."""
+        """List of rate versions (JSON: the head whole, the SKU rates each changed; attribution/rates.py),
+        appended on every change, never rewritten."""
         return f"{self.prefix}merchant:{merchant_id}:rates"
 
     def webhook_seen(self, merchant_id: str, webhook_id: str) -> str:

@@ -85,7 +85,7 @@ async def _catalog_page(view: Page, merchant: Merchant, status: int = 200, **ext
     ctx = view.ctx
     query = search.parse_query("", "", str(CATALOG_PAGE))
     products, more = await ctx.catalog.search([merchant.merchant_id], query, "", search.decode_cursor(""))
-    version = await ctx.rates.current(merchant.merchant_id)
+    version = await ctx.rates.current_head(merchant.merchant_id)
     context = {
         "merchant": merchant,
         "products": products,

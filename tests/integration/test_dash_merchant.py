@@ -276,7 +276,7 @@ def test_catalog_rates_codes_and_secret_forms_change_what_the_api_reads(settings
 
             rates = await post_form(client, f"{BRAND}/catalog", f"{BRAND}/rates", FORMS["/rates"])
             assert rates.status_code == 200 and "Rates saved" in rates.text
-            current = await app.ctx.rates.current("brand")
+            current = await app.ctx.rates.current_head("brand")
             assert (current.default_bps, current.categories) == (900, {"shoes": 1200})
             assert "shoes = 1200" in (await client.get(f"{BRAND}/catalog")).text  # the form shows them
 
