@@ -21,6 +21,7 @@ from attribution import currency, money, rules, search
 from attribution.rates import RateStore, check_bps
 from core import validate
 from core.keys import Keys
+from core.redisclient import hscan_values
 
 # A PUT carries at most this many products: larger catalogs are sent in several PUTs.
 MAX_PRODUCTS_PER_PUT = 5_000
@@ -372,7 +373,7 @@ class CatalogStore:
         """Rebuild the search index of a catalog written before it had one; returns the products indexed."""
         catalog, index = self._keys.catalog(merchant_id), self._keys.catalog_index(merchant_id)
         count = 0
-        async for chunk in _hscan_chunks(self._redis, catalog):
+        async for chunk in hscan_values(self._redis, catalog, CHUNK_PRODUCTS):
             entries = set()
             for raw in chunk:
                 entries |= search.members(msgspec.json.decode(raw, type=Product))
@@ -380,16 +381,6 @@ class CatalogStore:
                 await self._redis.zadd(index, dict.fromkeys(entries, 0))
             count += len(chunk)
         return count
-
-
-async def _hscan_chunks(redis: Redis, key: str):
-    cursor = 0
-    while True:
-        cursor, found = await redis.hscan(key, cursor, count=CHUNK_PRODUCTS)
-        if found:
-            yield list(found.values())
-        if cursor == 0:
-            return
 
 
 def product_view(merchant_id: str, product: Product, version: rules.RateVersion, creator_id: str) -> dict:

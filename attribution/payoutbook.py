@@ -37,6 +37,7 @@ from attribution.payouts import Batch, Payout, PlannedPayout
 from core import queries
 from core.clickhouse import Backend, PartsInDoubt
 from core.keys import Keys
+from core.redisclient import hscan_values
 from core.rows import CommissionRow, PayoutLineRow, columnar
 
 T = TypeVar("T")
@@ -161,14 +162,35 @@ class PayoutBook:
             raw = await self._redis.hget(key, f"batch:{int(unfinished)}")
             await self._book(msgspec.json.decode(raw, type=Batch), now_ms, resumed=True)
             finished = True
-        if stepping:
-            # A failure cut short may have released its rows without the transfers that take them back
-            # out of `in_payout`: a batch reading them now would pay them twice.
-            payout = await self.get(stepping.decode())
-            if payout is not None and payout.status in _STEP_OF:
-                await self._write_step(payout, _STEP_OF[payout.status], now_ms, swept=finished)
-                finished = True
+        # A failure cut short may have released its rows without the transfers that take them back out of
+        # `in_payout`: a batch reading them now would pay them twice.
+        if stepping is None:
+            under_way = await self._under_way_by_status(key)  # records from before STEP_FIELD
+        else:
+            payout = await self.get(stepping.decode()) if stepping else None
+            under_way = [payout] if payout is not None and payout.status in _STEP_OF else []
+        for payout in under_way:
+            await self._write_step(payout, _STEP_OF[payout.status], now_ms, swept=finished)
+            finished = True
         return finished
+
+    async def _under_way_by_status(self, key: str) -> list[Payout]:
+        """The payouts marked `paying` or `failing` in a hash that has no STEP_FIELD, which releases before
+        it did not write (a step they cut short is found by its status alone), and then STEP_FIELD, so that
+        the hash is read whole once. A hash of no payout is left as it is."""
+        found: list[Payout] = []
+        seen = False
+        async for chunk in hscan_values(self._redis, key, RECORDS_PER_WRITE, "payout:*"):
+            seen = True
+
+            def stepping(raws: list[bytes] = chunk) -> list[Payout]:
+                decoded = (msgspec.json.decode(raw, type=Payout) for raw in raws)
+                return [payout for payout in decoded if payout.status in _STEP_OF]
+
+            found += await asyncio.to_thread(stepping)
+        if seen:
+            await self._redis.hsetnx(key, STEP_FIELD, "")
+        return found
 
     async def _book(self, batch: Batch, now_ms: int, resumed: bool) -> Batch:
         """Write what of the batch is missing: its lines (linked inside ClickHouse), its transfers, then the

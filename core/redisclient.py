@@ -137,3 +137,15 @@ async def eval_replicated(
     if int(acked) < replicas:
         raise ReplicasBehind(f"{acked} of {replicas} replicas acknowledged within {timeout_ms} ms")
     return reply
+
+
+async def hscan_values(client, key: str, count: int, match: str | None = None):
+    """The values of a hash's fields (those matching `match`), about `count` at a time, each batch a list:
+    a big hash is never read, nor its reply parsed, in one command."""
+    cursor = 0
+    while True:
+        cursor, found = await client.hscan(key, cursor, match=match, count=count)
+        if found:
+            yield list(found.values())
+        if cursor == 0:
+            return

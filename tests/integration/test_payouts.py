@@ -16,7 +16,7 @@ from redis.asyncio import Redis
 
 from attribution import events_out, explain, payouts
 from attribution.attributor import Attributor
-from attribution.payoutbook import PayoutBook, PlanMismatch, WrongState
+from attribution.payoutbook import STEP_FIELD, PayoutBook, PlanMismatch, WrongState
 from core import queries
 from core.clickid import ClickIds
 from core.keys import Keys
@@ -418,12 +418,14 @@ def test_a_failure_while_a_batch_is_cut_short_finishes_the_batch_first(
     asyncio.run(scenario())
 
 
+@pytest.mark.parametrize("pre_release", [False, True])
 def test_a_failure_cut_short_is_finished_before_a_batch_reads_the_ledger(
-    settings, backend, monkeypatch
+    settings, backend, monkeypatch, pre_release: bool
 ) -> None:
     """Found by an adversarial pass: a failure that released its payout's rows but died before the
     transfers that take them back out of `in_payout`; a batch then paid the rows again (in_payout 2396,
-    approved -1198 for 1198 earned)."""
+    approved -1198 for 1198 earned). `pre_release`: the failure was cut short by a release that did not
+    name the step under way (no STEP_FIELD in the hash); it is found by the payout's status."""
     keys = Keys(settings.redis_prefix)
     ids = ClickIds(settings.secret_bytes)
 
@@ -441,11 +443,14 @@ def test_a_failure_cut_short_is_finished_before_a_batch_reads_the_ledger(
         monkeypatch.setattr(book, "_insert_missing_transfers", real)
         await r.delete(keys.attribution_lock)
         assert (await book.get(first)).status == payouts.STATUS_FAILING
+        if pre_release:
+            assert await r.hdel(keys.payouts("m1"), STEP_FIELD) == 1
         batch, _ = await book.create_batch("m1", T0 + 5 * HOUR, 0, T0 + 5 * HOUR)
         assert (await book.get(first)).status == payouts.STATUS_FAILED  # finished first
         assert [p.amount_minor for p in batch.planned] == [1198]
         assert balances(backend) == {("alice", "EUR", "in_payout"): 1198}
         assert paid_twice(backend) == 0
+        assert await r.hget(keys.payouts("m1"), STEP_FIELD) == b""  # the hash is read whole once
         assert (await book.fail(first, T0 + 6 * HOUR)).status == payouts.STATUS_FAILED  # idempotent still
         await r.aclose()
 
