@@ -1,10 +1,12 @@
 """What the attributor knows of an order's click: the click ids' MAC checked, then one query over the
 days their embedded times name (`click_span`), the destination hosts' owners, and for review rules and the
-trace the link code and the human clicks from the click's IP hash on its creator's links in its hour."""
+trace the link code and the human clicks from the click's IP hash on its creator's links for the same
+merchant in its hour."""
 
 from __future__ import annotations
 
 import asyncio
+from collections import defaultdict
 
 import msgspec
 
@@ -85,14 +87,19 @@ class ClickLookup:
             sorted(set(ip_of.values())),
             sorted(set(hour_of.values())),
         )
-        return {
-            click_id: msgspec.structs.replace(
-                facts[click_id],
-                code=code,
-                ip_hour_clicks=counts.get((facts[click_id].creator_id, ip_hash, hour_of[click_id]), 0),
-            )
-            for click_id, code, ip_hash in extra
-        }
+        # Counted for the merchant each click counts for (rules.is_merchants): a creator's clicks on other
+        # merchants' links are neither this merchant's to judge nor to be shown in its trace.
+        owners = await self._merchants.owners(sorted({host for (*_, host) in counts if host}))
+        per_merchant: dict[tuple[str, int, int, str], int] = defaultdict(int)
+        for (creator_id, ip_hash, hour, merchant_id, host), count in counts.items():
+            per_merchant[creator_id, ip_hash, hour, merchant_id or owners.get(host, "")] += count
+        detailed = {}
+        for click_id, code, ip_hash in extra:
+            click = facts[click_id]
+            merchant = click.merchant_id or click.host_owner
+            count = per_merchant.get((click.creator_id, ip_hash, hour_of[click_id], merchant), 0)
+            detailed[click_id] = msgspec.structs.replace(click, code=code, ip_hour_clicks=count)
+        return detailed
 
     async def is_creators(self, merchant_id: str, creator_id: str, click_id: str) -> bool:
         """Whether `click_id` is a stored click of `creator_id` on this merchant's links: one read of that

@@ -6,7 +6,8 @@ order's time (attribution/policy.py); 0 turns a rule off:
 - `min_click_to_order_s`: an order placed sooner than this after its click (a bot checking out, or a
   click id copied into an order by the creator);
 - `max_clicks_per_ip_hour`: more than this many human clicks from the click's IP hash on the same
-  creator's links in the clock hour of the click (click farms).
+  creator's links for this merchant in the clock hour of the click (click farms). Clicks on other
+  merchants' links are not counted: they are not this merchant's to judge, and the trace shows the count.
 
 A decision (`approve` or `reject`) is kept per order in Redis (`Keys.merchant_reviews`, the first one
 wins) and folded into the order's ledger by the attributor like any event: approve transfers what is in

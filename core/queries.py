@@ -626,18 +626,21 @@ def is_creators_click(
 
 def human_clicks_per_ip_hour(
     backend: Backend, creator_ids: Sequence[str], ip_hashes: Sequence[int], hours: Sequence[int]
-) -> dict[tuple[str, int, int], int]:
-    """Human clicks (not bot, not HEAD) per (creator, ip_hash, hour since the epoch in UTC) for the given
-    creators, IP hashes and hours: the review rule `max_clicks_per_ip_hour`. Reads only those hours."""
+) -> dict[tuple[str, int, int, str, str], int]:
+    """Human clicks (not bot, not HEAD) per (creator, ip_hash, hour since the epoch in UTC, merchant_id,
+    dest_host) for the given creators, IP hashes and hours: the review rule `max_clicks_per_ip_hour`, which
+    counts a merchant's clicks only (the caller tells them by rules.is_merchants). dest_host is '' where
+    merchant_id is set: only a click recorded for nobody needs its host's owner. Reads only those hours."""
     if not (creator_ids and ip_hashes and hours):
         return {}
     days = sorted({str(date(1970, 1, 1) + timedelta(days=h // 24)) for h in hours})
     rows = backend.execute(
-        "SELECT creator_id, ip_hash, intDiv(toUInt32(ts), 3600) AS hour, count() "
+        "SELECT creator_id, ip_hash, intDiv(toUInt32(ts), 3600) AS hour, merchant_id, "
+        "if(merchant_id = '', dest_host, '') AS host, count() "
         f"FROM {backend.database}.clicks WHERE toDate(ts) IN %(days)s "
         "AND ts >= toDateTime(%(from_s)s) AND ts < toDateTime(%(to_s)s) "
         "AND creator_id IN %(creators)s AND ip_hash IN %(hashes)s AND is_bot = 0 AND is_head = 0 "
-        "GROUP BY creator_id, ip_hash, hour",
+        "GROUP BY creator_id, ip_hash, hour, merchant_id, host",
         {
             "days": tuple(days),
             "from_s": min(hours) * 3600,
@@ -648,7 +651,7 @@ def human_clicks_per_ip_hour(
         },
     )
     wanted = set(hours)
-    return {(c, int(ip), int(h)): int(n) for c, ip, h, n in rows if int(h) in wanted}
+    return {(c, int(ip), int(h), m, host): int(n) for c, ip, h, m, host, n in rows if int(h) in wanted}
 
 
 def review_state(backend: Backend, merchant_id: str, order_id: str) -> tuple[int, int]:

@@ -226,3 +226,49 @@ def test_a_trace_reader_not_credited_is_refused_alike_on_both(settings, backend)
         await r.aclose()
 
     asyncio.run(scenario())
+
+
+def test_the_ip_rule_counts_this_merchants_clicks_only(settings, backend) -> None:
+    """The last session's review found the rule counting a creator's clicks on every merchant's links, and
+    the trace showing that count to the merchant. Now: clicks recorded for this merchant, or for nobody on
+    a host it owns; a creator's clicks for another merchant, or for nobody on its host, are not counted."""
+    keys = Keys(settings.redis_prefix)
+    ids = ClickIds(settings.secret_bytes)
+
+    async def scenario():
+        r = Redis.from_url(settings.redis_url)
+        review = ReviewRules(max_clicks_per_ip_hour=3)
+        await add_merchant(r, keys, "m1", ["shop.m1.example"], T0 - DAY, default_bps=1000, review=review)
+        await add_merchant(r, keys, "m2", ["shop.m2.example"], T0 - DAY, default_bps=1000, review=review)
+        c = [ids.new(T0 + i * MINUTE) for i in range(8)]
+        # alice, one IP hash (0), one hour: 3 clicks count for m1 (two recorded for it, one for nobody on
+        # its host), 5 for m2 (three recorded for it, two for nobody on its host)
+        insert_clicks(
+            backend,
+            [
+                (c[0], T0, "alice", "m1", "shop.m1.example", 0, 0),
+                (c[1], T0 + MINUTE, "alice", "m1", "shop.m1.example", 0, 0),
+                (c[2], T0 + 2 * MINUTE, "alice", "", "shop.m1.example", 0, 0),
+                *[(c[i], T0 + i * MINUTE, "alice", "m2", "shop.m2.example", 0, 0) for i in (3, 4, 5)],
+                *[(c[i], T0 + i * MINUTE, "alice", "", "shop.m2.example", 0, 0) for i in (6, 7)],
+            ],
+        )
+        await order(r, keys, "w1", "O-m1", T0 + HOUR, c[0])
+        await order(r, keys, "w2", "O-m1-unowned-link", T0 + HOUR, c[2])
+        await asyncio.to_thread(ingest_orders, settings.redis_url, keys, backend)
+        attributor = Attributor(r, keys, backend, ids)
+        await attributor.run_once(now_ms=T0 + 2 * HOUR)
+        assert {o: v[2:] for o, v in net(backend).items()} == {
+            "O-m1": ("pending", "click", "", ""),
+            "O-m1-unowned-link": ("pending", "click", "", ""),
+        }
+        for order_id in ("O-m1", "O-m1-unowned-link"):
+            trace = (await attributor.explain("m1", order_id, now_ms=T0 + 2 * HOUR)).trace
+            assert trace["review"] == [
+                {"rule": "max_clicks_per_ip_hour", "limit": 3, "observed": 3, "tripped": False}
+            ]
+        facts = await attributor._clicks.facts({c[3], c[6]}, details=True)
+        assert facts[c[3]].ip_hour_clicks == facts[c[6]].ip_hour_clicks == 5  # m2's own count
+        await r.aclose()
+
+    asyncio.run(scenario())
