@@ -49,6 +49,19 @@ def paid_twice(backend) -> int:
     return int(rows[0][0])
 
 
+def count_sweeps(book: PayoutBook, monkeypatch) -> list[int]:
+    """A list that gets an item each time the book sweeps the ledger (`_settle`) from now on."""
+    sweeps: list[int] = []
+    settle = book._settle
+
+    async def counted() -> None:
+        sweeps.append(1)
+        await settle()
+
+    monkeypatch.setattr(book, "_settle", counted)
+    return sweeps
+
+
 def analyst_queries_run(backend) -> None:
     """Every SQL example of docs/money.md runs on this backend; the paid-twice check finds nothing."""
     text = (Path(__file__).resolve().parents[2] / "docs" / "money.md").read_text()
@@ -328,14 +341,7 @@ def test_a_batch_cut_short_is_finished_by_the_next_request(settings, backend, mo
             await book.create_batch("m1", T0 + 3 * HOUR, 0, T0 + 4 * HOUR)
         await r.delete(keys.attribution_lock)  # what the hold after a failed write expires into
         monkeypatch.setattr(book, "_insert", real)
-        sweeps = []
-        settle = book._settle
-
-        async def counted() -> None:
-            sweeps.append(1)
-            await settle()
-
-        monkeypatch.setattr(book, "_settle", counted)
+        sweeps = count_sweeps(book, monkeypatch)
         # a batch for a later `until` first finishes the one cut short: it must not take its rows
         later, _ = await book.create_batch("m1", T0 + 3 * HOUR + 1, 0, T0 + 5 * HOUR)
         assert later.planned == []
@@ -396,14 +402,7 @@ def test_a_failure_while_a_batch_is_cut_short_finishes_the_batch_first(
             await book.create_batch("m1", T0 + 5 * HOUR, 0, T0 + 5 * HOUR)
         monkeypatch.setattr(queries, "link_payable", real)
         await r.delete(keys.attribution_lock)  # what the hold after a failed write expires into
-        sweeps = []
-        settle = book._settle
-
-        async def counted() -> None:
-            sweeps.append(1)
-            await settle()
-
-        monkeypatch.setattr(book, "_settle", counted)
+        sweeps = count_sweeps(book, monkeypatch)
         failed = await book.fail(first, T0 + 6 * HOUR)
         assert failed is not None and failed.status == payouts.STATUS_FAILED
         assert len(sweeps) == 1  # the batch's finishing swept the ledger; the failure did not again
