@@ -431,6 +431,8 @@ class Attributor:
             return None
         facts = await self._clicks.facts({order.click_id} if order else set(), details=True)
         click = facts.get(order.click_id) if order else None
+        if click is not None:  # the trace shows the click as the ledger judges it
+            click = rules.as_of(click, folded.received_ms)
         verdict = (await self._reviews.many(merchant_id, [order_id])).get(order_id)
         decision, wanted = ledger.explain(events, click, terms, now_ms, verdict)
         stored_rows = await asyncio.to_thread(queries.order_explanation, self._backend, merchant_id, order_id)

@@ -52,7 +52,7 @@ class ClickLookup:
         span = click_span(lookup)
         rows = await asyncio.to_thread(queries.clicks_by_id, self._backend, *span)
         found = {r[0]: r for r in rows}
-        owners = await self._merchants.owners(sorted({r[4] for r in found.values() if not r[3]}))
+        owners = await self._merchants.owner_timelines(sorted({r[4] for r in found.values() if not r[3]}))
         for click_id in lookup:
             row = found.get(click_id)
             if row is None:
@@ -68,7 +68,8 @@ class ClickLookup:
                 creator_id=creator_id,
                 merchant_id=merchant_id,
                 dest_host=dest_host,
-                host_owner=owners.get(dest_host, ""),
+                host_owner=owners[dest_host][0] if dest_host in owners else "",
+                host_owners=owners[dest_host][1] if dest_host in owners else (),
                 is_bot=bool(is_bot),
                 is_head=bool(is_head),
             )

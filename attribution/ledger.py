@@ -239,6 +239,7 @@ def explain_folded(
     order = state.created
     if order is None or click is None:
         return None, []  # parked: a refund or cancel before its order
+    click = rules.as_of(click, state.received_ms)
     refusal = _refusal(order, terms)
     if refusal is not None:
         return None, [_order_row(f"flag:{refusal}", KIND_FLAG, refusal, order, click)]

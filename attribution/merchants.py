@@ -1,9 +1,9 @@
 """The merchant registry in Redis: merchant records, the domains they own, and webhook signing secrets.
 
 - `Keys.merchant(id)`: the record (JSON); `Keys.merchants`: the set of ids.
-- `Keys.domain_owner(domain)`: the merchant owning a registered domain; who owns a host, and when a
-  registration may change it, is attribution/domains.py. The attributor reads it to credit clicks
-  recorded before the host had an owner.
+- `Keys.domain_owner(domain)`: the merchant owning a registered domain, and `Keys.domain_owners(domain)`
+  since when; who owns a host, and when a registration may change it, is core/domains.py. The attributor
+  reads them to credit clicks recorded before the host had an owner, by the owner when the order came.
 - `Keys.merchant_secrets(id)`: hash secret → expiry ms (0 = current). Rotation adds a new secret and gives
   the current one an expiry `ROTATION_GRACE_MS` away, so deliveries signed with either verify meanwhile;
   at most MAX_ACTIVE_SECRETS verify at once (a rotation during the overlap retires the oldest at once).
@@ -27,8 +27,10 @@ from core.domains import (
     OVERLAP_SAME,
     Overlap,
     find_overlaps,
+    owners_entry,
     parents,
     read_overlap_facts,
+    read_owner_timelines,
     read_owners,
     transfer_entry,
     watched_keys,
@@ -236,6 +238,15 @@ class MerchantStore:
                     if overlaps and not transfer_domains:
                         raise DomainTaken(overlaps)
                     losers = await self._losing_records(pipe, overlaps)
+                    # A domain taken from its owner whose ownership has no history yet (registered
+                    # before histories were kept) first gets that owner's entry, from 0: its orders
+                    # received until now keep their clicks (host_timeline).
+                    unrecorded = [
+                        domain
+                        for domain in merchant.domains
+                        if owned.get(domain, merchant_id) != merchant_id
+                        and not await pipe.llen(keys.domain_owners(domain))
+                    ]
                     pipe.multi()
                     pipe.set(
                         keys.merchant(merchant_id), msgspec.json.encode(_with_first_policy(merchant, now_ms))
@@ -245,6 +256,9 @@ class MerchantStore:
                     if secret is not None:
                         pipe.hset(keys.merchant_secrets(merchant_id), secret, 0)
                     for domain in merchant.domains:
+                        if domain in unrecorded:
+                            pipe.rpush(keys.domain_owners(domain), owners_entry(0, owned[domain]))
+                        pipe.rpush(keys.domain_owners(domain), owners_entry(now_ms, merchant_id))
                         pipe.set(keys.domain_owner(domain), merchant_id)
                         for parent in parents(domain):
                             pipe.hset(keys.domain_subdomains(parent), domain, merchant_id)
@@ -317,6 +331,10 @@ class MerchantStore:
                         pipe.hset(keys.domain_subdomains(parent), domain, owner)
             pipe.set(keys.domain_index, "1")
             await pipe.execute()
+
+    async def owner_timelines(self, hosts: list[str]) -> dict[str, tuple[str, tuple[tuple[int, str], ...]]]:
+        """(the owner now, since when each owned it: domains.host_timeline) of each host."""
+        return await read_owner_timelines(self._redis, self._keys, hosts)
 
     async def owners(self, hosts: list[str]) -> dict[str, str]:
         """The current owner of each host ('' if none), by the one rule of attribution/domains.py."""

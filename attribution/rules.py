@@ -145,7 +145,8 @@ class ClickFacts(msgspec.Struct, frozen=True, gc=False):
     creator_id: str = ""
     merchant_id: str = ""  # as recorded: '' when no merchant owned the host at click time
     dest_host: str = ""
-    host_owner: str = ""  # the merchant owning dest_host now ('' if none)
+    host_owner: str = ""  # the merchant owning dest_host now ('' if none), or when the order came (as_of)
+    host_owners: tuple[tuple[int, str], ...] = ()  # (since_ms, owner) of dest_host: domains.host_timeline
     is_bot: bool = False
     is_head: bool = False
     code: str = ""  # the link's code (for the trace)
@@ -168,9 +169,11 @@ REASON_EXPIRED = "expired"
 def ineligibility(click: ClickFacts, merchant_id: str, order_ms: int, window_days: int) -> str | None:
     """Why the click does not earn this merchant's order a commission, or None when it does.
 
-    A click recorded before its host had an owner (merchant_id '') counts for the merchant that owns the
-    host now: that is how a merchant that registers a domain later claims earlier clicks. A click that
-    was recorded for another merchant never moves. Another merchant's click is refused for that before
+    A click recorded before its host had an owner (merchant_id '') counts for the merchant that owned the
+    host when the order was first received (`as_of`; the owner now where that is not known): that is how
+    a merchant that registers a domain later claims earlier clicks, and why a domain an admin moves to
+    another merchant later does not take the clicks of orders received before. A click that was recorded
+    for another merchant never moves. Another merchant's click is refused for that before
     anything else about it is told (a preview, a bot): what it was is that merchant's business."""
     if not click.click_id:
         return REASON_NO_CLICK_ID
@@ -185,6 +188,19 @@ def ineligibility(click: ClickFacts, merchant_id: str, order_ms: int, window_day
     if click.is_bot:
         return REASON_BOT
     return window_reason(click.ts_ms, order_ms, window_days)
+
+
+def as_of(click: ClickFacts, received_ms: int) -> ClickFacts:
+    """The click with `host_owner` the owner of its host at `received_ms`, an order's first receipt (0: not
+    known, the owner now is kept). Its timeline is then dropped, so a second call changes nothing."""
+    if not click.host_owners or received_ms <= 0:
+        return click
+    owner = ""
+    for since_ms, who in click.host_owners:
+        if since_ms > received_ms:
+            break
+        owner = who
+    return msgspec.structs.replace(click, host_owner=owner, host_owners=())
 
 
 def is_merchants(click: ClickFacts, merchant_id: str) -> bool:

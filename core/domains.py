@@ -12,14 +12,18 @@ previous owner (`same`), or carved out of another merchant's parent domain (`par
 merchant registered stay that merchant's (`subdomain`: the most specific domain wins). Every overlap so
 accepted is logged and appended to `Keys.domain_transfers`.
 
-Redis: `Keys.domain_owner(d)` names the owner of a registered domain d; `Keys.domain_subdomains(p)` maps
-every registered domain strictly below p to its owner (kept for each parent p of a registered domain), so
-a registration reads the subdomains it overlaps at once instead of scanning.
+Ownership has a history: an order keeps the owner its click's host had when the order was first
+received (`host_timeline`), so a domain moved later does not take the credit of orders received before.
+
+Redis: `Keys.domain_owner(d)` names the owner of a registered domain d, `Keys.domain_owners(d)` since
+when; `Keys.domain_subdomains(p)` maps every registered domain strictly below p to its owner (kept for
+each parent p of a registered domain), so a registration reads the subdomains it overlaps at once instead
+of scanning.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from redis.asyncio import Redis
@@ -106,6 +110,56 @@ async def read_owners(redis: Redis, keys: Keys, hosts: list[str]) -> dict[str, s
     found = await redis.execute_command("MGET", *[keys.domain_owner(n) for n in names])
     owned = {n: o.decode() for n, o in zip(names, found, strict=True) if o}
     return {host: owner_of(host, owned) for host in hosts}
+
+
+def host_timeline(
+    host: str, current: Mapping[str, str], history: Mapping[str, Sequence[tuple[int, str]]]
+) -> tuple[tuple[int, str], ...]:
+    """Who owned `host` since when, by `owner_of` at each change: (since_ms, owner) from 0, ascending, one
+    entry per change ('' = nobody). `current`: the owner of each registered name now; `history`: each
+    name's (at_ms, owner) ascending (`Keys.domain_owners`). A name owned now without a history was
+    registered before histories were kept: owned by its current owner since 0."""
+    lines = {
+        name: history.get(name) or ([(0, current[name])] if name in current else [])
+        for name in host_candidates(host)
+    }
+    timeline: list[tuple[int, str]] = []
+    for at in sorted({0, *(since for line in lines.values() for since, _ in line)}):
+        owned = {}
+        for name, line in lines.items():
+            held = [who for since, who in line if since <= at]
+            if held and held[-1]:
+                owned[name] = held[-1]
+        owner = owner_of(host, owned)
+        if not timeline or timeline[-1][1] != owner:
+            timeline.append((at, owner))
+    return tuple(timeline)
+
+
+def owners_entry(now_ms: int, merchant_id: str) -> str:
+    """One entry of `Keys.domain_owners`."""
+    return f"{now_ms}:{merchant_id}"
+
+
+async def read_owner_timelines(
+    redis: Redis, keys: Keys, hosts: list[str]
+) -> dict[str, tuple[str, tuple[tuple[int, str], ...]]]:
+    """(the owner now, `host_timeline`) of each host: one MGET and one pipeline of LRANGEs."""
+    names = sorted({name for host in hosts for name in host_candidates(host)})
+    if not names:
+        return {}
+    found = await redis.execute_command("MGET", *[keys.domain_owner(n) for n in names])  # see read_owners
+    current = {n: o.decode() for n, o in zip(names, found, strict=True) if o}
+    async with redis.pipeline(transaction=False) as pipe:
+        for name in names:
+            pipe.lrange(keys.domain_owners(name), 0, -1)
+        lists = await pipe.execute()
+    history = {}
+    for name, entries in zip(names, lists, strict=True):
+        if entries:
+            pairs = (entry.decode().split(":", 1) for entry in entries)
+            history[name] = [(int(at), who) for at, who in pairs]
+    return {host: (owner_of(host, current), host_timeline(host, current, history)) for host in hosts}
 
 
 async def read_overlap_facts(

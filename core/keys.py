@@ -196,6 +196,13 @@ class Keys:
         """String: the merchant that owns a destination host."""
         return f"{self.prefix}domain:{host}"
 
+    def domain_owners(self, domain: str) -> str:
+        """List of "at_ms:merchant_id", one appended each time a registration makes a domain a merchant's
+        (core/domains.py host_timeline: who owned a host when an order was received). A domain
+        registered before these lists were kept has none until it moves; its first entry is then its
+        owner until then, at 0."""
+        return f"{self.prefix}domain:{domain}:owners"
+
     def domain_subdomains(self, domain: str) -> str:
         """Hash: every registered domain strictly below `domain` → its owner, so a registration finds the
         subdomains of other merchants it overlaps in one read (attribution/domains.py)."""

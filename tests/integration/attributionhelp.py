@@ -36,11 +36,13 @@ async def add_merchant(
     now_ms: int,
     default_bps: int = 800,
     categories: dict | None = None,
+    transfer_domains: bool = False,
     **extra,
 ) -> None:
     merchant = Merchant(merchant_id, merchant_id, domains, "EUR", default_bps, created_at_ms=now_ms, **extra)
     rates = RatesUpdate(default_rate_bps=default_bps, categories=categories or {})
-    assert await MerchantStore(redis_async, keys).create(merchant, now_ms=now_ms, rates=rates)
+    store = MerchantStore(redis_async, keys)
+    assert await store.create(merchant, transfer_domains, now_ms=now_ms, rates=rates)
 
 
 def insert_clicks(backend: Backend, clicks: list[tuple]) -> None:

@@ -494,3 +494,52 @@ def test_the_lean_event_read_gives_the_events_of_the_full_rows(backend) -> None:
     assert len(full) == len(shapes)
     assert lean == full
     assert all(type(i.unit_price_minor) is int and type(i.quantity) is int for e in lean for i in e.items)
+
+
+@pytest.mark.parametrize("before_histories", [False, True])
+def test_a_domain_moved_later_keeps_the_clicks_of_orders_received_before(
+    settings, backend, before_histories: bool
+) -> None:
+    """Found by the last session's adversarial pass: a click recorded for nobody counted for the host's
+    owner NOW, so once an admin moved the domain to another merchant, the next event of an order received
+    before (a refund of one unit) re-judged it `foreign_merchant` and reversed all of its credit. Now the
+    owner is the one when the order was first received. `before_histories`: m1 registered the domain
+    before ownership histories were kept (no `domain_owners` list until the move)."""
+    keys = Keys(settings.redis_prefix)
+    ids = ClickIds(settings.secret_bytes)
+    shoes, one_pair = [("SKU-1", "shoes", 5990, 2)], [("SKU-1", "shoes", 5990, 1)]
+
+    async def scenario():
+        r = Redis.from_url(settings.redis_url)
+        await add_merchant(r, keys, "m1", ["shop.brand.example"], T0 - DAY, default_bps=1000)
+        if before_histories:
+            assert await r.delete(keys.domain_owners("shop.brand.example")) == 1
+        early, late = ids.new(T0), ids.new(T0 + 90 * 60_000)
+        insert_clicks(
+            backend,
+            [  # both recorded for nobody: links made before any merchant had the host
+                (early, T0, "alice", "", "shop.brand.example", 0, 0),
+                (late, T0 + 90 * 60_000, "bob", "", "shop.brand.example", 0, 0),
+            ],
+        )
+        await deliver(r, keys, "m1", "w1", "order.created", "O-m1", early, T0 + HOUR, shoes)
+        await asyncio.to_thread(ingest_orders, settings.redis_url, keys, backend)
+        attributor = Attributor(r, keys, backend, ids)
+        await attributor.run_once(now_ms=T0 + HOUR + 1)
+        assert ledger_by_order(backend) == {"O-m1": (1198, "alice")}
+        # the admin moves the domain to m2, which then sends an order with a click from before the move
+        await add_merchant(
+            r, keys, "m2", ["shop.brand.example"], T0 + 2 * HOUR, default_bps=1000, transfer_domains=True
+        )
+        await deliver(r, keys, "m1", "w2", "order.refunded", "O-m1", early, T0 + 3 * HOUR, one_pair)
+        await deliver(r, keys, "m2", "w3", "order.created", "O-m2", late, T0 + 3 * HOUR, shoes)
+        await asyncio.to_thread(ingest_orders, settings.redis_url, keys, backend)
+        await attributor.run_once(now_ms=T0 + 3 * HOUR + 1)
+        # m1's order keeps its credit less the refunded unit; m2 claims the click of its own order
+        assert ledger_by_order(backend) == {"O-m1": (599, "alice"), "O-m2": (1198, "bob")}
+        assert reasons(backend) == {}
+        trace = (await attributor.explain("m1", "O-m1", now_ms=T0 + 4 * HOUR)).trace
+        assert (trace["click"]["owner_ok"], trace["click"]["creator_id"]) == (True, "alice")
+        await r.aclose()
+
+    asyncio.run(scenario())
