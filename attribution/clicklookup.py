@@ -89,7 +89,9 @@ class ClickLookup:
             sorted(set(hour_of.values())),
         )
         # Counted for the merchant each click counts for (rules.is_merchants): a creator's clicks on other
-        # merchants' links are neither this merchant's to judge nor to be shown in its trace.
+        # merchants' links are neither this merchant's to judge nor to be shown in its trace. A click
+        # recorded for nobody counts here for its host's owner now, not at an order's receipt (rules.as_of):
+        # after a domain moved, a rerun of an earlier order may count its hour's clicks for the new owner.
         owners = await self._merchants.owners(sorted({host for (*_, host) in counts if host}))
         per_merchant: dict[tuple[str, int, int, str], int] = defaultdict(int)
         for (creator_id, ip_hash, hour, merchant_id, host), count in counts.items():
