@@ -432,7 +432,7 @@ class Attributor:
         facts = await self._clicks.facts({order.click_id} if order else set(), details=True)
         click = facts.get(order.click_id) if order else None
         if click is not None:  # the trace shows the click as the ledger judges it
-            click = rules.as_of(click, folded.received_ms)
+            click = rules.as_of(click, folded.judged_ms(terms.registered_ms), merchant_id)
         verdict = (await self._reviews.many(merchant_id, [order_id])).get(order_id)
         decision, wanted = ledger.explain(events, click, terms, now_ms, verdict)
         stored_rows = await asyncio.to_thread(queries.order_explanation, self._backend, merchant_id, order_id)
@@ -482,4 +482,5 @@ def _decoded_terms(
         merchant.currency,
         codes=codes.decode_all(raw_codes),
         policy=policy_snapshot(merchant),
+        registered_ms=merchant.created_at_ms,
     )

@@ -89,19 +89,27 @@ class ClickLookup:
             sorted(set(hour_of.values())),
         )
         # Counted for the merchant each click counts for (rules.is_merchants): a creator's clicks on other
-        # merchants' links are neither this merchant's to judge nor to be shown in its trace. A click
-        # recorded for nobody counts here for its host's owner now, not at an order's receipt (rules.as_of):
-        # after a domain moved, a rerun of an earlier order may count its hour's clicks for the new owner.
-        owners = await self._merchants.owners(sorted({host for (*_, host) in counts if host}))
+        # merchants' links are neither this merchant's to judge nor to be shown in its trace. Here by the
+        # hosts' owners now; each click keeps its groups, with the timelines of the hosts of clicks
+        # recorded for nobody, and rules.as_of counts them again for the owners when an order came.
+        owners = await self._merchants.owner_timelines(sorted({host for (*_, host) in counts if host}))
         per_merchant: dict[tuple[str, int, int, str], int] = defaultdict(int)
+        groups: dict[tuple[str, int, int], list] = defaultdict(list)
         for (creator_id, ip_hash, hour, merchant_id, host), count in counts.items():
-            per_merchant[creator_id, ip_hash, hour, merchant_id or owners.get(host, "")] += count
+            owner_now, timeline = owners.get(host, ("", ())) if host else ("", ())
+            per_merchant[creator_id, ip_hash, hour, merchant_id or owner_now] += count
+            groups[creator_id, ip_hash, hour].append((merchant_id, timeline, count))
         detailed = {}
         for click_id, code, ip_hash in extra:
             click = facts[click_id]
+            hour = hour_of[click_id]
             merchant = click.merchant_id or click.host_owner
-            count = per_merchant.get((click.creator_id, ip_hash, hour_of[click_id], merchant), 0)
-            detailed[click_id] = msgspec.structs.replace(click, code=code, ip_hour_clicks=count)
+            detailed[click_id] = msgspec.structs.replace(
+                click,
+                code=code,
+                ip_hour_clicks=per_merchant.get((click.creator_id, ip_hash, hour, merchant), 0),
+                ip_hour_groups=tuple(groups.get((click.creator_id, ip_hash, hour), ())),
+            )
         return detailed
 
     async def is_creators(self, merchant_id: str, creator_id: str, click_id: str) -> bool:

@@ -93,6 +93,7 @@ class Terms:
     currency: str  # the merchant's main currency (commission is booked in each order's own currency)
     codes: dict[str, list[codes.Span]] = field(default_factory=dict)  # normalised code -> its spans
     policy: Snapshot = field(default_factory=Snapshot)  # every version of the priority and review rules
+    registered_ms: int = 0  # when the merchant registered (0: not known): Folded.judged_ms
     # `versions` by time and their start times, for `version_at`: sorted once per Terms (one run of one
     # merchant) rather than once per credited order. Taken at construction, like the rest of the terms.
     _by_time: tuple[rules.RateVersion, ...] = field(init=False, repr=False, compare=False)
@@ -145,6 +146,15 @@ class Folded:
     # Events left out because another event of the order came under the same webhook-id (`in_fold_order`)
     # and says something else: one flag row each names them.
     reused: list[OrderEvent] = field(default_factory=list)
+
+    def judged_ms(self, registered_ms: int) -> int:
+        """When the order was first received, which decides whose host its click was on (rules.as_of): its
+        first known receipt; for an `order.created` stored by a release that kept no receipt, its time,
+        never before its merchant registered (`registered_ms`: it cannot have been received before)."""
+        assert self.created is not None
+        if self.created.received_ms:
+            return self.received_ms
+        return max(self.created.occurred_ms, registered_ms)
 
     @property
     def terms_ms(self) -> int:
@@ -239,7 +249,7 @@ def explain_folded(
     order = state.created
     if order is None or click is None:
         return None, []  # parked: a refund or cancel before its order
-    click = rules.as_of(click, state.received_ms)
+    click = rules.as_of(click, state.judged_ms(terms.registered_ms), terms.merchant_id)
     refusal = _refusal(order, terms)
     if refusal is not None:
         return None, [_order_row(f"flag:{refusal}", KIND_FLAG, refusal, order, click)]

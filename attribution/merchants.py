@@ -27,7 +27,7 @@ from core.domains import (
     OVERLAP_SAME,
     Overlap,
     find_overlaps,
-    owners_entry,
+    history_entries,
     parents,
     read_overlap_facts,
     read_owner_timelines,
@@ -238,15 +238,11 @@ class MerchantStore:
                     if overlaps and not transfer_domains:
                         raise DomainTaken(overlaps)
                     losers = await self._losing_records(pipe, overlaps)
-                    # A domain taken from its owner whose ownership has no history yet (registered
-                    # before histories were kept) first gets that owner's entry, from 0: its orders
-                    # received until now keep their clicks (host_timeline).
-                    unrecorded = [
-                        domain
+                    # Each domain's last ownership entry (watched): history_entries dates the next after it.
+                    latest = {
+                        domain: await pipe.lindex(keys.domain_owners(domain), -1)
                         for domain in merchant.domains
-                        if owned.get(domain, merchant_id) != merchant_id
-                        and not await pipe.llen(keys.domain_owners(domain))
-                    ]
+                    }
                     pipe.multi()
                     pipe.set(
                         keys.merchant(merchant_id), msgspec.json.encode(_with_first_policy(merchant, now_ms))
@@ -255,10 +251,10 @@ class MerchantStore:
                     pipe.rpush(keys.rates(merchant_id), first_rates)
                     if secret is not None:
                         pipe.hset(keys.merchant_secrets(merchant_id), secret, 0)
-                    for domain in merchant.domains:
-                        if domain in unrecorded:
-                            pipe.rpush(keys.domain_owners(domain), owners_entry(0, owned[domain]))
-                        pipe.rpush(keys.domain_owners(domain), owners_entry(now_ms, merchant_id))
+                    for domain, entry in history_entries(
+                        merchant_id, merchant.domains, owned, latest, now_ms
+                    ):
+                        pipe.rpush(keys.domain_owners(domain), entry)
                         pipe.set(keys.domain_owner(domain), merchant_id)
                         for parent in parents(domain):
                             pipe.hset(keys.domain_subdomains(parent), domain, merchant_id)

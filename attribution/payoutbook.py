@@ -176,20 +176,17 @@ class PayoutBook:
 
     async def _under_way_by_status(self, key: str) -> list[Payout]:
         """The payouts marked `paying` or `failing` in a hash that has no STEP_FIELD, which releases before
-        it did not write (a step they cut short is found by its status alone), and then STEP_FIELD, so that
-        the hash is read whole once. A hash of no payout is left as it is."""
+        it did not write (a step they cut short is found by its status alone); then STEP_FIELD is written
+        (even in a hash of no payout), so that the hash is read whole once."""
         found: list[Payout] = []
-        seen = False
         async for chunk in hscan_values(self._redis, key, RECORDS_PER_WRITE, "payout:*"):
-            seen = True
 
             def stepping(raws: list[bytes] = chunk) -> list[Payout]:
                 decoded = (msgspec.json.decode(raw, type=Payout) for raw in raws)
                 return [payout for payout in decoded if payout.status in _STEP_OF]
 
             found += await asyncio.to_thread(stepping)
-        if seen:
-            await self._redis.hsetnx(key, STEP_FIELD, "")
+        await self._redis.hsetnx(key, STEP_FIELD, "")
         return found
 
     async def _book(self, batch: Batch, now_ms: int, resumed: bool) -> Batch:

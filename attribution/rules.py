@@ -153,6 +153,9 @@ class ClickFacts(msgspec.Struct, frozen=True, gc=False):
     # human clicks from this click's IP hash on the creator's links in its clock hour (review.py); filled
     # only when a review rule needs it
     ip_hour_clicks: int = 0
+    # what `ip_hour_clicks` sums, for `as_of` to count again for the owners when the order came: per
+    # (merchant_id as recorded, its host's timeline when recorded for nobody, else ()) the clicks
+    ip_hour_groups: tuple[tuple[str, tuple[tuple[int, str], ...], int], ...] = ()
 
 
 # Reasons an order earns nothing. "no_click" is retried on later runs (the click may not be ingested yet).
@@ -190,17 +193,43 @@ def ineligibility(click: ClickFacts, merchant_id: str, order_ms: int, window_day
     return window_reason(click.ts_ms, order_ms, window_days)
 
 
-def as_of(click: ClickFacts, received_ms: int) -> ClickFacts:
-    """The click with `host_owner` the owner of its host at `received_ms`, an order's first receipt (0: not
-    known, the owner now is kept). Its timeline is then dropped, so a second call changes nothing."""
-    if not click.host_owners or received_ms <= 0:
-        return click
+def owner_near(timeline: tuple[tuple[int, str], ...], at_ms: int, merchant_id: str) -> str:
+    """The owner a host's timeline (domains.host_timeline: (since_ms, owner) ascending) gives at `at_ms`,
+    except that `merchant_id` is given if it owned the host at any time within CLOCK_SKEW_TOLERANCE_MS of
+    `at_ms`: an order's receipt and a registration are stamped by different machines' clocks, and an
+    order is never really received before its merchant registered the domain."""
+    low, high = at_ms - CLOCK_SKEW_TOLERANCE_MS, at_ms + CLOCK_SKEW_TOLERANCE_MS
     owner = ""
-    for since_ms, who in click.host_owners:
-        if since_ms > received_ms:
+    for index, (since_ms, who) in enumerate(timeline):
+        if since_ms > high:
             break
-        owner = who
-    return msgspec.structs.replace(click, host_owner=owner, host_owners=())
+        until_ms = timeline[index + 1][0] if index + 1 < len(timeline) else None
+        if merchant_id and who == merchant_id and (until_ms is None or until_ms > low):
+            return merchant_id
+        if since_ms <= at_ms:
+            owner = who
+    return owner
+
+
+def as_of(click: ClickFacts, received_ms: int, merchant_id: str) -> ClickFacts:
+    """The click as `merchant_id`'s order first received at `received_ms` sees it: `host_owner` the owner
+    of its host then (`owner_near`), and `ip_hour_clicks` counted for the merchant the click then counts
+    for. 0: not known, the owners now are kept. The timelines are then dropped, so a second call changes
+    nothing."""
+    if received_ms <= 0 or not (click.host_owners or click.ip_hour_groups):
+        return click
+    owner = owner_near(click.host_owners, received_ms, merchant_id) if click.host_owners else click.host_owner
+    counted_for = click.merchant_id or owner
+    count = click.ip_hour_clicks
+    if click.ip_hour_groups:
+        count = sum(
+            clicks
+            for recorded_for, timeline, clicks in click.ip_hour_groups
+            if (recorded_for or owner_near(timeline, received_ms, counted_for)) == counted_for
+        )
+    return msgspec.structs.replace(
+        click, host_owner=owner, host_owners=(), ip_hour_clicks=count, ip_hour_groups=()
+    )
 
 
 def is_merchants(click: ClickFacts, merchant_id: str) -> bool:

@@ -136,9 +136,27 @@ def host_timeline(
     return tuple(timeline)
 
 
-def owners_entry(now_ms: int, merchant_id: str) -> str:
-    """One entry of `Keys.domain_owners`."""
-    return f"{now_ms}:{merchant_id}"
+def history_entries(
+    merchant_id: str,
+    domains: list[str],
+    owned: Mapping[str, str],
+    latest: Mapping[str, bytes | None],
+    now_ms: int,
+) -> list[tuple[str, str]]:
+    """(domain, entry) to append to `Keys.domain_owners` when `merchant_id` registers `domains`. `owned`:
+    the owner of each registered domain now; `latest`: each domain's last entry (None: no history). An
+    entry is never dated before the one before it, whatever this machine's clock says (a retry after a
+    WatchError, or another node's clock, may be behind). A domain taken from an owner with no history
+    (registered before histories were kept) first gets that owner's entry at 0: its orders received until
+    now keep their clicks."""
+    entries = []
+    for domain in domains:
+        last = latest.get(domain)
+        since_ms = now_ms if last is None else max(now_ms, int(last.split(b":", 1)[0]))
+        if last is None and owned.get(domain, merchant_id) != merchant_id:
+            entries.append((domain, f"0:{owned[domain]}"))
+        entries.append((domain, f"{since_ms}:{merchant_id}"))
+    return entries
 
 
 async def read_owner_timelines(
@@ -159,6 +177,9 @@ async def read_owner_timelines(
         if entries:
             pairs = (entry.decode().split(":", 1) for entry in entries)
             history[name] = [(int(at), who) for at, who in pairs]
+            for index in range(1, len(entries)):  # in list order, the order they were made: see register
+                since, who = history[name][index]
+                history[name][index] = (max(since, history[name][index - 1][0]), who)
     return {host: (owner_of(host, current), host_timeline(host, current, history)) for host in hosts}
 
 
@@ -179,4 +200,8 @@ async def read_overlap_facts(
 def watched_keys(keys: Keys, domains: list[str]) -> list[str]:
     """Every key whose change would invalidate an overlap check of `domains`."""
     names = sorted({n for d in domains for n in host_candidates(d)})
-    return [*(keys.domain_owner(n) for n in names), *(keys.domain_subdomains(d) for d in domains)]
+    return [
+        *(keys.domain_owner(n) for n in names),
+        *(keys.domain_subdomains(d) for d in domains),
+        *(keys.domain_owners(d) for d in domains),
+    ]

@@ -62,7 +62,10 @@ async def deliver(
     at_ms: int,
     items: list[tuple[str, str, int, int]],
     currency: str = "EUR",
+    received_ms: int | None = None,
 ) -> int:
+    """`received_ms`: the receipt stored with the event (default `at_ms`; 0: as a release that kept no
+    receipt stored it)."""
     body = orjson.dumps(
         {
             "type": kind,
@@ -77,7 +80,8 @@ async def deliver(
             },
         }
     )
-    return await Acceptor(redis_async, keys).accept(merchant_id, webhook_id, body, at_ms)
+    received = at_ms if received_ms is None else received_ms
+    return await Acceptor(redis_async, keys).accept(merchant_id, webhook_id, body, received)
 
 
 def ingest_orders(redis_url: str, keys: Keys, backend: Backend) -> None:

@@ -272,3 +272,50 @@ def test_the_ip_rule_counts_this_merchants_clicks_only(settings, backend) -> Non
         await r.aclose()
 
     asyncio.run(scenario())
+
+
+def test_after_a_domain_moved_the_ip_rule_counts_for_the_owner_when_the_order_came(settings, backend) -> None:
+    """helper-73: after an admin moved the domains, a rerun of an earlier order counted its click's hour
+    for the new owner (5 clicks: held for review), while the click itself was judged the old owner's (1)."""
+    keys = Keys(settings.redis_prefix)
+    ids = ClickIds(settings.secret_bytes)
+
+    async def scenario():
+        r = Redis.from_url(settings.redis_url)
+        c = [ids.new(T0 + i * MINUTE) for i in range(5)]
+        insert_clicks(  # recorded for nobody: one on m1's host to be, four on a host nobody has yet
+            backend,
+            [(c[0], T0, "alice", "", "shop.m1.example", 0, 0)]
+            + [(c[i], T0 + i * MINUTE, "alice", "", "other.example", 0, 0) for i in range(1, 5)],
+        )
+        review = ReviewRules(max_clicks_per_ip_hour=3)
+        await add_merchant(
+            r, keys, "m1", ["shop.m1.example"], T0 + 30 * MINUTE, default_bps=1000, review=review
+        )
+        await order(r, keys, "w1", "O-1", T0 + HOUR, c[0])
+        await asyncio.to_thread(ingest_orders, settings.redis_url, keys, backend)
+        attributor = Attributor(r, keys, backend, ids)
+        await attributor.run_once(now_ms=T0 + HOUR + 1)
+        await add_merchant(
+            r, keys, "m3", ["shop.m1.example", "other.example"], T0 + 2 * HOUR, transfer_domains=True
+        )
+        refund = [{"sku": "SKU-1", "category": "shoes", "unit_price_minor": 5990, "quantity": 1}]
+        body = orjson.dumps(
+            {
+                "type": "order.refunded",
+                "data": {"order_id": "O-1", "click_id": c[0], "currency": "EUR", "items": refund}
+                | {"occurred_at": iso(T0 + 3 * HOUR)},
+            }
+        )
+        assert await Acceptor(r, keys).accept("m1", "w2", body, T0 + 3 * HOUR) == 0
+        await asyncio.to_thread(ingest_orders, settings.redis_url, keys, backend)
+        await attributor.run_once(now_ms=T0 + 3 * HOUR + 1)
+        assert net(backend)["O-1"][:2] == (599, "alice")
+        assert queries.review_state(backend, "m1", "O-1") == (0, 0)  # nothing held for review
+        trace = (await attributor.explain("m1", "O-1", now_ms=T0 + 4 * HOUR)).trace
+        assert trace["review"] == [
+            {"rule": "max_clicks_per_ip_hour", "limit": 3, "observed": 1, "tripped": False}
+        ]
+        await r.aclose()
+
+    asyncio.run(scenario())

@@ -449,11 +449,47 @@ def test_a_failure_cut_short_is_finished_before_a_batch_reads_the_ledger(
         assert [p.amount_minor for p in batch.planned] == [1198]
         assert balances(backend) == {("alice", "EUR", "in_payout"): 1198}
         assert paid_twice(backend) == 0
-        assert await r.hget(keys.payouts("m1"), STEP_FIELD) == b""  # the hash is read whole once
         assert (await book.fail(first, T0 + 6 * HOUR)).status == payouts.STATUS_FAILED  # idempotent still
         await r.aclose()
 
     asyncio.run(scenario())
+
+
+@pytest.mark.parametrize("with_payouts", [True, False])
+def test_a_hash_from_before_the_step_field_is_read_whole_once(settings, backend, with_payouts: bool) -> None:
+    """The hash of a merchant whose payouts an earlier release wrote (no STEP_FIELD) is scanned for a step
+    under way by the first payout write only, whether or not it holds any payout (helper-73: a hash with
+    none was scanned again by every write)."""
+    keys = Keys(settings.redis_prefix)
+    ids = ClickIds(settings.secret_bytes)
+
+    async def scenario() -> list[int]:
+        r = Redis.from_url(settings.redis_url)
+        if with_payouts:
+            book, _ = await _paid_batch(r, keys, ids, backend, settings.redis_url)
+        else:
+            await add_merchant(r, keys, "m1", ["shop.m1.example"], T0 - DAY)
+            book = PayoutBook(r, keys, lambda: backend)
+            assert (await book.create_batch("m1", T0, 0, T0))[0].planned == []
+        await r.hdel(keys.payouts("m1"), STEP_FIELD)
+        scans = []
+        real = r.hscan
+
+        async def counted(*args, **kwargs):
+            scans.append(1)
+            return await real(*args, **kwargs)
+
+        r.hscan = counted
+        per_write = []
+        for until in (T0 + 10 * HOUR, T0 + 11 * HOUR):
+            before = len(scans)
+            await book.create_batch("m1", until, 0, until)
+            per_write.append(len(scans) - before)
+        await r.aclose()
+        return per_write
+
+    first, second = asyncio.run(scenario())
+    assert first >= 1 and second == 0, (first, second)
 
 
 @pytest.mark.clickhouse

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from attribution import rules
-from core.domains import host_timeline
+from core.domains import history_entries, host_timeline
 
 T = 1_000_000
 
@@ -66,12 +66,55 @@ CLICK = rules.ClickFacts(
 
 
 @pytest.mark.parametrize(
-    ("received_ms", "owner"),
-    [(0, "m2"), (1, ""), (T - 1, ""), (T, "m1"), (2 * T - 1, "m1"), (2 * T, "m2"), (3 * T, "m2")],
+    ("received_ms", "merchant_id", "owner"),
+    [
+        (0, "m1", "m2"),  # not known: the owner now
+        (T // 2, "m1", ""),
+        (T + 1, "m1", "m1"),
+        (2 * T + T // 2, "m1", "m2"),
+        (2 * T + T // 2, "m2", "m2"),
+        (3 * T, "m1", "m2"),
+    ],
 )
-def test_a_click_is_judged_by_the_owner_when_the_order_came(received_ms: int, owner: str) -> None:
-    judged = rules.as_of(CLICK, received_ms)
+def test_a_click_is_judged_by_the_owner_when_the_order_came(received_ms, merchant_id, owner) -> None:
+    judged = rules.as_of(CLICK, received_ms, merchant_id)
     assert judged.host_owner == owner
     assert rules.is_merchants(judged, "m1") == (owner == "m1")
     if received_ms:
-        assert rules.as_of(judged, 3 * T) == judged  # resolved once: a second call changes nothing
+        assert rules.as_of(judged, 3 * T, "m1") == judged  # resolved once: a second call changes nothing
+
+
+TOLERANCE = rules.CLOCK_SKEW_TOLERANCE_MS
+MOVED = ((0, ""), (T, "m1"), (2 * T, "m2"))
+
+
+@pytest.mark.parametrize(
+    ("at_ms", "merchant_id", "owner"),
+    [
+        (T + 10, "m1", "m1"),
+        (T + 10, "m2", "m1"),  # m2 took it much later
+        (T - 10, "m1", "m1"),  # received a moment before m1's registration stamp: clocks differ
+        (T - TOLERANCE - 1, "m1", ""),  # too long before
+        (2 * T + 10, "m1", "m1"),  # a moment after the move away from m1
+        (2 * T + TOLERANCE + 1, "m1", "m2"),
+        (2 * T - 10, "m2", "m2"),  # a moment before m2's stamp
+        (2 * T - 10, "m3", "m1"),  # never an owner: the owner then
+        (5 * T, "", "m2"),
+    ],
+)
+def test_owner_near_prefers_the_orders_merchant_within_the_clock_tolerance(at_ms, merchant_id, owner) -> None:
+    assert rules.owner_near(MOVED, at_ms, merchant_id) == owner
+
+
+@pytest.mark.parametrize(
+    ("owned", "latest", "now_ms", "entries"),
+    [
+        ({}, {}, T, [("d.example", f"{T}:m2")]),  # a new domain
+        ({"d.example": "m1"}, {}, T, [("d.example", "0:m1"), ("d.example", f"{T}:m2")]),  # taken, no history
+        ({"d.example": "m1"}, {"d.example": b"5:m1"}, T, [("d.example", f"{T}:m2")]),
+        # this machine's clock is behind the last entry (another node's, or a retry after a WatchError)
+        ({"d.example": "m1"}, {"d.example": f"{2 * T}:m1".encode()}, T, [("d.example", f"{2 * T}:m2")]),
+    ],
+)
+def test_history_entries(owned, latest, now_ms, entries) -> None:
+    assert history_entries("m2", ["d.example"], owned, latest, now_ms) == entries
