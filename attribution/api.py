@@ -146,7 +146,6 @@ async def upsert_catalog(ctx, merchant_id: str, body: bytes) -> tuple[int, int]:
     store = ctx.catalog
     try:
         async with ctx.heavy_api:
-            await asyncio.to_thread(catalog.refuse_too_many, body)
             raws = catalog.split_body(body)
             # Up to a few MB of JSON scanned a second time: off the loop, which redirects share.
             await asyncio.to_thread(refuse_repeated_keys, body)

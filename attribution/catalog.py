@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import json
+import functools
 import re
 
 import msgspec
@@ -57,10 +57,6 @@ class Product(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     rate_bps: int | None = None
 
 
-class _Wrapped(msgspec.Struct):
-    products: list[msgspec.Raw]
-
-
 class CatalogBusy(RuntimeError):
     """Other writers kept changing the same products for CAS_ATTEMPTS rounds (409: the PUT may be sent
     again; products already written are whole)."""
@@ -96,88 +92,46 @@ def check_product(product: Product) -> None:
         check_bps(product.rate_bps, f"rate_bps of {sku!r}")
 
 
-# What the count of a body's products looks at: brackets, braces, commas and the quote that opens a string.
-_STRUCTURE = re.compile(rb'[\[\]{},"]')
-MAX_BODY_DEPTH = 500  # msgspec's parser recurses: far deeper bodies end in a RecursionError
+_JSON_SPACE = re.compile(rb"[ \t\r\n]*")  # what JSON allows before a value
 
 
-def refuse_too_many(body: bytes, limit: int = MAX_PRODUCTS_PER_PUT) -> None:
-    """Raise CatalogTooLarge when the product list of a catalog body (the top-level array, or the array
-    `products` of the top-level object) has more than `limit` (at least 1) entries, and DecodeError when
-    it nests past MAX_BODY_DEPTH. Counted before split_body decodes the body: that decode is one C call
-    that makes an object per entry, and 8 MiB of `[0,0,...]` held the event loop 190 ms before its 413.
-    Plain Python, meant for a thread: it gives the loop its turns, and stops at the first entry too many
-    (a legal 5,000-product PUT takes about 50 ms). Malformed JSON is counted as far as it goes; split_body
-    refuses it."""
-    stack: list[int] = []
-    counting_depth = 0  # the depth inside the product list, once it is open
-    last_key = b""
-    commas = 0
-    pos = 0
-    while (found := _STRUCTURE.search(body, pos)) is not None:
-        char, pos = body[found.start()], found.end()
-        if char == 0x22:  # a string: skip it whole, so what it holds counts for nothing
-            end = _string_end(body, pos)
-            if stack == [0x7B]:
-                last_key = body[pos - 1 : end]  # in the top-level object, the string before a value
-            pos = end
-        elif char in b"[{":
-            stack.append(char)
-            if len(stack) > MAX_BODY_DEPTH:
-                raise msgspec.DecodeError("JSON nested too deeply")
-            if char == 0x5B and (stack == [0x5B] or (stack == [0x7B, 0x5B] and _is_products(last_key))):
-                counting_depth = len(stack)
-        elif char in b"]}":
-            if stack:
-                stack.pop()
-            if len(stack) < counting_depth:  # the list closed; a second `products` key is counted too
-                counting_depth, commas = 0, 0
-        elif len(stack) == counting_depth and counting_depth:
-            commas += 1
-            if commas >= limit:
-                raise CatalogTooLarge(
-                    "too_many_products",
-                    f"more than {limit} products in one PUT: send a bigger catalog in several",
-                )
+@functools.lru_cache(maxsize=4)
+def _slots(limit: int) -> tuple[msgspec.json.Decoder, msgspec.json.Decoder]:
+    """Decoders of a catalog body's list (`[...]`, or `{"products": [...]}`) into at most `limit` slots, each
+    entry left undecoded (msgspec.Raw): an array-like struct that forbids more items than its fields, so
+    msgspec's parser stops at the first entry too many. A `list[Raw]` made an object for every entry
+    first, one C call: 8 MiB of `[0,0,...]` held the event loop 190 ms before its 413."""
+    fields = [(f"p{n}", msgspec.Raw, msgspec.Raw()) for n in range(limit)]
+    slots = msgspec.defstruct("Slots", fields, array_like=True, forbid_unknown_fields=True)
+    wrapped = msgspec.defstruct("WrappedSlots", [("products", slots)])
+    return msgspec.json.Decoder(slots), msgspec.json.Decoder(wrapped)
 
 
-def _is_products(quoted: bytes) -> bool:
-    """Whether a quoted JSON key says `products`, escapes included (`"product\\u0073"` is the same key)."""
-    if quoted == b'"products"':
-        return True
-    if b"\\" not in quoted:
-        return False
-    try:
-        return json.loads(quoted) == "products"
-    except ValueError:
-        return False  # not a string msgspec reads either: split_body refuses the body
+_slots(MAX_PRODUCTS_PER_PUT)  # built at import (about 30 ms), not in the first PUT's turn of the event loop
 
 
-def _string_end(body: bytes, start: int) -> int:
-    """The index after the quote that ends the string opened before `start` (the body's end if none)."""
-    pos = start
-    while (quote := body.find(b'"', pos)) >= 0:
-        before = body[pos:quote]
-        if (len(before) - len(before.rstrip(b"\\"))) % 2 == 0:  # not escaped: an even run of backslashes
-            return quote + 1
-        pos = quote + 1
-    return len(body)
-
-
-def split_body(body: bytes) -> list[msgspec.Raw]:
+def split_body(body: bytes, limit: int = MAX_PRODUCTS_PER_PUT) -> list[msgspec.Raw]:
     """The products of a catalog body (`[...]` or `{"products": [...]}`), each still undecoded: finding
     their bounds is one fast pass, decoding them is done in chunks (`decode_products`). Raises
-    msgspec.DecodeError (not JSON), msgspec.ValidationError (wrong shape) or CatalogTooLarge."""
+    msgspec.DecodeError (not JSON), msgspec.ValidationError (wrong shape) or CatalogTooLarge (more than
+    `limit` products: found at the first one too many)."""
+    as_list, as_object = _slots(limit)
+    start = _JSON_SPACE.match(body).end()
+    decoder = as_list if body[start : start + 1] == b"[" else as_object
     try:
-        raws = msgspec.json.decode(body, type=list[msgspec.Raw] | _Wrapped)
+        decoded = decoder.decode(body)
     except RecursionError:  # arrays nested ~1,000 deep inside a product: msgspec's parser recurses
         raise msgspec.DecodeError("JSON nested too deeply") from None
-    raws = raws.products if isinstance(raws, _Wrapped) else raws
-    if len(raws) > MAX_PRODUCTS_PER_PUT:
-        raise CatalogTooLarge(
-            "too_many_products", f"{len(raws)} products in one PUT; at most {MAX_PRODUCTS_PER_PUT}"
-        )
-    return raws
+    except msgspec.ValidationError as exc:
+        if f"of at most length {limit}" in str(exc):
+            raise CatalogTooLarge(
+                "too_many_products",
+                f"more than {limit} products in one PUT: send a bigger catalog in several",
+            ) from None
+        raise
+    slots = decoded if decoder is as_list else decoded.products
+    # An absent entry is the empty default: any JSON value has at least one byte.
+    return [raw for raw in msgspec.structs.astuple(slots) if raw]
 
 
 async def decode_products(raws: list[msgspec.Raw]) -> list[Product]:

@@ -498,8 +498,8 @@ def test_a_put_of_millions_of_tiny_entries_is_refused_without_holding_the_loop(
     settings, redis_client, kind: str
 ) -> None:
     """An adversarial pass: 8 MiB of tiny entries was refused (413) only after split_body's decode, one C
-    call that made an object per entry and held the loop 130-200 ms. The entries are counted first, in a
-    thread, up to the first one too many."""
+    call that made an object per entry and held the loop 160-310 ms. The read now stops at the first
+    entry too many (catalog._slots)."""
     build = FLOODS[kind]
     body = build(ENTRY_BYTES // (len(build(2)) - len(build(1))))
     assert len(body) <= 8 * 1024 * 1024
