@@ -1,12 +1,14 @@
 """Versioned rate tables in Redis: `Keys.rates(merchant_id)` is a list of versions (JSON), one appended per
-change and never rewritten, so the attributor can apply the rates in effect at click time.
+change, so the attributor can apply the rates in effect at click time.
 
 A version holds its whole head (default, categories, creators: bounded, 1,000 entries each) and only the
-SKU rates it changed (`sku_changes`, None for a cleared rate). The SKU table of version N is every change
-up to N; reading a merchant's versions folds them into one history per SKU (`rules.SkuRates`). Versions
-stored before this (`sku_changes` absent) carry their whole SKU table in `skus` and are read as the change
-from the table before them. A copy of the SKU table per version made a 50,000-product catalog changed 80
-times, one product at a time, a 158 MB key, and every trace of its orders read all of it.
+SKU rates it changed (`sku_changes`, None for a cleared rate; `skus` null). The SKU table of version N is
+every change up to N; reading a merchant's versions folds them into one history per SKU
+(`rules.SkuRates`). Versions stored by an earlier release (`sku_changes` absent) carry their whole SKU
+table in `skus`, are read as the change from the table before them, and are rewritten once as those
+changes by the next change (the same versions and tables; the only rewrite a list gets). A copy of the
+SKU table per version made a 50,000-product catalog changed 80 times, one product at a time, a 158 MB
+key, and every trace of its orders read all of it.
 
 A catalog upsert that changes product rates appends a version too. Appends are serialised with WATCH so
 two writers cannot both make version N.
@@ -27,6 +29,8 @@ from core.keys import Keys
 MAX_RATE_BPS = 10_000
 # Entries of one rates PUT: every version repeats these maps whole, and the attributor reads every version.
 MAX_CATEGORY_RATES = 1_000
+# Versions sent in one RPUSH when an earlier release's list is rewritten as changes.
+REWRITE_PER_COMMAND = 1_000
 MAX_CREATOR_RATES = 1_000
 
 
@@ -35,13 +39,16 @@ class StoredVersion(msgspec.Struct, frozen=True):
     effective_ms: int
     default_bps: int
     categories: dict[str, int] = {}
-    skus: dict[str, int] = {}  # a version stored whole (before sku_changes): its complete SKU table
+    # A version stored whole (before sku_changes): its complete SKU table. null in a version stored as
+    # changes, so that an earlier release, which would read a missing table as "no SKU rates" and write
+    # that back whole, refuses the version instead (docs/operations.md: stop it before the upgrade).
+    skus: dict[str, int] | None = None
     creators: dict[str, int] = {}
     sku_changes: dict[str, int | None] | None = None  # the SKU rates this version set or cleared (None)
 
     def changes_from(self, table: dict[str, int]) -> dict[str, int | None]:
         """The SKU rates this version set (int) or cleared (None) on `table`, the one before it."""
-        return self.sku_changes if self.sku_changes is not None else _difference(table, self.skus)
+        return self.sku_changes if self.sku_changes is not None else _difference(table, self.skus or {})
 
 
 def _difference(before: dict[str, int], after: dict[str, int]) -> dict[str, int | None]:
@@ -180,7 +187,7 @@ class RateStore:
                     await pipe.watch(key)
                     raws = await pipe.lrange(key, 0, -1)
                     # In a thread: the SKU table is every version's changes, a big catalog's a C call each.
-                    previous = await asyncio.to_thread(_current, raws) if raws else None
+                    previous, rewritten = await asyncio.to_thread(_current, raws) if raws else (None, None)
                     default, categories, skus, creators = change(previous)
                     if previous is not None and (default, categories, skus, creators) == (
                         previous.default_bps,
@@ -201,6 +208,12 @@ class RateStore:
                         sku_changes=_difference(previous.skus if previous else {}, skus),
                     )
                     pipe.multi()
+                    if rewritten is not None:
+                        # Versions stored whole by an earlier release, rewritten once as their changes
+                        # (the same tables): every later write would read and fold them again.
+                        pipe.delete(key)
+                        for start in range(0, len(rewritten), REWRITE_PER_COMMAND):
+                            pipe.rpush(key, *rewritten[start : start + REWRITE_PER_COMMAND])
                     pipe.rpush(key, msgspec.json.encode(version))
                     await pipe.execute()
                     return _rule(version, skus)
@@ -238,14 +251,22 @@ class RateStore:
         return await self.append(merchant_id, now_ms, change)
 
 
-def _current(raws: list[bytes]) -> StoredVersion:
-    """The last stored version with its whole SKU table in `skus` (decoded one version at a time: one
-    stored whole before sku_changes is freed once its changes are taken)."""
+def _current(raws: list[bytes]) -> tuple[StoredVersion, list[bytes] | None]:
+    """The last stored version with its whole SKU table in `skus`, and the versions as changes if any was
+    stored whole (else None). Decoded one version at a time: one stored whole is freed once its changes
+    are taken."""
     table: dict[str, int] = {}
+    rewritten: list[bytes] = []
+    whole = False
     for raw in raws:
         last = msgspec.json.decode(raw, type=StoredVersion)
-        _apply(table, last.changes_from(table))
-    return msgspec.structs.replace(last, skus=table, sku_changes=None)
+        changes = last.changes_from(table)
+        _apply(table, changes)
+        if last.sku_changes is None:
+            whole = True
+            raw = msgspec.json.encode(msgspec.structs.replace(last, skus=None, sku_changes=changes))
+        rewritten.append(raw)
+    return msgspec.structs.replace(last, skus=table, sku_changes=None), rewritten if whole else None
 
 
 def _rule(version: StoredVersion, skus: dict[str, int]) -> RateVersion:
