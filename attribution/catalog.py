@@ -92,9 +92,6 @@ def check_product(product: Product) -> None:
         check_bps(product.rate_bps, f"rate_bps of {sku!r}")
 
 
-_JSON_SPACE = re.compile(rb"[ \t\r\n]*")  # what JSON allows before a value
-
-
 @functools.lru_cache(maxsize=4)
 def _slots(limit: int) -> tuple[msgspec.json.Decoder, msgspec.json.Decoder]:
     """Decoders of a catalog body's list (`[...]`, or `{"products": [...]}`) into at most `limit` slots, each
@@ -116,8 +113,10 @@ def split_body(body: bytes, limit: int = MAX_PRODUCTS_PER_PUT) -> list[msgspec.R
     msgspec.DecodeError (not JSON), msgspec.ValidationError (wrong shape) or CatalogTooLarge (more than
     `limit` products: found at the first one too many)."""
     as_list, as_object = _slots(limit)
-    start = _JSON_SPACE.match(body).end()
-    decoder = as_list if body[start : start + 1] == b"[" else as_object
+    # The first bracket or brace says which: a regex over leading whitespace held the loop 20 ms for 8 MiB
+    # of it (helper-74); a wrong pick is only made for a body msgspec refuses either way.
+    bracket, brace = body.find(b"["), body.find(b"{")
+    decoder = as_list if bracket >= 0 and (brace < 0 or bracket < brace) else as_object
     try:
         decoded = decoder.decode(body)
     except RecursionError:  # arrays nested ~1,000 deep inside a product: msgspec's parser recurses

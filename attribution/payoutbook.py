@@ -172,12 +172,16 @@ class PayoutBook:
         for payout in under_way:
             await self._write_step(payout, _STEP_OF[payout.status], now_ms, swept=finished)
             finished = True
+        if stepping is None:
+            # Only once every step found is finished: written before, a finishing cut short would have
+            # left a `failing` payout no later write looks for (helper-74: its rows were paid twice).
+            await self._redis.hsetnx(key, STEP_FIELD, "")
         return finished
 
     async def _under_way_by_status(self, key: str) -> list[Payout]:
         """The payouts marked `paying` or `failing` in a hash that has no STEP_FIELD, which releases before
-        it did not write (a step they cut short is found by its status alone); then STEP_FIELD is written
-        (even in a hash of no payout), so that the hash is read whole once."""
+        it did not write (a step they cut short is found by its status alone). The caller writes STEP_FIELD
+        once it has finished them (even in a hash of no payout), so that the hash is read whole once."""
         found: list[Payout] = []
         async for chunk in hscan_values(self._redis, key, RECORDS_PER_WRITE, "payout:*"):
 
@@ -186,7 +190,6 @@ class PayoutBook:
                 return [payout for payout in decoded if payout.status in _STEP_OF]
 
             found += await asyncio.to_thread(stepping)
-        await self._redis.hsetnx(key, STEP_FIELD, "")
         return found
 
     async def _book(self, batch: Batch, now_ms: int, resumed: bool) -> Batch:

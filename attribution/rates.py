@@ -29,8 +29,8 @@ from core.keys import Keys
 MAX_RATE_BPS = 10_000
 # Entries of one rates PUT: every version repeats these maps whole, and the attributor reads every version.
 MAX_CATEGORY_RATES = 1_000
-# Versions sent in one RPUSH when an earlier release's list is rewritten as changes.
-REWRITE_PER_COMMAND = 1_000
+# About how many bytes of versions one RPUSH carries when an earlier release's list is rewritten.
+REWRITE_BYTES_PER_COMMAND = 1 << 20
 MAX_CREATOR_RATES = 1_000
 
 
@@ -47,8 +47,12 @@ class StoredVersion(msgspec.Struct, frozen=True):
     sku_changes: dict[str, int | None] | None = None  # the SKU rates this version set or cleared (None)
 
     def changes_from(self, table: dict[str, int]) -> dict[str, int | None]:
-        """The SKU rates this version set (int) or cleared (None) on `table`, the one before it."""
-        return self.sku_changes if self.sku_changes is not None else _difference(table, self.skus or {})
+        """The SKU rates this version set (int) or cleared (None) on `table`, the one before it. A version
+        with neither a table nor changes (no writer makes one) changes nothing: read as an empty table,
+        it would clear every SKU rate."""
+        if self.sku_changes is not None:
+            return self.sku_changes
+        return {} if self.skus is None else _difference(table, self.skus)
 
 
 def _difference(before: dict[str, int], after: dict[str, int]) -> dict[str, int | None]:
@@ -212,8 +216,8 @@ class RateStore:
                         # Versions stored whole by an earlier release, rewritten once as their changes
                         # (the same tables): every later write would read and fold them again.
                         pipe.delete(key)
-                        for start in range(0, len(rewritten), REWRITE_PER_COMMAND):
-                            pipe.rpush(key, *rewritten[start : start + REWRITE_PER_COMMAND])
+                        for batch in _batches(rewritten, REWRITE_BYTES_PER_COMMAND):
+                            pipe.rpush(key, *batch)
                     pipe.rpush(key, msgspec.json.encode(version))
                     await pipe.execute()
                     return _rule(version, skus)
@@ -267,6 +271,19 @@ def _current(raws: list[bytes]) -> tuple[StoredVersion, list[bytes] | None]:
             raw = msgspec.json.encode(msgspec.structs.replace(last, skus=None, sku_changes=changes))
         rewritten.append(raw)
     return msgspec.structs.replace(last, skus=table, sku_changes=None), rewritten if whole else None
+
+
+def _batches(raws: list[bytes], max_bytes: int) -> list[list[bytes]]:
+    """`raws` in order, in runs of about `max_bytes` (a run holds at least one)."""
+    batches: list[list[bytes]] = []
+    size = max_bytes
+    for raw in raws:
+        if size + len(raw) > max_bytes:
+            batches.append([])
+            size = 0
+        batches[-1].append(raw)
+        size += len(raw)
+    return batches
 
 
 def _rule(version: StoredVersion, skus: dict[str, int]) -> RateVersion:

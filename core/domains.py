@@ -145,14 +145,15 @@ def history_entries(
 ) -> list[tuple[str, str]]:
     """(domain, entry) to append to `Keys.domain_owners` when `merchant_id` registers `domains`. `owned`:
     the owner of each registered domain now; `latest`: each domain's last entry (None: no history). An
-    entry is never dated before the one before it, whatever this machine's clock says (a retry after a
-    WatchError, or another node's clock, may be behind). A domain taken from an owner with no history
+    entry is dated after the one before it, whatever this machine's clock says (a retry after a
+    WatchError, or another node's clock, may be behind): at the same time, the owner before would vanish
+    from host_timeline. A domain taken from an owner with no history
     (registered before histories were kept) first gets that owner's entry at 0: its orders received until
     now keep their clicks."""
     entries = []
     for domain in domains:
         last = latest.get(domain)
-        since_ms = now_ms if last is None else max(now_ms, int(last.split(b":", 1)[0]))
+        since_ms = now_ms if last is None else max(now_ms, int(last.split(b":", 1)[0]) + 1)
         if last is None and owned.get(domain, merchant_id) != merchant_id:
             entries.append((domain, f"0:{owned[domain]}"))
         entries.append((domain, f"{since_ms}:{merchant_id}"))
@@ -179,7 +180,7 @@ async def read_owner_timelines(
             history[name] = [(int(at), who) for at, who in pairs]
             for index in range(1, len(entries)):  # in list order, the order they were made: see register
                 since, who = history[name][index]
-                history[name][index] = (max(since, history[name][index - 1][0]), who)
+                history[name][index] = (max(since, history[name][index - 1][0] + 1), who)
     return {host: (owner_of(host, current), host_timeline(host, current, history)) for host in hosts}
 
 

@@ -319,3 +319,29 @@ def test_after_a_domain_moved_the_ip_rule_counts_for_the_owner_when_the_order_ca
         await r.aclose()
 
     asyncio.run(scenario())
+
+
+def test_the_ip_rule_groups_hosts_that_changed_hands_alike(settings, backend) -> None:
+    """helper-74: each host of a click's hour was a group that rules.as_of walked for every order (5,000
+    hosts: 2 ms an order). Clicks recorded for nobody on hosts of the same timeline are one group."""
+    keys = Keys(settings.redis_prefix)
+    ids = ClickIds(settings.secret_bytes)
+
+    async def scenario():
+        r = Redis.from_url(settings.redis_url)
+        await add_merchant(
+            r, keys, "m1", ["shop.m1.example"], T0 - DAY, review=ReviewRules(max_clicks_per_ip_hour=3)
+        )
+        c = [ids.new(T0 + i * 1000) for i in range(51)]
+        insert_clicks(
+            backend,
+            [(c[0], T0, "alice", "m1", "shop.m1.example", 0, 0)]
+            + [(c[i], T0 + i * 1000, "alice", "", f"host{i}.example", 0, 0) for i in range(1, 51)],
+        )
+        facts = await Attributor(r, keys, backend, ids)._clicks.facts({c[0]}, details=True)
+        await r.aclose()
+        groups = sorted(facts[c[0]].ip_hour_groups)
+        assert groups == [("", ((0, ""),), 50), ("m1", (), 1)]
+        assert facts[c[0]].ip_hour_clicks == 1
+
+    asyncio.run(scenario())

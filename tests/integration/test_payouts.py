@@ -417,14 +417,18 @@ def test_a_failure_while_a_batch_is_cut_short_finishes_the_batch_first(
     asyncio.run(scenario())
 
 
-@pytest.mark.parametrize("pre_release", [False, True])
+@pytest.mark.parametrize(
+    ("pre_release", "finishing_cut_short"), [(False, False), (True, False), (True, True)]
+)
 def test_a_failure_cut_short_is_finished_before_a_batch_reads_the_ledger(
-    settings, backend, monkeypatch, pre_release: bool
+    settings, backend, monkeypatch, pre_release: bool, finishing_cut_short: bool
 ) -> None:
     """Found by an adversarial pass: a failure that released its payout's rows but died before the
     transfers that take them back out of `in_payout`; a batch then paid the rows again (in_payout 2396,
     approved -1198 for 1198 earned). `pre_release`: the failure was cut short by a release that did not
-    name the step under way (no STEP_FIELD in the hash); it is found by the payout's status."""
+    name the step under way (no STEP_FIELD in the hash); it is found by the payout's status.
+    `finishing_cut_short`: and the first write's finishing of it is cut short too (helper-74: the field,
+    written before, then hid the payout from every later write)."""
     keys = Keys(settings.redis_prefix)
     ids = ClickIds(settings.secret_bytes)
 
@@ -444,6 +448,17 @@ def test_a_failure_cut_short_is_finished_before_a_batch_reads_the_ledger(
         assert (await book.get(first)).status == payouts.STATUS_FAILING
         if pre_release:
             assert await r.hdel(keys.payouts("m1"), STEP_FIELD) == 1
+        if finishing_cut_short:
+            settle = book._settle
+
+            async def gone() -> None:
+                raise ConnectionError("ClickHouse went away before the finishing began")
+
+            monkeypatch.setattr(book, "_settle", gone)
+            with pytest.raises(ConnectionError):
+                await book.create_batch("m1", T0 + 5 * HOUR, 0, T0 + 5 * HOUR)
+            monkeypatch.setattr(book, "_settle", settle)
+            await r.delete(keys.attribution_lock)
         batch, _ = await book.create_batch("m1", T0 + 5 * HOUR, 0, T0 + 5 * HOUR)
         assert (await book.get(first)).status == payouts.STATUS_FAILED  # finished first
         assert [p.amount_minor for p in batch.planned] == [1198]

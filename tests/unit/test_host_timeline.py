@@ -3,9 +3,10 @@ had when the order was first received (rules.as_of): table-driven."""
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
-from attribution import rules
+from attribution import ledger, rules
 from core.domains import history_entries, host_timeline
 
 T = 1_000_000
@@ -113,8 +114,45 @@ def test_owner_near_prefers_the_orders_merchant_within_the_clock_tolerance(at_ms
         ({"d.example": "m1"}, {}, T, [("d.example", "0:m1"), ("d.example", f"{T}:m2")]),  # taken, no history
         ({"d.example": "m1"}, {"d.example": b"5:m1"}, T, [("d.example", f"{T}:m2")]),
         # this machine's clock is behind the last entry (another node's, or a retry after a WatchError)
-        ({"d.example": "m1"}, {"d.example": f"{2 * T}:m1".encode()}, T, [("d.example", f"{2 * T}:m2")]),
+        ({"d.example": "m1"}, {"d.example": f"{2 * T}:m1".encode()}, T, [("d.example", f"{2 * T + 1}:m2")]),
     ],
 )
 def test_history_entries(owned, latest, now_ms, entries) -> None:
     assert history_entries("m2", ["d.example"], owned, latest, now_ms) == entries
+
+
+def test_an_owner_stamped_behind_the_one_before_still_shows_in_the_timeline() -> None:
+    """helper-74: m1's node 60 s ahead, m2 taking the domain 30 s later. Dated at the same time as m1's
+    entry, m2's hid m1 altogether, and m1's order received meanwhile was another merchant's."""
+    m1_at = T + 60_000
+    [(_, entry)] = history_entries(
+        "m2", ["shop.example"], {"shop.example": "m1"}, {"shop.example": f"{m1_at}:m1".encode()}, T + 30_000
+    )
+    since = int(entry.split(":")[0])
+    timeline = host_timeline(
+        "shop.example", {"shop.example": "m2"}, {"shop.example": [(m1_at, "m1"), (since, "m2")]}
+    )
+    assert timeline == ((0, ""), (m1_at, "m1"), (m1_at + 1, "m2"))
+    assert rules.owner_near(timeline, m1_at + 10_000, "m1") == "m1"
+
+
+@pytest.mark.parametrize(
+    ("created_received_ms", "refund_received_ms", "registered_ms", "judged_ms"),
+    [
+        (5 * T, 9 * T, 0, 5 * T),  # the first receipt
+        (5 * T, 4 * T, 0, 4 * T),  # a refund heard of first (parked): the first receipt of any event
+        (0, 9 * T, 0, 3 * T),  # created stored without a receipt: its time, not the refund's receipt
+        (0, 9 * T, 7 * T, 7 * T),  # ... never before its merchant registered
+        (0, 0, 2 * T, 3 * T),
+    ],
+)
+def test_when_an_order_was_first_received(
+    created_received_ms, refund_received_ms, registered_ms, judged_ms
+) -> None:
+    created = ledger.OrderEvent(
+        "m1", "w1", "order.created", "O-1", "c1", "EUR", 3 * T, (), (), created_received_ms
+    )
+    refund = msgspec.structs.replace(
+        created, webhook_id="w2", type="order.refunded", received_ms=refund_received_ms
+    )
+    assert ledger.fold([created, refund]).judged_ms(registered_ms) == judged_ms

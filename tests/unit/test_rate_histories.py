@@ -116,3 +116,10 @@ def test_a_skus_rate_is_its_latest_change_at_or_before_the_version(version, sku,
             rates[sku]
     else:
         assert rates[sku] == rate
+
+
+def test_a_version_with_neither_a_table_nor_changes_changes_nothing() -> None:
+    """No writer makes one (helper-74 asked): read as an empty whole table it would clear every SKU rate."""
+    first = msgspec.json.encode(StoredVersion(1, 1000, 500, {}, {"A": 1, "B": 2}, {}))
+    neither = b'{"version":2,"effective_ms":2000,"default_bps":500,"skus":null,"sku_changes":null}'
+    assert [dict(v.skus) for v in decode_versions([first, neither])] == [{"A": 1, "B": 2}, {"A": 1, "B": 2}]
