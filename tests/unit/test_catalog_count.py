@@ -76,18 +76,3 @@ def test_a_flood_of_tiny_entries_is_refused_at_the_first_one_too_many(body: byte
     with pytest.raises(catalog.CatalogTooLarge):
         catalog.split_body(body)
     assert time.process_time() - started < whole_s / 20
-
-
-@pytest.mark.parametrize(
-    ("body", "error"),
-    [
-        (b"5", msgspec.ValidationError),
-        (b'{"products": 5}', msgspec.ValidationError),
-        (b"{}", msgspec.ValidationError),
-        (b"[1, 2", msgspec.DecodeError),
-        (b"[" * 5_000 + b"]" * 5_000, msgspec.DecodeError),
-    ],
-)
-def test_a_body_that_is_not_a_list_of_products_is_refused(body: bytes, error) -> None:
-    with pytest.raises(error):
-        catalog.split_body(body)

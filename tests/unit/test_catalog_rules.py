@@ -111,6 +111,10 @@ def test_products_per_put_are_bounded(count: int, refused: bool, wrapped: bool) 
         (b'{"items": []}', msgspec.ValidationError),
         (b"5", msgspec.ValidationError),
         (b'"x"', msgspec.ValidationError),
+        (b'{"products": 5}', msgspec.ValidationError),
+        (b"{}", msgspec.ValidationError),
+        (b"[1, 2", msgspec.DecodeError),
+        (b"[" * 5_000 + b"]" * 5_000, msgspec.DecodeError),
     ],
 )
 def test_catalog_bodies_of_the_wrong_shape_are_refused(body: bytes, error: type) -> None:
