@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from attribution import rules
+from attribution import rates, rules
 from attribution.rates import StoredVersion, decode_versions
 from attribution.rules import RateVersion, SkuRates
 
@@ -123,3 +123,19 @@ def test_a_version_with_neither_a_table_nor_changes_changes_nothing() -> None:
     first = msgspec.json.encode(StoredVersion(1, 1000, 500, {}, {"A": 1, "B": 2}, {}))
     neither = b'{"version":2,"effective_ms":2000,"default_bps":500,"skus":null,"sku_changes":null}'
     assert [dict(v.skus) for v in decode_versions([first, neither])] == [{"A": 1, "B": 2}, {"A": 1, "B": 2}]
+
+
+@pytest.mark.parametrize(
+    ("sizes", "runs"),
+    [
+        ([], []),
+        ([10], [[10]]),
+        ([60, 60, 60], [[60], [60], [60]]),
+        ([30, 30, 30, 200, 1], [[30, 30, 30], [200], [1]]),
+    ],
+)
+def test_a_rewrite_is_sent_in_runs_of_about_the_byte_bound(sizes, runs) -> None:
+    """A legacy list's rewrite goes in RPUSHes of about REWRITE_BYTES_PER_COMMAND (here 100), in order; a
+    version bigger than the bound goes alone (helper-74: a count of 1,000 could make one huge command)."""
+    raws = [bytes(size) for size in sizes]
+    assert [[len(raw) for raw in run] for run in rates._batches(raws, 100)] == runs
