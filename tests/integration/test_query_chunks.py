@@ -67,8 +67,8 @@ def test_a_recovered_batch_of_the_longest_webhook_ids_is_checked(clickhouse) -> 
 
 
 def test_a_chunk_of_clicks_of_many_creators_and_addresses_is_counted(clickhouse) -> None:
-    """The review rule's count of human clicks per (creator, IP hash, hour) for a chunk of 5,000 clicks,
-    each of another creator (64 characters) and address: the hashes go as a UInt64 set."""
+    """The review rule's count of human clicks per (creator, IP hash, hour, merchant) for a chunk of 5,000
+    clicks, each of another creator (64 characters) and address: the hashes go as a UInt64 set."""
     from tests.integration.test_schema import click_row, insert_clicks
 
     migrate(clickhouse, log=lambda _line: None)
@@ -88,4 +88,8 @@ def test_a_chunk_of_clicks_of_many_creators_and_addresses_is_counted(clickhouse)
         ],
     )
     counts = queries.human_clicks_per_ip_hour(clickhouse, creators, hashes, [hour])
-    assert counts == {(creators[0], hashes[0], hour): 2, (creators[-1], hashes[-1], hour): 1}
+    # keyed also by the merchant recorded for, and by the host where it is nobody (here m1 for all)
+    assert counts == {
+        (creators[0], hashes[0], hour, "m1", ""): 2,
+        (creators[-1], hashes[-1], hour, "m1", ""): 1,
+    }
