@@ -89,36 +89,30 @@ class ClickLookup:
             sorted(set(hour_of.values())),
         )
         # Counted for the merchant each click counts for (rules.is_merchants): a creator's clicks on other
-        # merchants' links are neither this merchant's to judge nor to be shown in its trace. Here by the
-        # hosts' owners now; each click keeps its groups, with the timelines of the hosts of clicks
-        # recorded for nobody, and rules.as_of counts them again for the owners when an order came.
-        owners = await self._merchants.owner_timelines(sorted({host for (*_, host) in counts if host}))
-        per_merchant: dict[tuple[str, int, int, str], int] = defaultdict(int)
-        # Summed per merchant recorded for, and per timeline for clicks recorded for nobody (hosts that
-        # changed hands alike are one group): as_of walks these for every order (helper-74: 5,000 hosts of
-        # one hour were 2 ms an order).
+        # merchants' links are neither this merchant's to judge nor to be shown in its trace. Each click
+        # keeps its hour's groups, summed per merchant recorded for and per host timeline for clicks
+        # recorded for nobody (helper-74: one group per host was 2 ms an order for 5,000 hosts), so that
+        # rules.as_of counts them again for the owners when an order came; here, for the owners now.
+        timelines = await self._merchants.owner_timelines(sorted({host for (*_, host) in counts if host}))
         groups: dict[tuple[str, int, int], dict[tuple[str, tuple], int]] = defaultdict(
             lambda: defaultdict(int)
         )
         for (creator_id, ip_hash, hour, merchant_id, host), count in counts.items():
-            owner_now, timeline = owners.get(host, ("", ())) if host else ("", ())
-            per_merchant[creator_id, ip_hash, hour, merchant_id or owner_now] += count
-            groups[creator_id, ip_hash, hour][merchant_id, () if merchant_id else timeline] += count
+            timeline = () if merchant_id else timelines.get(host, ("", ()))[1]
+            groups[creator_id, ip_hash, hour][merchant_id, timeline] += count
         detailed = {}
         for click_id, code, ip_hash in extra:
             click = facts[click_id]
-            hour = hour_of[click_id]
-            merchant = click.merchant_id or click.host_owner
+            summed = groups.get((click.creator_id, ip_hash, hour_of[click_id]), {})
+            hour_groups = tuple(
+                (merchant_id, timeline, count) for (merchant_id, timeline), count in summed.items()
+            )
+            counted_for = click.merchant_id or click.host_owner
             detailed[click_id] = msgspec.structs.replace(
                 click,
                 code=code,
-                ip_hour_clicks=per_merchant.get((click.creator_id, ip_hash, hour, merchant), 0),
-                ip_hour_groups=tuple(
-                    (merchant_id, timeline, count)
-                    for (merchant_id, timeline), count in groups.get(
-                        (click.creator_id, ip_hash, hour), {}
-                    ).items()
-                ),
+                ip_hour_clicks=rules.ip_hour_count(hour_groups, counted_for, None),
+                ip_hour_groups=hour_groups,
             )
         return detailed
 

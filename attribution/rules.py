@@ -222,14 +222,27 @@ def as_of(click: ClickFacts, received_ms: int, merchant_id: str) -> ClickFacts:
     counted_for = click.merchant_id or owner
     count = click.ip_hour_clicks
     if click.ip_hour_groups:
-        count = sum(
-            clicks
-            for recorded_for, timeline, clicks in click.ip_hour_groups
-            if (recorded_for or owner_near(timeline, received_ms, counted_for)) == counted_for
-        )
+        count = ip_hour_count(click.ip_hour_groups, counted_for, received_ms)
     return msgspec.structs.replace(
         click, host_owner=owner, host_owners=(), ip_hour_clicks=count, ip_hour_groups=()
     )
+
+
+def ip_hour_count(
+    groups: tuple[tuple[str, tuple[tuple[int, str], ...], int], ...], counted_for: str, at_ms: int | None
+) -> int:
+    """The clicks of `groups` (ClickFacts.ip_hour_groups) that count for `counted_for`: recorded for it, or
+    for nobody on a host it owned at `at_ms` (`owner_near`; None: it owns now, the timeline's last owner)."""
+    total = 0
+    for recorded_for, timeline, clicks in groups:
+        if not recorded_for:
+            if at_ms is None:
+                recorded_for = timeline[-1][1] if timeline else ""
+            else:
+                recorded_for = owner_near(timeline, at_ms, counted_for)
+        if recorded_for == counted_for:
+            total += clicks
+    return total
 
 
 def is_merchants(click: ClickFacts, merchant_id: str) -> bool:
